@@ -1,0 +1,322 @@
+// keel/detail/lock_diagnosis.hpp - who holds a RocksDB LOCK file, and on what
+// filesystem it lives. Standard library + POSIX only; used to turn RocksDB's
+// "While lock file: ..." errors into actionable messages.
+//
+// Background (see design/rocksdb-facts.md, "The LOCK file"): a read-write
+// RocksDB open takes a POSIX fcntl(F_SETLK, F_WRLCK) lock on <dir>/LOCK and
+// keeps the descriptor open. Closing ANY descriptor of that file drops all of
+// this process's fcntl locks on it, so nothing here opens the lock file unless
+// the caller explicitly allows it.
+#pragma once
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#if defined(__linux__)
+#include <dirent.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
+#elif defined(__APPLE__)
+#include <sys/mount.h>
+#include <sys/param.h>
+#include <sys/sysctl.h>
+#endif
+
+namespace keel::detail {
+
+// A process holding a lock. `command` is its command line (arguments joined by
+// spaces, trimmed); empty if it could not be read (exited, other user, ...).
+struct lock_holder {
+    long pid = 0;
+    std::string command;
+};
+
+namespace lock_diagnosis_impl {
+
+inline std::string trim_spaces(std::string s) {
+    auto const first = s.find_first_not_of(" \t\r\n");
+    if (first == std::string::npos) return {};
+    auto const last = s.find_last_not_of(" \t\r\n");
+    return s.substr(first, last - first + 1);
+}
+
+// Command line of `pid`, or "" if unknown. Never throws.
+inline std::string command_of(long pid) noexcept {
+    try {
+        if (pid <= 0) return {};
+#if defined(__linux__)
+        std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+        if (!in) return {};
+        std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        for (char& c : s)
+            if (c == '\0') c = ' ';
+        return trim_spaces(std::move(s));
+#elif defined(__APPLE__)
+        // KERN_PROCARGS2: int argc, exec path, NUL padding, argv[0..argc), env.
+        int argmax = 0;
+        std::size_t size = sizeof(argmax);
+        int mib_max[2] = {CTL_KERN, KERN_ARGMAX};
+        if (::sysctl(mib_max, 2, &argmax, &size, nullptr, 0) != 0 || argmax <= 0) return {};
+        std::string buf(static_cast<std::size_t>(argmax), '\0');
+        size = buf.size();
+        int mib[3] = {CTL_KERN, KERN_PROCARGS2, static_cast<int>(pid)};
+        if (::sysctl(mib, 3, buf.data(), &size, nullptr, 0) != 0 || size < sizeof(int)) return {};
+        buf.resize(size);
+        int argc = 0;
+        std::memcpy(&argc, buf.data(), sizeof(argc));
+        std::size_t pos = sizeof(argc);
+        pos = buf.find('\0', pos);  // skip exec path
+        if (pos == std::string::npos) return {};
+        pos = buf.find_first_not_of('\0', pos);  // skip padding
+        std::string out;
+        for (int i = 0; i < argc && pos != std::string::npos && pos < buf.size(); ++i) {
+            auto const end = buf.find('\0', pos);
+            if (!out.empty()) out += ' ';
+            out.append(buf, pos, end == std::string::npos ? std::string::npos : end - pos);
+            if (end == std::string::npos) break;
+            pos = end + 1;
+        }
+        return trim_spaces(std::move(out));
+#else
+        return {};
+#endif
+    } catch (...) {
+        return {};
+    }
+}
+
+// F_GETLK on a fresh read-only descriptor. Only valid when this process holds
+// no fcntl lock on `lock_file` (closing the descriptor would drop it).
+inline std::optional<lock_holder> query_with_getlk(const std::filesystem::path& lock_file) noexcept {
+    try {
+        int const fd = ::open(lock_file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0) return std::nullopt;
+        struct flock fl {};
+        fl.l_type = F_WRLCK;  // "could I write-lock the whole file?"
+        fl.l_whence = SEEK_SET;
+        fl.l_start = 0;
+        fl.l_len = 0;
+        int rc;
+        do {
+            rc = ::fcntl(fd, F_GETLK, &fl);
+        } while (rc != 0 && errno == EINTR);
+        ::close(fd);
+        if (rc != 0 || fl.l_type == F_UNLCK) return std::nullopt;
+        lock_holder h;
+        h.pid = static_cast<long>(fl.l_pid);
+        h.command = command_of(h.pid);
+        return h;
+    } catch (...) {
+        return std::nullopt;
+    }
+}
+
+#if defined(__linux__)
+// One line of /proc/locks describing a granted (not waiting) POSIX write lock.
+struct proc_lock_entry {
+    long pid = 0;
+    unsigned long dev_major = 0, dev_minor = 0;  // printed in hex by the kernel
+    unsigned long long inode = 0;                // printed in decimal
+};
+
+// Parses e.g. "1: POSIX  ADVISORY  WRITE 1234 fe:00:5678 0 EOF".
+// Rejects waiter lines ("1: -> POSIX ..."), FLOCK, OFDLCK, LEASE, READ locks.
+inline std::optional<proc_lock_entry> parse_proc_locks_line(const std::string& line) {
+    std::istringstream in(line);
+    std::string id, kind, mode, access, pid_s, dev_ino;
+    if (!(in >> id >> kind)) return std::nullopt;
+    if (kind != "POSIX") return std::nullopt;  // includes "->" (waiters)
+    if (!(in >> mode >> access >> pid_s >> dev_ino)) return std::nullopt;
+    if (access != "WRITE") return std::nullopt;
+    proc_lock_entry e;
+    try {
+        std::size_t used = 0;
+        e.pid = std::stol(pid_s, &used, 10);
+        if (used != pid_s.size()) return std::nullopt;
+        auto const c1 = dev_ino.find(':');
+        auto const c2 = c1 == std::string::npos ? c1 : dev_ino.find(':', c1 + 1);
+        if (c2 == std::string::npos) return std::nullopt;
+        e.dev_major = std::stoul(dev_ino.substr(0, c1), nullptr, 16);
+        e.dev_minor = std::stoul(dev_ino.substr(c1 + 1, c2 - c1 - 1), nullptr, 16);
+        e.inode = std::stoull(dev_ino.substr(c2 + 1), nullptr, 10);
+    } catch (...) {
+        return std::nullopt;
+    }
+    return e;
+}
+
+// Does `pid` have an open descriptor on the file (dev, ino)? Used only to
+// confirm an inode-only match (btrfs subvolumes and overlayfs can report a
+// st_dev that differs from the superblock device printed in /proc/locks).
+inline bool process_has_file_open(long pid, dev_t dev, ino_t ino) noexcept {
+    try {
+        std::string const dir = "/proc/" + std::to_string(pid) + "/fd/";
+        std::string entry;
+        DIR* d = ::opendir(dir.c_str());
+        if (d == nullptr) return false;
+        bool found = false;
+        try {
+            while (dirent* ent = ::readdir(d)) {
+                if (ent->d_name[0] == '.') continue;
+                entry.assign(dir).append(ent->d_name);
+                struct stat st {};
+                // stat() follows the magic link to the open file without opening it.
+                if (::stat(entry.c_str(), &st) == 0 && st.st_dev == dev && st.st_ino == ino) {
+                    found = true;
+                    break;
+                }
+            }
+        } catch (...) {
+        }
+        ::closedir(d);
+        return found;
+    } catch (...) {
+        return false;
+    }
+}
+#endif
+
+}  // namespace lock_diagnosis_impl
+
+// Who holds a POSIX (fcntl) write lock on `lock_file`; nullopt if nobody does,
+// the file does not exist, or it cannot be determined.
+// Linux: reads /proc/locks and matches the file's device and inode; never
+// opens `lock_file` (safe to call from the process holding the lock, which
+// then reports itself). If /proc/locks is unreadable, falls back to F_GETLK
+// when `may_open_lock_file` is true.
+// Elsewhere: F_GETLK on a fresh O_RDONLY descriptor, and only when
+// `may_open_lock_file` is true: the caller guarantees this process holds no
+// lock on the file (F_GETLK never reports the caller's own locks anyway).
+inline std::optional<lock_holder> find_lock_holder(const std::filesystem::path& lock_file,
+                                                   bool may_open_lock_file = false) noexcept {
+    try {
+        struct stat st {};
+        if (::stat(lock_file.c_str(), &st) != 0) return std::nullopt;
+#if defined(__linux__)
+        std::ifstream locks("/proc/locks");
+        if (!locks) {
+            if (may_open_lock_file) return lock_diagnosis_impl::query_with_getlk(lock_file);
+            return std::nullopt;
+        }
+        unsigned long const want_major = major(st.st_dev);
+        unsigned long const want_minor = minor(st.st_dev);
+        auto const want_ino = static_cast<unsigned long long>(st.st_ino);
+        std::optional<long> inode_only;  // first pid matching the inode on another device
+        std::string line;
+        while (std::getline(locks, line)) {
+            auto const e = lock_diagnosis_impl::parse_proc_locks_line(line);
+            if (!e || e->inode != want_ino) continue;
+            if (e->dev_major == want_major && e->dev_minor == want_minor) {
+                lock_holder h;
+                h.pid = e->pid;
+                h.command = lock_diagnosis_impl::command_of(e->pid);
+                return h;
+            }
+            if (!inode_only && e->pid > 0 && lock_diagnosis_impl::process_has_file_open(e->pid, st.st_dev, st.st_ino))
+                inode_only = e->pid;
+        }
+        if (inode_only) {
+            lock_holder h;
+            h.pid = *inode_only;
+            h.command = lock_diagnosis_impl::command_of(*inode_only);
+            return h;
+        }
+        return std::nullopt;
+#else
+        if (!may_open_lock_file) return std::nullopt;
+        return lock_diagnosis_impl::query_with_getlk(lock_file);
+#endif
+    } catch (...) {
+        return std::nullopt;
+    }
+}
+
+// Human name of the filesystem holding `p` ("ext2/ext3/ext4", "xfs", "nfs",
+// ...), "unknown (0x<magic>)" for an unlisted Linux magic number, "" if
+// statfs fails. macOS: statfs f_fstypename ("apfs", "smbfs", ...).
+inline std::string filesystem_name(const std::filesystem::path& p) noexcept {
+    try {
+#if defined(__linux__)
+        struct statfs sfs {};
+        if (::statfs(p.c_str(), &sfs) != 0) return {};
+        // f_type is signed on some ABIs: compare the low 32 bits only.
+        auto const magic = static_cast<std::uint32_t>(sfs.f_type);
+        switch (magic) {
+            case 0xEF53u: return "ext2/ext3/ext4";
+            case 0x58465342u: return "xfs";
+            case 0x9123683Eu: return "btrfs";
+            case 0x01021994u: return "tmpfs";
+            case 0x858458F6u: return "ramfs";
+            case 0x794C7630u: return "overlayfs";
+            case 0x61756673u: return "aufs";
+            case 0x6969u: return "nfs";
+            case 0xFF534D42u: return "cifs";
+            case 0xFE534D42u: return "smb2";
+            case 0x517Bu: return "smb";
+            case 0x65735546u: return "fuse";
+            case 0x2FC12FC1u: return "zfs";
+            case 0x01021997u: return "9p";
+            case 0x4D44u: return "vfat";
+            case 0x2011BAB0u: return "exfat";
+            case 0x5346544Eu: return "ntfs";
+            case 0x7366746Eu: return "ntfs3";
+            case 0x00C36400u: return "ceph";
+            case 0x73717368u: return "squashfs";
+            case 0xE0F5E1E2u: return "erofs";
+            case 0xF2F52010u: return "f2fs";
+            case 0xCA451A4Eu: return "bcachefs";
+            case 0x3153464Au: return "jfs";
+            case 0x52654973u: return "reiserfs";
+            case 0x3434u: return "nilfs2";
+            case 0x01161970u: return "gfs2";
+            case 0x7461636Fu: return "ocfs2";
+            case 0x0BD00BD0u: return "lustre";
+            case 0x47504653u: return "gpfs";
+            case 0x6B414653u: return "afs";
+            case 0x5346414Fu: return "openafs";
+            case 0x73757245u: return "coda";
+            case 0x786F4256u: return "vboxsf";
+            case 0xF15Fu: return "ecryptfs";
+            case 0x9660u: return "iso9660";
+            case 0x15013346u: return "udf";
+            case 0x482Bu: return "hfsplus";
+            case 0x958458F6u: return "hugetlbfs";
+            case 0x9FA0u: return "proc";
+            case 0x62656572u: return "sysfs";
+            case 0x1373u: return "devfs";
+            case 0x27E0EBu: return "cgroup";
+            case 0x63677270u: return "cgroup2";
+            default: {
+                char buf[32];
+                std::snprintf(buf, sizeof buf, "unknown (0x%x)", static_cast<unsigned>(magic));
+                return buf;
+            }
+        }
+#elif defined(__APPLE__)
+        struct statfs sfs {};
+        if (::statfs(p.c_str(), &sfs) != 0) return {};
+        return std::string(sfs.f_fstypename);
+#else
+        (void)p;
+        return {};
+#endif
+    } catch (...) {
+        return {};
+    }
+}
+
+}  // namespace keel::detail

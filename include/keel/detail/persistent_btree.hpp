@@ -1,0 +1,737 @@
+// keel::detail: an immutable, persistent (path-copying) B+tree mapping byte
+// strings to byte strings. It is the data structure behind keel's in-memory
+// backend.
+//
+// Ordering: unsigned bytewise (std::string_view comparison; char_traits<char>
+// compares as unsigned char). Keys and values are arbitrary bytes, each at
+// most UINT32_MAX long (std::length_error above that).
+//
+// Ownership: a persistent_btree is a handle to one immutable version (a root
+// node plus a size). Nodes and entries (pb_entry) are intrusively refcounted
+// and shared between versions; a version is freed when its last handle (or
+// cursor) goes away. Copying a handle is O(1): one atomic increment.
+//
+// Editing: a `transient` batches edits starting from a base version and
+// produces a new version with persist(). Nodes created by that transient carry
+// its owner token and are mutated in place by later edits of the same batch;
+// every other node is copied first (path copying). Versions are never
+// modified once persisted, and the base is never modified at all.
+//
+// Thread safety: like std::shared_ptr. Any number of threads may read, copy,
+// iterate and destroy versions concurrently, provided each thread uses its own
+// handle / cursor / transient object. Refcount increments are relaxed,
+// decrements acq_rel; whoever drops the last reference frees the object.
+//
+// Complexity (n keys, fan-out B = 32): find / insert / erase O(log_B n), with
+// O(B) work per level for copying nodes; size() O(1); cursor steps amortised
+// O(1); memory_bytes() O(n). Nodes hold at most 32 slots and (except the root)
+// at least 8, so the height stays at about log_16 n even after heavy erasing.
+//
+// Layout: a leaf holds up to 32 pb_entry pointers plus the first 8 key bytes
+// of each entry (big-endian in a uint64_t), so a binary search mostly touches
+// only the node; an entry is dereferenced only to break a tie. An inner node
+// holds child pointers and separators: sep[i] (i >= 1) is a refcounted entry
+// whose key is <= every key in child[i] and > every key in child[i-1]. It
+// may be an entry that has since been erased; it is still a valid bound.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cassert>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <stdexcept>
+#include <string_view>
+#include <utility>
+
+namespace keel::detail {
+
+class persistent_btree;
+
+// One key/value pair: a single ::operator new block holding this header
+// followed by the key bytes and then the value bytes. Immutable, refcounted.
+class pb_entry {
+ public:
+  pb_entry(const pb_entry&) = delete;
+  pb_entry& operator=(const pb_entry&) = delete;
+
+  std::string_view key() const noexcept { return {bytes(), klen_}; }
+  std::string_view value() const noexcept { return {bytes() + klen_, vlen_}; }
+  // Size of the allocation backing this entry.
+  std::size_t alloc_size() const noexcept { return sizeof(pb_entry) + klen_ + vlen_; }
+
+ private:
+  friend class persistent_btree;
+
+  pb_entry(std::uint32_t k, std::uint32_t v) noexcept : klen_(k), vlen_(v) {}
+  ~pb_entry() = default;
+
+  const char* bytes() const noexcept { return reinterpret_cast<const char*>(this) + sizeof(pb_entry); }
+
+  // Returns an entry with refcount 1.
+  static pb_entry* make(std::string_view k, std::string_view v) {
+    constexpr std::size_t max_len = std::numeric_limits<std::uint32_t>::max();
+    if (k.size() > max_len || v.size() > max_len ||
+        v.size() > std::numeric_limits<std::size_t>::max() - sizeof(pb_entry) - k.size())
+      throw std::length_error("keel: key or value longer than UINT32_MAX bytes");
+    void* mem = ::operator new(sizeof(pb_entry) + k.size() + v.size());
+    auto* e = ::new (mem) pb_entry(static_cast<std::uint32_t>(k.size()), static_cast<std::uint32_t>(v.size()));
+    char* d = static_cast<char*>(mem) + sizeof(pb_entry);
+    if (!k.empty()) std::memcpy(d, k.data(), k.size());
+    if (!v.empty()) std::memcpy(d + k.size(), v.data(), v.size());
+    return e;
+  }
+  void retain() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    const std::size_t n = alloc_size();
+    this->~pb_entry();
+    ::operator delete(static_cast<void*>(this), n);
+  }
+
+  std::atomic<std::uint32_t> refs_{1};
+  std::uint32_t klen_;
+  std::uint32_t vlen_;
+};
+
+class persistent_btree {
+  static constexpr unsigned kCap = 32;          // slots per node
+  static constexpr unsigned kMin = kCap / 4;    // non-root nodes hold >= kMin slots
+  static constexpr unsigned kMaxHeight = 24;    // inner levels; >= log_8(2^64)
+
+  // Common node header. `owner` is the token of the transient that created
+  // the node; only that transient may mutate it, and only before persist().
+  struct node {
+    std::atomic<std::uint32_t> refs{1};
+    std::uint16_t count = 0;   // slots in use
+    std::uint16_t level = 0;   // 0 = leaf; a parent's level is its children's + 1
+    std::uint64_t owner = 0;
+  };
+  struct leaf : node {
+    std::uint64_t pfx[kCap];   // pfx[i] = prefix_of(ent[i]->key())
+    pb_entry* ent[kCap];       // strictly increasing keys
+  };
+  struct inner : node {
+    std::uint64_t pfx[kCap];   // pfx[i] = prefix_of(sep[i]->key()); pfx[0] = 0
+    pb_entry* sep[kCap];       // sep[0] = nullptr (unused)
+    node* child[kCap];
+  };
+
+ public:
+  class transient;
+  class cursor;
+
+  persistent_btree() noexcept = default;
+  persistent_btree(const persistent_btree& o) noexcept : root_(o.root_), size_(o.size_) { retain(root_); }
+  persistent_btree(persistent_btree&& o) noexcept
+      : root_(std::exchange(o.root_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+  persistent_btree& operator=(const persistent_btree& o) noexcept {
+    persistent_btree(o).swap(*this);
+    return *this;
+  }
+  persistent_btree& operator=(persistent_btree&& o) noexcept {
+    persistent_btree(std::move(o)).swap(*this);
+    return *this;
+  }
+  ~persistent_btree() { release(root_); }
+
+  void swap(persistent_btree& o) noexcept {
+    std::swap(root_, o.root_);
+    std::swap(size_, o.size_);
+  }
+
+  std::size_t size() const noexcept { return size_; }
+  bool empty() const noexcept { return size_ == 0; }
+  // Levels including the leaves; 0 for an empty tree.
+  std::size_t height() const noexcept { return root_ ? root_->level + 1u : 0u; }
+
+  // The entry for `key`, or nullptr. Valid while this version is alive.
+  const pb_entry* find(std::string_view key) const noexcept { return find_in(root_, key); }
+
+  // Bytes of nodes and entries reachable from this version (without allocator
+  // overhead; entries shared with other versions are counted in full). O(n).
+  std::size_t memory_bytes() const noexcept { return bytes_of(root_); }
+
+  // Convenience one-edit transients.
+  persistent_btree with(std::string_view key, std::string_view value) const;
+  persistent_btree without(std::string_view key) const;
+
+  // Full structural check (ordering, separators, fill, prefixes, size), for
+  // tests. O(n).
+  bool check_invariants() const noexcept {
+    if (!root_) return size_ == 0;
+    std::size_t n = 0;
+    if (root_->level > 0 && root_->count < 2) return false;
+    return check_node(root_, nullptr, nullptr, true, n) && n == size_;
+  }
+
+ private:
+  // The first 8 key bytes, big-endian, zero padded: if two keys' prefixes
+  // differ they order the keys; if equal the full keys must be compared.
+  static std::uint64_t prefix_of(std::string_view k) noexcept {
+    unsigned char b[8] = {};
+    if (!k.empty()) std::memcpy(b, k.data(), k.size() < 8 ? k.size() : 8);
+    std::uint64_t v = 0;
+    for (unsigned char c : b) v = (v << 8) | c;
+    return v;
+  }
+  struct probe {
+    explicit probe(std::string_view k) noexcept : key(k), pfx(prefix_of(k)) {}
+    std::string_view key;
+    std::uint64_t pfx;
+  };
+  // entry < probe, and probe < entry, given the entry's cached prefix.
+  static bool entry_less(std::uint64_t ep, const pb_entry* e, const probe& p) noexcept {
+    return ep != p.pfx ? ep < p.pfx : e->key() < p.key;
+  }
+  static bool probe_less(const probe& p, std::uint64_t ep, const pb_entry* e) noexcept {
+    return ep != p.pfx ? p.pfx < ep : p.key < e->key();
+  }
+
+  static leaf* as_leaf(node* n) noexcept { return static_cast<leaf*>(n); }
+  static const leaf* as_leaf(const node* n) noexcept { return static_cast<const leaf*>(n); }
+  static inner* as_inner(node* n) noexcept { return static_cast<inner*>(n); }
+  static const inner* as_inner(const node* n) noexcept { return static_cast<const inner*>(n); }
+
+  // First slot whose key is >= p.
+  static unsigned lower_bound(const leaf* l, const probe& p) noexcept {
+    unsigned lo = 0, hi = l->count;
+    while (lo < hi) {
+      const unsigned mid = (lo + hi) / 2;
+      if (entry_less(l->pfx[mid], l->ent[mid], p)) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+  // The child whose key range contains p: the last i with sep[i] <= p (or 0).
+  static unsigned child_index(const inner* n, const probe& p) noexcept {
+    unsigned lo = 1, hi = n->count;
+    while (lo < hi) {
+      const unsigned mid = (lo + hi) / 2;
+      if (probe_less(p, n->pfx[mid], n->sep[mid])) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo - 1;
+  }
+
+  static const pb_entry* find_in(const node* n, std::string_view key) noexcept {
+    if (!n) return nullptr;
+    const probe p(key);
+    while (n->level) {
+      const inner* in = as_inner(n);
+      n = in->child[child_index(in, p)];
+    }
+    const leaf* l = as_leaf(n);
+    const unsigned i = lower_bound(l, p);
+    if (i < l->count && l->pfx[i] == p.pfx && l->ent[i]->key() == key) return l->ent[i];
+    return nullptr;
+  }
+
+  static void retain(node* n) noexcept {
+    if (n) n->refs.fetch_add(1, std::memory_order_relaxed);
+  }
+  // Drops one reference; frees the node (and drops its children's and
+  // entries' references) at zero. Recursion depth <= height.
+  static void release(node* n) noexcept {
+    if (!n || n->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    if (n->level == 0) {
+      leaf* l = as_leaf(n);
+      for (unsigned i = 0; i < l->count; ++i) l->ent[i]->release();
+      delete l;
+    } else {
+      inner* in = as_inner(n);
+      for (unsigned i = 0; i < in->count; ++i) {
+        if (i) in->sep[i]->release();
+        release(in->child[i]);
+      }
+      delete in;
+    }
+  }
+
+  static std::size_t bytes_of(const node* n) noexcept {
+    if (!n) return 0;
+    std::size_t b = 0;
+    if (n->level == 0) {
+      const leaf* l = as_leaf(n);
+      b = sizeof(leaf);
+      for (unsigned i = 0; i < l->count; ++i) b += l->ent[i]->alloc_size();
+    } else {
+      const inner* in = as_inner(n);
+      b = sizeof(inner);
+      for (unsigned i = 0; i < in->count; ++i) b += bytes_of(in->child[i]);
+    }
+    return b;
+  }
+
+  // Keys of node `n` must lie in [lo, hi) (nullptr = unbounded).
+  static bool check_node(const node* n, const pb_entry* lo, const pb_entry* hi, bool is_root,
+                         std::size_t& total) noexcept {
+    if (n->count == 0 || n->count > kCap || (!is_root && n->count < kMin)) return false;
+    auto in_range = [&](std::string_view k) {
+      return (!lo || !(k < lo->key())) && (!hi || k < hi->key());
+    };
+    if (n->level == 0) {
+      const leaf* l = as_leaf(n);
+      for (unsigned i = 0; i < l->count; ++i) {
+        const std::string_view k = l->ent[i]->key();
+        if (l->pfx[i] != prefix_of(k) || !in_range(k)) return false;
+        if (i > 0 && !(l->ent[i - 1]->key() < k)) return false;
+      }
+      total += l->count;
+      return true;
+    }
+    const inner* in = as_inner(n);
+    if (in->sep[0] != nullptr) return false;
+    for (unsigned i = 0; i < in->count; ++i) {
+      if (in->child[i]->level + 1 != in->level) return false;
+      if (i > 0 && (in->pfx[i] != prefix_of(in->sep[i]->key()) || !in_range(in->sep[i]->key()))) return false;
+      if (i > 1 && !(in->sep[i - 1]->key() < in->sep[i]->key())) return false;
+      const pb_entry* clo = i > 0 ? in->sep[i] : lo;
+      const pb_entry* chi = i + 1 < in->count ? in->sep[i + 1] : hi;
+      if (!check_node(in->child[i], clo, chi, false, total)) return false;
+    }
+    return true;
+  }
+
+  // Array helpers: open a gap at `pos` / close the slot at `pos`.
+  template <class T>
+  static void insert_at(T* a, unsigned count, unsigned pos, T v) noexcept {
+    for (unsigned i = count; i > pos; --i) a[i] = a[i - 1];
+    a[pos] = v;
+  }
+  template <class T>
+  static void erase_at(T* a, unsigned count, unsigned pos) noexcept {
+    for (unsigned i = pos; i + 1 < count; ++i) a[i] = a[i + 1];
+  }
+
+  node* root_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+// A batch of edits on top of a base version. Move-only; not thread-safe (one
+// thread at a time). Edits give the basic exception guarantee: if an
+// allocation throws, the transient still holds a valid tree with either the
+// old or the new content for that key.
+class persistent_btree::transient {
+ public:
+  explicit transient(const persistent_btree& base)
+      : root_(base.root_), size_(base.size_), owner_(next_owner()) {
+    retain(root_);
+  }
+  transient(transient&& o) noexcept
+      : root_(std::exchange(o.root_, nullptr)), size_(std::exchange(o.size_, 0)),
+        owner_(std::exchange(o.owner_, 0)) {}
+  transient(const transient&) = delete;
+  transient& operator=(const transient&) = delete;
+  transient& operator=(transient&&) = delete;
+  ~transient() { release(root_); }
+
+  std::size_t size() const noexcept { return size_; }
+  const pb_entry* find(std::string_view key) const noexcept { return find_in(root_, key); }
+
+  void insert_or_assign(std::string_view key, std::string_view value) {
+    assert(owner_ != 0 && "transient used after persist() or move");
+    pb_entry* e = pb_entry::make(key, value);
+    try {
+      insert_entry(e);
+    } catch (...) {
+      e->release();
+      throw;
+    }
+  }
+
+  // Erasing a missing key is a no-op (and copies nothing).
+  void erase(std::string_view key) {
+    assert(owner_ != 0 && "transient used after persist() or move");
+    if (!find_in(root_, key)) return;
+    root_ = editable(root_);
+    erase_rec(root_, probe(key));   // allocates only before it changes anything
+    --size_;
+    if (root_->count == 0) {                          // last key gone
+      release(root_);
+      root_ = nullptr;
+    } else if (root_->level > 0 && root_->count == 1) {  // collapse the root
+      node* c = as_inner(root_)->child[0];
+      retain(c);
+      release(root_);
+      root_ = c;
+    }
+  }
+
+  // Finishes the batch. The transient is unusable afterwards.
+  persistent_btree persist() && {
+    persistent_btree t;
+    t.root_ = std::exchange(root_, nullptr);
+    t.size_ = std::exchange(size_, 0);
+    owner_ = 0;
+    return t;
+  }
+
+ private:
+  static std::uint64_t next_owner() noexcept {
+    static std::atomic<std::uint64_t> counter{0};
+    return counter.fetch_add(1, std::memory_order_relaxed) + 1;   // never 0
+  }
+
+  node* new_node(unsigned level) {
+    node* n;
+    if (level == 0) {
+      n = new leaf;
+    } else {
+      inner* in = new inner;
+      in->sep[0] = nullptr;
+      in->pfx[0] = 0;
+      n = in;
+    }
+    n->level = static_cast<std::uint16_t>(level);
+    n->owner = owner_;
+    return n;
+  }
+
+  // `n` itself if this transient owns it, else a copy (owned, refcount 1) that
+  // replaces the caller's reference to `n`: use as `slot = editable(slot)`.
+  node* editable(node* n) {
+    if (n->owner == owner_) return n;
+    node* c = new_node(n->level);
+    c->count = n->count;
+    if (n->level == 0) {
+      const leaf* s = as_leaf(n);
+      leaf* d = as_leaf(c);
+      for (unsigned i = 0; i < s->count; ++i) {
+        d->pfx[i] = s->pfx[i];
+        d->ent[i] = s->ent[i];
+        d->ent[i]->retain();
+      }
+    } else {
+      const inner* s = as_inner(n);
+      inner* d = as_inner(c);
+      for (unsigned i = 0; i < s->count; ++i) {
+        if (i) {
+          d->pfx[i] = s->pfx[i];
+          d->sep[i] = s->sep[i];
+          d->sep[i]->retain();
+        }
+        d->child[i] = s->child[i];
+        retain(d->child[i]);
+      }
+    }
+    release(n);
+    return c;
+  }
+
+  // Moves the upper half of the full, owned child p->child[i] into `sib` (an
+  // empty owned node of the same level) and links `sib` in at i + 1.
+  // p must not be full.
+  void split_child(inner* p, unsigned i, node* sib) noexcept {
+    node* c = p->child[i];
+    constexpr unsigned h = kCap / 2;
+    pb_entry* sep;
+    std::uint64_t sp;
+    if (c->level == 0) {
+      leaf* a = as_leaf(c);
+      leaf* b = as_leaf(sib);
+      for (unsigned k = h; k < kCap; ++k) {
+        b->pfx[k - h] = a->pfx[k];
+        b->ent[k - h] = a->ent[k];
+      }
+      sep = b->ent[0];
+      sep->retain();
+      sp = b->pfx[0];
+    } else {
+      inner* a = as_inner(c);
+      inner* b = as_inner(sib);
+      for (unsigned k = h; k < kCap; ++k) {
+        b->pfx[k - h] = a->pfx[k];
+        b->sep[k - h] = a->sep[k];
+        b->child[k - h] = a->child[k];
+      }
+      sep = b->sep[0];   // moves up into p
+      sp = b->pfx[0];
+      b->sep[0] = nullptr;
+      b->pfx[0] = 0;
+    }
+    c->count = h;
+    sib->count = kCap - h;
+    insert_at(p->pfx, p->count, i + 1, sp);
+    insert_at(p->sep, p->count, i + 1, sep);
+    insert_at(p->child, p->count, i + 1, sib);
+    ++p->count;
+  }
+
+  // Takes the entry's reference on success. Splits full nodes on the way down,
+  // so every allocation happens while the tree is consistent.
+  void insert_entry(pb_entry* e) {
+    const probe p(e->key());
+    if (!root_) {
+      leaf* l = as_leaf(new_node(0));
+      l->count = 1;
+      l->pfx[0] = p.pfx;
+      l->ent[0] = e;
+      root_ = l;
+      ++size_;
+      return;
+    }
+    root_ = editable(root_);
+    if (root_->count == kCap) {   // grow: new root above the old one, then split it
+      node* sib = new_node(root_->level);
+      inner* r;
+      try {
+        r = as_inner(new_node(root_->level + 1u));
+      } catch (...) {
+        release(sib);
+        throw;
+      }
+      r->count = 1;
+      r->child[0] = root_;
+      root_ = r;
+      split_child(r, 0, sib);
+    }
+    node* n = root_;
+    while (n->level) {
+      inner* in = as_inner(n);
+      unsigned i = child_index(in, p);
+      node* c = in->child[i] = editable(in->child[i]);
+      if (c->count == kCap) {
+        split_child(in, i, new_node(c->level));
+        if (!probe_less(p, in->pfx[i + 1], in->sep[i + 1])) ++i;
+        c = in->child[i];
+      }
+      n = c;
+    }
+    leaf* l = as_leaf(n);
+    const unsigned pos = lower_bound(l, p);
+    if (pos < l->count && l->pfx[pos] == p.pfx && l->ent[pos]->key() == p.key) {
+      l->ent[pos]->release();   // overwrite
+      l->ent[pos] = e;
+      return;
+    }
+    insert_at(l->pfx, l->count, pos, p.pfx);
+    insert_at(l->ent, l->count, pos, e);
+    ++l->count;
+    ++size_;
+  }
+
+  // `n` is owned and its subtree contains the key. On the way down it makes
+  // owned the child to descend into and, if that child may underflow, the
+  // sibling it would be rebalanced with; rebalancing then allocates nothing.
+  void erase_rec(node* n, const probe& p) {
+    if (n->level == 0) {
+      leaf* l = as_leaf(n);
+      const unsigned pos = lower_bound(l, p);
+      assert(pos < l->count && l->ent[pos]->key() == p.key);
+      l->ent[pos]->release();
+      erase_at(l->pfx, l->count, pos);
+      erase_at(l->ent, l->count, pos);
+      --l->count;
+      return;
+    }
+    inner* in = as_inner(n);
+    const unsigned i = child_index(in, p);
+    const unsigned left = i > 0 ? i - 1 : 0;   // pair (left, left + 1) to rebalance
+    node* c = in->child[i] = editable(in->child[i]);
+    if (c->count <= kMin && in->count > 1) {
+      const unsigned s = i > 0 ? i - 1 : i + 1;
+      in->child[s] = editable(in->child[s]);
+    }
+    erase_rec(c, p);
+    if (c->count < kMin && in->count > 1) rebalance(in, left);
+  }
+
+  // Merges p->child[j + 1] into p->child[j] if they fit in one node, else
+  // splits their slots evenly between them. Both children are owned.
+  static void rebalance(inner* p, unsigned j) noexcept {
+    node* a = p->child[j];
+    node* b = p->child[j + 1];
+    const unsigned na = a->count, total = a->count + b->count;
+    const bool merge = total <= kCap;
+    const unsigned h = merge ? total : total / 2;   // slots that end up in a
+    std::uint64_t pf[2 * kCap];
+    if (a->level == 0) {
+      leaf* x = as_leaf(a);
+      leaf* y = as_leaf(b);
+      pb_entry* en[2 * kCap];
+      for (unsigned k = 0; k < total; ++k) {
+        pf[k] = k < na ? x->pfx[k] : y->pfx[k - na];
+        en[k] = k < na ? x->ent[k] : y->ent[k - na];
+      }
+      for (unsigned k = 0; k < total; ++k) {
+        if (k < h) x->pfx[k] = pf[k], x->ent[k] = en[k];
+        else y->pfx[k - h] = pf[k], y->ent[k - h] = en[k];
+      }
+      p->sep[j + 1]->release();
+      if (!merge) {
+        p->sep[j + 1] = y->ent[0];
+        p->sep[j + 1]->retain();
+        p->pfx[j + 1] = y->pfx[0];
+      }
+    } else {
+      // The parent's separator comes down between a's and b's children.
+      inner* x = as_inner(a);
+      inner* y = as_inner(b);
+      pb_entry* sp[2 * kCap];
+      node* ch[2 * kCap];
+      for (unsigned k = 0; k < total; ++k) {
+        const bool in_a = k < na;
+        const unsigned s = in_a ? k : k - na;
+        pf[k] = k == na ? p->pfx[j + 1] : in_a ? x->pfx[s] : y->pfx[s];
+        sp[k] = k == na ? p->sep[j + 1] : in_a ? x->sep[s] : y->sep[s];
+        ch[k] = in_a ? x->child[s] : y->child[s];
+      }
+      for (unsigned k = 0; k < total; ++k) {
+        if (k < h) x->pfx[k] = pf[k], x->sep[k] = sp[k], x->child[k] = ch[k];
+        else y->pfx[k - h] = pf[k], y->sep[k - h] = sp[k], y->child[k - h] = ch[k];
+      }
+      if (!merge) {   // the first separator of b moves up
+        p->sep[j + 1] = y->sep[0];
+        p->pfx[j + 1] = y->pfx[0];
+        y->sep[0] = nullptr;
+        y->pfx[0] = 0;
+      }
+    }
+    a->count = static_cast<std::uint16_t>(h);
+    b->count = static_cast<std::uint16_t>(total - h);
+    if (merge) {   // b is now empty: unlink and free it
+      erase_at(p->pfx, p->count, j + 1);
+      erase_at(p->sep, p->count, j + 1);
+      erase_at(p->child, p->count, j + 1);
+      --p->count;
+      release(b);
+    }
+  }
+
+  node* root_;
+  std::size_t size_;
+  std::uint64_t owner_;
+};
+
+inline persistent_btree persistent_btree::with(std::string_view key, std::string_view value) const {
+  transient t(*this);
+  t.insert_or_assign(key, value);
+  return std::move(t).persist();
+}
+
+inline persistent_btree persistent_btree::without(std::string_view key) const {
+  if (!find(key)) return *this;
+  transient t(*this);
+  t.erase(key);
+  return std::move(t).persist();
+}
+
+// Bidirectional iteration over one version, which the cursor keeps alive. A
+// cursor is used by one thread at a time; copies are independent.
+class persistent_btree::cursor {
+ public:
+  explicit cursor(persistent_btree tree) noexcept : tree_(std::move(tree)) {}
+  cursor(const cursor&) = default;
+  cursor& operator=(const cursor&) = default;
+  cursor(cursor&& o) noexcept : tree_(std::move(o.tree_)), path_(o.path_), leaf_(o.leaf_), idx_(o.idx_) {
+    o.leaf_ = nullptr;
+  }
+  cursor& operator=(cursor&& o) noexcept {
+    tree_ = std::move(o.tree_);
+    path_ = o.path_;
+    leaf_ = std::exchange(o.leaf_, nullptr);
+    idx_ = o.idx_;
+    return *this;
+  }
+
+  bool valid() const noexcept { return leaf_ != nullptr; }
+  // Preconditions for the following: valid().
+  const pb_entry* entry() const noexcept { return leaf_->ent[idx_]; }
+  std::string_view key() const noexcept { return entry()->key(); }
+  std::string_view value() const noexcept { return entry()->value(); }
+
+  void seek_first() noexcept {
+    if (tree_.root_) descend(tree_.root_, 0, false);
+    else leaf_ = nullptr;
+  }
+  void seek_last() noexcept {
+    if (tree_.root_) descend(tree_.root_, 0, true);
+    else leaf_ = nullptr;
+  }
+  // First entry with key >= `key`.
+  void seek(std::string_view key) noexcept {
+    leaf_ = nullptr;
+    const node* n = tree_.root_;
+    if (!n) return;
+    const probe p(key);
+    unsigned d = 0;
+    while (n->level) {
+      const inner* in = as_inner(n);
+      const unsigned i = child_index(in, p);
+      path_[d++] = {in, i};
+      n = in->child[i];
+    }
+    leaf_ = as_leaf(n);
+    idx_ = lower_bound(leaf_, p);
+    if (idx_ == leaf_->count) next_leaf();
+  }
+  // Last entry with key < `key`.
+  void seek_before(std::string_view key) noexcept {
+    seek(key);
+    if (valid()) prev();
+    else seek_last();
+  }
+  void next() noexcept {
+    assert(valid());
+    if (++idx_ < leaf_->count) return;
+    next_leaf();
+  }
+  void prev() noexcept {
+    assert(valid());
+    if (idx_ > 0) {
+      --idx_;
+      return;
+    }
+    for (unsigned d = tree_.root_->level; d-- > 0;) {
+      frame& f = path_[d];
+      if (f.idx > 0) {
+        --f.idx;
+        descend(f.node->child[f.idx], d + 1, true);
+        return;
+      }
+    }
+    leaf_ = nullptr;
+  }
+
+ private:
+  struct frame {
+    const inner* node;
+    unsigned idx;
+  };
+
+  // Positions on the leftmost / rightmost entry under `n`, at depth d.
+  void descend(const node* n, unsigned d, bool rightmost) noexcept {
+    assert(tree_.root_->level < kMaxHeight);
+    while (n->level) {
+      const inner* in = as_inner(n);
+      const unsigned i = rightmost ? in->count - 1u : 0u;
+      path_[d++] = {in, i};
+      n = in->child[i];
+    }
+    leaf_ = as_leaf(n);
+    idx_ = rightmost ? leaf_->count - 1u : 0u;
+  }
+  // Moves to the first entry of the leaf after the current one.
+  void next_leaf() noexcept {
+    for (unsigned d = tree_.root_->level; d-- > 0;) {
+      frame& f = path_[d];
+      if (f.idx + 1 < f.node->count) {
+        ++f.idx;
+        descend(f.node->child[f.idx], d + 1, false);
+        return;
+      }
+    }
+    leaf_ = nullptr;
+  }
+
+  persistent_btree tree_;
+  std::array<frame, kMaxHeight> path_{};   // path_[d]: inner node at depth d (root = 0)
+  const leaf* leaf_ = nullptr;
+  unsigned idx_ = 0;
+};
+
+}  // namespace keel::detail

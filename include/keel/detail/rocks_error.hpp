@@ -1,0 +1,95 @@
+// keel::detail: turning a rocksdb::Status into a keel::error.
+//
+// RocksDB gives lock failures no distinct code or subcode, so they are told
+// apart by message text (see shared/design/rocksdb-facts.md), then explained
+// with what the OS can tell: the holder's PID, the filesystem's name.
+#pragma once
+
+#include <rocksdb/status.h>
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "../error.hpp"
+#include "dir_registry.hpp"
+#include "lock_diagnosis.hpp"
+
+namespace keel::detail {
+
+inline bool contains_text(std::string_view haystack, std::string_view needle) {
+  return haystack.find(needle) != std::string_view::npos;
+}
+
+// A failure of DB::Open on `dir`.
+inline keel::error rocks_open_error(const rocksdb::Status& s, const std::filesystem::path& dir) {
+  const std::string text = s.ToString();
+  const std::string where = "'" + dir.string() + "'";
+  const std::filesystem::path lock_file = dir / "LOCK";
+
+  if (contains_text(text, "lock hold by current process")) {
+    // keel's registry would have caught an open made through keel, so another
+    // part of this program opened the directory with RocksDB directly.
+    return {errc::already_open_in_process,
+            "cannot open " + where + ": it is already open in this process, outside keel (RocksDB: " + text +
+                "); close the other DB handle first"};
+  }
+  // "While lock file: <dir>/LOCK: <strerror>" is the fcntl(F_SETLK) call failing.
+  if (contains_text(text, "While lock file")) {
+    if (contains_text(text, "Resource temporarily unavailable") || contains_text(text, "Permission denied")) {
+      std::string holder = "another process";
+      // This process holds no lock on this file (the lock call just failed),
+      // but a DB on it may still be open here through raw RocksDB: read
+      // /proc/locks where there is one, and never open the file otherwise.
+      if (auto h = find_lock_holder(lock_file, /*may_open_lock_file=*/false)) {
+        holder = "process " + std::to_string(h->pid);
+        if (!h->command.empty()) holder += " (" + h->command + ")";
+      }
+      return {errc::lock_held_by_other_process,
+              "cannot open " + where + ": " + holder + " has it open (it holds the lock on '" + lock_file.string() +
+                  "'). Close it there, or stop that process; do not delete the LOCK file, that would let two "
+                  "writers corrupt the database"};
+    }
+    if (contains_text(text, "No locks available") || contains_text(text, "Operation not supported") ||
+        contains_text(text, "Function not implemented")) {
+      std::string fs = filesystem_name(dir);
+      return {errc::locks_unsupported,
+              "cannot open " + where + ": the filesystem" + (fs.empty() ? std::string() : " (" + fs + ")") +
+                  " does not support file locks (RocksDB: " + text +
+                  "). Put the database on a local filesystem, enable locking (e.g. lockd for NFS), or use "
+                  "the memory backend"};
+    }
+  }
+  if (contains_text(text, "Permission denied") || contains_text(text, "Read-only file system")) {
+    return {errc::permission_denied, "cannot open " + where + ": permission denied (RocksDB: " + text +
+                                         "); the process needs read and write access to the directory"};
+  }
+  if (s.IsNoSpace() || contains_text(text, "No space left")) {
+    return {errc::no_space, "cannot open " + where + ": no space left on device (RocksDB: " + text + ")"};
+  }
+  if (s.IsCorruption()) {
+    return {errc::corruption, "cannot open " + where + ": the database is corrupted (RocksDB: " + text +
+                                  "); restore it from a backup or repair a copy of it"};
+  }
+  if (s.IsInvalidArgument()) {
+    if (contains_text(text, "does not exist")) {
+      return {errc::not_found, "cannot open " + where + ": no database there and create_if_missing is false"};
+    }
+    return {errc::invalid_argument, "cannot open " + where + ": " + text};
+  }
+  if (s.IsNotSupported()) return {errc::not_supported, "cannot open " + where + ": " + text};
+  return {errc::io_error, "cannot open " + where + ": " + text};
+}
+
+// A failure of an operation on an open DB.
+inline keel::error rocks_op_error(const rocksdb::Status& s, std::string_view op, const std::filesystem::path& dir) {
+  std::string text = std::string(op) + " on '" + dir.string() + "' failed: " + s.ToString();
+  if (s.IsNoSpace()) return {errc::no_space, std::move(text)};
+  if (s.IsCorruption()) return {errc::corruption, std::move(text)};
+  if (s.IsInvalidArgument()) return {errc::invalid_argument, std::move(text)};
+  if (s.IsNotSupported()) return {errc::not_supported, std::move(text)};
+  if (contains_text(text, "Permission denied")) return {errc::permission_denied, std::move(text)};
+  return {errc::io_error, std::move(text)};
+}
+
+}  // namespace keel::detail

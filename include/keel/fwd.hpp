@@ -1,0 +1,38 @@
+// keel: forward declarations and the common aliases. Needs no backend headers.
+#pragma once
+
+namespace keel {
+
+enum class errc;
+class error;
+template <class T>
+class result;
+class key_range;
+class write_batch;
+
+template <class Policy>
+class basic_store;
+template <class Policy>
+class basic_snapshot;
+template <class CursorImpl>
+class basic_cursor;
+template <class... Policies>
+class basic_any_store;
+
+// Backends (policies) and RocksDB tunings.
+class MemoryPolicy;
+template <class Tuning>
+class RocksPolicy;
+struct DefaultTuning;
+struct MacOSTuning;
+#if defined(__APPLE__)
+using NativeTuning = MacOSTuning;
+#else
+using NativeTuning = DefaultTuning;
+#endif
+
+using memory_store = basic_store<MemoryPolicy>;
+using rocks_store = basic_store<RocksPolicy<NativeTuning>>;
+using any_store = basic_any_store<RocksPolicy<NativeTuning>, MemoryPolicy>;
+
+}  // namespace keel

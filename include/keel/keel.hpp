@@ -1,0 +1,11 @@
+// keel: the umbrella header. Everything, RocksDB included.
+// For the memory backend alone (no RocksDB needed) include <keel/memory.hpp>.
+#pragma once
+
+#include "error.hpp"
+#include "fwd.hpp"
+#include "key_range.hpp"
+#include "memory.hpp"
+#include "rocksdb.hpp"
+#include "store.hpp"
+#include "write_batch.hpp"

@@ -1,0 +1,514 @@
+// keel: the RocksDB backend, RocksPolicy<Tuning>, and its tunings.
+//
+//   auto store = keel::rocks_store::open({.path = "data/db"});
+//
+// What this backend guarantees beyond RocksDB itself:
+// - Deterministic close: close() releases every iterator and snapshot keel
+//   handed out, syncs the WAL (sync_on_close), closes and deletes the DB. When
+//   it returns, the LOCK is released and the path can be opened again at once.
+// - One open per directory per process, by directory identity (not spelling):
+//   a second open gives errc::already_open_in_process naming the first path.
+// - Lock errors diagnosed: lock_held_by_other_process (naming the PID where
+//   the OS tells it), locks_unsupported (naming the filesystem). keel never
+//   deletes a LOCK file and never opens one this process might hold.
+#pragma once
+
+#include <rocksdb/db.h>
+#include <rocksdb/env.h>
+#include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
+
+#include <atomic>
+#include <cerrno>
+#include <concepts>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <system_error>
+#include <unordered_set>
+
+#include "detail/dir_registry.hpp"
+#include "detail/rocks_error.hpp"
+#include "store.hpp"
+
+namespace keel {
+
+// ---------------------------------------------------------------------------
+// Tunings. A tuning is a type with `static void apply(rocksdb::Options&)`,
+// called before open and before rocks_options::customize.
+// ---------------------------------------------------------------------------
+template <class T>
+concept rocks_tuning = requires(rocksdb::Options& o) { T::apply(o); };
+
+// RocksDB's own defaults, unchanged.
+struct DefaultTuning {
+  static void apply(rocksdb::Options&) {}
+};
+static_assert(rocks_tuning<DefaultTuning>);
+
+// Settings commonly recommended for macOS. To be clear about what they do:
+// - use_adaptive_mutex, allow_mmap_reads, allow_mmap_writes, use_direct_reads
+//   and use_direct_io_for_flush_and_compaction are already false by default
+//   in RocksDB 7.8; setting them changes nothing, and none of them has
+//   anything to do with lock errors ("lock hold by current process" is a
+//   double open in one process; keel reports it as already_open_in_process).
+// - max_open_files = 256 is the one that matters: macOS's default
+//   file-descriptor limit is low (often 256) and RocksDB's default (-1, keep
+//   every SST file open) ends in "Too many open files" as the DB grows.
+// - IncreaseParallelism(2) sizes the background flush/compaction pools. Note
+//   it resizes the thread pools of Env::Default(), which every DB in the
+//   process shares.
+// Durability cost on macOS comes from F_FULLFSYNC (RocksDB >= 6.29), paid on
+// every synced write: leave sync_writes off unless you need it.
+struct MacOSTuning {
+  static void apply(rocksdb::Options& o) {
+    o.use_adaptive_mutex = false;
+    o.allow_mmap_reads = false;
+    o.allow_mmap_writes = false;
+    o.use_direct_reads = false;
+    o.use_direct_io_for_flush_and_compaction = false;
+    o.max_open_files = 256;
+    o.IncreaseParallelism(2);
+  }
+};
+static_assert(rocks_tuning<MacOSTuning>);
+
+struct rocks_options {
+  // The database directory. Created (with missing parents) when
+  // create_if_missing is true.
+  std::filesystem::path path{};
+  bool create_if_missing = true;
+  // Every write waits until the WAL is fsynced: acknowledged writes survive a
+  // power loss. Off: they survive a process crash, not a machine crash.
+  bool sync_writes = false;
+  // close() fsyncs the WAL before closing, so everything written before a
+  // successful close() survives a power loss even without sync_writes.
+  bool sync_on_close = true;
+  // Not owned; must outlive the store. For tests (fault injection) and for
+  // RocksDB without disk (rocksdb::NewMemEnv). nullptr: Env::Default().
+  rocksdb::Env* env = nullptr;
+  // Last word on the options, applied after the tuning.
+  std::function<void(rocksdb::Options&)> customize{};
+};
+
+namespace detail {
+
+// Copy of the current entry of a RocksDB iterator, so that a view handed to
+// the caller stays valid even if another thread closes the store meanwhile.
+struct rocks_cursor_state;
+struct rocks_snapshot_state;
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------
+// RocksPolicy<Tuning>: the RocksDB backend. See store.hpp for the contract.
+//
+// Thread safety: all members may be called concurrently. Point operations
+// share a reader lock with each other; close() takes it exclusively, so it
+// waits for operations in flight and later ones see errc::closed. Each cursor
+// has its own mutex, taken per step, so close() can delete its iterator safely.
+// ---------------------------------------------------------------------------
+template <class Tuning>
+class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
+  static_assert(rocks_tuning<Tuning>);
+  struct private_tag {};
+
+ public:
+  using options = rocks_options;
+  class cursor_type;
+  class snapshot_type;
+
+  static result<std::shared_ptr<RocksPolicy>> open(const options& opts);
+
+  RocksPolicy(private_tag, options opts, detail::dir_registry::claim claim, rocksdb::DB* db)
+      : opts_(std::move(opts)), claim_(std::move(claim)), db_(db) {
+    write_options_.sync = opts_.sync_writes;
+  }
+  RocksPolicy(const RocksPolicy&) = delete;
+  RocksPolicy& operator=(const RocksPolicy&) = delete;
+  ~RocksPolicy() { (void)close(); }
+
+  result<void> put(std::string_view key, std::string_view value) {
+    std::shared_lock<std::shared_mutex> lock;
+    if (!enter(lock)) return closed();
+    return check(db_->Put(write_options_, slice(key), slice(value)), "put");
+  }
+
+  result<std::optional<std::string>> get(std::string_view key) const { return get_at(key, nullptr); }
+  result<bool> contains(std::string_view key) const { return contains_at(key, nullptr); }
+
+  result<void> erase(std::string_view key) {
+    std::shared_lock<std::shared_mutex> lock;
+    if (!enter(lock)) return closed();
+    return check(db_->Delete(write_options_, slice(key)), "erase");
+  }
+
+  result<void> write(const write_batch& batch) {
+    rocksdb::WriteBatch wb(0, 0, batch.payload_bytes() + 16 * batch.size() + 64);
+    for (const auto& op : batch) {
+      rocksdb::Status s = op.kind == write_batch::op_kind::put ? wb.Put(slice(op.key), slice(op.value))
+                                                               : wb.Delete(slice(op.key));
+      if (!s.ok()) return detail::rocks_op_error(s, "write", opts_.path);
+    }
+    std::shared_lock<std::shared_mutex> lock;
+    if (!enter(lock)) return closed();
+    return check(db_->Write(write_options_, &wb), "write");
+  }
+
+  cursor_type scan(const key_range& range) const;
+  static cursor_type failed_cursor(keel::error e);
+  result<snapshot_type> snapshot() const;
+
+  result<void> close();
+
+  bool is_open() const noexcept {
+    std::shared_lock<std::shared_mutex> lock;
+    return enter(lock);
+  }
+
+  const std::filesystem::path& path() const noexcept { return opts_.path; }
+
+  // Runs f(rocksdb::DB&) under the reader lock, for RocksDB calls keel does
+  // not wrap (properties, compaction, checkpoints). Do not keep the pointer,
+  // do not close or delete the DB, and release iterators and snapshots you
+  // create before returning. Gives errc::closed after close().
+  template <class F>
+  auto with_db(F&& f) const -> result<std::invoke_result_t<F, rocksdb::DB&>> {
+    std::shared_lock<std::shared_mutex> lock;
+    if (!enter(lock)) return closed();
+    if constexpr (std::is_void_v<std::invoke_result_t<F, rocksdb::DB&>>) {
+      std::forward<F>(f)(*db_);
+      return {};
+    } else {
+      return std::forward<F>(f)(*db_);
+    }
+  }
+
+ private:
+  friend class cursor_type;
+  friend class snapshot_type;
+  friend struct detail::rocks_cursor_state;
+
+  static rocksdb::Slice slice(std::string_view s) { return {s.data(), s.size()}; }
+  // Takes the reader lock for one operation. False once close() has begun.
+  bool enter(std::shared_lock<std::shared_mutex>& lock) const noexcept {
+    if (closing_.load(std::memory_order_acquire)) return false;
+    lock = std::shared_lock(lifecycle_);
+    return db_ != nullptr;
+  }
+  keel::error closed() const { return closed_error("store '" + opts_.path.string() + "'"); }
+  result<void> check(const rocksdb::Status& s, std::string_view op) const {
+    if (s.ok()) return {};
+    return detail::rocks_op_error(s, op, opts_.path);
+  }
+
+  result<std::optional<std::string>> get_at(std::string_view key, const rocksdb::Snapshot* const* snap) const {
+    std::shared_lock<std::shared_mutex> lock;
+    if (!enter(lock)) return closed();
+    rocksdb::ReadOptions ro;
+    if (snap) {
+      if (!*snap) return closed();
+      ro.snapshot = *snap;
+    }
+    std::string value;
+    rocksdb::Status s = db_->Get(ro, slice(key), &value);
+    if (s.IsNotFound()) return std::optional<std::string>();
+    if (!s.ok()) return detail::rocks_op_error(s, "get", opts_.path);
+    return std::optional<std::string>(std::move(value));
+  }
+
+  result<bool> contains_at(std::string_view key, const rocksdb::Snapshot* const* snap) const {
+    std::shared_lock<std::shared_mutex> lock;
+    if (!enter(lock)) return closed();
+    rocksdb::ReadOptions ro;
+    if (snap) {
+      if (!*snap) return closed();
+      ro.snapshot = *snap;
+    }
+    rocksdb::PinnableSlice value;
+    rocksdb::Status s = db_->Get(ro, db_->DefaultColumnFamily(), slice(key), &value);
+    if (s.IsNotFound()) return false;
+    if (!s.ok()) return detail::rocks_op_error(s, "contains", opts_.path);
+    return true;
+  }
+
+  // Shared by the copies of one snapshot and the cursors reading through it.
+  struct snapshot_view {
+    std::shared_ptr<const RocksPolicy> owner;
+    const rocksdb::Snapshot* snap = nullptr;  // guarded by owner->lifecycle_; null once released
+    ~snapshot_view() {
+      std::shared_lock lifecycle(owner->lifecycle_);
+      {
+        std::lock_guard live(owner->live_mutex_);
+        owner->live_snapshots_.erase(&snap);
+      }
+      if (snap && owner->db_) owner->db_->ReleaseSnapshot(snap);
+    }
+  };
+  cursor_type make_cursor(const key_range& range, std::shared_ptr<const snapshot_view> snap) const;
+
+  options opts_;
+  rocksdb::WriteOptions write_options_;
+  detail::dir_registry::claim claim_;
+  mutable std::shared_mutex lifecycle_;  // guards db_ and every iterator/snapshot pointer
+  std::atomic<bool> closing_{false};     // set first by close(): new calls fail at once, so a
+                                         // stream of readers cannot starve close()
+  rocksdb::DB* db_ = nullptr;            // owned; null once closed
+
+  // Live cursors and snapshots, released by close().
+  mutable std::mutex live_mutex_;
+  mutable std::unordered_set<detail::rocks_cursor_state*> live_cursors_;
+  mutable std::unordered_set<const rocksdb::Snapshot**> live_snapshots_;
+};
+
+namespace detail {
+
+// Shared by a cursor and (for removal) its store. Lock order:
+// store lifecycle_ -> store live_mutex_ -> cursor mutex.
+struct rocks_cursor_state {
+  std::mutex mutex;
+  std::unique_ptr<rocksdb::Iterator> iterator;  // null once released
+  std::string lower, upper;                     // iterate bounds: must outlive the iterator
+  rocksdb::Slice lower_slice, upper_slice;
+  std::string key, value;                       // copy of the current entry
+  bool reversed = false;
+  bool valid = false;
+  std::optional<keel::error> error;
+};
+
+}  // namespace detail
+
+// A cursor over the RocksDB backend. Movable, single-threaded use.
+template <class Tuning>
+class RocksPolicy<Tuning>::cursor_type {
+ public:
+  cursor_type(cursor_type&&) noexcept = default;
+  cursor_type& operator=(cursor_type&&) noexcept = default;
+  ~cursor_type() { release(); }
+
+  bool valid() const noexcept { return state_->valid; }
+  std::string_view key() const noexcept { return state_->key; }
+  std::string_view value() const noexcept { return state_->value; }
+  const std::optional<keel::error>& error() const noexcept { return state_->error; }
+
+  void next() {
+    if (!state_->valid) return;
+    std::lock_guard lock(state_->mutex);
+    if (!state_->iterator) return stop(owner_->closed());
+    if (state_->reversed)
+      state_->iterator->Prev();
+    else
+      state_->iterator->Next();
+    load();
+  }
+
+ private:
+  friend class RocksPolicy;
+  cursor_type(std::shared_ptr<const RocksPolicy> owner, std::shared_ptr<const void> snap,
+              std::unique_ptr<detail::rocks_cursor_state> state)
+      : owner_(std::move(owner)), snap_(std::move(snap)), state_(std::move(state)) {}
+
+  // Called with state_->mutex held (or before the cursor is shared).
+  void load() {
+    rocksdb::Iterator& it = *state_->iterator;
+    if (it.Valid()) {
+      state_->key.assign(it.key().data(), it.key().size());
+      state_->value.assign(it.value().data(), it.value().size());
+      state_->valid = true;
+      return;
+    }
+    state_->valid = false;
+    if (!it.status().ok()) state_->error = detail::rocks_op_error(it.status(), "scan", owner_->opts_.path);
+  }
+  void stop(keel::error e) {
+    state_->valid = false;
+    state_->error = std::move(e);
+  }
+  void release() noexcept {
+    if (!state_ || !owner_) return;
+    std::shared_lock lifecycle(owner_->lifecycle_);
+    {
+      std::lock_guard live(owner_->live_mutex_);
+      owner_->live_cursors_.erase(state_.get());
+    }
+    std::lock_guard lock(state_->mutex);
+    state_->iterator.reset();  // the DB is open (or the iterator is already gone)
+  }
+
+  std::shared_ptr<const RocksPolicy> owner_;  // null for a failed cursor
+  std::shared_ptr<const void> snap_;  // keeps the snapshot a cursor reads alive
+  std::unique_ptr<detail::rocks_cursor_state> state_;
+};
+
+// A snapshot of the RocksDB backend: a rocksdb::Snapshot, released when the
+// last copy goes or at close(), whichever comes first.
+template <class Tuning>
+class RocksPolicy<Tuning>::snapshot_type {
+ public:
+  result<std::optional<std::string>> get(std::string_view key) const { return owner_->get_at(key, &view_->snap); }
+  result<bool> contains(std::string_view key) const { return owner_->contains_at(key, &view_->snap); }
+  cursor_type scan(const key_range& range) const { return owner_->make_cursor(range, view_); }
+
+ private:
+  friend class RocksPolicy;
+  explicit snapshot_type(std::shared_ptr<const snapshot_view> v) : owner_(v->owner.get()), view_(std::move(v)) {}
+  const RocksPolicy* owner_;
+  std::shared_ptr<const snapshot_view> view_;
+};
+
+template <class Tuning>
+result<std::shared_ptr<RocksPolicy<Tuning>>> RocksPolicy<Tuning>::open(const options& opts) {
+  namespace fs = std::filesystem;
+  const fs::path& dir = opts.path;
+  const std::string where = "'" + dir.string() + "'";
+  if (dir.empty()) return fail(errc::invalid_argument, "cannot open a RocksDB store: the path is empty");
+
+  std::error_code ec;
+  fs::file_status st = fs::status(dir, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory) {
+    return fail(ec == std::errc::permission_denied ? errc::permission_denied
+                : ec == std::errc::not_a_directory ? errc::invalid_argument
+                                                   : errc::io_error,
+                "cannot open " + where + ": " + ec.message());
+  }
+  if (fs::exists(st) && !fs::is_directory(st)) {
+    return fail(errc::invalid_argument, "cannot open " + where + ": it exists and is not a directory");
+  }
+  if (!fs::exists(st)) {
+    if (!opts.create_if_missing) {
+      return fail(errc::not_found, "cannot open " + where + ": no such directory (create_if_missing is false)");
+    }
+    fs::create_directories(dir, ec);
+    if (ec) {
+      errc code = ec == std::errc::permission_denied || ec == std::errc::read_only_file_system ? errc::permission_denied
+                  : ec == std::errc::no_space_on_device                                      ? errc::no_space
+                  : ec == std::errc::not_a_directory || ec == std::errc::file_exists ? errc::invalid_argument
+                                                                                     : errc::io_error;
+      return fail(code, "cannot create " + where + ": " + ec.message());
+    }
+  }
+
+  auto claim = detail::dir_registry::instance().acquire(dir);
+  if (!claim) return std::move(claim).error();
+
+  rocksdb::Options ro;
+  Tuning::apply(ro);
+  ro.create_if_missing = opts.create_if_missing;
+  if (opts.env) ro.env = opts.env;
+  if (opts.customize) opts.customize(ro);
+
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(ro, dir.string(), &db);
+  if (!s.ok()) {
+    delete db;
+    return detail::rocks_open_error(s, dir);
+  }
+  return std::make_shared<RocksPolicy>(private_tag{}, opts, std::move(*claim), db);
+}
+
+template <class Tuning>
+typename RocksPolicy<Tuning>::cursor_type RocksPolicy<Tuning>::failed_cursor(keel::error e) {
+  auto state = std::make_unique<detail::rocks_cursor_state>();
+  state->error = std::move(e);
+  return cursor_type(nullptr, nullptr, std::move(state));
+}
+
+template <class Tuning>
+typename RocksPolicy<Tuning>::cursor_type RocksPolicy<Tuning>::scan(const key_range& range) const {
+  return make_cursor(range, nullptr);
+}
+
+template <class Tuning>
+typename RocksPolicy<Tuning>::cursor_type RocksPolicy<Tuning>::make_cursor(
+    const key_range& range, std::shared_ptr<const snapshot_view> snap) const {
+  auto state = std::make_unique<detail::rocks_cursor_state>();
+  state->reversed = range.is_reversed();
+  std::shared_lock<std::shared_mutex> lifecycle;
+  if (!enter(lifecycle) || (snap && !snap->snap)) return failed_cursor(closed());
+  if (range.is_empty()) return cursor_type(this->shared_from_this(), nullptr, std::move(state));
+
+  // The bounds are read through pointers for the iterator's whole life: they
+  // live in the (heap-allocated, never moved) cursor state.
+  rocksdb::ReadOptions ro;
+  if (range.lower()) {
+    state->lower = *range.lower();
+    state->lower_slice = slice(state->lower);
+    ro.iterate_lower_bound = &state->lower_slice;
+  }
+  if (range.upper()) {
+    state->upper = *range.upper();
+    state->upper_slice = slice(state->upper);
+    ro.iterate_upper_bound = &state->upper_slice;
+  }
+  if (snap) ro.snapshot = snap->snap;
+  state->iterator.reset(db_->NewIterator(ro));
+  rocksdb::Iterator& it = *state->iterator;
+  if (!state->reversed) {
+    if (range.lower())
+      it.Seek(state->lower_slice);
+    else
+      it.SeekToFirst();
+  } else if (range.upper()) {
+    it.SeekForPrev(state->upper_slice);
+    if (it.Valid() && it.key() == state->upper_slice) it.Prev();
+  } else {
+    it.SeekToLast();
+  }
+  {
+    std::lock_guard live(live_mutex_);
+    live_cursors_.insert(state.get());
+  }
+  cursor_type c(this->shared_from_this(), std::move(snap), std::move(state));
+  c.load();
+  return c;
+}
+
+template <class Tuning>
+result<typename RocksPolicy<Tuning>::snapshot_type> RocksPolicy<Tuning>::snapshot() const {
+  std::shared_lock<std::shared_mutex> lifecycle;
+  if (!enter(lifecycle)) return closed();
+  auto v = std::make_shared<snapshot_view>();
+  v->owner = this->shared_from_this();
+  v->snap = db_->GetSnapshot();
+  std::lock_guard live(live_mutex_);
+  live_snapshots_.insert(&v->snap);
+  return snapshot_type(std::move(v));
+}
+
+template <class Tuning>
+result<void> RocksPolicy<Tuning>::close() {
+  closing_.store(true, std::memory_order_release);
+  std::unique_lock lifecycle(lifecycle_);
+  if (!db_) return {};
+  {
+    std::lock_guard live(live_mutex_);
+    for (detail::rocks_cursor_state* c : live_cursors_) {
+      std::lock_guard lock(c->mutex);
+      c->iterator.reset();
+    }
+    for (const rocksdb::Snapshot** s : live_snapshots_) {
+      if (*s) db_->ReleaseSnapshot(*s);
+      *s = nullptr;
+    }
+  }
+  rocksdb::Status synced = rocksdb::Status::OK();
+  if (opts_.sync_on_close || opts_.sync_writes) synced = db_->FlushWAL(/*sync=*/true);
+  rocksdb::Status closed_status = db_->Close();
+  delete db_;
+  db_ = nullptr;
+  claim_.release();
+  if (!synced.ok()) return detail::rocks_op_error(synced, "close (WAL sync)", opts_.path);
+  if (!closed_status.ok()) return detail::rocks_op_error(closed_status, "close", opts_.path);
+  return {};
+}
+
+}  // namespace keel
+
+namespace keel {
+static_assert(store_policy<RocksPolicy<DefaultTuning>>);
+static_assert(store_policy<RocksPolicy<MacOSTuning>>);
+}  // namespace keel

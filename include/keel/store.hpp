@@ -1,0 +1,296 @@
+// keel: basic_store<Policy>, its cursors and snapshots, and the policy contract.
+//
+// basic_store is a thin handle: every call forwards to the backend policy. It
+// needs no backend headers itself; include <keel/memory.hpp>,
+// <keel/rocksdb.hpp> or the umbrella <keel/keel.hpp> for the backends.
+#pragma once
+
+#include <concepts>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "error.hpp"
+#include "fwd.hpp"
+#include "key_range.hpp"
+#include "write_batch.hpp"
+
+namespace keel {
+
+// ---------------------------------------------------------------------------
+// The policy contract.
+//
+// A store policy P is a backend. basic_store<P> owns a std::shared_ptr<P> (the
+// open backend) and forwards each call to it. P provides:
+//
+//   typename P::options         what open() takes (memory_options, rocks_options)
+//   typename P::cursor_type     one ordered pass over a consistent view of a key_range;
+//                               satisfies store_cursor (below)
+//   typename P::snapshot_type   a point-in-time view, copyable; provides get, contains
+//                               and scan with the same signatures as P
+//   static result<std::shared_ptr<P>> open(const options&)
+//   result<void> put(std::string_view key, std::string_view value)
+//   result<std::optional<std::string>> get(std::string_view key) const
+//   result<bool> contains(std::string_view key) const
+//   result<void> erase(std::string_view key)
+//   result<void> write(const write_batch&)       atomic: all or nothing, seen whole
+//   cursor_type scan(const key_range&) const      never fails; a failed cursor is empty
+//                                                 and reports the reason in error()
+//   static cursor_type failed_cursor(error)       an empty cursor reporting that error
+//   result<snapshot_type> snapshot() const
+//   result<void> close()                          idempotent; afterwards every call on P,
+//                                                 its cursors and snapshots gives errc::closed
+//   bool is_open() const noexcept
+//
+// Every member except open() must be safe to call from many threads at once,
+// close() included. Keys and values are arbitrary bytes ordered by memcmp.
+//
+// A cursor C provides: bool valid() const; std::string_view key() const;
+// std::string_view value() const (both precondition valid(), valid until the
+// next call to next()); void next(); const std::optional<error>& error() const
+// (set when the pass stopped early). A new cursor is positioned on the first
+// entry of its range, in the range's direction.
+// ---------------------------------------------------------------------------
+
+template <class C>
+concept store_cursor = std::movable<C> && requires(C& c, const C& cc) {
+  { cc.valid() } -> std::same_as<bool>;
+  { cc.key() } -> std::convertible_to<std::string_view>;
+  { cc.value() } -> std::convertible_to<std::string_view>;
+  { c.next() };
+  { cc.error() } -> std::convertible_to<const std::optional<keel::error>&>;
+};
+
+template <class S, class Cursor>
+concept store_snapshot = std::copyable<S> && requires(const S& s, std::string_view k, const key_range& r) {
+  { s.get(k) } -> std::same_as<result<std::optional<std::string>>>;
+  { s.contains(k) } -> std::same_as<result<bool>>;
+  { s.scan(r) } -> std::same_as<Cursor>;
+};
+
+template <class P>
+concept store_policy =
+    store_cursor<typename P::cursor_type> &&
+    store_snapshot<typename P::snapshot_type, typename P::cursor_type> &&
+    requires(P& p, const P& cp, const typename P::options& o, std::string_view k, const write_batch& b,
+             const key_range& r, keel::error e) {
+      { P::open(o) } -> std::same_as<result<std::shared_ptr<P>>>;
+      { p.put(k, k) } -> std::same_as<result<void>>;
+      { cp.get(k) } -> std::same_as<result<std::optional<std::string>>>;
+      { cp.contains(k) } -> std::same_as<result<bool>>;
+      { p.erase(k) } -> std::same_as<result<void>>;
+      { p.write(b) } -> std::same_as<result<void>>;
+      { cp.scan(r) } -> std::same_as<typename P::cursor_type>;
+      { P::failed_cursor(e) } -> std::same_as<typename P::cursor_type>;
+      { cp.snapshot() } -> std::same_as<result<typename P::snapshot_type>>;
+      { p.close() } -> std::same_as<result<void>>;
+      { cp.is_open() } noexcept -> std::same_as<bool>;
+    };
+
+// The error every operation on a closed store, cursor or snapshot returns.
+inline keel::error closed_error(std::string_view what = "store") {
+  return keel::error(errc::closed, std::string(what) + " is closed");
+}
+
+// ---------------------------------------------------------------------------
+// basic_cursor: a cursor as a range.
+//
+//   auto cursor = store.scan(key_range::prefix("user/"));
+//   for (const auto& e : cursor) use(e.key, e.value);
+//   if (cursor.error()) report(*cursor.error());
+//
+// An entry's views are valid until the next step. A cursor reads one
+// consistent view as of its creation: later writes are not seen, a batch is
+// seen whole or not at all. One cursor is used by one thread at a time;
+// different cursors may be used from different threads. A cursor may outlive
+// its store: after close() it stops and error() is errc::closed.
+// ---------------------------------------------------------------------------
+template <class CursorImpl>
+class basic_cursor {
+ public:
+  struct entry {
+    std::string_view key;
+    std::string_view value;
+  };
+
+  explicit basic_cursor(CursorImpl impl) : impl_(std::move(impl)) { load(); }
+
+  class iterator {
+   public:
+    using value_type = entry;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    const entry& operator*() const noexcept { return cursor_->current_; }
+    const entry* operator->() const noexcept { return &cursor_->current_; }
+    iterator& operator++() {
+      cursor_->advance();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) noexcept { return !it.cursor_->valid(); }
+
+   private:
+    friend class basic_cursor;
+    explicit iterator(basic_cursor* c) : cursor_(c) {}
+    basic_cursor* cursor_ = nullptr;
+  };
+
+  // Iteration continues from the cursor's current position: a cursor is a
+  // single-pass range.
+  iterator begin() { return iterator(this); }
+  std::default_sentinel_t end() const noexcept { return {}; }
+
+  bool valid() const { return impl_.valid(); }
+  const entry& current() const noexcept { return current_; }  // precondition valid()
+  void advance() {
+    impl_.next();
+    load();
+  }
+  // Set when the pass stopped before the end of its range (closed, I/O error).
+  const std::optional<keel::error>& error() const { return impl_.error(); }
+
+ private:
+  void load() {
+    if (impl_.valid()) current_ = {impl_.key(), impl_.value()};
+  }
+  CursorImpl impl_;
+  entry current_{};
+};
+
+// ---------------------------------------------------------------------------
+// basic_snapshot: a point-in-time view of a store. Reads through it see the
+// store as it was when snapshot() was called, whatever is written later.
+// Copies share one view. Thread-safe. After the store is closed every call
+// gives errc::closed. A snapshot taken of a closed store is empty and all its
+// calls give errc::closed.
+// ---------------------------------------------------------------------------
+template <class Policy>
+class basic_snapshot {
+ public:
+  using cursor = basic_cursor<typename Policy::cursor_type>;
+
+  explicit basic_snapshot(result<typename Policy::snapshot_type> view) : view_(std::move(view)) {}
+
+  result<std::optional<std::string>> get(std::string_view key) const {
+    if (!view_) return view_.error();
+    return view_->get(key);
+  }
+  result<bool> contains(std::string_view key) const {
+    if (!view_) return view_.error();
+    return view_->contains(key);
+  }
+  cursor scan(const key_range& range = key_range::all()) const {
+    if (!view_) return cursor(Policy::failed_cursor(view_.error()));
+    return cursor(view_->scan(range));
+  }
+  // Whether the snapshot was taken (false when the store was already closed).
+  bool valid() const noexcept { return view_.has_value(); }
+
+ private:
+  result<typename Policy::snapshot_type> view_;
+};
+
+// ---------------------------------------------------------------------------
+// basic_store: an ordered key-value store over the backend Policy.
+//
+// Thread safety: every member function may be called from many threads at
+// once, close() included; a call that races with close() either completes or
+// returns errc::closed. Moving or assigning a store while other threads use it
+// is a data race (as for any object).
+//
+// Ownership: the store owns its backend. Cursors and snapshots hold a share of
+// it so that they can report errc::closed safely, but close() (or the
+// destructor) releases the backend's resources (for RocksDB: the DB, its LOCK,
+// its file descriptors) at once, whatever cursors and snapshots are alive.
+// ---------------------------------------------------------------------------
+template <class Policy>
+class basic_store {
+  static_assert(store_policy<Policy>, "Policy does not meet keel::store_policy");
+
+ public:
+  using policy_type = Policy;
+  using options = typename Policy::options;
+  using cursor = basic_cursor<typename Policy::cursor_type>;
+  using snapshot_type = basic_snapshot<Policy>;
+
+  // Opens (and by default creates) the store. Fails with a precise errc and an
+  // actionable message; see each policy for its errors.
+  static result<basic_store> open(const options& opts) {
+    auto backend = Policy::open(opts);
+    if (!backend) return std::move(backend).error();
+    return basic_store(std::move(*backend));
+  }
+
+  basic_store(basic_store&&) noexcept = default;
+  basic_store& operator=(basic_store&& other) noexcept {
+    if (this != &other) {
+      reset();
+      backend_ = std::move(other.backend_);
+    }
+    return *this;
+  }
+  basic_store(const basic_store&) = delete;
+  basic_store& operator=(const basic_store&) = delete;
+  // Closes the store (errors are dropped: call close() to see them).
+  ~basic_store() { reset(); }
+
+  // Sets key to value, replacing any previous value.
+  result<void> put(std::string_view key, std::string_view value) {
+    if (!backend_) return closed_error();
+    return backend_->put(key, value);
+  }
+  // The value of key; nullopt (not an error) when the key is absent.
+  result<std::optional<std::string>> get(std::string_view key) const {
+    if (!backend_) return closed_error();
+    return backend_->get(key);
+  }
+  result<bool> contains(std::string_view key) const {
+    if (!backend_) return closed_error();
+    return backend_->contains(key);
+  }
+  // Removes key; removing an absent key succeeds.
+  result<void> erase(std::string_view key) {
+    if (!backend_) return closed_error();
+    return backend_->erase(key);
+  }
+  // Applies the batch atomically: readers see all of it or none of it.
+  result<void> write(const write_batch& batch) {
+    if (!backend_) return closed_error();
+    return backend_->write(batch);
+  }
+  // An ordered pass over range (bytewise order, or reversed).
+  cursor scan(const key_range& range = key_range::all()) const {
+    if (!backend_) return cursor(Policy::failed_cursor(closed_error()));
+    return cursor(backend_->scan(range));
+  }
+  // A point-in-time view; cheap on every backend.
+  snapshot_type snapshot() const {
+    if (!backend_) return snapshot_type(closed_error());
+    return snapshot_type(backend_->snapshot());
+  }
+  // Closes the store. On success the same path can be opened again at once,
+  // here or in another process. Idempotent: closing a closed store succeeds.
+  // Whatever it returns, the store is closed afterwards.
+  result<void> close() {
+    if (!backend_) return {};
+    return backend_->close();
+  }
+  bool is_open() const noexcept { return backend_ && backend_->is_open(); }
+
+  // The backend, for backend-specific calls (e.g. RocksPolicy::db()).
+  Policy& policy() noexcept { return *backend_; }
+  const Policy& policy() const noexcept { return *backend_; }
+
+ private:
+  explicit basic_store(std::shared_ptr<Policy> backend) : backend_(std::move(backend)) {}
+  void reset() noexcept {
+    if (backend_) (void)backend_->close();
+    backend_.reset();
+  }
+  std::shared_ptr<Policy> backend_;
+};
+
+}  // namespace keel

@@ -1,0 +1,93 @@
+// keel: write_batch, a group of puts and erases applied atomically.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace keel {
+
+// An ordered list of puts and erases. store.write(batch) applies them all or
+// none, in order (a later op on the same key wins), and readers see the batch
+// whole or not at all. A batch is a plain value owned by the caller; it is not
+// thread-safe to modify from several threads at once.
+class write_batch {
+  struct record;
+
+ public:
+  enum class op_kind : std::uint8_t { put, erase };
+
+  // One operation; views point into the batch and stay valid until it is
+  // modified or destroyed.
+  struct op {
+    op_kind kind;
+    std::string_view key;
+    std::string_view value;  // empty for erase
+  };
+
+  write_batch& put(std::string_view key, std::string_view value) {
+    add(op_kind::put, key, value);
+    return *this;
+  }
+  write_batch& erase(std::string_view key) {
+    add(op_kind::erase, key, {});
+    return *this;
+  }
+
+  std::size_t size() const noexcept { return ops_.size(); }
+  bool empty() const noexcept { return ops_.empty(); }
+  void clear() noexcept {
+    ops_.clear();
+    bytes_.clear();
+  }
+  // Bytes of keys and values held.
+  std::size_t payload_bytes() const noexcept { return bytes_.size(); }
+
+  class const_iterator {
+   public:
+    using value_type = op;
+    using difference_type = std::ptrdiff_t;
+    const_iterator() = default;
+    op operator*() const {
+      const record& r = (*records_)[i_];
+      const char* base = bytes_->data() + r.offset;
+      return {r.kind, {base, r.key_size}, {base + r.key_size, r.value_size}};
+    }
+    const_iterator& operator++() {
+      ++i_;
+      return *this;
+    }
+    const_iterator operator++(int) {
+      auto t = *this;
+      ++i_;
+      return t;
+    }
+    friend bool operator==(const const_iterator& a, const const_iterator& b) { return a.i_ == b.i_; }
+
+   private:
+    friend class write_batch;
+    const_iterator(const write_batch* b, std::size_t i) : records_(&b->ops_), bytes_(&b->bytes_), i_(i) {}
+    const std::vector<record>* records_ = nullptr;
+    const std::string* bytes_ = nullptr;
+    std::size_t i_ = 0;
+  };
+  const_iterator begin() const { return {this, 0}; }
+  const_iterator end() const { return {this, ops_.size()}; }
+
+ private:
+  struct record {
+    std::size_t offset, key_size, value_size;
+    op_kind kind;
+  };
+  void add(op_kind kind, std::string_view key, std::string_view value) {
+    ops_.push_back({bytes_.size(), key.size(), value.size(), kind});
+    bytes_.append(key);
+    bytes_.append(value);
+  }
+  std::vector<record> ops_;
+  std::string bytes_;
+};
+
+}  // namespace keel

@@ -1,0 +1,72 @@
+// tests/support/temp_dir.hpp - a fresh, uniquely named directory for one test.
+#pragma once
+
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <system_error>
+#include <utility>
+
+#include <sys/stat.h>
+
+namespace keel::test {
+
+// Creates <temp_directory_path()>/keel-test-XXXXXX (mode 0700, via mkdtemp)
+// and removes it recursively on destruction, first restoring owner rwx on
+// every directory (tests may chmod things inside). Removal errors are ignored.
+// Non-copyable; a moved-from temp_dir owns nothing and has an empty path().
+class temp_dir {
+public:
+    // Throws std::system_error if the directory cannot be created.
+    temp_dir() {
+        std::string tmpl = (std::filesystem::temp_directory_path() / "keel-test-XXXXXX").string();
+        if (::mkdtemp(tmpl.data()) == nullptr)
+            throw std::system_error(errno, std::generic_category(), "mkdtemp " + tmpl);
+        path_ = tmpl;
+    }
+
+    temp_dir(const temp_dir&) = delete;
+    temp_dir& operator=(const temp_dir&) = delete;
+
+    temp_dir(temp_dir&& other) noexcept : path_(std::exchange(other.path_, {})) {}
+    temp_dir& operator=(temp_dir&& other) noexcept {
+        if (this != &other) {
+            remove();
+            path_ = std::exchange(other.path_, {});
+        }
+        return *this;
+    }
+
+    ~temp_dir() { remove(); }
+
+    const std::filesystem::path& path() const noexcept { return path_; }
+
+private:
+    // Gives the owner rwx on `dir` and every directory below it (not following
+    // symlinks), so that remove_all can list and unlink everything.
+    static void make_writable(const std::filesystem::path& dir) noexcept {
+        try {
+            ::chmod(dir.c_str(), S_IRWXU);
+            std::error_code ec;
+            for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+                std::error_code sec;
+                if (it->symlink_status(sec).type() == std::filesystem::file_type::directory)
+                    make_writable(it->path());
+            }
+        } catch (...) {
+        }
+    }
+
+    void remove() noexcept {
+        if (path_.empty()) return;
+        make_writable(path_);
+        std::error_code ec;
+        std::filesystem::remove_all(path_, ec);
+        path_.clear();
+    }
+
+    std::filesystem::path path_;
+};
+
+}  // namespace keel::test
