@@ -1,7 +1,7 @@
 // tests/lock_diagnosis_test.cpp - keel::detail::find_lock_holder and
 // filesystem_name against real RocksDB LOCK files held by a helper process
 // (tests/lock_holder.cpp, found via keel::test::helper_path).
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+
 #include <doctest/doctest.h>
 
 #include <keel/detail/lock_diagnosis.hpp>

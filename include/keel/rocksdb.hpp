@@ -148,7 +148,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   }
 
   result<void> write(const write_batch& batch) {
-    rocksdb::WriteBatch wb(0, 0, batch.payload_bytes() + 16 * batch.size() + 64);
+    rocksdb::WriteBatch wb(batch.payload_bytes() + 16 * batch.size() + 64);
     for (const auto& op : batch) {
       rocksdb::Status s = op.kind == write_batch::op_kind::put ? wb.Put(slice(op.key), slice(op.value))
                                                                : wb.Delete(slice(op.key));

@@ -690,7 +690,7 @@ class persistent_btree::cursor {
       frame& f = path_[d];
       if (f.idx > 0) {
         --f.idx;
-        descend(f.node->child[f.idx], d + 1, true);
+        descend(f.in->child[f.idx], d + 1, true);
         return;
       }
     }
@@ -699,7 +699,7 @@ class persistent_btree::cursor {
 
  private:
   struct frame {
-    const inner* node;
+    const inner* in;
     unsigned idx;
   };
 
@@ -719,9 +719,9 @@ class persistent_btree::cursor {
   void next_leaf() noexcept {
     for (unsigned d = tree_.root_->level; d-- > 0;) {
       frame& f = path_[d];
-      if (f.idx + 1 < f.node->count) {
+      if (f.idx + 1 < f.in->count) {
         ++f.idx;
-        descend(f.node->child[f.idx], d + 1, false);
+        descend(f.in->child[f.idx], d + 1, false);
         return;
       }
     }

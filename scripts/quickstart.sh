@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds and runs keel's quickstart example (examples/quickstart.cpp): opens a
+# RocksDB store in a temporary directory, writes, reads, scans, takes a
+# snapshot, closes, reopens at once and shows that the data persisted.
+#
+#   bash scripts/quickstart.sh
+#
+# Installs missing Debian packages first (scripts/setup-debian.sh), builds in
+# ./build and never downloads subprojects (--wrap-mode=nodownload).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+build=build
+
+# Runs a command quietly; shows its output only if it fails.
+quiet() {
+  local out rc=0
+  out=$(mktemp)
+  "$@" >"$out" 2>&1 || rc=$?
+  if ((rc != 0)); then
+    cat "$out" >&2
+    echo "quickstart: failed ($rc): $*" >&2
+  fi
+  rm -f "$out"
+  return "$rc"
+}
+
+bash scripts/setup-debian.sh
+
+if [[ -f "$build/meson-private/coredata.dat" ]]; then
+  quiet meson setup --reconfigure "$build" --wrap-mode=nodownload
+else
+  quiet meson setup "$build" --wrap-mode=nodownload
+fi
+
+if ! meson introspect --targets "$build" | grep -Eq '"name": *"quickstart"'; then
+  echo "quickstart: the example is not configured because RocksDB was not found." >&2
+  echo "quickstart: on Debian: apt-get install librocksdb-dev, then run this again." >&2
+  exit 1
+fi
+
+quiet meson compile -C "$build" quickstart
+"$build/examples/quickstart"

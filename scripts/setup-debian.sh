@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs what keel needs to build, test and benchmark on Debian (bookworm or
+# later) and derivatives. Safe to run again: when everything is present it does
+# nothing, prints nothing and touches no network.
+#
+# Runs apt-get as root, or through sudo when not root and sudo exists.
+# Set KEEL_SKIP_SETUP=1 to skip it (e.g. when you manage packages yourself).
+set -euo pipefail
+
+packages=(
+  g++               # compiler (C++20)
+  meson             # build system (brings python3)
+  ninja-build       # meson's backend
+  pkg-config        # how meson finds most dependencies
+  cmake             # how meson finds doctest (dependency method 'cmake')
+  librocksdb-dev    # the RocksDB backend
+  doctest-dev       # tests
+  libbenchmark-dev  # benchmarks
+)
+
+if [[ "${KEEL_SKIP_SETUP:-}" == 1 ]]; then
+  exit 0
+fi
+
+if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+  echo "setup-debian: not a Debian system (no dpkg-query/apt-get); install these yourself:" \
+       "a C++20 compiler, meson, ninja, pkg-config, cmake, RocksDB, doctest, Google Benchmark" >&2
+  exit 0
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  if [[ "$status" != "install ok installed" ]]; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+if [[ "$(id -u)" == 0 ]]; then
+  as_root=()
+elif command -v sudo >/dev/null 2>&1; then
+  as_root=(sudo)
+else
+  echo "setup-debian: missing packages: ${missing[*]}" >&2
+  echo "setup-debian: not root and no sudo; as root run:" >&2
+  echo "  apt-get update && apt-get install -y --no-install-recommends ${missing[*]}" >&2
+  exit 1
+fi
+
+echo "setup-debian: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+if ! "${as_root[@]}" apt-get -qq update; then
+  echo "setup-debian: apt-get update failed" >&2
+  exit 1
+fi
+if ! "${as_root[@]}" apt-get -qq install -y --no-install-recommends "${missing[@]}" >/dev/null; then
+  echo "setup-debian: apt-get install ${missing[*]} failed" >&2
+  exit 1
+fi
+echo "setup-debian: installed ${missing[*]}" >&2

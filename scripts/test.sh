@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Builds keel and runs its test suite; the last line printed is the count:
+#
+#   P passed, F failed[, S skipped]
+#
+# summed over the doctest summaries of every test binary that ran. The exit
+# status is non-zero when a step fails, `meson test` fails, F > 0 or no test
+# case was counted at all.
+#
+#   bash scripts/test.sh                       # everything
+#   bash scripts/test.sh keel_tests            # extra args go to `meson test`
+#   bash scripts/test.sh --test-args='-tc=*close*'
+#
+# Environment (for CI variants such as sanitizer runs):
+#   KEEL_BUILD_DIR   build directory (default: build)
+#   KEEL_SETUP_ARGS  extra `meson setup` arguments, split on spaces, e.g.
+#                    "-Db_sanitize=address,undefined -Db_lundef=false"
+#                    (use a build directory of its own: options persist in it)
+#   KEEL_SKIP_SETUP=1  do not run scripts/setup-debian.sh
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+
+build="${KEEL_BUILD_DIR:-build}"
+read -r -a setup_args <<<"${KEEL_SETUP_ARGS:-}"
+
+# Prints the count line last and exits.
+finish() {  # passed failed skipped status
+  local line="$1 passed, $2 failed"
+  if (($3 > 0)); then line+=", $3 skipped"; fi
+  echo "$line"
+  exit "$4"
+}
+# A step failed before any test could run: count it as one failure.
+abort() {
+  echo "test.sh: $*" >&2
+  finish 0 1 0 1
+}
+
+bash scripts/setup-debian.sh || abort "installing the build dependencies failed (scripts/setup-debian.sh)"
+
+if [[ -f "$build/meson-private/coredata.dat" ]]; then
+  meson setup --reconfigure "$build" --wrap-mode=nodownload "${setup_args[@]}" ||
+    abort "meson setup --reconfigure $build failed"
+else
+  meson setup "$build" --wrap-mode=nodownload "${setup_args[@]}" || abort "meson setup $build failed"
+fi
+
+meson compile -C "$build" || abort "meson compile -C $build failed"
+
+log="$build/meson-logs/testlog.txt"
+rm -f "$log"  # never count a previous run's results
+meson_status=0
+meson test -C "$build" --print-errorlogs "$@" || meson_status=$?
+
+if [[ ! -f "$log" ]]; then
+  abort "meson test wrote no $log (exit status $meson_status): nothing was counted"
+fi
+
+# doctest's summary, one per binary, e.g.
+#   [doctest] test cases:  42 |  41 passed | 1 failed | 0 skipped
+# Colour codes are stripped first; "| S skipped" is absent with
+# --no-skipped-summary.
+read -r binaries passed failed skipped < <(
+  sed -e 's/\x1b\[[0-9;]*[A-Za-z]//g' -e 's/\r$//' "$log" |
+    sed -nE 's/.*\[doctest\] test cases: *[0-9]+ *\| *([0-9]+) passed *\| *([0-9]+) failed( *\| *([0-9]+) skipped)?.*/\1 \2 \4/p' |
+    awk '{ n++; p += $1; f += $2; s += $3 } END { printf "%d %d %d %d\n", n, p, f, s }'
+)
+
+status=0
+if ((binaries == 0 || passed + failed == 0)); then
+  echo "test.sh: no doctest test case was counted in $log (did the test binaries run? meson test exit status $meson_status)" >&2
+  finish "$passed" $((failed > 0 ? failed : 1)) "$skipped" 1
+fi
+if ((meson_status != 0)); then
+  status=1
+  if ((failed == 0)); then
+    # A binary crashed, timed out or failed outside doctest's count.
+    echo "test.sh: meson test failed (exit status $meson_status) although doctest reported no failed test case; counting it as 1 failure" >&2
+    failed=1
+  fi
+fi
+if ((failed > 0)); then status=1; fi
+finish "$passed" "$failed" "$skipped" "$status"

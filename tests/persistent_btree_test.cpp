@@ -1,0 +1,449 @@
+// tests/persistent_btree_test.cpp - keel::detail::persistent_btree against a
+// std::map model: randomized edits, old versions, transients, heavy deletion,
+// cursors, and concurrent sharing of versions (meant to run under TSan too).
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
+
+#include <keel/detail/persistent_btree.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+using keel::detail::persistent_btree;
+using model = std::map<std::string, std::string>;
+
+namespace {
+
+using namespace std::string_literals;
+
+// Keys from a tiny alphabet (so keys collide and share long prefixes, ties
+// beyond the 8-byte cached prefix included) plus hand-picked edge cases.
+std::vector<std::string> make_key_pool(std::mt19937_64& rng, std::size_t n) {
+  std::vector<std::string> pool = {
+      ""s, "\0"s, "\0\0"s, "\0\0\0\0\0\0\0\0\0"s, "\xff"s, "\xff\xff"s, "\xff\xff\xff\xff\xff\xff\xff\xff"s,
+      "\xff\xff\xff\xff\xff\xff\xff\xff\xff"s, "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"s,
+      "a"s, "a\0"s, "a\0b"s, "ab"s, "prefix-shared-0"s, "prefix-shared-1"s, "prefix-shared-10"s,
+      "prefix-shared"s, "prefix-s"s, "prefix-"s, "\x80"s, "\x7f"s, "\x7f\xff"s, "\x80\0"s};
+  const char alphabet[] = {'\0', '\x01', 'a', 'b', '\x7f', '\x80', '\xfe', '\xff'};
+  std::uniform_int_distribution<int> len(0, 12), sym(0, 7);
+  while (pool.size() < n) {
+    std::string k;
+    const int l = len(rng);
+    // Half of the keys share a 9-byte prefix, so the cached prefix ties.
+    if (rng() % 2) k = "\x01\x01\x01\x01\x01\x01\x01\x01\x01"s;
+    for (int i = 0; i < l; ++i) k.push_back(alphabet[sym(rng)]);
+    pool.push_back(std::move(k));
+  }
+  return pool;
+}
+
+std::string random_value(std::mt19937_64& rng) {
+  static const std::string vals[] = {""s, "\0"s, "v"s, "\xff\0\xff"s, std::string(100, 'x')};
+  if (rng() % 2) return vals[rng() % std::size(vals)];
+  return "value-" + std::to_string(rng() % 100000);
+}
+
+// Forward and reverse iteration, size, invariants and every find.
+void check_equal(const persistent_btree& t, const model& m) {
+  REQUIRE(t.size() == m.size());
+  REQUIRE(t.empty() == m.empty());
+  REQUIRE(t.check_invariants());
+  persistent_btree::cursor c(t);
+  c.seek_first();
+  for (const auto& [k, v] : m) {
+    REQUIRE(c.valid());
+    REQUIRE(c.key() == k);
+    REQUIRE(c.value() == v);
+    c.next();
+  }
+  REQUIRE_FALSE(c.valid());
+  c.seek_last();
+  for (auto it = m.rbegin(); it != m.rend(); ++it) {
+    REQUIRE(c.valid());
+    REQUIRE(c.key() == it->first);
+    REQUIRE(c.value() == it->second);
+    c.prev();
+  }
+  REQUIRE_FALSE(c.valid());
+  for (const auto& [k, v] : m) {
+    const auto* e = t.find(k);
+    REQUIRE(e != nullptr);
+    REQUIRE(e->key() == k);
+    REQUIRE(e->value() == v);
+  }
+}
+
+void check_find(const persistent_btree& t, const model& m, const std::string& k) {
+  const auto* e = t.find(k);
+  const auto it = m.find(k);
+  REQUIRE((e != nullptr) == (it != m.end()));
+  if (e) REQUIRE(e->value() == it->second);
+}
+
+// seek / seek_before on `k`, then a few steps each way, against the model.
+void check_seek(const persistent_btree& t, const model& m, const std::string& k, std::mt19937_64& rng) {
+  persistent_btree::cursor c(t);
+  c.seek(k);
+  auto it = m.lower_bound(k);
+  auto same = [&] {
+    if (it == m.end()) {
+      REQUIRE_FALSE(c.valid());
+      return false;
+    }
+    REQUIRE(c.valid());
+    REQUIRE(c.key() == it->first);
+    REQUIRE(c.value() == it->second);
+    return true;
+  };
+  for (int steps = static_cast<int>(rng() % 4); same() && steps > 0; --steps) {
+    c.next();
+    ++it;
+  }
+  c.seek_before(k);
+  it = m.lower_bound(k);
+  if (it == m.begin()) {
+    REQUIRE_FALSE(c.valid());
+    return;
+  }
+  --it;
+  for (int steps = static_cast<int>(rng() % 4);; --steps) {
+    REQUIRE(same());
+    if (steps == 0) break;
+    c.prev();
+    if (it == m.begin()) {
+      REQUIRE_FALSE(c.valid());
+      break;
+    }
+    --it;
+  }
+}
+
+}  // namespace
+
+TEST_CASE("empty tree") {
+  persistent_btree t;
+  CHECK(t.size() == 0);
+  CHECK(t.empty());
+  CHECK(t.height() == 0);
+  CHECK(t.memory_bytes() == 0);
+  CHECK(t.find("") == nullptr);
+  CHECK(t.check_invariants());
+  persistent_btree::cursor c(t);
+  c.seek_first();
+  CHECK_FALSE(c.valid());
+  c.seek_last();
+  CHECK_FALSE(c.valid());
+  c.seek("x");
+  CHECK_FALSE(c.valid());
+  c.seek_before("x");
+  CHECK_FALSE(c.valid());
+  CHECK(t.without("x").empty());
+}
+
+TEST_CASE("arbitrary bytes in keys and values") {
+  const std::string big(1 << 20, '\xab');
+  const model m = {{""s, ""s}, {"\0"s, "\0\0"s}, {"\0\xff"s, "x"s}, {"\xff\xff\xff"s, big}, {"a"s, "\xff"s}};
+  persistent_btree t;
+  for (const auto& [k, v] : m) t = t.with(k, v);
+  check_equal(t, m);
+  CHECK(t.find("")->value().empty());
+  CHECK(t.find("\0\xff"s)->key().size() == 2);
+  CHECK(t.memory_bytes() > big.size());
+  // Overwrite keeps one entry.
+  t = t.with(""s, "now"s);
+  CHECK(t.size() == m.size());
+  CHECK(t.find("")->value() == "now");
+  t = t.without(""s).without("nope"s);
+  CHECK(t.size() == m.size() - 1);
+  CHECK(t.find("") == nullptr);
+}
+
+TEST_CASE("randomized edits against std::map, with old versions") {
+  std::mt19937_64 rng(0x5eed'b7ee);
+  const auto pool = make_key_pool(rng, 20000);
+  std::uniform_int_distribution<std::size_t> any_key(0, pool.size() - 1), hot_key(0, 63);
+  auto pick = [&]() -> const std::string& { return pool[rng() % 10 < 3 ? hot_key(rng) : any_key(rng)]; };
+
+  persistent_btree t;
+  model m;
+  std::vector<std::pair<persistent_btree, model>> old;
+  constexpr int kSteps = 200000;
+  std::size_t max_size = 0, max_height = 0;
+  for (int step = 0; step < kSteps; ++step) {
+    // Alternate growing and shrinking phases so the tree height changes.
+    const bool grow = (step / 25000) % 2 == 0;
+    const unsigned r = static_cast<unsigned>(rng() % 100);
+    if (r < 10) {   // a batch through one transient
+      persistent_btree::transient tr(t);
+      const persistent_btree base = t;
+      const model base_model = m;
+      const int n = 1 + static_cast<int>(rng() % 64);
+      for (int i = 0; i < n; ++i) {
+        const std::string& k = pick();
+        if (rng() % 100 < (grow ? 65u : 30u)) {
+          const std::string v = random_value(rng);
+          tr.insert_or_assign(k, v);
+          m[k] = v;
+        } else {
+          tr.erase(k);
+          m.erase(k);
+        }
+        REQUIRE(tr.size() == m.size());
+        const std::string& probe = pick();
+        const auto* e = tr.find(probe);
+        REQUIRE((e != nullptr) == m.contains(probe));
+      }
+      t = std::move(tr).persist();
+      if (rng() % 16 == 0) check_equal(base, base_model);
+    } else if (r < (grow ? 65u : 40u)) {
+      const std::string& k = pick();
+      const std::string v = random_value(rng);
+      if (rng() % 2) {
+        t = t.with(k, v);
+      } else {
+        persistent_btree::transient tr(t);
+        tr.insert_or_assign(k, v);
+        t = std::move(tr).persist();
+      }
+      m[k] = v;
+    } else {
+      const std::string& k = pick();
+      if (rng() % 2) {
+        t = t.without(k);
+      } else {
+        persistent_btree::transient tr(t);
+        tr.erase(k);
+        t = std::move(tr).persist();
+      }
+      m.erase(k);
+    }
+
+    REQUIRE(t.size() == m.size());
+    check_find(t, m, pick());
+    check_find(t, m, pick());
+    if (step % 7 == 0) check_seek(t, m, pick(), rng);
+    if (rng() % 2000 == 0 || step % 25000 == 24999) check_equal(t, m);
+    if (step % 4000 == 1999) old.emplace_back(t, m);
+    if (rng() % 1000 == 0 && !old.empty()) {
+      const auto& [ot, om] = old[rng() % old.size()];
+      check_equal(ot, om);
+    }
+    max_size = std::max(max_size, t.size());
+    max_height = std::max(max_height, t.height());
+  }
+  check_equal(t, m);
+  REQUIRE(old.size() == 50);
+  for (const auto& [ot, om] : old) check_equal(ot, om);
+  MESSAGE("max size " << max_size << ", max height " << max_height);
+  CHECK(max_height >= 3);
+}
+
+TEST_CASE("transients leave their base untouched") {
+  std::mt19937_64 rng(42);
+  persistent_btree base;
+  model bm;
+  {
+    persistent_btree::transient tr(base);
+    for (int i = 0; i < 5000; ++i) {
+      const std::string k = "key" + std::to_string(rng() % 8000);
+      tr.insert_or_assign(k, "base");
+      bm[k] = "base";
+    }
+    base = std::move(tr).persist();
+  }
+  check_equal(base, bm);
+
+  // Two interleaved transients on the same base, plus one that is abandoned.
+  persistent_btree::transient a(base), b(base);
+  model am = bm, bmod = bm;
+  {
+    persistent_btree::transient dropped(base);
+    for (int i = 0; i < 3000; ++i) dropped.erase("key" + std::to_string(i));
+    dropped.insert_or_assign("zzz", "dropped");
+  }
+  for (int i = 0; i < 20000; ++i) {
+    const std::string k = "key" + std::to_string(rng() % 9000);
+    switch (rng() % 4) {
+      case 0: a.insert_or_assign(k, "a"); am[k] = "a"; break;
+      case 1: a.erase(k); am.erase(k); break;
+      case 2: b.insert_or_assign(k, "b"); bmod[k] = "b"; break;
+      default: b.erase(k); bmod.erase(k); break;
+    }
+    if (i % 5000 == 0) check_equal(base, bm);
+  }
+  check_equal(base, bm);
+  const persistent_btree av = std::move(a).persist();
+  const persistent_btree bv = std::move(b).persist();
+  check_equal(base, bm);
+  check_equal(av, am);
+  check_equal(bv, bmod);
+
+  // A transient built from a persisted transient's result copies its nodes.
+  persistent_btree::transient c(av);
+  for (const auto& [k, v] : am) c.erase(k);
+  CHECK(c.size() == 0);
+  CHECK(std::move(c).persist().empty());
+  check_equal(av, am);
+}
+
+TEST_CASE("heavy deletion shrinks the tree to empty") {
+  std::mt19937_64 rng(7);
+  for (int order = 0; order < 3; ++order) {
+    CAPTURE(order);
+    std::vector<std::string> keys;
+    for (int i = 0; i < 100000; ++i) {
+      char buf[16];
+      std::snprintf(buf, sizeof buf, "k%08d", i);
+      keys.emplace_back(buf);
+    }
+    persistent_btree t;
+    {
+      std::vector<std::string> ins = keys;
+      std::shuffle(ins.begin(), ins.end(), rng);
+      persistent_btree::transient tr(t);
+      for (const auto& k : ins) tr.insert_or_assign(k, k);
+      t = std::move(tr).persist();
+    }
+    REQUIRE(t.size() == keys.size());
+    REQUIRE(t.check_invariants());
+    const persistent_btree full = t;
+    if (order == 1) std::reverse(keys.begin(), keys.end());
+    if (order == 2) std::shuffle(keys.begin(), keys.end(), rng);
+    std::size_t left = keys.size();
+    for (const auto& k : keys) {
+      // Mix batched and single erases.
+      if (left % 3 == 0) {
+        t = t.without(k);
+      } else {
+        persistent_btree::transient tr(t);
+        tr.erase(k);
+        tr.erase(k);   // second erase is a no-op
+        t = std::move(tr).persist();
+      }
+      --left;
+      REQUIRE(t.size() == left);
+      if (left % 5000 == 0 || left < 40) REQUIRE(t.check_invariants());
+      if (left == 100) {
+        CHECK(t.height() <= 3);
+        CHECK(t.memory_bytes() < 100 * 64 + 20 * 800);
+      }
+      if (left == 20) CHECK(t.height() <= 2);
+    }
+    CHECK(t.empty());
+    CHECK(t.height() == 0);
+    CHECK(t.memory_bytes() == 0);
+    CHECK(full.size() == 100000);
+    CHECK(full.check_invariants());
+  }
+}
+
+TEST_CASE("cursor keeps its version alive") {
+  std::unique_ptr<persistent_btree::cursor> c;
+  {
+    persistent_btree t;
+    for (int i = 0; i < 1000; ++i) t = t.with("k" + std::to_string(i), std::to_string(i));
+    c = std::make_unique<persistent_btree::cursor>(t);
+    t = persistent_btree();
+  }
+  int n = 0;
+  for (c->seek_first(); c->valid(); c->next()) ++n;
+  CHECK(n == 1000);
+  c->seek("k500");
+  REQUIRE(c->valid());
+  CHECK(c->value() == "500");
+  c->seek_before("k500");
+  REQUIRE(c->valid());
+  CHECK(c->key() == "k50");   // "k50" < "k500"
+  persistent_btree::cursor moved(std::move(*c));
+  CHECK_FALSE(c->valid());
+  CHECK(moved.valid());
+  c.reset();
+  moved.next();
+  CHECK(moved.key() == "k500");
+}
+
+TEST_CASE("versions shared across threads") {
+  // One writer publishes versions; readers copy, iterate, edit privately and
+  // destroy them. Key "#n" always holds the number of other keys.
+  std::mutex mu;
+  persistent_btree published = persistent_btree().with("#n", "0");
+  std::atomic<bool> done{false};
+  std::atomic<long> reader_checks{0};
+
+  auto snapshot = [&] {
+    std::lock_guard lock(mu);
+    return published;
+  };
+  auto reader = [&](unsigned seed) {
+    std::mt19937_64 rng(seed);
+    std::vector<persistent_btree> held;
+    while (!done.load(std::memory_order_relaxed)) {
+      persistent_btree v = snapshot();
+      const auto* meta = v.find("#n");
+      REQUIRE(meta != nullptr);
+      const std::size_t n = std::stoul(std::string(meta->value()));
+      REQUIRE(v.size() == n + 1);
+      if (rng() % 4 == 0) {   // full scan
+        persistent_btree::cursor c(v);
+        std::size_t count = 0;
+        std::string prev;
+        for (c.seek_first(); c.valid(); c.next(), ++count) {
+          if (count) REQUIRE(prev < c.key());
+          prev = c.key();
+        }
+        REQUIRE(count == n + 1);
+      } else {   // private edits on a shared version
+        persistent_btree::transient tr(v);
+        for (int i = 0; i < 8; ++i) tr.insert_or_assign("r" + std::to_string(rng() % 500), "mine");
+        tr.erase("w" + std::to_string(rng() % 3000));
+        persistent_btree mine = std::move(tr).persist();
+        REQUIRE(mine.size() >= v.size() - 1);
+        held.push_back(std::move(mine));
+      }
+      held.push_back(std::move(v));
+      while (held.size() > 6) held.erase(held.begin() + static_cast<long>(rng() % held.size()));
+      reader_checks.fetch_add(1, std::memory_order_relaxed);
+    }
+  };
+
+  std::vector<std::thread> readers;
+  for (unsigned i = 0; i < 3; ++i) readers.emplace_back(reader, 100 + i);
+
+  std::mt19937_64 rng(1);
+  persistent_btree cur = snapshot();
+  model m;
+  for (int step = 0; step < 6000; ++step) {
+    persistent_btree::transient tr(cur);
+    for (int i = 0; i < 6; ++i) {
+      const std::string k = "w" + std::to_string(rng() % 3000);
+      if (rng() % 3) {
+        tr.insert_or_assign(k, "v");
+        m[k] = "v";
+      } else {
+        tr.erase(k);
+        m.erase(k);
+      }
+    }
+    tr.insert_or_assign("#n", std::to_string(m.size()));
+    cur = std::move(tr).persist();
+    std::lock_guard lock(mu);
+    published = cur;
+  }
+  done = true;
+  for (auto& th : readers) th.join();
+  m["#n"] = std::to_string(m.size());
+  check_equal(cur, m);
+  MESSAGE("reader iterations: " << reader_checks.load());
+}

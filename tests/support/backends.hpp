@@ -1,0 +1,65 @@
+// Test support: the backends the conformance suite runs on. Each backend
+// type owns what its stores need (a fresh temporary directory for RocksDB)
+// and opens stores on it; open() may be called again to reopen.
+#pragma once
+
+#include <keel/keel.hpp>
+
+#include <string>
+
+#include "temp_dir.hpp"
+
+namespace keel::test {
+
+struct memory_backend {
+  using store_type = memory_store;
+  static constexpr bool persistent = false;
+  static constexpr const char* name = "memory";
+  result<store_type> open() const { return store_type::open({}); }
+};
+
+template <class Tuning>
+struct rocks_backend {
+  using store_type = basic_store<RocksPolicy<Tuning>>;
+  static constexpr bool persistent = true;
+  static constexpr const char* name = "rocksdb";
+  temp_dir dir;
+  std::filesystem::path path() const { return dir.path() / "db"; }
+  result<store_type> open() const {
+    rocks_options o;
+    o.path = path();
+    return store_type::open(o);
+  }
+};
+
+using rocks_default_backend = rocks_backend<DefaultTuning>;
+using rocks_macos_backend = rocks_backend<MacOSTuning>;
+
+// Opens or fails the test with the error's message.
+template <class Backend>
+typename Backend::store_type open_or_fail(const Backend& b) {
+  auto s = b.open();
+  if (!s) FAIL(Backend::name << " open failed: " << s.error().message());
+  return std::move(*s);
+}
+
+inline std::string str(std::string_view v) { return std::string(v); }
+
+// Every entry of a cursor as "key=value" pairs, in order.
+template <class Cursor>
+std::vector<std::pair<std::string, std::string>> collect(Cursor&& cursor) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& e : cursor) out.emplace_back(std::string(e.key), std::string(e.value));
+  REQUIRE_FALSE(cursor.error().has_value());
+  return out;
+}
+
+template <class Cursor>
+std::vector<std::string> keys_of(Cursor&& cursor) {
+  std::vector<std::string> out;
+  for (const auto& e : cursor) out.emplace_back(e.key);
+  REQUIRE_FALSE(cursor.error().has_value());
+  return out;
+}
+
+}  // namespace keel::test
