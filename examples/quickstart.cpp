@@ -71,7 +71,7 @@ std::string show(std::string_view bytes) {
   }
   return out;
 }
-std::string show(const std::optional<std::string>& v) { return v ? "\"" + show(*v) + "\"" : "(absent)"; }
+std::string show_value(const std::optional<std::string>& v) { return v ? "\"" + show(*v) + "\"" : "(absent)"; }
 
 void say(std::string_view step, std::string_view what) {
   std::cout << "  " << std::left << std::setw(22) << step << what << '\n';
@@ -148,13 +148,13 @@ int run() {
 
     auto alice = check(store.get("user/alice"), "get user/alice");
     expect(alice == "admin", "user/alice is admin");
-    say("get user/alice", show(alice));
+    say("get user/alice", show_value(alice));
     auto bob = check(store.get("user/bob"), "get user/bob");
     expect(!bob, "user/bob was erased");
-    say("get user/bob", show(bob) + " (a missing key is nullopt, not an error)");
+    say("get user/bob", show_value(bob) + " (a missing key is nullopt, not an error)");
     auto blob = check(store.get(blob_key), "get binary key");
     expect(blob == blob_value, "the binary value round-trips");
-    say("get " + show(blob_key), show(blob));
+    say("get " + show(blob_key), show_value(blob));
 
     // Ordered by bytes; the cursor is a range, its error() is checked after.
     std::string users = list(store.scan(keel::key_range::prefix("user/")), "scan user/");
@@ -170,8 +170,8 @@ int run() {
     auto alice_then = check(snap->get("user/alice"), "snapshot get user/alice");
     expect(alice_now == "owner" && alice_then == "admin", "snapshot isolation");
     say("snapshot", "taken; then put user/alice=owner, user/dave=editor");
-    say("  store.get alice", show(alice_now));
-    say("  snapshot.get alice", show(alice_then));
+    say("  store.get alice", show_value(alice_now));
+    say("  snapshot.get alice", show_value(alice_then));
     std::string users_then = list(snap->scan(keel::key_range::prefix("user/")), "snapshot scan user/");
     expect(users_then == "user/alice=admin user/carol=viewer", "snapshot scan of user/");
     say("  snapshot scan user/", users_then);
@@ -180,7 +180,7 @@ int run() {
     auto again = keel::rocks_store::open({.path = db_path / "."});
     expect(!again && again.error().code() == keel::errc::already_open_in_process,
            "a second open of the same directory is refused");
-    say("open " + (db_path / ".").filename().string() + " again", "refused: already_open_in_process (keel's registry)");
+    say("open db/. (same dir)", "refused: " + std::string(keel::to_string(again.error().code())));
 
     // close() releases everything (the live snapshot included) and the LOCK.
     check(store.close(), "close");

@@ -6,6 +6,8 @@
 //     Opens a keel rocks_store at PATH and prints "opened <pid>", or
 //     "error <errc> <message>" and exits 1. With --hold it then waits for a
 //     line "quit" (or EOF) on stdin, closes, prints "closed" and exits 0.
+//     With --fallback it opens through open_store() with fallback to memory
+//     enabled and prints "opened <backend> <pid> [reason <errc>]".
 #include <grp.h>
 #include <unistd.h>
 
@@ -13,16 +15,18 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
-#include <keel/rocksdb.hpp>
+#include <keel/keel.hpp>
 #include <string>
 
 int main(int argc, char** argv) {
-  bool hold = false;
+  bool hold = false, fallback = false;
   long uid = -1;
   int i = 1;
   for (; i < argc - 1; ++i) {
     if (std::strcmp(argv[i], "--hold") == 0) {
       hold = true;
+    } else if (std::strcmp(argv[i], "--fallback") == 0) {
+      fallback = true;
     } else if (std::strcmp(argv[i], "--drop-privileges") == 0 && i + 1 < argc - 1) {
       uid = std::strtol(argv[++i], nullptr, 10);
     } else {
@@ -30,7 +34,7 @@ int main(int argc, char** argv) {
     }
   }
   if (i != argc - 1) {
-    std::cerr << "usage: keel_probe [--drop-privileges UID] [--hold] PATH\n";
+    std::cerr << "usage: keel_probe [--drop-privileges UID] [--hold] [--fallback] PATH\n";
     return 64;
   }
   if (uid >= 0) {
@@ -39,14 +43,22 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  keel::rocks_options options;
-  options.path = argv[i];
-  auto store = keel::rocks_store::open(options);
+  keel::store_config config;
+  config.path = argv[i];
+  config.fallback_to_memory = fallback;
+  config.log = [](std::string_view) {};
+  auto store = keel::open_store(config);
   if (!store) {
     std::cout << "error " << keel::to_string(store.error().code()) << " " << store.error().message() << std::endl;
     return 1;
   }
-  std::cout << "opened " << getpid() << std::endl;
+  if (fallback) {
+    std::cout << "opened " << keel::to_string(store->backend()) << " " << getpid();
+    if (store->fallback_reason()) std::cout << " reason " << keel::to_string(store->fallback_reason()->code());
+    std::cout << std::endl;
+  } else {
+    std::cout << "opened " << getpid() << std::endl;
+  }
   if (hold) {
     std::string line;
     while (std::getline(std::cin, line) && line != "quit") {

@@ -4,6 +4,7 @@
 namespace keel {
 
 enum class errc;
+enum class backend;
 class error;
 template <class T>
 class result;

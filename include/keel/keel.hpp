@@ -2,10 +2,12 @@
 // For the memory backend alone (no RocksDB needed) include <keel/memory.hpp>.
 #pragma once
 
+#include "any_store.hpp"
 #include "error.hpp"
 #include "fwd.hpp"
 #include "key_range.hpp"
 #include "memory.hpp"
+#include "open_store.hpp"
 #include "rocksdb.hpp"
 #include "store.hpp"
 #include "write_batch.hpp"

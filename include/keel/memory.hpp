@@ -68,6 +68,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
 
  public:
   using options = memory_options;
+  static constexpr keel::backend backend_kind = keel::backend::memory;
 
   // ---- cursor -------------------------------------------------------------
   class cursor_type {

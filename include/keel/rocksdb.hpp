@@ -119,6 +119,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
 
  public:
   using options = rocks_options;
+  static constexpr keel::backend backend_kind = keel::backend::rocksdb;
   class cursor_type;
   class snapshot_type;
 

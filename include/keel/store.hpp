@@ -27,6 +27,7 @@ namespace keel {
 // open backend) and forwards each call to it. P provides:
 //
 //   typename P::options         what open() takes (memory_options, rocks_options)
+//   static constexpr keel::backend backend_kind   which kind of backend this is
 //   typename P::cursor_type     one ordered pass over a consistent view of a key_range;
 //                               satisfies store_cursor (below)
 //   typename P::snapshot_type   a point-in-time view, copyable; provides get, contains
@@ -75,6 +76,7 @@ template <class P>
 concept store_policy =
     store_cursor<typename P::cursor_type> &&
     store_snapshot<typename P::snapshot_type, typename P::cursor_type> &&
+    std::same_as<std::remove_cv_t<decltype(P::backend_kind)>, backend> &&
     requires(P& p, const P& cp, const typename P::options& o, std::string_view k, const write_batch& b,
              const key_range& r, keel::error e) {
       { P::open(o) } -> std::same_as<result<std::shared_ptr<P>>>;
@@ -89,6 +91,11 @@ concept store_policy =
       { p.close() } -> std::same_as<result<void>>;
       { cp.is_open() } noexcept -> std::same_as<bool>;
     };
+
+// Which kind of backend a store is (basic_any_store::backend()).
+enum class backend { rocksdb, memory };
+
+constexpr std::string_view to_string(backend b) noexcept { return b == backend::rocksdb ? "rocksdb" : "memory"; }
 
 // The error every operation on a closed store, cursor or snapshot returns.
 inline keel::error closed_error(std::string_view what = "store") {
@@ -182,9 +189,11 @@ class basic_snapshot {
     if (!view_) return view_.error();
     return view_->contains(key);
   }
-  cursor scan(const key_range& range = key_range::all()) const {
-    if (!view_) return cursor(Policy::failed_cursor(view_.error()));
-    return cursor(view_->scan(range));
+  cursor scan(const key_range& range = key_range::all()) const { return cursor(scan_impl(range)); }
+  // The backend's own cursor, for adapters (basic_any_store).
+  typename Policy::cursor_type scan_impl(const key_range& range) const {
+    if (!view_) return Policy::failed_cursor(view_.error());
+    return view_->scan(range);
   }
   // Whether the snapshot was taken (false when the store was already closed).
   bool valid() const noexcept { return view_.has_value(); }
@@ -262,9 +271,11 @@ class basic_store {
     return backend_->write(batch);
   }
   // An ordered pass over range (bytewise order, or reversed).
-  cursor scan(const key_range& range = key_range::all()) const {
-    if (!backend_) return cursor(Policy::failed_cursor(closed_error()));
-    return cursor(backend_->scan(range));
+  cursor scan(const key_range& range = key_range::all()) const { return cursor(scan_impl(range)); }
+  // The backend's own cursor, for adapters (basic_any_store).
+  typename Policy::cursor_type scan_impl(const key_range& range) const {
+    if (!backend_) return Policy::failed_cursor(closed_error());
+    return backend_->scan(range);
   }
   // A point-in-time view; cheap on every backend.
   snapshot_type snapshot() const {

@@ -35,6 +35,26 @@ struct rocks_backend {
 using rocks_default_backend = rocks_backend<DefaultTuning>;
 using rocks_macos_backend = rocks_backend<MacOSTuning>;
 
+// any_store over each of its alternatives, opened through open_store().
+template <keel::backend Which>
+struct any_backend {
+  using store_type = any_store;
+  static constexpr bool persistent = Which == keel::backend::rocksdb;
+  static constexpr const char* name = Which == keel::backend::rocksdb ? "any_store(rocksdb)" : "any_store(memory)";
+  temp_dir dir;
+  result<store_type> open() const {
+    store_config c;
+    c.path = dir.path() / "db";
+    c.preferred = Which;
+    c.log = [](std::string_view) {};
+    auto s = open_store(c);
+    if (s && s->backend() != Which) return keel::error(errc::invalid_argument, "wrong backend opened");
+    return s;
+  }
+};
+using any_memory_backend = any_backend<keel::backend::memory>;
+using any_rocks_backend = any_backend<keel::backend::rocksdb>;
+
 // Opens or fails the test with the error's message.
 template <class Backend>
 typename Backend::store_type open_or_fail(const Backend& b) {

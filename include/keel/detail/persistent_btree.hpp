@@ -87,9 +87,8 @@ class pb_entry {
   void retain() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-    const std::size_t n = alloc_size();
     this->~pb_entry();
-    ::operator delete(static_cast<void*>(this), n);
+    ::operator delete(static_cast<void*>(this));   // unsized: clang 14 lacks sized delete by default
   }
 
   std::atomic<std::uint32_t> refs_{1};

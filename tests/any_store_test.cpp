@@ -1,0 +1,364 @@
+// The runtime selector: open_store(), fallback rules, environment switches,
+// the log sink. (Every store operation through any_store is covered by the
+// conformance suite, on both alternatives.)
+#include <doctest/doctest.h>
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <keel/keel.hpp>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "support/child_process.hpp"
+#include "support/temp_dir.hpp"
+
+namespace fs = std::filesystem;
+using keel::backend;
+using keel::errc;
+using keel::open_store;
+using keel::store_config;
+using keel::test::child_process;
+using keel::test::helper_path;
+using keel::test::temp_dir;
+using namespace std::chrono_literals;
+
+namespace {
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+class no_lock_fs : public rocksdb::FileSystemWrapper {
+ public:
+  explicit no_lock_fs(std::shared_ptr<rocksdb::FileSystem> target) : FileSystemWrapper(std::move(target)) {}
+  const char* Name() const override { return "no_lock_fs"; }
+  rocksdb::IOStatus LockFile(const std::string& fname, const rocksdb::IOOptions&, rocksdb::FileLock** lock,
+                             rocksdb::IODebugContext*) override {
+    *lock = nullptr;
+    return rocksdb::IOStatus::IOError("While lock file: " + fname, std::strerror(ENOLCK));
+  }
+};
+
+// Sets environment variables for the scope of one test and restores them.
+class scoped_env {
+ public:
+  void set(const std::string& name, const char* value) {
+    if (!saved_.count(name)) {
+      const char* old = std::getenv(name.c_str());
+      saved_[name] = old ? std::optional<std::string>(old) : std::nullopt;
+    }
+    if (value)
+      ::setenv(name.c_str(), value, 1);
+    else
+      ::unsetenv(name.c_str());
+  }
+  ~scoped_env() {
+    for (const auto& [name, value] : saved_) {
+      if (value)
+        ::setenv(name.c_str(), value->c_str(), 1);
+      else
+        ::unsetenv(name.c_str());
+    }
+  }
+
+ private:
+  std::map<std::string, std::optional<std::string>> saved_;
+};
+
+struct captured_log {
+  std::vector<std::string> lines;
+  keel::log_sink sink() {
+    return [this](std::string_view l) { lines.emplace_back(l); };
+  }
+  std::string all() const {
+    std::string s;
+    for (const auto& l : lines) s += l + "\n";
+    return s;
+  }
+};
+
+// Every file of a directory (but RocksDB's info LOG files, which an open
+// rotates) with its bytes.
+std::map<std::string, std::string> files_of(const fs::path& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    std::string name = e.path().filename().string();
+    if (name.rfind("LOG", 0) == 0) continue;
+    std::ifstream in(e.path(), std::ios::binary);
+    std::ostringstream bytes;
+    bytes << in.rdbuf();
+    out[name] = bytes.str();
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_SUITE("any_store") {
+  TEST_CASE("the preferred rocksdb backend opens and says so") {
+    temp_dir tmp;
+    captured_log log;
+    store_config c;
+    c.path = tmp.path() / "db";
+    c.log = log.sink();
+    auto s = open_store(c);
+    REQUIRE(s);
+    CHECK(s->backend() == backend::rocksdb);
+    CHECK_FALSE(s->fallback_reason());
+    CHECK(s->attempts().size() == 1);
+    REQUIRE(log.lines.size() == 1);
+    CHECK(contains(log.lines[0], "opened the rocksdb backend"));
+    CHECK(contains(log.lines[0], c.path.string()));
+    CHECK(s->get_if<keel::RocksPolicy<keel::NativeTuning>>() != nullptr);
+    CHECK(s->get_if<keel::MemoryPolicy>() == nullptr);
+  }
+
+  TEST_CASE("forced memory through the environment") {
+    scoped_env env;
+    env.set("MERIDIAN_USE_MEMORY_STORAGE", "TRUE");
+    env.set("MERIDIAN_FALLBACK_MEMORY", nullptr);
+    temp_dir tmp;
+    captured_log log;
+    store_config base;
+    base.path = tmp.path() / "db";
+    base.log = log.sink();
+    auto c = store_config::from_env("MERIDIAN", base);
+    REQUIRE(c);
+    CHECK(c->preferred == backend::memory);
+    auto s = open_store(*c);
+    REQUIRE(s);
+    CHECK(s->backend() == backend::memory);
+    CHECK_FALSE(fs::exists(base.path));  // RocksDB was never touched
+    REQUIRE(log.lines.size() == 1);
+    CHECK(contains(log.lines[0], "memory"));
+    CHECK(contains(log.lines[0], "not be persisted"));
+  }
+
+  TEST_CASE("from_env reads exactly PREFIX_USE_MEMORY_STORAGE and PREFIX_FALLBACK_MEMORY") {
+    scoped_env env;
+    env.set("KEEL_USE_MEMORY_STORAGE", "garbage");  // other prefixes are not read
+    env.set("MERIDIAN_USE_MEMORY_STORAGE", nullptr);
+    env.set("MERIDIAN_FALLBACK_MEMORY", "on");
+    env.set("MERIDIAN_USE_MEMORY", "1");  // near-miss names are not read
+    auto c = store_config::from_env("MERIDIAN");
+    REQUIRE(c);
+    CHECK(c->preferred == backend::rocksdb);
+    CHECK(c->fallback_to_memory);
+
+    env.set("MERIDIAN_FALLBACK_MEMORY", "0");
+    store_config base;
+    base.fallback_to_memory = true;
+    CHECK_FALSE(store_config::from_env("MERIDIAN", base)->fallback_to_memory);
+    env.set("MERIDIAN_FALLBACK_MEMORY", nullptr);
+    CHECK(store_config::from_env("MERIDIAN", base)->fallback_to_memory);  // unset keeps base
+
+    // The default prefix is KEEL.
+    env.set("KEEL_USE_MEMORY_STORAGE", "yes");
+    CHECK(store_config::from_env()->preferred == backend::memory);
+  }
+
+  TEST_CASE("accepted and rejected environment values") {
+    scoped_env env;
+    env.set("KEELT_FALLBACK_MEMORY", nullptr);
+    for (const char* v : {"1", "true", "TRUE", "True", "yes", "YES", "on", "On"}) {
+      env.set("KEELT_USE_MEMORY_STORAGE", v);
+      auto c = store_config::from_env("KEELT");
+      REQUIRE(c);
+      CHECK(c->preferred == backend::memory);
+    }
+    for (const char* v : {"0", "false", "FALSE", "no", "No", "off", "OFF"}) {
+      env.set("KEELT_USE_MEMORY_STORAGE", v);
+      auto c = store_config::from_env("KEELT");
+      REQUIRE(c);
+      CHECK(c->preferred == backend::rocksdb);
+    }
+    for (const char* v : {"", "2", "maybe", "tru", " yes", "y", "enable"}) {
+      CAPTURE(v);
+      env.set("KEELT_USE_MEMORY_STORAGE", v);
+      auto c = store_config::from_env("KEELT");
+      REQUIRE_FALSE(c);
+      CHECK(c.error().code() == errc::invalid_argument);
+      CHECK(contains(c.error().message(), "KEELT_USE_MEMORY_STORAGE"));
+      CHECK(contains(c.error().message(), "'" + std::string(v) + "'"));
+    }
+    env.set("KEELT_USE_MEMORY_STORAGE", nullptr);
+    env.set("KEELT_FALLBACK_MEMORY", "sometimes");
+    auto c = store_config::from_env("KEELT");
+    REQUIRE_FALSE(c);
+    CHECK(contains(c.error().message(), "KEELT_FALLBACK_MEMORY"));
+  }
+
+  TEST_CASE("a filesystem without locks falls back to memory when enabled, and says why") {
+    temp_dir tmp;
+    auto fs_ptr = std::make_shared<no_lock_fs>(rocksdb::FileSystem::Default());
+    std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs_ptr);
+    captured_log log;
+    store_config c;
+    c.path = tmp.path() / "db";
+    c.rocks.env = env.get();
+    c.log = log.sink();
+
+    SUBCASE("fallback disabled: the error, with the reason there was no fallback") {
+      auto s = open_store(c);
+      REQUIRE_FALSE(s);
+      CHECK(s.error().code() == errc::locks_unsupported);
+      CHECK(contains(s.error().message(), "fallback to memory is not enabled"));
+      CHECK(contains(log.all(), "rocksdb backend failed (locks_unsupported)"));
+    }
+    SUBCASE("fallback enabled") {
+      c.fallback_to_memory = true;
+      auto s = open_store(c);
+      REQUIRE(s);
+      CHECK(s->backend() == backend::memory);
+      REQUIRE(s->fallback_reason());
+      CHECK(s->fallback_reason()->code() == errc::locks_unsupported);
+      REQUIRE(s->attempts().size() == 2);
+      CHECK(s->attempts()[0].backend == backend::rocksdb);
+      CHECK(s->attempts()[1].backend == backend::memory);
+      REQUIRE(log.lines.size() == 2);
+      CHECK(contains(log.lines[1], "falling back to the memory backend"));
+      CHECK(contains(log.lines[1], "locks_unsupported"));
+      CHECK(contains(log.lines[1], "NOT be persisted"));
+      REQUIRE(s->put("k", "v"));
+      CHECK(s->get("k")->value() == "v");
+    }
+    SUBCASE("fallback enabled, but not for this kind of error") {
+      c.fallback_to_memory = true;
+      c.fallback_on = {errc::io_error};
+      auto s = open_store(c);
+      REQUIRE_FALSE(s);
+      CHECK(s.error().code() == errc::locks_unsupported);
+      CHECK(contains(s.error().message(), "not in fallback_on"));
+    }
+  }
+
+  TEST_CASE("an unwritable directory falls back when enabled") {
+    temp_dir tmp;
+    const fs::path db = tmp.path() / "db";
+    {
+      auto created = keel::rocks_store::open({.path = db});
+      REQUIRE(created);
+    }
+    if (geteuid() == 0) {
+      // root ignores permissions: the open runs in a helper as nobody.
+      fs::permissions(tmp.path(), fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                      fs::perms::others_read | fs::perms::others_exec);
+      child_process probe(helper_path("keel_probe"), {"--drop-privileges", "65534", "--fallback", db.string()});
+      auto line = probe.read_line(30s);
+      REQUIRE(line);
+      CHECK(contains(*line, "opened memory"));
+      CHECK(contains(*line, "reason permission_denied"));
+      CHECK(probe.wait() == 0);
+    } else {
+      fs::permissions(db, fs::perms::owner_read | fs::perms::owner_exec);
+      store_config c;
+      c.path = db;
+      c.fallback_to_memory = true;
+      c.log = [](std::string_view) {};
+      auto s = open_store(c);
+      fs::permissions(db, fs::perms::owner_all);
+      REQUIRE(s);
+      CHECK(s->backend() == backend::memory);
+      CHECK(s->fallback_reason()->code() == errc::permission_denied);
+    }
+  }
+
+  TEST_CASE("a lock held by another process falls back only when opted in") {
+    temp_dir tmp;
+    const fs::path db = tmp.path() / "db";
+    child_process holder(helper_path("lock_holder"), {db.string()});
+    auto ready = holder.read_line(30s);
+    REQUIRE(ready);
+    REQUIRE(contains(*ready, "ready"));
+    store_config c;
+    c.path = db;
+    c.fallback_to_memory = true;  // enabled, default kinds
+    c.log = [](std::string_view) {};
+    auto refused = open_store(c);
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().code() == errc::lock_held_by_other_process);
+    CHECK(contains(refused.error().message(), std::to_string(holder.pid())));
+
+    c.fallback_on.push_back(errc::lock_held_by_other_process);
+    auto s = open_store(c);
+    REQUIRE(s);
+    CHECK(s->backend() == backend::memory);
+    CHECK(s->fallback_reason()->code() == errc::lock_held_by_other_process);
+    holder.write_line("quit");
+    CHECK(holder.wait() == 0);
+  }
+
+  TEST_CASE("a corrupted database never falls back and is left byte-identical") {
+    temp_dir tmp;
+    const fs::path db = tmp.path() / "db";
+    {
+      auto s = keel::rocks_store::open({.path = db});
+      REQUIRE(s);
+      for (int i = 0; i < 100; ++i) REQUIRE(s->put("k" + std::to_string(i), "v"));
+    }
+    SUBCASE("CURRENT damaged") {
+      std::ofstream(db / "CURRENT", std::ios::trunc | std::ios::binary) << "MANIFEST-000001";  // no newline
+    }
+    SUBCASE("MANIFEST damaged") {
+      bool damaged = false;
+      for (const auto& e : fs::directory_iterator(db)) {
+        if (e.path().filename().string().rfind("MANIFEST", 0) != 0) continue;
+        std::fstream f(e.path(), std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(10);
+        f << "garbage garbage garbage";
+        damaged = true;
+      }
+      REQUIRE(damaged);
+    }
+    const auto before = files_of(db);
+    store_config c;
+    c.path = db;
+    c.fallback_to_memory = true;
+    c.fallback_on.push_back(errc::corruption);  // even when listed
+    captured_log log;
+    c.log = log.sink();
+    auto s = open_store(c);
+    REQUIRE_FALSE(s);
+    CHECK(s.error().code() == errc::corruption);
+    CHECK(contains(s.error().message(), "never falls back"));
+    CHECK_FALSE(contains(log.all(), "falling back"));
+    CHECK(files_of(db) == before);
+  }
+
+  TEST_CASE("a double open in this process never falls back") {
+    temp_dir tmp;
+    const fs::path db = tmp.path() / "db";
+    auto first = keel::rocks_store::open({.path = db});
+    REQUIRE(first);
+    store_config c;
+    c.path = fs::path(db.string() + "/");
+    c.fallback_to_memory = true;
+    c.fallback_on.push_back(errc::already_open_in_process);
+    c.log = [](std::string_view) {};
+    auto s = open_store(c);
+    REQUIRE_FALSE(s);
+    CHECK(s.error().code() == errc::already_open_in_process);
+    CHECK(contains(s.error().message(), "never falls back"));
+  }
+
+  TEST_CASE("may_fall_back follows the rules") {
+    store_config c;
+    CHECK_FALSE(c.may_fall_back(errc::io_error));  // not enabled
+    c.fallback_to_memory = true;
+    CHECK(c.may_fall_back(errc::io_error));
+    CHECK(c.may_fall_back(errc::permission_denied));
+    CHECK(c.may_fall_back(errc::locks_unsupported));
+    CHECK_FALSE(c.may_fall_back(errc::lock_held_by_other_process));
+    CHECK_FALSE(c.may_fall_back(errc::corruption));
+    CHECK_FALSE(c.may_fall_back(errc::already_open_in_process));
+    CHECK_FALSE(c.may_fall_back(errc::no_space));
+  }
+}
