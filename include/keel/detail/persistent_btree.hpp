@@ -421,12 +421,21 @@ class persistent_btree::transient {
     return c;
   }
 
-  // Moves the upper half of the full, owned child p->child[i] into `sib` (an
+  // Where to split a full node that is about to receive p: in half, except
+  // that appending past its end (ascending loads) keeps the left part 3/4
+  // full and prepending (descending loads) keeps the right part 3/4 full.
+  static unsigned split_point(const node* c, const probe& p) noexcept {
+    unsigned pos, end;
+    if (c->level) pos = child_index(as_inner(c), p), end = c->count - 1u;
+    else pos = lower_bound(as_leaf(c), p), end = c->count;
+    return pos == end ? kCap - kMin : pos == 0 ? kMin : kCap / 2;
+  }
+
+  // Moves slots [h, kCap) of the full, owned child p->child[i] into `sib` (an
   // empty owned node of the same level) and links `sib` in at i + 1.
   // p must not be full.
-  void split_child(inner* p, unsigned i, node* sib) noexcept {
+  void split_child(inner* p, unsigned i, node* sib, unsigned h) noexcept {
     node* c = p->child[i];
-    constexpr unsigned h = kCap / 2;
     pb_entry* sep;
     std::uint64_t sp;
     if (c->level == 0) {
@@ -452,8 +461,8 @@ class persistent_btree::transient {
       b->sep[0] = nullptr;
       b->pfx[0] = 0;
     }
-    c->count = h;
-    sib->count = kCap - h;
+    c->count = static_cast<std::uint16_t>(h);
+    sib->count = static_cast<std::uint16_t>(kCap - h);
     insert_at(p->pfx, p->count, i + 1, sp);
     insert_at(p->sep, p->count, i + 1, sep);
     insert_at(p->child, p->count, i + 1, sib);
@@ -486,7 +495,7 @@ class persistent_btree::transient {
       r->count = 1;
       r->child[0] = root_;
       root_ = r;
-      split_child(r, 0, sib);
+      split_child(r, 0, sib, split_point(r->child[0], p));
     }
     node* n = root_;
     while (n->level) {
@@ -494,7 +503,7 @@ class persistent_btree::transient {
       unsigned i = child_index(in, p);
       node* c = in->child[i] = editable(in->child[i]);
       if (c->count == kCap) {
-        split_child(in, i, new_node(c->level));
+        split_child(in, i, new_node(c->level), split_point(c, p));
         if (!probe_less(p, in->pfx[i + 1], in->sep[i + 1])) ++i;
         c = in->child[i];
       }
