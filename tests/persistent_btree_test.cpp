@@ -1,7 +1,7 @@
 // tests/persistent_btree_test.cpp - keel::detail::persistent_btree against a
 // std::map model: randomized edits, old versions, transients, heavy deletion,
 // cursors, and concurrent sharing of versions (meant to run under TSan too).
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+
 #include <doctest/doctest.h>
 
 #include <keel/detail/persistent_btree.hpp>

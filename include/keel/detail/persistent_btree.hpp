@@ -25,7 +25,9 @@
 // Complexity (n keys, fan-out B = 32): find / insert / erase O(log_B n), with
 // O(B) work per level for copying nodes; size() O(1); cursor steps amortised
 // O(1); memory_bytes() O(n). Nodes hold at most 32 slots and (except the root)
-// at least 8, so the height stays at about log_16 n even after heavy erasing.
+// at least 8, so the height stays <= ~log_8 n (typically log_22 n) even after
+// heavy erasing. A with()/without() costs one path copy; batch edits in one
+// transient to amortise it.
 //
 // Layout: a leaf holds up to 32 pb_entry pointers plus the first 8 key bytes
 // of each entry (big-endian in a uint64_t), so a binary search mostly touches
