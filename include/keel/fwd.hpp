@@ -1,6 +1,13 @@
 // keel: forward declarations and the common aliases. Needs no backend headers.
 #pragma once
 
+// keel needs C++20 (concepts, designated initializers). Meson consumers set
+// cpp_std=c++20, pkg-config users pass -std=c++20 (or later) themselves;
+// CMake's keel::keel requires cxx_std_20.
+#if __cplusplus < 202002L && !(defined(_MSVC_LANG) && _MSVC_LANG >= 202002L)
+#error "keel needs C++20 or later: compile with -std=c++20 (pkg-config's keel.pc does not set it)"
+#endif
+
 namespace keel {
 
 enum class errc;

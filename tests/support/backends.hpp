@@ -3,9 +3,17 @@
 // and opens stores on it; open() may be called again to reopen.
 #pragma once
 
+// KEEL_HAS_ROCKSDB (set by tests/meson.build): the RocksDB and any_store
+// backends exist only when keel is built with RocksDB.
+#if KEEL_HAS_ROCKSDB
 #include <keel/keel.hpp>
+#else
+#include <keel/memory.hpp>
+#endif
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "temp_dir.hpp"
 
@@ -18,6 +26,7 @@ struct memory_backend {
   result<store_type> open() const { return store_type::open({}); }
 };
 
+#if KEEL_HAS_ROCKSDB
 template <class Tuning>
 struct rocks_backend {
   using store_type = basic_store<RocksPolicy<Tuning>>;
@@ -54,6 +63,7 @@ struct any_backend {
 };
 using any_memory_backend = any_backend<keel::backend::memory>;
 using any_rocks_backend = any_backend<keel::backend::rocksdb>;
+#endif  // KEEL_HAS_ROCKSDB
 
 // Opens or fails the test with the error's message.
 template <class Backend>
