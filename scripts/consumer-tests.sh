@@ -26,6 +26,8 @@
 # rocksdb=disabled) builds app.cpp nowhere: only the memory checks run.
 #
 # Environment: CXX (default c++) is the compiler for every check;
+# KEEL_CONSUMER_ROCKSDB=disabled builds keel without RocksDB (meson option
+# rocksdb) in the subproject and install checks, to test that packaging;
 # KEEL_CONSUMER_KEEP=1 keeps the temporary directory; KEEL_SKIP_SETUP=1 skips
 # scripts/setup-debian.sh. At most two compile jobs run at once.
 set -uo pipefail
@@ -84,6 +86,7 @@ fail() {
 }
 
 strict=(-std=c++20 -Wall -Wextra -Wpedantic -Werror)
+rocksdb_option="${KEEL_CONSUMER_ROCKSDB:-auto}"
 
 # ---------------------------------------------------------------------------
 with_rocksdb=0  # set by the install check: whether keel was built with RocksDB
@@ -96,7 +99,8 @@ meson_subproject() {
   # subprojects/keel directory as is.
   run ln -s "$repo" "$dir/subprojects/keel" || return 1
   # --force-fallback-for: the subproject even if a keel.pc is installed.
-  run meson setup "$dir/build" "$dir" --wrap-mode=nodownload --force-fallback-for=keel,keel-memory || return 1
+  run meson setup "$dir/build" "$dir" --wrap-mode=nodownload --force-fallback-for=keel,keel-memory \
+    -Dkeel:rocksdb="$rocksdb_option" || return 1
   grep -q "Dependency keel from subproject subprojects/keel found: YES\|Dependency keel found: YES .*(overridden)" \
     "$dir/build/meson-logs/meson-log.txt" || fail "keel did not come from the subproject" || return 1
   run meson compile -C "$dir/build" -j "$jobs" || return 1
@@ -105,7 +109,8 @@ meson_subproject() {
 
 install_keel() {
   local build="$tmp/keel-build"
-  run meson setup "$build" "$repo" --prefix "$prefix" --wrap-mode=nodownload -Dbench=false || return 1
+  run meson setup "$build" "$repo" --prefix "$prefix" --wrap-mode=nodownload -Dbench=false \
+    -Drocksdb="$rocksdb_option" || return 1
   if grep -q '^has_rocksdb=true' "$build/meson-private/keel.pc"; then with_rocksdb=1; else with_rocksdb=0; fi
   echo "keel built with RocksDB: $with_rocksdb"
   # Header-only: nothing to compile for the install (tests are not installed).

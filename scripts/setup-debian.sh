@@ -17,6 +17,10 @@ packages=(
   doctest-dev       # tests
   libbenchmark-dev  # benchmarks
 )
+# CI's second compiler (.ci/run, step clang); not needed to build or use keel.
+if [[ "${CI:-}" == true ]]; then
+  packages+=(clang)
+fi
 
 if [[ "${KEEL_SKIP_SETUP:-}" == 1 ]]; then
   exit 0
