@@ -17,6 +17,7 @@
 #                    "-Db_sanitize=address,undefined -Db_lundef=false"
 #                    (use a build directory of its own: options persist in it)
 #   KEEL_SKIP_SETUP=1  do not run scripts/setup-debian.sh
+#   KEEL_JOBS        parallel compile jobs (default: ninja's, cores + 2)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
@@ -45,7 +46,7 @@ else
   meson setup "$build" --wrap-mode=nodownload "${setup_args[@]}" || abort "meson setup $build failed"
 fi
 
-meson compile -C "$build" || abort "meson compile -C $build failed"
+meson compile -C "$build" ${KEEL_JOBS:+-j "$KEEL_JOBS"} || abort "meson compile -C $build failed"
 
 log="$build/meson-logs/testlog.txt"
 rm -f "$log"  # never count a previous run's results
