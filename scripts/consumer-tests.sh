@@ -113,7 +113,19 @@ install_keel() {
     -Drocksdb="$rocksdb_option" || return 1
   if grep -q '^has_rocksdb=true' "$build/meson-private/keel.pc"; then with_rocksdb=1; else with_rocksdb=0; fi
   echo "keel built with RocksDB: $with_rocksdb"
-  # Header-only: nothing to compile for the install (tests are not installed).
+  # keel is header-only: build only the installed targets, if any (e.g. a
+  # command-line tool), not the tests, then install without a rebuild.
+  local targets
+  targets=$(meson introspect --targets "$build" | python3 -c '
+import json, os, sys
+build = sys.argv[1]
+for t in json.load(sys.stdin):
+    if t["installed"]:
+        print(" ".join(os.path.relpath(f, build) for f in t["filename"]))' "$build") || return 1
+  if [[ -n "$targets" ]]; then
+    # shellcheck disable=SC2086 # a list of paths without spaces
+    run ninja -C "$build" -j "$jobs" $targets || return 1
+  fi
   run meson install -C "$build" --no-rebuild || return 1
   run diff -r "$repo/include/keel" "$prefix/include/keel" || fail "installed headers differ from include/keel" || return 1
   local f
