@@ -163,14 +163,20 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     return {};
   }
 
+  // Readers take the version first and check is_open() after: close()
+  // clears open_ before it publishes the empty tree, so a reader that still
+  // sees the store open holds a real version, never the emptied one (a read
+  // racing with close() gives the data or errc::closed, never "absent").
   result<std::optional<std::string>> get(std::string_view key) const {
+    tree version = current();
     if (!is_open()) return closed_error();
-    return lookup(current(), key);
+    return lookup(version, key);
   }
 
   result<bool> contains(std::string_view key) const {
+    tree version = current();
     if (!is_open()) return closed_error();
-    return current().find(key) != nullptr;
+    return version.find(key) != nullptr;
   }
 
   result<void> erase(std::string_view key) {
@@ -199,14 +205,16 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   }
 
   cursor_type scan(const key_range& range) const {
+    tree version = current();
     if (!is_open()) return cursor_type(closed_error());
-    return cursor_type(shared_from_this(), current(), range);
+    return cursor_type(shared_from_this(), std::move(version), range);
   }
   static cursor_type failed_cursor(keel::error e) { return cursor_type(std::move(e)); }
 
   result<snapshot_type> snapshot() const {
+    tree version = current();
     if (!is_open()) return closed_error();
-    return snapshot_type(shared_from_this(), current());
+    return snapshot_type(shared_from_this(), std::move(version));
   }
 
   // Drops the data. Snapshots and cursors still alive give errc::closed.
