@@ -27,7 +27,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     diff::config cfg;
     cfg.rocks_path = tmp.path() / "db";
     cfg.rocks_env = env.get();
-    cfg.reopen_per_mille = 20;
+    cfg.reopen_per_mille = 10;
     diff::harness h(cfg);
     if (auto e = h.start()) {
       std::fprintf(stderr, "differential_fuzz: %s\n", e->c_str());
