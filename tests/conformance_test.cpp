@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "support/backends.hpp"
+#include "support/scale.hpp"
 
 using namespace std::string_literals;
 using keel::errc;
@@ -296,7 +297,9 @@ TEST_SUITE("conformance") {
 
   TEST_CASE_TEMPLATE("1000 open/close/reopen cycles with a live cursor and snapshot", B, KEEL_BACKENDS) {
     B backend;
-    for (int cycle = 0; cycle < 1000; ++cycle) {
+    // KEEL_TEST_CYCLES lowers the count for sanitizer builds (.ci/run); 1000 otherwise.
+    const long cycles = keel::test::scaled("KEEL_TEST_CYCLES", 1000);
+    for (int cycle = 0; cycle < cycles; ++cycle) {
       auto store = open_or_fail(backend);
       if constexpr (B::persistent) {
         auto count = store.get("count");

@@ -367,6 +367,13 @@ result<std::shared_ptr<RocksPolicy<Tuning>>> RocksPolicy<Tuning>::open(const opt
   const fs::path& dir = opts.path;
   const std::string where = "'" + dir.string() + "'";
   if (dir.empty()) return fail(errc::invalid_argument, "cannot open a RocksDB store: the path is empty");
+  // The OS sees a path only up to its first NUL: "db\0x" would silently be "db".
+  if (dir.native().find('\0') != std::filesystem::path::string_type::npos) {
+    std::string shown = dir.string();
+    for (char& c : shown) if (c == '\0') c = '?';
+    return fail(errc::invalid_argument,
+                "cannot open '" + shown + "' (NUL shown as '?'): the path contains a NUL byte, which no file system allows");
+  }
 
   std::error_code ec;
   fs::file_status st = fs::status(dir, ec);
@@ -497,7 +504,16 @@ result<void> RocksPolicy<Tuning>::close() {
     }
   }
   rocksdb::Status synced = rocksdb::Status::OK();
-  if (opts_.sync_on_close || opts_.sync_writes) synced = db_->FlushWAL(/*sync=*/true);
+  if (opts_.sync_on_close || opts_.sync_writes) {
+    // A synced write of an empty batch syncs every live WAL file as
+    // FlushWAL(true) does, but checks the DB's background error first. After
+    // a failed WAL append (EIO, ENOSPC) FlushWAL/SyncWAL reach the failed log
+    // writer, and Debian's RocksDB (assertions on) aborts the process there.
+    rocksdb::WriteOptions sync_options;
+    sync_options.sync = true;
+    rocksdb::WriteBatch empty;
+    synced = db_->Write(sync_options, &empty);
+  }
   rocksdb::Status closed_status = db_->Close();
   delete db_;
   db_ = nullptr;
