@@ -241,16 +241,21 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     return {};
   }
 
+  // Reads check is_open() after loading the version: close() clears open_
+  // before it publishes the empty tree, so a read that raced with close()
+  // and got that tree reports closed instead of "no such key".
   result<std::optional<std::string>> get(std::string_view key) const {
-    if (!is_open()) return closed_error();
     auto reading = detail::epoch_domain::instance().enter();
-    return lookup(*root_.load(std::memory_order_seq_cst), key);
+    const tree* version = root_.load(std::memory_order_seq_cst);
+    if (!is_open()) return closed_error();
+    return lookup(*version, key);
   }
 
   result<bool> contains(std::string_view key) const {
-    if (!is_open()) return closed_error();
     auto reading = detail::epoch_domain::instance().enter();
-    return root_.load(std::memory_order_seq_cst)->find(key) != nullptr;
+    const tree* version = root_.load(std::memory_order_seq_cst);
+    if (!is_open()) return closed_error();
+    return version->find(key) != nullptr;
   }
 
   result<void> erase(std::string_view key) {
@@ -279,14 +284,16 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   }
 
   cursor_type scan(const key_range& range) const {
+    tree version = current();
     if (!is_open()) return cursor_type(closed_error());
-    return cursor_type(shared_from_this(), current(), range);
+    return cursor_type(shared_from_this(), std::move(version), range);
   }
   static cursor_type failed_cursor(keel::error e) { return cursor_type(std::move(e)); }
 
   result<snapshot_type> snapshot() const {
+    tree version = current();
     if (!is_open()) return closed_error();
-    return snapshot_type(shared_from_this(), current());
+    return snapshot_type(shared_from_this(), std::move(version));
   }
 
   // Drops the data (waiting for point reads in flight to finish with it).
