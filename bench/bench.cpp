@@ -20,7 +20,8 @@
 // 100-byte values): get_hit, get_miss, put (overwrite), batch100 (one
 // 100-op write batch), scan1000 (a prefix holding 1000 keys), snapshot
 // (create + release), snapshot_get, reopen (RocksDB backends only: close and
-// open the same path), concurrent (1 writer + 2 readers, ops/s per thread),
+// open the same path), concurrent (1 writer + 2 readers, ops/s per thread;
+// concurrent_paced: the writer held to 20k puts/s),
 // footprint (memory backends: heap bytes per entry beyond key + value).
 //
 // Datasets are built once per process and size, then reused; RocksDB
@@ -665,8 +666,8 @@ void bm_reopen(benchmark::State& st) {
 // and 2 read (get hits). Reported: ops/s of the writer and of each reader
 // (mean of the two), over each thread's own wall time.
 constexpr auto kConcurrentFor = 300ms;
-template <class A>
-void bm_concurrent(benchmark::State& st) {
+template <class A, std::uint64_t PacedWrites = 0>
+void concurrent(benchmark::State& st) {
   A a(st.range(0));
   const bool writer = st.thread_index() == 0;
   rng_t rng(100 + st.thread_index());
@@ -676,6 +677,16 @@ void bm_concurrent(benchmark::State& st) {
     auto start = std::chrono::steady_clock::now(), deadline = start + kConcurrentFor;
     auto now = start;
     do {
+      if (writer && PacedWrites) {  // one put per 1/PacedWrites s, on schedule
+        std::uint64_t i = rng.below(a.n);
+        a.put(make_key(i).view(), value_for(i + 1));
+        ++ops;
+        auto due = start + std::chrono::nanoseconds(ops * 1000000000ull / PacedWrites);
+        now = std::chrono::steady_clock::now();
+        if (now < due) std::this_thread::sleep_until(std::min(due, deadline));
+        now = std::chrono::steady_clock::now();
+        continue;
+      }
       for (int k = 0; k < 64; ++k) {
         std::uint64_t i = rng.below(a.n);
         if (writer)
@@ -695,6 +706,17 @@ void bm_concurrent(benchmark::State& st) {
     st.counters["reader_ops_per_s"] = rate / double(st.threads() - 1);  // summed over readers: the mean
 }
 
+// The same with the writer paced at 20k puts/s: both designs then carry the
+// same write load, and the readers' throughput compares the read paths.
+template <class A>
+void bm_concurrent(benchmark::State& st) {
+  concurrent<A>(st);
+}
+template <class A>
+void bm_concurrent_paced(benchmark::State& st) {
+  concurrent<A, 20000>(st);
+}
+
 template <class A>
 void bm_footprint(benchmark::State& st) {
   A a(st.range(0));
@@ -709,7 +731,7 @@ template <class A>
 void reg(const char* workload, void (*fn)(benchmark::State&), std::size_t n) {
   std::string name = std::string(workload) + "/" + A::name;
   auto* b = benchmark::RegisterBenchmark(name.c_str(), fn)->Arg(static_cast<std::int64_t>(n));
-  if (std::string_view(workload) == "concurrent")
+  if (std::string_view(workload).starts_with("concurrent"))
     b->Threads(3)->Iterations(1)->UseRealTime();
   else if (std::string_view(workload) == "footprint")
     b->Iterations(1);
@@ -737,6 +759,8 @@ void register_size(std::size_t n) {
   KEEL_WORKLOAD(snapshot_get, KEEL_ALL_BACKENDS);
   KEEL_WORKLOAD(snapshot, KEEL_ALL_BACKENDS);
   KEEL_WORKLOAD(concurrent, KEEL_ALL_BACKENDS);
+  KEEL_WORKLOAD(concurrent_paced, memory_adapter, any_memory_adapter, map_adapter, rocks_default_adapter,
+                raw_rocks_adapter);
   KEEL_WORKLOAD(put, KEEL_ALL_BACKENDS);
   KEEL_WORKLOAD(batch100, KEEL_ALL_BACKENDS);
   KEEL_WORKLOAD(footprint, memory_adapter, map_adapter);

@@ -71,13 +71,13 @@ echo "bench/run.sh: running; results go to $out" >&2
   --benchmark_out="$out" --benchmark_out_format=json \
   "${args[@]}"
 
-# The concurrent benchmark (3 threads on what may be 2 shared CPUs) is the
-# noisiest: run it again for the memory backends and the map baseline with
+# The concurrent benchmarks (3 threads on what may be 2 shared CPUs) are the
+# noisiest: run them again for the memory backends and the map baseline with
 # 3x the repetitions; report.py takes these medians instead.
 extra="${out%.json}-concurrent.json"
 if [[ ${#args[@]} -eq 0 ]]; then
   "$build/bench/keel_bench" "${size_args[@]}" \
-    --benchmark_filter='^concurrent/(memory|any_memory|virtual_memory|map)/' \
+    --benchmark_filter='^concurrent(_paced)?/(memory|any_memory|virtual_memory|map)/' \
     --benchmark_repetitions=$((3 * reps)) \
     --benchmark_report_aggregates_only=true \
     --benchmark_out="$extra" --benchmark_out_format=json
