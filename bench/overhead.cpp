@@ -2,9 +2,8 @@
 // unlike timings on a shared machine). Each measured loop is its own
 // noinline function; run:
 //
-//   valgrind --tool=callgrind --callgrind-out-file=cg.out \
-//     --toggle-collect='m_*' build-bench/bench/keel_overhead
-//   callgrind_annotate --inclusive=yes cg.out | grep ' m_'
+//   valgrind --tool=callgrind --callgrind-out-file=cg.out --toggle-collect='*m_*' build-bench/bench/keel_overhead
+//   callgrind_annotate --inclusive=yes --threshold=100 cg.out | grep '::m_'
 //
 // Pairs to compare (same data, same operations, back to back):
 //   m_raw_get / m_keel_get / m_any_rocks_get        (and _scan, _put)
