@@ -2,7 +2,8 @@
 # Runs keel's benchmark suite and regenerates docs/benchmarks.md and its charts.
 #
 #   bash bench/run.sh            # full suite: 10k, 100k and 1M keys (~10-15 min)
-#   bash bench/run.sh --quick    # smoke run: 10k and 100k keys, fewer repetitions
+#   bash bench/run.sh --quick    # smoke run: 10k and 100k keys, fewer repetitions;
+#                                # its report goes to bench/results/quick/, not docs/
 #   bash bench/run.sh --benchmark_filter='get_hit/.*'   # extra args go to the binary
 #
 # Builds in build-bench/ (buildtype=release), writes
@@ -85,5 +86,7 @@ else
   extra=""
 fi
 
-"$python" bench/report.py "$out" ${extra:+"$extra"} --docs docs
-echo "bench/run.sh: wrote $out${extra:+ and $extra}, docs/benchmarks.md and docs/bench-*.png" >&2
+docs=docs
+if ((quick)); then docs=bench/results/quick; fi  # a smoke run does not replace the published results
+"$python" bench/report.py "$out" ${extra:+"$extra"} --docs "$docs"
+echo "bench/run.sh: wrote $out${extra:+ and $extra}, $docs/benchmarks.md and $docs/bench-*.png" >&2
