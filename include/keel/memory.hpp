@@ -7,15 +7,20 @@
 // one. Hence:
 // - snapshot() and scan() cost O(1): they hold a reference to the current
 //   version, never a copy of the map;
-// - readers never block writers and never block each other: a read takes a
-//   reference to the current version (a few nanoseconds under a spin lock)
-//   and then runs without any lock;
+// - readers never block writers and never block each other. A point read
+//   (get, contains) announces itself in a per-thread slot, loads the current
+//   version's root pointer and reads it: no lock, no shared reference count,
+//   no write to memory another thread reads (epoch-based reclamation, below).
+//   scan() and snapshot() take a counted reference to the version instead,
+//   since they outlive the call;
 // - writers are serialised among themselves; a write costs O(log n) node
 //   copies (fan-out 32), and a batch is published as one version, so readers
-//   see it whole or not at all.
+//   see it whole or not at all. A replaced version is freed once no point
+//   read that may still use it is in flight (at the next write, or at close).
 // Nothing is persisted: closing a memory store drops its data.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <limits>
@@ -26,6 +31,7 @@
 #include <string_view>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "detail/persistent_btree.hpp"
 #include "store.hpp"
@@ -39,21 +45,93 @@ struct memory_options {
 
 namespace detail {
 
-// A tiny lock for a critical section of a few instructions (copying a tree
-// handle). Spins briefly, then yields.
-class spin_lock {
+// Epoch-based reclamation, for the memory backend's point reads.
+//
+// A reader stores the global epoch in its own slot (its own cache line) for
+// the duration of one lookup; a writer that replaces a version tags it with
+// the epoch it closes (advance()) and frees it only when every active slot
+// holds a later epoch (min_active()). Why that is safe: a reader that can
+// still hold the old root loaded it before the writer swapped it, so it read
+// the epoch (then announced it) before the writer advanced it; the writer's
+// scan, which follows the advance, sees that slot's value (all accesses are
+// seq_cst) unless the reader has finished. Slot 0 means "not reading".
+//
+// One domain serves the whole process; each thread gets a slot on its first
+// read, returned when the thread exits. Never destroyed (threads may exit
+// after static destructors ran).
+class epoch_domain {
  public:
-  void lock() noexcept {
-    for (int spins = 0; flag_.exchange(true, std::memory_order_acquire); ++spins) {
-      while (flag_.load(std::memory_order_relaxed)) {
-        if (++spins > 64) std::this_thread::yield();
-      }
-    }
+  struct alignas(64) slot {
+    std::atomic<std::uint64_t> epoch{0};
+  };
+
+  static epoch_domain& instance() {
+    static epoch_domain* d = new epoch_domain;
+    return *d;
   }
-  void unlock() noexcept { flag_.store(false, std::memory_order_release); }
+
+  // Marks the calling thread as reading until the guard goes. Not reentrant
+  // (keel never nests lookups).
+  class guard {
+   public:
+    explicit guard(slot& s) noexcept : s_(s) {}
+    guard(const guard&) = delete;
+    guard& operator=(const guard&) = delete;
+    ~guard() { s_.epoch.store(0, std::memory_order_release); }
+
+   private:
+    slot& s_;
+  };
+  guard enter() {
+    slot& s = my_slot();
+    s.epoch.store(epoch_.load(std::memory_order_seq_cst), std::memory_order_seq_cst);
+    return guard(s);
+  }
+
+  // Closes the current epoch and returns it: a version unlinked before this
+  // call may be freed once min_active() > the returned value.
+  std::uint64_t advance() noexcept { return epoch_.fetch_add(1, std::memory_order_seq_cst); }
+
+  // The oldest epoch a reader announced, or UINT64_MAX when none is reading.
+  std::uint64_t min_active() {
+    std::lock_guard lock(mutex_);
+    std::uint64_t m = std::numeric_limits<std::uint64_t>::max();
+    for (const slot* s : slots_) {
+      std::uint64_t e = s->epoch.load(std::memory_order_seq_cst);
+      if (e != 0 && e < m) m = e;
+    }
+    return m;
+  }
 
  private:
-  std::atomic<bool> flag_{false};
+  struct owner {  // a thread's slot, returned when the thread exits
+    slot* s = nullptr;
+    ~owner() {
+      if (s) epoch_domain::instance().remove(s);
+    }
+  };
+  slot& my_slot() {
+    thread_local owner mine;
+    if (!mine.s) mine.s = add();
+    return *mine.s;
+  }
+  slot* add() {
+    auto* s = new slot;
+    std::lock_guard lock(mutex_);
+    slots_.push_back(s);
+    return s;
+  }
+  void remove(slot* s) {
+    {
+      std::lock_guard lock(mutex_);
+      slots_.erase(std::find(slots_.begin(), slots_.end(), s));
+    }
+    delete s;
+  }
+
+  std::atomic<std::uint64_t> epoch_{1};
+  std::mutex mutex_;
+  std::vector<slot*> slots_;
 };
 
 }  // namespace detail
@@ -163,19 +241,21 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     return {};
   }
 
-  // Reads take the version first and check is_open() after: close() clears
-  // open_ before it publishes the empty tree, so a reader that got the empty
-  // tree sees closed (checking first could read the empty tree as "no data").
+  // Reads check is_open() after loading the version: close() clears open_
+  // before it publishes the empty tree, so a read that raced with close()
+  // and got that tree reports closed instead of "no such key".
   result<std::optional<std::string>> get(std::string_view key) const {
-    tree version = current();
+    auto reading = detail::epoch_domain::instance().enter();
+    const tree* version = root_.load(std::memory_order_seq_cst);
     if (!is_open()) return closed_error();
-    return lookup(version, key);
+    return lookup(*version, key);
   }
 
   result<bool> contains(std::string_view key) const {
-    tree version = current();
+    auto reading = detail::epoch_domain::instance().enter();
+    const tree* version = root_.load(std::memory_order_seq_cst);
     if (!is_open()) return closed_error();
-    return version.find(key) != nullptr;
+    return version->find(key) != nullptr;
   }
 
   result<void> erase(std::string_view key) {
@@ -216,12 +296,26 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     return snapshot_type(shared_from_this(), std::move(version));
   }
 
-  // Drops the data. Snapshots and cursors still alive give errc::closed.
+  // Drops the data (waiting for point reads in flight to finish with it).
+  // Snapshots and cursors still alive give errc::closed.
   result<void> close() {
     std::lock_guard writer(write_mutex_);
     open_.store(false, std::memory_order_release);
     publish(tree());
+    while (!retired_.empty()) {
+      std::this_thread::yield();
+      reclaim();
+    }
     return {};
+  }
+
+  MemoryPolicy() = default;
+  MemoryPolicy(const MemoryPolicy&) = delete;
+  MemoryPolicy& operator=(const MemoryPolicy&) = delete;
+  // No point read can be in flight: callers hold the store (or a share of it).
+  ~MemoryPolicy() {
+    for (auto& r : retired_) delete r.second;
+    delete root_.load();
   }
 
   bool is_open() const noexcept { return open_.load(std::memory_order_acquire); }
@@ -241,22 +335,31 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (const auto* e = version.find(key)) return std::optional<std::string>(std::in_place, e->value());
     return std::optional<std::string>();
   }
+  // A counted handle to the current version (for cursors and snapshots).
   tree current() const {
-    std::lock_guard lock(root_lock_);
-    return root_;
+    auto reading = detail::epoch_domain::instance().enter();
+    return *root_.load(std::memory_order_seq_cst);
   }
-  // Called with write_mutex_ held. The old version is released outside the
-  // spin lock (releasing may free nodes).
+  // Called with write_mutex_ held: makes `next` the current version, retires
+  // the old one and frees the retired versions no reader can still see.
   void publish(tree next) {
-    {
-      std::lock_guard lock(root_lock_);
-      std::swap(root_, next);
-    }
+    const tree* old = root_.exchange(new tree(std::move(next)), std::memory_order_seq_cst);
+    retired_.emplace_back(detail::epoch_domain::instance().advance(), old);
+    reclaim();
+  }
+  // Called with write_mutex_ held.
+  void reclaim() {
+    const std::uint64_t oldest = detail::epoch_domain::instance().min_active();
+    std::erase_if(retired_, [&](const auto& r) {
+      if (r.first >= oldest) return false;
+      delete r.second;
+      return true;
+    });
   }
 
-  std::mutex write_mutex_;  // serialises writers
-  mutable detail::spin_lock root_lock_;
-  tree root_;
+  std::mutex write_mutex_;  // serialises writers; guards retired_
+  std::atomic<const tree*> root_{new tree()};  // the current version
+  std::vector<std::pair<std::uint64_t, const tree*>> retired_;  // (epoch it closed, version)
   std::atomic<bool> open_{true};
 };
 

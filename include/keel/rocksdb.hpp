@@ -18,6 +18,7 @@
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <concepts>
@@ -26,10 +27,12 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <system_error>
 #include <unordered_set>
+#include <vector>
 
 #include "detail/dir_registry.hpp"
 #include "detail/rocks_error.hpp"
@@ -110,7 +113,8 @@ struct rocks_snapshot_state;
 // Thread safety: all members may be called concurrently. Point operations
 // share a reader lock with each other; close() takes it exclusively, so it
 // waits for operations in flight and later ones see errc::closed. Each cursor
-// has its own mutex, taken per step, so close() can delete its iterator safely.
+// has its own mutex, taken once per read-ahead chunk (not per step), so close()
+// can delete its iterator safely; a step after close() begins reports closed.
 // ---------------------------------------------------------------------------
 template <class Tuning>
 class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
@@ -270,15 +274,49 @@ namespace detail {
 
 // Shared by a cursor and (for removal) its store. Lock order:
 // store lifecycle_ -> store live_mutex_ -> cursor mutex.
+//
+// The cursor reads ahead: each refill takes the mutex once and copies the
+// next `chunk` entries (1, then doubling up to 128) into `buf`, so a step
+// usually costs an index increment instead of a lock and two string copies.
+// The copies keep the views handed out valid even if close() deletes the
+// iterator meanwhile.
 struct rocks_cursor_state {
+  struct item {
+    std::size_t offset;  // key at buf[offset], then the value
+    std::size_t key_size, value_size;
+  };
+  static constexpr std::size_t max_chunk = 128;
+
   std::mutex mutex;
   std::unique_ptr<rocksdb::Iterator> iterator;  // null once released
   std::string lower, upper;                     // iterate bounds: must outlive the iterator
   rocksdb::Slice lower_slice, upper_slice;
-  std::string key, value;                       // copy of the current entry
+  std::unique_ptr<char[]> buf;                  // copies of the entries read ahead
+  std::size_t buf_used = 0, buf_capacity = 0;
+  std::vector<item> items;
+  std::size_t pos = 0;                          // current entry: items[pos]
+  std::size_t chunk = 1;                        // entries per refill
+  bool at_end = false;                          // the iterator has no more entries
+  std::optional<keel::error> pending;           // its error, reported after the buffered entries
   bool reversed = false;
   bool valid = false;
   std::optional<keel::error> error;
+
+  // Appends a copy of one entry (a plain memcpy: this runs once per entry).
+  void append(const rocksdb::Slice& k, const rocksdb::Slice& v) {
+    const std::size_t need = buf_used + k.size() + v.size();
+    if (need > buf_capacity) {
+      std::size_t cap = std::max(need, 2 * buf_capacity);
+      auto bigger = std::make_unique_for_overwrite<char[]>(cap);
+      if (buf_used) std::memcpy(bigger.get(), buf.get(), buf_used);
+      buf = std::move(bigger);
+      buf_capacity = cap;
+    }
+    items.push_back({buf_used, k.size(), v.size()});
+    if (!k.empty()) std::memcpy(buf.get() + buf_used, k.data(), k.size());
+    if (!v.empty()) std::memcpy(buf.get() + buf_used + k.size(), v.data(), v.size());
+    buf_used = need;
+  }
 };
 
 }  // namespace detail
@@ -292,19 +330,28 @@ class RocksPolicy<Tuning>::cursor_type {
   ~cursor_type() { release(); }
 
   bool valid() const noexcept { return state_->valid; }
-  std::string_view key() const noexcept { return state_->key; }
-  std::string_view value() const noexcept { return state_->value; }
+  std::string_view key() const noexcept {
+    const auto& it = state_->items[state_->pos];
+    return {state_->buf.get() + it.offset, it.key_size};
+  }
+  std::string_view value() const noexcept {
+    const auto& it = state_->items[state_->pos];
+    return {state_->buf.get() + it.offset + it.key_size, it.value_size};
+  }
   const std::optional<keel::error>& error() const noexcept { return state_->error; }
 
   void next() {
     if (!state_->valid) return;
+    if (owner_->closing_.load(std::memory_order_acquire)) return stop(owner_->closed());
+    if (++state_->pos < state_->items.size()) return;
+    if (state_->at_end) {
+      state_->valid = false;
+      state_->error = std::move(state_->pending);
+      return;
+    }
     std::lock_guard lock(state_->mutex);
     if (!state_->iterator) return stop(owner_->closed());
-    if (state_->reversed)
-      state_->iterator->Prev();
-    else
-      state_->iterator->Next();
-    load();
+    fill();
   }
 
  private:
@@ -313,17 +360,29 @@ class RocksPolicy<Tuning>::cursor_type {
               std::unique_ptr<detail::rocks_cursor_state> state)
       : owner_(std::move(owner)), snap_(std::move(snap)), state_(std::move(state)) {}
 
-  // Called with state_->mutex held (or before the cursor is shared).
-  void load() {
-    rocksdb::Iterator& it = *state_->iterator;
-    if (it.Valid()) {
-      state_->key.assign(it.key().data(), it.key().size());
-      state_->value.assign(it.value().data(), it.value().size());
-      state_->valid = true;
-      return;
+  // Copies the next chunk of entries from the iterator, which is positioned
+  // on the first of them. Called with state_->mutex held (or before the
+  // cursor is shared).
+  void fill() {
+    detail::rocks_cursor_state& st = *state_;
+    rocksdb::Iterator& it = *st.iterator;
+    st.buf_used = 0;
+    st.items.clear();
+    st.pos = 0;
+    while (st.items.size() < st.chunk && it.Valid()) {
+      st.append(it.key(), it.value());
+      if (st.reversed)
+        it.Prev();
+      else
+        it.Next();
     }
-    state_->valid = false;
-    if (!it.status().ok()) state_->error = detail::rocks_op_error(it.status(), "scan", owner_->opts_.path);
+    if (!it.Valid()) {
+      st.at_end = true;
+      if (!it.status().ok()) st.pending = detail::rocks_op_error(it.status(), "scan", owner_->opts_.path);
+    }
+    st.chunk = std::min(st.chunk * 2, detail::rocks_cursor_state::max_chunk);
+    st.valid = !st.items.empty();
+    if (!st.valid) st.error = std::move(st.pending);
   }
   void stop(keel::error e) {
     state_->valid = false;
@@ -471,7 +530,7 @@ typename RocksPolicy<Tuning>::cursor_type RocksPolicy<Tuning>::make_cursor(
     live_cursors_.insert(state.get());
   }
   cursor_type c(this->shared_from_this(), std::move(snap), std::move(state));
-  c.load();
+  c.fill();
   return c;
 }
 

@@ -1,0 +1,146 @@
+// keel's per-operation overhead in instructions, for callgrind (noise-free,
+// unlike timings on a shared machine). Each measured loop is its own
+// noinline function; run:
+//
+//   valgrind --tool=callgrind --callgrind-out-file=cg.out --toggle-collect='*m_*' build-bench/bench/keel_overhead
+//   callgrind_annotate --inclusive=yes --threshold=100 cg.out | grep '::m_'
+//
+// Pairs to compare (same data, same operations, back to back):
+//   m_raw_get / m_keel_get / m_any_rocks_get        (and _scan, _put)
+//   m_memory_get / m_any_memory_get                 (and _scan, _put)
+// 20000 gets or puts, or 20 prefix scans of 1000 entries, per function;
+// 10000 keys of 16 bytes, 100-byte values, flushed and compacted.
+#include <keel/keel.hpp>
+#include <rocksdb/db.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+namespace {
+
+constexpr unsigned kKeys = 10000, kOps = 20000, kScans = 20;
+volatile std::size_t sink;
+
+std::string key(unsigned i) {
+  char b[17];
+  std::snprintf(b, sizeof b, "user%011u0", i);
+  return std::string(b, 16);
+}
+std::string value(unsigned i) { return std::string(100, static_cast<char>('a' + i % 26)); }
+std::string prefix(unsigned b) { return key(b * 1000 % kKeys).substr(0, 12); }
+
+// keel stores (basic_store or any_store): one template, distinct symbols.
+template <class S>
+[[gnu::noinline]] void get_loop(S& s) {
+  for (unsigned i = 0; i < kOps; ++i) sink = sink + (*s.get(key(i * 7919u % kKeys)))->size();
+}
+template <class S>
+[[gnu::noinline]] void put_loop(S& s) {
+  for (unsigned i = 0; i < kOps; ++i) (void)s.put(key(i * 7919u % kKeys), value(i));
+}
+template <class S>
+[[gnu::noinline]] void scan_loop(S& s) {
+  for (unsigned b = 0; b < kScans; ++b)
+    for (const auto& e : s.scan(keel::key_range::prefix(prefix(b)))) sink = sink + e.key.size() + e.value.size();
+}
+
+[[gnu::noinline]] void raw_get_loop(rocksdb::DB* db) {
+  for (unsigned i = 0; i < kOps; ++i) {
+    std::string v;
+    (void)db->Get(rocksdb::ReadOptions(), key(i * 7919u % kKeys), &v);
+    sink = sink + v.size();
+  }
+}
+[[gnu::noinline]] void raw_put_loop(rocksdb::DB* db) {
+  for (unsigned i = 0; i < kOps; ++i) (void)db->Put(rocksdb::WriteOptions(), key(i * 7919u % kKeys), value(i));
+}
+[[gnu::noinline]] void raw_scan_loop(rocksdb::DB* db) {
+  for (unsigned b = 0; b < kScans; ++b) {
+    std::string lo = prefix(b), hi = *keel::key_range::prefix_successor(lo);
+    rocksdb::Slice l(lo), h(hi);
+    rocksdb::ReadOptions ro;
+    ro.iterate_lower_bound = &l;
+    ro.iterate_upper_bound = &h;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro));
+    for (it->Seek(l); it->Valid(); it->Next()) sink = sink + it->key().size() + it->value().size();
+  }
+}
+
+// Named wrappers: the names callgrind reports. Each adds its own constant to
+// the sink so that the compiler cannot fold identical bodies into one symbol.
+using rocks_basic = keel::rocks_store;
+[[gnu::noinline]] void m_raw_get(rocksdb::DB* db) { sink = sink + 1; raw_get_loop(db); }
+[[gnu::noinline]] void m_raw_scan(rocksdb::DB* db) { sink = sink + 2; raw_scan_loop(db); }
+[[gnu::noinline]] void m_raw_put(rocksdb::DB* db) { sink = sink + 3; raw_put_loop(db); }
+[[gnu::noinline]] void m_keel_get(rocks_basic& s) { sink = sink + 4; get_loop(s); }
+[[gnu::noinline]] void m_keel_scan(rocks_basic& s) { sink = sink + 5; scan_loop(s); }
+[[gnu::noinline]] void m_keel_put(rocks_basic& s) { sink = sink + 6; put_loop(s); }
+[[gnu::noinline]] void m_any_rocks_get(keel::any_store& s) { sink = sink + 7; get_loop(s); }
+[[gnu::noinline]] void m_any_rocks_scan(keel::any_store& s) { sink = sink + 8; scan_loop(s); }
+[[gnu::noinline]] void m_any_rocks_put(keel::any_store& s) { sink = sink + 9; put_loop(s); }
+[[gnu::noinline]] void m_memory_get(keel::memory_store& s) { sink = sink + 10; get_loop(s); }
+[[gnu::noinline]] void m_memory_scan(keel::memory_store& s) { sink = sink + 11; scan_loop(s); }
+[[gnu::noinline]] void m_memory_put(keel::memory_store& s) { sink = sink + 12; put_loop(s); }
+[[gnu::noinline]] void m_any_memory_get(keel::any_store& s) { sink = sink + 13; get_loop(s); }
+[[gnu::noinline]] void m_any_memory_scan(keel::any_store& s) { sink = sink + 14; scan_loop(s); }
+[[gnu::noinline]] void m_any_memory_put(keel::any_store& s) { sink = sink + 15; put_loop(s); }
+
+void compact(rocksdb::DB& db) {
+  (void)db.Flush(rocksdb::FlushOptions());
+  (void)db.CompactRange(rocksdb::CompactRangeOptions(), nullptr, nullptr);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  namespace fs = std::filesystem;
+  fs::path dir = argc > 1 ? fs::path(argv[1]) : fs::temp_directory_path() / "keel-overhead";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+
+  // Two identical DBs: raw calls on one, keel on the other.
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  rocksdb::DB* db = nullptr;
+  if (!rocksdb::DB::Open(options, (dir / "raw").string(), &db).ok()) return 1;
+  auto opened = keel::rocks_store::open({.path = dir / "keel"});
+  if (!opened) return 1;
+  keel::any_store any(std::move(*opened));
+  rocks_basic& basic = *any.get_if<keel::RocksPolicy<keel::NativeTuning>>();
+  for (unsigned i = 0; i < kKeys; ++i) {
+    (void)db->Put(rocksdb::WriteOptions(), key(i), value(i));
+    (void)basic.put(key(i), value(i));
+  }
+  compact(*db);
+  (void)basic.policy().with_db([](rocksdb::DB& d) { compact(d); });
+
+  // Reads first (the puts change the memtables), each pair back to back.
+  m_raw_get(db);
+  m_keel_get(basic);
+  m_any_rocks_get(any);
+  m_raw_scan(db);
+  m_keel_scan(basic);
+  m_any_rocks_scan(any);
+  m_raw_put(db);
+  m_keel_put(basic);
+  m_any_rocks_put(any);
+  delete db;
+
+  auto mem = keel::memory_store::open({});
+  if (!mem) return 1;
+  keel::any_store any_mem(std::move(*mem));
+  keel::memory_store& mbasic = *any_mem.get_if<keel::MemoryPolicy>();
+  for (unsigned i = 0; i < kKeys; ++i) (void)mbasic.put(key(i), value(i));
+  m_memory_get(mbasic);
+  m_any_memory_get(any_mem);
+  m_memory_scan(mbasic);
+  m_any_memory_scan(any_mem);
+  m_memory_put(mbasic);
+  m_any_memory_put(any_mem);
+
+  (void)any.close();
+  fs::remove_all(dir);
+  return 0;
+}

@@ -1,0 +1,316 @@
+#!/usr/bin/env python3
+"""Turns a keel_bench JSON file into docs/benchmarks.md tables and PNG charts.
+
+    python3 bench/report.py bench/results/<run>.json [extra.json ...] [--docs docs]
+
+Extra files (e.g. the concurrent pass that run.sh repeats 15 times, the
+noisiest measurement) override the entries of the first for the benchmarks
+they contain.
+
+Only the part of docs/benchmarks.md between the GENERATED markers is
+rewritten; the prose around it is kept. Values are medians over the
+repetitions. Point operations use the benchmark thread's CPU time (on a shared
+machine it excludes the time the thread spent preempted); the concurrent
+benchmark reports ops/s over each thread's own wall time.
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+
+BACKENDS = ["memory", "any_memory", "virtual_memory", "map",
+            "rocks_default", "any_rocks", "virtual_rocks", "rocks_macos", "raw_rocks", "raw_memenv"]
+WORKLOADS = ["get_hit", "get_miss", "put", "batch100", "scan1000", "snapshot", "snapshot_get", "reopen"]
+UNITS_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+BEGIN, END = "<!-- BEGIN GENERATED (bench/report.py) -->", "<!-- END GENERATED -->"
+
+
+def load(path):
+    with open(path) as f:
+        data = json.load(f)
+    med, cv = {}, {}
+    for b in data["benchmarks"]:
+        if b.get("run_type") != "aggregate":
+            continue
+        m = re.match(r"([a-z0-9_]+)/([a-z_]+)/(\d+)", b["run_name"])
+        if not m:
+            continue
+        key = (m.group(1), m.group(2), int(m.group(3)))
+        # cv is a ratio: never scaled by the time unit.
+        scale = 1.0 if b["aggregate_name"] == "cv" else UNITS_NS[b.get("time_unit", "ns")]
+        entry = {"cpu_ns": b["cpu_time"] * scale, "real_ns": b["real_time"] * scale}
+        for c in ("reader_ops_per_s", "writer_ops_per_s", "bytes_per_entry"):
+            if c in b:
+                entry[c] = b[c]
+        if b["aggregate_name"] == "median":
+            med[key] = entry
+        elif b["aggregate_name"] == "cv":
+            cv[key] = entry
+    return data, med, cv
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=20).stdout.strip()
+    except Exception:
+        return ""
+
+
+def machine(ctx):
+    lscpu = sh("lscpu")
+    pick = []
+    for field in ("Model name", "CPU(s)", "Thread(s) per core", "Hypervisor vendor", "Virtualization type",
+                  "L2 cache", "L3 cache"):
+        m = re.search(r"^%s:\s*(.+)$" % re.escape(field), lscpu, re.M)
+        if m:
+            pick.append("%s: %s" % (field, m.group(1).strip()))
+    mem = sh("free -g | awk '/^Mem:/ {print $2}'")
+    os_name = sh(". /etc/os-release && echo \"$PRETTY_NAME\"")
+    gxx = sh("g++ --version | head -1")
+    rocks = sh("dpkg-query -W -f='${Version}' librocksdb-dev")
+    gbench = sh("dpkg-query -W -f='${Version}' libbenchmark-dev")
+    lines = [
+        "- CPU: " + "; ".join(pick),
+        "- Memory: %s GiB; OS: %s; kernel %s" % (mem or "?", os_name or "?", platform.release()),
+        "- Compiler: %s, `buildtype=release` (-O3, NDEBUG)" % (gxx or "g++"),
+        "- RocksDB %s (Debian `librocksdb-dev`), Google Benchmark %s (Debian `libbenchmark-dev`)" % (rocks or "?", gbench or "?"),
+        "- Run: %s; load average at start %s (`keel_sizes`: %s)" % (
+            ctx.get("date", "?"), ", ".join("%.2f" % x for x in ctx.get("load_avg", [])), ctx.get("keel_sizes", "?")),
+    ]
+    return "\n".join(lines)
+
+
+def fmt_ns(ns):
+    if ns is None:
+        return "-"
+    if ns >= 1e6:
+        return "%.2f ms" % (ns / 1e6)
+    if ns >= 1e3:
+        return "%.2f µs" % (ns / 1e3)
+    return "%.0f ns" % ns
+
+
+def fmt_rate(x):
+    if x is None:
+        return "-"
+    return "%.2fM" % (x / 1e6) if x >= 1e6 else "%.0fk" % (x / 1e3)
+
+
+def size_label(n):
+    return "1M" if n == 1000000 else "%dk" % (n // 1000)
+
+
+def tables(med, cv, sizes):
+    out = []
+    present = [b for b in BACKENDS if any(k[1] == b for k in med)]
+    for n in sizes:
+        out.append("\n#### %s keys: time per operation (median CPU time)\n" % size_label(n))
+        out.append("| workload | " + " | ".join(present) + " |")
+        out.append("|---|" + "---:|" * len(present))
+        for w in WORKLOADS:
+            row = [med.get((w, b, n), {}).get("cpu_ns") for b in present]
+            if all(v is None for v in row):
+                continue
+            cells = []
+            for b, v in zip(present, row):
+                c = cv.get((w, b, n), {}).get("cpu_ns")
+                cells.append(fmt_ns(v) + (" ±%.0f%%" % (100 * c) if c is not None and c >= 0.10 else ""))
+            out.append("| %s | %s |" % (w, " | ".join(cells)))
+    out.append("\n(±: coefficient of variation over the repetitions, shown when 10% or more.)\n")
+    for w, title in (("concurrent", "1 writer + 2 readers: operations per second per thread (median)"),
+                     ("concurrent_paced", "1 writer paced at 20k puts/s + 2 readers: operations per second per thread (median)")):
+        rows = [b for b in present if any((w, b, n) in med for n in sizes)]
+        if not rows:
+            continue
+        out.append("\n#### %s\n" % title)
+        out.append("| backend | " + " | ".join("%s readers | %s writer" % (size_label(n), size_label(n)) for n in sizes) + " |")
+        out.append("|---|" + "---:|---:|" * len(sizes))
+        for b in rows:
+            cells = []
+            for n in sizes:
+                e = med.get((w, b, n), {})
+                cells += [fmt_rate(e.get("reader_ops_per_s")), fmt_rate(e.get("writer_ops_per_s"))]
+            out.append("| %s | %s |" % (b, " | ".join(cells)))
+    out.append("\n#### Heap bytes per entry beyond the 116 raw key+value bytes (mallinfo2 delta while loading)\n")
+    out.append("| backend | " + " | ".join(size_label(n) for n in sizes) + " |")
+    out.append("|---|" + "---:|" * len(sizes))
+    for b in ("memory", "map"):
+        cells = []
+        for n in sizes:
+            e = med.get(("footprint", b, n), {})
+            cells.append("%.1f" % e["bytes_per_entry"] if "bytes_per_entry" in e else "-")
+        out.append("| %s | %s |" % (b, " | ".join(cells)))
+    return "\n".join(out)
+
+
+def targets(med, sizes):
+    """Each target: (description, measured text, verdict)."""
+    rows = []
+    big, small = max(sizes), min(sizes)
+
+    def t(w, b, n, field="cpu_ns"):
+        return med.get((w, b, n), {}).get(field)
+
+    def add(desc, value, ok, fmt="%.2fx"):
+        if value is None:
+            rows.append((desc, "not measured", "-"))
+        else:
+            rows.append((desc, fmt % value, "met" if ok(value) else "**not met**"))
+
+    a, b = t("snapshot", "memory", big), t("snapshot", "memory", small)
+    add("memory snapshot at %s within 2x of %s" % (size_label(big), size_label(small)),
+        a / b if a and b else None, lambda r: r <= 2.0)
+    for n in sizes:
+        m, base = t("get_hit", "memory", n), t("get_hit", "map", n)
+        add("memory get_hit at least as fast as map, %s (map time / memory time)" % size_label(n),
+            base / m if m and base else None, lambda r: r >= 1.0)
+    for n in sizes:
+        m, base = t("concurrent", "memory", n, "reader_ops_per_s"), t("concurrent", "map", n, "reader_ops_per_s")
+        add("memory reader throughput >= 1.5x map, 2 readers + 1 writer, %s" % size_label(n),
+            m / base if m and base else None, lambda r: r >= 1.5)
+    for n in sizes:
+        m, base = t("concurrent_paced", "memory", n, "reader_ops_per_s"), t("concurrent_paced", "map", n, "reader_ops_per_s")
+        if m and base:
+            add("same, with the writer paced at 20k puts/s (equal write load), %s" % size_label(n), m / base,
+                lambda r: r >= 1.5)
+    for n in sizes:
+        m, base = t("scan1000", "memory", n), t("scan1000", "map", n)
+        add("memory scan1000 at least as fast as map, %s (map time / memory time)" % size_label(n),
+            base / m if m and base else None, lambda r: r >= 1.0)
+    for n in sizes:
+        m, base = t("footprint", "memory", n, "bytes_per_entry"), t("footprint", "map", n, "bytes_per_entry")
+        add("memory bytes/entry within 2x of map, %s (memory / map)" % size_label(n),
+            m / base if m and base else None, lambda r: r <= 2.0)
+    for ours, theirs, label in (("rocks_default", "raw_rocks", "basic_store<RocksPolicy<DefaultTuning>> vs raw RocksDB"),
+                                ("any_rocks", "rocks_default", "any_store vs the basic_store it holds (RocksDB)"),
+                                ("any_memory", "memory", "any_store vs the basic_store it holds (memory)")):
+        for w in ("get_hit", "put", "scan1000"):
+            for n in sizes:
+                o, r = t(w, ours, n), t(w, theirs, n)
+                add("%s, %s %s: within 3%% (time ratio)" % (label, w, size_label(n)),
+                    o / r if o and r else None, lambda x: x <= 1.03)
+    lines = ["| target | measured | verdict |", "|---|---:|---|"]
+    lines += ["| %s | %s | %s |" % r for r in rows]
+    return "\n".join(lines)
+
+
+def charts(med, sizes, docs):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("report.py: matplotlib missing; no charts", file=sys.stderr)
+        return []
+    made = []
+    present = [b for b in BACKENDS if any(k[1] == b for k in med)]
+    point = ["get_hit", "get_miss", "put", "scan1000", "snapshot", "snapshot_get"]
+    for n in sizes:
+        fig, ax = plt.subplots(figsize=(13, 5.5))
+        width = 0.8 / len(present)
+        for i, b in enumerate(present):
+            ys = [med.get((w, b, n), {}).get("cpu_ns") or 0 for w in point]
+            ax.bar([x + i * width for x in range(len(point))], ys, width, label=b)
+        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(point))])
+        ax.set_xticklabels(point)
+        ax.set_yscale("log")
+        ax.set_ylabel("ns per operation (median CPU time, log scale; lower is better)")
+        ax.set_title("keel backends and baselines, %s keys (16 B keys, 100 B values)" % size_label(n))
+        ax.legend(ncol=5, fontsize=8)
+        ax.grid(axis="y", which="both", alpha=0.3)
+        name = "bench-ops-%s.png" % size_label(n)
+        fig.tight_layout()
+        fig.savefig(os.path.join(docs, name), dpi=90)
+        plt.close(fig)
+        made.append((name, "time per operation, %s keys" % size_label(n)))
+    # Concurrent readers / writer.
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    for ax, field, title in ((axes[0], "reader_ops_per_s", "each of 2 readers (get)"),
+                             (axes[1], "writer_ops_per_s", "the writer (put)")):
+        width = 0.8 / len(present)
+        for i, b in enumerate(present):
+            ys = [med.get(("concurrent", b, n), {}).get(field) or 0 for n in sizes]
+            ax.bar([x + i * width for x in range(len(sizes))], ys, width, label=b)
+        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(sizes))])
+        ax.set_xticklabels([size_label(n) + " keys" for n in sizes])
+        ax.set_yscale("log")
+        ax.set_ylabel("ops/s per thread (higher is better)")
+        ax.set_title("1 writer + 2 readers: " + title)
+        ax.grid(axis="y", which="both", alpha=0.3)
+    axes[0].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(os.path.join(docs, "bench-concurrent.png"), dpi=90)
+    plt.close(fig)
+    made.append(("bench-concurrent.png", "1 writer + 2 readers"))
+    # Snapshot creation vs size.
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for b in present:
+        xs = [n for n in sizes if (("snapshot", b, n) in med)]
+        if xs:
+            ax.plot(xs, [med[("snapshot", b, n)]["cpu_ns"] for n in xs], marker="o", label=b)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("keys")
+    ax.set_ylabel("ns per snapshot (create + release)")
+    ax.set_title("Snapshot cost vs store size")
+    ax.legend(fontsize=8)
+    ax.grid(which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.path.join(docs, "bench-snapshot.png"), dpi=90)
+    plt.close(fig)
+    made.append(("bench-snapshot.png", "snapshot cost vs size"))
+    return made
+
+
+SKELETON = """# keel benchmarks
+
+Run them with `bash bench/run.sh` (`--quick` for 10k and 100k keys only).
+
+%s
+%s
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("json")
+    ap.add_argument("extra", nargs="*")
+    ap.add_argument("--docs", default="docs")
+    args = ap.parse_args()
+    data, med, cv = load(args.json)
+    for extra in args.extra:
+        _, m2, c2 = load(extra)
+        med.update(m2)
+        cv.update(c2)
+    sizes = sorted({k[2] for k in med})
+    os.makedirs(args.docs, exist_ok=True)
+    pngs = charts(med, sizes, args.docs)
+    ctx = data.get("context", {})
+    gen = [BEGIN, "",
+           "### Machine and run", "", machine(ctx), "",
+           "Results: `%s`." % "`, `".join(os.path.relpath(p, os.path.join(args.docs, "..")) for p in [args.json] + args.extra), "",
+           "### Targets (computed from this run)", "", targets(med, sizes), "",
+           "### Results", tables(med, cv, sizes), "",
+           "### Charts", ""]
+    gen += ["![%s](%s)" % (alt, name) for name, alt in pngs]
+    gen += ["", END]
+    gen = "\n".join(gen)
+    path = os.path.join(args.docs, "benchmarks.md")
+    if os.path.exists(path):
+        text = open(path).read()
+        if BEGIN in text and END in text:
+            text = text[:text.index(BEGIN)] + gen + text[text.index(END) + len(END):]
+        else:
+            text = text.rstrip() + "\n\n" + gen + "\n"
+    else:
+        text = SKELETON % (gen, "")
+    with open(path, "w") as f:
+        f.write(text)
+    print("report.py: wrote %s and %d charts" % (path, len(pngs)), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Runs keel's benchmark suite and regenerates docs/benchmarks.md and its charts.
+#
+#   bash bench/run.sh            # full suite: 10k, 100k and 1M keys (~10-15 min)
+#   bash bench/run.sh --quick    # smoke run: 10k and 100k keys, fewer repetitions;
+#                                # its report goes to bench/results/quick/, not docs/
+#   bash bench/run.sh --benchmark_filter='get_hit/.*'   # extra args go to the binary
+#
+# Builds in build-bench/ (buildtype=release), writes
+# bench/results/<UTC time>[-quick].json (Google Benchmark JSON, aggregates of
+# the repetitions), then bench/report.py draws docs/bench-*.png and rewrites
+# the generated part of docs/benchmarks.md.
+#
+# Environment: KEEL_BENCH_REPS (repetitions, default 5; 3 with --quick),
+# KEEL_BENCH_MIN_TIME (seconds per repetition, default 0.2),
+# KEEL_BENCH_DIR (where the RocksDB datasets go; default a fresh /tmp dir),
+# KEEL_SKIP_SETUP=1 (do not install packages).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+quick=0
+args=()
+for a in "$@"; do
+  case "$a" in
+    --quick) quick=1 ;;
+    *) args+=("$a") ;;
+  esac
+done
+
+# Build dependencies (g++, meson, RocksDB, Google Benchmark, ...).
+bash scripts/setup-debian.sh
+
+# The charts need matplotlib, from Debian's python3-matplotlib: use the
+# system interpreter (a pyenv or venv python3 first in PATH would not see it).
+python=python3
+if [[ -x /usr/bin/python3 ]]; then python=/usr/bin/python3; fi
+if [[ "${KEEL_SKIP_SETUP:-}" != 1 ]] && ! "$python" -c 'import matplotlib' 2>/dev/null; then
+  if command -v apt-get >/dev/null 2>&1; then
+    sudo=()
+    if [[ "$(id -u)" != 0 ]]; then sudo=(sudo); fi
+    echo "bench/run.sh: installing python3-matplotlib for the charts" >&2
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get -qq install -y --no-install-recommends python3-matplotlib >/dev/null ||
+      echo "bench/run.sh: could not install python3-matplotlib; the tables will be written without charts" >&2
+  fi
+fi
+
+build=build-bench
+if [[ -f "$build/meson-private/coredata.dat" ]]; then
+  meson setup --reconfigure "$build" --buildtype=release -Dbench=true --wrap-mode=nodownload >/dev/null
+else
+  meson setup "$build" --buildtype=release -Dbench=true --wrap-mode=nodownload >/dev/null
+fi
+meson compile -C "$build" bench/keel_bench
+
+reps="${KEEL_BENCH_REPS:-5}"
+size_args=()
+suffix=""
+if ((quick)); then
+  reps="${KEEL_BENCH_REPS:-3}"
+  size_args=(--keel-quick)
+  suffix="-quick"
+fi
+if [[ -n "${KEEL_BENCH_DIR:-}" ]]; then size_args+=("--keel-dir=$KEEL_BENCH_DIR"); fi
+
+mkdir -p bench/results
+out="bench/results/$(date -u +%Y%m%dT%H%M%SZ)$suffix.json"
+echo "bench/run.sh: running; results go to $out" >&2
+"$build/bench/keel_bench" "${size_args[@]}" \
+  --benchmark_repetitions="$reps" \
+  --benchmark_report_aggregates_only=true \
+  --benchmark_min_time="${KEEL_BENCH_MIN_TIME:-0.2}" \
+  --benchmark_out="$out" --benchmark_out_format=json \
+  "${args[@]}"
+
+# The concurrent benchmarks (3 threads on what may be 2 shared CPUs) are the
+# noisiest: run them again for the memory backends and the map baseline with
+# 3x the repetitions; report.py takes these medians instead.
+extra="${out%.json}-concurrent.json"
+if [[ ${#args[@]} -eq 0 ]]; then
+  "$build/bench/keel_bench" "${size_args[@]}" \
+    --benchmark_filter='^concurrent(_paced)?/(memory|any_memory|virtual_memory|map)/' \
+    --benchmark_repetitions=$((3 * reps)) \
+    --benchmark_report_aggregates_only=true \
+    --benchmark_out="$extra" --benchmark_out_format=json
+else
+  extra=""
+fi
+
+docs=docs
+if ((quick)); then docs=bench/results/quick; fi  # a smoke run does not replace the published results
+"$python" bench/report.py "$out" ${extra:+"$extra"} --docs "$docs"
+echo "bench/run.sh: wrote $out${extra:+ and $extra}, $docs/benchmarks.md and $docs/bench-*.png" >&2
