@@ -19,7 +19,7 @@ packages=(
 )
 # CI's second compiler (.ci/run, step clang); not needed to build or use keel.
 if [[ "${CI:-}" == true ]]; then
-  packages+=(clang)
+  packages+=(clang libclang-rt-14-dev)  # libclang-rt: sanitizer and libFuzzer runtimes (step fuzz)
 fi
 
 if [[ "${KEEL_SKIP_SETUP:-}" == 1 ]]; then
