@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "support/child_process.hpp"
+#include "support/no_lock_fs.hpp"
 #include "support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
@@ -27,6 +28,7 @@ using keel::open_store;
 using keel::store_config;
 using keel::test::child_process;
 using keel::test::helper_path;
+using keel::test::no_lock_fs;
 using keel::test::temp_dir;
 using namespace std::chrono_literals;
 
@@ -36,16 +38,6 @@ bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }
 
-class no_lock_fs : public rocksdb::FileSystemWrapper {
- public:
-  explicit no_lock_fs(std::shared_ptr<rocksdb::FileSystem> target) : FileSystemWrapper(std::move(target)) {}
-  const char* Name() const override { return "no_lock_fs"; }
-  rocksdb::IOStatus LockFile(const std::string& fname, const rocksdb::IOOptions&, rocksdb::FileLock** lock,
-                             rocksdb::IODebugContext*) override {
-    *lock = nullptr;
-    return rocksdb::IOStatus::IOError("While lock file: " + fname, std::strerror(ENOLCK));
-  }
-};
 
 // Sets environment variables for the scope of one test and restores them.
 class scoped_env {

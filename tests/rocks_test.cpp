@@ -14,6 +14,7 @@
 #include <string>
 
 #include "support/child_process.hpp"
+#include "support/no_lock_fs.hpp"
 #include "support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
@@ -22,6 +23,7 @@ using keel::rocks_options;
 using keel::rocks_store;
 using keel::test::child_process;
 using keel::test::helper_path;
+using keel::test::no_lock_fs;
 using keel::test::temp_dir;
 using namespace std::chrono_literals;
 
@@ -38,18 +40,6 @@ bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }
 
-// A filesystem whose locks always fail like NFS without lockd: ENOLCK, with
-// the exact message RocksDB's posix filesystem gives.
-class no_lock_fs : public rocksdb::FileSystemWrapper {
- public:
-  explicit no_lock_fs(std::shared_ptr<rocksdb::FileSystem> target) : FileSystemWrapper(std::move(target)) {}
-  const char* Name() const override { return "no_lock_fs"; }
-  rocksdb::IOStatus LockFile(const std::string& fname, const rocksdb::IOOptions&, rocksdb::FileLock** lock,
-                             rocksdb::IODebugContext*) override {
-    *lock = nullptr;
-    return rocksdb::IOStatus::IOError("While lock file: " + fname, std::strerror(ENOLCK));
-  }
-};
 
 }  // namespace
 

@@ -1,6 +1,6 @@
 // keel: basic_any_store<Policies...>, a store whose backend is chosen at run
 // time. It holds a std::variant<basic_store<Policies>...> and forwards every
-// call with std::visit: no virtual functions, no heap indirection. Needs no
+// call with std::visit: no dynamic dispatch, no heap indirection. Needs no
 // backend headers itself; see <keel/open_store.hpp> for store_config,
 // open_store() and the fallback rules.
 #pragma once
