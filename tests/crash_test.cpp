@@ -60,7 +60,11 @@ bool check_round(rocks_store& store, int round, long acked) {
 
   long visible = acked;  // the last batch that is visible
   if (batches.count(acked + 1)) visible = acked + 1;
-  for (const auto& [seq, keys] : batches) {
+  for (const auto& batch : batches) {
+    // Named copies, not structured bindings: clang 14 cannot capture those
+    // in doctest's CAPTURE/REQUIRE lambdas.
+    const long seq = batch.first;
+    const auto& keys = batch.second;
     CAPTURE(round);
     CAPTURE(seq);
     CAPTURE(acked);
