@@ -252,7 +252,16 @@ TEST_SUITE("cli") {
     const fs::path db = tmp.path() / "db";
     REQUIRE(run({"--db", db.string(), "put", "k", "v"}).status == 0);
 
+    // doctor only reads: the directory is the same afterwards (no LOG rotated).
+    auto listing = [&] {
+      std::string l;
+      for (const auto& e : fs::directory_iterator(db))
+        l += e.path().filename().string() + " " + std::to_string(e.last_write_time().time_since_epoch().count()) + "\n";
+      return l;
+    };
+    const std::string before = listing();
     auto free_ = run({"doctor", db.string()});
+    CHECK(listing() == before);
     CHECK(free_.status == 0);
     CHECK(free_.has("is a RocksDB database"));
     CHECK(free_.has("no process holds a lock"));
