@@ -267,3 +267,70 @@ TEST_SUITE("dump") {
     CHECK(failed.error().code() == errc::closed);
   }
 }
+
+TEST_SUITE("stats") {
+  TEST_CASE("stats() counts operations and reports keys and size on every store") {
+    temp_dir tmp;
+    auto check_counts = [](const keel::store_stats& s) {
+      CHECK(s.puts == 2);
+      CHECK(s.gets == 2);
+      CHECK(s.erases == 1);
+      CHECK(s.writes == 1);
+      CHECK(s.batch_ops == 2);
+      CHECK(s.scans == 1);
+      CHECK(s.bytes_read == 3);                       // "one" (the hit), nothing for the miss
+      CHECK(s.bytes_written == 4 + 4 + 1 + 2);  // a+one, b+two, erase "a", batch c + d
+    };
+    auto exercise = [&](auto& store) {
+      REQUIRE(store.put("a", "one"));
+      REQUIRE(store.put("b", "two"));
+      REQUIRE(store.get("a"));
+      REQUIRE(store.get("zz"));
+      REQUIRE(store.erase("a"));
+      keel::write_batch b;
+      b.put("c", "").put("d", "");
+      REQUIRE(store.write(b));
+      auto c = store.scan();
+      for (const auto& e : c) (void)e;
+    };
+    auto mem = keel::memory_store::open({});
+    exercise(*mem);
+    auto ms = mem->stats();
+    REQUIRE(ms);
+    check_counts(*ms);
+    CHECK(ms->backend == keel::backend::memory);
+    CHECK(ms->keys == 3);
+    CHECK(ms->keys_exact);
+    CHECK(ms->size_bytes > 0);
+
+    auto rocks = open_rocks(tmp.path() / "db");
+    exercise(rocks);
+    auto rs = rocks.stats();
+    REQUIRE(rs);
+    check_counts(*rs);
+    CHECK(rs->backend == keel::backend::rocksdb);
+    CHECK_FALSE(rs->keys_exact);
+    CHECK(rs->size_bytes > 0);
+    bool has_estimate = false;
+    for (const auto& [name, value] : rs->properties) has_estimate |= name == "rocksdb.estimate-num-keys";
+    CHECK(has_estimate);
+
+    // any_store forwards, and a moved store keeps its counters.
+    REQUIRE(rocks.close());
+    keel::store_config cfg;
+    cfg.path = tmp.path() / "db";
+    cfg.log = [](std::string_view) {};
+    auto any = keel::open_store(cfg);
+    REQUIRE(any);
+    REQUIRE(any->put("x", "y"));
+    keel::any_store moved = std::move(*any);
+    auto as = moved.stats();
+    REQUIRE(as);
+    CHECK(as->puts == 1);
+    CHECK(as->keys >= 1);
+    REQUIRE(moved.close());
+    auto closed = moved.stats();
+    REQUIRE_FALSE(closed);
+    CHECK(closed.error().code() == errc::closed);
+  }
+}

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include <unistd.h>
@@ -498,32 +499,34 @@ int run_on_store(const cli& c) {
 }
 
 int cmd_stats(const cli& c, keel::any_store& store) {
-  std::vector<std::pair<std::string, std::string>> kv;
-  kv.emplace_back("backend", std::string(keel::to_string(store.backend())));
-  if (auto* rocks = store.get_if<keel::RocksPolicy<keel::NativeTuning>>()) {
-    kv.emplace_back("path", rocks->policy().path().string());
-    for (const char* prop : {"rocksdb.estimate-num-keys", "rocksdb.total-sst-files-size",
-                             "rocksdb.live-sst-files-size", "rocksdb.cur-size-all-mem-tables",
-                             "rocksdb.estimate-live-data-size", "rocksdb.num-running-compactions",
-                             "rocksdb.background-errors"}) {
-      auto v = rocks->policy().with_db([&](rocksdb::DB& db) {
-        std::uint64_t n = 0;
-        return db.GetIntProperty(prop, &n) ? std::optional<std::uint64_t>(n) : std::nullopt;
-      });
-      if (v && *v) kv.emplace_back(prop, std::to_string(**v));
-    }
-  } else if (auto* mem = store.get_if<keel::MemoryPolicy>()) {
-    kv.emplace_back("keys", std::to_string(mem->policy().size()));
-  }
+  auto st = store.stats();
+  if (!st) return op_error(st.error());
+  // (name, value, numeric)
+  std::vector<std::tuple<std::string, std::string, bool>> kv;
+  auto num = [&](std::string k, std::uint64_t v) { kv.emplace_back(std::move(k), std::to_string(v), true); };
+  kv.emplace_back("backend", std::string(keel::to_string(st->backend)), false);
+  if (auto* rocks = store.get_if<keel::RocksPolicy<keel::NativeTuning>>())
+    kv.emplace_back("path", rocks->policy().path().string(), false);
+  num("keys", st->keys);
+  kv.emplace_back("keys_exact", st->keys_exact ? "true" : "false", true);
+  num("size_bytes", st->size_bytes);
+  num("puts", st->puts);
+  num("gets", st->gets);
+  num("erases", st->erases);
+  num("writes", st->writes);
+  num("scans", st->scans);
+  num("bytes_read", st->bytes_read);
+  num("bytes_written", st->bytes_written);
+  for (const auto& [k, v] : st->properties) num(k, v);
   if (c.json) {
     std::string j = "{";
     for (std::size_t i = 0; i < kv.size(); ++i) {
-      bool numeric = !kv[i].second.empty() && kv[i].second.find_first_not_of("0123456789") == std::string::npos;
-      j += (i ? "," : "") + json_string(kv[i].first) + ":" + (numeric ? kv[i].second : json_string(kv[i].second));
+      const auto& [k, v, numeric] = kv[i];
+      j += (i ? "," : "") + json_string(k) + ":" + (numeric ? v : json_string(v));
     }
     write_out(j + "}\n");
   } else {
-    for (const auto& [k, v] : kv) write_out(k + "\t" + escape(v) + "\n");
+    for (const auto& [k, v, numeric] : kv) write_out(k + "\t" + escape(v) + "\n");
   }
   return exit_ok;
 }

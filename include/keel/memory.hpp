@@ -221,6 +221,8 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
 
   // Number of keys, exact.
   std::size_t size() const { return current().size(); }
+  // Bytes held by the entries (keys, values, per-entry header); O(n).
+  std::size_t memory_bytes() const { return current().memory_bytes(); }
 
  private:
   static std::optional<keel::error> check_sizes(std::string_view key, std::string_view value) {
@@ -254,5 +256,13 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
 };
 
 static_assert(store_policy<MemoryPolicy>);
+
+// What basic_store::stats() asks of the backend: exact key count and bytes.
+inline result<void> backend_stats(const MemoryPolicy& p, store_stats& s) {
+  s.keys = p.size();
+  s.keys_exact = true;
+  s.size_bytes = p.memory_bytes();
+  return {};
+}
 
 }  // namespace keel
