@@ -227,6 +227,17 @@ TEST_SUITE("cli") {
     CHECK(mem.has("\"keys\":0"));
     CHECK(run({"--memory", "--json", "stats"}).has("\"backend\":\"memory\""));
 
+    // A persisted memory store: state carries from one command to the next.
+    const std::string mf = (tmp.path() / "mem.keeldump").string();
+    CHECK(run({"--memory-file", mf, "put", "m", "1"}).status == 0);
+    CHECK(run({"--memory-file", mf, "put", "n", "2"}).status == 0);
+    CHECK(run({"--memory-file", mf, "scan"}).out == "m\t1\nn\t2\n");
+    CHECK(run({"verify", mf}).status == 0);
+    CHECK(run({"migrate", "memory:" + mf, db}).status == 0);
+    CHECK(run({"--db", db, "get", "n"}).out == "2\n");
+    CHECK(run({"migrate", db, "memory:" + (tmp.path() / "copy.keeldump").string()}).status == 0);
+    CHECK(run({"--memory-file", (tmp.path() / "copy.keeldump").string(), "count"}).out == "3\n");
+
     ::setenv("KEEL_FALLBACK_MEMORY", "maybe", 1);
     auto bad = run({"--db", db, "count"});
     ::unsetenv("KEEL_FALLBACK_MEMORY");

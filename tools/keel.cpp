@@ -51,6 +51,8 @@ Commands:
 Options (before the command):
   --db PATH               the RocksDB directory (default: $KEEL_DB)
   --memory                use the memory backend (as KEEL_USE_MEMORY_STORAGE=1)
+  --memory-file FILE      use a memory store persisted in FILE (a dump: loaded at
+                          start, saved atomically at the end)
   --fallback              fall back to memory when RocksDB cannot open (as KEEL_FALLBACK_MEMORY=1)
   --json                  JSON output (get, scan, count, stats, doctor, export/import summaries)
   --raw                   get: print the value's bytes exactly, no escaping, no newline
@@ -60,7 +62,8 @@ Options (before the command):
 
 Backend selection follows keel::store_config::from_env("KEEL"): the variables
 KEEL_USE_MEMORY_STORAGE and KEEL_FALLBACK_MEMORY (1/0, true/false, yes/no, on/off).
-SRC and DST of migrate are RocksDB directories, or 'memory:' for an empty memory store.
+SRC and DST of migrate are RocksDB directories, or memory:FILE for a memory store
+persisted in FILE ('memory:' alone: not persisted).
 
 Escaping: keys and values are printed with C-style escapes so that one record is
 one line: \\ for a backslash, \t \n \r, and \xHH for every other byte outside
@@ -187,6 +190,7 @@ class progress_bar {
 
 struct cli {
   std::string db;
+  std::string memory_file;  // --memory-file: the memory store persists there
   bool memory = false, fallback = false, json = false, raw = false;
   std::optional<bool> progress;
   std::vector<std::string> args;  // command and its arguments
@@ -214,8 +218,11 @@ int dump_error(const keel::error& e) {
 // Opens the store `spec` ("memory:" or a RocksDB directory) per store_config::from_env("KEEL").
 keel::result<keel::any_store> open_spec(const cli& c, const std::string& spec) {
   keel::store_config base;
-  if (spec == "memory:" || spec == "memory") {
+  const bool memory_spec = spec == "memory" || spec.rfind("memory:", 0) == 0;
+  base.memory.persist_path = c.memory_file;
+  if (memory_spec) {
     base.preferred = keel::backend::memory;
+    if (spec.size() > 7) base.memory.persist_path = spec.substr(7);
   } else {
     base.path = spec;
   }
@@ -223,7 +230,7 @@ keel::result<keel::any_store> open_spec(const cli& c, const std::string& spec) {
   auto cfg = keel::store_config::from_env("KEEL", base);
   if (!cfg) return std::move(cfg).error();
   if (c.fallback) cfg->fallback_to_memory = true;
-  if (spec == "memory:" || spec == "memory") cfg->preferred = keel::backend::memory;
+  if (memory_spec) cfg->preferred = keel::backend::memory;
   // Quiet unless something noteworthy happens (a fallback).
   cfg->log = [](std::string_view line) {
     if (line.find("falling back") != std::string_view::npos)
@@ -406,7 +413,7 @@ int run_on_store(const cli& c) {
   }
 
   const std::string path = db_path(c);
-  auto opened = open_spec(c, c.memory ? "memory:" : path);
+  auto opened = open_spec(c, c.memory ? "memory:" + c.memory_file : path);
   if (!opened) return open_failed(opened.error(), path);
   keel::any_store& store = *opened;
   int rc = exit_ok;
@@ -548,6 +555,10 @@ int main(int argc, char** argv) {
       c.db = std::string(s.substr(5));
     } else if (s == "--memory") {
       c.memory = true;
+    } else if (s == "--memory-file") {
+      if (++i >= argc) return usage_error("--memory-file needs a FILE");
+      c.memory = true;
+      c.memory_file = argv[i];
     } else if (s == "--fallback") {
       c.fallback = true;
     } else if (s == "--json") {

@@ -47,6 +47,10 @@ namespace keel {
 //                                                 its cursors and snapshots gives errc::closed
 //   bool is_open() const noexcept
 //
+// Optional, found when present: result<void> flush() (basic_store::flush())
+// and a free function result<void> backend_stats(const P&, store_stats&)
+// (basic_store::stats()).
+//
 // Every member except open() must be safe to call from many threads at once,
 // close() included. Keys and values are arbitrary bytes ordered by memcmp.
 //
@@ -309,6 +313,18 @@ class basic_store {
   // The backend, for backend-specific calls (e.g. RocksPolicy::db()).
   Policy& policy() noexcept { return *backend_; }
   const Policy& policy() const noexcept { return *backend_; }
+
+  // Makes the data durable where the backend needs a step for it: a memory
+  // store with memory_options::persist_path saves its file. Other backends:
+  // nothing to do (RocksDB has every write in its WAL already).
+  result<void> flush() {
+    if (!backend_) return closed_error();
+    if constexpr (requires(Policy& p) { { p.flush() } -> std::same_as<result<void>>; }) {
+      return backend_->flush();
+    } else {
+      return backend_->is_open() ? result<void>() : result<void>(closed_error());
+    }
+  }
 
   // Operation counters of this store object plus what the backend knows (key
   // count, size, properties): see store_stats. errc::closed once closed.
