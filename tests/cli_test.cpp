@@ -276,10 +276,12 @@ TEST_SUITE("cli") {
     CHECK(free_.status == 0);
     CHECK(free_.has("is a RocksDB database"));
     CHECK(free_.has("no process holds a lock"));
+    CHECK(free_.has("File locks work here"));
     CHECK(free_.has("an open would succeed now"));
     auto json = run({"--json", "doctor", db.string()});
     CHECK(json.has("\"verdict\":\"opens\""));
     CHECK(json.has("\"locked\":false"));
+    CHECK(json.has("\"locks_work\":true"));
 
     {
       child_process holder = start_holder(db);

@@ -328,6 +328,7 @@ int cmd_doctor(const cli& c) {
     }
     j += ",\"filesystem\":" + json_string(r.filesystem);
     j += ",\"filesystem_may_not_lock\":" + std::string(r.filesystem_may_not_lock ? "true" : "false");
+    if (r.locks_work) j += ",\"locks_work\":" + std::string(*r.locks_work ? "true" : "false");
     if (r.estimated_keys) j += ",\"estimated_keys\":" + std::to_string(*r.estimated_keys);
     const char* verdict = r.verdict == keel::doctor_verdict::opens          ? "opens"
                           : r.verdict == keel::doctor_verdict::would_create ? "would_create"

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -44,7 +45,8 @@ struct doctor_report {
   std::optional<detail::lock_holder> holder;  // who holds the LOCK, if anyone
   bool lock_state_known = true;  // false when /proc/locks could not be read
   std::string filesystem;
-  bool filesystem_may_not_lock = false;
+  bool filesystem_may_not_lock = false;  // by the filesystem's type (NFS, SMB, FUSE, ...)
+  std::optional<bool> locks_work;        // by a probe: a read lock on CURRENT; empty if not probed
   std::optional<bool> readable;  // read-only open result, when tried
   std::optional<std::uint64_t> estimated_keys;
   std::uint64_t sst_files = 0, sst_bytes = 0;
@@ -72,6 +74,35 @@ inline bool fs_may_not_lock(const std::string& fs) {
     if (fs == n) return true;
   }
   return false;
+}
+
+// Whether fcntl locks work on the filesystem of `file`: takes and drops a
+// read (shared) lock on it through a fresh read-only descriptor. Writes
+// nothing. Use it only on a file that nobody write-locks and that this
+// process holds no lock on (RocksDB never locks CURRENT; never pass LOCK).
+// nullopt when it cannot tell (the file cannot be opened).
+inline std::optional<bool> probe_fcntl_locks(const std::filesystem::path& file) noexcept {
+  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) return std::nullopt;
+  struct flock fl {};
+  fl.l_type = F_RDLCK;
+  fl.l_whence = SEEK_SET;
+  int rc;
+  do rc = ::fcntl(fd, F_SETLK, &fl);
+  while (rc != 0 && errno == EINTR);
+  int e = errno;
+  std::optional<bool> works;
+  if (rc == 0) {
+    fl.l_type = F_UNLCK;
+    (void)::fcntl(fd, F_SETLK, &fl);
+    works = true;
+  } else if (e == ENOLCK || e == ENOTSUP || e == EOPNOTSUPP || e == ENOSYS || e == EINVAL) {
+    works = false;
+  } else if (e == EAGAIN || e == EACCES) {
+    works = true;  // someone holds a conflicting lock: locking works
+  }
+  ::close(fd);
+  return works;
 }
 
 }  // namespace detail
@@ -159,13 +190,21 @@ inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_
   if (!r.filesystem.empty()) {
     r.filesystem_may_not_lock = detail::fs_may_not_lock(r.filesystem);
     say("Filesystem: " + r.filesystem +
-        (r.filesystem_may_not_lock ? std::string(", where file locks may not work (NFS without lockd, SMB): an "
-                                                 "open may fail with locks_unsupported.")
-                                   : std::string(", which supports file locks.")));
+        (r.filesystem_may_not_lock ? std::string(", where file locks often do not work (NFS without lockd, SMB).")
+                                   : std::string(".")));
   }
 
   bool blocked = false;
   std::string advice;
+  r.locks_work = detail::probe_fcntl_locks(path / "CURRENT");
+  if (r.locks_work == true) {
+    say("File locks work here (checked with a shared lock on CURRENT, never on LOCK).");
+  } else if (r.locks_work == false) {
+    say("File locks do NOT work on this filesystem: a read-write open fails with locks_unsupported.");
+    blocked = true;
+    advice = "Move the database to a local disk, enable locking on the mount (NFS: run lockd/rpc.statd; "
+             "SMB: mount with locking support), or open it read-only.";
+  }
   if (r.lock_file) {
     std::ifstream proc_locks("/proc/locks");
     r.lock_state_known = static_cast<bool>(proc_locks);
