@@ -7,6 +7,8 @@
 // database read-write. It may open it read-only (DB::OpenForReadOnly takes no
 // lock and, with the discarding logger used here, writes no LOG file) to check
 // that RocksDB can read it; diagnose_options::read_only_open = false skips it.
+// To tell whether fcntl locks work on the filesystem it takes and at once
+// drops a shared lock on CURRENT (which RocksDB never locks), never on LOCK.
 #pragma once
 
 #include <rocksdb/db.h>

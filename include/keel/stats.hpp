@@ -63,8 +63,10 @@ class op_counters {
 
  private:
   static constexpr std::size_t stripes = 16;
+  // Threads take stripes round-robin, in the order they first count.
   static std::size_t stripe() noexcept {
-    static thread_local const std::size_t mine = std::hash<std::thread::id>{}(std::this_thread::get_id()) % stripes;
+    static std::atomic<std::size_t> next{0};
+    static thread_local const std::size_t mine = next.fetch_add(1, std::memory_order_relaxed) % stripes;
     return mine;
   }
   struct alignas(64) stripe_t {
