@@ -438,7 +438,7 @@ class dump_reader {
     std::uint32_t count = detail::get_u32(rest.data());
     std::uint32_t size = detail::get_u32(rest.data() + 4);
     std::uint32_t crc = detail::get_u32(rest.data() + 8);
-    if (file_size_ && size > file_size_ - offset_) return truncated("a block");
+    if (file_size_ && (offset_ > file_size_ || size > file_size_ - offset_)) return truncated("a block");
     if (count == 0 || count > size) return damaged(block_offset_, "bad block header");
     if (auto r = read_exact(size, block_, "a block"); !r) return r.error();
     if (detail::crc32c(block_) != crc) return damaged(block_offset_, "the block checksum does not match");
