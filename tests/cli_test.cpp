@@ -178,7 +178,8 @@ TEST_SUITE("cli") {
     const std::string db2 = (tmp.path() / "db2").string();
     for (std::size_t len : {std::size_t(0), std::size_t(10), full.size() / 2, full.size() - 1}) {
       CAPTURE(len);
-      std::ofstream(tmp.path() / "cut.dump", std::ios::binary | std::ios::trunc).write(full.data(), std::streamsize(len));
+      std::ofstream(tmp.path() / "cut.dump", std::ios::binary | std::ios::trunc)
+          .write(full.data(), std::streamsize(len));
       auto r = run({"--db", db2, "import", (tmp.path() / "cut.dump").string()});
       CHECK(r.status == 4);
       CHECK(run({"--db", db2, "count"}).out == "0\n");

@@ -68,8 +68,8 @@ TEST_SUITE("dump") {
     CHECK(keel::detail::crc32c("123456789") == 0xE3069283u);
     CHECK(keel::detail::crc32c("") == 0u);
     std::string long_input(1000, 'a');
-    std::uint32_t split = keel::detail::crc32c_extend(keel::detail::crc32c(long_input.substr(0, 333)),
-                                                      long_input.data() + 333, 667);
+    std::uint32_t split =
+        keel::detail::crc32c_extend(keel::detail::crc32c(long_input.substr(0, 333)), long_input.data() + 333, 667);
     CHECK(split == keel::detail::crc32c(long_input));
   }
 
@@ -165,7 +165,10 @@ TEST_SUITE("dump") {
     auto rocks = open_rocks(tmp.path() / "db");
     std::size_t step = 1;
     for (std::size_t len = 0; len < full.size(); len += step) {
-      if (len > 300 && len < full.size() - 300) step = 997; else step = 1;
+      if (len > 300 && len < full.size() - 300)
+        step = 997;
+      else
+        step = 1;
       CAPTURE(len);
       spit(cut, full.substr(0, len));
       auto dst = keel::memory_store::open({});
@@ -278,7 +281,7 @@ TEST_SUITE("stats") {
       CHECK(s.writes == 1);
       CHECK(s.batch_ops == 2);
       CHECK(s.scans == 1);
-      CHECK(s.bytes_read == 3);                       // "one" (the hit), nothing for the miss
+      CHECK(s.bytes_read == 3);                 // "one" (the hit), nothing for the miss
       CHECK(s.bytes_written == 4 + 4 + 1 + 2);  // a+one, b+two, erase "a", batch c + d
     };
     auto exercise = [&](auto& store) {

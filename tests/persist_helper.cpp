@@ -5,9 +5,8 @@
 //       k000..k999 all to "round <i>" plus padding in one batch, flush()es,
 //       prints "saved <i>". The test SIGKILLs it at random moments.
 // Errors: "error <message>" on stdout, exit 1. Bad usage: exit 64.
-#include <keel/memory.hpp>
-
 #include <cstdio>
+#include <keel/memory.hpp>
 #include <string>
 
 int main(int argc, char** argv) {

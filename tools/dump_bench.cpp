@@ -12,11 +12,6 @@
 //   import-batch   keel::import_dump_batches (verify pass + 4 MiB write batches)
 //   import-sst     keel::import_dump on RocksDB (verify pass + SstFileWriter + IngestExternalFile)
 //   copy           keel::copy (source -> destination store, 4 MiB batches)
-#include <keel/copy.hpp>
-#include <keel/dump.hpp>
-#include <keel/dump_rocksdb.hpp>
-#include <keel/keel.hpp>
-
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
 
@@ -24,6 +19,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <keel/copy.hpp>
+#include <keel/dump.hpp>
+#include <keel/dump_rocksdb.hpp>
+#include <keel/keel.hpp>
 #include <random>
 #include <string>
 

@@ -1,33 +1,32 @@
 // keel: the command-line tool. See `keel --help` and README.md,
 // "Command-line tool".
-#include <keel/copy.hpp>
-#include <keel/doctor.hpp>
-#include <keel/dump.hpp>
-#include <keel/dump_rocksdb.hpp>
-#include <keel/keel.hpp>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <keel/copy.hpp>
+#include <keel/doctor.hpp>
+#include <keel/dump.hpp>
+#include <keel/dump_rocksdb.hpp>
+#include <keel/keel.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <tuple>
 #include <vector>
 
-#include <unistd.h>
-
 namespace {
 
 // Exit codes (documented in --help and the README).
 constexpr int exit_ok = 0;
-constexpr int exit_not_found = 1;     // get: no such key; doctor: would not open
+constexpr int exit_not_found = 1;  // get: no such key; doctor: would not open
 constexpr int exit_usage = 2;
-constexpr int exit_open_failed = 3;   // the store could not be opened; doctor: no database there
-constexpr int exit_bad_dump = 4;      // a dump was refused (damaged, truncated, not a dump)
-constexpr int exit_failed = 5;        // any other failed operation
+constexpr int exit_open_failed = 3;  // the store could not be opened; doctor: no database there
+constexpr int exit_bad_dump = 4;     // a dump was refused (damaged, truncated, not a dump)
+constexpr int exit_failed = 5;       // any other failed operation
 
 const char* const usage_text = R"(usage: keel [OPTIONS] COMMAND [ARGS]
 
@@ -81,11 +80,16 @@ std::string escape(std::string_view s) {
   std::string out;
   out.reserve(s.size());
   for (unsigned char c : s) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\t') out += "\\t";
-    else if (c == '\n') out += "\\n";
-    else if (c == '\r') out += "\\r";
-    else if (c >= 0x20 && c < 0x7f) out.push_back(static_cast<char>(c));
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\t')
+      out += "\\t";
+    else if (c == '\n')
+      out += "\\n";
+    else if (c == '\r')
+      out += "\\r";
+    else if (c >= 0x20 && c < 0x7f)
+      out.push_back(static_cast<char>(c));
     else {
       out += "\\x";
       out.push_back(hex[c >> 4]);
@@ -99,9 +103,12 @@ std::string json_string(std::string_view s) {
   static const char hex[] = "0123456789abcdef";
   std::string out = "\"";
   for (unsigned char c : s) {
-    if (c == '"') out += "\\\"";
-    else if (c == '\\') out += "\\\\";
-    else if (c >= 0x20 && c < 0x7f) out.push_back(static_cast<char>(c));
+    if (c == '"')
+      out += "\\\"";
+    else if (c == '\\')
+      out += "\\\\";
+    else if (c >= 0x20 && c < 0x7f)
+      out.push_back(static_cast<char>(c));
     else {
       out += "\\u00";
       out.push_back(hex[c >> 4]);
@@ -120,11 +127,21 @@ std::optional<std::string> unescape(std::string_view s) {
     }
     if (++i >= s.size()) return std::nullopt;
     switch (s[i]) {
-      case '\\': out.push_back('\\'); break;
-      case 't': out.push_back('\t'); break;
-      case 'n': out.push_back('\n'); break;
-      case 'r': out.push_back('\r'); break;
-      case '0': out.push_back('\0'); break;
+      case '\\':
+        out.push_back('\\');
+        break;
+      case 't':
+        out.push_back('\t');
+        break;
+      case 'n':
+        out.push_back('\n');
+        break;
+      case 'r':
+        out.push_back('\r');
+        break;
+      case '0':
+        out.push_back('\0');
+        break;
       case 'x': {
         auto digit = [](char c) -> int {
           if (c >= '0' && c <= '9') return c - '0';
@@ -139,7 +156,8 @@ std::optional<std::string> unescape(std::string_view s) {
         i += 2;
         break;
       }
-      default: return std::nullopt;
+      default:
+        return std::nullopt;
     }
   }
   return out;
@@ -247,9 +265,9 @@ int open_failed(const keel::error& e, const std::string& path) {
   std::fprintf(stderr, "keel: %s\n", e.message().c_str());
   using keel::errc;
   const errc k = e.code();
-  if (!path.empty() && (k == errc::lock_held_by_other_process || k == errc::permission_denied ||
-                        k == errc::locks_unsupported || k == errc::io_error || k == errc::corruption ||
-                        k == errc::not_found))
+  if (!path.empty() &&
+      (k == errc::lock_held_by_other_process || k == errc::permission_denied || k == errc::locks_unsupported ||
+       k == errc::io_error || k == errc::corruption || k == errc::not_found))
     std::fprintf(stderr, "keel: for an explanation, run: keel doctor %s\n", path.c_str());
   return exit_open_failed;
 }
@@ -271,9 +289,12 @@ struct range_opts {
   keel::key_range range() const {
     keel::key_range r = keel::key_range::all();
     if (prefix) r = keel::key_range::prefix(*prefix);
-    if (lo && hi) r = keel::key_range::between(*lo, *hi);
-    else if (lo) r = keel::key_range::from(*lo);
-    else if (hi) r = keel::key_range::until(*hi);
+    if (lo && hi)
+      r = keel::key_range::between(*lo, *hi);
+    else if (lo)
+      r = keel::key_range::from(*lo);
+    else if (hi)
+      r = keel::key_range::until(*hi);
     return reverse ? r.reversed() : r;
   }
 };
@@ -289,11 +310,16 @@ std::string parse_range(const std::vector<std::string>& a, std::size_t from, ran
       return "";
     };
     std::string err;
-    if (s == "--prefix") err = value(o.prefix);
-    else if (s == "--from") err = value(o.lo);
-    else if (s == "--to") err = value(o.hi);
-    else if (s == "--reverse") o.reverse = true;
-    else if (s == "--keys-only") o.keys_only = true;
+    if (s == "--prefix")
+      err = value(o.prefix);
+    else if (s == "--from")
+      err = value(o.lo);
+    else if (s == "--to")
+      err = value(o.hi);
+    else if (s == "--reverse")
+      o.reverse = true;
+    else if (s == "--keys-only")
+      o.keys_only = true;
     else if (s == "--limit") {
       if (i + 1 >= a.size()) return "--limit needs a value";
       char* end = nullptr;
@@ -301,8 +327,10 @@ std::string parse_range(const std::vector<std::string>& a, std::size_t from, ran
       unsigned long long v = std::strtoull(n.c_str(), &end, 10);
       if (n.empty() || *end != '\0' || n[0] == '-') return "--limit needs a number, not '" + n + "'";
       o.limit = v;
-    } else if (s.rfind("--", 0) == 0 && s.size() > 2) return "unknown option " + s;
-    else o.positional.push_back(s);
+    } else if (s.rfind("--", 0) == 0 && s.size() > 2)
+      return "unknown option " + s;
+    else
+      o.positional.push_back(s);
     if (!err.empty()) return err;
   }
   if (o.prefix && (o.lo || o.hi)) return "--prefix cannot be combined with --from/--to";
@@ -423,8 +451,10 @@ int run_on_store(const cli& c) {
     auto v = store.get(*key);
     if (!v) return op_error(v.error());
     if (!*v) {
-      if (c.json) write_out("null\n");
-      else std::fprintf(stderr, "keel: no key %s\n", escape(*key).c_str());
+      if (c.json)
+        write_out("null\n");
+      else
+        std::fprintf(stderr, "keel: no key %s\n", escape(*key).c_str());
       rc = exit_not_found;
     } else if (c.raw) {
       write_out(**v);
@@ -464,8 +494,10 @@ int run_on_store(const cli& c) {
     std::uint64_t n = 0;
     for (auto it = cursor.begin(); it != cursor.end(); ++it) ++n;
     if (cursor.error()) return op_error(*cursor.error());
-    if (c.json) std::printf("{\"count\":%llu}\n", static_cast<unsigned long long>(n));
-    else std::printf("%llu\n", static_cast<unsigned long long>(n));
+    if (c.json)
+      std::printf("{\"count\":%llu}\n", static_cast<unsigned long long>(n));
+    else
+      std::printf("%llu\n", static_cast<unsigned long long>(n));
   } else if (cmd == "export") {
     const std::string& file = ro.positional[0];
     keel::dump_writer w;

@@ -11,9 +11,12 @@
 // drops a shared lock on CURRENT (which RocksDB never locks), never on LOCK.
 #pragma once
 
+#include <fcntl.h>
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
 #include <rocksdb/options.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -23,10 +26,6 @@
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "detail/lock_diagnosis.hpp"
 
@@ -42,14 +41,14 @@ struct doctor_report {
   std::filesystem::path path;
   bool exists = false;
   bool is_directory = false;
-  bool is_rocksdb = false;       // has a CURRENT file
-  bool lock_file = false;        // has a LOCK file
+  bool is_rocksdb = false;                    // has a CURRENT file
+  bool lock_file = false;                     // has a LOCK file
   std::optional<detail::lock_holder> holder;  // who holds the LOCK, if anyone
-  bool lock_state_known = true;  // false when /proc/locks could not be read
+  bool lock_state_known = true;               // false when /proc/locks could not be read
   std::string filesystem;
   bool filesystem_may_not_lock = false;  // by the filesystem's type (NFS, SMB, FUSE, ...)
   std::optional<bool> locks_work;        // by a probe: a read lock on CURRENT; empty if not probed
-  std::optional<bool> readable;  // read-only open result, when tried
+  std::optional<bool> readable;          // read-only open result, when tried
   std::optional<std::uint64_t> estimated_keys;
   std::uint64_t sst_files = 0, sst_bytes = 0;
   doctor_verdict verdict = doctor_verdict::will_not_open;
@@ -187,8 +186,8 @@ inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_
     return r;
   }
 
-  say(where + " is a RocksDB database (" + std::to_string(r.sst_files) + " SST files, " +
-      std::to_string(r.sst_bytes) + " bytes in them).");
+  say(where + " is a RocksDB database (" + std::to_string(r.sst_files) + " SST files, " + std::to_string(r.sst_bytes) +
+      " bytes in them).");
   if (!r.filesystem.empty()) {
     r.filesystem_may_not_lock = detail::fs_may_not_lock(r.filesystem);
     say("Filesystem: " + r.filesystem +
@@ -204,8 +203,9 @@ inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_
   } else if (r.locks_work == false) {
     say("File locks do NOT work on this filesystem: a read-write open fails with locks_unsupported.");
     blocked = true;
-    advice = "Move the database to a local disk, enable locking on the mount (NFS: run lockd/rpc.statd; "
-             "SMB: mount with locking support), or open it read-only.";
+    advice =
+        "Move the database to a local disk, enable locking on the mount (NFS: run lockd/rpc.statd; "
+        "SMB: mount with locking support), or open it read-only.";
   }
   if (r.lock_file) {
     std::ifstream proc_locks("/proc/locks");
@@ -213,8 +213,7 @@ inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_
     r.holder = detail::find_lock_holder(path / "LOCK");
     if (r.holder) {
       say("It is locked: process " + std::to_string(r.holder->pid) +
-          (r.holder->command.empty() ? std::string(" (command line unknown)")
-                                     : " (" + r.holder->command + ")") +
+          (r.holder->command.empty() ? std::string(" (command line unknown)") : " (" + r.holder->command + ")") +
           " has it open read-write.");
       say("An open now fails with lock_held_by_other_process.");
       blocked = true;
@@ -232,10 +231,12 @@ inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_
   }
 
   if (!can_rw) {
-    say("This user (uid " + std::to_string(::getuid()) + ") may not read and write the directory, so a "
+    say("This user (uid " + std::to_string(::getuid()) +
+        ") may not read and write the directory, so a "
         "read-write open fails with permission_denied.");
     blocked = true;
-    if (advice.empty()) advice = "Run as the directory's owner (uid " + std::to_string(st.st_uid) + ") or fix its permissions.";
+    if (advice.empty())
+      advice = "Run as the directory's owner (uid " + std::to_string(st.st_uid) + ") or fix its permissions.";
   } else if (r.lock_file && ::access((path / "LOCK").c_str(), W_OK) != 0) {
     say("This user may not write its LOCK file, so a read-write open fails with permission_denied.");
     blocked = true;
@@ -263,8 +264,9 @@ inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_
       if (s.IsCorruption()) {
         blocked = true;
         if (advice.empty())
-          advice = "The database is damaged. Keep a copy of the directory before anything else; "
-                   "rocksdb's `ldb repair` may recover it.";
+          advice =
+              "The database is damaged. Keep a copy of the directory before anything else; "
+              "rocksdb's `ldb repair` may recover it.";
       }
     }
   }

@@ -14,6 +14,10 @@
 // damaged file is refused before anything is written), a second pass writes.
 #pragma once
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -23,10 +27,6 @@
 #include <string>
 #include <string_view>
 #include <utility>
-
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "error.hpp"
 #include "key_range.hpp"
@@ -60,10 +60,10 @@ inline std::uint32_t crc32c_extend(std::uint32_t crc, const void* data, std::siz
   const auto& t = crc32c_table.t;
   std::uint32_t c = ~crc;
   while (n >= 8) {
-    std::uint32_t lo = c ^ (std::uint32_t(p[0]) | std::uint32_t(p[1]) << 8 | std::uint32_t(p[2]) << 16 |
-                            std::uint32_t(p[3]) << 24);
-    c = t[7][lo & 0xFF] ^ t[6][(lo >> 8) & 0xFF] ^ t[5][(lo >> 16) & 0xFF] ^ t[4][lo >> 24] ^ t[3][p[4]] ^
-        t[2][p[5]] ^ t[1][p[6]] ^ t[0][p[7]];
+    std::uint32_t lo =
+        c ^ (std::uint32_t(p[0]) | std::uint32_t(p[1]) << 8 | std::uint32_t(p[2]) << 16 | std::uint32_t(p[3]) << 24);
+    c = t[7][lo & 0xFF] ^ t[6][(lo >> 8) & 0xFF] ^ t[5][(lo >> 16) & 0xFF] ^ t[4][lo >> 24] ^ t[3][p[4]] ^ t[2][p[5]] ^
+        t[1][p[6]] ^ t[0][p[7]];
     p += 8;
     n -= 8;
   }
@@ -108,10 +108,10 @@ inline bool get_varint(std::string_view s, std::size_t& pos, std::uint64_t& v) {
 }
 
 inline keel::error errno_error(int e, const std::string& what) {
-  errc code = e == ENOSPC                  ? errc::no_space
+  errc code = e == ENOSPC                               ? errc::no_space
               : e == EACCES || e == EPERM || e == EROFS ? errc::permission_denied
-              : e == ENOENT                ? errc::not_found
-                                           : errc::io_error;
+              : e == ENOENT                             ? errc::not_found
+                                                        : errc::io_error;
   return keel::error(code, what + ": " + std::strerror(e));
 }
 
@@ -131,14 +131,14 @@ inline result<void> sync_directory(const std::filesystem::path& dir) {
 // ---------------------------------------------------------------------------
 // Format constants (docs/dump-format.md).
 // ---------------------------------------------------------------------------
-inline constexpr std::string_view dump_magic = "KEELDUMP";      // file header, 8 bytes
+inline constexpr std::string_view dump_magic = "KEELDUMP";  // file header, 8 bytes
 inline constexpr std::uint32_t dump_version = 1;
-inline constexpr std::string_view dump_block_tag = "BLK1";      // 4 bytes
-inline constexpr std::string_view dump_end_tag = "END1";        // 4 bytes
-inline constexpr std::size_t dump_header_size = 16;             // magic, version, crc
-inline constexpr std::size_t dump_block_header_size = 16;       // tag, count, size, crc
-inline constexpr std::size_t dump_trailer_size = 28;            // tag, count, bytes, flags, crc
-inline constexpr std::uint32_t dump_flag_sorted = 1;            // keys strictly ascending (bytewise)
+inline constexpr std::string_view dump_block_tag = "BLK1";  // 4 bytes
+inline constexpr std::string_view dump_end_tag = "END1";    // 4 bytes
+inline constexpr std::size_t dump_header_size = 16;         // magic, version, crc
+inline constexpr std::size_t dump_block_header_size = 16;   // tag, count, size, crc
+inline constexpr std::size_t dump_trailer_size = 28;        // tag, count, bytes, flags, crc
+inline constexpr std::uint32_t dump_flag_sorted = 1;        // keys strictly ascending (bytewise)
 inline constexpr std::size_t dump_block_target = 64 * 1024;
 
 // What a dump holds, from its trailer.
@@ -153,7 +153,7 @@ struct dump_info {
 // Progress of a long operation; total_* are 0 when unknown.
 struct progress_info {
   std::uint64_t records = 0;
-  std::uint64_t bytes = 0;          // payload bytes (export, copy) or file bytes (import)
+  std::uint64_t bytes = 0;  // payload bytes (export, copy) or file bytes (import)
   std::uint64_t total_records = 0;
   std::uint64_t total_bytes = 0;
 };
@@ -570,7 +570,8 @@ struct import_options {
 // the passes, the second pass reports it, but the batches already written
 // stay: do not modify a dump while it is imported.
 template <class Store>
-result<dump_info> import_dump_batches(Store& store, const std::filesystem::path& path, const import_options& opts = {}) {
+result<dump_info> import_dump_batches(Store& store, const std::filesystem::path& path,
+                                      const import_options& opts = {}) {
   dump_info verified;
   if (!opts.skip_verify) {
     auto v = verify_dump(path);

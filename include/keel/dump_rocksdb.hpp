@@ -96,8 +96,8 @@ result<dump_info> import_dump(basic_store<RocksPolicy<Tuning>>& store, const std
       writer_open = true;
       in_file = 0;
     }
-    rocksdb::Status s = writer.Put(rocksdb::Slice(r.key().data(), r.key().size()),
-                                   rocksdb::Slice(r.value().data(), r.value().size()));
+    rocksdb::Status s =
+        writer.Put(rocksdb::Slice(r.key().data(), r.key().size()), rocksdb::Slice(r.value().data(), r.value().size()));
     if (!s.ok()) return detail::rocks_op_error(s, "import (SST put)", db_path);
     in_file += r.key().size() + r.value().size();
     p.records = r.records_read();

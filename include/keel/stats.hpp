@@ -38,11 +38,21 @@ namespace detail {
 // one: an increment is one relaxed atomic add on a mostly private line.
 class op_counters {
  public:
-  enum field : unsigned { puts, gets, contains, erases, writes, scans, snapshots, batch_ops, bytes_written, bytes_read, count_ };
+  enum field : unsigned {
+    puts,
+    gets,
+    contains,
+    erases,
+    writes,
+    scans,
+    snapshots,
+    batch_ops,
+    bytes_written,
+    bytes_read,
+    count_
+  };
 
-  void add(field f, std::uint64_t n = 1) noexcept {
-    stripes_[stripe()].v[f].fetch_add(n, std::memory_order_relaxed);
-  }
+  void add(field f, std::uint64_t n = 1) noexcept { stripes_[stripe()].v[f].fetch_add(n, std::memory_order_relaxed); }
   std::uint64_t total(field f) const noexcept {
     std::uint64_t sum = 0;
     for (const auto& s : stripes_) sum += s.v[f].load(std::memory_order_relaxed);
