@@ -22,7 +22,7 @@ using keel::test::open_or_fail;
 
 #define KEEL_BACKENDS                                                                                \
   keel::test::memory_backend, keel::test::rocks_default_backend, keel::test::rocks_macos_backend, \
-      keel::test::any_memory_backend, keel::test::any_rocks_backend
+      keel::test::any_memory_backend, keel::test::any_rocks_backend, keel::test::persisted_memory_backend
 
 TEST_SUITE("conformance") {
   TEST_CASE_TEMPLATE("put, get, contains, erase", B, KEEL_BACKENDS) {
