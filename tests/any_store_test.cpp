@@ -131,7 +131,7 @@ TEST_SUITE("any_store") {
     CHECK_FALSE(fs::exists(base.path));  // RocksDB was never touched
     REQUIRE(log.lines.size() == 1);
     CHECK(contains(log.lines[0], "memory"));
-    CHECK(contains(log.lines[0], "not be persisted"));
+    CHECK(contains(log.lines[0], "NOT be persisted"));
   }
 
   TEST_CASE("from_env reads exactly PREFIX_USE_MEMORY_STORAGE and PREFIX_FALLBACK_MEMORY") {
@@ -221,6 +221,24 @@ TEST_SUITE("any_store") {
       CHECK(contains(log.lines[1], "NOT be persisted"));
       REQUIRE(s->put("k", "v"));
       CHECK(s->get("k")->value() == "v");
+    }
+    SUBCASE("fallback to a persisted memory store: the log line names its file, and the data is saved") {
+      c.fallback_to_memory = true;
+      const fs::path file = tmp.path() / "fallback.keeldump";
+      c.memory.persist_path = file;
+      auto s = open_store(c);
+      REQUIRE(s);
+      CHECK(s->backend() == backend::memory);
+      REQUIRE(log.lines.size() == 2);
+      CHECK_FALSE(contains(log.lines[1], "NOT be persisted"));
+      CHECK(contains(log.lines[1], file.string()));
+      REQUIRE(s->put("k", "v"));
+      REQUIRE(s->close());
+      keel::memory_options mo;
+      mo.persist_path = file;
+      auto again = keel::memory_store::open(mo);
+      REQUIRE(again);
+      CHECK(again->get("k")->value() == "v");
     }
     SUBCASE("fallback enabled, but not for this kind of error") {
       c.fallback_to_memory = true;

@@ -26,9 +26,9 @@ using keel::test::open_or_fail;
 #if KEEL_HAS_ROCKSDB
 #define KEEL_BACKENDS                                                                                \
   keel::test::memory_backend, keel::test::rocks_default_backend, keel::test::rocks_macos_backend, \
-      keel::test::any_memory_backend, keel::test::any_rocks_backend
+      keel::test::any_memory_backend, keel::test::any_rocks_backend, keel::test::persisted_memory_backend
 #else
-#define KEEL_BACKENDS keel::test::memory_backend
+#define KEEL_BACKENDS keel::test::memory_backend, keel::test::persisted_memory_backend
 #endif
 
 TEST_SUITE("conformance") {

@@ -153,6 +153,15 @@ class basic_any_store {
     return std::get_if<basic_store<P>>(&store_);
   }
 
+  // The live store's flush() (see basic_store::flush()).
+  result<void> flush() {
+    return std::visit([](auto& s) { return s.flush(); }, store_);
+  }
+  // The live store's stats() (see store_stats).
+  result<store_stats> stats() const {
+    return std::visit([](const auto& s) { return s.stats(); }, store_);
+  }
+
  private:
   std::variant<basic_store<Policies>...> store_;
   std::vector<open_attempt> attempts_;

@@ -17,12 +17,17 @@
 //   copies (fan-out 32), and a batch is published as one version, so readers
 //   see it whole or not at all. A replaced version is freed once no point
 //   read that may still use it is in flight (at the next write, or at close).
-// Nothing is persisted: closing a memory store drops its data.
+// Nothing is persisted unless memory_options::persist_path is set: then the
+// store loads that file at open and saves it on flush() and close(), each save
+// atomic (see memory_options).
 #pragma once
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <csignal>
 #include <cstdint>
+#include <filesystem>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -34,13 +39,23 @@
 #include <vector>
 
 #include "detail/persistent_btree.hpp"
+#include "dump.hpp"
 #include "store.hpp"
 
 namespace keel {
 
 struct memory_options {
-  // Nothing to configure yet; the struct exists so that memory and RocksDB
-  // stores open the same way (store_type::open(options)).
+  // Persistence (empty: none, closing the store drops its data). When set:
+  // open() loads the file if it exists (a damaged or truncated file fails
+  // the open with errc::corruption: never a silently empty or partial store;
+  // a missing file gives an empty store); flush() and close() save the whole
+  // store to it in the dump format (docs/dump-format.md): written to
+  // "<file>.tmp-<pid>", fsynced, renamed over the file, directory fsynced.
+  // A crash at any moment leaves the old file or the new one, never a broken
+  // one. Writes made after the last flush() are lost on a crash. One process
+  // at a time per file (nothing locks it). A temporary file left by a crashed
+  // save is removed by the next open, once its process is gone.
+  std::filesystem::path persist_path{};
 };
 
 namespace detail {
@@ -231,7 +246,14 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   };
 
   // ---- store --------------------------------------------------------------
-  static result<std::shared_ptr<MemoryPolicy>> open(const options&) { return std::make_shared<MemoryPolicy>(); }
+  static result<std::shared_ptr<MemoryPolicy>> open(const options& opts) {
+    auto p = std::make_shared<MemoryPolicy>();
+    p->persist_path_ = opts.persist_path;
+    if (!opts.persist_path.empty()) {
+      if (auto loaded = p->load(); !loaded) return loaded.error();
+    }
+    return p;
+  }
 
   result<void> put(std::string_view key, std::string_view value) {
     if (auto bad = check_sizes(key, value)) return *bad;
@@ -296,17 +318,25 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     return snapshot_type(shared_from_this(), std::move(version));
   }
 
-  // Drops the data (waiting for point reads in flight to finish with it).
-  // Snapshots and cursors still alive give errc::closed.
+  // Drops the data (after saving it, with persist_path), waiting for point
+  // reads in flight to finish with it. Snapshots and cursors still alive give
+  // errc::closed. Whatever it returns, the store is closed; a failed save is
+  // reported and the file keeps its old content.
   result<void> close() {
     std::lock_guard writer(write_mutex_);
+    if (!is_open()) return {};
+    result<void> saved;
+    if (!persist_path_.empty()) {
+      std::lock_guard saving(save_mutex_);
+      saved = save(current());
+    }
     open_.store(false, std::memory_order_release);
     publish(tree());
     while (!retired_.empty()) {
       std::this_thread::yield();
       reclaim();
     }
-    return {};
+    return saved;
   }
 
   MemoryPolicy() = default;
@@ -322,6 +352,22 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
 
   // Number of keys, exact.
   std::size_t size() const { return current().size(); }
+  // Bytes held by the entries (keys, values, per-entry header); O(n).
+  std::size_t memory_bytes() const { return current().memory_bytes(); }
+
+  // With persist_path: saves the store as it is now (a snapshot: writers are
+  // not blocked meanwhile) to the file, atomically. Without: does nothing.
+  result<void> flush() {
+    if (!is_open()) return closed_error();
+    if (persist_path_.empty()) return {};
+    std::lock_guard saving(save_mutex_);
+    // Load the version before checking open_: close() clears open_ before it
+    // publishes the empty tree, so a version seen while open is the data.
+    tree version = current();
+    if (!is_open()) return closed_error();
+    return save(std::move(version));
+  }
+  const std::filesystem::path& persist_path() const noexcept { return persist_path_; }
 
  private:
   static std::optional<keel::error> check_sizes(std::string_view key, std::string_view value) {
@@ -357,6 +403,60 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     });
   }
 
+  // Loads persist_path_ (called by open, before the store is shared).
+  result<void> load() {
+    remove_stale_temporaries();
+    std::error_code ec;
+    if (!std::filesystem::exists(persist_path_, ec) && !ec) return {};
+    dump_reader r;
+    if (auto o = r.open(persist_path_); !o) return o.error();
+    tree::transient edit{tree()};
+    for (;;) {
+      auto more = r.next();
+      if (!more) return std::move(more).error();
+      if (!*more) break;
+      edit.insert_or_assign(r.key(), r.value());
+    }
+    publish(std::move(edit).persist());
+    return {};
+  }
+  // Removes "<file>.tmp-<pid>" files left by saves that a crash interrupted
+  // (their process no longer exists). Errors are ignored.
+  void remove_stale_temporaries() const noexcept {
+    try {
+      namespace fs = std::filesystem;
+      const std::string prefix = persist_path_.filename().string() + ".tmp-";
+      fs::path dir = persist_path_.parent_path().empty() ? fs::path(".") : persist_path_.parent_path();
+      std::error_code ec;
+      for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+        const std::string digits = name.substr(prefix.size());
+        if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9) continue;
+        const long pid = std::stol(digits);
+        if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+          std::error_code rm;
+          fs::remove(it->path(), rm);
+        }
+      }
+    } catch (...) {
+    }
+  }
+  // Writes `version` to persist_path_; called with save_mutex_ held.
+  result<void> save(tree version) const {
+    dump_writer w;
+    if (auto o = w.open(persist_path_); !o) return o.error();
+    tree::cursor it(std::move(version));
+    for (it.seek_first(); it.valid(); it.next()) {
+      if (auto a = w.add(it.key(), it.value()); !a) return a;
+    }
+    auto done = w.finish();
+    if (!done) return done.error();
+    return {};
+  }
+
+  std::filesystem::path persist_path_;
+  std::mutex save_mutex_;   // serialises saves; taken after write_mutex_
   std::mutex write_mutex_;  // serialises writers; guards retired_
   std::atomic<const tree*> root_{new tree()};  // the current version
   std::vector<std::pair<std::uint64_t, const tree*>> retired_;  // (epoch it closed, version)
@@ -364,5 +464,13 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
 };
 
 static_assert(store_policy<MemoryPolicy>);
+
+// What basic_store::stats() asks of the backend: exact key count and bytes.
+inline result<void> backend_stats(const MemoryPolicy& p, store_stats& s) {
+  s.keys = p.size();
+  s.keys_exact = true;
+  s.size_bytes = p.memory_bytes();
+  return {};
+}
 
 }  // namespace keel

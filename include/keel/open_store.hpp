@@ -121,8 +121,14 @@ result<Store> open_store(const store_config& config) {
     return Store(std::move(*m), std::move(attempts));
   };
 
+  // What happens to the data of a memory store, for the log line.
+  const std::string memory_fate =
+      config.memory.persist_path.empty()
+          ? std::string("data will NOT be persisted")
+          : "data will be saved to '" + config.memory.persist_path.string() + "' on flush() and close()";
+
   if (config.preferred == backend::memory) {
-    return open_memory("opened the memory backend (as configured); data will not be persisted");
+    return open_memory("opened the memory backend (as configured); " + memory_fate);
   }
 
   rocks_options ro = config.rocks;
@@ -144,7 +150,7 @@ result<Store> open_store(const store_config& config) {
     return keel::error(failure.code(), failure.message() + " [no fallback: " + why + "]");
   }
   return open_memory("falling back to the memory backend because rocksdb could not open (" +
-                     std::string(to_string(failure.code())) + "); data will NOT be persisted");
+                     std::string(to_string(failure.code())) + "); " + memory_fate);
 }
 
 }  // namespace keel

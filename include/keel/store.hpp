@@ -16,6 +16,7 @@
 #include "error.hpp"
 #include "fwd.hpp"
 #include "key_range.hpp"
+#include "stats.hpp"
 #include "write_batch.hpp"
 
 namespace keel {
@@ -45,6 +46,10 @@ namespace keel {
 //   result<void> close()                          idempotent; afterwards every call on P,
 //                                                 its cursors and snapshots gives errc::closed
 //   bool is_open() const noexcept
+//
+// Optional, found when present: result<void> flush() (basic_store::flush())
+// and a free function result<void> backend_stats(const P&, store_stats&)
+// (basic_store::stats()).
 //
 // Every member except open() must be safe to call from many threads at once,
 // close() included. Keys and values are arbitrary bytes ordered by memcmp.
@@ -238,6 +243,7 @@ class basic_store {
     if (this != &other) {
       reset();
       backend_ = std::move(other.backend_);
+      counters_ = std::move(other.counters_);
     }
     return *this;
   }
@@ -249,25 +255,36 @@ class basic_store {
   // Sets key to value, replacing any previous value.
   result<void> put(std::string_view key, std::string_view value) {
     if (!backend_) return closed_error();
+    count(detail::op_counters::puts);
+    count(detail::op_counters::bytes_written, key.size() + value.size());
     return backend_->put(key, value);
   }
   // The value of key; nullopt (not an error) when the key is absent.
   result<std::optional<std::string>> get(std::string_view key) const {
     if (!backend_) return closed_error();
-    return backend_->get(key);
+    count(detail::op_counters::gets);
+    auto r = backend_->get(key);
+    if (r && *r) count(detail::op_counters::bytes_read, (*r)->size());
+    return r;
   }
   result<bool> contains(std::string_view key) const {
     if (!backend_) return closed_error();
+    count(detail::op_counters::contains);
     return backend_->contains(key);
   }
   // Removes key; removing an absent key succeeds.
   result<void> erase(std::string_view key) {
     if (!backend_) return closed_error();
+    count(detail::op_counters::erases);
+    count(detail::op_counters::bytes_written, key.size());
     return backend_->erase(key);
   }
   // Applies the batch atomically: readers see all of it or none of it.
   result<void> write(const write_batch& batch) {
     if (!backend_) return closed_error();
+    count(detail::op_counters::writes);
+    count(detail::op_counters::batch_ops, batch.size());
+    count(detail::op_counters::bytes_written, batch.payload_bytes());
     return backend_->write(batch);
   }
   // An ordered pass over range (bytewise order, or reversed).
@@ -275,11 +292,13 @@ class basic_store {
   // The backend's own cursor, for adapters (basic_any_store).
   typename Policy::cursor_type scan_impl(const key_range& range) const {
     if (!backend_) return Policy::failed_cursor(closed_error());
+    count(detail::op_counters::scans);
     return backend_->scan(range);
   }
   // A point-in-time view; cheap on every backend.
   snapshot_type snapshot() const {
     if (!backend_) return snapshot_type(closed_error());
+    count(detail::op_counters::snapshots);
     return snapshot_type(backend_->snapshot());
   }
   // Closes the store. On success the same path can be opened again at once,
@@ -295,13 +314,43 @@ class basic_store {
   Policy& policy() noexcept { return *backend_; }
   const Policy& policy() const noexcept { return *backend_; }
 
+  // Makes the data durable where the backend needs a step for it: a memory
+  // store with memory_options::persist_path saves its file. Other backends:
+  // nothing to do (RocksDB has every write in its WAL already).
+  result<void> flush() {
+    if (!backend_) return closed_error();
+    if constexpr (requires(Policy& p) { { p.flush() } -> std::same_as<result<void>>; }) {
+      return backend_->flush();
+    } else {
+      return backend_->is_open() ? result<void>() : result<void>(closed_error());
+    }
+  }
+
+  // Operation counters of this store object plus what the backend knows (key
+  // count, size, properties): see store_stats. errc::closed once closed.
+  result<store_stats> stats() const {
+    if (!backend_ || !backend_->is_open()) return closed_error();
+    store_stats s;
+    s.backend = Policy::backend_kind;
+    counters_->fill(s);
+    if constexpr (requires(const Policy& p, store_stats& st) {
+                    { backend_stats(p, st) } -> std::same_as<result<void>>;
+                  }) {
+      if (auto r = backend_stats(*backend_, s); !r) return r.error();
+    }
+    return s;
+  }
+
  private:
   explicit basic_store(std::shared_ptr<Policy> backend) : backend_(std::move(backend)) {}
   void reset() noexcept {
     if (backend_) (void)backend_->close();
     backend_.reset();
   }
+  void count(detail::op_counters::field f, std::uint64_t n = 1) const noexcept { counters_->add(f, n); }
+
   std::shared_ptr<Policy> backend_;
+  std::unique_ptr<detail::op_counters> counters_ = std::make_unique<detail::op_counters>();
 };
 
 }  // namespace keel

@@ -26,6 +26,20 @@ struct memory_backend {
   result<store_type> open() const { return store_type::open({}); }
 };
 
+// A memory store persisted to a file (memory_options::persist_path): every
+// open loads what the last close saved.
+struct persisted_memory_backend {
+  using store_type = memory_store;
+  static constexpr bool persistent = true;
+  static constexpr const char* name = "memory(persisted)";
+  temp_dir dir;
+  result<store_type> open() const {
+    memory_options o;
+    o.persist_path = dir.path() / "store.keeldump";
+    return store_type::open(o);
+  }
+};
+
 #if KEEL_HAS_ROCKSDB
 template <class Tuning>
 struct rocks_backend {

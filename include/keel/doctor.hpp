@@ -1,0 +1,285 @@
+// keel: diagnose(path) explains a database directory in plain words: does it
+// exist, is it a RocksDB directory, is it locked and by whom, can the
+// filesystem lock, would an open succeed now, and what to do if not.
+//
+// It only reads. It never deletes anything, never opens the LOCK file (the
+// holder is found in /proc/locks by device and inode), never opens the
+// database read-write. It may open it read-only (DB::OpenForReadOnly takes no
+// lock and, with the discarding logger used here, writes no LOG file) to check
+// that RocksDB can read it; diagnose_options::read_only_open = false skips it.
+// To tell whether fcntl locks work on the filesystem it takes and at once
+// drops a shared lock on CURRENT (which RocksDB never locks), never on LOCK.
+#pragma once
+
+#include <fcntl.h>
+#include <rocksdb/db.h>
+#include <rocksdb/env.h>
+#include <rocksdb/options.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "detail/lock_diagnosis.hpp"
+
+namespace keel {
+
+enum class doctor_verdict {
+  opens,          // an existing database that an open would open now
+  would_create,   // no database here yet: an open (create_if_missing) would create one
+  will_not_open,  // an open would fail now (see the findings for why and what to do)
+};
+
+struct doctor_report {
+  std::filesystem::path path;
+  bool exists = false;
+  bool is_directory = false;
+  bool is_rocksdb = false;                    // has a CURRENT file
+  bool lock_file = false;                     // has a LOCK file
+  std::optional<detail::lock_holder> holder;  // who holds the LOCK, if anyone
+  bool lock_state_known = true;               // false when /proc/locks could not be read
+  std::string filesystem;
+  bool filesystem_may_not_lock = false;  // by the filesystem's type (NFS, SMB, FUSE, ...)
+  std::optional<bool> locks_work;        // by a probe: a read lock on CURRENT; empty if not probed
+  std::optional<bool> readable;          // read-only open result, when tried
+  std::optional<std::uint64_t> estimated_keys;
+  std::uint64_t sst_files = 0, sst_bytes = 0;
+  doctor_verdict verdict = doctor_verdict::will_not_open;
+  std::vector<std::string> findings;  // one sentence each, in order
+  std::string advice;                 // what to do, when the verdict is not `opens`
+};
+
+struct diagnose_options {
+  bool read_only_open = true;
+};
+
+namespace detail {
+
+// A RocksDB logger that drops everything (so a read-only open writes no LOG).
+class null_logger : public rocksdb::Logger {
+ public:
+  using rocksdb::Logger::Logv;
+  void Logv(const char*, va_list) override {}
+};
+
+inline bool fs_may_not_lock(const std::string& fs) {
+  for (const char* n : {"nfs", "cifs", "smb", "smb2", "fuse", "9p", "vboxsf", "afs", "openafs", "coda", "ceph",
+                        "lustre", "gpfs", "smbfs"}) {
+    if (fs == n) return true;
+  }
+  return false;
+}
+
+// Whether fcntl locks work on the filesystem of `file`: takes and drops a
+// read (shared) lock on it through a fresh read-only descriptor. Writes
+// nothing. Use it only on a file that nobody write-locks and that this
+// process holds no lock on (RocksDB never locks CURRENT; never pass LOCK).
+// nullopt when it cannot tell (the file cannot be opened).
+inline std::optional<bool> probe_fcntl_locks(const std::filesystem::path& file) noexcept {
+  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) return std::nullopt;
+  struct flock fl {};
+  fl.l_type = F_RDLCK;
+  fl.l_whence = SEEK_SET;
+  int rc;
+  do rc = ::fcntl(fd, F_SETLK, &fl);
+  while (rc != 0 && errno == EINTR);
+  int e = errno;
+  std::optional<bool> works;
+  if (rc == 0) {
+    fl.l_type = F_UNLCK;
+    (void)::fcntl(fd, F_SETLK, &fl);
+    works = true;
+  } else if (e == ENOLCK || e == ENOTSUP || e == EOPNOTSUPP || e == ENOSYS || e == EINVAL) {
+    works = false;
+  } else if (e == EAGAIN || e == EACCES) {
+    works = true;  // someone holds a conflicting lock: locking works
+  }
+  ::close(fd);
+  return works;
+}
+
+}  // namespace detail
+
+inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_options& opts = {}) {
+  namespace fs = std::filesystem;
+  doctor_report r;
+  r.path = path;
+  auto say = [&](std::string s) { r.findings.push_back(std::move(s)); };
+  const std::string where = "'" + path.string() + "'";
+
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    int e = errno;
+    if (e == ENOENT) {
+      say(where + " does not exist.");
+      fs::path parent = path.parent_path().empty() ? fs::path(".") : path.parent_path();
+      struct stat pst {};
+      // The nearest existing ancestor decides whether it can be created.
+      while (::stat(parent.c_str(), &pst) != 0 && parent.has_parent_path() && parent != parent.parent_path())
+        parent = parent.parent_path();
+      if (::access(parent.c_str(), W_OK | X_OK) == 0) {
+        say("An open with create_if_missing (the default) would create a new, empty database there.");
+        r.verdict = doctor_verdict::would_create;
+        r.advice = "If you expected data here, check the path (a typo, another working directory, an unmounted disk).";
+      } else {
+        say("It cannot be created: '" + parent.string() + "' is not writable by this user (uid " +
+            std::to_string(::getuid()) + ").");
+        r.advice = "Create the directory with the right owner, or use a path this user may write.";
+      }
+      return r;
+    }
+    say("Cannot inspect " + where + ": " + std::strerror(e) + ".");
+    r.advice = e == EACCES ? "A parent directory is not searchable by this user; fix its permissions."
+                           : "Fix the path or the filesystem first.";
+    return r;
+  }
+  r.exists = true;
+  if (!S_ISDIR(st.st_mode)) {
+    say(where + " exists but is not a directory (RocksDB needs a directory).");
+    r.advice = "Point keel at the database directory, not at a file inside it or another file.";
+    return r;
+  }
+  r.is_directory = true;
+  r.filesystem = detail::filesystem_name(path);
+
+  std::error_code ec;
+  std::size_t entries = 0;
+  for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
+    ++entries;
+    const std::string name = it->path().filename().string();
+    if (name.size() > 4 && name.ends_with(".sst")) {
+      ++r.sst_files;
+      std::error_code sec;
+      auto sz = fs::file_size(it->path(), sec);
+      if (!sec) r.sst_bytes += sz;
+    }
+  }
+  r.is_rocksdb = fs::exists(path / "CURRENT", ec);
+  r.lock_file = fs::exists(path / "LOCK", ec);
+
+  const bool can_rw = ::access(path.c_str(), R_OK | W_OK | X_OK) == 0;
+
+  if (!r.is_rocksdb) {
+    if (entries == 0) {
+      say(where + " is an empty directory: no database yet.");
+    } else {
+      say(where + " is a directory with " + std::to_string(entries) +
+          " entries but no CURRENT file: it is not a RocksDB database.");
+    }
+    if (!can_rw) {
+      say("This user (uid " + std::to_string(::getuid()) + ") may not write in it, so an open would fail.");
+      r.advice = "Fix the directory's permissions or use another path.";
+      return r;
+    }
+    say("An open with create_if_missing (the default) would create a new database in it.");
+    r.verdict = doctor_verdict::would_create;
+    r.advice = entries == 0 ? "Nothing to do, unless you expected data here: then check the path."
+                            : "This is probably the wrong path: a new database would be created among other files.";
+    return r;
+  }
+
+  say(where + " is a RocksDB database (" + std::to_string(r.sst_files) + " SST files, " + std::to_string(r.sst_bytes) +
+      " bytes in them).");
+  if (!r.filesystem.empty()) {
+    r.filesystem_may_not_lock = detail::fs_may_not_lock(r.filesystem);
+    say("Filesystem: " + r.filesystem +
+        (r.filesystem_may_not_lock ? std::string(", where file locks often do not work (NFS without lockd, SMB).")
+                                   : std::string(".")));
+  }
+
+  bool blocked = false;
+  std::string advice;
+  r.locks_work = detail::probe_fcntl_locks(path / "CURRENT");
+  if (r.locks_work == true) {
+    say("File locks work here (checked with a shared lock on CURRENT, never on LOCK).");
+  } else if (r.locks_work == false) {
+    say("File locks do NOT work on this filesystem: a read-write open fails with locks_unsupported.");
+    blocked = true;
+    advice =
+        "Move the database to a local disk, enable locking on the mount (NFS: run lockd/rpc.statd; "
+        "SMB: mount with locking support), or open it read-only.";
+  }
+  if (r.lock_file) {
+    std::ifstream proc_locks("/proc/locks");
+    r.lock_state_known = static_cast<bool>(proc_locks);
+    r.holder = detail::find_lock_holder(path / "LOCK");
+    if (r.holder) {
+      say("It is locked: process " + std::to_string(r.holder->pid) +
+          (r.holder->command.empty() ? std::string(" (command line unknown)") : " (" + r.holder->command + ")") +
+          " has it open read-write.");
+      say("An open now fails with lock_held_by_other_process.");
+      blocked = true;
+      advice = "Stop process " + std::to_string(r.holder->pid) +
+               " (or let it finish), or go through it. Do not delete the LOCK file: that would let two "
+               "writers corrupt the database.";
+    } else if (r.lock_state_known) {
+      say("It has a LOCK file, but no process holds a lock on it: it was left by a process that closed the "
+          "database or exited (even if killed). That is harmless; an open takes the lock again. Do not delete it.");
+    } else {
+      say("Whether another process holds its LOCK cannot be told here (/proc/locks is not readable).");
+    }
+  } else {
+    say("It has no LOCK file; nobody has it open read-write.");
+  }
+
+  if (!can_rw) {
+    say("This user (uid " + std::to_string(::getuid()) +
+        ") may not read and write the directory, so a "
+        "read-write open fails with permission_denied.");
+    blocked = true;
+    if (advice.empty())
+      advice = "Run as the directory's owner (uid " + std::to_string(st.st_uid) + ") or fix its permissions.";
+  } else if (r.lock_file && ::access((path / "LOCK").c_str(), W_OK) != 0) {
+    say("This user may not write its LOCK file, so a read-write open fails with permission_denied.");
+    blocked = true;
+    if (advice.empty()) advice = "Run as the owner of the database's files or fix their permissions.";
+  }
+
+  if (opts.read_only_open && ::access(path.c_str(), R_OK | X_OK) == 0) {
+    rocksdb::Options o;
+    o.create_if_missing = false;
+    o.info_log = std::make_shared<detail::null_logger>();
+    rocksdb::DB* db = nullptr;
+    rocksdb::Status s = rocksdb::DB::OpenForReadOnly(o, path.string(), &db);
+    if (s.ok()) {
+      r.readable = true;
+      std::uint64_t n = 0;
+      if (db->GetIntProperty("rocksdb.estimate-num-keys", &n)) r.estimated_keys = n;
+      say("RocksDB can read it (read-only check, no lock taken): about " +
+          std::to_string(r.estimated_keys.value_or(0)) + " keys.");
+      (void)db->Close();
+      delete db;
+    } else {
+      delete db;
+      r.readable = false;
+      say("RocksDB cannot read it: " + s.ToString());
+      if (s.IsCorruption()) {
+        blocked = true;
+        if (advice.empty())
+          advice =
+              "The database is damaged. Keep a copy of the directory before anything else; "
+              "rocksdb's `ldb repair` may recover it.";
+      }
+    }
+  }
+
+  if (blocked) {
+    r.verdict = doctor_verdict::will_not_open;
+    r.advice = advice;
+    say("Verdict: an open would NOT succeed now.");
+  } else {
+    r.verdict = doctor_verdict::opens;
+    say("Verdict: an open would succeed now.");
+  }
+  return r;
+}
+
+}  // namespace keel

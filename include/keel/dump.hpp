@@ -1,0 +1,616 @@
+// keel: the dump format (docs/dump-format.md): export a store to a file,
+// verify a file, import it into a store. Needs no RocksDB headers; the
+// RocksDB fast path (SstFileWriter + IngestExternalFile) is in
+// <keel/dump_rocksdb.hpp>.
+//
+//   auto info = keel::export_dump(store, "backup.keeldump");
+//   auto back = keel::import_dump(other, "backup.keeldump");
+//
+// Streaming: export and import hold one block (~64 KiB, or one record when a
+// record is larger) in memory, whatever the size of the store.
+// Checksums: every block carries a CRC32C of its payload and the trailer a
+// CRC32C of the whole file before it, plus the record count. import_dump()
+// reads the file twice: a first pass verifies everything (a truncated or
+// damaged file is refused before anything is written), a second pass writes.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "error.hpp"
+#include "key_range.hpp"
+#include "write_batch.hpp"
+
+namespace keel {
+
+// ---------------------------------------------------------------------------
+// CRC32C (Castagnoli), software, slicing-by-8. Matches RFC 3720 / SSE4.2.
+// ---------------------------------------------------------------------------
+namespace detail {
+
+struct crc32c_tables {
+  std::uint32_t t[8][256];
+  constexpr crc32c_tables() : t{} {
+    for (std::uint32_t i = 0; i < 256; ++i) {
+      std::uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+      t[0][i] = c;
+    }
+    for (std::uint32_t i = 0; i < 256; ++i) {
+      for (int s = 1; s < 8; ++s) t[s][i] = (t[s - 1][i] >> 8) ^ t[0][t[s - 1][i] & 0xFF];
+    }
+  }
+};
+inline constexpr crc32c_tables crc32c_table{};
+
+// Extends `crc` (0 to start) with `data`.
+inline std::uint32_t crc32c_extend(std::uint32_t crc, const void* data, std::size_t n) noexcept {
+  const auto* p = static_cast<const unsigned char*>(data);
+  const auto& t = crc32c_table.t;
+  std::uint32_t c = ~crc;
+  while (n >= 8) {
+    std::uint32_t lo =
+        c ^ (std::uint32_t(p[0]) | std::uint32_t(p[1]) << 8 | std::uint32_t(p[2]) << 16 | std::uint32_t(p[3]) << 24);
+    c = t[7][lo & 0xFF] ^ t[6][(lo >> 8) & 0xFF] ^ t[5][(lo >> 16) & 0xFF] ^ t[4][lo >> 24] ^ t[3][p[4]] ^ t[2][p[5]] ^
+        t[1][p[6]] ^ t[0][p[7]];
+    p += 8;
+    n -= 8;
+  }
+  while (n--) c = t[0][(c ^ *p++) & 0xFF] ^ (c >> 8);
+  return ~c;
+}
+inline std::uint32_t crc32c(std::string_view s) noexcept { return crc32c_extend(0, s.data(), s.size()); }
+
+inline void put_u32(std::string& out, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+}
+inline void put_u64(std::string& out, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+}
+inline std::uint32_t get_u32(const char* p) {
+  std::uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+inline std::uint64_t get_u64(const char* p) {
+  std::uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+inline void put_varint(std::string& out, std::uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>((v & 0x7F) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+// Parses a varint at s[pos]; false when it runs past the end or is too long.
+inline bool get_varint(std::string_view s, std::size_t& pos, std::uint64_t& v) {
+  v = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    if (pos >= s.size()) return false;
+    auto b = static_cast<unsigned char>(s[pos++]);
+    v |= std::uint64_t(b & 0x7F) << shift;
+    if (!(b & 0x80)) return true;
+  }
+  return false;
+}
+
+inline keel::error errno_error(int e, const std::string& what) {
+  errc code = e == ENOSPC                               ? errc::no_space
+              : e == EACCES || e == EPERM || e == EROFS ? errc::permission_denied
+              : e == ENOENT                             ? errc::not_found
+                                                        : errc::io_error;
+  return keel::error(code, what + ": " + std::strerror(e));
+}
+
+// fsync of a directory, so that a rename in it is durable.
+inline result<void> sync_directory(const std::filesystem::path& dir) {
+  int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno_error(errno, "cannot open directory '" + dir.string() + "' to sync it");
+  int rc = ::fsync(fd);
+  int e = errno;
+  ::close(fd);
+  if (rc != 0) return errno_error(e, "cannot fsync directory '" + dir.string() + "'");
+  return {};
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------
+// Format constants (docs/dump-format.md).
+// ---------------------------------------------------------------------------
+inline constexpr std::string_view dump_magic = "KEELDUMP";  // file header, 8 bytes
+inline constexpr std::uint32_t dump_version = 1;
+inline constexpr std::string_view dump_block_tag = "BLK1";  // 4 bytes
+inline constexpr std::string_view dump_end_tag = "END1";    // 4 bytes
+inline constexpr std::size_t dump_header_size = 16;         // magic, version, crc
+inline constexpr std::size_t dump_block_header_size = 16;   // tag, count, size, crc
+inline constexpr std::size_t dump_trailer_size = 28;        // tag, count, bytes, flags, crc
+inline constexpr std::uint32_t dump_flag_sorted = 1;        // keys strictly ascending (bytewise)
+inline constexpr std::size_t dump_block_target = 64 * 1024;
+
+// What a dump holds, from its trailer.
+struct dump_info {
+  std::uint32_t version = dump_version;
+  std::uint64_t records = 0;        // key-value pairs
+  std::uint64_t payload_bytes = 0;  // sum of key and value sizes
+  std::uint64_t file_bytes = 0;     // size of the dump file
+  bool sorted = true;               // keys strictly ascending: ingestible as SST files
+};
+
+// Progress of a long operation; total_* are 0 when unknown.
+struct progress_info {
+  std::uint64_t records = 0;
+  std::uint64_t bytes = 0;  // payload bytes (export, copy) or file bytes (import)
+  std::uint64_t total_records = 0;
+  std::uint64_t total_bytes = 0;
+};
+using progress_fn = std::function<void(const progress_info&)>;
+
+// ---------------------------------------------------------------------------
+// dump_writer: writes a dump to a file descriptor or (atomically) a path.
+// ---------------------------------------------------------------------------
+class dump_writer {
+ public:
+  dump_writer() = default;
+  dump_writer(const dump_writer&) = delete;
+  dump_writer& operator=(const dump_writer&) = delete;
+  ~dump_writer() { abandon(); }
+
+  // Writes to `path` through a temporary file "<path>.tmp-<pid>" in the same
+  // directory; finish() fsyncs it, renames it over `path` and fsyncs the
+  // directory, so `path` holds the old content or the new, never a mix.
+  result<void> open(const std::filesystem::path& path) {
+    path_ = path;
+    temp_ = path;
+    temp_ += ".tmp-" + std::to_string(::getpid());
+    fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) return detail::errno_error(errno, "cannot create '" + temp_.string() + "'");
+    owns_fd_ = true;
+    return start();
+  }
+  // Writes to an open descriptor (e.g. 1 for stdout), which stays open.
+  result<void> open_fd(int fd, std::string name = "<stdout>") {
+    fd_ = fd;
+    owns_fd_ = false;
+    path_ = name;
+    return start();
+  }
+
+  // Appends one record. Keys need not be sorted (the trailer says whether they were).
+  result<void> add(std::string_view key, std::string_view value) {
+    if (fd_ < 0) return keel::error(errc::closed, "dump writer is not open");
+    if (key.size() + value.size() + 20 > 0xFFFFFFFFull - dump_block_header_size) {
+      return keel::error(errc::invalid_argument, "dump: a record larger than 4 GiB cannot be written");
+    }
+    if (records_ > 0 && !(std::string_view(last_key_) < key)) sorted_ = false;
+    if (sorted_) last_key_.assign(key);
+    if (!block_.empty() && block_.size() + key.size() + value.size() + 20 > dump_block_target) {
+      if (auto r = flush_block(); !r) return r;
+    }
+    detail::put_varint(block_, key.size());
+    block_.append(key);
+    detail::put_varint(block_, value.size());
+    block_.append(value);
+    ++block_records_;
+    ++records_;
+    payload_ += key.size() + value.size();
+    return {};
+  }
+
+  // Writes the trailer; for a path: fsync, rename, fsync of the directory.
+  result<dump_info> finish() {
+    if (fd_ < 0) return keel::error(errc::closed, "dump writer is not open");
+    if (auto r = flush_block(); !r) return r.error();
+    std::string t(dump_end_tag);
+    detail::put_u64(t, records_);
+    detail::put_u64(t, payload_);
+    detail::put_u32(t, sorted_ ? dump_flag_sorted : 0);
+    crc_ = detail::crc32c_extend(crc_, t.data(), t.size());
+    detail::put_u32(t, crc_);
+    if (auto r = emit(t); !r) return r.error();
+    if (auto r = drain(); !r) return r.error();
+    dump_info info;
+    info.records = records_;
+    info.payload_bytes = payload_;
+    info.file_bytes = written_;
+    info.sorted = sorted_;
+    if (owns_fd_) {
+      if (::fsync(fd_) != 0) return fail_io("cannot fsync '" + temp_.string() + "'");
+      int rc = ::close(fd_);
+      fd_ = -1;
+      if (rc != 0) return fail_io("cannot close '" + temp_.string() + "'");
+      if (::rename(temp_.c_str(), path_.c_str()) != 0) {
+        return fail_io("cannot rename '" + temp_.string() + "' to '" + path_.string() + "'");
+      }
+      temp_.clear();
+      if (auto r = detail::sync_directory(path_.parent_path()); !r) return r.error();
+    }
+    fd_ = -1;
+    return info;
+  }
+
+  // Drops an unfinished dump (removes the temporary file). finish() or
+  // the destructor call it.
+  void abandon() noexcept {
+    if (owns_fd_ && fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    if (!temp_.empty()) ::unlink(temp_.c_str());
+    temp_.clear();
+  }
+
+  std::uint64_t records() const noexcept { return records_; }
+  std::uint64_t payload_bytes() const noexcept { return payload_; }
+
+ private:
+  result<void> start() {
+    std::string h(dump_magic);
+    detail::put_u32(h, dump_version);
+    detail::put_u32(h, detail::crc32c(h));
+    return emit(h);
+  }
+  result<void> flush_block() {
+    if (block_records_ == 0) return {};
+    std::string h(dump_block_tag);
+    detail::put_u32(h, block_records_);
+    detail::put_u32(h, static_cast<std::uint32_t>(block_.size()));
+    detail::put_u32(h, detail::crc32c(block_));
+    if (auto r = emit(h); !r) return r;
+    if (auto r = emit(block_); !r) return r;
+    block_.clear();
+    block_records_ = 0;
+    return {};
+  }
+  result<void> emit(std::string_view bytes) {
+    crc_ = detail::crc32c_extend(crc_, bytes.data(), bytes.size());
+    out_.append(bytes);
+    written_ += bytes.size();
+    if (out_.size() >= (1u << 20)) return drain();
+    return {};
+  }
+  result<void> drain() {
+    std::size_t done = 0;
+    while (done < out_.size()) {
+      ssize_t n = ::write(fd_, out_.data() + done, out_.size() - done);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return detail::errno_error(errno, "cannot write dump '" + path_.string() + "'");
+      }
+      done += static_cast<std::size_t>(n);
+    }
+    out_.clear();
+    return {};
+  }
+  keel::error fail_io(const std::string& what) {
+    int e = errno;
+    abandon();
+    return detail::errno_error(e, what);
+  }
+
+  int fd_ = -1;
+  bool owns_fd_ = false;
+  std::filesystem::path path_, temp_;
+  std::string block_, out_, last_key_;
+  std::uint32_t block_records_ = 0;
+  std::uint64_t records_ = 0, payload_ = 0, written_ = 0;
+  std::uint32_t crc_ = 0;
+  bool sorted_ = true;
+};
+
+// ---------------------------------------------------------------------------
+// dump_reader: reads and checks a dump, one block at a time.
+//
+//   dump_reader r;
+//   if (auto o = r.open(path); !o) ...;
+//   while (true) { auto rec = r.next(); if (!rec) error; if (!*rec) break; use(r.key(), r.value()); }
+//   // after the last record next() has checked the trailer: r.info() is final.
+//
+// Every check failure is errc::corruption (damaged, truncated) or
+// errc::invalid_argument (not a dump) or errc::not_supported (newer version),
+// with the file name, the offset and what is wrong.
+// ---------------------------------------------------------------------------
+class dump_reader {
+ public:
+  dump_reader() = default;
+  dump_reader(const dump_reader&) = delete;
+  dump_reader& operator=(const dump_reader&) = delete;
+  ~dump_reader() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  result<void> open(const std::filesystem::path& path) {
+    path_ = path;
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) return detail::errno_error(errno, "cannot open dump '" + path.string() + "'");
+    struct stat st {};
+    if (::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode)) file_size_ = static_cast<std::uint64_t>(st.st_size);
+    std::string h;
+    if (auto r = read_exact(dump_header_size, h, "the header"); !r) {
+      if (offset_ == 0 || h.size() < dump_magic.size() || std::string_view(h).substr(0, 8) != dump_magic)
+        return keel::error(errc::invalid_argument, "'" + path_.string() + "' is not a keel dump (too short)");
+      return r;
+    }
+    if (std::string_view(h).substr(0, 8) != dump_magic) {
+      return keel::error(errc::invalid_argument,
+                         "'" + path_.string() + "' is not a keel dump (it does not start with KEELDUMP)");
+    }
+    std::uint32_t version = detail::get_u32(h.data() + 8);
+    if (detail::get_u32(h.data() + 12) != detail::crc32c(std::string_view(h).substr(0, 12))) {
+      return damaged(0, "the header checksum does not match");
+    }
+    if (version != dump_version) {
+      return keel::error(errc::not_supported, "dump '" + path_.string() + "' has format version " +
+                                                  std::to_string(version) + "; this keel reads version " +
+                                                  std::to_string(dump_version));
+    }
+    info_.version = version;
+    return {};
+  }
+
+  // Moves to the next record: true (key()/value() valid until the next call),
+  // false at the verified end of the file, or an error.
+  result<bool> next() {
+    if (done_) return false;
+    while (pos_ >= block_.size()) {
+      if (remaining_in_block_ != 0) {
+        return damaged(block_offset_, "the block holds fewer records than its header says");
+      }
+      auto more = read_block();
+      if (!more) return std::move(more).error();
+      if (!*more) return false;
+    }
+    std::uint64_t klen = 0, vlen = 0;
+    std::string_view b(block_);
+    if (remaining_in_block_ == 0) return damaged(block_offset_, "the block holds more records than its header says");
+    if (!detail::get_varint(b, pos_, klen) || klen > b.size() - pos_) return damaged(block_offset_, "bad record");
+    key_ = b.substr(pos_, klen);
+    pos_ += klen;
+    if (!detail::get_varint(b, pos_, vlen) || vlen > b.size() - pos_) return damaged(block_offset_, "bad record");
+    value_ = b.substr(pos_, vlen);
+    pos_ += vlen;
+    --remaining_in_block_;
+    ++records_;
+    payload_ += klen + vlen;
+    return true;
+  }
+
+  std::string_view key() const noexcept { return key_; }
+  std::string_view value() const noexcept { return value_; }
+  // Bytes of the file read so far, and its size (0 when not a regular file).
+  std::uint64_t offset() const noexcept { return offset_; }
+  std::uint64_t file_size() const noexcept { return file_size_; }
+  std::uint64_t records_read() const noexcept { return records_; }
+  // Complete once next() has returned false.
+  const dump_info& info() const noexcept { return info_; }
+
+ private:
+  keel::error damaged(std::uint64_t at, const std::string& what) const {
+    return keel::error(errc::corruption, "dump '" + path_.string() + "' is damaged at byte " + std::to_string(at) +
+                                             ": " + what + "; nothing was imported from it");
+  }
+  keel::error truncated(const std::string& what) const {
+    return keel::error(errc::corruption, "dump '" + path_.string() + "' is truncated (it ends at byte " +
+                                             std::to_string(offset_) + ", inside " + what +
+                                             "): it was not completely written; nothing was imported from it");
+  }
+  result<void> read_exact(std::size_t n, std::string& out, const std::string& what) {
+    out.resize(n);
+    std::size_t got = 0;
+    while (got < n) {
+      ssize_t r = ::read(fd_, out.data() + got, n - got);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        return detail::errno_error(errno, "cannot read dump '" + path_.string() + "'");
+      }
+      if (r == 0) {
+        out.resize(got);
+        offset_ += got;
+        return truncated(what);
+      }
+      got += static_cast<std::size_t>(r);
+    }
+    crc_ = detail::crc32c_extend(crc_, out.data(), n);
+    offset_ += n;
+    return {};
+  }
+  // Reads the next block; false after a verified trailer.
+  result<bool> read_block() {
+    std::string h;
+    block_offset_ = offset_;
+    std::uint32_t crc_before = crc_;
+    if (auto r = read_exact(4, h, "a block header"); !r) return r.error();
+    if (h == dump_end_tag) return read_trailer(crc_before);
+    if (h != dump_block_tag) return damaged(block_offset_, "expected a block or the end marker");
+    std::string rest;
+    if (auto r = read_exact(dump_block_header_size - 4, rest, "a block header"); !r) return r.error();
+    std::uint32_t count = detail::get_u32(rest.data());
+    std::uint32_t size = detail::get_u32(rest.data() + 4);
+    std::uint32_t crc = detail::get_u32(rest.data() + 8);
+    if (file_size_ && (offset_ > file_size_ || size > file_size_ - offset_)) return truncated("a block");
+    if (count == 0 || count > size) return damaged(block_offset_, "bad block header");
+    if (auto r = read_exact(size, block_, "a block"); !r) return r.error();
+    if (detail::crc32c(block_) != crc) return damaged(block_offset_, "the block checksum does not match");
+    pos_ = 0;
+    remaining_in_block_ = count;
+    return true;
+  }
+  result<bool> read_trailer(std::uint32_t) {
+    std::string t;
+    if (auto r = read_exact(dump_trailer_size - 4 - 4, t, "the trailer"); !r) return r.error();
+    std::uint32_t expected = crc_;  // everything up to the trailer's CRC field
+    std::string c;
+    if (auto r = read_exact(4, c, "the trailer"); !r) return r.error();
+    std::uint64_t count = detail::get_u64(t.data());
+    std::uint64_t bytes = detail::get_u64(t.data() + 8);
+    std::uint32_t flags = detail::get_u32(t.data() + 16);
+    if (detail::get_u32(c.data()) != expected) {
+      return damaged(block_offset_, "the whole-file checksum does not match");
+    }
+    if (count != records_ || bytes != payload_) {
+      return damaged(block_offset_, "the trailer counts " + std::to_string(count) + " records, the file holds " +
+                                        std::to_string(records_));
+    }
+    char extra;
+    ssize_t r;
+    do r = ::read(fd_, &extra, 1);
+    while (r < 0 && errno == EINTR);
+    if (r != 0) return damaged(offset_, "unexpected bytes after the end marker");
+    info_.records = count;
+    info_.payload_bytes = bytes;
+    info_.file_bytes = offset_;
+    info_.sorted = (flags & dump_flag_sorted) != 0;
+    done_ = true;
+    return false;
+  }
+
+  int fd_ = -1;
+  std::filesystem::path path_;
+  std::uint64_t file_size_ = 0, offset_ = 0, block_offset_ = 0;
+  std::uint32_t crc_ = 0;
+  std::string block_;
+  std::size_t pos_ = 0;
+  std::uint32_t remaining_in_block_ = 0;
+  std::string_view key_, value_;
+  std::uint64_t records_ = 0, payload_ = 0;
+  dump_info info_;
+  bool done_ = false;
+};
+
+namespace detail {
+
+// Calls progress at most every `every` records and at the end.
+struct progress_throttle {
+  const progress_fn& fn;
+  std::uint64_t every = 4096;
+  void tick(const progress_info& p, bool force = false) const {
+    if (fn && (force || p.records % every == 0)) fn(p);
+  }
+};
+
+}  // namespace detail
+
+// Checks a dump from end to end without importing it: every checksum, the
+// record count, that nothing is missing or extra. Constant memory.
+inline result<dump_info> verify_dump(const std::filesystem::path& path, const progress_fn& progress = {}) {
+  dump_reader r;
+  if (auto o = r.open(path); !o) return o.error();
+  progress_info p;
+  p.total_bytes = r.file_size();
+  detail::progress_throttle t{progress};
+  for (;;) {
+    auto more = r.next();
+    if (!more) return std::move(more).error();
+    if (!*more) break;
+    p.records = r.records_read();
+    p.bytes = r.offset();
+    t.tick(p);
+  }
+  p.bytes = r.offset();
+  t.tick(p, true);
+  return r.info();
+}
+
+// Writes every entry of `store` in `range` to an open writer and finishes it
+// (to stdout: writer.open_fd(1)).
+template <class Store>
+result<dump_info> export_to(const Store& store, dump_writer& w, const key_range& range = key_range::all(),
+                            const progress_fn& progress = {}) {
+  auto cursor = store.scan(range);
+  progress_info p;
+  detail::progress_throttle t{progress};
+  for (const auto& e : cursor) {
+    if (auto r = w.add(e.key, e.value); !r) return r.error();
+    p.records = w.records();
+    p.bytes = w.payload_bytes();
+    t.tick(p);
+  }
+  if (cursor.error()) return *cursor.error();
+  auto info = w.finish();
+  t.tick(p, true);
+  return info;
+}
+
+// Writes every entry of `store` in `range` (a consistent view: one scan) to
+// a dump at `path` (atomically: temporary file, fsync, rename, fsync of the
+// directory). Works with any keel store (basic_store, basic_any_store, a
+// snapshot).
+template <class Store>
+result<dump_info> export_dump(const Store& store, const std::filesystem::path& path,
+                              const key_range& range = key_range::all(), const progress_fn& progress = {}) {
+  dump_writer w;
+  if (auto o = w.open(path); !o) return o.error();
+  return export_to(store, w, range, progress);
+}
+
+struct import_options {
+  // Bytes of keys and values per write_batch in the import pass.
+  std::size_t batch_bytes = 4 << 20;
+  // Skip the verification pass (the file was just verified). Not recommended:
+  // a damaged file is then detected only part way through.
+  bool skip_verify = false;
+  progress_fn progress{};
+};
+
+// Imports a dump into `store` (puts; existing keys are overwritten, other
+// keys are kept). Two streaming passes: verify_dump() first, so a truncated
+// or damaged file is refused before anything is written; then the records in
+// write_batches of import_options::batch_bytes. If the file changes between
+// the passes, the second pass reports it, but the batches already written
+// stay: do not modify a dump while it is imported.
+template <class Store>
+result<dump_info> import_dump_batches(Store& store, const std::filesystem::path& path,
+                                      const import_options& opts = {}) {
+  dump_info verified;
+  if (!opts.skip_verify) {
+    auto v = verify_dump(path);
+    if (!v) return std::move(v).error();
+    verified = *v;
+  }
+  dump_reader r;
+  if (auto o = r.open(path); !o) return o.error();
+  progress_info p;
+  p.total_records = verified.records;
+  p.total_bytes = r.file_size();
+  detail::progress_throttle t{opts.progress};
+  write_batch batch;
+  for (;;) {
+    auto more = r.next();
+    if (!more) return std::move(more).error();
+    if (!*more) break;
+    batch.put(r.key(), r.value());
+    if (batch.payload_bytes() >= opts.batch_bytes) {
+      if (auto w = store.write(batch); !w) return w.error();
+      batch.clear();
+    }
+    p.records = r.records_read();
+    p.bytes = r.offset();
+    t.tick(p);
+  }
+  if (!batch.empty()) {
+    if (auto w = store.write(batch); !w) return w.error();
+  }
+  p.bytes = r.offset();
+  t.tick(p, true);
+  return r.info();
+}
+
+// import_dump_batches() for any store; <keel/dump_rocksdb.hpp> adds the
+// SST-file fast path for RocksDB stores.
+template <class Store>
+result<dump_info> import_dump(Store& store, const std::filesystem::path& path, const import_options& opts = {}) {
+  return import_dump_batches(store, path, opts);
+}
+
+}  // namespace keel

@@ -1,0 +1,89 @@
+// keel: store_stats, what store.stats() reports, and the operation counters
+// behind it. Needs no backend headers.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace keel {
+
+enum class backend;
+
+// A store's statistics. Counters count calls through this store object
+// (basic_store or basic_any_store) since it was opened, successful or not;
+// reads through snapshots and the entries a cursor visits are not counted
+// (scans counts the cursors created).
+struct store_stats {
+  keel::backend backend{};
+  std::uint64_t puts = 0, gets = 0, contains = 0, erases = 0, writes = 0, scans = 0, snapshots = 0;
+  std::uint64_t batch_ops = 0;      // operations inside write()s
+  std::uint64_t bytes_written = 0;  // keys and values of put() and write() (erase: the key)
+  std::uint64_t bytes_read = 0;     // values returned by get()
+  std::uint64_t keys = 0;           // number of keys
+  bool keys_exact = false;          // memory: exact; RocksDB: rocksdb.estimate-num-keys
+  std::uint64_t size_bytes = 0;     // memory: bytes held by the entries; RocksDB: files on disk
+  // Backend specifics, e.g. RocksDB properties ("rocksdb.estimate-num-keys", ...).
+  std::vector<std::pair<std::string, std::uint64_t>> properties;
+};
+
+namespace detail {
+
+// Operation counters, striped over cache lines so that threads rarely share
+// one: an increment is one relaxed atomic add on a mostly private line.
+class op_counters {
+ public:
+  enum field : unsigned {
+    puts,
+    gets,
+    contains,
+    erases,
+    writes,
+    scans,
+    snapshots,
+    batch_ops,
+    bytes_written,
+    bytes_read,
+    count_
+  };
+
+  void add(field f, std::uint64_t n = 1) noexcept { stripes_[stripe()].v[f].fetch_add(n, std::memory_order_relaxed); }
+  std::uint64_t total(field f) const noexcept {
+    std::uint64_t sum = 0;
+    for (const auto& s : stripes_) sum += s.v[f].load(std::memory_order_relaxed);
+    return sum;
+  }
+  void fill(store_stats& s) const noexcept {
+    s.puts = total(puts);
+    s.gets = total(gets);
+    s.contains = total(contains);
+    s.erases = total(erases);
+    s.writes = total(writes);
+    s.scans = total(scans);
+    s.snapshots = total(snapshots);
+    s.batch_ops = total(batch_ops);
+    s.bytes_written = total(bytes_written);
+    s.bytes_read = total(bytes_read);
+  }
+
+ private:
+  static constexpr std::size_t stripes = 16;
+  // Threads take stripes round-robin, in the order they first count.
+  static std::size_t stripe() noexcept {
+    static std::atomic<std::size_t> next{0};
+    static thread_local const std::size_t mine = next.fetch_add(1, std::memory_order_relaxed) % stripes;
+    return mine;
+  }
+  struct alignas(64) stripe_t {
+    std::atomic<std::uint64_t> v[count_]{};
+  };
+  stripe_t stripes_[stripes];
+};
+
+}  // namespace detail
+}  // namespace keel

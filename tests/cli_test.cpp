@@ -1,0 +1,336 @@
+// The keel command-line tool, run as a separate process: every command, its
+// escaping, exit codes, damaged dumps, progress output, and doctor on a free,
+// held, stale-LOCK, non-database and missing directory.
+// The binary is found through $KEEL_TEST_CLI (set by meson), else next to
+// the helpers as ../tools/keel.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <fstream>
+#include <keel/dump.hpp>
+#include <string>
+#include <vector>
+
+#include "support/child_process.hpp"
+#include "support/temp_dir.hpp"
+
+namespace fs = std::filesystem;
+using keel::test::child_process;
+using keel::test::helper_path;
+using keel::test::temp_dir;
+using namespace std::chrono_literals;
+
+namespace {
+
+fs::path cli_path() {
+  if (const char* p = std::getenv("KEEL_TEST_CLI"); p && *p) return p;
+  return helper_path("../tools/keel");
+}
+
+struct run_result {
+  int status = -1;
+  std::string out;  // stdout
+  bool has(const std::string& s) const { return out.find(s) != std::string::npos; }
+};
+
+// Runs the tool to completion with `args`; stdout is captured, stderr goes to
+// the test log.
+run_result run(std::vector<std::string> args) {
+  child_process child(cli_path(), std::move(args));
+  child.close_stdin();
+  run_result r;
+  while (auto line = child.read_line(60s)) r.out += *line + "\n";
+  auto status = child.wait_for(60s);
+  REQUIRE(status.has_value());
+  r.status = *status;
+  return r;
+}
+
+// Runs a shell command line (for redirections); returns its exit status.
+int sh(const std::string& cmd) {
+  child_process child("/bin/sh", {"-c", cmd});
+  child.close_stdin();
+  while (child.read_line(60s)) {
+  }
+  auto status = child.wait_for(60s);
+  REQUIRE(status.has_value());
+  return *status;
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+
+child_process start_holder(const fs::path& db) {
+  child_process child(helper_path("lock_holder"), {db.string()});
+  auto line = child.read_line(30s);
+  REQUIRE(line.has_value());
+  REQUIRE(*line == "ready " + std::to_string(child.pid()));
+  return child;
+}
+
+}  // namespace
+
+TEST_SUITE("cli") {
+  TEST_CASE("put, get, del, scan and count, binary-safe") {
+    temp_dir tmp;
+    const std::string db = (tmp.path() / "db").string();
+    CHECK(run({"--db", db, "put", "user/a", "alice"}).status == 0);
+    CHECK(run({"--db", db, "put", "user/b\\x00\\xff", "tab\\there\\nnewline\\\\"}).status == 0);
+    CHECK(run({"--db", db, "put", "other", ""}).status == 0);
+
+    auto g = run({"--db", db, "get", "user/a"});
+    CHECK(g.status == 0);
+    CHECK(g.out == "alice\n");
+    g = run({"--db", db, "get", "user/b\\x00\\xFF"});
+    CHECK(g.out == "tab\\there\\nnewline\\\\\n");
+    g = run({"--db", db, "--json", "get", "user/b\\x00\\xff"});
+    CHECK(g.out == "{\"key\":\"user/b\\u0000\\u00ff\",\"value\":\"tab\\u0009here\\u000anewline\\\\\"}\n");
+    auto missing = run({"--db", db, "get", "nope"});
+    CHECK(missing.status == 1);
+    CHECK(missing.out.empty());
+    CHECK(run({"--db", db, "--json", "get", "nope"}).out == "null\n");
+
+    auto s = run({"--db", db, "scan"});
+    CHECK(s.status == 0);
+    CHECK(s.out == "other\t\nuser/a\talice\nuser/b\\x00\\xff\ttab\\there\\nnewline\\\\\n");
+    s = run({"--db", db, "scan", "--prefix", "user/", "--reverse", "--limit", "1"});
+    CHECK(s.out == "user/b\\x00\\xff\ttab\\there\\nnewline\\\\\n");
+    s = run({"--db", db, "scan", "--prefix", "user/", "--keys-only"});
+    CHECK(s.out == "user/a\nuser/b\\x00\\xff\n");
+    s = run({"--db", db, "--json", "scan", "--limit", "1"});
+    CHECK(s.out == "{\"key\":\"other\",\"value\":\"\"}\n");
+    s = run({"--db", db, "scan", "--from", "user/", "--to", "user/b"});
+    CHECK(s.out == "user/a\talice\n");
+
+    CHECK(run({"--db", db, "count"}).out == "3\n");
+    CHECK(run({"--db", db, "count", "--prefix", "user/"}).out == "2\n");
+    CHECK(run({"--db", db, "--json", "count"}).out == "{\"count\":3}\n");
+
+    CHECK(run({"--db", db, "del", "user/a"}).status == 0);
+    CHECK(run({"--db", db, "del", "user/a"}).status == 0);  // absent: still success
+    CHECK(run({"--db", db, "count"}).out == "2\n");
+
+    // The database path may come from KEEL_DB too.
+    ::setenv("KEEL_DB", db.c_str(), 1);
+    CHECK(run({"count"}).out == "2\n");
+    ::unsetenv("KEEL_DB");
+  }
+
+  TEST_CASE("usage errors exit 2 and touch nothing") {
+    temp_dir tmp;
+    const std::string db = (tmp.path() / "db").string();
+    CHECK(run({}).status == 2);
+    CHECK(run({"--db", db, "frobnicate"}).status == 2);
+    CHECK(run({"--db", db, "get"}).status == 2);
+    CHECK(run({"--db", db, "put", "k"}).status == 2);
+    CHECK(run({"--db", db, "put", "bad\\x4", "v"}).status == 2);
+    CHECK(run({"--db", db, "scan", "--limit", "many"}).status == 2);
+    CHECK(run({"--bogus"}).status == 2);
+    CHECK_FALSE(fs::exists(db));
+    CHECK(run({"count"}).status == 3);  // no database given
+    auto help = run({"--help"});
+    CHECK(help.status == 0);
+    CHECK(help.has("Exit codes"));
+    CHECK(help.has("doctor PATH"));
+  }
+
+  TEST_CASE("export, verify, import and migrate; damaged and truncated dumps are refused") {
+    temp_dir tmp;
+    const std::string db = (tmp.path() / "db").string();
+    const fs::path dump = tmp.path() / "all.dump";
+    // 10000 records through a dump written by the library.
+    {
+      keel::dump_writer w;
+      REQUIRE(w.open(tmp.path() / "seed.dump"));
+      for (int i = 0; i < 10000; ++i) {
+        char k[32];
+        std::snprintf(k, sizeof k, "key%06d", i);
+        REQUIRE(w.add(k, std::string(50, static_cast<char>('a' + i % 26))));
+      }
+      REQUIRE(w.finish());
+    }
+    auto imp = run({"--db", db, "--json", "import", (tmp.path() / "seed.dump").string()});
+    CHECK(imp.status == 0);
+    CHECK(imp.out == "{\"records\":10000,\"payload_bytes\":590000}\n");
+    CHECK(run({"--db", db, "count"}).out == "10000\n");
+
+    auto exp = run({"--db", db, "export", dump.string()});
+    CHECK(exp.status == 0);
+    CHECK(slurp(dump) == slurp(tmp.path() / "seed.dump"));
+    auto ver = run({"--json", "verify", dump.string()});
+    CHECK(ver.status == 0);
+    CHECK(ver.has("\"records\":10000"));
+
+    // export to stdout
+    CHECK(sh(q(cli_path()) + " --db " + q(db) + " export --prefix key0000 - > " + q(tmp.path() / "part.dump")) == 0);
+    auto part = run({"verify", (tmp.path() / "part.dump").string()});
+    CHECK(part.status == 0);
+    CHECK(part.has("ok: 100 records"));
+
+    // Truncated and damaged dumps: exit 4, nothing written.
+    const std::string full = slurp(dump);
+    const std::string db2 = (tmp.path() / "db2").string();
+    for (std::size_t len : {std::size_t(0), std::size_t(10), full.size() / 2, full.size() - 1}) {
+      CAPTURE(len);
+      std::ofstream(tmp.path() / "cut.dump", std::ios::binary | std::ios::trunc)
+          .write(full.data(), std::streamsize(len));
+      auto r = run({"--db", db2, "import", (tmp.path() / "cut.dump").string()});
+      CHECK(r.status == 4);
+      CHECK(run({"--db", db2, "count"}).out == "0\n");
+      CHECK(run({"verify", (tmp.path() / "cut.dump").string()}).status == 4);
+    }
+    std::string damaged = full;
+    damaged[full.size() / 3] ^= 0x01;
+    std::ofstream(tmp.path() / "bad.dump", std::ios::binary).write(damaged.data(), std::streamsize(damaged.size()));
+    CHECK(run({"--db", db2, "import", (tmp.path() / "bad.dump").string()}).status == 4);
+    CHECK(run({"--db", db2, "count"}).out == "0\n");
+    CHECK(run({"--db", db2, "import", (tmp.path() / "missing.dump").string()}).status == 5);
+
+    // migrate
+    const std::string db3 = (tmp.path() / "db3").string();
+    auto mig = run({"--json", "migrate", db, db3});
+    CHECK(mig.status == 0);
+    CHECK(mig.out == "{\"records\":10000,\"payload_bytes\":590000}\n");
+    CHECK(run({"--db", db3, "scan", "--limit", "1"}).out == "key000000\t" + std::string(50, 'a') + "\n");
+    CHECK(run({"migrate", db, "memory:"}).status == 0);
+    CHECK(run({"migrate", db, db}).status == 3);  // the same directory twice: already open
+
+    // Progress: quiet when stderr is not a terminal, a bar when forced.
+    CHECK(sh(q(cli_path()) + " --db " + q(db) + " export " + q(tmp.path() / "p.dump") + " 2> " +
+             q(tmp.path() / "quiet.err")) == 0);
+    CHECK(slurp(tmp.path() / "quiet.err").find('\r') == std::string::npos);
+    CHECK(sh(q(cli_path()) + " --progress --db " + q(db) + " export " + q(tmp.path() / "p.dump") + " 2> " +
+             q(tmp.path() / "bar.err")) == 0);
+    CHECK(slurp(tmp.path() / "bar.err").find("\rexporting") != std::string::npos);
+  }
+
+  TEST_CASE("stats, and backend selection through the environment") {
+    temp_dir tmp;
+    const std::string db = (tmp.path() / "db").string();
+    REQUIRE(run({"--db", db, "put", "k", "v"}).status == 0);
+    auto st = run({"--db", db, "--json", "stats"});
+    CHECK(st.status == 0);
+    CHECK(st.has("\"backend\":\"rocksdb\""));
+    CHECK(st.has("\"rocksdb.estimate-num-keys\":"));
+    auto text = run({"--db", db, "stats"});
+    CHECK(text.has("backend\trocksdb\n"));
+
+    ::setenv("KEEL_USE_MEMORY_STORAGE", "yes", 1);
+    auto mem = run({"--db", db, "--json", "stats"});
+    ::unsetenv("KEEL_USE_MEMORY_STORAGE");
+    CHECK(mem.has("\"backend\":\"memory\""));
+    CHECK(mem.has("\"keys\":0"));
+    CHECK(run({"--memory", "--json", "stats"}).has("\"backend\":\"memory\""));
+
+    // A persisted memory store: state carries from one command to the next.
+    const std::string mf = (tmp.path() / "mem.keeldump").string();
+    CHECK(run({"--memory-file", mf, "put", "m", "1"}).status == 0);
+    CHECK(run({"--memory-file", mf, "put", "n", "2"}).status == 0);
+    CHECK(run({"--memory-file", mf, "scan"}).out == "m\t1\nn\t2\n");
+    CHECK(run({"verify", mf}).status == 0);
+    CHECK(run({"migrate", "memory:" + mf, db}).status == 0);
+    CHECK(run({"--db", db, "get", "n"}).out == "2\n");
+    CHECK(run({"migrate", db, "memory:" + (tmp.path() / "copy.keeldump").string()}).status == 0);
+    CHECK(run({"--memory-file", (tmp.path() / "copy.keeldump").string(), "count"}).out == "3\n");
+
+    ::setenv("KEEL_FALLBACK_MEMORY", "maybe", 1);
+    auto bad = run({"--db", db, "count"});
+    ::unsetenv("KEEL_FALLBACK_MEMORY");
+    CHECK(bad.status == 3);
+  }
+
+  TEST_CASE("a store held by another process: open fails with exit 3, fallback when asked") {
+    temp_dir tmp;
+    const fs::path db = tmp.path() / "db";
+    child_process holder = start_holder(db);
+    auto r = run({"--db", db.string(), "count"});
+    CHECK(r.status == 3);
+    // With fallback enabled for every kind the config allows by default,
+    // lock_held_by_other_process still does not fall back.
+    CHECK(run({"--fallback", "--db", db.string(), "count"}).status == 3);
+    holder.write_line("quit");
+    CHECK(holder.wait() == 0);
+    CHECK(run({"--db", db.string(), "count"}).status == 0);
+  }
+
+  TEST_CASE("doctor: free, held, stale LOCK, not a database, missing, a file") {
+    temp_dir tmp;
+    const fs::path db = tmp.path() / "db";
+    REQUIRE(run({"--db", db.string(), "put", "k", "v"}).status == 0);
+
+    // doctor only reads: the directory is the same afterwards (no LOG rotated).
+    auto listing = [&] {
+      std::string l;
+      for (const auto& e : fs::directory_iterator(db))
+        l += e.path().filename().string() + " " + std::to_string(e.last_write_time().time_since_epoch().count()) + "\n";
+      return l;
+    };
+    const std::string before = listing();
+    auto free_ = run({"doctor", db.string()});
+    CHECK(listing() == before);
+    CHECK(free_.status == 0);
+    CHECK(free_.has("is a RocksDB database"));
+    CHECK(free_.has("no process holds a lock"));
+    CHECK(free_.has("File locks work here"));
+    CHECK(free_.has("an open would succeed now"));
+    auto json = run({"--json", "doctor", db.string()});
+    CHECK(json.has("\"verdict\":\"opens\""));
+    CHECK(json.has("\"locked\":false"));
+    CHECK(json.has("\"locks_work\":true"));
+
+    {
+      child_process holder = start_holder(db);
+      auto held = run({"doctor", db.string()});
+      CHECK(held.status == 1);
+      CHECK(held.has("process " + std::to_string(holder.pid())));
+      CHECK(held.has("lock_holder"));
+      CHECK(held.has("would NOT succeed"));
+      CHECK(held.has("Do not delete the LOCK file"));
+      auto hj = run({"--json", "doctor", db.string()});
+      CHECK(hj.has("\"holder_pid\":" + std::to_string(holder.pid())));
+      CHECK(hj.has("\"verdict\":\"will_not_open\""));
+      // doctor did not disturb the holder's lock.
+      CHECK(run({"--db", db.string(), "count"}).status == 3);
+
+      // Killed: the LOCK file stays, the lock is gone.
+      holder.kill(SIGKILL);
+      CHECK(holder.wait() == 128 + SIGKILL);
+    }
+    CHECK(fs::exists(db / "LOCK"));
+    auto stale = run({"doctor", db.string()});
+    CHECK(stale.status == 0);
+    CHECK(stale.has("no process holds a lock"));
+    CHECK(fs::exists(db / "LOCK"));  // doctor never deletes it
+    CHECK(run({"--db", db.string(), "get", "k"}).out == "v\n");
+
+    fs::create_directory(tmp.path() / "notdb");
+    std::ofstream(tmp.path() / "notdb" / "readme.txt") << "hello";
+    auto notdb = run({"doctor", (tmp.path() / "notdb").string()});
+    CHECK(notdb.status == 3);
+    CHECK(notdb.has("not a RocksDB database"));
+    CHECK(fs::directory_iterator(tmp.path() / "notdb")->path().filename() == "readme.txt");
+
+    fs::create_directory(tmp.path() / "empty");
+    auto empty = run({"doctor", (tmp.path() / "empty").string()});
+    CHECK(empty.status == 3);
+    CHECK(empty.has("empty directory"));
+    CHECK(fs::is_empty(tmp.path() / "empty"));
+
+    auto missing = run({"doctor", (tmp.path() / "missing").string()});
+    CHECK(missing.status == 3);
+    CHECK(missing.has("does not exist"));
+    CHECK_FALSE(fs::exists(tmp.path() / "missing"));
+
+    auto file = run({"doctor", (tmp.path() / "notdb" / "readme.txt").string()});
+    CHECK(file.status == 1);
+    CHECK(file.has("not a directory"));
+
+    CHECK(run({"doctor"}).status == 2);
+  }
+}

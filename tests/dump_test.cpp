@@ -1,0 +1,339 @@
+// The dump format, export/import and copy: round trips on every backend,
+// binary-safe records, and refusal of truncated, damaged and foreign files
+// before anything is written.
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <keel/copy.hpp>
+#include <keel/dump.hpp>
+#include <keel/dump_rocksdb.hpp>
+#include <keel/keel.hpp>
+#include <map>
+#include <string>
+
+#include "support/temp_dir.hpp"
+
+namespace fs = std::filesystem;
+using keel::errc;
+using keel::test::temp_dir;
+
+namespace {
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+void spit(const fs::path& p, const std::string& s) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out.write(s.data(), static_cast<std::streamsize>(s.size()));
+}
+
+template <class Store>
+std::map<std::string, std::string> contents(const Store& s) {
+  std::map<std::string, std::string> m;
+  auto c = s.scan();
+  for (const auto& e : c) m.emplace(std::string(e.key), std::string(e.value));
+  REQUIRE_FALSE(c.error());
+  return m;
+}
+
+// Awkward records: empty value, NUL, 0xFF runs, a value spanning blocks.
+std::map<std::string, std::string> sample(std::size_t n = 1000) {
+  std::map<std::string, std::string> m;
+  m[std::string("\0", 1)] = "nul key";
+  m["\xff\xff\xff"] = std::string("\0\xff\0", 3);
+  m["empty"] = "";
+  m["big"] = std::string(200000, 'x');
+  for (std::size_t i = 0; i < n; ++i) m["k" + std::to_string(i)] = "value " + std::to_string(i * 7);
+  return m;
+}
+
+template <class Store>
+void fill(Store& s, const std::map<std::string, std::string>& m) {
+  keel::write_batch b;
+  for (const auto& [k, v] : m) b.put(k, v);
+  REQUIRE(s.write(b));
+}
+
+keel::rocks_store open_rocks(const fs::path& p) {
+  auto r = keel::rocks_store::open({.path = p});
+  REQUIRE(r);
+  return std::move(*r);
+}
+
+}  // namespace
+
+TEST_SUITE("dump") {
+  TEST_CASE("crc32c matches the standard check value") {
+    CHECK(keel::detail::crc32c("123456789") == 0xE3069283u);
+    CHECK(keel::detail::crc32c("") == 0u);
+    std::string long_input(1000, 'a');
+    std::uint32_t split =
+        keel::detail::crc32c_extend(keel::detail::crc32c(long_input.substr(0, 333)), long_input.data() + 333, 667);
+    CHECK(split == keel::detail::crc32c(long_input));
+  }
+
+  TEST_CASE("export then import round-trips memory -> memory and rocksdb -> rocksdb") {
+    temp_dir tmp;
+    const auto data = sample();
+    auto mem = keel::memory_store::open({});
+    REQUIRE(mem);
+    fill(*mem, data);
+    auto info = keel::export_dump(*mem, tmp.path() / "m.dump");
+    REQUIRE(info);
+    CHECK(info->records == data.size());
+    CHECK(info->sorted);
+    CHECK(info->file_bytes == fs::file_size(tmp.path() / "m.dump"));
+    CHECK_FALSE(fs::exists(tmp.path() / ("m.dump.tmp-" + std::to_string(::getpid()))));
+
+    auto verified = keel::verify_dump(tmp.path() / "m.dump");
+    REQUIRE(verified);
+    CHECK(verified->records == data.size());
+
+    auto mem2 = keel::memory_store::open({});
+    REQUIRE(mem2);
+    std::uint64_t last = 0;
+    keel::import_options io;
+    io.progress = [&](const keel::progress_info& p) { last = p.records; };
+    auto imported = keel::import_dump(*mem2, tmp.path() / "m.dump", io);
+    REQUIRE(imported);
+    CHECK(last == data.size());
+    CHECK(contents(*mem2) == data);
+
+    // RocksDB: the SST path (sorted dump), into a store that already has data.
+    auto rocks = open_rocks(tmp.path() / "db");
+    REQUIRE(rocks.put("zzz-existing", "kept"));
+    REQUIRE(rocks.put("k1", "overwritten"));
+    auto r = keel::import_dump(rocks, tmp.path() / "m.dump");
+    REQUIRE(r);
+    auto expected = data;
+    expected["zzz-existing"] = "kept";
+    CHECK(contents(rocks) == expected);
+    CHECK_FALSE(fs::exists(tmp.path() / "db" / ("keel-import-" + std::to_string(::getpid()))));
+    // Survives a reopen.
+    REQUIRE(rocks.close());
+    auto again = open_rocks(tmp.path() / "db");
+    CHECK(contents(again) == expected);
+
+    // And back out of RocksDB, through any_store.
+    REQUIRE(again.close());
+    keel::store_config cfg;
+    cfg.path = tmp.path() / "db";
+    cfg.log = [](std::string_view) {};
+    auto any = keel::open_store(cfg);
+    REQUIRE(any);
+    REQUIRE(keel::export_dump(*any, tmp.path() / "r.dump"));
+    auto mem3 = keel::memory_store::open({});
+    REQUIRE(keel::import_dump(*mem3, tmp.path() / "r.dump"));
+    CHECK(contents(*mem3) == expected);
+  }
+
+  TEST_CASE("an empty store exports to a valid, empty dump") {
+    temp_dir tmp;
+    auto mem = keel::memory_store::open({});
+    auto info = keel::export_dump(*mem, tmp.path() / "e.dump");
+    REQUIRE(info);
+    CHECK(info->records == 0);
+    auto rocks = open_rocks(tmp.path() / "db");
+    auto r = keel::import_dump(rocks, tmp.path() / "e.dump");
+    REQUIRE(r);
+    CHECK(contents(rocks).empty());
+  }
+
+  TEST_CASE("an unsorted dump imports into RocksDB through write batches") {
+    temp_dir tmp;
+    keel::dump_writer w;
+    REQUIRE(w.open(tmp.path() / "u.dump"));
+    REQUIRE(w.add("b", "2"));
+    REQUIRE(w.add("a", "1"));
+    REQUIRE(w.add("b", "3"));  // a later record wins, as in a batch
+    auto info = w.finish();
+    REQUIRE(info);
+    CHECK_FALSE(info->sorted);
+    auto rocks = open_rocks(tmp.path() / "db");
+    REQUIRE(keel::import_dump(rocks, tmp.path() / "u.dump"));
+    CHECK(contents(rocks) == std::map<std::string, std::string>{{"a", "1"}, {"b", "3"}});
+  }
+
+  TEST_CASE("a truncated dump is refused at every length, and nothing is imported") {
+    temp_dir tmp;
+    auto mem = keel::memory_store::open({});
+    fill(*mem, sample(50));
+    REQUIRE(keel::export_dump(*mem, tmp.path() / "full.dump"));
+    const std::string full = slurp(tmp.path() / "full.dump");
+    const fs::path cut = tmp.path() / "cut.dump";
+    auto rocks = open_rocks(tmp.path() / "db");
+    std::size_t step = 1;
+    for (std::size_t len = 0; len < full.size(); len += step) {
+      if (len > 300 && len < full.size() - 300)
+        step = 997;
+      else
+        step = 1;
+      CAPTURE(len);
+      spit(cut, full.substr(0, len));
+      auto dst = keel::memory_store::open({});
+      auto r = keel::import_dump(*dst, cut);
+      REQUIRE_FALSE(r);
+      CHECK((r.error().code() == errc::corruption || r.error().code() == errc::invalid_argument));
+      CHECK(contents(*dst).empty());
+      auto rr = keel::import_dump(rocks, cut);
+      REQUIRE_FALSE(rr);
+      CHECK(contents(rocks).empty());
+    }
+    spit(cut, full.substr(0, full.size() - 1));
+    auto dst = keel::memory_store::open({});
+    auto r = keel::import_dump(*dst, cut);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code() == errc::corruption);
+    CHECK(r.error().message().find("truncated") != std::string::npos);
+    // Extra bytes after the end marker are refused too.
+    spit(cut, full + "x");
+    CHECK_FALSE(keel::verify_dump(cut));
+  }
+
+  TEST_CASE("a damaged byte anywhere is detected") {
+    temp_dir tmp;
+    auto mem = keel::memory_store::open({});
+    fill(*mem, sample(30));
+    REQUIRE(keel::export_dump(*mem, tmp.path() / "full.dump"));
+    const std::string full = slurp(tmp.path() / "full.dump");
+    const fs::path bad = tmp.path() / "bad.dump";
+    for (std::size_t at = 0; at < full.size(); at += (at < 200 || at > full.size() - 200) ? 1 : 211) {
+      CAPTURE(at);
+      std::string s = full;
+      s[at] = static_cast<char>(s[at] ^ 0x10);
+      spit(bad, s);
+      auto dst = keel::memory_store::open({});
+      auto r = keel::import_dump(*dst, bad);
+      REQUIRE_FALSE(r);
+      CHECK(contents(*dst).empty());
+    }
+  }
+
+  TEST_CASE("files that are not dumps, and missing files") {
+    temp_dir tmp;
+    spit(tmp.path() / "text", "hello, world, this is not a dump at all");
+    auto r = keel::verify_dump(tmp.path() / "text");
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code() == errc::invalid_argument);
+    CHECK(r.error().message().find("not a keel dump") != std::string::npos);
+    auto missing = keel::verify_dump(tmp.path() / "nope");
+    REQUIRE_FALSE(missing);
+    CHECK(missing.error().code() == errc::not_found);
+    // A future version is named as such.
+    std::string h(keel::dump_magic);
+    keel::detail::put_u32(h, 2);
+    keel::detail::put_u32(h, keel::detail::crc32c(h));
+    spit(tmp.path() / "v2", h);
+    auto v2 = keel::verify_dump(tmp.path() / "v2");
+    REQUIRE_FALSE(v2);
+    CHECK(v2.error().code() == errc::not_supported);
+  }
+
+  TEST_CASE("copy between any two stores, with progress") {
+    temp_dir tmp;
+    const auto data = sample(20000);
+    auto mem = keel::memory_store::open({});
+    fill(*mem, data);
+    auto rocks = open_rocks(tmp.path() / "db");
+    std::uint64_t calls = 0, last = 0;
+    auto n = keel::copy(*mem, rocks, [&](const keel::progress_info& p) {
+      ++calls;
+      last = p.records;
+    });
+    REQUIRE(n);
+    CHECK(n->records == data.size());
+    CHECK(calls >= 2);
+    CHECK(last == data.size());
+    CHECK(contents(rocks) == data);
+
+    auto back = keel::memory_store::open({});
+    keel::copy_options o;
+    o.range = keel::key_range::prefix("k1");
+    o.batch_bytes = 100;
+    REQUIRE(keel::copy(rocks, *back, o));
+    for (const auto& [k, v] : contents(*back)) CHECK(k.rfind("k1", 0) == 0);
+    CHECK(contents(*back).size() == 11111);
+
+    // From a snapshot: later writes are not copied.
+    auto snap = mem->snapshot();
+    REQUIRE(mem->put("later", "x"));
+    auto from_snap = keel::memory_store::open({});
+    REQUIRE(keel::copy(snap, *from_snap));
+    CHECK(contents(*from_snap) == data);
+
+    // A closed destination reports closed.
+    auto closed = keel::memory_store::open({});
+    REQUIRE(closed->close());
+    auto failed = keel::copy(*mem, *closed);
+    REQUIRE_FALSE(failed);
+    CHECK(failed.error().code() == errc::closed);
+  }
+}
+
+TEST_SUITE("stats") {
+  TEST_CASE("stats() counts operations and reports keys and size on every store") {
+    temp_dir tmp;
+    auto check_counts = [](const keel::store_stats& s) {
+      CHECK(s.puts == 2);
+      CHECK(s.gets == 2);
+      CHECK(s.erases == 1);
+      CHECK(s.writes == 1);
+      CHECK(s.batch_ops == 2);
+      CHECK(s.scans == 1);
+      CHECK(s.bytes_read == 3);                 // "one" (the hit), nothing for the miss
+      CHECK(s.bytes_written == 4 + 4 + 1 + 2);  // a+one, b+two, erase "a", batch c + d
+    };
+    auto exercise = [&](auto& store) {
+      REQUIRE(store.put("a", "one"));
+      REQUIRE(store.put("b", "two"));
+      REQUIRE(store.get("a"));
+      REQUIRE(store.get("zz"));
+      REQUIRE(store.erase("a"));
+      keel::write_batch b;
+      b.put("c", "").put("d", "");
+      REQUIRE(store.write(b));
+      auto c = store.scan();
+      for (const auto& e : c) (void)e;
+    };
+    auto mem = keel::memory_store::open({});
+    exercise(*mem);
+    auto ms = mem->stats();
+    REQUIRE(ms);
+    check_counts(*ms);
+    CHECK(ms->backend == keel::backend::memory);
+    CHECK(ms->keys == 3);
+    CHECK(ms->keys_exact);
+    CHECK(ms->size_bytes > 0);
+
+    auto rocks = open_rocks(tmp.path() / "db");
+    exercise(rocks);
+    auto rs = rocks.stats();
+    REQUIRE(rs);
+    check_counts(*rs);
+    CHECK(rs->backend == keel::backend::rocksdb);
+    CHECK_FALSE(rs->keys_exact);
+    CHECK(rs->size_bytes > 0);
+    bool has_estimate = false;
+    for (const auto& [name, value] : rs->properties) has_estimate |= name == "rocksdb.estimate-num-keys";
+    CHECK(has_estimate);
+
+    // any_store forwards, and a moved store keeps its counters.
+    REQUIRE(rocks.close());
+    keel::store_config cfg;
+    cfg.path = tmp.path() / "db";
+    cfg.log = [](std::string_view) {};
+    auto any = keel::open_store(cfg);
+    REQUIRE(any);
+    REQUIRE(any->put("x", "y"));
+    keel::any_store moved = std::move(*any);
+    auto as = moved.stats();
+    REQUIRE(as);
+    CHECK(as->puts == 1);
+    CHECK(as->keys >= 1);
+    REQUIRE(moved.close());
+    auto closed = moved.stats();
+    REQUIRE_FALSE(closed);
+    CHECK(closed.error().code() == errc::closed);
+  }
+}
