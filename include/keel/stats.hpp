@@ -53,6 +53,12 @@ class op_counters {
   };
 
   void add(field f, std::uint64_t n = 1) noexcept { stripes_[stripe()].v[f].fetch_add(n, std::memory_order_relaxed); }
+  // One more `op`, and n more `amount` (one stripe lookup for both).
+  void add(field op, field amount, std::uint64_t n) noexcept {
+    auto& s = stripes_[stripe()];
+    s.v[op].fetch_add(1, std::memory_order_relaxed);
+    s.v[amount].fetch_add(n, std::memory_order_relaxed);
+  }
   std::uint64_t total(field f) const noexcept {
     std::uint64_t sum = 0;
     for (const auto& s : stripes_) sum += s.v[f].load(std::memory_order_relaxed);

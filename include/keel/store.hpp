@@ -255,16 +255,14 @@ class basic_store {
   // Sets key to value, replacing any previous value.
   result<void> put(std::string_view key, std::string_view value) {
     if (!backend_) return closed_error();
-    count(detail::op_counters::puts);
-    count(detail::op_counters::bytes_written, key.size() + value.size());
+    counters_->add(detail::op_counters::puts, detail::op_counters::bytes_written, key.size() + value.size());
     return backend_->put(key, value);
   }
   // The value of key; nullopt (not an error) when the key is absent.
   result<std::optional<std::string>> get(std::string_view key) const {
-    if (!backend_) return closed_error();
-    count(detail::op_counters::gets);
-    auto r = backend_->get(key);
-    if (r && *r) count(detail::op_counters::bytes_read, (*r)->size());
+    // One named result on every path, so that it is constructed in place.
+    result<std::optional<std::string>> r = backend_ ? backend_->get(key) : closed_error();
+    if (backend_) counters_->add(detail::op_counters::gets, detail::op_counters::bytes_read, r && *r ? (*r)->size() : 0);
     return r;
   }
   result<bool> contains(std::string_view key) const {
@@ -275,8 +273,7 @@ class basic_store {
   // Removes key; removing an absent key succeeds.
   result<void> erase(std::string_view key) {
     if (!backend_) return closed_error();
-    count(detail::op_counters::erases);
-    count(detail::op_counters::bytes_written, key.size());
+    counters_->add(detail::op_counters::erases, detail::op_counters::bytes_written, key.size());
     return backend_->erase(key);
   }
   // Applies the batch atomically: readers see all of it or none of it.
