@@ -210,6 +210,52 @@ TEST_SUITE("cli") {
     CHECK(slurp(tmp.path() / "bar.err").find("\rexporting") != std::string::npos);
   }
 
+  TEST_CASE("import - and verify - read a dump from a pipe; a truncated pipe writes nothing") {
+    temp_dir tmp;
+    const std::string src = (tmp.path() / "src").string();
+    const std::string dst = (tmp.path() / "dst").string();
+    const fs::path spool_dir = tmp.path() / "spool";  // TMPDIR: where the copy of stdin goes
+    fs::create_directory(spool_dir);
+    const std::string env = "TMPDIR=" + q(spool_dir) + " ";
+    for (int i = 0; i < 5; ++i) {  // five keys by the CLI, the rest through a library dump
+      char k[32];
+      std::snprintf(k, sizeof k, "k%05d", i);
+      REQUIRE(run({"--db", src, "put", k, std::to_string(i)}).status == 0);
+    }
+    {
+      keel::dump_writer w;
+      REQUIRE(w.open(tmp.path() / "more.dump"));
+      for (int i = 5; i < 2000; ++i) {
+        char k[32];
+        std::snprintf(k, sizeof k, "k%05d", i);
+        REQUIRE(w.add(k, std::to_string(i)));
+      }
+      REQUIRE(w.finish());
+    }
+    REQUIRE(run({"--db", src, "import", (tmp.path() / "more.dump").string()}).status == 0);
+
+    // export - | import -: the same entries end up in dst.
+    const std::string cli = q(cli_path());
+    CHECK(sh(cli + " --db " + q(src) + " export - | " + env + cli + " --db " + q(dst) + " import -") == 0);
+    CHECK(run({"--db", dst, "count"}).out == "2000\n");
+    CHECK(run({"--db", dst, "scan"}).out == run({"--db", src, "scan"}).out);
+    CHECK(sh(cli + " --db " + q(src) + " export - | " + env + cli + " verify -") == 0);
+    CHECK(fs::is_empty(spool_dir));  // the copies of stdin are gone
+
+    // A dump cut short in the pipe: refused (exit 4), nothing imported.
+    const std::string db2 = (tmp.path() / "db2").string();
+    CHECK(sh(cli + " --db " + q(src) + " export - | head -c 5000 | " + env + cli + " --db " + q(db2) +
+             " import -") == 4);
+    CHECK(run({"--db", db2, "count"}).out == "0\n");
+    CHECK(sh("printf '' | " + env + cli + " verify -") == 4);
+    CHECK(fs::is_empty(spool_dir));
+
+    // No room for the copy of stdin: exit 5, with the reason.
+    CHECK(sh(cli + " --db " + q(src) + " export - | TMPDIR=" + q(tmp.path() / "missing") + " " + cli +
+             " --db " + q(db2) + " import - 2> " + q(tmp.path() / "err")) == 5);
+    CHECK(slurp(tmp.path() / "err").find("temporary file") != std::string::npos);
+  }
+
   TEST_CASE("stats, and backend selection through the environment") {
     temp_dir tmp;
     const std::string db = (tmp.path() / "db").string();

@@ -2,6 +2,7 @@
 // "Command-line tool".
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -39,9 +40,10 @@ Commands:
   count [--prefix P]      print the number of keys
   export FILE|-  [--prefix P]
                           write a dump (docs/dump-format.md); '-' writes to stdout
-  import FILE             import a dump; a damaged or truncated file is refused
-                          before anything is written
-  verify FILE             check a dump's checksums and counts
+  import FILE|-           import a dump; a damaged or truncated file is refused
+                          before anything is written; '-' reads stdin (copied to
+                          a temporary file in $TMPDIR first: it is read twice)
+  verify FILE|-           check a dump's checksums and counts
   migrate SRC DST         copy every entry of store SRC into store DST
   stats                   backend, key count, sizes, operation counters
   doctor PATH             explain a database directory: exists? RocksDB? locked by
@@ -233,6 +235,63 @@ int dump_error(const keel::error& e) {
   return refused ? exit_bad_dump : exit_failed;
 }
 
+// A copy of standard input in a temporary file, for `import -` and
+// `verify -`: an import reads its dump twice (the whole file is verified
+// before anything is written), which a pipe cannot give. The file goes in
+// $TMPDIR (default /tmp) and is removed when the spool goes.
+class stdin_spool {
+ public:
+  stdin_spool() = default;
+  stdin_spool(const stdin_spool&) = delete;
+  stdin_spool& operator=(const stdin_spool&) = delete;
+  ~stdin_spool() {
+    if (!path_.empty()) ::unlink(path_.c_str());
+  }
+
+  keel::result<std::string> fill() {
+    if (::isatty(0) == 1) return keel::error(keel::errc::invalid_argument, "refusing to read a dump from a terminal");
+    const char* dir = std::getenv("TMPDIR");
+    std::string tmpl = std::string(dir && *dir ? dir : "/tmp") + "/keel-stdin-XXXXXX";
+    int fd = ::mkstemp(tmpl.data());
+    if (fd < 0) return failure("cannot create a temporary file in " + tmpl.substr(0, tmpl.rfind('/')));
+    path_ = tmpl;
+    std::vector<char> buf(1 << 16);
+    for (;;) {
+      ssize_t n = ::read(0, buf.data(), buf.size());
+      if (n == 0) break;
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        ::close(fd);
+        return failure("cannot read standard input");
+      }
+      for (ssize_t done = 0; done < n;) {
+        ssize_t w = ::write(fd, buf.data() + done, static_cast<std::size_t>(n - done));
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) {
+          ::close(fd);
+          return failure("cannot copy standard input to " + path_);
+        }
+        done += w;
+      }
+    }
+    if (::close(fd) != 0) return failure("cannot copy standard input to " + path_);
+    return path_;
+  }
+
+ private:
+  static keel::error failure(const std::string& what) {
+    const int e = errno;
+    return keel::error(e == ENOSPC ? keel::errc::no_space : keel::errc::io_error, what + ": " + std::strerror(e));
+  }
+  std::string path_;
+};
+
+// The dump file a command reads: FILE itself, or for "-" a spooled copy of stdin.
+keel::result<std::string> dump_input(const std::string& file, stdin_spool& spool) {
+  if (file != "-") return file;
+  return spool.fill();
+}
+
 // Opens the store `spec` ("memory:" or a RocksDB directory) per store_config::from_env("KEEL").
 keel::result<keel::any_store> open_spec(const cli& c, const std::string& spec) {
   keel::store_config base;
@@ -375,8 +434,12 @@ int cmd_doctor(const cli& c) {
 
 int cmd_verify(const cli& c) {
   if (c.args.size() != 2) return usage_error("verify takes one FILE");
+  stdin_spool spool;
+  auto file = dump_input(c.args[1], spool);
+  if (!file) return file.error().code() == keel::errc::invalid_argument ? usage_error(file.error().message())
+                                                                       : op_error(file.error());
   progress_bar bar(c.show_progress(), "verifying");
-  auto info = keel::verify_dump(c.args[1], bar.fn());
+  auto info = keel::verify_dump(*file, bar.fn());
   bar.done();
   if (!info) return dump_error(info.error());
   if (c.json)
@@ -439,6 +502,16 @@ int run_on_store(const cli& c) {
     if (a.size() != 1) return usage_error("stats takes no argument");
   } else {
     return usage_error("unknown command '" + cmd + "'");
+  }
+
+  // `import -`: stdin is copied to a temporary file before the store opens.
+  stdin_spool spool;
+  std::string import_file;
+  if (cmd == "import") {
+    auto file = dump_input(a[1], spool);
+    if (!file) return file.error().code() == keel::errc::invalid_argument ? usage_error(file.error().message())
+                                                                         : op_error(file.error());
+    import_file = *file;
   }
 
   const std::string path = db_path(c);
@@ -522,7 +595,7 @@ int run_on_store(const cli& c) {
     progress_bar bar(c.show_progress(), "importing");
     keel::import_options io;
     io.progress = bar.fn();
-    auto info = keel::import_dump(store, a[1], io);
+    auto info = keel::import_dump(store, import_file, io);
     bar.done();
     if (!info) return dump_error(info.error());
     if (c.json)
@@ -530,7 +603,7 @@ int run_on_store(const cli& c) {
                   static_cast<unsigned long long>(info->payload_bytes));
     else
       std::fprintf(stderr, "keel: imported %llu records from %s\n", static_cast<unsigned long long>(info->records),
-                   a[1].c_str());
+                   a[1] == "-" ? "standard input" : a[1].c_str());
   } else if (cmd == "stats") {
     rc = cmd_stats(c, store);
   }
