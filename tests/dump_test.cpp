@@ -276,12 +276,17 @@ TEST_SUITE("stats") {
     temp_dir tmp;
     auto check_counts = [](const keel::store_stats& s) {
       CHECK(s.puts == 2);
-      CHECK(s.gets == 2);
+      CHECK(s.gets == 3);      // two on the store, one through the snapshot
+      CHECK(s.contains == 1);  // through the snapshot
       CHECK(s.erases == 1);
       CHECK(s.writes == 1);
       CHECK(s.batch_ops == 2);
-      CHECK(s.scans == 1);
-      CHECK(s.bytes_read == 3);                 // "one" (the hit), nothing for the miss
+      CHECK(s.scans == 3);  // full, partial, and one through the snapshot
+      CHECK(s.snapshots == 1);
+      CHECK(s.cursor_entries == 3 + 1 + 1);
+      // get: "one" (the hit; nothing for the miss); full scan: b+two, c, d;
+      // snapshot get: "two"; snapshot scan: c; partial scan: b+two.
+      CHECK(s.bytes_read == 3 + 6 + 3 + 1 + 4);
       CHECK(s.bytes_written == 4 + 4 + 1 + 2);  // a+one, b+two, erase "a", batch c + d
     };
     auto exercise = [&](auto& store) {
@@ -293,8 +298,21 @@ TEST_SUITE("stats") {
       keel::write_batch b;
       b.put("c", "").put("d", "");
       REQUIRE(store.write(b));
-      auto c = store.scan();
-      for (const auto& e : c) (void)e;
+      {
+        auto c = store.scan();
+        for (const auto& e : c) (void)e;
+      }
+      auto snap = store.snapshot();
+      CHECK(snap.get("b")->value() == "two");
+      CHECK(snap.contains("c").value());
+      {
+        auto c = snap.scan(keel::key_range::prefix("c"));
+        for (const auto& e : c) (void)e;
+      }
+      {
+        auto partial = store.scan();  // dropped after its first entry
+        REQUIRE(partial.valid());
+      }
     };
     auto mem = keel::memory_store::open({});
     exercise(*mem);
@@ -327,9 +345,18 @@ TEST_SUITE("stats") {
     REQUIRE(any);
     REQUIRE(any->put("x", "y"));
     keel::any_store moved = std::move(*any);
+    {
+      auto c = moved.scan(keel::key_range::prefix("x"));
+      for (const auto& e : c) (void)e;
+      auto sc = moved.snapshot().scan(keel::key_range::prefix("x"));
+      for (const auto& e : sc) (void)e;
+    }
     auto as = moved.stats();
     REQUIRE(as);
     CHECK(as->puts == 1);
+    CHECK(as->scans == 2);
+    CHECK(as->cursor_entries == 2);
+    CHECK(as->bytes_read == 4);
     CHECK(as->keys >= 1);
     REQUIRE(moved.close());
     auto closed = moved.stats();

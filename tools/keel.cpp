@@ -627,7 +627,11 @@ int cmd_stats(const cli& c, keel::any_store& store) {
   num("gets", st->gets);
   num("erases", st->erases);
   num("writes", st->writes);
+  num("contains", st->contains);
+  num("batch_ops", st->batch_ops);
   num("scans", st->scans);
+  num("cursor_entries", st->cursor_entries);
+  num("snapshots", st->snapshots);
   num("bytes_read", st->bytes_read);
   num("bytes_written", st->bytes_written);
   for (const auto& [k, v] : st->properties) num(k, v);

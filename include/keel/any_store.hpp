@@ -69,7 +69,8 @@ class basic_any_snapshot {
     return std::visit([&](const auto& s) { return s.contains(key); }, snapshot_);
   }
   cursor scan(const key_range& range = key_range::all()) const {
-    return std::visit([&](const auto& s) { return cursor(detail::variant_cursor<Policies...>(s.scan_impl(range))); },
+    return std::visit(
+        [&](const auto& s) { return cursor(detail::variant_cursor<Policies...>(s.scan_impl(range)), s.counters()); },
                       snapshot_);
   }
   bool valid() const noexcept {
@@ -117,7 +118,8 @@ class basic_any_store {
     return std::visit([&](auto& s) { return s.write(batch); }, store_);
   }
   cursor scan(const key_range& range = key_range::all()) const {
-    return std::visit([&](const auto& s) { return cursor(detail::variant_cursor<Policies...>(s.scan_impl(range))); },
+    return std::visit(
+        [&](const auto& s) { return cursor(detail::variant_cursor<Policies...>(s.scan_impl(range)), s.counters()); },
                       store_);
   }
   snapshot_type snapshot() const {

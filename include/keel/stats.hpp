@@ -16,15 +16,18 @@ namespace keel {
 enum class backend;
 
 // A store's statistics. Counters count calls through this store object
-// (basic_store or basic_any_store) since it was opened, successful or not;
-// reads through snapshots and the entries a cursor visits are not counted
-// (scans counts the cursors created).
+// (basic_store or basic_any_store) and through its snapshots and cursors,
+// since it was opened, successful or not. A cursor adds the entries it handed
+// out when its pass ends or it is destroyed (not at each step), so a live
+// cursor's entries are not in the counts yet.
 struct store_stats {
   keel::backend backend{};
+  // gets, contains and scans include those made through snapshots.
   std::uint64_t puts = 0, gets = 0, contains = 0, erases = 0, writes = 0, scans = 0, snapshots = 0;
   std::uint64_t batch_ops = 0;      // operations inside write()s
   std::uint64_t bytes_written = 0;  // keys and values of put() and write() (erase: the key)
-  std::uint64_t bytes_read = 0;     // values returned by get()
+  std::uint64_t bytes_read = 0;     // values returned by get(), keys and values handed out by cursors
+  std::uint64_t cursor_entries = 0; // entries handed out by cursors
   std::uint64_t keys = 0;           // number of keys
   bool keys_exact = false;          // memory: exact; RocksDB: rocksdb.estimate-num-keys
   std::uint64_t size_bytes = 0;     // memory: bytes held by the entries; RocksDB: files on disk
@@ -49,15 +52,17 @@ class op_counters {
     batch_ops,
     bytes_written,
     bytes_read,
+    cursor_entries,
     count_
   };
 
   void add(field f, std::uint64_t n = 1) noexcept { stripes_[stripe()].v[f].fetch_add(n, std::memory_order_relaxed); }
   // One more `op`, and n more `amount` (one stripe lookup for both).
-  void add(field op, field amount, std::uint64_t n) noexcept {
+  void add(field op, field amount, std::uint64_t n) noexcept { add(op, amount, 1, n); }
+  void add(field a, field b, std::uint64_t n_a, std::uint64_t n_b) noexcept {
     auto& s = stripes_[stripe()];
-    s.v[op].fetch_add(1, std::memory_order_relaxed);
-    s.v[amount].fetch_add(n, std::memory_order_relaxed);
+    s.v[a].fetch_add(n_a, std::memory_order_relaxed);
+    s.v[b].fetch_add(n_b, std::memory_order_relaxed);
   }
   std::uint64_t total(field f) const noexcept {
     std::uint64_t sum = 0;
@@ -75,6 +80,7 @@ class op_counters {
     s.batch_ops = total(batch_ops);
     s.bytes_written = total(bytes_written);
     s.bytes_read = total(bytes_read);
+    s.cursor_entries = total(cursor_entries);
   }
 
  private:

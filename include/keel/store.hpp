@@ -119,6 +119,8 @@ inline keel::error closed_error(std::string_view what = "store") {
 // seen whole or not at all. One cursor is used by one thread at a time;
 // different cursors may be used from different threads. A cursor may outlive
 // its store: after close() it stops and error() is errc::closed.
+// The entries it hands out are added to its store's stats() (cursor_entries,
+// bytes_read) when the pass ends or the cursor is destroyed.
 // ---------------------------------------------------------------------------
 template <class CursorImpl>
 class basic_cursor {
@@ -128,7 +130,24 @@ class basic_cursor {
     std::string_view value;
   };
 
-  explicit basic_cursor(CursorImpl impl) : impl_(std::move(impl)) { load(); }
+  // `counters`: where the entries read are reported (none: not counted).
+  explicit basic_cursor(CursorImpl impl, std::shared_ptr<detail::op_counters> counters = {})
+      : impl_(std::move(impl)), counters_(std::move(counters)) {
+    load();
+  }
+  basic_cursor(basic_cursor&&) noexcept = default;
+  basic_cursor& operator=(basic_cursor&& other) noexcept {
+    if (this != &other) {
+      report();
+      impl_ = std::move(other.impl_);
+      current_ = other.current_;
+      counters_ = std::move(other.counters_);
+      entries_ = std::exchange(other.entries_, 0);
+      bytes_ = std::exchange(other.bytes_, 0);
+    }
+    return *this;
+  }
+  ~basic_cursor() { report(); }
 
   class iterator {
    public:
@@ -166,10 +185,23 @@ class basic_cursor {
 
  private:
   void load() {
-    if (impl_.valid()) current_ = {impl_.key(), impl_.value()};
+    if (impl_.valid()) {
+      current_ = {impl_.key(), impl_.value()};
+      ++entries_;
+      bytes_ += current_.key.size() + current_.value.size();
+    } else {
+      report();
+    }
+  }
+  // Hands the counts so far to the store's counters (once per pass, not per step).
+  void report() noexcept {
+    if (counters_ && entries_ != 0) counters_->add(detail::op_counters::cursor_entries, detail::op_counters::bytes_read, entries_, bytes_);
+    entries_ = bytes_ = 0;
   }
   CursorImpl impl_;
   entry current_{};
+  std::shared_ptr<detail::op_counters> counters_;
+  std::uint64_t entries_ = 0, bytes_ = 0;
 };
 
 // ---------------------------------------------------------------------------
@@ -184,27 +216,36 @@ class basic_snapshot {
  public:
   using cursor = basic_cursor<typename Policy::cursor_type>;
 
-  explicit basic_snapshot(result<typename Policy::snapshot_type> view) : view_(std::move(view)) {}
+  // `counters`: the store's stats, where reads through the snapshot are counted.
+  explicit basic_snapshot(result<typename Policy::snapshot_type> view,
+                          std::shared_ptr<detail::op_counters> counters = {})
+      : view_(std::move(view)), counters_(std::move(counters)) {}
 
   result<std::optional<std::string>> get(std::string_view key) const {
-    if (!view_) return view_.error();
-    return view_->get(key);
+    result<std::optional<std::string>> r = view_ ? view_->get(key) : view_.error();
+    if (counters_) counters_->add(detail::op_counters::gets, detail::op_counters::bytes_read, r && *r ? (*r)->size() : 0);
+    return r;
   }
   result<bool> contains(std::string_view key) const {
+    if (counters_) counters_->add(detail::op_counters::contains);
     if (!view_) return view_.error();
     return view_->contains(key);
   }
-  cursor scan(const key_range& range = key_range::all()) const { return cursor(scan_impl(range)); }
+  cursor scan(const key_range& range = key_range::all()) const { return cursor(scan_impl(range), counters_); }
   // The backend's own cursor, for adapters (basic_any_store).
   typename Policy::cursor_type scan_impl(const key_range& range) const {
+    if (counters_) counters_->add(detail::op_counters::scans);
     if (!view_) return Policy::failed_cursor(view_.error());
     return view_->scan(range);
   }
   // Whether the snapshot was taken (false when the store was already closed).
   bool valid() const noexcept { return view_.has_value(); }
+  // The store's counters, for adapters (basic_any_snapshot).
+  const std::shared_ptr<detail::op_counters>& counters() const noexcept { return counters_; }
 
  private:
   result<typename Policy::snapshot_type> view_;
+  std::shared_ptr<detail::op_counters> counters_;
 };
 
 // ---------------------------------------------------------------------------
@@ -285,7 +326,7 @@ class basic_store {
     return backend_->write(batch);
   }
   // An ordered pass over range (bytewise order, or reversed).
-  cursor scan(const key_range& range = key_range::all()) const { return cursor(scan_impl(range)); }
+  cursor scan(const key_range& range = key_range::all()) const { return cursor(scan_impl(range), counters_); }
   // The backend's own cursor, for adapters (basic_any_store).
   typename Policy::cursor_type scan_impl(const key_range& range) const {
     if (!backend_) return Policy::failed_cursor(closed_error());
@@ -296,7 +337,7 @@ class basic_store {
   snapshot_type snapshot() const {
     if (!backend_) return snapshot_type(closed_error());
     count(detail::op_counters::snapshots);
-    return snapshot_type(backend_->snapshot());
+    return snapshot_type(backend_->snapshot(), counters_);
   }
   // Closes the store. On success the same path can be opened again at once,
   // here or in another process. Idempotent: closing a closed store succeeds.
@@ -309,6 +350,8 @@ class basic_store {
 
   // The backend, for backend-specific calls (e.g. RocksPolicy::db()).
   Policy& policy() noexcept { return *backend_; }
+  // The operation counters behind stats(), for adapters (basic_any_store).
+  const std::shared_ptr<detail::op_counters>& counters() const noexcept { return counters_; }
   const Policy& policy() const noexcept { return *backend_; }
 
   // Makes the data durable where the backend needs a step for it: a memory
@@ -347,7 +390,8 @@ class basic_store {
   void count(detail::op_counters::field f, std::uint64_t n = 1) const noexcept { counters_->add(f, n); }
 
   std::shared_ptr<Policy> backend_;
-  std::unique_ptr<detail::op_counters> counters_ = std::make_unique<detail::op_counters>();
+  // Shared with the store's cursors and snapshots, which count into it.
+  std::shared_ptr<detail::op_counters> counters_ = std::make_shared<detail::op_counters>();
 };
 
 }  // namespace keel
