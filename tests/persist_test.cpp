@@ -3,6 +3,7 @@
 // a damaged file refused at open.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <fstream>
@@ -121,6 +122,44 @@ TEST_SUITE("persist") {
     auto c = s->close();
     CHECK_FALSE(c);
     CHECK_FALSE(s->is_open());
+  }
+
+  TEST_CASE("flush() racing close() never saves the emptied store over the data") {
+    // close() saves, then drops the data; a flush() that passed its own
+    // is-open check just before must not save what close() left behind.
+    const int rounds = 100;
+    for (int round = 0; round < rounds; ++round) {
+      CAPTURE(round);
+      temp_dir tmp;
+      const fs::path file = tmp.path() / "store.keeldump";
+      auto s = open_persisted(file);
+      REQUIRE(s);
+      keel::write_batch b;
+      for (int i = 0; i < 50; ++i) b.put("k" + std::to_string(i), "v");
+      REQUIRE(s->write(b));
+      std::atomic<bool> started{false};
+      std::atomic<int> flushes{0};
+      std::thread flusher([&] {
+        for (;;) {
+          auto r = s->flush();
+          started.store(true);
+          if (!r) {
+            CHECK(r.error().code() == errc::closed);
+            return;
+          }
+          flushes.fetch_add(1);
+        }
+      });
+      while (!started.load()) std::this_thread::yield();
+      REQUIRE(s->close());
+      flusher.join();
+      CHECK(flushes.load() > 0);
+      auto again = open_persisted(file);
+      REQUIRE(again);
+      auto n = again->stats();
+      REQUIRE(n);
+      CHECK(n->keys == 50);
+    }
   }
 
   TEST_CASE("SIGKILL during repeated saves always leaves the old or the new file") {
