@@ -20,6 +20,7 @@
 #include "support/child_process.hpp"
 #include "support/no_lock_fs.hpp"
 #include "support/temp_dir.hpp"
+#include "support/text.hpp"
 
 namespace fs = std::filesystem;
 using keel::backend;
@@ -32,11 +33,9 @@ using keel::test::no_lock_fs;
 using keel::test::temp_dir;
 using namespace std::chrono_literals;
 
-namespace {
+using keel::test::contains;
 
-bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
+namespace {
 
 
 // Sets environment variables for the scope of one test and restores them.

@@ -8,6 +8,7 @@
 
 #include "support/child_process.hpp"
 #include "support/temp_dir.hpp"
+#include "support/text.hpp"
 
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
@@ -30,13 +31,11 @@ using keel::test::child_process;
 using keel::test::helper_path;
 using keel::test::temp_dir;
 
+using keel::test::contains;
+
 namespace {
 
 constexpr auto startup_timeout = 30s;  // generous: sanitizer builds are slow
-
-bool contains(const std::string& haystack, const std::string& needle) {
-    return haystack.find(needle) != std::string::npos;
-}
 
 // Raw open from this process. "" on success (the DB is closed again),
 // otherwise the status text.

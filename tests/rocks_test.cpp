@@ -16,6 +16,7 @@
 #include "support/child_process.hpp"
 #include "support/no_lock_fs.hpp"
 #include "support/temp_dir.hpp"
+#include "support/text.hpp"
 
 namespace fs = std::filesystem;
 using keel::errc;
@@ -27,6 +28,8 @@ using keel::test::no_lock_fs;
 using keel::test::temp_dir;
 using namespace std::chrono_literals;
 
+using keel::test::contains;
+
 namespace {
 
 keel::result<rocks_store> open_at(const fs::path& p, bool create = true) {
@@ -34,10 +37,6 @@ keel::result<rocks_store> open_at(const fs::path& p, bool create = true) {
   o.path = p;
   o.create_if_missing = create;
   return rocks_store::open(o);
-}
-
-bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
 }
 
 
