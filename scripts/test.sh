@@ -18,6 +18,9 @@
 #                    (use a build directory of its own: options persist in it)
 #   KEEL_SKIP_SETUP=1  do not run scripts/setup-debian.sh
 #   KEEL_JOBS        parallel compile jobs (default: ninja's, cores + 2)
+#   KEEL_COMPILE_TARGETS  build only these targets (space-separated, e.g.
+#                    "tests/keel_tests tests/persist_helper") and run the
+#                    tests without rebuilding the rest (meson test --no-rebuild)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
@@ -46,12 +49,15 @@ else
   meson setup "$build" --wrap-mode=nodownload "${setup_args[@]}" || abort "meson setup $build failed"
 fi
 
-meson compile -C "$build" ${KEEL_JOBS:+-j "$KEEL_JOBS"} || abort "meson compile -C $build failed"
+read -r -a targets <<<"${KEEL_COMPILE_TARGETS:-}"
+meson compile -C "$build" ${KEEL_JOBS:+-j "$KEEL_JOBS"} "${targets[@]}" || abort "meson compile -C $build failed"
+test_args=()
+if ((${#targets[@]} > 0)); then test_args=(--no-rebuild); fi
 
 log="$build/meson-logs/testlog.txt"
 rm -f "$log"  # never count a previous run's results
 meson_status=0
-meson test -C "$build" --print-errorlogs "$@" || meson_status=$?
+meson test -C "$build" --print-errorlogs "${test_args[@]}" "$@" || meson_status=$?
 
 if [[ ! -f "$log" ]]; then
   abort "meson test wrote no $log (exit status $meson_status): nothing was counted"
