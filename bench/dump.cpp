@@ -163,24 +163,25 @@ void bm_verify(benchmark::State& st) {
   run(st, [&](const fs::path&) { must(keel::verify_dump(dump), "verify"); });
 }
 
-void bm_import_batches(benchmark::State& st) {
+// The source dump into a fresh RocksDB store through `import`.
+template <class Import>
+void import_into_rocks(benchmark::State& st, Import import, const char* what) {
   const fs::path& dump = source_dump();
   run(st, [&](const fs::path& d) {
     auto dst = keel::rocks_store::open({.path = d});
     must(dst, "open destination");
-    must(keel::import_dump_batches(*dst, dump), "import_dump_batches");
+    must(import(*dst, dump), what);
     must(dst->close(), "close destination");
   });
 }
 
+void bm_import_batches(benchmark::State& st) {
+  import_into_rocks(
+      st, [](auto& s, const fs::path& f) { return keel::import_dump_batches(s, f); }, "import_dump_batches");
+}
+
 void bm_import_sst(benchmark::State& st) {
-  const fs::path& dump = source_dump();
-  run(st, [&](const fs::path& d) {
-    auto dst = keel::rocks_store::open({.path = d});
-    must(dst, "open destination");
-    must(keel::import_dump(*dst, dump), "import_dump");
-    must(dst->close(), "close destination");
-  });
+  import_into_rocks(st, [](auto& s, const fs::path& f) { return keel::import_dump(s, f); }, "import_dump");
 }
 
 void bm_copy(benchmark::State& st) {

@@ -291,6 +291,10 @@ keel::result<std::string> dump_input(const std::string& file, stdin_spool& spool
   if (file != "-") return file;
   return spool.fill();
 }
+// The exit for a failed dump_input(): stdin from a terminal is a usage error.
+int dump_input_failed(const keel::error& e) {
+  return e.code() == keel::errc::invalid_argument ? usage_error(e.message()) : op_error(e);
+}
 
 // Opens the store `spec` ("memory:" or a RocksDB directory) per store_config::from_env("KEEL").
 keel::result<keel::any_store> open_spec(const cli& c, const std::string& spec) {
@@ -436,8 +440,7 @@ int cmd_verify(const cli& c) {
   if (c.args.size() != 2) return usage_error("verify takes one FILE");
   stdin_spool spool;
   auto file = dump_input(c.args[1], spool);
-  if (!file) return file.error().code() == keel::errc::invalid_argument ? usage_error(file.error().message())
-                                                                       : op_error(file.error());
+  if (!file) return dump_input_failed(file.error());
   progress_bar bar(c.show_progress(), "verifying");
   auto info = keel::verify_dump(*file, bar.fn());
   bar.done();
@@ -509,8 +512,7 @@ int run_on_store(const cli& c) {
   std::string import_file;
   if (cmd == "import") {
     auto file = dump_input(a[1], spool);
-    if (!file) return file.error().code() == keel::errc::invalid_argument ? usage_error(file.error().message())
-                                                                         : op_error(file.error());
+    if (!file) return dump_input_failed(file.error());
     import_file = *file;
   }
 
