@@ -30,6 +30,11 @@ enum class errc {
   locks_unsupported,            // the filesystem cannot take the lock (NFS without lockd, SMB, ...)
   closed,                       // the store, cursor or snapshot was closed
   not_supported,                // the backend cannot do this
+  conflict,                     // a transaction's reads changed before it committed; nothing was written: run it again
+  read_only,                    // a write on a store opened read-only
+  unavailable,                  // a cluster backend cannot be reached or has no quorum; the operation was NOT applied
+  outcome_unknown,              // a cluster write timed out after it was sent: it may or may not have been applied
+  snapshot_expired,             // a read at a version the backend no longer keeps (etcd compaction)
 };
 
 // The name of the code, e.g. "lock_held_by_other_process".
@@ -46,6 +51,11 @@ constexpr std::string_view to_string(errc code) noexcept {
     case errc::locks_unsupported: return "locks_unsupported";
     case errc::closed: return "closed";
     case errc::not_supported: return "not_supported";
+    case errc::conflict: return "conflict";
+    case errc::read_only: return "read_only";
+    case errc::unavailable: return "unavailable";
+    case errc::outcome_unknown: return "outcome_unknown";
+    case errc::snapshot_expired: return "snapshot_expired";
   }
   return "unknown";
 }
