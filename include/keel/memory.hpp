@@ -325,7 +325,8 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   }
 
   // Nothing to reclaim: a replaced version is freed as soon as no reader uses it.
-  result<void> compact(const key_range&) {
+  result<void> compact(const key_range& range) {
+    if (!erase_range_is_valid(range)) return bad_range();
     if (!is_open()) return closed_error();
     return {};
   }
@@ -336,7 +337,8 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (!is_open()) return closed_error();
     std::error_code ec;
     if (path.empty()) return keel::error(errc::invalid_argument, "checkpoint: the path is empty");
-    if (std::filesystem::exists(std::filesystem::symlink_status(path, ec)) || ec) {
+    if (std::filesystem::exists(std::filesystem::symlink_status(path, ec)) ||
+        (ec && ec != std::errc::no_such_file_or_directory)) {
       return keel::error(errc::invalid_argument,
                          "checkpoint: '" + path.string() + "' already exists; a checkpoint needs a new path");
     }

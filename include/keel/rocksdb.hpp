@@ -32,7 +32,6 @@
 #include <shared_mutex>
 #include <span>
 #include <string>
-#include <tuple>
 #include <system_error>
 #include <unordered_set>
 #include <vector>
@@ -231,18 +230,14 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   // removes that staging directory when it fails.
   result<void> checkpoint(const std::filesystem::path& dir) const;
 
+  // The view is taken with writers held off, so it reflects exactly the
+  // writes recorded up to `start`.
   result<detail::tx_start<snapshot_type>> begin_transaction() const {
-    std::uint64_t start = 0;
-    std::shared_ptr<void> registration;
-    {
-      std::shared_lock<std::shared_mutex> lock;
-      if (!enter(lock)) return closed();
-      std::unique_lock gate(write_gate_);
-      std::tie(start, registration) = conflicts_->begin();
-    }
-    auto view = snapshot();
-    if (!view) return std::move(view).error();
-    return detail::tx_start<snapshot_type>{std::move(*view), start, std::move(registration)};
+    std::shared_lock<std::shared_mutex> lock;
+    if (!enter(lock)) return closed();
+    std::unique_lock gate(write_gate_);
+    auto [start, registration] = conflicts_->begin();
+    return detail::tx_start<snapshot_type>{snapshot_locked(), start, std::move(registration)};
   }
 
   result<void> commit_transaction(const detail::tx_record& tx) {
@@ -403,6 +398,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     }
   };
   cursor_type make_cursor(const key_range& range, std::shared_ptr<const snapshot_view> snap) const;
+  snapshot_type snapshot_locked() const;  // inside enter()
 
   options opts_;
   rocksdb::WriteOptions write_options_;
@@ -691,6 +687,11 @@ template <class Tuning>
 result<typename RocksPolicy<Tuning>::snapshot_type> RocksPolicy<Tuning>::snapshot() const {
   std::shared_lock<std::shared_mutex> lifecycle;
   if (!enter(lifecycle)) return closed();
+  return snapshot_locked();
+}
+
+template <class Tuning>
+typename RocksPolicy<Tuning>::snapshot_type RocksPolicy<Tuning>::snapshot_locked() const {
   auto v = std::make_shared<snapshot_view>();
   v->owner = this->shared_from_this();
   v->snap = db_->GetSnapshot();
@@ -704,7 +705,7 @@ result<void> RocksPolicy<Tuning>::checkpoint(const std::filesystem::path& dir) c
   namespace fs = std::filesystem;
   if (dir.empty()) return fail(errc::invalid_argument, "checkpoint: the path is empty");
   std::error_code ec;
-  if (fs::exists(fs::symlink_status(dir, ec)) || ec) {
+  if (fs::exists(fs::symlink_status(dir, ec)) || (ec && ec != std::errc::no_such_file_or_directory)) {
     return fail(errc::invalid_argument, "checkpoint: '" + dir.string() + "' already exists; a checkpoint needs a new path");
   }
   const fs::path parent = dir.has_parent_path() ? dir.parent_path() : fs::path(".");

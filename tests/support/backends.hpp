@@ -79,6 +79,17 @@ using any_memory_backend = any_backend<keel::backend::memory>;
 using any_rocks_backend = any_backend<keel::backend::rocksdb>;
 #endif  // KEEL_HAS_ROCKSDB
 
+// The conformance suite's type list: every backend runs every case of
+// conformance_test.cpp, transaction_test.cpp and operations_test.cpp. A new
+// backend is one line here.
+#if KEEL_HAS_ROCKSDB
+#define KEEL_BACKENDS                                                                                \
+  keel::test::memory_backend, keel::test::rocks_default_backend, keel::test::rocks_macos_backend, \
+      keel::test::any_memory_backend, keel::test::any_rocks_backend, keel::test::persisted_memory_backend
+#else
+#define KEEL_BACKENDS keel::test::memory_backend, keel::test::persisted_memory_backend
+#endif
+
 // Opens or fails the test with the error's message.
 template <class Backend>
 typename Backend::store_type open_or_fail(const Backend& b) {
