@@ -422,7 +422,7 @@ TEST_SUITE("conformance") {
     auto s = store.stats();
     REQUIRE(s);
     CHECK(s->tx_committed >= std::uint64_t(3 * per_thread));
-    MESSAGE(B::name << ": " << 3 * per_thread << " transfers, " << s->tx_conflicts << " conflicts, " << audits
-                    << " audits");
+    MESSAGE(std::string(B::name) << ": " << 3 * per_thread << " transfers, " << s->tx_conflicts << " conflicts, "
+                                << audits.load() << " audits");
   }
 }

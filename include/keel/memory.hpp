@@ -342,6 +342,11 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
       return keel::error(errc::invalid_argument,
                          "checkpoint: '" + path.string() + "' already exists; a checkpoint needs a new path");
     }
+    const auto parent = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+    if (!std::filesystem::is_directory(parent, ec)) {
+      return keel::error(errc::invalid_argument,
+                         "checkpoint: the parent directory of '" + path.string() + "' does not exist");
+    }
     tree version = current();
     if (!is_open()) return closed_error();
     return save_to(path, std::move(version));
