@@ -25,6 +25,8 @@
 // (d) multi_get of 100 random present keys, RocksDB, 100k keys:
 //       multi_get100/rocks     store.multi_get(100 keys)
 //       get100/rocks           100 store.get()s of the same keys
+//       {multi_get100,get100}/raw_rocks  the same through rocksdb::DB directly
+//     (their own DB, as loaded: the writes of (a) do not reach it)
 //
 // RocksDB data lives in a fresh directory under /tmp (on this machine the
 // disk, not tmpfs), or --keel-dir=DIR. Writes are not synced (keel's default,
@@ -152,10 +154,11 @@ struct memory_keys {
   }
 };
 
-struct rocks_keys {
-  fs::path path = fresh_dir("rocks-keys");
+template <int Tag>
+struct rocks_keys_t {
+  fs::path path = fresh_dir("rocks-keys-" + std::to_string(Tag));
   keel::rocks_store store;
-  rocks_keys() : store(open(path)) {
+  rocks_keys_t() : store(open(path)) {
     load_keys(store);
     must(store.policy().with_db([](rocksdb::DB& db) {
       must_ok(db.Flush(rocksdb::FlushOptions()), "flush");
@@ -163,7 +166,7 @@ struct rocks_keys {
     }),
          "flush and compact");
   }
-  ~rocks_keys() {
+  ~rocks_keys_t() {
     (void)store.close();
     fs::remove_all(path);
   }
@@ -173,6 +176,9 @@ struct rocks_keys {
     return std::move(*s);
   }
 };
+// (a) writes into its dataset; (d) reads its own, which stays as loaded.
+using rocks_keys = rocks_keys_t<0>;
+using rocks_read_keys = rocks_keys_t<1>;
 
 // ---------------------------------------------------------------------------
 // (a) A transaction of 2 gets + 2 puts against the same work without one.
@@ -260,7 +266,8 @@ struct keel_memory_bank : keel_bank<keel::memory_store> {
 };
 
 struct keel_rocks_bank : keel_bank<keel::rocks_store> {
-  explicit keel_rocks_bank(std::size_t n) : keel_bank{fresh_dir("keel-bank"), rocks_keys::open(bench_dir() / "keel-bank"), n} {
+  explicit keel_rocks_bank(std::size_t n)
+      : keel_bank{fresh_dir("keel-bank"), rocks_keys::open(bench_dir() / "keel-bank"), n} {
     open_accounts(n, [&](const std::string& k, const std::string& v) { must(store.put(k, v), "put"); });
     g_final_checks.push_back([this] { return verify(); });
   }
@@ -415,7 +422,7 @@ const std::vector<std::vector<std::string>>& key_sets() {
 }
 
 void bm_multi_get100(benchmark::State& st) {
-  auto& store = dataset<rocks_keys>().store;
+  auto& store = dataset<rocks_read_keys>().store;
   const auto& sets = key_sets();
   std::size_t i = 0;
   for (auto _ : st) {
@@ -427,7 +434,7 @@ void bm_multi_get100(benchmark::State& st) {
 }
 
 void bm_get100(benchmark::State& st) {
-  auto& store = dataset<rocks_keys>().store;
+  auto& store = dataset<rocks_read_keys>().store;
   const auto& sets = key_sets();
   std::size_t i = 0;
   for (auto _ : st) {
@@ -437,6 +444,50 @@ void bm_get100(benchmark::State& st) {
       keep(r);
     }
   }
+  st.SetItemsProcessed(st.iterations() * static_cast<std::int64_t>(kMulti));
+}
+
+// The same two on the same DB, calling RocksDB directly: what RocksDB's own
+// MultiGet gains over its Get, without keel.
+void bm_raw_multi_get100(benchmark::State& st) {
+  auto& store = dataset<rocks_read_keys>().store;
+  const auto& sets = key_sets();
+  std::size_t i = 0;
+  std::vector<rocksdb::Slice> slices(kMulti);
+  std::vector<rocksdb::PinnableSlice> values(kMulti);
+  std::vector<rocksdb::Status> statuses(kMulti);
+  must(store.policy().with_db([&](rocksdb::DB& db) {
+    for (auto _ : st) {
+      const auto& set = sets[i++ % sets.size()];
+      for (std::size_t k = 0; k < kMulti; ++k) {
+        slices[k] = rocksdb::Slice(set[k]);
+        values[k].Reset();
+      }
+      db.MultiGet(rocksdb::ReadOptions(), db.DefaultColumnFamily(), kMulti, slices.data(), values.data(),
+                  statuses.data());
+      for (const auto& s : statuses) must_ok(s, "MultiGet");
+      keep(values);
+    }
+  }),
+       "with_db");
+  st.SetItemsProcessed(st.iterations() * static_cast<std::int64_t>(kMulti));
+}
+
+void bm_raw_get100(benchmark::State& st) {
+  auto& store = dataset<rocks_read_keys>().store;
+  const auto& sets = key_sets();
+  std::size_t i = 0;
+  rocksdb::PinnableSlice value;
+  must(store.policy().with_db([&](rocksdb::DB& db) {
+    for (auto _ : st) {
+      for (const auto& k : sets[i++ % sets.size()]) {
+        value.Reset();
+        must_ok(db.Get(rocksdb::ReadOptions(), db.DefaultColumnFamily(), k, &value), "Get");
+        keep(value);
+      }
+    }
+  }),
+       "with_db");
   st.SetItemsProcessed(st.iterations() * static_cast<std::int64_t>(kMulti));
 }
 
@@ -454,6 +505,8 @@ void register_all() {
   }
   RegisterBenchmark("multi_get100/rocks", bm_multi_get100);
   RegisterBenchmark("get100/rocks", bm_get100);
+  RegisterBenchmark("multi_get100/raw_rocks", bm_raw_multi_get100);
+  RegisterBenchmark("get100/raw_rocks", bm_raw_get100);
 }
 
 }  // namespace
