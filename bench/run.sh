@@ -50,7 +50,7 @@ if [[ -f "$build/meson-private/coredata.dat" ]]; then
 else
   meson setup "$build" --buildtype=release -Dbench=true --wrap-mode=nodownload >/dev/null
 fi
-meson compile -C "$build" bench/keel_bench bench/keel_dump_bench
+meson compile -C "$build" bench/keel_bench bench/keel_dump_bench bench/keel_tx_bench
 
 reps="${KEEL_BENCH_REPS:-5}"
 size_args=()
@@ -101,7 +101,22 @@ else
   dump_out=""
 fi
 
+# Transactions and multi_get (issue 12) against their baselines (plain reads
+# and batches, RocksDB's OptimisticTransactionDB, std::map + mutex): its table
+# is in docs/benchmarks.md ("Transactions and multi_get"), written by hand
+# from this output.
+tx_out="${out%.json}-tx.json"
+if [[ ${#args[@]} -eq 0 ]]; then
+  "$build/bench/keel_tx_bench" ${KEEL_BENCH_DIR:+"--keel-dir=$KEEL_BENCH_DIR"} \
+    --benchmark_repetitions="$reps" \
+    --benchmark_report_aggregates_only=true \
+    --benchmark_min_time="${KEEL_BENCH_MIN_TIME:-0.2}" \
+    --benchmark_out="$tx_out" --benchmark_out_format=json
+else
+  tx_out=""
+fi
+
 docs=docs
 if ((quick)); then docs=bench/results/quick; fi  # a smoke run does not replace the published results
 "$python" bench/report.py "$out" ${extra:+"$extra"} --docs "$docs"
-echo "bench/run.sh: wrote $out${extra:+, $extra}${dump_out:+, $dump_out}, $docs/benchmarks.md and $docs/bench-*.png" >&2
+echo "bench/run.sh: wrote $out${extra:+, $extra}${dump_out:+, $dump_out}${tx_out:+, $tx_out}, $docs/benchmarks.md and $docs/bench-*.png" >&2

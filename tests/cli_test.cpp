@@ -140,6 +140,88 @@ TEST_SUITE("cli") {
     CHECK(help.has("doctor PATH"));
   }
 
+  TEST_CASE("del --prefix / --from / --to erase a range and count it; compact; checkpoint") {
+    temp_dir tmp;
+    const std::string db = (tmp.path() / "db").string();
+    for (const char* k : {"a/1", "a/2", "a/3", "b/1", "c\\x00", "c\\xff", "d"}) {
+      CHECK(run({"--db", db, "put", k, "v"}).status == 0);
+    }
+    auto r = run({"--db", db, "--json", "del", "--prefix", "a/"});
+    CHECK(r.status == 0);
+    CHECK(r.out == "{\"erased\":3}\n");
+    CHECK(run({"--db", db, "count"}).out == "4\n");
+    // Binary bounds; --to is excluded.
+    r = run({"--db", db, "--json", "del", "--from", "b", "--to", "c\\xff"});
+    CHECK(r.status == 0);
+    CHECK(r.out == "{\"erased\":2}\n");
+    CHECK(run({"--db", db, "scan", "--keys-only"}).out == "c\\xff\nd\n");
+    // An empty range erases nothing.
+    r = run({"--db", db, "--json", "del", "--from", "x", "--to", "x"});
+    CHECK(r.status == 0);
+    CHECK(r.out == "{\"erased\":0}\n");
+    // --to alone: from the first key; --no-count skips the count.
+    r = run({"--db", db, "--json", "del", "--no-count", "--to", "d"});
+    CHECK(r.status == 0);
+    CHECK(r.out == "{\"erased\":null}\n");
+    CHECK(run({"--db", db, "scan", "--keys-only"}).out == "d\n");
+    r = run({"--db", db, "del", "--from", "d"});
+    CHECK(r.status == 0);
+    CHECK(r.out.empty());  // the summary goes to stderr
+    CHECK(run({"--db", db, "count"}).out == "0\n");
+
+    // Usage errors: nothing is opened or erased.
+    CHECK(run({"--db", db, "put", "k", "v"}).status == 0);
+    CHECK(run({"--db", db, "del", "--from", "z", "--to", "a"}).status == 2);
+    CHECK(run({"--db", db, "del", "--prefix"}).status == 2);
+    CHECK(run({"--db", db, "del", "--no-count"}).status == 2);
+    CHECK(run({"--db", db, "del", "--prefix", "k", "--from", "a"}).status == 2);
+    CHECK(run({"--db", db, "del", "--prefix", "k", "--reverse"}).status == 2);
+    CHECK(run({"--db", db, "del", "--prefix", "k", "extra"}).status == 2);
+    CHECK(run({"--db", db, "compact", "extra"}).status == 2);
+    CHECK(run({"--db", db, "checkpoint"}).status == 2);
+    CHECK(run({"--db", db, "checkpoint", "a", "b"}).status == 2);
+    CHECK(run({"--db", db, "count"}).out == "1\n");
+    const std::string never = (tmp.path() / "never").string();
+    CHECK(run({"--db", never, "del", "--from", "z", "--to", "a"}).status == 2);
+    CHECK_FALSE(fs::exists(never));
+
+    // compact, whole or a range; reports the sizes.
+    r = run({"--db", db, "--json", "compact"});
+    CHECK(r.status == 0);
+    CHECK(r.has("\"size_bytes_after\":"));
+    CHECK(run({"--db", db, "compact", "--prefix", "k"}).status == 0);
+    CHECK(run({"--db", db, "get", "k"}).out == "v\n");
+
+    // checkpoint: a copy that opens as a store; an existing path is refused
+    // (exit 5) and left as it was.
+    const fs::path cp = tmp.path() / "cp";
+    r = run({"--db", db, "--json", "checkpoint", cp.string()});
+    CHECK(r.status == 0);
+    CHECK(r.out == "{\"checkpoint\":\"" + cp.string() + "\"}\n");
+    CHECK(run({"--db", db, "put", "later", "x"}).status == 0);  // not in the checkpoint
+    CHECK(run({"--db", cp.string(), "scan"}).out == "k\tv\n");
+    CHECK(run({"--db", db, "checkpoint", cp.string()}).status == 5);
+    CHECK(run({"--db", cp.string(), "scan"}).out == "k\tv\n");
+    CHECK(run({"--db", db, "checkpoint", (tmp.path() / "no" / "such").string()}).status == 5);
+    CHECK_FALSE(fs::exists(tmp.path() / "no"));
+
+    // The memory backend: the checkpoint is a file that --memory-file opens.
+    const std::string mem = (tmp.path() / "mem.dump").string();
+    const std::string mem_cp = (tmp.path() / "mem-cp.dump").string();
+    CHECK(run({"--memory-file", mem, "put", "m", "1"}).status == 0);
+    CHECK(run({"--memory-file", mem, "put", "n", "2"}).status == 0);
+    CHECK(run({"--memory-file", mem, "--json", "del", "--prefix", "n"}).out == "{\"erased\":1}\n");
+    CHECK(run({"--memory-file", mem, "compact"}).status == 0);
+    CHECK(run({"--memory-file", mem, "checkpoint", mem_cp}).status == 0);
+    CHECK(run({"--memory-file", mem_cp, "scan"}).out == "m\t1\n");
+    CHECK(run({"--memory-file", mem, "checkpoint", mem_cp}).status == 5);
+
+    auto help = run({"--help"});
+    CHECK(help.has("del --prefix P"));
+    CHECK(help.has("compact"));
+    CHECK(help.has("checkpoint DIR"));
+  }
+
   TEST_CASE("export, verify, import and migrate; damaged and truncated dumps are refused") {
     temp_dir tmp;
     const std::string db = (tmp.path() / "db").string();

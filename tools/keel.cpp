@@ -35,6 +35,18 @@ Commands:
   get KEY                 print the value of KEY (exit 1 if absent)
   put KEY VALUE           set KEY to VALUE
   del KEY                 remove KEY (removing an absent key succeeds)
+  del --prefix P | --from K [--to K] | --to K  [--no-count]
+                          remove every key of the range ([K, K): --to excluded),
+                          atomically, and report how many (exact: counted by a scan
+                          in the same transaction as the erase; --no-count skips
+                          that scan, the erase alone is cheap on RocksDB)
+  compact [--prefix P] [--from K] [--to K]
+                          reclaim the space of overwritten and erased data (RocksDB:
+                          CompactRange; memory: nothing to do); reports the size
+                          before and after
+  checkpoint DIR          write a consistent copy of the store, taken while it is in
+                          use, to DIR, which must not exist; it opens with --db DIR
+                          (memory store: DIR is a file, for --memory-file DIR)
   scan [--prefix P] [--from K] [--to K] [--reverse] [--limit N] [--keys-only]
                           print entries in byte order, one per line: KEY<TAB>VALUE
   count [--prefix P]      print the number of keys
@@ -55,7 +67,8 @@ Options (before the command):
   --memory-file FILE      use a memory store persisted in FILE (a dump: loaded at
                           start, saved atomically at the end)
   --fallback              fall back to memory when RocksDB cannot open (as KEEL_FALLBACK_MEMORY=1)
-  --json                  JSON output (get, scan, count, stats, doctor, export/import summaries)
+  --json                  JSON output (get, scan, count, stats, doctor, and the summaries
+                          of export, import, del with a range, compact, checkpoint)
   --raw                   get: print the value's bytes exactly, no escaping, no newline
   --progress / --no-progress
                           force the progress bar on or off (default: on when stderr is a terminal)
@@ -476,6 +489,117 @@ int cmd_migrate(const cli& c) {
   return exit_ok;
 }
 
+// --- Range erase, compaction, checkpoints (issue 12). Each command checks its
+// arguments, opens the store read-write, runs, and closes it.
+
+// Opens the store of --db / $KEEL_DB (or --memory, --memory-file), runs
+// fn(store) and closes the store; returns fn's exit code, or the open's or
+// the close's failure.
+template <class F>
+int with_store(const cli& c, F&& fn) {
+  const std::string path = db_path(c);
+  auto opened = open_spec(c, c.memory ? "memory:" + c.memory_file : path);
+  if (!opened) return open_failed(opened.error(), path);
+  const int rc = fn(*opened);
+  if (auto r = opened->close(); !r) return rc == exit_ok ? op_error(r.error()) : rc;
+  return rc;
+}
+
+// Whether `del ARGS` is a range erase (`del --prefix P`, `del --from K`, ...)
+// rather than `del KEY`.
+bool is_del_range(const cli& c) {
+  if (c.args.size() < 2 || c.args[0] != "del") return false;
+  const std::string& a = c.args[1];
+  return a == "--prefix" || a == "--from" || a == "--to" || a == "--no-count";
+}
+
+// del --prefix P | --from K [--to K] | --to K [--no-count]: erase_range.
+// The count is exact: the keys are counted by a scan of the range in the
+// same transaction as the erase, so a write into the range by anyone else in
+// between makes the commit conflict, and run_transaction runs both again.
+int cmd_del_range(const cli& c) {
+  bool count = true;
+  std::vector<std::string> rest;
+  for (std::size_t i = 1; i < c.args.size(); ++i) {
+    const std::string& s = c.args[i];
+    if (s == "--no-count") {
+      count = false;
+      continue;
+    }
+    rest.push_back(s);
+    if ((s == "--prefix" || s == "--from" || s == "--to") && i + 1 < c.args.size()) rest.push_back(c.args[++i]);
+  }
+  range_opts ro;
+  if (auto err = parse_range(rest, 0, ro); !err.empty()) return usage_error(err);
+  if (!ro.positional.empty()) return usage_error("del takes one KEY, or a range: --prefix P, --from K, --to K");
+  if (ro.reverse || ro.limit || ro.keys_only) return usage_error("--reverse, --limit and --keys-only are for scan");
+  if (!ro.prefix && !ro.lo && !ro.hi) return usage_error("del needs a KEY, or a range: --prefix P, --from K, --to K");
+  if (ro.lo && ro.hi && *ro.lo > *ro.hi) return usage_error("del: --from " + escape(*ro.lo) + " is above --to " + escape(*ro.hi));
+  const keel::key_range range = ro.range();
+
+  return with_store(c, [&](keel::any_store& store) {
+    std::optional<std::uint64_t> erased;
+    if (count) {
+      auto n = store.run_transaction([&](keel::any_store::transaction_type& tx) -> keel::result<std::uint64_t> {
+        std::uint64_t k = 0;
+        auto cursor = tx.scan(range);
+        for (auto it = cursor.begin(); it != cursor.end(); ++it) ++k;
+        if (cursor.error()) return *cursor.error();
+        if (auto r = tx.erase_range(range); !r) return r.error();
+        return k;
+      });
+      if (!n) return op_error(n.error());
+      erased = *n;
+    } else if (auto r = store.erase_range(range); !r) {
+      return op_error(r.error());
+    }
+    if (c.json)
+      write_out(erased ? "{\"erased\":" + std::to_string(*erased) + "}\n" : std::string("{\"erased\":null}\n"));
+    else if (erased)
+      std::fprintf(stderr, "keel: erased %llu keys\n", static_cast<unsigned long long>(*erased));
+    return exit_ok;
+  });
+}
+
+// compact [--prefix P] [--from K] [--to K]: RocksDB CompactRange.
+int cmd_compact(const cli& c) {
+  range_opts ro;
+  if (auto err = parse_range(c.args, 1, ro); !err.empty()) return usage_error(err);
+  if (!ro.positional.empty()) return usage_error("compact takes no argument besides --prefix, --from, --to");
+  if (ro.reverse || ro.limit || ro.keys_only) return usage_error("--reverse, --limit and --keys-only are for scan");
+  if (ro.lo && ro.hi && *ro.lo > *ro.hi) return usage_error("compact: --from " + escape(*ro.lo) + " is above --to " + escape(*ro.hi));
+  return with_store(c, [&](keel::any_store& store) {
+    auto before = store.stats();
+    if (!before) return op_error(before.error());
+    if (auto r = store.compact(ro.range()); !r) return op_error(r.error());
+    auto after = store.stats();
+    if (!after) return op_error(after.error());
+    if (c.json)
+      std::printf("{\"size_bytes_before\":%llu,\"size_bytes_after\":%llu}\n",
+                  static_cast<unsigned long long>(before->size_bytes),
+                  static_cast<unsigned long long>(after->size_bytes));
+    else
+      std::fprintf(stderr, "keel: compacted: %llu bytes before, %llu after\n",
+                   static_cast<unsigned long long>(before->size_bytes),
+                   static_cast<unsigned long long>(after->size_bytes));
+    return exit_ok;
+  });
+}
+
+// checkpoint DIR: a consistent copy of the store, taken while it is in use.
+int cmd_checkpoint(const cli& c) {
+  if (c.args.size() != 2 || c.args[1].empty()) return usage_error("checkpoint takes one DIR (which must not exist)");
+  const std::string& dir = c.args[1];
+  return with_store(c, [&](keel::any_store& store) {
+    if (auto r = store.checkpoint(dir); !r) return op_error(r.error());
+    if (c.json)
+      write_out("{\"checkpoint\":" + json_string(dir) + "}\n");
+    else
+      std::fprintf(stderr, "keel: checkpoint written to %s\n", dir.c_str());
+    return exit_ok;
+  });
+}
+
 int cmd_stats(const cli& c, keel::any_store& store);
 
 int run_on_store(const cli& c) {
@@ -700,5 +824,8 @@ int main(int argc, char** argv) {
   if (cmd == "doctor") return cmd_doctor(c);
   if (cmd == "verify") return cmd_verify(c);
   if (cmd == "migrate") return cmd_migrate(c);
+  if (is_del_range(c)) return cmd_del_range(c);
+  if (cmd == "compact") return cmd_compact(c);
+  if (cmd == "checkpoint") return cmd_checkpoint(c);
   return run_on_store(c);
 }

@@ -337,8 +337,9 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (!is_open()) return closed_error();
     std::error_code ec;
     if (path.empty()) return keel::error(errc::invalid_argument, "checkpoint: the path is empty");
-    if (std::filesystem::exists(std::filesystem::symlink_status(path, ec)) ||
-        (ec && ec != std::errc::no_such_file_or_directory)) {
+    // symlink_status sets ec for a path that does not exist too (ENOENT).
+    if (const auto st = std::filesystem::symlink_status(path, ec);
+        std::filesystem::exists(st) || (ec && st.type() != std::filesystem::file_type::not_found)) {
       return keel::error(errc::invalid_argument,
                          "checkpoint: '" + path.string() + "' already exists; a checkpoint needs a new path");
     }

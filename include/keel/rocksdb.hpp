@@ -705,7 +705,8 @@ result<void> RocksPolicy<Tuning>::checkpoint(const std::filesystem::path& dir) c
   namespace fs = std::filesystem;
   if (dir.empty()) return fail(errc::invalid_argument, "checkpoint: the path is empty");
   std::error_code ec;
-  if (fs::exists(fs::symlink_status(dir, ec)) || (ec && ec != std::errc::no_such_file_or_directory)) {
+  // symlink_status sets ec for a path that does not exist too (ENOENT).
+  if (const auto st = fs::symlink_status(dir, ec); fs::exists(st) || (ec && st.type() != fs::file_type::not_found)) {
     return fail(errc::invalid_argument, "checkpoint: '" + dir.string() + "' already exists; a checkpoint needs a new path");
   }
   const fs::path parent = dir.has_parent_path() ? dir.parent_path() : fs::path(".");
