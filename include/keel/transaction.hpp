@@ -212,16 +212,16 @@ class basic_transaction {
   // A key not written by this transaction is recorded for validation.
   result<std::optional<std::string>> get(std::string_view key) {
     if (auto bad = unusable()) return *bad;
-    if (auto it = state_->writes.find(key); it != state_->writes.end()) return it->second;
-    if (state_->erased_by_range(key)) return std::optional<std::string>();
+    if (auto it = state_->writes.find(key); it != state_->writes.end()) return own(it->second);
+    if (state_->erased_by_range(key)) return own(std::optional<std::string>());
     auto r = begun_->view.get(key);
     if (r) state_->read_keys.emplace(key);
     return r;
   }
   result<bool> contains(std::string_view key) {
     if (auto bad = unusable()) return *bad;
-    if (auto it = state_->writes.find(key); it != state_->writes.end()) return it->second.has_value();
-    if (state_->erased_by_range(key)) return false;
+    if (auto it = state_->writes.find(key); it != state_->writes.end()) return own(it->second.has_value());
+    if (state_->erased_by_range(key)) return own(false);
     auto r = begun_->view.contains(key);
     if (r) state_->read_keys.emplace(key);
     return r;
@@ -328,6 +328,13 @@ class basic_transaction {
   static key_range forward(const key_range& r) { return r.is_reversed() ? r.reversed() : r; }
   static keel::error bad_range() {
     return keel::error(errc::invalid_argument, "erase_range: the range's lower bound is above its upper bound");
+  }
+  // A read answered by this transaction's own writes: errc::closed once the
+  // store is closed, as for reads from the view.
+  template <class T>
+  result<T> own(T value) const {
+    if (!backend_->is_open()) return closed_error();
+    return value;
   }
   std::optional<keel::error> unusable() const {
     if (!begun_) return begin_error_ ? *begin_error_ : closed_error("transaction");
