@@ -49,6 +49,7 @@ TEST_SUITE("differential") {
     CHECK(total.tx_held_scans > 0);
     CHECK(total.tx_committed > 0);
     CHECK(total.tx_committed_read_only > 0);
+    CHECK(total.tx_committed_after_reads > 0);
     CHECK(total.tx_conflicts > 0);
     CHECK(total.tx_rolled_back > 0);
     CHECK(total.tx_closed > 0);
@@ -61,7 +62,8 @@ TEST_SUITE("differential") {
                              << " close+reopen); transactions: " << total.tx_begun << " begun, " << total.tx_reads
                              << " point reads, " << total.tx_scans << " scans, " << total.tx_held_scans
                              << " held scans, " << total.tx_writes << " writes, " << total.tx_committed
-                             << " committed with writes, " << total.tx_committed_read_only
+                             << " committed with writes (" << total.tx_committed_after_reads
+                             << " of them after reads), " << total.tx_committed_read_only
                              << " read-only committed, " << total.tx_conflicts << " conflicts, "
                              << total.tx_rolled_back << " rolled back, " << total.tx_closed << " open at a close");
   }

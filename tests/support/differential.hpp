@@ -140,7 +140,7 @@ struct stats {
   std::uint64_t ops = 0, puts = 0, erases = 0, batches = 0, range_erases = 0, point_reads = 0, multi_gets = 0,
                 scans = 0, snapshots = 0, snapshot_reads = 0, held_cursors = 0, compacts = 0, reopens = 0;
   std::uint64_t tx_begun = 0, tx_reads = 0, tx_scans = 0, tx_held_scans = 0, tx_writes = 0, tx_committed = 0,
-                tx_committed_read_only = 0, tx_conflicts = 0, tx_rolled_back = 0, tx_closed = 0;
+                tx_committed_read_only = 0, tx_committed_after_reads = 0, tx_conflicts = 0, tx_rolled_back = 0, tx_closed = 0;
   stats& operator+=(const stats& o) {
     ops += o.ops, puts += o.puts, erases += o.erases, batches += o.batches, range_erases += o.range_erases;
     point_reads += o.point_reads, multi_gets += o.multi_gets, scans += o.scans, snapshots += o.snapshots;
@@ -148,6 +148,7 @@ struct stats {
     reopens += o.reopens;
     tx_begun += o.tx_begun, tx_reads += o.tx_reads, tx_scans += o.tx_scans, tx_held_scans += o.tx_held_scans;
     tx_writes += o.tx_writes, tx_committed += o.tx_committed, tx_committed_read_only += o.tx_committed_read_only;
+    tx_committed_after_reads += o.tx_committed_after_reads;
     tx_conflicts += o.tx_conflicts, tx_rolled_back += o.tx_rolled_back, tx_closed += o.tx_closed;
     return *this;
   }
@@ -1057,6 +1058,7 @@ class harness {
       ++open_counts_.committed;
       if (wrote) {
         ++stats_.tx_committed;
+        if (!t.reads.keys.empty() || !t.reads.ranges.empty()) ++stats_.tx_committed_after_reads;
         model serial = model_;
         if (auto e = replay(t.ops, serial))
           return t.name() + " committed, but it read something a serial run in commit order does not: " + *e;
