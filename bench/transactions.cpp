@@ -305,9 +305,8 @@ void bm_keel_transfer(benchmark::State& st) {
     ++transfers;
   }
   st.SetItemsProcessed(static_cast<std::int64_t>(transfers));
-  st.counters["retries_per_1k"] =
-      benchmark::Counter(transfers ? 1000.0 * double(attempts - transfers) / double(transfers) : 0,
-                         benchmark::Counter::kAvgThreads);
+  st.counters["retries_per_1k"] = benchmark::Counter(
+      transfers ? 1000.0 * double(attempts - transfers) / double(transfers) : 0, benchmark::Counter::kAvgThreads);
 }
 
 struct occ_bank {
@@ -318,9 +317,8 @@ struct occ_bank {
     rocksdb::Options o;  // RocksDB's defaults, as keel's DefaultTuning
     o.create_if_missing = true;
     must_ok(rocksdb::OptimisticTransactionDB::Open(o, path.string(), &db), "open OptimisticTransactionDB");
-    open_accounts(n, [&](const std::string& k, const std::string& v) {
-      must_ok(db->Put(rocksdb::WriteOptions(), k, v), "put");
-    });
+    open_accounts(
+        n, [&](const std::string& k, const std::string& v) { must_ok(db->Put(rocksdb::WriteOptions(), k, v), "put"); });
     g_final_checks.push_back([this] { return verify(); });
   }
   ~occ_bank() {
@@ -367,9 +365,8 @@ void bm_occ_transfer(benchmark::State& st) {
   }
   delete txn;
   st.SetItemsProcessed(static_cast<std::int64_t>(transfers));
-  st.counters["retries_per_1k"] =
-      benchmark::Counter(transfers ? 1000.0 * double(attempts - transfers) / double(transfers) : 0,
-                         benchmark::Counter::kAvgThreads);
+  st.counters["retries_per_1k"] = benchmark::Counter(
+      transfers ? 1000.0 * double(attempts - transfers) / double(transfers) : 0, benchmark::Counter::kAvgThreads);
 }
 
 struct map_bank {

@@ -17,18 +17,18 @@
 // committed. It runs on the memory backend and then on RocksDB (a temporary
 // directory), with the same code. Exits 0 when all of that holds.
 
-#include <keel/keel.hpp>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <keel/keel.hpp>
 #include <random>
 #include <string>
 #include <system_error>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -146,15 +146,15 @@ int run(const char* name, Store& store) {
     return 1;
   }
   const long transfers = static_cast<long>(threads) * transfers_per_thread;
-  std::printf("%-8s %ld transfers by %d threads (%ld coins moved), total %ld (expected %ld); "
-              "%ld audits, %ld wrong\n",
-              name, transfers, threads, moved.load(), sum, total, audits, wrong_audits);
-  std::printf("%-8s transactions: %llu begun, %llu committed, %llu conflicts (each one ran again), "
-              "%llu rolled back\n",
-              name, static_cast<unsigned long long>(stats->tx_begun),
-              static_cast<unsigned long long>(stats->tx_committed),
-              static_cast<unsigned long long>(stats->tx_conflicts),
-              static_cast<unsigned long long>(stats->tx_rolled_back));
+  std::printf(
+      "%-8s %ld transfers by %d threads (%ld coins moved), total %ld (expected %ld); "
+      "%ld audits, %ld wrong\n",
+      name, transfers, threads, moved.load(), sum, total, audits, wrong_audits);
+  std::printf(
+      "%-8s transactions: %llu begun, %llu committed, %llu conflicts (each one ran again), "
+      "%llu rolled back\n",
+      name, static_cast<unsigned long long>(stats->tx_begun), static_cast<unsigned long long>(stats->tx_committed),
+      static_cast<unsigned long long>(stats->tx_conflicts), static_cast<unsigned long long>(stats->tx_rolled_back));
   // Every transfer and every audit committed exactly once; every other
   // attempt was a conflict.
   const bool counts_add_up = stats->tx_committed == static_cast<std::uint64_t>(transfers + audits) &&

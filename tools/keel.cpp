@@ -36,10 +36,10 @@ Commands:
   put KEY VALUE           set KEY to VALUE
   del KEY                 remove KEY (removing an absent key succeeds)
   del --prefix P | --from K [--to K] | --to K  [--no-count]
-                          remove every key of the range ([K, K): --to excluded),
-                          atomically, and report how many (exact: counted by a scan
-                          in the same transaction as the erase; --no-count skips
-                          that scan, the erase alone is cheap on RocksDB)
+                          remove every key of the range (--from included, --to
+                          excluded) atomically, and report how many (exact: counted
+                          by a scan in the same transaction as the erase; --no-count
+                          skips that scan, the erase alone is cheap on RocksDB)
   compact [--prefix P] [--from K] [--to K]
                           reclaim the space of overwritten and erased data (RocksDB:
                           CompactRange; memory: nothing to do); reports the size
@@ -534,7 +534,8 @@ int cmd_del_range(const cli& c) {
   if (!ro.positional.empty()) return usage_error("del takes one KEY, or a range: --prefix P, --from K, --to K");
   if (ro.reverse || ro.limit || ro.keys_only) return usage_error("--reverse, --limit and --keys-only are for scan");
   if (!ro.prefix && !ro.lo && !ro.hi) return usage_error("del needs a KEY, or a range: --prefix P, --from K, --to K");
-  if (ro.lo && ro.hi && *ro.lo > *ro.hi) return usage_error("del: --from " + escape(*ro.lo) + " is above --to " + escape(*ro.hi));
+  if (ro.lo && ro.hi && *ro.lo > *ro.hi)
+    return usage_error("del: --from " + escape(*ro.lo) + " is above --to " + escape(*ro.hi));
   const keel::key_range range = ro.range();
 
   return with_store(c, [&](keel::any_store& store) {
@@ -567,7 +568,8 @@ int cmd_compact(const cli& c) {
   if (auto err = parse_range(c.args, 1, ro); !err.empty()) return usage_error(err);
   if (!ro.positional.empty()) return usage_error("compact takes no argument besides --prefix, --from, --to");
   if (ro.reverse || ro.limit || ro.keys_only) return usage_error("--reverse, --limit and --keys-only are for scan");
-  if (ro.lo && ro.hi && *ro.lo > *ro.hi) return usage_error("compact: --from " + escape(*ro.lo) + " is above --to " + escape(*ro.hi));
+  if (ro.lo && ro.hi && *ro.lo > *ro.hi)
+    return usage_error("compact: --from " + escape(*ro.lo) + " is above --to " + escape(*ro.hi));
   return with_store(c, [&](keel::any_store& store) {
     auto before = store.stats();
     if (!before) return op_error(before.error());

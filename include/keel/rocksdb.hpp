@@ -211,7 +211,8 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   // CompactRange over range (the whole key space when unbounded), down to
   // the bottommost level so that erased data and range tombstones go.
   result<void> compact(const key_range& range) {
-    if (!erase_range_is_valid(range)) return bad_range();
+    if (!erase_range_is_valid(range))
+      return keel::error(errc::invalid_argument, "compact: the range's lower bound is above its upper bound");
     std::shared_lock<std::shared_mutex> lock;
     if (!enter(lock)) return closed();
     if (range.is_empty()) return {};
