@@ -346,6 +346,11 @@ TEST_SUITE("cli") {
     // verify reads dumps, never stores: a missing file is a failed operation, and nothing appears.
     CHECK(run({"verify", missing.string()}).status == 5);
     CHECK_FALSE(fs::exists(tmp.path() / "typo"));
+    // Nor does a missing memory store file.
+    CHECK(run({"--memory-file", (tmp.path() / "m.keeldump").string(), "count"}).status == 3);
+    CHECK(run({"migrate", "memory:" + (tmp.path() / "m.keeldump").string(), (tmp.path() / "dst").string()}).status == 3);
+    CHECK_FALSE(fs::exists(tmp.path() / "m.keeldump"));
+    CHECK_FALSE(fs::exists(tmp.path() / "dst"));
     // An empty directory holds no database either, and stays empty.
     fs::create_directory(tmp.path() / "empty");
     CHECK(run({"--db", (tmp.path() / "empty").string(), "count"}).status == 3);
@@ -375,7 +380,8 @@ TEST_SUITE("cli") {
     }
     auto listing = [&] {
       std::string l;
-      for (const auto& e : fs::directory_iterator(db)) l += e.path().filename().string() + " " + slurp(e.path()) + "\n";
+      for (const auto& e : fs::directory_iterator(db))
+        l += e.path().filename().string() + " " + (e.is_directory() ? "(dir)" : slurp(e.path())) + "\n";
       return l;
     };
     const std::string before = listing();

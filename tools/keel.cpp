@@ -62,8 +62,9 @@ Options (before the command):
   -h, --help              this text
 
 Read commands (get, scan, count, export, stats, and migrate's SRC) open the
-database read-only: they never create anything (a missing path, or a directory
-with no database in it, exits 3 with "no database at PATH"), and they work
+database read-only: they never create anything (a missing path, a directory
+with no database in it, or a missing memory store FILE exits 3 with "no
+database at PATH"), and they work
 while another process has the database open (they read it as of their open,
 and say so on stderr). Write commands (put, del, import, and migrate's DST)
 create a missing database and say so on stderr. A damaged database exits 3
@@ -335,7 +336,17 @@ keel::result<keel::any_store> open_spec(const cli& c, const std::string& spec, a
     return keel::error(keel::errc::invalid_argument,
                        "no database given: use --db PATH or set KEEL_DB (or --memory for a scratch store)");
   }
-  if (cfg->preferred != keel::backend::rocksdb) return keel::open_store(*cfg);
+  if (cfg->preferred != keel::backend::rocksdb) {
+    // A read of a persisted memory store whose file is missing would save an
+    // empty file at close: refuse it as for a RocksDB path.
+    const auto& file = cfg->memory.persist_path;
+    std::error_code ec;
+    if (how == access::read && !file.empty() && !std::filesystem::exists(file, ec) && !ec) {
+      return keel::error(keel::errc::not_found, "no database at '" + file.string() +
+                                                    "' (no such memory store file; nothing was created)");
+    }
+    return keel::open_store(*cfg);
+  }
 
   const std::string where = "'" + cfg->path.string() + "'";
   const keel::detail::db_dir_state before = keel::detail::inspect_db_dir(cfg->path);

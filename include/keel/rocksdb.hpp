@@ -527,9 +527,17 @@ result<std::shared_ptr<RocksPolicy<Tuning>>> RocksPolicy<Tuning>::open(const opt
   rocksdb::Status s;
   if (opts.read_only) {
     // create_if_missing = false: RocksDB then only reads CURRENT first
-    // (true would create the directory). Takes no lock, writes no LOG.
+    // (true would create the directory). Takes no lock, writes no LOG. A
+    // writer in another process may switch to a new MANIFEST and delete the
+    // one just read from CURRENT: then try again (at most twice more).
     ro.create_if_missing = false;
-    s = rocksdb::DB::OpenForReadOnly(ro, dir.string(), &db);
+    for (int attempt = 0;; ++attempt) {
+      const std::string current = detail::read_current(dir);
+      s = rocksdb::DB::OpenForReadOnly(ro, dir.string(), &db);
+      if (s.ok() || attempt == 2 || detail::read_current(dir) == current) break;
+      delete db;
+      db = nullptr;
+    }
   } else {
     s = rocksdb::DB::Open(ro, dir.string(), &db);
   }

@@ -66,7 +66,18 @@ inline bool is_rocksdb_data_file(std::string_view name) noexcept {
   return false;
 }
 
+// The first line of `dir`/CURRENT (the MANIFEST's name), "" if unreadable.
+inline std::string read_current(const std::filesystem::path& dir) {
+  std::ifstream current(dir / "CURRENT", std::ios::binary);
+  std::string name;
+  if (!current || !std::getline(current, name)) return {};
+  return name;
+}
+
 // What `dir` holds. Lists the directory only when it has no CURRENT file.
+// A writer switching to a new MANIFEST (write it, point CURRENT at it,
+// delete the old one) can make the MANIFEST just read from CURRENT vanish:
+// it is reported bad only if CURRENT still names it afterwards.
 inline db_dir_state inspect_db_dir(const std::filesystem::path& dir) {
   namespace fs = std::filesystem;
   db_dir_state r;
@@ -83,17 +94,20 @@ inline db_dir_state inspect_db_dir(const std::filesystem::path& dir) {
   if (::stat((dir / "CURRENT").c_str(), &cst) == 0) {
     r.what = db_dir_state::kind::database;
     r.files.push_back("CURRENT");
-    std::ifstream current(dir / "CURRENT", std::ios::binary);
-    std::string name;
-    if (current && std::getline(current, name) && name.starts_with("MANIFEST-") &&
-        name.find('/') == std::string::npos) {
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      const std::string name = read_current(dir);
+      if (!name.starts_with("MANIFEST-") || name.find('/') != std::string::npos) break;
       struct stat mst {};
-      if (::stat((dir / name).c_str(), &mst) != 0) {
-        if (errno == ENOENT) r.bad_manifest = name;
-      } else if (!S_ISREG(mst.st_mode)) {
-        r.bad_manifest = name;
-        r.manifest_is_directory = S_ISDIR(mst.st_mode);
-      }
+      bool missing = false, not_file = false;
+      if (::stat((dir / name).c_str(), &mst) != 0)
+        missing = errno == ENOENT;
+      else
+        not_file = !S_ISREG(mst.st_mode);
+      if (!missing && !not_file) break;
+      if (read_current(dir) != name) continue;  // the writer switched MANIFEST meanwhile
+      r.bad_manifest = name;
+      r.manifest_is_directory = not_file && S_ISDIR(mst.st_mode);
+      break;
     }
     return r;
   }
