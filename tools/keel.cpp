@@ -74,6 +74,16 @@ Options (before the command):
                           force the progress bar on or off (default: on when stderr is a terminal)
   -h, --help              this text
 
+Read commands (get, scan, count, export, stats, and migrate's SRC) open the
+database read-only: they never create anything (a missing path, a directory
+with no database in it, or a missing memory store FILE exits 3 with "no
+database at PATH"), and they work
+while another process has the database open (they read it as of their open,
+and say so on stderr). Write commands (put, del, import, and migrate's DST)
+create a missing database and say so on stderr. A damaged database exits 3
+with the reason, --fallback or not: keel never runs on an empty memory store
+in place of a database that exists.
+
 Backend selection follows keel::store_config::from_env("KEEL"): the variables
 KEEL_USE_MEMORY_STORAGE and KEEL_FALLBACK_MEMORY (1/0, true/false, yes/no, on/off).
 SRC and DST of migrate are RocksDB directories, or memory:FILE for a memory store
@@ -309,8 +319,13 @@ int dump_input_failed(const keel::error& e) {
   return e.code() == keel::errc::invalid_argument ? usage_error(e.message()) : op_error(e);
 }
 
+// How a command uses a store. A reader opens a RocksDB directory read-only:
+// it creates nothing and works while another process holds the database. A
+// writer creates a missing database (and says so).
+enum class access { read, write };
+
 // Opens the store `spec` ("memory:" or a RocksDB directory) per store_config::from_env("KEEL").
-keel::result<keel::any_store> open_spec(const cli& c, const std::string& spec) {
+keel::result<keel::any_store> open_spec(const cli& c, const std::string& spec, access how) {
   keel::store_config base;
   const bool memory_spec = spec == "memory" || spec.rfind("memory:", 0) == 0;
   base.memory.persist_path = c.memory_file;
@@ -334,7 +349,47 @@ keel::result<keel::any_store> open_spec(const cli& c, const std::string& spec) {
     return keel::error(keel::errc::invalid_argument,
                        "no database given: use --db PATH or set KEEL_DB (or --memory for a scratch store)");
   }
-  return keel::open_store(*cfg);
+  if (cfg->preferred != keel::backend::rocksdb) {
+    // A read of a persisted memory store whose file is missing would save an
+    // empty file at close: refuse it as for a RocksDB path.
+    const auto& file = cfg->memory.persist_path;
+    std::error_code ec;
+    if (how == access::read && !file.empty() && !std::filesystem::exists(file, ec) && !ec) {
+      return keel::error(keel::errc::not_found, "no database at '" + file.string() +
+                                                    "' (no such memory store file; nothing was created)");
+    }
+    return keel::open_store(*cfg);
+  }
+
+  const std::string where = "'" + cfg->path.string() + "'";
+  const keel::detail::db_dir_state before = keel::detail::inspect_db_dir(cfg->path);
+  using kind = keel::detail::db_dir_state::kind;
+  if (how == access::read) {
+    if (before.what == kind::missing || before.what == kind::empty) {
+      return keel::error(keel::errc::not_found,
+                         "no database at " + where + " (nothing was created; put or import creates one)");
+    }
+    cfg->rocks.read_only = true;
+  }
+  auto store = keel::open_store(*cfg);
+  if (!store || store->backend() != keel::backend::rocksdb) return store;
+  if (how == access::write && (before.what == kind::missing || before.what == kind::empty)) {
+    std::fprintf(stderr, "keel: created a new database at %s\n", where.c_str());
+  } else if (how == access::read) {
+    // The store sees the data as of this open; say so when someone is
+    // writing. This process holds no lock on LOCK (a read-only open takes
+    // none), so it may open the file to ask F_GETLK where /proc/locks is
+    // missing.
+    if (auto h = keel::detail::find_lock_holder(cfg->path / "LOCK", /*may_open_lock_file=*/true)) {
+      std::string who = "process " + std::to_string(h->pid);
+      if (!h->command.empty()) who += " (" + h->command + ")";
+      std::fprintf(stderr,
+                   "keel: %s has %s open read-write; this is a read-only view as of now: its later writes are "
+                   "not shown\n",
+                   who.c_str(), where.c_str());
+    }
+  }
+  return store;
 }
 
 int open_failed(const keel::error& e, const std::string& path) {
@@ -343,7 +398,7 @@ int open_failed(const keel::error& e, const std::string& path) {
   const errc k = e.code();
   if (!path.empty() &&
       (k == errc::lock_held_by_other_process || k == errc::permission_denied || k == errc::locks_unsupported ||
-       k == errc::io_error || k == errc::corruption || k == errc::not_found))
+       k == errc::io_error || k == errc::corruption))
     std::fprintf(stderr, "keel: for an explanation, run: keel doctor %s\n", path.c_str());
   return exit_open_failed;
 }
@@ -471,9 +526,9 @@ int cmd_verify(const cli& c) {
 
 int cmd_migrate(const cli& c) {
   if (c.args.size() != 3) return usage_error("migrate takes SRC and DST");
-  auto src = open_spec(c, c.args[1]);
+  auto src = open_spec(c, c.args[1], access::read);
   if (!src) return open_failed(src.error(), c.args[1]);
-  auto dst = open_spec(c, c.args[2]);
+  auto dst = open_spec(c, c.args[2], access::write);
   if (!dst) return open_failed(dst.error(), c.args[2]);
   progress_bar bar(c.show_progress(), "migrating");
   auto n = keel::copy(*src, *dst, bar.fn());
@@ -643,7 +698,8 @@ int run_on_store(const cli& c) {
   }
 
   const std::string path = db_path(c);
-  auto opened = open_spec(c, c.memory ? "memory:" + c.memory_file : path);
+  const bool writes = cmd == "put" || cmd == "del" || cmd == "import";
+  auto opened = open_spec(c, c.memory ? "memory:" + c.memory_file : path, writes ? access::write : access::read);
   if (!opened) return open_failed(opened.error(), path);
   keel::any_store& store = *opened;
   int rc = exit_ok;

@@ -27,7 +27,9 @@
 #include <string>
 #include <vector>
 
+#include "detail/db_files.hpp"
 #include "detail/lock_diagnosis.hpp"
+#include "detail/rocks_error.hpp"
 
 namespace keel {
 
@@ -168,6 +170,17 @@ inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_
   const bool can_rw = ::access(path.c_str(), R_OK | W_OK | X_OK) == 0;
 
   if (!r.is_rocksdb) {
+    const detail::db_dir_state state = detail::inspect_db_dir(path);
+    if (state.what == detail::db_dir_state::kind::damaged && state.data_files) {
+      say(where + " has RocksDB files (" + detail::join_names(state.files) +
+          ") but no CURRENT file: the database is damaged.");
+      say("An open fails with corruption; keel will not create a new database over it.");
+      r.advice =
+          "Keep a copy of the directory before anything else; restore it from a backup, or repair a copy "
+          "of it (rocksdb's `ldb repair`).";
+      say("Verdict: an open would NOT succeed now.");
+      return r;
+    }
     if (entries == 0) {
       say(where + " is an empty directory: no database yet.");
     } else {
@@ -260,15 +273,23 @@ inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_
     } else {
       delete db;
       r.readable = false;
+      // Whatever the cause, an open reads the same files and fails too.
+      const keel::error e = detail::rocks_open_error(s, path);
       say("RocksDB cannot read it: " + s.ToString());
-      if (s.IsCorruption()) {
-        blocked = true;
-        if (advice.empty())
-          advice =
-              "The database is damaged. Keep a copy of the directory before anything else; "
-              "rocksdb's `ldb repair` may recover it.";
-      }
+      say("An open fails with " + std::string(to_string(e.code())) + ": " + e.message());
+      blocked = true;
+      if (e.code() == errc::corruption)
+        advice =
+            "The database is damaged. Keep a copy of the directory before anything else; restore it from a "
+            "backup, or repair a copy of it (rocksdb's `ldb repair`).";
+      else if (advice.empty())
+        advice = "Fix what the message above names (permissions, the disk, the files), then run doctor again.";
     }
+  }
+
+  if (r.holder && r.readable == true) {
+    say("Reading works meanwhile: a read-only open (rocks_options::read_only; keel's get, scan, count, stats, "
+        "export) takes no lock and sees the data as of its open.");
   }
 
   if (blocked) {

@@ -11,6 +11,11 @@
 // - Lock errors diagnosed: lock_held_by_other_process (naming the PID where
 //   the OS tells it), locks_unsupported (naming the filesystem). keel never
 //   deletes a LOCK file and never opens one this process might hold.
+// - A damaged database is reported as corruption naming the file at fault
+//   (a missing MANIFEST or SST, a MANIFEST that is a directory, RocksDB files
+//   without CURRENT), never re-created over.
+// - Read-only open (rocks_options::read_only): no LOCK, so it works while
+//   another process writes; every write returns errc::read_only.
 #pragma once
 
 #include <rocksdb/db.h>
@@ -36,6 +41,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "detail/db_files.hpp"
 #include "detail/dir_registry.hpp"
 #include "detail/rocks_error.hpp"
 #include "store.hpp"
@@ -87,6 +93,17 @@ struct rocks_options {
   // create_if_missing is true.
   std::filesystem::path path{};
   bool create_if_missing = true;
+  // Open with rocksdb::DB::OpenForReadOnly: no LOCK is taken (the LOCK file is
+  // not even opened), so it works while another process has the database
+  // open read-write, and never disturbs that process's lock. The store reads
+  // the state as of its open: later writes by the other process are not seen
+  // (reopen to see them). Every write (put, erase, write, ...) returns
+  // errc::read_only. Nothing is created: create_if_missing is ignored, and a
+  // missing directory, or one with no database in it, is errc::not_found.
+  // sync_writes and sync_on_close do not apply. In this process a directory
+  // is open either read-write once or read-only any number of times
+  // (already_open_in_process otherwise; see detail/dir_registry.hpp).
+  bool read_only = false;
   // Every write waits until the WAL is fsynced: acknowledged writes survive a
   // power loss. Off: they survive a process crash, not a machine crash.
   bool sync_writes = false;
@@ -141,7 +158,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
 
   result<void> put(std::string_view key, std::string_view value) {
     std::shared_lock<std::shared_mutex> lock;
-    if (!enter(lock)) return closed();
+    if (auto refused = enter_write(lock, "put")) return std::move(*refused);
     std::shared_lock gate(write_gate_);
     if (auto r = check(db_->Put(write_options_, slice(key), slice(value)), "put"); !r) return r;
     if (conflicts_->recording()) conflicts_->record({std::string(key)});
@@ -153,7 +170,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
 
   result<void> erase(std::string_view key) {
     std::shared_lock<std::shared_mutex> lock;
-    if (!enter(lock)) return closed();
+    if (auto refused = enter_write(lock, "erase")) return std::move(*refused);
     std::shared_lock gate(write_gate_);
     if (auto r = check(db_->Delete(write_options_, slice(key)), "erase"); !r) return r;
     if (conflicts_->recording()) conflicts_->record({std::string(key)});
@@ -165,7 +182,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       if (op.kind == write_batch::op_kind::erase_range && !erase_range_is_valid(op.range())) return bad_range();
     }
     std::shared_lock<std::shared_mutex> lock;
-    if (!enter(lock)) return closed();
+    if (auto refused = enter_write(lock, "write")) return std::move(*refused);
     // An erase_range without an upper bound is resolved against the keys
     // present, so no other writer may slip a key in meanwhile.
     if (has_open_ended_range(batch)) {
@@ -178,7 +195,6 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
 
   result<void> erase_range(const key_range& range) {
     if (!erase_range_is_valid(range)) return bad_range();
-    if (range.is_empty()) return is_open() ? result<void>() : result<void>(closed());
     write_batch b;
     b.erase_range(range);
     return write(b);
@@ -214,7 +230,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (!erase_range_is_valid(range))
       return keel::error(errc::invalid_argument, "compact: the range's lower bound is above its upper bound");
     std::shared_lock<std::shared_mutex> lock;
-    if (!enter(lock)) return closed();
+    if (auto refused = enter_write(lock, "compact")) return std::move(*refused);
     if (range.is_empty()) return {};
     rocksdb::CompactRangeOptions co;
     co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
@@ -243,7 +259,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
 
   result<void> commit_transaction(const detail::tx_record& tx) {
     std::shared_lock<std::shared_mutex> lock;
-    if (!enter(lock)) return closed();
+    if (auto refused = enter_write(lock, "commit")) return std::move(*refused);
     std::unique_lock gate(write_gate_);
     if (auto valid = conflicts_->validate(tx); !valid) return valid;
     return apply(tx.writes, "commit");
@@ -259,6 +275,9 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     std::shared_lock<std::shared_mutex> lock;
     return enter(lock);
   }
+
+  // Opened with rocks_options::read_only.
+  bool read_only() const noexcept { return opts_.read_only; }
 
   const std::filesystem::path& path() const noexcept { return opts_.path; }
 
@@ -291,6 +310,18 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     return db_ != nullptr;
   }
   keel::error closed() const { return closed_error("store '" + opts_.path.string() + "'"); }
+  // Starts a write named `op`: takes the reader lock like enter(), then
+  // refuses with errc::closed after close() began, or errc::read_only on a
+  // read-only store. Every write path (put, erase, write, and any later one:
+  // transaction commit, erase_range, compact, ...) starts here.
+  std::optional<keel::error> enter_write(std::shared_lock<std::shared_mutex>& lock, std::string_view op) const {
+    if (!enter(lock)) return closed();
+    if (opts_.read_only) {
+      return keel::error(errc::read_only, std::string(op) + " on '" + opts_.path.string() +
+                                              "' refused: the store was opened read-only (rocks_options::read_only)");
+    }
+    return std::nullopt;
+  }
   result<void> check(const rocksdb::Status& s, std::string_view op) const {
     if (s.ok()) return {};
     return detail::rocks_op_error(s, op, opts_.path);
@@ -595,6 +626,28 @@ result<std::shared_ptr<RocksPolicy<Tuning>>> RocksPolicy<Tuning>::open(const opt
   if (fs::exists(st) && !fs::is_directory(st)) {
     return fail(errc::invalid_argument, "cannot open " + where + ": it exists and is not a directory");
   }
+  // Files of a database but no CURRENT: RocksDB would report it only after
+  // writing a new, empty database's files beside the old ones. A MANIFEST
+  // named by CURRENT that is missing or not a file: RocksDB reports it after
+  // rotating the LOG. Refuse both before RocksDB touches the directory.
+  const detail::db_dir_state state = detail::inspect_db_dir(dir);
+  if (!state.bad_manifest.empty()) {
+    return detail::damaged_file_error(dir, state.bad_manifest, state.manifest_is_directory);
+  }
+  if (state.what == detail::db_dir_state::kind::damaged && state.data_files) {
+    return fail(errc::corruption, "cannot open " + where + ": the database is damaged: it has RocksDB files (" +
+                                      detail::join_names(state.files) +
+                                      ") but no CURRENT file. Keep a copy of the directory before anything else; "
+                                      "restore it from a backup, or repair a copy of it (rocksdb's `ldb repair`)");
+  }
+  if (opts.read_only && (state.what == detail::db_dir_state::kind::missing ||
+                         state.what == detail::db_dir_state::kind::empty)) {
+    return fail(errc::not_found, "cannot open " + where + " read-only: no database there (" +
+                                     (state.what == detail::db_dir_state::kind::missing
+                                          ? std::string("no such directory")
+                                          : std::string("no CURRENT file")) +
+                                     "); a read-only open creates nothing");
+  }
   if (!fs::exists(st)) {
     if (!opts.create_if_missing) {
       return fail(errc::not_found, "cannot open " + where + ": no such directory (create_if_missing is false)");
@@ -609,7 +662,8 @@ result<std::shared_ptr<RocksPolicy<Tuning>>> RocksPolicy<Tuning>::open(const opt
     }
   }
 
-  auto claim = detail::dir_registry::instance().acquire(dir);
+  auto claim = detail::dir_registry::instance().acquire(
+      dir, opts.read_only ? detail::dir_registry::mode::read_only : detail::dir_registry::mode::read_write);
   if (!claim) return std::move(claim).error();
 
   rocksdb::Options ro;
@@ -619,7 +673,23 @@ result<std::shared_ptr<RocksPolicy<Tuning>>> RocksPolicy<Tuning>::open(const opt
   if (opts.customize) opts.customize(ro);
 
   rocksdb::DB* db = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(ro, dir.string(), &db);
+  rocksdb::Status s;
+  if (opts.read_only) {
+    // create_if_missing = false: RocksDB then only reads CURRENT first
+    // (true would create the directory). Takes no lock, writes no LOG. A
+    // writer in another process may switch to a new MANIFEST and delete the
+    // one just read from CURRENT: then try again (at most twice more).
+    ro.create_if_missing = false;
+    for (int attempt = 0;; ++attempt) {
+      const std::string current = detail::read_current(dir);
+      s = rocksdb::DB::OpenForReadOnly(ro, dir.string(), &db);
+      if (s.ok() || attempt == 2 || detail::read_current(dir) == current) break;
+      delete db;
+      db = nullptr;
+    }
+  } else {
+    s = rocksdb::DB::Open(ro, dir.string(), &db);
+  }
   if (!s.ok()) {
     delete db;
     return detail::rocks_open_error(s, dir);
@@ -743,7 +813,7 @@ result<void> RocksPolicy<Tuning>::close() {
     }
   }
   rocksdb::Status synced = rocksdb::Status::OK();
-  if (opts_.sync_on_close || opts_.sync_writes) {
+  if ((opts_.sync_on_close || opts_.sync_writes) && !opts_.read_only) {
     // A synced write of an empty batch syncs every live WAL file as
     // FlushWAL(true) does, but checks the DB's background error first. After
     // a failed WAL append (EIO, ENOSPC) FlushWAL/SyncWAL reach the failed log

@@ -5,6 +5,15 @@
 // its registry on the directory's identity (st_dev, st_ino) instead, so every
 // spelling of one directory (relative, trailing slash, "./", a symlink) maps
 // to one entry.
+//
+// Read-only stores (rocks_options::read_only) are registered too. The rule:
+// a directory is open in this process either by one read-write store, or by
+// any number of read-only stores, never both. A read-only store beside a
+// writer in the same process is refused (already_open_in_process): the
+// writer's own snapshot() gives the same fixed view without a second DB
+// object, and the refusal keeps the one-writer rule simple to state. (It
+// would be safe for the lock: OpenForReadOnly never opens the LOCK file, see
+// shared/design/rocksdb-facts.md.)
 #pragma once
 
 #include <sys/stat.h>
@@ -15,6 +24,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -57,14 +67,18 @@ class dir_registry {
     bool held_ = false;
   };
 
+  enum class mode { read_write, read_only };
+
   static dir_registry& instance() {
     static dir_registry registry;
     return registry;
   }
 
-  // Claims the existing directory `dir` for this process. Fails with
-  // already_open_in_process naming the path it was first opened as.
-  result<claim> acquire(const std::filesystem::path& dir) {
+  // Claims the existing directory `dir` for this process, in `m` mode. Fails
+  // with already_open_in_process, naming the path it was first opened as,
+  // when it is open read-write, or when a read-write claim meets read-only
+  // ones (see the rule above).
+  result<claim> acquire(const std::filesystem::path& dir, mode m = mode::read_write) {
     struct stat st {};
     if (::stat(dir.c_str(), &st) != 0) {
       int err = errno;
@@ -73,13 +87,31 @@ class dir_registry {
     }
     dir_identity id{st.st_dev, st.st_ino};
     std::lock_guard lock(mutex_);
-    auto [it, inserted] = open_.try_emplace(id, dir.string());
-    if (!inserted) {
-      return keel::error(errc::already_open_in_process,
-                         "'" + dir.string() + "' is already open in this process (opened as '" + it->second +
-                             "'); close that store first, or share the open store instead of opening it twice");
+    auto [it, inserted] = open_.try_emplace(id, entry{dir.string(), 0});
+    entry& e = it->second;
+    if (inserted) {
+      e.readers = m == mode::read_only ? 1 : 0;
+      return claim(id);
     }
-    return claim(id);
+    if (e.readers > 0 && m == mode::read_only) {
+      ++e.readers;
+      return claim(id);
+    }
+    const std::string where = "'" + dir.string() + "'";
+    if (e.readers == 0 && m == mode::read_only) {
+      return keel::error(errc::already_open_in_process,
+                         "cannot open " + where + " read-only: it is already open read-write in this process (opened as '" +
+                             e.first_path +
+                             "'); read through that store instead (its snapshot() is a fixed view of the data)");
+    }
+    if (e.readers > 0) {
+      return keel::error(errc::already_open_in_process,
+                         "cannot open " + where + " read-write: it is open read-only in this process (opened as '" +
+                             e.first_path + "'); close the read-only store(s) first");
+    }
+    return keel::error(errc::already_open_in_process,
+                       where + " is already open in this process (opened as '" + e.first_path +
+                           "'); close that store first, or share the open store instead of opening it twice");
   }
 
   // The path a directory was opened as, if it is open in this process.
@@ -89,16 +121,25 @@ class dir_registry {
     std::lock_guard lock(mutex_);
     auto it = open_.find(dir_identity{st.st_dev, st.st_ino});
     if (it == open_.end()) return std::nullopt;
-    return it->second;
+    return it->second.first_path;
   }
 
  private:
+  struct entry {
+    std::string first_path;  // the spelling used by the open that created this entry
+    int readers = 0;         // read-only claims; 0: one read-write claim
+  };
   void drop(dir_identity id) noexcept {
     std::lock_guard lock(mutex_);
-    open_.erase(id);
+    auto it = open_.find(id);
+    if (it == open_.end()) return;
+    if (it->second.readers > 1)
+      --it->second.readers;
+    else
+      open_.erase(it);
   }
   std::mutex mutex_;
-  std::map<dir_identity, std::string> open_;
+  std::map<dir_identity, entry> open_;
 };
 
 }  // namespace keel::detail
