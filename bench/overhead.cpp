@@ -190,8 +190,10 @@ int main(int argc, char** argv) {
   fs::remove_all(dir);
   fs::create_directories(dir);
 
-  // Two identical DBs: raw calls on one, keel on the other.
+  // Two identical DBs: raw calls on one, keel on the other (same options:
+  // the tuning keel's store uses, applied by hand).
   rocksdb::Options options;
+  keel::NativeTuning::apply(options);
   options.create_if_missing = true;
   rocksdb::DB* db = nullptr;
   if (!rocksdb::DB::Open(options, (dir / "raw").string(), &db).ok()) return 1;

@@ -16,6 +16,7 @@ packages=(
   librocksdb-dev    # the RocksDB backend
   doctest-dev       # tests
   libbenchmark-dev  # benchmarks
+  liblmdb-dev       # benchmarks: the LMDB baseline (bench/bench.cpp)
 )
 # CI's second compiler (.ci/run, step clang); not needed to build or use keel.
 if [[ "${CI:-}" == true ]]; then

@@ -32,6 +32,7 @@ class MemoryPolicy;
 template <class Tuning>
 class RocksPolicy;
 struct DefaultTuning;
+struct RocksDefaultsTuning;
 struct MacOSTuning;
 #if defined(__APPLE__)
 using NativeTuning = MacOSTuning;
