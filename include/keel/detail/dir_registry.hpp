@@ -2,16 +2,12 @@
 //
 // RocksDB's own in-process check compares path strings, so "db" and "db/"
 // would give two writers on one database (facebook/rocksdb#1780). keel keys
-// its registry on the directory's identity (st_dev, st_ino) instead, so every
-// spelling of one directory (relative, trailing slash, "./", a symlink) maps
-// to one entry.
+// its registry on the directory's identity (st_dev, st_ino; on Windows the
+// volume serial number and file index: detail/dir_identity.hpp) instead, so
+// every spelling of one directory (relative, trailing slash, "./", a symlink;
+// on Windows also other letter case and a junction) maps to one entry.
 #pragma once
 
-#include <sys/stat.h>
-#include <sys/types.h>
-
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -19,14 +15,11 @@
 #include <utility>
 
 #include "../error.hpp"
+#include "dir_identity.hpp"
 
 namespace keel::detail {
 
-struct dir_identity {
-  dev_t device;
-  ino_t inode;
-  friend auto operator<=>(const dir_identity&, const dir_identity&) = default;
-};
+using dir_identity = file_identity;
 
 class dir_registry {
  public:
@@ -65,13 +58,12 @@ class dir_registry {
   // Claims the existing directory `dir` for this process. Fails with
   // already_open_in_process naming the path it was first opened as.
   result<claim> acquire(const std::filesystem::path& dir) {
-    struct stat st {};
-    if (::stat(dir.c_str(), &st) != 0) {
-      int err = errno;
-      return keel::error(err == EACCES ? errc::permission_denied : errc::io_error,
-                         "cannot stat '" + dir.string() + "': " + std::strerror(err));
+    sys_error err;
+    dir_identity id = identify(dir, err);
+    if (err) {
+      return keel::error(is_permission_error(err) ? errc::permission_denied : errc::io_error,
+                         "cannot stat '" + dir.string() + "': " + system_message(err.code));
     }
-    dir_identity id{st.st_dev, st.st_ino};
     std::lock_guard lock(mutex_);
     auto [it, inserted] = open_.try_emplace(id, dir.string());
     if (!inserted) {
@@ -84,10 +76,11 @@ class dir_registry {
 
   // The path a directory was opened as, if it is open in this process.
   std::optional<std::string> opened_as(const std::filesystem::path& dir) {
-    struct stat st {};
-    if (::stat(dir.c_str(), &st) != 0) return std::nullopt;
+    sys_error err;
+    dir_identity id = identify(dir, err);
+    if (err) return std::nullopt;
     std::lock_guard lock(mutex_);
-    auto it = open_.find(dir_identity{st.st_dev, st.st_ino});
+    auto it = open_.find(id);
     if (it == open_.end()) return std::nullopt;
     return it->second;
   }
