@@ -373,6 +373,54 @@ inline std::optional<lock_holder> find_lock_holder(const std::filesystem::path& 
     }
 }
 
+// Whether file locks work on the filesystem of `file`: takes and drops a
+// shared lock on it through a fresh read-only handle (POSIX: fcntl F_RDLCK,
+// the kind RocksDB uses; Windows: LockFileEx). Writes nothing. Use it only
+// on a file that nobody write-locks and, on POSIX, that this process holds no
+// fcntl lock on (closing the descriptor would drop it): RocksDB never locks
+// CURRENT; never pass LOCK. nullopt when it cannot tell (cannot open it).
+inline std::optional<bool> probe_file_locks(const std::filesystem::path& file) noexcept {
+#if defined(_WIN32)
+  HANDLE h = ::CreateFileW(file.c_str(), GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, nullptr,
+                           OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, nullptr);
+  if (h == INVALID_HANDLE_VALUE) return std::nullopt;
+  OVERLAPPED at{};
+  std::optional<bool> works;
+  if (::LockFileEx(h, LOCKFILE_FAIL_IMMEDIATELY, 0, 1, 0, &at)) {
+    ::UnlockFileEx(h, 0, 1, 0, &at);
+    works = true;
+  } else {
+    const DWORD e = ::GetLastError();
+    if (e == ERROR_LOCK_VIOLATION) works = true;  // someone holds a conflicting lock: locking works
+    else if (e == ERROR_NOT_SUPPORTED || e == ERROR_INVALID_FUNCTION) works = false;
+  }
+  ::CloseHandle(h);
+  return works;
+#else
+  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) return std::nullopt;
+  struct flock fl {};
+  fl.l_type = F_RDLCK;
+  fl.l_whence = SEEK_SET;
+  int rc;
+  do rc = ::fcntl(fd, F_SETLK, &fl);
+  while (rc != 0 && errno == EINTR);
+  int e = errno;
+  std::optional<bool> works;
+  if (rc == 0) {
+    fl.l_type = F_UNLCK;
+    (void)::fcntl(fd, F_SETLK, &fl);
+    works = true;
+  } else if (e == ENOLCK || e == ENOTSUP || e == EOPNOTSUPP || e == ENOSYS || e == EINVAL) {
+    works = false;
+  } else if (e == EAGAIN || e == EACCES) {
+    works = true;  // someone holds a conflicting lock: locking works
+  }
+  ::close(fd);
+  return works;
+#endif
+}
+
 // What can be told about a lock file: whether it is held, by whom, and, when
 // that is not known, why (`note`, one sentence, empty when all is known).
 struct lock_state {

@@ -20,6 +20,8 @@
 //                          directory on POSIX; nothing on Windows, where
 //                          MOVEFILE_WRITE_THROUGH already waits for it and a
 //                          directory cannot be flushed.
+//   may_access, may_create_in  permission checks for messages (Windows: the
+//                          read-only attribute only, see below).
 //   process_gone(pid)      true only when no process with that id exists (a
 //                          process that may exist, or cannot be asked about,
 //                          is not gone).
@@ -358,6 +360,54 @@ inline bool process_gone(long pid) noexcept {
   return exited;
 #else
   return ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+#endif
+}
+
+// Whether this user may read (and, with `write`, write) `p`. POSIX:
+// access(2) with R_OK/W_OK and, for directories, X_OK. Windows: only the
+// read-only attribute is checked (_waccess), not the ACLs; an open that the
+// ACLs deny still fails with permission_denied.
+inline bool may_access(const std::filesystem::path& p, bool write) noexcept {
+#if defined(_WIN32)
+  return ::_waccess(p.c_str(), write ? 06 : 04) == 0;
+#else
+  std::error_code ec;
+  const bool dir = std::filesystem::is_directory(p, ec);
+  return ::access(p.c_str(), (write ? R_OK | W_OK : R_OK) | (dir ? X_OK : 0)) == 0;
+#endif
+}
+
+// Whether this user may create entries in directory `dir` (POSIX: W_OK|X_OK;
+// Windows: see may_access).
+inline bool may_create_in(const std::filesystem::path& dir) noexcept {
+#if defined(_WIN32)
+  return ::_waccess(dir.c_str(), 02) == 0;
+#else
+  return ::access(dir.c_str(), W_OK | X_OK) == 0;
+#endif
+}
+
+// This process's user for messages: "uid 1000" (POSIX), "user NAME" (Windows,
+// from %USERNAME%).
+inline std::string current_user_text() {
+#if defined(_WIN32)
+  const wchar_t* name = ::_wgetenv(L"USERNAME");
+  return name != nullptr && *name != L'\0' ? "user " + narrow(name) : std::string("this user");
+#else
+  return "uid " + std::to_string(::getuid());
+#endif
+}
+
+// The owner of `p` for messages: "uid 1000" (POSIX); "" when unknown (and
+// always on Windows, where owners are SIDs, not shown).
+inline std::string owner_text(const std::filesystem::path& p) {
+#if defined(_WIN32)
+  (void)p;
+  return {};
+#else
+  struct stat st {};
+  if (::stat(p.c_str(), &st) != 0) return {};
+  return "uid " + std::to_string(st.st_uid);
 #endif
 }
 
