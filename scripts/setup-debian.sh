@@ -22,6 +22,11 @@ packages=(
 if [[ "${CI:-}" == true ]]; then
   packages+=(clang libclang-rt-14-dev)  # libclang-rt: sanitizer and libFuzzer runtimes (step fuzz)
 fi
+# Windows cross-build and wine run (.ci/run step windows, scripts/windows-test.sh,
+# scripts/windows-check.sh); not needed to build or use keel on Linux.
+if [[ "${CI:-}" == true || "${KEEL_WINDOWS:-}" == 1 ]]; then
+  packages+=(g++-mingw-w64-x86-64-posix wine64)
+fi
 
 if [[ "${KEEL_SKIP_SETUP:-}" == 1 ]]; then
   exit 0

@@ -2,9 +2,10 @@
 //
 // RocksDB's own in-process check compares path strings, so "db" and "db/"
 // would give two writers on one database (facebook/rocksdb#1780). keel keys
-// its registry on the directory's identity (st_dev, st_ino) instead, so every
-// spelling of one directory (relative, trailing slash, "./", a symlink) maps
-// to one entry.
+// its registry on the directory's identity (st_dev, st_ino; on Windows the
+// volume serial number and file index: detail/dir_identity.hpp) instead, so
+// every spelling of one directory (relative, trailing slash, "./", a symlink;
+// on Windows also other letter case and a junction) maps to one entry.
 //
 // Read-only stores (rocks_options::read_only) are registered too. The rule:
 // a directory is open in this process either by one read-write store, or by
@@ -16,11 +17,6 @@
 // shared/design/rocksdb-facts.md.)
 #pragma once
 
-#include <sys/stat.h>
-#include <sys/types.h>
-
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -29,14 +25,11 @@
 #include <utility>
 
 #include "../error.hpp"
+#include "dir_identity.hpp"
 
 namespace keel::detail {
 
-struct dir_identity {
-  dev_t device;
-  ino_t inode;
-  friend auto operator<=>(const dir_identity&, const dir_identity&) = default;
-};
+using dir_identity = file_identity;
 
 class dir_registry {
  public:
@@ -79,13 +72,12 @@ class dir_registry {
   // when it is open read-write, or when a read-write claim meets read-only
   // ones (see the rule above).
   result<claim> acquire(const std::filesystem::path& dir, mode m = mode::read_write) {
-    struct stat st {};
-    if (::stat(dir.c_str(), &st) != 0) {
-      int err = errno;
-      return keel::error(err == EACCES ? errc::permission_denied : errc::io_error,
-                         "cannot stat '" + dir.string() + "': " + std::strerror(err));
+    sys_error err;
+    dir_identity id = identify(dir, err);
+    if (err) {
+      return keel::error(is_permission_error(err) ? errc::permission_denied : errc::io_error,
+                         "cannot stat '" + dir.string() + "': " + system_message(err.code));
     }
-    dir_identity id{st.st_dev, st.st_ino};
     std::lock_guard lock(mutex_);
     auto [it, inserted] = open_.try_emplace(id, entry{dir.string(), 0});
     entry& e = it->second;
@@ -116,10 +108,11 @@ class dir_registry {
 
   // The path a directory was opened as, if it is open in this process.
   std::optional<std::string> opened_as(const std::filesystem::path& dir) {
-    struct stat st {};
-    if (::stat(dir.c_str(), &st) != 0) return std::nullopt;
+    sys_error err;
+    dir_identity id = identify(dir, err);
+    if (err) return std::nullopt;
     std::lock_guard lock(mutex_);
-    auto it = open_.find(dir_identity{st.st_dev, st.st_ino});
+    auto it = open_.find(id);
     if (it == open_.end()) return std::nullopt;
     return it->second.first_path;
   }

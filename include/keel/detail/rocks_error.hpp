@@ -110,7 +110,28 @@ inline keel::error rocks_open_error(const rocksdb::Status& s, const std::filesys
                   "the memory backend"};
     }
   }
-  if (contains_text(text, "Permission denied") || contains_text(text, "Read-only file system")) {
+  // Windows (port/win/env_win.cc): LOCK is opened with share mode 0, and a
+  // second opener gets "Failed to create lock file: <dir>/LOCK: <localised
+  // Windows message>". The message text is not relied on: query_lock() checks
+  // that LOCK is held (sharing violation) and asks the Restart Manager who
+  // holds it, or says that it cannot tell.
+  if (contains_text(text, "Failed to create lock file")) {
+    const lock_state lock = query_lock(lock_file);
+    if (lock.held == true) {
+      std::string holder = "another process";
+      if (lock.holder) {
+        holder = "process " + std::to_string(lock.holder->pid);
+        if (!lock.holder->command.empty()) holder += " (" + lock.holder->command + ")";
+      }
+      return {errc::lock_held_by_other_process,
+              "cannot open " + where + ": " + holder + " has it open (it holds '" + lock_file.string() + "')" +
+                  (lock.holder ? std::string() : " [" + lock.note + "]") +
+                  ". Close it there, or stop that process; do not delete the LOCK file, that would let two "
+                  "writers corrupt the database (RocksDB: " + text + ")"};
+    }
+  }
+  if (contains_text(text, "Permission denied") || contains_text(text, "Read-only file system") ||
+      contains_text(text, "Access is denied")) {
     return {errc::permission_denied, "cannot open " + where + ": permission denied (RocksDB: " + text +
                                          "); the process needs read and write access to the directory"};
   }
