@@ -11,11 +11,20 @@
 #include <keel/memory.hpp>
 #endif
 
+#include <atomic>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "temp_dir.hpp"
+
+// KEEL_HAS_ETCD (set by tests/meson.build with meson option etcd): the
+// cluster backend, against a real etcd process.
+#if KEEL_HAS_ETCD
+#include <keel/etcd.hpp>
+
+#include "etcd_cluster.hpp"
+#endif
 
 namespace keel::test {
 
@@ -78,6 +87,35 @@ struct any_backend {
 using any_memory_backend = any_backend<keel::backend::memory>;
 using any_rocks_backend = any_backend<keel::backend::rocksdb>;
 #endif  // KEEL_HAS_ROCKSDB
+
+#if KEEL_HAS_ETCD
+// One single-member etcd for the whole test binary, started on first use and
+// stopped at exit (its destructor; PR_SET_PDEATHSIG if the binary dies).
+inline etcd_cluster& shared_etcd() {
+  static etcd_cluster cluster(1);
+  return cluster;
+}
+
+// A fresh key prefix on the shared etcd per backend object, so test cases
+// never see each other's keys; reopening uses the same prefix (persistent).
+struct etcd_backend {
+  using store_type = etcd_store;
+  static constexpr bool persistent = true;
+  static constexpr const char* name = "etcd";
+  std::string prefix = next_prefix();
+  etcd_options options() const {
+    etcd_options o;
+    o.endpoints = shared_etcd().endpoints();
+    o.prefix = prefix;
+    return o;
+  }
+  result<store_type> open() const { return store_type::open(options()); }
+  static std::string next_prefix() {
+    static std::atomic<int> n{0};
+    return "keel-test/" + std::to_string(++n) + "/";
+  }
+};
+#endif  // KEEL_HAS_ETCD
 
 // Opens or fails the test with the error's message.
 template <class Backend>

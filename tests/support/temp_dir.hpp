@@ -12,15 +12,17 @@
 
 namespace keel::test {
 
-// Creates <temp_directory_path()>/keel-test-XXXXXX (mode 0700, via mkdtemp)
+// Creates <temp_directory_path() or parent>/keel-test-XXXXXX (mode 0700, via mkdtemp)
 // and removes it recursively on destruction, first restoring owner rwx on
 // every directory (tests may chmod things inside). Removal errors are ignored.
 // Non-copyable; a moved-from temp_dir owns nothing and has an empty path().
 class temp_dir {
 public:
-    // Throws std::system_error if the directory cannot be created.
-    temp_dir() {
-        std::string tmpl = (std::filesystem::temp_directory_path() / "keel-test-XXXXXX").string();
+    // Throws std::system_error if the directory cannot be created. `parent`:
+    // where to create it (default: temp_directory_path()).
+    temp_dir() : temp_dir(std::filesystem::temp_directory_path()) {}
+    explicit temp_dir(const std::filesystem::path& parent) {
+        std::string tmpl = (parent / "keel-test-XXXXXX").string();
         if (::mkdtemp(tmpl.data()) == nullptr)
             throw std::system_error(errno, std::generic_category(), "mkdtemp " + tmpl);
         path_ = tmpl;
