@@ -32,6 +32,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -260,6 +261,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     std::lock_guard writer(write_mutex_);
     if (!is_open()) return closed_error();
     publish(current().with(key, value));
+    if (conflicts_->recording()) conflicts_->record({std::string(key)});
     return {};
   }
 
@@ -285,23 +287,77 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (!is_open()) return closed_error();
     tree now = current();
     if (now.find(key)) publish(now.without(key));
+    if (conflicts_->recording()) conflicts_->record({std::string(key)});
     return {};
   }
 
   result<void> write(const write_batch& batch) {
-    for (const auto& op : batch) {
-      if (auto bad = check_sizes(op.key, op.value)) return *bad;
-    }
+    if (auto bad = check_batch(batch)) return *bad;
     std::lock_guard writer(write_mutex_);
     if (!is_open()) return closed_error();
-    tree::transient edit(current());
-    for (const auto& op : batch) {
-      if (op.kind == write_batch::op_kind::put)
-        edit.insert_or_assign(op.key, op.value);
+    apply(batch);
+    return {};
+  }
+
+  result<void> erase_range(const key_range& range) {
+    if (!erase_range_is_valid(range)) return bad_range();
+    std::lock_guard writer(write_mutex_);
+    if (!is_open()) return closed_error();
+    if (range.is_empty()) return {};
+    publish(without_range(current(), range));
+    if (conflicts_->recording()) conflicts_->record({}, {range});
+    return {};
+  }
+
+  result<std::vector<std::optional<std::string>>> multi_get(std::span<const std::string_view> keys) const {
+    auto reading = detail::epoch_domain::instance().enter();
+    const tree* version = root_.load(std::memory_order_seq_cst);
+    if (!is_open()) return closed_error();
+    std::vector<std::optional<std::string>> out;
+    out.reserve(keys.size());
+    for (std::string_view k : keys) {
+      if (const auto* e = version->find(k))
+        out.emplace_back(std::in_place, e->value());
       else
-        edit.erase(op.key);
+        out.emplace_back();
     }
-    publish(std::move(edit).persist());
+    return out;
+  }
+
+  // Nothing to reclaim: a replaced version is freed as soon as no reader uses it.
+  result<void> compact(const key_range&) {
+    if (!is_open()) return closed_error();
+    return {};
+  }
+
+  // Saves the current version to `path` in the persisted form (the file a
+  // store with memory_options::persist_path = path opens), atomically.
+  result<void> checkpoint(const std::filesystem::path& path) const {
+    if (!is_open()) return closed_error();
+    std::error_code ec;
+    if (path.empty()) return keel::error(errc::invalid_argument, "checkpoint: the path is empty");
+    if (std::filesystem::exists(std::filesystem::symlink_status(path, ec)) || ec) {
+      return keel::error(errc::invalid_argument,
+                         "checkpoint: '" + path.string() + "' already exists; a checkpoint needs a new path");
+    }
+    tree version = current();
+    if (!is_open()) return closed_error();
+    return save_to(path, std::move(version));
+  }
+
+  result<detail::tx_start<snapshot_type>> begin_transaction() const {
+    std::lock_guard writer(write_mutex_);
+    if (!is_open()) return closed_error();
+    auto [start, registration] = conflicts_->begin();
+    return detail::tx_start<snapshot_type>{snapshot_type(shared_from_this(), current()), start, std::move(registration)};
+  }
+
+  result<void> commit_transaction(const detail::tx_record& tx) {
+    if (auto bad = check_batch(tx.writes)) return *bad;
+    std::lock_guard writer(write_mutex_);
+    if (!is_open()) return closed_error();
+    if (auto valid = conflicts_->validate(tx); !valid) return valid;
+    apply(tx.writes);
     return {};
   }
 
@@ -377,6 +433,54 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     }
     return std::nullopt;
   }
+  static std::optional<keel::error> check_batch(const write_batch& batch) {
+    for (const auto& op : batch) {
+      if (op.kind == write_batch::op_kind::erase_range) {
+        if (!erase_range_is_valid(op.range())) return bad_range();
+      } else if (auto bad = check_sizes(op.key, op.value)) {
+        return bad;
+      }
+    }
+    return std::nullopt;
+  }
+  static keel::error bad_range() {
+    return keel::error(errc::invalid_argument, "erase_range: the range's lower bound is above its upper bound");
+  }
+  // `version` without the keys in range.
+  static tree without_range(tree version, const key_range& range) {
+    std::vector<std::string> doomed;
+    {
+      tree::cursor it(version);
+      if (range.lower())
+        it.seek(*range.lower());
+      else
+        it.seek_first();
+      for (; it.valid() && range.contains(it.key()); it.next()) doomed.emplace_back(it.key());
+    }
+    if (doomed.empty()) return version;
+    tree::transient edit(version);
+    for (const auto& k : doomed) edit.erase(k);
+    return std::move(edit).persist();
+  }
+  // Applies the batch as one new version and records it for transactions.
+  // Called with write_mutex_ held, the batch checked.
+  void apply(const write_batch& batch) {
+    std::optional<tree::transient> edit(std::in_place, current());
+    for (const auto& op : batch) {
+      switch (op.kind) {
+        case write_batch::op_kind::put: edit->insert_or_assign(op.key, op.value); break;
+        case write_batch::op_kind::erase: edit->erase(op.key); break;
+        case write_batch::op_kind::erase_range: {
+          tree so_far = std::move(*edit).persist();
+          edit.reset();
+          edit.emplace(without_range(std::move(so_far), op.range()));
+          break;
+        }
+      }
+    }
+    publish(std::move(*edit).persist());
+    conflicts_->record(batch);
+  }
   static result<std::optional<std::string>> lookup(const tree& version, std::string_view key) {
     if (const auto* e = version.find(key)) return std::optional<std::string>(std::in_place, e->value());
     return std::optional<std::string>();
@@ -443,9 +547,10 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     }
   }
   // Writes `version` to persist_path_; called with save_mutex_ held.
-  result<void> save(tree version) const {
+  result<void> save(tree version) const { return save_to(persist_path_, std::move(version)); }
+  static result<void> save_to(const std::filesystem::path& path, tree version) {
     dump_writer w;
-    if (auto o = w.open(persist_path_); !o) return o.error();
+    if (auto o = w.open(path); !o) return o.error();
     tree::cursor it(std::move(version));
     for (it.seek_first(); it.valid(); it.next()) {
       if (auto a = w.add(it.key(), it.value()); !a) return a;
@@ -457,7 +562,8 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
 
   std::filesystem::path persist_path_;
   std::mutex save_mutex_;   // serialises saves; taken after write_mutex_
-  std::mutex write_mutex_;  // serialises writers; guards retired_
+  mutable std::mutex write_mutex_;  // serialises writers and transaction begins; guards retired_
+  std::shared_ptr<detail::conflict_tracker> conflicts_ = std::make_shared<detail::conflict_tracker>();
   std::atomic<const tree*> root_{new tree()};  // the current version
   std::vector<std::pair<std::uint64_t, const tree*>> retired_;  // (epoch it closed, version)
   std::atomic<bool> open_{true};
