@@ -39,6 +39,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -294,6 +295,171 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
     return snapshot_type(shared_from_this(), *rev);
   }
 
+  // One deleterange request (atomic); invalid_argument when the lower bound
+  // is above the upper bound.
+  result<void> erase_range(const key_range& range) {
+    if (!is_open()) return closed_error();
+    if (!erase_range_is_valid(range)) {
+      return keel::error(errc::invalid_argument, "erase_range: the range's lower bound is above its upper bound");
+    }
+    auto bounds = etcd_range(range);
+    if (!bounds) return {};
+    std::string body = detail::json_object().bytes("key", bounds->first).bytes("range_end", bounds->second).str();
+    auto r = transport_.call("kv/deleterange", body, detail::call_kind::write, "erase_range");
+    if (!r) return std::move(r).error();
+    return {};
+  }
+
+  // Read-only txns of range requests: one when the keys fit max_txn_ops,
+  // else several, all at the revision the first one read.
+  result<std::vector<std::optional<std::string>>> multi_get(std::span<const std::string_view> keys) const {
+    if (!is_open()) return closed_error();
+    std::vector<std::optional<std::string>> out;
+    out.reserve(keys.size());
+    std::int64_t revision = 0;
+    for (std::size_t at = 0; at < keys.size(); at += opts_.max_txn_ops) {
+      const std::size_t n = std::min(opts_.max_txn_ops, keys.size() - at);
+      txn_ops ops;
+      ops.reserve(n);
+      for (std::size_t i = at; i < at + n; ++i)
+        ops.push_back(detail::json_object()
+                          .raw("request_range", range_body(etcd_key(keys[i]), {}, revision, 0, false, false))
+                          .str());
+      auto r = read_txn(ops, "multi_get");
+      if (!r) return std::move(r).error();
+      if (revision == 0) revision = header_revision(*r);
+      auto responses = r->find("responses");
+      for (std::size_t i = 0; i < n; ++i) {
+        const json* rr = nullptr;
+        if (responses != r->end() && responses->is_array() && i < responses->size()) {
+          auto f = (*responses)[i].find("response_range");
+          if (f != (*responses)[i].end()) rr = &*f;
+        }
+        auto kvs = rr ? rr->find("kvs") : json::const_iterator();
+        if (rr && kvs != rr->end() && kvs->is_array() && !kvs->empty())
+          out.emplace_back(detail::json_bytes((*kvs)[0], "value"));
+        else
+          out.emplace_back(std::nullopt);
+      }
+    }
+    return out;
+  }
+
+  // etcd compaction: drops the history older than the oldest revision a live
+  // snapshot, cursor or transaction of this process reads (or than the
+  // current revision when there is none), so the database stops growing with
+  // overwrites. Compaction is cluster-wide: it also ends older snapshots of
+  // other stores and processes (they get errc::snapshot_expired). The range
+  // is ignored (etcd compacts every key). Nothing to compact: success.
+  result<void> compact(const key_range&) {
+    if (!is_open()) return closed_error();
+    auto now = current_revision();
+    if (!now) return std::move(now).error();
+    std::int64_t target = *now;
+    {
+      std::lock_guard lock(pins_mutex_);
+      if (!pins_.empty()) target = std::min(target, *pins_.begin());
+    }
+    if (target <= 1) return {};
+    std::string body = detail::json_object().integer("revision", target).boolean("physical", true).str();
+    auto r = transport_.call("kv/compaction", body, detail::call_kind::read, "compact");
+    if (!r && r.error() == errc::snapshot_expired) return {};  // already compacted at or past target
+    if (!r) return std::move(r).error();
+    return {};
+  }
+
+  // Not supported: an etcd store has no local files to copy. Back up the
+  // cluster with `etcdctl snapshot save`, or copy the prefix with keel's
+  // export (a dump read at one revision).
+  result<void> checkpoint(const std::filesystem::path&) const {
+    if (!is_open()) return closed_error();
+    return keel::error(errc::not_supported,
+                       "etcd: checkpoint() is not supported by the cluster backend (its data lives in the etcd "
+                       "cluster, not in local files): back up the cluster with 'etcdctl snapshot save', or copy "
+                       "the store's prefix with 'keel export' (a dump read at one revision)");
+  }
+
+  // A transaction reads a snapshot (revision R); start = R. The view's pin
+  // keeps R out of this process's compactions while the transaction lives.
+  result<detail::tx_start<snapshot_type>> begin_transaction() const {
+    auto snap = snapshot();
+    if (!snap) return std::move(snap).error();
+    const auto start = static_cast<std::uint64_t>(snap->revision());
+    std::shared_ptr<void> registration = snap->pin_;
+    return detail::tx_start<snapshot_type>{std::move(*snap), start, std::move(registration)};
+  }
+
+  // Validated by the cluster, in the txn that applies the writes, so that
+  // commits from other processes and machines are seen. The read set is first
+  // read again at the start revision R (keys only), then the txn compares:
+  //   each key read:            mod_revision == its mod_revision at R (0 when
+  //                             absent): catches puts, erases, re-creations;
+  //   each range scanned:       no key in it has mod_revision > R (catches
+  //                             puts and new keys), and each key it held at R
+  //                             has the same mod_revision (catches erases:
+  //                             etcd's range compare does not see a key that
+  //                             left the range).
+  // A write that changed nothing in etcd (erasing an absent key) is not seen:
+  // it leaves no trace in etcd, and the result is still serializable (every
+  // value the transaction read is unchanged when it commits).
+  // The compares count against max_txn_ops: a read set needing more is
+  // refused with invalid_argument before anything is sent.
+  result<void> commit_transaction(const detail::tx_record& tx) {
+    if (!is_open()) return closed_error();
+    auto ops = compile(tx.writes);
+    if (!ops) return std::move(ops).error();
+    if (ops->empty()) return {};
+    const auto start = static_cast<std::int64_t>(tx.start);
+    txn_ops compares;
+    auto compare_mod = [&](std::string_view key, std::string_view range_end, const char* result, std::int64_t rev) {
+      detail::json_object c;
+      c.bytes("key", key);
+      if (!range_end.empty()) c.bytes("range_end", range_end);
+      c.text("target", "MOD").text("result", result).integer("mod_revision", rev);
+      compares.push_back(c.str());
+    };
+    // Read again, at R, what was read: point keys in read txns, ranges by pages.
+    if (!tx.read_keys.empty()) {
+      std::vector<std::string_view> keys(tx.read_keys.begin(), tx.read_keys.end());
+      auto mods = mod_revisions_at(keys, start);
+      if (!mods) return std::move(mods).error();
+      for (std::size_t i = 0; i < keys.size(); ++i) compare_mod(etcd_key(keys[i]), {}, "EQUAL", (*mods)[i]);
+    }
+    for (const auto& range : tx.read_ranges) {
+      auto bounds = etcd_range(range);
+      if (!bounds) continue;
+      compare_mod(bounds->first, bounds->second, "LESS", start + 1);
+      std::string lo = bounds->first;
+      for (;;) {
+        if (compares.size() > opts_.max_txn_ops) break;
+        auto page = transport_.call("kv/range",
+                                    range_body(lo, bounds->second, start, opts_.max_txn_ops, false, false, true),
+                                    detail::call_kind::read, "transaction validation");
+        if (!page) return std::move(page).error();
+        auto r = parse_range(*page);
+        for (const auto& kv : r.kvs) compare_mod(kv.etcd_key, {}, "EQUAL", kv.mod_revision);
+        if (!r.more || r.kvs.empty()) break;
+        lo = r.kvs.back().etcd_key + '\0';
+      }
+    }
+    if (compares.size() > opts_.max_txn_ops) {
+      return keel::error(errc::invalid_argument,
+                         "etcd: this transaction's read set needs more than " + std::to_string(opts_.max_txn_ops) +
+                             " compares (one per key read, one per range scanned plus one per key it held), "
+                             "etcd's limit per txn (--max-txn-ops, etcd_options::max_txn_ops); nothing was written. "
+                             "Read fewer keys in one transaction, or raise the limit on every member and in "
+                             "etcd_options");
+    }
+    auto ok = send_txn_checked(compares, *ops, "commit");
+    if (!ok) return std::move(ok).error();
+    if (!*ok) {
+      return keel::error(errc::conflict,
+                         "etcd: transaction conflict: a key it read or a range it scanned was changed by another "
+                         "commit after revision " + std::to_string(start) + "; nothing was written, run it again");
+    }
+    return {};
+  }
+
   // Frees the connections. Snapshots and cursors still alive give
   // errc::closed. Idempotent; nothing to flush (etcd acknowledged every write).
   result<void> close() {
@@ -460,24 +626,111 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
     return detail::json_int(*r, "count") > 0;
   }
 
+  // A read-only txn (success = range requests); a read (retried elsewhere).
+  result<json> read_txn(const std::vector<std::string>& ops, std::string_view what) const {
+    std::string body = "{\"success\":[";
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      if (i) body += ',';
+      body += ops[i];
+    }
+    body += "]}";
+    return transport_.call("kv/txn", body, detail::call_kind::read, what);
+  }
+  // The mod_revision of each key at `revision` (0: absent), in order.
+  result<std::vector<std::int64_t>> mod_revisions_at(const std::vector<std::string_view>& keys,
+                                                     std::int64_t revision) const {
+    std::vector<std::int64_t> out;
+    out.reserve(keys.size());
+    for (std::size_t at = 0; at < keys.size(); at += opts_.max_txn_ops) {
+      const std::size_t n = std::min(opts_.max_txn_ops, keys.size() - at);
+      std::vector<std::string> ops;
+      for (std::size_t i = at; i < at + n; ++i)
+        ops.push_back(detail::json_object()
+                          .raw("request_range", range_body(etcd_key(keys[i]), {}, revision, 0, false, false, true))
+                          .str());
+      auto r = read_txn(ops, "transaction validation");
+      if (!r) return std::move(r).error();
+      auto responses = r->find("responses");
+      for (std::size_t i = 0; i < n; ++i) {
+        std::int64_t mod = 0;
+        if (responses != r->end() && responses->is_array() && i < responses->size()) {
+          auto f = (*responses)[i].find("response_range");
+          if (f != (*responses)[i].end()) {
+            auto kvs = f->find("kvs");
+            if (kvs != f->end() && kvs->is_array() && !kvs->empty()) mod = detail::json_int((*kvs)[0], "mod_revision");
+          }
+        }
+        out.push_back(mod);
+      }
+    }
+    return out;
+  }
+
   // ---- batches --------------------------------------------------------------
   // One request op of a txn, already JSON.
   using txn_ops = std::vector<std::string>;
 
-  // Merges a batch into etcd txn ops: last op per key wins; etcd rejects a txn
-  // that names a key twice ("duplicate key given in txn request").
+  // Merges a batch into etcd txn ops. etcd rejects a txn that names a key
+  // twice, or a put inside a deleted range ("duplicate key given in txn
+  // request"), so the batch is reduced to its effect first: the last op per
+  // key wins, an erase_range drops the earlier ops inside it, and a range is
+  // cut around the keys put after it. invalid_argument for a range whose
+  // lower bound is above its upper bound, or past etcd's limits.
   result<txn_ops> compile(const write_batch& batch) const {
     std::map<std::string, std::optional<std::string>, std::less<>> last;  // user key -> value (nullopt: erase)
+    std::vector<key_range> ranges;                                        // erased, forward
     for (const auto& op : batch) {
-      if (op.kind == write_batch::op_kind::put)
-        last.insert_or_assign(std::string(op.key), std::optional<std::string>(op.value));
-      else
-        last.insert_or_assign(std::string(op.key), std::nullopt);
+      switch (op.kind) {
+        case write_batch::op_kind::put:
+          last.insert_or_assign(std::string(op.key), std::optional<std::string>(op.value));
+          break;
+        case write_batch::op_kind::erase:
+          last.insert_or_assign(std::string(op.key), std::nullopt);
+          break;
+        case write_batch::op_kind::erase_range: {
+          key_range r = op.range();
+          if (!erase_range_is_valid(r)) {
+            return keel::error(errc::invalid_argument,
+                               "erase_range: the range's lower bound is above its upper bound");
+          }
+          if (r.is_empty()) break;
+          auto first = r.lower() ? last.lower_bound(*r.lower()) : last.begin();
+          auto end = r.upper() ? last.lower_bound(*r.upper()) : last.end();
+          last.erase(first, end);
+          ranges.push_back(std::move(r));
+          break;
+        }
+      }
     }
     txn_ops ops;
-    ops.reserve(last.size());
     std::size_t bytes = 0;
+    auto delete_op = [&](std::string_view lo, std::string_view hi) {
+      detail::json_object inner;
+      inner.bytes("key", lo);
+      if (!hi.empty()) inner.bytes("range_end", hi);
+      bytes += lo.size() + hi.size() + 8;
+      ops.push_back(detail::json_object().raw("request_delete_range", inner.str()).str());
+    };
+    for (const auto& r : ranges) {
+      auto bounds = etcd_range(r);
+      if (!bounds) continue;
+      // Cut [lo, hi) around the keys put after the range was erased.
+      std::string lo = bounds->first;
+      auto first = r.lower() ? last.lower_bound(*r.lower()) : last.begin();
+      auto end = r.upper() ? last.lower_bound(*r.upper()) : last.end();
+      for (auto it = first; it != end; ++it) {
+        if (!it->second) continue;  // an erase inside an erased range adds nothing
+        std::string k = etcd_key(it->first);
+        if (lo < k) delete_op(lo, k);
+        lo = k + '\0';
+      }
+      if (bounds->second == std::string(1, '\0') || lo < bounds->second) delete_op(lo, bounds->second);
+    }
+    auto in_some_range = [&](std::string_view k) {
+      return std::any_of(ranges.begin(), ranges.end(), [&](const key_range& r) { return r.contains(k); });
+    };
     for (const auto& [k, v] : last) {
+      if (!v && in_some_range(k)) continue;
       detail::json_object inner;
       inner.bytes("key", etcd_key(k));
       bytes += opts_.prefix.size() + k.size() + 8;
