@@ -46,14 +46,24 @@ std::string value_of(const etcd_store& s, std::string_view key) {
   return v->value_or("<absent>");
 }
 
+// One 3-member cluster for the cases that stop no member (each uses its own
+// prefixes); started on first use, stopped at exit.
+etcd_cluster& shared_cluster() {
+  static etcd_cluster cluster(3);
+  return cluster;
+}
+
+std::string fresh_prefix() { return keel::test::etcd_backend::next_prefix(); }
+
 }  // namespace
 
 TEST_SUITE("etcd-cluster") {
   TEST_CASE("two clients on one prefix, through different members") {
-    etcd_cluster cluster(3);
-    auto a = client(cluster, 0, "shared/");
-    auto b = client(cluster, 2, "shared/");
-    auto other = client(cluster, 1, "other/");
+    auto& cluster = shared_cluster();
+    const std::string p = fresh_prefix();
+    auto a = client(cluster, 0, p + "shared/");
+    auto b = client(cluster, 2, p + "shared/");
+    auto other = client(cluster, 1, p + "other/");
     REQUIRE(a.put("k", "from a"));
     CHECK(value_of(b, "k") == "from a");  // linearizable: b's member has it
     write_batch batch;
@@ -77,9 +87,10 @@ TEST_SUITE("etcd-cluster") {
   }
 
   TEST_CASE("conflicts between clients: lost update, write skew, phantoms and deletes in a scanned range") {
-    etcd_cluster cluster(3);
-    auto a = client(cluster, 0, "tx/");
-    auto b = client(cluster, 1, "tx/");
+    auto& cluster = shared_cluster();
+    const std::string p = fresh_prefix();  // a new one for each subcase run
+    auto a = client(cluster, 0, p);
+    auto b = client(cluster, 1, p);
 
     SUBCASE("lost update") {
       REQUIRE(a.put("counter", "0"));
@@ -187,9 +198,10 @@ TEST_SUITE("etcd-cluster") {
   }
 
   TEST_CASE("compaction: never past a live snapshot of the store that compacts; another client's compaction expires it") {
-    etcd_cluster cluster(3);
-    auto a = client(cluster, 0, "c/");
-    auto b = client(cluster, 1, "c/");
+    auto& cluster = shared_cluster();  // compaction is cluster-wide: no other case holds a snapshot meanwhile
+    const std::string p = fresh_prefix();
+    auto a = client(cluster, 0, p);
+    auto b = client(cluster, 1, p);
     REQUIRE(a.put("k", "old"));
     auto snap = a.snapshot();
     for (int i = 0; i < 5; ++i) REQUIRE(a.put("k", "new" + std::to_string(i)));

@@ -265,7 +265,7 @@ class etcd_transport {
     const auto deadline = clock::now() + config_.operation_timeout;
     const std::size_t n = config_.endpoints.size();
     const std::size_t first = preferred_.load(std::memory_order_relaxed) % n;
-    std::string reasons;  // why each endpoint could not serve the call
+    std::vector<std::string> reasons(n);  // why each endpoint could not serve the call (its last answer)
     std::chrono::milliseconds backoff{10};
     for (std::size_t attempt = 0;; ++attempt) {
       const std::size_t ep = (first + attempt) % n;
@@ -284,7 +284,7 @@ class etcd_transport {
                                "): it may or may not have been applied; read the keys back before retrying");
       }
       // Not applied (or a read): try the next endpoint.
-      if (reasons.size() < 2000) reasons += (reasons.empty() ? "" : "; ") + config_.endpoints[ep] + ": " + a.reason;
+      reasons[ep] = std::move(a.reason);
       preferred_.store((ep + 1) % n, std::memory_order_relaxed);
       if ((attempt + 1) % n == 0) {  // every endpoint failed once: back off before the next round
         const auto rest = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
@@ -293,9 +293,14 @@ class etcd_transport {
         backoff = std::min(backoff * 2, std::chrono::milliseconds(200));
       }
     }
+    std::string why;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (reasons[i].empty()) continue;
+      why += (why.empty() ? "" : "; ") + config_.endpoints[i] + ": " + reasons[i];
+    }
     return keel::error(errc::unavailable, "etcd: " + std::string(what) + " could not be served within " +
                                               std::to_string(config_.operation_timeout.count()) +
-                                              " ms (etcd_options::operation_timeout) by any endpoint (" + reasons +
+                                              " ms (etcd_options::operation_timeout) by any endpoint (" + why +
                                               "); it was not applied");
   }
 
