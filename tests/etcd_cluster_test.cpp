@@ -275,8 +275,8 @@ TEST_SUITE("etcd-cluster") {
     CHECK(lost == 0);
     auto st = r.stats();
     REQUIRE(st);
-    for (const auto& [k, v] : st->properties)
-      if (k == "etcd.members") CHECK(v == 3);
+    for (const auto& prop : st->properties)
+      if (prop.first == "etcd.members") CHECK(prop.second == 3);
   }
 
   TEST_CASE("quorum loss: writes fail within the timeout, reads say why, service returns with the quorum") {

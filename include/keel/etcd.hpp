@@ -369,14 +369,15 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
   }
 
   // Not supported: an etcd store has no local files to copy. Back up the
-  // cluster with `etcdctl snapshot save`, or copy the prefix with keel's
-  // export (a dump read at one revision).
+  // cluster with `etcdctl snapshot save`, or copy the prefix with
+  // keel::export_dump (<keel/dump.hpp>; a dump read through one cursor, at one
+  // revision).
   result<void> checkpoint(const std::filesystem::path&) const {
     if (!is_open()) return closed_error();
     return keel::error(errc::not_supported,
                        "etcd: checkpoint() is not supported by the cluster backend (its data lives in the etcd "
                        "cluster, not in local files): back up the cluster with 'etcdctl snapshot save', or copy "
-                       "the store's prefix with 'keel export' (a dump read at one revision)");
+                       "the store's prefix with keel::export_dump (a dump read at one revision)");
   }
 
   // A transaction reads a snapshot (revision R); start = R. The view's pin
