@@ -185,7 +185,6 @@ raw_client& raw() {
   return c;
 }
 using keel::detail::json_object;
-std::string b64(std::string_view s) { return keel::detail::base64_encode(s); }
 
 void raw_put(benchmark::State& s) {
   latencies l(s);
