@@ -290,3 +290,44 @@ TEST_SUITE("etcd") {
     CHECK(store.stats().error() == errc::closed);
   }
 }
+
+#if KEEL_HAS_ROCKSDB
+#include <cstdlib>
+
+#include <keel/etcd_any_store.hpp>
+
+TEST_SUITE("etcd") {
+  TEST_CASE("store_config selects the etcd backend from the environment; etcd_any_store opens it") {
+    const auto eps = keel::test::shared_etcd().endpoints();
+    const std::string prefix = etcd_backend::next_prefix();
+    ::setenv("KEELETCDTEST_ETCD_ENDPOINTS", (" " + eps[0] + " ,").c_str(), 1);
+    ::setenv("KEELETCDTEST_ETCD_PREFIX", prefix.c_str(), 1);
+    auto cfg = keel::store_config::from_env("KEELETCDTEST");
+    ::setenv("KEELETCDTEST_ETCD_ENDPOINTS", " , ", 1);
+    auto bad = keel::store_config::from_env("KEELETCDTEST");
+    ::unsetenv("KEELETCDTEST_ETCD_ENDPOINTS");
+    ::unsetenv("KEELETCDTEST_ETCD_PREFIX");
+    REQUIRE(cfg);
+    CHECK(cfg->preferred == keel::backend::etcd);
+    CHECK(cfg->etcd.endpoints == eps);
+    CHECK(cfg->etcd.prefix == prefix);
+    REQUIRE_FALSE(bad);
+    CHECK(bad.error() == errc::invalid_argument);
+    CHECK(bad.error().message().find("KEELETCDTEST_ETCD_ENDPOINTS") != std::string::npos);
+
+    cfg->log = [](std::string_view) {};
+    auto s = keel::open_store<keel::etcd_any_store>(*cfg);
+    REQUIRE(s);
+    CHECK(s->backend() == keel::backend::etcd);
+    REQUIRE(s->put("k", "v"));
+    CHECK(s->get("k")->value() == "v");
+    CHECK(keys_of(s->scan()) == std::vector<std::string>{"k"});
+
+    // A program built without the etcd backend in its store type is told so.
+    auto plain = keel::open_store(*cfg);
+    REQUIRE_FALSE(plain);
+    CHECK(plain.error() == errc::invalid_argument);
+    CHECK(plain.error().message().find("etcd_any_store") != std::string::npos);
+  }
+}
+#endif
