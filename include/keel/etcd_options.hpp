@@ -31,8 +31,9 @@ struct etcd_options {
   // them before sending, so that the error names the limit.
   std::size_t max_txn_ops = 128;
   std::size_t max_request_bytes = 1572864;
-  // get/contains/multi_get served by the member asked without a quorum round
-  // trip: faster, may be stale. Scans and snapshots stay linearizable.
+  // get/contains served by the member asked without a quorum round
+  // trip: faster, may be stale. multi_get, scans, snapshots and
+  // transactions stay linearizable.
   bool serializable_reads = false;
 };
 
