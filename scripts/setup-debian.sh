@@ -17,6 +17,9 @@ packages=(
   doctest-dev       # tests
   libbenchmark-dev  # benchmarks
   liblmdb-dev       # benchmarks: the LMDB baseline (bench/bench.cpp)
+  libcurl4-openssl-dev  # the etcd backend's transport (<keel/etcd.hpp>)
+  nlohmann-json3-dev    # the etcd backend's JSON
+  etcd-server           # /usr/bin/etcd for the etcd backend's tests (the package also enables a service on 2379)
 )
 # CI's second compiler (.ci/run, step clang); not needed to build or use keel.
 if [[ "${CI:-}" == true ]]; then
@@ -34,7 +37,8 @@ fi
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
   echo "setup-debian: not a Debian system (no dpkg-query/apt-get); install these yourself:" \
-       "a C++20 compiler, meson, ninja, pkg-config, cmake, RocksDB, doctest, Google Benchmark" >&2
+       "a C++20 compiler, meson, ninja, pkg-config, cmake, RocksDB, doctest, Google Benchmark," \
+       "libcurl, nlohmann-json and etcd (for the etcd backend)" >&2
   exit 0
 fi
 

@@ -29,6 +29,7 @@ class basic_any_store;
 
 // Backends (policies) and RocksDB tunings.
 class MemoryPolicy;
+class EtcdPolicy;  // <keel/etcd.hpp>
 template <class Tuning>
 class RocksPolicy;
 struct DefaultTuning;

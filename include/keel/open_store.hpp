@@ -33,9 +33,11 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "any_store.hpp"
+#include "etcd_options.hpp"
 #include "memory.hpp"
 #include "rocksdb.hpp"
 
@@ -60,6 +62,10 @@ struct store_config {
   // Further RocksDB settings (sync_writes, env, customize, ...).
   rocks_options rocks{};
   memory_options memory{};
+  // The cluster backend (preferred = backend::etcd): endpoints and prefix.
+  // open_store() opens it only into a store type that holds EtcdPolicy
+  // (keel::etcd_any_store, <keel/etcd_any_store.hpp>).
+  etcd_options etcd{};
   // Where open_store() reports its decisions; empty: log_to_stderr.
   log_sink log{};
 
@@ -87,6 +93,10 @@ struct store_config {
   //   PREFIX_USE_MEMORY_STORAGE   true: preferred = memory (no RocksDB at all);
   //                               false: no change
   //   PREFIX_FALLBACK_MEMORY      sets fallback_to_memory
+  //   PREFIX_ETCD_ENDPOINTS       comma-separated etcd client URLs: sets
+  //                               etcd.endpoints and preferred = etcd
+  //                               (unless PREFIX_USE_MEMORY_STORAGE is true)
+  //   PREFIX_ETCD_PREFIX          sets etcd.prefix
   // Accepted values, in any case: 1/0, true/false, yes/no, on/off. Anything
   // else (the empty string included) is errc::invalid_argument naming the
   // variable and its value. Unset variables leave `base` as it is.
@@ -96,6 +106,26 @@ struct store_config {
     if (!use_memory) return std::move(use_memory).error();
     auto fallback = env_flag(std::string(prefix) + "_FALLBACK_MEMORY");
     if (!fallback) return std::move(fallback).error();
+    if (const char* eps = std::getenv((std::string(prefix) + "_ETCD_ENDPOINTS").c_str())) {
+      std::vector<std::string> list;
+      std::string_view rest(eps);
+      while (!rest.empty()) {
+        const auto comma = rest.find(',');
+        std::string_view item = rest.substr(0, comma);
+        while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+        while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+        if (!item.empty()) list.emplace_back(item);
+        if (comma == std::string_view::npos) break;
+        rest.remove_prefix(comma + 1);
+      }
+      if (list.empty()) {
+        return keel::error(errc::invalid_argument, "environment variable " + std::string(prefix) +
+                                                       "_ETCD_ENDPOINTS is empty; expected http://HOST:PORT[,...]");
+      }
+      base.etcd.endpoints = std::move(list);
+      base.preferred = backend::etcd;
+    }
+    if (const char* p = std::getenv((std::string(prefix) + "_ETCD_PREFIX").c_str())) base.etcd.prefix = p;
     if (*use_memory && **use_memory) base.preferred = backend::memory;
     if (*fallback) base.fallback_to_memory = **fallback;
     return base;
@@ -116,9 +146,23 @@ struct store_config {
 
 inline result<store_config> store_config::from_env(std::string_view prefix) { return from_env(prefix, store_config{}); }
 
+namespace detail {
+// Whether the any_store type Store can hold a basic_store<P>.
+template <class Store, class P>
+struct any_store_holds : std::false_type {};
+template <class... Ps, class P>
+struct any_store_holds<basic_any_store<Ps...>, P> : std::bool_constant<(std::is_same_v<Ps, P> || ...)> {};
+// T, made dependent on U (defers the use of a type that may be incomplete).
+template <class T, class U>
+struct dependent_type {
+  using type = T;
+};
+}  // namespace detail
+
 // Opens the store `config` asks for, falling back to memory where the rules
 // above allow. On failure the error's code is the preferred backend's and the
-// message lists every attempt.
+// message lists every attempt. backend::etcd needs a Store that holds
+// EtcdPolicy (etcd_any_store); with another Store it is invalid_argument.
 template <class Store = any_store>
 result<Store> open_store(const store_config& config) {
   using memory_backend = basic_store<MemoryPolicy>;
@@ -147,6 +191,30 @@ result<Store> open_store(const store_config& config) {
 
   if (config.preferred == backend::memory) {
     return open_memory("opened the memory backend (as configured); " + memory_fate);
+  }
+
+  if (config.preferred == backend::etcd) {
+    if constexpr (detail::any_store_holds<Store, EtcdPolicy>::value) {
+      using etcd_backend = basic_store<typename detail::dependent_type<EtcdPolicy, Store>::type>;
+      auto e = etcd_backend::open(config.etcd);
+      if (e) {
+        log("opened the etcd backend (prefix '" + config.etcd.prefix + "', " +
+            std::to_string(config.etcd.endpoints.size()) + " endpoint(s))");
+        return Store(std::move(*e), {{backend::etcd, std::nullopt}});
+      }
+      keel::error failure = std::move(e).error();
+      log("etcd backend failed (" + std::string(to_string(failure.code())) + "): " + failure.message());
+      attempts.push_back({backend::etcd, failure});
+      if (!config.may_fall_back(failure.code())) {
+        return keel::error(failure.code(), failure.message() + " [no fallback]");
+      }
+      return open_memory("falling back to the memory backend because etcd could not open (" +
+                         std::string(to_string(failure.code())) + "); " + memory_fate);
+    } else {
+      return keel::error(errc::invalid_argument,
+                         "open_store: the configuration asks for the etcd backend, but this program's store type has "
+                         "no etcd backend; use keel::etcd_any_store (<keel/etcd_any_store.hpp>, needs libcurl)");
+    }
   }
 
   rocks_options ro = config.rocks;

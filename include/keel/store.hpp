@@ -145,9 +145,16 @@ concept store_policy =
     };
 
 // Which kind of backend a store is (basic_any_store::backend()).
-enum class backend { rocksdb, memory };
+enum class backend { rocksdb, memory, etcd };
 
-constexpr std::string_view to_string(backend b) noexcept { return b == backend::rocksdb ? "rocksdb" : "memory"; }
+constexpr std::string_view to_string(backend b) noexcept {
+  switch (b) {
+    case backend::rocksdb: return "rocksdb";
+    case backend::memory: return "memory";
+    case backend::etcd: return "etcd";
+  }
+  return "unknown";
+}
 
 // The error every operation on a closed store, cursor or snapshot returns.
 inline keel::error closed_error(std::string_view what = "store") {

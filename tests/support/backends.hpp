@@ -11,11 +11,20 @@
 #include <keel/memory.hpp>
 #endif
 
+#include <atomic>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "temp_dir.hpp"
+
+// KEEL_HAS_ETCD (set by tests/meson.build with meson option etcd): the
+// cluster backend, against a real etcd process.
+#if KEEL_HAS_ETCD
+#include <keel/etcd.hpp>
+
+#include "etcd_cluster.hpp"
+#endif
 
 namespace keel::test {
 
@@ -79,16 +88,60 @@ using any_memory_backend = any_backend<keel::backend::memory>;
 using any_rocks_backend = any_backend<keel::backend::rocksdb>;
 #endif  // KEEL_HAS_ROCKSDB
 
+#if KEEL_HAS_ETCD
+// One single-member etcd for the whole test binary, started on first use and
+// stopped at exit (its destructor; PR_SET_PDEATHSIG if the binary dies).
+inline etcd_cluster& shared_etcd() {
+  static etcd_cluster cluster(1);
+  return cluster;
+}
+
+// A fresh key prefix on the shared etcd per backend object, so test cases
+// never see each other's keys; reopening uses the same prefix (persistent).
+struct etcd_backend {
+  using store_type = etcd_store;
+  static constexpr bool persistent = true;
+  static constexpr const char* name = "etcd";
+  // The data lives in the cluster: checkpoint() is errc::not_supported
+  // (docs/cluster.md says how to back up an etcd cluster).
+  static constexpr bool no_checkpoint = true;
+  std::string prefix = next_prefix();
+  etcd_options options() const {
+    etcd_options o;
+    o.endpoints = shared_etcd().endpoints();
+    o.prefix = prefix;
+    return o;
+  }
+  result<store_type> open() const { return store_type::open(options()); }
+  static std::string next_prefix() {
+    static std::atomic<int> n{0};
+    return "keel-test/" + std::to_string(++n) + "/";
+  }
+};
+#endif  // KEEL_HAS_ETCD
+
 // The conformance suite's type list: every backend runs every case of
 // conformance_test.cpp, transaction_test.cpp and operations_test.cpp. A new
 // backend is one line here.
+// KEEL_HAS_ROCKSDB and KEEL_HAS_ETCD are set by tests/meson.build (meson
+// options rocksdb and etcd).
+#if KEEL_HAS_ETCD
+#define KEEL_ETCD_BACKENDS , keel::test::etcd_backend
+#else
+#define KEEL_ETCD_BACKENDS
+#endif
 #if KEEL_HAS_ROCKSDB
 #define KEEL_BACKENDS                                                                                \
   keel::test::memory_backend, keel::test::rocks_default_backend, keel::test::rocks_macos_backend, \
-      keel::test::any_memory_backend, keel::test::any_rocks_backend, keel::test::persisted_memory_backend
+      keel::test::any_memory_backend, keel::test::any_rocks_backend,                              \
+      keel::test::persisted_memory_backend KEEL_ETCD_BACKENDS
 #else
-#define KEEL_BACKENDS keel::test::memory_backend, keel::test::persisted_memory_backend
+#define KEEL_BACKENDS keel::test::memory_backend, keel::test::persisted_memory_backend KEEL_ETCD_BACKENDS
 #endif
+
+// Whether the backend's checkpoint() makes a copy (false: not_supported).
+template <class B>
+inline constexpr bool supports_checkpoint = !requires { B::no_checkpoint; };
 
 // Opens or fails the test with the error's message.
 template <class Backend>

@@ -19,7 +19,7 @@
 
 namespace keel::test {
 
-// Creates <temp_directory_path()>/keel-test-XXXXXX (mode 0700, via mkdtemp;
+// Creates <temp_directory_path() or parent>/keel-test-XXXXXX (mode 0700, via mkdtemp;
 // Windows: a random name made with create_directory, which fails if it
 // exists, retried on a clash) and removes it recursively on destruction, first
 // restoring owner rwx on every directory (tests may chmod things inside).
@@ -27,14 +27,16 @@ namespace keel::test {
 // Non-copyable; a moved-from temp_dir owns nothing and has an empty path().
 class temp_dir {
 public:
-    // Throws std::system_error if the directory cannot be created.
-    temp_dir() {
+    // Throws std::system_error if the directory cannot be created. `parent`:
+    // where to create it (default: temp_directory_path()).
+    temp_dir() : temp_dir(std::filesystem::temp_directory_path()) {}
+    explicit temp_dir(const std::filesystem::path& parent) {
 #if defined(_WIN32)
         static std::atomic<unsigned> counter{0};
         std::random_device rd;
         std::mt19937_64 rng((std::uint64_t(rd()) << 32) ^ rd() ^
                             std::uint64_t(std::chrono::steady_clock::now().time_since_epoch().count()) ^ counter++);
-        auto const base = std::filesystem::temp_directory_path();
+        auto const& base = parent;
         for (int attempt = 0;; ++attempt) {
             std::string name = "keel-test-";
             for (int i = 0; i < 6; ++i) name += "abcdefghijklmnopqrstuvwxyz0123456789"[rng() % 36];
@@ -48,7 +50,7 @@ public:
                                         "create_directory " + (base / name).string());
         }
 #else
-        std::string tmpl = (std::filesystem::temp_directory_path() / "keel-test-XXXXXX").string();
+        std::string tmpl = (parent / "keel-test-XXXXXX").string();
         if (::mkdtemp(tmpl.data()) == nullptr)
             throw std::system_error(errno, std::generic_category(), "mkdtemp " + tmpl);
         path_ = tmpl;
