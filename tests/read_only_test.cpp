@@ -140,6 +140,19 @@ TEST_SUITE("read_only") {
     auto w = ro->write(b);
     REQUIRE_FALSE(w);
     CHECK(w.error().code() == errc::read_only);
+    CHECK(ro->erase_range(keel::key_range::all()).error().code() == errc::read_only);
+    CHECK(ro->compact().error().code() == errc::read_only);
+    // A transaction reads; its commit is refused when it wrote, allowed when it only read.
+    auto tx = ro->transaction();
+    CHECK(tx.get("k")->value() == "v");
+    REQUIRE(tx.put("k", "from a transaction"));
+    auto c = tx.commit();
+    REQUIRE_FALSE(c);
+    CHECK(c.error().code() == errc::read_only);
+    auto reader = ro->transaction();
+    CHECK(reader.get("k")->value() == "v");
+    CHECK(reader.commit());
+    CHECK(ro->multi_get({"k", "x"})->at(0) == std::optional<std::string>("v"));
     CHECK(ro->get("k")->value() == "v");
     CHECK_FALSE(ro->get("x")->has_value());
     REQUIRE(ro->close());  // no WAL sync attempted on a read-only DB
