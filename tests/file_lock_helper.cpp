@@ -7,10 +7,14 @@
 //       F_WRLCK) on it; Windows: opens it with share mode 0. Prints
 //       "locked <pid>", then waits for end of input on stdin and exits 0
 //       (which releases the lock).
+//   file_lock_helper --keel FILE
+//       the same through keel::detail::file::open_or_create + try_lock
+//       (Windows: LockFileEx); "busy" and exit 2 if another process has it.
 // Errors: "error <message>" on stdout, exit 1. Bad usage: exit 64.
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <keel/detail/platform_file.hpp>
 #include <string>
 
 #if defined(_WIN32)
@@ -23,11 +27,32 @@
 #endif
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: file_lock_helper FILE\n");
+  const bool keel_lock = argc == 3 && std::string(argv[1]) == "--keel";
+  if (argc != 2 && !keel_lock) {
+    std::fprintf(stderr, "usage: file_lock_helper [--keel] FILE\n");
     return 64;
   }
-  const std::filesystem::path file = argv[1];
+  const std::filesystem::path file = argv[argc - 1];
+  keel::detail::file kf;
+  if (keel_lock) {
+    bool busy = false;
+    auto e = kf.open_or_create(file);
+    if (!e) e = kf.try_lock(busy);
+    if (e) {
+      std::printf("error %s\n", keel::detail::system_message(e.code).c_str());
+      return 1;
+    }
+    if (busy) {
+      std::printf("busy\n");
+      return 2;
+    }
+    std::printf("locked %ld\n", keel::detail::current_process_id());
+    std::fflush(stdout);
+    std::string line;
+    while (std::getline(std::cin, line)) {
+    }
+    return 0;
+  }
 #if defined(_WIN32)
   HANDLE h = ::CreateFileW(file.c_str(), GENERIC_READ | GENERIC_WRITE, 0, nullptr, OPEN_ALWAYS,
                            FILE_ATTRIBUTE_NORMAL, nullptr);

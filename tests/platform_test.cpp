@@ -203,4 +203,41 @@ TEST_SUITE("platform") {
     CHECK(after.held == std::optional<bool>(false));  // released at exit
     CHECK_FALSE(after.holder);
   }
+
+  TEST_CASE("file::try_lock: one process at a time; released when the holder exits") {
+    temp_dir tmp;
+    const fs::path file = tmp.path() / "store.lock";
+    {
+      child_process holder(helper_path("file_lock_helper"), {"--keel", file.string()});
+      auto line = holder.read_line(30s);
+      REQUIRE(line.has_value());
+      REQUIRE(line->rfind("locked ", 0) == 0);
+      keel::detail::file mine;
+      REQUIRE_FALSE(mine.open_or_create(file));
+      bool busy = false;
+      auto e = mine.try_lock(busy);
+      CHECK_MESSAGE(!e, keel::detail::system_message(e.code));
+      CHECK(busy);  // held by the helper
+      // A second helper is refused the same way.
+      child_process second(helper_path("file_lock_helper"), {"--keel", file.string()});
+      CHECK(second.read_line(30s) == std::optional<std::string>("busy"));
+      CHECK(second.wait() == 2);
+      holder.close_stdin();
+      CHECK(holder.wait() == 0);
+      e = mine.try_lock(busy);  // the holder is gone: free
+      CHECK_MESSAGE(!e, keel::detail::system_message(e.code));
+      CHECK_FALSE(busy);
+      // Now this process holds it: a helper is refused.
+      child_process third(helper_path("file_lock_helper"), {"--keel", file.string()});
+      CHECK(third.read_line(30s) == std::optional<std::string>("busy"));
+      CHECK(third.wait() == 2);
+    }
+    // Closed: free again.
+    child_process fourth(helper_path("file_lock_helper"), {"--keel", file.string()});
+    auto line = fourth.read_line(30s);
+    REQUIRE(line.has_value());
+    CHECK(line->rfind("locked ", 0) == 0);
+    fourth.close_stdin();
+    CHECK(fourth.wait() == 0);
+  }
 }

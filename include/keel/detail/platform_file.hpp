@@ -7,6 +7,10 @@
 //                          by child processes (O_CLOEXEC / no inheritance).
 //   file::create           create or truncate a file for writing (0644 on
 //                          POSIX); not inherited.
+//   file::open_or_create   open for reading and writing, created if missing,
+//                          never truncated; not inherited.
+//   file::try_lock         exclusive advisory lock without waiting (fcntl /
+//                          LockFileEx); see its comment for what differs.
 //   file::borrow_fd        wrap a C runtime descriptor (1 = stdout); never
 //                          closed by the file.
 //   file::read_some        up to n bytes, 0 at end of file (EINTR retried).
@@ -193,6 +197,57 @@ class file {
     if (!is_open()) return last_sys_error();
     owned_ = true;
     return {};
+  }
+
+  // Opens `p` for reading and writing, creating it (0644) if missing, never
+  // truncating it (e.g. a log or a lock file); not inherited.
+  sys_error open_or_create(const std::filesystem::path& p) noexcept {
+    (void)close();
+#if defined(_WIN32)
+    h_ = ::CreateFileW(p.c_str(), GENERIC_READ | GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
+                       nullptr, OPEN_ALWAYS, FILE_ATTRIBUTE_NORMAL, nullptr);
+#else
+    do h_ = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    while (h_ < 0 && errno == EINTR);
+#endif
+    if (!is_open()) return last_sys_error();
+    owned_ = true;
+    return {};
+  }
+
+  // Takes an exclusive, advisory lock on the file for this process without
+  // waiting; `busy` is set when another process holds it. Released when the
+  // file is closed or the process ends (even killed). The file must be open
+  // for writing (open_or_create). POSIX: fcntl(F_SETLK, F_WRLCK) on the whole
+  // file, as RocksDB locks LOCK; beware that closing ANY other descriptor of
+  // the same file in this process drops it. Windows: LockFileEx
+  // (LOCKFILE_EXCLUSIVE_LOCK | LOCKFILE_FAIL_IMMEDIATELY) on the first byte;
+  // other handles of this process conflict too, and reading or writing that
+  // byte through another handle fails while it is held.
+  sys_error try_lock(bool& busy) noexcept {
+    busy = false;
+#if defined(_WIN32)
+    OVERLAPPED at{};
+    if (::LockFileEx(h_, LOCKFILE_EXCLUSIVE_LOCK | LOCKFILE_FAIL_IMMEDIATELY, 0, 1, 0, &at)) return {};
+    if (::GetLastError() == ERROR_LOCK_VIOLATION || ::GetLastError() == ERROR_IO_PENDING) {
+      busy = true;
+      return {};
+    }
+    return last_sys_error();
+#else
+    struct flock fl {};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    int rc;
+    do rc = ::fcntl(h_, F_SETLK, &fl);
+    while (rc != 0 && errno == EINTR);
+    if (rc == 0) return {};
+    if (errno == EAGAIN || errno == EACCES) {
+      busy = true;
+      return {};
+    }
+    return last_sys_error();
+#endif
   }
 
   // Wraps C runtime descriptor `fd` (e.g. 1); the file never closes it.
