@@ -325,7 +325,9 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
   // overwrites. Compaction is cluster-wide: it also ends older snapshots of
   // other stores and processes (they get errc::snapshot_expired). The range
   // is ignored (etcd compacts every key). Nothing to compact: success.
-  result<void> compact(const key_range&) {
+  result<void> compact(const key_range& range) {
+    if (!erase_range_is_valid(range))
+      return keel::error(errc::invalid_argument, "compact: the range's lower bound is above its upper bound");
     if (!is_open()) return closed_error();
     auto now = current_revision();
     if (!now) return std::move(now).error();

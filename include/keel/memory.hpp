@@ -328,7 +328,8 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
 
   // Nothing to reclaim: a replaced version is freed as soon as no reader uses it.
   result<void> compact(const key_range& range) {
-    if (!erase_range_is_valid(range)) return bad_range();
+    if (!erase_range_is_valid(range))
+      return keel::error(errc::invalid_argument, "compact: the range's lower bound is above its upper bound");
     if (!is_open()) return closed_error();
     return {};
   }
