@@ -128,7 +128,22 @@ TEST_SUITE("memory_log") {
     b.put("b1", "1").put("b2", "2").erase("k1").put("k1", "again");
     REQUIRE(s->write(b));
     REQUIRE(s->write(keel::write_batch{}));
+    // Range erases, alone and in a batch, and a committed transaction.
+    REQUIRE(s->put("r/1", "x"));
+    REQUIRE(s->put("r/2", "x"));
+    REQUIRE(s->erase_range(keel::key_range::prefix("r/")));
+    keel::write_batch rb;
+    rb.put("r/3", "y").erase_range(keel::key_range::between("b1", "b2")).put("z", "1");
+    REQUIRE(s->write(rb));
+    auto tx = s->transaction();
+    REQUIRE(tx.get("z"));
+    REQUIRE(tx.put("tx", "committed"));
+    REQUIRE(tx.commit());
     const auto expected = contents(*s);
+    CHECK(expected.count("r/1") == 0);
+    CHECK(expected.count("b1") == 0);
+    CHECK(expected.at("r/3") == "y");
+    CHECK(expected.at("tx") == "committed");
     // No snapshot yet: everything is in the log.
     CHECK_FALSE(fs::exists(file));
     REQUIRE(logs_in(file.parent_path()).size() == 1);

@@ -5,8 +5,14 @@
 // open_store() and the fallback rules.
 #pragma once
 
+#include <algorithm>
+#include <filesystem>
+#include <initializer_list>
 #include <optional>
+#include <ranges>
+#include <span>
 #include <string>
+#include <type_traits>
 #include <string_view>
 #include <utility>
 #include <variant>
@@ -18,12 +24,12 @@ namespace keel {
 
 namespace detail {
 
-// A cursor over whichever backend is live; satisfies store_cursor.
-template <class... Policies>
-class variant_cursor {
+// A cursor over whichever of Cursors is live; satisfies store_cursor.
+template <class... Cursors>
+class any_cursor {
  public:
   template <class C>
-  explicit variant_cursor(C&& c) : cursor_(std::forward<C>(c)) {}
+  explicit any_cursor(C&& c) : cursor_(std::forward<C>(c)) {}
 
   bool valid() const {
     return std::visit([](const auto& c) { return c.valid(); }, cursor_);
@@ -42,8 +48,15 @@ class variant_cursor {
   }
 
  private:
-  std::variant<typename Policies::cursor_type...> cursor_;
+  std::variant<Cursors...> cursor_;
 };
+
+// A cursor over whichever backend is live.
+template <class... Policies>
+using variant_cursor = any_cursor<typename Policies::cursor_type...>;
+// A transaction's cursor over whichever backend is live.
+template <class... Policies>
+using variant_tx_cursor = any_cursor<tx_cursor<typename Policies::cursor_type>...>;
 
 }  // namespace detail
 
@@ -81,6 +94,49 @@ class basic_any_snapshot {
   std::variant<basic_snapshot<Policies>...> snapshot_;
 };
 
+// A transaction of a basic_any_store (see basic_transaction).
+template <class... Policies>
+class basic_any_transaction {
+ public:
+  using cursor = basic_cursor<detail::variant_tx_cursor<Policies...>>;
+
+  template <class P>
+  explicit basic_any_transaction(basic_transaction<P> tx) : tx_(std::move(tx)) {}
+
+  result<std::optional<std::string>> get(std::string_view key) {
+    return std::visit([&](auto& t) { return t.get(key); }, tx_);
+  }
+  result<bool> contains(std::string_view key) {
+    return std::visit([&](auto& t) { return t.contains(key); }, tx_);
+  }
+  cursor scan(const key_range& range = key_range::all()) {
+    return std::visit(
+        [&](auto& t) { return cursor(detail::variant_tx_cursor<Policies...>(t.scan_impl(range)), t.counters()); },
+        tx_);
+  }
+  result<void> put(std::string_view key, std::string_view value) {
+    return std::visit([&](auto& t) { return t.put(key, value); }, tx_);
+  }
+  result<void> erase(std::string_view key) {
+    return std::visit([&](auto& t) { return t.erase(key); }, tx_);
+  }
+  result<void> erase_range(const key_range& range) {
+    return std::visit([&](auto& t) { return t.erase_range(range); }, tx_);
+  }
+  result<void> commit() {
+    return std::visit([](auto& t) { return t.commit(); }, tx_);
+  }
+  void rollback() noexcept {
+    std::visit([](auto& t) { t.rollback(); }, tx_);
+  }
+  bool is_active() const noexcept {
+    return std::visit([](const auto& t) { return t.is_active(); }, tx_);
+  }
+
+ private:
+  std::variant<basic_transaction<Policies>...> tx_;
+};
+
 // ---------------------------------------------------------------------------
 // basic_any_store: every basic_store operation, with the same contracts
 // (thread safety, close, cursors, snapshots), on the backend chosen at run
@@ -93,6 +149,7 @@ class basic_any_store {
  public:
   using cursor = basic_cursor<detail::variant_cursor<Policies...>>;
   using snapshot_type = basic_any_snapshot<Policies...>;
+  using transaction_type = basic_any_transaction<Policies...>;
 
   // Wraps an open store. `attempts` records how it was chosen (open_store
   // fills it); a fallback is an open whose earlier attempts failed.
@@ -124,6 +181,45 @@ class basic_any_store {
   }
   snapshot_type snapshot() const {
     return std::visit([](const auto& s) { return snapshot_type(s.snapshot()); }, store_);
+  }
+  result<void> erase_range(const key_range& range) {
+    return std::visit([&](auto& s) { return s.erase_range(range); }, store_);
+  }
+  template <std::ranges::input_range Keys>
+    requires std::convertible_to<std::ranges::range_reference_t<Keys>, std::string_view>
+  result<std::vector<std::optional<std::string>>> multi_get(const Keys& keys) const {
+    return std::visit([&](const auto& s) { return s.multi_get(keys); }, store_);
+  }
+  result<std::vector<std::optional<std::string>>> multi_get(std::initializer_list<std::string_view> keys) const {
+    return multi_get(std::span<const std::string_view>(keys.begin(), keys.size()));
+  }
+  result<void> compact(const key_range& range = key_range::all()) {
+    return std::visit([&](auto& s) { return s.compact(range); }, store_);
+  }
+  result<void> checkpoint(const std::filesystem::path& path) const {
+    return std::visit([&](const auto& s) { return s.checkpoint(path); }, store_);
+  }
+  transaction_type transaction() {
+    return std::visit([](auto& s) { return transaction_type(s.transaction()); }, store_);
+  }
+  // See basic_store::run_transaction; fn takes a transaction_type&.
+  template <class F>
+  auto run_transaction(F&& fn, int max_attempts = 16) -> std::invoke_result_t<F&, transaction_type&> {
+    using R = std::invoke_result_t<F&, transaction_type&>;
+    std::optional<keel::error> last;
+    for (int attempt = 0; attempt < std::max(max_attempts, 1); ++attempt) {
+      if (attempt > 1) detail::transaction_backoff(attempt);
+      transaction_type tx = transaction();
+      R r = fn(tx);
+      if (!r) return r;
+      if (auto c = tx.commit(); !c) {
+        if (c.error() != errc::conflict) return std::move(c).error();
+        last = std::move(c).error();
+        continue;
+      }
+      return r;
+    }
+    return detail::gave_up(max_attempts, last);
   }
   result<void> close() {
     return std::visit([](auto& s) { return s.close(); }, store_);

@@ -35,6 +35,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -291,6 +292,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     auto logged = log_write([&](detail::log_encoder& e) { e.put(key, value); });
     if (!logged) return logged.error();
     publish(current().with(key, value));
+    if (conflicts_->recording()) conflicts_->record({std::string(key)});
     writer.unlock();
     return durable(*logged);
   }
@@ -319,33 +321,87 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     auto logged = now.find(key) ? log_write([&](detail::log_encoder& e) { e.erase(key); }) : last_logged();
     if (!logged) return logged.error();
     if (now.find(key)) publish(now.without(key));
+    if (conflicts_->recording()) conflicts_->record({std::string(key)});
     writer.unlock();
     return durable(*logged);
   }
 
   result<void> write(const write_batch& batch) {
-    for (const auto& op : batch) {
-      if (auto bad = check_sizes(op.key, op.value)) return *bad;
-    }
+    if (auto bad = check_batch(batch)) return *bad;
     std::unique_lock writer(write_mutex_);
     if (!is_open()) return closed_error();
-    auto logged = log_write([&](detail::log_encoder& e) {
-      for (const auto& op : batch) {
-        if (op.kind == write_batch::op_kind::put)
-          e.put(op.key, op.value);
-        else
-          e.erase(op.key);
-      }
-    });
+    auto logged = log_batch(batch);
     if (!logged) return logged.error();
-    tree::transient edit(current());
-    for (const auto& op : batch) {
-      if (op.kind == write_batch::op_kind::put)
-        edit.insert_or_assign(op.key, op.value);
+    apply(batch);
+    writer.unlock();
+    return durable(*logged);
+  }
+
+  result<void> erase_range(const key_range& range) {
+    if (!erase_range_is_valid(range)) return bad_range();
+    std::unique_lock writer(write_mutex_);
+    if (!is_open()) return closed_error();
+    if (range.is_empty()) return {};
+    auto logged = log_write([&](detail::log_encoder& e) { e.erase_range(range); });
+    if (!logged) return logged.error();
+    publish(without_range(current(), range));
+    if (conflicts_->recording()) conflicts_->record({}, {range});
+    writer.unlock();
+    return durable(*logged);
+  }
+
+  result<std::vector<std::optional<std::string>>> multi_get(std::span<const std::string_view> keys) const {
+    auto reading = detail::epoch_domain::instance().enter();
+    const tree* version = root_.load(std::memory_order_seq_cst);
+    if (!is_open()) return closed_error();
+    std::vector<std::optional<std::string>> out;
+    out.reserve(keys.size());
+    for (std::string_view k : keys) {
+      if (const auto* e = version->find(k))
+        out.emplace_back(std::in_place, e->value());
       else
-        edit.erase(op.key);
+        out.emplace_back();
     }
-    publish(std::move(edit).persist());
+    return out;
+  }
+
+  // Nothing to reclaim: a replaced version is freed as soon as no reader uses it.
+  result<void> compact(const key_range&) {
+    if (!is_open()) return closed_error();
+    return {};
+  }
+
+  // Saves the current version to `path` in the persisted form (the file a
+  // store with memory_options::persist_path = path opens), atomically.
+  result<void> checkpoint(const std::filesystem::path& path) const {
+    if (!is_open()) return closed_error();
+    std::error_code ec;
+    if (path.empty()) return keel::error(errc::invalid_argument, "checkpoint: the path is empty");
+    if (std::filesystem::exists(std::filesystem::symlink_status(path, ec)) || ec) {
+      return keel::error(errc::invalid_argument,
+                         "checkpoint: '" + path.string() + "' already exists; a checkpoint needs a new path");
+    }
+    tree version = current();
+    if (!is_open()) return closed_error();
+    if (auto saved = save_to(path, std::move(version)); !saved) return saved.error();
+    return {};
+  }
+
+  result<detail::tx_start<snapshot_type>> begin_transaction() const {
+    std::lock_guard writer(write_mutex_);
+    if (!is_open()) return closed_error();
+    auto [start, registration] = conflicts_->begin();
+    return detail::tx_start<snapshot_type>{snapshot_type(shared_from_this(), current()), start, std::move(registration)};
+  }
+
+  result<void> commit_transaction(const detail::tx_record& tx) {
+    if (auto bad = check_batch(tx.writes)) return *bad;
+    std::unique_lock writer(write_mutex_);
+    if (!is_open()) return closed_error();
+    if (auto valid = conflicts_->validate(tx); !valid) return valid;
+    auto logged = log_batch(tx.writes);
+    if (!logged) return logged.error();
+    apply(tx.writes);
     writer.unlock();
     return durable(*logged);
   }
@@ -428,6 +484,54 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     }
     return std::nullopt;
   }
+  static std::optional<keel::error> check_batch(const write_batch& batch) {
+    for (const auto& op : batch) {
+      if (op.kind == write_batch::op_kind::erase_range) {
+        if (!erase_range_is_valid(op.range())) return bad_range();
+      } else if (auto bad = check_sizes(op.key, op.value)) {
+        return bad;
+      }
+    }
+    return std::nullopt;
+  }
+  static keel::error bad_range() {
+    return keel::error(errc::invalid_argument, "erase_range: the range's lower bound is above its upper bound");
+  }
+  // `version` without the keys in range.
+  static tree without_range(tree version, const key_range& range) {
+    std::vector<std::string> doomed;
+    {
+      tree::cursor it(version);
+      if (range.lower())
+        it.seek(*range.lower());
+      else
+        it.seek_first();
+      for (; it.valid() && range.contains(it.key()); it.next()) doomed.emplace_back(it.key());
+    }
+    if (doomed.empty()) return version;
+    tree::transient edit(version);
+    for (const auto& k : doomed) edit.erase(k);
+    return std::move(edit).persist();
+  }
+  // Applies the batch as one new version and records it for transactions.
+  // Called with write_mutex_ held, the batch checked.
+  void apply(const write_batch& batch) {
+    std::optional<tree::transient> edit(std::in_place, current());
+    for (const auto& op : batch) {
+      switch (op.kind) {
+        case write_batch::op_kind::put: edit->insert_or_assign(op.key, op.value); break;
+        case write_batch::op_kind::erase: edit->erase(op.key); break;
+        case write_batch::op_kind::erase_range: {
+          tree so_far = std::move(*edit).persist();
+          edit.reset();
+          edit.emplace(without_range(std::move(so_far), op.range()));
+          break;
+        }
+      }
+    }
+    publish(std::move(*edit).persist());
+    conflicts_->record(batch);
+  }
   static result<std::optional<std::string>> lookup(const tree& version, std::string_view key) {
     if (const auto* e = version.find(key)) return std::optional<std::string>(std::in_place, e->value());
     return std::optional<std::string>();
@@ -466,6 +570,17 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     auto seq = log_->append(encoder_);
     if (seq && log_->bytes() >= fold_at_.load(std::memory_order_relaxed)) request_fold();
     return seq;
+  }
+  result<std::uint64_t> log_batch(const write_batch& batch) {
+    return log_write([&](detail::log_encoder& e) {
+      for (const auto& op : batch) {
+        switch (op.kind) {
+          case write_batch::op_kind::put: e.put(op.key, op.value); break;
+          case write_batch::op_kind::erase: e.erase(op.key); break;
+          case write_batch::op_kind::erase_range: e.erase_range(op.range()); break;
+        }
+      }
+    });
   }
   result<std::uint64_t> last_logged() const {
     if (!log_) return std::uint64_t{0};
@@ -569,16 +684,13 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
         case detail::log_op::put: edit->insert_or_assign(op.key, op.value); break;
         case detail::log_op::erase: edit->erase(op.key); break;
         case detail::log_op::erase_range: {
-          tree t = std::move(*edit).persist();
-          std::vector<std::string> doomed;
-          tree::cursor it(t);
-          if (op.has_lower)
-            it.seek(op.key);
-          else
-            it.seek_first();
-          for (; it.valid() && (!op.has_upper || it.key() < op.value); it.next()) doomed.emplace_back(it.key());
-          edit.emplace(t);
-          for (const auto& k : doomed) edit->erase(k);
+          const key_range range = op.has_lower && op.has_upper ? key_range::between(op.key, op.value)
+                                  : op.has_lower                ? key_range::from(op.key)
+                                  : op.has_upper                ? key_range::until(op.value)
+                                                                : key_range::all();
+          tree so_far = std::move(*edit).persist();
+          edit.reset();
+          edit.emplace(without_range(std::move(so_far), range));
           break;
         }
       }
@@ -616,9 +728,10 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   }
   // Writes `version` to persist_path_; called with save_mutex_ held. Returns
   // the bytes of keys and values saved.
-  result<std::uint64_t> save(tree version) const {
+  result<std::uint64_t> save(tree version) const { return save_to(persist_path_, std::move(version)); }
+  static result<std::uint64_t> save_to(const std::filesystem::path& path, tree version) {
     dump_writer w;
-    if (auto o = w.open(persist_path_); !o) return o.error();
+    if (auto o = w.open(path); !o) return o.error();
     tree::cursor it(std::move(version));
     for (it.seek_first(); it.valid(); it.next()) {
       if (auto a = w.add(it.key(), it.value()); !a) return a.error();
@@ -640,7 +753,8 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   std::thread folder_;
   std::mutex close_mutex_;  // serialises close() (joins folder_)
   std::mutex save_mutex_;   // serialises folds and saves; taken before write_mutex_
-  std::mutex write_mutex_;  // serialises writers; guards retired_
+  mutable std::mutex write_mutex_;  // serialises writers and transaction begins; guards retired_
+  std::shared_ptr<detail::conflict_tracker> conflicts_ = std::make_shared<detail::conflict_tracker>();
   std::atomic<const tree*> root_{new tree()};  // the current version
   std::vector<std::pair<std::uint64_t, const tree*>> retired_;  // (epoch it closed, version)
   std::atomic<bool> open_{true};

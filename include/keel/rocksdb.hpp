@@ -16,6 +16,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
 #include <rocksdb/options.h>
+#include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
@@ -29,7 +30,9 @@
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
+#include <span>
 #include <string>
+#include <tuple>
 #include <system_error>
 #include <unordered_set>
 #include <vector>
@@ -140,7 +143,10 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   result<void> put(std::string_view key, std::string_view value) {
     std::shared_lock<std::shared_mutex> lock;
     if (!enter(lock)) return closed();
-    return check(db_->Put(write_options_, slice(key), slice(value)), "put");
+    std::shared_lock gate(write_gate_);
+    if (auto r = check(db_->Put(write_options_, slice(key), slice(value)), "put"); !r) return r;
+    if (conflicts_->recording()) conflicts_->record({std::string(key)});
+    return {};
   }
 
   result<std::optional<std::string>> get(std::string_view key) const { return get_at(key, nullptr); }
@@ -149,19 +155,102 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   result<void> erase(std::string_view key) {
     std::shared_lock<std::shared_mutex> lock;
     if (!enter(lock)) return closed();
-    return check(db_->Delete(write_options_, slice(key)), "erase");
+    std::shared_lock gate(write_gate_);
+    if (auto r = check(db_->Delete(write_options_, slice(key)), "erase"); !r) return r;
+    if (conflicts_->recording()) conflicts_->record({std::string(key)});
+    return {};
   }
 
   result<void> write(const write_batch& batch) {
-    rocksdb::WriteBatch wb(batch.payload_bytes() + 16 * batch.size() + 64);
     for (const auto& op : batch) {
-      rocksdb::Status s = op.kind == write_batch::op_kind::put ? wb.Put(slice(op.key), slice(op.value))
-                                                               : wb.Delete(slice(op.key));
-      if (!s.ok()) return detail::rocks_op_error(s, "write", opts_.path);
+      if (op.kind == write_batch::op_kind::erase_range && !erase_range_is_valid(op.range())) return bad_range();
     }
     std::shared_lock<std::shared_mutex> lock;
     if (!enter(lock)) return closed();
-    return check(db_->Write(write_options_, &wb), "write");
+    // An erase_range without an upper bound is resolved against the keys
+    // present, so no other writer may slip a key in meanwhile.
+    if (has_open_ended_range(batch)) {
+      std::unique_lock gate(write_gate_);
+      return apply(batch, "write");
+    }
+    std::shared_lock gate(write_gate_);
+    return apply(batch, "write");
+  }
+
+  result<void> erase_range(const key_range& range) {
+    if (!erase_range_is_valid(range)) return bad_range();
+    if (range.is_empty()) return is_open() ? result<void>() : result<void>(closed());
+    write_batch b;
+    b.erase_range(range);
+    return write(b);
+  }
+
+  // RocksDB's batched MultiGet: one consistent view (an implicit snapshot
+  // for the whole call), keys looked up together.
+  result<std::vector<std::optional<std::string>>> multi_get(std::span<const std::string_view> keys) const {
+    std::vector<rocksdb::Slice> slices;
+    slices.reserve(keys.size());
+    for (std::string_view k : keys) slices.push_back(slice(k));
+    std::vector<rocksdb::PinnableSlice> values(keys.size());
+    std::vector<rocksdb::Status> statuses(keys.size());
+    std::shared_lock<std::shared_mutex> lock;
+    if (!enter(lock)) return closed();
+    if (!keys.empty()) {
+      db_->MultiGet(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), keys.size(), slices.data(), values.data(),
+                    statuses.data());
+    }
+    std::vector<std::optional<std::string>> out(keys.size());
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (statuses[i].ok())
+        out[i].emplace(values[i].data(), values[i].size());
+      else if (!statuses[i].IsNotFound())
+        return detail::rocks_op_error(statuses[i], "multi_get", opts_.path);
+    }
+    return out;
+  }
+
+  // CompactRange over range (the whole key space when unbounded), down to
+  // the bottommost level so that erased data and range tombstones go.
+  result<void> compact(const key_range& range) {
+    if (!erase_range_is_valid(range)) return bad_range();
+    std::shared_lock<std::shared_mutex> lock;
+    if (!enter(lock)) return closed();
+    if (range.is_empty()) return {};
+    rocksdb::CompactRangeOptions co;
+    co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
+    rocksdb::Slice lo, hi;
+    if (range.lower()) lo = slice(*range.lower());
+    if (range.upper()) hi = slice(*range.upper());
+    return check(db_->CompactRange(co, range.lower() ? &lo : nullptr, range.upper() ? &hi : nullptr), "compact");
+  }
+
+  // rocksdb::Checkpoint: SST files hard-linked where the filesystem allows
+  // (copied otherwise), the memtable flushed first, so `dir` opens as a
+  // database with everything written before the call. `dir` must not exist
+  // and its parent must; RocksDB builds it in "<dir>.tmp" and renames it, and
+  // removes that staging directory when it fails.
+  result<void> checkpoint(const std::filesystem::path& dir) const;
+
+  result<detail::tx_start<snapshot_type>> begin_transaction() const {
+    std::uint64_t start = 0;
+    std::shared_ptr<void> registration;
+    {
+      std::shared_lock<std::shared_mutex> lock;
+      if (!enter(lock)) return closed();
+      std::unique_lock gate(write_gate_);
+      std::tie(start, registration) = conflicts_->begin();
+    }
+    auto view = snapshot();
+    if (!view) return std::move(view).error();
+    return detail::tx_start<snapshot_type>{std::move(*view), start, std::move(registration)};
+  }
+
+  result<void> commit_transaction(const detail::tx_record& tx) {
+    std::shared_lock<std::shared_mutex> lock;
+    if (!enter(lock)) return closed();
+    std::unique_lock gate(write_gate_);
+    if (auto valid = conflicts_->validate(tx); !valid) return valid;
+    return apply(tx.writes, "commit");
   }
 
   cursor_type scan(const key_range& range) const;
@@ -209,6 +298,65 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   result<void> check(const rocksdb::Status& s, std::string_view op) const {
     if (s.ok()) return {};
     return detail::rocks_op_error(s, op, opts_.path);
+  }
+
+  static keel::error bad_range() {
+    return keel::error(errc::invalid_argument, "erase_range: the range's lower bound is above its upper bound");
+  }
+  static bool has_open_ended_range(const write_batch& batch) {
+    for (const auto& op : batch) {
+      if (op.kind == write_batch::op_kind::erase_range && !op.has_upper) return true;
+    }
+    return false;
+  }
+  // Writes the batch and records it for transactions. Called inside enter()
+  // with write_gate_ held: exclusively when the batch has an open-ended
+  // erase_range (resolved here against the largest key present) or is a
+  // commit, shared otherwise.
+  result<void> apply(const write_batch& batch, std::string_view what) {
+    rocksdb::WriteBatch wb(batch.payload_bytes() + 16 * batch.size() + 64);
+    std::optional<std::string> largest_put;     // the largest key put by the ops so far
+    std::optional<std::optional<std::string>> largest_stored;  // looked up on first need
+    for (const auto& op : batch) {
+      rocksdb::Status s;
+      switch (op.kind) {
+        case write_batch::op_kind::put:
+          s = wb.Put(slice(op.key), slice(op.value));
+          if (!largest_put || op.key > *largest_put) largest_put = std::string(op.key);
+          break;
+        case write_batch::op_kind::erase: s = wb.Delete(slice(op.key)); break;
+        case write_batch::op_kind::erase_range: {
+          const key_range r = op.range();
+          if (r.is_empty()) break;
+          std::string upper(op.value);
+          if (!op.has_upper) {  // up to just past the largest key that can be there
+            if (!largest_stored) {
+              auto l = largest_key();
+              if (!l) return std::move(l).error();
+              largest_stored = std::move(*l);
+            }
+            std::optional<std::string> largest = *largest_stored;
+            if (largest_put && (!largest || *largest_put > *largest)) largest = largest_put;
+            if (!largest || (r.lower() && *largest < *r.lower())) break;  // no key at or above lower
+            upper = detail::key_successor(*largest);
+          }
+          s = wb.DeleteRange(slice(op.has_lower ? op.key : std::string_view()), slice(upper));
+          break;
+        }
+      }
+      if (!s.ok()) return detail::rocks_op_error(s, what, opts_.path);
+    }
+    if (auto r = check(db_->Write(write_options_, &wb), what); !r) return r;
+    conflicts_->record(batch);
+    return {};
+  }
+  // The largest key in the database (nullopt when empty). Inside enter().
+  result<std::optional<std::string>> largest_key() const {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+    it->SeekToLast();
+    if (it->Valid()) return std::optional<std::string>(it->key().ToString());
+    if (!it->status().ok()) return detail::rocks_op_error(it->status(), "erase_range", opts_.path);
+    return std::optional<std::string>();
   }
 
   result<std::optional<std::string>> get_at(std::string_view key, const rocksdb::Snapshot* const* snap) const {
@@ -263,6 +411,11 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   std::atomic<bool> closing_{false};     // set first by close(): new calls fail at once, so a
                                          // stream of readers cannot starve close()
   rocksdb::DB* db_ = nullptr;            // owned; null once closed
+  // Writers hold it shared; transaction begins and commits (and batches
+  // with an open-ended erase_range) hold it exclusively, so that validation
+  // and the write it allows are one step. Taken after lifecycle_.
+  mutable std::shared_mutex write_gate_;
+  std::shared_ptr<detail::conflict_tracker> conflicts_ = std::make_shared<detail::conflict_tracker>();
 
   // Live cursors and snapshots, released by close().
   mutable std::mutex live_mutex_;
@@ -544,6 +697,30 @@ result<typename RocksPolicy<Tuning>::snapshot_type> RocksPolicy<Tuning>::snapsho
   std::lock_guard live(live_mutex_);
   live_snapshots_.insert(&v->snap);
   return snapshot_type(std::move(v));
+}
+
+template <class Tuning>
+result<void> RocksPolicy<Tuning>::checkpoint(const std::filesystem::path& dir) const {
+  namespace fs = std::filesystem;
+  if (dir.empty()) return fail(errc::invalid_argument, "checkpoint: the path is empty");
+  std::error_code ec;
+  if (fs::exists(fs::symlink_status(dir, ec)) || ec) {
+    return fail(errc::invalid_argument, "checkpoint: '" + dir.string() + "' already exists; a checkpoint needs a new path");
+  }
+  const fs::path parent = dir.has_parent_path() ? dir.parent_path() : fs::path(".");
+  if (!fs::is_directory(parent, ec)) {
+    return fail(errc::invalid_argument, "checkpoint: the parent directory of '" + dir.string() + "' does not exist");
+  }
+  std::shared_lock<std::shared_mutex> lock;
+  if (!enter(lock)) return closed();
+  rocksdb::Checkpoint* raw = nullptr;
+  if (rocksdb::Status s = rocksdb::Checkpoint::Create(db_, &raw); !s.ok()) {
+    return detail::rocks_op_error(s, "checkpoint", opts_.path);
+  }
+  std::unique_ptr<rocksdb::Checkpoint> cp(raw);
+  rocksdb::Status s = cp->CreateCheckpoint(dir.string(), /*log_size_for_flush=*/0);
+  if (!s.ok()) return detail::rocks_op_error(s, "checkpoint to '" + dir.string() + "'", opts_.path);
+  return {};
 }
 
 template <class Tuning>

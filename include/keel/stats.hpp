@@ -28,6 +28,9 @@ struct store_stats {
   std::uint64_t bytes_written = 0;  // keys and values of put() and write() (erase: the key)
   std::uint64_t bytes_read = 0;     // values returned by get(), keys and values handed out by cursors
   std::uint64_t cursor_entries = 0; // entries handed out by cursors
+  // Transactions: begun, committed (read-only ones included), failed with
+  // errc::conflict, rolled back (rollback() or destroyed unfinished).
+  std::uint64_t tx_begun = 0, tx_committed = 0, tx_conflicts = 0, tx_rolled_back = 0;
   std::uint64_t keys = 0;           // number of keys
   bool keys_exact = false;          // memory: exact; RocksDB: rocksdb.estimate-num-keys
   std::uint64_t size_bytes = 0;     // memory: bytes held by the entries; RocksDB: files on disk
@@ -53,6 +56,10 @@ class op_counters {
     bytes_written,
     bytes_read,
     cursor_entries,
+    tx_begun,
+    tx_committed,
+    tx_conflicts,
+    tx_rolled_back,
     count_
   };
 
@@ -81,6 +88,10 @@ class op_counters {
     s.bytes_written = total(bytes_written);
     s.bytes_read = total(bytes_read);
     s.cursor_entries = total(cursor_entries);
+    s.tx_begun = total(tx_begun);
+    s.tx_committed = total(tx_committed);
+    s.tx_conflicts = total(tx_conflicts);
+    s.tx_rolled_back = total(tx_rolled_back);
   }
 
  private:

@@ -5,14 +5,25 @@
 // <keel/rocksdb.hpp> or the umbrella <keel/keel.hpp> for the backends.
 #pragma once
 
+#include <algorithm>
+#include <chrono>
 #include <concepts>
+#include <cstdint>
+#include <filesystem>
+#include <initializer_list>
 #include <iterator>
 #include <memory>
 #include <optional>
+#include <ranges>
+#include <span>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <type_traits>
 #include <utility>
+#include <vector>
 
+#include "detail/conflict_tracker.hpp"
 #include "error.hpp"
 #include "fwd.hpp"
 #include "key_range.hpp"
@@ -20,6 +31,9 @@
 #include "write_batch.hpp"
 
 namespace keel {
+
+template <class Policy>
+class basic_transaction;
 
 // ---------------------------------------------------------------------------
 // The policy contract.
@@ -46,6 +60,33 @@ namespace keel {
 //   result<void> close()                          idempotent; afterwards every call on P,
 //                                                 its cursors and snapshots gives errc::closed
 //   bool is_open() const noexcept
+//   result<void> erase_range(const key_range&)    atomic; invalid_argument when lower > upper
+//                                                 (erase_range_is_valid); write() applies a
+//                                                 batch's erase_range ops in order with the rest
+//   result<std::vector<std::optional<std::string>>>
+//     multi_get(std::span<const std::string_view>) const
+//                                                 one consistent view; results in input order
+//   result<void> compact(const key_range&)        reclaim space; nothing to do is success
+//   result<void> checkpoint(const std::filesystem::path&) const
+//                                                 a consistent copy, taken while the store is
+//                                                 in use, that opens as a store of the same
+//                                                 backend; the path must not exist
+//                                                 (invalid_argument), nothing is left behind
+//                                                 on failure
+//   result<detail::tx_start<snapshot_type>> begin_transaction() const
+//                                                 a view plus the commit position it reflects
+//                                                 and a registration held until the
+//                                                 transaction ends (transaction.hpp)
+//   result<void> commit_transaction(const detail::tx_record&)
+//                                                 applies record.writes atomically iff no
+//                                                 commit after record.start wrote a key of
+//                                                 record.read_keys or into a range of
+//                                                 record.read_ranges; else errc::conflict and
+//                                                 nothing written. Backends whose writers are
+//                                                 all in this process use
+//                                                 detail::conflict_tracker; a cluster backend
+//                                                 validates where its data lives.
+//   Writes on a store opened read-only give errc::read_only (commit included).
 //
 // Optional, found when present: result<void> flush() (basic_store::flush())
 // and a free function result<void> backend_stats(const P&, store_stats&)
@@ -95,6 +136,12 @@ concept store_policy =
       { cp.snapshot() } -> std::same_as<result<typename P::snapshot_type>>;
       { p.close() } -> std::same_as<result<void>>;
       { cp.is_open() } noexcept -> std::same_as<bool>;
+      { p.erase_range(r) } -> std::same_as<result<void>>;
+      { cp.multi_get(std::span<const std::string_view>()) } -> std::same_as<result<std::vector<std::optional<std::string>>>>;
+      { p.compact(r) } -> std::same_as<result<void>>;
+      { cp.checkpoint(std::filesystem::path()) } -> std::same_as<result<void>>;
+      { cp.begin_transaction() } -> std::same_as<result<detail::tx_start<typename P::snapshot_type>>>;
+      { p.commit_transaction(std::declval<const detail::tx_record&>()) } -> std::same_as<result<void>>;
     };
 
 // Which kind of backend a store is (basic_any_store::backend()).
@@ -248,6 +295,25 @@ class basic_snapshot {
   std::shared_ptr<detail::op_counters> counters_;
 };
 
+namespace detail {
+// run_transaction's pause before attempt `attempt` (>= 2): a random duration
+// of up to 2^attempt microseconds, capped at 1024.
+inline void transaction_backoff(int attempt) {
+  thread_local std::uint64_t x = 0x9E3779B97F4A7C15ull ^ reinterpret_cast<std::uintptr_t>(&x);
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  const std::uint64_t cap = std::uint64_t(1) << std::min(attempt, 10);
+  std::this_thread::sleep_for(std::chrono::microseconds(x % cap));
+}
+// run_transaction's error after its last attempt conflicted.
+inline keel::error gave_up(int max_attempts, const std::optional<keel::error>& last) {
+  return keel::error(errc::conflict, "run_transaction: gave up after " + std::to_string(std::max(max_attempts, 1)) +
+                                         " attempts, each in conflict with another commit (" +
+                                         (last ? last->message() : std::string()) + ")");
+}
+}  // namespace detail
+
 // ---------------------------------------------------------------------------
 // basic_store: an ordered key-value store over the backend Policy.
 //
@@ -333,6 +399,85 @@ class basic_store {
     count(detail::op_counters::scans);
     return backend_->scan(range);
   }
+  // Erases every key in range (its direction is ignored), atomically.
+  // invalid_argument when the lower bound is above the upper bound.
+  result<void> erase_range(const key_range& range) {
+    if (!backend_) return closed_error();
+    count(detail::op_counters::writes);
+    return backend_->erase_range(range);
+  }
+  // The values of keys (nullopt where absent), read from one consistent
+  // view, in the order of keys. Accepts any range of things convertible to
+  // std::string_view (std::vector<std::string>, an initializer list, ...).
+  template <std::ranges::input_range Keys>
+    requires std::convertible_to<std::ranges::range_reference_t<Keys>, std::string_view>
+  result<std::vector<std::optional<std::string>>> multi_get(const Keys& keys) const {
+    if (!backend_) return closed_error();
+    std::vector<std::string_view> views;
+    if constexpr (std::ranges::sized_range<Keys>) views.reserve(std::ranges::size(keys));
+    for (auto&& k : keys) views.emplace_back(k);
+    auto r = backend_->multi_get(std::span<const std::string_view>(views));
+    if (r) {
+      std::uint64_t bytes = 0;
+      for (const auto& v : *r) bytes += v ? v->size() : 0;
+      counters_->add(detail::op_counters::gets, detail::op_counters::bytes_read, views.size(), bytes);
+    }
+    return r;
+  }
+  result<std::vector<std::optional<std::string>>> multi_get(std::initializer_list<std::string_view> keys) const {
+    return multi_get(std::span<const std::string_view>(keys.begin(), keys.size()));
+  }
+  // Reclaims space held by overwritten and erased data in range (RocksDB:
+  // CompactRange). The memory backend has nothing to do and succeeds.
+  result<void> compact(const key_range& range = key_range::all()) {
+    if (!backend_) return closed_error();
+    return backend_->compact(range);
+  }
+  // Writes a consistent copy of the store, taken while it is in use, to
+  // `path`, which must not exist; it opens as a store of the same backend
+  // (RocksDB: a directory, hard-linked where the filesystem allows; memory:
+  // the file memory_options::persist_path opens). On failure nothing is left
+  // at `path`.
+  result<void> checkpoint(const std::filesystem::path& path) const {
+    if (!backend_) return closed_error();
+    return backend_->checkpoint(path);
+  }
+
+  // A transaction: a view as of now plus a private write buffer; see
+  // transaction.hpp for the semantics (optimistic, serializable).
+  basic_transaction<Policy> transaction() {
+    if (!backend_) return basic_transaction<Policy>(nullptr, counters_, closed_error());
+    count(detail::op_counters::tx_begun);
+    return basic_transaction<Policy>(backend_, counters_, backend_->begin_transaction());
+  }
+  // Runs fn(tx) in a new transaction and commits it; on errc::conflict runs
+  // it again, up to max_attempts times in all. fn takes a
+  // basic_transaction<Policy>& and returns a result<T>; an error from fn
+  // rolls the transaction back and is returned as is (not retried). Returns
+  // fn's value from the attempt that committed, or the last conflict.
+  // Back-off between attempts: none before the second, then a random pause of
+  // up to 2^attempt microseconds (at most about 1 ms), so that transactions
+  // that keep colliding spread out.
+  template <class F>
+  auto run_transaction(F&& fn, int max_attempts = 16)
+      -> std::invoke_result_t<F&, basic_transaction<Policy>&> {
+    using R = std::invoke_result_t<F&, basic_transaction<Policy>&>;
+    std::optional<keel::error> last;
+    for (int attempt = 0; attempt < std::max(max_attempts, 1); ++attempt) {
+      if (attempt > 1) detail::transaction_backoff(attempt);
+      basic_transaction<Policy> tx = transaction();
+      R r = fn(tx);
+      if (!r) return r;
+      if (auto c = tx.commit(); !c) {
+        if (c.error() != errc::conflict) return std::move(c).error();
+        last = std::move(c).error();
+        continue;
+      }
+      return r;
+    }
+    return detail::gave_up(max_attempts, last);
+  }
+
   // A point-in-time view; cheap on every backend.
   snapshot_type snapshot() const {
     if (!backend_) return snapshot_type(closed_error());
@@ -395,3 +540,5 @@ class basic_store {
 };
 
 }  // namespace keel
+
+#include "transaction.hpp"

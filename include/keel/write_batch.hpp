@@ -1,4 +1,4 @@
-// keel: write_batch, a group of puts and erases applied atomically.
+// keel: write_batch, a group of puts, erases and range erases applied atomically.
 #pragma once
 
 #include <cstddef>
@@ -7,9 +7,11 @@
 #include <string_view>
 #include <vector>
 
+#include "key_range.hpp"
+
 namespace keel {
 
-// An ordered list of puts and erases. store.write(batch) applies them all or
+// An ordered list of puts, erases and range erases. store.write(batch) applies them all or
 // none, in order (a later op on the same key wins), and readers see the batch
 // whole or not at all. A batch is a plain value owned by the caller; it is not
 // thread-safe to modify from several threads at once.
@@ -17,14 +19,24 @@ class write_batch {
   struct record;
 
  public:
-  enum class op_kind : std::uint8_t { put, erase };
+  enum class op_kind : std::uint8_t { put, erase, erase_range };
 
   // One operation; views point into the batch and stay valid until it is
-  // modified or destroyed.
+  // modified or destroyed. For erase_range, `key` and `value` hold the
+  // range's lower and upper bounds (each meaningful only when has_lower /
+  // has_upper); range() rebuilds the key_range.
   struct op {
     op_kind kind;
     std::string_view key;
     std::string_view value;  // empty for erase
+    bool has_lower = false, has_upper = false;
+
+    key_range range() const {
+      if (has_lower && has_upper) return key_range::between(key, value);
+      if (has_lower) return key_range::from(key);
+      if (has_upper) return key_range::until(value);
+      return key_range::all();
+    }
   };
 
   write_batch& put(std::string_view key, std::string_view value) {
@@ -33,6 +45,15 @@ class write_batch {
   }
   write_batch& erase(std::string_view key) {
     add(op_kind::erase, key, {});
+    return *this;
+  }
+  // Erases every key in `range` (its direction is ignored) present when the
+  // batch is applied, including keys put by earlier operations of this batch.
+  // A range whose lower bound is above its upper bound makes write() fail
+  // with errc::invalid_argument (see check_range()).
+  write_batch& erase_range(const key_range& range) {
+    add(op_kind::erase_range, range.lower().value_or(std::string()), range.upper().value_or(std::string()),
+        range.lower().has_value(), range.upper().has_value());
     return *this;
   }
 
@@ -53,7 +74,7 @@ class write_batch {
     op operator*() const {
       const record& r = (*records_)[i_];
       const char* base = bytes_->data() + r.offset;
-      return {r.kind, {base, r.key_size}, {base + r.key_size, r.value_size}};
+      return {r.kind, {base, r.key_size}, {base + r.key_size, r.value_size}, r.has_lower, r.has_upper};
     }
     const_iterator& operator++() {
       ++i_;
@@ -80,14 +101,22 @@ class write_batch {
   struct record {
     std::size_t offset, key_size, value_size;
     op_kind kind;
+    bool has_lower, has_upper;
   };
-  void add(op_kind kind, std::string_view key, std::string_view value) {
-    ops_.push_back({bytes_.size(), key.size(), value.size(), kind});
+  void add(op_kind kind, std::string_view key, std::string_view value, bool has_lower = false,
+           bool has_upper = false) {
+    ops_.push_back({bytes_.size(), key.size(), value.size(), kind, has_lower, has_upper});
     bytes_.append(key);
     bytes_.append(value);
   }
   std::vector<record> ops_;
   std::string bytes_;
 };
+
+// The check every backend applies to a range it erases: a lower bound above
+// the upper bound is a caller's mistake, not an empty range to ignore.
+inline bool erase_range_is_valid(const key_range& r) noexcept {
+  return !(r.lower() && r.upper() && *r.lower() > *r.upper());
+}
 
 }  // namespace keel

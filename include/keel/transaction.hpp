@@ -1,0 +1,354 @@
+// keel: basic_transaction<Policy>, optimistic serializable transactions over
+// any backend. Needs no backend headers; basic_store::transaction() makes one.
+//
+//   auto tx = store.transaction();
+//   auto balance = tx.get("alice");            // read from the view, recorded
+//   tx.put("alice", "90"); tx.put("bob", "110");
+//   if (auto r = tx.commit(); !r && r.error() == keel::errc::conflict) { /* run it again */ }
+//
+// Semantics (the same on every backend):
+// - A transaction reads one consistent view of the store, taken when it
+//   began, merged with its own buffered writes (read your writes; an erase or
+//   erase_range hides keys). Nobody else sees its writes before commit().
+// - commit() applies every buffered write atomically, or nothing. It fails
+//   with errc::conflict, writing nothing, when another commit since the
+//   transaction began wrote a key it read (get, contains) or wrote into a
+//   range it scanned (as far as the scan went). Writes count whether they
+//   changed anything or not (a put of the same value, an erase of an absent
+//   key): that is conservative, never wrong.
+// - Isolation is serializable: committed transactions behave as if each ran
+//   alone, at its commit, in commit order. Lost updates, write skew and
+//   phantoms are conflicts. Blind writes (keys written but not read) never
+//   conflict: the last commit wins, as in the serial order.
+// - A transaction that wrote nothing commits successfully without validation
+//   (it read one consistent view, which is a state of the serial order).
+// - rollback() and the destructor drop the buffer.
+//
+// Thread safety: a transaction, and the cursors it hands out, are used by one
+// thread at a time; different transactions may be used from different
+// threads. A transaction may outlive its store: after close() its reads and
+// commit() give errc::closed.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "detail/conflict_tracker.hpp"
+#include "store.hpp"
+
+namespace keel {
+
+namespace detail {
+
+// A transaction's private state, shared with the cursors it hands out (they
+// report how far they scanned).
+struct tx_state {
+  std::map<std::string, std::optional<std::string>, std::less<>> writes;  // nullopt: erased
+  std::vector<key_range> erased;                                          // erase_range calls, forward
+  std::set<std::string, std::less<>> read_keys;
+  std::vector<key_range> read_ranges;
+  bool active = true;
+
+  bool erased_by_range(std::string_view key) const {
+    for (const auto& r : erased) {
+      if (r.contains(key)) return true;
+    }
+    return false;
+  }
+};
+
+// The key just above `key` in bytewise order: key + '\0'.
+inline std::string key_successor(std::string_view key) {
+  std::string s(key);
+  s.push_back('\0');
+  return s;
+}
+
+// A cursor over a transaction's view merged with its buffered writes.
+// Satisfies store_cursor. Reads the buffer as it was when the scan began.
+template <class Base>
+class tx_cursor {
+ public:
+  tx_cursor(Base base, const key_range& range, std::shared_ptr<tx_state> tx, std::size_t read_index)
+      : base_(std::move(base)), tx_(std::move(tx)), read_index_(read_index), reversed_(range.is_reversed()) {
+    if (tx_ && !range.is_empty()) {
+      auto first = range.lower() ? tx_->writes.lower_bound(*range.lower()) : tx_->writes.begin();
+      auto last = range.upper() ? tx_->writes.lower_bound(*range.upper()) : tx_->writes.end();
+      overlay_.assign(first, last);
+      if (reversed_) std::reverse(overlay_.begin(), overlay_.end());
+      for (const auto& r : tx_->erased) {
+        if (ranges_overlap(r, range)) erased_.push_back(r);
+      }
+    }
+    settle();
+  }
+  tx_cursor(tx_cursor&&) noexcept = default;
+  tx_cursor& operator=(tx_cursor&& other) noexcept {
+    if (this != &other) {
+      finish();
+      base_ = std::move(other.base_);
+      overlay_ = std::move(other.overlay_);
+      erased_ = std::move(other.erased_);
+      pos_ = other.pos_;
+      from_overlay_ = other.from_overlay_;
+      valid_ = other.valid_;
+      tx_ = std::move(other.tx_);
+      read_index_ = other.read_index_;
+      reversed_ = other.reversed_;
+    }
+    return *this;
+  }
+  ~tx_cursor() { finish(); }
+
+  bool valid() const noexcept { return valid_; }
+  std::string_view key() const { return from_overlay_ ? std::string_view(overlay_[pos_].first) : base_.key(); }
+  std::string_view value() const { return from_overlay_ ? std::string_view(*overlay_[pos_].second) : base_.value(); }
+  const std::optional<keel::error>& error() const { return base_.error(); }
+
+  void next() {
+    if (!valid_) return;
+    if (from_overlay_)
+      ++pos_;
+    else
+      base_.next();
+    settle();
+  }
+
+ private:
+  bool before(std::string_view a, std::string_view b) const { return reversed_ ? a > b : a < b; }
+  bool hidden(std::string_view key) const {
+    for (const auto& r : erased_) {
+      if (r.contains(key)) return true;
+    }
+    auto it = std::lower_bound(overlay_.begin(), overlay_.end(), key, [&](const auto& e, std::string_view k) {
+      return before(e.first, k);
+    });
+    return it != overlay_.end() && it->first == key;
+  }
+  // Positions on the next visible entry of either source.
+  void settle() {
+    if (!erased_.empty() || !overlay_.empty()) {
+      while (base_.valid() && hidden(base_.key())) base_.next();
+    }
+    while (pos_ < overlay_.size() && !overlay_[pos_].second) ++pos_;
+    const bool have_overlay = pos_ < overlay_.size();
+    if (base_.error()) {  // the pass stopped early: stop here too
+      valid_ = false;
+      return;
+    }
+    if (!base_.valid()) {
+      from_overlay_ = have_overlay;
+    } else {
+      from_overlay_ = have_overlay && before(overlay_[pos_].first, base_.key());
+    }
+    valid_ = from_overlay_ || base_.valid();
+    if (!valid_) finish();
+  }
+  // Narrows the range recorded for validation to what this pass exposed: up
+  // to the current entry if it stopped early, the whole range if it ended.
+  void finish() noexcept {
+    if (!tx_) return;
+    if (tx_->active && read_index_ < tx_->read_ranges.size() && valid_) {
+      key_range& r = tx_->read_ranges[read_index_];
+      const std::string last(key());
+      if (!reversed_) {
+        r = r.lower() ? key_range::between(*r.lower(), key_successor(last)) : key_range::until(key_successor(last));
+      } else {
+        r = r.upper() ? key_range::between(last, *r.upper()) : key_range::from(last);
+      }
+    }
+    tx_.reset();
+  }
+
+  Base base_;
+  std::vector<std::pair<std::string, std::optional<std::string>>> overlay_;  // buffered writes in range, in order
+  std::vector<key_range> erased_;
+  std::size_t pos_ = 0;
+  bool from_overlay_ = false;
+  bool valid_ = false;
+  std::shared_ptr<tx_state> tx_;  // null once the pass ended (or for a failed cursor)
+  std::size_t read_index_ = 0;
+  bool reversed_ = false;
+};
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------
+// basic_transaction: see the top of this file. Made by basic_store::transaction().
+// Move-only.
+// ---------------------------------------------------------------------------
+template <class Policy>
+class basic_transaction {
+  using view_type = typename Policy::snapshot_type;
+
+ public:
+  using cursor = basic_cursor<detail::tx_cursor<typename Policy::cursor_type>>;
+
+  basic_transaction(basic_transaction&&) noexcept = default;
+  basic_transaction& operator=(basic_transaction&& other) noexcept {
+    if (this != &other) {
+      rollback();
+      backend_ = std::move(other.backend_);
+      counters_ = std::move(other.counters_);
+      begun_ = std::move(other.begun_);
+      begin_error_ = std::move(other.begin_error_);
+      state_ = std::move(other.state_);
+    }
+    return *this;
+  }
+  basic_transaction(const basic_transaction&) = delete;
+  basic_transaction& operator=(const basic_transaction&) = delete;
+  ~basic_transaction() { rollback(); }
+
+  // The value of key in the view merged with this transaction's writes.
+  // A key not written by this transaction is recorded for validation.
+  result<std::optional<std::string>> get(std::string_view key) {
+    if (auto bad = unusable()) return *bad;
+    if (auto it = state_->writes.find(key); it != state_->writes.end()) return it->second;
+    if (state_->erased_by_range(key)) return std::optional<std::string>();
+    auto r = begun_->view.get(key);
+    if (r) state_->read_keys.emplace(key);
+    return r;
+  }
+  result<bool> contains(std::string_view key) {
+    if (auto bad = unusable()) return *bad;
+    if (auto it = state_->writes.find(key); it != state_->writes.end()) return it->second.has_value();
+    if (state_->erased_by_range(key)) return false;
+    auto r = begun_->view.contains(key);
+    if (r) state_->read_keys.emplace(key);
+    return r;
+  }
+  // An ordered pass over range: the view merged with this transaction's
+  // writes as they are now (later writes are not seen by this cursor). The
+  // part of the range the pass covered is recorded for validation.
+  cursor scan(const key_range& range = key_range::all()) { return cursor(scan_impl(range), counters_); }
+  // The cursor itself, for adapters (basic_any_transaction).
+  detail::tx_cursor<typename Policy::cursor_type> scan_impl(const key_range& range) {
+    using tx_cursor = detail::tx_cursor<typename Policy::cursor_type>;
+    if (auto bad = unusable()) return tx_cursor(Policy::failed_cursor(*bad), range, nullptr, 0);
+    if (counters_) counters_->add(detail::op_counters::scans);
+    const std::size_t index = state_->read_ranges.size();
+    state_->read_ranges.push_back(forward(range));
+    return tx_cursor(begun_->view.scan(range), range, state_, index);
+  }
+  // The store's counters, for adapters.
+  const std::shared_ptr<detail::op_counters>& counters() const noexcept { return counters_; }
+
+  // Buffered until commit().
+  result<void> put(std::string_view key, std::string_view value) {
+    if (auto bad = unusable()) return *bad;
+    state_->writes.insert_or_assign(std::string(key), std::optional<std::string>(value));
+    return {};
+  }
+  result<void> erase(std::string_view key) {
+    if (auto bad = unusable()) return *bad;
+    state_->writes.insert_or_assign(std::string(key), std::nullopt);
+    return {};
+  }
+  // Erases every key of range present at commit (and hides them from this
+  // transaction's reads now). invalid_argument for a range whose lower bound
+  // is above its upper bound.
+  result<void> erase_range(const key_range& range) {
+    if (auto bad = unusable()) return *bad;
+    if (!erase_range_is_valid(range)) return bad_range();
+    if (range.is_empty()) return {};
+    auto first = range.lower() ? state_->writes.lower_bound(*range.lower()) : state_->writes.begin();
+    auto last = range.upper() ? state_->writes.lower_bound(*range.upper()) : state_->writes.end();
+    state_->writes.erase(first, last);
+    state_->erased.push_back(forward(range));
+    return {};
+  }
+
+  // Applies every buffered write atomically, or nothing: errc::conflict
+  // (run the transaction again), errc::closed (the store was closed),
+  // errc::read_only (the store was opened read-only), or the backend's error.
+  // The transaction is finished afterwards, whatever it returns.
+  result<void> commit() {
+    if (auto bad = unusable()) return *bad;
+    state_->active = false;
+    if (!backend_->is_open()) return finish_with(closed_error());
+    if (state_->writes.empty() && state_->erased.empty()) {  // read only: nothing to validate
+      counters_->add(detail::op_counters::tx_committed);
+      return finish_with({});
+    }
+    detail::tx_record record;
+    record.start = begun_->start;
+    record.read_keys.assign(std::make_move_iterator(state_->read_keys.begin()),
+                            std::make_move_iterator(state_->read_keys.end()));
+    record.read_ranges = std::move(state_->read_ranges);
+    for (const auto& r : state_->erased) record.writes.erase_range(r);
+    for (const auto& [k, v] : state_->writes) {
+      if (v)
+        record.writes.put(k, *v);
+      else
+        record.writes.erase(k);
+    }
+    result<void> r = backend_->commit_transaction(record);
+    if (r)
+      counters_->add(detail::op_counters::tx_committed);
+    else if (r.error() == errc::conflict)
+      counters_->add(detail::op_counters::tx_conflicts);
+    return finish_with(std::move(r));
+  }
+
+  // Drops the buffered writes; the transaction is finished. Does nothing on
+  // a finished transaction.
+  void rollback() noexcept {
+    if (state_ && state_->active) {
+      state_->active = false;
+      if (counters_) counters_->add(detail::op_counters::tx_rolled_back);
+    }
+    (void)finish_with({});
+  }
+
+  // True until commit() or rollback().
+  bool is_active() const noexcept { return state_ && state_->active && begun_.has_value(); }
+  // Writes buffered (keys put or erased, ranges erased).
+  std::size_t pending_writes() const noexcept { return state_ ? state_->writes.size() + state_->erased.size() : 0; }
+
+ private:
+  friend class basic_store<Policy>;
+  basic_transaction(std::shared_ptr<Policy> backend, std::shared_ptr<detail::op_counters> counters,
+                    result<detail::tx_start<view_type>> begun)
+      : backend_(std::move(backend)), counters_(std::move(counters)), state_(std::make_shared<detail::tx_state>()) {
+    if (begun)
+      begun_.emplace(std::move(*begun));
+    else
+      begin_error_ = std::move(begun).error();
+  }
+
+  static key_range forward(const key_range& r) { return r.is_reversed() ? r.reversed() : r; }
+  static keel::error bad_range() {
+    return keel::error(errc::invalid_argument, "erase_range: the range's lower bound is above its upper bound");
+  }
+  std::optional<keel::error> unusable() const {
+    if (!begun_) return begin_error_ ? *begin_error_ : closed_error("transaction");
+    if (!state_ || !state_->active) return keel::error(errc::closed, "transaction is already committed or rolled back");
+    return std::nullopt;
+  }
+  result<void> finish_with(result<void> r) noexcept {
+    if (state_) {
+      state_->active = false;
+      state_->writes.clear();
+      state_->erased.clear();
+    }
+    if (begun_) begun_->registration.reset();  // ends it in the backend's conflict history
+    return r;
+  }
+
+  std::shared_ptr<Policy> backend_;
+  std::shared_ptr<detail::op_counters> counters_;
+  std::optional<detail::tx_start<view_type>> begun_;  // empty when it could not begin
+  std::optional<keel::error> begin_error_;
+  std::shared_ptr<detail::tx_state> state_;
+};
+
+}  // namespace keel
