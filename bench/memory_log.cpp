@@ -10,9 +10,12 @@
 //                          folds at the default 64 MiB threshold included)
 //   put/sync               persist_path + sync_writes (fdatasync, group
 //                          commit), 1 and 8 writer threads
+//   raw/write_fdatasync    baseline: one write() of 120 bytes + fdatasync on a
+//                          plain file in DIR (what one unshared sync costs now)
 // DIR (default: the system temporary directory) decides the filesystem; the
 // bench prints which one. Items per second counts acknowledged puts.
 #include <benchmark/benchmark.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -78,8 +81,24 @@ void BM_put(benchmark::State& state, bool persisted, bool sync) {
   if (state.thread_index() == 0) close_store(state);
 }
 
+void BM_raw_write_fdatasync(benchmark::State& state) {
+  const fs::path p = base / ("raw" + std::to_string(run_id++));
+  int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) die("cannot create " + p.string());
+  const std::string record = "key00000000000000000" + value;
+  for (auto _ : state) {
+    if (::write(fd, record.data(), record.size()) != static_cast<ssize_t>(record.size()) || ::fdatasync(fd) != 0) {
+      state.SkipWithError("write/fdatasync failed");
+      break;
+    }
+  }
+  state.SetItemsProcessed(state.iterations());
+  ::close(fd);
+}
+
 }  // namespace
 
+BENCHMARK(BM_raw_write_fdatasync)->Name("raw/write_fdatasync")->UseRealTime();
 BENCHMARK_CAPTURE(BM_put, unpersisted, false, false)->Name("put/unpersisted");
 BENCHMARK_CAPTURE(BM_put, persisted, true, false)->Name("put/persisted");
 BENCHMARK_CAPTURE(BM_put, sync, true, true)->Name("put/sync")->Threads(1)->Threads(8)->UseRealTime();

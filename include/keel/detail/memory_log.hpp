@@ -90,17 +90,18 @@ inline void close(int fd) noexcept {
   if (fd >= 0) ::close(fd);
 }
 
-// Writes all of `data`; on failure the file may hold a prefix of it.
-inline result<void> write_all(int fd, std::string_view data, const std::filesystem::path& path) {
+// Writes all of `data`: 0, or the errno of the failure (the file may then
+// hold a prefix of it).
+inline int write_all(int fd, std::string_view data) noexcept {
   while (!data.empty()) {
     ssize_t n = ::write(fd, data.data(), data.size());
     if (n < 0) {
       if (errno == EINTR) continue;
-      return errno_error(errno, "cannot append to '" + path.string() + "'");
+      return errno;
     }
     data.remove_prefix(static_cast<std::size_t>(n));
   }
-  return {};
+  return 0;
 }
 
 // Cuts the open file back to `size` bytes (undoing a partial append).
@@ -246,6 +247,13 @@ inline constexpr std::uint32_t log_version = 1;
 inline constexpr std::size_t log_file_header_size = 24;
 inline constexpr std::uint32_t log_frame_magic = 0x3146574Bu;  // "KWF1"
 inline constexpr std::size_t log_frame_header_size = 24;
+
+inline void store_u32(char* p, std::uint32_t v) noexcept {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xFF);
+}
+inline void store_u64(char* p, std::uint64_t v) noexcept {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xFF);
+}
 
 struct log_op {
   enum kind_t : std::uint8_t { put = 1, erase = 2, erase_range = 3 };
@@ -461,17 +469,16 @@ class memory_log {
     if (failed_flag_.load(std::memory_order_acquire)) return failure();
     std::string& f = frame.out_;
     const std::string_view payload = frame.payload();
-    std::string h;
-    h.reserve(log_frame_header_size);
-    put_u32(h, log_frame_magic);
-    put_u32(h, static_cast<std::uint32_t>(payload.size()));
-    put_u64(h, next_seq_);
-    put_u32(h, crc32c(payload));
-    put_u32(h, crc32c_extend(0, h.data(), 20));
-    f.replace(0, log_frame_header_size, h);
-    if (auto w = log_io::write_all(fd_, f, log_path(gen_)); !w) {
-      if (!log_io::truncate_fd(fd_, bytes_)) fail(w.error());
-      return w.error();
+    char* h = f.data();
+    store_u32(h, log_frame_magic);
+    store_u32(h + 4, static_cast<std::uint32_t>(payload.size()));
+    store_u64(h + 8, next_seq_);
+    store_u32(h + 16, crc32c(payload));
+    store_u32(h + 20, crc32c_extend(0, h, 20));
+    if (int e = log_io::write_all(fd_, f); e != 0) {
+      auto err = errno_error(e, "cannot append to '" + log_path(gen_).string() + "'");
+      if (!log_io::truncate_fd(fd_, bytes_)) fail(err);
+      return err;
     }
     bytes_ += f.size();
     const std::uint64_t seq = next_seq_++;
@@ -628,7 +635,8 @@ class memory_log {
     put_u64(h, next_seq_);
     put_u32(h, log_version);
     put_u32(h, crc32c_extend(0, h.data(), 20));
-    auto w = log_io::write_all(*fd, h, path);
+    result<void> w;
+    if (int e = log_io::write_all(*fd, h); e != 0) w = errno_error(e, "cannot write '" + path.string() + "'");
     if (w && sync_writes_) {
       if (log_io::sync_data(*fd) != 0) w = sync_error(errno);
       if (w) w = sync_directory(directory());
