@@ -9,11 +9,13 @@
 #include <fstream>
 #include <keel/memory.hpp>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 
 #include "support/child_process.hpp"
 #include "support/temp_dir.hpp"
+#include "support/text.hpp"
 
 namespace fs = std::filesystem;
 using keel::errc;
@@ -69,13 +71,10 @@ TEST_SUITE("persist") {
       REQUIRE(st);
       CHECK(st->keys == 3);
     }
-    // No temporary file is left behind.
-    int files = 0;
-    for (const auto& e : fs::directory_iterator(tmp.path())) {
-      (void)e;
-      ++files;
-    }
-    CHECK(files == 1);
+    // No temporary file or log is left behind: the snapshot and the lock file.
+    std::set<std::string> files;
+    for (const auto& e : fs::directory_iterator(tmp.path())) files.insert(e.path().filename().string());
+    CHECK(files == std::set<std::string>{"store.keeldump", "store.keeldump.lock"});
     // Without persist_path, flush() is a no-op and nothing is written.
     auto plain = keel::memory_store::open({});
     REQUIRE(plain->flush());
@@ -111,17 +110,34 @@ TEST_SUITE("persist") {
     CHECK(foreign.error().code() == errc::invalid_argument);
   }
 
-  TEST_CASE("a save that cannot be written is reported and keeps the old file") {
+  TEST_CASE("a store whose directory is missing fails the open (the log and lock cannot be created)") {
     temp_dir tmp;
     auto s = open_persisted(tmp.path() / "missing-dir" / "store.keeldump");
+    REQUIRE_FALSE(s);
+    CHECK(s.error().code() == errc::not_found);
+    CHECK(keel::test::contains(s.error().message(), "missing-dir"));
+  }
+
+  TEST_CASE("a save that cannot be written is reported; the log keeps every write") {
+    temp_dir tmp;
+    const fs::path dir = tmp.path() / "d";
+    fs::create_directories(dir);
+    auto s = open_persisted(dir / "store.keeldump");
     REQUIRE(s);
     REQUIRE(s->put("k", "v"));
+    // A directory where the temporary file of the save would go.
+    fs::create_directories(dir / ("store.keeldump.tmp-" + std::to_string(::getpid())));
     auto f = s->flush();
     REQUIRE_FALSE(f);
-    CHECK(f.error().code() == errc::not_found);
+    REQUIRE(s->put("k2", "v2"));
     auto c = s->close();
     CHECK_FALSE(c);
     CHECK_FALSE(s->is_open());
+    fs::remove(dir / ("store.keeldump.tmp-" + std::to_string(::getpid())));
+    auto again = open_persisted(dir / "store.keeldump");
+    REQUIRE(again);
+    CHECK(again->get("k")->value() == "v");
+    CHECK(again->get("k2")->value() == "v2");
   }
 
   TEST_CASE("flush() racing close() never saves the emptied store over the data") {

@@ -64,8 +64,8 @@ Commands:
 Options (before the command):
   --db PATH               the RocksDB directory (default: $KEEL_DB)
   --memory                use the memory backend (as KEEL_USE_MEMORY_STORAGE=1)
-  --memory-file FILE      use a memory store persisted in FILE (a dump: loaded at
-                          start, saved atomically at the end)
+  --memory-file FILE      use a memory store persisted in FILE (snapshot + write-ahead
+                          log: every acknowledged write kept; FILE.lock held while open)
   --fallback              fall back to memory when RocksDB cannot open (as KEEL_FALLBACK_MEMORY=1)
   --json                  JSON output (get, scan, count, stats, doctor, and the summaries
                           of export, import, del with a range, compact, checkpoint)

@@ -17,14 +17,17 @@
 //   copies (fan-out 32), and a batch is published as one version, so readers
 //   see it whole or not at all. A replaced version is freed once no point
 //   read that may still use it is in flight (at the next write, or at close).
-// Nothing is persisted unless memory_options::persist_path is set: then the
-// store loads that file at open and saves it on flush() and close(), each save
-// atomic (see memory_options).
+// Nothing is persisted unless memory_options::persist_path is set: then every
+// write is appended to a log before it is acknowledged, open() replays the
+// saved snapshot and the log, and the log is folded into a new snapshot at
+// flush(), close() and past a size threshold (see memory_options and
+// detail/memory_log.hpp).
 #pragma once
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <csignal>
 #include <cstdint>
 #include <filesystem>
@@ -39,6 +42,7 @@
 #include <utility>
 #include <vector>
 
+#include "detail/memory_log.hpp"
 #include "detail/persistent_btree.hpp"
 #include "detail/thread_exit.hpp"
 #include "dump.hpp"
@@ -47,17 +51,40 @@
 namespace keel {
 
 struct memory_options {
-  // Persistence (empty: none, closing the store drops its data). When set:
-  // open() loads the file if it exists (a damaged or truncated file fails
-  // the open with errc::corruption: never a silently empty or partial store;
-  // a missing file gives an empty store); flush() and close() save the whole
-  // store to it in the dump format (docs/dump-format.md): written to
-  // "<file>.tmp-<pid>", fsynced, renamed over the file, directory fsynced.
-  // A crash at any moment leaves the old file or the new one, never a broken
-  // one. Writes made after the last flush() are lost on a crash. One process
-  // at a time per file (nothing locks it). A temporary file left by a crashed
-  // save is removed by the next open, once its process is gone.
+  // Persistence (empty: none, closing the store drops its data). When set
+  // (docs/durability.md):
+  // - every put, erase and write is appended to the log "<file>.wal-<gen>"
+  //   (one checksummed frame per write or batch) before it is acknowledged,
+  //   so a process crash (SIGKILL) loses no acknowledged write and a batch is
+  //   whole or absent after it;
+  // - open() loads the snapshot <file> (a dump, docs/dump-format.md) and
+  //   replays the logs. A torn tail (the newest log's last frame cut short or
+  //   failing its checksum: a crash in the middle of an append) is dropped;
+  //   damage followed by a valid frame, or a damaged snapshot, fails the open
+  //   with errc::corruption naming the file and offset: never a silently
+  //   shorter store. A missing file and no log give an empty store;
+  // - flush() and close() fold the log into a new snapshot: written to
+  //   "<file>.tmp-<pid>", fsynced, renamed over the file, directory fsynced,
+  //   then the older logs removed. So does a background thread once the log
+  //   passes fold_log_bytes (or the size of the last snapshot, if larger);
+  // - one process per file: open() takes an fcntl lock on "<file>.lock"
+  //   (never deleted) and fails with errc::lock_held_by_other_process naming
+  //   the holder's PID, or errc::already_open_in_process for a second open in
+  //   this process (any spelling of the path).
+  // A temporary file left by a crashed save is removed by the next open, once
+  // its process is gone.
   std::filesystem::path persist_path{};
+  // With persist_path: fdatasync the log before acknowledging a write, so a
+  // machine crash or power loss loses nothing acknowledged either. Writers
+  // waiting at the same time share one fdatasync (group commit). A write is
+  // visible to readers as soon as it is in the log, before its sync. A failed
+  // sync is reported and the store accepts no more writes (reads go on);
+  // close and reopen it. Default false: a machine crash may lose the writes
+  // the OS had not written back yet.
+  bool sync_writes = false;
+  // With persist_path: the log size (bytes) past which a background fold
+  // starts; 0: fold only at flush() and close().
+  std::size_t fold_log_bytes = std::size_t{64} << 20;
 };
 
 namespace detail {
@@ -253,18 +280,23 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     auto p = std::make_shared<MemoryPolicy>();
     p->persist_path_ = opts.persist_path;
     if (!opts.persist_path.empty()) {
-      if (auto loaded = p->load(); !loaded) return loaded.error();
+      if (auto loaded = p->load(opts); !loaded) return loaded.error();
     }
     return p;
   }
 
+  // Writes: validate; log the frame (persisted stores); apply; then, with
+  // sync_writes, wait for the frame's sync outside the writers' mutex.
   result<void> put(std::string_view key, std::string_view value) {
     if (auto bad = check_sizes(key, value)) return *bad;
-    std::lock_guard writer(write_mutex_);
+    std::unique_lock writer(write_mutex_);
     if (!is_open()) return closed_error();
+    auto logged = log_write([&](detail::log_encoder& e) { e.put(key, value); });
+    if (!logged) return logged.error();
     publish(current().with(key, value));
     if (conflicts_->recording()) conflicts_->record({std::string(key)});
-    return {};
+    writer.unlock();
+    return durable(*logged);
   }
 
   // Reads check is_open() after loading the version: close() clears open_
@@ -285,30 +317,39 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   }
 
   result<void> erase(std::string_view key) {
-    std::lock_guard writer(write_mutex_);
+    std::unique_lock writer(write_mutex_);
     if (!is_open()) return closed_error();
     tree now = current();
+    auto logged = now.find(key) ? log_write([&](detail::log_encoder& e) { e.erase(key); }) : last_logged();
+    if (!logged) return logged.error();
     if (now.find(key)) publish(now.without(key));
     if (conflicts_->recording()) conflicts_->record({std::string(key)});
-    return {};
+    writer.unlock();
+    return durable(*logged);
   }
 
   result<void> write(const write_batch& batch) {
     if (auto bad = check_batch(batch)) return *bad;
-    std::lock_guard writer(write_mutex_);
+    std::unique_lock writer(write_mutex_);
     if (!is_open()) return closed_error();
+    auto logged = log_batch(batch);
+    if (!logged) return logged.error();
     apply(batch);
-    return {};
+    writer.unlock();
+    return durable(*logged);
   }
 
   result<void> erase_range(const key_range& range) {
     if (!erase_range_is_valid(range)) return bad_range();
-    std::lock_guard writer(write_mutex_);
+    std::unique_lock writer(write_mutex_);
     if (!is_open()) return closed_error();
     if (range.is_empty()) return {};
+    auto logged = log_write([&](detail::log_encoder& e) { e.erase_range(range); });
+    if (!logged) return logged.error();
     publish(without_range(current(), range));
     if (conflicts_->recording()) conflicts_->record({}, {range});
-    return {};
+    writer.unlock();
+    return durable(*logged);
   }
 
   result<std::vector<std::optional<std::string>>> multi_get(std::span<const std::string_view> keys) const {
@@ -353,7 +394,8 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     }
     tree version = current();
     if (!is_open()) return closed_error();
-    return save_to(path, std::move(version));
+    if (auto saved = save_to(path, std::move(version)); !saved) return saved.error();
+    return {};
   }
 
   result<detail::tx_start<snapshot_type>> begin_transaction() const {
@@ -365,11 +407,14 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
 
   result<void> commit_transaction(const detail::tx_record& tx) {
     if (auto bad = check_batch(tx.writes)) return *bad;
-    std::lock_guard writer(write_mutex_);
+    std::unique_lock writer(write_mutex_);
     if (!is_open()) return closed_error();
     if (auto valid = conflicts_->validate(tx); !valid) return valid;
+    auto logged = log_batch(tx.writes);
+    if (!logged) return logged.error();
     apply(tx.writes);
-    return {};
+    writer.unlock();
+    return durable(*logged);
   }
 
   cursor_type scan(const key_range& range) const {
@@ -385,17 +430,25 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     return snapshot_type(shared_from_this(), std::move(version));
   }
 
-  // Drops the data (after saving it, with persist_path), waiting for point
-  // reads in flight to finish with it. Snapshots and cursors still alive give
-  // errc::closed. Whatever it returns, the store is closed; a failed save is
-  // reported and the file keeps its old content.
+  // Drops the data (after folding the log into the snapshot, with
+  // persist_path), waiting for point reads in flight to finish with it.
+  // Snapshots and cursors still alive give errc::closed. Whatever it returns,
+  // the store is closed and its file unlocked; a failed save is reported and
+  // the files keep every acknowledged write (the next open replays the log).
   result<void> close() {
+    std::lock_guard closing(close_mutex_);
+    stop_folder();
+    std::lock_guard saving(save_mutex_);
     std::lock_guard writer(write_mutex_);
     if (!is_open()) return {};
     result<void> saved;
-    if (!persist_path_.empty()) {
-      std::lock_guard saving(save_mutex_);
-      saved = save(current());
+    if (log_) {
+      saved = log_->seal();  // syncs what is in the log; appends end here
+      if (saved) {
+        if (auto s = save(current()); !s) saved = s.error();
+      }
+      if (saved) saved = log_->remove_before(std::numeric_limits<std::uint64_t>::max());
+      log_->release_lock();
     }
     open_.store(false, std::memory_order_release);
     publish(tree());
@@ -411,6 +464,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   MemoryPolicy& operator=(const MemoryPolicy&) = delete;
   // No point read can be in flight: callers hold the store (or a share of it).
   ~MemoryPolicy() {
+    stop_folder();
     for (auto& r : retired_) delete r.second;
     delete root_.load();
   }
@@ -422,17 +476,14 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   // Bytes held by the entries (keys, values, per-entry header); O(n).
   std::size_t memory_bytes() const { return current().memory_bytes(); }
 
-  // With persist_path: saves the store as it is now (a snapshot: writers are
-  // not blocked meanwhile) to the file, atomically. Without: does nothing.
+  // With persist_path: folds the log into a new snapshot of the store as it
+  // is now (writers are blocked only while the log is switched), atomically,
+  // then removes the folded logs. Without: does nothing.
   result<void> flush() {
     if (!is_open()) return closed_error();
-    if (persist_path_.empty()) return {};
+    if (!log_) return {};
     std::lock_guard saving(save_mutex_);
-    // Load the version before checking open_: close() clears open_ before it
-    // publishes the empty tree, so a version seen while open is the data.
-    tree version = current();
-    if (!is_open()) return closed_error();
-    return save(std::move(version));
+    return fold();
   }
   const std::filesystem::path& persist_path() const noexcept { return persist_path_; }
 
@@ -518,21 +569,150 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     });
   }
 
-  // Loads persist_path_ (called by open, before the store is shared).
-  result<void> load() {
-    remove_stale_temporaries();
-    std::error_code ec;
-    if (!std::filesystem::exists(persist_path_, ec) && !ec) return {};
-    dump_reader r;
-    if (auto o = r.open(persist_path_); !o) return o.error();
-    tree::transient edit{tree()};
-    for (;;) {
-      auto more = r.next();
-      if (!more) return std::move(more).error();
-      if (!*more) break;
-      edit.insert_or_assign(r.key(), r.value());
+  // Appends the frame `fill` builds to the log (persisted stores; called with
+  // write_mutex_ held); its sequence number, for durable(). Not persisted, or
+  // nothing to log: the last sequence number.
+  template <class Fill>
+  result<std::uint64_t> log_write(Fill&& fill) {
+    if (!log_) return std::uint64_t{0};
+    encoder_.clear();
+    fill(encoder_);
+    if (encoder_.empty()) return last_logged();
+    auto seq = log_->append(encoder_);
+    if (seq && log_->bytes() >= fold_at_.load(std::memory_order_relaxed)) request_fold();
+    return seq;
+  }
+  result<std::uint64_t> log_batch(const write_batch& batch) {
+    return log_write([&](detail::log_encoder& e) {
+      for (const auto& op : batch) {
+        switch (op.kind) {
+          case write_batch::op_kind::put: e.put(op.key, op.value); break;
+          case write_batch::op_kind::erase: e.erase(op.key); break;
+          case write_batch::op_kind::erase_range: e.erase_range(op.range()); break;
+        }
+      }
+    });
+  }
+  result<std::uint64_t> last_logged() const {
+    if (!log_) return std::uint64_t{0};
+    if (log_->failed()) return log_->failure();
+    return log_->last_seq();
+  }
+  // With sync_writes: waits until frame `seq` is synced (group commit). Called
+  // without write_mutex_.
+  result<void> durable(std::uint64_t seq) {
+    if (!log_ || seq == 0) return {};
+    return log_->sync_through(seq);
+  }
+
+  // Switches the log, saves the store as of the switch, removes the older
+  // logs. Called with save_mutex_ held.
+  result<void> fold() {
+    tree version;
+    std::uint64_t below = 0;
+    {
+      std::lock_guard writer(write_mutex_);
+      // Load the version before checking open_: close() clears open_ before
+      // it publishes the empty tree, so a version seen while open is the data.
+      version = current();
+      if (!is_open()) return closed_error();
+      auto r = log_->rotate();
+      if (!r) return r.error();
+      below = *r;
     }
-    publish(std::move(edit).persist());
+    auto saved = save(std::move(version));
+    if (!saved) return saved.error();
+    set_fold_at(*saved);
+    return log_->remove_before(below);
+  }
+
+  // The background fold: one thread per persisted store (fold_log_bytes > 0),
+  // woken when the log passes fold_at_, stopped and joined by close().
+  void request_fold() {
+    if (fold_pending_.exchange(true)) return;
+    std::lock_guard l(folder_mutex_);
+    folder_cv_.notify_one();
+  }
+  void folder_loop() {
+    std::unique_lock l(folder_mutex_);
+    for (;;) {
+      folder_cv_.wait(l, [&] { return folder_stop_ || fold_pending_.load(); });
+      if (folder_stop_) return;
+      l.unlock();
+      {
+        std::lock_guard saving(save_mutex_);
+        if (is_open() && !fold()) {
+          // Failed (e.g. disk full): the log keeps everything; try again
+          // once it has grown by another threshold.
+          std::lock_guard writer(write_mutex_);
+          fold_at_.store(log_->bytes() + fold_threshold_, std::memory_order_relaxed);
+        }
+      }
+      fold_pending_.store(false);
+      l.lock();
+    }
+  }
+  // The next background fold starts when the log reaches the threshold or
+  // the snapshot's size, whichever is larger (so folding costs O(1) per byte
+  // written); never without a threshold.
+  void set_fold_at(std::uint64_t snapshot_bytes) {
+    fold_at_.store(fold_threshold_ == 0 ? std::numeric_limits<std::uint64_t>::max()
+                                        : std::max(fold_threshold_, snapshot_bytes),
+                   std::memory_order_relaxed);
+  }
+  void stop_folder() {
+    {
+      std::lock_guard l(folder_mutex_);
+      folder_stop_ = true;
+      folder_cv_.notify_one();
+    }
+    if (folder_.joinable()) folder_.join();
+  }
+
+  // Opens the persisted store (called by open, before the store is shared):
+  // lock, snapshot, logs, then a new log to append to.
+  result<void> load(const options& opts) {
+    auto log = detail::memory_log::lock(persist_path_, opts.sync_writes);
+    if (!log) return log.error();
+    remove_stale_temporaries();
+    std::optional<tree::transient> edit;
+    edit.emplace(tree());
+    std::error_code ec;
+    std::uint64_t snapshot_bytes = 0;
+    if (std::filesystem::exists(persist_path_, ec) || ec) {
+      dump_reader r;
+      if (auto o = r.open(persist_path_); !o) return o.error();
+      for (;;) {
+        auto more = r.next();
+        if (!more) return std::move(more).error();
+        if (!*more) break;
+        edit->insert_or_assign(r.key(), r.value());
+        snapshot_bytes += r.key().size() + r.value().size();
+      }
+    }
+    auto replayed = (*log)->replay([&](const detail::log_op& op) {
+      switch (op.kind) {
+        case detail::log_op::put: edit->insert_or_assign(op.key, op.value); break;
+        case detail::log_op::erase: edit->erase(op.key); break;
+        case detail::log_op::erase_range: {
+          const key_range range = op.has_lower && op.has_upper ? key_range::between(op.key, op.value)
+                                  : op.has_lower                ? key_range::from(op.key)
+                                  : op.has_upper                ? key_range::until(op.value)
+                                                                : key_range::all();
+          tree so_far = std::move(*edit).persist();
+          edit.reset();
+          edit.emplace(without_range(std::move(so_far), range));
+          break;
+        }
+      }
+    });
+    if (!replayed) return replayed.error();
+    if (auto s = (*log)->start(); !s) return s;
+    publish(std::move(*edit).persist());
+    log_ = std::move(*log);
+    fold_threshold_ = opts.fold_log_bytes;
+    set_fold_at(snapshot_bytes);
+    if (opts.fold_log_bytes > 0) folder_ = std::thread([this] { folder_loop(); });
     return {};
   }
   // Removes "<file>.tmp-<pid>" files left by saves that a crash interrupted
@@ -557,22 +737,33 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     } catch (...) {
     }
   }
-  // Writes `version` to persist_path_; called with save_mutex_ held.
-  result<void> save(tree version) const { return save_to(persist_path_, std::move(version)); }
-  static result<void> save_to(const std::filesystem::path& path, tree version) {
+  // Writes `version` to persist_path_; called with save_mutex_ held. Returns
+  // the bytes of keys and values saved.
+  result<std::uint64_t> save(tree version) const { return save_to(persist_path_, std::move(version)); }
+  static result<std::uint64_t> save_to(const std::filesystem::path& path, tree version) {
     dump_writer w;
     if (auto o = w.open(path); !o) return o.error();
     tree::cursor it(std::move(version));
     for (it.seek_first(); it.valid(); it.next()) {
-      if (auto a = w.add(it.key(), it.value()); !a) return a;
+      if (auto a = w.add(it.key(), it.value()); !a) return a.error();
     }
     auto done = w.finish();
     if (!done) return done.error();
-    return {};
+    return done->payload_bytes;
   }
 
   std::filesystem::path persist_path_;
-  std::mutex save_mutex_;   // serialises saves; taken after write_mutex_
+  std::unique_ptr<detail::memory_log> log_;  // persisted stores: set by open, never reset
+  detail::log_encoder encoder_;              // guarded by write_mutex_
+  std::atomic<std::uint64_t> fold_at_{0};    // log bytes that start a background fold
+  std::uint64_t fold_threshold_ = 0;
+  std::atomic<bool> fold_pending_{false};
+  std::mutex folder_mutex_;                  // guards folder_stop_
+  std::condition_variable folder_cv_;
+  bool folder_stop_ = false;
+  std::thread folder_;
+  std::mutex close_mutex_;  // serialises close() (joins folder_)
+  std::mutex save_mutex_;   // serialises folds and saves; taken before write_mutex_
   mutable std::mutex write_mutex_;  // serialises writers and transaction begins; guards retired_
   std::shared_ptr<detail::conflict_tracker> conflicts_ = std::make_shared<detail::conflict_tracker>();
   std::atomic<const tree*> root_{new tree()};  // the current version

@@ -187,7 +187,7 @@ result<Store> open_store(const store_config& config) {
   const std::string memory_fate =
       config.memory.persist_path.empty()
           ? std::string("data will NOT be persisted")
-          : "data will be saved to '" + config.memory.persist_path.string() + "' on flush() and close()";
+          : "data will be saved to '" + config.memory.persist_path.string() + "' (every acknowledged write is logged)";
 
   if (config.preferred == backend::memory) {
     return open_memory("opened the memory backend (as configured); " + memory_fate);

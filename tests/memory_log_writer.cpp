@@ -1,0 +1,78 @@
+// tests/memory_log_writer.cpp - helper for the memory store log tests (exec'd).
+//
+//   memory_log_writer write FILE PREFIX [sync]
+//       opens a memory store persisted at FILE (sync: sync_writes = true; a
+//       small fold threshold, so background folds run often), then forever,
+//       for round r = 0, 1, ...: r % 3 == 0: one batch of 10 puts
+//       PREFIX/<r>/<i>; otherwise one put PREFIX/<r>. Prints "ack <r>" once
+//       the write returned success; every 37 rounds flush()es (a fold) and
+//       prints "folded <r>". The test SIGKILLs it at random moments.
+//   memory_log_writer hold FILE
+//       opens FILE, prints "ready <pid>", waits for EOF on stdin, closes.
+// Errors: "error <code> <message>" on stdout, exit 1. Bad usage: exit 64.
+#include <cstdio>
+#include <iostream>
+#include <keel/memory.hpp>
+#include <string>
+
+#include <unistd.h>
+
+namespace {
+
+int report_error(const keel::error& e) {
+  std::printf("error %s %s\n", std::string(keel::to_string(e.code())).c_str(), e.message().c_str());
+  std::fflush(stdout);
+  return 1;
+}
+
+}  // namespace
+
+// The value written for round r (the test checks it).
+static std::string value_for(unsigned long r) { return "round " + std::to_string(r) + " " + std::string(90, 'v'); }
+
+int main(int argc, char** argv) {
+  const std::string mode = argc > 1 ? argv[1] : "";
+  if (mode == "hold" && argc == 3) {
+    keel::memory_options o;
+    o.persist_path = argv[2];
+    auto store = keel::memory_store::open(o);
+    if (!store) return report_error(store.error());
+    std::printf("ready %ld\n", static_cast<long>(::getpid()));
+    std::fflush(stdout);
+    std::string line;
+    while (std::getline(std::cin, line)) {
+    }
+    if (auto c = store->close(); !c) return report_error(c.error());
+    return 0;
+  }
+  if (mode != "write" || (argc != 4 && argc != 5)) {
+    std::fprintf(stderr, "usage: memory_log_writer write FILE PREFIX [sync] | hold FILE\n");
+    return 64;
+  }
+  keel::memory_options o;
+  o.persist_path = argv[2];
+  o.sync_writes = argc == 5 && std::string(argv[4]) == "sync";
+  o.fold_log_bytes = 16 * 1024;
+  auto store = keel::memory_store::open(o);
+  if (!store) return report_error(store.error());
+  const std::string prefix = argv[3];
+  for (unsigned long r = 0;; ++r) {
+    const std::string value = value_for(r);
+    keel::result<void> w;
+    if (r % 3 == 0) {
+      keel::write_batch b;
+      for (int i = 0; i < 10; ++i) b.put(prefix + "/" + std::to_string(r) + "/" + std::to_string(i), value);
+      w = store->write(b);
+    } else {
+      w = store->put(prefix + "/" + std::to_string(r), value);
+    }
+    if (!w) return report_error(w.error());
+    std::printf("ack %lu\n", r);
+    std::fflush(stdout);
+    if (r % 37 == 36) {
+      if (auto f = store->flush(); !f) return report_error(f.error());
+      std::printf("folded %lu\n", r);
+      std::fflush(stdout);
+    }
+  }
+}
