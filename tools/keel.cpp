@@ -553,7 +553,9 @@ int cmd_migrate(const cli& c) {
 template <class F>
 int with_store(const cli& c, F&& fn) {
   const std::string path = db_path(c);
-  auto opened = open_spec(c, c.memory ? "memory:" + c.memory_file : path);
+  // Read-write: erase_range and compact write, and RocksDB cannot take a
+  // checkpoint of a read-only DB (it must hold file deletions).
+  auto opened = open_spec(c, c.memory ? "memory:" + c.memory_file : path, access::write);
   if (!opened) return open_failed(opened.error(), path);
   const int rc = fn(*opened);
   if (auto r = opened->close(); !r) return rc == exit_ok ? op_error(r.error()) : rc;
