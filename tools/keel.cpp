@@ -13,6 +13,9 @@
 #include <keel/dump.hpp>
 #include <keel/dump_rocksdb.hpp>
 #include <keel/keel.hpp>
+#if KEEL_HAS_ETCD
+#include <keel/etcd_any_store.hpp>
+#endif
 #include <optional>
 #include <string>
 #include <string_view>
@@ -55,6 +58,9 @@ Options (before the command):
   --memory-file FILE      use a memory store persisted in FILE (a dump: loaded at
                           start, saved atomically at the end)
   --fallback              fall back to memory when RocksDB cannot open (as KEEL_FALLBACK_MEMORY=1)
+  --etcd URL[,URL...]     use the etcd cluster at these client URLs (as KEEL_ETCD_ENDPOINTS;
+                          docs/cluster.md); needs --etcd-prefix or KEEL_ETCD_PREFIX
+  --etcd-prefix P         the key prefix of the store in the cluster
   --json                  JSON output (get, scan, count, stats, doctor, export/import summaries)
   --raw                   get: print the value's bytes exactly, no escaping, no newline
   --progress / --no-progress
@@ -62,7 +68,8 @@ Options (before the command):
   -h, --help              this text
 
 Backend selection follows keel::store_config::from_env("KEEL"): the variables
-KEEL_USE_MEMORY_STORAGE and KEEL_FALLBACK_MEMORY (1/0, true/false, yes/no, on/off).
+KEEL_USE_MEMORY_STORAGE and KEEL_FALLBACK_MEMORY (1/0, true/false, yes/no, on/off),
+KEEL_ETCD_ENDPOINTS and KEEL_ETCD_PREFIX.
 SRC and DST of migrate are RocksDB directories, or memory:FILE for a memory store
 persisted in FILE ('memory:' alone: not persisted).
 
@@ -211,6 +218,8 @@ class progress_bar {
 struct cli {
   std::string db;
   std::string memory_file;  // --memory-file: the memory store persists there
+  std::string etcd;         // --etcd URL[,URL...]: the etcd cluster
+  std::string etcd_prefix;  // --etcd-prefix P
   bool memory = false, fallback = false, json = false, raw = false;
   std::optional<bool> progress;
   std::vector<std::string> args;  // command and its arguments
@@ -296,8 +305,17 @@ int dump_input_failed(const keel::error& e) {
   return e.code() == keel::errc::invalid_argument ? usage_error(e.message()) : op_error(e);
 }
 
+// The store type: with the etcd backend (tools/meson.build sets KEEL_HAS_ETCD
+// when keel is built with it) a cluster can be chosen too.
+#if KEEL_HAS_ETCD
+using cli_store = keel::etcd_any_store;
+#else
+using cli_store = keel::any_store;
+#endif
+
 // Opens the store `spec` ("memory:" or a RocksDB directory) per store_config::from_env("KEEL").
-keel::result<keel::any_store> open_spec(const cli& c, const std::string& spec) {
+// For the main store (not migrate's SRC and DST), --etcd / --etcd-prefix choose the cluster.
+keel::result<cli_store> open_spec(const cli& c, const std::string& spec, bool main_store = false) {
   keel::store_config base;
   const bool memory_spec = spec == "memory" || spec.rfind("memory:", 0) == 0;
   base.memory.persist_path = c.memory_file;
@@ -317,11 +335,30 @@ keel::result<keel::any_store> open_spec(const cli& c, const std::string& spec) {
     if (line.find("falling back") != std::string_view::npos)
       std::fprintf(stderr, "keel: %.*s\n", static_cast<int>(line.size()), line.data());
   };
+  if (main_store && !c.etcd.empty() && !memory_spec) {
+    cfg->etcd.endpoints.clear();
+    std::string_view rest = c.etcd;
+    while (!rest.empty()) {
+      const auto comma = rest.find(',');
+      if (auto item = rest.substr(0, comma); !item.empty()) cfg->etcd.endpoints.emplace_back(item);
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+    cfg->preferred = keel::backend::etcd;
+  }
+  if (!c.etcd_prefix.empty()) cfg->etcd.prefix = c.etcd_prefix;
+  if (!main_store && cfg->preferred == keel::backend::etcd && !memory_spec) {
+    cfg->preferred = keel::backend::rocksdb;  // migrate's SRC and DST are paths (KEEL_ETCD_ENDPOINTS is for the main store)
+  }
+  if (cfg->preferred == keel::backend::etcd && cfg->etcd.prefix.empty()) {
+    return keel::error(keel::errc::invalid_argument,
+                       "the etcd backend needs a key prefix: --etcd-prefix P or KEEL_ETCD_PREFIX");
+  }
   if (cfg->preferred == keel::backend::rocksdb && cfg->path.empty()) {
     return keel::error(keel::errc::invalid_argument,
                        "no database given: use --db PATH or set KEEL_DB (or --memory for a scratch store)");
   }
-  return keel::open_store(*cfg);
+  return keel::open_store<cli_store>(*cfg);
 }
 
 int open_failed(const keel::error& e, const std::string& path) {
@@ -476,7 +513,7 @@ int cmd_migrate(const cli& c) {
   return exit_ok;
 }
 
-int cmd_stats(const cli& c, keel::any_store& store);
+int cmd_stats(const cli& c, cli_store& store);
 
 int run_on_store(const cli& c) {
   const std::string& cmd = c.args[0];
@@ -517,9 +554,9 @@ int run_on_store(const cli& c) {
   }
 
   const std::string path = db_path(c);
-  auto opened = open_spec(c, c.memory ? "memory:" + c.memory_file : path);
+  auto opened = open_spec(c, c.memory ? "memory:" + c.memory_file : path, /*main_store=*/true);
   if (!opened) return open_failed(opened.error(), path);
-  keel::any_store& store = *opened;
+  cli_store& store = *opened;
   int rc = exit_ok;
 
   if (cmd == "get") {
@@ -613,7 +650,7 @@ int run_on_store(const cli& c) {
   return rc;
 }
 
-int cmd_stats(const cli& c, keel::any_store& store) {
+int cmd_stats(const cli& c, cli_store& store) {
   auto st = store.stats();
   if (!st) return op_error(st.error());
   // (name, value, numeric)
@@ -671,6 +708,13 @@ int main(int argc, char** argv) {
       if (++i >= argc) return usage_error("--memory-file needs a FILE");
       c.memory = true;
       c.memory_file = argv[i];
+    } else if (s == "--etcd" || s == "--etcd-prefix") {
+#if KEEL_HAS_ETCD
+      if (++i >= argc) return usage_error(std::string(s) + (s == "--etcd" ? " needs URL[,URL...]" : " needs a PREFIX"));
+      (s == "--etcd" ? c.etcd : c.etcd_prefix) = argv[i];
+#else
+      return usage_error(std::string(s) + ": this keel was built without the etcd backend (meson option etcd)");
+#endif
     } else if (s == "--fallback") {
       c.fallback = true;
     } else if (s == "--json") {
