@@ -10,11 +10,20 @@
 //   virtual_rocks   a virtual-interface wrapper over that RocksDB store
 //   rocks_macos     basic_store<RocksPolicy<MacOSTuning>>
 //   raw_rocks       baseline: rocksdb::DB called directly, same options as rocks_default
-//   raw_memenv      baseline: rocksdb::DB on rocksdb::NewMemEnv (no disk)
+//                   (DefaultTuning applied by hand)
+//   raw_defaults    baseline: rocksdb::DB called directly with RocksDB's own,
+//                   untouched defaults (what DefaultTuning is measured against)
+//   raw_memenv      baseline: rocksdb::DB on rocksdb::NewMemEnv (no disk), DefaultTuning's options
+//   lmdb            baseline: LMDB (MDB_NOSYNC | MDB_WRITEMAP, on tmpfs): one write
+//                   transaction per put, a read transaction renewed per get,
+//                   the value copied out (only when built with liblmdb-dev)
 //
 // memory/any_memory/virtual_memory share one dataset, and so do
 // rocks_default/any_rocks/virtual_rocks (one DB, three ways to call it): the
-// comparison between them measures only the calling layer.
+// comparison between them measures only the calling layer. put and batch100
+// on the RocksDB backends run on a DB of their own per backend, built the
+// same way, so that no backend writes into a DB that others (or the
+// concurrent benchmark) have already filled with memtable and L0 data.
 //
 // Workloads (first component), each at 10k, 100k and 1M keys (16-byte keys,
 // 100-byte values): get_hit, get_miss, put (overwrite), batch100 (one
@@ -32,6 +41,7 @@
 //   --keel-sizes=a,b    explicit sizes
 //   --keel-dir=PATH     where RocksDB datasets go (default: a fresh dir in /tmp)
 #include <malloc.h>
+#include <unistd.h>
 
 #include <benchmark/benchmark.h>
 #include <rocksdb/db.h>
@@ -55,7 +65,12 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include <vector>
+
+#if KEEL_BENCH_LMDB
+#include <lmdb.h>
+#endif
 
 #include "baselines.hpp"
 
@@ -245,13 +260,16 @@ struct map_data {
 };
 
 // keel RocksDB store (NativeTuning = DefaultTuning on Linux) inside an
-// any_store: rocks_default, any_rocks and virtual_rocks read this one DB.
-struct rocks_data {
+// any_store: rocks_default, any_rocks and virtual_rocks read this one DB
+// (Slot 0). Slots 1-3: the DBs their put and batch100 write to, one each.
+template <int Slot>
+struct rocks_data_slot {
   fs::path path;
   keel::any_store any;
   std::unique_ptr<virtual_store> virt;
   std::size_t n;
-  explicit rocks_data(std::size_t n_) : path(fresh_dir("rocks_default", n_)), any(open(path)), n(n_) {
+  explicit rocks_data_slot(std::size_t n_)
+      : path(fresh_dir("rocks_default" + std::to_string(Slot), n_)), any(open(path)), n(n_) {
     auto* s = store();
     load_in_order(n, [&](std::size_t lo, std::size_t hi) {
       keel::write_batch b;
@@ -261,7 +279,7 @@ struct rocks_data {
     must(s->policy().with_db([](rocksdb::DB& db) { flush_and_compact(db); }), "rocks compact");
     virt = make_virtual(s);
   }
-  ~rocks_data() {
+  ~rocks_data_slot() {
     virt.reset();
     (void)any.close();
     fs::remove_all(path);
@@ -273,12 +291,15 @@ struct rocks_data {
   }
   keel::rocks_store* store() { return any.get_if<keel::RocksPolicy<keel::NativeTuning>>(); }
 };
+using rocks_data = rocks_data_slot<0>;
 
-struct rocks_macos_data {
+template <int Slot>
+struct rocks_macos_data_slot {
   fs::path path;
   keel::basic_store<keel::RocksPolicy<keel::MacOSTuning>> store;
   std::size_t n;
-  explicit rocks_macos_data(std::size_t n_) : path(fresh_dir("rocks_macos", n_)), store(open(path)), n(n_) {
+  explicit rocks_macos_data_slot(std::size_t n_)
+      : path(fresh_dir("rocks_macos" + std::to_string(Slot), n_)), store(open(path)), n(n_) {
     load_in_order(n, [&](std::size_t lo, std::size_t hi) {
       keel::write_batch b;
       for (std::size_t i = lo; i < hi; ++i) b.put(make_key(i).view(), value_for(i));
@@ -286,7 +307,7 @@ struct rocks_macos_data {
     });
     must(store.policy().with_db([](rocksdb::DB& db) { flush_and_compact(db); }), "rocks_macos compact");
   }
-  ~rocks_macos_data() {
+  ~rocks_macos_data_slot() {
     (void)store.close();
     fs::remove_all(path);
   }
@@ -296,10 +317,12 @@ struct rocks_macos_data {
     return std::move(*s);
   }
 };
+using rocks_macos_data = rocks_macos_data_slot<0>;
 
-// Raw RocksDB with the options keel's DefaultTuning gives (RocksDB defaults
-// plus create_if_missing), on disk or on a memory Env.
-template <bool MemEnv>
+// Raw RocksDB, on disk or on a memory Env, with the options keel's
+// DefaultTuning gives (applied by hand) or with RocksDB's untouched defaults
+// (Defaults). Slot 0: the DB reads use; slot 1: the DB put and batch100 use.
+template <bool MemEnv, bool Defaults = false, int Slot = 0>
 struct raw_data {
   std::unique_ptr<rocksdb::Env> env;
   fs::path path;
@@ -310,11 +333,12 @@ struct raw_data {
     if constexpr (MemEnv) {
       env.reset(rocksdb::NewMemEnv(rocksdb::Env::Default()));
       options.env = env.get();
-      path = "/keel-bench-memenv-" + std::to_string(n);
+      path = "/keel-bench-memenv" + std::to_string(Slot) + "-" + std::to_string(n);
     } else {
-      path = fresh_dir("raw_rocks", n);
+      path = fresh_dir(std::string(Defaults ? "raw_defaults" : "raw_rocks") + std::to_string(Slot), n);
       fs::create_directories(path);
     }
+    if constexpr (!Defaults) keel::DefaultTuning::apply(options);
     options.create_if_missing = true;
     open();
     load_in_order(n, [&](std::size_t lo, std::size_t hi) {
@@ -405,9 +429,18 @@ struct keel_adapter {
 
 keel::memory_store* memory_basic(memory_data& d) { return d.store(); }
 keel::any_store* memory_any(memory_data& d) { return &d.any; }
-keel::rocks_store* rocks_basic(rocks_data& d) { return d.store(); }
-keel::any_store* rocks_any(rocks_data& d) { return &d.any; }
-keel::basic_store<keel::RocksPolicy<keel::MacOSTuning>>* macos_basic(rocks_macos_data& d) { return &d.store; }
+template <class D>
+keel::rocks_store* rocks_basic(D& d) {
+  return d.store();
+}
+template <class D>
+keel::any_store* rocks_any(D& d) {
+  return &d.any;
+}
+template <class D>
+keel::basic_store<keel::RocksPolicy<keel::MacOSTuning>>* macos_basic(D& d) {
+  return &d.store;
+}
 
 struct memory_adapter : keel_adapter<memory_data, keel::memory_store, memory_basic> {
   static constexpr const char* name = "memory";
@@ -418,8 +451,9 @@ struct any_memory_adapter : keel_adapter<memory_data, keel::any_store, memory_an
   static constexpr const char* name = "any_memory";
   using keel_adapter::keel_adapter;
 };
-struct rocks_default_adapter : keel_adapter<rocks_data, keel::rocks_store, rocks_basic> {
+struct rocks_default_adapter : keel_adapter<rocks_data, keel::rocks_store, rocks_basic<rocks_data>> {
   static constexpr const char* name = "rocks_default";
+  using writer = keel_adapter<rocks_data_slot<1>, keel::rocks_store, rocks_basic<rocks_data_slot<1>>>;
   using keel_adapter::keel_adapter;
   void reopen() {
     must(s.close(), "close");
@@ -428,8 +462,9 @@ struct rocks_default_adapter : keel_adapter<rocks_data, keel::rocks_store, rocks
     s = std::move(*r);
   }
 };
-struct any_rocks_adapter : keel_adapter<rocks_data, keel::any_store, rocks_any> {
+struct any_rocks_adapter : keel_adapter<rocks_data, keel::any_store, rocks_any<rocks_data>> {
   static constexpr const char* name = "any_rocks";
+  using writer = keel_adapter<rocks_data_slot<2>, keel::any_store, rocks_any<rocks_data_slot<2>>>;
   using keel_adapter::keel_adapter;
   void reopen() {
     must(s.close(), "close");
@@ -437,9 +472,11 @@ struct any_rocks_adapter : keel_adapter<rocks_data, keel::any_store, rocks_any> 
     d.virt = make_virtual(d.store());
   }
 };
-struct rocks_macos_adapter
-    : keel_adapter<rocks_macos_data, keel::basic_store<keel::RocksPolicy<keel::MacOSTuning>>, macos_basic> {
+struct rocks_macos_adapter : keel_adapter<rocks_macos_data, keel::basic_store<keel::RocksPolicy<keel::MacOSTuning>>,
+                                           macos_basic<rocks_macos_data>> {
   static constexpr const char* name = "rocks_macos";
+  using writer = keel_adapter<rocks_macos_data_slot<1>, keel::basic_store<keel::RocksPolicy<keel::MacOSTuning>>,
+                              macos_basic<rocks_macos_data_slot<1>>>;
   using keel_adapter::keel_adapter;
   void reopen() {
     must(s.close(), "close");
@@ -447,9 +484,10 @@ struct rocks_macos_adapter
   }
 };
 
-template <class Data, const char* Name>
+template <class Data, const char* Name, class Writer = void>
 struct virtual_adapter {
   static constexpr const char* name = Name;
+  using writer = std::conditional_t<std::is_void_v<Writer>, virtual_adapter, Writer>;
   virtual_store& s;
   std::size_t n;
   explicit virtual_adapter(std::size_t n_) : s(*dataset<Data>(n_).virt), n(n_) {}
@@ -471,7 +509,8 @@ struct virtual_adapter {
 constexpr char virtual_memory_name[] = "virtual_memory";
 constexpr char virtual_rocks_name[] = "virtual_rocks";
 using virtual_memory_adapter = virtual_adapter<memory_data, virtual_memory_name>;
-using virtual_rocks_adapter = virtual_adapter<rocks_data, virtual_rocks_name>;
+using virtual_rocks_adapter =
+    virtual_adapter<rocks_data, virtual_rocks_name, virtual_adapter<rocks_data_slot<3>, virtual_rocks_name>>;
 
 struct map_adapter {
   static constexpr const char* name = "map";
@@ -511,14 +550,152 @@ struct map_adapter {
   double footprint() { return d.bytes_per_entry; }
 };
 
+#if KEEL_BENCH_LMDB
+// LMDB: a copy-on-write B+tree with snapshots, what a C++ developer picks for
+// a fast embedded store. The fastest honest setup: on tmpfs (/dev/shm),
+// MDB_NOSYNC | MDB_WRITEMAP (no fsync, writes straight into the map: like
+// keel's memory store, nothing survives a machine crash), MDB_NOTLS (read
+// transactions are not tied to threads). Loaded in random order like the
+// memory store, 1000 puts per write transaction.
+void must_mdb(int rc, const char* what) {
+  if (rc != MDB_SUCCESS) die(std::string(what) + ": " + mdb_strerror(rc));
+}
+struct lmdb_data {
+  fs::path path;
+  MDB_env* env = nullptr;
+  MDB_dbi dbi = 0;
+  std::size_t n;
+  explicit lmdb_data(std::size_t n_) : n(n_) {
+    fs::path shm = fs::exists("/dev/shm") ? fs::path("/dev/shm") : bench_dir();
+    path = shm / ("keel-bench-lmdb-" + std::to_string(::getpid()) + "-" + std::to_string(n));
+    fs::remove_all(path);
+    fs::create_directories(path);
+    must_mdb(mdb_env_create(&env), "mdb_env_create");
+    must_mdb(mdb_env_set_mapsize(env, std::size_t{1} << 32), "mdb_env_set_mapsize");  // 4 GiB of address space
+    must_mdb(mdb_env_set_maxreaders(env, 64), "mdb_env_set_maxreaders");
+    must_mdb(mdb_env_open(env, path.c_str(), MDB_NOSYNC | MDB_WRITEMAP | MDB_NOTLS, 0600), "mdb_env_open");
+    MDB_txn* txn = nullptr;
+    must_mdb(mdb_txn_begin(env, nullptr, 0, &txn), "mdb_txn_begin");
+    must_mdb(mdb_dbi_open(txn, nullptr, 0, &dbi), "mdb_dbi_open");
+    std::size_t in_txn = 0;
+    for (std::uint64_t i : shuffled(n)) {
+      key_buf k = make_key(i);
+      std::string_view v = value_for(i);
+      MDB_val mk{kKeyLen, k.b}, mv{v.size(), const_cast<char*>(v.data())};
+      must_mdb(mdb_put(txn, dbi, &mk, &mv, 0), "lmdb load");
+      if (++in_txn == 1000) {
+        must_mdb(mdb_txn_commit(txn), "lmdb load commit");
+        must_mdb(mdb_txn_begin(env, nullptr, 0, &txn), "mdb_txn_begin");
+        in_txn = 0;
+      }
+    }
+    must_mdb(mdb_txn_commit(txn), "lmdb load commit");
+  }
+  ~lmdb_data() {
+    mdb_env_close(env);
+    fs::remove_all(path);
+  }
+};
+
+struct lmdb_adapter {
+  static constexpr const char* name = "lmdb";
+  lmdb_data& d;
+  std::size_t n;
+  MDB_txn* reader = nullptr;  // this adapter's read transaction, reset between gets
+  explicit lmdb_adapter(std::size_t n_) : d(dataset<lmdb_data>(n_)), n(n_) {}
+  lmdb_adapter(const lmdb_adapter&) = delete;
+  ~lmdb_adapter() {
+    if (reader) mdb_txn_abort(reader);
+  }
+  static MDB_val val(std::string_view s) { return {s.size(), const_cast<char*>(s.data())}; }
+  // A read transaction renewed per get, the value copied out.
+  bool get(std::string_view k) {
+    if (reader)
+      must_mdb(mdb_txn_renew(reader), "mdb_txn_renew");
+    else
+      must_mdb(mdb_txn_begin(d.env, nullptr, MDB_RDONLY, &reader), "mdb_txn_begin");
+    bool found = get_in(reader, k);
+    mdb_txn_reset(reader);
+    return found;
+  }
+  bool get_in(MDB_txn* txn, std::string_view k) {
+    MDB_val mk = val(k), mv;
+    int rc = mdb_get(txn, d.dbi, &mk, &mv);
+    if (rc == MDB_NOTFOUND) {
+      keep(std::optional<std::string>());
+      return false;
+    }
+    must_mdb(rc, "mdb_get");
+    std::optional<std::string> v(std::in_place, static_cast<const char*>(mv.mv_data), mv.mv_size);
+    keep(v);
+    return true;
+  }
+  // One write transaction per put.
+  void put(std::string_view k, std::string_view v) {
+    MDB_txn* txn = nullptr;
+    must_mdb(mdb_txn_begin(d.env, nullptr, 0, &txn), "mdb_txn_begin");
+    MDB_val mk = val(k), mv = val(v);
+    must_mdb(mdb_put(txn, d.dbi, &mk, &mv, 0), "mdb_put");
+    must_mdb(mdb_txn_commit(txn), "mdb_txn_commit");
+  }
+  void batch(rng_t& rng) {
+    MDB_txn* txn = nullptr;
+    must_mdb(mdb_txn_begin(d.env, nullptr, 0, &txn), "mdb_txn_begin");
+    for (std::size_t j = 0; j < kBatch; ++j) {
+      std::uint64_t i = rng.below(n);
+      key_buf k = make_key(i);
+      MDB_val mk{kKeyLen, k.b}, mv = val(value_for(i + 1));
+      must_mdb(mdb_put(txn, d.dbi, &mk, &mv, 0), "mdb_put");
+    }
+    must_mdb(mdb_txn_commit(txn), "mdb_txn_commit");
+  }
+  std::size_t scan(std::string_view prefix) {
+    MDB_txn* txn = nullptr;
+    must_mdb(mdb_txn_begin(d.env, nullptr, MDB_RDONLY, &txn), "mdb_txn_begin");
+    MDB_cursor* c = nullptr;
+    must_mdb(mdb_cursor_open(txn, d.dbi, &c), "mdb_cursor_open");
+    std::size_t count = 0, bytes = 0;
+    MDB_val mk = val(prefix), mv;
+    for (int rc = mdb_cursor_get(c, &mk, &mv, MDB_SET_RANGE); rc == MDB_SUCCESS;
+         rc = mdb_cursor_get(c, &mk, &mv, MDB_NEXT)) {
+      std::string_view k(static_cast<const char*>(mk.mv_data), mk.mv_size);
+      if (!k.starts_with(prefix)) break;
+      bytes += touch(k, {static_cast<const char*>(mv.mv_data), mv.mv_size});
+      ++count;
+    }
+    mdb_cursor_close(c);
+    mdb_txn_abort(txn);
+    keep(bytes);
+    return count;
+  }
+  // A snapshot is a read transaction.
+  struct snap_holder {
+    MDB_txn* txn = nullptr;
+    ~snap_holder() {
+      if (txn) mdb_txn_abort(txn);
+    }
+  };
+  std::unique_ptr<snap_holder> snapshot() {
+    auto h = std::make_unique<snap_holder>();
+    must_mdb(mdb_txn_begin(d.env, nullptr, MDB_RDONLY, &h->txn), "mdb_txn_begin");
+    return h;
+  }
+  bool snap_get(const std::unique_ptr<snap_holder>& s, std::string_view k) { return get_in(s->txn, k); }
+};
+#define KEEL_LMDB_ADAPTER , lmdb_adapter
+#else
+#define KEEL_LMDB_ADAPTER
+#endif
+
 // Raw RocksDB: what a careful direct user writes.
-template <bool MemEnv, const char* Name>
+template <bool MemEnv, bool Defaults, const char* Name, int Slot = 0>
 struct raw_adapter {
   static constexpr const char* name = Name;
-  raw_data<MemEnv>& d;
+  using writer = raw_adapter<MemEnv, Defaults, Name, 1>;
+  raw_data<MemEnv, Defaults, Slot>& d;
   std::size_t n;
   rocksdb::WriteOptions wo;
-  explicit raw_adapter(std::size_t n_) : d(dataset<raw_data<MemEnv>>(n_)), n(n_) {}
+  explicit raw_adapter(std::size_t n_) : d(dataset<raw_data<MemEnv, Defaults, Slot>>(n_)), n(n_) {}
   static rocksdb::Slice sl(std::string_view s) { return {s.data(), s.size()}; }
   bool get(std::string_view k) { return get_at(k, nullptr); }
   bool get_at(std::string_view k, const rocksdb::Snapshot* snap) {
@@ -572,9 +749,11 @@ struct raw_adapter {
   }
 };
 constexpr char raw_rocks_name[] = "raw_rocks";
+constexpr char raw_defaults_name[] = "raw_defaults";
 constexpr char raw_memenv_name[] = "raw_memenv";
-using raw_rocks_adapter = raw_adapter<false, raw_rocks_name>;
-using raw_memenv_adapter = raw_adapter<true, raw_memenv_name>;
+using raw_rocks_adapter = raw_adapter<false, false, raw_rocks_name>;
+using raw_defaults_adapter = raw_adapter<false, true, raw_defaults_name>;
+using raw_memenv_adapter = raw_adapter<true, false, raw_memenv_name>;
 
 // ---------------------------------------------------------------------------
 // Workloads.
@@ -599,9 +778,20 @@ void bm_get_miss(benchmark::State& st) {
   st.SetItemsProcessed(st.iterations());
 }
 
+// The adapter put and batch100 use: A::writer when A has one (a DB of its own).
+template <class A>
+struct writer_of {
+  using type = A;
+};
+template <class A>
+  requires requires { typename A::writer; }
+struct writer_of<A> {
+  using type = typename A::writer;
+};
+
 template <class A>
 void bm_put(benchmark::State& st) {
-  A a(st.range(0));
+  typename writer_of<A>::type a(st.range(0));
   rng_t rng(3);
   for (auto _ : st) {
     std::uint64_t i = rng.below(a.n);
@@ -612,7 +802,7 @@ void bm_put(benchmark::State& st) {
 
 template <class A>
 void bm_batch100(benchmark::State& st) {
-  A a(st.range(0));
+  typename writer_of<A>::type a(st.range(0));
   rng_t rng(4);
   for (auto _ : st) a.batch(rng);
   st.SetItemsProcessed(st.iterations() * kBatch);
@@ -748,7 +938,8 @@ void reg_all(const char* workload, std::size_t n, auto fn_of) {
 
 #define KEEL_ALL_BACKENDS                                                                             \
   memory_adapter, any_memory_adapter, virtual_memory_adapter, map_adapter, rocks_default_adapter,    \
-      any_rocks_adapter, virtual_rocks_adapter, rocks_macos_adapter, raw_rocks_adapter, raw_memenv_adapter
+      any_rocks_adapter, virtual_rocks_adapter, rocks_macos_adapter, raw_rocks_adapter, raw_defaults_adapter,  \
+      raw_memenv_adapter KEEL_LMDB_ADAPTER
 
 void register_size(std::size_t n) {
 #define KEEL_WORKLOAD(wl, ...) \
@@ -766,7 +957,8 @@ void register_size(std::size_t n) {
   KEEL_WORKLOAD(footprint, memory_adapter, map_adapter);
   // Last: the reopen cycles leave the RocksDB datasets reopened (and raw_memenv
   // has no reopen: a MemEnv DB is the Env's, the cycle would measure nothing real).
-  KEEL_WORKLOAD(reopen, rocks_default_adapter, any_rocks_adapter, rocks_macos_adapter, raw_rocks_adapter);
+  KEEL_WORKLOAD(reopen, rocks_default_adapter, any_rocks_adapter, rocks_macos_adapter, raw_rocks_adapter,
+                raw_defaults_adapter);
 #undef KEEL_WORKLOAD
 }
 

@@ -8,15 +8,28 @@
 // Pairs to compare (same data, same operations, back to back):
 //   m_raw_get / m_keel_get / m_any_rocks_get        (and _scan, _put)
 //   m_memory_get / m_any_memory_get                 (and _scan, _put)
+//   m_keel_tx / m_keel_plain_tx, m_memory_tx / m_memory_plain_tx (issue 12):
+//     5000 transactions of 2 gets + 2 puts against the same work without a
+//     transaction (2 gets + one 2-put write_batch)
+//   m_keel_multi_get / m_keel_get100 (issue 12): 200 multi_get()s of 100 keys
+//     against the same keys read by 20000 get()s
+//   m_memory_transfer / m_map_transfer (issue 12): 20000 bank transfers
+//     between 1000 accounts through run_transaction on a memory store,
+//     against a std::map behind one mutex held for the whole transfer
 // 20000 gets or puts, or 20 prefix scans of 1000 entries, per function;
 // 10000 keys of 16 bytes, 100-byte values, flushed and compacted.
 #include <keel/keel.hpp>
 #include <rocksdb/db.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <map>
+#include <mutex>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace {
 
@@ -44,6 +57,75 @@ template <class S>
 [[gnu::noinline]] void scan_loop(S& s) {
   for (unsigned b = 0; b < kScans; ++b)
     for (const auto& e : s.scan(keel::key_range::prefix(prefix(b)))) sink = sink + e.key.size() + e.value.size();
+}
+
+constexpr unsigned kTx = 5000, kMulti = 100;
+template <class S>
+[[gnu::noinline]] void tx_loop(S& s) {
+  for (unsigned i = 0; i < kTx; ++i) {
+    const std::string a = key(i * 7919u % kKeys), b = key(i * 104729u % kKeys);
+    auto tx = s.transaction();
+    sink = sink + (*tx.get(a))->size() + (*tx.get(b))->size();
+    (void)tx.put(a, value(i));
+    (void)tx.put(b, value(i + 1));
+    (void)tx.commit();
+  }
+}
+template <class S>
+[[gnu::noinline]] void plain_tx_loop(S& s) {
+  for (unsigned i = 0; i < kTx; ++i) {
+    const std::string a = key(i * 7919u % kKeys), b = key(i * 104729u % kKeys);
+    sink = sink + (*s.get(a))->size() + (*s.get(b))->size();
+    keel::write_batch batch;
+    batch.put(a, value(i)).put(b, value(i + 1));
+    (void)s.write(batch);
+  }
+}
+std::vector<std::string> multi_keys(unsigned round) {
+  std::vector<std::string> keys(kMulti);
+  for (unsigned k = 0; k < kMulti; ++k) keys[k] = key((round * kMulti + k) * 7919u % kKeys);
+  return keys;
+}
+template <class S>
+[[gnu::noinline]] void multi_get_loop(S& s) {
+  for (unsigned r = 0; r < kOps / kMulti; ++r) sink = sink + s.multi_get(multi_keys(r))->size();
+}
+template <class S>
+[[gnu::noinline]] void get100_loop(S& s) {
+  for (unsigned r = 0; r < kOps / kMulti; ++r)
+    for (const auto& k : multi_keys(r)) sink = sink + (*s.get(k))->size();
+}
+
+std::string account(unsigned i) { return "account/" + std::to_string(i); }
+long parse(std::string_view v) { return std::strtol(std::string(v).c_str(), nullptr, 10); }
+[[gnu::noinline]] void memory_transfer_loop(keel::memory_store& s) {
+  for (unsigned i = 0; i < kOps; ++i) {
+    const std::string a = account(i * 7919u % 1000), b = account((i * 7919u + 1 + i % 997) % 1000);
+    (void)s.run_transaction([&](auto& tx) -> keel::result<void> {
+      auto x = tx.get(a);
+      if (!x) return x.error();
+      auto y = tx.get(b);
+      if (!y) return y.error();
+      const long p = parse(**x), q = parse(**y);
+      if (auto w = tx.put(a, std::to_string(p - 1)); !w) return w;
+      return tx.put(b, std::to_string(q + 1));
+    });
+  }
+}
+struct locked_map {
+  std::mutex mutex;
+  std::map<std::string, std::string, std::less<>> balances;
+};
+[[gnu::noinline]] void map_transfer_loop(locked_map& m) {
+  for (unsigned i = 0; i < kOps; ++i) {
+    const std::string a = account(i * 7919u % 1000), b = account((i * 7919u + 1 + i % 997) % 1000);
+    std::lock_guard lock(m.mutex);
+    auto x = m.balances.find(a);
+    auto y = m.balances.find(b);
+    const long p = parse(x->second), q = parse(y->second);
+    x->second = std::to_string(p - 1);
+    y->second = std::to_string(q + 1);
+  }
 }
 
 [[gnu::noinline]] void raw_get_loop(rocksdb::DB* db) {
@@ -86,6 +168,14 @@ using rocks_basic = keel::rocks_store;
 [[gnu::noinline]] void m_any_memory_get(keel::any_store& s) { sink = sink + 13; get_loop(s); }
 [[gnu::noinline]] void m_any_memory_scan(keel::any_store& s) { sink = sink + 14; scan_loop(s); }
 [[gnu::noinline]] void m_any_memory_put(keel::any_store& s) { sink = sink + 15; put_loop(s); }
+[[gnu::noinline]] void m_keel_tx(rocks_basic& s) { sink = sink + 16; tx_loop(s); }
+[[gnu::noinline]] void m_keel_plain_tx(rocks_basic& s) { sink = sink + 17; plain_tx_loop(s); }
+[[gnu::noinline]] void m_memory_tx(keel::memory_store& s) { sink = sink + 18; tx_loop(s); }
+[[gnu::noinline]] void m_memory_plain_tx(keel::memory_store& s) { sink = sink + 19; plain_tx_loop(s); }
+[[gnu::noinline]] void m_keel_multi_get(rocks_basic& s) { sink = sink + 20; multi_get_loop(s); }
+[[gnu::noinline]] void m_keel_get100(rocks_basic& s) { sink = sink + 21; get100_loop(s); }
+[[gnu::noinline]] void m_memory_transfer(keel::memory_store& s) { sink = sink + 22; memory_transfer_loop(s); }
+[[gnu::noinline]] void m_map_transfer(locked_map& m) { sink = sink + 23; map_transfer_loop(m); }
 
 void compact(rocksdb::DB& db) {
   (void)db.Flush(rocksdb::FlushOptions());
@@ -100,8 +190,10 @@ int main(int argc, char** argv) {
   fs::remove_all(dir);
   fs::create_directories(dir);
 
-  // Two identical DBs: raw calls on one, keel on the other.
+  // Two identical DBs: raw calls on one, keel on the other (same options:
+  // the tuning keel's store uses, applied by hand).
   rocksdb::Options options;
+  keel::NativeTuning::apply(options);
   options.create_if_missing = true;
   rocksdb::DB* db = nullptr;
   if (!rocksdb::DB::Open(options, (dir / "raw").string(), &db).ok()) return 1;
@@ -123,9 +215,13 @@ int main(int argc, char** argv) {
   m_raw_scan(db);
   m_keel_scan(basic);
   m_any_rocks_scan(any);
+  m_keel_multi_get(basic);
+  m_keel_get100(basic);
   m_raw_put(db);
   m_keel_put(basic);
   m_any_rocks_put(any);
+  m_keel_tx(basic);
+  m_keel_plain_tx(basic);
   delete db;
 
   auto mem = keel::memory_store::open({});
@@ -139,6 +235,18 @@ int main(int argc, char** argv) {
   m_any_memory_scan(any_mem);
   m_memory_put(mbasic);
   m_any_memory_put(any_mem);
+  m_memory_tx(mbasic);
+  m_memory_plain_tx(mbasic);
+
+  auto bank = keel::memory_store::open({});
+  if (!bank) return 1;
+  locked_map map;
+  for (unsigned i = 0; i < 1000; ++i) {
+    (void)bank->put(account(i), "1000000");
+    map.balances.emplace(account(i), "1000000");
+  }
+  m_memory_transfer(*bank);
+  m_map_transfer(map);
 
   (void)any.close();
   fs::remove_all(dir);

@@ -50,7 +50,7 @@ if [[ -f "$build/meson-private/coredata.dat" ]]; then
 else
   meson setup "$build" --buildtype=release -Dbench=true --wrap-mode=nodownload >/dev/null
 fi
-meson compile -C "$build" bench/keel_bench bench/keel_dump_bench
+meson compile -C "$build" bench/keel_bench bench/keel_dump_bench bench/keel_tx_bench bench/keel_tuning_bench
 
 reps="${KEEL_BENCH_REPS:-5}"
 size_args=()
@@ -101,7 +101,42 @@ else
   dump_out=""
 fi
 
+# Transactions and multi_get (issue 12) against their baselines (plain reads
+# and batches, RocksDB's OptimisticTransactionDB, std::map + mutex): its table
+# is in docs/benchmarks.md ("Transactions and multi_get"), written by hand
+# from this output.
+tx_out="${out%.json}-tx.json"
+if [[ ${#args[@]} -eq 0 ]]; then
+  "$build/bench/keel_tx_bench" ${KEEL_BENCH_DIR:+"--keel-dir=$KEEL_BENCH_DIR"} \
+    --benchmark_repetitions="$reps" \
+    --benchmark_report_aggregates_only=true \
+    --benchmark_min_time="${KEEL_BENCH_MIN_TIME:-0.2}" \
+    --benchmark_out="$tx_out" --benchmark_out_format=json
+else
+  tx_out=""
+fi
+
+# RocksDB settings one at a time against RocksDB's defaults (raw RocksDB, 1M
+# keys; 100k with --quick): the "RocksDB tuning" table of docs/benchmarks.md,
+# written by hand from this output. The space/write amplification pass (amp/,
+# about 80 s per variant) runs with KEEL_BENCH_AMP=1 only.
+tuning_out="${out%.json}-tuning.json"
+if [[ ${#args[@]} -eq 0 ]]; then
+  tuning_keys=1000000
+  if ((quick)); then tuning_keys=100000; fi
+  tuning_filter='^(get_miss|get_hit|scan1000|put)/'
+  if [[ "${KEEL_BENCH_AMP:-}" == 1 ]]; then tuning_filter='.'; fi
+  "$build/bench/keel_tuning_bench" --keel-keys="$tuning_keys" \
+    ${KEEL_BENCH_DIR:+"--keel-dir=$KEEL_BENCH_DIR"} \
+    --benchmark_filter="$tuning_filter" \
+    --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
+    --benchmark_min_time="${KEEL_BENCH_MIN_TIME:-0.2}" \
+    --benchmark_out="$tuning_out" --benchmark_out_format=json
+else
+  tuning_out=""
+fi
+
 docs=docs
 if ((quick)); then docs=bench/results/quick; fi  # a smoke run does not replace the published results
 "$python" bench/report.py "$out" ${extra:+"$extra"} --docs "$docs"
-echo "bench/run.sh: wrote $out${extra:+, $extra}${dump_out:+, $dump_out}, $docs/benchmarks.md and $docs/bench-*.png" >&2
+echo "bench/run.sh: wrote $out${extra:+, $extra}${dump_out:+, $dump_out}${tx_out:+, $tx_out}${tuning_out:+, $tuning_out}, $docs/benchmarks.md and $docs/bench-*.png" >&2

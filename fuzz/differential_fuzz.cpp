@@ -1,6 +1,8 @@
 // libFuzzer target: the differential harness (tests/support/differential.hpp)
-// driven by the fuzzer's bytes. Each input is one sequence of operations on a
-// fresh memory store and a fresh RocksDB store; the RocksDB store lives in an
+// driven by the fuzzer's bytes. Each input is one sequence of operations
+// (plain reads and writes, erase_range, multi_get, snapshots, and several
+// interleaved transactions checked against a serial model in commit order) on
+// a fresh memory store and a fresh RocksDB store; the RocksDB store lives in an
 // in-memory rocksdb::Env (a new one per input, so inputs are independent and
 // nothing touches the disk but an empty directory keel needs for its
 // registry). A disagreement prints the operation history and aborts.
@@ -8,6 +10,10 @@
 //   meson setup build-fuzz -Dfuzz=true -Dbench=false   (with CXX=clang++)
 //   meson compile -C build-fuzz differential_fuzz
 //   build-fuzz/fuzz/differential_fuzz -max_total_time=60 corpus-dir fuzz/corpus
+//
+// Seed inputs (fuzz/corpus/): seed-tx-* are recorded seeded runs of 400
+// operations with transactions (KEEL_DIFF_WRITE_SEEDS=fuzz/corpus
+// build/tests/keel_tests -tc='*recorded run*' writes them again).
 #include <rocksdb/env.h>
 
 #include <cstdint>

@@ -16,6 +16,7 @@ packages=(
   librocksdb-dev    # the RocksDB backend
   doctest-dev       # tests
   libbenchmark-dev  # benchmarks
+  liblmdb-dev       # benchmarks: the LMDB baseline (bench/bench.cpp)
   libcurl4-openssl-dev  # the etcd backend's transport (<keel/etcd.hpp>)
   nlohmann-json3-dev    # the etcd backend's JSON
   etcd-server           # /usr/bin/etcd for the etcd backend's tests (the package also enables a service on 2379)
@@ -23,6 +24,11 @@ packages=(
 # CI's second compiler (.ci/run, step clang); not needed to build or use keel.
 if [[ "${CI:-}" == true ]]; then
   packages+=(clang libclang-rt-14-dev)  # libclang-rt: sanitizer and libFuzzer runtimes (step fuzz)
+fi
+# Windows cross-build and wine run (.ci/run step windows, scripts/windows-test.sh,
+# scripts/windows-check.sh); not needed to build or use keel on Linux.
+if [[ "${CI:-}" == true || "${KEEL_WINDOWS:-}" == 1 ]]; then
+  packages+=(g++-mingw-w64-x86-64-posix wine64)
 fi
 
 if [[ "${KEEL_SKIP_SETUP:-}" == 1 ]]; then

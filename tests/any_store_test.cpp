@@ -249,18 +249,34 @@ TEST_SUITE("any_store") {
     }
   }
 
-  TEST_CASE("an unwritable directory falls back when enabled") {
+  TEST_CASE("permission_denied falls back where there is no database, never over an existing one") {
     temp_dir tmp;
     const fs::path db = tmp.path() / "db";
     {
       auto created = keel::rocks_store::open({.path = db});
       REQUIRE(created);
+      REQUIRE(created->put("k", "v"));
     }
+    const auto before = files_of(db);
+    // Nothing can be created under `locked`.
+    const fs::path locked = tmp.path() / "locked";
+    fs::create_directory(locked);
+    const fs::path nowhere = locked / "db";
     if (geteuid() == 0) {
-      // root ignores permissions: the open runs in a helper as nobody.
+      // root ignores permissions: the opens run in a helper as nobody, who
+      // may read but not write anything here.
       fs::permissions(tmp.path(), fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
                                       fs::perms::others_read | fs::perms::others_exec);
-      child_process probe(helper_path("keel_probe"), {"--drop-privileges", "65534", "--fallback", db.string()});
+      fs::permissions(locked, fs::perms::owner_all | fs::perms::others_exec);
+      {
+        child_process probe(helper_path("keel_probe"), {"--drop-privileges", "65534", "--fallback", db.string()});
+        auto line = probe.read_line(30s);
+        REQUIRE(line);
+        CHECK(contains(*line, "error permission_denied"));
+        CHECK(contains(*line, "holds a database"));
+        CHECK(probe.wait() == 1);
+      }
+      child_process probe(helper_path("keel_probe"), {"--drop-privileges", "65534", "--fallback", nowhere.string()});
       auto line = probe.read_line(30s);
       REQUIRE(line);
       CHECK(contains(*line, "opened memory"));
@@ -268,16 +284,120 @@ TEST_SUITE("any_store") {
       CHECK(probe.wait() == 0);
     } else {
       fs::permissions(db, fs::perms::owner_read | fs::perms::owner_exec);
+      fs::permissions(locked, fs::perms::owner_read | fs::perms::owner_exec);
       store_config c;
-      c.path = db;
       c.fallback_to_memory = true;
-      c.log = [](std::string_view) {};
+      captured_log log;
+      c.log = log.sink();
+      c.path = db;
+      auto refused = open_store(c);
+      c.path = nowhere;
       auto s = open_store(c);
       fs::permissions(db, fs::perms::owner_all);
+      fs::permissions(locked, fs::perms::owner_all);
+      REQUIRE_FALSE(refused);
+      CHECK(refused.error().code() == errc::permission_denied);
+      CHECK(contains(refused.error().message(), "holds a database"));
       REQUIRE(s);
       CHECK(s->backend() == backend::memory);
       CHECK(s->fallback_reason()->code() == errc::permission_denied);
     }
+    CHECK(files_of(db) == before);
+    CHECK_FALSE(fs::exists(nowhere));
+  }
+
+  TEST_CASE("an existing database never becomes an empty memory store") {
+    temp_dir tmp;
+    const fs::path db = tmp.path() / "db";
+    {
+      auto s = keel::rocks_store::open({.path = db});
+      REQUIRE(s);
+      for (int i = 0; i < 100; ++i) REQUIRE(s->put("k" + std::to_string(i), "v"));
+      REQUIRE(s->policy().with_db([](rocksdb::DB& d) { return d.Flush({}).ok(); }).value());
+    }
+    auto manifest = [&] {
+      std::ifstream in(db / "CURRENT");
+      std::string name;
+      std::getline(in, name);
+      return name;
+    };
+    std::string missing;  // the file the error must name
+    SUBCASE("the MANIFEST named by CURRENT is missing") {
+      missing = manifest();
+      fs::remove(db / missing);
+    }
+    SUBCASE("the MANIFEST named by CURRENT is a directory") {
+      missing = manifest();
+      fs::remove(db / missing);
+      fs::create_directory(db / missing);
+    }
+    SUBCASE("an SST named by the MANIFEST is missing") {
+      for (const auto& e : fs::directory_iterator(db))
+        if (e.path().extension() == ".sst") missing = e.path().filename().string();
+      REQUIRE_FALSE(missing.empty());
+      fs::remove(db / missing);
+    }
+    SUBCASE("RocksDB files but no CURRENT") {
+      missing = "no CURRENT file";
+      fs::remove(db / "CURRENT");
+    }
+    const auto before = files_of(db);
+    store_config c;
+    c.path = db;
+    c.fallback_to_memory = true;
+    c.fallback_on = {errc::io_error, errc::permission_denied, errc::locks_unsupported, errc::no_space,
+                     errc::not_found};  // every kind that can be listed
+    captured_log log;
+    c.log = log.sink();
+    auto s = open_store(c);
+    REQUIRE_FALSE(s);
+    CHECK(s.error().code() == errc::corruption);
+    CHECK(contains(s.error().message(), missing));
+    CHECK(contains(s.error().message(), db.string()));
+    CHECK(contains(s.error().message(), "damaged"));
+    CHECK_FALSE(contains(log.all(), "falling back"));
+    CHECK(files_of(db) == before);
+    // A read-only open says the same and changes nothing either.
+    c.rocks.read_only = true;
+    auto r = open_store(c);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code() == errc::corruption);
+    CHECK(files_of(db) == before);
+  }
+
+  TEST_CASE("over an existing database only lock errors may fall back, and the log says the data is not used") {
+    temp_dir tmp;
+    const fs::path db = tmp.path() / "db";
+    {
+      auto s = keel::rocks_store::open({.path = db});
+      REQUIRE(s);
+      REQUIRE(s->put("k", "v"));
+    }
+    auto fs_ptr = std::make_shared<no_lock_fs>(rocksdb::FileSystem::Default());
+    std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs_ptr);
+    store_config c;
+    c.path = db;
+    c.rocks.env = env.get();
+    c.fallback_to_memory = true;
+    captured_log log;
+    c.log = log.sink();
+    auto s = open_store(c);
+    REQUIRE(s);
+    CHECK(s->backend() == backend::memory);
+    CHECK(s->fallback_reason()->code() == errc::locks_unsupported);
+    CHECK(contains(log.all(), "the database at '" + db.string() + "' exists and is NOT being used"));
+
+    // The rule itself.
+    CHECK(c.may_fall_back(errc::locks_unsupported, true));
+    CHECK_FALSE(c.may_fall_back(errc::io_error, true));
+    CHECK_FALSE(c.may_fall_back(errc::permission_denied, true));
+    CHECK(c.may_fall_back(errc::io_error, false));
+    CHECK_FALSE(c.may_fall_back(errc::lock_held_by_other_process, true));  // not opted in
+    c.fallback_on.push_back(errc::lock_held_by_other_process);
+    c.fallback_on.push_back(errc::no_space);
+    CHECK(c.may_fall_back(errc::lock_held_by_other_process, true));
+    CHECK_FALSE(c.may_fall_back(errc::no_space, true));
+    CHECK(c.may_fall_back(errc::no_space, false));
   }
 
   TEST_CASE("a lock held by another process falls back only when opted in") {
@@ -297,10 +417,13 @@ TEST_SUITE("any_store") {
     CHECK(contains(refused.error().message(), std::to_string(holder.pid())));
 
     c.fallback_on.push_back(errc::lock_held_by_other_process);
+    captured_log log;
+    c.log = log.sink();
     auto s = open_store(c);
     REQUIRE(s);
     CHECK(s->backend() == backend::memory);
     CHECK(s->fallback_reason()->code() == errc::lock_held_by_other_process);
+    CHECK(contains(log.all(), "exists and is NOT being used"));
     holder.write_line("quit");
     CHECK(holder.wait() == 0);
   }

@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <keel/dump.hpp>
 #include <string>
 #include <vector>
@@ -138,6 +139,88 @@ TEST_SUITE("cli") {
     CHECK(help.status == 0);
     CHECK(help.has("Exit codes"));
     CHECK(help.has("doctor PATH"));
+  }
+
+  TEST_CASE("del --prefix / --from / --to erase a range and count it; compact; checkpoint") {
+    temp_dir tmp;
+    const std::string db = (tmp.path() / "db").string();
+    for (const char* k : {"a/1", "a/2", "a/3", "b/1", "c\\x00", "c\\xff", "d"}) {
+      CHECK(run({"--db", db, "put", k, "v"}).status == 0);
+    }
+    auto r = run({"--db", db, "--json", "del", "--prefix", "a/"});
+    CHECK(r.status == 0);
+    CHECK(r.out == "{\"erased\":3}\n");
+    CHECK(run({"--db", db, "count"}).out == "4\n");
+    // Binary bounds; --to is excluded.
+    r = run({"--db", db, "--json", "del", "--from", "b", "--to", "c\\xff"});
+    CHECK(r.status == 0);
+    CHECK(r.out == "{\"erased\":2}\n");
+    CHECK(run({"--db", db, "scan", "--keys-only"}).out == "c\\xff\nd\n");
+    // An empty range erases nothing.
+    r = run({"--db", db, "--json", "del", "--from", "x", "--to", "x"});
+    CHECK(r.status == 0);
+    CHECK(r.out == "{\"erased\":0}\n");
+    // --to alone: from the first key; --no-count skips the count.
+    r = run({"--db", db, "--json", "del", "--no-count", "--to", "d"});
+    CHECK(r.status == 0);
+    CHECK(r.out == "{\"erased\":null}\n");
+    CHECK(run({"--db", db, "scan", "--keys-only"}).out == "d\n");
+    r = run({"--db", db, "del", "--from", "d"});
+    CHECK(r.status == 0);
+    CHECK(r.out.empty());  // the summary goes to stderr
+    CHECK(run({"--db", db, "count"}).out == "0\n");
+
+    // Usage errors: nothing is opened or erased.
+    CHECK(run({"--db", db, "put", "k", "v"}).status == 0);
+    CHECK(run({"--db", db, "del", "--from", "z", "--to", "a"}).status == 2);
+    CHECK(run({"--db", db, "del", "--prefix"}).status == 2);
+    CHECK(run({"--db", db, "del", "--no-count"}).status == 2);
+    CHECK(run({"--db", db, "del", "--prefix", "k", "--from", "a"}).status == 2);
+    CHECK(run({"--db", db, "del", "--prefix", "k", "--reverse"}).status == 2);
+    CHECK(run({"--db", db, "del", "--prefix", "k", "extra"}).status == 2);
+    CHECK(run({"--db", db, "compact", "extra"}).status == 2);
+    CHECK(run({"--db", db, "checkpoint"}).status == 2);
+    CHECK(run({"--db", db, "checkpoint", "a", "b"}).status == 2);
+    CHECK(run({"--db", db, "count"}).out == "1\n");
+    const std::string never = (tmp.path() / "never").string();
+    CHECK(run({"--db", never, "del", "--from", "z", "--to", "a"}).status == 2);
+    CHECK_FALSE(fs::exists(never));
+
+    // compact, whole or a range; reports the sizes.
+    r = run({"--db", db, "--json", "compact"});
+    CHECK(r.status == 0);
+    CHECK(r.has("\"size_bytes_after\":"));
+    CHECK(run({"--db", db, "compact", "--prefix", "k"}).status == 0);
+    CHECK(run({"--db", db, "get", "k"}).out == "v\n");
+
+    // checkpoint: a copy that opens as a store; an existing path is refused
+    // (exit 5) and left as it was.
+    const fs::path cp = tmp.path() / "cp";
+    r = run({"--db", db, "--json", "checkpoint", cp.string()});
+    CHECK(r.status == 0);
+    CHECK(r.out == "{\"checkpoint\":\"" + cp.string() + "\"}\n");
+    CHECK(run({"--db", db, "put", "later", "x"}).status == 0);  // not in the checkpoint
+    CHECK(run({"--db", cp.string(), "scan"}).out == "k\tv\n");
+    CHECK(run({"--db", db, "checkpoint", cp.string()}).status == 5);
+    CHECK(run({"--db", cp.string(), "scan"}).out == "k\tv\n");
+    CHECK(run({"--db", db, "checkpoint", (tmp.path() / "no" / "such").string()}).status == 5);
+    CHECK_FALSE(fs::exists(tmp.path() / "no"));
+
+    // The memory backend: the checkpoint is a file that --memory-file opens.
+    const std::string mem = (tmp.path() / "mem.dump").string();
+    const std::string mem_cp = (tmp.path() / "mem-cp.dump").string();
+    CHECK(run({"--memory-file", mem, "put", "m", "1"}).status == 0);
+    CHECK(run({"--memory-file", mem, "put", "n", "2"}).status == 0);
+    CHECK(run({"--memory-file", mem, "--json", "del", "--prefix", "n"}).out == "{\"erased\":1}\n");
+    CHECK(run({"--memory-file", mem, "compact"}).status == 0);
+    CHECK(run({"--memory-file", mem, "checkpoint", mem_cp}).status == 0);
+    CHECK(run({"--memory-file", mem_cp, "scan"}).out == "m\t1\n");
+    CHECK(run({"--memory-file", mem, "checkpoint", mem_cp}).status == 5);
+
+    auto help = run({"--help"});
+    CHECK(help.has("del --prefix P"));
+    CHECK(help.has("compact"));
+    CHECK(help.has("checkpoint DIR"));
   }
 
   TEST_CASE("export, verify, import and migrate; damaged and truncated dumps are refused") {
@@ -291,18 +374,122 @@ TEST_SUITE("cli") {
     CHECK(bad.status == 3);
   }
 
-  TEST_CASE("a store held by another process: open fails with exit 3, fallback when asked") {
+  TEST_CASE("a store held by another process: reads work (read-only), writes exit 3, no fallback") {
     temp_dir tmp;
     const fs::path db = tmp.path() / "db";
+    REQUIRE(run({"--db", db.string(), "put", "k", "v"}).status == 0);
     child_process holder = start_holder(db);
-    auto r = run({"--db", db.string(), "count"});
-    CHECK(r.status == 3);
-    // With fallback enabled for every kind the config allows by default,
-    // lock_held_by_other_process still does not fall back.
-    CHECK(run({"--fallback", "--db", db.string(), "count"}).status == 3);
+    holder.write_line("put k2 v2");
+    REQUIRE(holder.read_line(30s) == std::optional<std::string>("ok"));
+    // Every read command works beside the writer, and says the view is as of its open.
+    const fs::path err = tmp.path() / "err";
+    const std::string pre = q(cli_path()) + " --db " + q(db) + " ";
+    CHECK(sh(pre + "get k2 > " + q(tmp.path() / "out") + " 2> " + q(err)) == 0);
+    CHECK(slurp(tmp.path() / "out") == "v2\n");
+    CHECK(slurp(err).find("process " + std::to_string(holder.pid())) != std::string::npos);
+    CHECK(slurp(err).find("read-only view as of now") != std::string::npos);
+    CHECK(run({"--db", db.string(), "count"}).out == "2\n");
+    CHECK(run({"--db", db.string(), "scan", "--keys-only"}).out == "k\nk2\n");
+    CHECK(run({"--db", db.string(), "--json", "stats"}).has("\"backend\":\"rocksdb\""));
+    CHECK(run({"--db", db.string(), "export", (tmp.path() / "x.dump").string()}).status == 0);
+    CHECK(run({"verify", (tmp.path() / "x.dump").string()}).has("ok: 2 records"));
+    // Writes need the lock: exit 3. With fallback enabled for every kind the
+    // config allows by default, lock_held_by_other_process still does not
+    // fall back.
+    CHECK(run({"--db", db.string(), "put", "k3", "v"}).status == 3);
+    CHECK(run({"--fallback", "--db", db.string(), "put", "k3", "v"}).status == 3);
+    // The reads did not disturb the holder's lock.
+    CHECK(run({"--db", db.string(), "del", "k"}).status == 3);
     holder.write_line("quit");
     CHECK(holder.wait() == 0);
-    CHECK(run({"--db", db.string(), "count"}).status == 0);
+    CHECK(run({"--db", db.string(), "count"}).out == "2\n");
+    CHECK(run({"--db", db.string(), "put", "k3", "v"}).status == 0);
+  }
+
+  TEST_CASE("read commands on a missing path exit 3 and create nothing; write commands create and say so") {
+    temp_dir tmp;
+    const fs::path missing = tmp.path() / "typo" / "db";
+    const fs::path err = tmp.path() / "err";
+    const std::string pre = q(cli_path()) + " --db " + q(missing) + " ";
+    for (const std::string& cmd : {std::string("get k"), std::string("scan"), std::string("count"),
+                                   std::string("stats"), std::string("export -"),
+                                   std::string("export ") + q(tmp.path() / "out.dump"), std::string("--fallback count"),
+                                   std::string("--json get k")}) {
+      CAPTURE(cmd);
+      CHECK(sh(pre + cmd + " > " + q(tmp.path() / "out") + " 2> " + q(err)) == 3);
+      CHECK(slurp(err).find("no database at '" + missing.string() + "'") != std::string::npos);
+      CHECK(slurp(tmp.path() / "out").empty());
+      CHECK_FALSE(fs::exists(tmp.path() / "typo"));
+      CHECK_FALSE(fs::exists(tmp.path() / "out.dump"));
+    }
+    CHECK(run({"migrate", missing.string(), (tmp.path() / "dst").string()}).status == 3);
+    CHECK_FALSE(fs::exists(tmp.path() / "typo"));
+    CHECK_FALSE(fs::exists(tmp.path() / "dst"));
+    // verify reads dumps, never stores: a missing file is a failed operation, and nothing appears.
+    CHECK(run({"verify", missing.string()}).status == 5);
+    CHECK_FALSE(fs::exists(tmp.path() / "typo"));
+    // Nor does a missing memory store file.
+    CHECK(run({"--memory-file", (tmp.path() / "m.keeldump").string(), "count"}).status == 3);
+    CHECK(run({"migrate", "memory:" + (tmp.path() / "m.keeldump").string(), (tmp.path() / "dst").string()}).status == 3);
+    CHECK_FALSE(fs::exists(tmp.path() / "m.keeldump"));
+    CHECK_FALSE(fs::exists(tmp.path() / "dst"));
+    // An empty directory holds no database either, and stays empty.
+    fs::create_directory(tmp.path() / "empty");
+    CHECK(run({"--db", (tmp.path() / "empty").string(), "count"}).status == 3);
+    CHECK(fs::is_empty(tmp.path() / "empty"));
+
+    // A write command creates the database (with its parents) and says so, once.
+    CHECK(sh(pre + "put k v 2> " + q(err)) == 0);
+    CHECK(slurp(err) == "keel: created a new database at '" + missing.string() + "'\n");
+    CHECK(sh(pre + "put k2 v 2> " + q(err)) == 0);
+    CHECK(slurp(err).empty());
+    CHECK(run({"--db", missing.string(), "count"}).out == "2\n");
+    CHECK(sh(q(cli_path()) + " migrate " + q(missing) + " " + q(tmp.path() / "dst") + " 2> " + q(err)) == 0);
+    CHECK(slurp(err).find("created a new database at '" + (tmp.path() / "dst").string() + "'") != std::string::npos);
+  }
+
+  TEST_CASE("a damaged database: every command exits 3 with the reason, --fallback or not, files untouched") {
+    temp_dir tmp;
+    const fs::path db = tmp.path() / "db";
+    REQUIRE(run({"--db", db.string(), "put", "k", "v"}).status == 0);
+    std::string manifest;
+    std::getline(std::ifstream(db / "CURRENT"), manifest);
+    REQUIRE(manifest.rfind("MANIFEST-", 0) == 0);
+    SUBCASE("missing MANIFEST") { fs::remove(db / manifest); }
+    SUBCASE("MANIFEST is a directory") {
+      fs::remove(db / manifest);
+      fs::create_directory(db / manifest);
+    }
+    auto listing = [&] {
+      std::string l;
+      for (const auto& e : fs::directory_iterator(db))
+        l += e.path().filename().string() + " " + (e.is_directory() ? "(dir)" : slurp(e.path())) + "\n";
+      return l;
+    };
+    const std::string before = listing();
+    const fs::path err = tmp.path() / "err";
+    for (const std::string& args : {std::string("get k"), std::string("count"), std::string("--fallback get k"),
+                                    std::string("--fallback count"), std::string("put k2 v"),
+                                    std::string("--fallback put k2 v")}) {
+      CAPTURE(args);
+      ::setenv("KEEL_DB", db.c_str(), 1);
+      const int status = sh(q(cli_path()) + " " + args + " > " + q(tmp.path() / "out") + " 2> " + q(err));
+      ::unsetenv("KEEL_DB");
+      CHECK(status == 3);
+      CHECK(slurp(tmp.path() / "out").empty());
+      CHECK(slurp(err).find("damaged") != std::string::npos);
+      CHECK(slurp(err).find(manifest) != std::string::npos);
+      CHECK(slurp(err).find("falling back") == std::string::npos);
+      CHECK(listing() == before);
+    }
+    ::setenv("KEEL_FALLBACK_MEMORY", "1", 1);
+    CHECK(run({"--db", db.string(), "count"}).status == 3);
+    ::unsetenv("KEEL_FALLBACK_MEMORY");
+    auto doc = run({"doctor", db.string()});
+    CHECK(doc.status == 1);
+    CHECK(doc.has("would NOT succeed"));
+    CHECK_FALSE(doc.has("would succeed now"));
+    CHECK(listing() == before);
   }
 
   TEST_CASE("doctor: free, held, stale LOCK, not a database, missing, a file") {
@@ -342,7 +529,7 @@ TEST_SUITE("cli") {
       CHECK(hj.has("\"holder_pid\":" + std::to_string(holder.pid())));
       CHECK(hj.has("\"verdict\":\"will_not_open\""));
       // doctor did not disturb the holder's lock.
-      CHECK(run({"--db", db.string(), "count"}).status == 3);
+      CHECK(run({"--db", db.string(), "put", "k2", "v2"}).status == 3);
 
       // Killed: the LOCK file stays, the lock is gone.
       holder.kill(SIGKILL);

@@ -21,23 +21,6 @@ using keel::test::collect;
 using keel::test::keys_of;
 using keel::test::open_or_fail;
 
-// KEEL_HAS_ROCKSDB is set by tests/meson.build when keel is built with RocksDB
-// (meson option rocksdb); without it only the memory backend is tested.
-// KEEL_HAS_ETCD (meson option etcd) adds the cluster backend.
-#if KEEL_HAS_ETCD
-#define KEEL_ETCD_BACKENDS , keel::test::etcd_backend
-#else
-#define KEEL_ETCD_BACKENDS
-#endif
-#if KEEL_HAS_ROCKSDB
-#define KEEL_BACKENDS                                                                                \
-  keel::test::memory_backend, keel::test::rocks_default_backend, keel::test::rocks_macos_backend, \
-      keel::test::any_memory_backend, keel::test::any_rocks_backend,                              \
-      keel::test::persisted_memory_backend KEEL_ETCD_BACKENDS
-#else
-#define KEEL_BACKENDS keel::test::memory_backend, keel::test::persisted_memory_backend KEEL_ETCD_BACKENDS
-#endif
-
 TEST_SUITE("conformance") {
   TEST_CASE_TEMPLATE("put, get, contains, erase", B, KEEL_BACKENDS) {
     B backend;

@@ -3,7 +3,8 @@
 //
 //   lock_holder DB_PATH
 //       open (create_if_missing), print "ready <pid>", then block on stdin;
-//       on EOF or a line "quit": Close(), delete, exit 0.
+//       on EOF or a line "quit": Close(), delete, exit 0. A line "put KEY
+//       VALUE" (no spaces inside KEY) writes and prints "ok" (or "error ...").
 //       Open failure: print "error <status>", exit 1.
 //   lock_holder --probe DB_PATH
 //       open, print "opened" or "error <status>", close; exit 0 / 1.
@@ -60,6 +61,14 @@ int hold(const std::string& path) {
     std::string line;
     while (std::getline(std::cin, line)) {
         if (line == "quit") break;
+        if (line.rfind("put ", 0) == 0) {
+            std::string const rest = line.substr(4);
+            std::size_t const space = rest.find(' ');
+            std::string const key = rest.substr(0, space);
+            std::string const value = space == std::string::npos ? std::string() : rest.substr(space + 1);
+            rocksdb::Status const s = db->Put(rocksdb::WriteOptions(), key, value);
+            std::cout << (s.ok() ? std::string("ok") : "error " + s.ToString()) << std::endl;
+        }
     }
     close_db(db);
     return 0;

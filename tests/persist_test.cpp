@@ -178,8 +178,8 @@ TEST_SUITE("persist") {
         REQUIRE(line.has_value());
         REQUIRE(line->rfind("saved ", 0) == 0);
         std::this_thread::sleep_for(std::chrono::microseconds(delay_us(rng)));
-        helper.kill(SIGKILL);
-        CHECK(helper.wait() == 128 + SIGKILL);
+        helper.kill(keel::test::kill_signal);  // Windows: TerminateProcess
+        CHECK(helper.wait() == 128 + keel::test::kill_signal);
       }
       // A temporary file left behind: the kill landed inside a save. The
       // next open removes it (its process is gone).

@@ -13,9 +13,6 @@
 #include <keel/dump.hpp>
 #include <keel/dump_rocksdb.hpp>
 #include <keel/keel.hpp>
-#if KEEL_HAS_ETCD
-#include <keel/etcd_any_store.hpp>
-#endif
 #include <optional>
 #include <string>
 #include <string_view>
@@ -38,6 +35,18 @@ Commands:
   get KEY                 print the value of KEY (exit 1 if absent)
   put KEY VALUE           set KEY to VALUE
   del KEY                 remove KEY (removing an absent key succeeds)
+  del --prefix P | --from K [--to K] | --to K  [--no-count]
+                          remove every key of the range (--from included, --to
+                          excluded) atomically, and report how many (exact: counted
+                          by a scan in the same transaction as the erase; --no-count
+                          skips that scan, the erase alone is cheap on RocksDB)
+  compact [--prefix P] [--from K] [--to K]
+                          reclaim the space of overwritten and erased data (RocksDB:
+                          CompactRange; memory: nothing to do); reports the size
+                          before and after
+  checkpoint DIR          write a consistent copy of the store, taken while it is in
+                          use, to DIR, which must not exist; it opens with --db DIR
+                          (memory store: DIR is a file, for --memory-file DIR)
   scan [--prefix P] [--from K] [--to K] [--reverse] [--limit N] [--keys-only]
                           print entries in byte order, one per line: KEY<TAB>VALUE
   count [--prefix P]      print the number of keys
@@ -58,18 +67,25 @@ Options (before the command):
   --memory-file FILE      use a memory store persisted in FILE (a dump: loaded at
                           start, saved atomically at the end)
   --fallback              fall back to memory when RocksDB cannot open (as KEEL_FALLBACK_MEMORY=1)
-  --etcd URL[,URL...]     use the etcd cluster at these client URLs (as KEEL_ETCD_ENDPOINTS;
-                          docs/cluster.md); needs --etcd-prefix or KEEL_ETCD_PREFIX
-  --etcd-prefix P         the key prefix of the store in the cluster
-  --json                  JSON output (get, scan, count, stats, doctor, export/import summaries)
+  --json                  JSON output (get, scan, count, stats, doctor, and the summaries
+                          of export, import, del with a range, compact, checkpoint)
   --raw                   get: print the value's bytes exactly, no escaping, no newline
   --progress / --no-progress
                           force the progress bar on or off (default: on when stderr is a terminal)
   -h, --help              this text
 
+Read commands (get, scan, count, export, stats, and migrate's SRC) open the
+database read-only: they never create anything (a missing path, a directory
+with no database in it, or a missing memory store FILE exits 3 with "no
+database at PATH"), and they work
+while another process has the database open (they read it as of their open,
+and say so on stderr). Write commands (put, del, import, and migrate's DST)
+create a missing database and say so on stderr. A damaged database exits 3
+with the reason, --fallback or not: keel never runs on an empty memory store
+in place of a database that exists.
+
 Backend selection follows keel::store_config::from_env("KEEL"): the variables
-KEEL_USE_MEMORY_STORAGE and KEEL_FALLBACK_MEMORY (1/0, true/false, yes/no, on/off),
-KEEL_ETCD_ENDPOINTS and KEEL_ETCD_PREFIX.
+KEEL_USE_MEMORY_STORAGE and KEEL_FALLBACK_MEMORY (1/0, true/false, yes/no, on/off).
 SRC and DST of migrate are RocksDB directories, or memory:FILE for a memory store
 persisted in FILE ('memory:' alone: not persisted).
 
@@ -218,8 +234,6 @@ class progress_bar {
 struct cli {
   std::string db;
   std::string memory_file;  // --memory-file: the memory store persists there
-  std::string etcd;         // --etcd URL[,URL...]: the etcd cluster
-  std::string etcd_prefix;  // --etcd-prefix P
   bool memory = false, fallback = false, json = false, raw = false;
   std::optional<bool> progress;
   std::vector<std::string> args;  // command and its arguments
@@ -305,17 +319,13 @@ int dump_input_failed(const keel::error& e) {
   return e.code() == keel::errc::invalid_argument ? usage_error(e.message()) : op_error(e);
 }
 
-// The store type: with the etcd backend (tools/meson.build sets KEEL_HAS_ETCD
-// when keel is built with it) a cluster can be chosen too.
-#if KEEL_HAS_ETCD
-using cli_store = keel::etcd_any_store;
-#else
-using cli_store = keel::any_store;
-#endif
+// How a command uses a store. A reader opens a RocksDB directory read-only:
+// it creates nothing and works while another process holds the database. A
+// writer creates a missing database (and says so).
+enum class access { read, write };
 
 // Opens the store `spec` ("memory:" or a RocksDB directory) per store_config::from_env("KEEL").
-// For the main store (not migrate's SRC and DST), --etcd / --etcd-prefix choose the cluster.
-keel::result<cli_store> open_spec(const cli& c, const std::string& spec, bool main_store = false) {
+keel::result<keel::any_store> open_spec(const cli& c, const std::string& spec, access how) {
   keel::store_config base;
   const bool memory_spec = spec == "memory" || spec.rfind("memory:", 0) == 0;
   base.memory.persist_path = c.memory_file;
@@ -335,30 +345,51 @@ keel::result<cli_store> open_spec(const cli& c, const std::string& spec, bool ma
     if (line.find("falling back") != std::string_view::npos)
       std::fprintf(stderr, "keel: %.*s\n", static_cast<int>(line.size()), line.data());
   };
-  if (main_store && !c.etcd.empty() && !memory_spec) {
-    cfg->etcd.endpoints.clear();
-    std::string_view rest = c.etcd;
-    while (!rest.empty()) {
-      const auto comma = rest.find(',');
-      if (auto item = rest.substr(0, comma); !item.empty()) cfg->etcd.endpoints.emplace_back(item);
-      if (comma == std::string_view::npos) break;
-      rest.remove_prefix(comma + 1);
-    }
-    cfg->preferred = keel::backend::etcd;
-  }
-  if (!c.etcd_prefix.empty()) cfg->etcd.prefix = c.etcd_prefix;
-  if (!main_store && cfg->preferred == keel::backend::etcd && !memory_spec) {
-    cfg->preferred = keel::backend::rocksdb;  // migrate's SRC and DST are paths (KEEL_ETCD_ENDPOINTS is for the main store)
-  }
-  if (cfg->preferred == keel::backend::etcd && cfg->etcd.prefix.empty()) {
-    return keel::error(keel::errc::invalid_argument,
-                       "the etcd backend needs a key prefix: --etcd-prefix P or KEEL_ETCD_PREFIX");
-  }
   if (cfg->preferred == keel::backend::rocksdb && cfg->path.empty()) {
     return keel::error(keel::errc::invalid_argument,
                        "no database given: use --db PATH or set KEEL_DB (or --memory for a scratch store)");
   }
-  return keel::open_store<cli_store>(*cfg);
+  if (cfg->preferred != keel::backend::rocksdb) {
+    // A read of a persisted memory store whose file is missing would save an
+    // empty file at close: refuse it as for a RocksDB path.
+    const auto& file = cfg->memory.persist_path;
+    std::error_code ec;
+    if (how == access::read && !file.empty() && !std::filesystem::exists(file, ec) && !ec) {
+      return keel::error(keel::errc::not_found, "no database at '" + file.string() +
+                                                    "' (no such memory store file; nothing was created)");
+    }
+    return keel::open_store(*cfg);
+  }
+
+  const std::string where = "'" + cfg->path.string() + "'";
+  const keel::detail::db_dir_state before = keel::detail::inspect_db_dir(cfg->path);
+  using kind = keel::detail::db_dir_state::kind;
+  if (how == access::read) {
+    if (before.what == kind::missing || before.what == kind::empty) {
+      return keel::error(keel::errc::not_found,
+                         "no database at " + where + " (nothing was created; put or import creates one)");
+    }
+    cfg->rocks.read_only = true;
+  }
+  auto store = keel::open_store(*cfg);
+  if (!store || store->backend() != keel::backend::rocksdb) return store;
+  if (how == access::write && (before.what == kind::missing || before.what == kind::empty)) {
+    std::fprintf(stderr, "keel: created a new database at %s\n", where.c_str());
+  } else if (how == access::read) {
+    // The store sees the data as of this open; say so when someone is
+    // writing. This process holds no lock on LOCK (a read-only open takes
+    // none), so it may open the file to ask F_GETLK where /proc/locks is
+    // missing.
+    if (auto h = keel::detail::find_lock_holder(cfg->path / "LOCK", /*may_open_lock_file=*/true)) {
+      std::string who = "process " + std::to_string(h->pid);
+      if (!h->command.empty()) who += " (" + h->command + ")";
+      std::fprintf(stderr,
+                   "keel: %s has %s open read-write; this is a read-only view as of now: its later writes are "
+                   "not shown\n",
+                   who.c_str(), where.c_str());
+    }
+  }
+  return store;
 }
 
 int open_failed(const keel::error& e, const std::string& path) {
@@ -367,7 +398,7 @@ int open_failed(const keel::error& e, const std::string& path) {
   const errc k = e.code();
   if (!path.empty() &&
       (k == errc::lock_held_by_other_process || k == errc::permission_denied || k == errc::locks_unsupported ||
-       k == errc::io_error || k == errc::corruption || k == errc::not_found))
+       k == errc::io_error || k == errc::corruption))
     std::fprintf(stderr, "keel: for an explanation, run: keel doctor %s\n", path.c_str());
   return exit_open_failed;
 }
@@ -495,9 +526,9 @@ int cmd_verify(const cli& c) {
 
 int cmd_migrate(const cli& c) {
   if (c.args.size() != 3) return usage_error("migrate takes SRC and DST");
-  auto src = open_spec(c, c.args[1]);
+  auto src = open_spec(c, c.args[1], access::read);
   if (!src) return open_failed(src.error(), c.args[1]);
-  auto dst = open_spec(c, c.args[2]);
+  auto dst = open_spec(c, c.args[2], access::write);
   if (!dst) return open_failed(dst.error(), c.args[2]);
   progress_bar bar(c.show_progress(), "migrating");
   auto n = keel::copy(*src, *dst, bar.fn());
@@ -513,7 +544,120 @@ int cmd_migrate(const cli& c) {
   return exit_ok;
 }
 
-int cmd_stats(const cli& c, cli_store& store);
+// --- Range erase, compaction, checkpoints (issue 12). Each command checks its
+// arguments, opens the store read-write, runs, and closes it.
+
+// Opens the store of --db / $KEEL_DB (or --memory, --memory-file), runs
+// fn(store) and closes the store; returns fn's exit code, or the open's or
+// the close's failure.
+template <class F>
+int with_store(const cli& c, F&& fn) {
+  const std::string path = db_path(c);
+  auto opened = open_spec(c, c.memory ? "memory:" + c.memory_file : path);
+  if (!opened) return open_failed(opened.error(), path);
+  const int rc = fn(*opened);
+  if (auto r = opened->close(); !r) return rc == exit_ok ? op_error(r.error()) : rc;
+  return rc;
+}
+
+// Whether `del ARGS` is a range erase (`del --prefix P`, `del --from K`, ...)
+// rather than `del KEY`.
+bool is_del_range(const cli& c) {
+  if (c.args.size() < 2 || c.args[0] != "del") return false;
+  const std::string& a = c.args[1];
+  return a == "--prefix" || a == "--from" || a == "--to" || a == "--no-count";
+}
+
+// del --prefix P | --from K [--to K] | --to K [--no-count]: erase_range.
+// The count is exact: the keys are counted by a scan of the range in the
+// same transaction as the erase, so a write into the range by anyone else in
+// between makes the commit conflict, and run_transaction runs both again.
+int cmd_del_range(const cli& c) {
+  bool count = true;
+  std::vector<std::string> rest;
+  for (std::size_t i = 1; i < c.args.size(); ++i) {
+    const std::string& s = c.args[i];
+    if (s == "--no-count") {
+      count = false;
+      continue;
+    }
+    rest.push_back(s);
+    if ((s == "--prefix" || s == "--from" || s == "--to") && i + 1 < c.args.size()) rest.push_back(c.args[++i]);
+  }
+  range_opts ro;
+  if (auto err = parse_range(rest, 0, ro); !err.empty()) return usage_error(err);
+  if (!ro.positional.empty()) return usage_error("del takes one KEY, or a range: --prefix P, --from K, --to K");
+  if (ro.reverse || ro.limit || ro.keys_only) return usage_error("--reverse, --limit and --keys-only are for scan");
+  if (!ro.prefix && !ro.lo && !ro.hi) return usage_error("del needs a KEY, or a range: --prefix P, --from K, --to K");
+  if (ro.lo && ro.hi && *ro.lo > *ro.hi)
+    return usage_error("del: --from " + escape(*ro.lo) + " is above --to " + escape(*ro.hi));
+  const keel::key_range range = ro.range();
+
+  return with_store(c, [&](keel::any_store& store) {
+    std::optional<std::uint64_t> erased;
+    if (count) {
+      auto n = store.run_transaction([&](keel::any_store::transaction_type& tx) -> keel::result<std::uint64_t> {
+        std::uint64_t k = 0;
+        auto cursor = tx.scan(range);
+        for (auto it = cursor.begin(); it != cursor.end(); ++it) ++k;
+        if (cursor.error()) return *cursor.error();
+        if (auto r = tx.erase_range(range); !r) return r.error();
+        return k;
+      });
+      if (!n) return op_error(n.error());
+      erased = *n;
+    } else if (auto r = store.erase_range(range); !r) {
+      return op_error(r.error());
+    }
+    if (c.json)
+      write_out(erased ? "{\"erased\":" + std::to_string(*erased) + "}\n" : std::string("{\"erased\":null}\n"));
+    else if (erased)
+      std::fprintf(stderr, "keel: erased %llu keys\n", static_cast<unsigned long long>(*erased));
+    return exit_ok;
+  });
+}
+
+// compact [--prefix P] [--from K] [--to K]: RocksDB CompactRange.
+int cmd_compact(const cli& c) {
+  range_opts ro;
+  if (auto err = parse_range(c.args, 1, ro); !err.empty()) return usage_error(err);
+  if (!ro.positional.empty()) return usage_error("compact takes no argument besides --prefix, --from, --to");
+  if (ro.reverse || ro.limit || ro.keys_only) return usage_error("--reverse, --limit and --keys-only are for scan");
+  if (ro.lo && ro.hi && *ro.lo > *ro.hi)
+    return usage_error("compact: --from " + escape(*ro.lo) + " is above --to " + escape(*ro.hi));
+  return with_store(c, [&](keel::any_store& store) {
+    auto before = store.stats();
+    if (!before) return op_error(before.error());
+    if (auto r = store.compact(ro.range()); !r) return op_error(r.error());
+    auto after = store.stats();
+    if (!after) return op_error(after.error());
+    if (c.json)
+      std::printf("{\"size_bytes_before\":%llu,\"size_bytes_after\":%llu}\n",
+                  static_cast<unsigned long long>(before->size_bytes),
+                  static_cast<unsigned long long>(after->size_bytes));
+    else
+      std::fprintf(stderr, "keel: compacted: %llu bytes before, %llu after\n",
+                   static_cast<unsigned long long>(before->size_bytes),
+                   static_cast<unsigned long long>(after->size_bytes));
+    return exit_ok;
+  });
+}
+
+// checkpoint DIR: a consistent copy of the store, taken while it is in use.
+int cmd_checkpoint(const cli& c) {
+  if (c.args.size() != 2 || c.args[1].empty()) return usage_error("checkpoint takes one DIR (which must not exist)");
+  const std::string& dir = c.args[1];
+  return with_store(c, [&](keel::any_store& store) {
+    if (auto r = store.checkpoint(dir); !r) return op_error(r.error());
+    if (c.json)
+      write_out("{\"checkpoint\":" + json_string(dir) + "}\n");
+    else
+      std::fprintf(stderr, "keel: checkpoint written to %s\n", dir.c_str());
+    return exit_ok;
+  });
+}
+
+int cmd_stats(const cli& c, keel::any_store& store);
 
 int run_on_store(const cli& c) {
   const std::string& cmd = c.args[0];
@@ -554,9 +698,10 @@ int run_on_store(const cli& c) {
   }
 
   const std::string path = db_path(c);
-  auto opened = open_spec(c, c.memory ? "memory:" + c.memory_file : path, /*main_store=*/true);
+  const bool writes = cmd == "put" || cmd == "del" || cmd == "import";
+  auto opened = open_spec(c, c.memory ? "memory:" + c.memory_file : path, writes ? access::write : access::read);
   if (!opened) return open_failed(opened.error(), path);
-  cli_store& store = *opened;
+  keel::any_store& store = *opened;
   int rc = exit_ok;
 
   if (cmd == "get") {
@@ -650,7 +795,7 @@ int run_on_store(const cli& c) {
   return rc;
 }
 
-int cmd_stats(const cli& c, cli_store& store) {
+int cmd_stats(const cli& c, keel::any_store& store) {
   auto st = store.stats();
   if (!st) return op_error(st.error());
   // (name, value, numeric)
@@ -708,13 +853,6 @@ int main(int argc, char** argv) {
       if (++i >= argc) return usage_error("--memory-file needs a FILE");
       c.memory = true;
       c.memory_file = argv[i];
-    } else if (s == "--etcd" || s == "--etcd-prefix") {
-#if KEEL_HAS_ETCD
-      if (++i >= argc) return usage_error(std::string(s) + (s == "--etcd" ? " needs URL[,URL...]" : " needs a PREFIX"));
-      (s == "--etcd" ? c.etcd : c.etcd_prefix) = argv[i];
-#else
-      return usage_error(std::string(s) + ": this keel was built without the etcd backend (meson option etcd)");
-#endif
     } else if (s == "--fallback") {
       c.fallback = true;
     } else if (s == "--json") {
@@ -744,5 +882,8 @@ int main(int argc, char** argv) {
   if (cmd == "doctor") return cmd_doctor(c);
   if (cmd == "verify") return cmd_verify(c);
   if (cmd == "migrate") return cmd_migrate(c);
+  if (is_del_range(c)) return cmd_del_range(c);
+  if (cmd == "compact") return cmd_compact(c);
+  if (cmd == "checkpoint") return cmd_checkpoint(c);
   return run_on_store(c);
 }

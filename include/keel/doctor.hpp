@@ -3,20 +3,21 @@
 // filesystem lock, would an open succeed now, and what to do if not.
 //
 // It only reads. It never deletes anything, never opens the LOCK file (the
-// holder is found in /proc/locks by device and inode), never opens the
-// database read-write. It may open it read-only (DB::OpenForReadOnly takes no
+// holder is found in /proc/locks by device and inode; on Windows, where
+// opening a file drops no lock, LOCK is opened for reading to see whether it
+// is held, and the Restart Manager names the holder: detail/lock_diagnosis.hpp),
+// never opens the database read-write. It may open it read-only (DB::OpenForReadOnly takes no
 // lock and, with the discarding logger used here, writes no LOG file) to check
 // that RocksDB can read it; diagnose_options::read_only_open = false skips it.
-// To tell whether fcntl locks work on the filesystem it takes and at once
+// To tell whether file locks work on the filesystem it takes and at once
 // drops a shared lock on CURRENT (which RocksDB never locks), never on LOCK.
+// Windows: permissions are judged by the read-only attribute only (not ACLs)
+// and users are named by %USERNAME% (detail/platform_file.hpp).
 #pragma once
 
-#include <fcntl.h>
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
 #include <rocksdb/options.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -27,7 +28,10 @@
 #include <string>
 #include <vector>
 
+#include "detail/db_files.hpp"
 #include "detail/lock_diagnosis.hpp"
+#include "detail/platform_file.hpp"
+#include "detail/rocks_error.hpp"
 
 namespace keel {
 
@@ -77,34 +81,7 @@ inline bool fs_may_not_lock(const std::string& fs) {
   return false;
 }
 
-// Whether fcntl locks work on the filesystem of `file`: takes and drops a
-// read (shared) lock on it through a fresh read-only descriptor. Writes
-// nothing. Use it only on a file that nobody write-locks and that this
-// process holds no lock on (RocksDB never locks CURRENT; never pass LOCK).
-// nullopt when it cannot tell (the file cannot be opened).
-inline std::optional<bool> probe_fcntl_locks(const std::filesystem::path& file) noexcept {
-  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-  if (fd < 0) return std::nullopt;
-  struct flock fl {};
-  fl.l_type = F_RDLCK;
-  fl.l_whence = SEEK_SET;
-  int rc;
-  do rc = ::fcntl(fd, F_SETLK, &fl);
-  while (rc != 0 && errno == EINTR);
-  int e = errno;
-  std::optional<bool> works;
-  if (rc == 0) {
-    fl.l_type = F_UNLCK;
-    (void)::fcntl(fd, F_SETLK, &fl);
-    works = true;
-  } else if (e == ENOLCK || e == ENOTSUP || e == EOPNOTSUPP || e == ENOSYS || e == EINVAL) {
-    works = false;
-  } else if (e == EAGAIN || e == EACCES) {
-    works = true;  // someone holds a conflicting lock: locking works
-  }
-  ::close(fd);
-  return works;
-}
+// probe_file_locks() (was probe_fcntl_locks) is in detail/lock_diagnosis.hpp.
 
 }  // namespace detail
 
@@ -115,34 +92,35 @@ inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_
   auto say = [&](std::string s) { r.findings.push_back(std::move(s)); };
   const std::string where = "'" + path.string() + "'";
 
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    int e = errno;
-    if (e == ENOENT) {
+  std::error_code st_ec;
+  const fs::file_status st = fs::status(path, st_ec);
+  if (st_ec || !fs::exists(st)) {
+    if (!st_ec || st_ec == std::errc::no_such_file_or_directory) {
       say(where + " does not exist.");
       fs::path parent = path.parent_path().empty() ? fs::path(".") : path.parent_path();
-      struct stat pst {};
+      std::error_code pec;
       // The nearest existing ancestor decides whether it can be created.
-      while (::stat(parent.c_str(), &pst) != 0 && parent.has_parent_path() && parent != parent.parent_path())
+      while (!fs::exists(parent, pec) && parent.has_parent_path() && parent != parent.parent_path())
         parent = parent.parent_path();
-      if (::access(parent.c_str(), W_OK | X_OK) == 0) {
+      if (detail::may_create_in(parent)) {
         say("An open with create_if_missing (the default) would create a new, empty database there.");
         r.verdict = doctor_verdict::would_create;
         r.advice = "If you expected data here, check the path (a typo, another working directory, an unmounted disk).";
       } else {
-        say("It cannot be created: '" + parent.string() + "' is not writable by this user (uid " +
-            std::to_string(::getuid()) + ").");
+        say("It cannot be created: '" + parent.string() + "' is not writable by this user (" +
+            detail::current_user_text() + ").");
         r.advice = "Create the directory with the right owner, or use a path this user may write.";
       }
       return r;
     }
-    say("Cannot inspect " + where + ": " + std::strerror(e) + ".");
-    r.advice = e == EACCES ? "A parent directory is not searchable by this user; fix its permissions."
-                           : "Fix the path or the filesystem first.";
+    say("Cannot inspect " + where + ": " + st_ec.message() + ".");
+    r.advice = st_ec == std::errc::permission_denied
+                   ? "A parent directory is not searchable by this user; fix its permissions."
+                   : "Fix the path or the filesystem first.";
     return r;
   }
   r.exists = true;
-  if (!S_ISDIR(st.st_mode)) {
+  if (!fs::is_directory(st)) {
     say(where + " exists but is not a directory (RocksDB needs a directory).");
     r.advice = "Point keel at the database directory, not at a file inside it or another file.";
     return r;
@@ -165,9 +143,20 @@ inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_
   r.is_rocksdb = fs::exists(path / "CURRENT", ec);
   r.lock_file = fs::exists(path / "LOCK", ec);
 
-  const bool can_rw = ::access(path.c_str(), R_OK | W_OK | X_OK) == 0;
+  const bool can_rw = detail::may_access(path, /*write=*/true);
 
   if (!r.is_rocksdb) {
+    const detail::db_dir_state state = detail::inspect_db_dir(path);
+    if (state.what == detail::db_dir_state::kind::damaged && state.data_files) {
+      say(where + " has RocksDB files (" + detail::join_names(state.files) +
+          ") but no CURRENT file: the database is damaged.");
+      say("An open fails with corruption; keel will not create a new database over it.");
+      r.advice =
+          "Keep a copy of the directory before anything else; restore it from a backup, or repair a copy "
+          "of it (rocksdb's `ldb repair`).";
+      say("Verdict: an open would NOT succeed now.");
+      return r;
+    }
     if (entries == 0) {
       say(where + " is an empty directory: no database yet.");
     } else {
@@ -175,7 +164,7 @@ inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_
           " entries but no CURRENT file: it is not a RocksDB database.");
     }
     if (!can_rw) {
-      say("This user (uid " + std::to_string(::getuid()) + ") may not write in it, so an open would fail.");
+      say("This user (" + detail::current_user_text() + ") may not write in it, so an open would fail.");
       r.advice = "Fix the directory's permissions or use another path.";
       return r;
     }
@@ -197,7 +186,7 @@ inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_
 
   bool blocked = false;
   std::string advice;
-  r.locks_work = detail::probe_fcntl_locks(path / "CURRENT");
+  r.locks_work = detail::probe_file_locks(path / "CURRENT");
   if (r.locks_work == true) {
     say("File locks work here (checked with a shared lock on CURRENT, never on LOCK).");
   } else if (r.locks_work == false) {
@@ -208,9 +197,9 @@ inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_
         "SMB: mount with locking support), or open it read-only.";
   }
   if (r.lock_file) {
-    std::ifstream proc_locks("/proc/locks");
-    r.lock_state_known = static_cast<bool>(proc_locks);
-    r.holder = detail::find_lock_holder(path / "LOCK");
+    const detail::lock_state lock = detail::query_lock(path / "LOCK");
+    r.lock_state_known = lock.held.has_value();
+    r.holder = lock.holder;
     if (r.holder) {
       say("It is locked: process " + std::to_string(r.holder->pid) +
           (r.holder->command.empty() ? std::string(" (command line unknown)") : " (" + r.holder->command + ")") +
@@ -220,30 +209,39 @@ inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_
       advice = "Stop process " + std::to_string(r.holder->pid) +
                " (or let it finish), or go through it. Do not delete the LOCK file: that would let two "
                "writers corrupt the database.";
+    } else if (lock.held == true) {
+      say(lock.note);  // held, holder unknown (Windows: the Restart Manager named nobody)
+      say("An open now fails with lock_held_by_other_process.");
+      blocked = true;
+      advice = "Stop the program that has the database open (or let it finish), or go through it. Do not delete "
+               "the LOCK file.";
     } else if (r.lock_state_known) {
       say("It has a LOCK file, but no process holds a lock on it: it was left by a process that closed the "
           "database or exited (even if killed). That is harmless; an open takes the lock again. Do not delete it.");
     } else {
-      say("Whether another process holds its LOCK cannot be told here (/proc/locks is not readable).");
+      say(lock.note);  // e.g. /proc/locks is not readable
     }
   } else {
     say("It has no LOCK file; nobody has it open read-write.");
   }
 
   if (!can_rw) {
-    say("This user (uid " + std::to_string(::getuid()) +
+    say("This user (" + detail::current_user_text() +
         ") may not read and write the directory, so a "
         "read-write open fails with permission_denied.");
     blocked = true;
-    if (advice.empty())
-      advice = "Run as the directory's owner (uid " + std::to_string(st.st_uid) + ") or fix its permissions.";
-  } else if (r.lock_file && ::access((path / "LOCK").c_str(), W_OK) != 0) {
+    if (advice.empty()) {
+      const std::string owner = detail::owner_text(path);
+      advice = "Run as the directory's owner" + (owner.empty() ? std::string() : " (" + owner + ")") +
+               " or fix its permissions.";
+    }
+  } else if (r.lock_file && !detail::may_access(path / "LOCK", /*write=*/true)) {
     say("This user may not write its LOCK file, so a read-write open fails with permission_denied.");
     blocked = true;
     if (advice.empty()) advice = "Run as the owner of the database's files or fix their permissions.";
   }
 
-  if (opts.read_only_open && ::access(path.c_str(), R_OK | X_OK) == 0) {
+  if (opts.read_only_open && detail::may_access(path, /*write=*/false)) {
     rocksdb::Options o;
     o.create_if_missing = false;
     o.info_log = std::make_shared<detail::null_logger>();
@@ -260,15 +258,23 @@ inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_
     } else {
       delete db;
       r.readable = false;
+      // Whatever the cause, an open reads the same files and fails too.
+      const keel::error e = detail::rocks_open_error(s, path);
       say("RocksDB cannot read it: " + s.ToString());
-      if (s.IsCorruption()) {
-        blocked = true;
-        if (advice.empty())
-          advice =
-              "The database is damaged. Keep a copy of the directory before anything else; "
-              "rocksdb's `ldb repair` may recover it.";
-      }
+      say("An open fails with " + std::string(to_string(e.code())) + ": " + e.message());
+      blocked = true;
+      if (e.code() == errc::corruption)
+        advice =
+            "The database is damaged. Keep a copy of the directory before anything else; restore it from a "
+            "backup, or repair a copy of it (rocksdb's `ldb repair`).";
+      else if (advice.empty())
+        advice = "Fix what the message above names (permissions, the disk, the files), then run doctor again.";
     }
+  }
+
+  if (r.holder && r.readable == true) {
+    say("Reading works meanwhile: a read-only open (rocks_options::read_only; keel's get, scan, count, stats, "
+        "export) takes no lock and sees the data as of its open.");
   }
 
   if (blocked) {

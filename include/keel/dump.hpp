@@ -14,10 +14,6 @@
 // damaged file is refused before anything is written), a second pass writes.
 #pragma once
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -28,6 +24,7 @@
 #include <string_view>
 #include <utility>
 
+#include "detail/platform_file.hpp"
 #include "error.hpp"
 #include "key_range.hpp"
 #include "write_batch.hpp"
@@ -107,24 +104,7 @@ inline bool get_varint(std::string_view s, std::size_t& pos, std::uint64_t& v) {
   return false;
 }
 
-inline keel::error errno_error(int e, const std::string& what) {
-  errc code = e == ENOSPC                               ? errc::no_space
-              : e == EACCES || e == EPERM || e == EROFS ? errc::permission_denied
-              : e == ENOENT                             ? errc::not_found
-                                                        : errc::io_error;
-  return keel::error(code, what + ": " + std::strerror(e));
-}
-
-// fsync of a directory, so that a rename in it is durable.
-inline result<void> sync_directory(const std::filesystem::path& dir) {
-  int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return errno_error(errno, "cannot open directory '" + dir.string() + "' to sync it");
-  int rc = ::fsync(fd);
-  int e = errno;
-  ::close(fd);
-  if (rc != 0) return errno_error(e, "cannot fsync directory '" + dir.string() + "'");
-  return {};
-}
+// errno_error() and sync_directory() are in detail/platform_file.hpp.
 
 }  // namespace detail
 
@@ -171,19 +151,23 @@ class dump_writer {
 
   // Writes to `path` through a temporary file "<path>.tmp-<pid>" in the same
   // directory; finish() fsyncs it, renames it over `path` and fsyncs the
-  // directory, so `path` holds the old content or the new, never a mix.
+  // directory, so `path` holds the old content or the new, never a mix
+  // (Windows: FlushFileBuffers and MoveFileExW, detail/platform_file.hpp).
   result<void> open(const std::filesystem::path& path) {
     path_ = path;
     temp_ = path;
-    temp_ += ".tmp-" + std::to_string(::getpid());
-    fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) return detail::errno_error(errno, "cannot create '" + temp_.string() + "'");
+    temp_ += ".tmp-" + std::to_string(detail::current_process_id());
+    if (auto e = file_.create(temp_)) {
+      auto err = detail::os_error(e, "cannot create '" + temp_.string() + "'");
+      temp_.clear();  // nothing for abandon() to remove
+      return err;
+    }
     owns_fd_ = true;
     return start();
   }
-  // Writes to an open descriptor (e.g. 1 for stdout), which stays open.
+  // Writes to an open C runtime descriptor (e.g. 1 for stdout), which stays open.
   result<void> open_fd(int fd, std::string name = "<stdout>") {
-    fd_ = fd;
+    if (auto e = file_.borrow_fd(fd)) return detail::os_error(e, "cannot write to " + name);
     owns_fd_ = false;
     path_ = name;
     return start();
@@ -191,7 +175,7 @@ class dump_writer {
 
   // Appends one record. Keys need not be sorted (the trailer says whether they were).
   result<void> add(std::string_view key, std::string_view value) {
-    if (fd_ < 0) return keel::error(errc::closed, "dump writer is not open");
+    if (!file_.is_open()) return keel::error(errc::closed, "dump writer is not open");
     if (key.size() + value.size() + 20 > 0xFFFFFFFFull - dump_block_header_size) {
       return keel::error(errc::invalid_argument, "dump: a record larger than 4 GiB cannot be written");
     }
@@ -212,7 +196,7 @@ class dump_writer {
 
   // Writes the trailer; for a path: fsync, rename, fsync of the directory.
   result<dump_info> finish() {
-    if (fd_ < 0) return keel::error(errc::closed, "dump writer is not open");
+    if (!file_.is_open()) return keel::error(errc::closed, "dump writer is not open");
     if (auto r = flush_block(); !r) return r.error();
     std::string t(dump_end_tag);
     detail::put_u64(t, records_);
@@ -228,26 +212,23 @@ class dump_writer {
     info.file_bytes = written_;
     info.sorted = sorted_;
     if (owns_fd_) {
-      if (::fsync(fd_) != 0) return fail_io("cannot fsync '" + temp_.string() + "'");
-      int rc = ::close(fd_);
-      fd_ = -1;
-      if (rc != 0) return fail_io("cannot close '" + temp_.string() + "'");
-      if (::rename(temp_.c_str(), path_.c_str()) != 0) {
-        return fail_io("cannot rename '" + temp_.string() + "' to '" + path_.string() + "'");
+      if (auto e = file_.sync()) return fail_io(e, "cannot fsync '" + temp_.string() + "'");
+      if (auto e = file_.close()) return fail_io(e, "cannot close '" + temp_.string() + "'");
+      if (auto e = detail::replace_file(temp_, path_)) {
+        return fail_io(e, "cannot rename '" + temp_.string() + "' to '" + path_.string() + "'");
       }
       temp_.clear();
       if (auto r = detail::sync_directory(path_.parent_path()); !r) return r.error();
     }
-    fd_ = -1;
+    (void)file_.close();
     return info;
   }
 
   // Drops an unfinished dump (removes the temporary file). finish() or
   // the destructor call it.
   void abandon() noexcept {
-    if (owns_fd_ && fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-    if (!temp_.empty()) ::unlink(temp_.c_str());
+    (void)file_.close();
+    if (!temp_.empty()) detail::remove_file(temp_);
     temp_.clear();
   }
 
@@ -281,25 +262,18 @@ class dump_writer {
     return {};
   }
   result<void> drain() {
-    std::size_t done = 0;
-    while (done < out_.size()) {
-      ssize_t n = ::write(fd_, out_.data() + done, out_.size() - done);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return detail::errno_error(errno, "cannot write dump '" + path_.string() + "'");
-      }
-      done += static_cast<std::size_t>(n);
+    if (auto e = file_.write_all(out_.data(), out_.size())) {
+      return detail::os_error(e, "cannot write dump '" + path_.string() + "'");
     }
     out_.clear();
     return {};
   }
-  keel::error fail_io(const std::string& what) {
-    int e = errno;
+  keel::error fail_io(detail::sys_error e, const std::string& what) {
     abandon();
-    return detail::errno_error(e, what);
+    return detail::os_error(e, what);
   }
 
-  int fd_ = -1;
+  detail::file file_;
   bool owns_fd_ = false;
   std::filesystem::path path_, temp_;
   std::string block_, out_, last_key_;
@@ -326,16 +300,12 @@ class dump_reader {
   dump_reader() = default;
   dump_reader(const dump_reader&) = delete;
   dump_reader& operator=(const dump_reader&) = delete;
-  ~dump_reader() {
-    if (fd_ >= 0) ::close(fd_);
-  }
+  ~dump_reader() = default;
 
   result<void> open(const std::filesystem::path& path) {
     path_ = path;
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd_ < 0) return detail::errno_error(errno, "cannot open dump '" + path.string() + "'");
-    struct stat st {};
-    if (::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode)) file_size_ = static_cast<std::uint64_t>(st.st_size);
+    if (auto e = file_.open_read(path)) return detail::os_error(e, "cannot open dump '" + path.string() + "'");
+    file_size_ = file_.regular_size().value_or(0);
     std::string h;
     if (auto r = read_exact(dump_header_size, h, "the header"); !r) {
       if (offset_ == 0 || h.size() < dump_magic.size() || std::string_view(h).substr(0, 8) != dump_magic)
@@ -409,17 +379,16 @@ class dump_reader {
     out.resize(n);
     std::size_t got = 0;
     while (got < n) {
-      ssize_t r = ::read(fd_, out.data() + got, n - got);
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        return detail::errno_error(errno, "cannot read dump '" + path_.string() + "'");
+      std::size_t r = 0;
+      if (auto e = file_.read_some(out.data() + got, n - got, r)) {
+        return detail::os_error(e, "cannot read dump '" + path_.string() + "'");
       }
       if (r == 0) {
         out.resize(got);
         offset_ += got;
         return truncated(what);
       }
-      got += static_cast<std::size_t>(r);
+      got += r;
     }
     crc_ = detail::crc32c_extend(crc_, out.data(), n);
     offset_ += n;
@@ -463,9 +432,10 @@ class dump_reader {
                                         std::to_string(records_));
     }
     char extra;
-    ssize_t r;
-    do r = ::read(fd_, &extra, 1);
-    while (r < 0 && errno == EINTR);
+    std::size_t r = 0;
+    if (auto e = file_.read_some(&extra, 1, r)) {
+      return detail::os_error(e, "cannot read dump '" + path_.string() + "'");
+    }
     if (r != 0) return damaged(offset_, "unexpected bytes after the end marker");
     info_.records = count;
     info_.payload_bytes = bytes;
@@ -475,7 +445,7 @@ class dump_reader {
     return false;
   }
 
-  int fd_ = -1;
+  detail::file file_;
   std::filesystem::path path_;
   std::uint64_t file_size_ = 0, offset_ = 0, block_offset_ = 0;
   std::uint32_t crc_ = 0;

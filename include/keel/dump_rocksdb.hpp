@@ -51,7 +51,7 @@ result<dump_info> import_dump(basic_store<RocksPolicy<Tuning>>& store, const std
   if (!db_options) return std::move(db_options).error();
 
   const fs::path& db_path = store.policy().path();
-  fs::path tmp = db_path / ("keel-import-" + std::to_string(::getpid()));
+  fs::path tmp = db_path / ("keel-import-" + std::to_string(detail::current_process_id()));
   std::error_code ec;
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp, ec);

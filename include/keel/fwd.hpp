@@ -33,6 +33,7 @@ class EtcdPolicy;  // <keel/etcd.hpp>
 template <class Tuning>
 class RocksPolicy;
 struct DefaultTuning;
+struct RocksDefaultsTuning;
 struct MacOSTuning;
 #if defined(__APPLE__)
 using NativeTuning = MacOSTuning;

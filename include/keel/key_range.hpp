@@ -62,7 +62,9 @@ class key_range {
   bool contains(std::string_view key) const noexcept {
     return (!lower_ || key >= std::string_view(*lower_)) && (!upper_ || key < std::string_view(*upper_));
   }
-  bool is_empty() const noexcept { return lower_ && upper_ && *lower_ >= *upper_; }
+  // True when no key is in the range: lower >= upper, or an upper bound of ""
+  // (no key is below the empty key).
+  bool is_empty() const noexcept { return upper_ && (upper_->empty() || (lower_ && *lower_ >= *upper_)); }
 
   // The smallest key greater than every key starting with `prefix`, or nullopt
   // when there is none (prefix empty or all 0xFF).

@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "detail/persistent_btree.hpp"
+#include "detail/thread_exit.hpp"
 #include "dump.hpp"
 #include "store.hpp"
 
@@ -120,16 +121,17 @@ class epoch_domain {
   }
 
  private:
-  struct owner {  // a thread's slot, returned when the thread exits
-    slot* s = nullptr;
-    ~owner() {
-      if (s) epoch_domain::instance().remove(s);
-    }
-  };
+  // A thread's slot, returned when the thread exits (detail/thread_exit.hpp:
+  // not a thread_local destructor, which mingw-w64 runs after freeing TLS).
+  static void release(void* s) noexcept { epoch_domain::instance().remove(static_cast<slot*>(s)); }
+  using my_slot_ptr = thread_exit_pointer<&epoch_domain::release>;
   slot& my_slot() {
-    thread_local owner mine;
-    if (!mine.s) mine.s = add();
-    return *mine.s;
+    void* mine = my_slot_ptr::get();
+    if (!mine) {
+      mine = add();
+      my_slot_ptr::set(mine);
+    }
+    return *static_cast<slot*>(mine);
   }
   slot* add() {
     auto* s = new slot;
@@ -325,7 +327,8 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   }
 
   // Nothing to reclaim: a replaced version is freed as soon as no reader uses it.
-  result<void> compact(const key_range&) {
+  result<void> compact(const key_range& range) {
+    if (!erase_range_is_valid(range)) return bad_range();
     if (!is_open()) return closed_error();
     return {};
   }
@@ -336,9 +339,16 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (!is_open()) return closed_error();
     std::error_code ec;
     if (path.empty()) return keel::error(errc::invalid_argument, "checkpoint: the path is empty");
-    if (std::filesystem::exists(std::filesystem::symlink_status(path, ec)) || ec) {
+    // symlink_status sets ec for a path that does not exist too (ENOENT).
+    if (const auto st = std::filesystem::symlink_status(path, ec);
+        std::filesystem::exists(st) || (ec && st.type() != std::filesystem::file_type::not_found)) {
       return keel::error(errc::invalid_argument,
                          "checkpoint: '" + path.string() + "' already exists; a checkpoint needs a new path");
+    }
+    const auto parent = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+    if (!std::filesystem::is_directory(parent, ec)) {
+      return keel::error(errc::invalid_argument,
+                         "checkpoint: the parent directory of '" + path.string() + "' does not exist");
     }
     tree version = current();
     if (!is_open()) return closed_error();
@@ -538,7 +548,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
         const std::string digits = name.substr(prefix.size());
         if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9) continue;
         const long pid = std::stol(digits);
-        if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+        if (detail::process_gone(pid)) {
           std::error_code rm;
           fs::remove(it->path(), rm);
         }

@@ -12,6 +12,15 @@
 //   lock_held_by_other_process falls back only if you add it to fallback_on.
 // - Never for corruption (a fallback would hide data loss) nor for
 //   already_open_in_process (a bug in the calling program), even if listed.
+// - Never over existing data: when the directory already holds a database
+//   (a CURRENT file or other RocksDB files, or keel cannot look inside), only
+//   lock errors may fall back (locks_unsupported; lock_held_by_other_process
+//   where opted in), since they say nothing about the data. Any other error
+//   (io_error, permission_denied, corruption, a missing file, no_space, ...)
+//   goes to the caller, with the path and the cause, whatever fallback_on
+//   says: an empty memory store must never stand in for the user's data.
+//   A lock error that does fall back over a database logs that the database
+//   at PATH exists and is NOT being used.
 // - Every decision goes to the log sink as one line; a fallback's line names
 //   the backend, the reason, and that memory is not persisted.
 #pragma once
@@ -65,10 +74,19 @@ struct store_config {
   }
 
   // Whether an open failing with `code` may fall back to memory under this
-  // config. corruption and already_open_in_process never may.
-  bool may_fall_back(errc code) const {
+  // config. corruption and already_open_in_process never may. Over existing
+  // data (`over_existing_data`: the directory holds a database) only the
+  // lock errors may (see the rules at the top of this file).
+  bool may_fall_back(errc code, bool over_existing_data = false) const {
     if (!fallback_to_memory || code == errc::corruption || code == errc::already_open_in_process) return false;
+    if (over_existing_data && !is_lock_error(code)) return false;
     return std::find(fallback_on.begin(), fallback_on.end(), code) != fallback_on.end();
+  }
+
+  // The errors that say nothing about the data: the only ones that may fall
+  // back over an existing database.
+  static bool is_lock_error(errc code) noexcept {
+    return code == errc::locks_unsupported || code == errc::lock_held_by_other_process;
   }
 
   // `base` adjusted by the environment:
@@ -201,6 +219,9 @@ result<Store> open_store(const store_config& config) {
 
   rocks_options ro = config.rocks;
   if (!config.path.empty()) ro.path = config.path;
+  // Looked at before the open, which may create files.
+  const detail::db_dir_state before = detail::inspect_db_dir(ro.path);
+  const bool existing_data = before.may_hold_data();
   auto r = rocks_backend::open(ro);
   if (r) {
     log("opened the rocksdb backend at '" + ro.path.string() + "'");
@@ -210,15 +231,24 @@ result<Store> open_store(const store_config& config) {
   log("rocksdb backend failed (" + std::string(to_string(failure.code())) + "): " + failure.message());
   attempts.push_back({backend::rocksdb, failure});
 
-  if (!config.may_fall_back(failure.code())) {
+  const errc code = failure.code();
+  if (!config.may_fall_back(code, existing_data)) {
+    const std::string what = before.what == detail::db_dir_state::kind::unknown
+                                 ? "keel cannot look inside '" + ro.path.string() + "', so it may hold a database"
+                                 : "'" + ro.path.string() + "' holds a database (" + detail::join_names(before.files) +
+                                       ")";
     std::string why = !config.fallback_to_memory ? "fallback to memory is not enabled"
-                      : failure.code() == errc::corruption || failure.code() == errc::already_open_in_process
+                      : code == errc::corruption || code == errc::already_open_in_process
                           ? "this kind of error never falls back"
+                      : existing_data && !store_config::is_lock_error(code)
+                          ? what + ": an empty memory store must not stand in for its data"
                           : "this kind of error is not in fallback_on";
-    return keel::error(failure.code(), failure.message() + " [no fallback: " + why + "]");
+    return keel::error(code, failure.message() + " [no fallback: " + why + "]");
   }
-  return open_memory("falling back to the memory backend because rocksdb could not open (" +
-                     std::string(to_string(failure.code())) + "); " + memory_fate);
+  std::string line = "falling back to the memory backend because rocksdb could not open (" +
+                     std::string(to_string(code)) + "); " + memory_fate;
+  if (existing_data) line += "; the database at '" + ro.path.string() + "' exists and is NOT being used";
+  return open_memory(std::move(line));
 }
 
 }  // namespace keel

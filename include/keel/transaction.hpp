@@ -332,6 +332,7 @@ class basic_transaction {
   std::optional<keel::error> unusable() const {
     if (!begun_) return begin_error_ ? *begin_error_ : closed_error("transaction");
     if (!state_ || !state_->active) return keel::error(errc::closed, "transaction is already committed or rolled back");
+    if (!backend_->is_open()) return closed_error();
     return std::nullopt;
   }
   result<void> finish_with(result<void> r) noexcept {

@@ -102,6 +102,9 @@ struct etcd_backend {
   using store_type = etcd_store;
   static constexpr bool persistent = true;
   static constexpr const char* name = "etcd";
+  // The data lives in the cluster: checkpoint() is errc::not_supported
+  // (docs/cluster.md says how to back up an etcd cluster).
+  static constexpr bool no_checkpoint = true;
   std::string prefix = next_prefix();
   etcd_options options() const {
     etcd_options o;
@@ -116,6 +119,29 @@ struct etcd_backend {
   }
 };
 #endif  // KEEL_HAS_ETCD
+
+// The conformance suite's type list: every backend runs every case of
+// conformance_test.cpp, transaction_test.cpp and operations_test.cpp. A new
+// backend is one line here.
+// KEEL_HAS_ROCKSDB and KEEL_HAS_ETCD are set by tests/meson.build (meson
+// options rocksdb and etcd).
+#if KEEL_HAS_ETCD
+#define KEEL_ETCD_BACKENDS , keel::test::etcd_backend
+#else
+#define KEEL_ETCD_BACKENDS
+#endif
+#if KEEL_HAS_ROCKSDB
+#define KEEL_BACKENDS                                                                                \
+  keel::test::memory_backend, keel::test::rocks_default_backend, keel::test::rocks_macos_backend, \
+      keel::test::any_memory_backend, keel::test::any_rocks_backend,                              \
+      keel::test::persisted_memory_backend KEEL_ETCD_BACKENDS
+#else
+#define KEEL_BACKENDS keel::test::memory_backend, keel::test::persisted_memory_backend KEEL_ETCD_BACKENDS
+#endif
+
+// Whether the backend's checkpoint() makes a copy (false: not_supported).
+template <class B>
+inline constexpr bool supports_checkpoint = !requires { B::no_checkpoint; };
 
 // Opens or fails the test with the error's message.
 template <class Backend>

@@ -1,7 +1,12 @@
 // tests/support/child_process.hpp - run a helper program in a separate process
 // (posix_spawn, i.e. a real exec: a forked copy of the test would inherit
 // RocksDB's process-wide lock map, see design/rocksdb-facts.md).
+// Windows: child_process_windows.hpp, the same interface.
 #pragma once
+
+#if defined(_WIN32)
+#include "child_process_windows.hpp"
+#else
 
 #include <cerrno>
 #include <chrono>
@@ -34,6 +39,9 @@
 extern char** environ;
 
 namespace keel::test {
+
+// What kill() sends by default; wait() then gives 128 + kill_signal.
+inline constexpr int kill_signal = SIGKILL;
 
 // A child process with a pipe to its stdin and one from its stdout; stderr is
 // inherited. The destructor SIGKILLs and reaps the child if it has not been
@@ -324,3 +332,5 @@ inline std::filesystem::path helper_path(std::string_view name) {
 }
 
 }  // namespace keel::test
+
+#endif  // !_WIN32

@@ -3,16 +3,46 @@
 // One harness, two drivers: tests/differential_test.cpp feeds it from a
 // seeded PRNG (deterministic, runs in CI), fuzz/differential_fuzz.cpp feeds it
 // the bytes libFuzzer hands over. The harness applies one sequence of
-// operations (put, erase, batch, get/contains, scans of every kind, snapshots
-// and reads through them, a cursor held across writes, close + reopen) to a
-// memory_store, a RocksDB store and std::map models, and compares every
-// observable result. It does not depend on doctest: a mismatch is returned as
-// a text that names the operation and the recent history.
+// operations to a memory_store, a RocksDB store and a std::map model, and
+// compares every observable result. It does not depend on doctest: a mismatch
+// is returned as a text that names the operation and the recent history.
 //
-// Models: RocksDB keeps its data across close + reopen, the memory store
-// starts empty. So there are two models, `persistent_` (for RocksDB) and
-// `volatile_` (for memory); every write goes to both, a reopen clears only
-// `volatile_`. Snapshots carry a copy of each model as of their creation.
+// Operations: put, erase, write_batch (puts, erases and erase_ranges),
+// store.erase_range, get/contains, multi_get, scans of every kind (forward,
+// reversed, bounded, prefix, empty), snapshots and reads through them, a
+// cursor held across writes, compact, close + reopen; and transactions: up to
+// config::max_live_transactions open at once, each a memory transaction and a
+// RocksDB transaction driven in lockstep, with get, contains, scans (forward,
+// reversed, bounded; run to the end, stopped after a few entries, or held open
+// across writes), put, erase, erase_range, commit, rollback and the
+// destructor, interleaved with each other and with the plain writes above.
+//
+// What is checked, besides "both backends return what the model says":
+// - A transaction reads its view (the model when it began) merged with its
+//   own writes; a cursor sees the writes made before it was opened.
+// - Commit outcomes are predicted from a model of the documented semantics
+//   (transaction.hpp): a transaction that wrote something conflicts iff a
+//   commit after it began (a plain write, a batch, an erase_range, another
+//   transaction) wrote a key it read from its view or into a part of a range
+//   its scans passed over (the whole range when the scan ended, up to the
+//   entry it stopped at otherwise). Every write counts, whether it changed
+//   anything or not (conservative, as documented); a transaction that wrote
+//   nothing always commits. Both backends must give the predicted outcome: a
+//   conflict nobody caused is reported as unjustified, a commit that should
+//   have conflicted as a missed conflict.
+// - Serializability, checked independently of that prediction: when a
+//   transaction that wrote commits, its operations are replayed alone on the
+//   model as it is just before the commit (the serial run in commit order);
+//   every read must return what it returned in the interleaved run, and the
+//   store must then equal the model.
+// - stats() counts the transactions begun, committed, conflicted and rolled
+//   back; a close makes live transactions report errc::closed (reads and
+//   commit) and write nothing.
+//
+// Close + reopen: RocksDB keeps its data, the memory store starts empty. The
+// harness checks that, then loads the memory store from the model so that
+// both backends hold the same data again (then every later result, commit
+// outcomes included, must agree).
 #pragma once
 
 #include <keel/keel.hpp>
@@ -21,9 +51,12 @@
 #include <cstdint>
 #include <deque>
 #include <filesystem>
+#include <limits>
 #include <map>
+#include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -68,24 +101,55 @@ class byte_source {
   std::size_t pos_ = 0;
 };
 
+// Draws from a seeded PRNG and records the bytes that make a byte_source
+// repeat the same choices: how the fuzzer's seed inputs are made from seeded
+// runs (tests/differential_test.cpp, KEEL_DIFF_WRITE_SEEDS).
+class recording_source {
+ public:
+  explicit recording_source(std::uint64_t seed) : rng_(seed) {}
+  bool exhausted() const noexcept { return false; }
+  std::uint32_t pick(std::uint32_t bound) {
+    if (bound <= 1) return 0;
+    const std::uint32_t v = rng_.pick(bound);
+    if (bound > 256) bytes_.push_back(static_cast<std::uint8_t>(v >> 8));
+    bytes_.push_back(static_cast<std::uint8_t>(v & 0xff));
+    return v;
+  }
+  const std::vector<std::uint8_t>& bytes() const noexcept { return bytes_; }
+
+ private:
+  prng_source rng_;
+  std::vector<std::uint8_t> bytes_;
+};
+
 struct config {
   std::filesystem::path rocks_path;     // the RocksDB directory (created)
   rocksdb::Env* rocks_env = nullptr;    // e.g. rocksdb::NewMemEnv for the fuzzer; nullptr: disk
   std::size_t max_live_snapshots = 4;
+  std::size_t max_live_transactions = 3;
   // Small memtables so that data is spread over memtables and SST files.
   std::size_t write_buffer_size = 64 << 10;
   // Weight of close + reopen among the operations (out of 1000).
   std::uint32_t reopen_per_mille = 5;
+  // Weight of compact (out of 1000).
+  std::uint32_t compact_per_mille = 2;
 };
 
 // Counts of what a run did, for reports.
 struct stats {
-  std::uint64_t ops = 0, puts = 0, erases = 0, batches = 0, point_reads = 0, scans = 0, snapshots = 0,
-                snapshot_reads = 0, held_cursors = 0, reopens = 0;
+  std::uint64_t ops = 0, puts = 0, erases = 0, batches = 0, range_erases = 0, point_reads = 0, multi_gets = 0,
+                scans = 0, snapshots = 0, snapshot_reads = 0, held_cursors = 0, compacts = 0, reopens = 0;
+  std::uint64_t tx_begun = 0, tx_reads = 0, tx_scans = 0, tx_held_scans = 0, tx_writes = 0, tx_committed = 0,
+                tx_committed_read_only = 0, tx_committed_after_reads = 0, tx_conflicts = 0, tx_rolled_back = 0, tx_closed = 0;
   stats& operator+=(const stats& o) {
-    ops += o.ops, puts += o.puts, erases += o.erases, batches += o.batches, point_reads += o.point_reads;
-    scans += o.scans, snapshots += o.snapshots, snapshot_reads += o.snapshot_reads;
-    held_cursors += o.held_cursors, reopens += o.reopens;
+    ops += o.ops, puts += o.puts, erases += o.erases, batches += o.batches, range_erases += o.range_erases;
+    point_reads += o.point_reads, multi_gets += o.multi_gets, scans += o.scans, snapshots += o.snapshots;
+    snapshot_reads += o.snapshot_reads, held_cursors += o.held_cursors, compacts += o.compacts;
+    reopens += o.reopens;
+    tx_begun += o.tx_begun, tx_reads += o.tx_reads, tx_scans += o.tx_scans, tx_held_scans += o.tx_held_scans;
+    tx_writes += o.tx_writes, tx_committed += o.tx_committed, tx_committed_read_only += o.tx_committed_read_only;
+    tx_committed_after_reads += o.tx_committed_after_reads;
+    tx_conflicts += o.tx_conflicts, tx_rolled_back += o.tx_rolled_back, tx_closed += o.tx_closed;
     return *this;
   }
 };
@@ -106,6 +170,8 @@ inline std::string printable(std::string_view s) {
   return out + "\"";
 }
 
+inline std::string printable_value(const std::optional<std::string>& v) { return v ? printable(*v) : "(absent)"; }
+
 inline std::string describe(const key_range& r) {
   std::string s = "[";
   s += r.lower() ? printable(*r.lower()) : "-inf";
@@ -124,6 +190,15 @@ inline entries expected_scan(const model& m, const key_range& r) {
   return out;
 }
 
+inline void erase_range_in(model& m, const key_range& r) {
+  for (auto it = m.begin(); it != m.end();) {
+    if (r.contains(it->first))
+      it = m.erase(it);
+    else
+      ++it;
+  }
+}
+
 // A whole pass of a cursor, or the error that stopped it.
 template <class Cursor>
 result<entries> drain(Cursor&& c) {
@@ -133,7 +208,143 @@ result<entries> drain(Cursor&& c) {
   return out;
 }
 
+// Up to `limit` entries of a cursor. The cursor is left on the last entry
+// taken (not moved past it), so a pass stopped early has "seen" exactly the
+// entries returned. `ended`: the pass reached the end of its range.
+template <class Cursor>
+std::optional<keel::error> take(Cursor& c, std::size_t limit, entries& out, bool& ended) {
+  while (c.valid()) {
+    out.emplace_back(std::string(c.current().key), std::string(c.current().value));
+    if (out.size() >= limit) break;
+    c.advance();
+  }
+  ended = !c.valid();
+  return c.error();
+}
+
+// ---------------------------------------------------------------------------
+// The serial model of transactions (written independently of keel's
+// conflict_tracker; only the documented semantics are shared).
+// ---------------------------------------------------------------------------
+
+// The keys one commit wrote (put or erase) and the ranges it erased.
+struct write_set {
+  std::vector<std::string> keys;
+  std::vector<key_range> ranges;
+  std::string what;  // for reports
+};
+
+// What a transaction read from its view: keys (get, contains) and the parts
+// of ranges its scans passed over (forward direction).
+struct read_set {
+  std::set<std::string> keys;
+  std::vector<key_range> ranges;
+};
+
+// Whether two ranges share a key: the larger lower bound ("" when missing,
+// the smallest key) is below the smaller upper bound (none: no limit).
+inline bool share_a_key(const key_range& a, const key_range& b) {
+  std::string_view lo;
+  if (a.lower()) lo = *a.lower();
+  if (b.lower() && std::string_view(*b.lower()) > lo) lo = *b.lower();
+  std::optional<std::string_view> hi;
+  if (a.upper()) hi = std::string_view(*a.upper());
+  if (b.upper() && (!hi || std::string_view(*b.upper()) < *hi)) hi = std::string_view(*b.upper());
+  return !hi || lo < *hi;
+}
+
+// Whether a commit's writes touch what a transaction read.
+inline bool touches(const write_set& w, const read_set& r) {
+  for (const auto& k : w.keys) {
+    if (r.keys.count(k)) return true;
+    for (const auto& rr : r.ranges)
+      if (rr.contains(k)) return true;
+  }
+  for (const auto& wr : w.ranges) {
+    for (const auto& k : r.keys)
+      if (wr.contains(k)) return true;
+    for (const auto& rr : r.ranges)
+      if (share_a_key(wr, rr)) return true;
+  }
+  return false;
+}
+
+// The part of a range a scan passed over: all of it when the pass ended,
+// else up to the entry it stopped at (included).
+inline key_range scanned_part(const key_range& r, bool ended, const std::string& last) {
+  key_range f = r.is_reversed() ? r.reversed() : r;
+  if (ended) return f;
+  if (!r.is_reversed()) {
+    std::string above = last + std::string(1, '\0');  // the smallest key above `last`
+    return f.lower() ? key_range::between(*f.lower(), above) : key_range::until(above);
+  }
+  return f.upper() ? key_range::between(last, *f.upper()) : key_range::from(last);
+}
+
+// One operation of a transaction as it ran: reads with what they returned.
+struct tx_op {
+  enum class kind { get, contains, scan, put, erase, erase_range };
+  kind what = kind::get;
+  std::string key, value;
+  std::optional<std::string> got;      // get: what it returned
+  bool found = false;                  // contains: what it returned
+  key_range range = key_range::all();  // scan, erase_range
+  std::size_t limit = 0;               // scan: entries taken at most
+  entries seen;                        // scan: the entries taken
+  bool ended = false;                  // scan: the pass reached the end
+
+  static tx_op write(kind what, std::string key, std::string value = {}) {
+    tx_op o;
+    o.what = what;
+    o.key = std::move(key);
+    o.value = std::move(value);
+    return o;
+  }
+};
+
+// Runs `ops` alone on `state` (the model just before the commit): the serial
+// run. Returns the first read that returns something else than it did, or
+// nullopt; applies the writes to `state`.
+inline std::optional<std::string> replay(const std::vector<tx_op>& ops, model& state) {
+  for (std::size_t i = 0; i < ops.size(); ++i) {
+    const tx_op& op = ops[i];
+    const std::string where = "operation " + std::to_string(i + 1) + " of " + std::to_string(ops.size()) + ", ";
+    switch (op.what) {
+      case tx_op::kind::get:
+      case tx_op::kind::contains: {
+        auto it = state.find(op.key);
+        std::optional<std::string> now;
+        if (it != state.end()) now = it->second;
+        if (op.what == tx_op::kind::get && now != op.got)
+          return where + "get " + printable(op.key) + " returned " + printable_value(op.got) + ", the serial run " +
+                 printable_value(now);
+        if (op.what == tx_op::kind::contains && now.has_value() != op.found)
+          return where + "contains " + printable(op.key) + " returned " + (op.found ? "true" : "false") +
+                 ", the serial run " + (now ? "true" : "false");
+        break;
+      }
+      case tx_op::kind::scan: {
+        entries now = expected_scan(state, op.range);
+        const bool ends = now.size() < op.limit;
+        if (now.size() > op.limit) now.resize(op.limit);
+        if (now != op.seen || ends != op.ended)
+          return where + "scan " + describe(op.range) + " saw " + std::to_string(op.seen.size()) + " entries" +
+                 (op.ended ? " to the end" : "") + ", the serial run " + std::to_string(now.size()) +
+                 (ends ? " to the end" : "");
+        break;
+      }
+      case tx_op::kind::put: state[op.key] = op.value; break;
+      case tx_op::kind::erase: state.erase(op.key); break;
+      case tx_op::kind::erase_range: erase_range_in(state, op.range); break;
+    }
+  }
+  return std::nullopt;
+}
+
 class harness {
+  using mem_tx = basic_transaction<memory_store::policy_type>;
+  using rocks_tx = basic_transaction<rocks_store::policy_type>;
+
  public:
   explicit harness(config cfg) : cfg_(std::move(cfg)) {}
   ~harness() { close_all(); }
@@ -156,17 +367,19 @@ class harness {
     }
     // A final full comparison.
     if (auto e = compare_scan(key_range::all())) return *e + "\nrecent operations:\n" + history();
+    if (auto e = check_tx_stats()) return *e + "\nrecent operations:\n" + history();
     return std::nullopt;
   }
 
   const stats& counts() const noexcept { return stats_; }
 
-  // For the harness's own test: a write the models do not see.
+  // For the harness's own test: a write the model does not see.
   bool sneak_put_rocks(std::string_view k, std::string_view v) { return rocks_ && rocks_->put(k, v).has_value(); }
-  std::size_t persistent_size() const noexcept { return persistent_.size(); }
+  std::size_t model_size() const noexcept { return model_.size(); }
 
-  // Closes both stores (held snapshots and cursors first).
+  // Closes both stores (live transactions, snapshots and cursors first).
   void close_all() {
+    txs_.clear();
     snaps_.clear();
     if (rocks_) (void)rocks_->close();
     if (memory_) (void)memory_->close();
@@ -178,7 +391,34 @@ class harness {
   struct snap {
     memory_store::snapshot_type mem;
     rocks_store::snapshot_type rocks;
-    model mem_model, rocks_model;
+    model state;
+  };
+
+  // A transaction on each backend, driven in lockstep, and its model.
+  struct tx_slot {
+    std::uint64_t id;
+    mem_tx mem;
+    rocks_tx rocks;
+    std::size_t begin_log;  // log_.size() when it began: later entries are concurrent commits
+    model view;             // the model when it began, with its own writes applied
+    std::vector<tx_op> ops;
+    read_set reads;
+    write_set writes;               // keys put or erased, non-empty ranges erased
+    std::set<std::string> own_keys;  // keys put or erased
+
+    // A read of `k` is answered from the transaction's own writes.
+    bool own(const std::string& k) const {
+      if (own_keys.count(k)) return true;
+      for (const auto& r : writes.ranges)
+        if (r.contains(k)) return true;
+      return false;
+    }
+    std::string name() const { return "tx" + std::to_string(id); }
+  };
+
+  // Transactions counted by stats() since the stores were opened.
+  struct tx_counts {
+    std::uint64_t begun = 0, committed = 0, conflicts = 0, rolled_back = 0;
   };
 
   std::optional<std::string> open_rocks() {
@@ -219,6 +459,17 @@ class harness {
     if (src.pick(64) == 0) k += std::string(200 + src.pick(800), static_cast<char>(src.pick(256)));
     return k;
   }
+  // A key, half the time one present in `m`.
+  template <class Source>
+  std::string key_in(Source& src, const model& m) {
+    std::string k = key(src);
+    if (!m.empty() && src.pick(2)) {
+      auto it = m.begin();
+      std::advance(it, src.pick(static_cast<std::uint32_t>(std::min<std::size_t>(m.size(), 1 << 16))));
+      k = it->first;
+    }
+    return k;
+  }
   template <class Source>
   std::string value(Source& src) {
     switch (src.pick(8)) {
@@ -228,6 +479,8 @@ class harness {
       default: return "v" + std::to_string(counter_++);
     }
   }
+  // A range of any kind; now and then (between with lo > hi) one whose lower
+  // bound is above its upper bound: an empty scan, an invalid erase_range.
   template <class Source>
   key_range range(Source& src) {
     key_range r = key_range::all();
@@ -255,7 +508,7 @@ class harness {
 
   void note(std::string s) {
     recent_.push_back(std::to_string(stats_.ops) + ": " + std::move(s));
-    if (recent_.size() > 24) recent_.pop_front();
+    if (recent_.size() > 32) recent_.pop_front();
   }
   std::string history() const {
     std::string out;
@@ -267,184 +520,583 @@ class harness {
     if (r) return std::nullopt;
     return std::string(backend) + " " + std::string(what) + " failed: " + r.error().message();
   }
+  static std::optional<std::string> expect_error(const result<void>& r, errc code, const char* backend,
+                                                 std::string_view what) {
+    if (!r && r.error() == code) return std::nullopt;
+    return std::string(backend) + " " + std::string(what) + " should fail with " + std::string(to_string(code)) +
+           (r ? std::string(", it succeeded") : ", it gave: " + r.error().message());
+  }
 
-  std::optional<std::string> compare_point(std::string_view k, const memory_store::snapshot_type* ms,
-                                           const rocks_store::snapshot_type* rs, const model& mm, const model& rm) {
-    auto expect = [&](const model& m) -> std::optional<std::string> {
-      auto it = m.find(std::string(k));
-      if (it == m.end()) return std::nullopt;
-      return it->second;
-    };
-    auto mg = ms ? ms->get(k) : memory_->get(k);
-    auto rg = rs ? rs->get(k) : rocks_->get(k);
-    auto mc = ms ? ms->contains(k) : memory_->contains(k);
-    auto rc = rs ? rs->contains(k) : rocks_->contains(k);
-    const char* where = ms ? " (snapshot)" : "";
-    if (!mg || !mc) return std::string("memory get/contains failed") + where;
-    if (!rg || !rc) return std::string("rocksdb get/contains failed") + where + ": " +
+  // Records a commit (plain write or transaction) for the conflict model.
+  void log_write(write_set w) {
+    if (txs_.empty()) {  // no live transaction can be in conflict with it
+      log_.clear();
+      return;
+    }
+    log_.push_back(std::move(w));
+  }
+
+  // get and contains on the store, a snapshot (ms/rs) or a transaction (mt/rt).
+  template <class M, class R>
+  std::optional<std::string> compare_point_on(M& m, R& r, std::string_view k, const model& expected,
+                                              const char* where) {
+    std::optional<std::string> want;
+    if (auto it = expected.find(std::string(k)); it != expected.end()) want = it->second;
+    auto mg = m.get(k);
+    auto rg = r.get(k);
+    auto mc = m.contains(k);
+    auto rc = r.contains(k);
+    if (!mg || !mc) return std::string("memory get/contains") + where + " failed: " +
+                           (!mg ? mg.error().message() : mc.error().message());
+    if (!rg || !rc) return std::string("rocksdb get/contains") + where + " failed: " +
                            (!rg ? rg.error().message() : rc.error().message());
-    if (*mg != expect(mm)) return std::string("memory get") + where + " of " + printable(k) + " disagrees with the model";
-    if (*rg != expect(rm)) return std::string("rocksdb get") + where + " of " + printable(k) + " disagrees with the model";
-    if (*mc != mg->has_value()) return std::string("memory contains disagrees with get") + where;
-    if (*rc != rg->has_value()) return std::string("rocksdb contains disagrees with get") + where;
+    if (*mg != want)
+      return std::string("memory get") + where + " of " + printable(k) + " gave " + printable_value(*mg) + ", the model " +
+             printable_value(want);
+    if (*rg != want)
+      return std::string("rocksdb get") + where + " of " + printable(k) + " gave " + printable_value(*rg) +
+             ", the model " + printable_value(want);
+    if (*mc != want.has_value()) return std::string("memory contains disagrees with the model") + where;
+    if (*rc != want.has_value()) return std::string("rocksdb contains disagrees with the model") + where;
     return std::nullopt;
   }
 
   template <class M, class R>
-  std::optional<std::string> compare_cursors(M&& mcur, R&& rcur, const key_range& r, const model& mm,
-                                             const model& rm, const char* where) {
+  std::optional<std::string> compare_cursors(M&& mcur, R&& rcur, const key_range& r, const model& expected,
+                                             const char* where) {
     auto got_m = drain(mcur);
     auto got_r = drain(rcur);
     if (!got_m) return std::string("memory scan") + where + " failed: " + got_m.error().message();
     if (!got_r) return std::string("rocksdb scan") + where + " failed: " + got_r.error().message();
-    auto want_m = expected_scan(mm, r), want_r = expected_scan(rm, r);
-    if (*got_m != want_m)
+    auto want = expected_scan(expected, r);
+    if (*got_m != want)
       return std::string("memory scan") + where + " of " + describe(r) + " gave " + std::to_string(got_m->size()) +
-             " entries, the model " + std::to_string(want_m.size());
-    if (*got_r != want_r)
+             " entries, the model " + std::to_string(want.size());
+    if (*got_r != want)
       return std::string("rocksdb scan") + where + " of " + describe(r) + " gave " + std::to_string(got_r->size()) +
-             " entries, the model " + std::to_string(want_r.size());
+             " entries, the model " + std::to_string(want.size());
     return std::nullopt;
   }
 
   std::optional<std::string> compare_scan(const key_range& r) {
-    return compare_cursors(memory_->scan(r), rocks_->scan(r), r, volatile_, persistent_, "");
+    return compare_cursors(memory_->scan(r), rocks_->scan(r), r, model_, "");
   }
 
-  void apply_put(const std::string& k, const std::string& v) {
-    volatile_[k] = v;
-    persistent_[k] = v;
-  }
-  void apply_erase(const std::string& k) {
-    volatile_.erase(k);
-    persistent_.erase(k);
+  // stats() of both stores against the transactions this harness ran on them.
+  std::optional<std::string> check_tx_stats() {
+    auto ms = memory_->stats();
+    auto rs = rocks_->stats();
+    if (!ms || !rs) return std::string("stats() failed on an open store");
+    auto check = [&](const store_stats& s, const char* backend) -> std::optional<std::string> {
+      if (s.tx_begun == open_counts_.begun && s.tx_committed == open_counts_.committed &&
+          s.tx_conflicts == open_counts_.conflicts && s.tx_rolled_back == open_counts_.rolled_back)
+        return std::nullopt;
+      return std::string(backend) + " stats(): transactions begun/committed/conflicts/rolled back " +
+             std::to_string(s.tx_begun) + "/" + std::to_string(s.tx_committed) + "/" +
+             std::to_string(s.tx_conflicts) + "/" + std::to_string(s.tx_rolled_back) + ", expected " +
+             std::to_string(open_counts_.begun) + "/" + std::to_string(open_counts_.committed) + "/" +
+             std::to_string(open_counts_.conflicts) + "/" + std::to_string(open_counts_.rolled_back);
+    };
+    if (auto e = check(*ms, "memory")) return e;
+    return check(*rs, "rocksdb");
   }
 
   template <class Source>
   std::optional<std::string> step(Source& src) {
     ++stats_.ops;
-    // Reopen at the top of the range: runs of zero bytes (common in fuzzer
-    // input) then mean puts, not a costly reopen per operation.
+    // Reopen and compact at the top of the range: runs of zero bytes (common
+    // in fuzzer input) then mean puts, not a costly reopen per operation.
     std::uint32_t op = src.pick(1000);
     if (op >= 1000 - cfg_.reopen_per_mille) return reopen();
+    if (op >= 1000 - cfg_.reopen_per_mille - cfg_.compact_per_mille) return compact(src);
     op = src.pick(100);
-    if (op < 30) {  // put
+    if (op < 18) {  // put
       ++stats_.puts;
       std::string k = key(src), v = value(src);
       note("put " + printable(k) + " = " + printable(v));
       if (auto e = expect_ok(memory_->put(k, v), "memory", "put")) return e;
       if (auto e = expect_ok(rocks_->put(k, v), "rocksdb", "put")) return e;
-      apply_put(k, v);
+      model_[k] = v;
+      log_write(write_set{{k}, {}, "put " + printable(k)});
       return std::nullopt;
     }
-    if (op < 40) {  // erase, half the time of a key that exists
+    if (op < 24) {  // erase, half the time of a key that exists
       ++stats_.erases;
-      std::string k = key(src);
-      if (!persistent_.empty() && src.pick(2)) {
-        auto it = persistent_.begin();
-        std::advance(it, src.pick(static_cast<std::uint32_t>(std::min<std::size_t>(persistent_.size(), 1 << 16))));
-        k = it->first;
-      }
+      std::string k = key_in(src, model_);
       note("erase " + printable(k));
       if (auto e = expect_ok(memory_->erase(k), "memory", "erase")) return e;
       if (auto e = expect_ok(rocks_->erase(k), "rocksdb", "erase")) return e;
-      apply_erase(k);
+      model_.erase(k);
+      log_write(write_set{{k}, {}, "erase " + printable(k)});
       return std::nullopt;
     }
-    if (op < 52) {  // batch: puts and erases, later ops on a key win
-      ++stats_.batches;
-      write_batch b;
-      std::vector<std::pair<std::string, std::optional<std::string>>> ops;
-      std::uint32_t n = src.pick(9);
-      std::string text = "batch{";
-      for (std::uint32_t i = 0; i < n; ++i) {
-        std::string k = key(src);
-        if (src.pick(3) == 0) {
-          b.erase(k);
-          ops.emplace_back(k, std::nullopt);
-          text += " erase " + printable(k);
-        } else {
-          std::string v = value(src);
-          b.put(k, v);
-          text += " put " + printable(k);
-          ops.emplace_back(std::move(k), std::move(v));
-        }
+    if (op < 31) return batch(src);
+    if (op < 34) {  // store.erase_range
+      ++stats_.range_erases;
+      key_range r = range(src);
+      note("erase_range " + describe(r));
+      auto mr = memory_->erase_range(r);
+      auto rr = rocks_->erase_range(r);
+      if (!erase_range_is_valid(r)) {
+        if (auto e = expect_error(mr, errc::invalid_argument, "memory", "erase_range (lower > upper)")) return e;
+        return expect_error(rr, errc::invalid_argument, "rocksdb", "erase_range (lower > upper)");
       }
-      note(text + " }");
-      if (auto e = expect_ok(memory_->write(b), "memory", "write")) return e;
-      if (auto e = expect_ok(rocks_->write(b), "rocksdb", "write")) return e;
-      for (auto& [k, v] : ops) {
-        if (v)
-          apply_put(k, *v);
-        else
-          apply_erase(k);
-      }
-      return std::nullopt;
+      if (auto e = expect_ok(mr, "memory", "erase_range")) return e;
+      if (auto e = expect_ok(rr, "rocksdb", "erase_range")) return e;
+      erase_range_in(model_, r);
+      log_write(write_set{{}, {r}, "erase_range " + describe(r)});
+      return compare_scan(r);
     }
-    if (op < 67) {  // get + contains, of an existing key half the time
+    if (op < 43) {  // get + contains, of an existing key half the time
       ++stats_.point_reads;
-      std::string k = key(src);
-      if (!persistent_.empty() && src.pick(2)) {
-        auto it = persistent_.begin();
-        std::advance(it, src.pick(static_cast<std::uint32_t>(std::min<std::size_t>(persistent_.size(), 1 << 16))));
-        k = it->first;
-      }
+      std::string k = key_in(src, model_);
       note("get " + printable(k));
-      return compare_point(k, nullptr, nullptr, volatile_, persistent_);
+      return compare_point_on(*memory_, *rocks_, k, model_, "");
     }
-    if (op < 80) {  // scan
+    if (op < 46) {  // multi_get: existing and absent keys, duplicates
+      ++stats_.multi_gets;
+      std::vector<std::string> keys(src.pick(8));
+      for (auto& k : keys) k = key_in(src, model_);
+      if (keys.size() > 1 && src.pick(2)) keys.back() = keys.front();
+      note("multi_get of " + std::to_string(keys.size()) + " keys");
+      auto mg = memory_->multi_get(keys);
+      auto rg = rocks_->multi_get(keys);
+      if (!mg) return "memory multi_get failed: " + mg.error().message();
+      if (!rg) return "rocksdb multi_get failed: " + rg.error().message();
+      if (mg->size() != keys.size() || rg->size() != keys.size()) return std::string("multi_get: wrong result count");
+      for (std::size_t i = 0; i < keys.size(); ++i) {
+        std::optional<std::string> want;
+        if (auto it = model_.find(keys[i]); it != model_.end()) want = it->second;
+        if ((*mg)[i] != want) return "memory multi_get: key " + std::to_string(i) + " " + printable(keys[i]) + " gave " +
+                                     printable_value((*mg)[i]) + ", the model " + printable_value(want);
+        if ((*rg)[i] != want) return "rocksdb multi_get: key " + std::to_string(i) + " " + printable(keys[i]) +
+                                     " gave " + printable_value((*rg)[i]) + ", the model " + printable_value(want);
+      }
+      return std::nullopt;
+    }
+    if (op < 54) {  // scan
       ++stats_.scans;
       key_range r = range(src);
       note("scan " + describe(r));
       return compare_scan(r);
     }
-    if (op < 85) {  // take a snapshot
+    if (op < 57) {  // take a snapshot
       ++stats_.snapshots;
       if (snaps_.size() >= cfg_.max_live_snapshots) snaps_.erase(snaps_.begin() + src.pick(static_cast<std::uint32_t>(snaps_.size())));
       note("snapshot");
       auto ms = memory_->snapshot();
       auto rs = rocks_->snapshot();
       if (!ms.valid() || !rs.valid()) return std::string("snapshot of an open store is not valid");
-      snaps_.push_back(snap{std::move(ms), std::move(rs), volatile_, persistent_});
+      snaps_.push_back(snap{std::move(ms), std::move(rs), model_});
       return std::nullopt;
     }
-    if (op < 95) {  // read through a snapshot
+    if (op < 62) {  // read through a snapshot
       if (snaps_.empty()) return std::nullopt;
       ++stats_.snapshot_reads;
       snap& s = snaps_[src.pick(static_cast<std::uint32_t>(snaps_.size()))];
       if (src.pick(2)) {
         std::string k = key(src);
-        if (!s.rocks_model.empty() && src.pick(2)) k = s.rocks_model.begin()->first;
+        if (!s.state.empty() && src.pick(2)) k = s.state.begin()->first;
         note("snapshot get " + printable(k));
-        return compare_point(k, &s.mem, &s.rocks, s.mem_model, s.rocks_model);
+        return compare_point_on(s.mem, s.rocks, k, s.state, " (snapshot)");
       }
       key_range r = range(src);
       note("snapshot scan " + describe(r));
-      return compare_cursors(s.mem.scan(r), s.rocks.scan(r), r, s.mem_model, s.rocks_model, " (snapshot)");
+      return compare_cursors(s.mem.scan(r), s.rocks.scan(r), r, s.state, " (snapshot)");
     }
-    // A cursor opened, then writes, then read: it sees the view of its creation.
+    if (op < 65) return held_cursor(src);
+    return tx_step(src);
+  }
+
+  // A batch of puts, erases and erase_ranges, applied in order.
+  template <class Source>
+  std::optional<std::string> batch(Source& src) {
+    ++stats_.batches;
+    write_batch b;
+    model after = model_;
+    write_set w;
+    bool valid = true;
+    std::uint32_t n = src.pick(9);
+    std::string text = "batch{";
+    for (std::uint32_t i = 0; i < n; ++i) {
+      std::uint32_t kind = src.pick(8);
+      if (kind == 0) {
+        key_range r = range(src);
+        b.erase_range(r);
+        valid = valid && erase_range_is_valid(r);
+        if (erase_range_is_valid(r)) erase_range_in(after, r);
+        w.ranges.push_back(r);
+        text += " erase_range " + describe(r);
+      } else if (kind < 3) {
+        std::string k = key_in(src, after);
+        b.erase(k);
+        after.erase(k);
+        text += " erase " + printable(k);
+        w.keys.push_back(std::move(k));
+      } else {
+        std::string k = key(src), v = value(src);
+        b.put(k, v);
+        after[k] = v;
+        text += " put " + printable(k);
+        w.keys.push_back(std::move(k));
+      }
+    }
+    note(text + " }");
+    auto mr = memory_->write(b);
+    auto rr = rocks_->write(b);
+    if (!valid) {  // one range with lower > upper: the whole batch is refused
+      if (auto e = expect_error(mr, errc::invalid_argument, "memory", "write (erase_range lower > upper)")) return e;
+      if (auto e = expect_error(rr, errc::invalid_argument, "rocksdb", "write (erase_range lower > upper)")) return e;
+      return std::nullopt;
+    }
+    if (auto e = expect_ok(mr, "memory", "write")) return e;
+    if (auto e = expect_ok(rr, "rocksdb", "write")) return e;
+    model_ = std::move(after);
+    w.what = "batch";
+    log_write(std::move(w));
+    return std::nullopt;
+  }
+
+  // A cursor opened, then writes, then read: it sees the view of its creation.
+  template <class Source>
+  std::optional<std::string> held_cursor(Source& src) {
     ++stats_.held_cursors;
     key_range r = range(src);
     auto mcur = memory_->scan(r);
     auto rcur = rocks_->scan(r);
-    model mm = volatile_, rm = persistent_;
+    model before = model_;
     std::string k = key(src), v = value(src);
     note("held cursor over " + describe(r) + " across put " + printable(k) + " and erase of the first key");
     if (auto e = expect_ok(memory_->put(k, v), "memory", "put")) return e;
     if (auto e = expect_ok(rocks_->put(k, v), "rocksdb", "put")) return e;
-    apply_put(k, v);
-    std::string first = persistent_.begin()->first;
+    model_[k] = v;
+    log_write(write_set{{k}, {}, "put " + printable(k)});
+    std::string first = model_.begin()->first;
     if (auto e = expect_ok(memory_->erase(first), "memory", "erase")) return e;
     if (auto e = expect_ok(rocks_->erase(first), "rocksdb", "erase")) return e;
-    apply_erase(first);
-    return compare_cursors(std::move(mcur), std::move(rcur), r, mm, rm, " (held cursor)");
+    model_.erase(first);
+    log_write(write_set{{first}, {}, "erase " + printable(first)});
+    return compare_cursors(std::move(mcur), std::move(rcur), r, before, " (held cursor)");
   }
 
-  // Close both stores with live snapshots and cursors, check that everything
-  // then reports closed, and reopen: RocksDB keeps its data, memory does not.
+  // compact: nothing observable changes; a range with lower > upper is refused.
+  template <class Source>
+  std::optional<std::string> compact(Source& src) {
+    ++stats_.compacts;
+    key_range r = range(src);
+    note("compact " + describe(r));
+    auto mr = memory_->compact(r);
+    auto rr = rocks_->compact(r);
+    if (!erase_range_is_valid(r)) {
+      if (auto e = expect_error(mr, errc::invalid_argument, "memory", "compact (lower > upper)")) return e;
+      return expect_error(rr, errc::invalid_argument, "rocksdb", "compact (lower > upper)");
+    }
+    if (auto e = expect_ok(mr, "memory", "compact")) return e;
+    if (auto e = expect_ok(rr, "rocksdb", "compact")) return e;
+    return compare_scan(key_range::all());
+  }
+
+  // ---- transactions ----
+
+  template <class Source>
+  std::optional<std::string> tx_step(Source& src) {
+    if (txs_.empty() || (txs_.size() < cfg_.max_live_transactions && src.pick(4) == 0)) return tx_begin();
+    const std::size_t index = src.pick(static_cast<std::uint32_t>(txs_.size()));
+    tx_slot& t = *txs_[index];
+    const std::uint32_t op = src.pick(100);
+    if (op < 22) return tx_point_read(src, t);
+    if (op < 38) return src.pick(5) == 0 ? tx_held_scan(src, t) : tx_scan(src, t);
+    if (op < 58) {  // put
+      ++stats_.tx_writes;
+      std::string k = key_in(src, t.view), v = value(src);
+      note(t.name() + " put " + printable(k) + " = " + printable(v));
+      return tx_put(t, k, v);
+    }
+    if (op < 66) {  // erase
+      ++stats_.tx_writes;
+      std::string k = key_in(src, t.view);
+      note(t.name() + " erase " + printable(k));
+      if (auto e = expect_ok(t.mem.erase(k), "memory", "transaction erase")) return e;
+      if (auto e = expect_ok(t.rocks.erase(k), "rocksdb", "transaction erase")) return e;
+      t.view.erase(k);
+      t.ops.push_back(tx_op::write(tx_op::kind::erase, k));
+      t.own_keys.insert(k);
+      t.writes.keys.push_back(std::move(k));
+      return std::nullopt;
+    }
+    if (op < 72) {  // erase_range
+      ++stats_.tx_writes;
+      key_range r = range(src);
+      note(t.name() + " erase_range " + describe(r));
+      auto mr = t.mem.erase_range(r);
+      auto rr = t.rocks.erase_range(r);
+      if (!erase_range_is_valid(r)) {
+        if (auto e = expect_error(mr, errc::invalid_argument, "memory", "transaction erase_range (lower > upper)"))
+          return e;
+        return expect_error(rr, errc::invalid_argument, "rocksdb", "transaction erase_range (lower > upper)");
+      }
+      if (auto e = expect_ok(mr, "memory", "transaction erase_range")) return e;
+      if (auto e = expect_ok(rr, "rocksdb", "transaction erase_range")) return e;
+      if (r.is_empty()) return std::nullopt;  // erases nothing: not a write
+      erase_range_in(t.view, r);
+      tx_op o;
+      o.what = tx_op::kind::erase_range;
+      o.range = r;
+      t.ops.push_back(std::move(o));
+      t.writes.ranges.push_back(r.is_reversed() ? r.reversed() : r);
+      return std::nullopt;
+    }
+    if (op < 92) return tx_commit(index);
+    // rollback(), or the destructor
+    ++stats_.tx_rolled_back;
+    ++open_counts_.rolled_back;
+    const bool explicit_rollback = src.pick(2) != 0;
+    note(t.name() + (explicit_rollback ? " rollback" : " destroyed"));
+    if (explicit_rollback) {
+      t.mem.rollback();
+      t.rocks.rollback();
+      if (t.mem.is_active() || t.rocks.is_active()) return std::string("a transaction is active after rollback()");
+      if (auto e = expect_finished(t)) return e;
+    }
+    txs_.erase(txs_.begin() + static_cast<std::ptrdiff_t>(index));
+    return std::nullopt;
+  }
+
+  std::optional<std::string> tx_begin() {
+    ++stats_.tx_begun;
+    ++open_counts_.begun;
+    auto slot = std::unique_ptr<tx_slot>(
+        new tx_slot{++tx_ids_, memory_->transaction(), rocks_->transaction(), log_.size(), model_, {}, {}, {}, {}});
+    note(slot->name() + " begin");
+    if (!slot->mem.is_active()) return std::string("memory transaction() on an open store is not active");
+    if (!slot->rocks.is_active()) return std::string("rocksdb transaction() on an open store is not active");
+    txs_.push_back(std::move(slot));
+    return std::nullopt;
+  }
+
+  std::optional<std::string> tx_put(tx_slot& t, const std::string& k, const std::string& v) {
+    if (auto e = expect_ok(t.mem.put(k, v), "memory", "transaction put")) return e;
+    if (auto e = expect_ok(t.rocks.put(k, v), "rocksdb", "transaction put")) return e;
+    t.view[k] = v;
+    t.ops.push_back(tx_op::write(tx_op::kind::put, k, v));
+    t.own_keys.insert(k);
+    t.writes.keys.push_back(k);
+    return std::nullopt;
+  }
+
+  template <class Source>
+  std::optional<std::string> tx_point_read(Source& src, tx_slot& t) {
+    ++stats_.tx_reads;
+    std::string k = key_in(src, t.view);
+    const bool use_get = src.pick(2) != 0;
+    note(t.name() + (use_get ? " get " : " contains ") + printable(k));
+    std::optional<std::string> want;
+    if (auto it = t.view.find(k); it != t.view.end()) want = it->second;
+    tx_op o;
+    o.key = k;
+    if (use_get) {
+      auto mg = t.mem.get(k);
+      auto rg = t.rocks.get(k);
+      if (!mg) return "memory transaction get failed: " + mg.error().message();
+      if (!rg) return "rocksdb transaction get failed: " + rg.error().message();
+      if (*mg != want)
+        return "memory transaction get of " + printable(k) + " gave " + printable_value(*mg) + ", the model " +
+               printable_value(want);
+      if (*rg != want)
+        return "rocksdb transaction get of " + printable(k) + " gave " + printable_value(*rg) + ", the model " +
+               printable_value(want);
+      o.what = tx_op::kind::get;
+      o.got = want;
+    } else {
+      auto mc = t.mem.contains(k);
+      auto rc = t.rocks.contains(k);
+      if (!mc) return "memory transaction contains failed: " + mc.error().message();
+      if (!rc) return "rocksdb transaction contains failed: " + rc.error().message();
+      if (*mc != want.has_value() || *rc != want.has_value())
+        return "transaction contains of " + printable(k) + " gave memory " + (*mc ? "true" : "false") +
+               ", rocksdb " + (*rc ? "true" : "false") + ", the model " + (want ? "true" : "false");
+      o.what = tx_op::kind::contains;
+      o.found = want.has_value();
+    }
+    if (!t.own(k)) t.reads.keys.insert(k);
+    t.ops.push_back(std::move(o));
+    return std::nullopt;
+  }
+
+  // A scan run to the end or stopped after a few entries.
+  template <class Source>
+  std::optional<std::string> tx_scan(Source& src, tx_slot& t) {
+    ++stats_.tx_scans;
+    static const std::size_t limits[] = {1, 2, 3, 8, std::numeric_limits<std::size_t>::max()};
+    const key_range r = range(src);
+    const std::size_t limit = limits[src.pick(5)];
+    note(t.name() + " scan " + describe(r) +
+         (limit == std::numeric_limits<std::size_t>::max() ? std::string() : " (at most " + std::to_string(limit) + ")"));
+    entries got_m, got_r;
+    bool ended_m = false, ended_r = false;
+    {
+      auto mc = t.mem.scan(r);
+      auto rc = t.rocks.scan(r);
+      if (auto e = take(mc, limit, got_m, ended_m)) return "memory transaction scan failed: " + e->message();
+      if (auto e = take(rc, limit, got_r, ended_r)) return "rocksdb transaction scan failed: " + e->message();
+    }  // the cursors go: a pass stopped early records how far it went
+    return tx_check_scan(t, r, limit, got_m, ended_m, got_r, ended_r, t.view);
+  }
+
+  // A scan opened, read partly, then this transaction and the store written,
+  // then read to the end: the cursor sees the transaction's view and writes
+  // as they were when it was opened.
+  template <class Source>
+  std::optional<std::string> tx_held_scan(Source& src, tx_slot& t) {
+    ++stats_.tx_held_scans;
+    const key_range r = range(src);
+    const std::size_t first_part = 1 + src.pick(3);
+    std::string tk = key_in(src, t.view), tv = value(src), sk = key(src), sv = value(src);
+    note(t.name() + " held scan " + describe(r) + " across " + t.name() + " put " + printable(tk) +
+         " and a store put " + printable(sk));
+    const model as_opened = t.view;
+    const std::size_t op_index = t.ops.size();
+    t.ops.emplace_back();  // the scan comes before the put in the serial run
+    entries got_m, got_r;
+    bool ended_m = false, ended_r = false;
+    {
+      auto mc = t.mem.scan(r);
+      auto rc = t.rocks.scan(r);
+      if (auto e = take(mc, first_part, got_m, ended_m)) return "memory transaction scan failed: " + e->message();
+      if (auto e = take(rc, first_part, got_r, ended_r)) return "rocksdb transaction scan failed: " + e->message();
+      if (auto e = tx_put(t, tk, tv)) return e;
+      if (auto e = expect_ok(memory_->put(sk, sv), "memory", "put")) return e;
+      if (auto e = expect_ok(rocks_->put(sk, sv), "rocksdb", "put")) return e;
+      model_[sk] = sv;
+      log_write(write_set{{sk}, {}, "put " + printable(sk)});
+      if (!ended_m) mc.advance();
+      if (!ended_r) rc.advance();
+      constexpr std::size_t all = std::numeric_limits<std::size_t>::max();
+      if (auto e = take(mc, all, got_m, ended_m)) return "memory transaction scan failed: " + e->message();
+      if (auto e = take(rc, all, got_r, ended_r)) return "rocksdb transaction scan failed: " + e->message();
+    }
+    // Checked as one pass over the view as opened, to the end.
+    return tx_check_scan(t, r, std::numeric_limits<std::size_t>::max(), got_m, ended_m, got_r, ended_r, as_opened,
+                         op_index);
+  }
+
+  std::optional<std::string> tx_check_scan(tx_slot& t, const key_range& r, std::size_t limit, entries& got_m,
+                                           bool ended_m, const entries& got_r, bool ended_r, const model& seen_from,
+                                           std::optional<std::size_t> op_index = std::nullopt) {
+    entries want = expected_scan(seen_from, r);
+    const bool want_ended = want.size() < limit;
+    if (want.size() > limit) want.resize(limit);
+    if (got_m != want || ended_m != want_ended)
+      return "memory transaction scan of " + describe(r) + " gave " + std::to_string(got_m.size()) + " entries" +
+             (ended_m ? " to the end" : "") + ", the model " + std::to_string(want.size()) +
+             (want_ended ? " to the end" : "");
+    if (got_r != want || ended_r != want_ended)
+      return "rocksdb transaction scan of " + describe(r) + " gave " + std::to_string(got_r.size()) + " entries" +
+             (ended_r ? " to the end" : "") + ", the model " + std::to_string(want.size()) +
+             (want_ended ? " to the end" : "");
+    if (!r.is_empty()) t.reads.ranges.push_back(scanned_part(r, want_ended, want.empty() ? "" : want.back().first));
+    tx_op o;
+    o.what = tx_op::kind::scan;
+    o.range = r;
+    o.limit = limit;
+    o.seen = std::move(got_m);
+    o.ended = want_ended;
+    if (op_index)
+      t.ops[*op_index] = std::move(o);
+    else
+      t.ops.push_back(std::move(o));
+    return std::nullopt;
+  }
+
+  // After commit or rollback: inactive, and its calls report errc::closed.
+  std::optional<std::string> expect_finished(tx_slot& t) {
+    if (t.mem.is_active() || t.rocks.is_active()) return t.name() + " is still active";
+    if (auto e = expect_error(t.mem.put("x", "y"), errc::closed, "memory", "put on a finished transaction")) return e;
+    if (auto e = expect_error(t.rocks.put("x", "y"), errc::closed, "rocksdb", "put on a finished transaction"))
+      return e;
+    auto mg = t.mem.get("x");
+    auto rg = t.rocks.get("x");
+    if (mg || mg.error() != errc::closed || rg || rg.error() != errc::closed)
+      return "get on a finished transaction " + t.name() + " did not report closed";
+    return std::nullopt;
+  }
+
+  std::optional<std::string> tx_commit(std::size_t index) {
+    tx_slot& t = *txs_[index];
+    const bool wrote = !t.writes.keys.empty() || !t.writes.ranges.empty();
+    // The model's prediction: the first later commit that touches its reads.
+    std::optional<std::size_t> culprit;
+    if (wrote) {
+      for (std::size_t i = t.begin_log; i < log_.size() && !culprit; ++i)
+        if (touches(log_[i], t.reads)) culprit = i;
+    }
+    auto mr = t.mem.commit();
+    auto rr = t.rocks.commit();
+    auto outcome = [](const result<void>& r) -> std::string {
+      if (r) return "committed";
+      if (r.error() == errc::conflict) return "conflict";
+      return "error: " + r.error().message();
+    };
+    const std::string mo = outcome(mr), ro = outcome(rr);
+    note(t.name() + " commit (" + std::to_string(t.ops.size()) + " operations, " + std::to_string(t.reads.keys.size()) +
+         " keys and " + std::to_string(t.reads.ranges.size()) + " ranges read" + (wrote ? "" : ", read only") +
+         "): " + mo);
+    if (mo != "committed" && mo != "conflict") return "memory " + t.name() + " commit failed: " + mo;
+    if (ro != "committed" && ro != "conflict") return "rocksdb " + t.name() + " commit failed: " + ro;
+    if (mo != ro) return t.name() + " commit: memory " + mo + ", rocksdb " + ro + " (the backends disagree)";
+    if (mo == "conflict" && !culprit)
+      return t.name() + " commit: unjustified conflict: no commit since it began wrote a key it read or into a " +
+             "part of a range it scanned (" + describe_reads(t.reads) + ")";
+    if (mo == "committed" && culprit)
+      return t.name() + " commit: committed, but a later commit, " + log_[*culprit].what + ", touched its reads (" +
+             describe_reads(t.reads) + ")";
+    if (auto e = expect_finished(t)) return e;
+    if (mo == "conflict") {
+      ++stats_.tx_conflicts;
+      ++open_counts_.conflicts;
+    } else {
+      ++open_counts_.committed;
+      if (wrote) {
+        ++stats_.tx_committed;
+        if (!t.reads.keys.empty() || !t.reads.ranges.empty()) ++stats_.tx_committed_after_reads;
+        model serial = model_;
+        if (auto e = replay(t.ops, serial))
+          return t.name() + " committed, but it read something a serial run in commit order does not: " + *e;
+        model_ = std::move(serial);
+        t.writes.what = t.name() + "'s commit";
+        write_set w = std::move(t.writes);
+        txs_.erase(txs_.begin() + static_cast<std::ptrdiff_t>(index));
+        log_write(std::move(w));
+        return compare_scan(key_range::all());
+      }
+      ++stats_.tx_committed_read_only;
+    }
+    txs_.erase(txs_.begin() + static_cast<std::ptrdiff_t>(index));
+    return std::nullopt;
+  }
+
+  static std::string describe_reads(const read_set& r) {
+    std::string s = "keys read:";
+    std::size_t n = 0;
+    for (const auto& k : r.keys) {
+      if (++n > 6) {
+        s += " ...";
+        break;
+      }
+      s += " " + printable(k);
+    }
+    s += "; ranges scanned:";
+    for (const auto& rr : r.ranges) s += " " + describe(rr);
+    return s;
+  }
+
+  // Close both stores with live transactions, snapshots and cursors, check
+  // that everything then reports closed, and reopen: RocksDB keeps its data,
+  // memory does not (then it is loaded from the model).
   std::optional<std::string> reopen() {
     ++stats_.reopens;
-    note("close + reopen");
+    note("close + reopen (" + std::to_string(txs_.size()) + " live transactions)");
+    if (auto e = check_tx_stats()) return e;
     auto mcur = memory_->scan();
     auto rcur = rocks_->scan();
     if (auto e = expect_ok(memory_->close(), "memory", "close")) return e;
@@ -462,27 +1114,49 @@ class harness {
     for (const auto& e : rcur) (void)e;
     if (!mcur.error() || mcur.error()->code() != errc::closed) {
       // An empty store gives a cursor that is done at once: no error then.
-      if (!volatile_.empty()) return std::string("memory cursor after close did not report closed");
+      if (!model_.empty()) return std::string("memory cursor after close did not report closed");
     }
     if (!rcur.error() || rcur.error()->code() != errc::closed) {
-      if (!persistent_.empty()) return std::string("rocksdb cursor after close did not report closed");
+      if (!model_.empty()) return std::string("rocksdb cursor after close did not report closed");
     }
+    // Live transactions: reads and commit report closed, nothing is written.
+    for (auto& t : txs_) {
+      ++stats_.tx_closed;
+      auto mg = t->mem.get("a");
+      auto rg = t->rocks.get("a");
+      if (mg || mg.error() != errc::closed || rg || rg.error() != errc::closed)
+        return t->name() + ": a transaction read after close did not report closed";
+      if (auto e = expect_error(t->mem.commit(), errc::closed, "memory", t->name() + " commit after close")) return e;
+      if (auto e = expect_error(t->rocks.commit(), errc::closed, "rocksdb", t->name() + " commit after close"))
+        return e;
+    }
+    txs_.clear();
+    log_.clear();
     snaps_.clear();
     rocks_.reset();
     memory_.reset();
+    open_counts_ = {};
     if (auto e = open_rocks()) return e;
     auto m = memory_store::open({});
     if (!m) return "memory reopen failed: " + m.error().message();
     memory_.emplace(std::move(*m));
-    volatile_.clear();
+    auto fresh = drain(memory_->scan());
+    if (!fresh || !fresh->empty()) return std::string("the memory store is not empty after reopen");
+    write_batch load;
+    for (const auto& [k, v] : model_) load.put(k, v);
+    if (auto e = expect_ok(memory_->write(load), "memory", "load after reopen")) return e;
     return compare_scan(key_range::all());
   }
 
   config cfg_;
   std::optional<memory_store> memory_;
   std::optional<rocks_store> rocks_;
-  model volatile_, persistent_;
+  model model_;
   std::vector<snap> snaps_;
+  std::vector<std::unique_ptr<tx_slot>> txs_;
+  std::vector<write_set> log_;  // commits while transactions were live, in commit order
+  tx_counts open_counts_;
+  std::uint64_t tx_ids_ = 0;
   std::deque<std::string> recent_;
   stats stats_;
   std::uint64_t counter_ = 0;

@@ -1,6 +1,16 @@
 // keel/detail/lock_diagnosis.hpp - who holds a RocksDB LOCK file, and on what
-// filesystem it lives. Standard library + POSIX only; used to turn RocksDB's
-// "While lock file: ..." errors into actionable messages.
+// filesystem it lives. Standard library + POSIX, or + Win32 on Windows; used
+// to turn RocksDB's "While lock file: ..." (Windows: "Failed to create lock
+// file: ...") errors into actionable messages.
+//
+// Windows: RocksDB opens LOCK with share mode 0 (no fcntl locks there), so a
+// second opener gets a sharing violation. Whether LOCK is held is told by
+// opening it for reading (a sharing violation means held; on Windows opening
+// and closing a file drops nothing), and the holder is named by the Restart
+// Manager (RmStartSession / RmRegisterResources / RmGetList, rstrtmgr.dll,
+// loaded at run time so that no link flag is needed); when it names nobody
+// (e.g. the holder runs as another user or as a service, or under wine, whose
+// Restart Manager is a stub) query_lock() says so in its note.
 //
 // Background (see design/rocksdb-facts.md, "The LOCK file"): a read-write
 // RocksDB open takes a POSIX fcntl(F_SETLK, F_WRLCK) lock on <dir>/LOCK and
@@ -20,11 +30,19 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
+#if defined(_WIN32)
+#include "windows.hpp"
+#include <restartmanager.h>
+
+#include "platform_file.hpp"
+#else
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
+#endif
 
 #if defined(__linux__)
 #include <dirent.h>
@@ -54,11 +72,21 @@ inline std::string trim_spaces(std::string s) {
     return s.substr(first, last - first + 1);
 }
 
-// Command line of `pid`, or "" if unknown. Never throws.
+// Command line of `pid` (Windows: the path of its executable), or "" if
+// unknown. Never throws.
 inline std::string command_of(long pid) noexcept {
     try {
         if (pid <= 0) return {};
-#if defined(__linux__)
+#if defined(_WIN32)
+        HANDLE h = ::OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, static_cast<DWORD>(pid));
+        if (h == nullptr) return {};
+        std::wstring buf(32768, L'\0');
+        DWORD n = static_cast<DWORD>(buf.size());
+        const bool ok = ::QueryFullProcessImageNameW(h, 0, buf.data(), &n) != 0;
+        ::CloseHandle(h);
+        if (!ok) return {};
+        return narrow(buf.data(), static_cast<int>(n));
+#elif defined(__linux__)
         std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
         if (!in) return {};
         std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -99,6 +127,7 @@ inline std::string command_of(long pid) noexcept {
     }
 }
 
+#if !defined(_WIN32)
 // F_GETLK on a fresh read-only descriptor. Only valid when this process holds
 // no fcntl lock on `lock_file` (closing the descriptor would drop it).
 inline std::optional<lock_holder> query_with_getlk(const std::filesystem::path& lock_file) noexcept {
@@ -124,6 +153,94 @@ inline std::optional<lock_holder> query_with_getlk(const std::filesystem::path& 
         return std::nullopt;
     }
 }
+#endif
+
+#if defined(_WIN32)
+// Whether another handle keeps `lock_file` from being opened for reading
+// (RocksDB's share mode 0): true = sharing violation, false = it opened,
+// nullopt = another error (e.g. it does not exist).
+inline std::optional<bool> held_without_sharing(const std::filesystem::path& lock_file) noexcept {
+    HANDLE h = ::CreateFileW(lock_file.c_str(), GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
+                             nullptr, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, nullptr);
+    if (h != INVALID_HANDLE_VALUE) {
+        ::CloseHandle(h);
+        return false;
+    }
+    const DWORD e = ::GetLastError();
+    if (e == ERROR_SHARING_VIOLATION || e == ERROR_LOCK_VIOLATION) return true;
+    return std::nullopt;
+}
+
+// The processes the Restart Manager says have `file` open; `why` says why
+// there are none when it could not ask. Never throws.
+inline std::vector<lock_holder> restart_manager_holders(const std::filesystem::path& file, std::string& why) noexcept {
+    std::vector<lock_holder> out;
+    try {
+        HMODULE dll = ::LoadLibraryW(L"rstrtmgr.dll");
+        if (dll == nullptr) {
+            why = "the Restart Manager (rstrtmgr.dll) is not available";
+            return out;
+        }
+        using start_fn = DWORD(WINAPI*)(DWORD*, DWORD, WCHAR[]);
+        using end_fn = DWORD(WINAPI*)(DWORD);
+        using register_fn = DWORD(WINAPI*)(DWORD, UINT, LPCWSTR[], UINT, RM_UNIQUE_PROCESS[], UINT, LPCWSTR[]);
+        using list_fn = DWORD(WINAPI*)(DWORD, UINT*, UINT*, RM_PROCESS_INFO[], LPDWORD);
+        // GetProcAddress returns FARPROC; the casts go through void* as the
+        // documented way to get typed function pointers.
+        auto start = reinterpret_cast<start_fn>(reinterpret_cast<void*>(::GetProcAddress(dll, "RmStartSession")));
+        auto end = reinterpret_cast<end_fn>(reinterpret_cast<void*>(::GetProcAddress(dll, "RmEndSession")));
+        auto reg = reinterpret_cast<register_fn>(reinterpret_cast<void*>(::GetProcAddress(dll, "RmRegisterResources")));
+        auto list = reinterpret_cast<list_fn>(reinterpret_cast<void*>(::GetProcAddress(dll, "RmGetList")));
+        if (!start || !end || !reg || !list) {
+            why = "the Restart Manager (rstrtmgr.dll) lacks its functions";
+            ::FreeLibrary(dll);
+            return out;
+        }
+        DWORD session = 0;
+        WCHAR key[CCH_RM_SESSION_KEY + 1] = {};
+        DWORD rc = start(&session, 0, key);
+        if (rc != ERROR_SUCCESS) {
+            why = "the Restart Manager could not start a session (" + system_message(rc) + ")";
+            ::FreeLibrary(dll);
+            return out;
+        }
+        const std::wstring name = std::filesystem::absolute(file).native();
+        LPCWSTR names[1] = {name.c_str()};
+        rc = reg(session, 1, names, 0, nullptr, 0, nullptr);
+        std::vector<RM_PROCESS_INFO> info(8);
+        UINT needed = 0, count = 0;
+        DWORD reasons = 0;
+        if (rc == ERROR_SUCCESS) {
+            for (int attempt = 0; attempt < 3; ++attempt) {
+                count = static_cast<UINT>(info.size());
+                rc = list(session, &needed, &count, info.data(), &reasons);
+                if (rc != ERROR_MORE_DATA) break;
+                info.resize(needed + 4);
+            }
+        }
+        end(session);
+        ::FreeLibrary(dll);
+        if (rc != ERROR_SUCCESS) {
+            why = "the Restart Manager could not list the file's users (" + system_message(rc) + ")";
+            return out;
+        }
+        for (UINT i = 0; i < count && i < info.size(); ++i) {
+            lock_holder h;
+            h.pid = static_cast<long>(info[i].Process.dwProcessId);
+            h.command = command_of(h.pid);
+            if (h.command.empty()) h.command = narrow(info[i].strAppName);
+            out.push_back(std::move(h));
+        }
+        if (out.empty())
+            why = "the Restart Manager names no process (it sees only this user's processes, not services or "
+                  "other users' programs)";
+    } catch (...) {
+        out.clear();
+        why = "the Restart Manager could not be asked";
+    }
+    return out;
+}
+#endif
 
 #if defined(__linux__)
 // One line of /proc/locks describing a granted (not waiting) POSIX write lock.
@@ -204,8 +321,19 @@ inline bool process_has_file_open(long pid, dev_t dev, ino_t ino) noexcept {
 inline std::optional<lock_holder> find_lock_holder(const std::filesystem::path& lock_file,
                                                    bool may_open_lock_file = false) noexcept {
     try {
+#if defined(_WIN32)
+        (void)may_open_lock_file;  // opening a file drops no lock on Windows
+        if (lock_diagnosis_impl::held_without_sharing(lock_file) != true) return std::nullopt;
+        std::string why;
+        auto holders = lock_diagnosis_impl::restart_manager_holders(lock_file, why);
+        for (auto& h : holders)
+            if (h.pid != static_cast<long>(::GetCurrentProcessId())) return std::move(h);
+        if (!holders.empty()) return std::move(holders.front());
+        return std::nullopt;
+#else
         struct stat st {};
         if (::stat(lock_file.c_str(), &st) != 0) return std::nullopt;
+#endif
 #if defined(__linux__)
         std::ifstream locks("/proc/locks");
         if (!locks) {
@@ -236,7 +364,7 @@ inline std::optional<lock_holder> find_lock_holder(const std::filesystem::path& 
             return h;
         }
         return std::nullopt;
-#else
+#elif !defined(_WIN32)
         if (!may_open_lock_file) return std::nullopt;
         return lock_diagnosis_impl::query_with_getlk(lock_file);
 #endif
@@ -245,9 +373,112 @@ inline std::optional<lock_holder> find_lock_holder(const std::filesystem::path& 
     }
 }
 
+// Whether file locks work on the filesystem of `file`: takes and drops a
+// shared lock on it through a fresh read-only handle (POSIX: fcntl F_RDLCK,
+// the kind RocksDB uses; Windows: LockFileEx). Writes nothing. Use it only
+// on a file that nobody write-locks and, on POSIX, that this process holds no
+// fcntl lock on (closing the descriptor would drop it): RocksDB never locks
+// CURRENT; never pass LOCK. nullopt when it cannot tell (cannot open it).
+inline std::optional<bool> probe_file_locks(const std::filesystem::path& file) noexcept {
+#if defined(_WIN32)
+  HANDLE h = ::CreateFileW(file.c_str(), GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, nullptr,
+                           OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, nullptr);
+  if (h == INVALID_HANDLE_VALUE) return std::nullopt;
+  OVERLAPPED at{};
+  std::optional<bool> works;
+  if (::LockFileEx(h, LOCKFILE_FAIL_IMMEDIATELY, 0, 1, 0, &at)) {
+    ::UnlockFileEx(h, 0, 1, 0, &at);
+    works = true;
+  } else {
+    const DWORD e = ::GetLastError();
+    if (e == ERROR_LOCK_VIOLATION) works = true;  // someone holds a conflicting lock: locking works
+    else if (e == ERROR_NOT_SUPPORTED || e == ERROR_INVALID_FUNCTION) works = false;
+  }
+  ::CloseHandle(h);
+  return works;
+#else
+  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) return std::nullopt;
+  struct flock fl {};
+  fl.l_type = F_RDLCK;
+  fl.l_whence = SEEK_SET;
+  int rc;
+  do rc = ::fcntl(fd, F_SETLK, &fl);
+  while (rc != 0 && errno == EINTR);
+  int e = errno;
+  std::optional<bool> works;
+  if (rc == 0) {
+    fl.l_type = F_UNLCK;
+    (void)::fcntl(fd, F_SETLK, &fl);
+    works = true;
+  } else if (e == ENOLCK || e == ENOTSUP || e == EOPNOTSUPP || e == ENOSYS || e == EINVAL) {
+    works = false;
+  } else if (e == EAGAIN || e == EACCES) {
+    works = true;  // someone holds a conflicting lock: locking works
+  }
+  ::close(fd);
+  return works;
+#endif
+}
+
+// What can be told about a lock file: whether it is held, by whom, and, when
+// that is not known, why (`note`, one sentence, empty when all is known).
+struct lock_state {
+    std::optional<bool> held;            // nullopt: cannot be told here
+    std::optional<lock_holder> holder;   // when known
+    std::string note;
+};
+
+// Linux: /proc/locks (never opens `lock_file`). Other POSIX systems: F_GETLK
+// when `may_open_lock_file` (see find_lock_holder), else unknown. Windows: a
+// sharing-violation probe tells whether it is held, the Restart Manager who
+// holds it. A file that does not exist is not held.
+inline lock_state query_lock(const std::filesystem::path& lock_file, bool may_open_lock_file = false) noexcept {
+    lock_state s;
+    try {
+        std::error_code ec;
+        if (!std::filesystem::exists(lock_file, ec)) {
+            if (ec) s.note = "'" + lock_file.string() + "' cannot be inspected: " + ec.message() + ".";
+            else s.held = false;
+            return s;
+        }
+#if defined(_WIN32)
+        (void)may_open_lock_file;
+        s.held = lock_diagnosis_impl::held_without_sharing(lock_file);
+        if (!s.held) {
+            s.note = "Whether another process holds it cannot be told: it cannot be opened to check.";
+            return s;
+        }
+        if (!*s.held) return s;
+        std::string why;
+        auto holders = lock_diagnosis_impl::restart_manager_holders(lock_file, why);
+        for (auto& h : holders) {
+            if (!s.holder || s.holder->pid == static_cast<long>(::GetCurrentProcessId())) s.holder = h;
+        }
+        if (!s.holder) s.note = "Another process has it open, but which one cannot be told here: " + why + ".";
+#elif defined(__linux__)
+        std::ifstream proc_locks("/proc/locks");
+        s.holder = find_lock_holder(lock_file, may_open_lock_file);
+        if (s.holder) s.held = true;
+        else if (proc_locks) s.held = false;
+        else s.note = "Whether another process holds its lock cannot be told here (/proc/locks is not readable).";
+#else
+        s.holder = find_lock_holder(lock_file, may_open_lock_file);
+        if (s.holder) s.held = true;
+        else if (may_open_lock_file) s.held = false;
+        else s.note = "Whether another process holds its lock cannot be told here without opening it.";
+#endif
+    } catch (...) {
+        s.held.reset();
+        s.note = "Whether another process holds its lock cannot be told here.";
+    }
+    return s;
+}
+
 // Human name of the filesystem holding `p` ("ext2/ext3/ext4", "xfs", "nfs",
 // ...), "unknown (0x<magic>)" for an unlisted Linux magic number, "" if
-// statfs fails. macOS: statfs f_fstypename ("apfs", "smbfs", ...).
+// statfs fails. macOS: statfs f_fstypename ("apfs", "smbfs", ...). Windows:
+// GetVolumeInformationW ("NTFS", "ReFS", "FAT32", ...).
 inline std::string filesystem_name(const std::filesystem::path& p) noexcept {
     try {
 #if defined(__linux__)
@@ -310,6 +541,16 @@ inline std::string filesystem_name(const std::filesystem::path& p) noexcept {
         struct statfs sfs {};
         if (::statfs(p.c_str(), &sfs) != 0) return {};
         return std::string(sfs.f_fstypename);
+#elif defined(_WIN32)
+        // "NTFS", "ReFS", "FAT32", "exFAT"; network shares report the remote
+        // filesystem's name.
+        std::wstring root(32768, L'\0');
+        if (!::GetVolumePathNameW(std::filesystem::absolute(p).c_str(), root.data(), static_cast<DWORD>(root.size())))
+            return {};
+        wchar_t fs_name[MAX_PATH + 1] = {};
+        if (!::GetVolumeInformationW(root.c_str(), nullptr, 0, nullptr, nullptr, nullptr, fs_name, MAX_PATH + 1))
+            return {};
+        return narrow(fs_name);
 #else
         (void)p;
         return {};

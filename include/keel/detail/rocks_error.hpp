@@ -10,8 +10,10 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <system_error>
 
 #include "../error.hpp"
+#include "db_files.hpp"
 #include "dir_registry.hpp"
 #include "lock_diagnosis.hpp"
 
@@ -21,11 +23,59 @@ inline bool contains_text(std::string_view haystack, std::string_view needle) {
   return haystack.find(needle) != std::string_view::npos;
 }
 
-// A failure of DB::Open on `dir`.
+// The file in `dir` that RocksDB's message `text` says is missing ("...:
+// <dir>/MANIFEST-000005: No such file or directory") or is a directory
+// ("...: Is a directory"): its name, or "" when the message names no file
+// directly inside `dir`. `is_directory` tells which of the two it was.
+inline std::string named_bad_file(std::string_view text, const std::filesystem::path& dir, bool& is_directory) {
+  for (std::string_view tail : {std::string_view(": No such file or directory"), std::string_view(": Is a directory")}) {
+    const std::size_t end = text.rfind(tail);
+    if (end == std::string_view::npos) continue;
+    const std::size_t start = text.rfind(": ", end == 0 ? 0 : end - 1);
+    if (start == std::string_view::npos) continue;
+    const std::filesystem::path file(std::string(text.substr(start + 2, end - start - 2)));
+    std::error_code ec;
+    if (!file.has_filename() || !std::filesystem::equivalent(file.parent_path(), dir, ec) || ec) continue;
+    is_directory = tail == ": Is a directory";
+    return file.filename().string();
+  }
+  return {};
+}
+
+// The database in `dir` is damaged: `file`, which it needs, is missing or (if
+// `is_directory`) a directory. `cause` is RocksDB's text, if any.
+inline keel::error damaged_file_error(const std::filesystem::path& dir, const std::string& file, bool is_directory,
+                                      std::string_view cause = {}) {
+  return {errc::corruption,
+          "cannot open '" + dir.string() + "': the database is damaged: '" + file + "', a file it needs, " +
+              (is_directory ? "is a directory, not a file" : "is missing") +
+              (cause.empty() ? std::string() : " (RocksDB: " + std::string(cause) + ")") +
+              ". Keep a copy of the directory before anything else; restore it from a backup, or repair a copy of "
+              "it (rocksdb's `ldb repair`)"};
+}
+
+// A failure of DB::Open or DB::OpenForReadOnly on `dir`.
 inline keel::error rocks_open_error(const rocksdb::Status& s, const std::filesystem::path& dir) {
   const std::string text = s.ToString();
   const std::string where = "'" + dir.string() + "'";
   const std::filesystem::path lock_file = dir / "LOCK";
+
+  // A file the database needs is missing or is not a file. RocksDB calls it
+  // an I/O error (the MANIFEST named by CURRENT) or a corruption (an SST the
+  // MANIFEST names, reported under its old ".ldb" name too): either way the
+  // database is damaged, and saying so keeps a fallback from hiding it.
+  if (s.IsIOError() || s.IsCorruption()) {
+    bool is_directory = false;
+    std::string file = named_bad_file(text, dir, is_directory);
+    if (!is_rocksdb_data_file(file)) file.clear();  // LOCK, LOG: not about the data
+    if (file == "CURRENT" && !is_directory) {
+      return {errc::not_found, "cannot open " + where + ": no database there (no CURRENT file)"};
+    }
+    if (!file.empty()) {
+      if (file.ends_with(".ldb")) file = file.substr(0, file.size() - 4) + ".sst";
+      return damaged_file_error(dir, file, is_directory, text);
+    }
+  }
 
   if (contains_text(text, "lock hold by current process")) {
     // keel's registry would have caught an open made through keel, so another
@@ -60,7 +110,28 @@ inline keel::error rocks_open_error(const rocksdb::Status& s, const std::filesys
                   "the memory backend"};
     }
   }
-  if (contains_text(text, "Permission denied") || contains_text(text, "Read-only file system")) {
+  // Windows (port/win/env_win.cc): LOCK is opened with share mode 0, and a
+  // second opener gets "Failed to create lock file: <dir>/LOCK: <localised
+  // Windows message>". The message text is not relied on: query_lock() checks
+  // that LOCK is held (sharing violation) and asks the Restart Manager who
+  // holds it, or says that it cannot tell.
+  if (contains_text(text, "Failed to create lock file")) {
+    const lock_state lock = query_lock(lock_file);
+    if (lock.held == true) {
+      std::string holder = "another process";
+      if (lock.holder) {
+        holder = "process " + std::to_string(lock.holder->pid);
+        if (!lock.holder->command.empty()) holder += " (" + lock.holder->command + ")";
+      }
+      return {errc::lock_held_by_other_process,
+              "cannot open " + where + ": " + holder + " has it open (it holds '" + lock_file.string() + "')" +
+                  (lock.holder ? std::string() : " [" + lock.note + "]") +
+                  ". Close it there, or stop that process; do not delete the LOCK file, that would let two "
+                  "writers corrupt the database (RocksDB: " + text + ")"};
+    }
+  }
+  if (contains_text(text, "Permission denied") || contains_text(text, "Read-only file system") ||
+      contains_text(text, "Access is denied")) {
     return {errc::permission_denied, "cannot open " + where + ": permission denied (RocksDB: " + text +
                                          "); the process needs read and write access to the directory"};
   }
