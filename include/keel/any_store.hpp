@@ -25,43 +25,28 @@ namespace keel {
 
 namespace detail {
 
-// Calls f on the live alternative of v: a chain of index comparisons that the
-// compiler inlines, where std::visit (libstdc++ 12) calls through a table of
-// function pointers. v must not be valueless.
-template <std::size_t I = 0, class F, class V>
-inline decltype(auto) visit_inline(F&& f, V& v) {
-  if constexpr (I + 1 < std::variant_size_v<std::remove_const_t<V>>) {
-    if (v.index() != I) return visit_inline<I + 1>(std::forward<F>(f), v);
-  }
-  auto* p = std::get_if<I>(&v);
-  if (!p) __builtin_unreachable();  // checked above, or the only index left
-  return f(*p);
-}
-
 // A cursor over whichever of Cursors is live; satisfies store_cursor.
 template <class... Cursors>
 class any_cursor {
-  // Moves cannot throw, so the variant is never valueless (visit_inline).
-  static_assert((std::is_nothrow_move_constructible_v<Cursors> && ...));
 
  public:
   template <class C>
   explicit any_cursor(C&& c) : cursor_(std::forward<C>(c)) {}
 
   bool valid() const {
-    return visit_inline([](const auto& c) { return c.valid(); }, cursor_);
+    return std::visit([](const auto& c) { return c.valid(); }, cursor_);
   }
   std::string_view key() const {
-    return visit_inline([](const auto& c) { return std::string_view(c.key()); }, cursor_);
+    return std::visit([](const auto& c) { return std::string_view(c.key()); }, cursor_);
   }
   std::string_view value() const {
-    return visit_inline([](const auto& c) { return std::string_view(c.value()); }, cursor_);
+    return std::visit([](const auto& c) { return std::string_view(c.value()); }, cursor_);
   }
   void next() {
-    visit_inline([](auto& c) { c.next(); }, cursor_);
+    std::visit([](auto& c) { c.next(); }, cursor_);
   }
   const std::optional<keel::error>& error() const {
-    return visit_inline([](const auto& c) -> const std::optional<keel::error>& { return c.error(); }, cursor_);
+    return std::visit([](const auto& c) -> const std::optional<keel::error>& { return c.error(); }, cursor_);
   }
 
  private:

@@ -324,11 +324,13 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
   // current revision when there is none), so the database stops growing with
   // overwrites. Compaction is cluster-wide: it also ends older snapshots of
   // other stores and processes (they get errc::snapshot_expired). The range
-  // is ignored (etcd compacts every key). Nothing to compact: success.
+  // is checked (invalid_argument when lower > upper) but otherwise ignored:
+  // etcd compacts every key. Nothing to compact: success.
   result<void> compact(const key_range& range) {
-    if (!erase_range_is_valid(range))
-      return keel::error(errc::invalid_argument, "compact: the range's lower bound is above its upper bound");
     if (!is_open()) return closed_error();
+    if (!erase_range_is_valid(range)) {
+      return keel::error(errc::invalid_argument, "compact: the range's lower bound is above its upper bound");
+    }
     auto now = current_revision();
     if (!now) return std::move(now).error();
     std::int64_t target = *now;
