@@ -92,13 +92,13 @@ std::vector<std::size_t> frame_offsets(const std::string& log) {
 // A fdatasync stand-in for the fault tests.
 std::atomic<int> sync_calls{0};
 std::atomic<int> fail_after{-1};  // calls before the failing one; -1: never fail
-int fake_sync(int fd) {
+int fake_sync(keel::detail::native_handle fd) {
   int n = sync_calls.fetch_add(1);
   if (fail_after.load() >= 0 && n >= fail_after.load()) {
     errno = EIO;
     return -1;
   }
-  return ::fdatasync(fd);
+  return keel::detail::file::sync_data(fd) ? -1 : 0;  // fdatasync on Linux
 }
 struct sync_hook_guard {
   explicit sync_hook_guard(int fail_after_calls) {
