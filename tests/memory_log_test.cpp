@@ -429,7 +429,12 @@ TEST_SUITE("memory_log") {
       auto s = open_at(file);
       REQUIRE_FALSE(s);
       CHECK(s.error().code() == errc::lock_held_by_other_process);
+#if defined(_WIN32)
+      // LockFileEx's holder cannot be asked for: the message says "another process".
+      CHECK(contains(s.error().message(), "another process"));
+#else
       CHECK(contains(s.error().message(), "process " + std::to_string(holder.pid())));
+#endif
       CHECK(contains(s.error().message(), "store.keeldump.lock"));
       holder.close_stdin();
       CHECK(holder.wait() == 0);
@@ -446,7 +451,11 @@ TEST_SUITE("memory_log") {
       auto line = other.read_line(30s);
       REQUIRE(line.has_value());
       CHECK(line->rfind("error lock_held_by_other_process", 0) == 0);
+#if defined(_WIN32)
+      CHECK(contains(*line, "another process"));
+#else
       CHECK(contains(*line, "process " + std::to_string(::getpid())));
+#endif
       CHECK(other.wait() == 1);
     }
     // The refused open in this process did not drop our lock.
@@ -490,8 +499,8 @@ void kill_rounds(const fs::path& file, bool sync, int attempts, kill_totals& t) 
       REQUIRE(first->rfind("ack ", 0) == 0);
       last_ack = 0;
       std::this_thread::sleep_for(std::chrono::microseconds(delay_us(rng)));  // a random moment, not a sync
-      w.kill(SIGKILL);
-      CHECK(w.wait() == 128 + SIGKILL);
+      w.kill(keel::test::kill_signal);
+      CHECK(w.wait() == 128 + keel::test::kill_signal);
       // Everything it printed before dying was acknowledged.
       while (auto line = w.read_line(5s)) {
         if (line->rfind("ack ", 0) == 0) last_ack = std::stol(line->substr(4));

@@ -62,7 +62,7 @@ namespace log_io {
 // new log's header, and on a cut torn tail). Return -1 with errno set to
 // inject a failure. Process-wide; set it only while no persisted store is
 // syncing. Takes the native handle (an int descriptor on POSIX, a HANDLE on
-// Windows, where the errno it sets is reported as if it were a Windows code).
+// Windows, where any failure it returns is reported as ERROR_WRITE_FAULT).
 inline std::atomic<int (*)(native_handle)>& sync_hook() {
   static std::atomic<int (*)(native_handle)> hook{nullptr};
   return hook;
@@ -73,7 +73,11 @@ inline std::atomic<int (*)(native_handle)>& sync_hook() {
 inline sys_error sync_data(native_handle h) noexcept {
   if (auto hook = sync_hook().load()) {
     if (hook(h) == 0) return {};
+#if defined(_WIN32)
+    return sys_error{ERROR_WRITE_FAULT};  // an io_error, as EIO is on POSIX
+#else
     return sys_error{static_cast<unsigned long>(errno ? errno : EIO)};
+#endif
   }
   return file::sync_data(h);
 }
