@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compile-only check of keel for Windows (mingw-w64, x86_64): every header
 # under include/keel (public and detail), each alone in its own translation
-# unit, with RocksDB's headers, -std=c++20 -Wall -Wextra -Wpedantic -Werror;
+# unit, with RocksDB's, nlohmann-json's and libcurl's headers, -std=c++20 -Wall -Wextra -Wpedantic -Werror;
 # then the examples and the consumer programs compiled to objects, which
 # instantiates the templates (RocksPolicy, basic_store, any_store, dumps).
 # No RocksDB library for Windows exists here, so nothing is linked: this
@@ -15,12 +15,25 @@
 #   KEEL_ROCKSDB_INCLUDE  directory holding RocksDB's rocksdb/ headers
 #                     (default /usr/include); only rocksdb/ is made visible,
 #                     never the rest of that directory (Linux headers).
+#   KEEL_JSON_INCLUDE directory holding nlohmann/ (default /usr/include) and
+#   KEEL_CURL_INCLUDE directory holding curl/ (default: Debian's multiarch
+#                     /usr/include/x86_64-linux-gnu, else /usr/include), for
+#                     the etcd headers; like rocksdb/, only those two
+#                     directories are made visible (they are plain headers:
+#                     nlohmann is header-only, curl's API is the same on
+#                     Windows; nothing is linked).
 #   KEEL_JOBS         parallel compiles (default: number of CPUs)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
 cxx="${KEEL_WINDOWS_CXX:-x86_64-w64-mingw32-g++-posix}"
 rocksdb_include="${KEEL_ROCKSDB_INCLUDE:-/usr/include}"
+json_include="${KEEL_JSON_INCLUDE:-/usr/include}"
+if [[ -z "${KEEL_CURL_INCLUDE:-}" && -f /usr/include/x86_64-linux-gnu/curl/curl.h ]]; then
+  curl_include=/usr/include/x86_64-linux-gnu
+else
+  curl_include="${KEEL_CURL_INCLUDE:-/usr/include}"
+fi
 jobs="${KEEL_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 
 if ! command -v "$cxx" >/dev/null 2>&1; then
@@ -34,10 +47,20 @@ if [[ ! -f "$rocksdb_include/rocksdb/db.h" ]]; then
   exit 1
 fi
 
+for need in "$json_include/nlohmann/json.hpp:nlohmann-json3-dev" "$curl_include/curl/curl.h:libcurl4-openssl-dev"; do
+  if [[ ! -f "${need%%:*}" ]]; then
+    echo "windows-check: no ${need%%:*} (install ${need##*:})" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+  fi
+done
+
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/include"
 ln -s "$(cd "$rocksdb_include/rocksdb" && pwd)" "$work/include/rocksdb"
+ln -s "$(cd "$json_include/nlohmann" && pwd)" "$work/include/nlohmann"
+ln -s "$(cd "$curl_include/curl" && pwd)" "$work/include/curl"
 
 mapfile -t headers < <(cd include && find keel -name '*.hpp' | LC_ALL=C sort)
 mapfile -t sources < <(ls examples/*.cpp tests/consumers/common/*.cpp | LC_ALL=C sort)

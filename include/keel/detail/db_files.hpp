@@ -8,9 +8,6 @@
 // CURRENT (a few bytes), nothing else, and writes nothing.
 #pragma once
 
-#include <sys/stat.h>
-
-#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -74,6 +71,22 @@ inline std::string read_current(const std::filesystem::path& dir) {
   return name;
 }
 
+// What stat(2) says of `p` (following symlinks), through std::filesystem so
+// that the path goes to the OS in its native form on every platform:
+// missing = ENOENT (ERROR_FILE_NOT_FOUND / ERROR_PATH_NOT_FOUND on Windows),
+// error = any other failure.
+enum class entry_type { missing, error, directory, regular, other };
+inline entry_type entry_type_of(const std::filesystem::path& p) noexcept {
+  std::error_code ec;
+  const auto st = std::filesystem::status(p, ec);
+  if (ec) return ec == std::errc::no_such_file_or_directory ? entry_type::missing : entry_type::error;
+  switch (st.type()) {
+    case std::filesystem::file_type::directory: return entry_type::directory;
+    case std::filesystem::file_type::regular: return entry_type::regular;
+    default: return entry_type::other;
+  }
+}
+
 // What `dir` holds. Lists the directory only when it has no CURRENT file.
 // A writer switching to a new MANIFEST (write it, point CURRENT at it,
 // delete the old one) can make the MANIFEST just read from CURRENT vanish:
@@ -81,37 +94,37 @@ inline std::string read_current(const std::filesystem::path& dir) {
 inline db_dir_state inspect_db_dir(const std::filesystem::path& dir) {
   namespace fs = std::filesystem;
   db_dir_state r;
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) != 0) {
-    r.what = errno == ENOENT ? db_dir_state::kind::missing : db_dir_state::kind::unknown;
+  const entry_type d = entry_type_of(dir);
+  if (d == entry_type::missing || d == entry_type::error) {
+    r.what = d == entry_type::missing ? db_dir_state::kind::missing : db_dir_state::kind::unknown;
     return r;
   }
-  if (!S_ISDIR(st.st_mode)) {
+  if (d != entry_type::directory) {
     r.what = db_dir_state::kind::unknown;
     return r;
   }
-  struct stat cst {};
-  if (::stat((dir / "CURRENT").c_str(), &cst) == 0) {
+  const entry_type current = entry_type_of(dir / "CURRENT");
+  if (current != entry_type::missing && current != entry_type::error) {
     r.what = db_dir_state::kind::database;
     r.files.push_back("CURRENT");
     for (int attempt = 0; attempt < 3; ++attempt) {
       const std::string name = read_current(dir);
       if (!name.starts_with("MANIFEST-") || name.find('/') != std::string::npos) break;
-      struct stat mst {};
+      const entry_type m = entry_type_of(dir / name);
       bool missing = false, not_file = false;
-      if (::stat((dir / name).c_str(), &mst) != 0)
-        missing = errno == ENOENT;
+      if (m == entry_type::missing || m == entry_type::error)
+        missing = m == entry_type::missing;
       else
-        not_file = !S_ISREG(mst.st_mode);
+        not_file = m != entry_type::regular;
       if (!missing && !not_file) break;
       if (read_current(dir) != name) continue;  // the writer switched MANIFEST meanwhile
       r.bad_manifest = name;
-      r.manifest_is_directory = not_file && S_ISDIR(mst.st_mode);
+      r.manifest_is_directory = not_file && m == entry_type::directory;
       break;
     }
     return r;
   }
-  if (errno != ENOENT) {
+  if (current != entry_type::missing) {
     r.what = db_dir_state::kind::unknown;
     return r;
   }

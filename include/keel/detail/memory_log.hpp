@@ -6,7 +6,8 @@
 //                    of the last fold
 //   FILE.wal-<gen>   logs: every acknowledged write since the snapshot, one
 //                    checksummed frame per write or batch; gen = 12 decimal digits
-//   FILE.lock        the fcntl lock that keeps one process per file; never deleted
+//   FILE.lock        the lock (fcntl; LockFileEx on Windows) that keeps one process
+//                    per file; never deleted
 //
 // Open: lock, load the snapshot, replay the logs in gen order, then append to
 // a new log (gen = the highest + 1). Fold (flush(), close(), or a log past its
@@ -23,7 +24,8 @@
 // errc::corruption naming the file and the offset: never a silently shorter
 // store.
 //
-// The POSIX calls are together in namespace log_io (a port replaces that block).
+// The file calls go through detail::file (platform_file.hpp: one POSIX and one
+// Windows branch); namespace log_io holds the log's uses of it.
 #pragma once
 
 #include <algorithm>
@@ -42,16 +44,12 @@
 #include <utility>
 #include <vector>
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <sys/types.h>
-#include <unistd.h>
-
 #include "../dump.hpp"  // crc32c, put_u32/u64, varints, errno_error, sync_directory
 #include "../error.hpp"
 #include "../key_range.hpp"
 #include "dir_registry.hpp"
 #include "lock_diagnosis.hpp"
+#include "platform_file.hpp"
 
 namespace keel::detail {
 
@@ -61,125 +59,106 @@ namespace keel::detail {
 namespace log_io {
 
 // Test seam: when set, called instead of fdatasync() on the log (and on the
-// new log's header). Return -1 with errno set to inject a failure. Process-wide;
-// set it only while no persisted store is syncing.
-inline std::atomic<int (*)(int)>& sync_hook() {
-  static std::atomic<int (*)(int)> hook{nullptr};
+// new log's header, and on a cut torn tail). Return -1 with errno set to
+// inject a failure. Process-wide; set it only while no persisted store is
+// syncing. Takes the native handle (an int descriptor on POSIX, a HANDLE on
+// Windows, where any failure it returns is reported as ERROR_WRITE_FAULT).
+inline std::atomic<int (*)(native_handle)>& sync_hook() {
+  static std::atomic<int (*)(native_handle)> hook{nullptr};
   return hook;
 }
 
-// Makes the file's data durable (fdatasync; F_FULLFSYNC on Apple). 0 or -1/errno.
-inline int sync_data(int fd) {
-  if (auto hook = sync_hook().load()) return hook(fd);
-#if defined(__APPLE__)
-  if (::fcntl(fd, F_FULLFSYNC) == 0) return 0;
-  return ::fsync(fd);
+// Makes the file's data durable (file::sync_data: fdatasync on Linux,
+// F_FULLFSYNC on Apple, FlushFileBuffers on Windows), or the hook's result.
+inline sys_error sync_data(native_handle h) noexcept {
+  if (auto hook = sync_hook().load()) {
+    if (hook(h) == 0) return {};
+#if defined(_WIN32)
+    return sys_error{ERROR_WRITE_FAULT};  // an io_error, as EIO is on POSIX
 #else
-  return ::fdatasync(fd);
+    return sys_error{static_cast<unsigned long>(errno ? errno : EIO)};
 #endif
+  }
+  return file::sync_data(h);
 }
 
 // Creates `path` (it must not exist) for appending.
-inline result<int> create(const std::filesystem::path& path) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) return errno_error(errno, "cannot create '" + path.string() + "'");
-  return fd;
-}
-
-inline void close(int fd) noexcept {
-  if (fd >= 0) ::close(fd);
-}
-
-// Writes all of `data`: 0, or the errno of the failure (the file may then
-// hold a prefix of it).
-inline int write_all(int fd, std::string_view data) noexcept {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    data.remove_prefix(static_cast<std::size_t>(n));
-  }
-  return 0;
-}
-
-// Cuts the open file back to `size` bytes (undoing a partial append).
-inline bool truncate_fd(int fd, std::uint64_t size) noexcept {
-  return ::ftruncate(fd, static_cast<off_t>(size)) == 0 && ::lseek(fd, static_cast<off_t>(size), SEEK_SET) >= 0;
+inline result<file> create(const std::filesystem::path& path) {
+  file f;
+  bool exists = false;
+  if (auto e = f.create_new(path, exists)) return os_error(e, "cannot create '" + path_text(path) + "'");
+  return f;
 }
 
 // Cuts the file at `path` to `size` bytes and syncs it.
 inline result<void> truncate_path(const std::filesystem::path& path, std::uint64_t size) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return errno_error(errno, "cannot open '" + path.string() + "' to cut its torn tail");
-  int rc = ::ftruncate(fd, static_cast<off_t>(size));
-  if (rc == 0) rc = sync_data(fd);
-  int e = errno;
-  ::close(fd);
-  if (rc != 0) return errno_error(e, "cannot cut the torn tail of '" + path.string() + "'");
+  file f;
+  if (auto e = f.open_read_write(path)) return os_error(e, "cannot open '" + path_text(path) + "' to cut its torn tail");
+  sys_error e = f.truncate(size);
+  if (!e) e = sync_data(f.native());
+  if (e) return os_error(e, "cannot cut the torn tail of '" + path_text(path) + "'");
   return {};
 }
 
 // The whole file.
 inline result<std::string> read_all(const std::filesystem::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno_error(errno, "cannot open '" + path.string() + "'");
+  file f;
+  if (auto e = f.open_read(path)) return os_error(e, "cannot open '" + path_text(path) + "'");
   std::string out;
-  char buf[1 << 16];
+  std::vector<char> buf(std::size_t{1} << 16);
   for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int e = errno;
-      ::close(fd);
-      return errno_error(e, "cannot read '" + path.string() + "'");
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<std::size_t>(n));
+    std::size_t got = 0;
+    if (auto e = f.read_some(buf.data(), buf.size(), got)) return os_error(e, "cannot read '" + path_text(path) + "'");
+    if (got == 0) break;
+    out.append(buf.data(), got);
   }
-  ::close(fd);
   return out;
 }
 
-// An exclusive lock on a file, for the life of the process's descriptor.
-// Holds the descriptor open: closing any descriptor of the file would drop
-// the lock, so the file is opened only after this process's registry claim
-// says no other store here has it.
+// An exclusive lock on a file (file::try_lock: fcntl on POSIX, LockFileEx on
+// Windows), for the life of the process's descriptor. Holds the file open:
+// on POSIX closing any descriptor of the file would drop the lock, so the
+// file is opened only after this process's registry claim says no other
+// store here has it.
 class file_lock {
  public:
   file_lock() = default;
-  file_lock(file_lock&& o) noexcept : fd_(std::exchange(o.fd_, -1)), claim_(std::move(o.claim_)) {}
+  file_lock(file_lock&& o) noexcept : file_(std::move(o.file_)), claim_(std::move(o.claim_)) {}
   file_lock& operator=(file_lock&& o) noexcept {
     if (this != &o) {
       release();
-      fd_ = std::exchange(o.fd_, -1);
+      file_ = std::move(o.file_);
       claim_ = std::move(o.claim_);
     }
     return *this;
   }
   ~file_lock() { release(); }
   void release() noexcept {
-    if (fd_ >= 0) ::close(fd_);  // drops the fcntl lock
-    fd_ = -1;
+    (void)file_.close();  // drops the lock
     claim_.release();
   }
 
   // Locks `lock_file` (created if missing) for the store persisted at `store_file`.
   // Errors: already_open_in_process (another store in this process has it),
-  // lock_held_by_other_process (naming the holder's PID where the OS tells),
-  // locks_unsupported (naming the filesystem), not_found / permission_denied / io_error.
+  // lock_held_by_other_process (naming the holder's PID where the OS tells:
+  // Linux and the BSDs via find_lock_holder; on Windows the holder of a
+  // LockFileEx range cannot be asked for, so the message says "another
+  // process"), locks_unsupported (POSIX, naming the filesystem),
+  // not_found / permission_denied / io_error.
   static result<file_lock> acquire(const std::filesystem::path& lock_file, const std::filesystem::path& store_file) {
     static std::mutex opening;  // no two stores of this process race between stat, create and claim
     std::lock_guard serial(opening);
-    const std::string where = "'" + store_file.string() + "'";
+    const std::string where = "'" + path_text(store_file) + "'";
     file_lock l;
-    struct stat st {};
-    if (::stat(lock_file.c_str(), &st) != 0) {
-      if (errno != ENOENT) return errno_error(errno, "cannot open " + where + ": cannot stat '" + lock_file.string() + "'");
-      int fd = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-      if (fd < 0 && errno != EEXIST) return errno_error(errno, "cannot open " + where + ": cannot create '" + lock_file.string() + "'");
-      if (fd >= 0) ::close(fd);  // new file: nobody in this process can hold a lock on it yet
+    std::error_code ec;
+    const bool present = std::filesystem::exists(lock_file, ec);
+    if (ec) return keel::error(errc::io_error, "cannot open " + where + ": cannot stat '" + path_text(lock_file) + "': " + ec.message());
+    if (!present) {
+      file created;
+      bool exists = false;
+      // A new file: nobody in this process can hold a lock on it yet, so closing it drops none.
+      if (auto e = created.create_new(lock_file, exists); e && !exists)
+        return os_error(e, "cannot open " + where + ": cannot create '" + path_text(lock_file) + "'");
     }
     auto claim = dir_registry::instance().acquire(lock_file);
     if (!claim) {
@@ -191,18 +170,12 @@ class file_lock {
       return claim.error();
     }
     l.claim_ = std::move(*claim);
-    l.fd_ = ::open(lock_file.c_str(), O_RDWR | O_CLOEXEC);
-    if (l.fd_ < 0) return errno_error(errno, "cannot open " + where + ": cannot open '" + lock_file.string() + "'");
-    struct flock fl {};
-    fl.l_type = F_WRLCK;
-    fl.l_whence = SEEK_SET;
-    int rc;
-    do {
-      rc = ::fcntl(l.fd_, F_SETLK, &fl);
-    } while (rc != 0 && errno == EINTR);
-    if (rc == 0) return l;
-    const int e = errno;
-    if (e == EAGAIN || e == EACCES) {
+    if (auto e = l.file_.open_read_write(lock_file))
+      return os_error(e, "cannot open " + where + ": cannot open '" + path_text(lock_file) + "'");
+    bool busy = false;
+    const sys_error e = l.file_.try_lock(busy);
+    if (!e && !busy) return l;
+    if (busy) {
       std::string holder = "another process";
       if (auto h = find_lock_holder(lock_file, /*may_open_lock_file=*/false)) {
         holder = "process " + std::to_string(h->pid);
@@ -210,22 +183,25 @@ class file_lock {
       }
       return keel::error(errc::lock_held_by_other_process,
                          "cannot open " + where + ": " + holder + " has it open (it holds the lock on '" +
-                             lock_file.string() +
+                             path_text(lock_file) +
                              "'). Close it there, or stop that process; do not delete the lock file, that would "
                              "let two writers corrupt the store");
     }
-    if (e == ENOLCK || e == ENOTSUP || e == EOPNOTSUPP || e == ENOSYS) {
+#if !defined(_WIN32)
+    const int c = static_cast<int>(e.code);
+    if (c == ENOLCK || c == ENOTSUP || c == EOPNOTSUPP || c == ENOSYS) {
       std::string fs = filesystem_name(lock_file.parent_path().empty() ? "." : lock_file.parent_path());
       return keel::error(errc::locks_unsupported,
                          "cannot open " + where + ": the filesystem" + (fs.empty() ? std::string() : " (" + fs + ")") +
-                             " does not support file locks (" + std::strerror(e) +
+                             " does not support file locks (" + std::strerror(c) +
                              "). Put the file on a local filesystem or enable locking (e.g. lockd for NFS)");
     }
-    return errno_error(e, "cannot open " + where + ": cannot lock '" + lock_file.string() + "'");
+#endif
+    return os_error(e, "cannot open " + where + ": cannot lock '" + path_text(lock_file) + "'");
   }
 
  private:
-  int fd_ = -1;
+  file file_;
   dir_registry::claim claim_;
 };
 
@@ -370,7 +346,7 @@ class memory_log {
  public:
   memory_log(const memory_log&) = delete;
   memory_log& operator=(const memory_log&) = delete;
-  ~memory_log() { log_io::close(fd_); }
+  ~memory_log() = default;
 
   // Locks the store's file (see log_io::file_lock). Nothing is read yet.
   static result<std::unique_ptr<memory_log>> lock(const std::filesystem::path& file, bool sync_writes) {
@@ -451,9 +427,9 @@ class memory_log {
       if (!r) return r;
       torn_.reset();
     }
-    auto fd = new_log(max_gen_ + 1);
-    if (!fd) return fd.error();
-    fd_ = *fd;
+    auto f = new_log(max_gen_ + 1);
+    if (!f) return f.error();
+    log_ = std::move(*f);
     gen_ = max_gen_ + 1;
     bytes_ = log_file_header_size;
     written_.store(next_seq_ - 1);
@@ -475,9 +451,9 @@ class memory_log {
     store_u64(h + 8, next_seq_);
     store_u32(h + 16, crc32c(payload));
     store_u32(h + 20, crc32c_extend(0, h, 20));
-    if (int e = log_io::write_all(fd_, f); e != 0) {
-      auto err = errno_error(e, "cannot append to '" + log_path(gen_).string() + "'");
-      if (!log_io::truncate_fd(fd_, bytes_)) fail(err);
+    if (auto e = log_.write_all(f.data(), f.size())) {
+      auto err = os_error(e, "cannot append to '" + path_text(log_path(gen_)) + "'");
+      if (log_.truncate(bytes_)) fail(err);
       return err;
     }
     bytes_ += f.size();
@@ -502,13 +478,12 @@ class memory_log {
       }
       syncing_ = true;
       const std::uint64_t target = written_.load(std::memory_order_acquire);
-      const int fd = fd_;  // stable: rotate() and seal() wait for !syncing_
+      const native_handle h = log_.native();  // stable: rotate() and seal() wait for !syncing_
       l.unlock();
-      const int rc = log_io::sync_data(fd);
-      const int e = errno;
+      const sys_error e = log_io::sync_data(h);
       l.lock();
       syncing_ = false;
-      if (rc != 0)
+      if (e)
         fail_locked(sync_error(e));
       else
         synced_ = std::max(synced_, target);
@@ -524,10 +499,9 @@ class memory_log {
   // log first (so no later log ever follows an unsynced one).
   result<std::uint64_t> rotate() {
     if (failed()) return failure();
-    auto fd = new_log(gen_ + 1);
-    if (!fd) return fd.error();  // keeps appending to the current log
-    if (auto s = switch_to(*fd); !s) {
-      log_io::close(*fd);
+    auto f = new_log(gen_ + 1);
+    if (!f) return f.error();  // keeps appending to the current log
+    if (auto s = switch_to(std::move(*f)); !s) {
       (void)remove_file(log_path(gen_ + 1));
       return s.error();
     }
@@ -537,7 +511,7 @@ class memory_log {
   }
 
   // Syncs and closes the current log: no append after it.
-  result<void> seal() { return switch_to(-1); }
+  result<void> seal() { return switch_to(file()); }
 
   // Removes the logs older than generation `below` (after a fold).
   result<void> remove_before(std::uint64_t below) {
@@ -621,54 +595,56 @@ class memory_log {
   }
 
   result<void> remove_file(const std::filesystem::path& p) const {
-    if (::unlink(p.c_str()) != 0 && errno != ENOENT) return errno_error(errno, "cannot remove '" + p.string() + "'");
+    if (auto e = remove_file_checked(p)) return os_error(e, "cannot remove '" + path_text(p) + "'");
     return {};
   }
 
   // Creates log `gen` with its header. With sync_writes the header and the
   // directory entry are synced before any write is acknowledged in it.
-  result<int> new_log(std::uint64_t gen) {
+  result<file> new_log(std::uint64_t gen) {
     const auto path = log_path(gen);
-    auto fd = log_io::create(path);
-    if (!fd) return fd.error();
+    auto f = log_io::create(path);
+    if (!f) return f.error();
     std::string h(log_file_magic);
     put_u64(h, next_seq_);
     put_u32(h, log_version);
     put_u32(h, crc32c_extend(0, h.data(), 20));
     result<void> w;
-    if (int e = log_io::write_all(*fd, h); e != 0) w = errno_error(e, "cannot write '" + path.string() + "'");
+    if (auto e = f->write_all(h.data(), h.size())) w = os_error(e, "cannot write '" + path_text(path) + "'");
     if (w && sync_writes_) {
-      if (log_io::sync_data(*fd) != 0) w = sync_error(errno);
+      if (auto e = log_io::sync_data(f->native())) w = sync_error(e);
       if (w) w = sync_directory(directory());
     }
     if (!w) {
-      log_io::close(*fd);
+      (void)f->close();
       (void)remove_file(path);
       return w.error();
     }
-    return *fd;
+    return std::move(*f);
   }
 
   // Waits for a group sync in flight, syncs the current log, then closes it
-  // and appends to `next` (-1: none) from now on (rotate, seal).
-  result<void> switch_to(int next) {
+  // and appends to `next` (a closed file: none) from now on (rotate, seal).
+  result<void> switch_to(file next) {
     std::unique_lock l(sync_mutex_);
     synced_cv_.wait(l, [&] { return !syncing_; });
     if (failed_) return *failed_;
-    if (fd_ >= 0 && log_io::sync_data(fd_) != 0) {
-      fail_locked(sync_error(errno));
-      synced_cv_.notify_all();
-      return *failed_;
+    if (log_.is_open()) {
+      if (auto e = log_io::sync_data(log_.native())) {
+        fail_locked(sync_error(e));
+        synced_cv_.notify_all();
+        return *failed_;
+      }
     }
     synced_ = written_.load(std::memory_order_acquire);
-    log_io::close(fd_);
-    fd_ = next;
+    (void)log_.close();
+    log_ = std::move(next);
     synced_cv_.notify_all();
     return {};
   }
 
-  keel::error sync_error(int e) const {
-    return errno_error(e, "fdatasync of the log of memory store '" + file_.string() +
+  keel::error sync_error(sys_error e) const {
+    return os_error(e, "fdatasync of the log of memory store '" + file_.string() +
                               "' failed; the store accepts no more writes (an fsync is never retried). Writes "
                               "acknowledged before are safe; close the store and open it again");
   }
@@ -688,7 +664,7 @@ class memory_log {
   std::uint64_t max_gen_ = 0;
   std::optional<std::pair<std::filesystem::path, std::size_t>> torn_;
   // Appends (the store's writer mutex).
-  int fd_ = -1;
+  file log_;  // the current log (closed after seal())
   std::uint64_t gen_ = 0;
   std::uint64_t next_seq_ = 1;
   std::uint64_t bytes_ = 0;

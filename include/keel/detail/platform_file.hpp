@@ -9,6 +9,13 @@
 //                          POSIX); not inherited.
 //   file::open_or_create   open for reading and writing, created if missing,
 //                          never truncated; not inherited.
+//   file::create_new       create a file that must not exist (O_EXCL /
+//                          CREATE_NEW) for writing; not inherited.
+//   file::open_read_write  open an existing file for reading and writing.
+//   file::truncate         cut (or extend) to n bytes and move the position
+//                          there (ftruncate+lseek / SetFilePointerEx+SetEndOfFile).
+//   file::sync_data        data durable: fdatasync on Linux, F_FULLFSYNC on
+//                          Apple, fsync elsewhere, FlushFileBuffers on Windows.
 //   file::try_lock         exclusive advisory lock without waiting (fcntl /
 //                          LockFileEx); see its comment for what differs.
 //   file::borrow_fd        wrap a C runtime descriptor (1 = stdout); never
@@ -20,6 +27,7 @@
 //                          MoveFileExW with MOVEFILE_REPLACE_EXISTING |
 //                          MOVEFILE_WRITE_THROUGH); `to` holds the old file
 //                          or the new one, never neither.
+//   remove_file_checked(p) remove a file; a file that does not exist is no error.
 //   sync_directory(dir)    make a rename in `dir` durable: fsync of the
 //                          directory on POSIX; nothing on Windows, where
 //                          MOVEFILE_WRITE_THROUGH already waits for it and a
@@ -215,6 +223,77 @@ class file {
     return {};
   }
 
+  // Creates `p`, which must not exist, for writing (0644); `exists` is set
+  // (and an error returned) when it does. Not inherited.
+  sys_error create_new(const std::filesystem::path& p, bool& exists) noexcept {
+    (void)close();
+    exists = false;
+#if defined(_WIN32)
+    h_ = ::CreateFileW(p.c_str(), GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, nullptr,
+                       CREATE_NEW, FILE_ATTRIBUTE_NORMAL, nullptr);
+    if (!is_open()) {
+      const sys_error e = last_sys_error();
+      exists = e.code == ERROR_FILE_EXISTS || e.code == ERROR_ALREADY_EXISTS;
+      return e;
+    }
+#else
+    do h_ = ::open(p.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    while (h_ < 0 && errno == EINTR);
+    if (!is_open()) {
+      exists = errno == EEXIST;
+      return last_sys_error();
+    }
+#endif
+    owned_ = true;
+    return {};
+  }
+
+  // Opens the existing file `p` for reading and writing; not inherited.
+  sys_error open_read_write(const std::filesystem::path& p) noexcept {
+    (void)close();
+#if defined(_WIN32)
+    h_ = ::CreateFileW(p.c_str(), GENERIC_READ | GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
+                       nullptr, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, nullptr);
+#else
+    do h_ = ::open(p.c_str(), O_RDWR | O_CLOEXEC);
+    while (h_ < 0 && errno == EINTR);
+#endif
+    if (!is_open()) return last_sys_error();
+    owned_ = true;
+    return {};
+  }
+
+  // Sets the file's size to `size` bytes and the position to its end (e.g.
+  // undoing a partial append).
+  sys_error truncate(std::uint64_t size) noexcept {
+#if defined(_WIN32)
+    LARGE_INTEGER at{};
+    at.QuadPart = static_cast<LONGLONG>(size);
+    if (!::SetFilePointerEx(h_, at, nullptr, FILE_BEGIN) || !::SetEndOfFile(h_)) return last_sys_error();
+#else
+    int rc;
+    do rc = ::ftruncate(h_, static_cast<off_t>(size));
+    while (rc != 0 && errno == EINTR);
+    if (rc != 0 || ::lseek(h_, static_cast<off_t>(size), SEEK_SET) < 0) return last_sys_error();
+#endif
+    return {};
+  }
+
+  // Makes the file's data durable (see the contract above).
+  sys_error sync_data() noexcept { return sync_data(h_); }
+  static sys_error sync_data(native_handle h) noexcept {
+#if defined(_WIN32)
+    if (!::FlushFileBuffers(h)) return last_sys_error();
+#elif defined(__APPLE__)
+    if (::fcntl(h, F_FULLFSYNC) != 0 && ::fsync(h) != 0) return last_sys_error();
+#elif defined(__linux__)
+    if (::fdatasync(h) != 0) return last_sys_error();
+#else
+    if (::fsync(h) != 0) return last_sys_error();
+#endif
+    return {};
+  }
+
   // Takes an exclusive, advisory lock on the file for this process without
   // waiting; `busy` is set when another process holds it. Released when the
   // file is closed or the process ends (even killed). The file must be open
@@ -375,6 +454,19 @@ inline void remove_file(const std::filesystem::path& p) noexcept {
 #else
   (void)::unlink(p.c_str());
 #endif
+}
+
+// Removes file `p`; a file that does not exist is no error.
+inline sys_error remove_file_checked(const std::filesystem::path& p) noexcept {
+#if defined(_WIN32)
+  if (!::DeleteFileW(p.c_str())) {
+    const sys_error e = last_sys_error();
+    if (e.code != ERROR_FILE_NOT_FOUND && e.code != ERROR_PATH_NOT_FOUND) return e;
+  }
+#else
+  if (::unlink(p.c_str()) != 0 && errno != ENOENT) return last_sys_error();
+#endif
+  return {};
 }
 
 // Makes a rename in `dir` ("" = the current directory) durable (see above).
