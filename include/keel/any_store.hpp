@@ -207,21 +207,7 @@ class basic_any_store {
   // See basic_store::run_transaction; fn takes a transaction_type&.
   template <class F>
   auto run_transaction(F&& fn, int max_attempts = 16) -> std::invoke_result_t<F&, transaction_type&> {
-    using R = std::invoke_result_t<F&, transaction_type&>;
-    std::optional<keel::error> last;
-    for (int attempt = 0; attempt < std::max(max_attempts, 1); ++attempt) {
-      if (attempt > 1) detail::transaction_backoff(attempt);
-      transaction_type tx = transaction();
-      R r = fn(tx);
-      if (!r) return r;
-      if (auto c = tx.commit(); !c) {
-        if (c.error() != errc::conflict) return std::move(c).error();
-        last = std::move(c).error();
-        continue;
-      }
-      return r;
-    }
-    return detail::gave_up(max_attempts, last);
+    return detail::run_transaction([this] { return transaction(); }, fn, max_attempts);
   }
   result<void> close() {
     return std::visit([](auto& s) { return s.close(); }, store_);

@@ -313,8 +313,25 @@ inline void transaction_backoff(int attempt) {
   const std::uint64_t cap = std::uint64_t(1) << std::min(attempt, 10);
   std::this_thread::sleep_for(std::chrono::microseconds(x % cap));
 }
-// run_transaction's error after its last attempt conflicted.
-inline keel::error gave_up(int max_attempts, const std::optional<keel::error>& last) {
+// run_transaction for every store type: begin() makes a transaction, fn
+// fills it; commits, and runs again on conflict (see basic_store).
+template <class Begin, class F>
+auto run_transaction(Begin&& begin, F& fn, int max_attempts)
+    -> std::invoke_result_t<F&, std::invoke_result_t<Begin&>&> {
+  using R = std::invoke_result_t<F&, std::invoke_result_t<Begin&>&>;
+  std::optional<keel::error> last;
+  for (int attempt = 0; attempt < std::max(max_attempts, 1); ++attempt) {
+    if (attempt > 1) transaction_backoff(attempt);
+    auto tx = begin();
+    R r = fn(tx);
+    if (!r) return r;
+    if (auto c = tx.commit(); !c) {
+      if (c.error() != errc::conflict) return std::move(c).error();
+      last = std::move(c).error();
+      continue;
+    }
+    return r;
+  }
   return keel::error(errc::conflict, "run_transaction: gave up after " + std::to_string(std::max(max_attempts, 1)) +
                                          " attempts, each in conflict with another commit (" +
                                          (last ? last->message() : std::string()) + ")");
@@ -468,21 +485,7 @@ class basic_store {
   template <class F>
   auto run_transaction(F&& fn, int max_attempts = 16)
       -> std::invoke_result_t<F&, basic_transaction<Policy>&> {
-    using R = std::invoke_result_t<F&, basic_transaction<Policy>&>;
-    std::optional<keel::error> last;
-    for (int attempt = 0; attempt < std::max(max_attempts, 1); ++attempt) {
-      if (attempt > 1) detail::transaction_backoff(attempt);
-      basic_transaction<Policy> tx = transaction();
-      R r = fn(tx);
-      if (!r) return r;
-      if (auto c = tx.commit(); !c) {
-        if (c.error() != errc::conflict) return std::move(c).error();
-        last = std::move(c).error();
-        continue;
-      }
-      return r;
-    }
-    return detail::gave_up(max_attempts, last);
+    return detail::run_transaction([this] { return transaction(); }, fn, max_attempts);
   }
 
   // A point-in-time view; cheap on every backend.
