@@ -42,8 +42,9 @@ constexpr bool has_etcd_backend = false;
 
 // The message for --etcd, --etcd-prefix, etcd:// and etcd: without the backend.
 inline std::string no_etcd_backend(std::string_view what) {
-  return std::string(what) + ": this keel was built without the etcd backend (meson option etcd: libcurl and "
-                             "nlohmann-json)";
+  return std::string(what) +
+         ": this keel was built without the etcd backend (meson option etcd: libcurl and "
+         "nlohmann-json)";
 }
 
 // Parses argv[1...] into c: the options, then the command and its

@@ -45,7 +45,8 @@ inline std::string parse_scan_args(const cli& c, range_opts& ro) {
   const std::string& cmd = c.args[0];
   if (auto err = parse_range(c.args, 1, ro); !err.empty()) return err;
   if (!ro.positional.empty()) return cmd + " takes no FILE";
-  if (cmd != "scan" && (ro.reverse || ro.limit || ro.keys_only)) return "--reverse, --limit and --keys-only are for scan";
+  if (cmd != "scan" && (ro.reverse || ro.limit || ro.keys_only))
+    return "--reverse, --limit and --keys-only are for scan";
   return "";
 }
 

@@ -57,8 +57,7 @@ inline keel::result<std::uint64_t> etcd_erase_range_counted(const keel::EtcdPoli
   tc.request_timeout = o.request_timeout;
   tc.operation_timeout = o.operation_timeout;
   keel::detail::etcd_transport transport(tc);
-  std::string body =
-      keel::detail::json_object().bytes("key", bounds->first).bytes("range_end", bounds->second).str();
+  std::string body = keel::detail::json_object().bytes("key", bounds->first).bytes("range_end", bounds->second).str();
   auto r = transport.call("kv/deleterange", body, keel::detail::call_kind::write, "del");
   if (!r) return std::move(r).error();
   return static_cast<std::uint64_t>(keel::detail::json_int(*r, "deleted"));

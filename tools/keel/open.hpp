@@ -82,8 +82,8 @@ inline std::string main_spec(const cli& c) {
 //                              they say.
 // `doctor_target` is what an open failure suggests to run `keel doctor` on: it
 // comes in as the path, and becomes etcd://... when the store is a cluster.
-inline keel::result<cli_store> open_spec(const cli& c, const std::string& spec, access how,
-                                         std::string& doctor_target, bool main_store = false) {
+inline keel::result<cli_store> open_spec(const cli& c, const std::string& spec, access how, std::string& doctor_target,
+                                         bool main_store = false) {
   keel::store_config base;
   const bool memory_spec = spec == "memory" || spec.rfind("memory:", 0) == 0;
   const bool etcd_spec = spec.rfind("etcd:", 0) == 0;
@@ -136,8 +136,8 @@ inline keel::result<cli_store> open_spec(const cli& c, const std::string& spec, 
     const auto& file = cfg->memory.persist_path;
     std::error_code ec;
     if (how == access::read && !file.empty() && !std::filesystem::exists(file, ec) && !ec) {
-      return keel::error(keel::errc::not_found, "no database at '" + file.string() +
-                                                    "' (no such memory store file; nothing was created)");
+      return keel::error(keel::errc::not_found,
+                         "no database at '" + file.string() + "' (no such memory store file; nothing was created)");
     }
     return keel::open_store<cli_store>(*cfg);
   }
