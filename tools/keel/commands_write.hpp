@@ -38,39 +38,15 @@ inline int cmd_del(const cli& c) {
   });
 }
 
-#if KEEL_HAS_ETCD
-// etcd: erases `range` with one deleterange request (atomic) and returns the
-// number of keys etcd says it deleted (exact). A counting transaction would
-// not do there: its commit needs one compare per key of the range, and etcd
-// takes at most max_txn_ops (128) per txn.
-inline keel::result<std::uint64_t> etcd_erase_range_counted(const keel::EtcdPolicy& policy,
-                                                            const keel::key_range& range) {
-  auto bounds = policy.etcd_range(range);
-  if (!bounds) return std::uint64_t{0};
-  const keel::etcd_options& o = policy.config();
-  keel::detail::etcd_transport_config tc;
-  for (auto e : o.endpoints) {
-    while (!e.empty() && e.back() == '/') e.pop_back();
-    tc.endpoints.push_back(std::move(e));
-  }
-  tc.connect_timeout = o.connect_timeout;
-  tc.request_timeout = o.request_timeout;
-  tc.operation_timeout = o.operation_timeout;
-  keel::detail::etcd_transport transport(tc);
-  std::string body = keel::detail::json_object().bytes("key", bounds->first).bytes("range_end", bounds->second).str();
-  auto r = transport.call("kv/deleterange", body, keel::detail::call_kind::write, "del");
-  if (!r) return std::move(r).error();
-  return static_cast<std::uint64_t>(keel::detail::json_int(*r, "deleted"));
-}
-#endif
-
 // Erases `range` and returns how many keys it held, exactly: by a scan of
 // the range in the same transaction as the erase (a write into the range by
 // anyone else in between makes the commit conflict, and run_transaction runs
-// both again); on etcd by etcd's own count (etcd_erase_range_counted).
+// both again); on etcd by etcd's own count (EtcdPolicy::erase_range_counted:
+// a counting transaction would need one compare per key there, and etcd takes
+// at most 128 per txn).
 inline keel::result<std::uint64_t> erase_range_counted(cli_store& store, const keel::key_range& range) {
 #if KEEL_HAS_ETCD
-  if (auto* etcd = store.get_if<keel::EtcdPolicy>()) return etcd_erase_range_counted(etcd->policy(), range);
+  if (auto* etcd = store.get_if<keel::EtcdPolicy>()) return etcd->policy().erase_range_counted(range);
 #endif
   return store.run_transaction([&](cli_store::transaction_type& tx) -> keel::result<std::uint64_t> {
     std::uint64_t k = 0;
