@@ -201,9 +201,8 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
     }
     for (const auto& e : opts.endpoints) {
       if (e.rfind("http://", 0) != 0 && e.rfind("https://", 0) != 0) {
-        return keel::error(
-            errc::invalid_argument,
-            "etcd: endpoint '" + e + "' must start with http:// or https:// (e.g. http://127.0.0.1:2379)");
+        return keel::error(errc::invalid_argument,
+                           "etcd: endpoint '" + e + "' must start with http:// or https:// (e.g. http://127.0.0.1:2379)");
       }
     }
     if (opts.page_size == 0 || opts.max_txn_ops == 0 || opts.max_request_bytes == 0) {
@@ -216,8 +215,7 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
   }
 
   explicit EtcdPolicy(const options& opts)
-      : opts_(opts),
-        prefix_end_(key_range::prefix_successor(opts.prefix).value_or(std::string(1, '\0'))),
+      : opts_(opts), prefix_end_(key_range::prefix_successor(opts.prefix).value_or(std::string(1, '\0'))),
         transport_(make_transport_config(opts)) {}
   EtcdPolicy(const EtcdPolicy&) = delete;
   EtcdPolicy& operator=(const EtcdPolicy&) = delete;
@@ -421,9 +419,9 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
       std::string lo = bounds->first;
       for (;;) {
         if (compares.size() > opts_.max_txn_ops) break;
-        auto page =
-            transport_.call("kv/range", range_body(lo, bounds->second, start, opts_.max_txn_ops, false, false, true),
-                            detail::call_kind::read, "transaction validation");
+        auto page = transport_.call("kv/range",
+                                    range_body(lo, bounds->second, start, opts_.max_txn_ops, false, false, true),
+                                    detail::call_kind::read, "transaction validation");
         if (!page) return std::move(page).error();
         auto r = parse_range(*page);
         for (const auto& kv : r.kvs) compare_mod(kv.etcd_key, {}, "EQUAL", kv.mod_revision);
@@ -444,8 +442,7 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
     if (!*ok) {
       return keel::error(errc::conflict,
                          "etcd: transaction conflict: a key it read or a range it scanned was changed by another "
-                         "commit after revision " +
-                             std::to_string(start) + "; nothing was written, run it again");
+                         "commit after revision " + std::to_string(start) + "; nothing was written, run it again");
     }
     return {};
   }
@@ -586,8 +583,8 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
     if (auto kvs = j.find("kvs"); kvs != j.end() && kvs->is_array()) {
       r.kvs.reserve(kvs->size());
       for (const auto& x : *kvs)
-        r.kvs.push_back(
-            {detail::json_bytes(x, "key"), detail::json_bytes(x, "value"), detail::json_int(x, "mod_revision")});
+        r.kvs.push_back({detail::json_bytes(x, "key"), detail::json_bytes(x, "value"),
+                         detail::json_int(x, "mod_revision")});
     }
     return r;
   }
@@ -680,7 +677,8 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
         case write_batch::op_kind::erase_range: {
           key_range r = op.range();
           if (!erase_range_is_valid(r)) {
-            return keel::error(errc::invalid_argument, "erase_range: the range's lower bound is above its upper bound");
+            return keel::error(errc::invalid_argument,
+                               "erase_range: the range's lower bound is above its upper bound");
           }
           if (r.is_empty()) break;
           auto first = r.lower() ? last.lower_bound(*r.lower()) : last.begin();
