@@ -70,7 +70,7 @@ inline int doctor_etcd(const cli& c, const std::vector<std::string>& endpoints) 
              ",\"db_size\":" + num(s.db_size) + ",\"db_size_in_use\":" + num(s.db_size_in_use);
         if (s.quota) j += ",\"db_size_quota\":" + num(*s.quota);
       } else {
-        j += ",\"error\":" + str(s.error);
+        j += ",\"no_leader\":" + std::string(s.no_leader ? "true" : "false") + ",\"error\":" + str(s.error);
       }
       j += "}";
     }

@@ -19,8 +19,10 @@
 // (a member that refuses connections is tried again until then).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <keel/detail/etcd_transport.hpp>
 #include <optional>
 #include <string>
@@ -32,7 +34,8 @@ namespace keel_tool {
 struct etcd_endpoint_status {
   std::string endpoint;  // http://HOST:PORT
   bool answered = false;
-  std::string error;  // why not, when !answered
+  bool no_leader = false;  // it answered "no leader" (to every request: keel asks for a leader)
+  std::string error;       // why not, when !answered
   std::uint64_t member_id = 0, leader = 0;
   std::int64_t raft_term = 0, raft_index = 0, db_size = 0, db_size_in_use = 0;
   std::optional<std::int64_t> quota;  // dbSizeQuota, when this etcd reports it (3.4 does not)
@@ -133,7 +136,13 @@ inline etcd_doctor_report diagnose_etcd(const std::vector<std::string>& endpoint
     auto st = t.call("maintenance/status", "{}", call_kind::read, "status");
     if (!st) {
       s.error = st.error().message();
-      say(e + " does not answer: " + s.error);
+      s.no_leader = s.error.find("no leader") != std::string::npos;
+      if (s.no_leader)
+        say(e +
+            " runs, but has no leader, so it serves no request (etcd answers \"no leader\" to a client that "
+            "asks for one, as keel does).");
+      else
+        say(e + " does not answer: " + s.error);
     } else {
       s.answered = true;
       answering.push_back(e);
@@ -152,14 +161,26 @@ inline etcd_doctor_report diagnose_etcd(const std::vector<std::string>& endpoint
     }
     r.endpoints.push_back(std::move(s));
   }
+  const std::string no_leader_advice =
+      "The cluster has no leader: a majority of its members must run and reach each other on their peer "
+      "URLs. Start the stopped members (see above which ones do not answer) and check their logs.";
   if (answering.empty()) {
-    say("No member answered, so no request can be served.");
+    const bool leaderless =
+        std::any_of(r.endpoints.begin(), r.endpoints.end(), [](const auto& s) { return s.no_leader; });
+    if (leaderless) {
+      say("No member that answered knows a leader: the cluster cannot commit writes (no quorum, or an election "
+          "is under way).");
+      r.write_error = "no leader";
+      r.advice = no_leader_advice;
+    } else {
+      say("No member answered, so no request can be served.");
+      r.write_error = "no member answered";
+      r.advice =
+          "Check that etcd runs and listens on these client URLs (etcd --listen-client-urls, "
+          "--advertise-client-urls), that nothing blocks the ports, and that the gRPC gateway is on "
+          "(keel talks to etcd's HTTP/JSON gateway, on by default in etcd 3.4).";
+    }
     say("Verdict: a write would NOT succeed now.");
-    r.write_error = "no member answered";
-    r.advice =
-        "Check that etcd runs and listens on these client URLs (etcd --listen-client-urls, "
-        "--advertise-client-urls), that nothing blocks the ports, and that the gRPC gateway is on "
-        "(keel talks to etcd's HTTP/JSON gateway, on by default in etcd 3.4).";
     return r;
   }
   keel::detail::etcd_transport cluster(transport_config(answering, std::chrono::milliseconds(3000)));
@@ -269,9 +290,7 @@ inline etcd_doctor_report diagnose_etcd(const std::vector<std::string>& endpoint
         "compact), defragment every member (etcdctl defrag), then disarm the alarm (etcdctl alarm disarm); "
         "or raise --quota-backend-bytes.";
   else if (r.leader == 0 || code == keel::errc::unavailable)
-    r.advice =
-        "The cluster has no leader: a majority of its members must run and reach each other on their peer "
-        "URLs. Start the stopped members (see above which ones do not answer) and check their logs.";
+    r.advice = no_leader_advice;
   else if (code == keel::errc::outcome_unknown)
     r.advice =
         "The cluster did not commit in time: check the members' logs for slow disks (fsync) or an "
