@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <keel/copy.hpp>
 #include <keel/dump.hpp>
+#include <keel/dump_rocksdb.hpp>  // import_dump on RocksDB: SST ingestion of sorted dumps
 #include <string>
 
 #include "args.hpp"
