@@ -10,6 +10,7 @@
 #include <keel/keel.hpp>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "support/temp_dir.hpp"
 
@@ -60,6 +61,17 @@ keel::rocks_store open_rocks(const fs::path& p) {
   REQUIRE(r);
   return std::move(*r);
 }
+
+// A destination that keeps the size of every write_batch it is given.
+struct batch_recorder {
+  std::vector<std::size_t> sizes;
+  std::map<std::string, std::string> data;
+  keel::result<void> write(const keel::write_batch& b) {
+    sizes.push_back(b.size());
+    for (const auto& op : b) data.insert_or_assign(std::string(op.key), std::string(op.value));
+    return {};
+  }
+};
 
 }  // namespace
 
@@ -228,6 +240,34 @@ TEST_SUITE("dump") {
     auto v2 = keel::verify_dump(tmp.path() / "v2");
     REQUIRE_FALSE(v2);
     CHECK(v2.error().code() == errc::not_supported);
+  }
+
+  TEST_CASE("import and copy cap their batches at batch_records (for etcd's operations per txn)") {
+    temp_dir tmp;
+    std::map<std::string, std::string> data;
+    for (int i = 0; i < 250; ++i) data["k" + std::to_string(1000 + i)] = "v";
+    auto mem = keel::memory_store::open({});
+    fill(*mem, data);
+    const auto file = tmp.path() / "d.keeldump";
+    REQUIRE(keel::export_dump(*mem, file));
+
+    batch_recorder imported;
+    keel::import_options io;
+    io.batch_records = 100;
+    REQUIRE(keel::import_dump(imported, file, io));
+    CHECK(imported.sizes == std::vector<std::size_t>{100, 100, 50});
+    CHECK(imported.data == data);
+
+    batch_recorder copied;
+    keel::copy_options co;
+    co.batch_records = 100;
+    REQUIRE(keel::copy(*mem, copied, co));
+    CHECK(copied.sizes == std::vector<std::size_t>{100, 100, 50});
+    CHECK(copied.data == data);
+
+    batch_recorder unlimited;  // 0: only batch_bytes closes a batch
+    REQUIRE(keel::copy(*mem, unlimited));
+    CHECK(unlimited.sizes == std::vector<std::size_t>{250});
   }
 
   TEST_CASE("copy between any two stores, with progress") {

@@ -6,7 +6,8 @@
 // Generic over anything with scan(key_range) (basic_store, basic_any_store,
 // snapshots) as source and write(write_batch) as destination. The source is
 // read through one cursor, i.e. one consistent view; the destination gets
-// write_batches of copy_options::batch_bytes (each atomic, not the whole copy).
+// write_batches of copy_options::batch_bytes (and at most batch_records
+// entries, when set), each atomic, not the whole copy.
 // Existing keys in the destination are overwritten, others are kept.
 // Needs no backend headers.
 #pragma once
@@ -22,6 +23,9 @@ namespace keel {
 struct copy_options {
   key_range range = key_range::all();
   std::size_t batch_bytes = 4 << 20;
+  // Entries per write_batch; 0: no limit. For a destination whose batches are
+  // capped in operations (etcd: etcd_options::max_txn_ops).
+  std::size_t batch_records = 0;
   progress_fn progress{};
 };
 
@@ -41,7 +45,7 @@ result<copy_info> copy(const Source& src, Destination& dst, const copy_options& 
     batch.put(e.key, e.value);
     ++info.records;
     info.payload_bytes += e.key.size() + e.value.size();
-    if (batch.payload_bytes() >= opts.batch_bytes) {
+    if (batch.payload_bytes() >= opts.batch_bytes || (opts.batch_records && batch.size() >= opts.batch_records)) {
       if (auto w = dst.write(batch); !w) return w.error();
       batch.clear();
     }

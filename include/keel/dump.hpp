@@ -527,6 +527,9 @@ result<dump_info> export_dump(const Store& store, const std::filesystem::path& p
 struct import_options {
   // Bytes of keys and values per write_batch in the import pass.
   std::size_t batch_bytes = 4 << 20;
+  // Records per write_batch in the import pass; 0: no limit. For a store
+  // whose batches are capped in operations (etcd: etcd_options::max_txn_ops).
+  std::size_t batch_records = 0;
   // Skip the verification pass (the file was just verified). Not recommended:
   // a damaged file is then detected only part way through.
   bool skip_verify = false;
@@ -560,7 +563,7 @@ result<dump_info> import_dump_batches(Store& store, const std::filesystem::path&
     if (!more) return std::move(more).error();
     if (!*more) break;
     batch.put(r.key(), r.value());
-    if (batch.payload_bytes() >= opts.batch_bytes) {
+    if (batch.payload_bytes() >= opts.batch_bytes || (opts.batch_records && batch.size() >= opts.batch_records)) {
       if (auto w = store.write(batch); !w) return w.error();
       batch.clear();
     }

@@ -272,16 +272,24 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
   // One deleterange request (atomic); invalid_argument when the lower bound
   // is above the upper bound.
   result<void> erase_range(const key_range& range) {
+    auto n = erase_range_counted(range);
+    if (!n) return std::move(n).error();
+    return {};
+  }
+  // erase_range, returning how many keys it erased: etcd's own count, from
+  // the same request (exact and atomic; a counting transaction would need a
+  // compare per key, past max_txn_ops).
+  result<std::uint64_t> erase_range_counted(const key_range& range) {
     if (!is_open()) return closed_error();
     if (!erase_range_is_valid(range)) {
       return keel::error(errc::invalid_argument, "erase_range: the range's lower bound is above its upper bound");
     }
     auto bounds = etcd_range(range);
-    if (!bounds) return {};
+    if (!bounds) return std::uint64_t{0};
     std::string body = detail::json_object().bytes("key", bounds->first).bytes("range_end", bounds->second).str();
     auto r = transport_.call("kv/deleterange", body, detail::call_kind::write, "erase_range");
     if (!r) return std::move(r).error();
-    return {};
+    return static_cast<std::uint64_t>(detail::json_int(*r, "deleted"));
   }
 
   // Read-only txns of range requests: one when the keys fit max_txn_ops,

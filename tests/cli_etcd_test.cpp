@@ -1,0 +1,274 @@
+// The keel command-line tool on an etcd cluster (--etcd, --etcd-prefix,
+// KEEL_ETCD_ENDPOINTS, etcd: in migrate, doctor etcd://), run as a separate
+// process against etcd members the tests start on 127.0.0.1
+// (support/etcd_cluster.hpp). Built only with the etcd backend.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <keel/dump.hpp>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/cli_run.hpp"
+#include "support/etcd_cluster.hpp"
+#include "support/temp_dir.hpp"
+
+using keel::test::etcd_cluster;
+using keel::test::run_cli;
+using keel::test::temp_dir;
+
+namespace {
+
+// A dump file holding `entries`, written with keel's own dump writer.
+void write_dump(const std::filesystem::path& file, const std::map<std::string, std::string>& entries) {
+  keel::dump_writer w;
+  REQUIRE(w.open(file));
+  for (const auto& [k, v] : entries) REQUIRE(w.add(k, v));
+  REQUIRE(w.finish());
+}
+
+std::map<std::string, std::string> read_dump(const std::filesystem::path& file) {
+  std::map<std::string, std::string> out;
+  keel::dump_reader r;
+  REQUIRE(r.open(file));
+  for (;;) {
+    auto more = r.next();
+    REQUIRE(more);
+    if (!*more) break;
+    out.emplace(std::string(r.key()), std::string(r.value()));
+  }
+  return out;
+}
+
+// The value of `name` in the output of `keel stats` ("name\tvalue" lines).
+std::string stat(const std::string& stats_out, const std::string& name) {
+  const std::string key = name + "\t";
+  for (std::size_t at = 0; at < stats_out.size();) {
+    const std::size_t nl = stats_out.find('\n', at);
+    const std::string line = stats_out.substr(at, nl - at);
+    if (line.rfind(key, 0) == 0) return line.substr(key.size());
+    if (nl == std::string::npos) break;
+    at = nl + 1;
+  }
+  return "";
+}
+
+// "127.0.0.1:PORT" of an endpoint "http://127.0.0.1:PORT".
+std::string host_port(const std::string& endpoint) { return endpoint.substr(endpoint.find("://") + 3); }
+
+}  // namespace
+
+TEST_SUITE("cli") {
+  TEST_CASE("cli on etcd: put, get, scan, count, del --prefix, stats; prefixes never meet") {
+    REQUIRE(etcd_cluster::available());
+    etcd_cluster cluster(1);
+    const std::string url = cluster.endpoint(0);
+    auto on = [&](const std::string& prefix, std::vector<std::string> args) {
+      args.insert(args.begin(), {"--etcd", url, "--etcd-prefix", prefix});
+      return run_cli(args);
+    };
+
+    CHECK(on("app/", {"put", "user/a", "alice"}).status == 0);
+    CHECK(on("app/", {"put", "user/b\\x00\\xff", "tab\\there"}).status == 0);
+    CHECK(on("app/", {"put", "other", ""}).status == 0);
+    CHECK(on("app2/", {"put", "user/z", "zed"}).status == 0);
+
+    auto g = on("app/", {"get", "user/a"});
+    CHECK(g.status == 0);
+    CHECK(g.out == "alice\n");
+    g = on("app/", {"--json", "get", "user/b\\x00\\xff"});
+    CHECK(g.out == "{\"key\":\"user/b\\u0000\\u00ff\",\"value\":\"tab\\u0009here\"}\n");
+    CHECK(on("app/", {"get", "user/z"}).status == 1);  // app2/'s key is not app/'s
+    CHECK(on("app2/", {"get", "user/z"}).out == "zed\n");
+
+    auto s = on("app/", {"scan"});
+    CHECK(s.status == 0);
+    CHECK(s.out == "other\t\nuser/a\talice\nuser/b\\x00\\xff\ttab\\there\n");
+    CHECK(on("app/", {"scan", "--prefix", "user/", "--reverse", "--keys-only"}).out == "user/b\\x00\\xff\nuser/a\n");
+    CHECK(on("app2/", {"scan"}).out == "user/z\tzed\n");
+    CHECK(on("app/", {"count"}).out == "3\n");
+    CHECK(on("app/", {"--json", "count", "--prefix", "user/"}).out == "{\"count\":2}\n");
+
+    auto st = on("app/", {"stats"});
+    CHECK(st.status == 0);
+    CHECK(stat(st.out, "backend") == "etcd");
+    CHECK(stat(st.out, "prefix") == "app/");
+    CHECK(stat(st.out, "endpoints") == url);
+    CHECK(stat(st.out, "keys") == "3");
+    CHECK(stat(st.out, "etcd.members") == "1");
+    CHECK(stat(st.out, "etcd.leader") != "0");
+    CHECK(on("app/", {"--json", "stats"}).has("\"backend\":\"etcd\""));
+
+    // del --prefix: etcd's own count; app2/ keeps its key.
+    auto d = on("app/", {"--json", "del", "--prefix", "user/"});
+    CHECK(d.status == 0);
+    CHECK(d.out == "{\"erased\":2}\n");
+    CHECK(on("app/", {"scan"}).out == "other\t\n");
+    CHECK(on("app2/", {"count"}).out == "1\n");
+    CHECK(on("app/", {"del", "other"}).status == 0);
+    CHECK(on("app/", {"count"}).out == "0\n");
+    CHECK(on("app2/", {"del", "--from", "user/", "--to", "user/zz"}).says("erased 1 keys"));
+    CHECK(on("app2/", {"count"}).out == "0\n");
+
+    // The environment names the cluster too; the options win over it.
+    ::setenv("KEEL_ETCD_ENDPOINTS", url.c_str(), 1);
+    ::setenv("KEEL_ETCD_PREFIX", "env/", 1);
+    CHECK(run_cli({"put", "k", "from-env"}).status == 0);
+    CHECK(on("env/", {"get", "k"}).out == "from-env\n");
+    CHECK(run_cli({"--etcd-prefix", "app/", "count"}).out == "0\n");
+    ::unsetenv("KEEL_ETCD_PREFIX");
+    auto no_prefix = run_cli({"count"});
+    ::unsetenv("KEEL_ETCD_ENDPOINTS");
+    CHECK(no_prefix.status == 3);
+    CHECK(no_prefix.says("needs a key prefix"));
+
+    // A store has no local files to checkpoint: a clear error, exit 5.
+    temp_dir tmp;
+    auto cp = on("app/", {"checkpoint", (tmp.path() / "cp").string()});
+    CHECK(cp.status == 5);
+    CHECK(cp.says("not supported"));
+    CHECK_FALSE(std::filesystem::exists(tmp.path() / "cp"));
+    CHECK(on("app/", {"compact"}).status == 0);
+
+    // Usage: --etcd with --db or --memory, an empty value.
+    CHECK(run_cli({"--etcd", url, "--db", (tmp.path() / "db").string(), "count"}).status == 2);
+    CHECK(run_cli({"--etcd", url, "--memory", "count"}).status == 2);
+    CHECK(run_cli({"--etcd", "", "count"}).status == 2);
+    CHECK_FALSE(std::filesystem::exists(tmp.path() / "db"));
+  }
+
+  TEST_CASE("cli on etcd: import and export round trip, in batches etcd accepts; migrate to and from etcd") {
+    REQUIRE(etcd_cluster::available());
+    etcd_cluster cluster(1);
+    const std::string url = cluster.endpoint(0);
+    temp_dir tmp;
+
+    // 300 small records: more than etcd's 128 operations per txn. 20 of
+    // 200 KiB: 4 MiB, more than its 1.5 MiB per request. One batch each
+    // would be refused.
+    std::map<std::string, std::string> entries;
+    for (int i = 0; i < 300; ++i) entries["small/" + std::to_string(1000 + i)] = "v" + std::to_string(i);
+    for (int i = 0; i < 20; ++i)
+      entries["big/" + std::to_string(10 + i)] = std::string(200 << 10, static_cast<char>('a' + i));
+    const auto dump = tmp.path() / "in.keeldump";
+    write_dump(dump, entries);
+
+    auto imp = run_cli({"--etcd", url, "--etcd-prefix", "imp/", "--json", "import", dump.string()});
+    CHECK(imp.status == 0);
+    CHECK(imp.out == "{\"records\":320,\"payload_bytes\":" + std::to_string([&] {
+                       std::size_t n = 0;
+                       for (const auto& [k, v] : entries) n += k.size() + v.size();
+                       return n;
+                     }()) +
+                         "}\n");
+    INFO(imp.err);
+    CHECK(run_cli({"--etcd", url, "--etcd-prefix", "imp/", "count"}).out == "320\n");
+
+    const auto out = tmp.path() / "out.keeldump";
+    auto exp = run_cli({"--etcd", url, "--etcd-prefix", "imp/", "export", out.string()});
+    CHECK(exp.status == 0);
+    CHECK(exp.says("exported 320 records"));
+    CHECK(read_dump(out) == entries);
+
+    // etcd -> etcd (another prefix), etcd -> RocksDB, RocksDB -> etcd.
+    CHECK(run_cli({"--etcd", url, "migrate", "etcd:imp/", "etcd:copy/"}).status == 0);
+    CHECK(run_cli({"--etcd", url, "--etcd-prefix", "copy/", "count"}).out == "320\n");
+    const std::string db = (tmp.path() / "db").string();
+    CHECK(run_cli({"--etcd", url, "migrate", "etcd:copy/", db}).status == 0);
+    CHECK(run_cli({"--db", db, "count"}).out == "320\n");
+    CHECK(run_cli({"--etcd", url, "--etcd-prefix", "back/", "migrate", db, "etcd:"}).status == 0);
+    const auto back = tmp.path() / "back.keeldump";
+    CHECK(run_cli({"--etcd", url, "--etcd-prefix", "back/", "export", back.string()}).status == 0);
+    CHECK(read_dump(back) == entries);
+    // del --prefix of 300 keys: one request, counted by etcd (a counting
+    // transaction would need 300 compares, past etcd's 128).
+    auto d = run_cli({"--etcd", url, "--etcd-prefix", "imp/", "--json", "del", "--prefix", "small/"});
+    CHECK(d.status == 0);
+    CHECK(d.out == "{\"erased\":300}\n");
+    CHECK(run_cli({"--etcd", url, "--etcd-prefix", "imp/", "count"}).out == "20\n");
+    // `etcd:` needs a cluster.
+    auto none = run_cli({"migrate", db, "etcd:x/"});
+    CHECK(none.status == 3);
+    CHECK(none.says("no etcd cluster given"));
+  }
+
+  TEST_CASE(
+      "cli doctor etcd://: a healthy member exits 0 and writes nothing; a stopped member or a closed port exits 1") {
+    REQUIRE(etcd_cluster::available());
+    etcd_cluster cluster(1);
+    const std::string url = cluster.endpoint(0);
+    const std::string target = "etcd://" + host_port(url);
+    CHECK(run_cli({"--etcd", url, "--etcd-prefix", "d/", "put", "k", "v"}).status == 0);
+    const std::string revision_before =
+        stat(run_cli({"--etcd", url, "--etcd-prefix", "d/", "stats"}).out, "etcd.revision");
+
+    auto ok = run_cli({"doctor", target});
+    INFO(ok.out);
+    CHECK(ok.status == 0);
+    CHECK(ok.has("The cluster has 1 member: m0"));
+    CHECK(ok.has("Leader: m0"));
+    CHECK(ok.has("raft term"));
+    CHECK(ok.has("Database size"));
+    CHECK(ok.has("No alarms."));
+    CHECK(ok.has("Verdict: a write would succeed now."));
+    auto js = run_cli({"--json", "doctor", target});
+    CHECK(js.status == 0);
+    CHECK(js.has("\"write_would_succeed\":true"));
+    CHECK(js.has("\"name\":\"m0\""));
+    // The write check wrote nothing: no new revision, no key anywhere.
+    CHECK(stat(run_cli({"--etcd", url, "--etcd-prefix", "d/", "stats"}).out, "etcd.revision") == revision_before);
+
+    // Usage errors.
+    CHECK(run_cli({"doctor", "etcd://"}).status == 2);
+    CHECK(run_cli({"doctor", "etcd://127.0.0.1"}).status == 2);
+    CHECK(run_cli({"doctor", target, "extra"}).status == 2);
+
+    // Stopped: nothing listens there any more.
+    cluster.stop(0);
+    auto down = run_cli({"doctor", target});
+    INFO(down.out);
+    CHECK(down.status == 1);
+    CHECK(down.has(url + " does not answer"));
+    CHECK(down.has("No member answered"));
+    CHECK(down.has("Verdict: a write would NOT succeed now."));
+    CHECK(down.has("What to do:"));
+    auto jd = run_cli({"--json", "doctor", target});
+    CHECK(jd.status == 1);
+    CHECK(jd.has("\"write_would_succeed\":false"));
+    CHECK(jd.has("\"answered\":false"));
+    // A store command on it: exit 3, pointing at the doctor.
+    auto open = run_cli({"--etcd", url, "--etcd-prefix", "d/", "count"});
+    CHECK(open.status == 3);
+    CHECK(open.says("keel doctor " + target));
+  }
+
+  TEST_CASE("cli doctor etcd://: a member without quorum runs, but a write would not succeed") {
+    REQUIRE(etcd_cluster::available());
+    etcd_cluster cluster(3);
+    const int survivor = 0;
+    cluster.stop(1);
+    cluster.stop(2);
+    // Until the survivor notices (CheckQuorum: a leader without a majority
+    // steps down after an election timeout, 200 ms here).
+    for (int i = 0; i < 500 && cluster.leader() != -1; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling interval
+    REQUIRE(cluster.leader() == -1);
+    std::string target = "etcd://";
+    for (int i = 0; i < 3; ++i) target += (i ? "," : "") + host_port(cluster.endpoint(i));
+    auto r = run_cli({"doctor", target});
+    INFO(r.out);
+    CHECK(r.status == 1);
+    CHECK(r.has(cluster.endpoint(1) + " does not answer"));
+    CHECK(r.has(cluster.endpoint(2) + " does not answer"));
+    CHECK(r.has(cluster.endpoint(survivor) + " runs, but has no leader"));
+    CHECK(r.has("Verdict: a write would NOT succeed now."));
+    CHECK(r.has("No member that answered knows a leader"));
+    CHECK(r.has("What to do: The cluster has no leader"));
+    auto js = run_cli({"--json", "doctor", target});
+    CHECK(js.status == 1);
+    CHECK(js.has("\"no_leader\":true"));
+  }
+}

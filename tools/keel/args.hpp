@@ -1,0 +1,162 @@
+// keel tool: the command line. Options before the command (struct cli,
+// parse_options) and the range options of scan, count, export, del, compact
+// (range_opts, parse_range).
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <keel/key_range.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "exit_codes.hpp"
+#include "text.hpp"
+
+namespace keel_tool {
+
+// The options given before the command, and the command with its arguments.
+struct cli {
+  std::string db;
+  std::string memory_file;  // --memory-file: the memory store persists there
+  std::string etcd;         // --etcd URL[,URL...]: the etcd cluster (only with the etcd backend)
+  std::string etcd_prefix;  // --etcd-prefix P: the store's key prefix in the cluster
+  bool memory = false, fallback = false, json = false, raw = false;
+  bool help = false;  // -h / --help: print the usage and exit 0
+  std::optional<bool> progress;
+  std::vector<std::string> args;  // command and its arguments
+
+  bool show_progress() const { return progress.value_or(::isatty(2) == 1); }
+};
+
+// Whether this keel can open an etcd cluster (tools/meson.build defines
+// KEEL_HAS_ETCD when keel is built with the etcd backend).
+#if KEEL_HAS_ETCD
+constexpr bool has_etcd_backend = true;
+#else
+constexpr bool has_etcd_backend = false;
+#endif
+
+// The message for --etcd, --etcd-prefix, etcd:// and etcd: without the backend.
+inline std::string no_etcd_backend(std::string_view what) {
+  return std::string(what) +
+         ": this keel was built without the etcd backend (meson option etcd: libcurl and "
+         "nlohmann-json)";
+}
+
+// Parses argv[1...] into c: the options, then the command and its
+// arguments. Returns the exit code of a usage error (already reported), or
+// nullopt to go on.
+inline std::optional<int> parse_options(int argc, char** argv, cli& c) {
+  int i = 1;
+  for (; i < argc; ++i) {
+    std::string_view s = argv[i];
+    if (s == "-h" || s == "--help") {
+      c.help = true;
+      return std::nullopt;
+    } else if (s == "--db") {
+      if (++i >= argc) return usage_error("--db needs a PATH");
+      c.db = argv[i];
+    } else if (s.rfind("--db=", 0) == 0) {
+      c.db = std::string(s.substr(5));
+    } else if (s == "--memory") {
+      c.memory = true;
+    } else if (s == "--memory-file") {
+      if (++i >= argc) return usage_error("--memory-file needs a FILE");
+      c.memory = true;
+      c.memory_file = argv[i];
+    } else if (s == "--etcd" || s == "--etcd-prefix") {
+      if (!has_etcd_backend) return usage_error(no_etcd_backend(s));
+      if (++i >= argc) return usage_error(std::string(s) + (s == "--etcd" ? " needs URL[,URL...]" : " needs a PREFIX"));
+      if (*argv[i] == '\0') return usage_error(std::string(s) + " needs a non-empty value");
+      (s == "--etcd" ? c.etcd : c.etcd_prefix) = argv[i];
+    } else if (s == "--fallback") {
+      c.fallback = true;
+    } else if (s == "--json") {
+      c.json = true;
+    } else if (s == "--raw") {
+      c.raw = true;
+    } else if (s == "--progress") {
+      c.progress = true;
+    } else if (s == "--no-progress") {
+      c.progress = false;
+    } else if (s.size() > 1 && s[0] == '-' && s != "-") {
+      return usage_error("unknown option " + std::string(s));
+    } else {
+      break;
+    }
+  }
+  for (; i < argc; ++i) c.args.emplace_back(argv[i]);
+  return std::nullopt;
+}
+
+// The RocksDB directory of the main store: --db, else $KEEL_DB, else "".
+inline std::string db_path(const cli& c) {
+  if (!c.db.empty()) return c.db;
+  if (const char* e = std::getenv("KEEL_DB")) return e;
+  return {};
+}
+
+// The range options of scan, count, export, del and compact.
+struct range_opts {
+  std::optional<std::string> prefix, lo, hi;
+  bool reverse = false, keys_only = false;
+  std::optional<std::uint64_t> limit;
+  std::vector<std::string> positional;
+  keel::key_range range() const {
+    keel::key_range r = keel::key_range::all();
+    if (prefix) r = keel::key_range::prefix(*prefix);
+    if (lo && hi)
+      r = keel::key_range::between(*lo, *hi);
+    else if (lo)
+      r = keel::key_range::from(*lo);
+    else if (hi)
+      r = keel::key_range::until(*hi);
+    return reverse ? r.reversed() : r;
+  }
+};
+
+// Parses range options from a[from...] into o (other words go to
+// o.positional); returns an error message, or "" when they are valid.
+inline std::string parse_range(const std::vector<std::string>& a, std::size_t from, range_opts& o) {
+  for (std::size_t i = from; i < a.size(); ++i) {
+    const std::string& s = a[i];
+    auto value = [&](std::optional<std::string>& dst) -> std::string {
+      if (i + 1 >= a.size()) return s + " needs a value";
+      auto u = unescape(a[++i]);
+      if (!u) return "bad escape in '" + a[i] + "'";
+      dst = *u;
+      return "";
+    };
+    std::string err;
+    if (s == "--prefix")
+      err = value(o.prefix);
+    else if (s == "--from")
+      err = value(o.lo);
+    else if (s == "--to")
+      err = value(o.hi);
+    else if (s == "--reverse")
+      o.reverse = true;
+    else if (s == "--keys-only")
+      o.keys_only = true;
+    else if (s == "--limit") {
+      if (i + 1 >= a.size()) return "--limit needs a value";
+      char* end = nullptr;
+      const std::string& n = a[++i];
+      unsigned long long v = std::strtoull(n.c_str(), &end, 10);
+      if (n.empty() || *end != '\0' || n[0] == '-') return "--limit needs a number, not '" + n + "'";
+      o.limit = v;
+    } else if (s.rfind("--", 0) == 0 && s.size() > 2)
+      return "unknown option " + s;
+    else
+      o.positional.push_back(s);
+    if (!err.empty()) return err;
+  }
+  if (o.prefix && (o.lo || o.hi)) return "--prefix cannot be combined with --from/--to";
+  return "";
+}
+
+}  // namespace keel_tool

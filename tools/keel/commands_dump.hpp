@@ -1,0 +1,152 @@
+// keel tool: moving data: export, import, verify (dumps,
+// docs/dump-format.md) and migrate (store to store).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <keel/copy.hpp>
+#include <keel/dump.hpp>
+#include <keel/dump_rocksdb.hpp>  // import_dump on RocksDB: SST ingestion of sorted dumps
+#include <string>
+
+#include "args.hpp"
+#include "exit_codes.hpp"
+#include "open.hpp"
+#include "progress.hpp"
+#include "stdin_spool.hpp"
+#include "text.hpp"
+
+namespace keel_tool {
+
+// The size of the write_batches an import or a migrate writes into `store`.
+struct batch_size {
+  std::size_t records = 0;  // 0: no limit
+  std::size_t bytes = 4 << 20;
+};
+
+// The library's defaults, except on etcd: one batch is one txn, which etcd
+// refuses past max_txn_ops operations (128 by default) or max_request_bytes
+// (1.5 MiB). A batch is closed once it reaches `bytes`, so it may exceed
+// them by one record: 512 KiB leaves room for a record of up to 1 MiB. Each
+// batch is atomic, the whole import is not.
+inline batch_size batch_limits([[maybe_unused]] const cli_store& store) {
+  batch_size b;
+#if KEEL_HAS_ETCD
+  if (auto* etcd = store.get_if<keel::EtcdPolicy>()) {
+    const keel::etcd_options& o = etcd->policy().config();
+    b.records = std::min<std::size_t>(100, o.max_txn_ops);
+    b.bytes = std::min<std::size_t>(512 << 10, o.max_request_bytes / 3);
+  }
+#endif
+  return b;
+}
+
+// export FILE|- [--prefix P] [--from K] [--to K]
+inline int cmd_export(const cli& c) {
+  range_opts ro;
+  if (auto err = parse_range(c.args, 1, ro); !err.empty()) return usage_error(err);
+  if (ro.positional.size() != 1) return usage_error("export takes one FILE");
+  if (ro.reverse || ro.limit || ro.keys_only) return usage_error("--reverse, --limit and --keys-only are for scan");
+  return with_store(c, access::read, [&](cli_store& store) {
+    const std::string& file = ro.positional[0];
+    keel::dump_writer w;
+    auto o = file == "-" ? w.open_fd(1) : w.open(file);
+    if (!o) return op_error(o.error());
+    progress_bar bar(c.show_progress(), "exporting");
+    auto info = keel::export_to(store, w, ro.range(), bar.fn());
+    bar.done();
+    if (!info) return op_error(info.error());
+    if (file != "-") {
+      if (c.json)
+        std::printf("{\"records\":%llu,\"payload_bytes\":%llu,\"file_bytes\":%llu}\n",
+                    static_cast<unsigned long long>(info->records),
+                    static_cast<unsigned long long>(info->payload_bytes),
+                    static_cast<unsigned long long>(info->file_bytes));
+      else
+        std::fprintf(stderr, "keel: exported %llu records to %s (%llu bytes)\n",
+                     static_cast<unsigned long long>(info->records), file.c_str(),
+                     static_cast<unsigned long long>(info->file_bytes));
+    }
+    return exit_ok;
+  });
+}
+
+// import FILE|-: verifies the whole dump, then writes it in batches.
+inline int cmd_import(const cli& c) {
+  if (c.args.size() != 2) return usage_error("import takes one FILE");
+  // `import -`: stdin is copied to a temporary file before the store opens.
+  stdin_spool spool;
+  auto file = dump_input(c.args[1], spool);
+  if (!file) return dump_input_failed(file.error());
+  const std::string import_file = *file;
+  return with_store(c, access::write, [&](cli_store& store) {
+    progress_bar bar(c.show_progress(), "importing");
+    keel::import_options io;
+    io.progress = bar.fn();
+    const batch_size limits = batch_limits(store);
+    io.batch_bytes = limits.bytes;
+    io.batch_records = limits.records;
+    auto info = keel::import_dump(store, import_file, io);
+    bar.done();
+    if (!info) return dump_error(info.error());
+    if (c.json)
+      std::printf("{\"records\":%llu,\"payload_bytes\":%llu}\n", static_cast<unsigned long long>(info->records),
+                  static_cast<unsigned long long>(info->payload_bytes));
+    else
+      std::fprintf(stderr, "keel: imported %llu records from %s\n", static_cast<unsigned long long>(info->records),
+                   c.args[1] == "-" ? "standard input" : c.args[1].c_str());
+    return exit_ok;
+  });
+}
+
+// verify FILE|-: checks a dump's checksums and counts; opens no store.
+inline int cmd_verify(const cli& c) {
+  if (c.args.size() != 2) return usage_error("verify takes one FILE");
+  stdin_spool spool;
+  auto file = dump_input(c.args[1], spool);
+  if (!file) return dump_input_failed(file.error());
+  progress_bar bar(c.show_progress(), "verifying");
+  auto info = keel::verify_dump(*file, bar.fn());
+  bar.done();
+  if (!info) return dump_error(info.error());
+  if (c.json)
+    std::printf("{\"records\":%llu,\"payload_bytes\":%llu,\"file_bytes\":%llu,\"sorted\":%s,\"version\":%u}\n",
+                static_cast<unsigned long long>(info->records), static_cast<unsigned long long>(info->payload_bytes),
+                static_cast<unsigned long long>(info->file_bytes), info->sorted ? "true" : "false", info->version);
+  else
+    std::printf("ok: %llu records, %llu bytes of keys and values, format version %u\n",
+                static_cast<unsigned long long>(info->records), static_cast<unsigned long long>(info->payload_bytes),
+                info->version);
+  return exit_ok;
+}
+
+// migrate SRC DST: copies every entry of SRC into DST (open_spec() says what
+// SRC and DST may name).
+inline int cmd_migrate(const cli& c) {
+  if (c.args.size() != 3) return usage_error("migrate takes SRC and DST");
+  std::string src_target = c.args[1], dst_target = c.args[2];
+  auto src = open_spec(c, c.args[1], access::read, src_target);
+  if (!src) return open_failed(src.error(), src_target);
+  auto dst = open_spec(c, c.args[2], access::write, dst_target);
+  if (!dst) return open_failed(dst.error(), dst_target);
+  progress_bar bar(c.show_progress(), "migrating");
+  keel::copy_options co;
+  co.progress = bar.fn();
+  const batch_size limits = batch_limits(*dst);
+  co.batch_bytes = limits.bytes;
+  co.batch_records = limits.records;
+  auto n = keel::copy(*src, *dst, co);
+  bar.done();
+  if (!n) return op_error(n.error());
+  if (auto r = dst->close(); !r) return op_error(r.error());
+  if (c.json)
+    std::printf("{\"records\":%llu,\"payload_bytes\":%llu}\n", static_cast<unsigned long long>(n->records),
+                static_cast<unsigned long long>(n->payload_bytes));
+  else
+    std::fprintf(stderr, "keel: copied %llu records (%llu bytes of keys and values)\n",
+                 static_cast<unsigned long long>(n->records), static_cast<unsigned long long>(n->payload_bytes));
+  return exit_ok;
+}
+
+}  // namespace keel_tool

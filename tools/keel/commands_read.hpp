@@ -1,0 +1,100 @@
+// keel tool: the read commands on the main store: get, scan, count. They
+// open a RocksDB directory read-only (open.hpp).
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <optional>
+#include <string>
+
+#include "args.hpp"
+#include "exit_codes.hpp"
+#include "open.hpp"
+#include "text.hpp"
+
+namespace keel_tool {
+
+// get KEY: the value (escaped, --raw or --json); exit 1 when absent.
+inline int cmd_get(const cli& c) {
+  if (c.args.size() != 2) return usage_error("get takes one KEY");
+  const auto key = unescape(c.args[1]);
+  if (!key) return usage_error("bad escape in KEY '" + c.args[1] + "'");
+  return with_store(c, access::read, [&](cli_store& store) {
+    auto v = store.get(*key);
+    if (!v) return op_error(v.error());
+    if (!*v) {
+      if (c.json)
+        write_out("null\n");
+      else
+        std::fprintf(stderr, "keel: no key %s\n", escape(*key).c_str());
+      return exit_not_found;
+    }
+    if (c.raw)
+      write_out(**v);
+    else if (c.json)
+      write_out("{\"key\":" + json_string(*key) + ",\"value\":" + json_string(**v) + "}\n");
+    else
+      write_out(escape(**v) + "\n");
+    return exit_ok;
+  });
+}
+
+// Checks the arguments of scan and count (range options, no FILE); returns
+// an error message or "".
+inline std::string parse_scan_args(const cli& c, range_opts& ro) {
+  const std::string& cmd = c.args[0];
+  if (auto err = parse_range(c.args, 1, ro); !err.empty()) return err;
+  if (!ro.positional.empty()) return cmd + " takes no FILE";
+  if (cmd != "scan" && (ro.reverse || ro.limit || ro.keys_only))
+    return "--reverse, --limit and --keys-only are for scan";
+  return "";
+}
+
+// scan [--prefix P] [--from K] [--to K] [--reverse] [--limit N] [--keys-only]
+inline int cmd_scan(const cli& c) {
+  range_opts ro;
+  if (auto err = parse_scan_args(c, ro); !err.empty()) return usage_error(err);
+  return with_store(c, access::read, [&](cli_store& store) {
+    auto cursor = store.scan(ro.range());
+    std::uint64_t n = 0;
+    std::string line;
+    for (const auto& e : cursor) {
+      if (ro.limit && n >= *ro.limit) break;
+      ++n;
+      if (c.json) {
+        line = "{\"key\":" + json_string(e.key);
+        if (!ro.keys_only) line += ",\"value\":" + json_string(e.value);
+        line += "}\n";
+      } else {
+        line = escape(e.key);
+        if (!ro.keys_only) {
+          line += '\t';
+          line += escape(e.value);
+        }
+        line += '\n';
+      }
+      write_out(line);
+    }
+    if (cursor.error()) return op_error(*cursor.error());
+    return exit_ok;
+  });
+}
+
+// count [--prefix P] [--from K] [--to K]: the number of keys (exact: counted by a scan).
+inline int cmd_count(const cli& c) {
+  range_opts ro;
+  if (auto err = parse_scan_args(c, ro); !err.empty()) return usage_error(err);
+  return with_store(c, access::read, [&](cli_store& store) {
+    auto cursor = store.scan(ro.range());
+    std::uint64_t n = 0;
+    for (auto it = cursor.begin(); it != cursor.end(); ++it) ++n;
+    if (cursor.error()) return op_error(*cursor.error());
+    if (c.json)
+      std::printf("{\"count\":%llu}\n", static_cast<unsigned long long>(n));
+    else
+      std::printf("%llu\n", static_cast<unsigned long long>(n));
+    return exit_ok;
+  });
+}
+
+}  // namespace keel_tool

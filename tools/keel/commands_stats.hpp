@@ -1,0 +1,69 @@
+// keel tool: the stats command.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "args.hpp"
+#include "exit_codes.hpp"
+#include "open.hpp"
+#include "text.hpp"
+
+namespace keel_tool {
+
+// The lines (or the JSON object) of `stats`.
+inline int print_stats(const cli& c, cli_store& store) {
+  auto st = store.stats();
+  if (!st) return op_error(st.error());
+  // (name, value, numeric)
+  std::vector<std::tuple<std::string, std::string, bool>> kv;
+  auto num = [&](std::string k, std::uint64_t v) { kv.emplace_back(std::move(k), std::to_string(v), true); };
+  kv.emplace_back("backend", std::string(keel::to_string(st->backend)), false);
+  if (auto* rocks = store.get_if<keel::RocksPolicy<keel::NativeTuning>>())
+    kv.emplace_back("path", rocks->policy().path().string(), false);
+#if KEEL_HAS_ETCD
+  if (auto* etcd = store.get_if<keel::EtcdPolicy>()) {
+    kv.emplace_back("prefix", etcd->policy().config().prefix, false);
+    std::string endpoints;
+    for (const auto& e : etcd->policy().config().endpoints) endpoints += (endpoints.empty() ? "" : ",") + e;
+    kv.emplace_back("endpoints", endpoints, false);
+  }
+#endif
+  num("keys", st->keys);
+  kv.emplace_back("keys_exact", st->keys_exact ? "true" : "false", true);
+  num("size_bytes", st->size_bytes);
+  num("puts", st->puts);
+  num("gets", st->gets);
+  num("erases", st->erases);
+  num("writes", st->writes);
+  num("contains", st->contains);
+  num("batch_ops", st->batch_ops);
+  num("scans", st->scans);
+  num("cursor_entries", st->cursor_entries);
+  num("snapshots", st->snapshots);
+  num("bytes_read", st->bytes_read);
+  num("bytes_written", st->bytes_written);
+  for (const auto& [k, v] : st->properties) num(k, v);
+  if (c.json) {
+    std::string j = "{";
+    for (std::size_t i = 0; i < kv.size(); ++i) {
+      const auto& [k, v, numeric] = kv[i];
+      j += (i ? "," : "") + json_string(k) + ":" + (numeric ? v : json_string(v));
+    }
+    write_out(j + "}\n");
+  } else {
+    for (const auto& [k, v, numeric] : kv) write_out(k + "\t" + escape(v) + "\n");
+  }
+  return exit_ok;
+}
+
+// stats: backend, key count, sizes, operation counters, and the backend's
+// properties (etcd: revision, members, leader, raft index and term, db size).
+inline int cmd_stats(const cli& c) {
+  if (c.args.size() != 1) return usage_error("stats takes no argument");
+  return with_store(c, access::read, [&](cli_store& store) { return print_stats(c, store); });
+}
+
+}  // namespace keel_tool

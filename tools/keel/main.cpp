@@ -1,0 +1,150 @@
+// keel: the command-line tool. See `keel --help` and docs/cli.md.
+//
+// Where each job lives (tools/keel/):
+//   main.cpp             the usage text and the dispatch to a command
+//   args.hpp             options before the command, range options
+//   open.hpp             opening the store (RocksDB, memory, fallback, etcd)
+//   commands_read.hpp    get, scan, count
+//   commands_write.hpp   put, del (a key or a range), compact, checkpoint
+//   commands_dump.hpp    export, import, verify, migrate
+//   commands_stats.hpp   stats
+//   commands_doctor.hpp  doctor PATH, doctor etcd://... (doctor_etcd.hpp)
+//   exit_codes.hpp, text.hpp, progress.hpp, stdin_spool.hpp: shared pieces
+#include <cstdio>
+#include <string>
+
+#include "args.hpp"
+#include "commands_doctor.hpp"
+#include "commands_dump.hpp"
+#include "commands_read.hpp"
+#include "commands_stats.hpp"
+#include "commands_write.hpp"
+#include "exit_codes.hpp"
+
+namespace {
+
+const char* const usage_text = R"(usage: keel [OPTIONS] COMMAND [ARGS]
+
+Commands:
+  get KEY                 print the value of KEY (exit 1 if absent)
+  put KEY VALUE           set KEY to VALUE
+  del KEY                 remove KEY (removing an absent key succeeds)
+  del --prefix P | --from K [--to K] | --to K  [--no-count]
+                          remove every key of the range (--from included, --to
+                          excluded) atomically, and report how many (exact: counted
+                          by a scan in the same transaction as the erase; --no-count
+                          skips that scan, the erase alone is cheap on RocksDB)
+  compact [--prefix P] [--from K] [--to K]
+                          reclaim the space of overwritten and erased data (RocksDB:
+                          CompactRange; memory: nothing to do); reports the size
+                          before and after
+  checkpoint DIR          write a consistent copy of the store, taken while it is in
+                          use, to DIR, which must not exist; it opens with --db DIR
+                          (memory store: DIR is a file, for --memory-file DIR;
+                          etcd: not supported, use export or etcdctl snapshot save)
+  scan [--prefix P] [--from K] [--to K] [--reverse] [--limit N] [--keys-only]
+                          print entries in byte order, one per line: KEY<TAB>VALUE
+  count [--prefix P]      print the number of keys
+  export FILE|-  [--prefix P]
+                          write a dump (docs/dump-format.md); '-' writes to stdout
+  import FILE|-           import a dump; a damaged or truncated file is refused
+                          before anything is written; '-' reads stdin (copied to
+                          a temporary file in $TMPDIR first: it is read twice).
+                          It is written in batches, each atomic; on etcd at most
+                          100 records and 512 KiB each (etcd's txn limits), so
+                          an import that fails part way leaves the earlier ones
+                          written (run it again: it only overwrites)
+  verify FILE|-           check a dump's checksums and counts
+  migrate SRC DST         copy every entry of store SRC into store DST
+  stats                   backend, key count, sizes, operation counters
+  doctor PATH             explain a database directory: exists? RocksDB? locked by
+                          whom? would an open succeed? It only reads.
+  doctor etcd://HOST:PORT[,HOST:PORT...]
+                          explain an etcd cluster: members, leader, raft term and
+                          index, database size and quota, alarms, and whether a
+                          write would succeed now (checked by a txn that writes
+                          nothing); exit 0 if it would, 1 if not
+
+Options (before the command):
+  --db PATH               the RocksDB directory (default: $KEEL_DB)
+  --memory                use the memory backend (as KEEL_USE_MEMORY_STORAGE=1)
+  --memory-file FILE      use a memory store persisted in FILE (snapshot + write-ahead
+                          log: every acknowledged write kept; FILE.lock held while open)
+  --fallback              fall back to memory when RocksDB cannot open (as KEEL_FALLBACK_MEMORY=1)
+  --etcd URL[,URL...]     use the etcd cluster at these client URLs, http://HOST:PORT
+                          (as KEEL_ETCD_ENDPOINTS; docs/cluster.md); only when keel
+                          is built with the etcd backend
+  --etcd-prefix P         the store's key prefix in the cluster (as KEEL_ETCD_PREFIX;
+                          required): stores with different prefixes never meet
+  --json                  JSON output (get, scan, count, stats, doctor, and the summaries
+                          of export, import, del with a range, compact, checkpoint)
+  --raw                   get: print the value's bytes exactly, no escaping, no newline
+  --progress / --no-progress
+                          force the progress bar on or off (default: on when stderr is a terminal)
+  -h, --help              this text
+
+Read commands (get, scan, count, export, stats, and migrate's SRC) open the
+database read-only: they never create anything (a missing path, a directory
+with no database in it, or a missing memory store FILE exits 3 with "no
+database at PATH"), and they work
+while another process has the database open (they read it as of their open,
+and say so on stderr). Write commands (put, del, import, and migrate's DST)
+create a missing database and say so on stderr. A damaged database exits 3
+with the reason, --fallback or not: keel never runs on an empty memory store
+in place of a database that exists.
+
+Backend selection follows keel::store_config::from_env("KEEL"): the variables
+KEEL_USE_MEMORY_STORAGE and KEEL_FALLBACK_MEMORY (1/0, true/false, yes/no, on/off),
+KEEL_ETCD_ENDPOINTS and KEEL_ETCD_PREFIX (the options above win over them).
+SRC and DST of migrate are RocksDB directories, or memory:FILE for a memory store
+persisted in FILE ('memory:' alone: not persisted), or etcd:PREFIX for the store
+PREFIX on the cluster of --etcd ('etcd:' alone: the prefix of --etcd-prefix).
+
+Escaping: keys and values are printed with C-style escapes so that one record is
+one line: \\ for a backslash, \t \n \r, and \xHH for every other byte outside
+printable ASCII (0x20-0x7e). KEY and VALUE arguments accept the same escapes
+(and \0). With --json, strings escape '"' and '\' and write every other byte
+outside printable ASCII as \u00HH: each byte is one code point U+0000-U+00FF.
+
+Exit codes: 0 success; 1 get: key absent, doctor: an open (etcd: a write) would fail now;
+2 usage error; 3 the store could not be opened, doctor: no database there yet;
+4 a dump was refused (damaged, truncated, not a dump); 5 another operation failed.
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace keel_tool;
+  cli c;
+  if (auto rc = parse_options(argc, argv, c)) return *rc;
+  if (c.help) {
+    std::fputs(usage_text, stdout);
+    return exit_ok;
+  }
+  if (c.args.empty()) {
+    std::fputs(usage_text, stderr);
+    return exit_usage;
+  }
+  if (!c.etcd.empty() && c.memory) return usage_error("--etcd cannot be combined with --memory or --memory-file");
+  if (!c.etcd.empty() && !c.db.empty()) return usage_error("--etcd cannot be combined with --db");
+  const std::string& cmd = c.args[0];
+  if (cmd == "help") {
+    std::fputs(usage_text, stdout);
+    return exit_ok;
+  }
+  if (cmd == "doctor") return cmd_doctor(c);
+  if (cmd == "verify") return cmd_verify(c);
+  if (cmd == "migrate") return cmd_migrate(c);
+  if (is_del_range(c)) return cmd_del_range(c);
+  if (cmd == "compact") return cmd_compact(c);
+  if (cmd == "checkpoint") return cmd_checkpoint(c);
+  if (cmd == "get") return cmd_get(c);
+  if (cmd == "put") return cmd_put(c);
+  if (cmd == "del") return cmd_del(c);
+  if (cmd == "scan") return cmd_scan(c);
+  if (cmd == "count") return cmd_count(c);
+  if (cmd == "export") return cmd_export(c);
+  if (cmd == "import") return cmd_import(c);
+  if (cmd == "stats") return cmd_stats(c);
+  return usage_error("unknown command '" + cmd + "'");
+}
