@@ -137,6 +137,10 @@ TEST_SUITE("cli") {
     CHECK(run_cli({"--etcd", url, "--db", (tmp.path() / "db").string(), "count"}).status == 2);
     CHECK(run_cli({"--etcd", url, "--memory", "count"}).status == 2);
     CHECK(run_cli({"--etcd", "", "count"}).status == 2);
+    // --etcd-prefix without a cluster would be ignored by a RocksDB command.
+    auto lone_prefix = run_cli({"--etcd-prefix", "app/", "--db", (tmp.path() / "db").string(), "count"});
+    CHECK(lone_prefix.status == 2);
+    CHECK(lone_prefix.says("--etcd-prefix needs a cluster"));
     CHECK_FALSE(std::filesystem::exists(tmp.path() / "db"));
   }
 

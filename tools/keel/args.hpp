@@ -90,6 +90,9 @@ inline std::optional<int> parse_options(int argc, char** argv, cli& c) {
     }
   }
   for (; i < argc; ++i) c.args.emplace_back(argv[i]);
+  // A prefix with no cluster would be silently ignored by a RocksDB command.
+  if (!c.etcd_prefix.empty() && c.etcd.empty() && !std::getenv("KEEL_ETCD_ENDPOINTS"))
+    return usage_error("--etcd-prefix needs a cluster: --etcd URL[,URL...] or KEEL_ETCD_ENDPOINTS");
   return std::nullopt;
 }
 
