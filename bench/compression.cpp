@@ -145,7 +145,7 @@ const std::vector<std::string>& corpus(const std::string& name) {
 }
 
 std::string key_of(std::size_t i) {
-  char b[16];
+  char b[32];
   std::snprintf(b, sizeof b, "k%08zu", i);
   return b;
 }
@@ -257,6 +257,7 @@ int main(int argc, char** argv) {
       const std::string suffix = std::string(name) + "/" + std::string(keel::to_string(k));
       benchmark::RegisterBenchmark(("compact/" + suffix).c_str(), bm_compact, std::string(name), k)
           ->Unit(benchmark::kMillisecond)
+          ->UseRealTime()
           ->Iterations(3);
     }
   }
