@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "compression.hpp"
+#include "detail/background_worker.hpp"
 #include "detail/memory_log.hpp"
 #include "detail/persistent_btree.hpp"
 #include "detail/thread_exit.hpp"
@@ -318,8 +319,14 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
       if (auto loaded = p->load(opts); !loaded) return loaded.error();
     }
     if (p->compression_ != compression::none) {
-      p->compressor_ = std::thread([raw = p.get()] { raw->compressor_loop(); });
-      if (p->raw_bytes_since_pass_ > 0) p->request_compress();
+      p->compressor_.start([raw = p.get()] {
+        try {
+          raw->compress_pass(true);
+        } catch (const std::bad_alloc&) {
+          // Values stay raw; the next pass tries again.
+        }
+      });
+      if (p->raw_bytes_since_pass_ > 0) p->compressor_.request();
     }
     return p;
   }
@@ -484,8 +491,8 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   // the files keep every acknowledged write (the next open replays the log).
   result<void> close() {
     std::lock_guard closing(close_mutex_);
-    stop_folder();
-    stop_compressor();
+    folder_.stop();
+    compressor_.stop();
     std::lock_guard saving(save_mutex_);
     std::lock_guard writer(write_mutex_);
     if (!is_open()) return {};
@@ -512,8 +519,8 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   MemoryPolicy& operator=(const MemoryPolicy&) = delete;
   // No point read can be in flight: callers hold the store (or a share of it).
   ~MemoryPolicy() {
-    stop_folder();
-    stop_compressor();
+    folder_.stop();
+    compressor_.stop();
     for (auto& r : retired_) delete r.second;
     delete root_.load();
     for (std::size_t i = 0; codecs_ && i < max_codecs; ++i) delete codecs_[i].load();
@@ -655,36 +662,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   void note_raw_bytes(std::size_t n) {
     if (compression_ == compression::none) return;
     raw_bytes_since_pass_ += n;
-    if (raw_bytes_since_pass_ >= std::max(pass_min_bytes, held_value_bytes_ / 8)) request_compress();
-  }
-  void request_compress() {
-    if (compress_pending_.exchange(true)) return;
-    std::lock_guard l(compressor_mutex_);
-    compressor_cv_.notify_one();
-  }
-  void compressor_loop() {
-    std::unique_lock l(compressor_mutex_);
-    for (;;) {
-      compressor_cv_.wait(l, [&] { return compressor_stop_ || compress_pending_.load(); });
-      if (compressor_stop_) return;
-      l.unlock();
-      compress_pending_.store(false);
-      try {
-        compress_pass(true);
-      } catch (const std::bad_alloc&) {
-        // Values stay raw; the next pass tries again.
-      }
-      l.lock();
-    }
-  }
-  void stop_compressor() {
-    {
-      std::lock_guard l(compressor_mutex_);
-      compressor_stop_ = true;
-      compressor_stopping_.store(true);
-      compressor_cv_.notify_one();
-    }
-    if (compressor_.joinable()) compressor_.join();
+    if (raw_bytes_since_pass_ >= std::max(pass_min_bytes, held_value_bytes_ / 8)) compressor_.request();
   }
 
   // One pass over the current version: trains a dictionary if due, then
@@ -740,7 +718,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
                        detail::pb_entry::compressed_form(slot, raw.size())});
       if (chunk.size() >= chunk_entries) {
         commit();
-        if (!is_open() || (background && compressor_stopping_.load())) return;
+        if (!is_open() || (background && compressor_.stopping())) return;
       }
     }
     commit();
@@ -830,7 +808,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     fill(encoder_);
     if (encoder_.empty()) return last_logged();
     auto seq = log_->append(encoder_);
-    if (seq && log_->bytes() >= fold_at_.load(std::memory_order_relaxed)) request_fold();
+    if (seq && log_->bytes() >= fold_at_.load(std::memory_order_relaxed)) folder_.request();
     return seq;
   }
   result<std::uint64_t> log_batch(const write_batch& batch) {
@@ -877,30 +855,15 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     return log_->remove_before(below);
   }
 
-  // The background fold: one thread per persisted store (fold_log_bytes > 0),
-  // woken when the log passes fold_at_, stopped and joined by close().
-  void request_fold() {
-    if (fold_pending_.exchange(true)) return;
-    std::lock_guard l(folder_mutex_);
-    folder_cv_.notify_one();
-  }
-  void folder_loop() {
-    std::unique_lock l(folder_mutex_);
-    for (;;) {
-      folder_cv_.wait(l, [&] { return folder_stop_ || fold_pending_.load(); });
-      if (folder_stop_) return;
-      l.unlock();
-      {
-        std::lock_guard saving(save_mutex_);
-        if (is_open() && !fold()) {
-          // Failed (e.g. disk full): the log keeps everything; try again
-          // once it has grown by another threshold.
-          std::lock_guard writer(write_mutex_);
-          fold_at_.store(log_->bytes() + fold_threshold_, std::memory_order_relaxed);
-        }
-      }
-      fold_pending_.store(false);
-      l.lock();
+  // The background fold (folder_, one thread per persisted store with
+  // fold_log_bytes > 0), run when the log passes fold_at_.
+  void background_fold() {
+    std::lock_guard saving(save_mutex_);
+    if (is_open() && !fold()) {
+      // Failed (e.g. disk full): the log keeps everything; try again
+      // once it has grown by another threshold.
+      std::lock_guard writer(write_mutex_);
+      fold_at_.store(log_->bytes() + fold_threshold_, std::memory_order_relaxed);
     }
   }
   // The next background fold starts when the log reaches the threshold or
@@ -910,14 +873,6 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     fold_at_.store(fold_threshold_ == 0 ? std::numeric_limits<std::uint64_t>::max()
                                         : std::max(fold_threshold_, snapshot_bytes),
                    std::memory_order_relaxed);
-  }
-  void stop_folder() {
-    {
-      std::lock_guard l(folder_mutex_);
-      folder_stop_ = true;
-      folder_cv_.notify_one();
-    }
-    if (folder_.joinable()) folder_.join();
   }
 
   // Opens the persisted store (called by open, before the store is shared):
@@ -967,7 +922,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     log_ = std::move(*log);
     fold_threshold_ = opts.fold_log_bytes;
     set_fold_at(snapshot_bytes);
-    if (opts.fold_log_bytes > 0) folder_ = std::thread([this] { folder_loop(); });
+    if (opts.fold_log_bytes > 0) folder_.start([this] { background_fold(); });
     return {};
   }
   // Removes "<file>.tmp-<pid>" files left by saves that a crash interrupted
@@ -1015,12 +970,8 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   detail::log_encoder encoder_;              // guarded by write_mutex_
   std::atomic<std::uint64_t> fold_at_{0};    // log bytes that start a background fold
   std::uint64_t fold_threshold_ = 0;
-  std::atomic<bool> fold_pending_{false};
-  std::mutex folder_mutex_;                  // guards folder_stop_
-  std::condition_variable folder_cv_;
-  bool folder_stop_ = false;
-  std::thread folder_;
-  std::mutex close_mutex_;  // serialises close() (joins folder_)
+  detail::background_worker folder_;        // background folds (persisted stores)
+  std::mutex close_mutex_;  // serialises close() (stops folder_ and compressor_)
   std::mutex save_mutex_;   // serialises folds and saves; taken before write_mutex_
   mutable std::mutex write_mutex_;  // serialises writers and transaction begins; guards retired_
   std::shared_ptr<detail::conflict_tracker> conflicts_ = std::make_shared<detail::conflict_tracker>();
@@ -1036,12 +987,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   detail::compress_context compress_ctx_;
   std::size_t raw_bytes_since_pass_ = 0;  // guarded by write_mutex_
   std::size_t held_value_bytes_ = 0;      // guarded by write_mutex_: value bytes at the last pass
-  std::atomic<bool> compress_pending_{false};
-  std::mutex compressor_mutex_;           // guards compressor_stop_
-  std::condition_variable compressor_cv_;
-  bool compressor_stop_ = false;
-  std::atomic<bool> compressor_stopping_{false};  // compressor_stop_, readable without the mutex
-  std::thread compressor_;
+  detail::background_worker compressor_;  // background compression passes
 };
 
 static_assert(store_policy<MemoryPolicy>);
