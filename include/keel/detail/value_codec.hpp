@@ -196,7 +196,7 @@ class value_codec {
   // points into ctx and is valid until its next use.
   std::optional<std::string_view> compress(std::string_view raw, compress_context& ctx) const {
     if (raw.empty()) return std::nullopt;
-    std::string& out = ctx.buffer_;
+    [[maybe_unused]] std::string& out = ctx.buffer_;
     switch (kind_) {
       case compression::none: return std::nullopt;
       case compression::zstd: {
@@ -238,7 +238,8 @@ class value_codec {
 
   // Decompresses `stored` into out[0, raw_size). False when it does not
   // decompress to exactly raw_size bytes (damaged).
-  bool decompress(std::string_view stored, char* out, std::size_t raw_size) const noexcept {
+  bool decompress([[maybe_unused]] std::string_view stored, [[maybe_unused]] char* out,
+                  [[maybe_unused]] std::size_t raw_size) const noexcept {
     switch (kind_) {
       case compression::none: return false;
       case compression::zstd: {
