@@ -50,7 +50,7 @@ if [[ -f "$build/meson-private/coredata.dat" ]]; then
 else
   meson setup "$build" --buildtype=release -Dbench=true --wrap-mode=nodownload >/dev/null
 fi
-meson compile -C "$build" bench/keel_bench bench/keel_dump_bench bench/keel_tx_bench bench/keel_tuning_bench
+meson compile -C "$build" bench/keel_bench bench/keel_dump_bench bench/keel_tx_bench bench/keel_tuning_bench bench/keel_compression_bench
 
 reps="${KEEL_BENCH_REPS:-5}"
 size_args=()
@@ -136,7 +136,21 @@ else
   tuning_out=""
 fi
 
+# Value compression of memory stores (issue 13): get with none / lz4 / zstd
+# on Debian package records and paths under /usr, held-bytes ratios as
+# counters: the table in docs/compression.md, written by hand from this output.
+compression_out="${out%.json}-compression.json"
+if [[ ${#args[@]} -eq 0 ]]; then
+  "$build/bench/keel_compression_bench" \
+    --benchmark_repetitions="$reps" \
+    --benchmark_report_aggregates_only=true \
+    --benchmark_min_time="${KEEL_BENCH_MIN_TIME:-0.2}" \
+    --benchmark_out="$compression_out" --benchmark_out_format=json
+else
+  compression_out=""
+fi
+
 docs=docs
 if ((quick)); then docs=bench/results/quick; fi  # a smoke run does not replace the published results
 "$python" bench/report.py "$out" ${extra:+"$extra"} --docs "$docs"
-echo "bench/run.sh: wrote $out${extra:+, $extra}${dump_out:+, $dump_out}${tx_out:+, $tx_out}${tuning_out:+, $tuning_out}, $docs/benchmarks.md and $docs/bench-*.png" >&2
+echo "bench/run.sh: wrote $out${extra:+, $extra}${dump_out:+, $dump_out}${tx_out:+, $tx_out}${tuning_out:+, $tuning_out}${compression_out:+, $compression_out}, $docs/benchmarks.md and $docs/bench-*.png" >&2

@@ -20,6 +20,8 @@ packages=(
   libcurl4-openssl-dev  # the etcd backend's transport (<keel/etcd.hpp>)
   nlohmann-json3-dev    # the etcd backend's JSON
   etcd-server           # /usr/bin/etcd for the etcd backend's tests (the package also enables a service on 2379)
+  libzstd-dev           # memory backend value compression, compression::zstd (optional: meson -Dzstd=disabled)
+  liblz4-dev            # memory backend value compression, compression::lz4 (optional: meson -Dlz4=disabled)
 )
 # CI's second compiler (.ci/run, step clang); not needed to build or use keel.
 if [[ "${CI:-}" == true ]]; then

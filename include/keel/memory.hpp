@@ -22,6 +22,9 @@
 // saved snapshot and the log, and the log is folded into a new snapshot at
 // flush(), close() and past a size threshold (see memory_options and
 // detail/memory_log.hpp).
+// Values may be held compressed (memory_options::compression,
+// docs/compression.md): writes store them raw, a background pass compresses
+// them later with a dictionary trained on the store's own values.
 #pragma once
 
 #include <algorithm>
@@ -42,9 +45,12 @@
 #include <utility>
 #include <vector>
 
+#include "compression.hpp"
+#include "detail/background_worker.hpp"
 #include "detail/memory_log.hpp"
 #include "detail/persistent_btree.hpp"
 #include "detail/thread_exit.hpp"
+#include "detail/value_codec.hpp"
 #include "dump.hpp"
 #include "store.hpp"
 
@@ -85,6 +91,25 @@ struct memory_options {
   // With persist_path: the log size (bytes) past which a background fold
   // starts; 0: fold only at flush() and close().
   std::size_t fold_log_bytes = std::size_t{64} << 20;
+  // Value compression (docs/compression.md). Default none. With lz4 or zstd:
+  // - put(), write() and transactions store values raw (compressing would
+  //   double the cost of a put); a background thread of the store compresses
+  //   them once about 1 MiB (or 1/8 of the values held, if more) has been
+  //   written since its last pass, and compact() compresses at once;
+  // - values are compressed with a dictionary of up to 64 KiB trained on a
+  //   sample of the store's values (trained once they reach 64 KiB, retrained
+  //   when they have grown 8-fold since); a value is kept raw where
+  //   compression would save less than 1/8 of its bytes, or is over 16 MiB;
+  // - compressing publishes new versions like a write: snapshots, cursors and
+  //   readers keep reading the versions they hold; nothing is logged;
+  // - reads decompress (get, multi_get, cursors, snapshots); the persisted
+  //   form (snapshot file and log) holds values uncompressed, so it stays a
+  //   plain dump and a reopened store compresses again in the background;
+  // - store_stats::size_bytes counts the bytes held (compressed),
+  //   uncompressed_bytes what they would be uncompressed.
+  // A compression keel was built without (KEEL_HAVE_ZSTD / KEEL_HAVE_LZ4
+  // undefined) fails open() with errc::not_supported.
+  keel::compression compression = keel::compression::none;
 };
 
 namespace detail {
@@ -198,7 +223,14 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
    public:
     bool valid() const noexcept { return valid_; }
     std::string_view key() const noexcept { return it_->key(); }
-    std::string_view value() const noexcept { return it_->value(); }
+    // Precondition valid(); a compressed value is decompressed into the
+    // cursor, valid until its next step.
+    std::string_view value() const {
+      const detail::pb_entry* e = it_->entry();
+      if (e->codec() == 0) return e->value();
+      owner_->decode_or_throw(*e, value_buffer_);
+      return value_buffer_;
+    }
     const std::optional<keel::error>& error() const noexcept { return error_; }
 
     void next() {
@@ -249,6 +281,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     bool reversed_ = false;
     bool valid_ = false;
     std::optional<keel::error> error_;
+    mutable std::string value_buffer_;  // the current value, decompressed
   };
 
   // ---- snapshot -----------------------------------------------------------
@@ -256,7 +289,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
    public:
     result<std::optional<std::string>> get(std::string_view key) const {
       if (!owner_->is_open()) return closed_error();
-      return lookup(version_, key);
+      return owner_->lookup(version_, key);
     }
     result<bool> contains(std::string_view key) const {
       if (!owner_->is_open()) return closed_error();
@@ -277,10 +310,23 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
 
   // ---- store --------------------------------------------------------------
   static result<std::shared_ptr<MemoryPolicy>> open(const options& opts) {
+    if (auto missing = detail::compression_missing(opts.compression)) return *missing;
     auto p = std::make_shared<MemoryPolicy>();
     p->persist_path_ = opts.persist_path;
+    p->compression_ = opts.compression;
+    if (p->compression_ != compression::none) p->codecs_ = std::make_unique<std::atomic<const detail::value_codec*>[]>(max_codecs);
     if (!opts.persist_path.empty()) {
       if (auto loaded = p->load(opts); !loaded) return loaded.error();
+    }
+    if (p->compression_ != compression::none) {
+      p->compressor_.start([raw = p.get()] {
+        try {
+          raw->compress_pass(true);
+        } catch (const std::bad_alloc&) {
+          // Values stay raw; the next pass tries again.
+        }
+      });
+      if (p->raw_bytes_since_pass_ > 0) p->compressor_.request();
     }
     return p;
   }
@@ -295,6 +341,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (!logged) return logged.error();
     publish(current().with(key, value));
     if (conflicts_->recording()) conflicts_->record({std::string(key)});
+    note_raw_bytes(value.size());
     writer.unlock();
     return durable(*logged);
   }
@@ -359,19 +406,26 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     std::vector<std::optional<std::string>> out;
     out.reserve(keys.size());
     for (std::string_view k : keys) {
-      if (const auto* e = version->find(k))
-        out.emplace_back(std::in_place, e->value());
-      else
+      if (const auto* e = version->find(k)) {
+        out.emplace_back(std::in_place);
+        if (!decode(*e, *out.back())) return decode_error(k);
+      } else {
         out.emplace_back();
+      }
     }
     return out;
   }
 
-  // Nothing to reclaim: a replaced version is freed as soon as no reader uses it.
+  // Nothing to reclaim: a replaced version is freed as soon as no reader
+  // uses it. With compression: compresses the values not compressed yet
+  // (the whole store, whatever the range), training a dictionary first when
+  // there is none or the values have grown 8-fold since it was trained, and
+  // returns when they are compressed.
   result<void> compact(const key_range& range) {
     if (!erase_range_is_valid(range))
       return keel::error(errc::invalid_argument, "compact: the range's lower bound is above its upper bound");
     if (!is_open()) return closed_error();
+    if (compression_ != compression::none) compress_pass(false);
     return {};
   }
 
@@ -437,7 +491,8 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   // the files keep every acknowledged write (the next open replays the log).
   result<void> close() {
     std::lock_guard closing(close_mutex_);
-    stop_folder();
+    folder_.stop();
+    compressor_.stop();
     std::lock_guard saving(save_mutex_);
     std::lock_guard writer(write_mutex_);
     if (!is_open()) return {};
@@ -464,17 +519,27 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   MemoryPolicy& operator=(const MemoryPolicy&) = delete;
   // No point read can be in flight: callers hold the store (or a share of it).
   ~MemoryPolicy() {
-    stop_folder();
+    folder_.stop();
+    compressor_.stop();
     for (auto& r : retired_) delete r.second;
     delete root_.load();
+    for (std::size_t i = 0; codecs_ && i < max_codecs; ++i) delete codecs_[i].load();
   }
 
   bool is_open() const noexcept { return open_.load(std::memory_order_acquire); }
 
   // Number of keys, exact.
   std::size_t size() const { return current().size(); }
-  // Bytes held by the entries (keys, values, per-entry header); O(n).
+  // Bytes held by the entries (keys, values as held, per-entry header); O(n).
   std::size_t memory_bytes() const { return current().memory_bytes(); }
+  // memory_bytes() if every value were held uncompressed; O(n).
+  std::size_t uncompressed_memory_bytes() const { return current().uncompressed_memory_bytes(); }
+  keel::compression compression() const noexcept { return compression_; }
+  // Codecs (dictionaries) trained so far; 0 without compression.
+  std::size_t dictionaries() const {
+    std::lock_guard compressing(compress_mutex_);
+    return codec_count_;
+  }
 
   // With persist_path: folds the log into a new snapshot of the store as it
   // is now (writers are blocked only while the log is switched), atomically,
@@ -542,10 +607,174 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     }
     publish(std::move(*edit).persist());
     conflicts_->record(batch);
+    if (compression_ != compression::none) {
+      std::size_t bytes = 0;
+      for (const auto& op : batch)
+        if (op.kind == write_batch::op_kind::put) bytes += op.value.size();
+      note_raw_bytes(bytes);
+    }
   }
-  static result<std::optional<std::string>> lookup(const tree& version, std::string_view key) {
-    if (const auto* e = version.find(key)) return std::optional<std::string>(std::in_place, e->value());
+  result<std::optional<std::string>> lookup(const tree& version, std::string_view key) const {
+    if (const auto* e = version.find(key)) {
+      std::optional<std::string> v(std::in_place);
+      if (!decode(*e, *v)) return decode_error(key);
+      return v;
+    }
     return std::optional<std::string>();
+  }
+
+  // ---- compression (docs/compression.md) ----------------------------------
+  // Codec slots: entries name theirs (pb_entry::codec(), 1-255); slot 0 is
+  // unused. A slot is filled (release) before any entry naming it is
+  // published and is never changed or freed while the store exists, so a
+  // reader of any version finds its entries' codecs.
+  static constexpr std::size_t max_codecs = 256;
+  static constexpr std::size_t dictionary_bytes = std::size_t{64} << 10;
+  static constexpr std::size_t sample_bytes = std::size_t{4} << 20;     // values sampled to train
+  static constexpr std::size_t sample_value_limit = std::size_t{16} << 10;  // larger values are not samples
+  static constexpr std::size_t train_min_bytes = std::size_t{64} << 10;  // sampleable bytes before a first dictionary
+  static constexpr std::size_t pass_min_bytes = std::size_t{1} << 20;   // raw bytes written that start a pass
+  static constexpr std::size_t chunk_entries = 4096;                    // entries republished per version
+
+  // `e`'s value, decompressed if need be, into `out`; false if it does not
+  // decompress (only memory damage can cause that).
+  bool decode(const detail::pb_entry& e, std::string& out) const {
+    const unsigned slot = e.codec();
+    if (slot == 0) {
+      out.assign(e.value());
+      return true;
+    }
+    const detail::value_codec* c = codecs_ ? codecs_[slot].load(std::memory_order_acquire) : nullptr;
+    if (!c) return false;
+    out.resize(e.raw_size());
+    return c->decompress(e.value(), out.data(), out.size());
+  }
+  void decode_or_throw(const detail::pb_entry& e, std::string& out) const {
+    if (!decode(e, out)) throw std::runtime_error("keel memory store: a compressed value does not decompress");
+  }
+  static keel::error decode_error(std::string_view key) {
+    return keel::error(errc::corruption, "memory store: the compressed value of key '" + std::string(key) +
+                                             "' does not decompress (memory damage?)");
+  }
+
+  // Called with write_mutex_ held after raw values were published: wakes the
+  // compressor once enough raw bytes piled up.
+  void note_raw_bytes(std::size_t n) {
+    if (compression_ == compression::none) return;
+    raw_bytes_since_pass_ += n;
+    if (raw_bytes_since_pass_ >= std::max(pass_min_bytes, held_value_bytes_ / 8)) compressor_.request();
+  }
+
+  // One pass over the current version: trains a dictionary if due, then
+  // compresses every raw value not tried yet, publishing chunk_entries
+  // replacements per new version (an entry changed meanwhile is left alone).
+  // Values are read from a version the pass holds, compressed outside the
+  // writers' mutex, and swapped in under it.
+  // background: the compressor thread's pass, which stops early at close().
+  void compress_pass(bool background) {
+    std::lock_guard compressing(compress_mutex_);
+    tree version = current();
+    if (!is_open()) return;
+    {
+      std::lock_guard writer(write_mutex_);
+      raw_bytes_since_pass_ = 0;
+    }
+    const std::size_t value_bytes = train_if_due(version);
+    const unsigned slot = static_cast<unsigned>(codec_count_);
+    const detail::value_codec* codec = slot ? codecs_[slot].load(std::memory_order_relaxed) : nullptr;
+    if (!codec) return;
+    struct replacement {
+      std::string key, stored;
+      const detail::pb_entry* was;
+      std::uint32_t form;
+    };
+    std::vector<replacement> chunk;
+    auto commit = [&] {
+      if (chunk.empty()) return;
+      std::lock_guard writer(write_mutex_);
+      if (!is_open()) return;
+      tree::transient edit(current());
+      bool changed = false;
+      for (const auto& r : chunk) {
+        if (edit.find(r.key) != r.was) continue;  // written since: raw, a later pass takes it
+        edit.insert_or_assign(r.key, r.stored, r.form);
+        changed = true;
+      }
+      if (changed) publish(std::move(edit).persist());
+      chunk.clear();
+    };
+    tree::cursor it(version);
+    for (it.seek_first(); it.valid(); it.next()) {
+      const detail::pb_entry* e = it.entry();
+      if (e->codec() != 0 || e->compression_tried()) continue;
+      const std::string_view raw = e->value();
+      std::optional<std::string_view> packed;
+      if (raw.size() <= detail::pb_entry::max_compressed_raw_size) packed = codec->compress(raw, compress_ctx_);
+      if (!packed) {
+        e->mark_compression_tried();
+        continue;
+      }
+      chunk.push_back({std::string(e->key()), std::string(*packed), e,
+                       detail::pb_entry::compressed_form(slot, raw.size())});
+      if (chunk.size() >= chunk_entries) {
+        commit();
+        if (!is_open() || (background && compressor_.stopping())) return;
+      }
+    }
+    commit();
+    std::lock_guard writer(write_mutex_);
+    held_value_bytes_ = value_bytes;
+  }
+
+  // Trains and installs a new codec when due (called with compress_mutex_):
+  // the first once the store's raw sampleable values (up to 16 KiB, not
+  // compressed) reach train_min_bytes, then when they reach 8 times what the
+  // newest dictionary was trained on (never after a sample of 2 MiB or
+  // more); after a failed training, when they doubled. Returns the bytes of
+  // all values held (uncompressed).
+  std::size_t train_if_due(const tree& version) {
+    std::size_t all_values = 0, sampleable = 0, candidates = 0;
+    {
+      tree::cursor it(version);
+      for (it.seek_first(); it.valid(); it.next()) {
+        const detail::pb_entry* e = it.entry();
+        all_values += e->raw_size();
+        if (e->codec() == 0 && e->value().size() <= sample_value_limit && !e->value().empty()) {
+          sampleable += e->value().size();
+          ++candidates;
+        }
+      }
+    }
+    if (sampleable < next_training_ || codec_count_ + 1 >= max_codecs) return all_values;
+    // Every stride-th sampleable value, about sample_bytes in all.
+    const std::size_t stride = sampleable / sample_bytes + 1;
+    std::vector<std::string_view> samples;
+    samples.reserve(candidates / stride + 1);
+    std::size_t taken = 0, index = 0;
+    tree::cursor it(version);
+    for (it.seek_first(); it.valid(); it.next()) {
+      const detail::pb_entry* e = it.entry();
+      if (e->codec() != 0 || e->value().size() > sample_value_limit || e->value().empty()) continue;
+      if (index++ % stride != 0) continue;
+      samples.push_back(e->value());
+      taken += e->value().size();
+    }
+    std::string dict = detail::train_dictionary(compression_, samples, std::min(dictionary_bytes, taken / 4));
+    if (dict.empty()) {  // too few or too random: try again once they doubled
+      next_training_ = 2 * sampleable;
+      return all_values;
+    }
+    auto codec = std::make_unique<detail::value_codec>(compression_, std::move(dict));
+    codecs_[codec_count_ + 1].store(codec.release(), std::memory_order_release);
+    ++codec_count_;
+    next_training_ = taken < sample_bytes / 2 ? 8 * taken : std::numeric_limits<std::size_t>::max();
+    // Values the old dictionary kept raw get a try with the new one.
+    tree::cursor again(version);
+    for (again.seek_first(); again.valid(); again.next()) {
+      const detail::pb_entry* e = again.entry();
+      if (e->codec() == 0 && e->compression_tried()) e->clear_compression_tried();
+    }
+    return all_values;
   }
   // A counted handle to the current version (for cursors and snapshots).
   tree current() const {
@@ -579,7 +808,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     fill(encoder_);
     if (encoder_.empty()) return last_logged();
     auto seq = log_->append(encoder_);
-    if (seq && log_->bytes() >= fold_at_.load(std::memory_order_relaxed)) request_fold();
+    if (seq && log_->bytes() >= fold_at_.load(std::memory_order_relaxed)) folder_.request();
     return seq;
   }
   result<std::uint64_t> log_batch(const write_batch& batch) {
@@ -626,30 +855,15 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     return log_->remove_before(below);
   }
 
-  // The background fold: one thread per persisted store (fold_log_bytes > 0),
-  // woken when the log passes fold_at_, stopped and joined by close().
-  void request_fold() {
-    if (fold_pending_.exchange(true)) return;
-    std::lock_guard l(folder_mutex_);
-    folder_cv_.notify_one();
-  }
-  void folder_loop() {
-    std::unique_lock l(folder_mutex_);
-    for (;;) {
-      folder_cv_.wait(l, [&] { return folder_stop_ || fold_pending_.load(); });
-      if (folder_stop_) return;
-      l.unlock();
-      {
-        std::lock_guard saving(save_mutex_);
-        if (is_open() && !fold()) {
-          // Failed (e.g. disk full): the log keeps everything; try again
-          // once it has grown by another threshold.
-          std::lock_guard writer(write_mutex_);
-          fold_at_.store(log_->bytes() + fold_threshold_, std::memory_order_relaxed);
-        }
-      }
-      fold_pending_.store(false);
-      l.lock();
+  // The background fold (folder_, one thread per persisted store with
+  // fold_log_bytes > 0), run when the log passes fold_at_.
+  void background_fold() {
+    std::lock_guard saving(save_mutex_);
+    if (is_open() && !fold()) {
+      // Failed (e.g. disk full): the log keeps everything; try again
+      // once it has grown by another threshold.
+      std::lock_guard writer(write_mutex_);
+      fold_at_.store(log_->bytes() + fold_threshold_, std::memory_order_relaxed);
     }
   }
   // The next background fold starts when the log reaches the threshold or
@@ -659,14 +873,6 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     fold_at_.store(fold_threshold_ == 0 ? std::numeric_limits<std::uint64_t>::max()
                                         : std::max(fold_threshold_, snapshot_bytes),
                    std::memory_order_relaxed);
-  }
-  void stop_folder() {
-    {
-      std::lock_guard l(folder_mutex_);
-      folder_stop_ = true;
-      folder_cv_.notify_one();
-    }
-    if (folder_.joinable()) folder_.join();
   }
 
   // Opens the persisted store (called by open, before the store is shared):
@@ -688,11 +894,15 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
         if (!*more) break;
         edit->insert_or_assign(r.key(), r.value());
         snapshot_bytes += r.key().size() + r.value().size();
+        raw_bytes_since_pass_ += r.value().size();
       }
     }
     auto replayed = (*log)->replay([&](const detail::log_op& op) {
       switch (op.kind) {
-        case detail::log_op::put: edit->insert_or_assign(op.key, op.value); break;
+        case detail::log_op::put:
+          edit->insert_or_assign(op.key, op.value);
+          raw_bytes_since_pass_ += op.value.size();
+          break;
         case detail::log_op::erase: edit->erase(op.key); break;
         case detail::log_op::erase_range: {
           const key_range range = op.has_lower && op.has_upper ? key_range::between(op.key, op.value)
@@ -712,7 +922,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     log_ = std::move(*log);
     fold_threshold_ = opts.fold_log_bytes;
     set_fold_at(snapshot_bytes);
-    if (opts.fold_log_bytes > 0) folder_ = std::thread([this] { folder_loop(); });
+    if (opts.fold_log_bytes > 0) folder_.start([this] { background_fold(); });
     return {};
   }
   // Removes "<file>.tmp-<pid>" files left by saves that a crash interrupted
@@ -740,12 +950,15 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   // Writes `version` to persist_path_; called with save_mutex_ held. Returns
   // the bytes of keys and values saved.
   result<std::uint64_t> save(tree version) const { return save_to(persist_path_, std::move(version)); }
-  static result<std::uint64_t> save_to(const std::filesystem::path& path, tree version) {
+  // Values are saved uncompressed.
+  result<std::uint64_t> save_to(const std::filesystem::path& path, tree version) const {
     dump_writer w;
     if (auto o = w.open(path); !o) return o.error();
     tree::cursor it(std::move(version));
+    std::string value;
     for (it.seek_first(); it.valid(); it.next()) {
-      if (auto a = w.add(it.key(), it.value()); !a) return a.error();
+      if (!decode(*it.entry(), value)) return decode_error(it.key());
+      if (auto a = w.add(it.key(), value); !a) return a.error();
     }
     auto done = w.finish();
     if (!done) return done.error();
@@ -757,18 +970,24 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   detail::log_encoder encoder_;              // guarded by write_mutex_
   std::atomic<std::uint64_t> fold_at_{0};    // log bytes that start a background fold
   std::uint64_t fold_threshold_ = 0;
-  std::atomic<bool> fold_pending_{false};
-  std::mutex folder_mutex_;                  // guards folder_stop_
-  std::condition_variable folder_cv_;
-  bool folder_stop_ = false;
-  std::thread folder_;
-  std::mutex close_mutex_;  // serialises close() (joins folder_)
+  detail::background_worker folder_;        // background folds (persisted stores)
+  std::mutex close_mutex_;  // serialises close() (stops folder_ and compressor_)
   std::mutex save_mutex_;   // serialises folds and saves; taken before write_mutex_
   mutable std::mutex write_mutex_;  // serialises writers and transaction begins; guards retired_
   std::shared_ptr<detail::conflict_tracker> conflicts_ = std::make_shared<detail::conflict_tracker>();
   std::atomic<const tree*> root_{new tree()};  // the current version
   std::vector<std::pair<std::uint64_t, const tree*>> retired_;  // (epoch it closed, version)
   std::atomic<bool> open_{true};
+  // Compression (none: all unused).
+  keel::compression compression_ = keel::compression::none;
+  std::unique_ptr<std::atomic<const detail::value_codec*>[]> codecs_;  // max_codecs slots
+  mutable std::mutex compress_mutex_;  // serialises passes; guards the members below it; before write_mutex_
+  std::size_t codec_count_ = 0;        // slots filled: 1..codec_count_
+  std::size_t next_training_ = train_min_bytes;  // raw sampleable bytes that make a new dictionary due
+  detail::compress_context compress_ctx_;
+  std::size_t raw_bytes_since_pass_ = 0;  // guarded by write_mutex_
+  std::size_t held_value_bytes_ = 0;      // guarded by write_mutex_: value bytes at the last pass
+  detail::background_worker compressor_;  // background compression passes
 };
 
 static_assert(store_policy<MemoryPolicy>);
@@ -778,6 +997,7 @@ inline result<void> backend_stats(const MemoryPolicy& p, store_stats& s) {
   s.keys = p.size();
   s.keys_exact = true;
   s.size_bytes = p.memory_bytes();
+  s.uncompressed_bytes = p.compression() == compression::none ? s.size_bytes : p.uncompressed_memory_bytes();
   return {};
 }
 

@@ -33,7 +33,11 @@ struct store_stats {
   std::uint64_t tx_begun = 0, tx_committed = 0, tx_conflicts = 0, tx_rolled_back = 0;
   std::uint64_t keys = 0;           // number of keys
   bool keys_exact = false;          // memory: exact; RocksDB: rocksdb.estimate-num-keys
-  std::uint64_t size_bytes = 0;     // memory: bytes held by the entries; RocksDB: files on disk
+  std::uint64_t size_bytes = 0;     // memory: bytes held by the entries (values as held, compressed or not); RocksDB: files on disk
+  // memory: size_bytes with every value uncompressed (equal to size_bytes
+  // without memory_options::compression; size_bytes / uncompressed_bytes is
+  // the compression ratio); other backends: 0.
+  std::uint64_t uncompressed_bytes = 0;
   // Backend specifics, e.g. RocksDB properties ("rocksdb.estimate-num-keys", ...).
   std::vector<std::pair<std::string, std::uint64_t>> properties;
 };

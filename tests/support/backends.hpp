@@ -49,6 +49,23 @@ struct persisted_memory_backend {
   }
 };
 
+// A memory store with value compression (zstd, else lz4, else none): its
+// background compressor runs alongside every case.
+struct compressed_memory_backend {
+  using store_type = memory_store;
+  static constexpr bool persistent = false;
+  static constexpr const char* name = "memory(compressed)";
+  result<store_type> open() const {
+    memory_options o;
+#if KEEL_HAVE_ZSTD
+    o.compression = compression::zstd;
+#elif KEEL_HAVE_LZ4
+    o.compression = compression::lz4;
+#endif
+    return store_type::open(o);
+  }
+};
+
 #if KEEL_HAS_ROCKSDB
 template <class Tuning>
 struct rocks_backend {
@@ -134,9 +151,11 @@ struct etcd_backend {
 #define KEEL_BACKENDS                                                                                \
   keel::test::memory_backend, keel::test::rocks_default_backend, keel::test::rocks_macos_backend, \
       keel::test::any_memory_backend, keel::test::any_rocks_backend,                              \
-      keel::test::persisted_memory_backend KEEL_ETCD_BACKENDS
+      keel::test::persisted_memory_backend, keel::test::compressed_memory_backend KEEL_ETCD_BACKENDS
 #else
-#define KEEL_BACKENDS keel::test::memory_backend, keel::test::persisted_memory_backend KEEL_ETCD_BACKENDS
+#define KEEL_BACKENDS                                                                           \
+  keel::test::memory_backend, keel::test::persisted_memory_backend, keel::test::compressed_memory_backend \
+      KEEL_ETCD_BACKENDS
 #endif
 
 // Whether the backend's checkpoint() makes a copy (false: not_supported).

@@ -55,32 +55,67 @@ class persistent_btree;
 
 // One key/value pair: a single ::operator new block holding this header
 // followed by the key bytes and then the value bytes. Immutable, refcounted.
+//
+// The value may be held compressed (the memory backend's value compression,
+// detail/value_codec.hpp): then value() is the compressed bytes, codec() the
+// slot (1-255) of the codec that compressed it in its owner's table, and
+// raw_size() the size it decompresses to. The tree itself never decodes.
 class pb_entry {
  public:
   pb_entry(const pb_entry&) = delete;
   pb_entry& operator=(const pb_entry&) = delete;
 
+  // Compressed values decompress to at most this many bytes.
+  static constexpr std::size_t max_compressed_raw_size = (std::size_t{1} << 24) - 1;
+
   std::string_view key() const noexcept { return {bytes(), klen_}; }
+  // The value as held: compressed when codec() != 0.
   std::string_view value() const noexcept { return {bytes() + klen_, vlen_}; }
+  // 0: the value is held raw; else the codec slot that compressed it.
+  unsigned codec() const noexcept { return form_.load(std::memory_order_relaxed) >> 24; }
+  // Size of the value uncompressed.
+  std::size_t raw_size() const noexcept {
+    const std::uint32_t f = form_.load(std::memory_order_relaxed);
+    return f >> 24 ? (f & max_compressed_raw_size) : vlen_;
+  }
+  // A raw value that a compressor already tried (and kept raw): skipped by
+  // later passes. The mark is a hint, set in place on a shared entry; it
+  // changes nothing a reader sees.
+  bool compression_tried() const noexcept { return form_.load(std::memory_order_relaxed) != 0; }
+  void mark_compression_tried() const noexcept {
+    if (codec() == 0) form_.store(tried_raw, std::memory_order_relaxed);
+  }
+  void clear_compression_tried() const noexcept {
+    if (codec() == 0) form_.store(0, std::memory_order_relaxed);
+  }
+  // The form word of a value compressed by codec slot `codec` (1-255) from
+  // raw_size (<= max_compressed_raw_size) bytes, for insert_or_assign.
+  static constexpr std::uint32_t compressed_form(unsigned codec, std::size_t raw_size) noexcept {
+    return (static_cast<std::uint32_t>(codec) << 24) | static_cast<std::uint32_t>(raw_size);
+  }
   // Size of the allocation backing this entry.
   std::size_t alloc_size() const noexcept { return sizeof(pb_entry) + klen_ + vlen_; }
+  // alloc_size() with the value uncompressed.
+  std::size_t raw_alloc_size() const noexcept { return sizeof(pb_entry) + klen_ + raw_size(); }
 
  private:
   friend class persistent_btree;
 
-  pb_entry(std::uint32_t k, std::uint32_t v) noexcept : klen_(k), vlen_(v) {}
+  static constexpr std::uint32_t tried_raw = 1;
+
+  pb_entry(std::uint32_t k, std::uint32_t v, std::uint32_t form) noexcept : klen_(k), vlen_(v), form_(form) {}
   ~pb_entry() = default;
 
   const char* bytes() const noexcept { return reinterpret_cast<const char*>(this) + sizeof(pb_entry); }
 
   // Returns an entry with refcount 1.
-  static pb_entry* make(std::string_view k, std::string_view v) {
+  static pb_entry* make(std::string_view k, std::string_view v, std::uint32_t form = 0) {
     constexpr std::size_t max_len = std::numeric_limits<std::uint32_t>::max();
     if (k.size() > max_len || v.size() > max_len ||
         v.size() > std::numeric_limits<std::size_t>::max() - sizeof(pb_entry) - k.size())
       throw std::length_error("keel: key or value longer than UINT32_MAX bytes");
     void* mem = ::operator new(sizeof(pb_entry) + k.size() + v.size());
-    auto* e = ::new (mem) pb_entry(static_cast<std::uint32_t>(k.size()), static_cast<std::uint32_t>(v.size()));
+    auto* e = ::new (mem) pb_entry(static_cast<std::uint32_t>(k.size()), static_cast<std::uint32_t>(v.size()), form);
     char* d = static_cast<char*>(mem) + sizeof(pb_entry);
     if (!k.empty()) std::memcpy(d, k.data(), k.size());
     if (!v.empty()) std::memcpy(d + k.size(), v.data(), v.size());
@@ -96,6 +131,8 @@ class pb_entry {
   std::atomic<std::uint32_t> refs_{1};
   std::uint32_t klen_;
   std::uint32_t vlen_;
+  // 0: raw; tried_raw: raw, compression tried; else compressed_form().
+  mutable std::atomic<std::uint32_t> form_;
 };
 
 class persistent_btree {
@@ -154,7 +191,9 @@ class persistent_btree {
 
   // Bytes of nodes and entries reachable from this version (without allocator
   // overhead; entries shared with other versions are counted in full). O(n).
-  std::size_t memory_bytes() const noexcept { return bytes_of(root_); }
+  std::size_t memory_bytes() const noexcept { return bytes_of(root_, false); }
+  // memory_bytes() as if every value were held uncompressed. O(n).
+  std::size_t uncompressed_memory_bytes() const noexcept { return bytes_of(root_, true); }
 
   // Convenience one-edit transients.
   persistent_btree with(std::string_view key, std::string_view value) const;
@@ -252,17 +291,17 @@ class persistent_btree {
     }
   }
 
-  static std::size_t bytes_of(const node* n) noexcept {
+  static std::size_t bytes_of(const node* n, bool uncompressed) noexcept {
     if (!n) return 0;
     std::size_t b = 0;
     if (n->level == 0) {
       const leaf* l = as_leaf(n);
       b = sizeof(leaf);
-      for (unsigned i = 0; i < l->count; ++i) b += l->ent[i]->alloc_size();
+      for (unsigned i = 0; i < l->count; ++i) b += uncompressed ? l->ent[i]->raw_alloc_size() : l->ent[i]->alloc_size();
     } else {
       const inner* in = as_inner(n);
       b = sizeof(inner);
-      for (unsigned i = 0; i < in->count; ++i) b += bytes_of(in->child[i]);
+      for (unsigned i = 0; i < in->count; ++i) b += bytes_of(in->child[i], uncompressed);
     }
     return b;
   }
@@ -333,9 +372,10 @@ class persistent_btree::transient {
   std::size_t size() const noexcept { return size_; }
   const pb_entry* find(std::string_view key) const noexcept { return find_in(root_, key); }
 
-  void insert_or_assign(std::string_view key, std::string_view value) {
+  // `form`: 0 for a raw value, pb_entry::compressed_form() for a compressed one.
+  void insert_or_assign(std::string_view key, std::string_view value, std::uint32_t form = 0) {
     assert(owner_ != 0 && "transient used after persist() or move");
-    pb_entry* e = pb_entry::make(key, value);
+    pb_entry* e = pb_entry::make(key, value, form);
     try {
       insert_entry(e);
     } catch (...) {
