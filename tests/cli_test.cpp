@@ -362,6 +362,11 @@ TEST_SUITE("cli") {
     CHECK(run({"--memory-file", mf, "put", "m", "1"}).status == 0);
     CHECK(run({"--memory-file", mf, "put", "n", "2"}).status == 0);
     CHECK(run({"--memory-file", mf, "scan"}).out == "m\t1\nn\t2\n");
+    // Memory stores report the bytes held against the uncompressed bytes
+    // (the tool opens them without compression: ratio 1).
+    auto mem_stats = run({"--memory-file", mf, "stats"});
+    CHECK(mem_stats.has("\nuncompressed_bytes\t"));
+    CHECK(mem_stats.has("\ncompression_ratio\t1.000\n"));
     CHECK(run({"verify", mf}).status == 0);
     CHECK(run({"migrate", "memory:" + mf, db}).status == 0);
     CHECK(run({"--db", db, "get", "n"}).out == "2\n");

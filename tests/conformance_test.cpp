@@ -285,29 +285,6 @@ TEST_SUITE("conformance") {
     CHECK(store.get("a")->value() == "1");
   }
 
-  TEST_CASE_TEMPLATE("1000 open/close/reopen cycles with a live cursor and snapshot", B, KEEL_BACKENDS) {
-    B backend;
-    // KEEL_TEST_CYCLES lowers the count for sanitizer builds (.ci/run); 1000 otherwise.
-    const long cycles = keel::test::scaled("KEEL_TEST_CYCLES", 1000);
-    for (int cycle = 0; cycle < cycles; ++cycle) {
-      auto store = open_or_fail(backend);
-      if constexpr (B::persistent) {
-        auto count = store.get("count");
-        REQUIRE(count);
-        REQUIRE(count->value_or("0") == std::to_string(cycle));
-      }
-      REQUIRE(store.put("count", std::to_string(cycle + 1)));
-      auto cursor = store.scan();
-      REQUIRE(cursor.valid());
-      auto snap = store.snapshot();
-      REQUIRE(snap.valid());
-      auto closed = store.close();
-      if (!closed) FAIL("close failed at cycle " << cycle << ": " << closed.error().message());
-      CHECK_FALSE(store.is_open());
-      if (cycle % 100 == 0) CHECK(snap.get("count").error() == errc::closed);
-    }
-  }
-
   TEST_CASE_TEMPLATE("many threads at once", B, KEEL_BACKENDS) {
     B backend;
     auto store = open_or_fail(backend);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -34,6 +35,12 @@ inline int print_stats(const cli& c, cli_store& store) {
   num("keys", st->keys);
   kv.emplace_back("keys_exact", st->keys_exact ? "true" : "false", true);
   num("size_bytes", st->size_bytes);
+  if (st->uncompressed_bytes != 0) {  // memory stores: values as held vs uncompressed
+    num("uncompressed_bytes", st->uncompressed_bytes);
+    char ratio[32];
+    std::snprintf(ratio, sizeof ratio, "%.3f", double(st->size_bytes) / double(st->uncompressed_bytes));
+    kv.emplace_back("compression_ratio", ratio, true);
+  }
   num("puts", st->puts);
   num("gets", st->gets);
   num("erases", st->erases);
