@@ -304,13 +304,18 @@ class basic_snapshot {
 
 namespace detail {
 // run_transaction's pause before attempt `attempt` (>= 2): a random duration
-// of up to 2^attempt microseconds, capped at 1024.
+// of up to 2^attempt microseconds, capped at 2^14 (about 16 ms). The cap is
+// above a scheduler time slice (~4 ms): with more runnable threads than
+// cores, a transaction descheduled between its reads and its commit loses to
+// the others every time, and pauses shorter than a slice do not break that
+// (seen: examples/transactions gave up after 16 attempts with a 1 ms cap on
+// a loaded 2-core machine).
 inline void transaction_backoff(int attempt) {
   thread_local std::uint64_t x = 0x9E3779B97F4A7C15ull ^ reinterpret_cast<std::uintptr_t>(&x);
   x ^= x << 13;
   x ^= x >> 7;
   x ^= x << 17;
-  const std::uint64_t cap = std::uint64_t(1) << std::min(attempt, 10);
+  const std::uint64_t cap = std::uint64_t(1) << std::min(attempt, 14);
   std::this_thread::sleep_for(std::chrono::microseconds(x % cap));
 }
 // run_transaction for every store type: begin() makes a transaction, fn
@@ -480,7 +485,7 @@ class basic_store {
   // rolls the transaction back and is returned as is (not retried). Returns
   // fn's value from the attempt that committed, or the last conflict.
   // Back-off between attempts: none before the second, then a random pause of
-  // up to 2^attempt microseconds (at most about 1 ms), so that transactions
+  // up to 2^attempt microseconds (at most about 16 ms), so that transactions
   // that keep colliding spread out.
   template <class F>
   auto run_transaction(F&& fn, int max_attempts = 16)
