@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "support/child_process.hpp"
+#include "support/cli_run.hpp"
 #include "support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
@@ -25,10 +26,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-fs::path cli_path() {
-  if (const char* p = std::getenv("KEEL_TEST_CLI"); p && *p) return p;
-  return helper_path("../tools/keel");
-}
+fs::path cli_path() { return keel::test::keel_cli_path(); }
 
 struct run_result {
   int status = -1;
