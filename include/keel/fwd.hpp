@@ -45,4 +45,9 @@ using memory_store = basic_store<MemoryPolicy>;
 using rocks_store = basic_store<RocksPolicy<NativeTuning>>;
 using any_store = basic_any_store<RocksPolicy<NativeTuning>, MemoryPolicy>;
 
+// <keel/hybrid.hpp>: memory while small, RocksDB when large, one path.
+template <class Small = MemoryPolicy, class Large = RocksPolicy<NativeTuning>>
+class HybridPolicy;
+using hybrid_store = basic_store<HybridPolicy<>>;
+
 }  // namespace keel

@@ -9,6 +9,7 @@
 #include "dump_rocksdb.hpp"
 #include "error.hpp"
 #include "fwd.hpp"
+#include "hybrid.hpp"
 #include "key_range.hpp"
 #include "memory.hpp"
 #include "open_store.hpp"

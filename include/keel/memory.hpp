@@ -336,7 +336,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   result<void> put(std::string_view key, std::string_view value) {
     if (auto bad = check_sizes(key, value)) return *bad;
     std::unique_lock writer(write_mutex_);
-    if (!is_open()) return closed_error();
+    if (auto refused = refuse_write()) return *refused;
     auto logged = log_write([&](detail::log_encoder& e) { e.put(key, value); });
     if (!logged) return logged.error();
     publish(current().with(key, value));
@@ -365,7 +365,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
 
   result<void> erase(std::string_view key) {
     std::unique_lock writer(write_mutex_);
-    if (!is_open()) return closed_error();
+    if (auto refused = refuse_write()) return *refused;
     tree now = current();
     auto logged = now.find(key) ? log_write([&](detail::log_encoder& e) { e.erase(key); }) : last_logged();
     if (!logged) return logged.error();
@@ -378,7 +378,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   result<void> write(const write_batch& batch) {
     if (auto bad = check_batch(batch)) return *bad;
     std::unique_lock writer(write_mutex_);
-    if (!is_open()) return closed_error();
+    if (auto refused = refuse_write()) return *refused;
     auto logged = log_batch(batch);
     if (!logged) return logged.error();
     apply(batch);
@@ -389,7 +389,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   result<void> erase_range(const key_range& range) {
     if (!erase_range_is_valid(range)) return bad_range();
     std::unique_lock writer(write_mutex_);
-    if (!is_open()) return closed_error();
+    if (auto refused = refuse_write()) return *refused;
     if (range.is_empty()) return {};
     auto logged = log_write([&](detail::log_encoder& e) { e.erase_range(range); });
     if (!logged) return logged.error();
@@ -462,7 +462,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   result<void> commit_transaction(const detail::tx_record& tx) {
     if (auto bad = check_batch(tx.writes)) return *bad;
     std::unique_lock writer(write_mutex_);
-    if (!is_open()) return closed_error();
+    if (auto refused = refuse_write()) return *refused;
     if (auto valid = conflicts_->validate(tx); !valid) return valid;
     auto logged = log_batch(tx.writes);
     if (!logged) return logged.error();
@@ -497,7 +497,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     std::lock_guard writer(write_mutex_);
     if (!is_open()) return {};
     result<void> saved;
-    if (log_) {
+    if (log_ && !released_) {
       saved = log_->seal();  // syncs what is in the log; appends end here
       if (saved) {
         if (auto s = save(current()); !s) saved = s.error();
@@ -548,11 +548,49 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (!is_open()) return closed_error();
     if (!log_) return {};
     std::lock_guard saving(save_mutex_);
+    {
+      std::lock_guard writer(write_mutex_);
+      if (released_) return {};
+    }
     return fold();
   }
   const std::filesystem::path& persist_path() const noexcept { return persist_path_; }
 
+  // For a store whose data has been handed over to another store (the
+  // hybrid store's move to RocksDB): stops the background fold and
+  // compression, syncs and seals the log, releases the file lock and drops
+  // the current version. The files are left as they are, for the caller to
+  // remove; close() saves nothing afterwards. Snapshots and cursors taken
+  // before keep reading their versions until close(); reads see an empty
+  // store; writes are refused (errc::read_only). Idempotent.
+  result<void> release_persistence() {
+    std::lock_guard closing(close_mutex_);
+    folder_.stop();
+    compressor_.stop();
+    std::lock_guard saving(save_mutex_);
+    std::lock_guard writer(write_mutex_);
+    if (!is_open()) return closed_error();
+    if (released_) return {};
+    result<void> sealed;
+    if (log_) {
+      sealed = log_->seal();
+      log_->release_lock();
+    }
+    released_ = true;
+    publish(tree());
+    return sealed;
+  }
+
  private:
+  // Why a write cannot proceed now, if it cannot; called with write_mutex_ held.
+  std::optional<keel::error> refuse_write() const {
+    if (!is_open()) return closed_error();
+    if (released_) {
+      return keel::error(errc::read_only, "memory store: its data was handed over to another store "
+                                          "(release_persistence); it takes no more writes");
+    }
+    return std::nullopt;
+  }
   static std::optional<keel::error> check_sizes(std::string_view key, std::string_view value) {
     constexpr std::size_t limit = std::numeric_limits<std::uint32_t>::max();
     if (key.size() > limit || value.size() > limit) {
@@ -978,6 +1016,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   std::atomic<const tree*> root_{new tree()};  // the current version
   std::vector<std::pair<std::uint64_t, const tree*>> retired_;  // (epoch it closed, version)
   std::atomic<bool> open_{true};
+  bool released_ = false;  // guarded by write_mutex_: release_persistence() ran
   // Compression (none: all unused).
   keel::compression compression_ = keel::compression::none;
   std::unique_ptr<std::atomic<const detail::value_codec*>[]> codecs_;  // max_codecs slots

@@ -292,6 +292,16 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     return check(db_->CompactRange(co, range.lower() ? &lo : nullptr, range.upper() ? &hi : nullptr), "compact");
   }
 
+  // Syncs the WAL (DB::FlushWAL(true)): every write acknowledged before the
+  // call survives a power loss, whatever sync_writes says (basic_store::flush()).
+  // Nothing to do on a read-only store.
+  result<void> flush() {
+    std::shared_lock<std::shared_mutex> lock;
+    if (!enter(lock)) return closed();
+    if (opts_.read_only) return {};
+    return check(db_->FlushWAL(true), "flush");
+  }
+
   // rocksdb::Checkpoint: SST files hard-linked where the filesystem allows
   // (copied otherwise), the memtable flushed first, so `dir` opens as a
   // database with everything written before the call. `dir` must not exist

@@ -38,6 +38,9 @@ struct store_stats {
   // without memory_options::compression; size_bytes / uncompressed_bytes is
   // the compression ratio); other backends: 0.
   std::uint64_t uncompressed_bytes = 0;
+  // Hybrid stores: the tier that holds the data ("memory" or "rocksdb");
+  // empty for other backends.
+  std::string tier;
   // Backend specifics, e.g. RocksDB properties ("rocksdb.estimate-num-keys", ...).
   std::vector<std::pair<std::string, std::uint64_t>> properties;
 };

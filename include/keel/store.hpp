@@ -145,13 +145,14 @@ concept store_policy =
     };
 
 // Which kind of backend a store is (basic_any_store::backend()).
-enum class backend { rocksdb, memory, etcd };
+enum class backend { rocksdb, memory, etcd, hybrid };
 
 constexpr std::string_view to_string(backend b) noexcept {
   switch (b) {
     case backend::rocksdb: return "rocksdb";
     case backend::memory: return "memory";
     case backend::etcd: return "etcd";
+    case backend::hybrid: return "hybrid";
   }
   return "unknown";
 }
@@ -515,8 +516,10 @@ class basic_store {
   const Policy& policy() const noexcept { return *backend_; }
 
   // Makes the data durable where the backend needs a step for it: a memory
-  // store with memory_options::persist_path saves its file. Other backends:
-  // nothing to do (RocksDB has every write in its WAL already).
+  // store with memory_options::persist_path folds its log into its file;
+  // RocksDB syncs its WAL (so writes made without sync_writes survive a power
+  // loss too); a hybrid store does what its current tier does. Other
+  // backends: nothing to do.
   result<void> flush() {
     if (!backend_) return closed_error();
     if constexpr (requires(Policy& p) { { p.flush() } -> std::same_as<result<void>>; }) {
