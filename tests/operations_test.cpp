@@ -171,6 +171,10 @@ TEST_SUITE("conformance") {
         c.preferred = store.backend();
         c.memory.persist_path = where;
         return keel::open_store(c);
+      } else if constexpr (std::is_same_v<store_type, keel::hybrid_store>) {
+        keel::hybrid_options o;
+        o.path = where;
+        return keel::hybrid_store::open(o);
       } else {
         keel::rocks_options o;
         o.path = where;

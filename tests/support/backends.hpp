@@ -103,6 +103,27 @@ struct any_backend {
 };
 using any_memory_backend = any_backend<keel::backend::memory>;
 using any_rocks_backend = any_backend<keel::backend::rocksdb>;
+
+// The hybrid store (<keel/hybrid.hpp>): Spill = false keeps it in its
+// memory tier (default spill_bytes); Spill = true gives spill_bytes = 0, so
+// its background mover moves the data to RocksDB right after open, while
+// the case runs: every case then also checks that the move is invisible.
+template <bool Spill>
+struct hybrid_backend {
+  using store_type = hybrid_store;
+  static constexpr bool persistent = true;
+  static constexpr const char* name = Spill ? "hybrid(spilling)" : "hybrid";
+  temp_dir dir;
+  std::filesystem::path path() const { return dir.path() / "hybrid"; }
+  result<store_type> open() const {
+    hybrid_options o;
+    o.path = path();
+    if (Spill) o.spill_bytes = 0;
+    return store_type::open(o);
+  }
+};
+using hybrid_memory_backend = hybrid_backend<false>;
+using hybrid_spilling_backend = hybrid_backend<true>;
 #endif  // KEEL_HAS_ROCKSDB
 
 #if KEEL_HAS_ETCD
@@ -151,7 +172,8 @@ struct etcd_backend {
 #define KEEL_BACKENDS                                                                                \
   keel::test::memory_backend, keel::test::rocks_default_backend, keel::test::rocks_macos_backend, \
       keel::test::any_memory_backend, keel::test::any_rocks_backend,                              \
-      keel::test::persisted_memory_backend, keel::test::compressed_memory_backend KEEL_ETCD_BACKENDS
+      keel::test::persisted_memory_backend, keel::test::compressed_memory_backend,                \
+      keel::test::hybrid_memory_backend, keel::test::hybrid_spilling_backend KEEL_ETCD_BACKENDS
 #else
 #define KEEL_BACKENDS                                                                           \
   keel::test::memory_backend, keel::test::persisted_memory_backend, keel::test::compressed_memory_backend \
