@@ -112,6 +112,24 @@ concept hybrid_large_tier = store_policy<L> && requires(L& l, typename L::option
 
 namespace detail {
 
+// The steps of a move, in order, for tests: a hook set here is called at
+// each (from the thread running the move); a crash test makes it end the
+// process there.
+enum class hybrid_move_step {
+  copied,     // the snapshot taken at the start is in RocksDB
+  caught_up,  // the rounds outside the gate are done
+  synced,     // the last round copied, RocksDB's WAL synced; TIER not replaced yet (readers and writers held)
+  committed,  // TIER names rocksdb; the memory tier's files not removed yet
+  released,   // the memory tier released, its files removed
+};
+inline std::atomic<void (*)(hybrid_move_step)>& hybrid_move_hook() {
+  static std::atomic<void (*)(hybrid_move_step)> hook{nullptr};
+  return hook;
+}
+inline void hybrid_move_reached(hybrid_move_step step) {
+  if (auto hook = hybrid_move_hook().load()) hook(step);
+}
+
 // The files of a hybrid store under its path.
 struct hybrid_layout {
   std::filesystem::path root;
@@ -657,6 +675,7 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
       return moving_error(e);
     };
     if (auto c = copy_range(base, key_range::all(), *large); !c) return abandon(c.error());
+    detail::hybrid_move_reached(detail::hybrid_move_step::copied);
     // Catch up outside the gate while the recorded writes are many.
     for (int round = 0; round < 16; ++round) {
       delta d = take_delta();
@@ -666,6 +685,7 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
       if (auto a = apply_delta(d, *view, *large); !a) return abandon(a.error());
       if (d.size() < 256) break;
     }
+    detail::hybrid_move_reached(detail::hybrid_move_step::caught_up);
     std::unique_lock pin(tier_gate_);
     if (!is_open() || stopping_.load()) return abandon(closed_error());
     delta d = take_delta();
@@ -673,6 +693,7 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
     if (!view) return abandon(view.error());
     if (auto a = apply_delta(d, *view, *large); !a) return abandon(a.error());
     if (auto f = large->flush(); !f) return abandon(f.error());
+    detail::hybrid_move_reached(detail::hybrid_move_step::synced);
     bool renamed = false;
     auto committed = layout_.write_tier("rocksdb", renamed);
     if (!committed && !renamed) return abandon(committed.error());
@@ -683,9 +704,11 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
     tier_ = tier::large;
     moving_ = false;
     pin.unlock();
+    detail::hybrid_move_reached(detail::hybrid_move_step::committed);
     (void)small_->release_persistence();
-    if (committed) layout_.remove_memory_files();
     if (!committed) return moving_error(committed.error());
+    layout_.remove_memory_files();
+    detail::hybrid_move_reached(detail::hybrid_move_step::released);
     return {};
   }
 

@@ -1,0 +1,515 @@
+// The hybrid store's own behaviour (the conformance suite runs every common
+// case on it too, kept in memory and moving while the case runs): the online
+// move, the layout a crash at each step of it leaves, the lock, transactions
+// across a move.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <keel/hybrid.hpp>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/child_process.hpp"
+#include "support/temp_dir.hpp"
+#include "support/text.hpp"
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using keel::errc;
+using keel::hybrid_options;
+using keel::hybrid_store;
+using keel::key_range;
+using keel::detail::hybrid_move_step;
+using keel::test::child_process;
+using keel::test::contains;
+using keel::test::helper_path;
+using keel::test::temp_dir;
+using tier = keel::HybridPolicy<>::tier;
+
+namespace {
+
+hybrid_options no_auto_move(const fs::path& path) {
+  hybrid_options o;
+  o.path = path;
+  o.spill_bytes = std::numeric_limits<std::size_t>::max();
+  return o;
+}
+
+// Files in PATH/memory other than the memory tier's lock file.
+bool memory_files_left(const fs::path& path) {
+  for (const auto& e : fs::directory_iterator(path / "memory"))
+    if (e.path().filename() != "store.lock") return true;
+  return false;
+}
+
+void write_file(const fs::path& p, const std::string& text) {
+  std::ofstream(p, std::ios::binary | std::ios::trunc) << text;
+}
+
+// Runs a hook at one step of the moves in this process, for one test case.
+class move_hook {
+ public:
+  explicit move_hook(void (*f)(hybrid_move_step)) { keel::detail::hybrid_move_hook().store(f); }
+  ~move_hook() { keel::detail::hybrid_move_hook().store(nullptr); }
+  move_hook(const move_hook&) = delete;
+  move_hook& operator=(const move_hook&) = delete;
+};
+
+// A latch the hooks signal (hooks are plain function pointers: state is global).
+struct step_signal {
+  std::mutex m;
+  std::condition_variable cv;
+  bool reached = false, released = false;
+};
+step_signal* current_signal = nullptr;
+
+}  // namespace
+
+TEST_SUITE("hybrid") {
+  TEST_CASE("a move is online: writers and readers go on, snapshots and cursors keep their version, nothing is lost") {
+    temp_dir tmp;
+    auto s = hybrid_store::open(no_auto_move(tmp.path() / "h"));
+    REQUIRE(s);
+    constexpr int preload = 5000;
+    for (int i = 0; i < preload; i += 500) {
+      keel::write_batch b;
+      for (int j = i; j < i + 500; ++j) b.put("pre/" + std::to_string(j), "v1");
+      REQUIRE(s->write(b));
+    }
+    CHECK(s->stats()->tier == "memory");
+    auto before = s->snapshot();
+    auto cursor = s->scan(key_range::prefix("pre/"));
+    int cursor_seen = 0;
+    for (; cursor_seen < 10 && cursor.valid(); ++cursor_seen) cursor.advance();
+
+    std::atomic<bool> moved{false};
+    std::atomic<int> read_errors{0}, missing{0}, write_errors{0};
+    constexpr int writers = 2, per_writer_min = 3000;
+    std::vector<std::map<std::string, std::string>> acked(writers);
+    std::vector<std::thread> threads;
+    std::atomic<int> writes_done{0};
+    for (int w = 0; w < writers; ++w) {
+      threads.emplace_back([&, w] {
+        for (int i = 0; i < per_writer_min || !moved.load(); ++i) {
+          // New keys, and overwrites of the preloaded ones.
+          const std::string key = i % 2 ? "w" + std::to_string(w) + "/" + std::to_string(i)
+                                        : "pre/" + std::to_string((i * 7 + w) % preload);
+          const std::string value = "v2-" + std::to_string(w) + "-" + std::to_string(i);
+          if (s->put(key, value))
+            acked[w][key] = value;
+          else
+            ++write_errors;
+          writes_done.fetch_add(1);
+        }
+      });
+    }
+    threads.emplace_back([&] {
+      std::mt19937 rng(5);
+      while (!moved.load()) {
+        auto v = s->get("pre/" + std::to_string(rng() % preload));
+        if (!v)
+          ++read_errors;
+        else if (!*v)
+          ++missing;
+      }
+    });
+    while (writes_done.load() < 200) std::this_thread::yield();  // the move starts among writes
+    auto m = s->policy().move_to_large();
+    moved = true;
+    for (auto& t : threads) t.join();
+    REQUIRE_MESSAGE(m, m.error().message());
+    CHECK(read_errors.load() == 0);
+    CHECK(write_errors.load() == 0);
+    CHECK(missing.load() == 0);
+    CHECK(s->policy().current_tier() == tier::large);
+    CHECK(s->stats()->tier == "rocksdb");
+
+    // Every acknowledged write, with its last value (keys written by one writer only
+    // hold that writer's last value; preloaded keys overwritten by both: either's).
+    int checked = 0;
+    for (int w = 0; w < writers; ++w) {
+      for (const auto& [k, v] : acked[w]) {
+        auto got = s->get(k);
+        REQUIRE(got);
+        REQUIRE(got->has_value());
+        if (k.rfind("w", 0) == 0) CHECK(**got == v);
+        ++checked;
+      }
+    }
+    CHECK(checked > 0);
+    // The snapshot and the cursor taken before the move read their version.
+    int in_snapshot = 0;
+    for (const auto& e : before.scan(key_range::prefix("pre/"))) {
+      CHECK(e.value == "v1");
+      ++in_snapshot;
+    }
+    CHECK(in_snapshot == preload);
+    CHECK_FALSE(before.get("w0/1")->has_value());
+    for (; cursor.valid(); cursor.advance()) {
+      CHECK(cursor.current().value == "v1");
+      ++cursor_seen;
+    }
+    CHECK_FALSE(cursor.error());
+    CHECK(cursor_seen == preload);
+    // The memory tier's files are gone; RocksDB holds the data; close, reopen at once.
+    CHECK_FALSE(memory_files_left(tmp.path() / "h"));
+    REQUIRE(s->close());
+    CHECK(before.get("pre/1").error() == errc::closed);
+    auto again = hybrid_store::open(no_auto_move(tmp.path() / "h"));
+    REQUIRE(again);
+    CHECK(again->stats()->tier == "rocksdb");
+    CHECK(again->policy().current_tier() == tier::large);
+    int n = 0;
+    for (const auto& e : again->scan()) {
+      (void)e;
+      ++n;
+    }
+    std::size_t new_keys = 0;
+    for (const auto& per_writer : acked)
+      for (const auto& kv : per_writer) new_keys += kv.first.rfind("w", 0) == 0;
+    CHECK(static_cast<std::size_t>(n) == preload + new_keys);
+    CHECK(again->get("w1/1")->value() == acked[1]["w1/1"]);
+  }
+
+  TEST_CASE("the store moves by itself past spill_bytes, and stays in RocksDB") {
+    temp_dir tmp;
+    static step_signal done;
+    done.reached = false;
+    current_signal = &done;
+    move_hook hook([](hybrid_move_step step) {
+      if (step != hybrid_move_step::released) return;
+      std::lock_guard l(current_signal->m);
+      current_signal->reached = true;
+      current_signal->cv.notify_all();
+    });
+    hybrid_options o;
+    o.path = tmp.path() / "h";
+    o.spill_bytes = 64 << 10;
+    auto s = hybrid_store::open(o);
+    REQUIRE(s);
+    CHECK(s->stats()->tier == "memory");
+    for (int i = 0; i < 2000; ++i) REQUIRE(s->put("k" + std::to_string(i), std::string(100, 'x')));
+    {
+      std::unique_lock l(done.m);
+      REQUIRE(done.cv.wait_for(l, 60s, [] { return done.reached; }));
+    }
+    CHECK(s->stats()->tier == "rocksdb");
+    CHECK_FALSE(s->policy().last_move_error());
+    for (int i = 0; i < 2000; i += 97) CHECK(s->get("k" + std::to_string(i))->value() == std::string(100, 'x'));
+    REQUIRE(s->close());
+    // Reopened with a larger spill_bytes: it never moves back.
+    o.spill_bytes = std::size_t{1} << 30;
+    auto again = hybrid_store::open(o);
+    REQUIRE(again);
+    CHECK(again->stats()->tier == "rocksdb");
+    CHECK(again->stats()->keys > 0);
+  }
+
+  TEST_CASE("close() during a move stops it; the path reopens at once, in memory, with every write") {
+    temp_dir tmp;
+    static step_signal sig;
+    sig.reached = sig.released = false;
+    current_signal = &sig;
+    // The move pauses after its bulk copy until close() has begun.
+    move_hook hook([](hybrid_move_step step) {
+      if (step != hybrid_move_step::copied) return;
+      std::unique_lock l(current_signal->m);
+      current_signal->reached = true;
+      current_signal->cv.notify_all();
+      current_signal->cv.wait(l, [] { return current_signal->released; });
+    });
+    auto s = hybrid_store::open(no_auto_move(tmp.path() / "h"));
+    REQUIRE(s);
+    for (int i = 0; i < 3000; ++i) REQUIRE(s->put("k" + std::to_string(i), "v"));
+    keel::result<void> moved;
+    std::thread mover([&] { moved = s->policy().move_to_large(); });
+    {
+      std::unique_lock l(sig.m);
+      sig.cv.wait(l, [] { return sig.reached; });
+      REQUIRE(s->put("during", "the move"));
+      sig.released = true;
+      sig.cv.notify_all();
+    }
+    REQUIRE(s->close());
+    mover.join();
+    REQUIRE_FALSE(moved);
+    CHECK(moved.error() == errc::closed);
+    auto again = hybrid_store::open(no_auto_move(tmp.path() / "h"));
+    REQUIRE(again);
+    CHECK(again->stats()->tier == "memory");
+    CHECK(again->stats()->keys == 3001);
+    CHECK(again->get("during")->value() == "the move");
+    CHECK_FALSE(fs::exists(tmp.path() / "h" / "rocksdb"));
+  }
+
+  TEST_CASE("transactions span a move: validated across it, conflicts found on either side") {
+    temp_dir tmp;
+    auto s = hybrid_store::open(no_auto_move(tmp.path() / "h"));
+    REQUIRE(s);
+    REQUIRE(s->put("a", "1"));
+    REQUIRE(s->put("b", "1"));
+    auto clean = s->transaction();      // reads a, nobody writes it
+    auto before = s->transaction();     // reads b, written before the move
+    auto after = s->transaction();      // reads a, written after the move
+    CHECK(clean.get("a")->value() == "1");
+    CHECK(before.get("b")->value() == "1");
+    CHECK(after.get("a")->value() == "1");
+    REQUIRE(clean.put("x", "clean"));
+    REQUIRE(before.put("y", "before"));
+    REQUIRE(after.put("z", "after"));
+    REQUIRE(s->put("b", "2"));
+    REQUIRE(s->policy().move_to_large());
+    CHECK(s->stats()->tier == "rocksdb");
+    // A view begun in memory still reads memory's version.
+    CHECK(before.get("b")->value() == "1");
+    auto committed = clean.commit();
+    CHECK_MESSAGE(committed, (committed ? "" : committed.error().message()));
+    CHECK(before.commit().error() == errc::conflict);
+    REQUIRE(s->put("a", "2"));
+    CHECK(after.commit().error() == errc::conflict);
+    CHECK(s->get("x")->value() == "clean");
+    CHECK_FALSE(s->get("y")->has_value());
+    CHECK_FALSE(s->get("z")->has_value());
+  }
+
+  TEST_CASE("open repairs what an interrupted move left, and refuses a TIER it cannot read") {
+    temp_dir tmp;
+    const fs::path path = tmp.path() / "h";
+    {
+      auto s = hybrid_store::open(no_auto_move(path));
+      REQUIRE(s);
+      REQUIRE(s->put("k", "memory"));
+    }
+    // A move that did not commit: rocksdb/ beside TIER = memory.
+    fs::create_directories(path / "rocksdb");
+    write_file(path / "rocksdb" / "000001.log", "partial");
+    {
+      auto s = hybrid_store::open(no_auto_move(path));
+      REQUIRE(s);
+      CHECK(s->stats()->tier == "memory");
+      CHECK(s->get("k")->value() == "memory");
+      CHECK_FALSE(fs::exists(path / "rocksdb"));
+      REQUIRE(s->policy().move_to_large());
+    }
+    // A move that committed but had not removed the memory tier's files.
+    write_file(path / "memory" / "store", "stale");
+    write_file(path / "memory" / "store.wal-000000000001", "stale");
+    {
+      auto s = hybrid_store::open(no_auto_move(path));
+      REQUIRE(s);
+      CHECK(s->stats()->tier == "rocksdb");
+      CHECK(s->get("k")->value() == "memory");
+      CHECK_FALSE(memory_files_left(path));
+      CHECK(fs::exists(path / "memory" / "store.lock"));
+    }
+    // TIER naming no tier, or RocksDB without its directory: corruption, nothing touched.
+    write_file(path / "TIER", "disk\n");
+    auto bad = hybrid_store::open(no_auto_move(path));
+    REQUIRE_FALSE(bad);
+    CHECK(bad.error() == errc::corruption);
+    CHECK(contains(bad.error().message(), "TIER"));
+    CHECK(fs::exists(path / "rocksdb" / "CURRENT"));
+    write_file(path / "TIER", "rocksdb\n");
+    fs::rename(path / "rocksdb", tmp.path() / "elsewhere");
+    auto lost = hybrid_store::open(no_auto_move(path));
+    REQUIRE_FALSE(lost);
+    CHECK(lost.error() == errc::corruption);
+    CHECK(contains(lost.error().message(), "rocksdb"));
+    CHECK_FALSE(fs::exists(path / "rocksdb"));
+    CHECK_FALSE(hybrid_store::open(hybrid_options{}));
+  }
+
+  TEST_CASE("checkpoint in each tier opens as a hybrid store") {
+    temp_dir tmp;
+    auto s = hybrid_store::open(no_auto_move(tmp.path() / "h"));
+    REQUIRE(s);
+    REQUIRE(s->put("k", "v"));
+    REQUIRE(s->checkpoint(tmp.path() / "cp-memory"));
+    REQUIRE(s->policy().move_to_large());
+    REQUIRE(s->put("k2", "v2"));
+    REQUIRE(s->checkpoint(tmp.path() / "cp-rocksdb"));
+    REQUIRE(s->flush());
+    auto m = hybrid_store::open(no_auto_move(tmp.path() / "cp-memory"));
+    REQUIRE(m);
+    CHECK(m->stats()->tier == "memory");
+    CHECK(m->get("k")->value() == "v");
+    CHECK_FALSE(m->get("k2")->has_value());
+    auto r = hybrid_store::open(no_auto_move(tmp.path() / "cp-rocksdb"));
+    REQUIRE(r);
+    CHECK(r->stats()->tier == "rocksdb");
+    CHECK(r->get("k2")->value() == "v2");
+  }
+
+  TEST_CASE("one process per path, whichever tier: lock_held_by_other_process with the PID") {
+    temp_dir tmp;
+    const fs::path path = tmp.path() / "h";
+    for (const bool moved : {false, true}) {
+      CAPTURE(moved);
+      if (moved) {
+        auto s = hybrid_store::open(no_auto_move(path));
+        REQUIRE(s);
+        REQUIRE(s->policy().move_to_large());
+      }
+      {
+        child_process holder(helper_path("hybrid_writer"), {"hold", path.string()});
+        auto line = holder.read_line(30s);
+        REQUIRE(line.has_value());
+        REQUIRE(line->rfind("ready ", 0) == 0);
+        auto s = hybrid_store::open(no_auto_move(path));
+        REQUIRE_FALSE(s);
+        CHECK(s.error() == errc::lock_held_by_other_process);
+        CHECK(contains(s.error().message(), "process " + std::to_string(holder.pid())));
+        CHECK(contains(s.error().message(), "keel.lock"));
+        holder.close_stdin();
+        CHECK(holder.wait() == 0);
+      }
+      auto s = hybrid_store::open(no_auto_move(path));
+      REQUIRE(s);
+      auto twice = hybrid_store::open(no_auto_move(path / "."));
+      REQUIRE_FALSE(twice);
+      CHECK(twice.error() == errc::already_open_in_process);
+      child_process other(helper_path("hybrid_writer"), {"hold", path.string()});
+      auto line = other.read_line(30s);
+      REQUIRE(line.has_value());
+      CHECK(line->rfind("error lock_held_by_other_process", 0) == 0);
+      CHECK(contains(*line, "process " + std::to_string(::getpid())));
+      CHECK(other.wait() == 1);
+    }
+  }
+}
+
+// Crashes during the move: the helper preloads 20,000 keys, then moves while
+// it writes rounds (a 10-key batch or a put each), and dies at a step of the
+// move (_exit from the move's hook) or at a random moment (SIGKILL). After
+// each crash: one complete store opens, in the tier the commit point says;
+// every acknowledged round is present, the round in flight is whole or
+// absent, the preloaded keys are all there.
+namespace {
+
+struct crash_totals {
+  int crashes = 0, in_memory = 0, in_rocksdb = 0, in_flight_present = 0, in_flight_absent = 0;
+  long acked_checked = 0, lost = 0, torn = 0;
+};
+
+void crash_round(const fs::path& path, const std::string& step, bool sync, std::mt19937* kill_rng, crash_totals& t) {
+  const std::string prefix = "p";
+  long last_ack = -1;
+  bool moved = false;
+  {
+    std::vector<std::string> args{"write", path.string(), prefix, step};
+    if (sync) args.push_back("sync");
+    child_process w(helper_path("hybrid_writer"), args);
+    auto first = w.read_line(60s);
+    REQUIRE(first.has_value());
+    REQUIRE(*first == "loaded");
+    if (kill_rng) {
+      // A random moment after the move began.
+      while (auto line = w.read_line(30s)) {
+        if (*line == "moving") break;
+        REQUIRE(line->rfind("error", 0) != 0);
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds((*kill_rng)() % 300000));  // a random moment, not a sync
+      w.kill(keel::test::kill_signal);
+      CHECK(w.wait() == 128 + keel::test::kill_signal);
+    }
+    bool crashed = false;
+    while (auto line = w.read_line(60s)) {
+      if (line->rfind("ack ", 0) == 0) last_ack = std::stol(line->substr(4));
+      if (*line == "moved") moved = true;
+      if (*line == "crash") crashed = true;
+      REQUIRE_MESSAGE(line->rfind("error", 0) != 0, *line);
+    }
+    if (!kill_rng) {
+      CHECK(crashed);
+      CHECK(w.wait() == 42);
+    }
+  }
+  auto s = hybrid_store::open(no_auto_move(path));
+  REQUIRE_MESSAGE(s, s.error().message());
+  const std::string tier_name = s->stats()->tier;
+  if (tier_name == "memory") {
+    ++t.in_memory;
+    CHECK_FALSE(fs::exists(path / "rocksdb"));
+    CHECK_FALSE(moved);
+  } else {
+    ++t.in_rocksdb;
+    CHECK_FALSE(memory_files_left(path));
+  }
+  if (step == "copied" || step == "caught_up" || step == "synced") CHECK(tier_name == "memory");
+  if (step == "committed" || step == "released") CHECK(tier_name == "rocksdb");
+  int preloaded = 0;
+  for (const auto& e : s->scan(key_range::prefix(prefix + "/pre/"))) {
+    (void)e;
+    ++preloaded;
+  }
+  CHECK(preloaded == 20000);
+  std::map<long, int> keys_of_round;
+  for (const auto& e : s->scan(key_range::prefix(prefix + "/"))) {
+    std::string rest(e.key.substr(prefix.size() + 1));
+    if (rest.rfind("pre/", 0) == 0) continue;
+    const long r = std::stol(rest.substr(0, rest.find('/')));
+    CHECK(e.value.substr(0, e.value.find(' ', 6)) == "round " + std::to_string(r));
+    ++keys_of_round[r];
+  }
+  for (long r = 0; r <= last_ack; ++r) {
+    ++t.acked_checked;
+    if (keys_of_round.count(r) == 0) ++t.lost;
+  }
+  for (const auto& [r, n] : keys_of_round) {
+    if (n != (r % 3 == 0 ? 10 : 1)) ++t.torn;
+    CHECK(r <= last_ack + 1);
+  }
+  if (keys_of_round.count(last_ack + 1))
+    ++t.in_flight_present;
+  else
+    ++t.in_flight_absent;
+  ++t.crashes;
+}
+
+}  // namespace
+
+TEST_SUITE("hybrid") {
+  TEST_CASE("a crash at each step of the move leaves one complete store") {
+    crash_totals t;
+    for (const char* step : {"copied", "caught_up", "synced", "committed", "released"}) {
+      for (const bool sync : {false, true}) {
+        CAPTURE(step);
+        CAPTURE(sync);
+        temp_dir tmp;
+        crash_round(tmp.path() / "h", step, sync, nullptr, t);
+      }
+    }
+    MESSAGE("crash at each step: " << t.crashes << " crashes (" << t.in_memory << " reopened in memory, "
+                                   << t.in_rocksdb << " in RocksDB), " << t.acked_checked
+                                   << " acknowledged writes checked, " << t.lost << " lost, " << t.torn << " torn");
+    CHECK(t.lost == 0);
+    CHECK(t.torn == 0);
+    CHECK(t.in_memory == 6);
+    CHECK(t.in_rocksdb == 4);
+  }
+
+  TEST_CASE("SIGKILL at random moments of the move leaves one complete store") {
+    crash_totals t;
+    std::mt19937 rng(13);
+    for (int round = 0; round < 12; ++round) {
+      CAPTURE(round);
+      temp_dir tmp;
+      crash_round(tmp.path() / "h", "none", round % 4 == 3, &rng, t);
+    }
+    MESSAGE("SIGKILL during moves: " << t.crashes << " kills (" << t.in_memory << " reopened in memory, "
+                                     << t.in_rocksdb << " in RocksDB), " << t.acked_checked
+                                     << " acknowledged writes checked, " << t.lost << " lost, " << t.torn
+                                     << " torn; write in flight present " << t.in_flight_present << ", absent "
+                                     << t.in_flight_absent);
+    CHECK(t.lost == 0);
+    CHECK(t.torn == 0);
+  }
+}

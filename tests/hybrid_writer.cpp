@@ -1,0 +1,116 @@
+// tests/hybrid_writer.cpp - helper for the hybrid store tests (exec'd).
+//
+//   hybrid_writer write PATH PREFIX [STEP] [sync]
+//       opens a hybrid store at PATH (no automatic move), writes
+//       PREFIX/pre/<i> for i < 20000 in batches and prints "loaded"; then
+//       starts a thread that moves the data to RocksDB (printing "moving",
+//       then "moved" or "error ..."), while this thread writes, for round
+//       r = 0, 1, ...: r % 3 == 0: one batch of 10 puts PREFIX/<r>/<i>;
+//       otherwise one put PREFIX/<r>, printing "ack <r>" once acknowledged.
+//       STEP (copied, caught_up, synced, committed, released; "none": no
+//       hook): the process ends with _exit(42) when the move reaches it,
+//       after printing "crash STEP". The test SIGKILLs it otherwise.
+//   hybrid_writer hold PATH
+//       opens PATH, prints "ready <pid>", waits for EOF on stdin, closes.
+// Errors: "error <code> <message>" on stdout, exit 1. Bad usage: exit 64.
+#include <cstdio>
+#include <iostream>
+#include <keel/hybrid.hpp>
+#include <limits>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <unistd.h>
+
+namespace {
+
+std::mutex out_mutex;
+
+void say(const std::string& line) {
+  std::lock_guard l(out_mutex);
+  std::fputs((line + "\n").c_str(), stdout);
+  std::fflush(stdout);
+}
+
+int report_error(const keel::error& e) {
+  say("error " + std::string(keel::to_string(e.code())) + " " + e.message());
+  return 1;
+}
+
+keel::detail::hybrid_move_step crash_step;
+
+void crash_at(keel::detail::hybrid_move_step step) {
+  if (step != crash_step) return;
+  say("crash");
+  ::_exit(42);
+}
+
+}  // namespace
+
+// The value written for round r (the test checks it).
+static std::string value_for(unsigned long r) { return "round " + std::to_string(r) + " " + std::string(90, 'v'); }
+
+int main(int argc, char** argv) {
+  const std::string mode = argc > 1 ? argv[1] : "";
+  if (mode == "hold" && argc == 3) {
+    auto store = keel::hybrid_store::open({.path = argv[2]});
+    if (!store) return report_error(store.error());
+    say("ready " + std::to_string(::getpid()));
+    std::string line;
+    while (std::getline(std::cin, line)) {
+    }
+    if (auto c = store->close(); !c) return report_error(c.error());
+    return 0;
+  }
+  if (mode != "write" || argc < 4 || argc > 6) {
+    std::fprintf(stderr, "usage: hybrid_writer write PATH PREFIX [STEP] [sync] | hold PATH\n");
+    return 64;
+  }
+  const std::string step = argc > 4 ? argv[4] : "none";
+  using keel::detail::hybrid_move_step;
+  if (step != "none") {
+    if (step == "copied") crash_step = hybrid_move_step::copied;
+    else if (step == "caught_up") crash_step = hybrid_move_step::caught_up;
+    else if (step == "synced") crash_step = hybrid_move_step::synced;
+    else if (step == "committed") crash_step = hybrid_move_step::committed;
+    else if (step == "released") crash_step = hybrid_move_step::released;
+    else return 64;
+    keel::detail::hybrid_move_hook().store(&crash_at);
+  }
+  keel::hybrid_options o;
+  o.path = argv[2];
+  o.spill_bytes = std::numeric_limits<std::size_t>::max();
+  o.sync_writes = argc > 5 && std::string(argv[5]) == "sync";
+  auto store = keel::hybrid_store::open(o);
+  if (!store) return report_error(store.error());
+  const std::string prefix = argv[3];
+  for (int i = 0; i < 20000;) {
+    keel::write_batch b;
+    for (int j = 0; j < 1000; ++j, ++i) b.put(prefix + "/pre/" + std::to_string(i), std::string(100, 'p'));
+    if (auto w = store->write(b); !w) return report_error(w.error());
+  }
+  say("loaded");
+  std::thread mover([&] {
+    say("moving");
+    auto m = store->policy().move_to_large();
+    if (m)
+      say("moved");
+    else
+      say("error " + std::string(keel::to_string(m.error().code())) + " " + m.error().message());
+  });
+  mover.detach();  // the process ends by a signal or _exit
+  for (unsigned long r = 0;; ++r) {
+    const std::string value = value_for(r);
+    keel::result<void> w;
+    if (r % 3 == 0) {
+      keel::write_batch b;
+      for (int i = 0; i < 10; ++i) b.put(prefix + "/" + std::to_string(r) + "/" + std::to_string(i), value);
+      w = store->write(b);
+    } else {
+      w = store->put(prefix + "/" + std::to_string(r), value);
+    }
+    if (!w) return report_error(w.error());
+    say("ack " + std::to_string(r));
+  }
+}
