@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <keel/hybrid.hpp>
+#include <keel/open_store.hpp>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -325,6 +326,37 @@ TEST_SUITE("hybrid") {
     CHECK(contains(lost.error().message(), "rocksdb"));
     CHECK_FALSE(fs::exists(path / "rocksdb"));
     CHECK_FALSE(hybrid_store::open(hybrid_options{}));
+  }
+
+  TEST_CASE("open_store opens a hybrid store into a basic_any_store that holds HybridPolicy, never falls back") {
+    temp_dir tmp;
+    using hybrid_any = keel::basic_any_store<keel::RocksPolicy<keel::NativeTuning>, keel::MemoryPolicy, keel::HybridPolicy<>>;
+    keel::store_config c;
+    c.preferred = keel::backend::hybrid;
+    c.path = tmp.path() / "h";
+    c.fallback_to_memory = true;
+    std::vector<std::string> lines;
+    c.log = [&](std::string_view l) { lines.emplace_back(l); };
+    {
+      auto s = keel::open_store<hybrid_any>(c);
+      REQUIRE_MESSAGE(s, s.error().message());
+      CHECK(s->backend() == keel::backend::hybrid);
+      REQUIRE(s->put("k", "v"));
+      CHECK(s->stats()->tier == "memory");
+      REQUIRE(lines.size() == 1);
+      CHECK(contains(lines[0], "hybrid"));
+      // Held by this store: the second open fails, with no fallback to memory.
+      auto twice = keel::open_store<hybrid_any>(c);
+      REQUIRE_FALSE(twice);
+      CHECK(twice.error() == errc::already_open_in_process);
+      CHECK(contains(twice.error().message(), "no fallback"));
+    }
+    auto again = keel::open_store<hybrid_any>(c);
+    REQUIRE(again);
+    CHECK(again->get("k")->value() == "v");
+    auto plain = keel::open_store<keel::any_store>(c);
+    REQUIRE_FALSE(plain);
+    CHECK(plain.error() == errc::invalid_argument);
   }
 
   TEST_CASE("checkpoint in each tier opens as a hybrid store") {

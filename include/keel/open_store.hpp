@@ -38,6 +38,7 @@
 
 #include "any_store.hpp"
 #include "etcd_options.hpp"
+#include "hybrid.hpp"
 #include "memory.hpp"
 #include "rocksdb.hpp"
 
@@ -66,6 +67,12 @@ struct store_config {
   // open_store() opens it only into a store type that holds EtcdPolicy
   // (keel::etcd_any_store, <keel/etcd_any_store.hpp>).
   etcd_options etcd{};
+  // The hybrid store (preferred = backend::hybrid; path, if set, overrides
+  // hybrid.path). open_store() opens it only into a store type that holds
+  // HybridPolicy<> (e.g. basic_any_store<..., HybridPolicy<>>). Never falls
+  // back: the hybrid store has its own memory tier, and an empty memory store
+  // must not stand in for its data.
+  hybrid_options hybrid{};
   // Where open_store() reports its decisions; empty: log_to_stderr.
   log_sink log{};
 
@@ -191,6 +198,21 @@ result<Store> open_store(const store_config& config) {
 
   if (config.preferred == backend::memory) {
     return open_memory("opened the memory backend (as configured); " + memory_fate);
+  }
+
+  if (config.preferred == backend::hybrid) {
+    if constexpr (detail::any_store_holds<Store, HybridPolicy<>>::value) {
+      hybrid_options ho = config.hybrid;
+      if (!config.path.empty()) ho.path = config.path;
+      auto h = basic_store<HybridPolicy<>>::open(ho);
+      if (!h) return keel::error(h.error().code(), h.error().message() + " [no fallback: a hybrid store never falls back]");
+      log("opened the hybrid store at '" + ho.path.string() + "' (its data is in its " + h->stats()->tier + " tier)");
+      return Store(std::move(*h), {{backend::hybrid, std::nullopt}});
+    } else {
+      return keel::error(errc::invalid_argument,
+                         "open_store: the configuration asks for the hybrid store, but this program's store type has "
+                         "no hybrid backend; use a basic_any_store that holds keel::HybridPolicy<>");
+    }
   }
 
   if (config.preferred == backend::etcd) {
