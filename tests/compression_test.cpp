@@ -3,6 +3,9 @@
 // recompression, persistence, stats, and a compression keel lacks.
 #include <doctest/doctest.h>
 
+#include <fstream>
+#include <iterator>
+
 #include <keel/memory.hpp>
 
 #include <atomic>
@@ -330,6 +333,61 @@ TEST_SUITE("compression") {
       auto copy = open_with(compression::none, dir.path() / "copy.keeldump");
       REQUIRE(copy);
       check_corpus(*copy, 1500);
+    }
+  }
+
+  TEST_CASE("the dictionary is saved beside the snapshot: a reopened store compresses with it, without training") {
+    for (compression c : built_compressions()) {
+      if (c == compression::none) continue;
+      CAPTURE(keel::to_string(c));
+      keel::test::temp_dir dir;
+      const auto file = dir.path() / "store.keeldump";
+      const auto dict = dir.path() / "store.keeldump.dict";
+      {
+        auto s = open_with(c, file);
+        REQUIRE(s);
+        put_corpus(*s, 1500);
+        REQUIRE(s->compact());
+        REQUIRE(s->policy().dictionaries() == 1);
+        REQUIRE(s->close());
+      }
+      REQUIRE(std::filesystem::exists(dict));
+      {
+        auto s = open_with(c, file);
+        REQUIRE(s);
+        CHECK(s->policy().dictionaries() == 1);  // loaded, not trained
+        REQUIRE(s->compact());
+        CHECK(s->policy().dictionaries() == 1);
+        auto st = s->stats();
+        REQUIRE(st);
+        CHECK(st->size_bytes < st->uncompressed_bytes / 2);
+        check_corpus(*s, 1500);
+        // A checkpoint carries it too.
+        REQUIRE(s->checkpoint(dir.path() / "copy.keeldump"));
+        CHECK(std::filesystem::exists(dir.path() / "copy.keeldump.dict"));
+      }
+      // Damaged (one flipped bit), or saved by another compression: ignored, the data is whole.
+      {
+        std::string bytes;
+        {
+          std::ifstream in(dict, std::ios::binary);
+          bytes.assign(std::istreambuf_iterator<char>(in), {});
+        }
+        bytes[bytes.size() / 2] ^= 0x10;
+        std::ofstream(dict, std::ios::binary | std::ios::trunc) << bytes;
+        auto s = open_with(c, file);
+        REQUIRE(s);
+        CHECK(s->policy().dictionaries() == 0);
+        check_corpus(*s, 1500);
+        REQUIRE(s->compact());  // trains anew, and saves the new one at close
+        CHECK(s->policy().dictionaries() == 1);
+      }
+      const compression other = c == compression::zstd ? compression::lz4 : compression::zstd;
+      if (keel::detail::compression_missing(other)) continue;
+      auto s = open_with(other, file);
+      REQUIRE(s);
+      CHECK(s->policy().dictionaries() == 0);
+      check_corpus(*s, 1500);
     }
   }
 

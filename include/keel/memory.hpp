@@ -104,7 +104,10 @@ struct memory_options {
   //   readers keep reading the versions they hold; nothing is logged;
   // - reads decompress (get, multi_get, cursors, snapshots); the persisted
   //   form (snapshot file and log) holds values uncompressed, so it stays a
-  //   plain dump and a reopened store compresses again in the background;
+  //   plain dump and a reopened store compresses again in the background,
+  //   with the newest dictionary, saved beside the snapshot as
+  //   "<file>.dict" at each fold (no value depends on it: a missing or
+  //   damaged one is ignored and a dictionary trained anew);
   // - store_stats::size_bytes counts the bytes held (compressed),
   //   uncompressed_bytes what they would be uncompressed.
   // A compression keel was built without (KEEL_HAVE_ZSTD / KEEL_HAVE_LZ4
@@ -448,7 +451,12 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     }
     tree version = current();
     if (!is_open()) return closed_error();
-    if (auto saved = save_to(path, std::move(version)); !saved) return saved.error();
+    if (auto saved = save_to(path, std::move(version)); !saved) {
+      std::error_code rm;
+      std::filesystem::remove(path, rm);
+      std::filesystem::remove(dictionary_path(path), rm);
+      return saved.error();
+    }
     return {};
   }
 
@@ -805,6 +813,8 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     auto codec = std::make_unique<detail::value_codec>(compression_, std::move(dict));
     codecs_[codec_count_ + 1].store(codec.release(), std::memory_order_release);
     ++codec_count_;
+    latest_trained_on_.store(taken, std::memory_order_release);
+    latest_slot_.store(static_cast<unsigned>(codec_count_), std::memory_order_release);
     next_training_ = taken < sample_bytes / 2 ? 8 * taken : std::numeric_limits<std::size_t>::max();
     // Values the old dictionary kept raw get a try with the new one.
     tree::cursor again(version);
@@ -919,6 +929,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     auto log = detail::memory_log::lock(persist_path_, opts.sync_writes);
     if (!log) return log.error();
     remove_stale_temporaries();
+    load_dictionary(persist_path_);
     std::optional<tree::transient> edit;
     edit.emplace(tree());
     std::error_code ec;
@@ -968,11 +979,13 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   void remove_stale_temporaries() const noexcept {
     try {
       namespace fs = std::filesystem;
-      const std::string prefix = persist_path_.filename().string() + ".tmp-";
+      // "<file>.tmp-<pid>" (snapshots) and "<file>.dict.tmp-<pid>" (dictionaries).
       fs::path dir = persist_path_.parent_path().empty() ? fs::path(".") : persist_path_.parent_path();
       std::error_code ec;
       for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
         const std::string name = it->path().filename().string();
+        std::string prefix = persist_path_.filename().string() + ".tmp-";
+        if (name.compare(0, prefix.size(), prefix) != 0) prefix = persist_path_.filename().string() + ".dict.tmp-";
         if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
         const std::string digits = name.substr(prefix.size());
         if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9) continue;
@@ -1000,7 +1013,85 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     }
     auto done = w.finish();
     if (!done) return done.error();
+    if (auto d = save_dictionary(path); !d) return d.error();
     return done->payload_bytes;
+  }
+
+  // ---- the dictionary beside the persisted form ---------------------------
+  // "<file>.dict": the newest dictionary, so that a reopened store compresses
+  // with it at once instead of training again. The values in <file> and the
+  // logs are raw: no value depends on this file, and a missing, damaged or
+  // foreign one (another compression) is ignored (the store trains anew).
+  // Format: "KEELDIC1", u32 compression, u32 CRC32C of the dictionary,
+  // u64 bytes of the sample it was trained on, u64 size, the dictionary.
+  // Written aside, synced, renamed, directory synced.
+  static std::filesystem::path dictionary_path(const std::filesystem::path& file) {
+    auto p = file;
+    p += ".dict";
+    return p;
+  }
+  result<void> save_dictionary(const std::filesystem::path& file) const {
+    const unsigned slot = latest_slot_.load(std::memory_order_acquire);
+    if (slot == 0) return {};
+    const std::string& dict = codecs_[slot].load(std::memory_order_acquire)->dictionary();
+    std::string bytes = "KEELDIC1";
+    char n[8];
+    detail::store_u32(n, static_cast<std::uint32_t>(compression_));
+    bytes.append(n, 4);
+    detail::store_u32(n, detail::crc32c(dict));
+    bytes.append(n, 4);
+    detail::store_u64(n, latest_trained_on_.load(std::memory_order_acquire));
+    bytes.append(n, 8);
+    detail::store_u64(n, dict.size());
+    bytes.append(n, 8);
+    bytes += dict;
+    const auto target = dictionary_path(file);
+    auto aside = target;
+    aside += ".tmp-" + std::to_string(detail::current_process_id());
+    {
+      detail::file f;
+      if (auto e = f.create(aside)) return detail::os_error(e, "cannot create '" + detail::path_text(aside) + "'");
+      if (auto e = f.write_all(bytes.data(), bytes.size()); e || (e = f.sync())) {
+        detail::remove_file(aside);
+        return detail::os_error(e, "cannot write '" + detail::path_text(aside) + "'");
+      }
+    }
+    if (auto e = detail::replace_file(aside, target)) {
+      detail::remove_file(aside);
+      return detail::os_error(e, "cannot rename '" + detail::path_text(aside) + "'");
+    }
+    return detail::sync_directory(file.has_parent_path() ? file.parent_path() : std::filesystem::path("."));
+  }
+  // Installs the dictionary saved beside `file`, if there is a usable one.
+  // Called by open, before the store is shared.
+  void load_dictionary(const std::filesystem::path& file) {
+    if (compression_ == compression::none) return;
+    std::error_code ec;
+    if (!std::filesystem::exists(dictionary_path(file), ec)) return;
+    auto text = detail::log_io::read_all(dictionary_path(file));
+    if (!text || text->size() < 32 || text->compare(0, 8, "KEELDIC1") != 0) return;
+    const char* h = text->data();
+    auto u32 = [](const char* p) {
+      std::uint32_t v = 0;
+      for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+      return v;
+    };
+    auto u64 = [&](const char* p) { return (std::uint64_t{u32(p + 4)} << 32) | u32(p); };
+    const std::uint64_t size = u64(h + 24);
+    if (u32(h + 8) != static_cast<std::uint32_t>(compression_) || size != text->size() - 32) return;
+    std::string dict = text->substr(32);
+    if (detail::crc32c(dict) != u32(h + 12)) return;
+    try {
+      auto codec = std::make_unique<detail::value_codec>(compression_, std::move(dict));
+      codecs_[1].store(codec.release(), std::memory_order_release);
+    } catch (const std::bad_alloc&) {
+      return;
+    }
+    codec_count_ = 1;
+    const std::uint64_t taken = u64(h + 16);
+    latest_trained_on_.store(taken, std::memory_order_release);
+    latest_slot_.store(1, std::memory_order_release);
+    next_training_ = taken < sample_bytes / 2 ? 8 * taken : std::numeric_limits<std::size_t>::max();
   }
 
   std::filesystem::path persist_path_;
@@ -1022,6 +1113,10 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   std::unique_ptr<std::atomic<const detail::value_codec*>[]> codecs_;  // max_codecs slots
   mutable std::mutex compress_mutex_;  // serialises passes; guards the members below it; before write_mutex_
   std::size_t codec_count_ = 0;        // slots filled: 1..codec_count_
+  // The newest slot and the sample bytes its dictionary was trained on, for
+  // saving it without compress_mutex_ (saves run with write_mutex_ held).
+  std::atomic<unsigned> latest_slot_{0};
+  std::atomic<std::uint64_t> latest_trained_on_{0};
   std::size_t next_training_ = train_min_bytes;  // raw sampleable bytes that make a new dictionary due
   detail::compress_context compress_ctx_;
   std::size_t raw_bytes_since_pass_ = 0;  // guarded by write_mutex_
