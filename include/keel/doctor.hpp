@@ -1,6 +1,9 @@
 // keel: diagnose(path) explains a database directory in plain words: does it
 // exist, is it a RocksDB directory, is it locked and by whom, can the
-// filesystem lock, would an open succeed now, and what to do if not.
+// filesystem lock, would an open succeed now, and what to do if not. A hybrid
+// store's directory (<keel/hybrid.hpp>: a TIER file) is explained as one:
+// its tier, who holds keel.lock, and for the RocksDB tier its rocksdb/
+// directory as above.
 //
 // It only reads. It never deletes anything, never opens the LOCK file (the
 // holder is found in /proc/locks by device and inode; on Windows, where
@@ -46,6 +49,7 @@ struct doctor_report {
   bool exists = false;
   bool is_directory = false;
   bool is_rocksdb = false;                    // has a CURRENT file
+  std::string hybrid_tier;                    // a hybrid store (TIER file): "memory", "rocksdb", or what TIER says
   bool lock_file = false;                     // has a LOCK file
   std::optional<detail::lock_holder> holder;  // who holds the LOCK, if anyone
   bool lock_state_known = true;               // false when /proc/locks could not be read
@@ -85,7 +89,104 @@ inline bool fs_may_not_lock(const std::string& fs) {
 
 }  // namespace detail
 
-inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_options& opts = {}) {
+inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_options& opts = {});
+
+namespace detail {
+
+// A hybrid store's directory: TIER names the tier; keel.lock is held while
+// the store is open (whatever the tier); the RocksDB tier is rocksdb/.
+inline doctor_report diagnose_hybrid(doctor_report r, const diagnose_options& opts) {
+  namespace fs = std::filesystem;
+  auto say = [&](std::string s) { r.findings.push_back(std::move(s)); };
+  const std::string where = "'" + r.path.string() + "'";
+  {
+    std::ifstream in(r.path / "TIER", std::ios::binary);
+    std::getline(in, r.hybrid_tier);
+    while (!r.hybrid_tier.empty() && (r.hybrid_tier.back() == '\n' || r.hybrid_tier.back() == '\r'))
+      r.hybrid_tier.pop_back();
+  }
+  const bool known_tier = r.hybrid_tier == "memory" || r.hybrid_tier == "rocksdb";
+  say(where + " is a hybrid store (docs/hybrid.md); its TIER file says the data is " +
+      (known_tier ? "in its " + r.hybrid_tier + " tier." : "in '" + r.hybrid_tier + "', which names no tier."));
+  if (!known_tier) {
+    say("An open fails with corruption; keel changes nothing there.");
+    say("Verdict: an open would NOT succeed now.");
+    r.advice = "Keep a copy of the directory; TIER must hold 'memory' or 'rocksdb' (the tier whose files are there).";
+    return r;
+  }
+  bool blocked = false;
+  std::error_code ec;
+  r.lock_file = fs::exists(r.path / "keel.lock", ec);
+  if (r.lock_file) {
+    const lock_state lock = query_lock(r.path / "keel.lock");
+    r.lock_state_known = lock.held.has_value();
+    r.holder = lock.holder;
+    if (r.holder) {
+      say("It is open: process " + std::to_string(r.holder->pid) +
+          (r.holder->command.empty() ? std::string(" (command line unknown)") : " (" + r.holder->command + ")") +
+          " holds its keel.lock.");
+      say("An open now fails with lock_held_by_other_process (a hybrid store has no read-only open).");
+      blocked = true;
+      r.advice = "Stop process " + std::to_string(r.holder->pid) +
+                 " (or let it finish), or go through it. Do not delete keel.lock.";
+    } else if (lock.held == true) {
+      say(lock.note);
+      say("An open now fails with lock_held_by_other_process.");
+      blocked = true;
+      r.advice = "Stop the program that has the store open (or let it finish). Do not delete keel.lock.";
+    } else if (r.lock_state_known) {
+      say("Nobody holds its keel.lock (the file stays after a close; that is harmless).");
+    } else {
+      say(lock.note);
+    }
+  }
+  if (!blocked && !may_access(r.path, /*write=*/true)) {
+    say("This user (" + current_user_text() + ") may not write in it, so an open fails with permission_denied.");
+    blocked = true;
+    r.advice = "Run as the owner of the store's files or fix their permissions.";
+  }
+  if (r.hybrid_tier == "rocksdb") {
+    if (!fs::is_directory(r.path / "rocksdb", ec)) {
+      say("But its rocksdb/ directory is missing: an open fails with corruption.");
+      say("Verdict: an open would NOT succeed now.");
+      r.advice = "Keep a copy of the directory and restore the store from a backup or a checkpoint.";
+      r.verdict = doctor_verdict::will_not_open;
+      return r;
+    }
+    if (!blocked) {
+      doctor_report tier = diagnose(r.path / "rocksdb", opts);
+      for (auto& f : tier.findings) {
+        if (f.rfind("Verdict:", 0) == 0) continue;
+        say("RocksDB tier: " + f);
+      }
+      r.is_rocksdb = tier.is_rocksdb;
+      r.readable = tier.readable;
+      r.estimated_keys = tier.estimated_keys;
+      r.sst_files = tier.sst_files;
+      r.sst_bytes = tier.sst_bytes;
+      r.filesystem = tier.filesystem;
+      r.locks_work = tier.locks_work;
+      if (tier.verdict != doctor_verdict::opens) {
+        blocked = true;
+        r.advice = tier.advice;
+      }
+    }
+  } else {
+    say(fs::exists(r.path / "memory" / "store", ec)
+            ? std::string("Its memory tier is memory/store (snapshot) and its logs memory/store.wal-*.")
+            : std::string("Its memory tier has no snapshot yet (memory/store.wal-* logs hold every write)."));
+    if (fs::exists(r.path / "rocksdb", ec))
+      say("A rocksdb/ directory is there: a move to RocksDB that did not commit; the next open removes it (the "
+          "memory tier has every write).");
+  }
+  r.verdict = blocked ? doctor_verdict::will_not_open : doctor_verdict::opens;
+  say(blocked ? "Verdict: an open would NOT succeed now." : "Verdict: an open would succeed now.");
+  return r;
+}
+
+}  // namespace detail
+
+inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_options& opts) {
   namespace fs = std::filesystem;
   doctor_report r;
   r.path = path;
@@ -142,6 +243,7 @@ inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_
   }
   r.is_rocksdb = fs::exists(path / "CURRENT", ec);
   r.lock_file = fs::exists(path / "LOCK", ec);
+  if (!r.is_rocksdb && fs::exists(path / "TIER", ec)) return detail::diagnose_hybrid(std::move(r), opts);
 
   const bool can_rw = detail::may_access(path, /*write=*/true);
 

@@ -22,6 +22,7 @@ namespace keel_tool {
 struct cli {
   std::string db;
   std::string memory_file;  // --memory-file: the memory store persists there
+  std::string hybrid;       // --hybrid PATH: a hybrid store (memory while small, RocksDB when large)
   std::string etcd;         // --etcd URL[,URL...]: the etcd cluster (only with the etcd backend)
   std::string etcd_prefix;  // --etcd-prefix P: the store's key prefix in the cluster
   bool memory = false, fallback = false, json = false, raw = false;
@@ -68,6 +69,13 @@ inline std::optional<int> parse_options(int argc, char** argv, cli& c) {
       if (++i >= argc) return usage_error("--memory-file needs a FILE");
       c.memory = true;
       c.memory_file = argv[i];
+    } else if (s == "--hybrid") {
+      if (++i >= argc) return usage_error("--hybrid needs a PATH");
+      if (*argv[i] == '\0') return usage_error("--hybrid needs a non-empty PATH");
+      c.hybrid = argv[i];
+    } else if (s.rfind("--hybrid=", 0) == 0) {
+      if (s.size() == 9) return usage_error("--hybrid needs a non-empty PATH");
+      c.hybrid = std::string(s.substr(9));
     } else if (s == "--etcd" || s == "--etcd-prefix") {
       if (!has_etcd_backend) return usage_error(no_etcd_backend(s));
       if (++i >= argc) return usage_error(std::string(s) + (s == "--etcd" ? " needs URL[,URL...]" : " needs a PREFIX"));

@@ -27,6 +27,7 @@ inline int doctor_path(const cli& c) {
     j += ",\"exists\":" + std::string(r.exists ? "true" : "false");
     j += ",\"is_directory\":" + std::string(r.is_directory ? "true" : "false");
     j += ",\"is_rocksdb\":" + std::string(r.is_rocksdb ? "true" : "false");
+    if (!r.hybrid_tier.empty()) j += ",\"hybrid_tier\":" + json_string(r.hybrid_tier);
     j += ",\"lock_file\":" + std::string(r.lock_file ? "true" : "false");
     j += ",\"locked\":" + std::string(r.holder ? "true" : "false");
     if (r.holder) {

@@ -24,6 +24,9 @@ inline int print_stats(const cli& c, cli_store& store) {
   kv.emplace_back("backend", std::string(keel::to_string(st->backend)), false);
   if (auto* rocks = store.get_if<keel::RocksPolicy<keel::NativeTuning>>())
     kv.emplace_back("path", rocks->policy().path().string(), false);
+  if (auto* hybrid = store.get_if<keel::HybridPolicy<>>())
+    kv.emplace_back("path", hybrid->policy().options_used().path.string(), false);
+  if (!st->tier.empty()) kv.emplace_back("tier", st->tier, false);  // hybrid: memory or rocksdb
 #if KEEL_HAS_ETCD
   if (auto* etcd = store.get_if<keel::EtcdPolicy>()) {
     kv.emplace_back("prefix", etcd->policy().config().prefix, false);
@@ -66,7 +69,7 @@ inline int print_stats(const cli& c, cli_store& store) {
   return exit_ok;
 }
 
-// stats: backend, key count, sizes, operation counters, and the backend's
+// stats: backend (and a hybrid store's tier), key count, sizes, operation counters, and the backend's
 // properties (etcd: revision, members, leader, raft index and term, db size).
 inline int cmd_stats(const cli& c) {
   if (c.args.size() != 1) return usage_error("stats takes no argument");

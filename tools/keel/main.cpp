@@ -3,7 +3,7 @@
 // Where each job lives (tools/keel/):
 //   main.cpp             the usage text and the dispatch to a command
 //   args.hpp             options before the command, range options
-//   open.hpp             opening the store (RocksDB, memory, fallback, etcd)
+//   open.hpp             opening the store (RocksDB, memory, hybrid, fallback, etcd)
 //   commands_read.hpp    get, scan, count
 //   commands_write.hpp   put, del (a key or a range), compact, checkpoint
 //   commands_dump.hpp    export, import, verify, migrate
@@ -41,6 +41,7 @@ Commands:
   checkpoint DIR          write a consistent copy of the store, taken while it is in
                           use, to DIR, which must not exist; it opens with --db DIR
                           (memory store: DIR is a file, for --memory-file DIR;
+                          hybrid store: it opens with --hybrid DIR;
                           etcd: not supported, use export or etcdctl snapshot save)
   scan [--prefix P] [--from K] [--to K] [--reverse] [--limit N] [--keys-only]
                           print entries in byte order, one per line: KEY<TAB>VALUE
@@ -56,7 +57,8 @@ Commands:
                           written (run it again: it only overwrites)
   verify FILE|-           check a dump's checksums and counts
   migrate SRC DST         copy every entry of store SRC into store DST
-  stats                   backend, key count, sizes, operation counters
+  stats                   backend (hybrid: and its tier), key count, sizes, operation
+                          counters
   doctor PATH             explain a database directory: exists? RocksDB? locked by
                           whom? would an open succeed? It only reads.
   doctor etcd://HOST:PORT[,HOST:PORT...]
@@ -70,6 +72,10 @@ Options (before the command):
   --memory                use the memory backend (as KEEL_USE_MEMORY_STORAGE=1)
   --memory-file FILE      use a memory store persisted in FILE (snapshot + write-ahead
                           log: every acknowledged write kept; FILE.lock held while open)
+  --hybrid PATH           use the hybrid store at PATH: a persisted memory store that
+                          moves its data to RocksDB (PATH/rocksdb) once it passes 64 MiB
+                          (docs/hybrid.md); stats shows its tier. It has no read-only
+                          open: read commands take its lock too
   --fallback              fall back to memory when RocksDB cannot open (as KEEL_FALLBACK_MEMORY=1)
   --etcd URL[,URL...]     use the etcd cluster at these client URLs, http://HOST:PORT
                           (as KEEL_ETCD_ENDPOINTS; docs/cluster.md); only when keel
@@ -97,8 +103,9 @@ Backend selection follows keel::store_config::from_env("KEEL"): the variables
 KEEL_USE_MEMORY_STORAGE and KEEL_FALLBACK_MEMORY (1/0, true/false, yes/no, on/off),
 KEEL_ETCD_ENDPOINTS and KEEL_ETCD_PREFIX (the options above win over them).
 SRC and DST of migrate are RocksDB directories, or memory:FILE for a memory store
-persisted in FILE ('memory:' alone: not persisted), or etcd:PREFIX for the store
-PREFIX on the cluster of --etcd ('etcd:' alone: the prefix of --etcd-prefix).
+persisted in FILE ('memory:' alone: not persisted), or hybrid:PATH for the hybrid
+store at PATH, or etcd:PREFIX for the store PREFIX on the cluster of --etcd
+('etcd:' alone: the prefix of --etcd-prefix).
 
 Escaping: keys and values are printed with C-style escapes so that one record is
 one line: \\ for a backslash, \t \n \r, and \xHH for every other byte outside
@@ -127,6 +134,8 @@ int main(int argc, char** argv) {
   }
   if (!c.etcd.empty() && c.memory) return usage_error("--etcd cannot be combined with --memory or --memory-file");
   if (!c.etcd.empty() && !c.db.empty()) return usage_error("--etcd cannot be combined with --db");
+  if (!c.hybrid.empty() && (c.memory || !c.db.empty() || !c.etcd.empty() || c.fallback))
+    return usage_error("--hybrid cannot be combined with --db, --memory, --memory-file, --etcd or --fallback");
   const std::string& cmd = c.args[0];
   if (cmd == "help") {
     std::fputs(usage_text, stdout);

@@ -1,6 +1,7 @@
 // keel tool: opening the store a command works on, from the options: a
 // RocksDB directory (--db, $KEEL_DB), a memory store (--memory,
-// --memory-file), the fallback to memory (--fallback), an etcd cluster
+// --memory-file), a hybrid store (--hybrid), the fallback to memory
+// (--fallback), an etcd cluster
 // (--etcd, --etcd-prefix, $KEEL_ETCD_ENDPOINTS, $KEEL_ETCD_PREFIX; only when
 // built with the etcd backend), all per store_config::from_env("KEEL").
 // Read commands open a RocksDB directory read-only; write commands create a
@@ -22,12 +23,13 @@
 
 namespace keel_tool {
 
-// The store type of every command: with the etcd backend a cluster can be
-// chosen too.
+// The store type of every command: RocksDB, memory, the hybrid store, and
+// with the etcd backend a cluster too.
 #if KEEL_HAS_ETCD
-using cli_store = keel::etcd_any_store;
+using cli_store =
+    keel::basic_any_store<keel::RocksPolicy<keel::NativeTuning>, keel::MemoryPolicy, keel::HybridPolicy<>, keel::EtcdPolicy>;
 #else
-using cli_store = keel::any_store;
+using cli_store = keel::basic_any_store<keel::RocksPolicy<keel::NativeTuning>, keel::MemoryPolicy, keel::HybridPolicy<>>;
 #endif
 
 // How a command uses a store. A reader opens a RocksDB directory read-only:
@@ -67,12 +69,38 @@ inline std::string etcd_doctor_target(const std::vector<std::string>& endpoints)
 // The spec of the main store (the one every command but migrate uses).
 inline std::string main_spec(const cli& c) {
   if (c.memory) return "memory:" + c.memory_file;
+  if (!c.hybrid.empty()) return "hybrid:" + c.hybrid;
   if (!c.etcd.empty()) return "etcd:";
   return db_path(c);
 }
 
+// Opens the hybrid store at `path` (docs/hybrid.md). A reader refuses a path
+// that holds no hybrid store (nothing is created); a writer creates one.
+inline keel::result<cli_store> open_hybrid(const std::string& path, access how, std::string& doctor_target) {
+  if (path.empty()) return keel::error(keel::errc::invalid_argument, "hybrid: needs a PATH (hybrid:PATH)");
+  doctor_target = path;
+  const std::filesystem::path tier = std::filesystem::path(path) / "TIER";
+  std::error_code ec;
+  const bool exists = std::filesystem::exists(tier, ec);
+  if (how == access::read && !exists && !ec) {
+    return keel::error(keel::errc::not_found,
+                       "no database at '" + path + "' (no hybrid store there: no TIER file; nothing was created)");
+  }
+  keel::store_config cfg;
+  cfg.preferred = keel::backend::hybrid;
+  cfg.hybrid.path = path;
+  cfg.log = [](std::string_view) {};
+  auto store = keel::open_store<cli_store>(cfg);
+  if (store && how == access::write && !exists && !ec)
+    std::fprintf(stderr, "keel: created a new hybrid store at '%s'\n", path.c_str());
+  return store;
+}
+
 // Opens the store `spec` per store_config::from_env("KEEL"):
 //   "memory:" / "memory:FILE"  a memory store (persisted in FILE);
+//   "hybrid:PATH"              the hybrid store at PATH (no read-only open:
+//                              a reader takes its lock too, but creates
+//                              nothing);
 //   "etcd:" / "etcd:PREFIX"    the etcd cluster of --etcd / $KEEL_ETCD_ENDPOINTS,
 //                              with PREFIX or --etcd-prefix / $KEEL_ETCD_PREFIX;
 //   anything else              a RocksDB directory. For the main store
@@ -84,6 +112,7 @@ inline std::string main_spec(const cli& c) {
 // comes in as the path, and becomes etcd://... when the store is a cluster.
 inline keel::result<cli_store> open_spec(const cli& c, const std::string& spec, access how, std::string& doctor_target,
                                          bool main_store = false) {
+  if (spec.rfind("hybrid:", 0) == 0) return open_hybrid(spec.substr(7), how, doctor_target);
   keel::store_config base;
   const bool memory_spec = spec == "memory" || spec.rfind("memory:", 0) == 0;
   const bool etcd_spec = spec.rfind("etcd:", 0) == 0;
@@ -190,7 +219,7 @@ inline int open_failed(const keel::error& e, const std::string& target) {
 // a failed open exits 3, a failed close 5 (unless fn already failed).
 template <class F>
 int with_store(const cli& c, access how, F&& fn) {
-  std::string target = db_path(c);
+  std::string target = c.hybrid.empty() ? db_path(c) : c.hybrid;
   auto opened = open_spec(c, main_spec(c), how, target, /*main_store=*/true);
   if (!opened) return open_failed(opened.error(), target);
   const int rc = fn(*opened);
