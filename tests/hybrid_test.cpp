@@ -217,30 +217,36 @@ TEST_SUITE("hybrid") {
   TEST_CASE("close() during a move stops it; the path reopens at once, in memory, with every write") {
     temp_dir tmp;
     static step_signal sig;
+    static std::atomic<keel::HybridPolicy<>*> store_closing{nullptr};
     sig.reached = sig.released = false;
     current_signal = &sig;
-    // The move pauses after its bulk copy until close() has begun.
-    move_hook hook([](hybrid_move_step step) {
-      if (step != hybrid_move_step::copied) return;
-      std::unique_lock l(current_signal->m);
-      current_signal->reached = true;
-      current_signal->cv.notify_all();
-      current_signal->cv.wait(l, [] { return current_signal->released; });
-    });
     auto s = hybrid_store::open(no_auto_move(tmp.path() / "h"));
     REQUIRE(s);
+    store_closing = &s->policy();
+    // The move holds after its bulk copy until close() has begun; it must
+    // then stop before it commits.
+    move_hook hook([](hybrid_move_step step) {
+      if (step != hybrid_move_step::copied) return;
+      {
+        std::unique_lock l(current_signal->m);
+        current_signal->reached = true;
+        current_signal->cv.notify_all();
+      }
+      while (!store_closing.load()->closing()) std::this_thread::yield();
+    });
     for (int i = 0; i < 3000; ++i) REQUIRE(s->put("k" + std::to_string(i), "v"));
     keel::result<void> moved;
     std::thread mover([&] { moved = s->policy().move_to_large(); });
     {
       std::unique_lock l(sig.m);
       sig.cv.wait(l, [] { return sig.reached; });
-      REQUIRE(s->put("during", "the move"));
-      sig.released = true;
-      sig.cv.notify_all();
     }
-    REQUIRE(s->close());
+    REQUIRE(s->put("during", "the move"));
+    keel::result<void> closed;
+    std::thread closer([&] { closed = s->close(); });  // waits for the move to give up
+    closer.join();
     mover.join();
+    CHECK(closed);
     REQUIRE_FALSE(moved);
     CHECK(moved.error() == errc::closed);
     auto again = hybrid_store::open(no_auto_move(tmp.path() / "h"));

@@ -479,6 +479,9 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
     std::shared_lock pin(tier_gate_);
     return tier_;
   }
+  // Whether close() has begun (a move in progress then stops before it
+  // commits, and its copy is removed). For tests and monitoring.
+  bool closing() const noexcept { return stopping_.load(); }
   // Why the last move failed, if it did (the store retries after another
   // spill_bytes / 16 bytes written).
   std::optional<keel::error> last_move_error() const {
