@@ -24,6 +24,18 @@
 // errc::corruption naming the file and the offset: never a silently shorter
 // store.
 //
+// Appends (Linux): the current log is mapped (log_io::mapping) and an append
+// is a memcpy into space reserved with posix_fallocate: no system call per
+// write (a 120-byte write() costs ~1.6 us on the machines measured, the copy
+// ~0.3 us with its page faults), and a process crash keeps it as it keeps a
+// write() (the pages are the kernel's page cache; fdatasync writes them).
+// While a log is open its file is longer than its frames: the rest is
+// zeros, which replay reads as the end of the log (in any log: the sequence
+// numbers across logs still catch a lost tail). Seal and rotate cut the
+// file to its frames. Elsewhere, with sync_writes (a sync per write costs
+// far more than the call, and writeback would fault the mapped pages again),
+// and where mapping fails: one write() per frame.
+//
 // The file calls go through detail::file (platform_file.hpp: one POSIX and one
 // Windows branch); namespace log_io holds the log's uses of it.
 #pragma once
@@ -50,6 +62,11 @@
 #include "dir_registry.hpp"
 #include "lock_diagnosis.hpp"
 #include "platform_file.hpp"
+
+#if defined(__linux__)
+#include <fcntl.h>
+#include <sys/mman.h>
+#endif
 
 namespace keel::detail {
 
@@ -114,6 +131,53 @@ inline result<std::string> read_all(const std::filesystem::path& path) {
   }
   return out;
 }
+
+// The writable mapping of a log file from offset 0 (Linux; elsewhere
+// reserve() always fails and the log writes instead). reserve(fd, need)
+// makes [0, need) mapped and backed by allocated blocks (posix_fallocate, so
+// a full disk is an error here, never a SIGBUS later), growing by doubling
+// from 1 MiB. Not thread-safe: the log's appends are serialised.
+class mapping {
+ public:
+  mapping() = default;
+  mapping(const mapping&) = delete;
+  mapping& operator=(const mapping&) = delete;
+  ~mapping() { unmap(); }
+
+  sys_error reserve([[maybe_unused]] native_handle fd, [[maybe_unused]] std::uint64_t need) noexcept {
+#if defined(__linux__)
+    if (need <= size_) return {};
+    std::uint64_t grown = size_ ? size_ : std::uint64_t{1} << 20;
+    while (grown < need) grown *= 2;
+    if (const int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(grown)); rc != 0)
+      return sys_error{static_cast<unsigned long>(rc)};
+    void* p = base_ ? ::mremap(base_, size_, grown, MREMAP_MAYMOVE)
+                    : ::mmap(nullptr, grown, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+      const int e = errno;
+      return sys_error{static_cast<unsigned long>(e ? e : ENOMEM)};
+    }
+    base_ = static_cast<char*>(p);
+    size_ = grown;
+    return {};
+#else
+    return sys_error{static_cast<unsigned long>(ENOSYS)};
+#endif
+  }
+  char* data() const noexcept { return base_; }
+  std::uint64_t size() const noexcept { return size_; }
+  void unmap() noexcept {
+#if defined(__linux__)
+    if (base_) ::munmap(base_, size_);
+#endif
+    base_ = nullptr;
+    size_ = 0;
+  }
+
+ private:
+  char* base_ = nullptr;
+  std::uint64_t size_ = 0;
+};
 
 // An exclusive lock on a file (file::try_lock: fcntl on POSIX, LockFileEx on
 // Windows), for the life of the process's descriptor. Holds the file open:
@@ -396,6 +460,10 @@ class memory_log {
       pos = log_file_header_size;
       while (pos < bytes.size()) {
         auto f = parse_log_frame(bytes, pos);
+        if (!f && zeros_to_end(bytes, pos)) {  // space reserved for appends: the end
+          if (newest) torn_ = {path, pos};
+          break;
+        }
         if (!f) {
           if (auto e = damage(path, bytes, pos, newest, "a frame is damaged or cut short")) return *e;
           torn_ = {path, pos};
@@ -432,6 +500,7 @@ class memory_log {
     log_ = std::move(*f);
     gen_ = max_gen_ + 1;
     bytes_ = log_file_header_size;
+    map_current();
     written_.store(next_seq_ - 1);
     synced_ = next_seq_ - 1;
     return {};
@@ -451,7 +520,11 @@ class memory_log {
     store_u64(h + 8, next_seq_);
     store_u32(h + 16, crc32c(payload));
     store_u32(h + 20, crc32c_extend(0, h, 20));
-    if (auto e = log_.write_all(f.data(), f.size())) {
+    if (mapped_) {
+      if (auto e = map_.reserve(log_.native(), bytes_ + f.size()))
+        return os_error(e, "cannot extend '" + path_text(log_path(gen_)) + "'");  // nothing written
+      std::memcpy(map_.data() + bytes_, f.data(), f.size());
+    } else if (auto e = log_.write_all(f.data(), f.size())) {
       auto err = os_error(e, "cannot append to '" + path_text(log_path(gen_)) + "'");
       if (log_.truncate(bytes_)) fail(err);
       return err;
@@ -507,6 +580,7 @@ class memory_log {
     }
     ++gen_;
     bytes_ = log_file_header_size;
+    map_current();
     return gen_;
   }
 
@@ -573,6 +647,26 @@ class memory_log {
            get_u32(b.data() + 16) == log_version && get_u32(b.data() + 20) == crc32c_extend(0, b.data(), 20);
   }
 
+  static bool zeros_to_end(std::string_view bytes, std::size_t pos) {
+    return bytes.find_first_not_of('\0', pos) == std::string_view::npos;
+  }
+
+  // Maps the current log for appends (bytes_ set); where that fails the log
+  // writes instead. Not with sync_writes: each write waits for an fdatasync
+  // (~200 us) anyway, and writeback write-protects the mapped pages, so every
+  // sync would add page faults to the next appends (measured: 8 synced
+  // writers 12.7k puts/s mapped, 16.7k with write()).
+  void map_current() {
+    map_.unmap();
+    mapped_ = false;
+    if (sync_writes_) return;
+    mapped_ = !map_.reserve(log_.native(), bytes_ + 1);
+    if (!mapped_) {
+      map_.unmap();
+      (void)log_.truncate(bytes_);  // undo a partial reservation
+    }
+  }
+
   // Damage at `pos`: a torn tail (nothing returned) when it is in the newest
   // log and no valid frame follows; otherwise the corruption error.
   static std::optional<keel::error> damage(const std::filesystem::path& path, std::string_view bytes, std::size_t pos,
@@ -629,6 +723,13 @@ class memory_log {
     std::unique_lock l(sync_mutex_);
     synced_cv_.wait(l, [&] { return !syncing_; });
     if (failed_) return *failed_;
+    if (log_.is_open() && mapped_) {
+      // The reserved space goes: the file ends at its last frame (if the cut
+      // fails, replay reads the zeros as the end anyway).
+      map_.unmap();
+      mapped_ = false;
+      (void)log_.truncate(bytes_);
+    }
     if (log_.is_open()) {
       if (auto e = log_io::sync_data(log_.native())) {
         fail_locked(sync_error(e));
@@ -665,6 +766,8 @@ class memory_log {
   std::optional<std::pair<std::filesystem::path, std::size_t>> torn_;
   // Appends (the store's writer mutex).
   file log_;  // the current log (closed after seal())
+  log_io::mapping map_;  // the current log, mapped for appends (when mapped_)
+  bool mapped_ = false;
   std::uint64_t gen_ = 0;
   std::uint64_t next_seq_ = 1;
   std::uint64_t bytes_ = 0;

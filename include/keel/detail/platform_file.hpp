@@ -223,8 +223,9 @@ class file {
     return {};
   }
 
-  // Creates `p`, which must not exist, for writing (0644); `exists` is set
-  // (and an error returned) when it does. Not inherited.
+  // Creates `p`, which must not exist, for writing (POSIX: and reading, so
+  // that it can be mapped; 0644); `exists` is set (and an error returned)
+  // when it does. Not inherited.
   sys_error create_new(const std::filesystem::path& p, bool& exists) noexcept {
     (void)close();
     exists = false;
@@ -237,7 +238,7 @@ class file {
       return e;
     }
 #else
-    do h_ = ::open(p.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    do h_ = ::open(p.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     while (h_ < 0 && errno == EINTR);
     if (!is_open()) {
       exists = errno == EEXIST;
