@@ -543,11 +543,15 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   // memory_bytes() if every value were held uncompressed; O(n).
   std::size_t uncompressed_memory_bytes() const { return current().uncompressed_memory_bytes(); }
   keel::compression compression() const noexcept { return compression_; }
-  // Codecs (dictionaries) trained so far; 0 without compression.
+  // Codecs (dictionaries) in use: loaded at open plus trained since; 0
+  // without compression.
   std::size_t dictionaries() const {
     std::lock_guard compressing(compress_mutex_);
     return codec_count_;
   }
+  // Whether open() installed the dictionary saved beside the persisted file
+  // ("<file>.dict"); false when there was none or it was ignored.
+  bool dictionary_loaded() const noexcept { return dictionary_loaded_; }
 
   // With persist_path: folds the log into a new snapshot of the store as it
   // is now (writers are blocked only while the log is switched), atomically,
@@ -1091,6 +1095,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     const std::uint64_t taken = u64(h + 16);
     latest_trained_on_.store(taken, std::memory_order_release);
     latest_slot_.store(1, std::memory_order_release);
+    dictionary_loaded_ = true;
     next_training_ = taken < sample_bytes / 2 ? 8 * taken : std::numeric_limits<std::size_t>::max();
   }
 
@@ -1116,6 +1121,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   // The newest slot and the sample bytes its dictionary was trained on, for
   // saving it without compress_mutex_ (saves run with write_mutex_ held).
   std::atomic<unsigned> latest_slot_{0};
+  bool dictionary_loaded_ = false;  // set by open, before the store is shared
   std::atomic<std::uint64_t> latest_trained_on_{0};
   std::size_t next_training_ = train_min_bytes;  // raw sampleable bytes that make a new dictionary due
   detail::compress_context compress_ctx_;
