@@ -182,18 +182,27 @@ TEST_SUITE("persist") {
     temp_dir tmp;
     const fs::path file = tmp.path() / "store.keeldump";
     std::mt19937 rng(12345);
-    std::uniform_int_distribution<int> delay_us(0, 30000);
+    std::uniform_real_distribution<double> fraction(0.0, 1.0);
     long last_round = -1;
     int killed_mid_save = 0;
     for (int attempt = 0; attempt < 25; ++attempt) {
       CAPTURE(attempt);
       {
         child_process helper(helper_path("persist_helper"), {file.string()});
-        // Wait for at least one save in this attempt, then kill at a random moment.
+        // Wait for two saves in this attempt (the time between them is one
+        // round: write, fold), then kill at a random moment of the next
+        // round, whatever the build's speed (sanitizers make rounds several
+        // times longer).
         auto line = helper.read_line(30s);
         REQUIRE(line.has_value());
         REQUIRE(line->rfind("saved ", 0) == 0);
-        std::this_thread::sleep_for(std::chrono::microseconds(delay_us(rng)));
+        const auto first_save = std::chrono::steady_clock::now();
+        line = helper.read_line(30s);
+        REQUIRE(line.has_value());
+        REQUIRE(line->rfind("saved ", 0) == 0);
+        const auto round_time = std::chrono::steady_clock::now() - first_save;
+        std::this_thread::sleep_for(
+            std::chrono::duration_cast<std::chrono::microseconds>(round_time * fraction(rng)));
         helper.kill(keel::test::kill_signal);  // Windows: TerminateProcess
         CHECK(helper.wait() == 128 + keel::test::kill_signal);
       }
