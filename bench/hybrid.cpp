@@ -73,6 +73,24 @@ unsigned long long fill(Put&& put, Bytes&& bytes, std::size_t target) {
 
 std::size_t mib(const benchmark::State& state) { return static_cast<std::size_t>(state.range(0)) << 20; }
 
+void set_size_counters(benchmark::State& state, std::size_t bytes, unsigned long long entries) {
+  state.counters["bytes"] = static_cast<double>(bytes);
+  state.counters["entries"] = static_cast<double>(entries);
+}
+
+// Times open_store() (which returns a result of a store); each close is
+// left out of the timing.
+template <class Open>
+void time_opens(benchmark::State& state, Open&& open_store) {
+  for (auto _ : state) {
+    auto s = open_store();
+    if (!s) die(s.error().message());
+    state.PauseTiming();
+    if (auto c = s->close(); !c) die(c.error().message());
+    state.ResumeTiming();
+  }
+}
+
 // A persisted memory store of SIZE MiB, closed (folded): its file.
 fs::path persisted_memory_store(std::size_t target, unsigned long long& entries, std::size_t& bytes) {
   const fs::path file = fresh_dir() / "store";
@@ -96,8 +114,7 @@ void BM_fold(benchmark::State& state) {
     if (auto r = s->put("zz" + std::to_string(extra++), value_bytes()); !r) die(r.error().message());
     if (auto f = s->flush(); !f) die(f.error().message());
   }
-  state.counters["bytes"] = static_cast<double>(bytes);
-  state.counters["entries"] = static_cast<double>(entries);
+  set_size_counters(state, bytes, entries);
   state.counters["file_bytes"] = static_cast<double>(fs::file_size(file));
   if (auto c = s->close(); !c) die(c.error().message());
   fs::remove_all(file.parent_path());
@@ -107,15 +124,8 @@ void BM_open(benchmark::State& state) {
   unsigned long long entries = 0;
   std::size_t bytes = 0;
   const fs::path file = persisted_memory_store(mib(state), entries, bytes);
-  for (auto _ : state) {
-    auto s = keel::memory_store::open({.persist_path = file});
-    if (!s) die(s.error().message());
-    state.PauseTiming();
-    if (auto c = s->close(); !c) die(c.error().message());
-    state.ResumeTiming();
-  }
-  state.counters["bytes"] = static_cast<double>(bytes);
-  state.counters["entries"] = static_cast<double>(entries);
+  time_opens(state, [&] { return keel::memory_store::open({.persist_path = file}); });
+  set_size_counters(state, bytes, entries);
   fs::remove_all(file.parent_path());
 }
 
@@ -153,8 +163,7 @@ void BM_move(benchmark::State& state) {
     fs::remove_all(dir);
     state.ResumeTiming();
   }
-  state.counters["bytes"] = static_cast<double>(bytes);
-  state.counters["entries"] = static_cast<double>(entries);
+  set_size_counters(state, bytes, entries);
 }
 
 void BM_open_rocksdb(benchmark::State& state) {
@@ -166,15 +175,8 @@ void BM_open_rocksdb(benchmark::State& state) {
     if (auto m = s.policy().move_to_large(); !m) die(m.error().message());
     if (auto c = s.close(); !c) die(c.error().message());
   }
-  for (auto _ : state) {
-    auto s = keel::hybrid_store::open({.path = dir});
-    if (!s) die(s.error().message());
-    state.PauseTiming();
-    if (auto c = s->close(); !c) die(c.error().message());
-    state.ResumeTiming();
-  }
-  state.counters["bytes"] = static_cast<double>(bytes);
-  state.counters["entries"] = static_cast<double>(entries);
+  time_opens(state, [&] { return keel::hybrid_store::open({.path = dir}); });
+  set_size_counters(state, bytes, entries);
   fs::remove_all(dir);
 }
 

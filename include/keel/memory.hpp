@@ -1037,6 +1037,10 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   result<void> save_dictionary(const std::filesystem::path& file) const {
     const unsigned slot = latest_slot_.load(std::memory_order_acquire);
     if (slot == 0) return {};
+    // A fold rewrites the snapshot, not the dictionary: once the newest one
+    // is in "<file>.dict" it is not written (and synced) again.
+    const bool own_file = file == persist_path_;
+    if (own_file && saved_slot_.load(std::memory_order_acquire) == slot) return {};
     const std::string& dict = codecs_[slot].load(std::memory_order_acquire)->dictionary();
     std::string bytes = "KEELDIC1";
     char n[8];
@@ -1064,7 +1068,9 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
       detail::remove_file(aside);
       return detail::os_error(e, "cannot rename '" + detail::path_text(aside) + "'");
     }
-    return detail::sync_directory(file.has_parent_path() ? file.parent_path() : std::filesystem::path("."));
+    auto synced = detail::sync_directory(file.has_parent_path() ? file.parent_path() : std::filesystem::path("."));
+    if (synced && own_file) saved_slot_.store(slot, std::memory_order_release);
+    return synced;
   }
   // Installs the dictionary saved beside `file`, if there is a usable one.
   // Called by open, before the store is shared.
@@ -1075,16 +1081,10 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     auto text = detail::log_io::read_all(dictionary_path(file));
     if (!text || text->size() < 32 || text->compare(0, 8, "KEELDIC1") != 0) return;
     const char* h = text->data();
-    auto u32 = [](const char* p) {
-      std::uint32_t v = 0;
-      for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
-      return v;
-    };
-    auto u64 = [&](const char* p) { return (std::uint64_t{u32(p + 4)} << 32) | u32(p); };
-    const std::uint64_t size = u64(h + 24);
-    if (u32(h + 8) != static_cast<std::uint32_t>(compression_) || size != text->size() - 32) return;
+    const std::uint64_t size = detail::get_u64(h + 24);
+    if (detail::get_u32(h + 8) != static_cast<std::uint32_t>(compression_) || size != text->size() - 32) return;
     std::string dict = text->substr(32);
-    if (detail::crc32c(dict) != u32(h + 12)) return;
+    if (detail::crc32c(dict) != detail::get_u32(h + 12)) return;
     try {
       auto codec = std::make_unique<detail::value_codec>(compression_, std::move(dict));
       codecs_[1].store(codec.release(), std::memory_order_release);
@@ -1092,9 +1092,10 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
       return;
     }
     codec_count_ = 1;
-    const std::uint64_t taken = u64(h + 16);
+    const std::uint64_t taken = detail::get_u64(h + 16);
     latest_trained_on_.store(taken, std::memory_order_release);
     latest_slot_.store(1, std::memory_order_release);
+    saved_slot_.store(1, std::memory_order_release);  // it is the file's
     dictionary_loaded_ = true;
     next_training_ = taken < sample_bytes / 2 ? 8 * taken : std::numeric_limits<std::size_t>::max();
   }
@@ -1121,6 +1122,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   // The newest slot and the sample bytes its dictionary was trained on, for
   // saving it without compress_mutex_ (saves run with write_mutex_ held).
   std::atomic<unsigned> latest_slot_{0};
+  mutable std::atomic<unsigned> saved_slot_{0};  // the slot whose dictionary "<persist_path>.dict" holds
   bool dictionary_loaded_ = false;  // set by open, before the store is shared
   std::atomic<std::uint64_t> latest_trained_on_{0};
   std::size_t next_training_ = train_min_bytes;  // raw sampleable bytes that make a new dictionary due

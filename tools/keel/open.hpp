@@ -79,7 +79,7 @@ inline std::string main_spec(const cli& c) {
 inline keel::result<cli_store> open_hybrid(const std::string& path, access how, std::string& doctor_target) {
   if (path.empty()) return keel::error(keel::errc::invalid_argument, "hybrid: needs a PATH (hybrid:PATH)");
   doctor_target = path;
-  const std::filesystem::path tier = std::filesystem::path(path) / "TIER";
+  const std::filesystem::path tier = keel::detail::hybrid_layout{path}.tier();
   std::error_code ec;
   const bool exists = std::filesystem::exists(tier, ec);
   if (how == access::read && !exists && !ec) {
