@@ -187,7 +187,7 @@ TEST_CASE("randomized edits against std::map, with old versions") {
   model m;
   std::vector<std::pair<persistent_btree, model>> old;
   constexpr int kSteps = 200000;
-  std::size_t max_size = 0, max_height = 0;
+  std::size_t max_size = 0, max_height = 0, max_prefix = 0;
   for (int step = 0; step < kSteps; ++step) {
     // Alternate growing and shrinking phases so the tree height changes.
     const bool grow = (step / 25000) % 2 == 0;
@@ -242,7 +242,10 @@ TEST_CASE("randomized edits against std::map, with old versions") {
     check_find(t, m, pick());
     check_find(t, m, pick());
     if (step % 7 == 0) check_seek(t, m, pick(), rng);
-    if (rng() % 2000 == 0 || step % 25000 == 24999) check_equal(t, m);
+    if (rng() % 2000 == 0 || step % 25000 == 24999) {
+      check_equal(t, m);
+      max_prefix = std::max(max_prefix, t.longest_node_prefix());
+    }
     if (step % 4000 == 1999) old.emplace_back(t, m);
     if (rng() % 1000 == 0 && !old.empty()) {
       const auto& [ot, om] = old[rng() % old.size()];
@@ -254,8 +257,72 @@ TEST_CASE("randomized edits against std::map, with old versions") {
   check_equal(t, m);
   QUICK_REQUIRE(old.size() == 50);
   for (const auto& [ot, om] : old) check_equal(ot, om);
-  MESSAGE("max size " << max_size << ", max height " << max_height);
+  MESSAGE("max size " << max_size << ", max height " << max_height << ", longest node prefix " << max_prefix);
   CHECK(max_height >= 3);
+  CHECK(max_prefix >= 9);   // nodes inside the keys sharing 9 bytes truncate them
+}
+
+TEST_CASE("keys sharing a long prefix: nodes truncate it, through splits, merges and rebalances") {
+  // "user00000" + 7 digits, as in keys numbered within a table: every key
+  // shares its first 9 bytes, and neighbours share more.
+  auto key = [](std::uint64_t i) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "user00000%07llu", static_cast<unsigned long long>(i));
+    return std::string(buf);
+  };
+  std::mt19937_64 rng(11);
+  std::vector<std::uint64_t> ids(200000);
+  for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = i * 7;
+  std::shuffle(ids.begin(), ids.end(), rng);
+  persistent_btree t;
+  model m;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    const std::string k = key(ids[i]);
+    if (i % 4 == 0) {
+      t = t.with(k, k);   // one path copy per key
+    } else {
+      persistent_btree::transient tr(t);
+      tr.insert_or_assign(k, k);
+      t = std::move(tr).persist();
+    }
+    m[k] = k;
+  }
+  check_equal(t, m);
+  const std::size_t loaded_prefix = t.longest_node_prefix();
+  MESSAGE("longest node prefix after the load: " << loaded_prefix << ", height " << t.height());
+  CHECK(loaded_prefix >= 12);   // a leaf holds ~22 neighbours: "user00000" + 3 or more digits
+  // Keys between and around the stored ones, outside the shared prefix too.
+  for (const std::string& probe : {"user0000"s, "user00000"s, "user000000000000"s, "user000000000000\0"s, "user0000099999999"s,
+                                   "user1"s, "usea"s, ""s, "\xff"s}) {
+    check_find(t, m, probe);
+    check_seek(t, m, probe, rng);
+  }
+  for (int i = 0; i < 2000; ++i) {
+    const std::uint64_t id = rng() % (ids.size() * 7 + 10);
+    check_find(t, m, key(id));
+    check_seek(t, m, key(id), rng);
+  }
+  // Shrink to a few keys in random order, overwriting some on the way, so
+  // nodes merge and rebalance across fences of every length; an old version
+  // is kept to check that none of this changed it.
+  const persistent_btree full = t;
+  const model full_model = m;
+  std::shuffle(ids.begin(), ids.end(), rng);
+  for (std::size_t i = 0; i + 50 < ids.size(); ++i) {
+    const std::string k = key(ids[i]);
+    persistent_btree::transient tr(t);
+    tr.erase(k);
+    m.erase(k);
+    if (i % 3 == 0) {
+      const std::string o = key(ids[ids.size() - 1 - i % 50]);
+      tr.insert_or_assign(o, "v" + std::to_string(i));
+      m[o] = "v" + std::to_string(i);
+    }
+    t = std::move(tr).persist();
+    if (i % 20000 == 0) check_equal(t, m);
+  }
+  check_equal(t, m);
+  check_equal(full, full_model);
 }
 
 TEST_CASE("transients leave their base untouched") {

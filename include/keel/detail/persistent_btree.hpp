@@ -29,16 +29,28 @@
 // heavy erasing. A with()/without() costs one path copy; batch edits in one
 // transient to amortise it.
 //
-// Layout: a leaf holds up to 32 pb_entry pointers plus the first 8 key bytes
-// of each entry (big-endian in a uint64_t), so a binary search mostly touches
-// only the node; an entry is dereferenced only to break a tie. An inner node
+// Layout: a leaf holds up to 32 pb_entry pointers plus 8 key bytes of each
+// entry (big-endian in a uint64_t), so a binary search mostly touches only
+// the node; an entry is dereferenced only to break a tie. An inner node
 // holds child pointers and separators: sep[i] (i >= 1) is a refcounted entry
 // whose key is <= every key in child[i] and > every key in child[i-1]. It
 // may be an entry that has since been erased; it is still a valid bound.
+//
+// Prefix truncation: the 8 cached bytes are not a key's first 8 but the 8
+// after the node's `plen`, the length of the prefix its fences share (the
+// separators around it in its parent, up the tree: every key that can be in
+// the node's subtree, and every key a search brings there, starts with those
+// plen bytes). Keys with a long common prefix ("user00001234...", table or
+// tenant prefixes) would otherwise tie in every cached prefix and cost a
+// dereference per comparison. A node's fences change only when the node is
+// rewritten (split, merge, rebalance), and those recompute plen and the
+// cached bytes; a smaller plen than the fences allow is always valid.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
+#include <bit>
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
@@ -48,6 +60,9 @@
 #include <stdexcept>
 #include <string_view>
 #include <utility>
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <stdlib.h>
+#endif
 
 namespace keel::detail {
 
@@ -144,16 +159,17 @@ class persistent_btree {
   // the node; only that transient may mutate it, and only before persist().
   struct node {
     std::atomic<std::uint32_t> refs{1};
-    std::uint16_t count = 0;   // slots in use
-    std::uint16_t level = 0;   // 0 = leaf; a parent's level is its children's + 1
+    std::uint8_t count = 0;    // slots in use
+    std::uint8_t level = 0;    // 0 = leaf; a parent's level is its children's + 1
+    std::uint16_t plen = 0;    // key bytes every key under this node shares; pfx[] start after them
     std::uint64_t owner = 0;
   };
   struct leaf : node {
-    std::uint64_t pfx[kCap];   // pfx[i] = prefix_of(ent[i]->key())
+    std::uint64_t pfx[kCap];   // pfx[i] = prefix_at(ent[i]->key(), plen)
     pb_entry* ent[kCap];       // strictly increasing keys
   };
   struct inner : node {
-    std::uint64_t pfx[kCap];   // pfx[i] = prefix_of(sep[i]->key()); pfx[0] = 0
+    std::uint64_t pfx[kCap];   // pfx[i] = prefix_at(sep[i]->key(), plen); pfx[0] = 0
     pb_entry* sep[kCap];       // sep[0] = nullptr (unused)
     node* child[kCap];
   };
@@ -199,8 +215,11 @@ class persistent_btree {
   persistent_btree with(std::string_view key, std::string_view value) const;
   persistent_btree without(std::string_view key) const;
 
-  // Full structural check (ordering, separators, fill, prefixes, size), for
-  // tests. O(n).
+  // The longest prefix any node truncates (its plen), for tests. O(n).
+  std::size_t longest_node_prefix() const noexcept { return longest_prefix_in(root_); }
+
+  // Full structural check (ordering, separators, fill, cached bytes, each
+  // node's plen against its fences, size), for tests. O(n).
   bool check_invariants() const noexcept {
     if (!root_) return size_ == 0;
     std::size_t n = 0;
@@ -209,26 +228,58 @@ class persistent_btree {
   }
 
  private:
-  // The first 8 key bytes, big-endian, zero padded: if two keys' prefixes
-  // differ they order the keys; if equal the full keys must be compared.
-  static std::uint64_t prefix_of(std::string_view k) noexcept {
-    unsigned char b[8] = {};
-    if (!k.empty()) std::memcpy(b, k.data(), k.size() < 8 ? k.size() : 8);
+  // Key bytes [off, off + 8), big-endian, zero padded: if two keys that
+  // share their first `off` bytes differ here, this orders them; if equal
+  // the full keys must be compared.
+  static std::uint64_t prefix_at(std::string_view k, std::size_t off) noexcept {
     std::uint64_t v = 0;
-    for (unsigned char c : b) v = (v << 8) | c;
+    if (k.size() >= off + 8) {
+      std::memcpy(&v, k.data() + off, 8);
+      if constexpr (std::endian::native == std::endian::little) v = byteswap64(v);
+      return v;
+    }
+    for (std::size_t i = off; i < off + 8; ++i) v = (v << 8) | (i < k.size() ? static_cast<unsigned char>(k[i]) : 0u);
     return v;
   }
-  struct probe {
-    explicit probe(std::string_view k) noexcept : key(k), pfx(prefix_of(k)) {}
-    std::string_view key;
-    std::uint64_t pfx;
-  };
-  // entry < probe, and probe < entry, given the entry's cached prefix.
-  static bool entry_less(std::uint64_t ep, const pb_entry* e, const probe& p) noexcept {
-    return ep != p.pfx ? ep < p.pfx : e->key() < p.key;
+  static std::uint64_t byteswap64(std::uint64_t v) noexcept {
+#if defined(_MSC_VER) && !defined(__clang__)
+    return _byteswap_uint64(v);
+#else
+    return __builtin_bswap64(v);
+#endif
   }
-  static bool probe_less(const probe& p, std::uint64_t ep, const pb_entry* e) noexcept {
-    return ep != p.pfx ? p.pfx < ep : p.key < e->key();
+  // Length of the prefix the keys in [lo, hi) share (0 when a side is
+  // unbounded), capped to fit node::plen.
+  static std::uint16_t fence_prefix(const pb_entry* lo, const pb_entry* hi) noexcept {
+    if (!lo || !hi) return 0;
+    const std::string_view a = lo->key(), b = hi->key();
+    std::size_t n = std::min({a.size(), b.size(), std::size_t{std::numeric_limits<std::uint16_t>::max()}});
+    std::size_t i = 0;
+    while (i < n && a[i] == b[i]) ++i;
+    return static_cast<std::uint16_t>(i);
+  }
+  // A key being searched for, with its cached bytes at the offset of the
+  // node last asked (most nodes on a path share one plen).
+  class probe {
+   public:
+    explicit probe(std::string_view k) noexcept : key(k), pfx_(prefix_at(k, 0)) {}
+    std::uint64_t at(std::uint16_t plen) noexcept {
+      if (plen != off_) off_ = plen, pfx_ = prefix_at(key, plen);
+      return pfx_;
+    }
+    std::string_view key;
+
+   private:
+    std::uint16_t off_ = 0;
+    std::uint64_t pfx_;
+  };
+  // entry < key, and key < entry, given the entry's cached bytes `ep` and
+  // the key's `kp` at the same offset.
+  static bool entry_less(std::uint64_t ep, const pb_entry* e, std::uint64_t kp, std::string_view key) noexcept {
+    return ep != kp ? ep < kp : e->key() < key;
+  }
+  static bool key_less(std::uint64_t kp, std::string_view key, std::uint64_t ep, const pb_entry* e) noexcept {
+    return ep != kp ? kp < ep : key < e->key();
   }
 
   static leaf* as_leaf(node* n) noexcept { return static_cast<leaf*>(n); }
@@ -237,37 +288,58 @@ class persistent_btree {
   static const inner* as_inner(const node* n) noexcept { return static_cast<const inner*>(n); }
 
   // First slot whose key is >= p.
-  static unsigned lower_bound(const leaf* l, const probe& p) noexcept {
+  static unsigned lower_bound(const leaf* l, probe& p) noexcept {
+    const std::uint64_t kp = p.at(l->plen);
     unsigned lo = 0, hi = l->count;
     while (lo < hi) {
       const unsigned mid = (lo + hi) / 2;
-      if (entry_less(l->pfx[mid], l->ent[mid], p)) lo = mid + 1;
+      if (entry_less(l->pfx[mid], l->ent[mid], kp, p.key)) lo = mid + 1;
       else hi = mid;
     }
     return lo;
   }
+  // Whether slot i of leaf l holds p's key.
+  static bool holds(const leaf* l, unsigned i, probe& p) noexcept {
+    return i < l->count && l->pfx[i] == p.at(l->plen) && l->ent[i]->key() == p.key;
+  }
   // The child whose key range contains p: the last i with sep[i] <= p (or 0).
-  static unsigned child_index(const inner* n, const probe& p) noexcept {
+  static unsigned child_index(const inner* n, probe& p) noexcept {
+    const std::uint64_t kp = p.at(n->plen);
     unsigned lo = 1, hi = n->count;
     while (lo < hi) {
       const unsigned mid = (lo + hi) / 2;
-      if (probe_less(p, n->pfx[mid], n->sep[mid])) hi = mid;
+      if (key_less(kp, p.key, n->pfx[mid], n->sep[mid])) hi = mid;
       else lo = mid + 1;
     }
     return lo - 1;
   }
+  // Sets n's plen to what its fences [lo, hi) allow and recomputes its cached
+  // bytes, if that changes plen. Called when a node's fences change.
+  static void fit_prefix(node* n, const pb_entry* lo, const pb_entry* hi) noexcept {
+    const std::uint16_t plen = fence_prefix(lo, hi);
+    if (plen != n->plen) rekey(n, plen);
+  }
+  static void rekey(node* n, std::uint16_t plen) noexcept {
+    n->plen = plen;
+    if (n->level == 0) {
+      leaf* l = as_leaf(n);
+      for (unsigned i = 0; i < l->count; ++i) l->pfx[i] = prefix_at(l->ent[i]->key(), plen);
+    } else {
+      inner* in = as_inner(n);
+      for (unsigned i = 1; i < in->count; ++i) in->pfx[i] = prefix_at(in->sep[i]->key(), plen);
+    }
+  }
 
   static const pb_entry* find_in(const node* n, std::string_view key) noexcept {
     if (!n) return nullptr;
-    const probe p(key);
+    probe p(key);
     while (n->level) {
       const inner* in = as_inner(n);
       n = in->child[child_index(in, p)];
     }
     const leaf* l = as_leaf(n);
     const unsigned i = lower_bound(l, p);
-    if (i < l->count && l->pfx[i] == p.pfx && l->ent[i]->key() == key) return l->ent[i];
-    return nullptr;
+    return holds(l, i, p) ? l->ent[i] : nullptr;
   }
 
   static void retain(node* n) noexcept {
@@ -306,10 +378,19 @@ class persistent_btree {
     return b;
   }
 
+  static std::size_t longest_prefix_in(const node* n) noexcept {
+    if (!n) return 0;
+    std::size_t m = n->plen;
+    if (n->level)
+      for (unsigned i = 0; i < n->count; ++i) m = std::max(m, longest_prefix_in(as_inner(n)->child[i]));
+    return m;
+  }
+
   // Keys of node `n` must lie in [lo, hi) (nullptr = unbounded).
   static bool check_node(const node* n, const pb_entry* lo, const pb_entry* hi, bool is_root,
                          std::size_t& total) noexcept {
     if (n->count == 0 || n->count > kCap || (!is_root && n->count < kMin)) return false;
+    if (n->plen > fence_prefix(lo, hi)) return false;
     auto in_range = [&](std::string_view k) {
       return (!lo || !(k < lo->key())) && (!hi || k < hi->key());
     };
@@ -317,7 +398,7 @@ class persistent_btree {
       const leaf* l = as_leaf(n);
       for (unsigned i = 0; i < l->count; ++i) {
         const std::string_view k = l->ent[i]->key();
-        if (l->pfx[i] != prefix_of(k) || !in_range(k)) return false;
+        if (l->pfx[i] != prefix_at(k, l->plen) || !in_range(k)) return false;
         if (i > 0 && !(l->ent[i - 1]->key() < k)) return false;
       }
       total += l->count;
@@ -327,7 +408,8 @@ class persistent_btree {
     if (in->sep[0] != nullptr) return false;
     for (unsigned i = 0; i < in->count; ++i) {
       if (in->child[i]->level + 1 != in->level) return false;
-      if (i > 0 && (in->pfx[i] != prefix_of(in->sep[i]->key()) || !in_range(in->sep[i]->key()))) return false;
+      if (i > 0 && (in->pfx[i] != prefix_at(in->sep[i]->key(), in->plen) || !in_range(in->sep[i]->key())))
+        return false;
       if (i > 1 && !(in->sep[i - 1]->key() < in->sep[i]->key())) return false;
       const pb_entry* clo = i > 0 ? in->sep[i] : lo;
       const pb_entry* chi = i + 1 < in->count ? in->sep[i + 1] : hi;
@@ -389,7 +471,8 @@ class persistent_btree::transient {
     assert(owner_ != 0 && "transient used after persist() or move");
     if (!find_in(root_, key)) return;
     root_ = editable(root_);
-    erase_rec(root_, probe(key));   // allocates only before it changes anything
+    probe p(key);
+    erase_rec(root_, p, nullptr, nullptr);   // allocates only before it changes anything
     --size_;
     if (root_->count == 0) {                          // last key gone
       release(root_);
@@ -427,7 +510,7 @@ class persistent_btree::transient {
       in->pfx[0] = 0;
       n = in;
     }
-    n->level = static_cast<std::uint16_t>(level);
+    n->level = static_cast<std::uint8_t>(level);
     n->owner = owner_;
     return n;
   }
@@ -438,6 +521,7 @@ class persistent_btree::transient {
     if (n->owner == owner_) return n;
     node* c = new_node(n->level);
     c->count = n->count;
+    c->plen = n->plen;
     if (n->level == 0) {
       const leaf* s = as_leaf(n);
       leaf* d = as_leaf(c);
@@ -466,7 +550,7 @@ class persistent_btree::transient {
   // Where to split a full node that is about to receive p: in half, except
   // that appending past its end (ascending loads) keeps the left part 3/4
   // full and prepending (descending loads) keeps the right part 3/4 full.
-  static unsigned split_point(const node* c, const probe& p) noexcept {
+  static unsigned split_point(const node* c, probe& p) noexcept {
     unsigned pos, end;
     if (c->level) pos = child_index(as_inner(c), p), end = c->count - 1u;
     else pos = lower_bound(as_leaf(c), p), end = c->count;
@@ -474,12 +558,12 @@ class persistent_btree::transient {
   }
 
   // Moves slots [h, kCap) of the full, owned child p->child[i] into `sib` (an
-  // empty owned node of the same level) and links `sib` in at i + 1.
-  // p must not be full.
-  void split_child(inner* p, unsigned i, node* sib, unsigned h) noexcept {
+  // empty owned node of the same level) and links `sib` in at i + 1. The
+  // child's fences were [lo, hi). p must not be full.
+  void split_child(inner* p, unsigned i, node* sib, unsigned h, const pb_entry* lo, const pb_entry* hi) noexcept {
     node* c = p->child[i];
+    sib->plen = c->plen;   // the cached bytes move as they are
     pb_entry* sep;
-    std::uint64_t sp;
     if (c->level == 0) {
       leaf* a = as_leaf(c);
       leaf* b = as_leaf(sib);
@@ -489,7 +573,6 @@ class persistent_btree::transient {
       }
       sep = b->ent[0];
       sep->retain();
-      sp = b->pfx[0];
     } else {
       inner* a = as_inner(c);
       inner* b = as_inner(sib);
@@ -499,26 +582,27 @@ class persistent_btree::transient {
         b->child[k - h] = a->child[k];
       }
       sep = b->sep[0];   // moves up into p
-      sp = b->pfx[0];
       b->sep[0] = nullptr;
       b->pfx[0] = 0;
     }
-    c->count = static_cast<std::uint16_t>(h);
-    sib->count = static_cast<std::uint16_t>(kCap - h);
-    insert_at(p->pfx, p->count, i + 1, sp);
+    c->count = static_cast<std::uint8_t>(h);
+    sib->count = static_cast<std::uint8_t>(kCap - h);
+    insert_at(p->pfx, p->count, i + 1, prefix_at(sep->key(), p->plen));
     insert_at(p->sep, p->count, i + 1, sep);
     insert_at(p->child, p->count, i + 1, sib);
     ++p->count;
+    fit_prefix(c, lo, sep);
+    fit_prefix(sib, sep, hi);
   }
 
   // Takes the entry's reference on success. Splits full nodes on the way down,
   // so every allocation happens while the tree is consistent.
   void insert_entry(pb_entry* e) {
-    const probe p(e->key());
+    probe p(e->key());
     if (!root_) {
       leaf* l = as_leaf(new_node(0));
       l->count = 1;
-      l->pfx[0] = p.pfx;
+      l->pfx[0] = p.at(0);
       l->ent[0] = e;
       root_ = l;
       ++size_;
@@ -537,37 +621,43 @@ class persistent_btree::transient {
       r->count = 1;
       r->child[0] = root_;
       root_ = r;
-      split_child(r, 0, sib, split_point(r->child[0], p));
+      split_child(r, 0, sib, split_point(r->child[0], p), nullptr, nullptr);
     }
     node* n = root_;
+    const pb_entry* lo = nullptr;   // fences of n
+    const pb_entry* hi = nullptr;
     while (n->level) {
       inner* in = as_inner(n);
       unsigned i = child_index(in, p);
       node* c = in->child[i] = editable(in->child[i]);
       if (c->count == kCap) {
-        split_child(in, i, new_node(c->level), split_point(c, p));
-        if (!probe_less(p, in->pfx[i + 1], in->sep[i + 1])) ++i;
+        split_child(in, i, new_node(c->level), split_point(c, p), i > 0 ? in->sep[i] : lo,
+                    i + 1 < in->count ? in->sep[i + 1] : hi);
+        if (!key_less(p.at(in->plen), p.key, in->pfx[i + 1], in->sep[i + 1])) ++i;
         c = in->child[i];
       }
+      if (i > 0) lo = in->sep[i];
+      if (i + 1 < in->count) hi = in->sep[i + 1];
       n = c;
     }
     leaf* l = as_leaf(n);
     const unsigned pos = lower_bound(l, p);
-    if (pos < l->count && l->pfx[pos] == p.pfx && l->ent[pos]->key() == p.key) {
+    if (holds(l, pos, p)) {
       l->ent[pos]->release();   // overwrite
       l->ent[pos] = e;
       return;
     }
-    insert_at(l->pfx, l->count, pos, p.pfx);
+    insert_at(l->pfx, l->count, pos, p.at(l->plen));
     insert_at(l->ent, l->count, pos, e);
     ++l->count;
     ++size_;
   }
 
-  // `n` is owned and its subtree contains the key. On the way down it makes
-  // owned the child to descend into and, if that child may underflow, the
-  // sibling it would be rebalanced with; rebalancing then allocates nothing.
-  void erase_rec(node* n, const probe& p) {
+  // `n` is owned, its fences are [lo, hi) and its subtree contains the key.
+  // On the way down it makes owned the child to descend into and, if that
+  // child may underflow, the sibling it would be rebalanced with;
+  // rebalancing then allocates nothing.
+  void erase_rec(node* n, probe& p, const pb_entry* lo, const pb_entry* hi) {
     if (n->level == 0) {
       leaf* l = as_leaf(n);
       const unsigned pos = lower_bound(l, p);
@@ -586,36 +676,35 @@ class persistent_btree::transient {
       const unsigned s = i > 0 ? i - 1 : i + 1;
       in->child[s] = editable(in->child[s]);
     }
-    erase_rec(c, p);
-    if (c->count < kMin && in->count > 1) rebalance(in, left);
+    erase_rec(c, p, i > 0 ? in->sep[i] : lo, i + 1 < in->count ? in->sep[i + 1] : hi);
+    if (c->count < kMin && in->count > 1) rebalance(in, left, lo, hi);
   }
 
   // Merges p->child[j + 1] into p->child[j] if they fit in one node, else
-  // splits their slots evenly between them. Both children are owned.
-  static void rebalance(inner* p, unsigned j) noexcept {
+  // splits their slots evenly between them. Both children are owned; p's
+  // fences are [plo, phi). The fences of both children change, so both get
+  // their plen and cached bytes anew.
+  static void rebalance(inner* p, unsigned j, const pb_entry* plo, const pb_entry* phi) noexcept {
     node* a = p->child[j];
     node* b = p->child[j + 1];
+    const pb_entry* lo = j > 0 ? p->sep[j] : plo;             // a's lower fence
+    const pb_entry* hi = j + 2 < p->count ? p->sep[j + 2] : phi;   // b's upper fence
     const unsigned na = a->count, total = a->count + b->count;
     const bool merge = total <= kCap;
     const unsigned h = merge ? total : total / 2;   // slots that end up in a
-    std::uint64_t pf[2 * kCap];
     if (a->level == 0) {
       leaf* x = as_leaf(a);
       leaf* y = as_leaf(b);
       pb_entry* en[2 * kCap];
+      for (unsigned k = 0; k < total; ++k) en[k] = k < na ? x->ent[k] : y->ent[k - na];
       for (unsigned k = 0; k < total; ++k) {
-        pf[k] = k < na ? x->pfx[k] : y->pfx[k - na];
-        en[k] = k < na ? x->ent[k] : y->ent[k - na];
-      }
-      for (unsigned k = 0; k < total; ++k) {
-        if (k < h) x->pfx[k] = pf[k], x->ent[k] = en[k];
-        else y->pfx[k - h] = pf[k], y->ent[k - h] = en[k];
+        if (k < h) x->ent[k] = en[k];
+        else y->ent[k - h] = en[k];
       }
       p->sep[j + 1]->release();
       if (!merge) {
         p->sep[j + 1] = y->ent[0];
         p->sep[j + 1]->retain();
-        p->pfx[j + 1] = y->pfx[0];
       }
     } else {
       // The parent's separator comes down between a's and b's children.
@@ -626,29 +715,32 @@ class persistent_btree::transient {
       for (unsigned k = 0; k < total; ++k) {
         const bool in_a = k < na;
         const unsigned s = in_a ? k : k - na;
-        pf[k] = k == na ? p->pfx[j + 1] : in_a ? x->pfx[s] : y->pfx[s];
         sp[k] = k == na ? p->sep[j + 1] : in_a ? x->sep[s] : y->sep[s];
         ch[k] = in_a ? x->child[s] : y->child[s];
       }
       for (unsigned k = 0; k < total; ++k) {
-        if (k < h) x->pfx[k] = pf[k], x->sep[k] = sp[k], x->child[k] = ch[k];
-        else y->pfx[k - h] = pf[k], y->sep[k - h] = sp[k], y->child[k - h] = ch[k];
+        if (k < h) x->sep[k] = sp[k], x->child[k] = ch[k];
+        else y->sep[k - h] = sp[k], y->child[k - h] = ch[k];
       }
       if (!merge) {   // the first separator of b moves up
         p->sep[j + 1] = y->sep[0];
-        p->pfx[j + 1] = y->pfx[0];
         y->sep[0] = nullptr;
         y->pfx[0] = 0;
       }
     }
-    a->count = static_cast<std::uint16_t>(h);
-    b->count = static_cast<std::uint16_t>(total - h);
+    a->count = static_cast<std::uint8_t>(h);
+    b->count = static_cast<std::uint8_t>(total - h);
     if (merge) {   // b is now empty: unlink and free it
       erase_at(p->pfx, p->count, j + 1);
       erase_at(p->sep, p->count, j + 1);
       erase_at(p->child, p->count, j + 1);
       --p->count;
       release(b);
+      rekey(a, fence_prefix(lo, hi));
+    } else {
+      p->pfx[j + 1] = prefix_at(p->sep[j + 1]->key(), p->plen);
+      rekey(a, fence_prefix(lo, p->sep[j + 1]));
+      rekey(b, fence_prefix(p->sep[j + 1], hi));
     }
   }
 
@@ -707,7 +799,7 @@ class persistent_btree::cursor {
     leaf_ = nullptr;
     const node* n = tree_.root_;
     if (!n) return;
-    const probe p(key);
+    probe p(key);
     unsigned d = 0;
     while (n->level) {
       const inner* in = as_inner(n);
