@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <map>
+#include <keel/any_store.hpp>
 #include <keel/memory.hpp>
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -27,6 +28,59 @@ TEST_SUITE("memory") {
     auto c = memory_store::open({});
     REQUIRE(c);
     CHECK_FALSE(c->get("k")->has_value());
+  }
+
+  TEST_CASE("any_store cursors over memory walk runs: every entry once, close stops them inside a run, moves keep the run") {
+    // basic_any_store takes a memory cursor's entries a run at a time
+    // (fill(), store.hpp); the steps inside a run are its own.
+    auto opened = memory_store::open({});
+    REQUIRE(opened);
+    keel::basic_any_store<keel::MemoryPolicy> any(std::move(*opened));
+    std::map<std::string, std::string> model;
+    for (int i = 0; i < 1000; ++i) {
+      const std::string k = "k" + std::to_string(i), v = std::string(static_cast<std::size_t>(i % 50), 'v') + std::to_string(i);
+      REQUIRE(any.put(k, v));
+      model[k] = v;
+    }
+    auto it = model.begin();
+    for (const auto& e : any.scan()) {
+      REQUIRE(it != model.end());
+      CHECK(e.key == it->first);
+      CHECK(e.value == it->second);
+      ++it;
+    }
+    CHECK(it == model.end());
+    auto rit = model.rbegin();
+    for (const auto& e : any.scan(key_range::all().reversed())) {
+      REQUIRE(rit != model.rend());
+      CHECK(e.key == rit->first);
+      ++rit;
+    }
+    CHECK(rit == model.rend());
+
+    // Moved after a few steps: it goes on where it was, inside its run.
+    auto first = any.scan(key_range::from("k5"));
+    for (int i = 0; i < 3; ++i) first.advance();
+    auto moved = std::move(first);
+    REQUIRE(moved.valid());
+    auto at = model.lower_bound("k5");
+    std::advance(at, 3);
+    CHECK(moved.current().key == at->first);
+    CHECK(moved.current().value == at->second);
+
+    // Closed in the middle of a run: the next step stops with errc::closed.
+    auto cursor = any.scan();
+    for (int i = 0; i < 5; ++i) cursor.advance();
+    REQUIRE(cursor.valid());
+    REQUIRE(any.close());
+    cursor.advance();
+    CHECK_FALSE(cursor.valid());
+    REQUIRE(cursor.error());
+    CHECK(cursor.error()->code() == errc::closed);
+    moved.advance();
+    CHECK_FALSE(moved.valid());
+    REQUIRE(moved.error());
+    CHECK(moved.error()->code() == errc::closed);
   }
 
   TEST_CASE("size is exact") {

@@ -6,6 +6,8 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cstddef>
 #include <filesystem>
 #include <initializer_list>
@@ -25,32 +27,80 @@ namespace keel {
 
 namespace detail {
 
-// A cursor over whichever of Cursors is live; satisfies store_cursor.
+// A cursor over whichever of Cursors is live; satisfies store_cursor. When
+// the live cursor is a run_cursor (store.hpp) it is asked for runs of up to
+// run_size entries, one dispatch per run, and the steps within a run are
+// inline: a dispatch per step costs about a fifth of a memory store's step.
+// Other cursors are dispatched to at each call.
 template <class... Cursors>
 class any_cursor {
+  static constexpr std::size_t run_size = 32;
 
  public:
   template <class C>
-  explicit any_cursor(C&& c) : cursor_(std::forward<C>(c)) {}
+  explicit any_cursor(C&& c) : cursor_(std::forward<C>(c)) {
+    if constexpr (run_cursor<std::remove_cvref_t<C>>) {
+      runs_ = true;
+      refill();
+    }
+  }
+  // Moves keep the run: its views point into what the held cursor owns on
+  // the heap (its version's entries, its buffers), which a move keeps.
 
   bool valid() const {
+    if (runs_) return pos_ < count_;
     return std::visit([](const auto& c) { return c.valid(); }, cursor_);
   }
   std::string_view key() const {
+    if (runs_) return run_[pos_].key;
     return std::visit([](const auto& c) { return std::string_view(c.key()); }, cursor_);
   }
   std::string_view value() const {
+    if (runs_) return run_[pos_].value;
     return std::visit([](const auto& c) { return std::string_view(c.value()); }, cursor_);
   }
   void next() {
-    std::visit([](auto& c) { c.next(); }, cursor_);
+    if (!runs_) {
+      std::visit([](auto& c) { c.next(); }, cursor_);
+      return;
+    }
+    if (pos_ >= count_) return;
+    if (++pos_ < count_) {
+      if (!open_->load(std::memory_order_acquire)) {   // closed: stop here, as the held cursor would
+        pos_ = count_ = 0;
+        stopped_ = closed_error();
+      }
+      return;
+    }
+    refill();
   }
   const std::optional<keel::error>& error() const {
+    if (stopped_) return stopped_;
     return std::visit([](const auto& c) -> const std::optional<keel::error>& { return c.error(); }, cursor_);
   }
 
  private:
+  void refill() {
+    pos_ = 0;
+    count_ = std::visit(
+        [this](auto& c) -> std::size_t {
+          if constexpr (run_cursor<std::remove_cvref_t<decltype(c)>>) {
+            const std::size_t n = c.fill(std::span<cursor_entry>(run_));
+            if (n != 0) open_ = &c.open_flag();
+            return n;
+          } else {
+            return 0;   // not reached: runs_ is set for run cursors only
+          }
+        },
+        cursor_);
+  }
+
   std::variant<Cursors...> cursor_;
+  bool runs_ = false;                  // the held cursor hands out runs
+  std::size_t pos_ = 0, count_ = 0;    // the current entry in run_, and how many it holds
+  const std::atomic<bool>* open_ = nullptr;
+  std::optional<keel::error> stopped_;  // set when close() stopped the pass inside a run
+  std::array<cursor_entry, run_size> run_{};
 };
 
 // A cursor over whichever backend is live.

@@ -243,12 +243,34 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
         error_ = closed_error();
         return;
       }
-      if (reversed_)
-        it_->prev();
-      else
-        it_->next();
-      settle();
+      step();
     }
+
+    // The optional run_cursor members (store.hpp). Compressed values of a run
+    // are decompressed into the cursor, valid until its next fill().
+    std::size_t fill(std::span<cursor_entry> out) {
+      if (!valid_ || out.empty()) return 0;
+      if (!owner_->is_open()) {
+        valid_ = false;
+        error_ = closed_error();
+        return 0;
+      }
+      std::size_t n = 0;
+      do {
+        const detail::pb_entry* e = it_->entry();
+        std::string_view v = e->value();
+        if (e->codec() != 0) {
+          if (run_values_.size() < out.size()) run_values_.resize(out.size());
+          owner_->decode_or_throw(*e, run_values_[n]);
+          v = run_values_[n];
+        }
+        out[n++] = {e->key(), v};
+        step();
+      } while (valid_ && n < out.size());
+      return n;
+    }
+    // Precondition: not a failed cursor (one that fill() gave entries).
+    const std::atomic<bool>& open_flag() const noexcept { return owner_->open_; }
 
    private:
     friend class MemoryPolicy;
@@ -272,6 +294,13 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
       }
       settle();
     }
+    void step() {
+      if (reversed_)
+        it_->prev();
+      else
+        it_->next();
+      settle();
+    }
     // valid_ = the iterator is on an entry inside the range.
     void settle() {
       valid_ = it_->valid() && (!bound_ || (reversed_ ? it_->key() >= std::string_view(*bound_)
@@ -285,6 +314,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     bool valid_ = false;
     std::optional<keel::error> error_;
     mutable std::string value_buffer_;  // the current value, decompressed
+    std::vector<std::string> run_values_;  // compressed values of the last fill(), decompressed
   };
 
   // ---- snapshot -----------------------------------------------------------
@@ -1133,6 +1163,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
 };
 
 static_assert(store_policy<MemoryPolicy>);
+static_assert(run_cursor<MemoryPolicy::cursor_type>);
 
 // What basic_store::stats() asks of the backend: exact key count and bytes.
 inline result<void> backend_stats(const MemoryPolicy& p, store_stats& s) {

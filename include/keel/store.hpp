@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <concepts>
 #include <cstdint>
@@ -100,6 +101,17 @@ class basic_transaction;
 // next call to next()); void next(); const std::optional<error>& error() const
 // (set when the pass stopped early). A new cursor is positioned on the first
 // entry of its range, in the range's direction.
+//
+// Optional on a cursor, found when present (basic_any_store uses them to walk
+// a run of entries without a dispatch per step; see run_cursor below):
+//   std::size_t fill(std::span<cursor_entry> out)
+//       the current entry and those after it, up to out.size(), moving the
+//       cursor past them as that many next() would; returns how many (0 at the
+//       end of the pass, or when it stopped: see error()). The views stay
+//       valid until the next fill() or next() or the cursor's destruction.
+//   const std::atomic<bool>& open_flag() const noexcept
+//       false once the store is closed: whoever walks a filled run checks it
+//       at each step, so the pass still stops at its next step after close().
 // ---------------------------------------------------------------------------
 
 template <class C>
@@ -109,6 +121,19 @@ concept store_cursor = std::movable<C> && requires(C& c, const C& cc) {
   { cc.value() } -> std::convertible_to<std::string_view>;
   { c.next() };
   { cc.error() } -> std::convertible_to<const std::optional<keel::error>&>;
+};
+
+// One entry a cursor hands out: views valid as its cursor's contract says.
+struct cursor_entry {
+  std::string_view key;
+  std::string_view value;
+};
+
+// A cursor that can also hand out runs of entries (the optional members above).
+template <class C>
+concept run_cursor = store_cursor<C> && requires(C& c, const C& cc, std::span<cursor_entry> out) {
+  { c.fill(out) } -> std::same_as<std::size_t>;
+  { cc.open_flag() } noexcept -> std::same_as<const std::atomic<bool>&>;
 };
 
 template <class S, class Cursor>
@@ -180,10 +205,7 @@ inline keel::error closed_error(std::string_view what = "store") {
 template <class CursorImpl>
 class basic_cursor {
  public:
-  struct entry {
-    std::string_view key;
-    std::string_view value;
-  };
+  using entry = cursor_entry;
 
   // `counters`: where the entries read are reported (none: not counted).
   explicit basic_cursor(CursorImpl impl, std::shared_ptr<detail::op_counters> counters = {})
