@@ -1,6 +1,7 @@
 // Memory-backend-only behaviour.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <keel/any_store.hpp>
@@ -15,6 +16,7 @@
 using keel::errc;
 using keel::key_range;
 using keel::memory_store;
+using namespace std::string_literals;
 
 TEST_SUITE("memory") {
   TEST_CASE("each open is a new, empty store; close drops the data") {
@@ -57,6 +59,17 @@ TEST_SUITE("memory") {
       ++rit;
     }
     CHECK(rit == model.rend());
+
+    // Bounded both ways: the run ends inside a leaf, at the bound.
+    for (const auto& [lo, hi] : {std::pair{"k2"s, "k3"s}, std::pair{"k0"s, "k999"s}, std::pair{"k50"s, "k51"s}}) {
+      std::vector<std::string> want, got, got_back;
+      for (auto m = model.lower_bound(lo); m != model.end() && m->first < hi; ++m) want.push_back(m->first);
+      for (const auto& e : any.scan(key_range::between(lo, hi))) got.emplace_back(e.key);
+      for (const auto& e : any.scan(key_range::between(lo, hi).reversed())) got_back.emplace_back(e.key);
+      std::reverse(got_back.begin(), got_back.end());
+      CHECK(got == want);
+      CHECK(got_back == want);
+    }
 
     // Moved after a few steps: it goes on where it was, inside its run.
     auto first = any.scan(key_range::from("k5"));

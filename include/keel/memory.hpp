@@ -246,8 +246,10 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
       step();
     }
 
-    // The optional run_cursor members (store.hpp). Compressed values of a run
-    // are decompressed into the cursor, valid until its next fill().
+    // The optional run_cursor members (store.hpp). A run is taken a leaf at
+    // a time: the range's bound is compared once per leaf, not per entry.
+    // Compressed values of a run are decompressed into the cursor, valid
+    // until its next fill().
     std::size_t fill(std::span<cursor_entry> out) {
       if (!valid_ || out.empty()) return 0;
       if (!owner_->is_open()) {
@@ -256,17 +258,41 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
         return 0;
       }
       std::size_t n = 0;
-      do {
-        const detail::pb_entry* e = it_->entry();
-        std::string_view v = e->value();
-        if (e->codec() != 0) {
-          if (run_values_.size() < out.size()) run_values_.resize(out.size());
-          owner_->decode_or_throw(*e, run_values_[n]);
-          v = run_values_[n];
+      while (n < out.size()) {
+        const auto leaf = reversed_ ? it_->leaf_up_to_here() : it_->rest_of_leaf();
+        auto at = [&](std::size_t i) { return reversed_ ? leaf[leaf.size() - 1 - i] : leaf[i]; };
+        std::size_t take = std::min(leaf.size(), out.size() - n);
+        bool ends_here = false;
+        if (bound_ && !in_bound(at(take - 1)->key())) {
+          std::size_t inside = 0;
+          while (inside < take && in_bound(at(inside)->key())) ++inside;
+          take = inside;
+          ends_here = true;
         }
-        out[n++] = {e->key(), v};
-        step();
-      } while (valid_ && n < out.size());
+        for (std::size_t i = 0; i < take; ++i) {
+          const detail::pb_entry* e = at(i);
+          std::string_view v = e->value();
+          if (e->codec() != 0) {
+            if (run_values_.size() < out.size()) run_values_.resize(out.size());
+            owner_->decode_or_throw(*e, run_values_[n]);
+            v = run_values_[n];
+          }
+          out[n++] = {e->key(), v};
+        }
+        if (ends_here) {
+          valid_ = false;
+          return n;
+        }
+        if (reversed_)
+          it_->skip_back(take);
+        else
+          it_->skip_forward(take);
+        if (!it_->valid()) {
+          valid_ = false;
+          return n;
+        }
+      }
+      settle();
       return n;
     }
     // Precondition: not a failed cursor (one that fill() gave entries).
@@ -302,9 +328,10 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
       settle();
     }
     // valid_ = the iterator is on an entry inside the range.
-    void settle() {
-      valid_ = it_->valid() && (!bound_ || (reversed_ ? it_->key() >= std::string_view(*bound_)
-                                                      : it_->key() < std::string_view(*bound_)));
+    void settle() { valid_ = it_->valid() && (!bound_ || in_bound(it_->key())); }
+    // Whether `key` is on the near side of the range's far end (bound_ set).
+    bool in_bound(std::string_view key) const {
+      return reversed_ ? key >= std::string_view(*bound_) : key < std::string_view(*bound_);
     }
 
     std::shared_ptr<const MemoryPolicy> owner_;

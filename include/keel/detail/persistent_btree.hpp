@@ -57,6 +57,7 @@
 #include <cstring>
 #include <limits>
 #include <new>
+#include <span>
 #include <stdexcept>
 #include <string_view>
 #include <utility>
@@ -821,6 +822,29 @@ class persistent_btree::cursor {
     assert(valid());
     if (++idx_ < leaf_->count) return;
     next_leaf();
+  }
+  // The current leaf's entries from the current one to its last (forward
+  // walks), and from its first to the current one (backward walks): a caller
+  // can take a leaf's worth at a time. Precondition valid(); valid until the
+  // cursor moves.
+  std::span<const pb_entry* const> rest_of_leaf() const noexcept {
+    return {leaf_->ent + idx_, leaf_->count - idx_};
+  }
+  std::span<const pb_entry* const> leaf_up_to_here() const noexcept { return {leaf_->ent, idx_ + 1u}; }
+  // n next() / prev() steps, n <= rest_of_leaf().size() / leaf_up_to_here().size().
+  void skip_forward(std::size_t n) noexcept {
+    assert(valid() && n <= leaf_->count - idx_);
+    idx_ += static_cast<unsigned>(n);
+    if (idx_ == leaf_->count) next_leaf();
+  }
+  void skip_back(std::size_t n) noexcept {
+    assert(valid() && n <= idx_ + 1u);
+    if (n <= idx_) {
+      idx_ -= static_cast<unsigned>(n);
+    } else {
+      idx_ = 0;
+      prev();
+    }
   }
   void prev() noexcept {
     assert(valid());
