@@ -27,80 +27,65 @@ namespace keel {
 
 namespace detail {
 
-// A cursor over whichever of Cursors is live; satisfies store_cursor. When
-// the live cursor is a run_cursor (store.hpp) it is asked for runs of up to
-// run_size entries, one dispatch per run, and the steps within a run are
-// inline: a dispatch per step costs about a fifth of a memory store's step.
-// Other cursors are dispatched to at each call.
+// A cursor over whichever of Cursors is live; satisfies run_cursor, so
+// basic_cursor walks it a run at a time with one dispatch per run: a dispatch
+// per step costs about a fifth of a memory store's step. A live cursor that
+// is a run_cursor itself fills the run; any other gives runs of one entry
+// (its current one, stepped past at the next fill()), so its views stay valid
+// as long as the contract asks. Walk it either by fill() or by next(), not
+// both.
 template <class... Cursors>
 class any_cursor {
-  static constexpr std::size_t run_size = 32;
-
  public:
   template <class C>
-  explicit any_cursor(C&& c) : cursor_(std::forward<C>(c)) {
-    if constexpr (run_cursor<std::remove_cvref_t<C>>) {
-      runs_ = true;
-      refill();
-    }
-  }
-  // Moves keep the run: its views point into what the held cursor owns on
-  // the heap (its version's entries, its buffers), which a move keeps.
+  explicit any_cursor(C&& c) : cursor_(std::forward<C>(c)) {}
 
   bool valid() const {
-    if (runs_) return pos_ < count_;
     return std::visit([](const auto& c) { return c.valid(); }, cursor_);
   }
   std::string_view key() const {
-    if (runs_) return run_[pos_].key;
     return std::visit([](const auto& c) { return std::string_view(c.key()); }, cursor_);
   }
   std::string_view value() const {
-    if (runs_) return run_[pos_].value;
     return std::visit([](const auto& c) { return std::string_view(c.value()); }, cursor_);
   }
   void next() {
-    if (!runs_) {
-      std::visit([](auto& c) { c.next(); }, cursor_);
-      return;
-    }
-    if (pos_ >= count_) return;
-    if (++pos_ < count_) {
-      if (!open_->load(std::memory_order_acquire)) {   // closed: stop here, as the held cursor would
-        pos_ = count_ = 0;
-        stopped_ = closed_error();
-      }
-      return;
-    }
-    refill();
+    std::visit([](auto& c) { c.next(); }, cursor_);
   }
   const std::optional<keel::error>& error() const {
-    if (stopped_) return stopped_;
     return std::visit([](const auto& c) -> const std::optional<keel::error>& { return c.error(); }, cursor_);
   }
 
- private:
-  void refill() {
-    pos_ = 0;
-    count_ = std::visit(
-        [this](auto& c) -> std::size_t {
+  std::size_t fill(std::span<cursor_entry> out) {
+    return std::visit(
+        [&](auto& c) -> std::size_t {
           if constexpr (run_cursor<std::remove_cvref_t<decltype(c)>>) {
-            const std::size_t n = c.fill(std::span<cursor_entry>(run_));
+            const std::size_t n = c.fill(out);
             if (n != 0) open_ = &c.open_flag();
             return n;
           } else {
-            return 0;   // not reached: runs_ is set for run cursors only
+            if (stepped_over_) c.next();
+            stepped_over_ = false;
+            if (out.empty() || !c.valid()) return 0;
+            out[0] = {c.key(), c.value()};
+            stepped_over_ = true;
+            open_ = &never_closed();   // a run of one has no step inside it to stop
+            return 1;
           }
         },
         cursor_);
   }
+  const std::atomic<bool>& open_flag() const noexcept { return *open_; }
+
+ private:
+  static const std::atomic<bool>& never_closed() noexcept {
+    static const std::atomic<bool> open{true};
+    return open;
+  }
 
   std::variant<Cursors...> cursor_;
-  bool runs_ = false;                  // the held cursor hands out runs
-  std::size_t pos_ = 0, count_ = 0;    // the current entry in run_, and how many it holds
-  const std::atomic<bool>* open_ = nullptr;
-  std::optional<keel::error> stopped_;  // set when close() stopped the pass inside a run
-  std::array<cursor_entry, run_size> run_{};
+  bool stepped_over_ = false;   // the entry last handed out by a cursor without runs
+  const std::atomic<bool>* open_ = &never_closed();
 };
 
 // A cursor over whichever backend is live.

@@ -498,6 +498,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   rocksdb::WriteOptions write_options_;
   detail::dir_registry::claim claim_;
   mutable std::shared_mutex lifecycle_;  // guards db_ and every iterator/snapshot pointer
+  std::atomic<bool> open_{true};         // !closing_, for cursors walked by runs (open_flag())
   std::atomic<bool> closing_{false};     // set first by close(): new calls fail at once, so a
                                          // stream of readers cannot starve close()
   rocksdb::DB* db_ = nullptr;            // owned; null once closed
@@ -594,8 +595,45 @@ class RocksPolicy<Tuning>::cursor_type {
     }
     std::lock_guard lock(state_->mutex);
     if (!state_->iterator) return stop(owner_->closed());
-    fill();
+    read_ahead();
   }
+
+  // The optional run_cursor members (store.hpp): a run is the entries read
+  // ahead and not yet handed out, as views into the read-ahead buffer (valid
+  // until the next fill(), which may refill it). Once walked by fill(), the
+  // cursor is walked by fill() only.
+  std::size_t fill(std::span<cursor_entry> out) {
+    detail::rocks_cursor_state& st = *state_;
+    if (!st.valid || out.empty()) return 0;
+    if (owner_->closing_.load(std::memory_order_acquire)) {
+      stop(owner_->closed());
+      return 0;
+    }
+    if (st.pos == st.items.size()) {   // every entry read ahead was handed out
+      if (st.at_end) {
+        st.valid = false;
+        st.error = std::move(st.pending);
+        return 0;
+      }
+      std::lock_guard lock(st.mutex);
+      if (!st.iterator) {
+        stop(owner_->closed());
+        return 0;
+      }
+      read_ahead();
+      if (!st.valid) return 0;
+    }
+    const std::size_t n = std::min(out.size(), st.items.size() - st.pos);
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto& it = st.items[st.pos + i];
+      const char* at = st.buf.get() + it.offset;
+      out[i] = {std::string_view(at, it.key_size), std::string_view(at + it.key_size, it.value_size)};
+    }
+    st.pos += n;
+    return n;
+  }
+  // Precondition: not a failed cursor (one that fill() gave entries).
+  const std::atomic<bool>& open_flag() const noexcept { return owner_->open_; }
 
  private:
   friend class RocksPolicy;
@@ -606,7 +644,7 @@ class RocksPolicy<Tuning>::cursor_type {
   // Copies the next chunk of entries from the iterator, which is positioned
   // on the first of them. Called with state_->mutex held (or before the
   // cursor is shared).
-  void fill() {
+  void read_ahead() {
     detail::rocks_cursor_state& st = *state_;
     rocksdb::Iterator& it = *st.iterator;
     st.buf_used = 0;
@@ -812,7 +850,7 @@ typename RocksPolicy<Tuning>::cursor_type RocksPolicy<Tuning>::make_cursor(
     live_cursors_.insert(state.get());
   }
   cursor_type c(this->shared_from_this(), std::move(snap), std::move(state));
-  c.fill();
+  c.read_ahead();
   return c;
 }
 
@@ -861,6 +899,7 @@ result<void> RocksPolicy<Tuning>::checkpoint(const std::filesystem::path& dir) c
 template <class Tuning>
 result<void> RocksPolicy<Tuning>::close() {
   closing_.store(true, std::memory_order_release);
+  open_.store(false, std::memory_order_release);
   std::unique_lock lifecycle(lifecycle_);
   if (!db_) return {};
   {
@@ -900,6 +939,7 @@ namespace keel {
 static_assert(store_policy<RocksPolicy<DefaultTuning>>);
 static_assert(store_policy<RocksPolicy<MacOSTuning>>);
 static_assert(store_policy<RocksPolicy<RocksDefaultsTuning>>);
+static_assert(run_cursor<RocksPolicy<DefaultTuning>::cursor_type>);
 
 // What basic_store::stats() asks of the backend: the key RocksDB properties,
 // rocksdb.estimate-num-keys as the key count, and the size of the files in

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <concepts>
@@ -204,12 +205,19 @@ inline keel::error closed_error(std::string_view what = "store") {
 // ---------------------------------------------------------------------------
 template <class CursorImpl>
 class basic_cursor {
+  // A run_cursor is walked a run at a time (fill()): a step is then an index
+  // increment and a load of the store's open flag, with no call into the
+  // backend's cursor until the run is used up.
+  static constexpr bool walks_runs = run_cursor<CursorImpl>;
+  static constexpr std::size_t run_size = 32;
+
  public:
   using entry = cursor_entry;
 
   // `counters`: where the entries read are reported (none: not counted).
   explicit basic_cursor(CursorImpl impl, std::shared_ptr<detail::op_counters> counters = {})
       : impl_(std::move(impl)), counters_(std::move(counters)) {
+    if constexpr (walks_runs) refill();
     load();
   }
   basic_cursor(basic_cursor&&) noexcept = default;
@@ -218,6 +226,11 @@ class basic_cursor {
       report();
       impl_ = std::move(other.impl_);
       current_ = other.current_;
+      run_ = other.run_;
+      pos_ = other.pos_;
+      count_ = other.count_;
+      open_ = other.open_;
+      stopped_ = std::move(other.stopped_);
       counters_ = std::move(other.counters_);
       entries_ = std::exchange(other.entries_, 0);
       bytes_ = std::exchange(other.bytes_, 0);
@@ -231,8 +244,8 @@ class basic_cursor {
     using value_type = entry;
     using difference_type = std::ptrdiff_t;
     iterator() = default;
-    const entry& operator*() const noexcept { return cursor_->current_; }
-    const entry* operator->() const noexcept { return &cursor_->current_; }
+    const entry& operator*() const noexcept { return cursor_->current(); }
+    const entry* operator->() const noexcept { return &cursor_->current(); }
     iterator& operator++() {
       cursor_->advance();
       return *this;
@@ -251,21 +264,48 @@ class basic_cursor {
   iterator begin() { return iterator(this); }
   std::default_sentinel_t end() const noexcept { return {}; }
 
-  bool valid() const { return impl_.valid(); }
-  const entry& current() const noexcept { return current_; }  // precondition valid()
+  bool valid() const {
+    if constexpr (walks_runs) return pos_ < count_;
+    else return impl_.valid();
+  }
+  // Precondition valid().
+  const entry& current() const noexcept {
+    if constexpr (walks_runs) return run_[pos_];
+    else return current_;
+  }
   void advance() {
-    impl_.next();
+    if constexpr (walks_runs) {
+      if (pos_ >= count_) return;
+      ++pos_;
+      if (!open_->load(std::memory_order_acquire)) {   // closed: this step stops, as next() would
+        pos_ = count_ = 0;
+        stopped_ = closed_error();
+      } else if (pos_ == count_) {
+        refill();
+      }
+    } else {
+      impl_.next();
+    }
     load();
   }
   // Set when the pass stopped before the end of its range (closed, I/O error).
-  const std::optional<keel::error>& error() const { return impl_.error(); }
+  const std::optional<keel::error>& error() const {
+    if (stopped_) return stopped_;
+    return impl_.error();
+  }
 
  private:
+  void refill() {
+    pos_ = 0;
+    count_ = impl_.fill(std::span<entry>(run_));
+    if (count_ != 0) open_ = &impl_.open_flag();
+  }
   void load() {
-    if (impl_.valid()) {
-      current_ = {impl_.key(), impl_.value()};
+    if (valid()) {
+      if constexpr (!walks_runs) current_ = {impl_.key(), impl_.value()};
+      const entry& e = current();
       ++entries_;
-      bytes_ += current_.key.size() + current_.value.size();
+      bytes_ += e.key.size() + e.value.size();
     } else {
       report();
     }
@@ -276,7 +316,11 @@ class basic_cursor {
     entries_ = bytes_ = 0;
   }
   CursorImpl impl_;
-  entry current_{};
+  entry current_{};                       // cursors walked step by step: the current entry
+  std::array<entry, walks_runs ? run_size : 0> run_{};  // cursors walked by runs: the run
+  std::size_t pos_ = 0, count_ = 0;       // the current entry in run_, and how many it holds
+  const std::atomic<bool>* open_ = nullptr;
+  std::optional<keel::error> stopped_;    // set when close() stopped the pass inside a run
   std::shared_ptr<detail::op_counters> counters_;
   std::uint64_t entries_ = 0, bytes_ = 0;
 };
