@@ -262,6 +262,127 @@ TEST_CASE("randomized edits against std::map, with old versions") {
   CHECK(max_prefix >= 9);   // nodes inside the keys sharing 9 bytes truncate them
 }
 
+// Reuse mode, as the memory backend drives it: the owner holds the current
+// version; a reuse-mode transient edits it; the result replaces it, the
+// retirement is settled with the old handle still held, and finished once
+// that handle is gone (sometimes several versions later: readers without
+// handles may still be in them, so retired versions are read until then).
+// Handles to the base taken during the edit (and versions edited from them)
+// must make settle() undo the takeover; abandoned transients must leave the
+// base whole. Under ASan this is also the use-after-free check.
+TEST_CASE("reuse-mode transients: takeover, undo on a handle taken meanwhile, abandon, deferred frees") {
+  std::mt19937_64 rng(0xca11'ab1e);
+  const auto pool = make_key_pool(rng, 6000);
+  std::uniform_int_distribution<std::size_t> any_key(0, pool.size() - 1);
+  auto pick = [&]() -> const std::string& { return pool[any_key(rng)]; };
+
+  struct retired {
+    persistent_btree version;
+    persistent_btree::retirement moved;
+    model m;
+  };
+  persistent_btree cur;
+  model m;
+  persistent_btree::retirement spare;
+  std::vector<retired> pending;                            // replaced, not yet finished
+  std::vector<std::pair<persistent_btree, model>> held;    // handles that outlive their version
+  int undone = 0, kept = 0, abandoned = 0;
+  std::size_t max_height = 0;
+  for (int step = 0; step < 6000; ++step) {
+    const bool grow = (step / 1000) % 2 == 0;
+    if (rng() % 50 == 0) held.emplace_back(cur, m);   // a handle taken before the edit
+    model next_m = m;
+    persistent_btree::transient tr(cur, std::move(spare));
+    spare = persistent_btree::retirement();
+    const int n = rng() % 4 == 0 ? 1 + static_cast<int>(rng() % 100) : 1;
+    const int handle_at = rng() % 20 == 0 ? static_cast<int>(rng() % n) : -1;
+    bool base_handle_held = false;   // a handle on the base, taken during the edit, held through settle()
+    for (int i = 0; i < n; ++i) {
+      if (i == handle_at) {
+        // A handle on the base taken while it is edited (the race settle()
+        // catches); half the time a private edit of it, whose copies take
+        // references to the base's (maybe hollowed) nodes, outlives it.
+        if (rng() % 2) {
+          held.emplace_back(cur, m);
+          base_handle_held = true;
+        } else {
+          persistent_btree::transient side(cur);
+          model side_m = m;
+          for (int j = 0; j < 5; ++j) {
+            const std::string& k = pick();
+            side.insert_or_assign(k, "side");
+            side_m[k] = "side";
+          }
+          held.emplace_back(std::move(side).persist(), std::move(side_m));
+        }
+      }
+      const std::string& k = pick();
+      if (rng() % 100 < (grow ? 70u : 35u)) {
+        const std::string v = random_value(rng);
+        tr.insert_or_assign(k, v);
+        next_m[k] = v;
+      } else {
+        tr.erase(k);
+        next_m.erase(k);
+      }
+    }
+    QUICK_REQUIRE(tr.size() == next_m.size());
+    if (rng() % 25 == 0) {   // abandoned: the base must be whole
+      { persistent_btree::transient gone = std::move(tr); }
+      ++abandoned;
+      check_find(cur, m, pick());
+      if (rng() % 8 == 0) check_equal(cur, m);
+      continue;
+    }
+    persistent_btree::retirement moved;
+    persistent_btree next = std::move(tr).persist(moved);
+    persistent_btree old = std::exchange(cur, std::move(next));
+    const bool took_over = moved.took_over();
+    const bool stands = moved.settle();
+    // A held handle always undoes it; a private edit whose handle is gone
+    // may leave it standing (its copies took their own references).
+    QUICK_REQUIRE(!(stands && base_handle_held));
+    QUICK_REQUIRE((stands == took_over || handle_at >= 0));
+    if (took_over) ++(stands ? kept : undone);
+    pending.push_back({std::move(old), std::move(moved), std::exchange(m, std::move(next_m))});
+    // Retired versions stay readable until they are finished.
+    if (rng() % 10 == 0) {
+      const auto& r = pending[rng() % pending.size()];
+      QUICK_REQUIRE(r.version.check_invariants());
+      for (int j = 0; j < 20; ++j) check_find(r.version, r.m, pick());
+    }
+    // Finish the oldest ones, in order, as the epoch advances.
+    while (!pending.empty() && (pending.size() > 4 || rng() % 3 == 0)) {
+      retired r = std::move(pending.front());
+      pending.erase(pending.begin());
+      r.version = persistent_btree();   // the owner's handle goes first
+      r.moved.finish();
+      if (spare.capacity() == 0) spare = std::move(r.moved);
+    }
+    QUICK_REQUIRE(cur.size() == m.size());
+    check_find(cur, m, pick());
+    check_find(cur, m, pick());
+    if (step % 500 == 0) check_equal(cur, m);
+    if (rng() % 200 == 0 && !held.empty()) {
+      const auto& [h, hm] = held[rng() % held.size()];
+      check_equal(h, hm);
+    }
+    while (held.size() > 8) held.erase(held.begin() + static_cast<long>(rng() % held.size()));
+    max_height = std::max(max_height, cur.height());
+  }
+  check_equal(cur, m);
+  for (const auto& [h, hm] : held) check_equal(h, hm);
+  for (auto& r : pending) {
+    r.version = persistent_btree();
+    r.moved.finish();
+  }
+  MESSAGE("kept " << kept << ", undone " << undone << ", abandoned " << abandoned << ", max height " << max_height);
+  CHECK(max_height >= 3);
+  CHECK(abandoned > 50);
+  CHECK(undone > 50);
+  CHECK(kept > 3000);
+}
+
 TEST_CASE("keys sharing a long prefix: nodes truncate it, through splits, merges and rebalances") {
   // "user00000" + 7 digits, as in keys numbered within a table: every key
   // shares its first 9 bytes, and neighbours share more.

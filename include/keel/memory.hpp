@@ -399,7 +399,11 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (auto refused = refuse_write()) return *refused;
     auto logged = log_write([&](detail::log_encoder& e) { e.put(key, value); });
     if (!logged) return logged.error();
-    publish(current().with(key, value));
+    {
+      tree::transient edit = edit_current();
+      edit.insert_or_assign(key, value);
+      publish(std::move(edit));
+    }
     if (conflicts_->recording()) conflicts_->record({std::string(key)});
     note_raw_bytes(value.size());
     writer.unlock();
@@ -586,7 +590,10 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   ~MemoryPolicy() {
     folder_.stop();
     compressor_.stop();
-    for (auto& r : retired_) delete r.second;
+    for (auto& r : retired_) {
+      delete r.version;
+      r.moved.finish();
+    }
     delete root_.load();
     for (std::size_t i = 0; codecs_ && i < max_codecs; ++i) delete codecs_[i].load();
   }
@@ -699,6 +706,19 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   // Applies the batch as one new version and records it for transactions.
   // Called with write_mutex_ held, the batch checked.
   void apply(const write_batch& batch) {
+    const bool ranges = std::any_of(batch.begin(), batch.end(), [](const auto& op) {
+      return op.kind == write_batch::op_kind::erase_range;
+    });
+    if (!ranges) {   // the common case: one transient that reuses the current version's path nodes
+      tree::transient edit = edit_current();
+      for (const auto& op : batch) {
+        if (op.kind == write_batch::op_kind::put) edit.insert_or_assign(op.key, op.value);
+        else edit.erase(op.key);
+      }
+      publish(std::move(edit));
+      applied(batch);
+      return;
+    }
     std::optional<tree::transient> edit(std::in_place, current());
     for (const auto& op : batch) {
       switch (op.kind) {
@@ -713,6 +733,9 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
       }
     }
     publish(std::move(*edit).persist());
+    applied(batch);
+  }
+  void applied(const write_batch& batch) {
     conflicts_->record(batch);
     if (compression_ != compression::none) {
       std::size_t bytes = 0;
@@ -886,23 +909,56 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     return all_values;
   }
   // A counted handle to the current version (for cursors and snapshots).
+  // The handle is taken, then the version checked to be still current (a
+  // seq_cst fence between): a writer that replaced it meanwhile either sees
+  // the handle when it settles its retirement (publish) or is seen here, and
+  // the handle is dropped and taken again. So no handle to a version is taken
+  // after it was replaced (persistent_btree::retirement's protocol).
   tree current() const {
     auto reading = detail::epoch_domain::instance().enter();
-    return *root_.load(std::memory_order_seq_cst);
+    for (;;) {
+      const tree* version = root_.load(std::memory_order_seq_cst);
+      tree handle = *version;
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (root_.load(std::memory_order_seq_cst) == version) return handle;
+    }
+  }
+  // Called with write_mutex_ held: an edit of the current version in reuse
+  // mode (path nodes only it holds are handed to the copy, not copied with a
+  // reference count change per child); publish(transient) completes it.
+  tree::transient edit_current() {
+    return tree::transient(*root_.load(std::memory_order_relaxed), std::move(spare_));
+  }
+  void publish(tree::transient&& edit) {
+    tree::retirement moved;
+    tree next = std::move(edit).persist(moved);
+    publish(std::move(next), std::move(moved));
   }
   // Called with write_mutex_ held: makes `next` the current version, retires
   // the old one and frees the retired versions no reader can still see.
-  void publish(tree next) {
-    const tree* old = root_.exchange(new tree(std::move(next)), std::memory_order_seq_cst);
-    retired_.emplace_back(detail::epoch_domain::instance().advance(), old);
+  // `moved`: what an edit_current() transient left for the old version.
+  void publish(tree next, tree::retirement moved = {}) {
+    std::unique_ptr<tree> fresh;
+    try {
+      fresh = std::make_unique<tree>(std::move(next));
+      retired_.reserve(retired_.size() + 1);
+    } catch (...) {
+      moved.abandon();   // the old version whole again before `next` goes
+      throw;
+    }
+    const tree* old = root_.exchange(fresh.release(), std::memory_order_seq_cst);
+    moved.settle();
+    retired_.push_back({detail::epoch_domain::instance().advance(), old, std::move(moved)});
     reclaim();
   }
   // Called with write_mutex_ held.
   void reclaim() {
     const std::uint64_t oldest = detail::epoch_domain::instance().min_active();
-    std::erase_if(retired_, [&](const auto& r) {
-      if (r.first >= oldest) return false;
-      delete r.second;
+    std::erase_if(retired_, [&](retired_version& r) {
+      if (r.closed_epoch >= oldest) return false;
+      delete r.version;
+      r.moved.finish();
+      if (spare_.capacity() == 0) spare_ = std::move(r.moved);
       return true;
     });
   }
@@ -1168,7 +1224,13 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   mutable std::mutex write_mutex_;  // serialises writers and transaction begins; guards retired_
   std::shared_ptr<detail::conflict_tracker> conflicts_ = std::make_shared<detail::conflict_tracker>();
   std::atomic<const tree*> root_{new tree()};  // the current version
-  std::vector<std::pair<std::uint64_t, const tree*>> retired_;  // (epoch it closed, version)
+  struct retired_version {
+    std::uint64_t closed_epoch;
+    const tree* version;
+    tree::retirement moved;   // finished once `version` is deleted
+  };
+  std::vector<retired_version> retired_;
+  tree::retirement spare_;   // buffers for the next edit_current()
   std::atomic<bool> open_{true};
   bool released_ = false;  // guarded by write_mutex_: release_persistence() ran
   // Compression (none: all unused).

@@ -296,7 +296,7 @@ class basic_cursor {
 
  private:
   void refill() {
-    pos_ = 0;
+    pos_ = count_ = 0;   // if fill() throws, the cursor is past its end
     count_ = impl_.fill(std::span<entry>(run_));
     if (count_ != 0) open_ = &impl_.open_flag();
   }

@@ -15,7 +15,22 @@
 // produces a new version with persist(). Nodes created by that transient carry
 // its owner token and are mutated in place by later edits of the same batch;
 // every other node is copied first (path copying). Versions are never
-// modified once persisted, and the base is never modified at all.
+// modified once persisted, and the base's keys, values and links are never
+// modified at all.
+//
+// Reuse mode (a transient given a `retirement`): copying a node normally
+// takes a reference on each of its up to 64 children and entries, and
+// freeing the old version drops them again. When the base is about to be
+// replaced and nothing else holds the node being copied (its count says so),
+// the copy takes over the old node's references instead and the old node is
+// marked hollow: when it is freed it frees only itself. The old nodes stay
+// readable (nothing they point to is freed before they are: every reference
+// the transient drops is deferred to the retirement), so readers that hold
+// no reference (the memory backend's epoch-protected point reads) are safe.
+// Whether anything else came to hold the base meanwhile is checked when the
+// new version replaces it (retirement::settle); if so, the takeover is
+// undone: the old nodes take their references again, as a normal copy
+// would have left them.
 //
 // Thread safety: like std::shared_ptr. Any number of threads may read, copy,
 // iterate and destroy versions concurrently, provided each thread uses its own
@@ -61,6 +76,7 @@
 #include <stdexcept>
 #include <string_view>
 #include <utility>
+#include <vector>
 #if defined(_MSC_VER) && !defined(__clang__)
 #include <stdlib.h>
 #endif
@@ -158,12 +174,20 @@ class persistent_btree {
 
   // Common node header. `owner` is the token of the transient that created
   // the node; only that transient may mutate it, and only before persist().
+  // The hollow bit in it marks a node whose references a reuse-mode copy took
+  // over (atomic only because other transients read it; relaxed throughout).
+  static constexpr std::uint64_t kHollow = std::uint64_t{1} << 63;
   struct node {
     std::atomic<std::uint32_t> refs{1};
     std::uint8_t count = 0;    // slots in use
     std::uint8_t level = 0;    // 0 = leaf; a parent's level is its children's + 1
     std::uint16_t plen = 0;    // key bytes every key under this node shares; pfx[] start after them
-    std::uint64_t owner = 0;
+    std::atomic<std::uint64_t> owner{0};
+    std::uint64_t owner_token() const noexcept { return owner.load(std::memory_order_relaxed); }
+    bool hollow() const noexcept { return owner_token() & kHollow; }
+    void set_hollow(bool h) noexcept {
+      owner.store(h ? owner_token() | kHollow : owner_token() & ~kHollow, std::memory_order_relaxed);
+    }
   };
   struct leaf : node {
     std::uint64_t pfx[kCap];   // pfx[i] = prefix_at(ent[i]->key(), plen)
@@ -177,6 +201,7 @@ class persistent_btree {
 
  public:
   class transient;
+  class retirement;
   class cursor;
 
   persistent_btree() noexcept = default;
@@ -346,10 +371,15 @@ class persistent_btree {
   static void retain(node* n) noexcept {
     if (n) n->refs.fetch_add(1, std::memory_order_relaxed);
   }
-  // Drops one reference; frees the node (and drops its children's and
-  // entries' references) at zero. Recursion depth <= height.
+  // Drops one reference; frees the node (and, unless it is hollow, drops its
+  // children's and entries' references) at zero. Recursion depth <= height.
   static void release(node* n) noexcept {
     if (!n || n->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    if (n->hollow()) {
+      if (n->level == 0) delete as_leaf(n);
+      else delete as_inner(n);
+      return;
+    }
     if (n->level == 0) {
       leaf* l = as_leaf(n);
       for (unsigned i = 0; i < l->count; ++i) l->ent[i]->release();
@@ -361,6 +391,20 @@ class persistent_btree {
         release(in->child[i]);
       }
       delete in;
+    }
+  }
+
+  // Takes a reference on each child and entry of n (what copying n takes).
+  static void retain_children(const node* n) noexcept {
+    if (n->level == 0) {
+      const leaf* l = as_leaf(n);
+      for (unsigned i = 0; i < l->count; ++i) l->ent[i]->retain();
+    } else {
+      const inner* in = as_inner(n);
+      for (unsigned i = 0; i < in->count; ++i) {
+        if (i) in->sep[i]->retain();
+        retain(in->child[i]);
+      }
     }
   }
 
@@ -434,6 +478,116 @@ class persistent_btree {
   std::size_t size_ = 0;
 };
 
+// What a reuse-mode transient leaves for the version it replaces (its base):
+// the base's nodes it hollowed and the references it dropped, which must
+// outlive every reader of the base. Move-only; not thread-safe.
+//
+// Protocol for the base's owner, which must be the only place new handles to
+// the base come from (and take them as MemoryPolicy::current() does: take
+// the handle, then check the base is still current, with a seq_cst fence
+// between; drop it and try again if not):
+//   1. make the new version current (seq_cst), holding one handle to the base;
+//   2. settle(): checks that nothing but that handle (and the retirement)
+//      holds any hollowed node; if something does, undoes the takeover and
+//      drops the deferred references at once;
+//   3. when the base's last handle is gone and no reader can still be in it,
+//      finish() (the destructor does too).
+// A retirement that is never settled undoes the takeover when it goes (or at
+// abandon()): the base is whole again, as if copied normally.
+class persistent_btree::retirement {
+ public:
+  retirement() = default;
+  retirement(retirement&& o) noexcept
+      : stolen_(std::move(o.stolen_)), dropped_(std::move(o.dropped_)),
+        base_root_(std::exchange(o.base_root_, nullptr)), settled_(std::exchange(o.settled_, false)) {
+    o.stolen_.clear();
+    o.dropped_.clear();
+  }
+  retirement& operator=(retirement&& o) noexcept {
+    if (this != &o) {
+      close();
+      stolen_ = std::move(o.stolen_);
+      dropped_ = std::move(o.dropped_);
+      base_root_ = std::exchange(o.base_root_, nullptr);
+      settled_ = std::exchange(o.settled_, false);
+      o.stolen_.clear();
+      o.dropped_.clear();
+    }
+    return *this;
+  }
+  retirement(const retirement&) = delete;
+  retirement& operator=(const retirement&) = delete;
+  ~retirement() { close(); }
+
+  // Whether the transient took over any node's references (before settle()).
+  bool took_over() const noexcept { return !stolen_.empty(); }
+  // Step 2 above. Call after the new version is current, the base's handle
+  // still held. True if the takeover stands (finish() is then due after the
+  // base's last reader); false if there was none or it was undone, and the
+  // deferred references were dropped already.
+  bool settle() noexcept {
+    settled_ = true;
+    for (node* s : stolen_) {
+      // The base root: the owner's handle and the transient's dropped one.
+      const std::uint32_t alone = s == base_root_ ? 2u : 1u;
+      if (s->refs.load(std::memory_order_seq_cst) != alone) {
+        undo();
+        finish();
+        return false;
+      }
+    }
+    if (!stolen_.empty()) return true;
+    finish();
+    return false;
+  }
+  // Undoes the takeover and drops the deferred references: for a retirement
+  // whose new version will not be published. Idempotent.
+  void abandon() noexcept {
+    undo();
+    finish();
+  }
+  // Step 3 above: drops the deferred references (freeing the hollowed nodes
+  // and whatever only the base held). Keeps the buffers for reuse.
+  void finish() noexcept {
+    stolen_.clear();
+    for (std::uintptr_t d : dropped_) {
+      if (d & 1) reinterpret_cast<pb_entry*>(d & ~std::uintptr_t{1})->release();
+      else release(reinterpret_cast<node*>(d));
+    }
+    dropped_.clear();
+    base_root_ = nullptr;
+    settled_ = false;
+  }
+  // Buffer space held (a spare retirement lends it to the next transient).
+  std::size_t capacity() const noexcept { return dropped_.capacity(); }
+
+ private:
+  friend class persistent_btree::transient;
+
+  void undo() noexcept {
+    for (node* s : stolen_) {
+      retain_children(s);
+      s->set_hollow(false);
+    }
+    stolen_.clear();
+  }
+  void close() noexcept {
+    if (!settled_) undo();
+    finish();
+  }
+  // Room for one more edit of a tree of height h, so that recording never
+  // throws in the middle of one.
+  void reserve_for(std::size_t h) {
+    stolen_.reserve(stolen_.size() + 2 * (h + 1));
+    dropped_.reserve(dropped_.size() + 4 * (h + 2));
+  }
+
+  std::vector<node*> stolen_;            // hollowed nodes of the base
+  std::vector<std::uintptr_t> dropped_;  // node* or (pb_entry* | 1)
+  node* base_root_ = nullptr;
+  bool settled_ = false;
+};
+
 // A batch of edits on top of a base version. Move-only; not thread-safe (one
 // thread at a time). Edits give the basic exception guarantee: if an
 // allocation throws, the transient still holds a valid tree with either the
@@ -444,13 +598,26 @@ class persistent_btree::transient {
       : root_(base.root_), size_(base.size_), owner_(next_owner()) {
     retain(root_);
   }
+  // Reuse mode (see the top of this file), for a base about to be replaced
+  // by this transient's result: persist it with persist(retirement&) and
+  // follow the retirement's protocol. `buffers`: an empty (finished)
+  // retirement whose buffers to reuse.
+  transient(const persistent_btree& base, retirement&& buffers) : transient(base) {
+    moved_ = std::move(buffers);
+    moved_.base_root_ = base.root_;
+    reusing_ = true;
+  }
   transient(transient&& o) noexcept
       : root_(std::exchange(o.root_, nullptr)), size_(std::exchange(o.size_, 0)),
-        owner_(std::exchange(o.owner_, 0)) {}
+        owner_(std::exchange(o.owner_, 0)), moved_(std::move(o.moved_)), reusing_(std::exchange(o.reusing_, false)) {}
   transient(const transient&) = delete;
   transient& operator=(const transient&) = delete;
   transient& operator=(transient&&) = delete;
-  ~transient() { release(root_); }
+  // Unpersisted in reuse mode: the base gets its references back first.
+  ~transient() {
+    moved_.abandon();
+    release(root_);
+  }
 
   std::size_t size() const noexcept { return size_; }
   const pb_entry* find(std::string_view key) const noexcept { return find_in(root_, key); }
@@ -458,6 +625,7 @@ class persistent_btree::transient {
   // `form`: 0 for a raw value, pb_entry::compressed_form() for a compressed one.
   void insert_or_assign(std::string_view key, std::string_view value, std::uint32_t form = 0) {
     assert(owner_ != 0 && "transient used after persist() or move");
+    if (reusing_) moved_.reserve_for(root_ ? root_->level + 1u : 0u);
     pb_entry* e = pb_entry::make(key, value, form);
     try {
       insert_entry(e);
@@ -471,6 +639,7 @@ class persistent_btree::transient {
   void erase(std::string_view key) {
     assert(owner_ != 0 && "transient used after persist() or move");
     if (!find_in(root_, key)) return;
+    if (reusing_) moved_.reserve_for(root_->level + 1u);
     root_ = editable(root_);
     probe p(key);
     erase_rec(root_, p, nullptr, nullptr);   // allocates only before it changes anything
@@ -488,6 +657,19 @@ class persistent_btree::transient {
 
   // Finishes the batch. The transient is unusable afterwards.
   persistent_btree persist() && {
+    assert(!reusing_ && "a reuse-mode transient persists with persist(retirement&)");
+    persistent_btree t;
+    t.root_ = std::exchange(root_, nullptr);
+    t.size_ = std::exchange(size_, 0);
+    owner_ = 0;
+    return t;
+  }
+  // Finishes a reuse-mode batch; `out` (empty) receives what the base's
+  // owner must settle. Never throws.
+  persistent_btree persist(retirement& out) && noexcept {
+    assert(reusing_ && out.dropped_.empty() && out.stolen_.empty());
+    out = std::move(moved_);
+    reusing_ = false;
     persistent_btree t;
     t.root_ = std::exchange(root_, nullptr);
     t.size_ = std::exchange(size_, 0);
@@ -512,39 +694,53 @@ class persistent_btree::transient {
       n = in;
     }
     n->level = static_cast<std::uint8_t>(level);
-    n->owner = owner_;
+    n->owner.store(owner_, std::memory_order_relaxed);
     return n;
+  }
+
+  // Drops a reference the tree held. In reuse mode the drop waits for the
+  // retirement: the base's readers may still reach what it refers to.
+  void drop(node* n) noexcept {
+    if (reusing_) moved_.dropped_.push_back(reinterpret_cast<std::uintptr_t>(n));   // reserved
+    else release(n);
+  }
+  void drop(pb_entry* e) noexcept {
+    if (reusing_) moved_.dropped_.push_back(reinterpret_cast<std::uintptr_t>(e) | 1);
+    else e->release();
   }
 
   // `n` itself if this transient owns it, else a copy (owned, refcount 1) that
   // replaces the caller's reference to `n`: use as `slot = editable(slot)`.
+  // In reuse mode a node that only the base holds (the base root: the base's
+  // handle and this transient's; any other node: its parent's single
+  // reference, which this transient's copy of the parent took over) hands
+  // its references to the copy and becomes hollow.
   node* editable(node* n) {
-    if (n->owner == owner_) return n;
+    if (n->owner_token() == owner_) return n;
+    const bool take_over =
+        reusing_ && n->refs.load(std::memory_order_relaxed) == (n == moved_.base_root_ ? 2u : 1u);
     node* c = new_node(n->level);
     c->count = n->count;
     c->plen = n->plen;
     if (n->level == 0) {
       const leaf* s = as_leaf(n);
       leaf* d = as_leaf(c);
-      for (unsigned i = 0; i < s->count; ++i) {
-        d->pfx[i] = s->pfx[i];
-        d->ent[i] = s->ent[i];
-        d->ent[i]->retain();
-      }
+      std::memcpy(d->pfx, s->pfx, s->count * sizeof d->pfx[0]);
+      std::memcpy(d->ent, s->ent, s->count * sizeof d->ent[0]);
     } else {
       const inner* s = as_inner(n);
       inner* d = as_inner(c);
-      for (unsigned i = 0; i < s->count; ++i) {
-        if (i) {
-          d->pfx[i] = s->pfx[i];
-          d->sep[i] = s->sep[i];
-          d->sep[i]->retain();
-        }
-        d->child[i] = s->child[i];
-        retain(d->child[i]);
-      }
+      std::memcpy(d->pfx + 1, s->pfx + 1, (s->count - 1u) * sizeof d->pfx[0]);
+      std::memcpy(d->sep + 1, s->sep + 1, (s->count - 1u) * sizeof d->sep[0]);
+      std::memcpy(d->child, s->child, s->count * sizeof d->child[0]);
     }
-    release(n);
+    if (take_over) {
+      n->set_hollow(true);
+      moved_.stolen_.push_back(n);   // reserved
+    } else {
+      retain_children(n);
+    }
+    drop(n);
     return c;
   }
 
@@ -644,7 +840,7 @@ class persistent_btree::transient {
     leaf* l = as_leaf(n);
     const unsigned pos = lower_bound(l, p);
     if (holds(l, pos, p)) {
-      l->ent[pos]->release();   // overwrite
+      drop(l->ent[pos]);   // overwrite
       l->ent[pos] = e;
       return;
     }
@@ -663,7 +859,7 @@ class persistent_btree::transient {
       leaf* l = as_leaf(n);
       const unsigned pos = lower_bound(l, p);
       assert(pos < l->count && l->ent[pos]->key() == p.key);
-      l->ent[pos]->release();
+      drop(l->ent[pos]);
       erase_at(l->pfx, l->count, pos);
       erase_at(l->ent, l->count, pos);
       --l->count;
@@ -685,7 +881,7 @@ class persistent_btree::transient {
   // splits their slots evenly between them. Both children are owned; p's
   // fences are [plo, phi). The fences of both children change, so both get
   // their plen and cached bytes anew.
-  static void rebalance(inner* p, unsigned j, const pb_entry* plo, const pb_entry* phi) noexcept {
+  void rebalance(inner* p, unsigned j, const pb_entry* plo, const pb_entry* phi) noexcept {
     node* a = p->child[j];
     node* b = p->child[j + 1];
     const pb_entry* lo = j > 0 ? p->sep[j] : plo;             // a's lower fence
@@ -702,7 +898,7 @@ class persistent_btree::transient {
         if (k < h) x->ent[k] = en[k];
         else y->ent[k - h] = en[k];
       }
-      p->sep[j + 1]->release();
+      drop(p->sep[j + 1]);
       if (!merge) {
         p->sep[j + 1] = y->ent[0];
         p->sep[j + 1]->retain();
@@ -736,7 +932,7 @@ class persistent_btree::transient {
       erase_at(p->sep, p->count, j + 1);
       erase_at(p->child, p->count, j + 1);
       --p->count;
-      release(b);
+      release(b);   // owned by this transient and empty
       rekey(a, fence_prefix(lo, hi));
     } else {
       p->pfx[j + 1] = prefix_at(p->sep[j + 1]->key(), p->plen);
@@ -748,6 +944,8 @@ class persistent_btree::transient {
   node* root_;
   std::size_t size_;
   std::uint64_t owner_;
+  retirement moved_;
+  bool reusing_ = false;
 };
 
 inline persistent_btree persistent_btree::with(std::string_view key, std::string_view value) const {
