@@ -909,17 +909,17 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     return all_values;
   }
   // A counted handle to the current version (for cursors and snapshots).
-  // The handle is taken, then the version checked to be still current (a
-  // seq_cst fence between): a writer that replaced it meanwhile either sees
-  // the handle when it settles its retirement (publish) or is seen here, and
-  // the handle is dropped and taken again. So no handle to a version is taken
+  // The handle is taken (a seq_cst increment), then the version checked to
+  // be still current (a seq_cst load): a writer that replaced it meanwhile
+  // (seq_cst exchange, then a seq_cst load of the count) either sees the
+  // handle when it settles its retirement (publish) or is seen here, and the
+  // handle is dropped and taken again. So no handle to a version is taken
   // after it was replaced (persistent_btree::retirement's protocol).
   tree current() const {
     auto reading = detail::epoch_domain::instance().enter();
     for (;;) {
       const tree* version = root_.load(std::memory_order_seq_cst);
-      tree handle = *version;
-      std::atomic_thread_fence(std::memory_order_seq_cst);
+      tree handle = version->share(std::memory_order_seq_cst);
       if (root_.load(std::memory_order_seq_cst) == version) return handle;
     }
   }

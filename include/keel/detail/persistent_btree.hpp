@@ -218,6 +218,16 @@ class persistent_btree {
   }
   ~persistent_btree() { release(root_); }
 
+  // A new handle whose reference is taken with `order`: seq_cst for an owner
+  // that then checks the version is still current (retirement's protocol).
+  persistent_btree share(std::memory_order order) const noexcept {
+    persistent_btree t;
+    t.root_ = root_;
+    t.size_ = size_;
+    if (root_) root_->refs.fetch_add(1, order);
+    return t;
+  }
+
   void swap(persistent_btree& o) noexcept {
     std::swap(root_, o.root_);
     std::swap(size_, o.size_);
@@ -484,8 +494,8 @@ class persistent_btree {
 //
 // Protocol for the base's owner, which must be the only place new handles to
 // the base come from (and take them as MemoryPolicy::current() does: take
-// the handle, then check the base is still current, with a seq_cst fence
-// between; drop it and try again if not):
+// the handle with share(seq_cst), then check with a seq_cst load that the
+// base is still current; drop it and try again if not):
 //   1. make the new version current (seq_cst), holding one handle to the base;
 //   2. settle(): checks that nothing but that handle (and the retirement)
 //      holds any hollowed node; if something does, undoes the takeover and
