@@ -13,6 +13,9 @@
 //     transaction (2 gets + one 2-put write_batch)
 //   m_keel_multi_get / m_keel_get100 (issue 12): 200 multi_get()s of 100 keys
 //     against the same keys read by 20000 get()s
+//   m_memory_put / m_map_put, m_memory_batch100 / m_map_batch100 (issue 15):
+//     the memory store against bench/baselines.hpp's std::map +
+//     std::shared_mutex, 20000 puts or 200 batches of 100 puts each
 //   m_memory_transfer / m_map_transfer (issue 12): 20000 bank transfers
 //     between 1000 accounts through run_transaction on a memory store,
 //     against a std::map behind one mutex held for the whole transfer
@@ -20,6 +23,8 @@
 // 10000 keys of 16 bytes, 100-byte values, flushed and compacted.
 #include <keel/keel.hpp>
 #include <rocksdb/db.h>
+
+#include "baselines.hpp"
 
 #include <cstdio>
 #include <cstdlib>
@@ -52,6 +57,16 @@ template <class S>
 template <class S>
 [[gnu::noinline]] void put_loop(S& s) {
   for (unsigned i = 0; i < kOps; ++i) (void)s.put(key(i * 7919u % kKeys), value(i));
+}
+constexpr unsigned kBatches = 200, kBatch = 100;
+template <class S>
+[[gnu::noinline]] void batch_loop(S& s) {
+  keel::write_batch b;
+  for (unsigned r = 0; r < kBatches; ++r) {
+    b.clear();
+    for (unsigned i = 0; i < kBatch; ++i) b.put(key((r * kBatch + i) * 7919u % kKeys), value(i));
+    (void)s.write(b);
+  }
 }
 template <class S>
 [[gnu::noinline]] void scan_loop(S& s) {
@@ -176,6 +191,9 @@ using rocks_basic = keel::rocks_store;
 [[gnu::noinline]] void m_keel_get100(rocks_basic& s) { sink = sink + 21; get100_loop(s); }
 [[gnu::noinline]] void m_memory_transfer(keel::memory_store& s) { sink = sink + 22; memory_transfer_loop(s); }
 [[gnu::noinline]] void m_map_transfer(locked_map& m) { sink = sink + 23; map_transfer_loop(m); }
+[[gnu::noinline]] void m_memory_batch100(keel::memory_store& s) { sink = sink + 24; batch_loop(s); }
+[[gnu::noinline]] void m_map_put(keel_bench::map_store& m) { sink = sink + 25; put_loop(m); }
+[[gnu::noinline]] void m_map_batch100(keel_bench::map_store& m) { sink = sink + 26; batch_loop(m); }
 
 void compact(rocksdb::DB& db) {
   (void)db.Flush(rocksdb::FlushOptions());
@@ -237,6 +255,11 @@ int main(int argc, char** argv) {
   m_any_memory_put(any_mem);
   m_memory_tx(mbasic);
   m_memory_plain_tx(mbasic);
+  m_memory_batch100(mbasic);
+  keel_bench::map_store map_baseline;
+  for (unsigned i = 0; i < kKeys; ++i) map_baseline.put(key(i), value(i));
+  m_map_put(map_baseline);
+  m_map_batch100(map_baseline);
 
   auto bank = keel::memory_store::open({});
   if (!bank) return 1;

@@ -588,8 +588,13 @@ class persistent_btree::retirement {
   // Room for one more edit of a tree of height h, so that recording never
   // throws in the middle of one.
   void reserve_for(std::size_t h) {
-    stolen_.reserve(stolen_.size() + 2 * (h + 1));
-    dropped_.reserve(dropped_.size() + 4 * (h + 2));
+    grow(stolen_, 2 * (h + 1));
+    grow(dropped_, 4 * (h + 2));
+  }
+  // Doubling: a batch of n edits reallocates O(log n) times.
+  template <class T>
+  static void grow(std::vector<T>& v, std::size_t more) {
+    if (v.capacity() - v.size() < more) v.reserve(std::max({v.size() + more, 2 * v.capacity(), std::size_t{64}}));
   }
 
   std::vector<node*> stolen_;            // hollowed nodes of the base
