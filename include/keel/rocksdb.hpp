@@ -28,9 +28,11 @@
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <concepts>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -525,10 +527,7 @@ namespace detail {
 // The copies keep the views handed out valid even if close() deletes the
 // iterator meanwhile.
 struct rocks_cursor_state {
-  struct item {
-    std::size_t offset;  // key at buf[offset], then the value
-    std::size_t key_size, value_size;
-  };
+  using item = cursor_entry;   // views into buf
   static constexpr std::size_t max_chunk = 128;
 
   std::mutex mutex;
@@ -537,7 +536,8 @@ struct rocks_cursor_state {
   rocksdb::Slice lower_slice, upper_slice;
   std::unique_ptr<char[]> buf;                  // copies of the entries read ahead
   std::size_t buf_used = 0, buf_capacity = 0;
-  std::vector<item> items;
+  std::array<item, max_chunk> items;            // the entries read ahead: items[0, count)
+  std::size_t count = 0;
   std::size_t pos = 0;                          // current entry: items[pos]
   std::size_t chunk = 1;                        // entries per refill
   bool at_end = false;                          // the iterator has no more entries
@@ -546,20 +546,66 @@ struct rocks_cursor_state {
   bool valid = false;
   std::optional<keel::error> error;
 
-  // Appends a copy of one entry (a plain memcpy: this runs once per entry).
-  void append(const rocksdb::Slice& k, const rocksdb::Slice& v) {
-    const std::size_t need = buf_used + k.size() + v.size();
-    if (need > buf_capacity) {
-      std::size_t cap = std::max(need, 2 * buf_capacity);
-      auto bigger = std::make_unique_for_overwrite<char[]>(cap);
-      if (buf_used) std::memcpy(bigger.get(), buf.get(), buf_used);
-      buf = std::move(bigger);
-      buf_capacity = cap;
+  // Replaces buf/items with copies of up to `chunk` entries from the
+  // iterator, which is positioned on the first of them; leaves it on the one
+  // after. This runs once per entry scanned: the loop keeps its state in
+  // locals (registers across the iterator's virtual calls), copies each key
+  // and value with copy_bytes, and records the entry as views into buf.
+  template <bool Reverse>
+  void copy_chunk() {
+    rocksdb::Iterator& it = *iterator;
+    item* out = items.data();
+    char* b = buf.get();
+    std::size_t used = 0, cap = buf_capacity, n = 0;
+    const std::size_t limit = chunk;
+    while (n < limit && it.Valid()) {
+      const rocksdb::Slice k = it.key(), v = it.value();
+      const std::size_t need = used + k.size() + v.size();
+      if (need > cap) {
+        const char* old = b;
+        b = grow(used, need);
+        cap = buf_capacity;
+        for (std::size_t i = 0; i < n; ++i)   // rare: the views so far move with the bytes
+          out[i] = {std::string_view(b + (out[i].key.data() - old), out[i].key.size()),
+                    std::string_view(b + (out[i].value.data() - old), out[i].value.size())};
+      }
+      out[n++] = {std::string_view(b + used, k.size()), std::string_view(b + used + k.size(), v.size())};
+      copy_bytes(b + used, k.data(), k.size());
+      copy_bytes(b + used + k.size(), v.data(), v.size());
+      used = need;
+      if constexpr (Reverse) it.Prev();
+      else it.Next();
     }
-    items.push_back({buf_used, k.size(), v.size()});
-    if (!k.empty()) std::memcpy(buf.get() + buf_used, k.data(), k.size());
-    if (!v.empty()) std::memcpy(buf.get() + buf_used + k.size(), v.data(), v.size());
-    buf_used = need;
+    count = n;
+    buf_used = used;
+  }
+  // memcpy, with the short sizes most keys have (4-16 bytes) done inline as
+  // two overlapping fixed-size moves instead of a call.
+  static void copy_bytes(char* to, const char* from, std::size_t n) noexcept {
+    if (n >= 8 && n <= 16) {
+      std::uint64_t head, tail;
+      std::memcpy(&head, from, 8);
+      std::memcpy(&tail, from + n - 8, 8);
+      std::memcpy(to, &head, 8);
+      std::memcpy(to + n - 8, &tail, 8);
+    } else if (n >= 4 && n < 8) {
+      std::uint32_t head, tail;
+      std::memcpy(&head, from, 4);
+      std::memcpy(&tail, from + n - 4, 4);
+      std::memcpy(to, &head, 4);
+      std::memcpy(to + n - 4, &tail, 4);
+    } else if (n != 0) {
+      std::memcpy(to, from, n);
+    }
+  }
+  // A buffer of at least `need` bytes holding the first `used` bytes of buf.
+  char* grow(std::size_t used, std::size_t need) {
+    const std::size_t cap = std::max(need, 2 * buf_capacity);
+    auto bigger = std::make_unique_for_overwrite<char[]>(cap);
+    if (used) std::memcpy(bigger.get(), buf.get(), used);
+    buf = std::move(bigger);
+    buf_capacity = cap;
+    return buf.get();
   }
 };
 
@@ -574,20 +620,14 @@ class RocksPolicy<Tuning>::cursor_type {
   ~cursor_type() { release(); }
 
   bool valid() const noexcept { return state_->valid; }
-  std::string_view key() const noexcept {
-    const auto& it = state_->items[state_->pos];
-    return {state_->buf.get() + it.offset, it.key_size};
-  }
-  std::string_view value() const noexcept {
-    const auto& it = state_->items[state_->pos];
-    return {state_->buf.get() + it.offset + it.key_size, it.value_size};
-  }
+  std::string_view key() const noexcept { return state_->items[state_->pos].key; }
+  std::string_view value() const noexcept { return state_->items[state_->pos].value; }
   const std::optional<keel::error>& error() const noexcept { return state_->error; }
 
   void next() {
     if (!state_->valid) return;
     if (owner_->closing_.load(std::memory_order_acquire)) return stop(owner_->closed());
-    if (++state_->pos < state_->items.size()) return;
+    if (++state_->pos < state_->count) return;
     if (state_->at_end) {
       state_->valid = false;
       state_->error = std::move(state_->pending);
@@ -609,7 +649,7 @@ class RocksPolicy<Tuning>::cursor_type {
       stop(owner_->closed());
       return 0;
     }
-    if (st.pos == st.items.size()) {   // every entry read ahead was handed out
+    if (st.pos == st.count) {   // every entry read ahead was handed out
       if (st.at_end) {
         st.valid = false;
         st.error = std::move(st.pending);
@@ -623,12 +663,8 @@ class RocksPolicy<Tuning>::cursor_type {
       read_ahead();
       if (!st.valid) return 0;
     }
-    const std::size_t n = std::min(out.size(), st.items.size() - st.pos);
-    for (std::size_t i = 0; i < n; ++i) {
-      const auto& it = st.items[st.pos + i];
-      const char* at = st.buf.get() + it.offset;
-      out[i] = {std::string_view(at, it.key_size), std::string_view(at + it.key_size, it.value_size)};
-    }
+    const std::size_t n = std::min(out.size(), st.count - st.pos);
+    std::copy_n(st.items.data() + st.pos, n, out.data());
     st.pos += n;
     return n;
   }
@@ -647,22 +683,15 @@ class RocksPolicy<Tuning>::cursor_type {
   void read_ahead() {
     detail::rocks_cursor_state& st = *state_;
     rocksdb::Iterator& it = *st.iterator;
-    st.buf_used = 0;
-    st.items.clear();
     st.pos = 0;
-    while (st.items.size() < st.chunk && it.Valid()) {
-      st.append(it.key(), it.value());
-      if (st.reversed)
-        it.Prev();
-      else
-        it.Next();
-    }
+    if (st.reversed) st.copy_chunk<true>();
+    else st.copy_chunk<false>();
     if (!it.Valid()) {
       st.at_end = true;
       if (!it.status().ok()) st.pending = detail::rocks_op_error(it.status(), "scan", owner_->opts_.path);
     }
     st.chunk = std::min(st.chunk * 2, detail::rocks_cursor_state::max_chunk);
-    st.valid = !st.items.empty();
+    st.valid = st.count != 0;
     if (!st.valid) st.error = std::move(st.pending);
   }
   void stop(keel::error e) {
