@@ -269,7 +269,9 @@ TEST_CASE("randomized edits against std::map, with old versions") {
 // handles may still be in them, so retired versions are read until then).
 // Handles to the base taken during the edit (and versions edited from them)
 // must make settle() undo the takeover; abandoned transients must leave the
-// base whole. Under ASan this is also the use-after-free check.
+// base whole. Node blocks go through a node_pool, as in the memory backend.
+// Under ASan this is also the use-after-free check (pooled blocks are
+// poisoned).
 TEST_CASE("reuse-mode transients: takeover, undo on a handle taken meanwhile, abandon, deferred frees") {
   std::mt19937_64 rng(0xca11'ab1e);
   const auto pool = make_key_pool(rng, 6000);
@@ -281,6 +283,8 @@ TEST_CASE("reuse-mode transients: takeover, undo on a handle taken meanwhile, ab
     persistent_btree::retirement moved;
     model m;
   };
+  persistent_btree::node_pool blocks;
+  unsigned most_pooled = 0;
   persistent_btree cur;
   model m;
   persistent_btree::retirement spare;
@@ -292,7 +296,7 @@ TEST_CASE("reuse-mode transients: takeover, undo on a handle taken meanwhile, ab
     const bool grow = (step / 1000) % 2 == 0;
     if (rng() % 50 == 0) held.emplace_back(cur, m);   // a handle taken before the edit
     model next_m = m;
-    persistent_btree::transient tr(cur, std::move(spare));
+    persistent_btree::transient tr(cur, std::move(spare), &blocks);
     spare = persistent_btree::retirement();
     const int n = rng() % 4 == 0 ? 1 + static_cast<int>(rng() % 100) : 1;
     const int handle_at = rng() % 20 == 0 ? static_cast<int>(rng() % n) : -1;
@@ -356,9 +360,12 @@ TEST_CASE("reuse-mode transients: takeover, undo on a handle taken meanwhile, ab
       retired r = std::move(pending.front());
       pending.erase(pending.begin());
       r.version = persistent_btree();   // the owner's handle goes first
-      r.moved.finish();
+      r.moved.finish(&blocks);
       if (spare.capacity() == 0) spare = std::move(r.moved);
     }
+    most_pooled = std::max(most_pooled, blocks.leaves() + blocks.inners());
+    QUICK_REQUIRE(blocks.leaves() <= persistent_btree::node_pool::kKeep);
+    QUICK_REQUIRE(blocks.inners() <= persistent_btree::node_pool::kKeep);
     QUICK_REQUIRE(cur.size() == m.size());
     check_find(cur, m, pick());
     check_find(cur, m, pick());
@@ -374,9 +381,11 @@ TEST_CASE("reuse-mode transients: takeover, undo on a handle taken meanwhile, ab
   for (const auto& [h, hm] : held) check_equal(h, hm);
   for (auto& r : pending) {
     r.version = persistent_btree();
-    r.moved.finish();
+    r.moved.finish(&blocks);
   }
-  MESSAGE("kept " << kept << ", undone " << undone << ", abandoned " << abandoned << ", max height " << max_height);
+  MESSAGE("kept " << kept << ", undone " << undone << ", abandoned " << abandoned << ", max height " << max_height
+                  << ", most blocks pooled " << most_pooled);
+  CHECK(most_pooled > 0);
   CHECK(max_height >= 3);
   CHECK(abandoned > 50);
   CHECK(undone > 50);

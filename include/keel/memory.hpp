@@ -927,37 +927,52 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   // mode (path nodes only it holds are handed to the copy, not copied with a
   // reference count change per child); publish(transient) completes it.
   tree::transient edit_current() {
-    return tree::transient(*root_.load(std::memory_order_relaxed), std::move(spare_));
+    return tree::transient(*root_.load(std::memory_order_relaxed), std::move(spare_), &pool_);
   }
+  struct retired_version;
+  // Called with write_mutex_ held: makes the edit's result the current
+  // version (or `next`), retires the old one and frees the retired versions
+  // no reader can still see. If it throws, the old version stays current
+  // (an unpersisted edit gives the old version its references back).
   void publish(tree::transient&& edit) {
-    tree::retirement moved;
-    tree next = std::move(edit).persist(moved);
-    publish(std::move(next), std::move(moved));
+    std::unique_ptr<tree> fresh = make_room_to_publish();
+    retired_version& r = retired_.emplace_back();   // reserved
+    *fresh = std::move(edit).persist(r.moved);
+    swap_in(std::move(fresh), r);
   }
-  // Called with write_mutex_ held: makes `next` the current version, retires
-  // the old one and frees the retired versions no reader can still see.
-  // `moved`: what an edit_current() transient left for the old version.
-  void publish(tree next, tree::retirement moved = {}) {
-    std::unique_ptr<tree> fresh;
-    try {
-      fresh = std::make_unique<tree>(std::move(next));
-      retired_.reserve(retired_.size() + 1);
-    } catch (...) {
-      moved.abandon();   // the old version whole again before `next` goes
-      throw;
-    }
-    const tree* old = root_.exchange(fresh.release(), std::memory_order_seq_cst);
-    moved.settle();
-    retired_.push_back({detail::epoch_domain::instance().advance(), old, std::move(moved)});
+  void publish(tree next) {
+    std::unique_ptr<tree> fresh = make_room_to_publish();
+    retired_version& r = retired_.emplace_back();   // reserved
+    *fresh = std::move(next);
+    swap_in(std::move(fresh), r);
+  }
+  std::unique_ptr<tree> make_room_to_publish() {
+    std::unique_ptr<tree> fresh = spare_version_ ? std::move(spare_version_) : std::make_unique<tree>();
+    retired_.reserve(retired_.size() + 1);
+    return fresh;
+  }
+  // `r`: the new last of retired_, with what the edit left for the old
+  // version (settled here).
+  void swap_in(std::unique_ptr<tree> fresh, retired_version& r) noexcept {
+    r.version = root_.exchange(fresh.release(), std::memory_order_seq_cst);
+    r.moved.settle();
+    r.closed_epoch = detail::epoch_domain::instance().advance();
     reclaim();
   }
-  // Called with write_mutex_ held.
+  // Called with write_mutex_ held. Keeps one version holder, the first
+  // finished retirement's buffers and some node blocks for the next write.
   void reclaim() {
     const std::uint64_t oldest = detail::epoch_domain::instance().min_active();
     std::erase_if(retired_, [&](retired_version& r) {
       if (r.closed_epoch >= oldest) return false;
-      delete r.version;
-      r.moved.finish();
+      tree* version = const_cast<tree*>(r.version);
+      if (spare_version_) {
+        delete version;
+      } else {
+        *version = tree();
+        spare_version_.reset(version);
+      }
+      r.moved.finish(&pool_);
       if (spare_.capacity() == 0) spare_ = std::move(r.moved);
       return true;
     });
@@ -1231,6 +1246,8 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   };
   std::vector<retired_version> retired_;
   tree::retirement spare_;   // buffers for the next edit_current()
+  std::unique_ptr<tree> spare_version_;   // an empty holder for the next publish()
+  tree::node_pool pool_;     // node blocks for edit_current() transients
   std::atomic<bool> open_{true};
   bool released_ = false;  // guarded by write_mutex_: release_persistence() ran
   // Compression (none: all unused).

@@ -30,7 +30,9 @@
 // Whether anything else came to hold the base meanwhile is checked when the
 // new version replaces it (retirement::settle); if so, the takeover is
 // undone: the old nodes take their references again, as a normal copy
-// would have left them.
+// would have left them. A reuse-mode transient may also be given a
+// node_pool: the blocks of hollow nodes freed when a replaced version goes
+// are kept there for the next edit's copies (poisoned for ASan meanwhile).
 //
 // Thread safety: like std::shared_ptr. Any number of threads may read, copy,
 // iterate and destroy versions concurrently, provided each thread uses its own
@@ -80,8 +82,30 @@
 #if defined(_MSC_VER) && !defined(__clang__)
 #include <stdlib.h>
 #endif
+#if defined(__SANITIZE_ADDRESS__)
+#define KEEL_DETAIL_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KEEL_DETAIL_ASAN 1
+#endif
+#endif
+#if defined(KEEL_DETAIL_ASAN)
+#include <sanitizer/asan_interface.h>
+#endif
 
 namespace keel::detail {
+
+// Marks memory kept for reuse as unusable (and usable again) for ASan.
+inline void asan_poison([[maybe_unused]] const void* p, [[maybe_unused]] std::size_t n) noexcept {
+#if defined(KEEL_DETAIL_ASAN)
+  ASAN_POISON_MEMORY_REGION(p, n);
+#endif
+}
+inline void asan_unpoison([[maybe_unused]] const void* p, [[maybe_unused]] std::size_t n) noexcept {
+#if defined(KEEL_DETAIL_ASAN)
+  ASAN_UNPOISON_MEMORY_REGION(p, n);
+#endif
+}
 
 class persistent_btree;
 
@@ -202,6 +226,7 @@ class persistent_btree {
  public:
   class transient;
   class retirement;
+  class node_pool;
   class cursor;
 
   persistent_btree() noexcept = default;
@@ -383,26 +408,26 @@ class persistent_btree {
   }
   // Drops one reference; frees the node (and, unless it is hollow, drops its
   // children's and entries' references) at zero. Recursion depth <= height.
-  static void release(node* n) noexcept {
+  // `pool`: where freed node blocks go (nullptr: back to the allocator).
+  static void release(node* n, node_pool* pool = nullptr) noexcept {
     if (!n || n->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-    if (n->hollow()) {
-      if (n->level == 0) delete as_leaf(n);
-      else delete as_inner(n);
-      return;
-    }
-    if (n->level == 0) {
-      leaf* l = as_leaf(n);
-      for (unsigned i = 0; i < l->count; ++i) l->ent[i]->release();
-      delete l;
-    } else {
-      inner* in = as_inner(n);
-      for (unsigned i = 0; i < in->count; ++i) {
-        if (i) in->sep[i]->release();
-        release(in->child[i]);
+    if (!n->hollow()) {
+      if (n->level == 0) {
+        leaf* l = as_leaf(n);
+        for (unsigned i = 0; i < l->count; ++i) l->ent[i]->release();
+      } else {
+        inner* in = as_inner(n);
+        for (unsigned i = 0; i < in->count; ++i) {
+          if (i) in->sep[i]->release();
+          release(in->child[i], pool);
+        }
       }
-      delete in;
     }
+    free_node(n, pool);
   }
+  // Nodes are built in blocks from ::operator new (or a pool), with placement new.
+  static node* make_node(unsigned level, node_pool* pool);
+  static void free_node(node* n, node_pool* pool) noexcept;
 
   // Takes a reference on each child and entry of n (what copying n takes).
   static void retain_children(const node* n) noexcept {
@@ -488,6 +513,75 @@ class persistent_btree {
   std::size_t size_ = 0;
 };
 
+// Freed node blocks kept for the next allocations: the hollow nodes a
+// reuse-mode write leaves are freed when the version it replaced goes, and
+// the next write allocates as many of the same two sizes. Holds at most
+// kKeep blocks of each size (the rest go back to the allocator). Not
+// thread-safe: its owner serialises every transient and retirement::finish()
+// given it (MemoryPolicy: the writers' mutex).
+class persistent_btree::node_pool {
+ public:
+  static constexpr unsigned kKeep = 8;
+
+  node_pool() = default;
+  node_pool(const node_pool&) = delete;
+  node_pool& operator=(const node_pool&) = delete;
+  ~node_pool() {
+    for (bool is_inner : {false, true})
+      while (void* p = take(is_inner)) ::operator delete(p);
+  }
+  // Blocks held (leaves, inner nodes), for tests.
+  unsigned leaves() const noexcept { return kept_[0].count; }
+  unsigned inners() const noexcept { return kept_[1].count; }
+
+ private:
+  friend class persistent_btree;
+  struct blocks {
+    void* block[kKeep];
+    unsigned count = 0;
+  };
+  static constexpr std::size_t size_of(bool is_inner) noexcept { return is_inner ? sizeof(inner) : sizeof(leaf); }
+  void* take(bool is_inner) noexcept {
+    blocks& k = kept_[is_inner];
+    if (!k.count) return nullptr;
+    void* p = k.block[--k.count];
+    asan_unpoison(p, size_of(is_inner));
+    return p;
+  }
+  bool keep(void* p, bool is_inner) noexcept {
+    blocks& k = kept_[is_inner];
+    if (k.count == kKeep) return false;
+    asan_poison(p, size_of(is_inner));
+    k.block[k.count++] = p;
+    return true;
+  }
+  blocks kept_[2];
+};
+
+inline persistent_btree::node* persistent_btree::make_node(unsigned level, node_pool* pool) {
+  const bool is_inner = level != 0;
+  void* mem = pool ? pool->take(is_inner) : nullptr;
+  if (!mem) mem = ::operator new(node_pool::size_of(is_inner));
+  node* n;
+  if (is_inner) {
+    inner* in = ::new (mem) inner;
+    in->sep[0] = nullptr;
+    in->pfx[0] = 0;
+    n = in;
+  } else {
+    n = ::new (mem) leaf;
+  }
+  n->level = static_cast<std::uint8_t>(level);
+  return n;
+}
+
+inline void persistent_btree::free_node(node* n, node_pool* pool) noexcept {
+  const bool is_inner = n->level != 0;
+  if (is_inner) as_inner(n)->~inner();
+  else as_leaf(n)->~leaf();
+  if (!pool || !pool->keep(n, is_inner)) ::operator delete(static_cast<void*>(n));   // unsized: see pb_entry
+}
+
 // What a reuse-mode transient leaves for the version it replaces (its base):
 // the base's nodes it hollowed and the references it dropped, which must
 // outlive every reader of the base. Move-only; not thread-safe.
@@ -557,12 +651,13 @@ class persistent_btree::retirement {
     finish();
   }
   // Step 3 above: drops the deferred references (freeing the hollowed nodes
-  // and whatever only the base held). Keeps the buffers for reuse.
-  void finish() noexcept {
+  // and whatever only the base held; node blocks go to `pool` if given).
+  // Keeps the buffers for reuse.
+  void finish(node_pool* pool = nullptr) noexcept {
     stolen_.clear();
     for (std::uintptr_t d : dropped_) {
       if (d & 1) reinterpret_cast<pb_entry*>(d & ~std::uintptr_t{1})->release();
-      else release(reinterpret_cast<node*>(d));
+      else release(reinterpret_cast<node*>(d), pool);
     }
     dropped_.clear();
     base_root_ = nullptr;
@@ -616,15 +711,19 @@ class persistent_btree::transient {
   // Reuse mode (see the top of this file), for a base about to be replaced
   // by this transient's result: persist it with persist(retirement&) and
   // follow the retirement's protocol. `buffers`: an empty (finished)
-  // retirement whose buffers to reuse.
-  transient(const persistent_btree& base, retirement&& buffers) : transient(base) {
-    moved_ = std::move(buffers);
+  // retirement whose buffers to reuse. `pool`: where new nodes come from
+  // first (used by this transient only, which its owner serialises).
+  transient(const persistent_btree& base, retirement&& buffers, node_pool* pool = nullptr)
+      : root_(base.root_), size_(base.size_), owner_(next_owner()), moved_(std::move(buffers)), reusing_(true),
+        pool_(pool) {
+    assert(moved_.stolen_.empty() && moved_.dropped_.empty() && "buffers: a finished retirement");
+    retain(root_);
     moved_.base_root_ = base.root_;
-    reusing_ = true;
   }
   transient(transient&& o) noexcept
       : root_(std::exchange(o.root_, nullptr)), size_(std::exchange(o.size_, 0)),
-        owner_(std::exchange(o.owner_, 0)), moved_(std::move(o.moved_)), reusing_(std::exchange(o.reusing_, false)) {}
+        owner_(std::exchange(o.owner_, 0)), moved_(std::move(o.moved_)), reusing_(std::exchange(o.reusing_, false)),
+        pool_(std::exchange(o.pool_, nullptr)) {}
   transient(const transient&) = delete;
   transient& operator=(const transient&) = delete;
   transient& operator=(transient&&) = delete;
@@ -685,6 +784,7 @@ class persistent_btree::transient {
     assert(reusing_ && out.dropped_.empty() && out.stolen_.empty());
     out = std::move(moved_);
     reusing_ = false;
+    pool_ = nullptr;
     persistent_btree t;
     t.root_ = std::exchange(root_, nullptr);
     t.size_ = std::exchange(size_, 0);
@@ -699,16 +799,7 @@ class persistent_btree::transient {
   }
 
   node* new_node(unsigned level) {
-    node* n;
-    if (level == 0) {
-      n = new leaf;
-    } else {
-      inner* in = new inner;
-      in->sep[0] = nullptr;
-      in->pfx[0] = 0;
-      n = in;
-    }
-    n->level = static_cast<std::uint8_t>(level);
+    node* n = make_node(level, pool_);
     n->owner.store(owner_, std::memory_order_relaxed);
     return n;
   }
@@ -961,6 +1052,7 @@ class persistent_btree::transient {
   std::uint64_t owner_;
   retirement moved_;
   bool reusing_ = false;
+  node_pool* pool_ = nullptr;
 };
 
 inline persistent_btree persistent_btree::with(std::string_view key, std::string_view value) const {
