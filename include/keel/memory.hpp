@@ -929,31 +929,24 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   tree::transient edit_current() {
     return tree::transient(*root_.load(std::memory_order_relaxed), std::move(spare_), &pool_);
   }
-  struct retired_version;
-  // Called with write_mutex_ held: makes the edit's result the current
-  // version (or `next`), retires the old one and frees the retired versions
-  // no reader can still see. If it throws, the old version stays current
-  // (an unpersisted edit gives the old version its references back).
+  // Called with write_mutex_ held: makes the edit's result (or `next`) the
+  // current version, retires the old one and frees the retired versions no
+  // reader can still see. If it throws, the old version stays current (an
+  // unpersisted edit gives the old version its references back).
   void publish(tree::transient&& edit) {
-    std::unique_ptr<tree> fresh = make_room_to_publish();
-    retired_version& r = retired_.emplace_back();   // reserved
-    *fresh = std::move(edit).persist(r.moved);
-    swap_in(std::move(fresh), r);
+    publish_with([&](tree::retirement& moved) noexcept { return std::move(edit).persist(moved); });
   }
   void publish(tree next) {
-    std::unique_ptr<tree> fresh = make_room_to_publish();
-    retired_version& r = retired_.emplace_back();   // reserved
-    *fresh = std::move(next);
-    swap_in(std::move(fresh), r);
+    publish_with([&](tree::retirement&) noexcept { return std::move(next); });
   }
-  std::unique_ptr<tree> make_room_to_publish() {
+  // `make(moved)` gives the new version and leaves in `moved` what the edit
+  // left for the old one; it runs once everything that can throw is done.
+  template <class Make>
+  void publish_with(Make make) {
     std::unique_ptr<tree> fresh = spare_version_ ? std::move(spare_version_) : std::make_unique<tree>();
     retired_.reserve(retired_.size() + 1);
-    return fresh;
-  }
-  // `r`: the new last of retired_, with what the edit left for the old
-  // version (settled here).
-  void swap_in(std::unique_ptr<tree> fresh, retired_version& r) noexcept {
+    retired_version& r = retired_.emplace_back();
+    *fresh = make(r.moved);
     r.version = root_.exchange(fresh.release(), std::memory_order_seq_cst);
     r.moved.settle();
     r.closed_epoch = detail::epoch_domain::instance().advance();
@@ -1247,7 +1240,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   std::vector<retired_version> retired_;
   tree::retirement spare_;   // buffers for the next edit_current()
   std::unique_ptr<tree> spare_version_;   // an empty holder for the next publish()
-  tree::node_pool pool_;     // node blocks for edit_current() transients
+  tree::node_pool pool_;     // node blocks for edit_current() transients; guarded by write_mutex_
   std::atomic<bool> open_{true};
   bool released_ = false;  // guarded by write_mutex_: release_persistence() ran
   // Compression (none: all unused).

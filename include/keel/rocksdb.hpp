@@ -549,7 +549,7 @@ struct rocks_cursor_state {
   // Replaces buf/items with copies of up to `chunk` entries from the
   // iterator, which is positioned on the first of them; leaves it on the one
   // after. This runs once per entry scanned: the loop keeps its state in
-  // locals (registers across the iterator's virtual calls), copies each key
+  // locals (registers across the calls into RocksDB's iterator), copies each key
   // and value with copy_bytes, and records the entry as views into buf.
   template <bool Reverse>
   void copy_chunk() {
