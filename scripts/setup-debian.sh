@@ -27,6 +27,12 @@ packages=(
 if [[ "${CI:-}" == true ]]; then
   packages+=(clang libclang-rt-14-dev)  # libclang-rt: sanitizer and libFuzzer runtimes (step fuzz)
 fi
+# The fault tests (.ci/run step faults, tests/faults): loop-mounted ext4
+# images, small tmpfs mounts, network namespaces with iptables, strace fault
+# injection; not needed to build or use keel.
+if [[ "${CI:-}" == true || "${KEEL_FAULTS:-}" == 1 ]]; then
+  packages+=(e2fsprogs mount util-linux iproute2 iptables strace)
+fi
 # Windows cross-build and wine run (.ci/run step windows, scripts/windows-test.sh,
 # scripts/windows-check.sh); not needed to build or use keel on Linux.
 if [[ "${CI:-}" == true || "${KEEL_WINDOWS:-}" == 1 ]]; then
