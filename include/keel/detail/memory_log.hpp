@@ -18,11 +18,18 @@
 // it in the log left it), so a crash between the rename and the removal is
 // harmless.
 //
-// Replay: a damaged or cut frame at the end of the newest log (a torn tail: a
-// crash in the middle of an append) is dropped and cut off the file; damage
-// followed by any valid frame, or in an older log, refuses the open with
-// errc::corruption naming the file and the offset: never a silently shorter
-// store.
+// Replay: damage in the newest log past the point it is known synced (a torn
+// tail, or pages of an unsynced tail that reached the disk out of order: whole
+// frames, zeros, more whole frames) is a lost tail: it and everything after it
+// are dropped and cut off the file (those writes were never synced, so no
+// sync_writes write is lost). How far a log is known synced: every frame
+// records the highest sequence number synced before it was written, so damage
+// at sequence number E followed by a valid frame that says E was synced is
+// damage of synced data, as is damage in an older log (a log is synced whole
+// before a newer one is created): both refuse the open with errc::corruption
+// naming the file and the offset, never a silently shorter store. Logs of
+// version 1 (no such record) keep the old rule: damage followed by any valid
+// frame is corruption.
 //
 // Appends (Linux): the current log is mapped (log_io::mapping) and an append
 // is a memcpy into space reserved with posix_fallocate: no system call per
@@ -273,7 +280,13 @@ class file_lock {
 
 // ---------------------------------------------------------------------------
 // Frames. A log file: a 24-byte header ("KEELWAL1", u64 first sequence number,
-// u32 version, u32 CRC32C of the 20 bytes before), then frames:
+// u32 version (2; 1 is still read), u32 CRC32C of the 20 bytes before), then
+// frames (version 2):
+//   u32 magic "KWF2" | u32 payload size | u64 sequence number |
+//   u64 synced: the highest sequence number durable (fdatasync'd) before this
+//       frame was written |
+//   u32 CRC32C of the payload | u32 CRC32C of the 28 header bytes before | payload
+// Version 1 frames (written by older keel; read, never written):
 //   u32 magic "KWF1" | u32 payload size | u64 sequence number |
 //   u32 CRC32C of the payload | u32 CRC32C of the 20 header bytes before | payload
 // A payload is one or more ops, each a kind byte and its fields:
@@ -283,10 +296,12 @@ class file_lock {
 // Integers little-endian. Sequence numbers rise by one per frame, across files.
 // ---------------------------------------------------------------------------
 inline constexpr std::string_view log_file_magic = "KEELWAL1";
-inline constexpr std::uint32_t log_version = 1;
+inline constexpr std::uint32_t log_version = 2;  // written; 1 is read too
 inline constexpr std::size_t log_file_header_size = 24;
-inline constexpr std::uint32_t log_frame_magic = 0x3146574Bu;  // "KWF1"
-inline constexpr std::size_t log_frame_header_size = 24;
+inline constexpr std::uint32_t log_frame_magic = 0x3246574Bu;  // "KWF2"
+inline constexpr std::size_t log_frame_header_size = 32;
+inline constexpr std::uint32_t log_frame_magic_v1 = 0x3146574Bu;  // "KWF1"
+inline constexpr std::size_t log_frame_header_size_v1 = 24;
 
 inline void store_u32(char* p, std::uint32_t v) noexcept {
   for (int i = 0; i < 4; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xFF);
@@ -380,19 +395,24 @@ bool decode_log_payload(std::string_view p, Fn&& fn) {
 struct log_frame_view {
   std::string_view payload;
   std::uint64_t seq = 0;
-  std::size_t size = 0;  // header + payload
+  std::size_t size = 0;     // header + payload
+  std::uint64_t synced = 0;  // version 2: highest sequence number synced before it; version 1: 0
 };
-inline std::optional<log_frame_view> parse_log_frame(std::string_view bytes, std::size_t pos) {
-  if (bytes.size() - pos < log_frame_header_size) return std::nullopt;
+// `version` is the log file's (1 or 2).
+inline std::optional<log_frame_view> parse_log_frame(std::string_view bytes, std::size_t pos,
+                                                     std::uint32_t version = log_version) {
+  const bool v1 = version == 1;
+  const std::size_t header = v1 ? log_frame_header_size_v1 : log_frame_header_size;
+  if (pos > bytes.size() || bytes.size() - pos < header) return std::nullopt;
   const char* h = bytes.data() + pos;
-  if (get_u32(h) != log_frame_magic) return std::nullopt;
-  if (get_u32(h + 20) != crc32c_extend(0, h, 20)) return std::nullopt;
+  if (get_u32(h) != (v1 ? log_frame_magic_v1 : log_frame_magic)) return std::nullopt;
+  if (get_u32(h + header - 4) != crc32c_extend(0, h, header - 4)) return std::nullopt;
   const std::uint32_t len = get_u32(h + 4);
-  if (len > bytes.size() - pos - log_frame_header_size) return std::nullopt;
-  std::string_view payload = bytes.substr(pos + log_frame_header_size, len);
-  if (get_u32(h + 16) != crc32c(payload)) return std::nullopt;
+  if (len > bytes.size() - pos - header) return std::nullopt;
+  std::string_view payload = bytes.substr(pos + header, len);
+  if (get_u32(h + header - 8) != crc32c(payload)) return std::nullopt;
   if (!decode_log_payload(payload, [](const log_op&) {})) return std::nullopt;
-  return log_frame_view{payload, get_u64(h + 8), log_frame_header_size + len};
+  return log_frame_view{payload, get_u64(h + 8), header + len, v1 ? 0 : get_u64(h + 16)};
 }
 
 // ---------------------------------------------------------------------------
@@ -445,12 +465,14 @@ class memory_log {
       ++info.logs;
       max_gen_ = gen;
       std::size_t pos = 0;
+      if (newest) newest_ = path;
       if (!valid_file_header(bytes)) {
-        if (auto e = damage(path, bytes, 0, newest, "its header is damaged or cut short")) return *e;
+        if (auto e = damage(path, bytes, 0, newest, 0, expected, "its header is damaged or cut short")) return *e;
         torn_ = {path, 0};
         info.torn_bytes = bytes.size();
         break;
       }
+      const std::uint32_t version = get_u32(bytes.data() + 16);
       const std::uint64_t first = get_u64(bytes.data() + 8);
       if (expected && first != *expected) {
         return corrupt(path, 8, "it starts at sequence number " + std::to_string(first) + " but the log before it ended at " +
@@ -459,13 +481,13 @@ class memory_log {
       expected = first;
       pos = log_file_header_size;
       while (pos < bytes.size()) {
-        auto f = parse_log_frame(bytes, pos);
+        auto f = parse_log_frame(bytes, pos, version);
         if (!f && zeros_to_end(bytes, pos)) {  // space reserved for appends: the end
           if (newest) torn_ = {path, pos};
           break;
         }
         if (!f) {
-          if (auto e = damage(path, bytes, pos, newest, "a frame is damaged or cut short")) return *e;
+          if (auto e = damage(path, bytes, pos, newest, version, expected, "a frame is damaged or cut short")) return *e;
           torn_ = {path, pos};
           info.torn_bytes = bytes.size() - pos;
           break;
@@ -489,11 +511,19 @@ class memory_log {
 
   // Cuts the torn tail replay() found, then creates the log the store appends
   // to (gen = highest + 1). Call once, after replay().
+  // The newest log found is synced first (a process crash left it unsynced:
+  // it must be durable before a newer log exists).
   result<void> start() {
     if (torn_) {
       auto r = torn_->second == 0 ? remove_file(torn_->first) : log_io::truncate_path(torn_->first, torn_->second);
+      if (r && torn_->second == 0) r = sync_directory(directory());  // the removal before the new log
       if (!r) return r;
       torn_.reset();
+    } else if (newest_) {
+      file f;
+      sys_error e = f.open_read_write(*newest_);
+      if (!e) e = log_io::sync_data(f.native());
+      if (e) return os_error(e, "cannot sync '" + path_text(*newest_) + "'");
     }
     auto f = new_log(max_gen_ + 1);
     if (!f) return f.error();
@@ -503,6 +533,7 @@ class memory_log {
     map_current();
     written_.store(next_seq_ - 1);
     synced_ = next_seq_ - 1;
+    synced_mark_.store(synced_, std::memory_order_release);
     return {};
   }
 
@@ -518,8 +549,9 @@ class memory_log {
     store_u32(h, log_frame_magic);
     store_u32(h + 4, static_cast<std::uint32_t>(payload.size()));
     store_u64(h + 8, next_seq_);
-    store_u32(h + 16, crc32c(payload));
-    store_u32(h + 20, crc32c_extend(0, h, 20));
+    store_u64(h + 16, synced_mark_.load(std::memory_order_acquire));
+    store_u32(h + 24, crc32c(payload));
+    store_u32(h + 28, crc32c_extend(0, h, 28));
     if (mapped_) {
       if (auto e = map_.reserve(log_.native(), bytes_ + f.size()))
         return os_error(e, "cannot extend '" + path_text(log_path(gen_)) + "'");  // nothing written
@@ -560,6 +592,7 @@ class memory_log {
         fail_locked(sync_error(e));
       else
         synced_ = std::max(synced_, target);
+      synced_mark_.store(synced_, std::memory_order_release);
       synced_cv_.notify_all();
     }
   }
@@ -569,15 +602,18 @@ class memory_log {
 
   // Switches to a new log; returns the generation below which logs may be
   // removed once a snapshot of the store as of now is durable. Syncs the old
-  // log first (so no later log ever follows an unsynced one).
+  // log (cut to its frames) before the new one is created, so no later log
+  // ever follows an unsynced one: a crash between the two leaves the old log
+  // whole and no new log, never a new log starting past the old one's end.
   result<std::uint64_t> rotate() {
     if (failed()) return failure();
+    if (auto s = sync_current(); !s) return s.error();
     auto f = new_log(gen_ + 1);
-    if (!f) return f.error();  // keeps appending to the current log
-    if (auto s = switch_to(std::move(*f)); !s) {
-      (void)remove_file(log_path(gen_ + 1));
-      return s.error();
+    if (!f) {
+      map_current();  // keeps appending to the current log
+      return f.error();
     }
+    close_current_for(std::move(*f));
     ++gen_;
     bytes_ = log_file_header_size;
     map_current();
@@ -585,7 +621,11 @@ class memory_log {
   }
 
   // Syncs and closes the current log: no append after it.
-  result<void> seal() { return switch_to(file()); }
+  result<void> seal() {
+    auto s = sync_current();
+    if (s) close_current_for(file());
+    return s;
+  }
 
   // Removes the logs older than generation `below` (after a fold).
   result<void> remove_before(std::uint64_t below) {
@@ -644,7 +684,8 @@ class memory_log {
 
   static bool valid_file_header(std::string_view b) {
     return b.size() >= log_file_header_size && b.substr(0, 8) == log_file_magic &&
-           get_u32(b.data() + 16) == log_version && get_u32(b.data() + 20) == crc32c_extend(0, b.data(), 20);
+           (get_u32(b.data() + 16) == log_version || get_u32(b.data() + 16) == 1) &&
+           get_u32(b.data() + 20) == crc32c_extend(0, b.data(), 20);
   }
 
   static bool zeros_to_end(std::string_view bytes, std::size_t pos) {
@@ -667,16 +708,35 @@ class memory_log {
     }
   }
 
-  // Damage at `pos`: a torn tail (nothing returned) when it is in the newest
-  // log and no valid frame follows; otherwise the corruption error.
+  // Damage at `pos` (0: the file header, then `version` is 0: unknown;
+  // `expected`: the sequence number the damaged frame should have, if known).
+  // A lost tail (nothing returned: the caller drops everything from `pos`)
+  // when it is in the newest log and no valid frame after it says that
+  // `expected` was synced before it was written (for damage in the header:
+  // that any frame of this log was, since the header is synced before its
+  // frames); otherwise the corruption error. Version 1 logs record no sync
+  // point: any valid frame after the damage makes it corruption.
   static std::optional<keel::error> damage(const std::filesystem::path& path, std::string_view bytes, std::size_t pos,
-                                           bool newest, const std::string& what) {
+                                           bool newest, std::uint32_t version, std::optional<std::uint64_t> expected,
+                                           const std::string& what) {
     if (!newest) return corrupt(path, pos, what + " in a log that is not the newest");
-    for (std::size_t q = pos + 1; q + log_frame_header_size <= bytes.size(); ++q) {
-      if (static_cast<unsigned char>(bytes[q]) != (log_frame_magic & 0xFF)) continue;
-      if (parse_log_frame(bytes, q)) {
+    std::optional<std::uint64_t> min_seq;
+    for (std::size_t q = pos + 1; q + log_frame_header_size_v1 <= bytes.size(); ++q) {
+      if (static_cast<unsigned char>(bytes[q]) != (log_frame_magic & 0xFF)) continue;  // both magics start with 'K'
+      if (version != 2 && parse_log_frame(bytes, q, 1)) {
         return corrupt(path, pos, what + ", and a valid frame follows at offset " + std::to_string(q) +
                                       " (not a torn tail: the middle of the log is damaged)");
+      }
+      if (version == 1) continue;
+      auto f = parse_log_frame(bytes, q, 2);
+      if (!f) continue;
+      if (!min_seq || f->seq < *min_seq) min_seq = f->seq;
+      const std::uint64_t synced_from = pos == 0 ? (expected ? *expected : *min_seq) : expected.value_or(0);
+      if (f->synced >= synced_from) {
+        return corrupt(path, pos, what + ", and the valid frame at offset " + std::to_string(q) + " (sequence number " +
+                                      std::to_string(f->seq) + ") was written after sequence numbers through " +
+                                      std::to_string(f->synced) +
+                                      " were synced (not a lost unsynced tail: synced data is damaged)");
       }
     }
     return std::nullopt;
@@ -717,9 +777,9 @@ class memory_log {
     return std::move(*f);
   }
 
-  // Waits for a group sync in flight, syncs the current log, then closes it
-  // and appends to `next` (a closed file: none) from now on (rotate, seal).
-  result<void> switch_to(file next) {
+  // Waits for a group sync in flight and syncs the current log (cut to its
+  // frames, unmapped: map_current() maps it again to go on appending).
+  result<void> sync_current() {
     std::unique_lock l(sync_mutex_);
     synced_cv_.wait(l, [&] { return !syncing_; });
     if (failed_) return *failed_;
@@ -738,10 +798,17 @@ class memory_log {
       }
     }
     synced_ = written_.load(std::memory_order_acquire);
-    (void)log_.close();
-    log_ = std::move(next);
+    synced_mark_.store(synced_, std::memory_order_release);
     synced_cv_.notify_all();
     return {};
+  }
+  // After sync_current() (the writers' mutex held since, so nothing to sync):
+  // closes the current log and appends to `next` (a closed file: none).
+  void close_current_for(file next) {
+    std::unique_lock l(sync_mutex_);
+    synced_cv_.wait(l, [&] { return !syncing_; });
+    (void)log_.close();
+    log_ = std::move(next);
   }
 
   keel::error sync_error(sys_error e) const {
@@ -764,6 +831,7 @@ class memory_log {
   // Replay and start.
   std::uint64_t max_gen_ = 0;
   std::optional<std::pair<std::filesystem::path, std::size_t>> torn_;
+  std::optional<std::filesystem::path> newest_;  // the newest log replay() found
   // Appends (the store's writer mutex).
   file log_;  // the current log (closed after seal())
   log_io::mapping map_;  // the current log, mapped for appends (when mapped_)
@@ -776,6 +844,7 @@ class memory_log {
   mutable std::mutex sync_mutex_;
   std::condition_variable synced_cv_;
   std::uint64_t synced_ = 0;
+  std::atomic<std::uint64_t> synced_mark_{0};  // synced_, read by append() for its frame's sync record
   bool syncing_ = false;
   std::optional<keel::error> failed_;
   std::atomic<bool> failed_flag_{false};
