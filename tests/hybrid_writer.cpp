@@ -10,6 +10,7 @@
 //       STEP (copied, caught_up, synced, committed, released; "none": no
 //       hook): the process ends with _exit(42) when the move reaches it,
 //       after printing "crash STEP". The test SIGKILLs it otherwise.
+//       STEP "never": no move (the writes stay in the memory tier).
 //   hybrid_writer hold PATH
 //       opens PATH, prints "ready <pid>", waits for EOF on stdin, closes.
 // Errors: "error <code> <message>" on stdout, exit 1. Bad usage: exit 64.
@@ -69,7 +70,7 @@ int main(int argc, char** argv) {
   }
   const std::string step = argc > 4 ? argv[4] : "none";
   using keel::detail::hybrid_move_step;
-  if (step != "none") {
+  if (step != "none" && step != "never") {
     if (step == "copied") crash_step = hybrid_move_step::copied;
     else if (step == "caught_up") crash_step = hybrid_move_step::caught_up;
     else if (step == "synced") crash_step = hybrid_move_step::synced;
@@ -91,15 +92,14 @@ int main(int argc, char** argv) {
     if (auto w = store->write(b); !w) return report_error(w.error());
   }
   say("loaded");
-  std::thread mover([&] {
+  if (step != "never") std::thread([&] {
     say("moving");
     auto m = store->policy().move_to_large();
     if (m)
       say("moved");
     else
       say("error " + std::string(keel::to_string(m.error().code())) + " " + m.error().message());
-  });
-  mover.detach();  // the process ends by a signal or _exit
+  }).detach();  // the process ends by a signal or _exit
   for (unsigned long r = 0;; ++r) {
     const std::string value = value_for(r);
     keel::result<void> w;
