@@ -64,11 +64,14 @@ struct memory_options {
   //   so a process crash (SIGKILL) loses no acknowledged write and a batch is
   //   whole or absent after it;
   // - open() loads the snapshot <file> (a dump, docs/dump-format.md) and
-  //   replays the logs. A torn tail (the newest log's last frame cut short or
-  //   failing its checksum: a crash in the middle of an append) is dropped;
-  //   damage followed by a valid frame, or a damaged snapshot, fails the open
-  //   with errc::corruption naming the file and offset: never a silently
-  //   shorter store. A missing file and no log give an empty store;
+  //   replays the logs. A lost tail (damage in the newest log past the last
+  //   point it is known synced: a torn last frame, or unsynced pages that
+  //   reached the disk out of order after a machine crash) is dropped, so
+  //   the store always opens after a crash; damage of synced data (a later
+  //   frame records that the damaged one was synced), damage in an older
+  //   log, or a damaged snapshot fails the open with errc::corruption naming
+  //   the file and offset: never a silently shorter store. A missing file
+  //   and no log give an empty store;
   // - flush() and close() fold the log into a new snapshot: written to
   //   "<file>.tmp-<pid>", fsynced, renamed over the file, directory fsynced,
   //   then the older logs removed. So does a background thread once the log

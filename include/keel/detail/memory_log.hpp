@@ -738,6 +738,7 @@ class memory_log {
                                       std::to_string(f->synced) +
                                       " were synced (not a lost unsynced tail: synced data is damaged)");
       }
+      q += f->size - 1;  // the next candidate after this frame
     }
     return std::nullopt;
   }
