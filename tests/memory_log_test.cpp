@@ -524,6 +524,7 @@ TEST_SUITE("memory_log") {
     CHECK(contains(s.error().message(), "offset " + std::to_string(offsets[1]) + ":"));
   }
 
+#if defined(__linux__)  // the hook finds the synced file through /proc/self/fd
   // Defect 1 of issue 24: the switch created the new log (and synced its
   // header) before it synced the old one; a crash between the two left the old
   // log ending before the new one's first sequence number: refused. The hook
@@ -595,6 +596,7 @@ TEST_SUITE("memory_log") {
       CHECK(m.count("synced") == 1);
     }
   }
+#endif
 
   TEST_CASE("a missing log between two others, or damage in an older log, is corruption") {
     temp_dir tmp;
