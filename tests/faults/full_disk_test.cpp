@@ -347,6 +347,7 @@ TEST_CASE("ENOSPC sweep (strace): memory log and RocksDB WAL, every point no_spa
       // RocksDB: the WAL of a new database is 000004.log.
       {"rocksdb", true, "000004.log", "write", "ENOSPC", 1, 8},
       {"rocksdb", true, "000004.log", "fdatasync", "ENOSPC", 1, 4},
+      {"rocksdb", true, "000004.log", "fdatasync", "EIO", 1, 3},
       {"rocksdb", false, "000004.log", "write", "ENOSPC", 1, 4},
       {"rocksdb", true, "000004.log", "openat", "ENOSPC", 1, 1},
   };
