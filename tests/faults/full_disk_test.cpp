@@ -17,6 +17,7 @@
 #include <sys/statvfs.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -286,7 +287,11 @@ void sweep_point(const sweep_spec& s, int n) {
   const fs::path dir = fs::absolute(tmp.path());
   const fs::path store_dir = s.backend == "memory" ? dir : dir / "db";
   const std::string target = (store_dir / s.file).string();
-  std::vector<std::string> args = {"-f", "-o", "/dev/null", "-e", "trace=" + s.syscall,
+  // LeakSanitizer cannot run under ptrace: off for a sanitized helper here.
+  const char* asan = std::getenv("ASAN_OPTIONS");
+  const std::string asan_options =
+      std::string("ASAN_OPTIONS=") + (asan && *asan ? std::string(asan) + ":" : std::string()) + "detect_leaks=0";
+  std::vector<std::string> args = {"-f", "-o", "/dev/null", "-E", asan_options, "-e", "trace=" + s.syscall,
                                    "-e", "inject=" + s.syscall + ":error=" + s.error + ":when=" + std::to_string(n),
                                    "-P", target, writer_program().string(), "sweep", s.backend, dir.string(),
                                    s.sync ? "sync" : "nosync", "12"};
