@@ -422,7 +422,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   // and close-time sync is refused (with the first error's code and an
   // explanation) until RocksDB has moved to another WAL (a resume that
   // flushed a memtable does) or the store is reopened. Cost while nothing
-  // failed: one relaxed atomic load per write.
+  // failed: one atomic load per write.
   struct wal_failure {
     std::optional<std::uint64_t> wal;  // the WAL's number; nullopt: unknown (refuse until reopened)
     keel::error error;                 // the write's error
