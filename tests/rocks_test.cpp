@@ -250,4 +250,56 @@ TEST_SUITE("rocksdb") {
     REQUIRE(s->close());
     CHECK(s->policy().with_db([](rocksdb::DB&) {}).error() == errc::closed);
   }
+
+  TEST_CASE("the info log is keel's (a full disk cannot abort through it); previous LOG kept; read-only writes none") {
+    temp_dir tmp;
+    const fs::path dir = tmp.path() / "db";
+    auto count_logs = [&] {
+      int n = 0;
+      for (const auto& e : fs::directory_iterator(dir)) n += e.path().filename().string().rfind("LOG", 0) == 0 ? 1 : 0;
+      return n;
+    };
+    auto is_keels = [](rocks_store& s) {
+      auto r = s.policy().with_db([](rocksdb::DB& db) {
+        return dynamic_cast<keel::detail::rocks_info_log*>(db.GetOptions().info_log.get()) != nullptr;
+      });
+      REQUIRE(r);
+      return *r;
+    };
+    {
+      auto s = open_at(dir);
+      REQUIRE(s);
+      CHECK(is_keels(*s));
+      REQUIRE(s->put("k", "v"));
+      REQUIRE(s->close());
+    }
+    CHECK(fs::file_size(dir / "LOG") > 0);  // RocksDB's options and events, as before
+    CHECK(count_logs() == 1);
+    {
+      auto s = open_at(dir);
+      REQUIRE(s);
+      REQUIRE(s->close());
+    }
+    CHECK(count_logs() == 2);  // LOG and LOG.old.<microseconds>
+    {
+      rocks_options o;
+      o.path = dir;
+      o.read_only = true;
+      auto s = rocks_store::open(o);
+      REQUIRE(s);
+      CHECK(!is_keels(*s));
+      REQUIRE(s->close());
+    }
+    CHECK(count_logs() == 2);  // a read-only open writes no LOG
+    {
+      rocks_options o;
+      o.path = dir;
+      o.customize = [](rocksdb::Options& ro) { ro.info_log = nullptr; };  // RocksDB's own logger back
+      auto s = rocks_store::open(o);
+      REQUIRE(s);
+      CHECK(!is_keels(*s));
+      REQUIRE(s->close());
+    }
+    CHECK(count_logs() >= 3);  // RocksDB's own logger rotated LOG too (its naming, its count)
+  }
 }

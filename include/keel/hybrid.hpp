@@ -716,7 +716,16 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
   }
 
   static keel::error moving_error(const keel::error& e) {
-    return keel::error(e.code(), "hybrid store: moving the data to RocksDB failed (it stays in memory): " + e.message());
+    std::string why = e.message();
+    if (e.code() == errc::no_space) {
+      // RocksDB's advice (reopen, or its 64 MiB reserve and Resume()) is about
+      // a RocksDB store that stays open; the moving copy is dropped instead.
+      if (const std::size_t advice = why.find(". The disk is full"); advice != std::string::npos) why.resize(advice);
+      why += ". The disk is full: the partial copy was removed, the memory tier keeps taking writes; free space "
+             "(the copy needs about the data's size plus 4 MiB, RocksDB's preallocated MANIFEST) and the next "
+             "size check, or move_to_large(), tries again";
+    }
+    return keel::error(e.code(), "hybrid store: moving the data to RocksDB failed (it stays in memory): " + why);
   }
 
   // Copies what `view` holds in `range` into `large`, in batches.

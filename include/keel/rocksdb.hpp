@@ -16,6 +16,10 @@
 //   without CURRENT), never re-created over.
 // - Read-only open (rocks_options::read_only): no LOCK, so it works while
 //   another process writes; every write returns errc::read_only.
+// - A full disk never aborts the process (RocksDB's info log and FlushWAL
+//   after a failed WAL write would): a write, flush, open or close that meets
+//   it returns errc::no_space, whose message says what to do (free space and
+//   reopen, or free RocksDB's 64 MiB reserve and DB::Resume()). docs/durability.md.
 #pragma once
 
 #include <rocksdb/db.h>
@@ -25,6 +29,7 @@
 #include <rocksdb/options.h>
 #include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/table.h>
+#include <rocksdb/transaction_log.h>
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
@@ -49,6 +54,7 @@
 #include "detail/db_files.hpp"
 #include "detail/dir_registry.hpp"
 #include "detail/rocks_error.hpp"
+#include "detail/rocks_info_log.hpp"
 #include "store.hpp"
 
 namespace keel {
@@ -167,7 +173,12 @@ struct rocks_options {
   // Not owned; must outlive the store. For tests (fault injection) and for
   // RocksDB without disk (rocksdb::NewMemEnv). nullptr: Env::Default().
   rocksdb::Env* env = nullptr;
-  // Last word on the options, applied after the tuning.
+  // Last word on the options, applied after the tuning and after keel has
+  // set Options::info_log: a read-write open with the default Env gets keel's
+  // info log (detail::rocks_info_log: the same <path>/LOG, previous one kept
+  // as LOG.old.<microseconds>, lines it cannot write on a full disk dropped,
+  // where RocksDB's own logger aborts the process). To get RocksDB's own
+  // logger back: `o.info_log = nullptr;` here (it then honours db_log_dir).
   std::function<void(rocksdb::Options&)> customize{};
 };
 
@@ -214,7 +225,8 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     std::shared_lock<std::shared_mutex> lock;
     if (auto refused = enter_write(lock, "put")) return std::move(*refused);
     std::shared_lock gate(write_gate_);
-    if (auto r = check(db_->Put(write_options_, slice(key), slice(value)), "put"); !r) return r;
+    if (auto refused = refuse_after_wal_failure("put")) return std::move(*refused);
+    if (auto r = check_write(db_->Put(write_options_, slice(key), slice(value)), "put"); !r) return r;
     if (conflicts_->recording()) conflicts_->record({std::string(key)});
     return {};
   }
@@ -226,7 +238,8 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     std::shared_lock<std::shared_mutex> lock;
     if (auto refused = enter_write(lock, "erase")) return std::move(*refused);
     std::shared_lock gate(write_gate_);
-    if (auto r = check(db_->Delete(write_options_, slice(key)), "erase"); !r) return r;
+    if (auto refused = refuse_after_wal_failure("erase")) return std::move(*refused);
+    if (auto r = check_write(db_->Delete(write_options_, slice(key)), "erase"); !r) return r;
     if (conflicts_->recording()) conflicts_->record({std::string(key)});
     return {};
   }
@@ -294,14 +307,17 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     return check(db_->CompactRange(co, range.lower() ? &lo : nullptr, range.upper() ? &hi : nullptr), "compact");
   }
 
-  // Syncs the WAL (DB::FlushWAL(true)): every write acknowledged before the
-  // call survives a power loss, whatever sync_writes says (basic_store::flush()).
-  // Nothing to do on a read-only store.
+  // Syncs the WAL (as DB::FlushWAL(true) would): every write acknowledged
+  // before the call survives a power loss, whatever sync_writes says
+  // (basic_store::flush()). After a failed write (a full disk, an I/O error)
+  // it returns that error (errc::no_space, errc::io_error) and touches no
+  // file; see sync_wal(). Nothing to do on a read-only store.
   result<void> flush() {
     std::shared_lock<std::shared_mutex> lock;
     if (!enter(lock)) return closed();
     if (opts_.read_only) return {};
-    return check(db_->FlushWAL(true), "flush");
+    if (auto refused = refuse_after_wal_failure("flush")) return std::move(*refused);
+    return check_write(sync_wal(), "flush");
   }
 
   // rocksdb::Checkpoint: SST files hard-linked where the filesystem allows
@@ -386,6 +402,68 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     }
     return std::nullopt;
   }
+  // Syncs every live WAL file, as FlushWAL(true) does, but checks the DB's
+  // background error first: a synced write of an empty batch. After a failed
+  // WAL append (EIO, ENOSPC) FlushWAL/SyncWAL reach the failed log writer, and
+  // Debian's RocksDB (assertions on) aborts the process there; the empty
+  // write returns the background error instead. Inside enter().
+  rocksdb::Status sync_wal() const {
+    rocksdb::WriteOptions sync_options;
+    sync_options.sync = true;
+    rocksdb::WriteBatch empty;
+    return db_->Write(sync_options, &empty);
+  }
+  // After a write that failed with an I/O error (ENOSPC, EIO), RocksDB 7.8
+  // may go on writing the same WAL file through its failed writer: when it
+  // resumes (DB::Resume(), or on its own once 64 MiB are free) with an empty
+  // memtable, it switches to no new WAL, and the next write reaches that
+  // writer, where Debian's RocksDB (assertions on) aborts the process. So a
+  // failed write records the WAL current then, and every later write, flush
+  // and close-time sync is refused (with the first error's code and an
+  // explanation) until RocksDB has moved to another WAL (a resume that
+  // flushed a memtable does) or the store is reopened. Cost while nothing
+  // failed: one atomic load per write.
+  struct wal_failure {
+    std::optional<std::uint64_t> wal;  // the WAL's number; nullopt: unknown (refuse until reopened)
+    keel::error error;                 // the write's error
+  };
+  std::optional<std::uint64_t> current_wal() const {
+    std::unique_ptr<rocksdb::LogFile> wal;
+    if (!db_->GetCurrentWalFile(&wal).ok() || !wal) return std::nullopt;
+    return wal->LogNumber();
+  }
+  // The refusal for `op` while a failed WAL is still current; nullopt when
+  // writing is safe. Inside enter().
+  std::optional<keel::error> refuse_after_wal_failure(std::string_view op) const {
+    if (!wal_failed_.load(std::memory_order_acquire)) return std::nullopt;
+    std::lock_guard lock(wal_failure_mutex_);
+    if (!wal_failure_) return std::nullopt;
+    if (wal_failure_->wal) {
+      if (const std::optional<std::uint64_t> now = current_wal(); now && *now != *wal_failure_->wal) {
+        wal_failure_.reset();  // RocksDB writes a new WAL: the failed writer is gone
+        wal_failed_.store(false, std::memory_order_release);
+        return std::nullopt;
+      }
+    }
+    std::string text = std::string(op) + " on '" + opts_.path.string() +
+                       "' refused: an earlier write failed and RocksDB would write again to the WAL file that failed "
+                       "(RocksDB 7.8 aborts the process there); close() the store and open it again";
+    if (wal_failure_->error == errc::no_space) text += " once some space is free";
+    return keel::error(wal_failure_->error.code(), text + ". The first error: " + wal_failure_->error.message());
+  }
+  // check(), and records a failed write's WAL (see wal_failure).
+  result<void> check_write(const rocksdb::Status& s, std::string_view op) const {
+    if (s.ok()) return {};
+    keel::error e = detail::rocks_op_error(s, op, opts_.path);
+    if (s.IsIOError()) {
+      std::lock_guard lock(wal_failure_mutex_);
+      if (!wal_failure_) {
+        wal_failure_ = wal_failure{current_wal(), e};
+        wal_failed_.store(true, std::memory_order_release);
+      }
+    }
+    return e;
+  }
   result<void> check(const rocksdb::Status& s, std::string_view op) const {
     if (s.ok()) return {};
     return detail::rocks_op_error(s, op, opts_.path);
@@ -437,7 +515,8 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       }
       if (!s.ok()) return detail::rocks_op_error(s, what, opts_.path);
     }
-    if (auto r = check(db_->Write(write_options_, &wb), what); !r) return r;
+    if (auto refused = refuse_after_wal_failure(what)) return std::move(*refused);
+    if (auto r = check_write(db_->Write(write_options_, &wb), what); !r) return r;
     conflicts_->record(batch);
     return {};
   }
@@ -504,6 +583,11 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   std::atomic<bool> closing_{false};     // set first by close(): new calls fail at once, so a
                                          // stream of readers cannot starve close()
   rocksdb::DB* db_ = nullptr;            // owned; null once closed
+  // A write failed with an I/O error and its WAL may still be current: see
+  // refuse_after_wal_failure(). The flag mirrors wal_failure_.has_value().
+  mutable std::atomic<bool> wal_failed_{false};
+  mutable std::mutex wal_failure_mutex_;
+  mutable std::optional<wal_failure> wal_failure_;  // guarded by wal_failure_mutex_
   // Writers hold it shared; transaction begins and commits (and batches
   // with an open-ended erase_range) hold it exclusively, so that validation
   // and the write it allows are one step. Taken after lifecycle_.
@@ -799,6 +883,12 @@ result<std::shared_ptr<RocksPolicy<Tuning>>> RocksPolicy<Tuning>::open(const opt
   Tuning::apply(ro);
   ro.create_if_missing = opts.create_if_missing;
   if (opts.env) ro.env = opts.env;
+  // RocksDB's own info log aborts the process on a full disk (see
+  // detail/rocks_info_log.hpp): keel's writes the same <dir>/LOG and drops
+  // the lines it cannot write. Not for read-only opens (which write no LOG)
+  // nor with a custom Env (the LOG then comes from that Env, as before);
+  // customize may replace it (o.info_log = nullptr: RocksDB's own again).
+  if (!opts.read_only && !opts.env) ro.info_log = std::make_shared<detail::rocks_info_log>(dir);
   if (opts.customize) opts.customize(ro);
 
   rocksdb::DB* db = nullptr;
@@ -943,20 +1033,19 @@ result<void> RocksPolicy<Tuning>::close() {
     }
   }
   rocksdb::Status synced = rocksdb::Status::OK();
+  std::optional<keel::error> closed_refusal;
   if ((opts_.sync_on_close || opts_.sync_writes) && !opts_.read_only) {
-    // A synced write of an empty batch syncs every live WAL file as
-    // FlushWAL(true) does, but checks the DB's background error first. After
-    // a failed WAL append (EIO, ENOSPC) FlushWAL/SyncWAL reach the failed log
-    // writer, and Debian's RocksDB (assertions on) aborts the process there.
-    rocksdb::WriteOptions sync_options;
-    sync_options.sync = true;
-    rocksdb::WriteBatch empty;
-    synced = db_->Write(sync_options, &empty);
+    if (auto refused = refuse_after_wal_failure("close (WAL sync)")) {
+      closed_refusal = std::move(refused);  // no sync through a failed WAL writer
+    } else {
+      synced = sync_wal();  // never FlushWAL: see sync_wal()
+    }
   }
   rocksdb::Status closed_status = db_->Close();
   delete db_;
   db_ = nullptr;
   claim_.release();
+  if (closed_refusal) return std::move(*closed_refusal);
   if (!synced.ok()) return detail::rocks_op_error(synced, "close (WAL sync)", opts_.path);
   if (!closed_status.ok()) return detail::rocks_op_error(closed_status, "close", opts_.path);
   return {};

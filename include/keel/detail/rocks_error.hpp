@@ -7,7 +7,9 @@
 
 #include <rocksdb/status.h>
 
+#include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -52,6 +54,35 @@ inline keel::error damaged_file_error(const std::filesystem::path& dir, const st
               (cause.empty() ? std::string() : " (RocksDB: " + std::string(cause) + ")") +
               ". Keep a copy of the directory before anything else; restore it from a backup, or repair a copy of "
               "it (rocksdb's `ldb repair`)"};
+}
+
+// RocksDB's reserve for resuming after a full disk: its SstFileManager
+// resumes writes (on its own, or through DB::Resume()) only once the
+// filesystem has this much free ("free space [N bytes] is less than required
+// disk buffer [67108864 bytes]" in its LOG); until then Resume() returns Busy.
+inline constexpr std::uint64_t rocks_resume_reserve_bytes = std::uint64_t{64} << 20;
+
+// Free bytes on the filesystem holding `dir` (available to this user), or
+// nullopt when it cannot be told.
+inline std::optional<std::uint64_t> free_bytes(const std::filesystem::path& dir) {
+  std::error_code ec;
+  const std::filesystem::space_info si = std::filesystem::space(dir, ec);
+  if (ec) return std::nullopt;
+  return static_cast<std::uint64_t>(si.available);
+}
+
+// What to do after a write on the open database in `dir` met a full disk.
+inline std::string no_space_write_advice(const std::filesystem::path& dir) {
+  const std::optional<std::uint64_t> free = free_bytes(dir);
+  std::string now = free ? std::to_string(*free) + " bytes free now" : std::string("free space unknown");
+  std::string more;
+  if (free && *free < rocks_resume_reserve_bytes)
+    more = ", i.e. " + std::to_string(rocks_resume_reserve_bytes - *free) + " bytes more than now";
+  return ". The disk is full (" + now + "): after a write that met it RocksDB refuses every write (reads go on, nothing "
+         "acknowledged is lost). To write again, either free some space, close() the store and open it again "
+         "(a reopen needs a few MiB: a new MANIFEST preallocates 4 MiB), or free at least " +
+         std::to_string(rocks_resume_reserve_bytes) + " bytes (64 MiB, RocksDB's reserve for resuming in place" +
+         more + ") and call DB::Resume() (through with_db); with less free, Resume() keeps returning Busy";
 }
 
 // A failure of DB::Open or DB::OpenForReadOnly on `dir`.
@@ -136,7 +167,11 @@ inline keel::error rocks_open_error(const rocksdb::Status& s, const std::filesys
                                          "); the process needs read and write access to the directory"};
   }
   if (s.IsNoSpace() || contains_text(text, "No space left")) {
-    return {errc::no_space, "cannot open " + where + ": no space left on device (RocksDB: " + text + ")"};
+    const std::optional<std::uint64_t> free = free_bytes(dir);
+    return {errc::no_space, "cannot open " + where + ": no space left on device (RocksDB: " + text + "; " +
+                                (free ? std::to_string(*free) + " bytes free now" : std::string("free space unknown")) +
+                                "). Free some space and open it again: an open writes a new MANIFEST, which "
+                                "RocksDB preallocates to 4 MiB (manifest_preallocation_size), and its WAL"};
   }
   if (s.IsCorruption()) {
     return {errc::corruption, "cannot open " + where + ": the database is corrupted (RocksDB: " + text +
@@ -155,7 +190,9 @@ inline keel::error rocks_open_error(const rocksdb::Status& s, const std::filesys
 // A failure of an operation on an open DB.
 inline keel::error rocks_op_error(const rocksdb::Status& s, std::string_view op, const std::filesystem::path& dir) {
   std::string text = std::string(op) + " on '" + dir.string() + "' failed: " + s.ToString();
-  if (s.IsNoSpace()) return {errc::no_space, std::move(text)};
+  if (s.IsNoSpace() || contains_text(text, "No space left on device")) {
+    return {errc::no_space, std::move(text) + no_space_write_advice(dir)};
+  }
   if (s.IsCorruption()) return {errc::corruption, std::move(text)};
   if (s.IsInvalidArgument()) return {errc::invalid_argument, std::move(text)};
   if (s.IsNotSupported()) return {errc::not_supported, std::move(text)};
