@@ -117,6 +117,18 @@ meson_subproject() {
   fi
   echo "README's wrap example is subprojects/keel.wrap:"
   echo "$readme_wrap"
+  # A pinned revision must exist (a tag or commit of this repository), and a
+  # [wrap-file] without a download must name the directory README tells you
+  # to fill (subprojects/keel), which is what this check then does.
+  local revision
+  revision=$(sed -n 's/^revision *= *//p' <<<"$readme_wrap")
+  if [[ -n "$revision" ]]; then
+    git -C "$repo" rev-parse --verify --quiet "$revision^{commit}" >/dev/null ||
+      fail "the wrap example pins revision $revision, which is no tag or commit of keel" || return 1
+  elif ! grep -q '^source_url' <<<"$readme_wrap"; then
+    grep -qx 'directory = keel' <<<"$readme_wrap" ||
+      fail "the wrap example downloads nothing and names no directory = keel" || return 1
+  fi
   run cp -R "$consumers/meson_subproject" "$dir" || return 1
   run cp "$consumers/common/app.cpp" "$consumers/common/memory_app.cpp" "$dir/" || return 1
   # keel's source at subprojects/keel, as the wrap expects: this checkout.
