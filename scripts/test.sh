@@ -3,7 +3,9 @@
 #
 #   P passed, F failed[, S skipped]
 #
-# summed over the doctest summaries of every test binary that ran. The exit
+# summed over the doctest summaries of every test binary that ran; a skipped
+# case could not run on this machine and printed "keel-skip: <reason>"
+# (listed, with the reasons, above the count). The exit
 # status is non-zero when a step fails, `meson test` fails, F > 0 or no test
 # case was counted at all.
 #
