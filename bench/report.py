@@ -212,6 +212,55 @@ def targets(med, sizes):
     return "\n".join(lines)
 
 
+# One colour and one marker per series, the same in every chart. Related
+# series share a colour family only loosely: every colour and every marker
+# differs, so that no two series can be mistaken (tab10 has 10 colours for 12
+# series; black and dark goldenrod are the 11th and 12th).
+STYLE = {
+    "memory":         ("tab:blue", "o"),
+    "any_memory":     ("tab:cyan", "s"),
+    "virtual_memory": ("tab:green", "^"),
+    "map":            ("tab:red", "X"),
+    "lmdb":           ("tab:purple", "D"),
+    "rocks_default":  ("tab:orange", "P"),
+    "any_rocks":      ("tab:brown", "v"),
+    "virtual_rocks":  ("tab:pink", "<"),
+    "rocks_macos":    ("tab:olive", ">"),
+    "raw_rocks":      ("tab:gray", "*"),
+    "raw_defaults":   ("black", "h"),
+    "raw_memenv":     ("darkgoldenrod", "p"),
+}
+# The snapshot chart: one line per backend (keel's two, and the baselines that
+# are other designs); the adapters over the same backend (any_*, virtual_*,
+# rocks_macos, raw_defaults, raw_memenv) cost the same and are in the tables.
+SNAPSHOT_SERIES = ["memory", "rocks_default", "raw_rocks", "lmdb", "map"]
+
+
+def style(b):
+    colour, marker = STYLE[b]
+    return {"color": colour, "marker": marker}
+
+
+def dot_groups(ax, groups, present, value, markersize=7):
+    """One column of markers per group (a workload or a size), one marker per
+    series at a small offset, so that equal values stay visible side by side.
+    value(group, backend) -> number or None (not measured: no marker)."""
+    width = 0.8 / max(len(present), 1)
+    for i, b in enumerate(present):
+        xs, ys = [], []
+        for g, group in enumerate(groups):
+            v = value(group, b)
+            if v:
+                xs.append(g - 0.4 + width / 2 + i * width)
+                ys.append(v)
+        ax.plot(xs, ys, linestyle="none", markersize=markersize, markeredgecolor="black",
+                markeredgewidth=0.4, label=b, **style(b))
+    for g in range(1, len(groups)):
+        ax.axvline(g - 0.5, color="0.85", linewidth=0.8)
+    ax.set_xlim(-0.5, len(groups) - 0.5)
+    ax.set_xticks(range(len(groups)))
+
+
 def charts(med, sizes, docs):
     try:
         import matplotlib
@@ -225,16 +274,12 @@ def charts(med, sizes, docs):
     point = ["get_hit", "get_miss", "put", "scan1000", "snapshot", "snapshot_get"]
     for n in sizes:
         fig, ax = plt.subplots(figsize=(13, 5.5))
-        width = 0.8 / len(present)
-        for i, b in enumerate(present):
-            ys = [med.get((w, b, n), {}).get("cpu_ns") or 0 for w in point]
-            ax.bar([x + i * width for x in range(len(point))], ys, width, label=b)
-        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(point))])
+        dot_groups(ax, point, present, lambda w, b: med.get((w, b, n), {}).get("cpu_ns"))
         ax.set_xticklabels(point)
         ax.set_yscale("log")
         ax.set_ylabel("ns per operation (median CPU time, log scale; lower is better)")
         ax.set_title("keel backends and baselines, %s keys (16 B keys, 100 B values)" % size_label(n))
-        ax.legend(ncol=5, fontsize=8)
+        ax.legend(ncol=6, fontsize=8, loc="upper left")
         ax.grid(axis="y", which="both", alpha=0.3)
         name = "bench-ops-%s.png" % size_label(n)
         fig.tight_layout()
@@ -245,11 +290,7 @@ def charts(med, sizes, docs):
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     for ax, field, title in ((axes[0], "reader_ops_per_s", "each of 2 readers (get)"),
                              (axes[1], "writer_ops_per_s", "the writer (put)")):
-        width = 0.8 / len(present)
-        for i, b in enumerate(present):
-            ys = [med.get(("concurrent", b, n), {}).get(field) or 0 for n in sizes]
-            ax.bar([x + i * width for x in range(len(sizes))], ys, width, label=b)
-        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(sizes))])
+        dot_groups(ax, sizes, present, lambda n, b: med.get(("concurrent", b, n), {}).get(field))
         ax.set_xticklabels([size_label(n) + " keys" for n in sizes])
         ax.set_yscale("log")
         ax.set_ylabel("ops/s per thread (higher is better)")
@@ -260,23 +301,28 @@ def charts(med, sizes, docs):
     fig.savefig(os.path.join(docs, "bench-concurrent.png"), dpi=90)
     plt.close(fig)
     made.append(("bench-concurrent.png", "1 writer + 2 readers"))
-    # Snapshot creation vs size.
+    # Snapshot cost against store size: flat for keel's backends (a snapshot
+    # pins a version, whatever the size), a straight rising line for the map
+    # baseline (it copies the map).
     fig, ax = plt.subplots(figsize=(8, 5))
-    for b in present:
+    for b in SNAPSHOT_SERIES:
         xs = [n for n in sizes if (("snapshot", b, n) in med)]
         if xs:
-            ax.plot(xs, [med[("snapshot", b, n)]["cpu_ns"] for n in xs], marker="o", label=b)
+            ax.plot(xs, [med[("snapshot", b, n)]["cpu_ns"] for n in xs], markersize=8,
+                    markeredgecolor="black", markeredgewidth=0.4, label=b, **style(b))
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("keys")
-    ax.set_ylabel("ns per snapshot (create + release)")
-    ax.set_title("Snapshot cost vs store size")
-    ax.legend(fontsize=8)
+    ax.set_xticks(sizes)
+    ax.set_xticklabels([size_label(n) for n in sizes])
+    ax.set_xlabel("keys in the store (log scale)")
+    ax.set_ylabel("ns per snapshot, create + release (log scale)")
+    ax.set_title("Snapshot cost against store size, one line per backend")
+    ax.legend(fontsize=8, loc="center right")
     ax.grid(which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(os.path.join(docs, "bench-snapshot.png"), dpi=90)
     plt.close(fig)
-    made.append(("bench-snapshot.png", "snapshot cost vs size"))
+    made.append(("bench-snapshot.png", "snapshot cost against store size, one line per backend"))
     return made
 
 

@@ -6,12 +6,16 @@
 #   P passed, F failed
 #
 #   meson_subproject  tests/consumers/meson_subproject: a Meson project with
-#                     subprojects/keel.wrap and dependency('keel') /
-#                     dependency('keel-memory'); subprojects/keel is a link to
-#                     this checkout, --wrap-mode=nodownload.
-#   install           keel configured with --prefix=<tmp>, `meson install`:
-#                     every header, keel.pc, keel-memory.pc, keelConfig.cmake
-#                     and keelConfigVersion.cmake land in the prefix.
+#                     subprojects/keel.wrap (README's example, checked to be
+#                     the same) and dependency('keel') / dependency('keel-memory');
+#                     subprojects/keel is a link to this checkout,
+#                     --wrap-mode=nodownload.
+#   install           README's install commands with --prefix=<tmp>:
+#                     `meson setup BUILD --prefix P -Dtests=false` and
+#                     `meson install -C BUILD`: every header, keel.pc,
+#                     keel-memory.pc, keelConfig.cmake and
+#                     keelConfigVersion.cmake land in the prefix, and no test,
+#                     example or benchmark was built (the time is printed).
 #   pkg_config        programs built against that prefix with
 #                     `pkg-config --cflags --libs keel` (and keel-memory).
 #   cmake             tests/consumers/cmake: find_package(keel 0.1) against that
@@ -19,6 +23,10 @@
 #                     must be refused by the version file.
 #   memory_only       <keel/memory.hpp> compiles with no RocksDB header
 #                     reachable and links without RocksDB.
+#   compile_errors    tests/consumers/compile_fail: a run_transaction function
+#                     returning void fails with keel's static_assert saying
+#                     what it must return, as the only error; the same program
+#                     returning keel::result<void> compiles.
 #
 # The programs are tests/consumers/common/app.cpp (<keel/keel.hpp>: RocksDB
 # and memory) and memory_app.cpp (<keel/memory.hpp> only), compiled with
@@ -91,12 +99,39 @@ rocksdb_option="${KEEL_CONSUMER_ROCKSDB:-auto}"
 # ---------------------------------------------------------------------------
 with_rocksdb=0  # set by the install check: whether keel was built with RocksDB
 
+# The ini lines of a wrap (comments and blank lines dropped).
+wrap_lines() {
+  sed -e 's/[[:space:]]*#.*//' -e '/^[[:space:]]*$/d'
+}
+
 meson_subproject() {
   local dir="$tmp/meson_subproject"
+  # README's wrap example is the one tested here, as written.
+  local readme_wrap
+  readme_wrap=$(awk '/^```ini$/ { inb = 1; next } /^```/ { if (inb) exit } inb' "$repo/README.md" | wrap_lines)
+  [[ -n "$readme_wrap" ]] || fail "no \`\`\`ini block (the wrap example) in README.md" || return 1
+  if [[ "$readme_wrap" != "$(wrap_lines <"$consumers/meson_subproject/subprojects/keel.wrap")" ]]; then
+    diff <(echo "$readme_wrap") <(wrap_lines <"$consumers/meson_subproject/subprojects/keel.wrap")
+    fail "README's wrap example differs from tests/consumers/meson_subproject/subprojects/keel.wrap (above)"
+    return 1
+  fi
+  echo "README's wrap example is subprojects/keel.wrap:"
+  echo "$readme_wrap"
+  # A pinned revision must exist (a tag or commit of this repository), and a
+  # [wrap-file] without a download must name the directory README tells you
+  # to fill (subprojects/keel), which is what this check then does.
+  local revision
+  revision=$(sed -n 's/^revision *= *//p' <<<"$readme_wrap")
+  if [[ -n "$revision" ]]; then
+    git -C "$repo" rev-parse --verify --quiet "$revision^{commit}" >/dev/null ||
+      fail "the wrap example pins revision $revision, which is no tag or commit of keel" || return 1
+  elif ! grep -q '^source_url' <<<"$readme_wrap"; then
+    grep -qx 'directory = keel' <<<"$readme_wrap" ||
+      fail "the wrap example downloads nothing and names no directory = keel" || return 1
+  fi
   run cp -R "$consumers/meson_subproject" "$dir" || return 1
   run cp "$consumers/common/app.cpp" "$consumers/common/memory_app.cpp" "$dir/" || return 1
-  # The wrap's download is replaced by this checkout; Meson uses an existing
-  # subprojects/keel directory as is.
+  # keel's source at subprojects/keel, as the wrap expects: this checkout.
   run ln -s "$repo" "$dir/subprojects/keel" || return 1
   # --force-fallback-for: the subproject even if a keel.pc is installed.
   run meson setup "$dir/build" "$dir" --wrap-mode=nodownload --force-fallback-for=keel,keel-memory \
@@ -108,25 +143,28 @@ meson_subproject() {
 }
 
 install_keel() {
-  local build="$tmp/keel-build"
-  run meson setup "$build" "$repo" --prefix "$prefix" --wrap-mode=nodownload -Dbench=false \
+  local build="$tmp/keel-build" start secs
+  # README's commands ("Installed, with pkg-config"), with a temporary prefix.
+  start=$(date +%s)
+  run meson setup "$build" "$repo" --prefix "$prefix" -Dtests=false --wrap-mode=nodownload \
     -Drocksdb="$rocksdb_option" || return 1
+  run meson install -C "$build" || return 1
+  secs=$(($(date +%s) - start))
+  echo "setup and install took ${secs}s"
   if grep -q '^has_rocksdb=true' "$build/meson-private/keel.pc"; then with_rocksdb=1; else with_rocksdb=0; fi
   echo "keel built with RocksDB: $with_rocksdb"
-  # keel is header-only: build only the installed targets, if any (e.g. a
-  # command-line tool), not the tests, then install without a rebuild.
-  local targets
-  targets=$(meson introspect --targets "$build" | python3 -c '
-import json, os, sys
-build = sys.argv[1]
-for t in json.load(sys.stdin):
-    if t["installed"]:
-        print(" ".join(os.path.relpath(f, build) for f in t["filename"]))' "$build") || return 1
-  if [[ -n "$targets" ]]; then
-    # shellcheck disable=SC2086 # a list of paths without spaces
-    run ninja -C "$build" -j "$jobs" $targets || return 1
+  # Nothing but the installed targets (the keel tool) was built.
+  local built
+  built=$(find "$build" -name '*.o' | sed "s|^$build/||" | grep -v '^tools/' || true)
+  if [[ -n "$built" ]]; then
+    echo "$built"
+    fail "the install compiled more than the keel tool (above)"
+    return 1
   fi
-  run meson install -C "$build" --no-rebuild || return 1
+  if [[ -d "$build/tests" || -d "$build/examples" || -d "$build/bench" ]]; then
+    fail "tests, examples or benchmarks were configured with -Dtests=false and the defaults"
+    return 1
+  fi
   run diff -r "$repo/include/keel" "$prefix/include/keel" || fail "installed headers differ from include/keel" || return 1
   local f
   for f in keel.pc keel-memory.pc keelConfig.cmake keelConfigVersion.cmake; do
@@ -226,10 +264,30 @@ memory_only() {
   run "$dir/memory_app" || return 1
 }
 
+compile_errors() {
+  local dir="$tmp/compile_errors" src="$consumers/compile_fail"
+  mkdir -p "$dir" || return 1
+  # The control: a function returning keel::result<void> compiles.
+  run "$CXX" "${strict[@]}" -I"$repo/include" -fsyntax-only "$src/run_transaction_result.cpp" || return 1
+  # A function returning void: keel's static_assert, and no other error.
+  if "$CXX" "${strict[@]}" -I"$repo/include" -fsyntax-only "$src/run_transaction_void.cpp" >"$dir/void.log" 2>&1; then
+    fail "run_transaction_void.cpp compiled; it must not"
+    return 1
+  fi
+  cat "$dir/void.log"
+  grep -q "the function given to run_transaction must return keel::result<T>" "$dir/void.log" ||
+    fail "no static_assert message naming keel::result<T> in the errors (above)" || return 1
+  local errors
+  errors=$(grep -E -c '(^|: )error[: ]' "$dir/void.log" || true)
+  echo "errors: $errors"
+  ((errors == 1)) || fail "$errors errors; only keel's static_assert was expected (above)" || return 1
+}
+
 echo "consumer-tests: CXX=$CXX ($("$CXX" --version | head -n 1)), in $tmp"
 check meson_subproject meson_subproject
 check install install_keel
 check pkg_config pkg_config
 check cmake cmake_package
 check memory_only memory_only
+check compile_errors compile_errors
 finish

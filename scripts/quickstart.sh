@@ -5,8 +5,11 @@
 #
 #   bash scripts/quickstart.sh
 #
-# Installs missing Debian packages first (scripts/setup-debian.sh), builds in
-# ./build and never downloads subprojects (--wrap-mode=nodownload).
+# Installs missing Debian packages first (scripts/setup-debian.sh), builds
+# only the example in ./build, set up as scripts/test.sh sets it up
+# (scripts/setup-build.sh: the same options every time, whatever build/ held
+# before; the tests then reuse this build), and never downloads subprojects
+# (--wrap-mode=nodownload).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -27,11 +30,7 @@ quiet() {
 
 bash scripts/setup-debian.sh
 
-if [[ -f "$build/meson-private/coredata.dat" ]]; then
-  quiet meson setup --reconfigure "$build" --wrap-mode=nodownload
-else
-  quiet meson setup "$build" --wrap-mode=nodownload
-fi
+quiet bash scripts/setup-build.sh "$build"
 
 if ! meson introspect --targets "$build" | grep -Eq '"name": *"quickstart"'; then
   echo "quickstart: the example is not configured because RocksDB was not found." >&2

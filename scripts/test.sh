@@ -3,7 +3,9 @@
 #
 #   P passed, F failed[, S skipped]
 #
-# summed over the doctest summaries of every test binary that ran. The exit
+# summed over the doctest summaries of every test binary that ran; a skipped
+# case could not run on this machine and printed "keel-skip: <reason>"
+# (listed, with the reasons, above the count). The exit
 # status is non-zero when a step fails, `meson test` fails, F > 0 or no test
 # case was counted at all.
 #
@@ -11,15 +13,25 @@
 #   bash scripts/test.sh keel_tests            # extra args go to `meson test`
 #   bash scripts/test.sh --test-args='-tc=*close*'
 #
+# The long loops run shortened (the 1000 RocksDB open/close cycles of the
+# reopen shard: 100, KEEL_TEST_CYCLES) unless KEEL_TEST_FULL=1, which .ci/run
+# sets: CI runs them in full.
+#
 # Environment (for CI variants such as sanitizer runs):
 #   KEEL_BUILD_DIR   build directory (default: build)
 #   KEEL_SETUP_ARGS  extra `meson setup` arguments, split on spaces, after the
-#                    defaults "-Ddebug=false -Doptimization=1" (a test build:
-#                    no debug info and -O1 compile the template-heavy tests
-#                    in about a third of the time -O2 -g takes; pass e.g.
-#                    "-Ddebug=true -Doptimization=2" to get those back), e.g.
-#                    "-Db_sanitize=address,undefined -Db_lundef=false"
-#                    (use a build directory of its own: options persist in it)
+#                    defaults of scripts/setup-build.sh ("-Ddebug=false
+#                    -Doptimization=1 -Dtests=true -Dexamples=true
+#                    -Dbench=false": a test build, no debug info and -O1
+#                    compile the template-heavy tests in about a third of the
+#                    time -O2 -g takes; pass e.g. "-Ddebug=true
+#                    -Doptimization=2" to get those back), e.g.
+#                    "-Db_sanitize=address,undefined -Db_lundef=false" or
+#                    "-Dbench=true". The build directory is set up with
+#                    exactly these (scripts/setup-build.sh: a directory set up
+#                    with other options is set up anew), so give each variant
+#                    a build directory of its own.
+#   KEEL_TEST_FULL=1 run the long loops in full (KEEL_TEST_CYCLES=1000)
 #   KEEL_SKIP_SETUP=1  do not run scripts/setup-debian.sh
 #   KEEL_JOBS        parallel compile jobs (default: ninja's, cores + 2)
 #   KEEL_COMPILE_TARGETS  build only these targets (space-separated, e.g.
@@ -29,7 +41,10 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
 build="${KEEL_BUILD_DIR:-build}"
-read -r -a setup_args <<<"-Ddebug=false -Doptimization=1 ${KEEL_SETUP_ARGS:-}"
+read -r -a setup_args <<<"${KEEL_SETUP_ARGS:-}"
+if [[ "${KEEL_TEST_FULL:-}" != 1 ]]; then
+  export KEEL_TEST_CYCLES="${KEEL_TEST_CYCLES:-100}"
+fi
 
 # Prints the count line last and exits.
 finish() {  # passed failed skipped status
@@ -46,12 +61,7 @@ abort() {
 
 bash scripts/setup-debian.sh || abort "installing the build dependencies failed (scripts/setup-debian.sh)"
 
-if [[ -f "$build/meson-private/coredata.dat" ]]; then
-  meson setup --reconfigure "$build" --wrap-mode=nodownload "${setup_args[@]}" ||
-    abort "meson setup --reconfigure $build failed"
-else
-  meson setup "$build" --wrap-mode=nodownload "${setup_args[@]}" || abort "meson setup $build failed"
-fi
+bash scripts/setup-build.sh "$build" "${setup_args[@]}" || abort "meson setup $build failed (scripts/setup-build.sh)"
 
 read -r -a targets <<<"${KEEL_COMPILE_TARGETS:-}"
 meson compile -C "$build" ${KEEL_JOBS:+-j "$KEEL_JOBS"} "${targets[@]}" || abort "meson compile -C $build failed"

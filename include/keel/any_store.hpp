@@ -241,7 +241,7 @@ class basic_any_store {
   }
   // See basic_store::run_transaction; fn takes a transaction_type&.
   template <class F>
-  auto run_transaction(F&& fn, int max_attempts = 16) -> std::invoke_result_t<F&, transaction_type&> {
+  auto run_transaction(F&& fn, int max_attempts = 16) -> detail::transaction_fn_result_t<F, transaction_type> {
     return detail::run_transaction([this] { return transaction(); }, fn, max_attempts);
   }
   result<void> close() {

@@ -385,28 +385,51 @@ inline void transaction_backoff(int attempt) {
   const std::uint64_t cap = std::uint64_t(1) << std::min(attempt, 14);
   std::this_thread::sleep_for(std::chrono::microseconds(x % cap));
 }
+// Whether T is a keel::result<U> (what run_transaction's fn must return).
+template <class T>
+inline constexpr bool is_result_v = false;
+template <class T>
+inline constexpr bool is_result_v<result<T>> = true;
+// run_transaction's return type: fn's, or result<void> when fn returns
+// something else (the static_assert below is then the only error, not one
+// more at the caller's `auto r = store.run_transaction(...)`).
+template <class F, class Tx>
+using transaction_fn_result_t =
+    std::conditional_t<is_result_v<std::invoke_result_t<F&, Tx&>>, std::invoke_result_t<F&, Tx&>, result<void>>;
+
 // run_transaction for every store type: begin() makes a transaction, fn
 // fills it; commits, and runs again on conflict (see basic_store).
 template <class Begin, class F>
 auto run_transaction(Begin&& begin, F& fn, int max_attempts)
-    -> std::invoke_result_t<F&, std::invoke_result_t<Begin&>&> {
+    -> transaction_fn_result_t<F, std::invoke_result_t<Begin&>> {
   using R = std::invoke_result_t<F&, std::invoke_result_t<Begin&>&>;
-  std::optional<keel::error> last;
-  for (int attempt = 0; attempt < std::max(max_attempts, 1); ++attempt) {
-    if (attempt > 1) transaction_backoff(attempt);
-    auto tx = begin();
-    R r = fn(tx);
-    if (!r) return r;
-    if (auto c = tx.commit(); !c) {
-      if (c.error() != errc::conflict) return std::move(c).error();
-      last = std::move(c).error();
-      continue;
+  // One clear error instead of several from the body below (which is then
+  // not instantiated): fn decides whether the transaction commits, so it
+  // must say so in its return type.
+  if constexpr (!is_result_v<R>) {
+    static_assert(is_result_v<R>,
+                  "keel: the function given to run_transaction must return keel::result<T> "
+                  "(e.g. keel::result<void>: `return {};` to commit, an error to roll back), "
+                  "not void or a plain value");
+    return result<void>();
+  } else {
+    std::optional<keel::error> last;
+    for (int attempt = 0; attempt < std::max(max_attempts, 1); ++attempt) {
+      if (attempt > 1) transaction_backoff(attempt);
+      auto tx = begin();
+      R r = fn(tx);
+      if (!r) return r;
+      if (auto c = tx.commit(); !c) {
+        if (c.error() != errc::conflict) return std::move(c).error();
+        last = std::move(c).error();
+        continue;
+      }
+      return r;
     }
-    return r;
+    return keel::error(errc::conflict, "run_transaction: gave up after " + std::to_string(std::max(max_attempts, 1)) +
+                                           " attempts, each in conflict with another commit (" +
+                                           (last ? last->message() : std::string()) + ")");
   }
-  return keel::error(errc::conflict, "run_transaction: gave up after " + std::to_string(std::max(max_attempts, 1)) +
-                                         " attempts, each in conflict with another commit (" +
-                                         (last ? last->message() : std::string()) + ")");
 }
 }  // namespace detail
 
@@ -556,7 +579,7 @@ class basic_store {
   // that keep colliding spread out.
   template <class F>
   auto run_transaction(F&& fn, int max_attempts = 16)
-      -> std::invoke_result_t<F&, basic_transaction<Policy>&> {
+      -> detail::transaction_fn_result_t<F, basic_transaction<Policy>> {
     return detail::run_transaction([this] { return transaction(); }, fn, max_attempts);
   }
 
