@@ -132,10 +132,7 @@ int main(int argc, char** argv) {
     std::fputs(usage_text, stderr);
     return exit_usage;
   }
-  if (!c.etcd.empty() && c.memory) return usage_error("--etcd cannot be combined with --memory or --memory-file");
-  if (!c.etcd.empty() && !c.db.empty()) return usage_error("--etcd cannot be combined with --db");
-  if (!c.hybrid.empty() && (c.memory || !c.db.empty() || !c.etcd.empty() || c.fallback))
-    return usage_error("--hybrid cannot be combined with --db, --memory, --memory-file, --etcd or --fallback");
+  if (auto rc = check_store_options(c)) return *rc;
   const std::string& cmd = c.args[0];
   if (cmd == "help") {
     std::fputs(usage_text, stdout);
