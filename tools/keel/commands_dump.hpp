@@ -127,10 +127,13 @@ inline int cmd_verify(const cli& c) {
 // ("" for a memory store that is not persisted: each is a store of its own).
 inline std::pair<std::string, std::string> store_identity(const cli& c, const std::string& spec) {
   namespace fs = std::filesystem;
-  auto canonical = [](const std::string& p) {
+  auto canonical = [](const std::string& p) -> std::string {
+    if (p.empty()) return p;
     std::error_code ec;
-    const fs::path w = fs::weakly_canonical(fs::absolute(p), ec);
-    return (ec ? fs::absolute(p).lexically_normal() : w).string();
+    const fs::path a = fs::absolute(p, ec);
+    if (ec) return fs::path(p).lexically_normal().string();
+    const fs::path w = fs::weakly_canonical(a, ec);
+    return (ec ? a.lexically_normal() : w).string();
   };
   if (spec == "memory" || spec.rfind("memory:", 0) == 0) {
     const std::string file = spec.size() > 7 ? spec.substr(7) : c.memory_file;
@@ -166,6 +169,7 @@ inline int cmd_migrate(const cli& c) {
   new_store created;
   auto dst = open_spec(c, c.args[2], access::write, dst_target, &created);
   if (!dst) return open_failed(dst.error(), dst_target);
+  const bool was_in_memory = hybrid_in_memory(*dst);
   progress_bar bar(c.show_progress(), "migrating");
   keel::copy_options co;
   co.progress = bar.fn();
@@ -180,6 +184,7 @@ inline int cmd_migrate(const cli& c) {
     if (dst->close() && remove_new) created.remove();
     return rc;
   }
+  move_hybrid_if_due(*dst, was_in_memory);
   if (auto r = dst->close(); !r) return op_error(r.error());
   if (c.json)
     std::printf("{\"records\":%llu,\"payload_bytes\":%llu}\n", static_cast<unsigned long long>(n->records),

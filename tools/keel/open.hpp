@@ -460,6 +460,32 @@ inline void name_env_choice(const main_store_choice& m) {
   }
 }
 
+// Whether `store` is a hybrid store whose data is in its memory tier.
+inline bool hybrid_in_memory(cli_store& store) {
+  auto* h = store.get_if<keel::HybridPolicy<>>();
+  return h && h->policy().current_tier() == keel::HybridPolicy<>::tier::small;
+}
+
+// After a write command on a hybrid store (`was_in_memory`: its data was in
+// the memory tier before the command): the move to RocksDB, when due,
+// happens now (in the background it would be stopped by the close: keel
+// lives for one command; compact may have moved it already), and is
+// reported. A failed move is reported too; the data stays in the memory tier
+// and the command still succeeds.
+inline void move_hybrid_if_due(cli_store& store, bool was_in_memory) {
+  auto* h = store.get_if<keel::HybridPolicy<>>();
+  if (!h || !was_in_memory) return;
+  auto& policy = h->policy();
+  auto moved = policy.move_if_due();
+  if (!moved) {
+    std::fprintf(stderr, "keel: %s\n", moved.error().message().c_str());
+  } else if (*moved) {
+    std::fprintf(stderr, "keel: the hybrid store holds %llu bytes or more in memory: moved its data to RocksDB (%s)\n",
+                 static_cast<unsigned long long>(policy.options_used().spill_bytes),
+                 (policy.options_used().path / "rocksdb").string().c_str());
+  }
+}
+
 // Opens the main store, runs fn(store) and closes it. Returns fn's exit code;
 // a failed open exits 3, a failed close 5 (unless fn already failed). A
 // write command on a memory store that is not persisted is refused (exit 2).
@@ -475,7 +501,9 @@ int with_store(const cli& c, access how, F&& fn) {
   new_store created;
   auto opened = open_spec(c, choice->spec, how, target, how == access::write ? &created : nullptr);
   if (!opened) return open_failed(opened.error(), target);
+  const bool was_in_memory = hybrid_in_memory(*opened);
   const int rc = fn(*opened);
+  if (rc == exit_ok && how == access::write) move_hybrid_if_due(*opened, was_in_memory);
   const bool remove_new = rc != exit_ok && created.active() && holds_nothing(*opened);
   if (auto r = opened->close(); !r) return rc == exit_ok || rc == exit_not_found ? op_error(r.error()) : rc;
   if (remove_new) created.remove();
