@@ -292,7 +292,6 @@ TEST_SUITE("cli") {
     ::setenv("KEEL_ETCD_ENDPOINTS", url.c_str(), 1);
     ::setenv("KEEL_ETCD_PREFIX", "app/", 1);
     const auto put = run_cli({"--db", db, "put", "w", "1"});
-    const auto get = run_cli({"--db", db, "get", "w"});
     const auto mem_put = run_cli({"--memory-file", mf, "put", "m", "2"});
     const auto on_etcd = run_cli({"count"});
     const auto both = run_cli({"--db", db, "--etcd-prefix", "app/", "count"});
@@ -300,6 +299,7 @@ TEST_SUITE("cli") {
     ::unsetenv("KEEL_ETCD_ENDPOINTS");
     CHECK(put.status == 0);
     CHECK_FALSE(put.says("KEEL_ETCD"));
+    const auto get = run_cli({"--db", db, "get", "w"});  // the variables unset: the database alone
     CHECK(get.status == 0);
     CHECK(get.out == "1\n");
     CHECK(mem_put.status == 0);
