@@ -613,8 +613,13 @@ TEST_SUITE("cli") {
     // --memory: a write is refused (exit 2), saying why and what to use.
     auto r = run_cli({"--memory", "put", "k", "v"});
     CHECK(r.status == 2);
-    CHECK(r.says("not persisted (chosen by --memory)"));
-    CHECK(r.says("--memory-file FILE"));
+    // The words docs/cli.md shows.
+    CHECK(r.err ==
+          "keel: put would write to a memory store that is not persisted (chosen by --memory): the data would be gone "
+          "when keel exits, so nothing was written. Use --memory-file FILE for a memory store kept in FILE, or --db "
+          "PATH for a RocksDB database\nRun 'keel --help' for usage.\n");
+    CHECK(run_cli({"--db", db, "--memory", "put", "k", "v"}).err ==
+          "keel: --db and --memory name two different stores; give one of them\nRun 'keel --help' for usage.\n");
     CHECK(run_cli({"--memory", "del", "--prefix", "a"}).status == 2);
     CHECK(run_cli({"--memory", "import", "x.dump"}).status == 2);
     CHECK(run_cli({"--memory", "count"}).out == "0\n");  // a read is fine
@@ -688,6 +693,7 @@ TEST_SUITE("cli") {
       const auto r = run_cli(a.args);
       CHECK(r.status == a.status);
       CHECK(entries() == before);
+      if (a.args[0] != "migrate") CHECK(r.says("again: the command failed before writing anything\n"));
     }
     // An empty directory given as the database stays, and stays empty.
     fs::create_directory(tmp.path() / "empty");
@@ -777,7 +783,8 @@ TEST_SUITE("cli") {
     REQUIRE(run_cli({"--memory-file", mf.string(), "put", "k", "v"}).status == 0);
     auto free_ = run_cli({"doctor", mf.string()});
     CHECK(free_.status == 0);
-    CHECK(free_.has("is a persisted memory store"));
+    CHECK(free_.has("'" + mf.string() + "' is a persisted memory store (memory_options::persist_path; keel "
+                    "--memory-file): its snapshot, a keel dump of "));
     CHECK(free_.has("a keel dump of"));
     CHECK(free_.has("Nobody holds its lock file"));
     CHECK(free_.has("an open would succeed now"));
@@ -794,6 +801,8 @@ TEST_SUITE("cli") {
       CHECK(held.status == 1);
       CHECK(held.has("process " + std::to_string(holder.pid())));
       CHECK(held.has("memory_log_writer"));
+      CHECK(held.has("holds its lock file '" + mf.string() + ".lock'."));
+      CHECK(held.has("An open now fails with lock_held_by_other_process (a memory store has no read-only open)."));
       CHECK(held.has("would NOT succeed"));
       CHECK(held.has("1 log ("));  // the holder writes into a new log
       CHECK(run_cli({"--json", "doctor", mf.string()}).has("\"holder_pid\":" + std::to_string(holder.pid())));
