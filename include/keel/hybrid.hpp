@@ -367,7 +367,9 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
 
   // Reclaims space in the current tier (RocksDB: CompactRange; memory:
   // compresses now, with compression). A move that is due (move_if_due())
-  // happens first, so a short-lived program can compact to make it happen.
+  // happens first, so a short-lived program can compact to make it happen;
+  // if that move fails, compact() returns its error (the data stays in the
+  // memory tier, nothing lost) and compacts nothing.
   result<void> compact(const key_range& range) {
     if (auto due = move_if_due(); !due) return due.error();
     std::shared_lock pin(tier_gate_);
