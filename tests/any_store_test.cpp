@@ -239,6 +239,13 @@ TEST_SUITE("any_store") {
       REQUIRE(again);
       CHECK(again->get("k")->value() == "v");
     }
+    SUBCASE("fallback disabled and not for this kind of error: no note about a fallback (issue 25)") {
+      c.fallback_on = {errc::io_error};
+      auto s = open_store(c);
+      REQUIRE_FALSE(s);
+      CHECK(s.error().code() == errc::locks_unsupported);
+      CHECK_FALSE(contains(s.error().message(), "fallback"));
+    }
     SUBCASE("fallback enabled, but not for this kind of error") {
       c.fallback_to_memory = true;
       c.fallback_on = {errc::io_error};

@@ -116,7 +116,10 @@ TEST_SUITE("cli") {
     // The environment names the cluster too; the options win over it.
     ::setenv("KEEL_ETCD_ENDPOINTS", url.c_str(), 1);
     ::setenv("KEEL_ETCD_PREFIX", "env/", 1);
-    CHECK(run_cli({"put", "k", "from-env"}).status == 0);
+    const auto env_put = run_cli({"put", "k", "from-env"});
+    CHECK(env_put.status == 0);
+    // The environment chose the store: stderr names it (issue 25).
+    CHECK(env_put.says("KEEL_ETCD_ENDPOINTS chose the etcd cluster at " + url + ", prefix 'env/'"));
     CHECK(on("env/", {"get", "k"}).out == "from-env\n");
     CHECK(run_cli({"--etcd-prefix", "app/", "count"}).out == "0\n");
     ::unsetenv("KEEL_ETCD_PREFIX");
@@ -274,5 +277,37 @@ TEST_SUITE("cli") {
     auto js = run_cli({"--json", "doctor", target});
     CHECK(js.status == 1);
     CHECK(js.has("\"no_leader\":true"));
+  }
+
+  // Issue 25, bug 1: with KEEL_ETCD_ENDPOINTS and KEEL_ETCD_PREFIX set, --db
+  // (or --memory-file, --hybrid) still chooses the store: an option wins over
+  // every variable, and nothing goes to etcd.
+  TEST_CASE("cli on etcd: --db wins over KEEL_ETCD_ENDPOINTS; two store options are a usage error") {
+    REQUIRE(etcd_cluster::available());
+    etcd_cluster cluster(1);
+    const std::string url = cluster.endpoint(0);
+    temp_dir tmp;
+    const std::string db = (tmp.path() / "db").string();
+    const std::string mf = (tmp.path() / "m.keeldump").string();
+    ::setenv("KEEL_ETCD_ENDPOINTS", url.c_str(), 1);
+    ::setenv("KEEL_ETCD_PREFIX", "app/", 1);
+    const auto put = run_cli({"--db", db, "put", "w", "1"});
+    const auto mem_put = run_cli({"--memory-file", mf, "put", "m", "2"});
+    const auto on_etcd = run_cli({"count"});
+    const auto both = run_cli({"--db", db, "--etcd-prefix", "app/", "count"});
+    ::unsetenv("KEEL_ETCD_PREFIX");
+    ::unsetenv("KEEL_ETCD_ENDPOINTS");
+    CHECK(put.status == 0);
+    CHECK_FALSE(put.says("KEEL_ETCD"));
+    const auto get = run_cli({"--db", db, "get", "w"});  // the variables unset: the database alone
+    CHECK(get.status == 0);
+    CHECK(get.out == "1\n");
+    CHECK(mem_put.status == 0);
+    CHECK(run_cli({"--memory-file", mf, "get", "m"}).out == "2\n");
+    CHECK(on_etcd.out == "0\n");  // nothing went to etcd
+    CHECK(on_etcd.says("KEEL_ETCD_ENDPOINTS chose the etcd cluster"));
+    CHECK(both.status == 2);
+    CHECK(both.says("--db and --etcd-prefix name two different stores"));
+    CHECK(run_cli({"--etcd", url, "--etcd-prefix", "app/", "count"}).out == "0\n");
   }
 }

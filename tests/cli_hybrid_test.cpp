@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <keel/dump.hpp>
 #include <keel/hybrid.hpp>
 #include <string>
 #include <vector>
@@ -150,5 +151,51 @@ TEST_SUITE("cli") {
     CHECK(run_cli({"--hybrid", h.string(), "--memory", "count"}).status == 2);
     CHECK(run_cli({"--hybrid", h.string(), "--fallback", "put", "k", "v"}).status == 2);
     CHECK_FALSE(fs::exists(h));
+  }
+
+  // Issue 25, bug 10: a hybrid store filled through the tool moves to RocksDB
+  // past spill_bytes (64 MiB) although each command lives shorter than a
+  // background move; compact moves a store that is due; stats says when.
+  TEST_CASE("cli --hybrid: past 64 MiB the data moves to RocksDB within the command; stats says when") {
+    temp_dir tmp;
+    const std::string h = (tmp.path() / "h").string();
+    REQUIRE(run_cli({"--hybrid", h, "put", "small", "v"}).status == 0);
+    const cli_result small = run_cli({"--hybrid", h, "stats"});
+    CHECK(small.has("tier\tmemory\n"));
+    CHECK(small.has("move\tto rocksdb once the memory tier holds 67108864 bytes"));
+
+    // 66 values of 1 MiB, imported in one command.
+    const fs::path big = tmp.path() / "big.keeldump";
+    {
+      keel::dump_writer w;
+      REQUIRE(w.open(big));
+      const std::string value(std::size_t(1) << 20, 'x');
+      for (int i = 0; i < 66; ++i) REQUIRE(w.add("big/" + std::to_string(100 + i), value));
+      REQUIRE(w.finish());
+    }
+    const cli_result imported = run_cli({"--hybrid", h, "import", big.string()});
+    CHECK(imported.status == 0);
+    CHECK(imported.says("moved its data to RocksDB"));
+    const cli_result moved = run_cli({"--hybrid", h, "stats"});
+    CHECK(moved.has("tier\trocksdb\n"));
+    CHECK_FALSE(moved.has("move\t"));
+    CHECK(moved.has("keys\t67\n"));
+    CHECK(run_cli({"--hybrid", h, "get", "small"}).out == "v\n");
+
+    // A store a program left past spill_bytes in memory: compact moves it.
+    const fs::path h2 = tmp.path() / "h2";
+    {
+      auto s = keel::hybrid_store::open({.path = h2, .spill_bytes = std::size_t(1) << 40});
+      REQUIRE(s);
+      const std::string value(std::size_t(1) << 20, 'y');
+      for (int i = 0; i < 66; ++i) REQUIRE(s->put("k" + std::to_string(i), value));
+      REQUIRE(s->close());
+    }
+    CHECK(run_cli({"--hybrid", h2.string(), "stats"}).has("tier\tmemory\n"));
+    const cli_result compacted = run_cli({"--hybrid", h2.string(), "compact"});
+    CHECK(compacted.status == 0);
+    CHECK(compacted.says("moved its data to RocksDB"));
+    CHECK(run_cli({"--hybrid", h2.string(), "stats"}).has("tier\trocksdb\n"));
+    CHECK(run_cli({"--hybrid", h2.string(), "count"}).out == "66\n");
   }
 }

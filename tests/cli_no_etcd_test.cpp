@@ -27,11 +27,19 @@ TEST_SUITE("cli") {
     auto m = run_cli({"migrate", "etcd:app/", db});
     CHECK(m.status == 3);
     CHECK(m.says("this keel was built without the etcd backend"));
+    // The variable chooses the store only when no option does (issue 25:
+    // --db wins over it).
     ::setenv("KEEL_ETCD_ENDPOINTS", "http://127.0.0.1:1", 1);
-    auto e = run_cli({"--db", db, "put", "k", "v"});
+    ::setenv("KEEL_DB", db.c_str(), 1);
+    auto e = run_cli({"put", "k", "v"});
+    ::unsetenv("KEEL_DB");
+    const bool created_by_env = std::filesystem::exists(db);
+    auto explicit_db = run_cli({"--db", db, "put", "k", "v"});
     ::unsetenv("KEEL_ETCD_ENDPOINTS");
     CHECK(e.status == 3);
     CHECK(e.says("KEEL_ETCD_ENDPOINTS: this keel was built without the etcd backend"));
-    CHECK_FALSE(std::filesystem::exists(db));
+    CHECK_FALSE(created_by_env);
+    CHECK(explicit_db.status == 0);
+    CHECK(run_cli({"--db", db, "get", "k"}).out == "v\n");
   }
 }

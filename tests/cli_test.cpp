@@ -5,12 +5,16 @@
 // the helpers as ../tools/keel.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
+#include <unistd.h>
 #include <optional>
 #include <keel/dump.hpp>
+#include <keel/memory.hpp>
 #include <string>
 #include <vector>
 
@@ -263,14 +267,14 @@ TEST_SUITE("cli") {
           .write(full.data(), std::streamsize(len));
       auto r = run({"--db", db2, "import", (tmp.path() / "cut.dump").string()});
       CHECK(r.status == 4);
-      CHECK(run({"--db", db2, "count"}).out == "0\n");
+      CHECK_FALSE(fs::exists(db2));  // nothing written, and no new, empty store left (issue 25)
       CHECK(run({"verify", (tmp.path() / "cut.dump").string()}).status == 4);
     }
     std::string damaged = full;
     damaged[full.size() / 3] ^= 0x01;
     std::ofstream(tmp.path() / "bad.dump", std::ios::binary).write(damaged.data(), std::streamsize(damaged.size()));
     CHECK(run({"--db", db2, "import", (tmp.path() / "bad.dump").string()}).status == 4);
-    CHECK(run({"--db", db2, "count"}).out == "0\n");
+    CHECK_FALSE(fs::exists(db2));
     CHECK(run({"--db", db2, "import", (tmp.path() / "missing.dump").string()}).status == 5);
 
     // migrate
@@ -279,8 +283,10 @@ TEST_SUITE("cli") {
     CHECK(mig.status == 0);
     CHECK(mig.out == "{\"records\":10000,\"payload_bytes\":590000}\n");
     CHECK(run({"--db", db3, "scan", "--limit", "1"}).out == "key000000\t" + std::string(50, 'a') + "\n");
-    CHECK(run({"migrate", db, "memory:"}).status == 0);
-    CHECK(run({"migrate", db, db}).status == 3);  // the same directory twice: already open
+    // Into a memory store that is not persisted: refused (issue 25: the copy
+    // would be gone when keel exits).
+    CHECK(run({"migrate", db, "memory:"}).status == 2);
+    CHECK(run({"migrate", db, db}).status == 2);  // the same store twice: a usage error (issue 25)
 
     // Progress: quiet when stderr is not a terminal, a bar when forced.
     CHECK(sh(q(cli_path()) + " --db " + q(db) + " export " + q(tmp.path() / "p.dump") + " 2> " +
@@ -327,7 +333,7 @@ TEST_SUITE("cli") {
     const std::string db2 = (tmp.path() / "db2").string();
     CHECK(sh(cli + " --db " + q(src) + " export - | head -c 5000 | " + env + cli + " --db " + q(db2) +
              " import -") == 4);
-    CHECK(run({"--db", db2, "count"}).out == "0\n");
+    CHECK_FALSE(fs::exists(db2));  // no new, empty store left either (issue 25)
     CHECK(sh("printf '' | " + env + cli + " verify -") == 4);
     CHECK(fs::is_empty(spool_dir));
 
@@ -348,9 +354,15 @@ TEST_SUITE("cli") {
     auto text = run({"--db", db, "stats"});
     CHECK(text.has("backend\trocksdb\n"));
 
+    // --db wins over KEEL_USE_MEMORY_STORAGE (issue 25: an option wins over
+    // every variable); without an option the variable chooses memory.
     ::setenv("KEEL_USE_MEMORY_STORAGE", "yes", 1);
-    auto mem = run({"--db", db, "--json", "stats"});
+    auto explicit_db = run({"--db", db, "--json", "stats"});
+    ::setenv("KEEL_DB", db.c_str(), 1);
+    auto mem = run({"--json", "stats"});
+    ::unsetenv("KEEL_DB");
     ::unsetenv("KEEL_USE_MEMORY_STORAGE");
+    CHECK(explicit_db.has("\"backend\":\"rocksdb\""));
     CHECK(mem.has("\"backend\":\"memory\""));
     CHECK(mem.has("\"keys\":0"));
     CHECK(run({"--memory", "--json", "stats"}).has("\"backend\":\"memory\""));
@@ -441,7 +453,13 @@ TEST_SUITE("cli") {
     CHECK(run({"--db", (tmp.path() / "empty").string(), "count"}).status == 3);
     CHECK(fs::is_empty(tmp.path() / "empty"));
 
-    // A write command creates the database (with its parents) and says so, once.
+    // A write command creates the database (only the last component of its
+    // path: issue 25) and says so, once.
+    CHECK(sh(pre + "put k v 2> " + q(err)) == 3);
+    CHECK(slurp(err).find("parent directory '" + (tmp.path() / "typo").string() + "' does not exist") !=
+          std::string::npos);
+    CHECK_FALSE(fs::exists(tmp.path() / "typo"));
+    fs::create_directory(tmp.path() / "typo");
     CHECK(sh(pre + "put k v 2> " + q(err)) == 0);
     CHECK(slurp(err) == "keel: created a new database at '" + missing.string() + "'\n");
     CHECK(sh(pre + "put k2 v 2> " + q(err)) == 0);
@@ -568,5 +586,247 @@ TEST_SUITE("cli") {
     CHECK(file.has("not a directory"));
 
     CHECK(run({"doctor"}).status == 2);
+  }
+
+  // Issue 25, bugs 1 and 2: an option names the store and wins over the
+  // environment; two options are a usage error; a write to a memory store
+  // that forgets it is refused; a store the environment chose is named.
+  TEST_CASE("store choice: options win over the environment; no write to a store that forgets it") {
+    using keel::test::run_cli;
+    temp_dir tmp;
+    const std::string db = (tmp.path() / "db").string();
+    const std::string mf = (tmp.path() / "m.keeldump").string();
+
+    // Two options naming two stores: exit 2, nothing created.
+    for (const std::vector<std::string>& args :
+         {std::vector<std::string>{"--db", db, "--memory", "put", "k", "v"},
+          std::vector<std::string>{"--memory", "--db", db, "get", "k"},
+          std::vector<std::string>{"--db", db, "--memory-file", mf, "put", "k", "v"},
+          std::vector<std::string>{"--hybrid", (tmp.path() / "h").string(), "--memory-file", mf, "count"}}) {
+      const auto r = run_cli(args);
+      CHECK(r.status == 2);
+      CHECK(r.says("name two different stores"));
+    }
+    CHECK_FALSE(fs::exists(db));
+    CHECK_FALSE(fs::exists(mf));
+
+    // --memory: a write is refused (exit 2), saying why and what to use.
+    auto r = run_cli({"--memory", "put", "k", "v"});
+    CHECK(r.status == 2);
+    // The words docs/cli.md shows.
+    CHECK(r.err ==
+          "keel: put would write to a memory store that is not persisted (chosen by --memory): the data would be gone "
+          "when keel exits, so nothing was written. Use --memory-file FILE for a memory store kept in FILE, or --db "
+          "PATH for a RocksDB database\nRun 'keel --help' for usage.\n");
+    CHECK(run_cli({"--db", db, "--memory", "put", "k", "v"}).err ==
+          "keel: --db and --memory name two different stores; give one of them\nRun 'keel --help' for usage.\n");
+    CHECK(run_cli({"--memory", "del", "--prefix", "a"}).status == 2);
+    CHECK(run_cli({"--memory", "import", "x.dump"}).status == 2);
+    CHECK(run_cli({"--memory", "count"}).out == "0\n");  // a read is fine
+
+    // KEEL_USE_MEMORY_STORAGE: --db wins (the write lands in the database) ...
+    ::setenv("KEEL_USE_MEMORY_STORAGE", "1", 1);
+    r = run_cli({"--db", db, "put", "k", "v"});
+    CHECK(r.status == 0);
+    CHECK_FALSE(r.says("KEEL_USE_MEMORY_STORAGE"));
+    // ... and without an option the variable chooses memory, named on stderr;
+    // a write is refused naming the variable.
+    ::setenv("KEEL_DB", db.c_str(), 1);
+    auto w = run_cli({"put", "k2", "v2"});
+    auto g = run_cli({"get", "k"});
+    ::unsetenv("KEEL_DB");
+    ::unsetenv("KEEL_USE_MEMORY_STORAGE");
+    CHECK(w.status == 2);
+    CHECK(w.says("chosen by KEEL_USE_MEMORY_STORAGE=1"));
+    CHECK(w.says("unset KEEL_USE_MEMORY_STORAGE"));
+    CHECK(g.status == 1);
+    CHECK(g.says("KEEL_USE_MEMORY_STORAGE=1 chose a memory store"));
+    CHECK(run_cli({"--db", db, "get", "k"}).out == "v\n");
+    CHECK(run_cli({"--db", db, "get", "k2"}).status == 1);
+
+    // --memory-file persists: writes work.
+    CHECK(run_cli({"--memory-file", mf, "put", "k", "v"}).status == 0);
+    CHECK(run_cli({"--memory-file", mf, "get", "k"}).out == "v\n");
+
+    // A write command never falls back to memory: it would lose the write.
+    fs::create_directory(tmp.path() / "ro");
+    fs::permissions(tmp.path() / "ro", fs::perms::owner_read | fs::perms::owner_exec);
+    if (::geteuid() != 0) {
+      r = run_cli({"--fallback", "--db", (tmp.path() / "ro" / "db").string(), "put", "k", "v"});
+      CHECK(r.status == 3);
+      CHECK(r.says("never falls back to memory"));
+      CHECK_FALSE(r.says("falling back"));
+    }
+    fs::permissions(tmp.path() / "ro", fs::perms::owner_all);
+  }
+
+  // Issue 25, bug 3: a write command that fails before writing anything
+  // leaves no store it created.
+  TEST_CASE("a failed import or checkpoint leaves no new store behind; an existing one stays") {
+    using keel::test::run_cli;
+    temp_dir tmp;
+    const fs::path garbage = tmp.path() / "garbage.bin";
+    std::ofstream(garbage, std::ios::binary) << std::string(1000, '\x5a');
+    const fs::path missing = tmp.path() / "missing.dump";
+    const auto entries = [&] {
+      std::vector<std::string> names;
+      for (const auto& e : fs::directory_iterator(tmp.path())) names.push_back(e.path().filename().string());
+      std::sort(names.begin(), names.end());
+      return names;
+    };
+    const auto before = entries();
+    struct attempt {
+      std::vector<std::string> args;
+      int status;
+    };
+    const std::string db = (tmp.path() / "new").string(), mf = (tmp.path() / "new.keeldump").string(),
+                      h = (tmp.path() / "newh").string();
+    for (const attempt& a : {attempt{{"--db", db, "import", garbage.string()}, 4},
+                             attempt{{"--db", db, "import", missing.string()}, 5},
+                             attempt{{"--memory-file", mf, "import", garbage.string()}, 4},
+                             attempt{{"--memory-file", mf, "import", missing.string()}, 5},
+                             attempt{{"--hybrid", h, "import", garbage.string()}, 4},
+                             attempt{{"--hybrid", h, "import", missing.string()}, 5},
+                             attempt{{"--db", db, "checkpoint", tmp.path().string()}, 5},
+                             attempt{{"migrate", (tmp.path() / "nosrc").string(), db}, 3}}) {
+      CAPTURE(a.args);
+      const auto r = run_cli(a.args);
+      CHECK(r.status == a.status);
+      CHECK(entries() == before);
+      if (a.args[0] != "migrate") CHECK(r.says("again: the command failed before writing anything\n"));
+    }
+    // An empty directory given as the database stays, and stays empty.
+    fs::create_directory(tmp.path() / "empty");
+    CHECK(run_cli({"--db", (tmp.path() / "empty").string(), "import", garbage.string()}).status == 4);
+    CHECK(fs::is_empty(tmp.path() / "empty"));
+    // An existing store is never removed, even when empty.
+    CHECK(run_cli({"--db", db, "put", "k", "v"}).status == 0);
+    CHECK(run_cli({"--db", db, "del", "k"}).status == 0);
+    CHECK(run_cli({"--db", db, "import", garbage.string()}).status == 4);
+    CHECK(fs::exists(fs::path(db) / "CURRENT"));
+  }
+
+  // Issue 25, bug 4: a database is created only as the last component of its
+  // path, and never among other files.
+  TEST_CASE("a write refuses a directory of other files and a missing parent, creating nothing") {
+    using keel::test::run_cli;
+    temp_dir tmp;
+    const fs::path dir = tmp.path() / "photos";
+    fs::create_directory(dir);
+    std::ofstream(dir / "b.jpg") << "b";
+    std::ofstream(dir / "a.jpg") << "a";
+    auto r = run_cli({"--db", dir.string(), "put", "k", "v"});
+    CHECK(r.status == 3);
+    CHECK(r.says("holds no database but 2 other entries ('a.jpg', 'b.jpg')"));
+    CHECK(std::distance(fs::directory_iterator(dir), fs::directory_iterator()) == 2);
+    r = run_cli({"--hybrid", dir.string(), "put", "k", "v"});
+    CHECK(r.status == 3);
+    CHECK(r.says("holds no hybrid store"));
+    CHECK(std::distance(fs::directory_iterator(dir), fs::directory_iterator()) == 2);
+
+    const fs::path deep = tmp.path() / "a" / "b" / "db";
+    r = run_cli({"--db", deep.string(), "put", "k", "v"});
+    CHECK(r.status == 3);
+    CHECK(r.says("parent directory '" + (tmp.path() / "a" / "b").string() + "' does not exist"));
+    CHECK(run_cli({"--hybrid", deep.string(), "put", "k", "v"}).status == 3);
+    CHECK(run_cli({"migrate", (tmp.path() / "none").string(), deep.string()}).status == 3);
+    CHECK_FALSE(fs::exists(tmp.path() / "a"));
+
+    // What a failed first open leaves (LOCK, LOG) is no reason to refuse.
+    fs::create_directory(tmp.path() / "left");
+    std::ofstream(tmp.path() / "left" / "LOCK");
+    CHECK(run_cli({"--db", (tmp.path() / "left").string(), "put", "k", "v"}).status == 0);
+    // A trailing slash names the same directory.
+    CHECK(run_cli({"--db", (tmp.path() / "slash").string() + "/", "put", "k", "v"}).status == 0);
+    CHECK(run_cli({"--db", (tmp.path() / "slash").string(), "get", "k"}).out == "v\n");
+  }
+
+  // Issue 25, bug 9 and the "Noise" friction.
+  TEST_CASE("migrate of a store into itself says so; errors carry a fallback note only when it matters") {
+    using keel::test::run_cli;
+    temp_dir tmp;
+    const std::string db = (tmp.path() / "db").string();
+    REQUIRE(run_cli({"--db", db, "put", "k", "v"}).status == 0);
+    for (const std::vector<std::string>& args :
+         {std::vector<std::string>{"migrate", db, db + "/"}, std::vector<std::string>{"migrate", db, db + "/./"}}) {
+      const auto r = run_cli(args);
+      CHECK(r.status == 2);
+      CHECK(r.says("are the same store"));
+      CHECK_FALSE(r.says("read-only store"));
+    }
+    const std::string mf = (tmp.path() / "m.keeldump").string();
+    REQUIRE(run_cli({"--memory-file", mf, "put", "k", "v"}).status == 0);
+    CHECK(run_cli({"migrate", "memory:" + mf, "memory:" + mf}).says("are the same store"));
+
+    // Errors where a fallback could not have helped carry no fallback note.
+    fs::create_directory(tmp.path() / "photos");
+    std::ofstream(tmp.path() / "photos" / "a.jpg") << "a";
+    std::ofstream(tmp.path() / "file") << "x";
+    for (const std::vector<std::string>& args :
+         {std::vector<std::string>{"--db", (tmp.path() / "file").string(), "put", "k", "v"},
+          std::vector<std::string>{"--db", (tmp.path() / "file").string(), "get", "k"},
+          std::vector<std::string>{"--db", (tmp.path() / "photos").string(), "put", "k", "v"},
+          std::vector<std::string>{"--db", (tmp.path() / "nope").string(), "get", "k"}}) {
+      CAPTURE(args);
+      const auto r = run_cli(args);
+      CHECK(r.status == 3);
+      CHECK_FALSE(r.says("fallback"));
+    }
+  }
+
+  // Issue 25, bug 11: doctor explains a persisted memory store (a
+  // --memory-file FILE): its snapshot, its logs, who holds FILE.lock.
+  TEST_CASE("doctor on a --memory-file store: snapshot, logs, the lock's holder") {
+    using keel::test::run_cli;
+    temp_dir tmp;
+    const fs::path mf = tmp.path() / "m.keeldump";
+    REQUIRE(run_cli({"--memory-file", mf.string(), "put", "k", "v"}).status == 0);
+    auto free_ = run_cli({"doctor", mf.string()});
+    CHECK(free_.status == 0);
+    CHECK(free_.has("'" + mf.string() + "' is a persisted memory store (memory_options::persist_path; keel "
+                    "--memory-file): its snapshot, a keel dump of "));
+    CHECK(free_.has("a keel dump of"));
+    CHECK(free_.has("Nobody holds its lock file"));
+    CHECK(free_.has("an open would succeed now"));
+    CHECK_FALSE(free_.has("RocksDB"));
+    auto json = run_cli({"--json", "doctor", mf.string()});
+    CHECK(json.has("\"memory_store\":true"));
+    CHECK(json.has("\"verdict\":\"opens\""));
+    {
+      child_process holder(helper_path("memory_log_writer"), {"hold", mf.string()});
+      auto line = holder.read_line(30s);
+      REQUIRE(line.has_value());
+      REQUIRE(*line == "ready " + std::to_string(holder.pid()));
+      auto held = run_cli({"doctor", mf.string()});
+      CHECK(held.status == 1);
+      CHECK(held.has("process " + std::to_string(holder.pid())));
+      CHECK(held.has("memory_log_writer"));
+      CHECK(held.has("holds its lock file '" + mf.string() + ".lock'."));
+      CHECK(held.has("An open now fails with lock_held_by_other_process (a memory store has no read-only open)."));
+      CHECK(held.has("would NOT succeed"));
+      CHECK(held.has("1 log ("));  // the holder writes into a new log
+      CHECK(run_cli({"--json", "doctor", mf.string()}).has("\"holder_pid\":" + std::to_string(holder.pid())));
+      holder.close_stdin();
+      CHECK(holder.wait() == 0);
+    }
+    // A store whose writes are all still in its log (no snapshot yet).
+    const fs::path logs_only = tmp.path() / "fresh.keeldump";
+    fs::copy_file(mf, tmp.path() / "keep");
+    {
+      keel::memory_options o;
+      o.persist_path = logs_only;
+      auto s = keel::memory_store::open(o);
+      REQUIRE(s);
+      REQUIRE(s->put("a", "b"));
+      // Left open while doctor looks: this process holds the lock.
+      auto open_here = run_cli({"doctor", logs_only.string()});
+      CHECK(open_here.has("is a persisted memory store"));
+      CHECK(open_here.has("process " + std::to_string(::getpid())));
+    }
+    // Any other file is still "not a directory".
+    std::ofstream(tmp.path() / "notes.txt") << "hello";
+    auto other = run_cli({"doctor", (tmp.path() / "notes.txt").string()});
+    CHECK(other.status == 1);
+    CHECK(other.has("not a directory"));
   }
 }

@@ -550,4 +550,50 @@ TEST_SUITE("hybrid") {
     CHECK(t.lost == 0);
     CHECK(t.torn == 0);
   }
+
+  // Issue 25, bug 10: a program that closes sooner than a move takes (keel's
+  // tool) makes a due move happen with move_if_due() or compact().
+  TEST_CASE("move_if_due() and compact() move a store past spill_bytes before returning; below it nothing moves") {
+    temp_dir tmp;
+    const fs::path path = tmp.path() / "h";
+    {
+      auto s = hybrid_store::open(no_auto_move(path));
+      REQUIRE(s);
+      for (int i = 0; i < 200; ++i) REQUIRE(s->put("key" + std::to_string(i), std::string(100, 'v')));
+      auto due = s->policy().move_if_due();
+      REQUIRE(due);
+      CHECK_FALSE(*due);  // below spill_bytes: not due, nothing moved
+      CHECK(s->policy().current_tier() == keel::HybridPolicy<>::tier::small);
+      REQUIRE(s->compact(key_range::all()));
+      CHECK(s->policy().current_tier() == keel::HybridPolicy<>::tier::small);
+      REQUIRE(s->close());
+    }
+    hybrid_options small_spill;
+    small_spill.path = path;
+    small_spill.spill_bytes = 1000;  // the store holds ~20 KB: due at once
+    {
+      auto s = hybrid_store::open(small_spill);
+      REQUIRE(s);
+      auto moved = s->policy().move_if_due();
+      REQUIRE_MESSAGE(moved, moved.error().message());
+      CHECK(*moved);
+      CHECK(s->policy().current_tier() == keel::HybridPolicy<>::tier::large);
+      CHECK(s->get("key42")->value() == std::string(100, 'v'));
+      REQUIRE(s->close());
+    }
+    // compact() does the same first.
+    const fs::path path2 = tmp.path() / "h2";
+    {
+      auto s = hybrid_store::open(no_auto_move(path2));
+      REQUIRE(s);
+      for (int i = 0; i < 200; ++i) REQUIRE(s->put("key" + std::to_string(i), std::string(100, 'w')));
+      REQUIRE(s->close());
+    }
+    small_spill.path = path2;
+    auto s = hybrid_store::open(small_spill);
+    REQUIRE(s);
+    REQUIRE(s->compact(key_range::all()));
+    CHECK(s->policy().current_tier() == keel::HybridPolicy<>::tier::large);
+    CHECK(s->stats()->keys == 200);
+  }
 }

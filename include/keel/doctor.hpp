@@ -3,7 +3,9 @@
 // filesystem lock, would an open succeed now, and what to do if not. A hybrid
 // store's directory (<keel/hybrid.hpp>: a TIER file) is explained as one:
 // its tier, who holds keel.lock, and for the RocksDB tier its rocksdb/
-// directory as above.
+// directory as above. A persisted memory store (memory_options::persist_path,
+// keel's --memory-file: a FILE that is a keel dump, FILE.wal-* logs,
+// FILE.lock) is explained as one: its snapshot, its logs, who holds FILE.lock.
 //
 // It only reads. It never deletes anything, never opens the LOCK file (the
 // holder is found in /proc/locks by device and inode; on Windows, where
@@ -22,13 +24,16 @@
 #include <rocksdb/env.h>
 #include <rocksdb/options.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "detail/db_files.hpp"
@@ -50,6 +55,8 @@ struct doctor_report {
   bool is_directory = false;
   bool is_rocksdb = false;                    // has a CURRENT file
   std::string hybrid_tier;                    // a hybrid store (TIER file): "memory", "rocksdb", or what TIER says
+  bool is_memory_store = false;               // a persisted memory store: FILE (snapshot), FILE.wal-*, FILE.lock
+  std::uint64_t memory_logs = 0;              // a persisted memory store: how many FILE.wal-* logs
   bool lock_file = false;                     // has a LOCK file
   std::optional<detail::lock_holder> holder;  // who holds the LOCK, if anyone
   bool lock_state_known = true;               // false when /proc/locks could not be read
@@ -184,6 +191,108 @@ inline doctor_report diagnose_hybrid(doctor_report r, const diagnose_options& op
   return r;
 }
 
+// The logs (FILE.wal-<12 digits>) of the memory store persisted at `file`,
+// and their bytes.
+inline std::vector<std::filesystem::path> memory_store_logs(const std::filesystem::path& file, std::uint64_t& bytes) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> logs;
+  const std::string prefix = file.filename().string() + ".wal-";
+  const fs::path dir = file.parent_path().empty() ? fs::path(".") : file.parent_path();
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() != prefix.size() + 12 || name.compare(0, prefix.size(), prefix) != 0) continue;
+    if (name.find_first_not_of("0123456789", prefix.size()) != std::string::npos) continue;
+    std::error_code sec;
+    const auto size = fs::file_size(it->path(), sec);
+    if (!sec) bytes += size;
+    logs.push_back(it->path());
+  }
+  std::sort(logs.begin(), logs.end());
+  return logs;
+}
+
+// Whether `path` is a persisted memory store: a file that starts as a keel
+// dump (its snapshot), or no file but logs of one (no fold yet).
+inline bool looks_like_memory_store(const std::filesystem::path& path, bool exists) {
+  if (exists) {
+    std::ifstream in(path, std::ios::binary);
+    char magic[8] = {};
+    in.read(magic, sizeof magic);
+    return in.gcount() == 8 && std::string_view(magic, 8) == "KEELDUMP";
+  }
+  std::uint64_t bytes = 0;
+  return !memory_store_logs(path, bytes).empty();
+}
+
+// A persisted memory store at `path` (the snapshot file): its files, who
+// holds path.lock (one process per store; never deleted), whether an open
+// would succeed now.
+inline doctor_report diagnose_memory_store(doctor_report r) {
+  namespace fs = std::filesystem;
+  auto say = [&](std::string s) { r.findings.push_back(std::move(s)); };
+  const std::string where = "'" + r.path.string() + "'";
+  r.is_memory_store = true;
+  std::error_code ec;
+  std::uint64_t log_bytes = 0;
+  const auto logs = memory_store_logs(r.path, log_bytes);
+  r.memory_logs = logs.size();
+  const fs::path dir = r.path.parent_path().empty() ? fs::path(".") : r.path.parent_path();
+  r.filesystem = filesystem_name(dir);
+  const std::string log_text = logs.empty() ? std::string("no log")
+                               : std::to_string(logs.size()) + (logs.size() == 1 ? " log (" : " logs (") +
+                                     logs.front().filename().string() + (logs.size() > 1 ? ", ..." : "") + ", " +
+                                     std::to_string(log_bytes) + " bytes)";
+  if (r.exists) {
+    const auto size = fs::file_size(r.path, ec);
+    say(where + " is a persisted memory store (memory_options::persist_path; keel --memory-file): its snapshot, " +
+        (ec ? std::string("a keel dump") : "a keel dump of " + std::to_string(size) + " bytes") + ", and " + log_text +
+        " with the writes since it.");
+  } else {
+    say(where + " is a persisted memory store that has not folded its log into a snapshot yet: " + log_text +
+        " hold its writes.");
+  }
+  if (!r.filesystem.empty()) say("Filesystem: " + r.filesystem + ".");
+  bool blocked = false;
+  fs::path lock = r.path;
+  lock += ".lock";
+  r.lock_file = fs::exists(lock, ec);
+  if (r.lock_file) {
+    const lock_state state = query_lock(lock);
+    r.lock_state_known = state.held.has_value();
+    r.holder = state.holder;
+    if (r.holder) {
+      say("It is open: process " + std::to_string(r.holder->pid) +
+          (r.holder->command.empty() ? std::string(" (command line unknown)") : " (" + r.holder->command + ")") +
+          " holds its lock file '" + lock.string() + "'.");
+      say("An open now fails with lock_held_by_other_process (a memory store has no read-only open).");
+      blocked = true;
+      r.advice = "Stop process " + std::to_string(r.holder->pid) + " (or let it finish), or go through it. Do not "
+                 "delete '" + lock.string() + "': that would let two writers corrupt the store.";
+    } else if (state.held == true) {
+      say(state.note);
+      say("An open now fails with lock_held_by_other_process.");
+      blocked = true;
+      r.advice = "Stop the program that has the store open (or let it finish). Do not delete '" + lock.string() + "'.";
+    } else if (r.lock_state_known) {
+      say("Nobody holds its lock file '" + lock.string() + "' (the file stays after a close; that is harmless).");
+    } else {
+      say(state.note);
+    }
+  } else {
+    say("It has no lock file; nobody has it open.");
+  }
+  if (!blocked && !may_access(dir, /*write=*/true)) {
+    say("This user (" + current_user_text() + ") may not write in '" + dir.string() +
+        "', so an open fails with permission_denied (it writes its logs and snapshot there).");
+    blocked = true;
+    r.advice = "Run as the owner of the store's files or fix their permissions.";
+  }
+  r.verdict = blocked ? doctor_verdict::will_not_open : doctor_verdict::opens;
+  say(blocked ? "Verdict: an open would NOT succeed now." : "Verdict: an open would succeed now.");
+  return r;
+}
+
 }  // namespace detail
 
 inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_options& opts) {
@@ -197,6 +306,7 @@ inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_
   const fs::file_status st = fs::status(path, st_ec);
   if (st_ec || !fs::exists(st)) {
     if (!st_ec || st_ec == std::errc::no_such_file_or_directory) {
+      if (detail::looks_like_memory_store(path, false)) return detail::diagnose_memory_store(std::move(r));
       say(where + " does not exist.");
       fs::path parent = path.parent_path().empty() ? fs::path(".") : path.parent_path();
       std::error_code pec;
@@ -221,6 +331,8 @@ inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_
     return r;
   }
   r.exists = true;
+  if (fs::is_regular_file(st) && detail::looks_like_memory_store(path, true))
+    return detail::diagnose_memory_store(std::move(r));
   if (!fs::is_directory(st)) {
     say(where + " exists but is not a directory (RocksDB needs a directory).");
     r.advice = "Point keel at the database directory, not at a file inside it or another file.";

@@ -366,8 +366,12 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
   }
 
   // Reclaims space in the current tier (RocksDB: CompactRange; memory:
-  // compresses now, with compression).
+  // compresses now, with compression). A move that is due (move_if_due())
+  // happens first, so a short-lived program can compact to make it happen;
+  // if that move fails, compact() returns its error (the data stays in the
+  // memory tier, nothing lost) and compacts nothing.
   result<void> compact(const key_range& range) {
+    if (auto due = move_if_due(); !due) return due.error();
     std::shared_lock pin(tier_gate_);
     return tier_ == tier::large ? large_->compact(range) : small_->compact(range);
   }
@@ -472,6 +476,24 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
     auto r = move_locked();
     if (!r) last_move_error_ = r.error();
     return r;
+  }
+
+  // Moves the data to the large tier now if the move is due (the memory tier
+  // holds spill_bytes or more) and returns once it committed; returns whether
+  // the data is in the large tier afterwards. The background move starts by
+  // itself, but close() stops a move in progress (the next open starts it
+  // again): a program that lives shorter than a move (keel's command-line
+  // tool: one command per process) calls this, or compact(), before it
+  // closes. Errors: those of move_to_large() (the data stays in memory).
+  result<bool> move_if_due() {
+    {
+      std::shared_lock pin(tier_gate_);
+      if (!is_open()) return closed_error();
+      if (tier_ == tier::large) return true;
+      if (small_->memory_bytes() < opts_.spill_bytes) return false;
+    }
+    if (auto r = move_to_large(); !r) return r.error();
+    return true;
   }
 
   // Which tier holds the data now.

@@ -23,6 +23,11 @@
 //   at PATH exists and is NOT being used.
 // - Every decision goes to the log sink as one line; a fallback's line names
 //   the backend, the reason, and that memory is not persisted.
+// - A failed open's message ends with "[no fallback: WHY]" only when a
+//   fallback was possible and relevant: fallback_to_memory was set (WHY says
+//   what kept it from happening), or it was not set and would have applied
+//   to this error (WHY: "fallback to memory is not enabled"). Otherwise the
+//   message is the backend's error alone.
 #pragma once
 
 #include <algorithm>
@@ -85,7 +90,11 @@ struct store_config {
   // data (`over_existing_data`: the directory holds a database) only the
   // lock errors may (see the rules at the top of this file).
   bool may_fall_back(errc code, bool over_existing_data = false) const {
-    if (!fallback_to_memory || code == errc::corruption || code == errc::already_open_in_process) return false;
+    return fallback_to_memory && would_fall_back_if_enabled(code, over_existing_data);
+  }
+  // Whether it may with fallback_to_memory set (whether it is set or not).
+  bool would_fall_back_if_enabled(errc code, bool over_existing_data = false) const {
+    if (code == errc::corruption || code == errc::already_open_in_process) return false;
     if (over_existing_data && !is_lock_error(code)) return false;
     return std::find(fallback_on.begin(), fallback_on.end(), code) != fallback_on.end();
   }
@@ -205,7 +214,10 @@ result<Store> open_store(const store_config& config) {
       hybrid_options ho = config.hybrid;
       if (!config.path.empty()) ho.path = config.path;
       auto h = basic_store<HybridPolicy<>>::open(ho);
-      if (!h) return keel::error(h.error().code(), h.error().message() + " [no fallback: a hybrid store never falls back]");
+      if (!h) {
+        if (!config.fallback_to_memory) return std::move(h).error();
+        return keel::error(h.error().code(), h.error().message() + " [no fallback: a hybrid store never falls back]");
+      }
       log("opened the hybrid store at '" + ho.path.string() + "' (its data is in its " + h->stats()->tier + " tier)");
       return Store(std::move(*h), {{backend::hybrid, std::nullopt}});
     } else {
@@ -228,7 +240,10 @@ result<Store> open_store(const store_config& config) {
       log("etcd backend failed (" + std::string(to_string(failure.code())) + "): " + failure.message());
       attempts.push_back({backend::etcd, failure});
       if (!config.may_fall_back(failure.code())) {
-        return keel::error(failure.code(), failure.message() + " [no fallback]");
+        if (!config.fallback_to_memory && !config.would_fall_back_if_enabled(failure.code())) return failure;
+        return keel::error(failure.code(), failure.message() + (config.fallback_to_memory
+                                                                     ? " [no fallback: this kind of error does not fall back]"
+                                                                     : " [no fallback: fallback to memory is not enabled]"));
       }
       return open_memory("falling back to the memory backend because etcd could not open (" +
                          std::string(to_string(failure.code())) + "); " + memory_fate);
@@ -255,6 +270,8 @@ result<Store> open_store(const store_config& config) {
 
   const errc code = failure.code();
   if (!config.may_fall_back(code, existing_data)) {
+    // Not worth a word when enabling the fallback would have changed nothing.
+    if (!config.fallback_to_memory && !config.would_fall_back_if_enabled(code, existing_data)) return failure;
     const std::string what = before.what == detail::db_dir_state::kind::unknown
                                  ? "keel cannot look inside '" + ro.path.string() + "', so it may hold a database"
                                  : "'" + ro.path.string() + "' holds a database (" + detail::join_names(before.files) +

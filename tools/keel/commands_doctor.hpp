@@ -1,5 +1,5 @@
-// keel tool: the doctor command. `doctor PATH` explains a RocksDB directory
-// (keel::diagnose, <keel/doctor.hpp>); `doctor etcd://HOST:PORT[,...]` an
+// keel tool: the doctor command. `doctor PATH` explains a RocksDB directory,
+// a hybrid store or a persisted memory store (keel::diagnose, <keel/doctor.hpp>); `doctor etcd://HOST:PORT[,...]` an
 // etcd cluster (doctor_etcd.hpp, only with the etcd backend).
 #pragma once
 
@@ -28,6 +28,7 @@ inline int doctor_path(const cli& c) {
     j += ",\"is_directory\":" + std::string(r.is_directory ? "true" : "false");
     j += ",\"is_rocksdb\":" + std::string(r.is_rocksdb ? "true" : "false");
     if (!r.hybrid_tier.empty()) j += ",\"hybrid_tier\":" + json_string(r.hybrid_tier);
+    if (r.is_memory_store) j += ",\"memory_store\":true,\"memory_logs\":" + std::to_string(r.memory_logs);
     j += ",\"lock_file\":" + std::string(r.lock_file ? "true" : "false");
     j += ",\"locked\":" + std::string(r.holder ? "true" : "false");
     if (r.holder) {

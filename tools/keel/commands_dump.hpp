@@ -9,6 +9,7 @@
 #include <keel/dump.hpp>
 #include <keel/dump_rocksdb.hpp>  // import_dump on RocksDB: SST ingestion of sorted dumps
 #include <string>
+#include <utility>
 
 #include "args.hpp"
 #include "exit_codes.hpp"
@@ -121,15 +122,54 @@ inline int cmd_verify(const cli& c) {
   return exit_ok;
 }
 
+// What a migrate SRC or DST names, for telling whether both name one store:
+// the kind ("memory", "hybrid", "etcd", "rocksdb") and the path or prefix
+// ("" for a memory store that is not persisted: each is a store of its own).
+inline std::pair<std::string, std::string> store_identity(const cli& c, const std::string& spec) {
+  namespace fs = std::filesystem;
+  auto canonical = [](const std::string& p) -> std::string {
+    if (p.empty()) return p;
+    std::error_code ec;
+    const fs::path a = fs::absolute(p, ec);
+    if (ec) return fs::path(p).lexically_normal().string();
+    const fs::path w = fs::weakly_canonical(a, ec);
+    return (ec ? a.lexically_normal() : w).string();
+  };
+  if (spec == "memory" || spec.rfind("memory:", 0) == 0) {
+    const std::string file = spec.size() > 7 ? spec.substr(7) : c.memory_file;
+    return {"memory", file.empty() ? std::string() : canonical(file)};
+  }
+  if (spec.rfind("hybrid:", 0) == 0) return {"hybrid", canonical(spec.substr(7))};
+  if (spec.rfind("etcd:", 0) == 0) {
+    std::string prefix = spec.substr(5);
+    if (prefix.empty()) prefix = !c.etcd_prefix.empty() ? c.etcd_prefix : std::getenv("KEEL_ETCD_PREFIX") ? std::getenv("KEEL_ETCD_PREFIX") : "";
+    return {"etcd", "prefix:" + prefix};
+  }
+  std::string p = canonical(spec);
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  return {"rocksdb", p};
+}
+
 // migrate SRC DST: copies every entry of SRC into DST (open_spec() says what
-// SRC and DST may name).
+// SRC and DST may name). SRC and DST naming one store is a usage error (exit
+// 2), as is a DST that is a memory store not persisted (the copy would be
+// gone when keel exits). A DST that migrate created is removed again when
+// the copy fails before writing anything.
 inline int cmd_migrate(const cli& c) {
   if (c.args.size() != 3) return usage_error("migrate takes SRC and DST");
+  const auto src_id = store_identity(c, c.args[1]), dst_id = store_identity(c, c.args[2]);
+  if (src_id == dst_id && !(src_id.first == "memory" && src_id.second.empty()))
+    return usage_error("migrate: SRC '" + c.args[1] + "' and DST '" + c.args[2] +
+                       "' are the same store; a migrate copies one store into another");
+  if (dst_id.first == "memory" && dst_id.second.empty())
+    return refuse_forgetful_write("migrate", "DST '" + c.args[2] + "'");
   std::string src_target = c.args[1], dst_target = c.args[2];
   auto src = open_spec(c, c.args[1], access::read, src_target);
   if (!src) return open_failed(src.error(), src_target);
-  auto dst = open_spec(c, c.args[2], access::write, dst_target);
+  new_store created;
+  auto dst = open_spec(c, c.args[2], access::write, dst_target, &created);
   if (!dst) return open_failed(dst.error(), dst_target);
+  const bool was_in_memory = hybrid_in_memory(*dst);
   progress_bar bar(c.show_progress(), "migrating");
   keel::copy_options co;
   co.progress = bar.fn();
@@ -138,7 +178,13 @@ inline int cmd_migrate(const cli& c) {
   co.batch_records = limits.records;
   auto n = keel::copy(*src, *dst, co);
   bar.done();
-  if (!n) return op_error(n.error());
+  if (!n) {
+    const int rc = op_error(n.error());
+    const bool remove_new = created.active() && holds_nothing(*dst);
+    if (dst->close() && remove_new) created.remove();
+    return rc;
+  }
+  move_hybrid_if_due(*dst, was_in_memory);
   if (auto r = dst->close(); !r) return op_error(r.error());
   if (c.json)
     std::printf("{\"records\":%llu,\"payload_bytes\":%llu}\n", static_cast<unsigned long long>(n->records),

@@ -27,6 +27,15 @@ inline int print_stats(const cli& c, cli_store& store) {
   if (auto* hybrid = store.get_if<keel::HybridPolicy<>>())
     kv.emplace_back("path", hybrid->policy().options_used().path.string(), false);
   if (!st->tier.empty()) kv.emplace_back("tier", st->tier, false);  // hybrid: memory or rocksdb
+  if (auto* hybrid = store.get_if<keel::HybridPolicy<>>();
+      hybrid && hybrid->policy().current_tier() == keel::HybridPolicy<>::tier::small) {
+    // When the data moves to RocksDB: past spill_bytes held in memory, by the
+    // write command (or compact) that finds it there.
+    const std::uint64_t at = hybrid->policy().options_used().spill_bytes;
+    kv.emplace_back("move", "to rocksdb once the memory tier holds " + std::to_string(at) + " bytes (now " +
+                                std::to_string(st->size_bytes) + "): by the write command that finds it there, or by compact",
+                    false);
+  }
 #if KEEL_HAS_ETCD
   if (auto* etcd = store.get_if<keel::EtcdPolicy>()) {
     kv.emplace_back("prefix", etcd->policy().config().prefix, false);

@@ -59,8 +59,9 @@ Commands:
   migrate SRC DST         copy every entry of store SRC into store DST
   stats                   backend (hybrid: and its tier), key count, sizes, operation
                           counters
-  doctor PATH             explain a database directory: exists? RocksDB? locked by
-                          whom? would an open succeed? It only reads.
+  doctor PATH             explain a database directory (or a hybrid store, or a
+                          --memory-file FILE): exists? RocksDB? locked by whom?
+                          would an open succeed? It only reads.
   doctor etcd://HOST:PORT[,HOST:PORT...]
                           explain an etcd cluster: members, leader, raft term and
                           index, database size and quota, alarms, and whether a
@@ -74,9 +75,11 @@ Options (before the command):
                           log: every acknowledged write kept; FILE.lock held while open)
   --hybrid PATH           use the hybrid store at PATH: a persisted memory store that
                           moves its data to RocksDB (PATH/rocksdb) once it passes 64 MiB
-                          (docs/hybrid.md); stats shows its tier. It has no read-only
+                          (docs/hybrid.md; the write command or compact that finds it
+                          past that moves it); stats shows its tier. It has no read-only
                           open: read commands take its lock too
-  --fallback              fall back to memory when RocksDB cannot open (as KEEL_FALLBACK_MEMORY=1)
+  --fallback              read commands: fall back to memory when RocksDB cannot open
+                          (as KEEL_FALLBACK_MEMORY=1); a write never falls back
   --etcd URL[,URL...]     use the etcd cluster at these client URLs, http://HOST:PORT
                           (as KEEL_ETCD_ENDPOINTS; docs/cluster.md); only when keel
                           is built with the etcd backend
@@ -95,13 +98,20 @@ with no database in it, or a missing memory store FILE exits 3 with "no
 database at PATH"), and they work
 while another process has the database open (they read it as of their open,
 and say so on stderr). Write commands (put, del, import, and migrate's DST)
-create a missing database and say so on stderr. A damaged database exits 3
-with the reason, --fallback or not: keel never runs on an empty memory store
-in place of a database that exists.
+create a missing database and say so on stderr: only the last component of
+the path (a missing parent exits 3), never in a directory holding other files
+(exit 3), and a write that fails before writing anything removes the store
+it created. A damaged database exits 3 with the reason, --fallback or not:
+keel never runs on an empty memory store in place of a database that exists.
+A write command on a memory store without --memory-file is refused (exit 2:
+the data would be gone when keel exits), and never falls back to memory.
 
-Backend selection follows keel::store_config::from_env("KEEL"): the variables
-KEEL_USE_MEMORY_STORAGE and KEEL_FALLBACK_MEMORY (1/0, true/false, yes/no, on/off),
-KEEL_ETCD_ENDPOINTS and KEEL_ETCD_PREFIX (the options above win over them).
+The store: an option (--db, --memory, --memory-file, --hybrid, --etcd,
+--etcd-prefix) chooses it and wins over every variable; two options naming
+different stores exit 2. Without one, keel::store_config::from_env("KEEL")
+does: KEEL_USE_MEMORY_STORAGE (1/0, true/false, yes/no, on/off), then
+KEEL_ETCD_ENDPOINTS with KEEL_ETCD_PREFIX, then KEEL_DB; stderr names a store
+the first two chose. KEEL_FALLBACK_MEMORY works as --fallback.
 SRC and DST of migrate are RocksDB directories, or memory:FILE for a memory store
 persisted in FILE ('memory:' alone: not persisted), or hybrid:PATH for the hybrid
 store at PATH, or etcd:PREFIX for the store PREFIX on the cluster of --etcd
@@ -132,10 +142,7 @@ int main(int argc, char** argv) {
     std::fputs(usage_text, stderr);
     return exit_usage;
   }
-  if (!c.etcd.empty() && c.memory) return usage_error("--etcd cannot be combined with --memory or --memory-file");
-  if (!c.etcd.empty() && !c.db.empty()) return usage_error("--etcd cannot be combined with --db");
-  if (!c.hybrid.empty() && (c.memory || !c.db.empty() || !c.etcd.empty() || c.fallback))
-    return usage_error("--hybrid cannot be combined with --db, --memory, --memory-file, --etcd or --fallback");
+  if (auto rc = check_store_options(c)) return *rc;
   const std::string& cmd = c.args[0];
   if (cmd == "help") {
     std::fputs(usage_text, stdout);

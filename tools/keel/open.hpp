@@ -8,8 +8,11 @@
 // missing one.
 #pragma once
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
+#include <set>
 #include <keel/keel.hpp>
 #if KEEL_HAS_ETCD
 #include <keel/etcd_any_store.hpp>
@@ -66,17 +69,207 @@ inline std::string etcd_doctor_target(const std::vector<std::string>& endpoints)
   return t;
 }
 
-// The spec of the main store (the one every command but migrate uses).
-inline std::string main_spec(const cli& c) {
-  if (c.memory) return "memory:" + c.memory_file;
-  if (!c.hybrid.empty()) return "hybrid:" + c.hybrid;
-  if (!c.etcd.empty()) return "etcd:";
-  return db_path(c);
+// The main store (the one every command but migrate uses): its spec for
+// open_spec(), and what chose it. An option chooses it (--db, --memory,
+// --memory-file, --hybrid, --etcd / --etcd-prefix) and then wins over every
+// environment variable; else the environment does, in the order of
+// store_config::from_env: KEEL_USE_MEMORY_STORAGE, then KEEL_ETCD_ENDPOINTS,
+// then KEEL_DB (what --db defaults to).
+struct main_store_choice {
+  std::string spec;          // "memory:FILE", "hybrid:PATH", "etcd:", or a RocksDB directory ("" if none)
+  std::string env_variable;  // KEEL_USE_MEMORY_STORAGE or KEEL_ETCD_ENDPOINTS when it chose the store, else ""
+  std::string memory_by;     // a non-persisted memory store: what asked for it (--memory, KEEL_USE_MEMORY_STORAGE=...)
+};
+
+// The store options given, as the user wrote them (for messages).
+inline std::vector<std::string> store_options_given(const cli& c) {
+  std::vector<std::string> given;
+  if (!c.db.empty()) given.push_back("--db");
+  if (!c.memory_file.empty())
+    given.push_back("--memory-file");
+  else if (c.memory)
+    given.push_back("--memory");
+  if (!c.hybrid.empty()) given.push_back("--hybrid");
+  if (!c.etcd.empty() || !c.etcd_prefix.empty()) given.push_back(c.etcd.empty() ? "--etcd-prefix" : "--etcd");
+  return given;
 }
+
+// Two options naming different stores are a usage error (exit 2): the
+// returned code, already reported; nullopt when at most one store is named.
+inline std::optional<int> check_store_options(const cli& c) {
+  const auto given = store_options_given(c);
+  if (given.size() > 1)
+    return usage_error(given[0] + " and " + given[1] + " name two different stores; give one of them");
+  if (!c.hybrid.empty() && c.fallback)
+    return usage_error("--hybrid cannot be combined with --fallback: a hybrid store never falls back");
+  return std::nullopt;
+}
+
+inline keel::result<main_store_choice> choose_main_store(const cli& c) {
+  main_store_choice m;
+  if (c.memory) {
+    m.spec = "memory:" + c.memory_file;
+    if (c.memory_file.empty()) m.memory_by = "--memory";
+    return m;
+  }
+  if (!c.hybrid.empty()) {
+    m.spec = "hybrid:" + c.hybrid;
+    return m;
+  }
+  if (!c.etcd.empty() || !c.etcd_prefix.empty()) {
+    m.spec = "etcd:";
+    return m;
+  }
+  if (!c.db.empty()) {
+    m.spec = c.db;
+    return m;
+  }
+  auto use_memory = keel::store_config::env_flag("KEEL_USE_MEMORY_STORAGE");
+  if (!use_memory) return std::move(use_memory).error();
+  if (*use_memory && **use_memory) {
+    m.spec = "memory:";
+    m.env_variable = "KEEL_USE_MEMORY_STORAGE";
+    m.memory_by = "KEEL_USE_MEMORY_STORAGE=" + std::string(std::getenv("KEEL_USE_MEMORY_STORAGE"));
+    return m;
+  }
+  if (std::getenv("KEEL_ETCD_ENDPOINTS")) {
+    m.spec = "etcd:";
+    m.env_variable = "KEEL_ETCD_ENDPOINTS";
+    return m;
+  }
+  m.spec = db_path(c);
+  return m;
+}
+
+// What `cmd` would lose: a write command on a memory store that is not
+// persisted. Reported as a usage error (exit 2) before anything is opened.
+inline int refuse_forgetful_write(const std::string& cmd, const std::string& memory_by) {
+  return usage_error(cmd + " would write to a memory store that is not persisted (chosen by " + memory_by +
+                     "): the data would be gone when keel exits, so nothing was written. Use --memory-file FILE "
+                     "for a memory store kept in FILE, or --db PATH for a RocksDB database" +
+                     (memory_by.rfind("KEEL_USE_MEMORY_STORAGE", 0) == 0 ? " (or unset KEEL_USE_MEMORY_STORAGE)"
+                                                                          : std::string()));
+}
+
+// What a write command's open is about to create, so that a command that
+// fails before writing anything can take it away again (a failed import must
+// not leave a new, empty store behind). It records the entries of `dir`
+// that were there before the open: those are never touched.
+class new_store {
+ public:
+  // The store at `path` when it is created as the entry `path` of its parent
+  // (with_suffixes: also `path.*`, a memory store's FILE.wal-*, FILE.lock).
+  static new_store entry(const std::filesystem::path& path, bool with_suffixes) {
+    new_store n;
+    n.dir_ = parent_of(path);
+    n.name_ = named(path).filename().string();
+    n.with_suffixes_ = with_suffixes;
+    n.before_ = n.entries();
+    n.what_ = path.string();
+    n.active_ = true;
+    return n;
+  }
+  // The store created inside the existing directory `path` (empty, or
+  // holding only what a failed first open left).
+  static new_store inside(const std::filesystem::path& path) {
+    new_store n;
+    n.dir_ = path;
+    n.before_ = n.entries();
+    n.what_ = path.string();
+    n.active_ = true;
+    return n;
+  }
+  bool active() const { return active_; }
+
+  // Removes what the open created (the store is closed by then). Says so on stderr.
+  void remove() const {
+    if (!active_) return;
+    std::error_code ec;
+    for (const auto& name : entries())
+      if (!before_.count(name)) std::filesystem::remove_all(dir_ / name, ec);
+    std::fprintf(stderr, "keel: removed the new store at '%s' again: the command failed before writing anything\n",
+                 what_.c_str());
+  }
+
+  static std::filesystem::path named(const std::filesystem::path& p) {
+    return p.has_filename() ? p : p.parent_path();  // "db/" -> "db"
+  }
+  static std::filesystem::path parent_of(const std::filesystem::path& p) {
+    const auto parent = named(p).parent_path();
+    return parent.empty() ? std::filesystem::path(".") : parent;
+  }
+
+ private:
+  std::set<std::string> entries() const {
+    std::set<std::string> out;
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
+      std::string n = it->path().filename().string();
+      if (name_.empty() || n == name_ || (with_suffixes_ && n.rfind(name_ + ".", 0) == 0)) out.insert(std::move(n));
+    }
+    return out;
+  }
+  std::filesystem::path dir_;
+  std::string name_;  // "": every entry of dir_
+  bool with_suffixes_ = false;
+  std::set<std::string> before_;
+  std::string what_;
+  bool active_ = false;
+};
+
+// Where a write may create a store at `path` (a directory: a RocksDB
+// database or a hybrid store), as sqlite3 does: only the last component of
+// the path, so its parent must exist; and not among other files. `kind` names
+// the store in messages ("database", "hybrid store"); `ignorable` are the
+// entries a failed first open may leave, which do not count as other files.
+// Returns the error (exit 3), or nothing when the path may be created or
+// holds the store already.
+inline std::optional<keel::error> check_creatable(const std::filesystem::path& path, bool exists_as_store,
+                                                  const std::string& kind, bool (*ignorable)(const std::string&)) {
+  namespace fs = std::filesystem;
+  if (exists_as_store) return std::nullopt;
+  std::error_code ec;
+  const auto st = fs::status(path, ec);
+  const std::string where = "'" + path.string() + "'";
+  if (!fs::exists(st)) {
+    const fs::path parent = new_store::parent_of(path);
+    std::error_code pec;
+    if (!fs::is_directory(parent, pec)) {
+      return keel::error(keel::errc::not_found,
+                         "cannot create a new " + kind + " at " + where + ": its parent directory '" +
+                             parent.string() + "' does not exist (keel creates only the last component of the "
+                             "path); create it first, or check the path");
+    }
+    return std::nullopt;
+  }
+  if (!fs::is_directory(st)) return std::nullopt;  // the open names what is wrong
+  std::vector<std::string> foreign;
+  for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
+    std::string n = it->path().filename().string();
+    if (!ignorable(n)) foreign.push_back(std::move(n));
+  }
+  const std::size_t count = foreign.size();
+  if (count == 0) return std::nullopt;
+  std::sort(foreign.begin(), foreign.end());
+  std::string names;
+  for (std::size_t i = 0; i < count && i < 4; ++i) names += (i ? ", '" : "'") + foreign[i] + "'";
+  if (count > 4) names += " and " + std::to_string(count - 4) + " more";
+  return keel::error(keel::errc::invalid_argument,
+                     where + " is a directory that holds no " + kind + " but " + std::to_string(count) +
+                         (count == 1 ? " other entry (" : " other entries (") + names +
+                         "): keel does not create a " + kind +
+                         " among other files; give a new path or an empty directory");
+}
+
+// Entries a first RocksDB open that failed may leave (no data in them).
+inline bool rocksdb_leftover(const std::string& n) { return n == "LOCK" || n == "LOG" || n.rfind("LOG.old.", 0) == 0; }
+// Entries of a hybrid store that has not written TIER yet.
+inline bool hybrid_leftover(const std::string& n) { return n == "keel.lock" || n == "memory"; }
 
 // Opens the hybrid store at `path` (docs/hybrid.md). A reader refuses a path
 // that holds no hybrid store (nothing is created); a writer creates one.
-inline keel::result<cli_store> open_hybrid(const std::string& path, access how, std::string& doctor_target) {
+inline keel::result<cli_store> open_hybrid(const std::string& path, access how, std::string& doctor_target,
+                                           new_store* created) {
   if (path.empty()) return keel::error(keel::errc::invalid_argument, "hybrid: needs a PATH (hybrid:PATH)");
   doctor_target = path;
   const std::filesystem::path tier = keel::detail::hybrid_layout{path}.tier();
@@ -85,6 +278,11 @@ inline keel::result<cli_store> open_hybrid(const std::string& path, access how, 
   if (how == access::read && !exists && !ec) {
     return keel::error(keel::errc::not_found,
                        "no database at '" + path + "' (no hybrid store there: no TIER file; nothing was created)");
+  }
+  if (how == access::write && !ec) {
+    if (auto refused = check_creatable(path, exists, "hybrid store", hybrid_leftover)) return *refused;
+    if (!exists && created)
+      *created = std::filesystem::exists(path, ec) ? new_store::inside(path) : new_store::entry(path, false);
   }
   keel::store_config cfg;
   cfg.preferred = keel::backend::hybrid;
@@ -96,44 +294,46 @@ inline keel::result<cli_store> open_hybrid(const std::string& path, access how, 
   return store;
 }
 
-// Opens the store `spec` per store_config::from_env("KEEL"):
-//   "memory:" / "memory:FILE"  a memory store (persisted in FILE);
+// Opens the store `spec`; the spec alone chooses the backend:
+//   "memory:" / "memory:FILE"  a memory store (persisted in FILE; "memory:"
+//                              alone takes --memory-file);
 //   "hybrid:PATH"              the hybrid store at PATH (no read-only open:
 //                              a reader takes its lock too, but creates
 //                              nothing);
 //   "etcd:" / "etcd:PREFIX"    the etcd cluster of --etcd / $KEEL_ETCD_ENDPOINTS,
 //                              with PREFIX or --etcd-prefix / $KEEL_ETCD_PREFIX;
-//   anything else              a RocksDB directory. For the main store
-//                              (main_store = true) $KEEL_ETCD_ENDPOINTS chooses
-//                              the cluster instead, as it does for programs
-//                              using from_env; migrate's SRC and DST are what
-//                              they say.
-// `doctor_target` is what an open failure suggests to run `keel doctor` on: it
-// comes in as the path, and becomes etcd://... when the store is a cluster.
+//   anything else              a RocksDB directory, whatever the environment
+//                              says (choose_main_store() has let it choose
+//                              the main store already).
+// store_config::from_env("KEEL") supplies the fallback (reads only: a write
+// command never falls back, a memory store would forget the write) and the
+// etcd endpoints and prefix. `doctor_target` is what an open failure suggests
+// to run `keel doctor` on: it comes in as the path, and becomes etcd://...
+// when the store is a cluster. `created`, for a writer: set to what the open
+// creates, when it creates a new store.
 inline keel::result<cli_store> open_spec(const cli& c, const std::string& spec, access how, std::string& doctor_target,
-                                         bool main_store = false) {
-  if (spec.rfind("hybrid:", 0) == 0) return open_hybrid(spec.substr(7), how, doctor_target);
+                                         new_store* created = nullptr) {
+  if (spec.rfind("hybrid:", 0) == 0) return open_hybrid(spec.substr(7), how, doctor_target, created);
   keel::store_config base;
   const bool memory_spec = spec == "memory" || spec.rfind("memory:", 0) == 0;
   const bool etcd_spec = spec.rfind("etcd:", 0) == 0;
   base.memory.persist_path = c.memory_file;
   if (memory_spec) {
-    base.preferred = keel::backend::memory;
     if (spec.size() > 7) base.memory.persist_path = spec.substr(7);
   } else if (!etcd_spec) {
     base.path = spec;
   }
-  if (c.memory) base.preferred = keel::backend::memory;
   auto cfg = keel::store_config::from_env("KEEL", base);
   if (!cfg) return std::move(cfg).error();
   if (c.fallback) cfg->fallback_to_memory = true;
-  if (memory_spec) cfg->preferred = keel::backend::memory;
-  if (etcd_spec) {
-    cfg->preferred = keel::backend::etcd;
-    if (spec.size() > 5) cfg->etcd.prefix = spec.substr(5);
-  } else if (!main_store && !memory_spec && cfg->preferred == keel::backend::etcd) {
-    cfg->preferred = keel::backend::rocksdb;  // migrate's SRC or DST names a directory
+  const bool fallback_asked = cfg->fallback_to_memory;
+  if (how == access::write) {
+    // A write that fell back would go to a memory store that forgets it.
+    cfg->fallback_to_memory = false;
+    cfg->fallback_on.clear();
   }
+  cfg->preferred = memory_spec ? keel::backend::memory : etcd_spec ? keel::backend::etcd : keel::backend::rocksdb;
+  if (etcd_spec && spec.size() > 5) cfg->etcd.prefix = spec.substr(5);
   // Quiet unless something noteworthy happens (a fallback).
   cfg->log = [](std::string_view line) {
     if (line.find("falling back") != std::string_view::npos)
@@ -142,7 +342,9 @@ inline keel::result<cli_store> open_spec(const cli& c, const std::string& spec, 
   if (cfg->preferred == keel::backend::etcd) {
     if (!has_etcd_backend)
       return keel::error(keel::errc::invalid_argument,
-                         no_etcd_backend(etcd_spec ? "'" + spec + "'" : std::string("KEEL_ETCD_ENDPOINTS")));
+                         no_etcd_backend(etcd_spec && c.etcd.empty() && c.etcd_prefix.empty() && spec.size() == 5
+                                             ? std::string("KEEL_ETCD_ENDPOINTS")
+                                             : "'" + spec + "'"));
     if (!c.etcd.empty()) cfg->etcd.endpoints = split_endpoints(c.etcd);
     if (!c.etcd_prefix.empty() && !(etcd_spec && spec.size() > 5)) cfg->etcd.prefix = c.etcd_prefix;
     if (cfg->etcd.endpoints.empty())
@@ -157,16 +359,26 @@ inline keel::result<cli_store> open_spec(const cli& c, const std::string& spec, 
   }
   if (cfg->preferred == keel::backend::rocksdb && cfg->path.empty()) {
     return keel::error(keel::errc::invalid_argument,
-                       "no database given: use --db PATH or set KEEL_DB (or --memory for a scratch store)");
+                       "no database given: use --db PATH or set KEEL_DB (or --memory-file FILE for a memory store)");
   }
-  if (cfg->preferred != keel::backend::rocksdb) {
+  if (cfg->preferred == keel::backend::memory) {
     // A read of a persisted memory store whose file is missing would save an
     // empty file at close: refuse it as for a RocksDB path.
     const auto& file = cfg->memory.persist_path;
     std::error_code ec;
-    if (how == access::read && !file.empty() && !std::filesystem::exists(file, ec) && !ec) {
+    const bool missing = !file.empty() && !std::filesystem::exists(file, ec) && !ec;
+    if (how == access::read && missing) {
       return keel::error(keel::errc::not_found,
                          "no database at '" + file.string() + "' (no such memory store file; nothing was created)");
+    }
+    if (how == access::write && missing && created) {
+      // New unless logs of it are there (a store whose first fold has not happened yet).
+      bool logs = false;
+      const std::string prefix = file.filename().string() + ".wal-";
+      for (std::filesystem::directory_iterator it(new_store::parent_of(file), ec), end; !ec && it != end;
+           it.increment(ec))
+        if (it->path().filename().string().rfind(prefix, 0) == 0) logs = true;
+      if (!logs) *created = new_store::entry(file, /*with_suffixes=*/true);
     }
     return keel::open_store<cli_store>(*cfg);
   }
@@ -180,9 +392,21 @@ inline keel::result<cli_store> open_spec(const cli& c, const std::string& spec, 
                          "no database at " + where + " (nothing was created; put or import creates one)");
     }
     cfg->rocks.read_only = true;
+  } else if (before.what == kind::missing || before.what == kind::empty) {
+    if (auto refused = check_creatable(cfg->path, false, "database", rocksdb_leftover)) return *refused;
+    if (created)
+      *created = before.what == kind::missing ? new_store::entry(cfg->path, false) : new_store::inside(cfg->path);
   }
   auto store = keel::open_store<cli_store>(*cfg);
-  if (!store || store->backend() != keel::backend::rocksdb) return store;
+  if (!store) {
+    if (how == access::write && fallback_asked)
+      return keel::error(store.error().code(),
+                         store.error().message() +
+                             " (a write command never falls back to memory: the memory store would forget the "
+                             "write when keel exits)");
+    return store;
+  }
+  if (store->backend() != keel::backend::rocksdb) return store;
   if (how == access::write && (before.what == kind::missing || before.what == kind::empty)) {
     std::fprintf(stderr, "keel: created a new database at %s\n", where.c_str());
   } else if (how == access::read) {
@@ -215,15 +439,74 @@ inline int open_failed(const keel::error& e, const std::string& target) {
   return exit_open_failed;
 }
 
+// Whether `store` holds no key (a command that failed wrote nothing).
+inline bool holds_nothing(cli_store& store) {
+  auto cursor = store.scan(keel::key_range::all());
+  return cursor.begin() == cursor.end() && !cursor.error();
+}
+
+// Says on stderr which store the environment chose (nothing when an option
+// or KEEL_DB did).
+inline void name_env_choice(const main_store_choice& m) {
+  if (m.env_variable == "KEEL_USE_MEMORY_STORAGE") {
+    std::fprintf(stderr, "keel: %s chose a memory store (not persisted: it starts empty and is gone when keel exits)\n",
+                 m.memory_by.c_str());
+  } else if (m.env_variable == "KEEL_ETCD_ENDPOINTS") {
+    const char* prefix = std::getenv("KEEL_ETCD_PREFIX");
+    std::fprintf(stderr, "keel: KEEL_ETCD_ENDPOINTS chose the etcd cluster at %s%s%s%s (--db, --memory-file or --hybrid "
+                 "choose another store)\n",
+                 std::getenv("KEEL_ETCD_ENDPOINTS"), prefix ? ", prefix '" : "", prefix ? prefix : "",
+                 prefix ? "' (KEEL_ETCD_PREFIX)" : "");
+  }
+}
+
+// Whether `store` is a hybrid store whose data is in its memory tier.
+inline bool hybrid_in_memory(cli_store& store) {
+  auto* h = store.get_if<keel::HybridPolicy<>>();
+  return h && h->policy().current_tier() == keel::HybridPolicy<>::tier::small;
+}
+
+// After a write command on a hybrid store (`was_in_memory`: its data was in
+// the memory tier before the command): the move to RocksDB, when due,
+// happens now (in the background it would be stopped by the close: keel
+// lives for one command; compact may have moved it already), and is
+// reported. A failed move is reported too; the data stays in the memory tier
+// and the command still succeeds.
+inline void move_hybrid_if_due(cli_store& store, bool was_in_memory) {
+  auto* h = store.get_if<keel::HybridPolicy<>>();
+  if (!h || !was_in_memory) return;
+  auto& policy = h->policy();
+  auto moved = policy.move_if_due();
+  if (!moved) {
+    std::fprintf(stderr, "keel: %s\n", moved.error().message().c_str());
+  } else if (*moved) {
+    std::fprintf(stderr, "keel: the hybrid store holds %llu bytes or more in memory: moved its data to RocksDB (%s)\n",
+                 static_cast<unsigned long long>(policy.options_used().spill_bytes),
+                 (policy.options_used().path / "rocksdb").string().c_str());
+  }
+}
+
 // Opens the main store, runs fn(store) and closes it. Returns fn's exit code;
-// a failed open exits 3, a failed close 5 (unless fn already failed).
+// a failed open exits 3, a failed close 5 (unless fn already failed). A
+// write command on a memory store that is not persisted is refused (exit 2).
+// When a write command created the store and fails before writing anything,
+// the new store is removed again.
 template <class F>
 int with_store(const cli& c, access how, F&& fn) {
+  auto choice = choose_main_store(c);
   std::string target = c.hybrid.empty() ? db_path(c) : c.hybrid;
-  auto opened = open_spec(c, main_spec(c), how, target, /*main_store=*/true);
+  if (!choice) return open_failed(choice.error(), "");
+  if (how == access::write && !choice->memory_by.empty()) return refuse_forgetful_write(c.args[0], choice->memory_by);
+  name_env_choice(*choice);
+  new_store created;
+  auto opened = open_spec(c, choice->spec, how, target, how == access::write ? &created : nullptr);
   if (!opened) return open_failed(opened.error(), target);
+  const bool was_in_memory = hybrid_in_memory(*opened);
   const int rc = fn(*opened);
+  if (rc == exit_ok && how == access::write) move_hybrid_if_due(*opened, was_in_memory);
+  const bool remove_new = rc != exit_ok && created.active() && holds_nothing(*opened);
   if (auto r = opened->close(); !r) return rc == exit_ok || rc == exit_not_found ? op_error(r.error()) : rc;
+  if (remove_new) created.remove();
   return rc;
 }
 
