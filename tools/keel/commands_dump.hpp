@@ -45,7 +45,7 @@ inline batch_size batch_limits([[maybe_unused]] const cli_store& store) {
 // export FILE|- [--prefix P] [--from K] [--to K]
 inline int cmd_export(const cli& c) {
   range_opts ro;
-  if (auto err = parse_range(c.args, 1, ro); !err.empty()) return usage_error(err);
+  if (auto err = parse_range(c.args, 1, ro, c.literal_from); !err.empty()) return usage_error(err);
   if (ro.positional.size() != 1) return usage_error("export takes one FILE");
   if (ro.reverse || ro.limit || ro.keys_only) return usage_error("--reverse, --limit and --keys-only are for scan");
   return with_store(c, access::read, [&](cli_store& store) {

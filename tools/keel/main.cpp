@@ -21,6 +21,10 @@
 #include "commands_write.hpp"
 #include "exit_codes.hpp"
 
+#ifndef KEEL_TOOL_VERSION
+#define KEEL_TOOL_VERSION "(unknown version)"  // tools/meson.build passes the project's version
+#endif
+
 namespace {
 
 const char* const usage_text = R"(usage: keel [OPTIONS] COMMAND [ARGS]
@@ -126,6 +130,11 @@ int main(int argc, char** argv) {
   if (auto rc = parse_options(argc, argv, c)) return *rc;
   if (c.help) {
     std::fputs(usage_text, stdout);
+    return exit_ok;
+  }
+  if (c.version) {
+    std::printf("keel %s (dump format %u; backends: rocksdb, memory, hybrid%s)\n", KEEL_TOOL_VERSION,
+                keel::dump_version, has_etcd_backend ? ", etcd" : "");
     return exit_ok;
   }
   if (c.args.empty()) {
