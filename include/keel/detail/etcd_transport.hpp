@@ -7,7 +7,8 @@
 // - one POST per call to <endpoint>/v3/<path>, JSON body in, JSON body out;
 // - endpoint rotation: a call starts on the endpoint that answered last and
 //   moves to the next one when an endpoint cannot serve it, until the
-//   operation deadline;
+//   operation deadline; when no attempt connected anywhere by the end of
+//   connect_timeout (every endpoint tried: nothing listens), it ends then;
 // - error classification (call_kind):
 //     read   idempotent (range, status, member list, compaction): any transport
 //            failure or server-side timeout is retried on the next endpoint;
