@@ -28,7 +28,7 @@ struct cli {
   bool memory = false, fallback = false, json = false, raw = false;
   bool help = false;     // -h / --help: print the usage and exit 0
   bool version = false;  // --version: print the version and exit 0
-  bool escape = false;   // --escape: escape every non-ASCII byte, even of UTF-8 text
+  bool escape_all = false;  // --escape: escape every non-ASCII byte, UTF-8 text too
   bool keep_utf8 = false;  // print keys and values that are UTF-8 text as they are (UTF-8 locale, no --escape)
   std::optional<bool> progress;
   std::vector<std::string> args;  // command and its arguments
@@ -117,7 +117,7 @@ inline std::optional<int> parse_options(int argc, char** argv, cli& c) {
     } else if (s == "--raw") {
       c.raw = true;
     } else if (s == "--escape") {
-      c.escape = true;
+      c.escape_all = true;
     } else if (s == "--progress") {
       c.progress = true;
     } else if (s == "--no-progress") {
@@ -128,7 +128,7 @@ inline std::optional<int> parse_options(int argc, char** argv, cli& c) {
       c.args.emplace_back(s);  // the command, an argument, or the command's own option (it checks them)
     }
   }
-  c.keep_utf8 = !c.escape && locale_is_utf8();
+  c.keep_utf8 = !c.escape_all && locale_is_utf8();
   // A prefix with no cluster would be silently ignored by a RocksDB command.
   if (!c.etcd_prefix.empty() && c.etcd.empty() && !std::getenv("KEEL_ETCD_ENDPOINTS"))
     return usage_error("--etcd-prefix needs a cluster: --etcd URL[,URL...] or KEEL_ETCD_ENDPOINTS");
