@@ -311,6 +311,13 @@ TEST_SUITE("cli") {
     const auto back = tmp.path() / "back.keeldump";
     CHECK(run_cli({"--etcd", url, "--etcd-prefix", "imp/", "export", back.string()}).status == 0);
     CHECK(read_dump(back) == ok);
+    // migrate writes such batches as requests that fit too.
+    const std::string db = (tmp.path() / "db").string();
+    REQUIRE(run_cli({"--db", db, "import", (tmp.path() / "ok.keeldump").string()}).status == 0);
+    auto m = run_cli({"--etcd", url, "migrate", db, "etcd:copy/"});
+    INFO(m.err);
+    CHECK(m.status == 0);
+    CHECK(run_cli({"--etcd", url, "--etcd-prefix", "copy/", "count"}).out == "6\n");
 
     // KEEL_ETCD_ENDPOINTS takes HOST:PORT as --etcd does.
     ::setenv("KEEL_ETCD_ENDPOINTS", host_port(url).c_str(), 1);

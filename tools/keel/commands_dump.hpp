@@ -84,18 +84,29 @@ inline std::size_t etcd_put_bytes(std::size_t prefix, std::string_view key, std:
 }
 #endif
 
-// Where an import into a store other than RocksDB writes its batches
-// (keel::import_dump_batches): the store, plus a note of a write that failed,
+// Where an import into a store other than RocksDB (keel::import_dump_batches)
+// or a migrate (keel::copy) writes its batches: the store, plus a note of a
+// write that failed,
 // so that a write the store refused (a limit, an unreachable cluster; exit 5)
 // is told apart from a refused dump (exit 4). On etcd a batch that one request
 // cannot carry (a batch may pass batch_size::bytes by one record) is written
 // as several requests that can, in order; each single record was checked
 // against the limit before anything was written.
-struct import_target {
+struct write_target {
   cli_store& store;
   std::size_t max_request_bytes = 0;  // 0: no limit (not etcd)
   std::size_t prefix_bytes = 0;       // etcd: the store's prefix length
   bool write_failed = false;
+
+  // On etcd: the request limit of `s` (this target's store).
+  void limit_to([[maybe_unused]] const cli_store& s) {
+#if KEEL_HAS_ETCD
+    if (auto* etcd = s.get_if<keel::EtcdPolicy>()) {
+      max_request_bytes = etcd->policy().config().max_request_bytes;
+      prefix_bytes = etcd->policy().config().prefix.size();
+    }
+#endif
+  }
 
   keel::result<void> write(const keel::write_batch& batch) {
     auto r = max_request_bytes == 0 ? store.write(batch) : write_split(batch);
@@ -142,13 +153,12 @@ inline int cmd_import(const cli& c) {
     io.batch_bytes = limits.bytes;
     io.batch_records = limits.records;
     io.source_name = dump_source_name(c.args[1]);
-    import_target target{store};
+    write_target target{store};
+    target.limit_to(store);
     bool record_refused = false;  // a record the store cannot take (exit 5, not a bad dump)
 #if KEEL_HAS_ETCD
     if (auto* etcd = store.get_if<keel::EtcdPolicy>()) {
       const keel::etcd_options& o = etcd->policy().config();
-      target.max_request_bytes = o.max_request_bytes;
-      target.prefix_bytes = o.prefix.size();
       io.check_record = [&](std::uint64_t index, std::string_view key,
                             std::string_view value) -> std::optional<keel::error> {
         const std::size_t n = etcd_put_bytes(o.prefix.size(), key, value);
@@ -216,7 +226,9 @@ inline int cmd_migrate(const cli& c) {
   const batch_size limits = batch_limits(*dst);
   co.batch_bytes = limits.bytes;
   co.batch_records = limits.records;
-  auto n = keel::copy(*src, *dst, co);
+  write_target target{*dst};
+  target.limit_to(*dst);
+  auto n = keel::copy(*src, target, co);
   bar.done();
   if (!n) return op_error(n.error());
   if (auto r = dst->close(); !r) return op_error(r.error());
