@@ -4,6 +4,10 @@
 // (support/etcd_cluster.hpp). Built only with the etcd backend.
 #include <doctest/doctest.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdlib>
 #include <keel/dump.hpp>
@@ -80,7 +84,7 @@ TEST_SUITE("cli") {
     CHECK(g.status == 0);
     CHECK(g.out == "alice\n");
     g = on("app/", {"--json", "get", "user/b\\x00\\xff"});
-    CHECK(g.out == "{\"key\":\"user/b\\u0000\\u00ff\",\"value\":\"tab\\u0009here\"}\n");
+    CHECK(g.out == "{\"key_base64\":\"dXNlci9iAP8=\",\"value\":\"tab\\u0009here\"}\n");  // not UTF-8: base64
     CHECK(on("app/", {"get", "user/z"}).status == 1);  // app2/'s key is not app/'s
     CHECK(on("app2/", {"get", "user/z"}).out == "zed\n");
 
@@ -309,5 +313,87 @@ TEST_SUITE("cli") {
     CHECK(both.status == 2);
     CHECK(both.says("--db and --etcd-prefix name two different stores"));
     CHECK(run_cli({"--etcd", url, "--etcd-prefix", "app/", "count"}).out == "0\n");
+  }
+
+  TEST_CASE("cli on etcd: a record over etcd's request limit is named, exit 5, nothing written; HOST:PORT in the "
+            "variable; the leader in hex (issue 25)") {
+    REQUIRE(etcd_cluster::available());
+    etcd_cluster cluster(1);
+    const std::string url = cluster.endpoint(0);
+    temp_dir tmp;
+    // A record of 2 MiB: no single etcd request (1.5 MiB) carries it.
+    std::map<std::string, std::string> bad;
+    for (int i = 0; i < 50; ++i) bad["a/" + std::to_string(100 + i)] = "v";
+    bad["b/huge"] = std::string(2 << 20, 'x');
+    write_dump(tmp.path() / "bad.keeldump", bad);
+    auto r = run_cli({"--etcd", url, "--etcd-prefix", "imp/", "import", (tmp.path() / "bad.keeldump").string()});
+    INFO(r.err);
+    CHECK(r.status == 5);  // a store's limit, not a damaged dump (4)
+    CHECK(r.says("record 51 of the dump (key 'b/huge', 2097152 bytes of value)"));
+    CHECK(r.says("--max-request-bytes"));
+    CHECK(r.says("nothing was imported"));
+    CHECK(run_cli({"--etcd", url, "--etcd-prefix", "imp/", "count"}).out == "0\n");
+
+    // Records under the limit whose batch would pass it (500 KiB of records,
+    // then one of 1.2 MiB) go in as requests that fit.
+    std::map<std::string, std::string> ok;
+    for (int i = 0; i < 5; ++i) ok["a/" + std::to_string(i)] = std::string(100 << 10, static_cast<char>('a' + i));
+    ok["b/large"] = std::string(1200 << 10, 'y');
+    write_dump(tmp.path() / "ok.keeldump", ok);
+    auto o = run_cli({"--etcd", url, "--etcd-prefix", "imp/", "import", (tmp.path() / "ok.keeldump").string()});
+    INFO(o.err);
+    CHECK(o.status == 0);
+    const auto back = tmp.path() / "back.keeldump";
+    CHECK(run_cli({"--etcd", url, "--etcd-prefix", "imp/", "export", back.string()}).status == 0);
+    CHECK(read_dump(back) == ok);
+    // migrate writes such batches as requests that fit too.
+    const std::string db = (tmp.path() / "db").string();
+    REQUIRE(run_cli({"--db", db, "import", (tmp.path() / "ok.keeldump").string()}).status == 0);
+    auto m = run_cli({"--etcd", url, "migrate", db, "etcd:copy/"});
+    INFO(m.err);
+    CHECK(m.status == 0);
+    CHECK(run_cli({"--etcd", url, "--etcd-prefix", "copy/", "count"}).out == "6\n");
+
+    // KEEL_ETCD_ENDPOINTS takes HOST:PORT as --etcd does.
+    ::setenv("KEEL_ETCD_ENDPOINTS", host_port(url).c_str(), 1);
+    ::setenv("KEEL_ETCD_PREFIX", "imp/", 1);
+    auto env = run_cli({"count"});
+    ::unsetenv("KEEL_ETCD_ENDPOINTS");
+    ::unsetenv("KEEL_ETCD_PREFIX");
+    INFO(env.err);
+    CHECK(env.status == 0);
+    CHECK(env.out == "6\n");
+
+    // The leader's id in stats is the one doctor names (hex).
+    const std::string leader = stat(run_cli({"--etcd", url, "--etcd-prefix", "imp/", "stats"}).out, "etcd.leader");
+    CHECK(leader.size() > 4);
+    CHECK(leader.find_first_not_of("0123456789abcdef") == std::string::npos);
+    CHECK(run_cli({"doctor", "etcd://" + host_port(url)}).has("Leader: m0 (id " + leader + ")"));
+    CHECK(run_cli({"--etcd", url, "--etcd-prefix", "imp/", "--json", "stats"}).has("\"etcd.leader\":\"" + leader + "\""));
+  }
+
+  TEST_CASE("cli on etcd: an endpoint nobody listens on is reported within the connect timeout, by name (issue 25)") {
+    // A socket bound to a port but not listening: connections are refused,
+    // and nothing else takes the port meanwhile.
+    struct bound_socket {
+      int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      ~bound_socket() { ::close(fd); }
+    } closed;
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    REQUIRE(::bind(closed.fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::getsockname(closed.fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+    const std::string where = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+    const auto start = std::chrono::steady_clock::now();
+    auto r = run_cli({"--etcd", where, "--etcd-prefix", "p/", "count"});
+    const auto took = std::chrono::steady_clock::now() - start;
+    INFO(r.err);
+    CHECK(r.status == 3);
+    CHECK(r.says("http://" + where + ": "));
+    CHECK(r.says("connect_timeout"));
+    CHECK(r.says("keel doctor etcd://" + where));
+    CHECK(took < std::chrono::seconds(4));  // the 1 s connect timeout and a process start, not 10 s
   }
 }

@@ -25,6 +25,7 @@
 namespace fs = std::filesystem;
 using keel::test::child_process;
 using keel::test::helper_path;
+using keel::test::run_cli;
 using keel::test::temp_dir;
 using namespace std::chrono_literals;
 
@@ -93,7 +94,8 @@ TEST_SUITE("cli") {
     g = run({"--db", db, "get", "user/b\\x00\\xFF"});
     CHECK(g.out == "tab\\there\\nnewline\\\\\n");
     g = run({"--db", db, "--json", "get", "user/b\\x00\\xff"});
-    CHECK(g.out == "{\"key\":\"user/b\\u0000\\u00ff\",\"value\":\"tab\\u0009here\\u000anewline\\\\\"}\n");
+    // Issue 25: a key that is not UTF-8 comes as base64, in key_base64.
+    CHECK(g.out == "{\"key_base64\":\"dXNlci9iAP8=\",\"value\":\"tab\\u0009here\\u000anewline\\\\\"}\n");
     auto missing = run({"--db", db, "get", "nope"});
     CHECK(missing.status == 1);
     CHECK(missing.out.empty());
@@ -828,5 +830,166 @@ TEST_SUITE("cli") {
     auto other = run_cli({"doctor", (tmp.path() / "notes.txt").string()});
     CHECK(other.status == 1);
     CHECK(other.has("not a directory"));
+  }
+
+  TEST_CASE("verify and import say where a truncated dump ends, and call stdin standard input (issue 25)") {
+    temp_dir tmp;
+    const std::string db = (tmp.path() / "db").string();
+    for (int i = 0; i < 50; ++i) REQUIRE(run({"--db", db, "put", "key" + std::to_string(i), "value"}).status == 0);
+    const fs::path dump = tmp.path() / "d.keeldump";
+    REQUIRE(run({"--db", db, "export", dump.string()}).status == 0);
+    const std::string full = slurp(dump);
+    REQUIRE(full.size() > 200);
+    // 150 bytes: the header (16), a block header (16) and part of the block.
+    const fs::path cut = tmp.path() / "t";
+    std::ofstream(cut, std::ios::binary).write(full.data(), 150);
+    auto v = run_cli({"verify", cut.string()});
+    CHECK(v.status == 4);
+    INFO(v.err);
+    CHECK(v.says("ends at byte 150,"));
+    CHECK(v.says("the block that starts at byte 16"));
+    CHECK_FALSE(v.says("byte 32"));
+
+    // From standard input: no temporary file named, "standard input" instead.
+    const fs::path spool_dir = tmp.path() / "spool";
+    fs::create_directory(spool_dir);
+    const std::string pre = "TMPDIR=" + q(spool_dir) + " " + q(cli_path());
+    const fs::path err = tmp.path() / "err";
+    CHECK(sh("head -c 100 /dev/urandom | " + pre + " --db " + q(tmp.path() / "x") + " import - 2> " + q(err)) == 4);
+    CHECK(slurp(err).find("standard input is not a keel dump") != std::string::npos);
+    CHECK(slurp(err).find("keel-stdin") == std::string::npos);
+    CHECK(sh("head -c 150 " + q(dump) + " | " + pre + " verify - 2> " + q(err)) == 4);
+    CHECK(slurp(err).find("the dump on standard input is truncated (it ends at byte 150,") != std::string::npos);
+    CHECK(slurp(err).find(spool_dir.string()) == std::string::npos);
+    CHECK(fs::is_empty(spool_dir));
+  }
+
+  TEST_CASE("--version, options after the command, -- ends the options (issue 25)") {
+    temp_dir tmp;
+    const std::string db = (tmp.path() / "db").string();
+    auto v = run({"--version"});
+    CHECK(v.status == 0);
+    CHECK(v.out.rfind("keel 0.", 0) == 0);
+    CHECK(v.has("dump format 1"));
+
+    CHECK(run({"put", "--db", db, "k", "v"}).status == 0);
+    CHECK(run({"get", "--db", db, "k"}).out == "v\n");
+    CHECK(run({"get", "k", "--db", db, "--json"}).out == "{\"key\":\"k\",\"value\":\"v\"}\n");
+    CHECK(run({"scan", "--prefix", "k", "--db", db}).out == "k\tv\n");
+    // A key or value starting with '-' after "--"; without it, an option.
+    CHECK(run({"--db", db, "put", "--", "-k", "--v"}).status == 0);
+    CHECK(run({"--db", db, "get", "--", "-k"}).out == "--v\n");
+    CHECK(run({"--db", db, "get", "--bogus"}).status == 2);
+    CHECK(run({"--db", db, "scan", "--keys-only", "--", "extra"}).status == 2);  // scan takes no word
+    CHECK(run({"--db", db, "del", "--", "--prefix"}).status == 0);  // the key "--prefix", not a range
+    CHECK(run({"--db", db, "count"}).out == "2\n");
+    CHECK(run({"--db", db, "put", "--", "--prefix", "x"}).status == 0);
+    CHECK(run({"--db", db, "del", "--", "--prefix"}).status == 0);
+    CHECK(run({"--db", db, "scan", "--keys-only"}).out == "-k\nk\n");
+    CHECK(run({"--db", db, "del", "--", "-k"}).status == 0);
+    CHECK(run({"--db", db, "scan", "--keys-only"}).out == "k\n");
+    // A value of "-" after a range option is its value, not an option.
+    CHECK(run({"--db", db, "count", "--prefix", "-"}).out == "0\n");
+  }
+
+  TEST_CASE("put KEY - and put KEY --value-file F: values of any size, their exact bytes (issue 25)") {
+    temp_dir tmp;
+    const std::string db = (tmp.path() / "db").string();
+    // 1 MiB of every byte value: far over what a command line carries (~128 KiB per argument).
+    std::string big;
+    for (int i = 0; i < (1 << 20); ++i) big.push_back(static_cast<char>((i * 7 + i / 256) & 0xff));
+    const fs::path file = tmp.path() / "value.bin";
+    std::ofstream(file, std::ios::binary).write(big.data(), std::streamsize(big.size()));
+    CHECK(run({"--db", db, "put", "from-file", "--value-file", file.string()}).status == 0);
+    const std::string pre = q(cli_path()) + " --db " + q(db);
+    CHECK(sh(pre + " put from-stdin - < " + q(file)) == 0);
+    CHECK(sh(pre + " --raw get from-file > " + q(tmp.path() / "out1")) == 0);
+    CHECK(sh(pre + " --raw get from-stdin > " + q(tmp.path() / "out2")) == 0);
+    CHECK(slurp(tmp.path() / "out1") == big);
+    CHECK(slurp(tmp.path() / "out2") == big);
+    // No escapes in a value from a file or stdin; the newline stays.
+    CHECK(sh("printf 'a\\\\x41\\n' | " + pre + " put k -") == 0);
+    CHECK(run({"--db", db, "--escape", "get", "k"}).out == "a\\\\x41\\n\n");
+    // Usage errors: nothing is written.
+    CHECK(run({"--db", db, "put", "k2", "v", "--value-file", file.string()}).status == 2);
+    CHECK(run({"--db", db, "put", "k2", "--value-file"}).status == 2);
+    CHECK(run({"--db", db, "put", "k2", "--value-file", (tmp.path() / "missing").string()}).status == 5);
+    CHECK(run({"--db", db, "count"}).out == "3\n");
+  }
+
+  TEST_CASE("text output: UTF-8 text as it is on a UTF-8 locale, the rest escaped; --json strings or base64 (issue 25)") {
+    temp_dir tmp;
+    const std::string db = (tmp.path() / "db").string();
+    const std::string text = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x99\x82";  // café € (U+1F642)
+    REQUIRE(run({"--db", db, "put", text, text + "\\t!"}).status == 0);
+    REQUIRE(run({"--db", db, "put", "latin1-\\xe9", "\\xff\\xfe"}).status == 0);          // not UTF-8
+    REQUIRE(run({"--db", db, "put", "c1-\\xc2\\x9b", "overlong-\\xc0\\xaf"}).status == 0);  // a C1 control; invalid
+    struct locale_env {
+      explicit locale_env(const char* v) { ::setenv("LC_ALL", v, 1); }
+      ~locale_env() { ::unsetenv("LC_ALL"); }
+    };
+    {
+      locale_env utf8("C.UTF-8");
+      CHECK(run({"--db", db, "get", text}).out == text + "\\t!\n");
+      CHECK(run({"--db", db, "scan"}).out == "c1-\\xc2\\x9b\toverlong-\\xc0\\xaf\n" + text + "\t" + text +
+                                                   "\\t!\nlatin1-\\xe9\t\\xff\\xfe\n");
+      // --escape: every byte outside printable ASCII as \xHH, as before.
+      CHECK(run({"--db", db, "--escape", "get", text}).out ==
+            "caf\\xc3\\xa9 \\xe2\\x82\\xac \\xf0\\x9f\\x99\\x82\\t!\n");
+    }
+    {
+      locale_env c("C");
+      CHECK(run({"--db", db, "get", text}).out == "caf\\xc3\\xa9 \\xe2\\x82\\xac \\xf0\\x9f\\x99\\x82\\t!\n");
+    }
+    // --json: valid UTF-8 as JSON strings (whatever the locale), anything else
+    // as base64 in NAME_base64.
+    auto j = run({"--db", db, "--json", "scan"});
+    CHECK(j.out == "{\"key\":\"c1-\xc2\x9b\",\"value_base64\":\"b3ZlcmxvbmctwK8=\"}\n"
+                   "{\"key\":\"" + text + "\",\"value\":\"" + text + "\\u0009!\"}\n"
+                   "{\"key_base64\":\"bGF0aW4xLek=\",\"value_base64\":\"//4=\"}\n");
+    CHECK(run({"--db", db, "--json", "get", "latin1-\\xe9"}).out ==
+          "{\"key_base64\":\"bGF0aW4xLek=\",\"value_base64\":\"//4=\"}\n");
+    CHECK(run({"--db", db, "--json", "scan", "--keys-only", "--prefix", "latin"}).out ==
+          "{\"key_base64\":\"bGF0aW4xLek=\"}\n");
+  }
+
+  TEST_CASE("docs/cli.md: the examples of the Escaping paragraph run as shown (issue 25)") {
+    // The source tree: $KEEL_TEST_SOURCE_DIR (set by meson), else from this file's path.
+    const char* src = std::getenv("KEEL_TEST_SOURCE_DIR");
+    const fs::path doc = (src && *src ? fs::path(src) : fs::path(__FILE__).parent_path().parent_path()) / "docs" / "cli.md";
+    REQUIRE(fs::exists(doc));
+    const std::string text = slurp(doc);
+    const std::string start = "```\n$ keel --db data/db put 'caf";
+    const auto begin = text.find(start);
+    REQUIRE(begin != std::string::npos);
+    const auto end = text.find("```", begin + 3);
+    REQUIRE(end != std::string::npos);
+    // "$ command" lines, each followed by the stdout it prints.
+    std::vector<std::pair<std::string, std::string>> steps;
+    std::string block = text.substr(begin + 4, end - begin - 4);
+    for (std::size_t at = 0; at < block.size();) {
+      const auto nl = block.find('\n', at);
+      const std::string line = block.substr(at, nl - at);
+      at = nl == std::string::npos ? block.size() : nl + 1;
+      if (line.rfind("$ ", 0) == 0)
+        steps.emplace_back(line.substr(2), "");
+      else
+        steps.back().second += line + "\n";
+    }
+    REQUIRE(steps.size() >= 8);
+    temp_dir tmp;
+    fs::create_directory(tmp.path() / "data");
+    for (const auto& [cmd, expected] : steps) {
+      CAPTURE(cmd);
+      child_process child("/bin/sh", {"-c", "cd \"$1\" && export LC_ALL=C.UTF-8 && K=\"$2\" && keel() { \"$K\" \"$@\"; } && " + cmd,
+                                      "sh", tmp.path().string(), fs::absolute(cli_path()).string()});
+      child.close_stdin();
+      std::string out;
+      while (auto line = child.read_line(60s)) out += *line + "\n";
+      auto status = child.wait_for(60s);
+      REQUIRE(status.has_value());
+      CHECK(*status == 0);
+      CHECK(out == expected);
+    }
   }
 }

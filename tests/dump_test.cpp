@@ -203,6 +203,68 @@ TEST_SUITE("dump") {
     CHECK_FALSE(keel::verify_dump(cut));
   }
 
+  TEST_CASE("a truncated dump's message says where the file ends; source_name replaces the path (issue 25)") {
+    temp_dir tmp;
+    auto mem = keel::memory_store::open({});
+    fill(*mem, sample(50));
+    REQUIRE(keel::export_dump(*mem, tmp.path() / "full.dump"));
+    const std::string full = slurp(tmp.path() / "full.dump");
+    const fs::path cut = tmp.path() / "cut.dump";
+    for (std::size_t len : {std::size_t(20), std::size_t(150), full.size() / 2}) {
+      CAPTURE(len);
+      spit(cut, full.substr(0, len));
+      auto v = keel::verify_dump(cut);
+      REQUIRE_FALSE(v);
+      CHECK(v.error().code() == errc::corruption);
+      CHECK(v.error().message().find("ends at byte " + std::to_string(len) + ",") != std::string::npos);
+      CHECK(v.error().message().find("'" + cut.string() + "'") != std::string::npos);
+    }
+    // A source name (a copy of stdin) is named instead of the file.
+    auto named = keel::verify_dump(cut, {}, "standard input");
+    REQUIRE_FALSE(named);
+    CHECK(named.error().message().find("the dump on standard input is truncated") != std::string::npos);
+    CHECK(named.error().message().find(cut.string()) == std::string::npos);
+    spit(tmp.path() / "text", "not a dump, not at all, not even close");
+    keel::import_options io;
+    io.source_name = "standard input";
+    auto dst = keel::memory_store::open({});
+    auto text = keel::import_dump(*dst, tmp.path() / "text", io);
+    REQUIRE_FALSE(text);
+    CHECK(text.error().message() == "standard input is not a keel dump (it does not start with KEELDUMP)");
+    auto rocks = open_rocks(tmp.path() / "db");
+    auto rtext = keel::import_dump(rocks, tmp.path() / "text", io);
+    REQUIRE_FALSE(rtext);
+    CHECK(rtext.error().message() == text.error().message());
+  }
+
+  TEST_CASE("import_options::check_record refuses a record before anything is written (issue 25)") {
+    temp_dir tmp;
+    auto mem = keel::memory_store::open({});
+    fill(*mem, sample(300));
+    REQUIRE(keel::export_dump(*mem, tmp.path() / "full.dump"));
+    keel::import_options io;
+    io.batch_records = 10;  // batches before the refused record would be written by a one-pass import
+    std::uint64_t checked = 0;
+    io.check_record = [&](std::uint64_t index, std::string_view key,
+                          std::string_view) -> std::optional<keel::error> {
+      ++checked;
+      if (key != "k99") return std::nullopt;  // after more than 10 records in byte order
+      return keel::error(errc::invalid_argument, "record " + std::to_string(index) + " key " + std::string(key));
+    };
+    auto dst = keel::memory_store::open({});
+    auto r = keel::import_dump(*dst, tmp.path() / "full.dump", io);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().message().find("key k99") != std::string::npos);
+    CHECK(contents(*dst).empty());
+    auto rocks = open_rocks(tmp.path() / "db");
+    checked = 0;
+    auto rr = keel::import_dump(rocks, tmp.path() / "full.dump", io);
+    REQUIRE_FALSE(rr);
+    CHECK(rr.error().message() == r.error().message());
+    CHECK(checked > 0);
+    CHECK(contents(rocks).empty());
+  }
+
   TEST_CASE("a damaged byte anywhere is detected") {
     temp_dir tmp;
     auto mem = keel::memory_store::open({});

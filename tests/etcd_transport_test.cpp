@@ -177,6 +177,41 @@ TEST_SUITE("etcd") {
     CHECK(server.requests() >= 3);
   }
 
+  TEST_CASE("transport: an endpoint nobody listens on is reported within the connect timeout, by name") {
+    // A socket bound to a port but not listening: every connection to the
+    // port is refused (as when etcd is not running), and no other process can
+    // take the port while the test runs.
+    struct bound_socket {
+      int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      ~bound_socket() { ::close(fd); }
+    } closed;
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    REQUIRE(::bind(closed.fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::getsockname(closed.fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+    const std::string url = "http://127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+    etcd_transport_config c;
+    c.endpoints = {url};
+    c.connect_timeout = 300ms;
+    c.request_timeout = 1000ms;
+    c.operation_timeout = 10000ms;
+    etcd_transport t(c);
+    for (call_kind kind : {call_kind::read, call_kind::write}) {
+      CAPTURE(static_cast<int>(kind));
+      const auto start = std::chrono::steady_clock::now();
+      auto r = t.call("kv/range", "{}", kind, "get");
+      const auto took = std::chrono::steady_clock::now() - start;
+      REQUIRE_FALSE(r);
+      CHECK(r.error() == errc::unavailable);  // nothing was sent: not applied
+      CHECK(r.error().message().find(url) != std::string::npos);
+      CHECK(r.error().message().find("connect_timeout") != std::string::npos);
+      CHECK(took >= 300ms);  // refused at once, retried until the connect timeout
+      CHECK(took < 3000ms);  // not the 10 s of operation_timeout
+    }
+  }
+
   TEST_CASE("transport: etcd's answers are classified by code and message") {
     auto answer = [](int status, const char* body) {
       return [=](int) { return scripted_server::json(status, body); };

@@ -302,26 +302,29 @@ class dump_reader {
   dump_reader& operator=(const dump_reader&) = delete;
   ~dump_reader() = default;
 
-  result<void> open(const std::filesystem::path& path) {
+  // `source_name`: what messages call the file ("standard input" for a copy
+  // of stdin); empty: its path, quoted.
+  result<void> open(const std::filesystem::path& path, std::string_view source_name = {}) {
     path_ = path;
-    if (auto e = file_.open_read(path)) return detail::os_error(e, "cannot open dump '" + path.string() + "'");
+    name_ = source_name.empty() ? "'" + path.string() + "'" : std::string(source_name);
+    dump_name_ = source_name.empty() ? "dump " + name_ : "the dump on " + name_;
+    if (auto e = file_.open_read(path)) return detail::os_error(e, "cannot open " + dump_name_);
     file_size_ = file_.regular_size().value_or(0);
     std::string h;
     if (auto r = read_exact(dump_header_size, h, "the header"); !r) {
       if (offset_ == 0 || h.size() < dump_magic.size() || std::string_view(h).substr(0, 8) != dump_magic)
-        return keel::error(errc::invalid_argument, "'" + path_.string() + "' is not a keel dump (too short)");
+        return keel::error(errc::invalid_argument, name_ + " is not a keel dump (too short)");
       return r;
     }
     if (std::string_view(h).substr(0, 8) != dump_magic) {
-      return keel::error(errc::invalid_argument,
-                         "'" + path_.string() + "' is not a keel dump (it does not start with KEELDUMP)");
+      return keel::error(errc::invalid_argument, name_ + " is not a keel dump (it does not start with KEELDUMP)");
     }
     std::uint32_t version = detail::get_u32(h.data() + 8);
     if (detail::get_u32(h.data() + 12) != detail::crc32c(std::string_view(h).substr(0, 12))) {
       return damaged(0, "the header checksum does not match");
     }
     if (version != dump_version) {
-      return keel::error(errc::not_supported, "dump '" + path_.string() + "' has format version " +
+      return keel::error(errc::not_supported, dump_name_ + " has format version " +
                                                   std::to_string(version) + "; this keel reads version " +
                                                   std::to_string(dump_version));
     }
@@ -367,12 +370,13 @@ class dump_reader {
 
  private:
   keel::error damaged(std::uint64_t at, const std::string& what) const {
-    return keel::error(errc::corruption, "dump '" + path_.string() + "' is damaged at byte " + std::to_string(at) +
-                                             ": " + what + "; nothing was imported from it");
+    return keel::error(errc::corruption, dump_name_ + " is damaged at byte " + std::to_string(at) + ": " + what +
+                                             "; nothing was imported from it");
   }
-  keel::error truncated(const std::string& what) const {
-    return keel::error(errc::corruption, "dump '" + path_.string() + "' is truncated (it ends at byte " +
-                                             std::to_string(offset_) + ", inside " + what +
+  // `ends_at`: where the file ends (its size; offset_ after a short read).
+  keel::error truncated(const std::string& what, std::uint64_t ends_at) const {
+    return keel::error(errc::corruption, dump_name_ + " is truncated (it ends at byte " + std::to_string(ends_at) +
+                                             ", inside " + what +
                                              "): it was not completely written; nothing was imported from it");
   }
   result<void> read_exact(std::size_t n, std::string& out, const std::string& what) {
@@ -381,12 +385,12 @@ class dump_reader {
     while (got < n) {
       std::size_t r = 0;
       if (auto e = file_.read_some(out.data() + got, n - got, r)) {
-        return detail::os_error(e, "cannot read dump '" + path_.string() + "'");
+        return detail::os_error(e, "cannot read " + dump_name_);
       }
       if (r == 0) {
         out.resize(got);
         offset_ += got;
-        return truncated(what);
+        return truncated(what, offset_);
       }
       got += r;
     }
@@ -407,7 +411,11 @@ class dump_reader {
     std::uint32_t count = detail::get_u32(rest.data());
     std::uint32_t size = detail::get_u32(rest.data() + 4);
     std::uint32_t crc = detail::get_u32(rest.data() + 8);
-    if (file_size_ && (offset_ > file_size_ || size > file_size_ - offset_)) return truncated("a block");
+    if (file_size_ && (offset_ > file_size_ || size > file_size_ - offset_)) {
+      return truncated("the block that starts at byte " + std::to_string(block_offset_) + " and ends at byte " +
+                           std::to_string(offset_ + size),
+                       file_size_);
+    }
     if (count == 0 || count > size) return damaged(block_offset_, "bad block header");
     if (auto r = read_exact(size, block_, "a block"); !r) return r.error();
     if (detail::crc32c(block_) != crc) return damaged(block_offset_, "the block checksum does not match");
@@ -434,7 +442,7 @@ class dump_reader {
     char extra;
     std::size_t r = 0;
     if (auto e = file_.read_some(&extra, 1, r)) {
-      return detail::os_error(e, "cannot read dump '" + path_.string() + "'");
+      return detail::os_error(e, "cannot read " + dump_name_);
     }
     if (r != 0) return damaged(offset_, "unexpected bytes after the end marker");
     info_.records = count;
@@ -447,6 +455,7 @@ class dump_reader {
 
   detail::file file_;
   std::filesystem::path path_;
+  std::string name_, dump_name_;  // "'PATH'" and "dump 'PATH'", or the source_name given to open()
   std::uint64_t file_size_ = 0, offset_ = 0, block_offset_ = 0;
   std::uint32_t crc_ = 0;
   std::string block_;
@@ -457,6 +466,10 @@ class dump_reader {
   dump_info info_;
   bool done_ = false;
 };
+
+// Called for every record of a dump (its index from 0, key and value) in an
+// import's verification pass; an error refuses the import.
+using dump_record_check = std::function<std::optional<keel::error>(std::uint64_t, std::string_view, std::string_view)>;
 
 namespace detail {
 
@@ -469,20 +482,22 @@ struct progress_throttle {
   }
 };
 
-}  // namespace detail
-
-// Checks a dump from end to end without importing it: every checksum, the
-// record count, that nothing is missing or extra. Constant memory.
-inline result<dump_info> verify_dump(const std::filesystem::path& path, const progress_fn& progress = {}) {
+// verify_dump(), calling `check` (when set) for every record: its error stops
+// the pass and is returned.
+inline result<dump_info> verify_dump_records(const std::filesystem::path& path, const progress_fn& progress,
+                                             std::string_view source_name, const dump_record_check& check) {
   dump_reader r;
-  if (auto o = r.open(path); !o) return o.error();
+  if (auto o = r.open(path, source_name); !o) return o.error();
   progress_info p;
   p.total_bytes = r.file_size();
-  detail::progress_throttle t{progress};
+  progress_throttle t{progress};
   for (;;) {
     auto more = r.next();
     if (!more) return std::move(more).error();
     if (!*more) break;
+    if (check) {
+      if (auto bad = check(r.records_read() - 1, r.key(), r.value())) return std::move(*bad);
+    }
     p.records = r.records_read();
     p.bytes = r.offset();
     t.tick(p);
@@ -490,6 +505,16 @@ inline result<dump_info> verify_dump(const std::filesystem::path& path, const pr
   p.bytes = r.offset();
   t.tick(p, true);
   return r.info();
+}
+
+}  // namespace detail
+
+// Checks a dump from end to end without importing it: every checksum, the
+// record count, that nothing is missing or extra. Constant memory.
+// `source_name`: what messages call the file (dump_reader::open()).
+inline result<dump_info> verify_dump(const std::filesystem::path& path, const progress_fn& progress = {},
+                                     std::string_view source_name = {}) {
+  return detail::verify_dump_records(path, progress, source_name, {});
 }
 
 // Writes every entry of `store` in `range` to an open writer and finishes it
@@ -525,6 +550,14 @@ result<dump_info> export_dump(const Store& store, const std::filesystem::path& p
 }
 
 struct import_options {
+  // What messages call the dump ("standard input" for a copy of stdin);
+  // empty: its path, quoted.
+  std::string source_name;
+  // Called for every record in the verification pass, before anything is
+  // written: an error it returns refuses the import (nothing was written) and
+  // is returned as it is. For a store that refuses records a dump may hold
+  // (etcd: a record over max_request_bytes). Not called with skip_verify.
+  dump_record_check check_record{};
   // Bytes of keys and values per write_batch in the import pass.
   std::size_t batch_bytes = 4 << 20;
   // Records per write_batch in the import pass; 0: no limit. For a store
@@ -547,12 +580,12 @@ result<dump_info> import_dump_batches(Store& store, const std::filesystem::path&
                                       const import_options& opts = {}) {
   dump_info verified;
   if (!opts.skip_verify) {
-    auto v = verify_dump(path);
+    auto v = detail::verify_dump_records(path, {}, opts.source_name, opts.check_record);
     if (!v) return std::move(v).error();
     verified = *v;
   }
   dump_reader r;
-  if (auto o = r.open(path); !o) return o.error();
+  if (auto o = r.open(path, opts.source_name); !o) return o.error();
   progress_info p;
   p.total_records = verified.records;
   p.total_bytes = r.file_size();

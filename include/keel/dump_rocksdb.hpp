@@ -40,7 +40,7 @@ template <class Tuning>
 result<dump_info> import_dump(basic_store<RocksPolicy<Tuning>>& store, const std::filesystem::path& path,
                               const import_options& opts = {}, const sst_import_options& sst = {}) {
   namespace fs = std::filesystem;
-  auto v = verify_dump(path);
+  auto v = detail::verify_dump_records(path, {}, opts.source_name, opts.check_record);
   if (!v) return std::move(v).error();
   import_options rest = opts;
   rest.skip_verify = true;
@@ -65,7 +65,7 @@ result<dump_info> import_dump(basic_store<RocksPolicy<Tuning>>& store, const std
   } remove_tmp{tmp};
 
   dump_reader r;
-  if (auto o = r.open(path); !o) return o.error();
+  if (auto o = r.open(path, opts.source_name); !o) return o.error();
   progress_info p;
   p.total_records = v->records;
   p.total_bytes = r.file_size();

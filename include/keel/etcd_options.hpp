@@ -15,7 +15,10 @@ struct etcd_options {
   std::vector<std::string> endpoints;
   // Every key of this store lives under this prefix (required, non-empty).
   std::string prefix;
-  // TCP connect timeout per attempt.
+  // TCP connect timeout per attempt. Also how long an operation keeps trying
+  // when no endpoint accepts a connection at all (etcd not running there):
+  // once it has passed and every endpoint was tried, the operation fails with
+  // errc::unavailable naming each endpoint, before operation_timeout.
   std::chrono::milliseconds connect_timeout{1000};
   // Deadline of one attempt on one endpoint. Keep it well under etcd's own
   // request timeout (7 s by default): after a leader failure a member answers

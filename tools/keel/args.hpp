@@ -1,6 +1,6 @@
-// keel tool: the command line. Options before the command (struct cli,
-// parse_options) and the range options of scan, count, export, del, compact
-// (range_opts, parse_range).
+// keel tool: the command line. The tool's options, before or after the
+// command (struct cli, parse_options), and the range options of scan, count,
+// export, del, compact (range_opts, parse_range). "--" ends the options.
 #pragma once
 
 #include <unistd.h>
@@ -26,9 +26,16 @@ struct cli {
   std::string etcd;         // --etcd URL[,URL...]: the etcd cluster (only with the etcd backend)
   std::string etcd_prefix;  // --etcd-prefix P: the store's key prefix in the cluster
   bool memory = false, fallback = false, json = false, raw = false;
-  bool help = false;  // -h / --help: print the usage and exit 0
+  bool help = false;     // -h / --help: print the usage and exit 0
+  bool version = false;  // --version: print the version and exit 0
+  bool escape_all = false;  // --escape: escape every non-ASCII byte, UTF-8 text too
+  bool keep_utf8 = false;  // print keys and values that are UTF-8 text as they are (UTF-8 locale, no --escape)
   std::optional<bool> progress;
   std::vector<std::string> args;  // command and its arguments
+  // args[literal_from...] came after "--": arguments, never options.
+  std::size_t literal_from = static_cast<std::size_t>(-1);
+
+  bool is_option(std::size_t arg) const { return arg < literal_from && args[arg].rfind("--", 0) == 0; }
 
   bool show_progress() const { return progress.value_or(::isatty(2) == 1); }
 };
@@ -48,15 +55,37 @@ inline std::string no_etcd_backend(std::string_view what) {
          "nlohmann-json)";
 }
 
-// Parses argv[1...] into c: the options, then the command and its
-// arguments. Returns the exit code of a usage error (already reported), or
-// nullopt to go on.
+// The options of commands that take a value (scan --prefix P, put
+// --value-file F, ...): after the command, they and their value go to the
+// command as they are.
+inline bool command_option_with_value(std::string_view s) {
+  return s == "--prefix" || s == "--from" || s == "--to" || s == "--limit" || s == "--value-file";
+}
+
+// Parses argv[1...] into c: the tool's options (before or after the command),
+// and the command with its arguments and its own options. "--" ends the
+// options: every word after it is an argument (a key starting with '-').
+// Returns the exit code of a usage error (already reported), or nullopt to go
+// on.
 inline std::optional<int> parse_options(int argc, char** argv, cli& c) {
-  int i = 1;
-  for (; i < argc; ++i) {
+  for (int i = 1; i < argc; ++i) {
     std::string_view s = argv[i];
+    const bool after_command = !c.args.empty();
+    if (s == "--") {
+      c.literal_from = c.args.size();
+      for (++i; i < argc; ++i) c.args.emplace_back(argv[i]);
+      break;
+    }
+    if (after_command && command_option_with_value(s)) {
+      c.args.emplace_back(s);
+      if (i + 1 < argc) c.args.emplace_back(argv[++i]);
+      continue;
+    }
     if (s == "-h" || s == "--help") {
       c.help = true;
+      return std::nullopt;
+    } else if (s == "--version") {
+      c.version = true;
       return std::nullopt;
     } else if (s == "--db") {
       if (++i >= argc) return usage_error("--db needs a PATH");
@@ -87,17 +116,19 @@ inline std::optional<int> parse_options(int argc, char** argv, cli& c) {
       c.json = true;
     } else if (s == "--raw") {
       c.raw = true;
+    } else if (s == "--escape") {
+      c.escape_all = true;
     } else if (s == "--progress") {
       c.progress = true;
     } else if (s == "--no-progress") {
       c.progress = false;
-    } else if (s.size() > 1 && s[0] == '-' && s != "-") {
+    } else if (!after_command && s.size() > 1 && s[0] == '-') {
       return usage_error("unknown option " + std::string(s));
     } else {
-      break;
+      c.args.emplace_back(s);  // the command, an argument, or the command's own option (it checks them)
     }
   }
-  for (; i < argc; ++i) c.args.emplace_back(argv[i]);
+  c.keep_utf8 = !c.escape_all && locale_is_utf8();
   // A prefix with no cluster would be silently ignored by a RocksDB command.
   if (!c.etcd_prefix.empty() && c.etcd.empty() && !std::getenv("KEEL_ETCD_ENDPOINTS"))
     return usage_error("--etcd-prefix needs a cluster: --etcd URL[,URL...] or KEEL_ETCD_ENDPOINTS");
@@ -130,11 +161,17 @@ struct range_opts {
   }
 };
 
-// Parses range options from a[from...] into o (other words go to
-// o.positional); returns an error message, or "" when they are valid.
-inline std::string parse_range(const std::vector<std::string>& a, std::size_t from, range_opts& o) {
+// Parses range options from a[from...] into o (other words, and every word
+// from a[literal_from] on, go to o.positional); returns an error message, or
+// "" when they are valid.
+inline std::string parse_range(const std::vector<std::string>& a, std::size_t from, range_opts& o,
+                               std::size_t literal_from = static_cast<std::size_t>(-1)) {
   for (std::size_t i = from; i < a.size(); ++i) {
     const std::string& s = a[i];
+    if (i >= literal_from) {
+      o.positional.push_back(s);
+      continue;
+    }
     auto value = [&](std::optional<std::string>& dst) -> std::string {
       if (i + 1 >= a.size()) return s + " needs a value";
       auto u = unescape(a[++i]);

@@ -46,7 +46,7 @@ inline batch_size batch_limits([[maybe_unused]] const cli_store& store) {
 // export FILE|- [--prefix P] [--from K] [--to K]
 inline int cmd_export(const cli& c) {
   range_opts ro;
-  if (auto err = parse_range(c.args, 1, ro); !err.empty()) return usage_error(err);
+  if (auto err = parse_range(c.args, 1, ro, c.literal_from); !err.empty()) return usage_error(err);
   if (ro.positional.size() != 1) return usage_error("export takes one FILE");
   if (ro.reverse || ro.limit || ro.keys_only) return usage_error("--reverse, --limit and --keys-only are for scan");
   return with_store(c, access::read, [&](cli_store& store) {
@@ -73,6 +73,71 @@ inline int cmd_export(const cli& c) {
   });
 }
 
+// What the messages of an import or a verify call FILE: "" (its path) or
+// "standard input" for "-".
+inline std::string dump_source_name(const std::string& file) { return file == "-" ? "standard input" : ""; }
+
+#if KEEL_HAS_ETCD
+// The bytes etcd counts for a put of key and value under `prefix`, as
+// EtcdPolicy estimates them against etcd_options::max_request_bytes.
+inline std::size_t etcd_put_bytes(std::size_t prefix, std::string_view key, std::string_view value) {
+  return prefix + key.size() + value.size() + 8;
+}
+#endif
+
+// Where an import into a store other than RocksDB (keel::import_dump_batches)
+// or a migrate (keel::copy) writes its batches: the store, plus a note of a
+// write that failed,
+// so that a write the store refused (a limit, an unreachable cluster; exit 5)
+// is told apart from a refused dump (exit 4). On etcd a batch that one request
+// cannot carry (a batch may pass batch_size::bytes by one record) is written
+// as several requests that can, in order; each single record was checked
+// against the limit before anything was written.
+struct write_target {
+  cli_store& store;
+  std::size_t max_request_bytes = 0;  // 0: no limit (not etcd)
+  std::size_t prefix_bytes = 0;       // etcd: the store's prefix length
+  bool write_failed = false;
+
+  // On etcd: the request limit of `s` (this target's store).
+  void limit_to([[maybe_unused]] const cli_store& s) {
+#if KEEL_HAS_ETCD
+    if (auto* etcd = s.get_if<keel::EtcdPolicy>()) {
+      max_request_bytes = etcd->policy().config().max_request_bytes;
+      prefix_bytes = etcd->policy().config().prefix.size();
+    }
+#endif
+  }
+
+  keel::result<void> write(const keel::write_batch& batch) {
+    auto r = max_request_bytes == 0 ? store.write(batch) : write_split(batch);
+    if (!r) write_failed = true;
+    return r;
+  }
+
+ private:
+  keel::result<void> write_split([[maybe_unused]] const keel::write_batch& batch) {
+#if KEEL_HAS_ETCD
+    keel::write_batch part;
+    std::size_t bytes = 0;
+    for (const auto& op : batch) {
+      const std::size_t n = etcd_put_bytes(prefix_bytes, op.key, op.value);
+      if (!part.empty() && bytes + n > max_request_bytes) {
+        if (auto r = store.write(part); !r) return r;
+        part.clear();
+        bytes = 0;
+      }
+      part.put(op.key, op.value);
+      bytes += n;
+    }
+    if (!part.empty()) return store.write(part);
+    return {};
+#else
+    return store.write(batch);
+#endif
+  }
+};
+
 // import FILE|-: verifies the whole dump, then writes it in batches.
 inline int cmd_import(const cli& c) {
   if (c.args.size() != 2) return usage_error("import takes one FILE");
@@ -88,9 +153,34 @@ inline int cmd_import(const cli& c) {
     const batch_size limits = batch_limits(store);
     io.batch_bytes = limits.bytes;
     io.batch_records = limits.records;
-    auto info = keel::import_dump(store, import_file, io);
+    io.source_name = dump_source_name(c.args[1]);
+    write_target target{store};
+    target.limit_to(store);
+    bool record_refused = false;  // a record the store cannot take (exit 5, not a bad dump)
+#if KEEL_HAS_ETCD
+    if (auto* etcd = store.get_if<keel::EtcdPolicy>()) {
+      const keel::etcd_options& o = etcd->policy().config();
+      io.check_record = [&](std::uint64_t index, std::string_view key,
+                            std::string_view value) -> std::optional<keel::error> {
+        const std::size_t n = etcd_put_bytes(o.prefix.size(), key, value);
+        if (n <= o.max_request_bytes) return std::nullopt;
+        record_refused = true;
+        return keel::error(
+            keel::errc::invalid_argument,
+            "record " + std::to_string(index + 1) + " of the dump (key '" + escape(key) + "', " +
+                std::to_string(value.size()) + " bytes of value) is larger than etcd takes in one request: about " +
+                std::to_string(n) + " bytes with the prefix, over etcd's limit of " +
+                std::to_string(o.max_request_bytes) +
+                " bytes (its --max-request-bytes, default 1.5 MiB); nothing was imported. Keep values this large "
+                "out of etcd, or split them");
+      };
+    }
+#endif
+    keel::result<keel::dump_info> info =
+        store.get_if<keel::RocksPolicy<keel::NativeTuning>>() ? keel::import_dump(store, import_file, io)
+                                                              : keel::import_dump_batches(target, import_file, io);
     bar.done();
-    if (!info) return dump_error(info.error());
+    if (!info) return record_refused || target.write_failed ? op_error(info.error()) : dump_error(info.error());
     if (c.json)
       std::printf("{\"records\":%llu,\"payload_bytes\":%llu}\n", static_cast<unsigned long long>(info->records),
                   static_cast<unsigned long long>(info->payload_bytes));
@@ -108,7 +198,7 @@ inline int cmd_verify(const cli& c) {
   auto file = dump_input(c.args[1], spool);
   if (!file) return dump_input_failed(file.error());
   progress_bar bar(c.show_progress(), "verifying");
-  auto info = keel::verify_dump(*file, bar.fn());
+  auto info = keel::verify_dump(*file, bar.fn(), dump_source_name(c.args[1]));
   bar.done();
   if (!info) return dump_error(info.error());
   if (c.json)
@@ -176,7 +266,9 @@ inline int cmd_migrate(const cli& c) {
   const batch_size limits = batch_limits(*dst);
   co.batch_bytes = limits.bytes;
   co.batch_records = limits.records;
-  auto n = keel::copy(*src, *dst, co);
+  write_target target{*dst};
+  target.limit_to(*dst);
+  auto n = keel::copy(*src, target, co);
   bar.done();
   if (!n) {
     const int rc = op_error(n.error());

@@ -17,6 +17,7 @@ namespace keel_tool {
 // get KEY: the value (escaped, --raw or --json); exit 1 when absent.
 inline int cmd_get(const cli& c) {
   if (c.args.size() != 2) return usage_error("get takes one KEY");
+  if (c.is_option(1)) return usage_error("get: unknown option " + c.args[1] + " (a KEY starting with -: get -- KEY)");
   const auto key = unescape(c.args[1]);
   if (!key) return usage_error("bad escape in KEY '" + c.args[1] + "'");
   return with_store(c, access::read, [&](cli_store& store) {
@@ -26,15 +27,15 @@ inline int cmd_get(const cli& c) {
       if (c.json)
         write_out("null\n");
       else
-        std::fprintf(stderr, "keel: no key %s\n", escape(*key).c_str());
+        std::fprintf(stderr, "keel: no key %s\n", escape(*key, c.keep_utf8).c_str());
       return exit_not_found;
     }
     if (c.raw)
       write_out(**v);
     else if (c.json)
-      write_out("{\"key\":" + json_string(*key) + ",\"value\":" + json_string(**v) + "}\n");
+      write_out("{" + json_bytes_field("key", *key) + "," + json_bytes_field("value", **v) + "}\n");
     else
-      write_out(escape(**v) + "\n");
+      write_out(escape(**v, c.keep_utf8) + "\n");
     return exit_ok;
   });
 }
@@ -43,7 +44,7 @@ inline int cmd_get(const cli& c) {
 // an error message or "".
 inline std::string parse_scan_args(const cli& c, range_opts& ro) {
   const std::string& cmd = c.args[0];
-  if (auto err = parse_range(c.args, 1, ro); !err.empty()) return err;
+  if (auto err = parse_range(c.args, 1, ro, c.literal_from); !err.empty()) return err;
   if (!ro.positional.empty()) return cmd + " takes no FILE";
   if (cmd != "scan" && (ro.reverse || ro.limit || ro.keys_only))
     return "--reverse, --limit and --keys-only are for scan";
@@ -62,14 +63,14 @@ inline int cmd_scan(const cli& c) {
       if (ro.limit && n >= *ro.limit) break;
       ++n;
       if (c.json) {
-        line = "{\"key\":" + json_string(e.key);
-        if (!ro.keys_only) line += ",\"value\":" + json_string(e.value);
+        line = "{" + json_bytes_field("key", e.key);
+        if (!ro.keys_only) line += "," + json_bytes_field("value", e.value);
         line += "}\n";
       } else {
-        line = escape(e.key);
+        line = escape(e.key, c.keep_utf8);
         if (!ro.keys_only) {
           line += '\t';
-          line += escape(e.value);
+          line += escape(e.value, c.keep_utf8);
         }
         line += '\n';
       }

@@ -64,7 +64,15 @@ inline int print_stats(const cli& c, cli_store& store) {
   num("snapshots", st->snapshots);
   num("bytes_read", st->bytes_read);
   num("bytes_written", st->bytes_written);
-  for (const auto& [k, v] : st->properties) num(k, v);
+  for (const auto& [k, v] : st->properties) {
+    if (k == "etcd.leader") {  // a member id: hex, as etcd and `keel doctor etcd://` write it
+      char hex[32];
+      std::snprintf(hex, sizeof hex, "%llx", static_cast<unsigned long long>(v));
+      kv.emplace_back(k, hex, false);
+    } else {
+      num(k, v);
+    }
+  }
   if (c.json) {
     std::string j = "{";
     for (std::size_t i = 0; i < kv.size(); ++i) {
@@ -73,7 +81,7 @@ inline int print_stats(const cli& c, cli_store& store) {
     }
     write_out(j + "}\n");
   } else {
-    for (const auto& [k, v, numeric] : kv) write_out(k + "\t" + escape(v) + "\n");
+    for (const auto& [k, v, numeric] : kv) write_out(k + "\t" + escape(v, c.keep_utf8) + "\n");
   }
   return exit_ok;
 }

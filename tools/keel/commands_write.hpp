@@ -3,8 +3,13 @@
 // directory is created when missing, and they say so).
 #pragma once
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,11 +21,61 @@
 
 namespace keel_tool {
 
-// put KEY VALUE
+// The bytes of a file descriptor up to its end; nullopt on a read error (errno).
+inline std::optional<std::string> read_all(int fd) {
+  std::string out;
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n == 0) return out;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return std::nullopt;
+    }
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+}
+
+// put KEY VALUE | put KEY - (the value is standard input) | put KEY --value-file F.
+// A value from standard input or a file is taken as its exact bytes (a
+// trailing newline too), with no escapes; it may be larger than a command
+// line can carry.
 inline int cmd_put(const cli& c) {
-  if (c.args.size() != 3) return usage_error("put takes KEY and VALUE");
-  const auto key = unescape(c.args[1]), value = unescape(c.args[2]);
-  if (!key || !value) return usage_error("bad escape in KEY or VALUE");
+  std::optional<std::string> value_file;
+  std::vector<std::string> words;
+  for (std::size_t i = 1; i < c.args.size(); ++i) {
+    if (c.is_option(i) && c.args[i] == "--value-file") {
+      if (i + 1 >= c.args.size()) return usage_error("--value-file needs a FILE");
+      value_file = c.args[++i];
+    } else if (c.is_option(i)) {
+      return usage_error("put: unknown option " + c.args[i]);
+    } else {
+      words.push_back(c.args[i]);
+    }
+  }
+  if (words.size() != (value_file ? 1u : 2u))
+    return usage_error("put takes KEY and VALUE, KEY - (VALUE from standard input) or KEY --value-file FILE");
+  const auto key = unescape(words[0]);
+  if (!key) return usage_error("bad escape in KEY '" + words[0] + "'");
+  std::optional<std::string> value;
+  if (value_file) {
+    const int fd = ::open(value_file->c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return op_error(keel::error(keel::errc::io_error, "cannot open --value-file '" + *value_file +
+                                                                      "': " + std::strerror(errno)));
+    value = read_all(fd);
+    const int e = errno;
+    ::close(fd);
+    if (!value)
+      return op_error(keel::error(keel::errc::io_error, "cannot read '" + *value_file + "': " + std::strerror(e)));
+  } else if (words[1] == "-") {
+    value = read_all(0);
+    if (!value)
+      return op_error(keel::error(keel::errc::io_error, std::string("cannot read standard input: ") +
+                                                            std::strerror(errno)));
+  } else {
+    value = unescape(words[1]);
+    if (!value) return usage_error("bad escape in VALUE");
+  }
   return with_store(c, access::write, [&](cli_store& store) {
     if (auto r = store.put(*key, *value); !r) return op_error(r.error());
     return exit_ok;
@@ -30,6 +85,7 @@ inline int cmd_put(const cli& c) {
 // del KEY (removing an absent key succeeds)
 inline int cmd_del(const cli& c) {
   if (c.args.size() != 2) return usage_error("del takes one KEY");
+  if (c.is_option(1)) return usage_error("del: unknown option " + c.args[1] + " (a KEY starting with -: del -- KEY)");
   const auto key = unescape(c.args[1]);
   if (!key) return usage_error("bad escape in KEY '" + c.args[1] + "'");
   return with_store(c, access::write, [&](cli_store& store) {
@@ -61,7 +117,7 @@ inline keel::result<std::uint64_t> erase_range_counted(cli_store& store, const k
 // Whether `del ARGS` is a range erase (`del --prefix P`, `del --from K`, ...)
 // rather than `del KEY`.
 inline bool is_del_range(const cli& c) {
-  if (c.args.size() < 2 || c.args[0] != "del") return false;
+  if (c.args.size() < 2 || c.args[0] != "del" || !c.is_option(1)) return false;
   const std::string& a = c.args[1];
   return a == "--prefix" || a == "--from" || a == "--to" || a == "--no-count";
 }
@@ -71,17 +127,20 @@ inline bool is_del_range(const cli& c) {
 inline int cmd_del_range(const cli& c) {
   bool count = true;
   std::vector<std::string> rest;
+  std::size_t literal_from = static_cast<std::size_t>(-1);  // in rest
   for (std::size_t i = 1; i < c.args.size(); ++i) {
     const std::string& s = c.args[i];
-    if (s == "--no-count") {
+    if (i == c.literal_from) literal_from = rest.size();
+    if (c.is_option(i) && s == "--no-count") {
       count = false;
       continue;
     }
     rest.push_back(s);
-    if ((s == "--prefix" || s == "--from" || s == "--to") && i + 1 < c.args.size()) rest.push_back(c.args[++i]);
+    if (c.is_option(i) && (s == "--prefix" || s == "--from" || s == "--to") && i + 1 < c.args.size())
+      rest.push_back(c.args[++i]);
   }
   range_opts ro;
-  if (auto err = parse_range(rest, 0, ro); !err.empty()) return usage_error(err);
+  if (auto err = parse_range(rest, 0, ro, literal_from); !err.empty()) return usage_error(err);
   if (!ro.positional.empty()) return usage_error("del takes one KEY, or a range: --prefix P, --from K, --to K");
   if (ro.reverse || ro.limit || ro.keys_only) return usage_error("--reverse, --limit and --keys-only are for scan");
   if (!ro.prefix && !ro.lo && !ro.hi) return usage_error("del needs a KEY, or a range: --prefix P, --from K, --to K");
@@ -109,7 +168,7 @@ inline int cmd_del_range(const cli& c) {
 // compact [--prefix P] [--from K] [--to K]: RocksDB CompactRange.
 inline int cmd_compact(const cli& c) {
   range_opts ro;
-  if (auto err = parse_range(c.args, 1, ro); !err.empty()) return usage_error(err);
+  if (auto err = parse_range(c.args, 1, ro, c.literal_from); !err.empty()) return usage_error(err);
   if (!ro.positional.empty()) return usage_error("compact takes no argument besides --prefix, --from, --to");
   if (ro.reverse || ro.limit || ro.keys_only) return usage_error("--reverse, --limit and --keys-only are for scan");
   if (ro.lo && ro.hi && *ro.lo > *ro.hi)

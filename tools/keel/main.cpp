@@ -21,6 +21,10 @@
 #include "commands_write.hpp"
 #include "exit_codes.hpp"
 
+#ifndef KEEL_TOOL_VERSION
+#define KEEL_TOOL_VERSION "(unknown version)"  // tools/meson.build passes the project's version
+#endif
+
 namespace {
 
 const char* const usage_text = R"(usage: keel [OPTIONS] COMMAND [ARGS]
@@ -28,6 +32,9 @@ const char* const usage_text = R"(usage: keel [OPTIONS] COMMAND [ARGS]
 Commands:
   get KEY                 print the value of KEY (exit 1 if absent)
   put KEY VALUE           set KEY to VALUE
+  put KEY -               set KEY to the bytes of standard input (exactly: no escapes,
+                          a trailing newline kept), of any size
+  put KEY --value-file F  set KEY to the bytes of file F (as for -)
   del KEY                 remove KEY (removing an absent key succeeds)
   del --prefix P | --from K [--to K] | --to K  [--no-count]
                           remove every key of the range (--from included, --to
@@ -68,7 +75,8 @@ Commands:
                           write would succeed now (checked by a txn that writes
                           nothing); exit 0 if it would, 1 if not
 
-Options (before the command):
+Options (before or after the command; "--" ends the options, so that a KEY
+or VALUE may start with '-': keel del -- -k):
   --db PATH               the RocksDB directory (default: $KEEL_DB)
   --memory                use the memory backend (as KEEL_USE_MEMORY_STORAGE=1)
   --memory-file FILE      use a memory store persisted in FILE (snapshot + write-ahead
@@ -88,9 +96,11 @@ Options (before the command):
   --json                  JSON output (get, scan, count, stats, doctor, and the summaries
                           of export, import, del with a range, compact, checkpoint)
   --raw                   get: print the value's bytes exactly, no escaping, no newline
+  --escape                escape every byte outside printable ASCII, UTF-8 text too
   --progress / --no-progress
                           force the progress bar on or off (default: on when stderr is a terminal)
   -h, --help              this text
+  --version               the version of keel, its dump format and backends
 
 Read commands (get, scan, count, export, stats, and migrate's SRC) open the
 database read-only: they never create anything (a missing path, a directory
@@ -119,13 +129,17 @@ store at PATH, or etcd:PREFIX for the store PREFIX on the cluster of --etcd
 
 Escaping: keys and values are printed with C-style escapes so that one record is
 one line: \\ for a backslash, \t \n \r, and \xHH for every other byte outside
-printable ASCII (0x20-0x7e). KEY and VALUE arguments accept the same escapes
-(and \0). With --json, strings escape '"' and '\' and write every other byte
-outside printable ASCII as \u00HH: each byte is one code point U+0000-U+00FF.
+printable ASCII (0x20-0x7e). On a UTF-8 locale a key or value that is valid
+UTF-8 (and has no C1 control character) keeps its non-ASCII characters as they
+are; --escape escapes them too. KEY and VALUE arguments accept the same escapes
+(and \0). With --json, a key or value that is valid UTF-8 is a JSON string
+("key", "value"; '"', '\' and control characters escaped), any other is its
+bytes in standard base64 under "key_base64" / "value_base64".
 
 Exit codes: 0 success; 1 get: key absent, doctor: an open (etcd: a write) would fail now;
 2 usage error; 3 the store could not be opened, doctor: no database there yet;
-4 a dump was refused (damaged, truncated, not a dump); 5 another operation failed.
+4 a dump was refused (damaged, truncated, not a dump); 5 another operation failed
+(including a record the store cannot take, e.g. over etcd's --max-request-bytes).
 )";
 
 }  // namespace
@@ -136,6 +150,11 @@ int main(int argc, char** argv) {
   if (auto rc = parse_options(argc, argv, c)) return *rc;
   if (c.help) {
     std::fputs(usage_text, stdout);
+    return exit_ok;
+  }
+  if (c.version) {
+    std::printf("keel %s (dump format %u; backends: rocksdb, memory, hybrid%s)\n", KEEL_TOOL_VERSION,
+                keel::dump_version, has_etcd_backend ? ", etcd" : "");
     return exit_ok;
   }
   if (c.args.empty()) {

@@ -345,7 +345,13 @@ inline keel::result<cli_store> open_spec(const cli& c, const std::string& spec, 
                          no_etcd_backend(etcd_spec && c.etcd.empty() && c.etcd_prefix.empty() && spec.size() == 5
                                              ? std::string("KEEL_ETCD_ENDPOINTS")
                                              : "'" + spec + "'"));
-    if (!c.etcd.empty()) cfg->etcd.endpoints = split_endpoints(c.etcd);
+    if (!c.etcd.empty()) {
+      cfg->etcd.endpoints = split_endpoints(c.etcd);
+    } else {  // from $KEEL_ETCD_ENDPOINTS: the forms --etcd takes (HOST:PORT gets http://)
+      std::string list;
+      for (const auto& e : cfg->etcd.endpoints) list += (list.empty() ? "" : ",") + e;
+      cfg->etcd.endpoints = split_endpoints(list);
+    }
     if (!c.etcd_prefix.empty() && !(etcd_spec && spec.size() > 5)) cfg->etcd.prefix = c.etcd_prefix;
     if (cfg->etcd.endpoints.empty())
       return keel::error(keel::errc::invalid_argument,

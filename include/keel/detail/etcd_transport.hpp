@@ -7,7 +7,8 @@
 // - one POST per call to <endpoint>/v3/<path>, JSON body in, JSON body out;
 // - endpoint rotation: a call starts on the endpoint that answered last and
 //   moves to the next one when an endpoint cannot serve it, until the
-//   operation deadline;
+//   operation deadline; when no attempt connected anywhere by the end of
+//   connect_timeout (every endpoint tried: nothing listens), it ends then;
 // - error classification (call_kind):
 //     read   idempotent (range, status, member list, compaction): any transport
 //            failure or server-side timeout is retried on the next endpoint;
@@ -267,6 +268,11 @@ class etcd_transport {
     const std::size_t first = preferred_.load(std::memory_order_relaxed) % n;
     std::vector<std::string> reasons(n);  // why each endpoint could not serve the call (its last answer)
     std::chrono::milliseconds backoff{10};
+    // An endpoint that is not running refuses (or never answers) the dial:
+    // when no attempt has connected by the end of the connect timeout and
+    // every endpoint was tried, the call ends then, not at its deadline.
+    const auto dial_deadline = clock::now() + config_.connect_timeout;
+    bool connected = false;  // some attempt of this call reached a member
     for (std::size_t attempt = 0;; ++attempt) {
       const std::size_t ep = (first + attempt) % n;
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
@@ -285,6 +291,8 @@ class etcd_transport {
       }
       // Not applied (or a read): try the next endpoint.
       reasons[ep] = std::move(a.reason);
+      connected = connected || !a.no_connection;
+      if (!connected && attempt + 1 >= n && clock::now() >= dial_deadline) return unreachable(what, reasons);
       preferred_.store((ep + 1) % n, std::memory_order_relaxed);
       if ((attempt + 1) % n == 0) {  // every endpoint failed once: back off before the next round
         const auto rest = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
@@ -313,7 +321,19 @@ class etcd_transport {
     nlohmann::json json;
     std::optional<keel::error> error;  // for definite
     std::string reason;                // for not_applied / maybe_applied
+    bool no_connection = false;        // the dial failed (refused, no such host, connect timeout): nothing sent
   };
+
+  // No endpoint accepted a connection within the connect timeout.
+  keel::error unreachable(std::string_view what, const std::vector<std::string>& reasons) const {
+    std::string why;
+    for (std::size_t i = 0; i < reasons.size(); ++i)
+      why += (i ? "; " : "") + config_.endpoints[i] + ": " + reasons[i];
+    return keel::error(errc::unavailable, "etcd: " + std::string(what) + ": no endpoint accepted a connection within " +
+                                              std::to_string(config_.connect_timeout.count()) +
+                                              " ms (etcd_options::connect_timeout): " + why +
+                                              "; it was not applied. Is etcd running there?");
+  }
 
   struct body_reader {
     const std::string* body;
@@ -395,6 +415,8 @@ class etcd_transport {
       // even CURLE_COULDNT_CONNECT: libcurl then tried to re-send on a new
       // connection) may follow a copy that reached a member.
       out.kind = reader.handed_over ? verdict::maybe_applied : verdict::not_applied;
+      out.no_connection = !reader.handed_over && (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+                                                  rc == CURLE_OPERATION_TIMEDOUT);
       if (rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL) {
         out.kind = verdict::definite;
         out.error = keel::error(errc::invalid_argument, "etcd: bad endpoint URL '" + config_.endpoints[ep] +
