@@ -94,6 +94,17 @@ keel::etcd_options options_for(std::vector<std::string> endpoints, bool serializ
   return o;
 }
 
+// The leader once the members agree on one (a healed member's higher term
+// may start an election), or -1 after `timeout`.
+int wait_leader(const keel::test::etcd_cluster& c, std::chrono::milliseconds timeout = 10s) {
+  const auto give_up = clock_type::now() + timeout;
+  for (;;) {
+    const int l = c.leader();
+    if (l >= 0 || clock_type::now() > give_up) return l;
+    std::this_thread::sleep_for(50ms);  // polling the election, with a deadline
+  }
+}
+
 struct recorded_op {
   register_op op;
   int key = 0;
@@ -174,7 +185,7 @@ int run_round(keel::test::etcd_cluster& cluster, int round, std::map<int, keel::
   auto run_for = [&](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };  // the clients work meanwhile
   int errors = 0;
   run_for(800ms);
-  const int leader = cluster.leader();
+  const int leader = wait_leader(cluster);
   if (leader < 0) {
     fail("round " + std::to_string(round) + ": no leader before the partition");
     ++errors;
@@ -191,7 +202,7 @@ int run_round(keel::test::etcd_cluster& cluster, int round, std::map<int, keel::
     if (!heal()) return 2;
     current_phase = healed;
     run_for(1500ms);
-    const int second = cluster.leader();
+    const int second = wait_leader(cluster);
     if (second >= 0) {
       current_phase = leader_killed;
       cluster.kill(second);
@@ -301,72 +312,86 @@ int run_round(keel::test::etcd_cluster& cluster, int round, std::map<int, keel::
 // At most one write may be lost (outcome_unknown), and at most one request
 // timeout: a write that waits longer than connect_timeout counts as stalled.
 void run_failover(keel::test::etcd_cluster& cluster, const std::string& mode) {
-  const int leader = cluster.leader();
-  const int follower = leader == 0 ? 1 : 0;
-  std::vector<std::string> endpoints{cluster.endpoint(follower)};
-  for (int i = 0; i < 3; ++i)
-    if (i != follower) endpoints.push_back(cluster.endpoint(i));
-  // Timeouts long enough that a write slowed by load alone never looks stalled.
-  auto o = options_for(endpoints);
-  o.connect_timeout = o.request_timeout = 1000ms;
-  o.operation_timeout = 5000ms;
-  const auto stall = 900ms;
-  auto s = keel::etcd_store::open(o);
-  if (!s) return fail("failover " + mode + ": cannot open: " + s.error().message());
-  if (auto w = s->put("d7/" + mode + "/first", "x"); !w) return fail("failover " + mode + ": first write: " + w.error().message());
-  struct resume {  // SIGCONT also when a check below returns early
-    pid_t pid = -1;
-    ~resume() {
-      if (pid > 0) ::kill(pid, SIGCONT);
-    }
-  } resume_member;
-  if (mode == "cut") {
-    if (!cut_off(cluster, follower)) return fail("failover: iptables failed");
-  } else {
-    resume_member.pid = cluster.pid(follower);
-    ::kill(resume_member.pid, SIGSTOP);
-  }
-  constexpr int writes = 10;
-  int acked = 0, unknown = 0, other = 0, stalled = 0;
-  std::vector<std::string> acked_keys;
-  const auto started = clock_type::now();
-  for (int i = 0; i < writes; ++i) {
-    const std::string key = "d7/" + mode + "/k" + std::to_string(i);
-    const auto t0 = clock_type::now();
-    auto w = s->put(key, "v");
-    if (clock_type::now() - t0 >= stall) ++stalled;
-    if (w) {
-      ++acked;
-      acked_keys.push_back(key);
-    } else if (w.error() == errc::outcome_unknown) {
-      ++unknown;
+  // The follower must be the store's preferred endpoint when it goes: the
+  // first write must have been served by it. The store cannot say which
+  // member served a write, so a run in which no write met the follower (it
+  // was still catching up and the first write moved on) is run again.
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    const int leader = wait_leader(cluster);
+    if (leader < 0) return fail("failover " + mode + ": no leader");
+    const int follower = leader == 0 ? 1 : 0;
+    if (!cluster.wait_serving(follower, 10s)) return fail("failover " + mode + ": the follower does not serve");
+    std::vector<std::string> endpoints{cluster.endpoint(follower)};
+    for (int i = 0; i < 3; ++i)
+      if (i != follower) endpoints.push_back(cluster.endpoint(i));
+    // Timeouts long enough that a write slowed by load alone never looks stalled.
+    auto o = options_for(endpoints);
+    o.connect_timeout = o.request_timeout = 1000ms;
+    o.operation_timeout = 5000ms;
+    const auto stall = 900ms;
+    auto s = keel::etcd_store::open(o);
+    if (!s) return fail("failover " + mode + ": cannot open: " + s.error().message());
+    const std::string tag = "d7/" + mode + std::to_string(attempt) + "/";
+    if (auto w = s->put(tag + "first", "x"); !w)
+      return fail("failover " + mode + ": first write: " + w.error().message());
+    struct resume {  // SIGCONT also when a check below returns early
+      pid_t pid = -1;
+      ~resume() {
+        if (pid > 0) ::kill(pid, SIGCONT);
+      }
+    } resume_member;
+    if (mode == "cut") {
+      if (!cut_off(cluster, follower)) return fail("failover: iptables failed");
     } else {
-      ++other;
+      resume_member.pid = cluster.pid(follower);
+      ::kill(resume_member.pid, SIGSTOP);
     }
-  }
-  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - started);
-  if (mode == "cut") heal();
-  if (resume_member.pid > 0) {
-    ::kill(resume_member.pid, SIGCONT);
-    resume_member.pid = -1;
-  }
-  const std::string p = "failover." + mode + ".";
-  stat(p + "writes", writes);
-  stat(p + "acked", acked);
-  stat(p + "outcome_unknown", unknown);
-  stat(p + "other_errors", other);
-  stat(p + "stalled", stalled);
-  stat(p + "ms", took.count());
-  if (acked < writes - 1)
-    fail("failover " + mode + ": " + std::to_string(acked) + " of " + std::to_string(writes) +
-         " writes acknowledged with the preferred member gone (at most one may be lost)");
-  if (stalled > 1)
-    fail("failover " + mode + ": " + std::to_string(stalled) + " of " + std::to_string(writes) +
-         " writes waited " + std::to_string(stall.count()) +
-         " ms or more with the preferred member gone (at most one may)");
-  for (const auto& k : acked_keys) {
-    auto g = s->get(k);
-    if (!g || !g->has_value()) fail("failover " + mode + ": acknowledged write " + k + " not found afterwards");
+    constexpr int writes = 10;
+    int acked = 0, unknown = 0, other = 0, stalled = 0;
+    std::vector<std::string> acked_keys;
+    const auto started = clock_type::now();
+    for (int i = 0; i < writes; ++i) {
+      const std::string key = tag + "k" + std::to_string(i);
+      const auto t0 = clock_type::now();
+      auto w = s->put(key, "v");
+      if (clock_type::now() - t0 >= stall) ++stalled;
+      if (w) {
+        ++acked;
+        acked_keys.push_back(key);
+      } else if (w.error() == errc::outcome_unknown) {
+        ++unknown;
+      } else {
+        ++other;
+      }
+    }
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - started);
+    if (mode == "cut") heal();
+    if (resume_member.pid > 0) {
+      ::kill(resume_member.pid, SIGCONT);
+      resume_member.pid = -1;
+    }
+    if (acked == writes && stalled == 0 && attempt < 3) continue;  // the follower was not preferred: again
+    const std::string p = "failover." + mode + ".";
+    stat(p + "attempts", attempt);
+    stat(p + "writes", writes);
+    stat(p + "acked", acked);
+    stat(p + "outcome_unknown", unknown);
+    stat(p + "other_errors", other);
+    stat(p + "stalled", stalled);
+    stat(p + "ms", took.count());
+    if (acked == writes && stalled == 0)
+      fail("failover " + mode + ": in 3 attempts no write met the cut-off follower (it was never the preferred endpoint)");
+    if (acked < writes - 1)
+      fail("failover " + mode + ": " + std::to_string(acked) + " of " + std::to_string(writes) +
+           " writes acknowledged with the preferred member gone (at most one may be lost)");
+    if (stalled > 1)
+      fail("failover " + mode + ": " + std::to_string(stalled) + " of " + std::to_string(writes) + " writes waited " +
+           std::to_string(stall.count()) + " ms or more with the preferred member gone (at most one may)");
+    for (const auto& k : acked_keys) {
+      auto g = s->get(k);
+      if (!g || !g->has_value()) fail("failover " + mode + ": acknowledged write " + k + " not found afterwards");
+    }
+    return;
   }
 }
 
