@@ -14,9 +14,10 @@
 //     and std::shared_lock work with it).
 //   - Writer-preferring: from the moment lock() is called until the matching
 //     unlock(), lock_shared() and try_lock_shared() by other threads wait /
-//     fail. Exclusive requests are served one at a time (an internal mutex,
-//     FIFO as far as std::mutex is); shared holders may starve only while
-//     exclusive requests come back to back, which its users must not do.
+//     fail. Exclusive requests are served one at a time, in no particular
+//     order (an internal std::mutex); shared holders may starve only while
+//     exclusive requests come back to back, which its users must not do (the
+//     hybrid store takes it exclusively twice per move, and at close).
 //   - Not recursive: a thread holding it shared must not take it shared again
 //     (with an exclusive request between the two, that deadlocks), nor
 //     exclusively.
