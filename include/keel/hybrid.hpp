@@ -799,7 +799,9 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
   // that overlap without a gap cannot starve the move. Never taken twice by one
   // thread (not even shared).
   mutable detail::writer_preferring_gate tier_gate_;  // shared: a call using a tier; exclusive: the move's start and switch, close
-  mutable std::shared_mutex write_gate_;  // shared: plain writes; exclusive: transaction begin and commit
+  // Writer-preferring too: synced writers that never pause would otherwise
+  // keep a transaction's begin or commit waiting for ever.
+  mutable detail::writer_preferring_gate write_gate_;  // shared: plain writes; exclusive: transaction begin and commit
   tier tier_ = tier::small;               // guarded by tier_gate_
   bool moving_ = false;                   // guarded by tier_gate_ (set, cleared exclusively)
   std::shared_ptr<detail::conflict_tracker> conflicts_ = std::make_shared<detail::conflict_tracker>();
