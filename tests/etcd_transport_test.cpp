@@ -212,6 +212,35 @@ TEST_SUITE("etcd") {
     }
   }
 
+  // Issue 24 (7): a member that accepts connections but never answers (cut
+  // off from the leader) kept every later write too: the endpoint a write
+  // timed out on stayed the preferred one. The timed-out write is not sent
+  // again; the next call starts on the next endpoint.
+  TEST_CASE("transport: after a write with no answer the next call goes to another endpoint") {
+    scripted_server silent([](int) { return std::string("hang"); });
+    scripted_server healthy([](int) { return scripted_server::json(200, ok_body); });
+    auto c = config_for(silent.url());
+    c.endpoints.push_back(healthy.url());
+    etcd_transport t(c);
+    const auto started = std::chrono::steady_clock::now();
+    auto w = t.call("kv/put", "{}", call_kind::write, "put");
+    REQUIRE_FALSE(w);
+    CHECK(w.error() == errc::outcome_unknown);
+    CHECK(w.error().message().find(silent.url()) != std::string::npos);
+    CHECK(silent.requests() == 1);
+    CHECK(healthy.requests() == 0);  // the write that got no answer is never re-sent
+    for (int i = 0; i < 5; ++i) {
+      auto next = t.call("kv/put", "{}", call_kind::write, "put");
+      REQUIRE_MESSAGE(next, next.error().message());
+    }
+    auto r = t.call("kv/range", "{}", call_kind::read, "get");
+    REQUIRE_MESSAGE(r, r.error().message());
+    CHECK(silent.requests() == 1);
+    CHECK(healthy.requests() == 6);
+    // One request timeout lost in all (300 ms), not one per write.
+    CHECK(std::chrono::steady_clock::now() - started < 2 * c.request_timeout);
+  }
+
   TEST_CASE("transport: etcd's answers are classified by code and message") {
     auto answer = [](int status, const char* body) {
       return [=](int) { return scripted_server::json(status, body); };

@@ -386,6 +386,129 @@ TEST_SUITE("hybrid") {
     CHECK(r->get("k2")->value() == "v2");
   }
 
+  TEST_CASE("the tier gate: a pending exclusive request lets no new shared holder in") {
+    keel::detail::writer_preferring_gate gate;
+    gate.lock_shared();  // a call inside the gate
+    std::atomic<bool> exclusive_held{false}, shared_saw_exclusive{false}, shared_in{false};
+    std::thread exclusive([&] {
+      gate.lock();  // waits for the holder above
+      exclusive_held = true;
+      gate.unlock();
+    });
+    // Once the request is pending, the gate refuses new shared holders (a
+    // reader-preferring std::shared_mutex keeps letting them in).
+    bool closed = false;
+    for (const auto give_up = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < give_up;) {
+      if (!gate.try_lock_shared()) {
+        closed = true;
+        break;
+      }
+      gate.unlock_shared();
+      std::this_thread::yield();
+    }
+    CHECK(closed);
+    CHECK_FALSE(exclusive_held.load());  // the first shared holder is still inside
+    std::thread shared([&] {
+      gate.lock_shared();  // gets in only after the exclusive holder left
+      shared_saw_exclusive = exclusive_held.load();
+      shared_in = true;
+      gate.unlock_shared();
+    });
+    gate.unlock_shared();
+    exclusive.join();
+    shared.join();
+    CHECK(exclusive_held.load());
+    CHECK(shared_in.load());
+    CHECK(shared_saw_exclusive.load());
+    // Free again: both kinds get in.
+    CHECK(gate.try_lock());
+    CHECK_FALSE(gate.try_lock_shared());
+    gate.unlock();
+    CHECK(gate.try_lock_shared());
+    CHECK_FALSE(gate.try_lock());
+    gate.unlock_shared();
+  }
+
+  // Issue 24 (3): synced writers that never pause held the tier gate shared
+  // without a gap (std::shared_mutex prefers readers on glibc), so the move
+  // waited seconds for its exclusive steps. The gate now lets no new shared
+  // holder in once the move asks for it; the move commits while they write.
+  TEST_CASE("a move commits while synced writers write without pause") {
+    temp_dir tmp;
+    auto o = no_auto_move(tmp.path() / "h");
+    o.sync_writes = true;
+    auto s = hybrid_store::open(o);
+    REQUIRE(s);
+    for (int i = 0; i < 2000; ++i) REQUIRE(s->put("pre/" + std::to_string(i), "v"));
+    // Writers stop at the move's commit or at the deadline, whichever comes
+    // first: the move must come first, with a generous margin.
+    const auto give_up = std::chrono::steady_clock::now() + 20s;
+    std::atomic<bool> moved{false};
+    std::atomic<long> writes{0}, write_errors{0};
+    constexpr int writers = 4;
+    std::vector<std::thread> threads;
+    for (int w = 0; w < writers; ++w) {
+      threads.emplace_back([&, w] {
+        for (long i = 0; !moved.load() && std::chrono::steady_clock::now() < give_up; ++i) {
+          if (!s->put("w" + std::to_string(w) + "/" + std::to_string(i % 500), std::to_string(i))) ++write_errors;
+          writes.fetch_add(1);
+        }
+      });
+    }
+    while (writes.load() < 200 * writers) std::this_thread::yield();  // every writer is in its loop
+    const auto asked = std::chrono::steady_clock::now();
+    auto m = s->policy().move_to_large();
+    const auto took = std::chrono::steady_clock::now() - asked;
+    const bool before_deadline = std::chrono::steady_clock::now() < give_up;
+    moved = true;
+    for (auto& t : threads) t.join();
+    REQUIRE_MESSAGE(m, m.error().message());
+    MESSAGE("move under " << writers << " synced writers took "
+                          << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms ("
+                          << writes.load() << " writes in all)");
+    CHECK(before_deadline);
+    CHECK(write_errors.load() == 0);
+    CHECK(s->policy().current_tier() == tier::large);
+  }
+
+  // The same for transactions: their begin and commit take the write gate
+  // exclusively, which synced writers held shared without a gap (no commit
+  // within 100 s under 4 such writers before).
+  TEST_CASE("a transaction commits while synced writers write without pause") {
+    temp_dir tmp;
+    auto o = no_auto_move(tmp.path() / "h");
+    o.sync_writes = true;
+    auto s = hybrid_store::open(o);
+    REQUIRE(s);
+    const auto give_up = std::chrono::steady_clock::now() + 20s;
+    std::atomic<bool> done{false};
+    std::atomic<long> writes{0};
+    constexpr int writers = 4;
+    std::vector<std::thread> threads;
+    for (int w = 0; w < writers; ++w) {
+      threads.emplace_back([&, w] {
+        for (long i = 0; !done.load() && std::chrono::steady_clock::now() < give_up; ++i) {
+          (void)s->put("w" + std::to_string(w) + "/" + std::to_string(i % 100), "v");
+          writes.fetch_add(1);
+        }
+      });
+    }
+    while (writes.load() < 200 * writers) std::this_thread::yield();
+    const auto asked = std::chrono::steady_clock::now();
+    auto tx = s->transaction();
+    REQUIRE(tx.put("tx", "committed"));
+    auto c = tx.commit();
+    const auto took = std::chrono::steady_clock::now() - asked;
+    const bool before_deadline = std::chrono::steady_clock::now() < give_up;
+    done = true;
+    for (auto& t : threads) t.join();
+    REQUIRE_MESSAGE(c, c.error().message());
+    MESSAGE("transaction under " << writers << " synced writers took "
+                                 << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
+    CHECK(before_deadline);
+    CHECK(s->get("tx")->value() == "committed");
+  }
+
   TEST_CASE("one process per path, whichever tier: lock_held_by_other_process with the PID") {
     temp_dir tmp;
     const fs::path path = tmp.path() / "h";

@@ -32,7 +32,8 @@
 // connection after it was sent: it may or may not have been applied),
 // errc::snapshot_expired, errc::no_space (etcd's database quota, NOSPACE).
 // Reads fail over to the next endpoint by themselves; writes only when they
-// were certainly not applied.
+// were certainly not applied (an outcome_unknown write is never re-sent, but
+// the calls after it start on the next endpoint).
 #pragma once
 
 #include <algorithm>

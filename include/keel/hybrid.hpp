@@ -57,6 +57,7 @@
 #include "detail/conflict_tracker.hpp"
 #include "detail/memory_log.hpp"
 #include "detail/platform_file.hpp"
+#include "detail/writer_preferring_gate.hpp"
 #include "memory.hpp"
 #include "rocksdb.hpp"
 #include "store.hpp"
@@ -823,8 +824,15 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
   // serving the snapshots and cursors taken before a move.
   std::shared_ptr<Small> small_;
   std::shared_ptr<Large> large_;
-  mutable std::shared_mutex tier_gate_;   // shared: a call using a tier; exclusive: the switch, close
-  mutable std::shared_mutex write_gate_;  // shared: plain writes; exclusive: transaction begin and commit
+  // Lock order: move_mutex_, then tier_gate_, then write_gate_, then delta_mutex_.
+  // tier_gate_ is writer-preferring (detail::writer_preferring_gate): once the
+  // move or close() asks for it exclusively, new calls wait for it, so writers
+  // that overlap without a gap cannot starve the move. Never taken twice by one
+  // thread (not even shared).
+  mutable detail::writer_preferring_gate tier_gate_;  // shared: a call using a tier; exclusive: the move's start and switch, close
+  // Writer-preferring too: synced writers that never pause would otherwise
+  // keep a transaction's begin or commit waiting for ever.
+  mutable detail::writer_preferring_gate write_gate_;  // shared: plain writes; exclusive: transaction begin and commit
   tier tier_ = tier::small;               // guarded by tier_gate_
   bool moving_ = false;                   // guarded by tier_gate_ (set, cleared exclusively)
   std::shared_ptr<detail::conflict_tracker> conflicts_ = std::make_shared<detail::conflict_tracker>();

@@ -16,9 +16,15 @@
 // test binary leaves no etcd behind. Members use
 // --heartbeat-interval 20 --election-timeout 200 (fast elections that stay
 // stable on a loaded 2-core machine). Not thread-safe; one owner.
+//
+// etcd_cluster_options::member_uids (root only): member i runs under that uid
+// and gid (no supplementary groups), so that iptables' owner match can tell
+// its traffic apart (tests/faults/etcd_partition_helper.cpp); its data
+// directory is made for it, and the temporary directory opened to it.
 #pragma once
 
 #include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -44,6 +50,10 @@
 
 namespace keel::test {
 
+struct etcd_cluster_options {
+  std::vector<uid_t> member_uids;  // empty: every member runs as the caller
+};
+
 class etcd_cluster {
  public:
   static std::string binary() {
@@ -55,7 +65,12 @@ class etcd_cluster {
   // Starts `members` members and waits until each serves a linearizable read.
   // Throws std::runtime_error (with the tail of a member's log) when it
   // cannot.
-  explicit etcd_cluster(int members = 1) : dir_(make_dir()) {
+  explicit etcd_cluster(int members = 1, etcd_cluster_options options = {}) : dir_(make_dir()), options_(std::move(options)) {
+    if (!options_.member_uids.empty()) {
+      if (options_.member_uids.size() != static_cast<std::size_t>(members))
+        throw std::invalid_argument("etcd_cluster: member_uids needs one uid per member");
+      ::chmod(dir_.path().c_str(), 0711);  // members reach their data directories
+    }
     static int cluster_number = 0;
     token_ = "keel-test-" + std::to_string(::getpid()) + "-" + std::to_string(++cluster_number);
     for (int attempt = 0;; ++attempt) {
@@ -91,6 +106,8 @@ class etcd_cluster {
   }
   bool running(int i) const { return members_[i].pid > 0; }
   pid_t pid(int i) const { return members_[i].pid; }
+  int client_port(int i) const { return members_[i].client_port; }
+  int peer_port(int i) const { return members_[i].peer_port; }
 
   // SIGKILL, reaped at once.
   void kill(int i) { signal_and_reap(i, SIGKILL); }
@@ -215,6 +232,15 @@ class etcd_cluster {
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
+    const bool own_uid = !options_.member_uids.empty();
+    const uid_t uid = own_uid ? options_.member_uids[static_cast<std::size_t>(i)] : 0;
+    if (own_uid && fresh) {
+      // etcd wants its data directory 0700 and its own.
+      std::error_code ec;
+      std::filesystem::remove_all(m.data, ec);
+      if (::mkdir(m.data.c_str(), 0700) != 0 || ::chown(m.data.c_str(), uid, uid) != 0)
+        throw std::runtime_error("etcd_cluster: cannot make " + m.data.string() + " for uid " + std::to_string(uid));
+    }
     const std::string log = m.data.string() + ".log";
     const int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (log_fd < 0) throw std::runtime_error("etcd_cluster: cannot create " + log);
@@ -225,7 +251,11 @@ class etcd_cluster {
       throw std::runtime_error("etcd_cluster: fork failed");
     }
     if (pid == 0) {
-      // Child: only async-signal-safe calls until exec.
+      // Child: only async-signal-safe calls until exec. The uid change comes
+      // first: it clears the parent-death signal.
+      if (own_uid && (::setgroups(0, nullptr) != 0 || ::setresgid(uid, uid, uid) != 0 ||
+                      ::setresuid(uid, uid, uid) != 0))
+        ::_exit(126);
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (::getppid() != parent) ::_exit(127);
       ::dup2(log_fd, 1);
@@ -313,6 +343,7 @@ class etcd_cluster {
   }
 
   temp_dir dir_;  // destroyed last: after the processes are stopped
+  etcd_cluster_options options_;
   std::string token_;
   std::vector<member> members_;
 };

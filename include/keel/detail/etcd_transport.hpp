@@ -17,7 +17,9 @@
 //            refused, the request body never handed to the socket, etcd's
 //            "no leader" answer); once the body may have reached a member, a
 //            timeout or a dropped connection is errc::outcome_unknown and the
-//            call returns at once, never re-sending it.
+//            call returns at once, never re-sending it; the calls after it
+//            start on the next endpoint (a member that takes requests but
+//            never answers costs one request timeout, not one per call).
 // - it never lets libcurl re-send a request on its own: libcurl 7.88 silently
 //   re-sends a POST when a reused keep-alive connection dies before the first
 //   response byte. The body is supplied through CURLOPT_READFUNCTION with no
@@ -284,6 +286,12 @@ class etcd_transport {
       }
       if (a.kind == verdict::definite) return std::move(*a.error);
       if (a.kind == verdict::maybe_applied && kind == call_kind::write) {
+        // Not re-sent; but the next call starts on the next endpoint: a member
+        // that accepts connections and never answers (cut off from the
+        // leader) then costs one request timeout, not one per call. Only if
+        // no other call has moved the preference meanwhile.
+        std::size_t still = ep;
+        preferred_.compare_exchange_strong(still, (ep + 1) % n, std::memory_order_relaxed);
         return keel::error(errc::outcome_unknown,
                            "etcd: " + std::string(what) + " sent to " + config_.endpoints[ep] +
                                " got no answer (" + a.reason +
