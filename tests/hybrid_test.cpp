@@ -574,6 +574,9 @@ void crash_round(const fs::path& path, const std::string& step, bool sync, std::
     if (kill_rng) {
       // A random moment after the move began.
       while (auto line = w.read_line(30s)) {
+        // Acknowledgements may come before "moving" (the mover thread can
+        // start late): they count like the later ones.
+        if (line->rfind("ack ", 0) == 0) last_ack = std::stol(line->substr(4));
         if (*line == "moving") break;
         REQUIRE(line->rfind("error", 0) != 0);
       }
