@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/refused_port.hpp"
 #include "support/cli_run.hpp"
 #include "support/etcd_cluster.hpp"
 #include "support/temp_dir.hpp"
@@ -375,17 +376,8 @@ TEST_SUITE("cli") {
   TEST_CASE("cli on etcd: an endpoint nobody listens on is reported within the connect timeout, by name (issue 25)") {
     // A socket bound to a port but not listening: connections are refused,
     // and nothing else takes the port meanwhile.
-    struct bound_socket {
-      int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-      ~bound_socket() { ::close(fd); }
-    } closed;
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    REQUIRE(::bind(closed.fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    REQUIRE(::getsockname(closed.fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-    const std::string where = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+    keel::test::refused_port closed;
+    const std::string where = closed.host_port();
     const auto start = std::chrono::steady_clock::now();
     auto r = run_cli({"--etcd", where, "--etcd-prefix", "p/", "count"});
     const auto took = std::chrono::steady_clock::now() - start;

@@ -18,6 +18,8 @@
 
 #include <keel/detail/etcd_transport.hpp>
 
+#include "support/refused_port.hpp"
+
 using namespace std::chrono_literals;
 using keel::errc;
 using keel::detail::call_kind;
@@ -181,17 +183,8 @@ TEST_SUITE("etcd") {
     // A socket bound to a port but not listening: every connection to the
     // port is refused (as when etcd is not running), and no other process can
     // take the port while the test runs.
-    struct bound_socket {
-      int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-      ~bound_socket() { ::close(fd); }
-    } closed;
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    REQUIRE(::bind(closed.fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    REQUIRE(::getsockname(closed.fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-    const std::string url = "http://127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+    keel::test::refused_port closed;
+    const std::string url = "http://" + closed.host_port();
     etcd_transport_config c;
     c.endpoints = {url};
     c.connect_timeout = 300ms;
