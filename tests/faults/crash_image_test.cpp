@@ -18,7 +18,7 @@
 // mapped log (some of its pages forced to the device with sync_file_range
 // and a journal commit, the others not), hybrid (before, during and after
 // the move to RocksDB, sync_writes), RocksDB (with and without sync_writes).
-// Each case prints its counts (MESSAGE): crash images, synced writes checked,
+// Each case prints its counts (KEEL_REPORT, tests/support/skip.hpp): crash images, synced writes checked,
 // lost, refused opens. Image counts scale with KEEL_FAULT_CRASH_IMAGES
 // (default 2 per variant).
 #include "faults/support.hpp"
@@ -289,7 +289,7 @@ TEST_SUITE("faults") {
     if (auto why = loop_mounts_unavailable()) return skip(*why);
     crash_counts c;
     memory_images(true, 3, "run", no_forcing, after_acks, 300, c);
-    MESSAGE("memory, sync_writes: " << c.summary());
+    KEEL_REPORT("memory, sync_writes: " << c.summary());
     c.require_kept(true);
     CHECK(c.synced_checked > 0);
   }
@@ -298,7 +298,7 @@ TEST_SUITE("faults") {
     if (auto why = loop_mounts_unavailable()) return skip(*why);
     crash_counts c;
     memory_images(false, 2, "run", no_forcing, after_acks, 2000, c);
-    MESSAGE("memory, no sync_writes: " << c.summary());
+    KEEL_REPORT("memory, no sync_writes: " << c.summary());
     c.require_kept(false);
   }
 
@@ -307,12 +307,12 @@ TEST_SUITE("faults") {
     if (auto why = loop_mounts_unavailable()) return skip(*why);
     crash_counts c;
     memory_images(false, 2, "run", force_two_pages_of_three, after_acks, 1500, c);
-    MESSAGE("memory, no sync_writes, out-of-order writeback: " << c.summary());
+    KEEL_REPORT("memory, no sync_writes, out-of-order writeback: " << c.summary());
     c.require_kept(false);
     CHECK(c.holes_amid_frames > 0);  // the case made what it is about
     crash_counts s;
     memory_images(true, 3, "run", force_two_pages_of_three, after_acks, 400, s);
-    MESSAGE("memory, sync_writes, out-of-order writeback: " << s.summary());
+    KEEL_REPORT("memory, sync_writes, out-of-order writeback: " << s.summary());
     s.require_kept(true);
   }
 
@@ -337,7 +337,7 @@ TEST_SUITE("faults") {
             "commit=300,data=writeback");
       }
     }
-    MESSAGE("memory, sync_writes, killed at the log switch: " << c.summary());
+    KEEL_REPORT("memory, sync_writes, killed at the log switch: " << c.summary());
     c.require_kept(true);
   }
 
@@ -412,8 +412,8 @@ TEST_SUITE("faults") {
             });
       }
     }
-    MESSAGE("RocksDB, sync_writes: " << with.summary());
-    MESSAGE("RocksDB, no sync_writes: " << without.summary());
+    KEEL_REPORT("RocksDB, sync_writes: " << with.summary());
+    KEEL_REPORT("RocksDB, no sync_writes: " << without.summary());
     with.require_kept(true);
     without.require_kept(false);
   }
@@ -496,7 +496,7 @@ TEST_SUITE("faults") {
             REQUIRE(s->close());
           });
     }
-    MESSAGE("hybrid, sync_writes (before, during, after the move): " << c.summary());
+    KEEL_REPORT("hybrid, sync_writes (before, during, after the move): " << c.summary());
     c.require_kept(true);
   }
 #endif

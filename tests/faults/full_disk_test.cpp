@@ -40,7 +40,7 @@ struct counts {
 
 // Prints the counts so far (for the lead; cumulative over the cases run).
 void report_counts() {
-  MESSAGE("full disk counts so far: " << totals.scenarios << " scenarios, " << totals.sweep_points
+  KEEL_REPORT("full disk counts so far: " << totals.scenarios << " scenarios, " << totals.sweep_points
                                       << " sweep points, " << totals.acked_checked
                                       << " acknowledged batches checked, " << totals.lost << " lost, "
                                       << totals.aborts << " helper aborts or failures");
@@ -235,7 +235,7 @@ TEST_CASE("full disk, ext4 with ~3 MiB free: RocksDB's open and close do not abo
   for (long n : acks(lines)) acked.insert(n);
   fs::remove(disk.path() / "ballast");
   verify("rocksdb", dir, 1000, acked, *acked.rbegin() + 3);
-  MESSAGE("open with 3 MiB free: " << open.substr(0, 200));
+  KEEL_REPORT("open with 3 MiB free: " << open.substr(0, 200));
   report_counts();
 }
 
@@ -359,6 +359,6 @@ TEST_CASE("ENOSPC sweep (strace): memory log and RocksDB WAL, every point no_spa
   const int before = totals.sweep_points;
   for (const auto& s : specs)
     for (int n = s.from; n <= s.to; ++n) sweep_point(s, n);
-  MESSAGE("ENOSPC/EIO sweep: " << totals.sweep_points - before << " points swept");
+  KEEL_REPORT("ENOSPC/EIO sweep: " << totals.sweep_points - before << " points swept");
   report_counts();
 }

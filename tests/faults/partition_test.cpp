@@ -114,7 +114,7 @@ TEST_CASE("etcd under partitions: leader cut off and killed, histories lineariza
     if (name == "histories_linearizable") linearizable = value;
     if (name == "partitions") partitions = value;
   }
-  MESSAGE("etcd partitions:" << summary);
+  KEEL_REPORT("etcd partitions:" << summary);
   INFO("helper output:\n" << r.output);
   REQUIRE_MESSAGE(r.status != 2, "the partition helper could not run");
   for (const auto& f : failures) FAIL_CHECK(f);
