@@ -695,7 +695,7 @@ TEST_SUITE("cli") {
       const auto r = run_cli(a.args);
       CHECK(r.status == a.status);
       CHECK(entries() == before);
-      if (a.args[0] != "migrate") CHECK(r.says("again: the command failed before writing anything\n"));
+      CHECK_FALSE(r.says("created a new"));  // refused before the store was opened: nothing to remove
     }
     // An empty directory given as the database stays, and stays empty.
     fs::create_directory(tmp.path() / "empty");

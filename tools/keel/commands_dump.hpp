@@ -146,6 +146,14 @@ inline int cmd_import(const cli& c) {
   auto file = dump_input(c.args[1], spool);
   if (!file) return dump_input_failed(file.error());
   const std::string import_file = *file;
+  const std::string source_name = dump_source_name(c.args[1]);
+  // The dump is verified before the store is opened, so that a file that is
+  // not a dump, a damaged or a missing one creates no store (keel never
+  // removes one it created; with_store()).
+  const auto verify_first = [&] {
+    auto v = keel::verify_dump(import_file, {}, source_name);
+    return v ? exit_ok : dump_error(v.error());
+  };
   return with_store(c, access::write, [&](cli_store& store) {
     progress_bar bar(c.show_progress(), "importing");
     keel::import_options io;
@@ -153,7 +161,7 @@ inline int cmd_import(const cli& c) {
     const batch_size limits = batch_limits(store);
     io.batch_bytes = limits.bytes;
     io.batch_records = limits.records;
-    io.source_name = dump_source_name(c.args[1]);
+    io.source_name = source_name;
     write_target target{store};
     target.limit_to(store);
     bool record_refused = false;  // a record the store cannot take (exit 5, not a bad dump)
@@ -176,6 +184,7 @@ inline int cmd_import(const cli& c) {
       };
     }
 #endif
+    io.skip_verify = !io.check_record;  // verified above; etcd's record check runs in the verification pass
     keel::result<keel::dump_info> info =
         store.get_if<keel::RocksPolicy<keel::NativeTuning>>() ? keel::import_dump(store, import_file, io)
                                                               : keel::import_dump_batches(target, import_file, io);
@@ -188,7 +197,7 @@ inline int cmd_import(const cli& c) {
       std::fprintf(stderr, "keel: imported %llu records from %s\n", static_cast<unsigned long long>(info->records),
                    c.args[1] == "-" ? "standard input" : c.args[1].c_str());
     return exit_ok;
-  });
+  }, verify_first);
 }
 
 // verify FILE|-: checks a dump's checksums and counts; opens no store.
@@ -243,8 +252,8 @@ inline std::pair<std::string, std::string> store_identity(const cli& c, const st
 // migrate SRC DST: copies every entry of SRC into DST (open_spec() says what
 // SRC and DST may name). SRC and DST naming one store is a usage error (exit
 // 2), as is a DST that is a memory store not persisted (the copy would be
-// gone when keel exits). A DST that migrate created is removed again when
-// the copy fails before writing anything.
+// gone when keel exits). SRC is opened first: a SRC that cannot open creates
+// no DST. A DST that migrate created stays if the copy fails later.
 inline int cmd_migrate(const cli& c) {
   if (c.args.size() != 3) return usage_error("migrate takes SRC and DST");
   const auto src_id = store_identity(c, c.args[1]), dst_id = store_identity(c, c.args[2]);
@@ -256,8 +265,7 @@ inline int cmd_migrate(const cli& c) {
   std::string src_target = c.args[1], dst_target = c.args[2];
   auto src = open_spec(c, c.args[1], access::read, src_target);
   if (!src) return open_failed(src.error(), src_target);
-  new_store created;
-  auto dst = open_spec(c, c.args[2], access::write, dst_target, &created);
+  auto dst = open_spec(c, c.args[2], access::write, dst_target);
   if (!dst) return open_failed(dst.error(), dst_target);
   const bool was_in_memory = hybrid_in_memory(*dst);
   progress_bar bar(c.show_progress(), "migrating");
@@ -272,8 +280,7 @@ inline int cmd_migrate(const cli& c) {
   bar.done();
   if (!n) {
     const int rc = op_error(n.error());
-    const bool remove_new = created.active() && holds_nothing(*dst);
-    if (dst->close() && remove_new) created.remove();
+    (void)dst->close();
     return rc;
   }
   move_hybrid_if_due(*dst, was_in_memory);

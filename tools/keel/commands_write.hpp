@@ -10,8 +10,10 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "args.hpp"
@@ -195,6 +197,16 @@ inline int cmd_compact(const cli& c) {
 inline int cmd_checkpoint(const cli& c) {
   if (c.args.size() != 2 || c.args[1].empty()) return usage_error("checkpoint takes one DIR (which must not exist)");
   const std::string& dir = c.args[1];
+  // Checked before the store is opened, so that it creates no store.
+  const auto dir_is_new = [&] {
+    std::error_code ec;
+    const auto st = std::filesystem::symlink_status(dir, ec);
+    if (st.type() == std::filesystem::file_type::not_found) return exit_ok;
+    return op_error(keel::error(keel::errc::invalid_argument,
+                                "cannot write a checkpoint to '" + dir + "': " +
+                                    (ec ? ec.message() : std::string("it already exists")) +
+                                    " (checkpoint DIR must not exist; nothing was opened)"));
+  };
   return with_store(c, access::write, [&](cli_store& store) {
     if (auto r = store.checkpoint(dir); !r) return op_error(r.error());
     if (c.json)
@@ -202,7 +214,7 @@ inline int cmd_checkpoint(const cli& c) {
     else
       std::fprintf(stderr, "keel: checkpoint written to %s\n", dir.c_str());
     return exit_ok;
-  });
+  }, dir_is_new);
 }
 
 }  // namespace keel_tool

@@ -12,12 +12,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <optional>
-#include <set>
 #include <keel/keel.hpp>
 #if KEEL_HAS_ETCD
 #include <keel/etcd_any_store.hpp>
 #endif
 #include <string>
+#include <type_traits>
 #include <string_view>
 #include <vector>
 
@@ -151,71 +151,15 @@ inline int refuse_forgetful_write(const std::string& cmd, const std::string& mem
                                                                           : std::string()));
 }
 
-// What a write command's open is about to create, so that a command that
-// fails before writing anything can take it away again (a failed import must
-// not leave a new, empty store behind). It records the entries of `dir`
-// that were there before the open: those are never touched.
-class new_store {
- public:
-  // The store at `path` when it is created as the entry `path` of its parent
-  // (with_suffixes: also `path.*`, a memory store's FILE.wal-*, FILE.lock).
-  static new_store entry(const std::filesystem::path& path, bool with_suffixes) {
-    new_store n;
-    n.dir_ = parent_of(path);
-    n.name_ = named(path).filename().string();
-    n.with_suffixes_ = with_suffixes;
-    n.before_ = n.entries();
-    n.what_ = path.string();
-    n.active_ = true;
-    return n;
-  }
-  // The store created inside the existing directory `path` (empty, or
-  // holding only what a failed first open left).
-  static new_store inside(const std::filesystem::path& path) {
-    new_store n;
-    n.dir_ = path;
-    n.before_ = n.entries();
-    n.what_ = path.string();
-    n.active_ = true;
-    return n;
-  }
-  bool active() const { return active_; }
-
-  // Removes what the open created (the store is closed by then). Says so on stderr.
-  void remove() const {
-    if (!active_) return;
-    std::error_code ec;
-    for (const auto& name : entries())
-      if (!before_.count(name)) std::filesystem::remove_all(dir_ / name, ec);
-    std::fprintf(stderr, "keel: removed the new store at '%s' again: the command failed before writing anything\n",
-                 what_.c_str());
-  }
-
-  static std::filesystem::path named(const std::filesystem::path& p) {
-    return p.has_filename() ? p : p.parent_path();  // "db/" -> "db"
-  }
-  static std::filesystem::path parent_of(const std::filesystem::path& p) {
-    const auto parent = named(p).parent_path();
-    return parent.empty() ? std::filesystem::path(".") : parent;
-  }
-
- private:
-  std::set<std::string> entries() const {
-    std::set<std::string> out;
-    std::error_code ec;
-    for (std::filesystem::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
-      std::string n = it->path().filename().string();
-      if (name_.empty() || n == name_ || (with_suffixes_ && n.rfind(name_ + ".", 0) == 0)) out.insert(std::move(n));
-    }
-    return out;
-  }
-  std::filesystem::path dir_;
-  std::string name_;  // "": every entry of dir_
-  bool with_suffixes_ = false;
-  std::set<std::string> before_;
-  std::string what_;
-  bool active_ = false;
-};
+// The store path `p` names ("db/" -> "db"), and the directory it is created
+// in ("." for a bare name).
+inline std::filesystem::path store_path_named(const std::filesystem::path& p) {
+  return p.has_filename() ? p : p.parent_path();
+}
+inline std::filesystem::path store_parent_of(const std::filesystem::path& p) {
+  const auto parent = store_path_named(p).parent_path();
+  return parent.empty() ? std::filesystem::path(".") : parent;
+}
 
 // Where a write may create a store at `path` (a directory: a RocksDB
 // database or a hybrid store), as sqlite3 does: only the last component of
@@ -232,7 +176,7 @@ inline std::optional<keel::error> check_creatable(const std::filesystem::path& p
   const auto st = fs::status(path, ec);
   const std::string where = "'" + path.string() + "'";
   if (!fs::exists(st)) {
-    const fs::path parent = new_store::parent_of(path);
+    const fs::path parent = store_parent_of(path);
     std::error_code pec;
     if (!fs::is_directory(parent, pec)) {
       return keel::error(keel::errc::not_found,
@@ -268,8 +212,7 @@ inline bool hybrid_leftover(const std::string& n) { return n == "keel.lock" || n
 
 // Opens the hybrid store at `path` (docs/hybrid.md). A reader refuses a path
 // that holds no hybrid store (nothing is created); a writer creates one.
-inline keel::result<cli_store> open_hybrid(const std::string& path, access how, std::string& doctor_target,
-                                           new_store* created) {
+inline keel::result<cli_store> open_hybrid(const std::string& path, access how, std::string& doctor_target) {
   if (path.empty()) return keel::error(keel::errc::invalid_argument, "hybrid: needs a PATH (hybrid:PATH)");
   doctor_target = path;
   const std::filesystem::path tier = keel::detail::hybrid_layout{path}.tier();
@@ -281,8 +224,6 @@ inline keel::result<cli_store> open_hybrid(const std::string& path, access how, 
   }
   if (how == access::write && !ec) {
     if (auto refused = check_creatable(path, exists, "hybrid store", hybrid_leftover)) return *refused;
-    if (!exists && created)
-      *created = std::filesystem::exists(path, ec) ? new_store::inside(path) : new_store::entry(path, false);
   }
   keel::store_config cfg;
   cfg.preferred = keel::backend::hybrid;
@@ -309,11 +250,10 @@ inline keel::result<cli_store> open_hybrid(const std::string& path, access how, 
 // command never falls back, a memory store would forget the write) and the
 // etcd endpoints and prefix. `doctor_target` is what an open failure suggests
 // to run `keel doctor` on: it comes in as the path, and becomes etcd://...
-// when the store is a cluster. `created`, for a writer: set to what the open
-// creates, when it creates a new store.
-inline keel::result<cli_store> open_spec(const cli& c, const std::string& spec, access how, std::string& doctor_target,
-                                         new_store* created = nullptr) {
-  if (spec.rfind("hybrid:", 0) == 0) return open_hybrid(spec.substr(7), how, doctor_target, created);
+// when the store is a cluster.
+inline keel::result<cli_store> open_spec(const cli& c, const std::string& spec, access how,
+                                         std::string& doctor_target) {
+  if (spec.rfind("hybrid:", 0) == 0) return open_hybrid(spec.substr(7), how, doctor_target);
   keel::store_config base;
   const bool memory_spec = spec == "memory" || spec.rfind("memory:", 0) == 0;
   const bool etcd_spec = spec.rfind("etcd:", 0) == 0;
@@ -377,15 +317,6 @@ inline keel::result<cli_store> open_spec(const cli& c, const std::string& spec, 
       return keel::error(keel::errc::not_found,
                          "no database at '" + file.string() + "' (no such memory store file; nothing was created)");
     }
-    if (how == access::write && missing && created) {
-      // New unless logs of it are there (a store whose first fold has not happened yet).
-      bool logs = false;
-      const std::string prefix = file.filename().string() + ".wal-";
-      for (std::filesystem::directory_iterator it(new_store::parent_of(file), ec), end; !ec && it != end;
-           it.increment(ec))
-        if (it->path().filename().string().rfind(prefix, 0) == 0) logs = true;
-      if (!logs) *created = new_store::entry(file, /*with_suffixes=*/true);
-    }
     return keel::open_store<cli_store>(*cfg);
   }
 
@@ -400,8 +331,6 @@ inline keel::result<cli_store> open_spec(const cli& c, const std::string& spec, 
     cfg->rocks.read_only = true;
   } else if (before.what == kind::missing || before.what == kind::empty) {
     if (auto refused = check_creatable(cfg->path, false, "database", rocksdb_leftover)) return *refused;
-    if (created)
-      *created = before.what == kind::missing ? new_store::entry(cfg->path, false) : new_store::inside(cfg->path);
   }
   auto store = keel::open_store<cli_store>(*cfg);
   if (!store) {
@@ -443,12 +372,6 @@ inline int open_failed(const keel::error& e, const std::string& target) {
        k == errc::io_error || k == errc::corruption || k == errc::unavailable))
     std::fprintf(stderr, "keel: for an explanation, run: keel doctor %s\n", target.c_str());
   return exit_open_failed;
-}
-
-// Whether `store` holds no key (a command that failed wrote nothing).
-inline bool holds_nothing(cli_store& store) {
-  auto cursor = store.scan(keel::key_range::all());
-  return cursor.begin() == cursor.end() && !cursor.error();
 }
 
 // Says on stderr which store the environment chose (nothing when an option
@@ -495,24 +418,30 @@ inline void move_hybrid_if_due(cli_store& store, bool was_in_memory) {
 // Opens the main store, runs fn(store) and closes it. Returns fn's exit code;
 // a failed open exits 3, a failed close 5 (unless fn already failed). A
 // write command on a memory store that is not persisted is refused (exit 2).
-// When a write command created the store and fails before writing anything,
-// the new store is removed again.
-template <class F>
-int with_store(const cli& c, access how, F&& fn) {
+// A store a write command created stays when the command fails later: keel
+// never removes a store (nor its lock file, which another process may have
+// opened meanwhile), so commands check their input before the store is
+// opened (cmd_import verifies the dump, cmd_checkpoint its DIR, cmd_migrate
+// opens SRC first).
+// `before_open()`, when given, checks the command's input once the store is
+// chosen and before it is opened (and so before it is created): an exit code
+// other than exit_ok is returned as it is.
+template <class F, class Check = int (*)()>
+int with_store(const cli& c, access how, F&& fn, Check&& before_open = nullptr) {
   auto choice = choose_main_store(c);
   std::string target = c.hybrid.empty() ? db_path(c) : c.hybrid;
   if (!choice) return open_failed(choice.error(), "");
   if (how == access::write && !choice->memory_by.empty()) return refuse_forgetful_write(c.args[0], choice->memory_by);
   name_env_choice(*choice);
-  new_store created;
-  auto opened = open_spec(c, choice->spec, how, target, how == access::write ? &created : nullptr);
+  if constexpr (!std::is_same_v<std::decay_t<Check>, int (*)()>) {
+    if (const int rc = before_open(); rc != exit_ok) return rc;
+  }
+  auto opened = open_spec(c, choice->spec, how, target);
   if (!opened) return open_failed(opened.error(), target);
   const bool was_in_memory = hybrid_in_memory(*opened);
   const int rc = fn(*opened);
   if (rc == exit_ok && how == access::write) move_hybrid_if_due(*opened, was_in_memory);
-  const bool remove_new = rc != exit_ok && created.active() && holds_nothing(*opened);
   if (auto r = opened->close(); !r) return rc == exit_ok || rc == exit_not_found ? op_error(r.error()) : rc;
-  if (remove_new) created.remove();
   return rc;
 }
 
