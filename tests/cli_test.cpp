@@ -979,7 +979,9 @@ TEST_SUITE("cli") {
     REQUIRE(steps.size() >= 8);
     temp_dir tmp;
     fs::create_directory(tmp.path() / "data");
-    for (const auto& [cmd, expected] : steps) {
+    for (const auto& step : steps) {
+      const std::string& cmd = step.first;  // not a structured binding: CAPTURE's lambda cannot take one in clang 14
+      const std::string& expected = step.second;
       CAPTURE(cmd);
       child_process child("/bin/sh", {"-c", "cd \"$1\" && export LC_ALL=C.UTF-8 && K=\"$2\" && keel() { \"$K\" \"$@\"; } && " + cmd,
                                       "sh", tmp.path().string(), fs::absolute(cli_path()).string()});
