@@ -3,7 +3,9 @@
 // --memory-file), a hybrid store (--hybrid), the fallback to memory
 // (--fallback), an etcd cluster
 // (--etcd, --etcd-prefix, $KEEL_ETCD_ENDPOINTS, $KEEL_ETCD_PREFIX; only when
-// built with the etcd backend), all per store_config::from_env("KEEL").
+// built with the etcd backend), all per store_config::from_env("KEEL"), and
+// a PostgreSQL table (--postgres, --table, $KEEL_POSTGRES,
+// $KEEL_POSTGRES_TABLE, postgres:TABLE; only with the PostgreSQL backend).
 // Read commands open a RocksDB directory read-only; write commands create a
 // missing one.
 #pragma once
@@ -14,6 +16,10 @@
 #if KEEL_HAS_ETCD
 #include <keel/etcd_any_store.hpp>
 #endif
+#if KEEL_HAS_POSTGRES
+#include <keel/postgres.hpp>
+#endif
+#include <cstdlib>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,12 +31,19 @@ namespace keel_tool {
 
 // The store type of every command: RocksDB, memory, the hybrid store, and
 // with the etcd backend a cluster too.
+// With the PostgreSQL backend a table of a server too.
 #if KEEL_HAS_ETCD
-using cli_store =
-    keel::basic_any_store<keel::RocksPolicy<keel::NativeTuning>, keel::MemoryPolicy, keel::HybridPolicy<>, keel::EtcdPolicy>;
+#define KEEL_CLI_ETCD_POLICY , keel::EtcdPolicy
 #else
-using cli_store = keel::basic_any_store<keel::RocksPolicy<keel::NativeTuning>, keel::MemoryPolicy, keel::HybridPolicy<>>;
+#define KEEL_CLI_ETCD_POLICY
 #endif
+#if KEEL_HAS_POSTGRES
+#define KEEL_CLI_POSTGRES_POLICY , keel::PostgresPolicy
+#else
+#define KEEL_CLI_POSTGRES_POLICY
+#endif
+using cli_store = keel::basic_any_store<keel::RocksPolicy<keel::NativeTuning>, keel::MemoryPolicy, keel::HybridPolicy<>
+                                            KEEL_CLI_ETCD_POLICY KEEL_CLI_POSTGRES_POLICY>;
 
 // How a command uses a store. A reader opens a RocksDB directory read-only:
 // it creates nothing and works while another process holds the database. A
@@ -66,8 +79,39 @@ inline std::string etcd_doctor_target(const std::vector<std::string>& endpoints)
   return t;
 }
 
+// The PostgreSQL server of --postgres, else $KEEL_POSTGRES ("" when neither).
+inline std::string postgres_conninfo(const cli& c) {
+  if (!c.postgres.empty()) return c.postgres;
+  const char* e = std::getenv("KEEL_POSTGRES");
+  return e ? e : "";
+}
+
+// Opens the table `table` ("" : --table, else $KEEL_POSTGRES_TABLE, else
+// "keel") of the server of --postgres / $KEEL_POSTGRES (docs/postgres.md).
+// The table is created if missing, by readers too (an empty store).
+inline keel::result<cli_store> open_postgres(const cli& c, std::string table, std::string& doctor_target) {
+#if KEEL_HAS_POSTGRES
+  keel::postgres_options o;
+  o.conninfo = postgres_conninfo(c);
+  if (o.conninfo.empty())
+    return keel::error(keel::errc::invalid_argument,
+                       "no PostgreSQL server given: use --postgres CONNINFO or set KEEL_POSTGRES");
+  if (table.empty()) table = c.table;
+  if (const char* e = std::getenv("KEEL_POSTGRES_TABLE"); table.empty() && e) table = e;
+  if (!table.empty()) o.table = table;
+  doctor_target.clear();  // keel doctor does not diagnose a server
+  auto s = keel::postgres_store::open(o);
+  if (!s) return std::move(s).error();
+  return cli_store(std::move(*s));
+#else
+  (void)c, (void)table, (void)doctor_target;
+  return keel::error(keel::errc::invalid_argument, no_postgres_backend("--postgres"));
+#endif
+}
+
 // The spec of the main store (the one every command but migrate uses).
 inline std::string main_spec(const cli& c) {
+  if (!postgres_conninfo(c).empty()) return "postgres:";
   if (c.memory) return "memory:" + c.memory_file;
   if (!c.hybrid.empty()) return "hybrid:" + c.hybrid;
   if (!c.etcd.empty()) return "etcd:";
@@ -101,6 +145,8 @@ inline keel::result<cli_store> open_hybrid(const std::string& path, access how, 
 //   "hybrid:PATH"              the hybrid store at PATH (no read-only open:
 //                              a reader takes its lock too, but creates
 //                              nothing);
+//   "postgres:" / "postgres:TABLE"  the table (default --table, $KEEL_POSTGRES_TABLE,
+//                              "keel") of the server of --postgres / $KEEL_POSTGRES;
 //   "etcd:" / "etcd:PREFIX"    the etcd cluster of --etcd / $KEEL_ETCD_ENDPOINTS,
 //                              with PREFIX or --etcd-prefix / $KEEL_ETCD_PREFIX;
 //   anything else              a RocksDB directory. For the main store
@@ -113,6 +159,7 @@ inline keel::result<cli_store> open_hybrid(const std::string& path, access how, 
 inline keel::result<cli_store> open_spec(const cli& c, const std::string& spec, access how, std::string& doctor_target,
                                          bool main_store = false) {
   if (spec.rfind("hybrid:", 0) == 0) return open_hybrid(spec.substr(7), how, doctor_target);
+  if (spec.rfind("postgres:", 0) == 0) return open_postgres(c, spec.substr(9), doctor_target);
   keel::store_config base;
   const bool memory_spec = spec == "memory" || spec.rfind("memory:", 0) == 0;
   const bool etcd_spec = spec.rfind("etcd:", 0) == 0;

@@ -61,11 +61,22 @@ struct param {
   param(const std::string& v) : param(std::string_view(v)) {}                     // NOLINT: implicit on purpose
 };
 
-// libpq's message without its trailing newline.
+// libpq's message on one line: without its trailing newline, its inner line
+// breaks (and the tab that indents a hint) as spaces.
 inline std::string trimmed(const char* message) {
   std::string m = message ? message : "";
   while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
-  return m;
+  std::string out;
+  out.reserve(m.size());
+  for (std::size_t i = 0; i < m.size(); ++i) {
+    if (m[i] == '\n') {
+      out += ' ';
+      while (i + 1 < m.size() && (m[i + 1] == '\t' || m[i + 1] == ' ')) ++i;
+    } else {
+      out += m[i];
+    }
+  }
+  return out;
 }
 
 // The hosts a conninfo names ("host=a,b port=5432"), for messages.

@@ -337,6 +337,7 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
     std::vector<std::optional<std::string>> out(keys.size());
     if (keys.empty()) return out;
     const std::string array = detail::pg::encode_bytea_array(keys);
+    if (auto bad = array_too_large(array)) return *bad;
     const param p[] = {array};
     return pooled<std::vector<std::optional<std::string>>>(
         step::read, "multi_get", [&](detail::pg::connection& c) -> result<std::vector<std::optional<std::string>>> {
@@ -494,6 +495,16 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
     return keel::error(errc::invalid_argument, "postgres: a key or value of " +
                                                    std::to_string(std::max(key.size(), value.size())) +
                                                    " bytes exceeds PostgreSQL's bytea limit of 1 GiB; it was not sent");
+  }
+
+  // A batch's keys or values travel as one bytea[] parameter, which
+  // PostgreSQL limits to 1 GiB like any field.
+  static std::optional<keel::error> array_too_large(const std::string& array) {
+    if (array.size() <= max_bytea) return std::nullopt;
+    return keel::error(errc::invalid_argument,
+                       "postgres: the batch's keys or values total " + std::to_string(array.size()) +
+                           " bytes, over PostgreSQL's 1 GiB limit of one parameter; nothing was sent: write it as "
+                           "several batches");
   }
 
   result<result_ptr> run(detail::pg::connection& c, stmt s, std::span<const param> params, step st,
@@ -654,6 +665,7 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
       if (auto d = run(c, stmt::erase, ps, st, what); !d) return std::move(d).error();
     } else if (!p.erased.empty()) {
       const std::string keys = detail::pg::encode_bytea_array(p.erased);
+      if (auto bad = array_too_large(keys)) return *bad;
       const param ps[] = {keys};
       if (auto d = run(c, stmt::erase_many, ps, st, what); !d) return std::move(d).error();
     }
@@ -663,6 +675,8 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
     } else if (!p.put_keys.empty()) {
       const std::string keys = detail::pg::encode_bytea_array(p.put_keys);
       const std::string values = detail::pg::encode_bytea_array(p.put_values);
+      if (auto bad = array_too_large(keys)) return *bad;
+      if (auto bad = array_too_large(values)) return *bad;
       const param ps[] = {keys, values};
       if (auto d = run(c, stmt::put_many, ps, st, what); !d) return std::move(d).error();
     }
