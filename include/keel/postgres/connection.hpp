@@ -131,6 +131,10 @@ class connection {
   }
 
   PGconn* raw() const noexcept { return conn_; }
+  // When the connection went back to the pool, and the pool's count of lost
+  // connections then (see pool::acquire).
+  clock::time_point idle_since{};
+  std::uint64_t losses_seen = 0;
   // A connection that failed (lost, timed out, desynchronised) is never used again.
   bool broken() const noexcept { return broken_ || PQstatus(conn_) != CONNECTION_OK; }
   void mark_broken() noexcept { broken_ = true; }
@@ -332,7 +336,12 @@ class pool : public std::enable_shared_from_this<pool> {
         c = std::move(idle_.back());
         idle_.pop_back();
       }
-      if (!c->closed_by_server()) {
+      // Checked (a non-blocking poll of its socket) when it sat idle long
+      // enough for the server to have ended it unnoticed, or when another
+      // connection was found lost since (a restart or failover ends them all).
+      const bool suspect = connection::clock::now() - c->idle_since >= recheck_after ||
+                           c->losses_seen != losses_.load(std::memory_order_relaxed);
+      if (!suspect || !c->closed_by_server()) {
         in_use_.fetch_add(1);
         return lease(shared_from_this(), std::move(c));
       }
@@ -365,7 +374,12 @@ class pool : public std::enable_shared_from_this<pool> {
   void release(std::unique_ptr<connection> c) noexcept {
     in_use_.fetch_sub(1);
     const bool healthy = !c->broken() && PQtransactionStatus(c->raw()) == PQTRANS_IDLE;
-    if (!healthy) discarded_.fetch_add(1);
+    if (!healthy) {
+      discarded_.fetch_add(1);
+      if (PQstatus(c->raw()) != CONNECTION_OK || c->broken()) losses_.fetch_add(1, std::memory_order_relaxed);
+    }
+    c->idle_since = connection::clock::now();
+    c->losses_seen = losses_.load(std::memory_order_relaxed);
     std::lock_guard lock(mutex_);
     if (healthy && !closed_ && idle_.size() < max_idle_) idle_.push_back(std::move(c));
     // else: closed here (PQfinish), under the mutex: cheap, no round trip
@@ -379,6 +393,12 @@ class pool : public std::enable_shared_from_this<pool> {
   bool closed_ = false;
   std::atomic<std::size_t> in_use_{0};
   std::atomic<std::uint64_t> opened_{0}, discarded_{0};
+  std::atomic<std::uint64_t> losses_{0};  // connections found lost or broken
+  // An idle connection younger than this is lent without a check: a busy
+  // pool pays no system call per operation. A server that ends it in that
+  // window makes the operation fail once (reads are run again on a new
+  // connection) and the pool then checks every idle connection.
+  static constexpr std::chrono::milliseconds recheck_after{10};
 };
 
 }  // namespace keel::detail::pg

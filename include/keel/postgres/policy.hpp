@@ -9,11 +9,13 @@
 //                        (last op per key wins), then its range erases, its
 //                        erases (one DELETE ... = ANY), its puts (one upsert
 //                        over unnest)
-//   scan                 a REPEATABLE READ READ ONLY transaction on a
-//                        connection of its own, read by keyset pages of
-//                        page_size rows (key >= / key < the last key read):
-//                        one snapshot, bounded client memory; the connection
-//                        goes back to the pool after the last page
+//   scan                 keyset pages of page_size rows (key >= / key < the
+//                        last key read): a range that fits in one page is one
+//                        autocommit statement; a longer one is read in a
+//                        REPEATABLE READ READ ONLY transaction on a
+//                        connection of its own: one snapshot, bounded client
+//                        memory; the connection goes back to the pool after
+//                        the last page
 //   snapshot             the same transaction, held while a copy lives
 //   transaction          a SERIALIZABLE transaction on a connection of its
 //                        own (REPEATABLE READ on a hot standby, whose writes
@@ -91,8 +93,13 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
 
   // ---- cursor -------------------------------------------------------------
   // Reads its range page by page in one transaction. The current page is a
-  // libpq result: key() and value() are views into it. One cursor is used by
-  // one thread at a time.
+  // libpq result: key() and value() are views into it. Each page asks for one
+  // row more than it hands out, to know whether another page follows. A
+  // store's cursor first reads one page with a single autocommit statement:
+  // when the whole range fits in it (the common short scan) that is the whole
+  // pass, one round trip and no transaction; otherwise the pass starts again
+  // inside a REPEATABLE READ READ ONLY transaction (that first page is read
+  // twice). One cursor is used by one thread at a time.
   class cursor_type {
    public:
     cursor_type(cursor_type&&) noexcept = default;
@@ -113,14 +120,30 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
    private:
     friend class PostgresPolicy;
     explicit cursor_type(keel::error e) : error_(std::move(e)) {}
-    cursor_type(std::shared_ptr<const PostgresPolicy> owner, std::shared_ptr<view_state> view, const key_range& range,
-                bool owns_view)
-        : owner_(std::move(owner)), view_(std::move(view)), owns_view_(owns_view), reversed_(range.is_reversed()) {
-      lo_ = range.lower().value_or(std::string());
-      hi_ = range.upper();
+    // `view`: the snapshot's transaction, or null for a store's cursor (which
+    // opens its own when one page is not enough).
+    cursor_type(std::shared_ptr<const PostgresPolicy> owner, std::shared_ptr<view_state> view, const key_range& range)
+        : owner_(std::move(owner)), view_(std::move(view)), owns_view_(!view_), reversed_(range.is_reversed()),
+          range_(range) {
+      restart();
       more_ = !range.is_empty();
       if (more_) fetch();
-      else release();
+      if (more_ && owns_view_ && !view_) {  // one page was not the whole range: again, in one snapshot
+        auto v = owner_->open_view(false, "scan");
+        if (!v) {
+          fail(std::move(v).error());
+          return;
+        }
+        view_ = std::move(*v);
+        page_.reset();
+        pos_ = rows_ = 0;
+        restart();
+        fetch();
+      }
+    }
+    void restart() {
+      lo_ = range_.lower().value_or(std::string());
+      hi_ = range_.upper();
     }
     std::string_view field(int column) const noexcept {
       return {PQgetvalue(page_.get(), pos_, column), static_cast<std::size_t>(PQgetlength(page_.get(), pos_, column))};
@@ -140,18 +163,19 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
     void fetch() {
       const std::size_t limit = owner_->opts_.page_size;
       std::string limit_bytes;
-      detail::pg::put_be32(limit_bytes, static_cast<std::uint32_t>(limit));
+      detail::pg::put_be32(limit_bytes, static_cast<std::uint32_t>(limit + 1));
       std::vector<param> params{lo_};
       if (hi_) params.emplace_back(*hi_);
       params.emplace_back(limit_bytes);
       const stmt s = reversed_ ? (hi_ ? stmt::scan_reverse : stmt::scan_reverse_open)
                                : (hi_ ? stmt::scan_forward : stmt::scan_forward_open);
-      auto r = owner_->view_run(*view_, s, params, "scan");
+      auto r = view_ ? owner_->view_run(*view_, s, params, "scan") : owner_->pooled_run(s, params, "scan");
       if (!r) return fail(std::move(r).error());
       page_ = std::move(*r);
-      rows_ = PQntuples(page_.get());
+      const int got = PQntuples(page_.get());
+      more_ = static_cast<std::size_t>(got) > limit;
+      rows_ = more_ ? static_cast<int>(limit) : got;
       pos_ = 0;
-      more_ = static_cast<std::size_t>(rows_) == limit && rows_ > 0;
       if (more_) {
         const std::string_view last(PQgetvalue(page_.get(), rows_ - 1, 0),
                                     static_cast<std::size_t>(PQgetlength(page_.get(), rows_ - 1, 0)));
@@ -171,6 +195,7 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
     bool owns_view_ = false;
     bool reversed_ = false;
     bool more_ = false;
+    key_range range_ = key_range::all();
     std::string lo_;                 // inclusive
     std::optional<std::string> hi_;  // exclusive; none: to the end
     result_ptr page_;
@@ -194,7 +219,7 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
     }
     cursor_type scan(const key_range& range) const {
       if (!owner_->is_open()) return cursor_type(closed_error());
-      return cursor_type(owner_, view_, range, /*owns_view=*/false);
+      return cursor_type(owner_, view_, range);
     }
 
    private:
@@ -304,10 +329,7 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
 
   cursor_type scan(const key_range& range) const {
     if (!is_open()) return cursor_type(closed_error());
-    if (range.is_empty()) return cursor_type(shared_from_this(), nullptr, range, true);
-    auto view = open_view(false, "scan");
-    if (!view) return cursor_type(std::move(view).error());
-    return cursor_type(shared_from_this(), std::move(*view), range, /*owns_view=*/true);
+    return cursor_type(shared_from_this(), nullptr, range);
   }
   static cursor_type failed_cursor(keel::error e) { return cursor_type(std::move(e)); }
 
@@ -541,6 +563,12 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
       result<T> r = f(**lease);
       if (r || attempt > 0 || st != step::read || r.error() != errc::unavailable || !(*lease)->broken()) return r;
     }
+  }
+
+  // One read statement on a pooled connection (autocommit).
+  result<result_ptr> pooled_run(stmt s, std::span<const param> params, std::string_view what) const {
+    if (!is_open()) return closed_error();
+    return pooled<result_ptr>(step::read, what, [&](detail::pg::connection& c) { return run(c, s, params, step::read, what); });
   }
 
   // A new transaction reading one snapshot, on a connection of its own.
