@@ -327,6 +327,49 @@ TEST_SUITE("postgres") {
     CHECK(snaps[0].get("k").error() == errc::closed);
   }
 
+  TEST_CASE("postgres: a statement with no answer ends at operation_timeout: a read unavailable, a write outcome_unknown") {
+    if (auto why = no_server()) return skip("postgres: " + *why);
+    postgres_backend b;
+    auto o = b.options();
+    o.operation_timeout = std::chrono::milliseconds(300);
+    auto store = open_store(o);
+    REQUIRE(store.put("k", "v"));
+    // Another session holds the table locked: keel's statements wait in the server.
+    PGconn* locker = PQconnectdb(shared_pg().conninfo().c_str());
+    REQUIRE(PQstatus(locker) == CONNECTION_OK);
+    PQclear(PQexec(locker, "BEGIN"));
+    PGresult* locked = PQexec(locker, ("LOCK TABLE " + store.policy().quoted_table() + " IN ACCESS EXCLUSIVE MODE").c_str());
+    REQUIRE(PQresultStatus(locked) == PGRES_COMMAND_OK);
+    PQclear(locked);
+    const auto t0 = std::chrono::steady_clock::now();
+    // On the pooled connection, where put is prepared already: the write is
+    // sent, and the server may still apply it once the lock goes.
+    auto put = store.put("k", "late");
+    REQUIRE_FALSE(put);
+    CHECK(put.error() == errc::outcome_unknown);
+    CHECK(put.error().message().find("operation timeout") != std::string::npos);
+    // On a new connection: its first statement (the PREPARE) already waits,
+    // nothing was sent.
+    auto got = store.get("k");
+    REQUIRE_FALSE(got);
+    CHECK(got.error() == errc::unavailable);
+    auto put2 = store.put("k2", "x");
+    REQUIRE_FALSE(put2);
+    CHECK(put2.error() == errc::unavailable);
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(3));
+    PQclear(PQexec(locker, "ROLLBACK"));
+    PQfinish(locker);
+    auto after = store.get("k");  // new connections: the abandoned ones were discarded
+    REQUIRE_MESSAGE(after, after.error().message());
+    CHECK((after->value_or("") == "v" || after->value_or("") == "late"));
+    auto st = store.stats();
+    REQUIRE(st);
+    std::uint64_t discarded = 0;
+    for (const auto& [name, value] : st->properties)
+      if (name == "postgres.connections_discarded") discarded = value;
+    CHECK(discarded >= 3);
+  }
+
   TEST_CASE("postgres: a server that dies gives unavailable quickly; the store reconnects when it is back") {
     if (auto why = no_server()) return skip("postgres: " + *why);
     keel::test::pg_server server({"synchronous_commit=on"});  // acknowledged commits survive the kill
