@@ -291,6 +291,65 @@ TEST_SUITE("postgres") {
     CHECK(value_of(store, "c") == std::to_string(2 * n));
   }
 
+  TEST_CASE("postgres: serializable anomalies across two processes: one of the two commits conflicts") {
+    if (auto why = no_server()) return skip("postgres: " + *why);
+    postgres_backend b;
+    auto store = open_store(b.options());
+    // Two processes each run one transaction (pg_writer tx): both read, then
+    // the first writes and commits, then the second.
+    auto run_pair = [&](std::vector<std::string> first, std::vector<std::string> second) {
+      auto args = [&](std::vector<std::string> tail) {
+        std::vector<std::string> a{shared_pg().conninfo(), b.table, "tx"};
+        a.insert(a.end(), tail.begin(), tail.end());
+        return a;
+      };
+      child_process one(helper_path("pg_writer"), args(first));
+      child_process two(helper_path("pg_writer"), args(second));
+      for (auto* p : {&one, &two}) {
+        auto line = p->read_line(std::chrono::seconds(30));
+        REQUIRE(line);
+        REQUIRE(line->rfind("read", 0) == 0);
+      }
+      one.write_line("go");
+      auto r1 = one.read_line(std::chrono::seconds(30));
+      two.write_line("go");
+      auto r2 = two.read_line(std::chrono::seconds(30));
+      REQUIRE(r1);
+      REQUIRE(r2);
+      CHECK(one.wait() == 0);
+      CHECK(two.wait() == 0);
+      return std::pair{*r1, *r2};
+    };
+    SUBCASE("lost update") {
+      REQUIRE(store.put("n", "0"));
+      auto [r1, r2] = run_pair({"n", "-", "n", "1"}, {"n", "-", "n", "1"});
+      CHECK(r1 == "committed");
+      CHECK(r2 == "conflict");
+    }
+    SUBCASE("write skew") {
+      REQUIRE(store.put("oncall/a", "1"));
+      REQUIRE(store.put("oncall/b", "1"));
+      auto [r1, r2] = run_pair({"oncall/a,oncall/b", "-", "oncall/a", "0"}, {"oncall/a,oncall/b", "-", "oncall/b", "0"});
+      CHECK(r1 == "committed");
+      CHECK(r2 == "conflict");
+      CHECK(value_of(store, "oncall/b") == "1");
+    }
+    SUBCASE("phantom by insert") {
+      auto [r1, r2] = run_pair({"-", "job/", "job/p1", "x"}, {"-", "job/", "job/p2", "x"});
+      CHECK(r1 == "committed");
+      CHECK(r2 == "conflict");
+      CHECK(keys_of(store.scan(key_range::prefix("job/"))) == std::vector<std::string>{"job/p1"});
+    }
+    SUBCASE("phantom by erase") {
+      REQUIRE(store.put("job/1", "x"));
+      REQUIRE(store.put("job/2", "x"));
+      auto [r1, r2] = run_pair({"-", "job/", "job/1", "ERASE"}, {"-", "job/", "job/2", "ERASE"});
+      CHECK(r1 == "committed");
+      CHECK(r2 == "conflict");
+      CHECK(keys_of(store.scan(key_range::prefix("job/"))) == std::vector<std::string>{"job/2"});
+    }
+  }
+
   TEST_CASE("postgres: connections go back to their baseline after close; broken ones are discarded") {
     if (auto why = no_server()) return skip("postgres: " + *why);
     postgres_backend b;
