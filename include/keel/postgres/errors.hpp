@@ -8,6 +8,8 @@
 //         the B-tree's row limit, a value over bytea's)     -> invalid_argument
 //   42P01 undefined_table (the table was dropped)           -> not_found
 //   42501 insufficient_privilege, 28xxx authorization       -> permission_denied
+//         (a login refused while connecting has no SQLSTATE in libpq:
+//         connection::open reports it as unavailable)
 //   08xxx connection exceptions, 57P01-57P03 shutdown, 57014
 //         canceled, 53xxx other resources, a lost connection
 //         or a timeout                                      -> unavailable, or
