@@ -115,8 +115,21 @@ class pg_server {
   const std::filesystem::path& dir() const noexcept { return dir_.path(); }
   pid_t pid() const noexcept { return pid_; }
 
-  // SIGKILL, reaped at once (its backends notice the postmaster's death and exit).
-  void kill() { signal_and_reap(SIGKILL); }
+  // The whole server dies at once, as with its machine: SIGKILL to the
+  // postmaster and to every process it started (a backend outlives a killed
+  // postmaster for a moment and would still answer its client); returns
+  // when they are all gone.
+  void kill() {
+    if (pid_ <= 0) return;
+    const std::vector<pid_t> children = children_of(pid_);
+    signal_and_reap(SIGKILL);
+    for (pid_t c : children) ::kill(c, SIGKILL);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    for (pid_t c : children) {
+      while (alive_not_zombie(c) && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));  // polling the exit (not our child: no waitpid)
+    }
+  }
   // A fast shutdown (SIGINT), reaped.
   void stop() {
     if (pid_ <= 0) return;
@@ -245,6 +258,34 @@ class pg_server {
       throw std::runtime_error("pg_server: " + args[0] + " failed: " + ss.str());
     }
   }
+  // Processes whose parent is `parent` (from /proc/PID/stat).
+  static std::vector<pid_t> children_of(pid_t parent) {
+    std::vector<pid_t> out;
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it("/proc", ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+      std::ifstream in(it->path() / "stat");
+      std::string line;
+      std::getline(in, line);
+      const auto close = line.rfind(')');  // the command may contain spaces and parentheses
+      if (close == std::string::npos) continue;
+      std::istringstream rest(line.substr(close + 2));
+      char state = 0;
+      long ppid = 0;
+      rest >> state >> ppid;
+      if (ppid == parent) out.push_back(static_cast<pid_t>(std::stol(name)));
+    }
+    return out;
+  }
+  static bool alive_not_zombie(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    if (!std::getline(in, line)) return false;
+    const auto close = line.rfind(')');
+    return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
+  }
+
   void signal_and_reap(int sig) {
     if (pid_ <= 0) return;
     ::kill(pid_, sig);
