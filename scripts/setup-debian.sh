@@ -20,6 +20,8 @@ packages=(
   libcurl4-openssl-dev  # the etcd backend's transport (<keel/etcd.hpp>)
   nlohmann-json3-dev    # the etcd backend's JSON
   etcd-server           # /usr/bin/etcd for the etcd backend's tests (the package also enables a service on 2379)
+  libpq-dev             # the PostgreSQL backend (<keel/postgres.hpp>)
+  postgresql            # the server for the PostgreSQL backend's tests (/usr/lib/postgresql/*/bin; tests start their own)
   libzstd-dev           # memory backend value compression, compression::zstd (optional: meson -Dzstd=disabled)
   liblz4-dev            # memory backend value compression, compression::lz4 (optional: meson -Dlz4=disabled)
 )
@@ -46,7 +48,7 @@ fi
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
   echo "setup-debian: not a Debian system (no dpkg-query/apt-get); install these yourself:" \
        "a C++20 compiler, meson, ninja, pkg-config, cmake, RocksDB, doctest, Google Benchmark," \
-       "libcurl, nlohmann-json and etcd (for the etcd backend)" >&2
+       "libcurl, nlohmann-json and etcd (for the etcd backend), libpq and the PostgreSQL server (for the PostgreSQL backend)" >&2
   exit 0
 fi
 

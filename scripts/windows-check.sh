@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compile-only check of keel for Windows (mingw-w64, x86_64): every header
 # under include/keel (public and detail), each alone in its own translation
-# unit, with RocksDB's, nlohmann-json's and libcurl's headers, -std=c++20 -Wall -Wextra -Wpedantic -Werror;
+# unit, with RocksDB's, nlohmann-json's, libcurl's and libpq's headers, -std=c++20 -Wall -Wextra -Wpedantic -Werror;
 # then the examples and the consumer programs compiled to objects, which
 # instantiates the templates (RocksPolicy, basic_store, any_store, dumps).
 # No RocksDB library for Windows exists here, so nothing is linked: this
@@ -22,6 +22,9 @@
 #                     directories are made visible (they are plain headers:
 #                     nlohmann is header-only, curl's API is the same on
 #                     Windows; nothing is linked).
+#   KEEL_PQ_INCLUDE   directory holding libpq-fe.h (default /usr/include/postgresql),
+#                     for the PostgreSQL headers; only libpq-fe.h,
+#                     postgres_ext.h and pg_config_ext.h are made visible.
 #   KEEL_JOBS         parallel compiles (default: number of CPUs)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
@@ -47,7 +50,9 @@ if [[ ! -f "$rocksdb_include/rocksdb/db.h" ]]; then
   exit 1
 fi
 
-for need in "$json_include/nlohmann/json.hpp:nlohmann-json3-dev" "$curl_include/curl/curl.h:libcurl4-openssl-dev"; do
+pq_include="${KEEL_PQ_INCLUDE:-/usr/include/postgresql}"
+for need in "$json_include/nlohmann/json.hpp:nlohmann-json3-dev" "$curl_include/curl/curl.h:libcurl4-openssl-dev" \
+    "$pq_include/libpq-fe.h:libpq-dev"; do
   if [[ ! -f "${need%%:*}" ]]; then
     echo "windows-check: no ${need%%:*} (install ${need##*:})" >&2
     echo "0 passed, 1 failed"
@@ -61,6 +66,9 @@ mkdir -p "$work/include"
 ln -s "$(cd "$rocksdb_include/rocksdb" && pwd)" "$work/include/rocksdb"
 ln -s "$(cd "$json_include/nlohmann" && pwd)" "$work/include/nlohmann"
 ln -s "$(cd "$curl_include/curl" && pwd)" "$work/include/curl"
+# libpq's three public headers only (the rest of that directory is the
+# server's; libpq's API is the same on Windows).
+for h in libpq-fe.h postgres_ext.h pg_config_ext.h; do ln -s "$pq_include/$h" "$work/include/$h"; done
 
 mapfile -t headers < <(cd include && find keel -name '*.hpp' | LC_ALL=C sort)
 mapfile -t sources < <(ls examples/*.cpp tests/consumers/common/*.cpp | LC_ALL=C sort)

@@ -254,6 +254,12 @@ result<Store> open_store(const store_config& config) {
     }
   }
 
+  if (config.preferred == backend::postgres) {
+    return keel::error(errc::not_supported,
+                       "open_store: the PostgreSQL backend is not opened through open_store (yet); open it with "
+                       "keel::postgres_store::open (<keel/postgres.hpp>)");
+  }
+
   rocks_options ro = config.rocks;
   if (!config.path.empty()) ro.path = config.path;
   // Looked at before the open, which may create files.

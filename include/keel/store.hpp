@@ -171,7 +171,7 @@ concept store_policy =
     };
 
 // Which kind of backend a store is (basic_any_store::backend()).
-enum class backend { rocksdb, memory, etcd, hybrid };
+enum class backend { rocksdb, memory, etcd, hybrid, postgres };
 
 constexpr std::string_view to_string(backend b) noexcept {
   switch (b) {
@@ -179,6 +179,7 @@ constexpr std::string_view to_string(backend b) noexcept {
     case backend::memory: return "memory";
     case backend::etcd: return "etcd";
     case backend::hybrid: return "hybrid";
+    case backend::postgres: return "postgres";
   }
   return "unknown";
 }
@@ -418,7 +419,13 @@ auto run_transaction(Begin&& begin, F& fn, int max_attempts)
       if (attempt > 1) transaction_backoff(attempt);
       auto tx = begin();
       R r = fn(tx);
-      if (!r) return r;
+      if (!r) {
+        // A backend validated by its server (PostgreSQL) may report a conflict
+        // from a read, not only from commit: that attempt is run again too.
+        if (r.error() != errc::conflict) return r;
+        last = r.error();
+        continue;
+      }
       if (auto c = tx.commit(); !c) {
         if (c.error() != errc::conflict) return std::move(c).error();
         last = std::move(c).error();
@@ -572,7 +579,9 @@ class basic_store {
   // Runs fn(tx) in a new transaction and commits it; on errc::conflict runs
   // it again, up to max_attempts times in all. fn takes a
   // basic_transaction<Policy>& and returns a result<T>; an error from fn
-  // rolls the transaction back and is returned as is (not retried). Returns
+  // rolls the transaction back and is returned as is (not retried), except
+  // errc::conflict (a read of a server-validated backend, PostgreSQL, can
+  // report one), which runs it again like a conflict at commit. Returns
   // fn's value from the attempt that committed, or the last conflict.
   // Back-off between attempts: none before the second, then a random pause of
   // up to 2^attempt microseconds (at most about 16 ms), so that transactions

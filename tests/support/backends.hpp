@@ -26,6 +26,15 @@
 #include "etcd_cluster.hpp"
 #endif
 
+// KEEL_HAS_POSTGRES (set by tests/meson.build with meson option postgres and
+// the server binaries installed): the PostgreSQL backend, against a real
+// server this binary starts.
+#if KEEL_HAS_POSTGRES
+#include <keel/postgres.hpp>
+
+#include "pg_server.hpp"
+#endif
+
 namespace keel::test {
 
 struct memory_backend {
@@ -158,26 +167,83 @@ struct etcd_backend {
 };
 #endif  // KEEL_HAS_ETCD
 
+#if KEEL_HAS_POSTGRES
+// One PostgreSQL server for the whole test binary, started on first use and
+// stopped at exit (its destructor; PR_SET_PDEATHSIG if the binary dies).
+inline pg_server& shared_pg() {
+  static pg_server server;
+  return server;
+}
+
+// A fresh table on the shared server per backend object, so test cases never
+// see each other's keys; reopening uses the same table (persistent).
+struct postgres_backend {
+  using store_type = postgres_store;
+  static constexpr bool persistent = true;
+  static constexpr const char* name = "postgres";
+  // The data lives in the server: checkpoint() is errc::not_supported.
+  static constexpr bool no_checkpoint = true;
+  // Transactions are validated by the server (SSI): serializable, but not
+  // always in commit order, and a key written by a commit after the
+  // transaction began is a conflict even when only written (see
+  // transaction_promise below).
+  static constexpr bool server_serializable = true;
+  std::string table = next_table();
+  postgres_options options() const {
+    postgres_options o;
+    o.conninfo = shared_pg().conninfo();
+    o.table = table;
+    return o;
+  }
+  result<store_type> open() const { return store_type::open(options()); }
+  static std::string next_table() {
+    static std::atomic<int> n{0};
+    return "keel_test_" + std::to_string(++n);
+  }
+};
+#endif  // KEEL_HAS_POSTGRES
+
+// Which promise a backend's transactions keep (docs/transactions.md):
+//  - commit_order: serializable in commit order; keel validates each commit
+//    against the transaction's read set (memory, RocksDB, hybrid, any_store,
+//    etcd): a commit that read or scanned what a later-committed write
+//    touched is a conflict, and blind writes never conflict;
+//  - server_serializable: the server validates (PostgreSQL SSI): committed
+//    transactions have some serial order, not always their commit order (a
+//    one-sided phantom commits both sides, as "reader first"), and a key
+//    written by another commit after the transaction began is a conflict
+//    (first committer wins), read or not.
+// Cases that test a promise only one kind keeps say so with this.
+enum class transaction_promise { commit_order, server_serializable };
+template <class B>
+inline constexpr transaction_promise promise_of =
+    requires { B::server_serializable; } ? transaction_promise::server_serializable : transaction_promise::commit_order;
+
 // The conformance suite's type list: every backend runs every case of
 // conformance_test.cpp, transaction_test.cpp and operations_test.cpp. A new
 // backend is one line here.
-// KEEL_HAS_ROCKSDB and KEEL_HAS_ETCD are set by tests/meson.build (meson
-// options rocksdb and etcd).
+// KEEL_HAS_ROCKSDB, KEEL_HAS_ETCD and KEEL_HAS_POSTGRES are set by
+// tests/meson.build (meson options rocksdb, etcd and postgres).
 #if KEEL_HAS_ETCD
 #define KEEL_ETCD_BACKENDS , keel::test::etcd_backend
 #else
 #define KEEL_ETCD_BACKENDS
+#endif
+#if KEEL_HAS_POSTGRES
+#define KEEL_POSTGRES_BACKENDS , keel::test::postgres_backend
+#else
+#define KEEL_POSTGRES_BACKENDS
 #endif
 #if KEEL_HAS_ROCKSDB
 #define KEEL_BACKENDS                                                                                \
   keel::test::memory_backend, keel::test::rocks_default_backend, keel::test::rocks_macos_backend, \
       keel::test::any_memory_backend, keel::test::any_rocks_backend,                              \
       keel::test::persisted_memory_backend, keel::test::compressed_memory_backend,                \
-      keel::test::hybrid_memory_backend, keel::test::hybrid_spilling_backend KEEL_ETCD_BACKENDS
+      keel::test::hybrid_memory_backend, keel::test::hybrid_spilling_backend KEEL_ETCD_BACKENDS KEEL_POSTGRES_BACKENDS
 #else
 #define KEEL_BACKENDS                                                                           \
   keel::test::memory_backend, keel::test::persisted_memory_backend, keel::test::compressed_memory_backend \
-      KEEL_ETCD_BACKENDS
+      KEEL_ETCD_BACKENDS KEEL_POSTGRES_BACKENDS
 #endif
 
 // Whether the backend's checkpoint() makes a copy (false: not_supported).

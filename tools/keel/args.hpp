@@ -25,6 +25,8 @@ struct cli {
   std::string hybrid;       // --hybrid PATH: a hybrid store (memory while small, RocksDB when large)
   std::string etcd;         // --etcd URL[,URL...]: the etcd cluster (only with the etcd backend)
   std::string etcd_prefix;  // --etcd-prefix P: the store's key prefix in the cluster
+  std::string postgres;     // --postgres CONNINFO: a PostgreSQL server (only with the PostgreSQL backend)
+  std::string table;        // --table NAME: the store's table on that server
   bool memory = false, fallback = false, json = false, raw = false;
   bool help = false;     // -h / --help: print the usage and exit 0
   bool version = false;  // --version: print the version and exit 0
@@ -47,6 +49,19 @@ constexpr bool has_etcd_backend = true;
 #else
 constexpr bool has_etcd_backend = false;
 #endif
+
+// Whether this keel can open a PostgreSQL table (tools/meson.build defines
+// KEEL_HAS_POSTGRES when keel is built with the PostgreSQL backend).
+#if KEEL_HAS_POSTGRES
+constexpr bool has_postgres_backend = true;
+#else
+constexpr bool has_postgres_backend = false;
+#endif
+
+// The message for --postgres, --table, postgres: and KEEL_POSTGRES without the backend.
+inline std::string no_postgres_backend(std::string_view what) {
+  return std::string(what) + ": this keel was built without the PostgreSQL backend (meson option postgres: libpq)";
+}
 
 // The message for --etcd, --etcd-prefix, etcd:// and etcd: without the backend.
 inline std::string no_etcd_backend(std::string_view what) {
@@ -110,6 +125,11 @@ inline std::optional<int> parse_options(int argc, char** argv, cli& c) {
       if (++i >= argc) return usage_error(std::string(s) + (s == "--etcd" ? " needs URL[,URL...]" : " needs a PREFIX"));
       if (*argv[i] == '\0') return usage_error(std::string(s) + " needs a non-empty value");
       (s == "--etcd" ? c.etcd : c.etcd_prefix) = argv[i];
+    } else if (s == "--postgres" || s == "--table") {
+      if (!has_postgres_backend) return usage_error(no_postgres_backend(s));
+      if (++i >= argc) return usage_error(std::string(s) + (s == "--postgres" ? " needs a CONNINFO" : " needs a NAME"));
+      if (*argv[i] == '\0') return usage_error(std::string(s) + " needs a non-empty value");
+      (s == "--postgres" ? c.postgres : c.table) = argv[i];
     } else if (s == "--fallback") {
       c.fallback = true;
     } else if (s == "--json") {

@@ -244,6 +244,11 @@ inline std::pair<std::string, std::string> store_identity(const cli& c, const st
     if (prefix.empty()) prefix = !c.etcd_prefix.empty() ? c.etcd_prefix : std::getenv("KEEL_ETCD_PREFIX") ? std::getenv("KEEL_ETCD_PREFIX") : "";
     return {"etcd", "prefix:" + prefix};
   }
+  if (spec.rfind("postgres:", 0) == 0) {
+    std::string table = spec.substr(9);
+    if (table.empty()) table = !c.table.empty() ? c.table : std::getenv("KEEL_POSTGRES_TABLE") ? std::getenv("KEEL_POSTGRES_TABLE") : "keel";
+    return {"postgres", "table:" + table};
+  }
   std::string p = canonical(spec);
   while (p.size() > 1 && p.back() == '/') p.pop_back();
   return {"rocksdb", p};

@@ -3,7 +3,7 @@
 // Where each job lives (tools/keel/):
 //   main.cpp             the usage text and the dispatch to a command
 //   args.hpp             options before the command, range options
-//   open.hpp             opening the store (RocksDB, memory, hybrid, fallback, etcd)
+//   open.hpp             opening the store (RocksDB, memory, hybrid, fallback, etcd, PostgreSQL)
 //   commands_read.hpp    get, scan, count
 //   commands_write.hpp   put, del (a key or a range), compact, checkpoint
 //   commands_dump.hpp    export, import, verify, migrate
@@ -93,6 +93,11 @@ or VALUE may start with '-': keel del -- -k):
                           is built with the etcd backend
   --etcd-prefix P         the store's key prefix in the cluster (as KEEL_ETCD_PREFIX;
                           required): stores with different prefixes never meet
+  --postgres CONNINFO     use a table of the PostgreSQL server of this libpq connection
+                          string (as KEEL_POSTGRES; docs/postgres.md); only when keel
+                          is built with the PostgreSQL backend
+  --table NAME            that table (as KEEL_POSTGRES_TABLE; default keel); created
+                          if missing, by read commands too
   --json                  JSON output (get, scan, count, stats, doctor, and the summaries
                           of export, import, del with a range, compact, checkpoint)
   --raw                   get: print the value's bytes exactly, no escaping, no newline
@@ -125,7 +130,8 @@ the first two chose. KEEL_FALLBACK_MEMORY works as --fallback.
 SRC and DST of migrate are RocksDB directories, or memory:FILE for a memory store
 persisted in FILE ('memory:' alone: not persisted), or hybrid:PATH for the hybrid
 store at PATH, or etcd:PREFIX for the store PREFIX on the cluster of --etcd
-('etcd:' alone: the prefix of --etcd-prefix).
+('etcd:' alone: the prefix of --etcd-prefix), or postgres:TABLE for a table of
+the server of --postgres ('postgres:' alone: the table of --table).
 
 Escaping: keys and values are printed with C-style escapes so that one record is
 one line: \\ for a backslash, \t \n \r, and \xHH for every other byte outside

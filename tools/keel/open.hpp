@@ -3,7 +3,9 @@
 // --memory-file), a hybrid store (--hybrid), the fallback to memory
 // (--fallback), an etcd cluster
 // (--etcd, --etcd-prefix, $KEEL_ETCD_ENDPOINTS, $KEEL_ETCD_PREFIX; only when
-// built with the etcd backend), all per store_config::from_env("KEEL").
+// built with the etcd backend), all per store_config::from_env("KEEL"), and
+// a PostgreSQL table (--postgres, --table, $KEEL_POSTGRES,
+// $KEEL_POSTGRES_TABLE, postgres:TABLE; only with the PostgreSQL backend).
 // Read commands open a RocksDB directory read-only; write commands create a
 // missing one.
 #pragma once
@@ -16,6 +18,10 @@
 #if KEEL_HAS_ETCD
 #include <keel/etcd_any_store.hpp>
 #endif
+#if KEEL_HAS_POSTGRES
+#include <keel/postgres.hpp>
+#endif
+#include <cstdlib>
 #include <string>
 #include <type_traits>
 #include <string_view>
@@ -28,12 +34,19 @@ namespace keel_tool {
 
 // The store type of every command: RocksDB, memory, the hybrid store, and
 // with the etcd backend a cluster too.
+// With the PostgreSQL backend a table of a server too.
 #if KEEL_HAS_ETCD
-using cli_store =
-    keel::basic_any_store<keel::RocksPolicy<keel::NativeTuning>, keel::MemoryPolicy, keel::HybridPolicy<>, keel::EtcdPolicy>;
+#define KEEL_CLI_ETCD_POLICY , keel::EtcdPolicy
 #else
-using cli_store = keel::basic_any_store<keel::RocksPolicy<keel::NativeTuning>, keel::MemoryPolicy, keel::HybridPolicy<>>;
+#define KEEL_CLI_ETCD_POLICY
 #endif
+#if KEEL_HAS_POSTGRES
+#define KEEL_CLI_POSTGRES_POLICY , keel::PostgresPolicy
+#else
+#define KEEL_CLI_POSTGRES_POLICY
+#endif
+using cli_store = keel::basic_any_store<keel::RocksPolicy<keel::NativeTuning>, keel::MemoryPolicy, keel::HybridPolicy<>
+                                            KEEL_CLI_ETCD_POLICY KEEL_CLI_POSTGRES_POLICY>;
 
 // How a command uses a store. A reader opens a RocksDB directory read-only:
 // it creates nothing and works while another process holds the database. A
@@ -69,15 +82,45 @@ inline std::string etcd_doctor_target(const std::vector<std::string>& endpoints)
   return t;
 }
 
+// The PostgreSQL server of --postgres, else $KEEL_POSTGRES ("" when neither).
+inline std::string postgres_conninfo(const cli& c) {
+  if (!c.postgres.empty()) return c.postgres;
+  const char* e = std::getenv("KEEL_POSTGRES");
+  return e ? e : "";
+}
+
+// Opens the table `table` ("" : --table, else $KEEL_POSTGRES_TABLE, else
+// "keel") of the server of --postgres / $KEEL_POSTGRES (docs/postgres.md).
+// The table is created if missing, by readers too (an empty store).
+inline keel::result<cli_store> open_postgres(const cli& c, std::string table, std::string& doctor_target) {
+#if KEEL_HAS_POSTGRES
+  keel::postgres_options o;
+  o.conninfo = postgres_conninfo(c);
+  if (o.conninfo.empty())
+    return keel::error(keel::errc::invalid_argument,
+                       "no PostgreSQL server given: use --postgres CONNINFO or set KEEL_POSTGRES");
+  if (table.empty()) table = c.table;
+  if (const char* e = std::getenv("KEEL_POSTGRES_TABLE"); table.empty() && e) table = e;
+  if (!table.empty()) o.table = table;
+  doctor_target.clear();  // keel doctor does not diagnose a server
+  auto s = keel::postgres_store::open(o);
+  if (!s) return std::move(s).error();
+  return cli_store(std::move(*s));
+#else
+  (void)c, (void)table, (void)doctor_target;
+  return keel::error(keel::errc::invalid_argument, no_postgres_backend("--postgres"));
+#endif
+}
+
 // The main store (the one every command but migrate uses): its spec for
 // open_spec(), and what chose it. An option chooses it (--db, --memory,
 // --memory-file, --hybrid, --etcd / --etcd-prefix) and then wins over every
 // environment variable; else the environment does, in the order of
 // store_config::from_env: KEEL_USE_MEMORY_STORAGE, then KEEL_ETCD_ENDPOINTS,
-// then KEEL_DB (what --db defaults to).
+// then KEEL_POSTGRES, then KEEL_DB (what --db defaults to).
 struct main_store_choice {
   std::string spec;          // "memory:FILE", "hybrid:PATH", "etcd:", or a RocksDB directory ("" if none)
-  std::string env_variable;  // KEEL_USE_MEMORY_STORAGE or KEEL_ETCD_ENDPOINTS when it chose the store, else ""
+  std::string env_variable;  // KEEL_USE_MEMORY_STORAGE, KEEL_ETCD_ENDPOINTS or KEEL_POSTGRES when it chose the store
   std::string memory_by;     // a non-persisted memory store: what asked for it (--memory, KEEL_USE_MEMORY_STORAGE=...)
 };
 
@@ -91,6 +134,7 @@ inline std::vector<std::string> store_options_given(const cli& c) {
     given.push_back("--memory");
   if (!c.hybrid.empty()) given.push_back("--hybrid");
   if (!c.etcd.empty() || !c.etcd_prefix.empty()) given.push_back(c.etcd.empty() ? "--etcd-prefix" : "--etcd");
+  if (!c.postgres.empty()) given.push_back("--postgres");
   return given;
 }
 
@@ -120,6 +164,10 @@ inline keel::result<main_store_choice> choose_main_store(const cli& c) {
     m.spec = "etcd:";
     return m;
   }
+  if (!c.postgres.empty()) {
+    m.spec = "postgres:";
+    return m;
+  }
   if (!c.db.empty()) {
     m.spec = c.db;
     return m;
@@ -135,6 +183,11 @@ inline keel::result<main_store_choice> choose_main_store(const cli& c) {
   if (std::getenv("KEEL_ETCD_ENDPOINTS")) {
     m.spec = "etcd:";
     m.env_variable = "KEEL_ETCD_ENDPOINTS";
+    return m;
+  }
+  if (const char* pg = std::getenv("KEEL_POSTGRES"); pg && *pg) {
+    m.spec = "postgres:";
+    m.env_variable = "KEEL_POSTGRES";
     return m;
   }
   m.spec = db_path(c);
@@ -241,6 +294,8 @@ inline keel::result<cli_store> open_hybrid(const std::string& path, access how, 
 //   "hybrid:PATH"              the hybrid store at PATH (no read-only open:
 //                              a reader takes its lock too, but creates
 //                              nothing);
+//   "postgres:" / "postgres:TABLE"  the table (default --table, $KEEL_POSTGRES_TABLE,
+//                              "keel") of the server of --postgres / $KEEL_POSTGRES;
 //   "etcd:" / "etcd:PREFIX"    the etcd cluster of --etcd / $KEEL_ETCD_ENDPOINTS,
 //                              with PREFIX or --etcd-prefix / $KEEL_ETCD_PREFIX;
 //   anything else              a RocksDB directory, whatever the environment
@@ -254,6 +309,7 @@ inline keel::result<cli_store> open_hybrid(const std::string& path, access how, 
 inline keel::result<cli_store> open_spec(const cli& c, const std::string& spec, access how,
                                          std::string& doctor_target) {
   if (spec.rfind("hybrid:", 0) == 0) return open_hybrid(spec.substr(7), how, doctor_target);
+  if (spec.rfind("postgres:", 0) == 0) return open_postgres(c, spec.substr(9), doctor_target);
   keel::store_config base;
   const bool memory_spec = spec == "memory" || spec.rfind("memory:", 0) == 0;
   const bool etcd_spec = spec.rfind("etcd:", 0) == 0;
@@ -386,6 +442,11 @@ inline void name_env_choice(const main_store_choice& m) {
                  "choose another store)\n",
                  std::getenv("KEEL_ETCD_ENDPOINTS"), prefix ? ", prefix '" : "", prefix ? prefix : "",
                  prefix ? "' (KEEL_ETCD_PREFIX)" : "");
+  } else if (m.env_variable == "KEEL_POSTGRES") {
+    const char* table = std::getenv("KEEL_POSTGRES_TABLE");
+    std::fprintf(stderr, "keel: KEEL_POSTGRES chose a PostgreSQL server, table '%s'%s (--db, --memory-file, --hybrid or "
+                 "--etcd choose another store)\n",
+                 table && *table ? table : "keel", table && *table ? " (KEEL_POSTGRES_TABLE)" : "");
   }
 }
 

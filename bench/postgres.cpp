@@ -1,0 +1,327 @@
+// keel_postgres_bench: the PostgreSQL backend against a raw libpq client
+// doing the same work with prepared statements and binary parameters (same
+// server, same run, same table shape).
+//
+// Starts its own server (tests/support/pg_server.hpp: Unix socket in a
+// temporary directory on /dev/shm, fsync off) unless KEEL_BENCH_PG names a
+// conninfo. Every benchmark reports p50/p99 latency (µs, averaged over
+// threads) next to Google Benchmark's own time.
+//
+//   build/bench/keel_postgres_bench --benchmark_min_time=2
+#include <benchmark/benchmark.h>
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <keel/postgres.hpp>
+
+#include "../tests/support/pg_server.hpp"
+
+namespace {
+
+std::unique_ptr<keel::test::pg_server> g_server;
+std::string g_conninfo;
+constexpr int keys = 10000;
+const std::string value256(256, 'v');
+
+std::string key(int i) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "k%06d", i);
+  return buf;
+}
+
+class latencies {
+ public:
+  explicit latencies(benchmark::State& s) : state_(s) { samples_.reserve(1 << 16); }
+  template <class F>
+  void time(F&& f) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    samples_.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+  }
+  ~latencies() {
+    if (samples_.empty()) return;
+    std::sort(samples_.begin(), samples_.end());
+    auto at = [&](double q) { return samples_[std::min(samples_.size() - 1, std::size_t(q * samples_.size()))]; };
+    state_.counters["p50_us"] = benchmark::Counter(at(0.50), benchmark::Counter::kAvgThreads);
+    state_.counters["p99_us"] = benchmark::Counter(at(0.99), benchmark::Counter::kAvgThreads);
+    state_.counters["ops_per_s"] = benchmark::Counter(double(samples_.size()), benchmark::Counter::kIsRate);
+  }
+
+ private:
+  benchmark::State& state_;
+  std::vector<double> samples_;
+};
+
+// ---- keel ------------------------------------------------------------------
+keel::postgres_store& store() {
+  static keel::postgres_store s = [] {
+    keel::postgres_options o;
+    o.conninfo = g_conninfo;
+    o.table = "bench_keel";
+    o.pool_size = 16;
+    auto st = keel::postgres_store::open(o);
+    if (!st) {
+      std::fprintf(stderr, "open: %s\n", st.error().message().c_str());
+      std::exit(1);
+    }
+    keel::write_batch b;
+    for (int i = 0; i < keys; ++i) b.put(key(i), value256);
+    if (!st->write(b)) std::exit(1);
+    return std::move(*st);
+  }();
+  return s;
+}
+
+// ---- raw libpq ---------------------------------------------------------------
+// One connection per thread, statements prepared once, binary parameters and
+// results: what a hand-written client does.
+struct raw_client {
+  PGconn* c = nullptr;
+  raw_client() {
+    c = PQconnectdb(g_conninfo.c_str());
+    if (PQstatus(c) != CONNECTION_OK) {
+      std::fprintf(stderr, "raw connect: %s", PQerrorMessage(c));
+      std::exit(1);
+    }
+    PQsetNoticeProcessor(c, [](void*, const char*) {}, nullptr);
+    exec("CREATE TABLE IF NOT EXISTS bench_raw (key bytea PRIMARY KEY, value bytea NOT NULL)");
+    prepare("get", "SELECT value FROM bench_raw WHERE key = $1", {17});
+    prepare("put", "INSERT INTO bench_raw (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            {17, 17});
+    prepare("put_many",
+            "INSERT INTO bench_raw (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[]) ON CONFLICT (key) DO UPDATE "
+            "SET value = EXCLUDED.value",
+            {1001, 1001});
+    prepare("scan", "SELECT key, value FROM bench_raw WHERE key >= $1 ORDER BY key LIMIT $2", {17, 23});
+  }
+  ~raw_client() { PQfinish(c); }
+  void exec(const char* sql) {
+    PGresult* r = PQexec(c, sql);
+    PQclear(r);
+  }
+  void prepare(const char* name, const char* sql, std::vector<Oid> types) {
+    PQclear(PQprepare(c, name, sql, int(types.size()), types.data()));
+  }
+  PGresult* run(const char* name, std::vector<std::string_view> args) {
+    const char* v[2];
+    int l[2], f[2];
+    for (std::size_t i = 0; i < args.size(); ++i) {
+      v[i] = args[i].data();
+      l[i] = int(args[i].size());
+      f[i] = 1;
+    }
+    return PQexecPrepared(c, name, int(args.size()), v, l, f, 1);
+  }
+  bool ok(PGresult* r) {
+    const auto st = PQresultStatus(r);
+    PQclear(r);
+    return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+  }
+};
+raw_client& raw() {
+  thread_local raw_client client;
+  return client;
+}
+void fill_raw() {
+  static bool done = [] {
+    keel::write_batch b;
+    std::vector<std::string> k, v;
+    for (int i = 0; i < keys; ++i) {
+      k.push_back(key(i));
+      v.push_back(value256);
+    }
+    std::string ka = keel::detail::pg::encode_bytea_array(k), va = keel::detail::pg::encode_bytea_array(v);
+    return raw().ok(raw().run("put_many", {ka, va}));
+  }();
+  (void)done;
+}
+
+void check(bool ok, benchmark::State& s) {
+  if (!ok) s.SkipWithError("operation failed");
+}
+
+// ---- benchmarks ----------------------------------------------------------------
+void BM_get_keel(benchmark::State& s) {
+  auto& st = store();
+  latencies lat(s);
+  int i = int(s.thread_index()) * 997;
+  for (auto _ : s) lat.time([&] { check(st.get(key(i++ % keys)).has_value(), s); });
+}
+void BM_get_raw(benchmark::State& s) {
+  fill_raw();
+  auto& r = raw();
+  latencies lat(s);
+  int i = int(s.thread_index()) * 997;
+  for (auto _ : s) lat.time([&] { const std::string k = key(i++ % keys); check(r.ok(r.run("get", {k})), s); });
+}
+void BM_put_keel(benchmark::State& s) {
+  auto& st = store();
+  latencies lat(s);
+  int i = int(s.thread_index()) * 997;
+  for (auto _ : s) lat.time([&] { check(st.put(key(i++ % keys), value256).has_value(), s); });
+}
+void BM_put_raw(benchmark::State& s) {
+  fill_raw();
+  auto& r = raw();
+  latencies lat(s);
+  int i = int(s.thread_index()) * 997;
+  for (auto _ : s) lat.time([&] { const std::string k = key(i++ % keys); check(r.ok(r.run("put", {k, value256})), s); });
+}
+// 100 puts: one batch vs 100 single puts (keel), and the raw batch.
+void BM_batch100_keel(benchmark::State& s) {
+  auto& st = store();
+  latencies lat(s);
+  int at = 0;
+  for (auto _ : s) {
+    keel::write_batch b;
+    for (int i = 0; i < 100; ++i) b.put(key((at + i) % keys), value256);
+    at += 100;
+    lat.time([&] { check(st.write(b).has_value(), s); });
+  }
+}
+void BM_100puts_keel(benchmark::State& s) {
+  auto& st = store();
+  latencies lat(s);
+  int at = 0;
+  for (auto _ : s) {
+    lat.time([&] {
+      for (int i = 0; i < 100; ++i) check(st.put(key((at + i) % keys), value256).has_value(), s);
+    });
+    at += 100;
+  }
+}
+void BM_batch100_raw(benchmark::State& s) {
+  fill_raw();
+  auto& r = raw();
+  latencies lat(s);
+  int at = 0;
+  for (auto _ : s) {
+    std::vector<std::string> k, v;
+    for (int i = 0; i < 100; ++i) {
+      k.push_back(key((at + i) % keys));
+      v.push_back(value256);
+    }
+    at += 100;
+    const std::string ka = keel::detail::pg::encode_bytea_array(k), va = keel::detail::pg::encode_bytea_array(v);
+    lat.time([&] { check(r.ok(r.run("put_many", {ka, va})), s); });
+  }
+}
+// 1000 keys in key order: keel's cursor vs a raw keyset-paged query (pages of 1000).
+void BM_scan1000_keel(benchmark::State& s) {
+  auto& st = store();
+  latencies lat(s);
+  for (auto _ : s) {
+    lat.time([&] {
+      std::size_t n = 0, bytes = 0;
+      auto c = st.scan(keel::key_range::between(key(2000), key(3000)));
+      for (const auto& e : c) {
+        ++n;
+        bytes += e.value.size();
+      }
+      check(n == 1000 && !c.error(), s);
+      benchmark::DoNotOptimize(bytes);
+    });
+  }
+}
+void BM_scan1000_raw(benchmark::State& s) {
+  fill_raw();
+  auto& r = raw();
+  latencies lat(s);
+  std::string limit(4, '\0');
+  limit[2] = char(1000 >> 8);
+  limit[3] = char(1000 & 0xff);
+  for (auto _ : s) {
+    lat.time([&] {
+      const std::string lo = key(2000);
+      PGresult* res = r.run("scan", {lo, limit});
+      std::size_t bytes = 0;
+      for (int i = 0; i < PQntuples(res); ++i) bytes += std::size_t(PQgetlength(res, i, 1));
+      check(PQntuples(res) == 1000, s);
+      benchmark::DoNotOptimize(bytes);
+      PQclear(res);
+    });
+  }
+}
+// A transaction: 2 gets, 2 puts (keel: run_transaction; raw: SERIALIZABLE BEGIN .. COMMIT).
+void BM_tx_keel(benchmark::State& s) {
+  auto& st = store();
+  latencies lat(s);
+  int i = int(s.thread_index()) * 4999;
+  for (auto _ : s) {
+    lat.time([&] {
+      const std::string a = key(i % keys), b = key((i + 1) % keys);
+      i += 2;
+      auto r = st.run_transaction([&](auto& tx) -> keel::result<void> {
+        if (auto v = tx.get(a); !v) return std::move(v).error();
+        if (auto v = tx.get(b); !v) return std::move(v).error();
+        if (auto w = tx.put(a, value256); !w) return w;
+        return tx.put(b, value256);
+      });
+      check(r.has_value(), s);
+    });
+  }
+}
+void BM_tx_raw(benchmark::State& s) {
+  fill_raw();
+  auto& r = raw();
+  latencies lat(s);
+  int i = int(s.thread_index()) * 4999;
+  for (auto _ : s) {
+    lat.time([&] {
+      const std::string a = key(i % keys), b = key((i + 1) % keys);
+      i += 2;
+      for (;;) {
+        r.exec("BEGIN ISOLATION LEVEL SERIALIZABLE");
+        bool ok = r.ok(r.run("get", {a})) && r.ok(r.run("get", {b})) && r.ok(r.run("put", {a, value256})) &&
+                  r.ok(r.run("put", {b, value256}));
+        PGresult* c = PQexec(r.c, ok ? "COMMIT" : "ROLLBACK");
+        ok = ok && PQresultStatus(c) == PGRES_COMMAND_OK;
+        PQclear(c);
+        if (ok) break;
+      }
+    });
+  }
+}
+
+BENCHMARK(BM_get_keel)->UseRealTime();
+BENCHMARK(BM_get_raw)->UseRealTime();
+BENCHMARK(BM_get_keel)->Threads(8)->UseRealTime();
+BENCHMARK(BM_get_raw)->Threads(8)->UseRealTime();
+BENCHMARK(BM_put_keel)->UseRealTime();
+BENCHMARK(BM_put_raw)->UseRealTime();
+BENCHMARK(BM_put_keel)->Threads(8)->UseRealTime();
+BENCHMARK(BM_put_raw)->Threads(8)->UseRealTime();
+BENCHMARK(BM_batch100_keel)->UseRealTime();
+BENCHMARK(BM_100puts_keel)->UseRealTime();
+BENCHMARK(BM_batch100_raw)->UseRealTime();
+BENCHMARK(BM_scan1000_keel)->UseRealTime();
+BENCHMARK(BM_scan1000_raw)->UseRealTime();
+BENCHMARK(BM_tx_keel)->UseRealTime();
+BENCHMARK(BM_tx_raw)->UseRealTime();
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (const char* c = std::getenv("KEEL_BENCH_PG"); c && *c) {
+    g_conninfo = c;
+  } else {
+    if (auto why = keel::test::pg_server::unavailable()) {
+      std::fprintf(stderr, "keel_postgres_bench: %s\n", why->c_str());
+      return 1;
+    }
+    g_server = std::make_unique<keel::test::pg_server>();
+    g_conninfo = g_server->conninfo();
+  }
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  g_server.reset();
+  return 0;
+}

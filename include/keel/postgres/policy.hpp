@@ -1,0 +1,770 @@
+// keel: PostgresPolicy, the contract methods of the PostgreSQL backend
+// (store.hpp states the contract; <keel/postgres.hpp> is the front).
+//
+// How each operation maps onto PostgreSQL (docs/postgres.md has the details):
+//   get / contains / put / erase / erase_range / multi_get
+//                        one statement on a pooled connection (autocommit);
+//                        multi_get is one statement over unnest($1::bytea[])
+//   write(batch)         one SQL transaction: the batch reduced to its effect
+//                        (last op per key wins), then its range erases, its
+//                        erases (one DELETE ... = ANY), its puts (one upsert
+//                        over unnest)
+//   scan                 keyset pages of page_size rows (key >= / key < the
+//                        last key read): a range that fits in one page is one
+//                        autocommit statement; a longer one is read in a
+//                        REPEATABLE READ READ ONLY transaction on a
+//                        connection of its own: one snapshot, bounded client
+//                        memory; the connection goes back to the pool after
+//                        the last page
+//   snapshot             the same transaction, held while a copy lives
+//   transaction          a SERIALIZABLE transaction on a connection of its
+//                        own (REPEATABLE READ on a hot standby, whose writes
+//                        then fail with read_only); reads go to the server
+//                        inside it, writes are buffered by keel and sent at
+//                        commit, then COMMIT. SQLSTATE 40001/40P01 anywhere
+//                        in it: errc::conflict
+//   compact              VACUUM (ANALYZE) of the table
+//   checkpoint           errc::not_supported (pg_dump, pg_basebackup)
+//
+// Lock order: a view's mutex (one statement at a time on its connection) is
+// taken with no other keel lock held; views_mutex_ and transactions_mutex_
+// are leaves, held only to edit or copy their registries; the pool's mutex is
+// a leaf too (taken when a lease is given back, which may happen under a
+// view's mutex in close()).
+#pragma once
+
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <climits>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "../store.hpp"
+#include "connection.hpp"
+#include "errors.hpp"
+#include "options.hpp"
+#include "statements.hpp"
+
+namespace keel {
+
+class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
+  using clock = std::chrono::steady_clock;
+  using step = detail::pg::step;
+  using stmt = detail::pg::stmt;
+  using param = detail::pg::param;
+  using result_ptr = detail::pg::result_ptr;
+
+  // One connection inside one transaction that reads one snapshot: a
+  // snapshot's, a cursor's or a keel transaction's. Rolled back and given
+  // back to the pool when the last holder goes.
+  struct view_state {
+    std::mutex mutex;                   // one statement at a time; guards what follows
+    detail::pg::pool::lease conn;       // empty once close() dropped it
+    std::optional<keel::error> failed;  // the transaction is unusable: every later read gives this
+    std::chrono::milliseconds timeout{};
+    ~view_state() {
+      if (conn && !conn->broken() && PQtransactionStatus(conn->raw()) != PQTRANS_IDLE) {
+        detail::pg::failure why;
+        if (!conn->exec("ROLLBACK", clock::now() + timeout, &why)) conn->mark_broken();
+      }
+    }
+  };
+
+ public:
+  using options = postgres_options;
+  static constexpr keel::backend backend_kind = keel::backend::postgres;
+  // The largest key or value PostgreSQL stores in a bytea (1 GiB less its
+  // header). Keys are also limited by the primary key's B-tree to about
+  // 2.7 KB (the server refuses longer ones: invalid_argument).
+  static constexpr std::size_t max_bytea = 0x3fffffff - 4;
+
+  // ---- cursor -------------------------------------------------------------
+  // Reads its range page by page in one transaction. The current page is a
+  // libpq result: key() and value() are views into it. Each page asks for one
+  // row more than it hands out, to know whether another page follows. A
+  // store's cursor first reads one page with a single autocommit statement:
+  // when the whole range fits in it (the common short scan) that is the whole
+  // pass, one round trip and no transaction; otherwise the pass starts again
+  // inside a REPEATABLE READ READ ONLY transaction (that first page is read
+  // twice). One cursor is used by one thread at a time.
+  class cursor_type {
+   public:
+    cursor_type(cursor_type&&) noexcept = default;
+    cursor_type& operator=(cursor_type&&) noexcept = default;
+    bool valid() const noexcept { return pos_ < rows_; }
+    std::string_view key() const noexcept { return field(0); }
+    std::string_view value() const noexcept { return field(1); }
+    const std::optional<keel::error>& error() const noexcept { return error_; }
+    void next() {
+      if (!valid()) return;
+      if (!owner_->is_open()) return fail(closed_error());
+      if (++pos_ < rows_) return;
+      page_.reset();
+      pos_ = rows_ = 0;
+      if (more_) fetch();
+    }
+
+   private:
+    friend class PostgresPolicy;
+    explicit cursor_type(keel::error e) : error_(std::move(e)) {}
+    // `view`: the snapshot's transaction, or null for a store's cursor (which
+    // opens its own when one page is not enough).
+    cursor_type(std::shared_ptr<const PostgresPolicy> owner, std::shared_ptr<view_state> view, const key_range& range)
+        : owner_(std::move(owner)), view_(std::move(view)), owns_view_(!view_), reversed_(range.is_reversed()),
+          range_(range) {
+      restart();
+      more_ = !range.is_empty();
+      if (more_) fetch();
+      if (more_ && owns_view_ && !view_) {  // one page was not the whole range: again, in one snapshot
+        auto v = owner_->open_view(false, "scan");
+        if (!v) {
+          fail(std::move(v).error());
+          return;
+        }
+        view_ = std::move(*v);
+        page_.reset();
+        pos_ = rows_ = 0;
+        restart();
+        fetch();
+      }
+    }
+    void restart() {
+      lo_ = range_.lower().value_or(std::string());
+      hi_ = range_.upper();
+    }
+    std::string_view field(int column) const noexcept {
+      return {PQgetvalue(page_.get(), pos_, column), static_cast<std::size_t>(PQgetlength(page_.get(), pos_, column))};
+    }
+    void fail(keel::error e) {
+      page_.reset();
+      pos_ = rows_ = 0;
+      more_ = false;
+      error_ = std::move(e);
+      release();
+    }
+    // The view's connection goes back to the pool as soon as the pass no
+    // longer needs it (a store cursor's own view only).
+    void release() {
+      if (owns_view_) view_.reset();
+    }
+    void fetch() {
+      const std::size_t limit = owner_->opts_.page_size;
+      std::string limit_bytes;
+      detail::pg::put_be32(limit_bytes, static_cast<std::uint32_t>(limit + 1));
+      std::vector<param> params{lo_};
+      if (hi_) params.emplace_back(*hi_);
+      params.emplace_back(limit_bytes);
+      const stmt s = reversed_ ? (hi_ ? stmt::scan_reverse : stmt::scan_reverse_open)
+                               : (hi_ ? stmt::scan_forward : stmt::scan_forward_open);
+      auto r = view_ ? owner_->view_run(*view_, s, params, "scan") : owner_->pooled_run(s, params, "scan");
+      if (!r) return fail(std::move(r).error());
+      page_ = std::move(*r);
+      const int got = PQntuples(page_.get());
+      more_ = static_cast<std::size_t>(got) > limit;
+      rows_ = more_ ? static_cast<int>(limit) : got;
+      pos_ = 0;
+      if (more_) {
+        const std::string_view last(PQgetvalue(page_.get(), rows_ - 1, 0),
+                                    static_cast<std::size_t>(PQgetlength(page_.get(), rows_ - 1, 0)));
+        if (reversed_) {
+          hi_ = std::string(last);  // exclusive
+        } else {
+          lo_.assign(last);
+          lo_.push_back('\0');  // the next key after it
+        }
+      } else {
+        release();
+      }
+    }
+
+    std::shared_ptr<const PostgresPolicy> owner_;
+    std::shared_ptr<view_state> view_;
+    bool owns_view_ = false;
+    bool reversed_ = false;
+    bool more_ = false;
+    key_range range_ = key_range::all();
+    std::string lo_;                 // inclusive
+    std::optional<std::string> hi_;  // exclusive; none: to the end
+    result_ptr page_;
+    int rows_ = 0, pos_ = 0;
+    std::optional<keel::error> error_;
+  };
+
+  // ---- snapshot -----------------------------------------------------------
+  // A REPEATABLE READ READ ONLY transaction on a connection of its own, held
+  // while a copy lives. Copies share it; calls from several threads take
+  // turns on its connection.
+  class snapshot_type {
+   public:
+    result<std::optional<std::string>> get(std::string_view key) const {
+      if (!owner_->is_open()) return closed_error();
+      return owner_->get_on(*view_, key);
+    }
+    result<bool> contains(std::string_view key) const {
+      if (!owner_->is_open()) return closed_error();
+      return owner_->contains_on(*view_, key);
+    }
+    cursor_type scan(const key_range& range) const {
+      if (!owner_->is_open()) return cursor_type(closed_error());
+      return cursor_type(owner_, view_, range);
+    }
+
+   private:
+    friend class PostgresPolicy;
+    snapshot_type(std::shared_ptr<const PostgresPolicy> owner, std::shared_ptr<view_state> view)
+        : owner_(std::move(owner)), view_(std::move(view)) {}
+    std::shared_ptr<const PostgresPolicy> owner_;
+    std::shared_ptr<view_state> view_;
+  };
+
+  // ---- store --------------------------------------------------------------
+  // Checks the options, connects, creates the table when it is missing and
+  // checks its shape when it exists. invalid_argument: bad conninfo, an
+  // empty table name, a table of another shape (nothing is altered);
+  // unavailable: no host accepts.
+  static result<std::shared_ptr<PostgresPolicy>> open(const options& opts) {
+    if (opts.conninfo.empty())
+      return keel::error(errc::invalid_argument, "postgres: postgres_options::conninfo is empty (e.g. "
+                                                 "\"host=db1 dbname=app\" or \"postgresql://app@db1/app\")");
+    {
+      char* err = nullptr;
+      PQconninfoOption* parsed = PQconninfoParse(opts.conninfo.c_str(), &err);
+      std::string message = detail::pg::trimmed(err);
+      if (err) PQfreemem(err);
+      if (!parsed)
+        return keel::error(errc::invalid_argument, "postgres: bad conninfo: " +
+                                                       (message.empty() ? std::string("cannot parse it") : message));
+      PQconninfoFree(parsed);
+    }
+    if (opts.table.empty()) return keel::error(errc::invalid_argument, "postgres: postgres_options::table is empty");
+    if (opts.page_size == 0 || opts.page_size > INT32_MAX)
+      return keel::error(errc::invalid_argument, "postgres: postgres_options::page_size must be 1 to 2^31-1");
+    auto pool = std::make_shared<detail::pg::pool>(opts.conninfo, opts.pool_size, opts.connect_timeout);
+    auto lease = pool->acquire();
+    if (!lease) return std::move(lease).error();
+    const std::string quoted = (*lease)->quote_identifier(opts.table);
+    if (quoted.empty())
+      return keel::error(errc::invalid_argument,
+                         "postgres: the table name cannot be quoted (" + detail::pg::trimmed(PQerrorMessage((*lease)->raw())) + ")");
+    auto p = std::make_shared<PostgresPolicy>(opts, quoted, pool);
+    if (auto ok = p->ensure_table(**lease); !ok) {
+      pool->close();
+      return std::move(ok).error();
+    }
+    return p;
+  }
+
+  PostgresPolicy(const options& opts, std::string quoted_table, std::shared_ptr<detail::pg::pool> pool)
+      : opts_(opts), quoted_(std::move(quoted_table)), stmts_(detail::pg::make_statements(quoted_)),
+        pool_(std::move(pool)) {}
+  PostgresPolicy(const PostgresPolicy&) = delete;
+  PostgresPolicy& operator=(const PostgresPolicy&) = delete;
+
+  result<void> put(std::string_view key, std::string_view value) {
+    if (!is_open()) return closed_error();
+    if (auto bad = too_large(key, value)) return *bad;
+    const param p[] = {key, value};
+    return pooled<void>(step::commits_write, "put", [&](detail::pg::connection& c) -> result<void> {
+      auto r = run(c, stmt::put, p, step::commits_write, "put");
+      if (!r) return std::move(r).error();
+      return {};
+    });
+  }
+
+  result<std::optional<std::string>> get(std::string_view key) const {
+    if (!is_open()) return closed_error();
+    const param p[] = {key};
+    return pooled<std::optional<std::string>>(step::read, "get", [&](detail::pg::connection& c) {
+      return first_value(run(c, stmt::get, p, step::read, "get"));
+    });
+  }
+  result<bool> contains(std::string_view key) const {
+    if (!is_open()) return closed_error();
+    const param p[] = {key};
+    return pooled<bool>(step::read, "contains", [&](detail::pg::connection& c) -> result<bool> {
+      auto r = run(c, stmt::contains, p, step::read, "contains");
+      if (!r) return std::move(r).error();
+      return PQntuples(r->get()) > 0;
+    });
+  }
+
+  result<void> erase(std::string_view key) {
+    if (!is_open()) return closed_error();
+    const param p[] = {key};
+    return pooled<void>(step::commits_write, "erase", [&](detail::pg::connection& c) -> result<void> {
+      auto r = run(c, stmt::erase, p, step::commits_write, "erase");
+      if (!r) return std::move(r).error();
+      return {};
+    });
+  }
+
+  // One SQL transaction (one statement when the batch reduces to one).
+  result<void> write(const write_batch& batch) {
+    if (!is_open()) return closed_error();
+    auto plan = compile(batch);
+    if (!plan) return std::move(plan).error();
+    if (plan->statements() == 0) return {};
+    return pooled<void>(step::commits_write, "write", [&](detail::pg::connection& c) -> result<void> {
+      if (plan->statements() == 1) return apply(c, *plan, step::commits_write, "write");
+      if (auto b = exec(c, "BEGIN", step::in_transaction, "write"); !b) return std::move(b).error();
+      if (auto a = apply(c, *plan, step::in_transaction, "write"); !a) return a;
+      auto done = exec(c, "COMMIT", step::commits_write, "write");
+      if (!done) return std::move(done).error();
+      return {};
+    });
+  }
+
+  cursor_type scan(const key_range& range) const {
+    if (!is_open()) return cursor_type(closed_error());
+    return cursor_type(shared_from_this(), nullptr, range);
+  }
+  static cursor_type failed_cursor(keel::error e) { return cursor_type(std::move(e)); }
+
+  result<snapshot_type> snapshot() const {
+    if (!is_open()) return closed_error();
+    auto view = open_view(false, "snapshot");
+    if (!view) return std::move(view).error();
+    return snapshot_type(shared_from_this(), std::move(*view));
+  }
+
+  // One DELETE (atomic); invalid_argument when the lower bound is above the upper.
+  result<void> erase_range(const key_range& range) {
+    if (!is_open()) return closed_error();
+    if (!erase_range_is_valid(range))
+      return keel::error(errc::invalid_argument, "erase_range: the range's lower bound is above its upper bound");
+    if (range.is_empty()) return {};
+    plan p;
+    p.ranges.push_back(range);
+    return pooled<void>(step::commits_write, "erase_range", [&](detail::pg::connection& c) {
+      return apply(c, p, step::commits_write, "erase_range");
+    });
+  }
+
+  // One statement: one view; results in input order.
+  result<std::vector<std::optional<std::string>>> multi_get(std::span<const std::string_view> keys) const {
+    if (!is_open()) return closed_error();
+    std::vector<std::optional<std::string>> out(keys.size());
+    if (keys.empty()) return out;
+    const std::string array = detail::pg::encode_bytea_array(keys);
+    if (auto bad = array_too_large(array)) return *bad;
+    const param p[] = {array};
+    return pooled<std::vector<std::optional<std::string>>>(
+        step::read, "multi_get", [&](detail::pg::connection& c) -> result<std::vector<std::optional<std::string>>> {
+          auto r = run(c, stmt::multi_get, p, step::read, "multi_get");
+          if (!r) return std::move(r).error();
+          const int rows = PQntuples(r->get());
+          for (int i = 0; i < rows; ++i) {
+            const std::uint32_t ord = detail::pg::get_be32(PQgetvalue(r->get(), i, 0));
+            if (ord >= 1 && ord <= out.size())
+              out[ord - 1].emplace(PQgetvalue(r->get(), i, 1), static_cast<std::size_t>(PQgetlength(r->get(), i, 1)));
+          }
+          return out;
+        });
+  }
+
+  // VACUUM (ANALYZE) of the table: dead row versions (overwritten and erased
+  // values) become reusable space and the planner's statistics are renewed.
+  // The file does not shrink (VACUUM FULL would, under an exclusive lock: a
+  // DBA's decision). The range is checked, otherwise the whole table is done.
+  result<void> compact(const key_range& range) {
+    if (!is_open()) return closed_error();
+    if (!erase_range_is_valid(range))
+      return keel::error(errc::invalid_argument, "compact: the range's lower bound is above its upper bound");
+    return pooled<void>(step::read, "compact", [&](detail::pg::connection& c) -> result<void> {
+      auto r = exec(c, "VACUUM (ANALYZE) " + quoted_, step::read, "compact");
+      if (!r) return std::move(r).error();
+      return {};
+    });
+  }
+
+  // Not supported: the data lives in the server. Back it up with pg_dump
+  // (the table) or pg_basebackup (the cluster), or copy the store with
+  // keel::export_dump (read through one cursor, one snapshot).
+  result<void> checkpoint(const std::filesystem::path&) const {
+    if (!is_open()) return closed_error();
+    return keel::error(errc::not_supported,
+                       "postgres: checkpoint() is not supported by the PostgreSQL backend (its data lives in the "
+                       "server): back up the table with pg_dump, the cluster with pg_basebackup, or copy the store "
+                       "with keel::export_dump (one snapshot)");
+  }
+
+  // A SERIALIZABLE transaction on its own connection; its snapshot is taken
+  // now. tx_start::start identifies it to commit_transaction().
+  result<detail::tx_start<snapshot_type>> begin_transaction() const {
+    if (!is_open()) return closed_error();
+    auto view = open_view(true, "transaction");
+    if (!view) return std::move(view).error();
+    const std::uint64_t id = next_transaction_.fetch_add(1) + 1;
+    {
+      std::lock_guard lock(transactions_mutex_);
+      transactions_[id] = *view;
+    }
+    auto self = shared_from_this();
+    std::shared_ptr<void> registration(reinterpret_cast<void*>(1), [self, id](void*) {
+      std::lock_guard lock(self->transactions_mutex_);
+      self->transactions_.erase(id);
+    });
+    return detail::tx_start<snapshot_type>{snapshot_type(self, std::move(*view)), id, std::move(registration)};
+  }
+
+  // Sends the buffered writes inside the transaction, then COMMIT. The
+  // server validates: errc::conflict (40001, 40P01) with nothing written.
+  result<void> commit_transaction(const detail::tx_record& tx) {
+    if (!is_open()) return closed_error();
+    std::shared_ptr<view_state> view;
+    {
+      std::lock_guard lock(transactions_mutex_);
+      auto it = transactions_.find(tx.start);
+      if (it != transactions_.end()) view = it->second.lock();
+    }
+    if (!view) return keel::error(errc::closed, "postgres: the transaction is no longer open");
+    auto plan = compile(tx.writes);
+    if (!plan) return std::move(plan).error();
+    std::lock_guard lock(view->mutex);
+    if (!view->conn || !is_open()) return closed_error();
+    if (view->failed) return *view->failed;
+    auto& c = *view->conn;
+    auto finish = [&](result<void> r) -> result<void> {
+      if (!r && !c.broken() && PQtransactionStatus(c.raw()) != PQTRANS_IDLE) {
+        detail::pg::failure why;
+        if (!c.exec("ROLLBACK", deadline(), &why)) c.mark_broken();
+      }
+      if (!r) view->failed = r.error();
+      return r;
+    };
+    if (auto a = apply(c, *plan, step::in_transaction, "commit"); !a) return finish(std::move(a));
+    auto done = exec(c, "COMMIT", step::commits_write, "commit");
+    if (!done) return finish(std::move(done).error());
+    view->failed = keel::error(errc::closed, "transaction is already committed");
+    return {};
+  }
+
+  // Closes every connection: the pool's and those that live snapshots,
+  // cursors and transactions hold (their transactions end; they give
+  // errc::closed). Idempotent.
+  result<void> close() {
+    if (!open_.exchange(false)) return {};
+    std::vector<std::shared_ptr<view_state>> live;
+    {
+      std::lock_guard lock(views_mutex_);
+      for (auto& w : views_)
+        if (auto v = w.lock()) live.push_back(std::move(v));
+      views_.clear();
+    }
+    for (auto& v : live) {
+      std::lock_guard lock(v->mutex);
+      v->conn.drop();
+    }
+    live.clear();
+    pool_->close();
+    return {};
+  }
+  bool is_open() const noexcept { return open_.load(std::memory_order_acquire); }
+
+  const options& config() const noexcept { return opts_; }
+  // The table name as sent to the server (quoted by libpq).
+  const std::string& quoted_table() const noexcept { return quoted_; }
+
+  // What backend_stats() reports.
+  struct table_status {
+    std::uint64_t rows = 0, table_bytes = 0;
+    int server_version = 0;  // PQserverVersion: 150018 for 15.18
+    bool standby = false;
+    std::size_t pool_idle = 0, pool_in_use = 0;
+    std::uint64_t connections_opened = 0, connections_discarded = 0;
+  };
+  result<table_status> status() const {
+    if (!is_open()) return closed_error();
+    return pooled<table_status>(step::read, "stats", [&](detail::pg::connection& c) -> result<table_status> {
+      detail::pg::failure why;
+      auto r = c.exec_params("SELECT count(*), pg_total_relation_size(to_regclass($1)) FROM " + quoted_, {quoted_},
+                             deadline(), &why);
+      if (!r) return detail::pg::to_error(why, step::read, "stats");
+      table_status s;
+      s.rows = std::stoull(PQgetvalue(r->get(), 0, 0));
+      s.table_bytes = std::stoull(PQgetvalue(r->get(), 0, 1));
+      s.server_version = PQserverVersion(c.raw());
+      s.standby = c.in_hot_standby();
+      s.pool_idle = pool_->idle();
+      s.pool_in_use = pool_->in_use();
+      s.connections_opened = pool_->opened();
+      s.connections_discarded = pool_->discarded();
+      return s;
+    });
+  }
+
+ private:
+  friend class cursor_type;
+  friend class snapshot_type;
+
+  clock::time_point deadline() const { return clock::now() + opts_.operation_timeout; }
+
+  static std::optional<keel::error> too_large(std::string_view key, std::string_view value) {
+    if (key.size() <= max_bytea && value.size() <= max_bytea) return std::nullopt;
+    return keel::error(errc::invalid_argument, "postgres: a key or value of " +
+                                                   std::to_string(std::max(key.size(), value.size())) +
+                                                   " bytes exceeds PostgreSQL's bytea limit of 1 GiB; it was not sent");
+  }
+
+  // A batch's keys or values travel as one bytea[] parameter, which
+  // PostgreSQL limits to 1 GiB like any field.
+  static std::optional<keel::error> array_too_large(const std::string& array) {
+    if (array.size() <= max_bytea) return std::nullopt;
+    return keel::error(errc::invalid_argument,
+                       "postgres: the batch's keys or values total " + std::to_string(array.size()) +
+                           " bytes, over PostgreSQL's 1 GiB limit of one parameter; nothing was sent: write it as "
+                           "several batches");
+  }
+
+  result<result_ptr> run(detail::pg::connection& c, stmt s, std::span<const param> params, step st,
+                         std::string_view what) const {
+    detail::pg::failure why;
+    auto r = c.run(stmts_, s, params, deadline(), &why);
+    if (!r) return detail::pg::to_error(why, st, what);
+    return r;
+  }
+  result<result_ptr> exec(detail::pg::connection& c, const std::string& sql, step st, std::string_view what) const {
+    detail::pg::failure why;
+    auto r = c.exec(sql, deadline(), &why);
+    if (!r) return detail::pg::to_error(why, st, what);
+    return r;
+  }
+  static result<std::optional<std::string>> first_value(result<result_ptr> r) {
+    if (!r) return std::move(r).error();
+    if (PQntuples(r->get()) == 0) return std::optional<std::string>();
+    return std::optional<std::string>(std::in_place, PQgetvalue(r->get(), 0, 0),
+                                      static_cast<std::size_t>(PQgetlength(r->get(), 0, 0)));
+  }
+
+  // Runs f on a pooled connection. A read that found its connection lost
+  // runs once more on a new one (the server may have restarted or failed
+  // over since the connection was pooled).
+  template <class T, class F>
+  result<T> pooled(step st, std::string_view what, F&& f) const {
+    for (int attempt = 0;; ++attempt) {
+      auto lease = pool_->acquire();
+      if (!lease) {
+        if (lease.error() == errc::closed) return closed_error();
+        return keel::error(lease.error().code(), lease.error().message() + " (" + std::string(what) + ")");
+      }
+      result<T> r = f(**lease);
+      if (r || attempt > 0 || st != step::read || r.error() != errc::unavailable || !(*lease)->broken()) return r;
+    }
+  }
+
+  // One read statement on a pooled connection (autocommit).
+  result<result_ptr> pooled_run(stmt s, std::span<const param> params, std::string_view what) const {
+    if (!is_open()) return closed_error();
+    return pooled<result_ptr>(step::read, what, [&](detail::pg::connection& c) { return run(c, s, params, step::read, what); });
+  }
+
+  // A new transaction reading one snapshot, on a connection of its own.
+  result<std::shared_ptr<view_state>> open_view(bool for_transaction, std::string_view what) const {
+    for (int attempt = 0;; ++attempt) {
+      auto lease = pool_->acquire();
+      if (!lease) {
+        if (lease.error() == errc::closed) return closed_error();
+        return std::move(lease).error();
+      }
+      // SERIALIZABLE is refused on a hot standby: there a transaction reads
+      // at REPEATABLE READ and its writes fail with read_only.
+      const char* begin = !for_transaction                   ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1"
+                          : (*lease)->in_hot_standby()       ? "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1"
+                                                             : "BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT 1";
+      auto r = exec(**lease, begin, step::read, what);
+      if (!r) {
+        if (attempt == 0 && r.error() == errc::unavailable && (*lease)->broken()) continue;
+        return std::move(r).error();
+      }
+      auto v = std::make_shared<view_state>();
+      v->conn = std::move(*lease);
+      v->timeout = opts_.operation_timeout;
+      std::lock_guard lock(views_mutex_);
+      if (!is_open()) {
+        v->conn.drop();
+        return closed_error();
+      }
+      if (views_.size() >= prune_views_at_) {
+        std::erase_if(views_, [](const std::weak_ptr<view_state>& w) { return w.expired(); });
+        prune_views_at_ = std::max<std::size_t>(64, 2 * views_.size());
+      }
+      views_.push_back(v);
+      return v;
+    }
+  }
+
+  // A statement on a view's connection (inside its transaction).
+  result<result_ptr> view_run(view_state& v, stmt s, std::span<const param> params, std::string_view what) const {
+    if (!is_open()) return closed_error();
+    std::lock_guard lock(v.mutex);
+    if (!v.conn) return closed_error();
+    if (v.failed) return *v.failed;
+    auto r = run(*v.conn, s, params, step::read, what);
+    if (!r && (v.conn->broken() || PQtransactionStatus(v.conn->raw()) != PQTRANS_INTRANS)) v.failed = r.error();
+    return r;
+  }
+  result<std::optional<std::string>> get_on(view_state& v, std::string_view key) const {
+    const param p[] = {key};
+    return first_value(view_run(v, stmt::get, p, "get"));
+  }
+  result<bool> contains_on(view_state& v, std::string_view key) const {
+    const param p[] = {key};
+    auto r = view_run(v, stmt::contains, p, "contains");
+    if (!r) return std::move(r).error();
+    return PQntuples(r->get()) > 0;
+  }
+
+  // ---- batches --------------------------------------------------------------
+  // A batch reduced to its effect: ranges erased first, then keys erased, then
+  // keys put (the last op per key wins; a range erase drops the earlier ops
+  // inside it). Applying the three in that order gives the batch's result.
+  struct plan {
+    std::vector<key_range> ranges;  // forward, non-empty
+    std::vector<std::string> erased;
+    std::vector<std::string> put_keys, put_values;
+    std::size_t statements() const {
+      return ranges.size() + (erased.empty() ? 0 : 1) + (put_keys.empty() ? 0 : 1);
+    }
+  };
+  static result<plan> compile(const write_batch& batch) {
+    std::map<std::string, std::optional<std::string>, std::less<>> last;
+    plan p;
+    for (const auto& op : batch) {
+      switch (op.kind) {
+        case write_batch::op_kind::put:
+          if (auto bad = too_large(op.key, op.value)) return *bad;
+          last.insert_or_assign(std::string(op.key), std::optional<std::string>(op.value));
+          break;
+        case write_batch::op_kind::erase:
+          last.insert_or_assign(std::string(op.key), std::nullopt);
+          break;
+        case write_batch::op_kind::erase_range: {
+          key_range r = op.range();
+          if (!erase_range_is_valid(r))
+            return keel::error(errc::invalid_argument, "erase_range: the range's lower bound is above its upper bound");
+          if (r.is_reversed()) r = r.reversed();
+          if (r.is_empty()) break;
+          auto first = r.lower() ? last.lower_bound(*r.lower()) : last.begin();
+          auto end = r.upper() ? last.lower_bound(*r.upper()) : last.end();
+          last.erase(first, end);
+          p.ranges.push_back(std::move(r));
+          break;
+        }
+      }
+    }
+    for (auto& [k, v] : last) {
+      if (v) {
+        p.put_keys.push_back(k);
+        p.put_values.push_back(std::move(*v));
+      } else {
+        p.erased.push_back(k);
+      }
+    }
+    return p;
+  }
+  result<void> apply(detail::pg::connection& c, const plan& p, step st, std::string_view what) const {
+    for (const auto& r : p.ranges) {
+      const std::string lo = r.lower().value_or(std::string());
+      result<result_ptr> done = keel::error(errc::io_error, "");
+      if (r.upper()) {
+        const param ps[] = {lo, *r.upper()};
+        done = run(c, stmt::erase_between, ps, st, what);
+      } else {
+        const param ps[] = {lo};
+        done = run(c, stmt::erase_from, ps, st, what);
+      }
+      if (!done) return std::move(done).error();
+    }
+    if (p.erased.size() == 1) {
+      const param ps[] = {p.erased[0]};
+      if (auto d = run(c, stmt::erase, ps, st, what); !d) return std::move(d).error();
+    } else if (!p.erased.empty()) {
+      const std::string keys = detail::pg::encode_bytea_array(p.erased);
+      if (auto bad = array_too_large(keys)) return *bad;
+      const param ps[] = {keys};
+      if (auto d = run(c, stmt::erase_many, ps, st, what); !d) return std::move(d).error();
+    }
+    if (p.put_keys.size() == 1) {
+      const param ps[] = {p.put_keys[0], p.put_values[0]};
+      if (auto d = run(c, stmt::put, ps, st, what); !d) return std::move(d).error();
+    } else if (!p.put_keys.empty()) {
+      const std::string keys = detail::pg::encode_bytea_array(p.put_keys);
+      const std::string values = detail::pg::encode_bytea_array(p.put_values);
+      if (auto bad = array_too_large(keys)) return *bad;
+      if (auto bad = array_too_large(values)) return *bad;
+      const param ps[] = {keys, values};
+      if (auto d = run(c, stmt::put_many, ps, st, what); !d) return std::move(d).error();
+    }
+    return {};
+  }
+
+  // ---- schema ---------------------------------------------------------------
+  result<void> ensure_table(detail::pg::connection& c) {
+    detail::pg::failure why;
+    auto exists = c.exec_params(detail::pg::exists_sql, {quoted_}, deadline(), &why);
+    if (!exists) return detail::pg::to_error(why, step::read, "open");
+    if (std::string_view(PQgetvalue(exists->get(), 0, 0)) != "t") {
+      detail::pg::failure create_why;
+      auto created = c.exec(detail::pg::create_table_sql(quoted_), deadline(), &create_why);
+      // Two processes creating it at once: the loser sees a unique violation
+      // on the catalog; the table exists then, and is checked below.
+      if (!created && create_why.sqlstate != "23505" && create_why.sqlstate != "42P07")
+        return detail::pg::to_error(create_why, step::commits_write, "create table " + quoted_);
+    }
+    auto cols = c.exec_params(detail::pg::columns_sql, {quoted_}, deadline(), &why);
+    if (!cols) return detail::pg::to_error(why, step::read, "open");
+    std::string shape;
+    bool ok = PQntuples(cols->get()) == 2;
+    for (int i = 0; i < PQntuples(cols->get()); ++i) {
+      const std::string name = PQgetvalue(cols->get(), i, 0), type = PQgetvalue(cols->get(), i, 1);
+      const bool not_null = std::string_view(PQgetvalue(cols->get(), i, 2)) == "t";
+      if (!shape.empty()) shape += ", ";
+      shape += name + " " + type + (not_null ? " not null" : "");
+      if (i == 0 && (name != "key" || type != "bytea")) ok = false;
+      if (i == 1 && (name != "value" || type != "bytea" || !not_null)) ok = false;
+    }
+    if (ok) {
+      auto pk = c.exec_params(detail::pg::primary_key_sql, {quoted_}, deadline(), &why);
+      if (!pk) return detail::pg::to_error(why, step::read, "open");
+      if (std::string_view(PQgetvalue(pk->get(), 0, 0)) != "1") {
+        ok = false;
+        shape += "; no primary key on key";
+      }
+    }
+    if (!ok)
+      return keel::error(errc::invalid_argument,
+                         "postgres: table " + quoted_ + " exists with columns (" + shape +
+                             "); keel needs (key bytea primary key, value bytea not null). Nothing was altered: "
+                             "choose another postgres_options::table, or move that table away");
+    return {};
+  }
+
+  options opts_;
+  std::string quoted_;
+  std::array<detail::pg::statement_text, detail::pg::statement_count> stmts_;
+  std::shared_ptr<detail::pg::pool> pool_;
+  std::atomic<bool> open_{true};
+  mutable std::mutex views_mutex_;
+  mutable std::vector<std::weak_ptr<view_state>> views_;  // live views, closed by close()
+  mutable std::size_t prune_views_at_ = 64;
+  mutable std::mutex transactions_mutex_;
+  mutable std::unordered_map<std::uint64_t, std::weak_ptr<view_state>> transactions_;
+  mutable std::atomic<std::uint64_t> next_transaction_{0};
+};
+
+static_assert(store_policy<PostgresPolicy>);
+
+}  // namespace keel

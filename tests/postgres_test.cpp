@@ -1,0 +1,560 @@
+// The PostgreSQL backend's own behaviour (the conformance suite runs every
+// common case on it too): byte order, large values, the table's shape,
+// connection errors, transactions across stores and processes, the pool.
+// Against the test binary's shared server (tests/support/pg_server.hpp);
+// the cases that kill a server start their own.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <optional>
+#include <chrono>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/backends.hpp"
+#include "support/child_process.hpp"
+#include "support/skip.hpp"
+
+using namespace std::string_literals;
+using keel::errc;
+using keel::key_range;
+using keel::postgres_options;
+using keel::postgres_store;
+using keel::test::child_process;
+using keel::test::helper_path;
+using keel::test::keys_of;
+using keel::test::postgres_backend;
+using keel::test::shared_pg;
+using keel::test::skip;
+
+namespace {
+
+// Why PostgreSQL cannot run here (the case then skips), or nullopt.
+std::optional<std::string> no_server() { return keel::test::pg_server::unavailable(); }
+
+postgres_store open_store(const postgres_options& o) {
+  auto s = postgres_store::open(o);
+  if (!s) FAIL("postgres open failed: " << s.error().message());
+  return std::move(*s);
+}
+
+std::string value_of(postgres_store& s, std::string_view key) {
+  auto v = s.get(key);
+  REQUIRE_MESSAGE(v, v.error().message());
+  return v->value_or("<absent>");
+}
+
+// Connections of application "keel" on the shared server (pg_stat_activity).
+int keel_connections() { return std::stoi(shared_pg().query("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'keel'")); }
+
+// Polls until keel_connections() == n (a closed connection's server process
+// leaves pg_stat_activity a moment after the client hung up).
+bool connections_become(int n, std::chrono::seconds timeout = std::chrono::seconds(10)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (keel_connections() == n) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling interval
+  }
+  return keel_connections() == n;
+}
+
+}  // namespace
+
+TEST_SUITE("postgres") {
+  TEST_CASE("postgres: bytewise order with NUL and 0xFF keys, across pages, both ways") {
+    if (auto why = no_server()) return skip("postgres: " + *why);
+    postgres_backend b;
+    auto o = b.options();
+    o.page_size = 2;  // every scan crosses pages
+    auto store = open_store(o);
+    std::vector<std::string> keys = {""s, "\0"s, "\0\0"s, "\0\xff"s, "a"s, "a\0"s, "\x7f"s, "\x80"s, "\xfe\xff"s,
+                                     "\xff"s, "\xff\0"s, "\xff\xff"s, "\xff\xff\0"s, "\xff\xff\xff"s, "\xff\xff\xff\xff"s};
+    for (const auto& k : keys) REQUIRE(store.put(k, "v:" + k));
+    std::vector<std::string> sorted = keys;
+    std::sort(sorted.begin(), sorted.end());  // memcmp order of std::string
+    CHECK(keys_of(store.scan()) == sorted);
+    std::vector<std::string> reversed(sorted.rbegin(), sorted.rend());
+    CHECK(keys_of(store.scan(key_range::all().reversed())) == reversed);
+    CHECK(keys_of(store.scan(key_range::prefix("\xff\xff"))) ==
+          std::vector<std::string>{"\xff\xff"s, "\xff\xff\0"s, "\xff\xff\xff"s, "\xff\xff\xff\xff"s});
+    CHECK(keys_of(store.scan(key_range::prefix("\xff\xff").reversed())) ==
+          std::vector<std::string>{"\xff\xff\xff\xff"s, "\xff\xff\xff"s, "\xff\xff\0"s, "\xff\xff"s});
+    CHECK(keys_of(store.scan(key_range::prefix("\0"s))) == std::vector<std::string>{"\0"s, "\0\0"s, "\0\xff"s});
+    // The server's own order of the column agrees (no collation on bytea).
+    CHECK(shared_pg().query("SELECT string_agg(encode(key, 'hex'), ',' ORDER BY key) FROM " + store.policy().quoted_table()) ==
+          ",00,0000,00ff,61,6100,7f,80,feff,ff,ff00,ffff,ffff00,ffffff,ffffffff");
+    // A snapshot's scans page at its snapshot.
+    auto snap = store.snapshot();
+    REQUIRE(store.erase_range(key_range::prefix("\xff")));
+    CHECK(keys_of(snap.scan()) == sorted);
+    CHECK(keys_of(store.scan(key_range::prefix("\xff"))).empty());
+  }
+
+  TEST_CASE("postgres: a 10 MiB value, in a put, a batch and a scan") {
+    if (auto why = no_server()) return skip("postgres: " + *why);
+    postgres_backend b;
+    auto store = open_store(b.options());
+    std::string big(10u << 20, '\0');
+    for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>((i * 2654435761u) >> 13);
+    REQUIRE(store.put("big", big));
+    CHECK(value_of(store, "big") == big);
+    REQUIRE(store.write(keel::write_batch{}.put("big2", big).put("small", "s")));
+    auto entries = keel::test::collect(store.scan());
+    REQUIRE(entries.size() == 3);
+    CHECK(entries[1].second == big);
+    // A key past the primary key's B-tree limit is refused by the server.
+    std::string long_key_bytes(10000, '\0');  // incompressible: the index would compress a repetitive one
+    std::mt19937 rng(7);
+    for (auto& c : long_key_bytes) c = static_cast<char>(rng());
+    auto long_key = store.put(long_key_bytes, "v");
+    REQUIRE_FALSE(long_key);
+    CHECK(long_key.error() == errc::invalid_argument);
+  }
+
+  TEST_CASE("postgres: a table of another shape is refused, naming its columns, and left as it was") {
+    if (auto why = no_server()) return skip("postgres: " + *why);
+    shared_pg().query("CREATE TABLE other_shape (id integer PRIMARY KEY, payload text)");
+    shared_pg().query("INSERT INTO other_shape VALUES (1, 'kept')");
+    postgres_options o;
+    o.conninfo = shared_pg().conninfo();
+    o.table = "other_shape";
+    auto s = postgres_store::open(o);
+    REQUIRE_FALSE(s);
+    CHECK(s.error() == errc::invalid_argument);
+    CHECK(s.error().message().find("id integer") != std::string::npos);
+    CHECK(s.error().message().find("payload text") != std::string::npos);
+    CHECK(shared_pg().query("SELECT payload FROM other_shape WHERE id = 1") == "kept");
+    CHECK(shared_pg().query("SELECT count(*) FROM pg_attribute WHERE attrelid = 'other_shape'::regclass AND attnum > 0") == "2");
+    // bytea columns but no primary key: refused too.
+    shared_pg().query("CREATE TABLE no_key (key bytea, value bytea NOT NULL)");
+    o.table = "no_key";
+    auto n = postgres_store::open(o);
+    REQUIRE_FALSE(n);
+    CHECK(n.error() == errc::invalid_argument);
+    // A name that needs quoting is data, not SQL.
+    o.table = "x\"; DROP TABLE other_shape; --";
+    auto odd = postgres_store::open(o);
+    REQUIRE_MESSAGE(odd, odd.error().message());
+    REQUIRE(odd->put("k", "v"));
+    CHECK(shared_pg().query("SELECT count(*) FROM other_shape") == "1");
+  }
+
+  TEST_CASE("postgres: bad conninfo is invalid_argument; an unreachable server is unavailable, quickly") {
+    if (auto why = no_server()) return skip("postgres: " + *why);
+    postgres_options o;
+    o.conninfo = "host=/tmp nosuchkeyword=1";
+    auto bad = postgres_store::open(o);
+    REQUIRE_FALSE(bad);
+    CHECK(bad.error() == errc::invalid_argument);
+    o.conninfo = "postgresql://[broken";
+    CHECK(postgres_store::open(o).error() == errc::invalid_argument);
+    o.conninfo = "";
+    CHECK(postgres_store::open(o).error() == errc::invalid_argument);
+
+    keel::test::temp_dir nowhere;  // no server's socket in it
+    o.conninfo = "host=" + nowhere.path().string() + " port=5432 user=postgres dbname=postgres";
+    o.connect_timeout = std::chrono::milliseconds(2000);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto down = postgres_store::open(o);
+    const auto took = std::chrono::steady_clock::now() - t0;
+    REQUIRE_FALSE(down);
+    CHECK(down.error() == errc::unavailable);
+    CHECK(down.error().message().find(nowhere.path().string()) != std::string::npos);  // names the host
+    CHECK(took < std::chrono::seconds(3));
+  }
+
+  TEST_CASE("postgres: 8 threads x 50 run_transaction increments give 400") {
+    if (auto why = no_server()) return skip("postgres: " + *why);
+    postgres_backend b;
+    auto store = open_store(b.options());
+    REQUIRE(store.put("counter", "0"));
+    std::atomic<int> failures{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t) {
+      threads.emplace_back([&] {
+        for (int i = 0; i < 50; ++i) {
+          auto r = store.run_transaction(
+              [&](auto& tx) -> keel::result<void> {
+                auto v = tx.get("counter");
+                if (!v) return std::move(v).error();
+                return tx.put("counter", std::to_string(std::stoi(v->value()) + 1));
+              },
+              1000);
+          if (!r) {
+            MESSAGE(r.error().message());
+            ++failures;
+          }
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    CHECK(failures == 0);
+    CHECK(value_of(store, "counter") == "400");
+    auto s = store.stats();
+    REQUIRE(s);
+    MESSAGE("postgres: 400 increments, " << s->tx_conflicts << " conflicts retried");
+  }
+
+  TEST_CASE("postgres: serializable anomalies across two stores (separate connections and pools)") {
+    if (auto why = no_server()) return skip("postgres: " + *why);
+    postgres_backend b;
+    auto one = open_store(b.options());
+    auto two = open_store(b.options());
+    SUBCASE("lost update") {
+      REQUIRE(one.put("n", "0"));
+      auto t1 = one.transaction();
+      auto t2 = two.transaction();
+      CHECK(t1.get("n")->value() == "0");
+      CHECK(t2.get("n")->value() == "0");
+      REQUIRE(t1.put("n", "1"));
+      REQUIRE(t2.put("n", "1"));
+      REQUIRE(t1.commit());
+      CHECK(t2.commit().error() == errc::conflict);
+      CHECK(value_of(two, "n") == "1");
+    }
+    SUBCASE("write skew") {
+      REQUIRE(one.put("oncall/a", "1"));
+      REQUIRE(one.put("oncall/b", "1"));
+      auto t1 = one.transaction();
+      auto t2 = two.transaction();
+      for (auto* t : {&t1, &t2}) {
+        CHECK(t->get("oncall/a")->value() == "1");
+        CHECK(t->get("oncall/b")->value() == "1");
+      }
+      REQUIRE(t1.put("oncall/a", "0"));
+      REQUIRE(t2.put("oncall/b", "0"));
+      REQUIRE(t1.commit());
+      CHECK(t2.commit().error() == errc::conflict);
+      CHECK(value_of(one, "oncall/b") == "1");
+    }
+    SUBCASE("phantom by insert, two-sided: one conflicts") {
+      auto t1 = one.transaction();
+      auto t2 = two.transaction();
+      CHECK(keys_of(t1.scan(key_range::prefix("job/"))).empty());
+      CHECK(keys_of(t2.scan(key_range::prefix("job/"))).empty());
+      REQUIRE(t1.put("job/1", "x"));
+      REQUIRE(t2.put("job/2", "x"));
+      REQUIRE(t1.commit());
+      CHECK(t2.commit().error() == errc::conflict);
+      CHECK(keys_of(one.scan(key_range::prefix("job/"))) == std::vector<std::string>{"job/1"});
+    }
+    SUBCASE("phantom by erase, two-sided: one conflicts") {
+      REQUIRE(one.put("job/1", "x"));
+      REQUIRE(one.put("job/2", "x"));
+      auto t1 = one.transaction();
+      auto t2 = two.transaction();
+      CHECK(keys_of(t1.scan(key_range::prefix("job/"))).size() == 2);
+      CHECK(keys_of(t2.scan(key_range::prefix("job/"))).size() == 2);
+      REQUIRE(t1.erase("job/1"));  // each keeps one job, seeing two
+      REQUIRE(t2.erase("job/2"));
+      REQUIRE(t1.commit());
+      CHECK(t2.commit().error() == errc::conflict);
+      CHECK(keys_of(one.scan(key_range::prefix("job/"))) == std::vector<std::string>{"job/2"});
+    }
+    SUBCASE("phantom, one-sided: both commit, serializable as reader first (not in commit order)") {
+      auto t1 = one.transaction();
+      CHECK(keys_of(t1.scan(key_range::prefix("job/"))).empty());
+      auto t2 = two.transaction();
+      REQUIRE(t2.put("job/1", "x"));
+      REQUIRE(t2.commit());
+      REQUIRE(t1.put("jobs-seen", "0"));
+      REQUIRE(t1.commit());  // PostgreSQL 15's SSI: T1 before T2
+      CHECK(value_of(one, "jobs-seen") == "0");
+    }
+  }
+
+  TEST_CASE("postgres: two processes increment one counter in transactions") {
+    if (auto why = no_server()) return skip("postgres: " + *why);
+    postgres_backend b;
+    auto store = open_store(b.options());
+    REQUIRE(store.put("c", "0"));
+    const int n = 40;
+    std::vector<child_process> writers;
+    for (int i = 0; i < 2; ++i)
+      writers.emplace_back(helper_path("pg_writer"),
+                           std::vector<std::string>{shared_pg().conninfo(), b.table, "c", std::to_string(n)});
+    for (auto& w : writers) {
+      auto line = w.read_line(std::chrono::seconds(30));
+      REQUIRE(line);
+      REQUIRE(*line == "ready");
+    }
+    for (auto& w : writers) w.write_line("go");
+    for (auto& w : writers) {
+      auto line = w.read_line(std::chrono::seconds(60));
+      REQUIRE(line);
+      CHECK(line->rfind("done", 0) == 0);
+      CHECK(w.wait() == 0);
+    }
+    CHECK(value_of(store, "c") == std::to_string(2 * n));
+  }
+
+  TEST_CASE("postgres: serializable anomalies across two processes: one of the two commits conflicts") {
+    if (auto why = no_server()) return skip("postgres: " + *why);
+    postgres_backend b;
+    auto store = open_store(b.options());
+    // Two processes each run one transaction (pg_writer tx): both read, then
+    // the first writes and commits, then the second.
+    auto run_pair = [&](std::vector<std::string> first, std::vector<std::string> second) {
+      auto args = [&](std::vector<std::string> tail) {
+        std::vector<std::string> a{shared_pg().conninfo(), b.table, "tx"};
+        a.insert(a.end(), tail.begin(), tail.end());
+        return a;
+      };
+      child_process one(helper_path("pg_writer"), args(first));
+      child_process two(helper_path("pg_writer"), args(second));
+      for (auto* p : {&one, &two}) {
+        auto line = p->read_line(std::chrono::seconds(30));
+        REQUIRE(line);
+        REQUIRE(line->rfind("read", 0) == 0);
+      }
+      one.write_line("go");
+      auto r1 = one.read_line(std::chrono::seconds(30));
+      two.write_line("go");
+      auto r2 = two.read_line(std::chrono::seconds(30));
+      REQUIRE(r1);
+      REQUIRE(r2);
+      CHECK(one.wait() == 0);
+      CHECK(two.wait() == 0);
+      return std::pair{*r1, *r2};
+    };
+    SUBCASE("lost update") {
+      REQUIRE(store.put("n", "0"));
+      auto [r1, r2] = run_pair({"n", "-", "n", "1"}, {"n", "-", "n", "1"});
+      CHECK(r1 == "committed");
+      CHECK(r2 == "conflict");
+    }
+    SUBCASE("write skew") {
+      REQUIRE(store.put("oncall/a", "1"));
+      REQUIRE(store.put("oncall/b", "1"));
+      auto [r1, r2] = run_pair({"oncall/a,oncall/b", "-", "oncall/a", "0"}, {"oncall/a,oncall/b", "-", "oncall/b", "0"});
+      CHECK(r1 == "committed");
+      CHECK(r2 == "conflict");
+      CHECK(value_of(store, "oncall/b") == "1");
+    }
+    SUBCASE("phantom by insert") {
+      auto [r1, r2] = run_pair({"-", "job/", "job/p1", "x"}, {"-", "job/", "job/p2", "x"});
+      CHECK(r1 == "committed");
+      CHECK(r2 == "conflict");
+      CHECK(keys_of(store.scan(key_range::prefix("job/"))) == std::vector<std::string>{"job/p1"});
+    }
+    SUBCASE("phantom by erase") {
+      REQUIRE(store.put("job/1", "x"));
+      REQUIRE(store.put("job/2", "x"));
+      auto [r1, r2] = run_pair({"-", "job/", "job/1", "ERASE"}, {"-", "job/", "job/2", "ERASE"});
+      CHECK(r1 == "committed");
+      CHECK(r2 == "conflict");
+      CHECK(keys_of(store.scan(key_range::prefix("job/"))) == std::vector<std::string>{"job/2"});
+    }
+  }
+
+  TEST_CASE("postgres: connections go back to their baseline after close; broken ones are discarded") {
+    if (auto why = no_server()) return skip("postgres: " + *why);
+    postgres_backend b;
+    REQUIRE(connections_become(0));
+    {
+      auto store = open_store(b.options());
+      REQUIRE(store.put("k", "v"));
+      auto snap = store.snapshot();
+      auto cursor = store.scan();
+      auto tx = store.transaction();
+      CHECK(tx.get("k")->value() == "v");
+      CHECK(keel_connections() >= 2);  // the snapshot's and the transaction's (the cursor's went back after one page)
+      // The server ends every keel connection: pooled ones look healthy
+      // until used; the store discards them and connects again.
+      snap = store.snapshot();
+      shared_pg().query("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'keel'");
+      REQUIRE(connections_become(0));
+      CHECK(value_of(store, "k") == "v");
+      REQUIRE(store.put("k", "w"));
+      CHECK(snap.get("k").error() == errc::unavailable);  // its connection is gone: not silently another view
+      auto s = store.stats();
+      REQUIRE(s);
+      CHECK(s->keys == 1);
+      REQUIRE(store.close());
+      CHECK(connections_become(0));
+    }
+    // Many operations and views at once, then close with views still alive.
+    auto store = open_store(b.options());
+    std::vector<keel::basic_snapshot<keel::PostgresPolicy>> snaps;
+    for (int i = 0; i < 10; ++i) snaps.push_back(store.snapshot());
+    CHECK(keel_connections() >= 10);
+    REQUIRE(store.close());
+    CHECK(connections_become(0));
+    CHECK(snaps[0].get("k").error() == errc::closed);
+  }
+
+  TEST_CASE("postgres: a statement with no answer ends at operation_timeout: a read unavailable, a write outcome_unknown") {
+    if (auto why = no_server()) return skip("postgres: " + *why);
+    postgres_backend b;
+    auto o = b.options();
+    o.operation_timeout = std::chrono::milliseconds(300);
+    auto store = open_store(o);
+    REQUIRE(store.put("k", "v"));
+    // Another session holds the table locked: keel's statements wait in the server.
+    PGconn* locker = PQconnectdb(shared_pg().conninfo().c_str());
+    REQUIRE(PQstatus(locker) == CONNECTION_OK);
+    PQclear(PQexec(locker, "BEGIN"));
+    PGresult* locked = PQexec(locker, ("LOCK TABLE " + store.policy().quoted_table() + " IN ACCESS EXCLUSIVE MODE").c_str());
+    REQUIRE(PQresultStatus(locked) == PGRES_COMMAND_OK);
+    PQclear(locked);
+    const auto t0 = std::chrono::steady_clock::now();
+    // On the pooled connection, where put is prepared already: the write is
+    // sent, and the server may still apply it once the lock goes.
+    auto put = store.put("k", "late");
+    REQUIRE_FALSE(put);
+    CHECK(put.error() == errc::outcome_unknown);
+    CHECK(put.error().message().find("operation timeout") != std::string::npos);
+    // On a new connection: its first statement (the PREPARE) already waits,
+    // nothing was sent.
+    auto got = store.get("k");
+    REQUIRE_FALSE(got);
+    CHECK(got.error() == errc::unavailable);
+    auto put2 = store.put("k2", "x");
+    REQUIRE_FALSE(put2);
+    CHECK(put2.error() == errc::unavailable);
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(3));
+    PQclear(PQexec(locker, "ROLLBACK"));
+    PQfinish(locker);
+    auto after = store.get("k");  // new connections: the abandoned ones were discarded
+    REQUIRE_MESSAGE(after, after.error().message());
+    CHECK((after->value_or("") == "v" || after->value_or("") == "late"));
+    auto st = store.stats();
+    REQUIRE(st);
+    std::uint64_t discarded = 0;
+    for (const auto& [name, value] : st->properties)
+      if (name == "postgres.connections_discarded") discarded = value;
+    CHECK(discarded >= 3);
+  }
+
+  TEST_CASE("postgres: a server that dies gives unavailable quickly; the store reconnects when it is back") {
+    if (auto why = no_server()) return skip("postgres: " + *why);
+    keel::test::pg_server server({"synchronous_commit=on"});  // acknowledged commits survive the kill
+    postgres_options o;
+    o.conninfo = server.conninfo();
+    o.connect_timeout = std::chrono::milliseconds(2000);
+    auto store = open_store(o);
+    REQUIRE(store.put("k", "v"));
+    server.kill();
+    const auto t0 = std::chrono::steady_clock::now();
+    auto got = store.get("k");
+    REQUIRE_FALSE(got);
+    CHECK(got.error() == errc::unavailable);
+    auto put = store.put("k", "w");
+    REQUIRE_FALSE(put);
+    CHECK((put.error() == errc::unavailable || put.error() == errc::outcome_unknown));
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
+    server.start();
+    CHECK(value_of(store, "k") == "v");
+    REQUIRE(store.put("k", "again"));
+    CHECK(value_of(store, "k") == "again");
+  }
+
+  TEST_CASE("postgres: on a hot standby reads work and writes give read_only") {
+    if (auto why = no_server()) return skip("postgres: " + *why);
+    keel::test::pg_server primary({"synchronous_commit=on"});
+    keel::test::pg_server standby(primary, {});
+    postgres_options o;
+    o.conninfo = primary.conninfo();
+    o.table = "replicated";
+    auto store = open_store(o);
+    REQUIRE(store.put("k", "v"));
+    postgres_options so = o;
+    so.conninfo = standby.conninfo();
+    // Replay is asynchronous: poll until the standby has the key.
+    std::optional<postgres_store> on_standby;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (!on_standby) {
+        auto s = postgres_store::open(so);
+        if (s) on_standby.emplace(std::move(*s));
+      }
+      if (on_standby) {
+        auto v = on_standby->get("k");
+        if (v && *v) break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling interval
+    }
+    REQUIRE(on_standby);
+    CHECK(value_of(*on_standby, "k") == "v");
+    CHECK(on_standby->put("k", "w").error() == errc::read_only);
+    CHECK(on_standby->write(keel::write_batch{}.put("a", "1").put("b", "2")).error() == errc::read_only);
+    CHECK(on_standby->erase_range(key_range::all()).error() == errc::read_only);
+    auto tx = on_standby->transaction();
+    CHECK(tx.get("k")->value() == "v");  // REPEATABLE READ there: reads work
+    REQUIRE(tx.put("k", "tx"));
+    CHECK(tx.commit().error() == errc::read_only);
+    auto st = on_standby->stats();
+    REQUIRE(st);
+    bool standby_flag = false;
+    for (const auto& [name, value] : st->properties)
+      if (name == "postgres.standby") standby_flag = value == 1;
+    CHECK(standby_flag);
+    CHECK(value_of(store, "k") == "v");
+  }
+
+  TEST_CASE("postgres: failover: the primary killed under acknowledged writes, the standby promoted") {
+    if (auto why = no_server()) return skip("postgres: " + *why);
+    // Synchronous replication: a commit is acknowledged once the standby has it.
+    keel::test::pg_server primary({"synchronous_commit=on", "synchronous_standby_names=*"});
+    keel::test::pg_server standby(primary, {"synchronous_commit=on"});
+    postgres_options o;
+    o.conninfo = "host=" + primary.dir().string() + "," + standby.dir().string() +
+                 " port=5432,5432 user=postgres dbname=postgres target_session_attrs=read-write";
+    o.table = "failover";
+    o.connect_timeout = std::chrono::milliseconds(2000);
+    o.operation_timeout = std::chrono::milliseconds(5000);
+    auto store = open_store(o);
+
+    std::vector<int> acknowledged;
+    std::atomic<int> acked_count{0};
+    std::atomic<bool> stop{false};
+    std::vector<std::string> unexpected;
+    int unavailable = 0, outcome_unknown = 0;
+    std::thread writer([&] {
+      for (int i = 0; !stop.load(); ++i) {
+        auto r = store.put("w/" + std::to_string(i), std::to_string(i));
+        if (r) {
+          acknowledged.push_back(i);
+          ++acked_count;
+        } else if (r.error() == errc::unavailable) {
+          ++unavailable;
+        } else if (r.error() == errc::outcome_unknown) {
+          ++outcome_unknown;
+        } else {
+          unexpected.push_back(r.error().message());
+        }
+      }
+    });
+    auto wait_acked = [&](int n) {
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      while (acked_count.load() < n && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));  // polling the writer's progress
+      return acked_count.load() >= n;
+    };
+    const bool before = wait_acked(200);
+    primary.kill();
+    const int at_kill = acked_count.load();
+    standby.query("SELECT pg_promote()");  // waits until promoted
+    const bool after = wait_acked(at_kill + 200);
+    stop = true;
+    writer.join();
+    CHECK(before);
+    CHECK(after);
+    CHECK(unexpected.empty());
+    // Every acknowledged write is on the new primary.
+    postgres_options no = o;
+    no.conninfo = standby.conninfo();
+    auto promoted = open_store(no);
+    int lost = 0;
+    for (int i : acknowledged) {
+      auto v = promoted.get("w/" + std::to_string(i));
+      if (!v || !*v || **v != std::to_string(i)) ++lost;
+    }
+    CHECK(lost == 0);
+    MESSAGE("postgres failover: " << acknowledged.size() << " acknowledged writes checked, " << lost << " lost; "
+                                  << unavailable << " unavailable, " << outcome_unknown << " outcome_unknown");
+  }
+}
