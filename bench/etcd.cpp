@@ -20,6 +20,8 @@
 
 #include "../tests/support/etcd_cluster.hpp"
 
+#include "latencies.hpp"
+
 namespace {
 
 std::unique_ptr<keel::test::etcd_cluster> g_cluster;
@@ -33,29 +35,7 @@ std::string key(const char* space, int i) {
   return buf;
 }
 
-// Per-thread latency samples -> p50/p99 counters.
-class latencies {
- public:
-  explicit latencies(benchmark::State& s) : state_(s) { samples_.reserve(1 << 16); }
-  template <class F>
-  void time(F&& f) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    samples_.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
-  }
-  ~latencies() {
-    if (samples_.empty()) return;
-    std::sort(samples_.begin(), samples_.end());
-    auto at = [&](double q) { return samples_[std::min(samples_.size() - 1, std::size_t(q * samples_.size()))]; };
-    state_.counters["p50_us"] = benchmark::Counter(at(0.50), benchmark::Counter::kAvgThreads);
-    state_.counters["p99_us"] = benchmark::Counter(at(0.99), benchmark::Counter::kAvgThreads);
-    state_.counters["ops_per_s"] = benchmark::Counter(double(samples_.size()), benchmark::Counter::kIsRate);
-  }
-
- private:
-  benchmark::State& state_;
-  std::vector<double> samples_;
-};
+using keel_bench::latencies;  // bench/latencies.hpp
 
 // ---- keel ------------------------------------------------------------------
 keel::etcd_store& store(bool serializable = false) {
