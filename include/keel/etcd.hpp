@@ -369,12 +369,12 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
 
   // A transaction reads a snapshot (revision R); start = R. The view's pin
   // keeps R out of this process's compactions while the transaction lives.
-  result<detail::tx_start<snapshot_type>> begin_transaction() const {
+  result<tx_start<snapshot_type>> begin_transaction() const {
     auto snap = snapshot();
     if (!snap) return std::move(snap).error();
     const auto start = static_cast<std::uint64_t>(snap->revision());
     std::shared_ptr<void> registration = snap->pin_;
-    return detail::tx_start<snapshot_type>{std::move(*snap), start, std::move(registration)};
+    return tx_start<snapshot_type>{std::move(*snap), start, std::move(registration)};
   }
 
   // Validated by the cluster, in the txn that applies the writes, so that
@@ -392,7 +392,7 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
   // value the transaction read is unchanged when it commits).
   // The compares count against max_txn_ops: a read set needing more is
   // refused with invalid_argument before anything is sent.
-  result<void> commit_transaction(const detail::tx_record& tx) {
+  result<void> commit_transaction(const tx_record& tx) {
     if (!is_open()) return closed_error();
     auto ops = compile(tx.writes);
     if (!ops) return std::move(ops).error();

@@ -383,18 +383,8 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
   result<void> checkpoint(const std::filesystem::path& path) const {
     std::shared_lock pin(tier_gate_);
     if (!is_open()) return closed_error();
+    if (auto bad = detail::checkpoint_path_error(path)) return *bad;
     std::error_code ec;
-    if (path.empty()) return keel::error(errc::invalid_argument, "checkpoint: the path is empty");
-    if (const auto st = std::filesystem::symlink_status(path, ec);
-        std::filesystem::exists(st) || (ec && st.type() != std::filesystem::file_type::not_found)) {
-      return keel::error(errc::invalid_argument,
-                         "checkpoint: '" + detail::path_text(path) + "' already exists; a checkpoint needs a new path");
-    }
-    const auto parent = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-    if (!std::filesystem::is_directory(parent, ec)) {
-      return keel::error(errc::invalid_argument,
-                         "checkpoint: the parent directory of '" + detail::path_text(path) + "' does not exist");
-    }
     const detail::hybrid_layout copy{path};
     auto fail = [&](keel::error e) {
       std::error_code rm;
@@ -420,15 +410,15 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
 
   // Transactions: the view is the current tier's, the validation the hybrid
   // store's own (so it spans a move).
-  result<detail::tx_start<snapshot_type>> begin_transaction() const {
+  result<tx_start<snapshot_type>> begin_transaction() const {
     std::shared_lock pin(tier_gate_);
     std::unique_lock writing(write_gate_);
     auto view = snapshot_pinned();
     if (!view) return view.error();
     auto [start, registration] = conflicts_->begin();
-    return detail::tx_start<snapshot_type>{std::move(*view), start, std::move(registration)};
+    return tx_start<snapshot_type>{std::move(*view), start, std::move(registration)};
   }
-  result<void> commit_transaction(const detail::tx_record& tx) {
+  result<void> commit_transaction(const tx_record& tx) {
     std::shared_lock pin(tier_gate_);
     std::unique_lock writing(write_gate_);
     if (!is_open()) return closed_error();
@@ -765,7 +755,7 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
       bytes = 0;
       return w;
     };
-    auto c = view.scan(range.is_reversed() ? forward(range) : range);
+    auto c = view.scan(range.forward());
     for (; c.valid(); c.next()) {
       batch.put(c.key(), c.value());
       bytes += c.key().size() + c.value().size();
@@ -798,12 +788,6 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
     }
     if (batch.size() != 0) return large.write(batch);
     return {};
-  }
-  static key_range forward(const key_range& r) {
-    if (r.lower() && r.upper()) return key_range::between(*r.lower(), *r.upper());
-    if (r.lower()) return key_range::from(*r.lower());
-    if (r.upper()) return key_range::until(*r.upper());
-    return key_range::all();
   }
 
   result<snapshot_type> snapshot_pinned() const {

@@ -55,6 +55,10 @@ class key_range {
     return r;
   }
 
+  // The same keys in ascending order (what erase_range and conflict
+  // records work with).
+  key_range forward() const { return reversed_ ? reversed() : *this; }
+
   const std::optional<std::string>& lower() const noexcept { return lower_; }  // inclusive
   const std::optional<std::string>& upper() const noexcept { return upper_; }  // exclusive
   bool is_reversed() const noexcept { return reversed_; }

@@ -500,19 +500,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   // store with memory_options::persist_path = path opens), atomically.
   result<void> checkpoint(const std::filesystem::path& path) const {
     if (!is_open()) return closed_error();
-    std::error_code ec;
-    if (path.empty()) return keel::error(errc::invalid_argument, "checkpoint: the path is empty");
-    // symlink_status sets ec for a path that does not exist too (ENOENT).
-    if (const auto st = std::filesystem::symlink_status(path, ec);
-        std::filesystem::exists(st) || (ec && st.type() != std::filesystem::file_type::not_found)) {
-      return keel::error(errc::invalid_argument,
-                         "checkpoint: '" + path.string() + "' already exists; a checkpoint needs a new path");
-    }
-    const auto parent = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-    if (!std::filesystem::is_directory(parent, ec)) {
-      return keel::error(errc::invalid_argument,
-                         "checkpoint: the parent directory of '" + path.string() + "' does not exist");
-    }
+    if (auto bad = detail::checkpoint_path_error(path)) return *bad;
     tree version = current();
     if (!is_open()) return closed_error();
     if (auto saved = save_to(path, std::move(version)); !saved) {
@@ -524,14 +512,14 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     return {};
   }
 
-  result<detail::tx_start<snapshot_type>> begin_transaction() const {
+  result<tx_start<snapshot_type>> begin_transaction() const {
     std::lock_guard writer(write_mutex_);
     if (!is_open()) return closed_error();
     auto [start, registration] = conflicts_->begin();
-    return detail::tx_start<snapshot_type>{snapshot_type(shared_from_this(), current()), start, std::move(registration)};
+    return tx_start<snapshot_type>{snapshot_type(shared_from_this(), current()), start, std::move(registration)};
   }
 
-  result<void> commit_transaction(const detail::tx_record& tx) {
+  result<void> commit_transaction(const tx_record& tx) {
     if (auto bad = check_batch(tx.writes)) return *bad;
     std::unique_lock writer(write_mutex_);
     if (auto refused = refuse_write()) return *refused;

@@ -329,15 +329,15 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
 
   // The view is taken with writers held off, so it reflects exactly the
   // writes recorded up to `start`.
-  result<detail::tx_start<snapshot_type>> begin_transaction() const {
+  result<tx_start<snapshot_type>> begin_transaction() const {
     std::shared_lock<std::shared_mutex> lock;
     if (!enter(lock)) return closed();
     std::unique_lock gate(write_gate_);
     auto [start, registration] = conflicts_->begin();
-    return detail::tx_start<snapshot_type>{snapshot_locked(), start, std::move(registration)};
+    return tx_start<snapshot_type>{snapshot_locked(), start, std::move(registration)};
   }
 
-  result<void> commit_transaction(const detail::tx_record& tx) {
+  result<void> commit_transaction(const tx_record& tx) {
     std::shared_lock<std::shared_mutex> lock;
     if (auto refused = enter_write(lock, "commit")) return std::move(*refused);
     std::unique_lock gate(write_gate_);
@@ -992,17 +992,7 @@ typename RocksPolicy<Tuning>::snapshot_type RocksPolicy<Tuning>::snapshot_locked
 
 template <class Tuning>
 result<void> RocksPolicy<Tuning>::checkpoint(const std::filesystem::path& dir) const {
-  namespace fs = std::filesystem;
-  if (dir.empty()) return fail(errc::invalid_argument, "checkpoint: the path is empty");
-  std::error_code ec;
-  // symlink_status sets ec for a path that does not exist too (ENOENT).
-  if (const auto st = fs::symlink_status(dir, ec); fs::exists(st) || (ec && st.type() != fs::file_type::not_found)) {
-    return fail(errc::invalid_argument, "checkpoint: '" + dir.string() + "' already exists; a checkpoint needs a new path");
-  }
-  const fs::path parent = dir.has_parent_path() ? dir.parent_path() : fs::path(".");
-  if (!fs::is_directory(parent, ec)) {
-    return fail(errc::invalid_argument, "checkpoint: the parent directory of '" + dir.string() + "' does not exist");
-  }
+  if (auto bad = detail::checkpoint_path_error(dir)) return fail(std::move(*bad));
   std::shared_lock<std::shared_mutex> lock;
   if (!enter(lock)) return closed();
   rocksdb::Checkpoint* raw = nullptr;

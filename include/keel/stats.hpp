@@ -1,5 +1,6 @@
-// keel: store_stats, what store.stats() reports, and the operation counters
-// behind it. Needs no backend headers.
+// keel: store_stats, what store.stats() reports, and op_counters, the
+// operation counters behind it (basic_store owns one; its cursors, snapshots
+// and transactions count into it). Needs no backend headers.
 #pragma once
 
 #include <atomic>
@@ -44,8 +45,6 @@ struct store_stats {
   // Backend specifics, e.g. RocksDB properties ("rocksdb.estimate-num-keys", ...).
   std::vector<std::pair<std::string, std::uint64_t>> properties;
 };
-
-namespace detail {
 
 // Operation counters, striped over cache lines so that threads rarely share
 // one: an increment is one relaxed atomic add on a mostly private line.
@@ -115,5 +114,4 @@ class op_counters {
   stripe_t stripes_[stripes];
 };
 
-}  // namespace detail
 }  // namespace keel

@@ -31,6 +31,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -38,15 +39,87 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
-#include "detail/conflict_tracker.hpp"
-#include "store.hpp"
+#include "contract.hpp"
+#include "cursor.hpp"
+#include "detail/conflict_tracker.hpp"  // ranges_overlap
+#include "stats.hpp"
 
 namespace keel {
 
 namespace detail {
+// run_transaction's pause before attempt `attempt` (>= 2): a random duration
+// of up to 2^attempt microseconds, capped at 2^14 (about 16 ms). The cap is
+// above a scheduler time slice (~4 ms): with more runnable threads than
+// cores, a transaction descheduled between its reads and its commit loses to
+// the others every time, and pauses shorter than a slice do not break that
+// (seen: examples/transactions gave up after 16 attempts with a 1 ms cap on
+// a loaded 2-core machine).
+inline void transaction_backoff(int attempt) {
+  thread_local std::uint64_t x = 0x9E3779B97F4A7C15ull ^ reinterpret_cast<std::uintptr_t>(&x);
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  const std::uint64_t cap = std::uint64_t(1) << std::min(attempt, 14);
+  std::this_thread::sleep_for(std::chrono::microseconds(x % cap));
+}
+// Whether T is a keel::result<U> (what run_transaction's fn must return).
+template <class T>
+inline constexpr bool is_result_v = false;
+template <class T>
+inline constexpr bool is_result_v<result<T>> = true;
+// run_transaction's return type: fn's, or result<void> when fn returns
+// something else (the static_assert below is then the only error, not one
+// more at the caller's `auto r = store.run_transaction(...)`).
+template <class F, class Tx>
+using transaction_fn_result_t =
+    std::conditional_t<is_result_v<std::invoke_result_t<F&, Tx&>>, std::invoke_result_t<F&, Tx&>, result<void>>;
+
+// run_transaction for every store type: begin() makes a transaction, fn
+// fills it; commits, and runs again on conflict (see basic_store).
+template <class Begin, class F>
+auto run_transaction(Begin&& begin, F& fn, int max_attempts)
+    -> transaction_fn_result_t<F, std::invoke_result_t<Begin&>> {
+  using R = std::invoke_result_t<F&, std::invoke_result_t<Begin&>&>;
+  // One clear error instead of several from the body below (which is then
+  // not instantiated): fn decides whether the transaction commits, so it
+  // must say so in its return type.
+  if constexpr (!is_result_v<R>) {
+    static_assert(is_result_v<R>,
+                  "keel: the function given to run_transaction must return keel::result<T> "
+                  "(e.g. keel::result<void>: `return {};` to commit, an error to roll back), "
+                  "not void or a plain value");
+    return result<void>();
+  } else {
+    std::optional<keel::error> last;
+    for (int attempt = 0; attempt < std::max(max_attempts, 1); ++attempt) {
+      if (attempt > 1) transaction_backoff(attempt);
+      auto tx = begin();
+      R r = fn(tx);
+      if (!r) {
+        // A backend validated by its server (PostgreSQL) may report a conflict
+        // from a read, not only from commit: that attempt is run again too.
+        if (r.error() != errc::conflict) return r;
+        last = r.error();
+        continue;
+      }
+      if (auto c = tx.commit(); !c) {
+        if (c.error() != errc::conflict) return std::move(c).error();
+        last = std::move(c).error();
+        continue;
+      }
+      return r;
+    }
+    return keel::error(errc::conflict, "run_transaction: gave up after " + std::to_string(std::max(max_attempts, 1)) +
+                                           " attempts, each in conflict with another commit (" +
+                                           (last ? last->message() : std::string()) + ")");
+  }
+}
+
 
 // A transaction's private state, shared with the cursors it hands out (they
 // report how far they scanned).
@@ -234,13 +307,13 @@ class basic_transaction {
   detail::tx_cursor<typename Policy::cursor_type> scan_impl(const key_range& range) {
     using tx_cursor = detail::tx_cursor<typename Policy::cursor_type>;
     if (auto bad = unusable()) return tx_cursor(Policy::failed_cursor(*bad), range, nullptr, 0);
-    if (counters_) counters_->add(detail::op_counters::scans);
+    if (counters_) counters_->add(op_counters::scans);
     const std::size_t index = state_->read_ranges.size();
-    state_->read_ranges.push_back(forward(range));
+    state_->read_ranges.push_back(range.forward());
     return tx_cursor(begun_->view.scan(range), range, state_, index);
   }
   // The store's counters, for adapters.
-  const std::shared_ptr<detail::op_counters>& counters() const noexcept { return counters_; }
+  const std::shared_ptr<op_counters>& counters() const noexcept { return counters_; }
 
   // Buffered until commit().
   result<void> put(std::string_view key, std::string_view value) {
@@ -263,7 +336,7 @@ class basic_transaction {
     auto first = range.lower() ? state_->writes.lower_bound(*range.lower()) : state_->writes.begin();
     auto last = range.upper() ? state_->writes.lower_bound(*range.upper()) : state_->writes.end();
     state_->writes.erase(first, last);
-    state_->erased.push_back(forward(range));
+    state_->erased.push_back(range.forward());
     return {};
   }
 
@@ -276,10 +349,10 @@ class basic_transaction {
     state_->active = false;
     if (!backend_->is_open()) return finish_with(closed_error());
     if (state_->writes.empty() && state_->erased.empty()) {  // read only: nothing to validate
-      counters_->add(detail::op_counters::tx_committed);
+      counters_->add(op_counters::tx_committed);
       return finish_with({});
     }
-    detail::tx_record record;
+    tx_record record;
     record.start = begun_->start;
     record.read_keys.assign(std::make_move_iterator(state_->read_keys.begin()),
                             std::make_move_iterator(state_->read_keys.end()));
@@ -293,9 +366,9 @@ class basic_transaction {
     }
     result<void> r = backend_->commit_transaction(record);
     if (r)
-      counters_->add(detail::op_counters::tx_committed);
+      counters_->add(op_counters::tx_committed);
     else if (r.error() == errc::conflict)
-      counters_->add(detail::op_counters::tx_conflicts);
+      counters_->add(op_counters::tx_conflicts);
     return finish_with(std::move(r));
   }
 
@@ -304,7 +377,7 @@ class basic_transaction {
   void rollback() noexcept {
     if (state_ && state_->active) {
       state_->active = false;
-      if (counters_) counters_->add(detail::op_counters::tx_rolled_back);
+      if (counters_) counters_->add(op_counters::tx_rolled_back);
     }
     (void)finish_with({});
   }
@@ -316,8 +389,8 @@ class basic_transaction {
 
  private:
   friend class basic_store<Policy>;
-  basic_transaction(std::shared_ptr<Policy> backend, std::shared_ptr<detail::op_counters> counters,
-                    result<detail::tx_start<view_type>> begun)
+  basic_transaction(std::shared_ptr<Policy> backend, std::shared_ptr<op_counters> counters,
+                    result<tx_start<view_type>> begun)
       : backend_(std::move(backend)), counters_(std::move(counters)), state_(std::make_shared<detail::tx_state>()) {
     if (begun)
       begun_.emplace(std::move(*begun));
@@ -325,7 +398,6 @@ class basic_transaction {
       begin_error_ = std::move(begun).error();
   }
 
-  static key_range forward(const key_range& r) { return r.is_reversed() ? r.reversed() : r; }
   static keel::error bad_range() {
     return keel::error(errc::invalid_argument, "erase_range: the range's lower bound is above its upper bound");
   }
@@ -346,8 +418,8 @@ class basic_transaction {
   }
 
   std::shared_ptr<Policy> backend_;
-  std::shared_ptr<detail::op_counters> counters_;
-  std::optional<detail::tx_start<view_type>> begun_;  // empty when it could not begin
+  std::shared_ptr<op_counters> counters_;
+  std::optional<tx_start<view_type>> begun_;  // empty when it could not begin
   std::optional<keel::error> begin_error_;
   std::shared_ptr<detail::tx_state> state_;
 };

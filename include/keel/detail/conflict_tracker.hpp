@@ -32,26 +32,9 @@
 #include "../error.hpp"
 #include "../key_range.hpp"
 #include "../write_batch.hpp"
+#include "../contract.hpp"  // tx_record
 
 namespace keel::detail {
-
-// What a transaction hands its backend at commit.
-struct tx_record {
-  std::uint64_t start = 0;              // the commit position its view reflects
-  std::vector<std::string> read_keys;   // keys read from the view (sorted, unique)
-  std::vector<key_range> read_ranges;   // ranges scanned from the view (forward direction)
-  write_batch writes;                   // the buffered writes, in the order to apply them
-};
-
-// What a backend's begin_transaction() gives: a view, the position it
-// reflects, and a registration that keeps the backend's conflict history
-// (or, for etcd, the revision) alive until the transaction ends.
-template <class Snapshot>
-struct tx_start {
-  Snapshot view;
-  std::uint64_t start = 0;
-  std::shared_ptr<void> registration;
-};
 
 // True when some key of `keys` (sorted) lies in `r`.
 inline bool any_key_in(const std::vector<std::string>& keys, const key_range& r) {

@@ -63,7 +63,7 @@
 #include <utility>
 #include <vector>
 
-#include "../dump.hpp"  // crc32c, put_u32/u64, varints, errno_error, sync_directory
+#include "encoding.hpp"  // crc32c, put_u32/u64, varints
 #include "../error.hpp"
 #include "../key_range.hpp"
 #include "dir_registry.hpp"

@@ -84,6 +84,26 @@ inline std::string path_text(const std::filesystem::path& p) noexcept {
   }
 }
 
+// Why `path` cannot take a new checkpoint (every backend's checkpoint()): it
+// is empty, it exists (a dangling symlink included), or its parent directory
+// does not exist; nullopt when it can. The error is invalid_argument.
+inline std::optional<keel::error> checkpoint_path_error(const std::filesystem::path& path) {
+  if (path.empty()) return keel::error(errc::invalid_argument, "checkpoint: the path is empty");
+  std::error_code ec;
+  // symlink_status sets ec for a path that does not exist too (ENOENT).
+  if (const auto st = std::filesystem::symlink_status(path, ec);
+      std::filesystem::exists(st) || (ec && st.type() != std::filesystem::file_type::not_found)) {
+    return keel::error(errc::invalid_argument,
+                       "checkpoint: '" + path_text(path) + "' already exists; a checkpoint needs a new path");
+  }
+  const auto parent = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+  if (!std::filesystem::is_directory(parent, ec)) {
+    return keel::error(errc::invalid_argument,
+                       "checkpoint: the parent directory of '" + path_text(path) + "' does not exist");
+  }
+  return std::nullopt;
+}
+
 // errno (POSIX) or GetLastError() (Windows); 0 means success.
 struct sys_error {
   unsigned long code = 0;

@@ -403,7 +403,7 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
 
   // A SERIALIZABLE transaction on its own connection; its snapshot is taken
   // now. tx_start::start identifies it to commit_transaction().
-  result<detail::tx_start<snapshot_type>> begin_transaction() const {
+  result<tx_start<snapshot_type>> begin_transaction() const {
     if (!is_open()) return closed_error();
     auto view = open_view(true, "transaction");
     if (!view) return std::move(view).error();
@@ -417,12 +417,12 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
       std::lock_guard lock(self->transactions_mutex_);
       self->transactions_.erase(id);
     });
-    return detail::tx_start<snapshot_type>{snapshot_type(self, std::move(*view)), id, std::move(registration)};
+    return tx_start<snapshot_type>{snapshot_type(self, std::move(*view)), id, std::move(registration)};
   }
 
   // Sends the buffered writes inside the transaction, then COMMIT. The
   // server validates: errc::conflict (40001, 40P01) with nothing written.
-  result<void> commit_transaction(const detail::tx_record& tx) {
+  result<void> commit_transaction(const tx_record& tx) {
     if (!is_open()) return closed_error();
     std::shared_ptr<view_state> view;
     {
