@@ -349,6 +349,8 @@ inline keel::result<cli_store> open_spec(const cli& c, const std::string& spec, 
       cfg->etcd.endpoints = split_endpoints(list);
     }
     if (!c.etcd_prefix.empty() && !(etcd_spec && spec.size() > 5)) cfg->etcd.prefix = c.etcd_prefix;
+    if (c.etcd_connect_timeout) cfg->etcd.connect_timeout = *c.etcd_connect_timeout;
+    if (c.etcd_max_request_bytes) cfg->etcd.max_request_bytes = *c.etcd_max_request_bytes;
     if (cfg->etcd.endpoints.empty())
       return keel::error(keel::errc::invalid_argument,
                          "no etcd cluster given: use --etcd URL[,URL...] or set KEEL_ETCD_ENDPOINTS");
