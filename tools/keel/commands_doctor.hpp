@@ -57,7 +57,8 @@ inline int doctor_path(const cli& c) {
 #if KEEL_HAS_ETCD
 // doctor etcd://...: exit 0 when a write would succeed now, else 1.
 inline int doctor_etcd(const cli& c, const std::vector<std::string>& endpoints) {
-  const etcd_doctor_report r = diagnose_etcd(endpoints);
+  const etcd_doctor_report r =
+      diagnose_etcd(endpoints, c.etcd_connect_timeout.value_or(keel::etcd_options{}.connect_timeout));
   if (c.json) {
     auto str = [](const std::string& s) { return json_string(s); };
     auto num = [](auto v) { return std::to_string(v); };

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <keel/detail/etcd_transport.hpp>
+#include <keel/etcd_options.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -90,11 +91,15 @@ inline std::vector<std::string> parse_etcd_target(std::string_view target, std::
 
 namespace etcd_doctor_detail {
 
+// `operation` is stretched to connect_timeout + 500 ms when that is longer,
+// so that a slow connect is not cut short by the operation's own deadline.
 inline keel::detail::etcd_transport_config transport_config(std::vector<std::string> endpoints,
-                                                            std::chrono::milliseconds operation) {
+                                                            std::chrono::milliseconds operation,
+                                                            std::chrono::milliseconds connect_timeout) {
   keel::detail::etcd_transport_config c;
   c.endpoints = std::move(endpoints);
-  c.connect_timeout = std::chrono::milliseconds(1000);
+  operation = std::max(operation, connect_timeout + std::chrono::milliseconds(500));
+  c.connect_timeout = connect_timeout;
   c.request_timeout = std::min(operation, std::chrono::milliseconds(2000));
   c.operation_timeout = operation;
   return c;
@@ -119,8 +124,10 @@ inline std::string bytes_text(std::int64_t n) {
 
 // Diagnoses the cluster whose client URLs are `endpoints`. Only reads,
 // except the write check described at the top of this file (which writes
-// nothing).
-inline etcd_doctor_report diagnose_etcd(const std::vector<std::string>& endpoints) {
+// nothing). `connect_timeout`: the TCP connect timeout of every request
+// (keel --etcd-connect-timeout; etcd_options' default, 1 s).
+inline etcd_doctor_report diagnose_etcd(const std::vector<std::string>& endpoints,
+                                        std::chrono::milliseconds connect_timeout = std::chrono::milliseconds(1000)) {
   using namespace etcd_doctor_detail;
   using keel::detail::call_kind;
   using keel::detail::json_int;
@@ -132,7 +139,7 @@ inline etcd_doctor_report diagnose_etcd(const std::vector<std::string>& endpoint
   for (const auto& e : endpoints) {
     etcd_endpoint_status s;
     s.endpoint = e;
-    keel::detail::etcd_transport t(transport_config({e}, std::chrono::milliseconds(1500)));
+    keel::detail::etcd_transport t(transport_config({e}, std::chrono::milliseconds(1500), connect_timeout));
     auto st = t.call("maintenance/status", "{}", call_kind::read, "status");
     if (!st) {
       s.error = st.error().message();
@@ -183,7 +190,7 @@ inline etcd_doctor_report diagnose_etcd(const std::vector<std::string>& endpoint
     say("Verdict: a write would NOT succeed now.");
     return r;
   }
-  keel::detail::etcd_transport cluster(transport_config(answering, std::chrono::milliseconds(3000)));
+  keel::detail::etcd_transport cluster(transport_config(answering, std::chrono::milliseconds(3000), connect_timeout));
 
   // 2. The members the cluster lists, and the leader.
   auto name_of = [&](std::uint64_t id) {
