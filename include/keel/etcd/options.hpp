@@ -1,5 +1,7 @@
 // keel: etcd_options, what EtcdPolicy (<keel/etcd.hpp>) opens with. Needs no
-// libcurl, so that store_config (<keel/open_store.hpp>) can carry it.
+// libcurl, so that store_config (<keel/open_store.hpp>) can carry it; also
+// included as <keel/etcd_options.hpp>. EtcdPolicy::open checks the values
+// (invalid_argument naming the field).
 #pragma once
 
 #include <chrono>
