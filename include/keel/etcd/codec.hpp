@@ -25,6 +25,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -193,6 +194,35 @@ class json_object {
 inline std::int64_t etcd_header_revision(const nlohmann::json& j) {
   auto h = j.find("header");
   return h == j.end() ? 0 : json_int(*h, "revision");
+}
+
+// What one member says about itself (/v3/maintenance/status): read by
+// EtcdPolicy::status() and by diagnose_cluster (etcd/doctor.hpp). The
+// Maintenance messages keep their own proto names (dbSize, raftIndex).
+struct etcd_member_status {
+  std::uint64_t member_id = 0, leader = 0;  // leader 0: it knows none
+  std::int64_t raft_term = 0, raft_index = 0, db_size = 0, db_size_in_use = 0;
+  std::optional<std::int64_t> quota;  // dbSizeQuota, when this etcd reports it (3.4 does not)
+  std::string version;
+  bool learner = false;
+  std::vector<std::string> errors;  // e.g. alarms ("memberID:... alarm:NOSPACE")
+};
+
+inline etcd_member_status parse_etcd_member_status(const nlohmann::json& st) {
+  etcd_member_status s;
+  if (auto h = st.find("header"); h != st.end()) s.member_id = json_int<std::uint64_t>(*h, "member_id");
+  s.leader = json_int<std::uint64_t>(st, "leader");
+  s.raft_term = json_int(st, "raftTerm");
+  s.raft_index = json_int(st, "raftIndex");
+  s.db_size = json_int(st, "dbSize");
+  s.db_size_in_use = json_int(st, "dbSizeInUse");
+  if (st.contains("dbSizeQuota")) s.quota = json_int(st, "dbSizeQuota");
+  s.version = st.value("version", "");
+  s.learner = st.value("isLearner", false);
+  if (auto e = st.find("errors"); e != st.end() && e->is_array())
+    for (const auto& x : *e)
+      if (x.is_string()) s.errors.push_back(x.get<std::string>());
+  return s;
 }
 
 // ---------------------------------------------------------------------------

@@ -137,15 +137,16 @@ inline etcd_doctor_report diagnose_cluster(const std::vector<std::string>& clien
     } else {
       s.answered = true;
       answering.push_back(e);
-      if (auto h = st->find("header"); h != st->end()) s.member_id = json_int<std::uint64_t>(*h, "member_id");
-      s.leader = json_int<std::uint64_t>(*st, "leader");
-      s.raft_term = json_int(*st, "raftTerm");
-      s.raft_index = json_int(*st, "raftIndex");
-      s.db_size = json_int(*st, "dbSize");
-      s.db_size_in_use = json_int(*st, "dbSizeInUse");
-      if (st->contains("dbSizeQuota")) s.quota = json_int(*st, "dbSizeQuota");
-      s.version = st->value("version", "");
-      s.learner = st->value("isLearner", false);
+      auto member = detail::parse_etcd_member_status(*st);
+      s.member_id = member.member_id;
+      s.leader = member.leader;
+      s.raft_term = member.raft_term;
+      s.raft_index = member.raft_index;
+      s.db_size = member.db_size;
+      s.db_size_in_use = member.db_size_in_use;
+      s.quota = member.quota;
+      s.version = std::move(member.version);
+      s.learner = member.learner;
       if (s.leader != 0) r.leader = s.leader;
       if (s.raft_term > r.raft_term) r.raft_term = s.raft_term;
       if (s.raft_index > r.raft_index) r.raft_index = s.raft_index;

@@ -358,16 +358,15 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
     cluster_status s;
     auto st = transport_.call("maintenance/status", "{}", detail::call_kind::read, "status");
     if (!st) return std::move(st).error();
-    s.raft_index = detail::json_int(*st, "raftIndex");
-    s.raft_term = detail::json_int(*st, "raftTerm");
-    s.db_size = detail::json_int(*st, "dbSize");
-    s.db_size_in_use = detail::json_int(*st, "dbSizeInUse");
-    s.leader = detail::json_int<std::uint64_t>(*st, "leader");
-    s.version = st->value("version", "");
-    if (auto h = st->find("header"); h != st->end()) s.member_id = detail::json_int<std::uint64_t>(*h, "member_id");
-    if (auto e = st->find("errors"); e != st->end() && e->is_array())
-      for (const auto& x : *e)
-        if (x.is_string()) s.errors.push_back(x.get<std::string>());
+    auto member = detail::parse_etcd_member_status(*st);
+    s.raft_index = member.raft_index;
+    s.raft_term = member.raft_term;
+    s.db_size = member.db_size;
+    s.db_size_in_use = member.db_size_in_use;
+    s.leader = member.leader;
+    s.member_id = member.member_id;
+    s.version = std::move(member.version);
+    s.errors = std::move(member.errors);
     auto ml = transport_.call("cluster/member/list", "{}", detail::call_kind::read, "member list");
     if (!ml) return std::move(ml).error();
     if (auto m = ml->find("members"); m != ml->end() && m->is_array()) s.members = m->size();
