@@ -21,13 +21,12 @@
 
 #include <charconv>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "../key_range.hpp"
 
@@ -97,8 +96,8 @@ inline std::optional<std::string> base64_decode(std::string_view in) {
         if (v[j] < 0) return std::nullopt;
       }
     }
-    const std::uint32_t bits = (std::uint32_t(v[0]) << 18) | (std::uint32_t(v[1]) << 12) | (std::uint32_t(v[2]) << 6) |
-                               std::uint32_t(v[3]);
+    const std::uint32_t bits =
+        (std::uint32_t(v[0]) << 18) | (std::uint32_t(v[1]) << 12) | (std::uint32_t(v[2]) << 6) | std::uint32_t(v[3]);
     out += static_cast<char>((bits >> 16) & 0xFF);
     if (pad < 2) out += static_cast<char>((bits >> 8) & 0xFF);
     if (pad < 1) out += static_cast<char>(bits & 0xFF);

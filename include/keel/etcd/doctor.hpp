@@ -107,9 +107,9 @@ inline std::string etcd_doctor_bytes_text(std::int64_t n) {
 // described at the top of this file (which writes nothing).
 inline etcd_doctor_report diagnose_cluster(const std::vector<std::string>& client_urls) {
   using detail::call_kind;
-  using detail::json_int;
   using detail::etcd_doctor_bytes_text;
   using detail::etcd_doctor_transport_config;
+  using detail::json_int;
   std::vector<std::string> endpoints;
   for (auto e : client_urls) {
     while (!e.empty() && e.back() == '/') e.pop_back();
@@ -221,7 +221,8 @@ inline etcd_doctor_report diagnose_cluster(const std::vector<std::string>& clien
   const etcd_endpoint_status* biggest = nullptr;
   for (const auto& s : r.endpoints)
     if (s.answered && (!biggest || s.db_size > biggest->db_size)) biggest = &s;
-  std::string size = "Database size " + etcd_doctor_bytes_text(biggest->db_size) + " (" + etcd_doctor_bytes_text(biggest->db_size_in_use) +
+  std::string size = "Database size " + etcd_doctor_bytes_text(biggest->db_size) + " (" +
+                     etcd_doctor_bytes_text(biggest->db_size_in_use) +
                      " in use; the rest is freed by etcdctl defrag) on " + name_of(biggest->member_id);
   if (biggest->quota && *biggest->quota > 0) {
     size += ", of a quota of " + etcd_doctor_bytes_text(*biggest->quota) + " (" +

@@ -22,13 +22,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "../error.hpp"
 #include "codec.hpp"
@@ -51,8 +50,8 @@ struct etcd_range_page {
 // The body of a range request over [lo, hi) (hi empty: the key lo alone);
 // limit 0: no limit; revision 0: the current one. serializable: served by the
 // member asked without a quorum round trip.
-inline std::string etcd_range_body(std::string_view lo, std::string_view hi, std::int64_t revision,
-                                   std::size_t limit, bool reversed, bool serializable, bool keys_only = false) {
+inline std::string etcd_range_body(std::string_view lo, std::string_view hi, std::int64_t revision, std::size_t limit,
+                                   bool reversed, bool serializable, bool keys_only = false) {
   json_object o;
   o.bytes("key", lo);
   if (!hi.empty()) o.bytes("range_end", hi);

@@ -95,8 +95,8 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
         : owner_(std::move(owner)), pin_(std::move(held)) {
       auto bounds = owner_->keys_.range(range);
       if (!bounds) return;  // empty range
-      scan_ = detail::etcd_paged_scan(std::move(bounds->first), std::move(bounds->second), revision,
-                                      range.is_reversed());
+      scan_ =
+          detail::etcd_paged_scan(std::move(bounds->first), std::move(bounds->second), revision, range.is_reversed());
       fetch();
     }
     void fetch() {
@@ -151,8 +151,9 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
     }
     for (const auto& e : opts.endpoints) {
       if (e.rfind("http://", 0) != 0 && e.rfind("https://", 0) != 0) {
-        return keel::error(errc::invalid_argument,
-                           "etcd: endpoint '" + e + "' must start with http:// or https:// (e.g. http://127.0.0.1:2379)");
+        return keel::error(
+            errc::invalid_argument,
+            "etcd: endpoint '" + e + "' must start with http:// or https:// (e.g. http://127.0.0.1:2379)");
       }
     }
     if (opts.page_size == 0 || opts.max_txn_ops == 0 || opts.max_request_bytes == 0) {
@@ -164,8 +165,7 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
     return p;
   }
 
-  explicit EtcdPolicy(const options& opts)
-      : opts_(opts), keys_(opts.prefix), transport_(make_transport_config(opts)) {}
+  explicit EtcdPolicy(const options& opts) : opts_(opts), keys_(opts.prefix), transport_(make_transport_config(opts)) {}
   EtcdPolicy(const EtcdPolicy&) = delete;
   EtcdPolicy& operator=(const EtcdPolicy&) = delete;
 
@@ -319,7 +319,9 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
     if (!*ok) {
       return keel::error(errc::conflict,
                          "etcd: transaction conflict: a key it read or a range it scanned was changed by another "
-                         "commit after revision " + std::to_string(static_cast<std::int64_t>(tx.start)) + "; nothing was written, run it again");
+                         "commit after revision " +
+                             std::to_string(static_cast<std::int64_t>(tx.start)) +
+                             "; nothing was written, run it again");
     }
     return {};
   }

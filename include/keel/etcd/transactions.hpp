@@ -20,14 +20,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "../contract.hpp"
 #include "../error.hpp"
@@ -196,9 +195,9 @@ inline const nlohmann::json* etcd_first_kv(const nlohmann::json* range_response)
 // multi_get: read-only txns of range requests, one when the keys fit
 // max_txn_ops, else several, all at the revision the first one read.
 inline result<std::vector<std::optional<std::string>>> etcd_multi_get(const etcd_transport& t,
-                                                                     const etcd_keyspace& keys,
-                                                                     const etcd_options& opts,
-                                                                     std::span<const std::string_view> wanted) {
+                                                                      const etcd_keyspace& keys,
+                                                                      const etcd_options& opts,
+                                                                      std::span<const std::string_view> wanted) {
   std::vector<std::optional<std::string>> out;
   out.reserve(wanted.size());
   std::int64_t revision = 0;
@@ -207,8 +206,9 @@ inline result<std::vector<std::optional<std::string>>> etcd_multi_get(const etcd
     etcd_txn_ops ops;
     ops.reserve(n);
     for (std::size_t i = at; i < at + n; ++i)
-      ops.push_back(
-          json_object().raw("request_range", etcd_range_body(keys.key(wanted[i]), {}, revision, 0, false, false)).str());
+      ops.push_back(json_object()
+                        .raw("request_range", etcd_range_body(keys.key(wanted[i]), {}, revision, 0, false, false))
+                        .str());
     auto r = etcd_read_txn(t, ops, "multi_get");
     if (!r) return std::move(r).error();
     if (revision == 0) revision = etcd_header_revision(*r);
@@ -224,9 +224,9 @@ inline result<std::vector<std::optional<std::string>>> etcd_multi_get(const etcd
 
 // The mod_revision of each key at `revision` (0: absent), in order.
 inline result<std::vector<std::int64_t>> etcd_mod_revisions_at(const etcd_transport& t, const etcd_keyspace& keys,
-                                                              const etcd_options& opts,
-                                                              const std::vector<std::string_view>& wanted,
-                                                              std::int64_t revision) {
+                                                               const etcd_options& opts,
+                                                               const std::vector<std::string_view>& wanted,
+                                                               std::int64_t revision) {
   std::vector<std::int64_t> out;
   out.reserve(wanted.size());
   for (std::size_t at = 0; at < wanted.size(); at += opts.max_txn_ops) {
