@@ -10,6 +10,9 @@
 //
 // Thread safety: every member may be called concurrently, close() included.
 // A cursor is used by one thread at a time; snapshots may be shared.
+// Ownership: cursors and snapshots hold the policy (shared_ptr) and the
+// revision they read (a pin); after close() they give errc::closed.
+// Errors: as listed in <keel/etcd.hpp>; nothing throws except std::bad_alloc.
 //
 // Lock order: two mutexes, never held together, never held around a request.
 //   pins_mutex_             guards pins_ (the revisions live views of this
