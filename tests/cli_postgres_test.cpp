@@ -115,6 +115,13 @@ TEST_SUITE("cli") {
     CHECK(down.has(nowhere.path().string()));
     CHECK(down.has("\"connect_error_code\":\"unavailable\""));
     CHECK(down.has("\"write_would_succeed\":false"));
+    // Two hosts, the first down: each reported, the write check on the second.
+    auto two = run_cli({"--json", "--postgres", "host=" + nowhere.path().string() + "," + dir + " user=postgres",
+                        "--table", table, "doctor"});
+    CHECK_MESSAGE(two.status == 0, two.out << two.err);
+    CHECK(two.has("\"each_host\":[{\"host\":\"" + nowhere.path().string() + "\",\"port\":\"\",\"reachable\":false"));
+    CHECK(two.has("{\"host\":\"" + dir + "\",\"port\":\"\",\"reachable\":true,\"server_version\":"));
+    CHECK(two.has("\"write_would_succeed\":true"));
     // A failed open suggests the doctor with the same server and table.
     auto get = run_cli({"--postgres", "host=" + nowhere.path().string(), "--table", "t1", "get", "k"});
     CHECK(get.status == 3);

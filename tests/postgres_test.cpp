@@ -509,6 +509,27 @@ TEST_SUITE("postgres") {
     auto on_primary = keel::diagnose_postgres(o);
     CHECK_FALSE(on_primary.standby);
     CHECK_MESSAGE(on_primary.write_would_succeed, on_primary.write_error);
+    CHECK(on_primary.each_host.empty());  // one host: nothing to list
+    // Both hosts with libpq's failover, the standby first: each host is
+    // reported on its own, and the write check goes where keel would, to the
+    // primary.
+    keel::test::temp_dir nowhere;
+    auto both = o;
+    both.conninfo = "host=" + standby.dir().string() + "," + nowhere.path().string() + "," + primary.dir().string() +
+                    " port=5432 user=postgres dbname=postgres target_session_attrs=read-write";
+    auto failover = keel::diagnose_postgres(both);
+    REQUIRE(failover.each_host.size() == 3);
+    CHECK(failover.each_host[0].host == standby.dir().string());
+    CHECK(failover.each_host[0].port == "5432");
+    CHECK(failover.each_host[0].reachable);
+    CHECK(failover.each_host[0].standby);
+    CHECK_FALSE(failover.each_host[1].reachable);
+    CHECK(failover.each_host[1].error.find(nowhere.path().string()) != std::string::npos);
+    CHECK(failover.each_host[2].reachable);
+    CHECK_FALSE(failover.each_host[2].standby);
+    CHECK(failover.host == primary.dir().string());
+    CHECK_FALSE(failover.standby);
+    CHECK_MESSAGE(failover.write_would_succeed, failover.write_error);
   }
 
   TEST_CASE("postgres: failover: the primary killed under acknowledged writes, the standby promoted") {

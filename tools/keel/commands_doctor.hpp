@@ -116,7 +116,18 @@ inline int doctor_postgres(const cli& c, const std::string& conninfo) {
   if (c.json) {
     auto str = [](std::string_view s) { return json_string(s); };
     auto flag = [](bool b) { return std::string(b ? "true" : "false"); };
-    std::string j = "{\"hosts\":" + str(r.hosts) + ",\"table\":" + str(r.table) + ",\"reachable\":" + flag(r.reachable);
+    std::string j = "{\"hosts\":" + str(r.hosts) + ",\"each_host\":[";
+    for (std::size_t i = 0; i < r.each_host.size(); ++i) {
+      const auto& h = r.each_host[i];
+      j += std::string(i ? "," : "") + "{\"host\":" + str(h.host) + ",\"port\":" + str(h.port) +
+           ",\"reachable\":" + flag(h.reachable);
+      if (h.reachable)
+        j += ",\"server_version\":" + std::to_string(h.server_version) + ",\"standby\":" + flag(h.standby);
+      else
+        j += ",\"error\":" + str(h.error);
+      j += "}";
+    }
+    j += "],\"table\":" + str(r.table) + ",\"reachable\":" + flag(r.reachable);
     if (!r.reachable) {
       j += ",\"connect_error\":" + str(r.connect_error) + ",\"connect_error_code\":" +
            str(keel::to_string(r.connect_error_code));

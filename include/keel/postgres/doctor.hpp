@@ -10,9 +10,11 @@
 //   for (const auto& line : r.findings) std::puts(line.c_str());
 //   if (!r.write_would_succeed) std::printf("What to do: %s\n", r.advice.c_str());
 //
-// What it sends, on one connection of its own (opened as PostgresPolicy
+// When the conninfo names several hosts, each is first connected to on its
+// own (target_session_attrs=any) and reported: reachable, version, primary
+// or standby. Then, on one connection of its own (opened as PostgresPolicy
 // opens one: the conninfo as given, so libpq's failover over several hosts
-// picks the host keel would use):
+// picks the host keel would use), it sends:
 // - catalog reads (to_regclass, pg_attribute, pg_index) for the table's shape;
 // - SELECT count(*) in a READ ONLY transaction whose statement_timeout is
 //   the smaller of 5 s and operation_timeout; when the count takes longer,
@@ -28,8 +30,10 @@
 //   nothing that stays: the transaction is rolled back, leaving one dead row
 //   version for vacuum (and, for a missing table, nothing at all). A table
 //   of another shape is not written to: keel would refuse to open it.
-// Nothing is created, altered or kept. Deadlines: connect_timeout for the
-// connection (per host), operation_timeout for each statement.
+// Nothing is created, altered or kept. Deadlines: connect_timeout for each
+// connection attempt (per host: with several hosts, an unreachable one is
+// tried twice, on its own and by the failover connection),
+// operation_timeout for each statement.
 //
 // Thread safety: diagnose_postgres may be called from several threads at
 // once (each call has its own connection).
@@ -61,8 +65,21 @@ struct postgres_column {
   bool not_null = false;
 };
 
+// One host of a conninfo that names several, checked on its own.
+struct postgres_host_report {
+  std::string host, port;  // as the conninfo names them ("" : libpq's default)
+  bool reachable = false;
+  std::string error;  // when !reachable: libpq's message
+  int server_version = 0;
+  bool standby = false;
+};
+
 struct postgres_doctor_report {
   std::string hosts;  // what the conninfo names: "host=db1,db2 port=5432"
+  // When the conninfo names several hosts (libpq's failover), each one
+  // connected to on its own (target_session_attrs=any), in order: which are
+  // up, which is the primary. Empty for one host.
+  std::vector<postgres_host_report> each_host;
   std::string table;  // the table asked about (postgres_options::table)
 
   // The connection. When !reachable, connect_error says why (it names the
@@ -95,6 +112,69 @@ struct postgres_doctor_report {
 };
 
 namespace detail::pg {
+
+// `v` as a conninfo value: single-quoted, with \ and ' escaped.
+inline std::string conninfo_value(const std::string& v) {
+  std::string out = "'";
+  for (char ch : v) {
+    if (ch == '\\' || ch == '\'') out += '\\';
+    out += ch;
+  }
+  return out + "'";
+}
+
+// The items of a comma-separated conninfo list ("db1,db2").
+inline std::vector<std::string> split_list(const std::string& v) {
+  std::vector<std::string> out;
+  std::string::size_type from = 0;
+  for (;;) {
+    const auto comma = v.find(',', from);
+    out.push_back(v.substr(from, comma == std::string::npos ? std::string::npos : comma - from));
+    if (comma == std::string::npos) return out;
+    from = comma + 1;
+  }
+}
+
+// One conninfo per host when `conninfo` names several (host or hostaddr
+// lists; a single port applies to all), each with target_session_attrs=any;
+// empty when it names one or none. Pairs of (host, port) for the report.
+struct single_host {
+  std::string host, port, conninfo;
+};
+inline std::vector<single_host> split_hosts(const std::string& conninfo) {
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), &err);
+  if (err) PQfreemem(err);
+  if (!opts) return {};
+  std::vector<std::string> hosts, addrs, ports;
+  std::string rest;
+  for (PQconninfoOption* o = opts; o->keyword; ++o) {
+    if (!o->val) continue;
+    const std::string k = o->keyword;
+    if (k == "host") hosts = split_list(o->val);
+    else if (k == "hostaddr") addrs = split_list(o->val);
+    else if (k == "port") ports = split_list(o->val);
+    else if (k != "target_session_attrs") rest += k + "=" + conninfo_value(o->val) + " ";
+  }
+  PQconninfoFree(opts);
+  const std::size_t n = std::max(hosts.size(), addrs.size());
+  std::vector<single_host> out;
+  if (n < 2) return out;
+  for (std::size_t i = 0; i < n; ++i) {
+    single_host h;
+    std::string c = rest;
+    if (i < hosts.size() && !hosts[i].empty()) c += "host=" + conninfo_value(h.host = hosts[i]) + " ";
+    if (i < addrs.size() && !addrs[i].empty()) {
+      c += "hostaddr=" + conninfo_value(addrs[i]) + " ";
+      if (h.host.empty()) h.host = addrs[i];
+    }
+    const std::string port = ports.size() == 1 ? ports[0] : i < ports.size() ? ports[i] : "";
+    if (!port.empty()) c += "port=" + conninfo_value(h.port = port) + " ";
+    h.conninfo = c + "target_session_attrs=any";
+    out.push_back(std::move(h));
+  }
+  return out;
+}
 
 // "\0keel-doctor/write-probe" as bytea text input.
 inline const char* doctor_probe_key_hex() { return "\\x006b65656c2d646f63746f722f77726974652d70726f6265"; }
@@ -141,6 +221,25 @@ inline postgres_doctor_report diagnose_postgres(const postgres_options& opts) {
     return verdict();
   }
   r.hosts = pg::describe_hosts(opts.conninfo);
+  for (const auto& one : pg::split_hosts(opts.conninfo)) {
+    postgres_host_report h;
+    h.host = one.host;
+    h.port = one.port;
+    const std::string name = "Host " + (h.host.empty() ? std::string("(default)") : h.host) +
+                             (h.port.empty() ? "" : " port " + h.port);
+    auto c = pg::connection::open(one.conninfo, opts.connect_timeout);
+    if (!c) {
+      h.error = c.error().message();
+      say(name + " is not reachable: " + h.error);
+    } else {
+      h.reachable = true;
+      h.server_version = PQserverVersion((*c)->raw());
+      h.standby = (*c)->in_hot_standby();
+      const char* v = PQparameterStatus((*c)->raw(), "server_version");
+      say(name + ": " + (h.standby ? "a hot standby" : "a primary") + ", PostgreSQL " + (v ? v : "?") + ".");
+    }
+    r.each_host.push_back(std::move(h));
+  }
   auto opened = pg::connection::open(opts.conninfo, opts.connect_timeout);
   if (!opened) {
     r.connect_error_code = opened.error().code();
