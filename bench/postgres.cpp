@@ -8,15 +8,32 @@
 // threads) next to Google Benchmark's own time.
 //
 //   build/bench/keel_postgres_bench --benchmark_min_time=2
+//
+// --scan-memory[=KEYS] runs a separate measurement instead (no Google
+// Benchmark): client memory of a scan over KEYS rows (default 1,000,000; an
+// 8-byte key and a 100-byte value each, loaded by the server itself with
+// generate_series, so loading costs this process nothing). For each scan it
+// returns freed heap to the system (malloc_trim), resets the process's peak
+// RSS (writing 5 to /proc/self/clear_refs), takes VmRSS as the baseline,
+// opens a store and scans, and reports VmHWM - baseline: the peak growth the
+// scan (with its store's open) caused. A warm-up scan first brings libpq's
+// and keel's code into memory. Scans: keel's cursor at page_size 1000 (the
+// default) and 10000, reversed, a range of a tenth of the keys, and, for
+// comparison, a raw libpq SELECT of the whole table in one result (what a
+// client without keyset paging holds).
 #include <benchmark/benchmark.h>
 #include <libpq-fe.h>
+#include <malloc.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <keel/postgres.hpp>
@@ -287,9 +304,164 @@ BENCHMARK(BM_scan1000_raw)->UseRealTime();
 BENCHMARK(BM_tx_keel)->UseRealTime();
 BENCHMARK(BM_tx_raw)->UseRealTime();
 
+// ---- --scan-memory -------------------------------------------------------------
+// A /proc/self/status field in KiB (VmRSS, VmHWM); -1 when missing.
+long status_kib(const char* field) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  const std::size_t n = std::strlen(field);
+  while (std::getline(in, line))
+    if (line.compare(0, n, field) == 0 && line.size() > n && line[n] == ':') return std::atol(line.c_str() + n + 1);
+  return -1;
+}
+// Resets VmHWM to the current RSS (Linux 4.0+); false when not possible.
+bool reset_peak_rss() {
+  std::ofstream out("/proc/self/clear_refs");
+  out << "5";
+  out.flush();
+  return static_cast<bool>(out);
+}
+
+struct scan_memory {
+  long baseline_kib = 0, peak_kib = 0;
+  std::size_t rows = 0;
+  double seconds = 0;
+  bool in_order = true;
+};
+
+// Runs `scan` (which returns the rows it read and whether they were in
+// order) between a peak reset and a VmHWM read.
+template <class F>
+scan_memory measure(F&& scan) {
+  scan_memory m;
+  ::malloc_trim(0);  // memory freed by earlier scans goes back to the system: not in the baseline
+  reset_peak_rss();
+  m.baseline_kib = status_kib("VmRSS");
+  const auto t0 = std::chrono::steady_clock::now();
+  auto [rows, ordered] = scan();
+  m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  m.peak_kib = status_kib("VmHWM");
+  m.rows = rows;
+  m.in_order = ordered;
+  return m;
+}
+
+std::string scan_key(long i) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "k%07ld", i);
+  return buf;
+}
+
+int run_scan_memory(long n) {
+  if (!reset_peak_rss() || status_kib("VmHWM") < 0) {
+    std::fprintf(stderr, "keel_postgres_bench: --scan-memory needs Linux's /proc/self/clear_refs and VmHWM\n");
+    return 1;
+  }
+  keel::postgres_options o;
+  o.conninfo = g_conninfo;
+  o.table = "bench_scan_memory";
+  {
+    auto created = keel::postgres_store::open(o);  // creates the table
+    if (!created) {
+      std::fprintf(stderr, "open: %s\n", created.error().message().c_str());
+      return 1;
+    }
+  }
+  {
+    PGconn* c = PQconnectdb(g_conninfo.c_str());
+    const std::string load =
+        "TRUNCATE bench_scan_memory; INSERT INTO bench_scan_memory SELECT convert_to('k' || lpad(g::text, 7, '0'), "
+        "'UTF8'), convert_to(repeat('v', 100), 'UTF8') FROM generate_series(0, " + std::to_string(n - 1) +
+        ") g";
+    const auto t0 = std::chrono::steady_clock::now();
+    bool ok = true;
+    for (const std::string& sql : {load, std::string("VACUUM ANALYZE bench_scan_memory")}) {
+      PGresult* r = PQexec(c, sql.c_str());
+      if (ok && PQresultStatus(r) != PGRES_COMMAND_OK) {
+        ok = false;
+        std::fprintf(stderr, "load: %s", PQresultErrorMessage(r));
+      }
+      PQclear(r);
+    }
+    PQfinish(c);
+    if (!ok) return 1;
+    std::printf("loaded %ld rows (8-byte keys, 100-byte values) in %.1f s, server-side\n", n,
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+
+  auto keel_scan = [&](std::size_t page_size, keel::key_range range) {
+    return [&o, page_size, range] {
+      keel::postgres_options po = o;
+      po.page_size = page_size;
+      auto st = keel::postgres_store::open(po);
+      if (!st) std::exit(1);
+      std::size_t rows = 0;
+      bool ordered = true;
+      std::string last;
+      auto c = st->scan(range);
+      for (const auto& e : c) {
+        if (rows > 0 && (range.is_reversed() ? !(std::string_view(last) > e.key) : !(std::string_view(last) < e.key)))
+          ordered = false;
+        last.assign(e.key);
+        ++rows;
+      }
+      if (c.error()) {
+        std::fprintf(stderr, "scan: %s\n", c.error()->message().c_str());
+        std::exit(1);
+      }
+      return std::pair<std::size_t, bool>(rows, ordered);
+    };
+  };
+  // Warm-up: libpq, the pool, and one statement of each kind are in memory
+  // before the first measurement.
+  (void)measure(keel_scan(1000, keel::key_range::until(scan_key(2000))));
+
+  struct line {
+    const char* what;
+    scan_memory m;
+    long expected;
+  };
+  std::vector<line> lines;
+  lines.push_back({"keel scan, all keys, page_size 1000 (default)", measure(keel_scan(1000, keel::key_range::all())), n});
+  lines.push_back({"keel scan, all keys, page_size 10000", measure(keel_scan(10000, keel::key_range::all())), n});
+  lines.push_back({"keel scan, all keys reversed, page_size 1000",
+                   measure(keel_scan(1000, keel::key_range::all().reversed())), n});
+  lines.push_back({"keel scan, a tenth of the keys, page_size 1000",
+                   measure(keel_scan(1000, keel::key_range::until(scan_key(n / 10)))), n / 10});
+  lines.push_back({"raw libpq, one SELECT of the whole table (no paging)", measure([&] {
+                     PGconn* c = PQconnectdb(g_conninfo.c_str());
+                     PGresult* r = PQexecParams(c, "SELECT key, value FROM bench_scan_memory ORDER BY key", 0, nullptr,
+                                                nullptr, nullptr, nullptr, 1);
+                     std::size_t rows = static_cast<std::size_t>(PQntuples(r));
+                     PQclear(r);
+                     PQfinish(c);
+                     return std::pair<std::size_t, bool>(rows, true);
+                   }),
+                   n});
+  std::printf("%-56s %10s %12s %12s %8s\n", "scan", "rows", "baseline", "peak growth", "seconds");
+  bool all_ok = true;
+  for (const auto& l : lines) {
+    const bool ok = static_cast<long>(l.m.rows) == l.expected && l.m.in_order;
+    all_ok = all_ok && ok;
+    std::printf("%-56s %10zu %9ld KiB %9ld KiB %8.2f%s\n", l.what, l.m.rows, l.m.baseline_kib,
+                l.m.peak_kib - l.m.baseline_kib, l.m.seconds, ok ? "" : "  WRONG ROWS OR ORDER");
+  }
+  return all_ok ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  long scan_memory_keys = 0;  // --scan-memory[=KEYS]
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (a == "--scan-memory" || a.rfind("--scan-memory=", 0) == 0) {
+      scan_memory_keys = a.size() > 14 ? std::atol(argv[i] + 14) : 1000000;
+      for (int k = i; k + 1 < argc; ++k) argv[k] = argv[k + 1];
+      --argc;
+      --i;
+    }
+  }
   if (const char* c = std::getenv("KEEL_BENCH_PG"); c && *c) {
     g_conninfo = c;
   } else {
@@ -299,6 +471,11 @@ int main(int argc, char** argv) {
     }
     g_server = std::make_unique<keel::test::pg_server>();
     g_conninfo = g_server->conninfo();
+  }
+  if (scan_memory_keys > 0) {
+    const int rc = run_scan_memory(scan_memory_keys);
+    g_server.reset();
+    return rc;
   }
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();

@@ -66,3 +66,76 @@ TEST_SUITE("cli") {
     CHECK(down.says("cannot connect to host=" + nowhere.path().string()));
   }
 }
+
+TEST_SUITE("cli") {
+  TEST_CASE("cli doctor on postgres: postgres://, --postgres, KEEL_POSTGRES; text and --json; missing table, another shape, no server") {
+    if (auto why = keel::test::pg_server::unavailable()) return skip("cli postgres: " + *why);
+    const std::string server = shared_pg().conninfo();
+    const std::string dir = shared_pg().dir().string();
+    const std::string table = keel::test::postgres_backend::next_table();
+
+    // A missing table: a write would succeed (keel creates it); none is left behind.
+    auto missing = run_cli({"--postgres", server, "--table", table, "doctor"});
+    CHECK_MESSAGE(missing.status == 0, missing.out << missing.err);
+    CHECK(missing.has("The server is a primary"));
+    CHECK(missing.has("does not exist"));
+    CHECK(missing.has("Verdict: a write would succeed now."));
+    CHECK(shared_pg().query("SELECT to_regclass('" + table + "') IS NULL") == "t");
+
+    CHECK(run_cli({"--postgres", server, "--table", table, "put", "k", "v"}).status == 0);
+    // A URI (socket directory as a query parameter), --json.
+    auto json = run_cli({"--json", "--table", table, "doctor", "postgresql:///postgres?host=" + dir + "&user=postgres"});
+    CHECK_MESSAGE(json.status == 0, json.out << json.err);
+    CHECK(json.has("\"reachable\":true"));
+    CHECK(json.has("\"standby\":false"));
+    CHECK(json.has("\"table\":\"" + table + "\""));
+    CHECK(json.has("\"table_exists\":true"));
+    CHECK(json.has("\"table_shape_ok\":true"));
+    CHECK(json.has("\"rows\":1,\"rows_exact\":true"));
+    CHECK(json.has("\"write_would_succeed\":true"));
+    CHECK(json.has("\"server_version\":1"));  // 1xxxxx: PostgreSQL 10 or later
+
+    // KEEL_POSTGRES and KEEL_POSTGRES_TABLE: `keel doctor` alone.
+    ::setenv("KEEL_POSTGRES", server.c_str(), 1);
+    ::setenv("KEEL_POSTGRES_TABLE", table.c_str(), 1);
+    auto env = run_cli({"doctor"});
+    ::unsetenv("KEEL_POSTGRES_TABLE");
+    ::unsetenv("KEEL_POSTGRES");
+    CHECK_MESSAGE(env.status == 0, env.out << env.err);
+    CHECK(env.has("It holds 1 row"));
+
+    // Another shape: exit 1, the columns named.
+    shared_pg().query("CREATE TABLE cli_doctor_other (id integer PRIMARY KEY, payload text)");
+    auto wrong = run_cli({"--postgres", server, "--table", "cli_doctor_other", "doctor"});
+    CHECK(wrong.status == 1);
+    CHECK(wrong.has("columns (id integer not null, payload text)"));
+    CHECK(wrong.has("Verdict: a write would NOT succeed now."));
+    CHECK(wrong.has("What to do: "));
+
+    // No server in that socket directory: exit 1, the host and libpq's message.
+    keel::test::temp_dir nowhere;
+    auto down = run_cli({"--json", "--postgres", "host=" + nowhere.path().string() + " user=postgres", "doctor"});
+    CHECK(down.status == 1);
+    CHECK(down.has("\"reachable\":false"));
+    CHECK(down.has(nowhere.path().string()));
+    CHECK(down.has("\"connect_error_code\":\"unavailable\""));
+    CHECK(down.has("\"write_would_succeed\":false"));
+    // Two hosts, the first down: each reported, the write check on the second.
+    auto two = run_cli({"--json", "--postgres", "host=" + nowhere.path().string() + "," + dir + " user=postgres",
+                        "--table", table, "doctor"});
+    CHECK_MESSAGE(two.status == 0, two.out << two.err);
+    CHECK(two.has("\"each_host\":[{\"host\":\"" + nowhere.path().string() + "\",\"port\":\"\",\"reachable\":false"));
+    CHECK(two.has("{\"host\":\"" + dir + "\",\"port\":\"\",\"reachable\":true,\"server_version\":"));
+    CHECK(two.has("\"write_would_succeed\":true"));
+    // A failed open suggests the doctor with the same server and table.
+    auto get = run_cli({"--postgres", "host=" + nowhere.path().string(), "--table", "t1", "get", "k"});
+    CHECK(get.status == 3);
+    CHECK(get.says("run: keel doctor --postgres 'host=" + nowhere.path().string() + "' --table 't1'"));
+
+    // Usage errors: two targets; a conninfo libpq cannot parse.
+    CHECK(run_cli({"--postgres", server, "doctor", "some/path"}).status == 2);
+    auto bad = run_cli({"--postgres", "nosuchkeyword=1", "doctor"});
+    CHECK(bad.status == 2);
+    CHECK(bad.has("nosuchkeyword"));
+  }
+}

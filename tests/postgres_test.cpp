@@ -493,6 +493,43 @@ TEST_SUITE("postgres") {
       if (name == "postgres.standby") standby_flag = value == 1;
     CHECK(standby_flag);
     CHECK(value_of(store, "k") == "v");
+
+    // The doctor on each: the standby is named, its write check gives
+    // read_only; the primary's succeeds.
+    auto on_replica = keel::diagnose_postgres(so);
+    CHECK(on_replica.reachable);
+    CHECK(on_replica.standby);
+    CHECK(on_replica.table_shape_ok);
+    REQUIRE(on_replica.rows);
+    CHECK(*on_replica.rows == 1);
+    CHECK_FALSE(on_replica.write_would_succeed);
+    REQUIRE(on_replica.write_error_code);
+    CHECK(*on_replica.write_error_code == errc::read_only);
+    CHECK(on_replica.advice.find("target_session_attrs=read-write") != std::string::npos);
+    auto on_primary = keel::diagnose_postgres(o);
+    CHECK_FALSE(on_primary.standby);
+    CHECK_MESSAGE(on_primary.write_would_succeed, on_primary.write_error);
+    CHECK(on_primary.each_host.empty());  // one host: nothing to list
+    // Both hosts with libpq's failover, the standby first: each host is
+    // reported on its own, and the write check goes where keel would, to the
+    // primary.
+    keel::test::temp_dir nowhere;
+    auto both = o;
+    both.conninfo = "host=" + standby.dir().string() + "," + nowhere.path().string() + "," + primary.dir().string() +
+                    " port=5432 user=postgres dbname=postgres target_session_attrs=read-write";
+    auto failover = keel::diagnose_postgres(both);
+    REQUIRE(failover.each_host.size() == 3);
+    CHECK(failover.each_host[0].host == standby.dir().string());
+    CHECK(failover.each_host[0].port == "5432");
+    CHECK(failover.each_host[0].reachable);
+    CHECK(failover.each_host[0].standby);
+    CHECK_FALSE(failover.each_host[1].reachable);
+    CHECK(failover.each_host[1].error.find(nowhere.path().string()) != std::string::npos);
+    CHECK(failover.each_host[2].reachable);
+    CHECK_FALSE(failover.each_host[2].standby);
+    CHECK(failover.host == primary.dir().string());
+    CHECK_FALSE(failover.standby);
+    CHECK_MESSAGE(failover.write_would_succeed, failover.write_error);
   }
 
   TEST_CASE("postgres: failover: the primary killed under acknowledged writes, the standby promoted") {
@@ -558,3 +595,210 @@ TEST_SUITE("postgres") {
                                   << unavailable << " unavailable, " << outcome_unknown << " outcome_unknown");
   }
 }
+
+namespace {
+
+// Whether the shared server has the table `name` (on the search_path).
+bool pg_table_exists(const std::string& name) {
+  return shared_pg().query("SELECT to_regclass('" + name + "') IS NOT NULL") == "t";
+}
+
+bool says(const keel::postgres_doctor_report& r, const std::string& text) {
+  for (const auto& f : r.findings)
+    if (f.find(text) != std::string::npos) return true;
+  return r.advice.find(text) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_SUITE("postgres") {
+  TEST_CASE("postgres doctor: a primary with keel's table, a missing table, another shape, no privilege") {
+    if (auto why = no_server()) return skip("postgres: " + *why);
+    postgres_backend b;
+    auto o = b.options();
+
+    // Missing: reachable, a primary, a write would succeed (keel would create
+    // it), and the check leaves no table behind.
+    auto missing = keel::diagnose_postgres(o);
+    CHECK(missing.reachable);
+    CHECK_FALSE(missing.standby);
+    CHECK(missing.server_version >= 110000);
+    CHECK_FALSE(missing.server_version_text.empty());
+    CHECK(missing.host == shared_pg().dir().string());
+    CHECK_FALSE(missing.table_exists);
+    CHECK_FALSE(missing.rows);
+    CHECK_MESSAGE(missing.write_would_succeed, missing.write_error);
+    CHECK(says(missing, "does not exist"));
+    CHECK(missing.findings.back() == "Verdict: a write would succeed now.");
+    CHECK_FALSE(pg_table_exists(o.table));
+
+    // keel's table with 3 rows: its shape, the exact count, a write would
+    // succeed, and the probe key is not kept.
+    {
+      auto store = open_store(o);
+      REQUIRE(store.write(keel::write_batch{}.put("a", "1").put("b", "2").put("c", "3")));
+    }
+    auto ok = keel::diagnose_postgres(o);
+    CHECK(ok.table_exists);
+    CHECK(ok.table_shape_ok);
+    CHECK(ok.key_is_primary_key);
+    REQUIRE(ok.columns.size() == 2);
+    CHECK(ok.columns[0].name == "key");
+    CHECK(ok.columns[1].type == "bytea");
+    CHECK(ok.columns[1].not_null);
+    REQUIRE(ok.rows);
+    CHECK(*ok.rows == 3);
+    CHECK(ok.rows_exact);
+    REQUIRE(ok.table_bytes);
+    CHECK(*ok.table_bytes > 0);
+    CHECK_MESSAGE(ok.write_would_succeed, ok.write_error);
+    CHECK(shared_pg().query("SELECT count(*) FROM " + o.table) == "3");
+    CHECK(keys_of(open_store(o).scan()) == std::vector<std::string>{"a", "b", "c"});
+
+    // Another shape: the columns named, no write check, invalid_argument.
+    shared_pg().query("CREATE TABLE doctor_other_shape (id integer PRIMARY KEY, payload text)");
+    auto other = o;
+    other.table = "doctor_other_shape";
+    auto wrong = keel::diagnose_postgres(other);
+    CHECK(wrong.reachable);
+    CHECK(wrong.table_exists);
+    CHECK_FALSE(wrong.table_shape_ok);
+    REQUIRE(wrong.columns.size() == 2);
+    CHECK(wrong.columns[0].name == "id");
+    CHECK(wrong.columns[1].name == "payload");
+    CHECK(says(wrong, "id integer not null, payload text"));
+    CHECK_FALSE(wrong.write_would_succeed);
+    REQUIRE(wrong.write_error_code);
+    CHECK(*wrong.write_error_code == errc::invalid_argument);
+    CHECK(wrong.findings.back() == "Verdict: a write would NOT succeed now.");
+    CHECK(shared_pg().query("SELECT count(*) FROM pg_attribute WHERE attrelid = 'doctor_other_shape'::regclass AND attnum > 0") == "2");
+
+    // A user who may read but not write: permission_denied, with the GRANT to run.
+    shared_pg().query("CREATE ROLE keel_doctor_reader LOGIN");
+    shared_pg().query("GRANT SELECT ON " + o.table + " TO keel_doctor_reader");
+    auto reader = o;
+    reader.conninfo = "host=" + shared_pg().dir().string() + " port=5432 user=keel_doctor_reader dbname=postgres";
+    auto denied = keel::diagnose_postgres(reader);
+    CHECK(denied.reachable);
+    CHECK(denied.table_shape_ok);
+    REQUIRE(denied.rows);
+    CHECK(*denied.rows == 3);
+    CHECK_FALSE(denied.write_would_succeed);
+    REQUIRE(denied.write_error_code);
+    CHECK(*denied.write_error_code == errc::permission_denied);
+    CHECK(says(denied, "GRANT SELECT, INSERT, UPDATE, DELETE ON \"" + o.table + "\" TO keel_doctor_reader"));
+  }
+
+  TEST_CASE("postgres doctor: an unreachable server and a bad conninfo") {
+    if (auto why = no_server()) return skip("postgres: " + *why);
+    keel::test::temp_dir nowhere;  // a socket directory with no server in it
+    postgres_options o;
+    o.conninfo = "host=" + nowhere.path().string() + " port=5432 user=postgres dbname=postgres";
+    o.connect_timeout = std::chrono::milliseconds(2000);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto down = keel::diagnose_postgres(o);
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(3));
+    CHECK_FALSE(down.reachable);
+    CHECK(down.connect_error_code == errc::unavailable);
+    CHECK(down.connect_error.find(nowhere.path().string()) != std::string::npos);  // names the host
+    CHECK(down.connect_error.find("No such file or directory") != std::string::npos);  // libpq's message
+    CHECK_FALSE(down.write_would_succeed);
+    CHECK(says(down, "not reachable"));
+    CHECK_FALSE(down.advice.empty());
+
+    o.conninfo = "host=/tmp nosuchkeyword=1";
+    auto bad = keel::diagnose_postgres(o);
+    CHECK_FALSE(bad.reachable);
+    CHECK(bad.connect_error_code == errc::invalid_argument);
+    CHECK(bad.connect_error.find("nosuchkeyword") != std::string::npos);
+    CHECK_FALSE(bad.write_would_succeed);
+  }
+}
+
+#if KEEL_HAS_ROCKSDB
+#include <cstdlib>
+
+#include <keel/postgres_any_store.hpp>
+
+TEST_SUITE("postgres") {
+  TEST_CASE("store_config selects PostgreSQL from the environment, after memory and etcd; postgres_any_store opens it") {
+    if (auto why = no_server()) return skip("postgres: " + *why);
+    const std::string table = postgres_backend::next_table();
+    const std::string server = shared_pg().conninfo();
+    struct env_guard {
+      ~env_guard() {
+        for (const char* v : {"KEELPGTEST_POSTGRES", "KEELPGTEST_POSTGRES_TABLE", "KEELPGTEST_ETCD_ENDPOINTS",
+                              "KEELPGTEST_USE_MEMORY_STORAGE"})
+          ::unsetenv(v);
+      }
+    } guard;
+    ::setenv("KEELPGTEST_POSTGRES", server.c_str(), 1);
+    ::setenv("KEELPGTEST_POSTGRES_TABLE", table.c_str(), 1);
+    auto cfg = keel::store_config::from_env("KEELPGTEST", {.path = "unused/db"});
+    REQUIRE(cfg);
+    CHECK(cfg->preferred == keel::backend::postgres);
+    CHECK(cfg->postgres.conninfo == server);
+    CHECK(cfg->postgres.table == table);
+
+    ::setenv("KEELPGTEST_ETCD_ENDPOINTS", "http://127.0.0.1:1", 1);  // etcd comes first
+    CHECK(keel::store_config::from_env("KEELPGTEST")->preferred == keel::backend::etcd);
+    ::setenv("KEELPGTEST_USE_MEMORY_STORAGE", "1", 1);  // memory before both
+    CHECK(keel::store_config::from_env("KEELPGTEST")->preferred == keel::backend::memory);
+    ::unsetenv("KEELPGTEST_USE_MEMORY_STORAGE");
+    ::unsetenv("KEELPGTEST_ETCD_ENDPOINTS");
+    ::setenv("KEELPGTEST_POSTGRES", "", 1);  // set but empty: a mistake, said so
+    auto empty = keel::store_config::from_env("KEELPGTEST");
+    REQUIRE_FALSE(empty);
+    CHECK(empty.error() == errc::invalid_argument);
+    CHECK(empty.error().message().find("KEELPGTEST_POSTGRES") != std::string::npos);
+    ::setenv("KEELPGTEST_POSTGRES", server.c_str(), 1);
+    ::setenv("KEELPGTEST_POSTGRES_TABLE", "", 1);
+    CHECK(keel::store_config::from_env("KEELPGTEST").error() == errc::invalid_argument);
+
+    std::vector<std::string> log;
+    cfg->log = [&](std::string_view line) { log.emplace_back(line); };
+    auto s = keel::open_store<keel::postgres_any_store>(*cfg);
+    REQUIRE_MESSAGE(s, s.error().message());
+    CHECK(s->backend() == keel::backend::postgres);
+    CHECK_FALSE(s->fallback_reason());
+    REQUIRE(s->put("k", "v"));
+    CHECK(s->get("k")->value() == "v");
+    CHECK(keys_of(s->scan()) == std::vector<std::string>{"k"});
+    CHECK(shared_pg().query("SELECT count(*) FROM " + table) == "1");  // in the server's table
+    REQUIRE(s->close());
+
+    // A store type without PostgresPolicy is told which one has it.
+    auto plain = keel::open_store(*cfg);
+    REQUIRE_FALSE(plain);
+    CHECK(plain.error() == errc::invalid_argument);
+    CHECK(plain.error().message().find("postgres_any_store") != std::string::npos);
+  }
+
+  TEST_CASE("open_store never falls back to memory in place of a PostgreSQL table") {
+    if (auto why = no_server()) return skip("postgres: " + *why);
+    keel::test::temp_dir nowhere;
+    keel::store_config cfg;
+    cfg.preferred = keel::backend::postgres;
+    cfg.postgres.conninfo = "host=" + nowhere.path().string() + " port=5432 user=postgres dbname=postgres";
+    cfg.postgres.connect_timeout = std::chrono::milliseconds(2000);
+    cfg.fallback_to_memory = true;
+    cfg.fallback_on = {errc::unavailable, errc::invalid_argument, errc::permission_denied, errc::io_error};
+    std::vector<std::string> log;
+    cfg.log = [&](std::string_view line) { log.emplace_back(line); };
+    auto down = keel::open_store<keel::postgres_any_store>(cfg);
+    REQUIRE_FALSE(down);
+    CHECK(down.error() == errc::unavailable);
+    CHECK(down.error().message().find("[no fallback: a PostgreSQL store never falls back") != std::string::npos);
+    for (const auto& line : log) CHECK(line.find("falling back") == std::string::npos);
+
+    // A table of another shape: the same.
+    shared_pg().query("CREATE TABLE open_store_other_shape (id integer)");
+    cfg.postgres.conninfo = shared_pg().conninfo();
+    cfg.postgres.table = "open_store_other_shape";
+    auto wrong = keel::open_store<keel::postgres_any_store>(cfg);
+    REQUIRE_FALSE(wrong);
+    CHECK(wrong.error() == errc::invalid_argument);
+    CHECK(wrong.error().message().find("id integer") != std::string::npos);
+  }
+}
+#endif

@@ -28,6 +28,9 @@
 //   what kept it from happening), or it was not set and would have applied
 //   to this error (WHY: "fallback to memory is not enabled"). Otherwise the
 //   message is the backend's error alone.
+// - Never for the hybrid store nor for PostgreSQL: keel cannot look inside
+//   them without opening them, so an empty memory store must not stand in
+//   for what they may hold (with fallback_to_memory set, the error says so).
 #pragma once
 
 #include <algorithm>
@@ -45,6 +48,7 @@
 #include "etcd_options.hpp"
 #include "hybrid.hpp"
 #include "memory.hpp"
+#include "postgres/options.hpp"
 #include "rocksdb.hpp"
 
 namespace keel {
@@ -78,6 +82,13 @@ struct store_config {
   // back: the hybrid store has its own memory tier, and an empty memory store
   // must not stand in for its data.
   hybrid_options hybrid{};
+  // The PostgreSQL backend (preferred = backend::postgres): conninfo, table,
+  // pool and timeouts. open_store() opens it only into a store type that
+  // holds PostgresPolicy (keel::postgres_any_store,
+  // <keel/postgres_any_store.hpp>, needs libpq). Never falls back: keel
+  // cannot look into the table without reaching the server, and an empty
+  // memory store must not stand in for what it may hold.
+  postgres_options postgres{};
   // Where open_store() reports its decisions; empty: log_to_stderr.
   log_sink log{};
 
@@ -113,9 +124,18 @@ struct store_config {
   //                               etcd.endpoints and preferred = etcd
   //                               (unless PREFIX_USE_MEMORY_STORAGE is true)
   //   PREFIX_ETCD_PREFIX          sets etcd.prefix
-  // Accepted values, in any case: 1/0, true/false, yes/no, on/off. Anything
+  //   PREFIX_POSTGRES             a libpq conninfo: sets postgres.conninfo and
+  //                               preferred = postgres (unless
+  //                               PREFIX_USE_MEMORY_STORAGE is true or
+  //                               PREFIX_ETCD_ENDPOINTS is set: the order is
+  //                               memory, etcd, PostgreSQL, then base's
+  //                               RocksDB path, as the keel tool's)
+  //   PREFIX_POSTGRES_TABLE       sets postgres.table
+  // Boolean values, in any case: 1/0, true/false, yes/no, on/off. Anything
   // else (the empty string included) is errc::invalid_argument naming the
-  // variable and its value. Unset variables leave `base` as it is.
+  // variable and its value; so is an empty PREFIX_ETCD_ENDPOINTS,
+  // PREFIX_POSTGRES or PREFIX_POSTGRES_TABLE (set but empty is a mistake, not
+  // a request for another store). Unset variables leave `base` as it is.
   static result<store_config> from_env(std::string_view prefix = "KEEL");
   static result<store_config> from_env(std::string_view prefix, store_config base) {
     auto use_memory = env_flag(std::string(prefix) + "_USE_MEMORY_STORAGE");
@@ -142,6 +162,21 @@ struct store_config {
       base.preferred = backend::etcd;
     }
     if (const char* p = std::getenv((std::string(prefix) + "_ETCD_PREFIX").c_str())) base.etcd.prefix = p;
+    const std::string pg_variable = std::string(prefix) + "_POSTGRES";
+    if (const char* pg = std::getenv(pg_variable.c_str())) {
+      if (*pg == '\0')
+        return keel::error(errc::invalid_argument, "environment variable " + pg_variable +
+                                                       " is empty; expected a libpq connection string "
+                                                       "(\"host=db1 dbname=app\" or \"postgresql://app@db1/app\")");
+      base.postgres.conninfo = pg;
+      if (base.preferred != backend::etcd) base.preferred = backend::postgres;
+    }
+    if (const char* t = std::getenv((pg_variable + "_TABLE").c_str())) {
+      if (*t == '\0')
+        return keel::error(errc::invalid_argument,
+                           "environment variable " + pg_variable + "_TABLE is empty; expected a table name");
+      base.postgres.table = t;
+    }
     if (*use_memory && **use_memory) base.preferred = backend::memory;
     if (*fallback) base.fallback_to_memory = **fallback;
     return base;
@@ -255,9 +290,26 @@ result<Store> open_store(const store_config& config) {
   }
 
   if (config.preferred == backend::postgres) {
-    return keel::error(errc::not_supported,
-                       "open_store: the PostgreSQL backend is not opened through open_store (yet); open it with "
-                       "keel::postgres_store::open (<keel/postgres.hpp>)");
+    if constexpr (detail::any_store_holds<Store, PostgresPolicy>::value) {
+      using postgres_backend = basic_store<typename detail::dependent_type<PostgresPolicy, Store>::type>;
+      auto p = postgres_backend::open(config.postgres);
+      if (!p) {
+        keel::error failure = std::move(p).error();
+        log("postgres backend failed (" + std::string(to_string(failure.code())) + "): " + failure.message());
+        if (!config.fallback_to_memory) return failure;
+        return keel::error(failure.code(),
+                           failure.message() + " [no fallback: a PostgreSQL store never falls back to memory: keel "
+                                               "cannot look into the table without the server, and an empty memory "
+                                               "store must not stand in for what it may hold]");
+      }
+      log("opened the postgres backend (table '" + config.postgres.table + "')");
+      return Store(std::move(*p), {{backend::postgres, std::nullopt}});
+    } else {
+      return keel::error(errc::invalid_argument,
+                         "open_store: the configuration asks for the PostgreSQL backend, but this program's store "
+                         "type has no PostgreSQL backend; use keel::postgres_any_store (<keel/postgres_any_store.hpp>, "
+                         "needs libpq)");
+    }
   }
 
   rocks_options ro = config.rocks;

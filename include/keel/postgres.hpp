@@ -24,8 +24,13 @@
 // outcome_unknown (lost after a committing write was sent), read_only (a hot
 // standby), no_space (53100), invalid_argument (bad conninfo, a table of
 // another shape, a key or value over the server's limits), conflict.
+//
+// keel::diagnose_postgres(options) (postgres/doctor.hpp) explains a server
+// and a table without opening a store: reachable, version, primary or
+// standby, the table's shape and rows, whether a write would succeed now.
 #pragma once
 
+#include "postgres/doctor.hpp"
 #include "postgres/options.hpp"
 #include "postgres/policy.hpp"
 #include "store.hpp"

@@ -1,6 +1,10 @@
 // keel tool: the doctor command. `doctor PATH` explains a RocksDB directory,
 // a hybrid store or a persisted memory store (keel::diagnose, <keel/doctor.hpp>); `doctor etcd://HOST:PORT[,...]` an
-// etcd cluster (keel::diagnose_cluster, <keel/etcd.hpp>; only with the etcd backend).
+// etcd cluster (keel::diagnose_cluster, <keel/etcd.hpp>; only with the etcd
+// backend); `doctor postgres://...`, `doctor --postgres CONNINFO` or `doctor`
+// with KEEL_POSTGRES set a PostgreSQL server and the store's table
+// (keel::diagnose_postgres, <keel/postgres.hpp>; only with the PostgreSQL
+// backend). This file only formats what the library diagnoses.
 #pragma once
 
 #include <cstdio>
@@ -9,6 +13,7 @@
 
 #include "args.hpp"
 #include "exit_codes.hpp"
+#include "open.hpp"
 #include "text.hpp"
 #if KEEL_HAS_ETCD
 #include <keel/etcd.hpp>
@@ -104,10 +109,91 @@ inline int doctor_etcd(const cli& c, const std::vector<std::string>& endpoints) 
 }
 #endif
 
-// doctor PATH | doctor etcd://HOST:PORT[,HOST:PORT...]
+#if KEEL_HAS_POSTGRES
+// doctor postgres://... | doctor --postgres CONNINFO: exit 0 when a write
+// would succeed now, 1 when not, 2 when the conninfo cannot be parsed.
+inline int doctor_postgres(const cli& c, const std::string& conninfo) {
+  auto cfg = postgres_config(c, "", conninfo);
+  if (!cfg) return usage_error(cfg.error().message());
+  const keel::postgres_doctor_report r = keel::diagnose_postgres(cfg->postgres);
+  if (c.json) {
+    auto str = [](std::string_view s) { return json_string(s); };
+    auto flag = [](bool b) { return std::string(b ? "true" : "false"); };
+    std::string j = "{\"hosts\":" + str(r.hosts) + ",\"each_host\":[";
+    for (std::size_t i = 0; i < r.each_host.size(); ++i) {
+      const auto& h = r.each_host[i];
+      j += std::string(i ? "," : "") + "{\"host\":" + str(h.host) + ",\"port\":" + str(h.port) +
+           ",\"reachable\":" + flag(h.reachable);
+      if (h.reachable)
+        j += ",\"server_version\":" + std::to_string(h.server_version) + ",\"standby\":" + flag(h.standby);
+      else
+        j += ",\"error\":" + str(h.error);
+      j += "}";
+    }
+    j += "],\"table\":" + str(r.table) + ",\"reachable\":" + flag(r.reachable);
+    if (!r.reachable) {
+      j += ",\"connect_error\":" + str(r.connect_error) + ",\"connect_error_code\":" +
+           str(keel::to_string(r.connect_error_code));
+    } else {
+      j += ",\"host\":" + str(r.host) + ",\"port\":" + str(r.port) + ",\"user\":" + str(r.user) +
+           ",\"database\":" + str(r.database) + ",\"server_version\":" + std::to_string(r.server_version) +
+           ",\"server_version_text\":" + str(r.server_version_text) + ",\"standby\":" + flag(r.standby) +
+           ",\"table_exists\":" + flag(r.table_exists) + ",\"table_shape_ok\":" + flag(r.table_shape_ok) +
+           ",\"columns\":[";
+      for (std::size_t i = 0; i < r.columns.size(); ++i)
+        j += std::string(i ? "," : "") + "{\"name\":" + str(r.columns[i].name) + ",\"type\":" + str(r.columns[i].type) +
+             ",\"not_null\":" + flag(r.columns[i].not_null) + "}";
+      j += "],\"key_is_primary_key\":" + flag(r.key_is_primary_key);
+      j += ",\"rows\":" + (r.rows ? std::to_string(*r.rows) : std::string("null")) +
+           ",\"rows_exact\":" + flag(r.rows_exact);
+      j += ",\"table_bytes\":" + (r.table_bytes ? std::to_string(*r.table_bytes) : std::string("null"));
+    }
+    j += ",\"write_would_succeed\":" + flag(r.write_would_succeed);
+    if (!r.write_would_succeed) {
+      j += ",\"write_error\":" + str(r.write_error);
+      if (r.write_error_code) j += ",\"write_error_code\":" + str(keel::to_string(*r.write_error_code));
+    }
+    j += ",\"findings\":[";
+    for (std::size_t i = 0; i < r.findings.size(); ++i) j += (i ? "," : "") + str(r.findings[i]);
+    j += "],\"advice\":" + str(r.advice) + "}\n";
+    write_out(j);
+  } else {
+    for (const auto& f : r.findings) std::printf("%s\n", f.c_str());
+    if (!r.advice.empty()) std::printf("What to do: %s\n", r.advice.c_str());
+  }
+  if (!r.reachable && r.connect_error_code == keel::errc::invalid_argument) return exit_usage;
+  return r.write_would_succeed ? exit_ok : exit_not_found;
+}
+#endif
+
+// Whether `target` is a PostgreSQL URI (libpq's postgres:// or postgresql://).
+inline bool is_postgres_uri(const std::string& target) {
+  return target.rfind("postgres://", 0) == 0 || target.rfind("postgresql://", 0) == 0;
+}
+
+// doctor PATH | doctor etcd://HOST:PORT[,HOST:PORT...] | doctor postgres://... |
+// doctor --postgres CONNINFO | doctor (with KEEL_POSTGRES)
 inline int cmd_doctor(const cli& c) {
-  if (c.args.size() != 2) return usage_error("doctor takes one PATH");
+  const std::string server = postgres_conninfo(c);  // --postgres, else $KEEL_POSTGRES
+  if (c.args.size() == 1 && !server.empty()) {
+#if KEEL_HAS_POSTGRES
+    return doctor_postgres(c, server);
+#else
+    return usage_error(no_postgres_backend("doctor with KEEL_POSTGRES"));
+#endif
+  }
+  if (c.args.size() != 2)
+    return usage_error("doctor takes one PATH, etcd://HOST:PORT[,...], postgres://... or --postgres CONNINFO");
   const std::string& target = c.args[1];
+  if (!c.postgres.empty())
+    return usage_error("doctor: --postgres names a server and '" + target + "' another target; give one of them");
+  if (is_postgres_uri(target)) {
+#if KEEL_HAS_POSTGRES
+    return doctor_postgres(c, target);
+#else
+    return usage_error(no_postgres_backend("doctor " + target));
+#endif
+  }
   if (target.rfind("etcd://", 0) != 0) return doctor_path(c);
 #if KEEL_HAS_ETCD
   std::string error;

@@ -74,6 +74,12 @@ Commands:
                           index, database size and quota, alarms, and whether a
                           write would succeed now (checked by a txn that writes
                           nothing); exit 0 if it would, 1 if not
+  doctor postgres://... | doctor --postgres CONNINFO | doctor (KEEL_POSTGRES set)
+                          explain a PostgreSQL server and the store's table
+                          (--table): reachable, version, primary or standby, the
+                          table's shape and rows, and whether a write would succeed
+                          now (checked in a transaction that is rolled back);
+                          exit 0 if it would, 1 if not
 
 Options (before or after the command; "--" ends the options, so that a KEY
 or VALUE may start with '-': keel del -- -k):
@@ -130,11 +136,11 @@ A write command on a memory store without --memory-file is refused (exit 2:
 the data would be gone when keel exits), and never falls back to memory.
 
 The store: an option (--db, --memory, --memory-file, --hybrid, --etcd,
---etcd-prefix) chooses it and wins over every variable; two options naming
-different stores exit 2. Without one, keel::store_config::from_env("KEEL")
+--etcd-prefix, --postgres) chooses it and wins over every variable; two options
+naming different stores exit 2. Without one, keel::store_config::from_env("KEEL")
 does: KEEL_USE_MEMORY_STORAGE (1/0, true/false, yes/no, on/off), then
-KEEL_ETCD_ENDPOINTS with KEEL_ETCD_PREFIX, then KEEL_DB; stderr names a store
-the first two chose. KEEL_FALLBACK_MEMORY works as --fallback.
+KEEL_ETCD_ENDPOINTS with KEEL_ETCD_PREFIX, then KEEL_POSTGRES with
+KEEL_POSTGRES_TABLE, then KEEL_DB; stderr names a store the first three chose. KEEL_FALLBACK_MEMORY works as --fallback.
 SRC and DST of migrate are RocksDB directories, or memory:FILE for a memory store
 persisted in FILE ('memory:' alone: not persisted), or hybrid:PATH for the hybrid
 store at PATH, or etcd:PREFIX for the store PREFIX on the cluster of --etcd
@@ -150,7 +156,7 @@ are; --escape escapes them too. KEY and VALUE arguments accept the same escapes
 ("key", "value"; '"', '\' and control characters escaped), any other is its
 bytes in standard base64 under "key_base64" / "value_base64".
 
-Exit codes: 0 success; 1 get: key absent, doctor: an open (etcd: a write) would fail now;
+Exit codes: 0 success; 1 get: key absent, doctor: an open (etcd, PostgreSQL: a write) would fail now;
 2 usage error; 3 the store could not be opened, doctor: no database there yet;
 4 a dump was refused (damaged, truncated, not a dump); 5 another operation failed
 (including a record the store cannot take, e.g. over etcd's --max-request-bytes).

@@ -89,23 +89,56 @@ inline std::string postgres_conninfo(const cli& c) {
   return e ? e : "";
 }
 
-// Opens the table `table` ("" : --table, else $KEEL_POSTGRES_TABLE, else
-// "keel") of the server of --postgres / $KEEL_POSTGRES (docs/postgres.md).
-// The table is created if missing, by readers too (an empty store).
-inline keel::result<cli_store> open_postgres(const cli& c, std::string table, std::string& doctor_target) {
-#if KEEL_HAS_POSTGRES
-  keel::postgres_options o;
-  o.conninfo = postgres_conninfo(c);
-  if (o.conninfo.empty())
+// The PostgreSQL options of a store on the server: KEEL_POSTGRES and
+// KEEL_POSTGRES_TABLE as store_config::from_env("KEEL") reads them (set but
+// empty: invalid_argument), then --postgres (or `conninfo`, a doctor's
+// postgres://... target), then `table` (postgres:TABLE) or --table; the
+// table defaults to "keel". invalid_argument when no server is given.
+inline keel::result<keel::store_config> postgres_config(const cli& c, const std::string& table,
+                                                        const std::string& conninfo = "") {
+  auto cfg = keel::store_config::from_env("KEEL");
+  if (!cfg) return std::move(cfg).error();
+  cfg->preferred = keel::backend::postgres;
+  if (!conninfo.empty())
+    cfg->postgres.conninfo = conninfo;
+  else if (!c.postgres.empty())
+    cfg->postgres.conninfo = c.postgres;
+  if (!table.empty())
+    cfg->postgres.table = table;
+  else if (!c.table.empty())
+    cfg->postgres.table = c.table;
+  if (cfg->postgres.conninfo.empty())
     return keel::error(keel::errc::invalid_argument,
                        "no PostgreSQL server given: use --postgres CONNINFO or set KEEL_POSTGRES");
-  if (table.empty()) table = c.table;
-  if (const char* e = std::getenv("KEEL_POSTGRES_TABLE"); table.empty() && e) table = e;
-  if (!table.empty()) o.table = table;
-  doctor_target.clear();  // keel doctor does not diagnose a server
-  auto s = keel::postgres_store::open(o);
-  if (!s) return std::move(s).error();
-  return cli_store(std::move(*s));
+  return cfg;
+}
+
+// `s` quoted for a POSIX shell (for the command lines keel suggests).
+inline std::string shell_quoted(const std::string& s) {
+  std::string out = "'";
+  for (char ch : s) out += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+  return out + "'";
+}
+
+// Opens the table `table` ("" : --table, else $KEEL_POSTGRES_TABLE, else
+// "keel") of the server of --postgres / $KEEL_POSTGRES (docs/postgres.md),
+// through open_store (never a fallback: --fallback and KEEL_FALLBACK_MEMORY
+// get the reason in the error). The table is created if missing, by readers
+// too (an empty store). `doctor_target` becomes the arguments of `keel
+// doctor` for that server and table (the conninfo is repeated only when
+// --postgres gave it).
+inline keel::result<cli_store> open_postgres(const cli& c, const std::string& table, std::string& doctor_target) {
+#if KEEL_HAS_POSTGRES
+  auto cfg = postgres_config(c, table);
+  if (!cfg) return std::move(cfg).error();
+  if (c.fallback) cfg->fallback_to_memory = true;
+  cfg->log = [](std::string_view) {};
+  const char* env_table = std::getenv("KEEL_POSTGRES_TABLE");  // what `keel doctor` takes without --table
+  doctor_target = c.postgres.empty() ? "" : "--postgres " + shell_quoted(c.postgres);
+  if (cfg->postgres.table != (env_table && *env_table ? std::string(env_table) : std::string("keel")))
+    doctor_target += (doctor_target.empty() ? "" : " ") + std::string("--table ") + shell_quoted(cfg->postgres.table);
+  if (doctor_target.empty()) doctor_target = "(with KEEL_POSTGRES set)";
+  return keel::open_store<cli_store>(*cfg);
 #else
   (void)c, (void)table, (void)doctor_target;
   return keel::error(keel::errc::invalid_argument, no_postgres_backend("--postgres"));

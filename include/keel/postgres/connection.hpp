@@ -97,6 +97,19 @@ inline std::string describe_hosts(const std::string& conninfo) {
   return "host=" + host + (port.empty() ? "" : " port=" + port);
 }
 
+// Why libpq cannot parse `conninfo` (its message), or nullopt when it can.
+inline std::optional<std::string> conninfo_parse_error(const std::string& conninfo) {
+  char* err = nullptr;
+  PQconninfoOption* parsed = PQconninfoParse(conninfo.c_str(), &err);
+  std::string message = trimmed(err);
+  if (err) PQfreemem(err);
+  if (parsed) {
+    PQconninfoFree(parsed);
+    return std::nullopt;
+  }
+  return message.empty() ? std::string("cannot parse it") : message;
+}
+
 // One connection to the server, with the store's statements prepared on it
 // as they are first used.
 class connection {

@@ -8,6 +8,8 @@
 
 namespace keel {
 
+class PostgresPolicy;  // <keel/postgres.hpp>
+
 struct postgres_options {
   // A libpq connection string ("host=db1 dbname=app user=app") or URI
   // ("postgresql://app@db1/app"). Several hosts with

@@ -56,6 +56,7 @@
 #include "connection.hpp"
 #include "errors.hpp"
 #include "options.hpp"
+#include "schema.hpp"
 #include "statements.hpp"
 
 namespace keel {
@@ -239,16 +240,8 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
     if (opts.conninfo.empty())
       return keel::error(errc::invalid_argument, "postgres: postgres_options::conninfo is empty (e.g. "
                                                  "\"host=db1 dbname=app\" or \"postgresql://app@db1/app\")");
-    {
-      char* err = nullptr;
-      PQconninfoOption* parsed = PQconninfoParse(opts.conninfo.c_str(), &err);
-      std::string message = detail::pg::trimmed(err);
-      if (err) PQfreemem(err);
-      if (!parsed)
-        return keel::error(errc::invalid_argument, "postgres: bad conninfo: " +
-                                                       (message.empty() ? std::string("cannot parse it") : message));
-      PQconninfoFree(parsed);
-    }
+    if (auto bad = detail::pg::conninfo_parse_error(opts.conninfo))
+      return keel::error(errc::invalid_argument, "postgres: bad conninfo: " + *bad);
     if (opts.table.empty()) return keel::error(errc::invalid_argument, "postgres: postgres_options::table is empty");
     if (opts.page_size == 0 || opts.page_size > INT32_MAX)
       return keel::error(errc::invalid_argument, "postgres: postgres_options::page_size must be 1 to 2^31-1");
@@ -724,29 +717,12 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
       if (!created && create_why.sqlstate != "23505" && create_why.sqlstate != "42P07")
         return detail::pg::to_error(create_why, step::commits_write, "create table " + quoted_);
     }
-    auto cols = c.exec_params(detail::pg::columns_sql, {quoted_}, deadline(), &why);
-    if (!cols) return detail::pg::to_error(why, step::read, "open");
-    std::string shape;
-    bool ok = PQntuples(cols->get()) == 2;
-    for (int i = 0; i < PQntuples(cols->get()); ++i) {
-      const std::string name = PQgetvalue(cols->get(), i, 0), type = PQgetvalue(cols->get(), i, 1);
-      const bool not_null = std::string_view(PQgetvalue(cols->get(), i, 2)) == "t";
-      if (!shape.empty()) shape += ", ";
-      shape += name + " " + type + (not_null ? " not null" : "");
-      if (i == 0 && (name != "key" || type != "bytea")) ok = false;
-      if (i == 1 && (name != "value" || type != "bytea" || !not_null)) ok = false;
-    }
-    if (ok) {
-      auto pk = c.exec_params(detail::pg::primary_key_sql, {quoted_}, deadline(), &why);
-      if (!pk) return detail::pg::to_error(why, step::read, "open");
-      if (std::string_view(PQgetvalue(pk->get(), 0, 0)) != "1") {
-        ok = false;
-        shape += "; no primary key on key";
-      }
-    }
+    auto shape = detail::pg::read_table_shape(c, quoted_, deadline(), &why);
+    if (!shape) return detail::pg::to_error(why, step::read, "open");
+    const bool ok = shape->is_keel_table();
     if (!ok)
       return keel::error(errc::invalid_argument,
-                         "postgres: table " + quoted_ + " exists with columns (" + shape +
+                         "postgres: table " + quoted_ + " exists with columns (" + shape->describe() +
                              "); keel needs (key bytea primary key, value bytea not null). Nothing was altered: "
                              "choose another postgres_options::table, or move that table away");
     return {};
