@@ -83,7 +83,7 @@ class dump_writer {
     temp_ = path;
     temp_ += ".tmp-" + std::to_string(detail::current_process_id());
     if (auto e = file_.create(temp_)) {
-      auto err = detail::os_error(e, "cannot create '" + temp_.string() + "'");
+      auto err = detail::os_error(e, "cannot create '" + detail::path_text(temp_) + "'");
       temp_.clear();  // nothing for abandon() to remove
       return err;
     }
@@ -137,10 +137,10 @@ class dump_writer {
     info.file_bytes = written_;
     info.sorted = sorted_;
     if (owns_fd_) {
-      if (auto e = file_.sync()) return fail_io(e, "cannot fsync '" + temp_.string() + "'");
-      if (auto e = file_.close()) return fail_io(e, "cannot close '" + temp_.string() + "'");
+      if (auto e = file_.sync()) return fail_io(e, "cannot fsync '" + detail::path_text(temp_) + "'");
+      if (auto e = file_.close()) return fail_io(e, "cannot close '" + detail::path_text(temp_) + "'");
       if (auto e = detail::replace_file(temp_, path_)) {
-        return fail_io(e, "cannot rename '" + temp_.string() + "' to '" + path_.string() + "'");
+        return fail_io(e, "cannot rename '" + detail::path_text(temp_) + "' to '" + detail::path_text(path_) + "'");
       }
       temp_.clear();
       if (auto r = detail::sync_directory(path_.parent_path()); !r) return r.error();
@@ -188,7 +188,7 @@ class dump_writer {
   }
   result<void> drain() {
     if (auto e = file_.write_all(out_.data(), out_.size())) {
-      return detail::os_error(e, "cannot write dump '" + path_.string() + "'");
+      return detail::os_error(e, "cannot write dump '" + detail::path_text(path_) + "'");
     }
     out_.clear();
     return {};
@@ -231,7 +231,7 @@ class dump_reader {
   // of stdin); empty: its path, quoted.
   result<void> open(const std::filesystem::path& path, std::string_view source_name = {}) {
     path_ = path;
-    name_ = source_name.empty() ? "'" + path.string() + "'" : std::string(source_name);
+    name_ = source_name.empty() ? "'" + detail::path_text(path) + "'" : std::string(source_name);
     dump_name_ = source_name.empty() ? "dump " + name_ : "the dump on " + name_;
     if (auto e = file_.open_read(path)) return detail::os_error(e, "cannot open " + dump_name_);
     file_size_ = file_.regular_size().value_or(0);

@@ -238,7 +238,7 @@ result<Store> open_store(const store_config& config) {
   const std::string memory_fate =
       config.memory.persist_path.empty()
           ? std::string("data will NOT be persisted")
-          : "data will be saved to '" + config.memory.persist_path.string() + "' (every acknowledged write is logged)";
+          : "data will be saved to '" + detail::path_text(config.memory.persist_path) + "' (every acknowledged write is logged)";
 
   if (config.preferred == backend::memory) {
     return open_memory("opened the memory backend (as configured); " + memory_fate);
@@ -253,7 +253,7 @@ result<Store> open_store(const store_config& config) {
         if (!config.fallback_to_memory) return std::move(h).error();
         return keel::error(h.error().code(), h.error().message() + " [no fallback: a hybrid store never falls back]");
       }
-      log("opened the hybrid store at '" + ho.path.string() + "' (its data is in its " + h->stats()->tier + " tier)");
+      log("opened the hybrid store at '" + detail::path_text(ho.path) + "' (its data is in its " + h->stats()->tier + " tier)");
       return Store(std::move(*h), {{backend::hybrid, std::nullopt}});
     } else {
       return keel::error(errc::invalid_argument,
@@ -319,7 +319,7 @@ result<Store> open_store(const store_config& config) {
   const bool existing_data = before.may_hold_data();
   auto r = rocks_backend::open(ro);
   if (r) {
-    log("opened the rocksdb backend at '" + ro.path.string() + "'");
+    log("opened the rocksdb backend at '" + detail::path_text(ro.path) + "'");
     return Store(std::move(*r), {{backend::rocksdb, std::nullopt}});
   }
   keel::error failure = std::move(r).error();
@@ -331,8 +331,8 @@ result<Store> open_store(const store_config& config) {
     // Not worth a word when enabling the fallback would have changed nothing.
     if (!config.fallback_to_memory && !config.would_fall_back_if_enabled(code, existing_data)) return failure;
     const std::string what = before.what == detail::db_dir_state::kind::unknown
-                                 ? "keel cannot look inside '" + ro.path.string() + "', so it may hold a database"
-                                 : "'" + ro.path.string() + "' holds a database (" + detail::join_names(before.files) +
+                                 ? "keel cannot look inside '" + detail::path_text(ro.path) + "', so it may hold a database"
+                                 : "'" + detail::path_text(ro.path) + "' holds a database (" + detail::join_names(before.files) +
                                        ")";
     std::string why = !config.fallback_to_memory ? "fallback to memory is not enabled"
                       : code == errc::corruption || code == errc::already_open_in_process
@@ -344,7 +344,7 @@ result<Store> open_store(const store_config& config) {
   }
   std::string line = "falling back to the memory backend because rocksdb could not open (" +
                      std::string(to_string(code)) + "); " + memory_fate;
-  if (existing_data) line += "; the database at '" + ro.path.string() + "' exists and is NOT being used";
+  if (existing_data) line += "; the database at '" + detail::path_text(ro.path) + "' exists and is NOT being used";
   return open_memory(std::move(line));
 }
 

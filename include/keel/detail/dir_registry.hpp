@@ -76,7 +76,7 @@ class dir_registry {
     dir_identity id = identify(dir, err);
     if (err) {
       return keel::error(is_permission_error(err) ? errc::permission_denied : errc::io_error,
-                         "cannot stat '" + dir.string() + "': " + system_message(err.code));
+                         "cannot stat '" + path_text(dir) + "': " + system_message(err.code));
     }
     std::lock_guard lock(mutex_);
     auto [it, inserted] = open_.try_emplace(id, entry{dir.string(), 0});
@@ -89,7 +89,7 @@ class dir_registry {
       ++e.readers;
       return claim(id);
     }
-    const std::string where = "'" + dir.string() + "'";
+    const std::string where = "'" + path_text(dir) + "'";
     if (e.readers == 0 && m == mode::read_only) {
       return keel::error(errc::already_open_in_process,
                          "cannot open " + where + " read-only: it is already open read-write in this process (opened as '" +

@@ -32,11 +32,11 @@
 #include <utility>
 #include <vector>
 
+#include "platform_file.hpp"
+
 #if defined(_WIN32)
 #include "windows.hpp"
 #include <restartmanager.h>
-
-#include "platform_file.hpp"
 #else
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -438,7 +438,7 @@ inline lock_state query_lock(const std::filesystem::path& lock_file, bool may_op
     try {
         std::error_code ec;
         if (!std::filesystem::exists(lock_file, ec)) {
-            if (ec) s.note = "'" + lock_file.string() + "' cannot be inspected: " + ec.message() + ".";
+            if (ec) s.note = "'" + path_text(lock_file) + "' cannot be inspected: " + ec.message() + ".";
             else s.held = false;
             return s;
         }
