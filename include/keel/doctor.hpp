@@ -39,7 +39,7 @@
 #include "detail/db_files.hpp"
 #include "detail/lock_diagnosis.hpp"
 #include "detail/platform_file.hpp"
-#include "detail/rocks_error.hpp"
+#include "rocksdb/errors.hpp"
 
 namespace keel {
 

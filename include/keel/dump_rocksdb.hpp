@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "any_store.hpp"
-#include "detail/rocks_error.hpp"
+#include "rocksdb/errors.hpp"
 #include "dump.hpp"
 #include "rocksdb.hpp"
 

@@ -1,4 +1,4 @@
-// keel::detail: the info log keel gives RocksDB (rocksdb::Options::info_log).
+// keel::detail (RocksDB backend): the info log keel gives RocksDB (rocksdb::Options::info_log).
 //
 // Why: RocksDB's own info log (PosixLogger, Debian's 7.8.3 built with
 // assertions on) aborts the process on the line after one failed append

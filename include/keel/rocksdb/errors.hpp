@@ -1,8 +1,21 @@
-// keel::detail: turning a rocksdb::Status into a keel::error.
+// keel::detail (RocksDB backend): turning a rocksdb::Status into a
+// keel::error. One job: the mapping, for DB::Open (rocks_open_error) and for
+// operations on an open DB (rocks_op_error); also used by the disk doctor
+// (doctor.hpp) and by SST import (dump_rocksdb.hpp).
 //
 // RocksDB gives lock failures no distinct code or subcode, so they are told
-// apart by message text (see shared/design/rocksdb-facts.md), then explained
-// with what the OS can tell: the holder's PID, the filesystem's name.
+// apart by message text, then explained with what the OS can tell (the
+// holder's PID, the filesystem's name). The texts, from RocksDB 7.8:
+//   "lock hold by current process ... <dir>/LOCK: No locks available"
+//       RocksDB's own process-wide map of locked paths (keyed by the path
+//       string): the directory is open in this process outside keel;
+//   "While lock file: <dir>/LOCK: <strerror>"
+//       fcntl(F_SETLK) on LOCK failed: EAGAIN/EACCES another process holds it,
+//       ENOLCK/EOPNOTSUPP/ENOSYS the filesystem has no working locks;
+//   "Failed to create lock file: <dir>/LOCK: ..."
+//       Windows: LOCK is opened with share mode 0 (docs/platforms.md).
+// Thread safety: free functions without shared state. Messages show paths
+// through path_text().
 #pragma once
 
 #include <rocksdb/status.h>
@@ -15,9 +28,9 @@
 #include <system_error>
 
 #include "../error.hpp"
-#include "db_files.hpp"
-#include "dir_registry.hpp"
-#include "lock_diagnosis.hpp"
+#include "../detail/db_files.hpp"
+#include "../detail/lock_diagnosis.hpp"
+#include "../detail/platform_file.hpp"
 
 namespace keel::detail {
 
@@ -39,7 +52,7 @@ inline std::string named_bad_file(std::string_view text, const std::filesystem::
     std::error_code ec;
     if (!file.has_filename() || !std::filesystem::equivalent(file.parent_path(), dir, ec) || ec) continue;
     is_directory = tail == ": Is a directory";
-    return file.filename().string();
+    return path_text(file.filename());
   }
   return {};
 }
@@ -49,7 +62,7 @@ inline std::string named_bad_file(std::string_view text, const std::filesystem::
 inline keel::error damaged_file_error(const std::filesystem::path& dir, const std::string& file, bool is_directory,
                                       std::string_view cause = {}) {
   return {errc::corruption,
-          "cannot open '" + dir.string() + "': the database is damaged: '" + file + "', a file it needs, " +
+          "cannot open '" + path_text(dir) + "': the database is damaged: '" + file + "', a file it needs, " +
               (is_directory ? "is a directory, not a file" : "is missing") +
               (cause.empty() ? std::string() : " (RocksDB: " + std::string(cause) + ")") +
               ". Keep a copy of the directory before anything else; restore it from a backup, or repair a copy of "
@@ -88,7 +101,7 @@ inline std::string no_space_write_advice(const std::filesystem::path& dir) {
 // A failure of DB::Open or DB::OpenForReadOnly on `dir`.
 inline keel::error rocks_open_error(const rocksdb::Status& s, const std::filesystem::path& dir) {
   const std::string text = s.ToString();
-  const std::string where = "'" + dir.string() + "'";
+  const std::string where = "'" + path_text(dir) + "'";
   const std::filesystem::path lock_file = dir / "LOCK";
 
   // A file the database needs is missing or is not a file. RocksDB calls it
@@ -127,7 +140,7 @@ inline keel::error rocks_open_error(const rocksdb::Status& s, const std::filesys
         if (!h->command.empty()) holder += " (" + h->command + ")";
       }
       return {errc::lock_held_by_other_process,
-              "cannot open " + where + ": " + holder + " has it open (it holds the lock on '" + lock_file.string() +
+              "cannot open " + where + ": " + holder + " has it open (it holds the lock on '" + path_text(lock_file) +
                   "'). Close it there, or stop that process; do not delete the LOCK file, that would let two "
                   "writers corrupt the database"};
     }
@@ -155,7 +168,7 @@ inline keel::error rocks_open_error(const rocksdb::Status& s, const std::filesys
         if (!lock.holder->command.empty()) holder += " (" + lock.holder->command + ")";
       }
       return {errc::lock_held_by_other_process,
-              "cannot open " + where + ": " + holder + " has it open (it holds '" + lock_file.string() + "')" +
+              "cannot open " + where + ": " + holder + " has it open (it holds '" + path_text(lock_file) + "')" +
                   (lock.holder ? std::string() : " [" + lock.note + "]") +
                   ". Close it there, or stop that process; do not delete the LOCK file, that would let two "
                   "writers corrupt the database (RocksDB: " + text + ")"};
@@ -189,7 +202,7 @@ inline keel::error rocks_open_error(const rocksdb::Status& s, const std::filesys
 
 // A failure of an operation on an open DB.
 inline keel::error rocks_op_error(const rocksdb::Status& s, std::string_view op, const std::filesystem::path& dir) {
-  std::string text = std::string(op) + " on '" + dir.string() + "' failed: " + s.ToString();
+  std::string text = std::string(op) + " on '" + path_text(dir) + "' failed: " + s.ToString();
   if (s.IsNoSpace() || contains_text(text, "No space left on device")) {
     return {errc::no_space, std::move(text) + no_space_write_advice(dir)};
   }

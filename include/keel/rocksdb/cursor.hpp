@@ -1,0 +1,294 @@
+// keel::detail (RocksDB backend): rocks_cursor, the read-ahead cursor of a
+// RocksPolicy (its cursor_type derives from it).
+//
+// A cursor reads ahead: each refill takes the cursor's mutex once and copies
+// the next chunk of entries (1, then doubling up to 128) out of the RocksDB
+// iterator, so a step usually costs an index increment instead of a lock and
+// two string copies. The copies keep the views handed out (key(), value(),
+// fill()'s runs) valid even if another thread closes the store meanwhile:
+// close() deletes the iterator (under the cursor's mutex), and the next
+// refill, or any step after close() began, reports errc::closed.
+//
+// Thread safety: a cursor is movable and used by one thread at a time; close()
+// may run concurrently from another thread. Ownership: a cursor keeps the
+// handle (and through it its store) and the snapshot it reads alive; the
+// iterator is released when the cursor goes, or by close(). Errors: a failed
+// cursor (a closed store, a released snapshot) is empty with error() set; an
+// iterator error is reported after the entries read before it.
+#pragma once
+
+#include <rocksdb/db.h>
+#include <rocksdb/iterator.h>
+#include <rocksdb/options.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "../contract.hpp"
+#include "../error.hpp"
+#include "../key_range.hpp"
+#include "errors.hpp"
+#include "open.hpp"
+
+namespace keel::detail {
+
+// The state of one cursor, on the heap (never moved: the iterator reads its
+// bounds through pointers). Shared by the cursor and, through
+// rocks_handle::live_cursors, by close(), which deletes the iterator under
+// `mutex`. Lock order: handle lifecycle -> handle live_mutex -> mutex.
+//
+// The cursor reads ahead: each refill takes the mutex once and copies the
+// next `chunk` entries (1, then doubling up to 128) into `buf`, so a step
+// usually costs an index increment instead of a lock and two string copies.
+// The copies keep the views handed out valid even if close() deletes the
+// iterator meanwhile.
+struct rocks_cursor_state {
+  using item = cursor_entry;   // views into buf
+  static constexpr std::size_t max_chunk = 128;
+
+  std::mutex mutex;
+  std::unique_ptr<rocksdb::Iterator> iterator;  // null once released
+  std::string lower, upper;                     // iterate bounds: must outlive the iterator
+  rocksdb::Slice lower_slice, upper_slice;
+  std::unique_ptr<char[]> buf;                  // copies of the entries read ahead
+  std::size_t buf_used = 0, buf_capacity = 0;
+  std::array<item, max_chunk> items;            // the entries read ahead: items[0, count)
+  std::size_t count = 0;
+  std::size_t pos = 0;                          // current entry: items[pos]
+  std::size_t chunk = 1;                        // entries per refill
+  bool at_end = false;                          // the iterator has no more entries
+  std::optional<keel::error> pending;           // its error, reported after the buffered entries
+  bool reversed = false;
+  bool valid = false;
+  std::optional<keel::error> error;
+
+  // Replaces buf/items with copies of up to `chunk` entries from the
+  // iterator, which is positioned on the first of them; leaves it on the one
+  // after. This runs once per entry scanned: the loop keeps its state in
+  // locals (registers across the calls into RocksDB's iterator), copies each key
+  // and value with copy_bytes, and records the entry as views into buf.
+  template <bool Reverse>
+  void copy_chunk() {
+    rocksdb::Iterator& it = *iterator;
+    item* out = items.data();
+    char* b = buf.get();
+    std::size_t used = 0, cap = buf_capacity, n = 0;
+    const std::size_t limit = chunk;
+    while (n < limit && it.Valid()) {
+      const rocksdb::Slice k = it.key(), v = it.value();
+      const std::size_t need = used + k.size() + v.size();
+      if (need > cap) {
+        const char* old = b;
+        b = grow(used, need);
+        cap = buf_capacity;
+        for (std::size_t i = 0; i < n; ++i)   // rare: the views so far move with the bytes
+          out[i] = {std::string_view(b + (out[i].key.data() - old), out[i].key.size()),
+                    std::string_view(b + (out[i].value.data() - old), out[i].value.size())};
+      }
+      out[n++] = {std::string_view(b + used, k.size()), std::string_view(b + used + k.size(), v.size())};
+      copy_bytes(b + used, k.data(), k.size());
+      copy_bytes(b + used + k.size(), v.data(), v.size());
+      used = need;
+      if constexpr (Reverse) it.Prev();
+      else it.Next();
+    }
+    count = n;
+    buf_used = used;
+  }
+  // memcpy, with the short sizes most keys have (4-16 bytes) done inline as
+  // two overlapping fixed-size moves instead of a call.
+  static void copy_bytes(char* to, const char* from, std::size_t n) noexcept {
+    if (n >= 8 && n <= 16) {
+      std::uint64_t head, tail;
+      std::memcpy(&head, from, 8);
+      std::memcpy(&tail, from + n - 8, 8);
+      std::memcpy(to, &head, 8);
+      std::memcpy(to + n - 8, &tail, 8);
+    } else if (n >= 4 && n < 8) {
+      std::uint32_t head, tail;
+      std::memcpy(&head, from, 4);
+      std::memcpy(&tail, from + n - 4, 4);
+      std::memcpy(to, &head, 4);
+      std::memcpy(to + n - 4, &tail, 4);
+    } else if (n != 0) {
+      std::memcpy(to, from, n);
+    }
+  }
+  // A buffer of at least `need` bytes holding the first `used` bytes of buf.
+  char* grow(std::size_t used, std::size_t need) {
+    const std::size_t cap = std::max(need, 2 * buf_capacity);
+    auto bigger = std::make_unique_for_overwrite<char[]>(cap);
+    if (used) std::memcpy(bigger.get(), buf.get(), used);
+    buf = std::move(bigger);
+    buf_capacity = cap;
+    return buf.get();
+  }
+};
+
+// A cursor over the RocksDB backend. Movable, single-threaded use.
+class rocks_cursor {
+ public:
+  rocks_cursor(rocks_cursor&&) noexcept = default;
+  rocks_cursor& operator=(rocks_cursor&&) noexcept = default;
+  ~rocks_cursor() { release(); }
+
+  // A cursor over `range` of the handle's DB, or of the snapshot `snap` when
+  // given. Fails (an empty cursor with errc::closed) once close() has begun
+  // or the snapshot was released.
+  static rocks_cursor open(std::shared_ptr<const rocks_handle> handle, const key_range& range,
+                           std::shared_ptr<const rocks_snapshot_view> snap) {
+    auto state = std::make_unique<rocks_cursor_state>();
+    state->reversed = range.is_reversed();
+    std::shared_lock<std::shared_mutex> lifecycle;
+    if (!handle->enter(lifecycle) || (snap && !snap->snap)) return failed(handle->closed());
+    if (range.is_empty()) return rocks_cursor(std::move(handle), nullptr, std::move(state));
+
+    // The bounds are read through pointers for the iterator's whole life: they
+    // live in the (heap-allocated, never moved) cursor state.
+    rocksdb::ReadOptions ro;
+    if (range.lower()) {
+      state->lower = *range.lower();
+      state->lower_slice = rocksdb::Slice(state->lower.data(), state->lower.size());
+      ro.iterate_lower_bound = &state->lower_slice;
+    }
+    if (range.upper()) {
+      state->upper = *range.upper();
+      state->upper_slice = rocksdb::Slice(state->upper.data(), state->upper.size());
+      ro.iterate_upper_bound = &state->upper_slice;
+    }
+    if (snap) ro.snapshot = snap->snap;
+    state->iterator.reset(handle->db->NewIterator(ro));
+    rocksdb::Iterator& it = *state->iterator;
+    if (!state->reversed) {
+      if (range.lower())
+        it.Seek(state->lower_slice);
+      else
+        it.SeekToFirst();
+    } else if (range.upper()) {
+      it.SeekForPrev(state->upper_slice);
+      if (it.Valid() && it.key() == state->upper_slice) it.Prev();
+    } else {
+      it.SeekToLast();
+    }
+    {
+      std::lock_guard live(handle->live_mutex);
+      handle->live_cursors.insert(state.get());
+    }
+    rocks_cursor c(std::move(handle), std::move(snap), std::move(state));
+    c.read_ahead();
+    return c;
+  }
+  // An empty cursor reporting `e`.
+  static rocks_cursor failed(keel::error e) {
+    auto state = std::make_unique<rocks_cursor_state>();
+    state->error = std::move(e);
+    return rocks_cursor(nullptr, nullptr, std::move(state));
+  }
+
+  bool valid() const noexcept { return state_->valid; }
+  std::string_view key() const noexcept { return state_->items[state_->pos].key; }
+  std::string_view value() const noexcept { return state_->items[state_->pos].value; }
+  const std::optional<keel::error>& error() const noexcept { return state_->error; }
+
+  void next() {
+    if (!state_->valid) return;
+    if (handle_->closing.load(std::memory_order_acquire)) return stop(handle_->closed());
+    if (++state_->pos < state_->count) return;
+    if (state_->at_end) {
+      state_->valid = false;
+      state_->error = std::move(state_->pending);
+      return;
+    }
+    std::lock_guard lock(state_->mutex);
+    if (!state_->iterator) return stop(handle_->closed());
+    read_ahead();
+  }
+
+  // The optional run_cursor members (contract.hpp): a run is the entries read
+  // ahead and not yet handed out, as views into the read-ahead buffer (valid
+  // until the next fill(), which may refill it). Once walked by fill(), the
+  // cursor is walked by fill() only.
+  std::size_t fill(std::span<cursor_entry> out) {
+    rocks_cursor_state& st = *state_;
+    if (!st.valid || out.empty()) return 0;
+    if (handle_->closing.load(std::memory_order_acquire)) {
+      stop(handle_->closed());
+      return 0;
+    }
+    if (st.pos == st.count) {   // every entry read ahead was handed out
+      if (st.at_end) {
+        st.valid = false;
+        st.error = std::move(st.pending);
+        return 0;
+      }
+      std::lock_guard lock(st.mutex);
+      if (!st.iterator) {
+        stop(handle_->closed());
+        return 0;
+      }
+      read_ahead();
+      if (!st.valid) return 0;
+    }
+    const std::size_t n = std::min(out.size(), st.count - st.pos);
+    std::copy_n(st.items.data() + st.pos, n, out.data());
+    st.pos += n;
+    return n;
+  }
+  // Precondition: not a failed cursor (one that fill() gave entries).
+  const std::atomic<bool>& open_flag() const noexcept { return handle_->open; }
+
+ private:
+  rocks_cursor(std::shared_ptr<const rocks_handle> handle, std::shared_ptr<const void> snap,
+               std::unique_ptr<rocks_cursor_state> state)
+      : handle_(std::move(handle)), snap_(std::move(snap)), state_(std::move(state)) {}
+
+  // Copies the next chunk of entries from the iterator, which is positioned
+  // on the first of them. Called with state_->mutex held (or before the
+  // cursor is shared).
+  void read_ahead() {
+    rocks_cursor_state& st = *state_;
+    rocksdb::Iterator& it = *st.iterator;
+    st.pos = 0;
+    if (st.reversed) st.copy_chunk<true>();
+    else st.copy_chunk<false>();
+    if (!it.Valid()) {
+      st.at_end = true;
+      if (!it.status().ok()) st.pending = rocks_op_error(it.status(), "scan", handle_->path);
+    }
+    st.chunk = std::min(st.chunk * 2, rocks_cursor_state::max_chunk);
+    st.valid = st.count != 0;
+    if (!st.valid) st.error = std::move(st.pending);
+  }
+  void stop(keel::error e) {
+    state_->valid = false;
+    state_->error = std::move(e);
+  }
+  void release() noexcept {
+    if (!state_ || !handle_) return;
+    std::shared_lock lifecycle(handle_->lifecycle);
+    {
+      std::lock_guard live(handle_->live_mutex);
+      handle_->live_cursors.erase(state_.get());
+    }
+    std::lock_guard lock(state_->mutex);
+    state_->iterator.reset();  // the DB is open (or the iterator is already gone)
+  }
+
+  std::shared_ptr<const rocks_handle> handle_;  // null for a failed cursor
+  std::shared_ptr<const void> snap_;            // keeps the snapshot a cursor reads alive
+  std::unique_ptr<rocks_cursor_state> state_;
+};
+
+}  // namespace keel::detail

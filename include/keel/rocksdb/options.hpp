@@ -1,0 +1,49 @@
+// keel: rocks_options, what RocksPolicy<Tuning>::open takes (a plain
+// struct: copy it freely; the store keeps its own copy). Defaults: created
+// if missing, read-write, writes acknowledged before the WAL is synced, the
+// WAL synced at close().
+#pragma once
+
+#include <rocksdb/env.h>
+#include <rocksdb/options.h>
+
+#include <filesystem>
+#include <functional>
+
+namespace keel {
+
+struct rocks_options {
+  // The database directory. Created (with missing parents) when
+  // create_if_missing is true.
+  std::filesystem::path path{};
+  bool create_if_missing = true;
+  // Open with rocksdb::DB::OpenForReadOnly: no LOCK is taken (the LOCK file is
+  // not even opened), so it works while another process has the database
+  // open read-write, and never disturbs that process's lock. The store reads
+  // the state as of its open: later writes by the other process are not seen
+  // (reopen to see them). Every write (put, erase, write, ...) returns
+  // errc::read_only. Nothing is created: create_if_missing is ignored, and a
+  // missing directory, or one with no database in it, is errc::not_found.
+  // sync_writes and sync_on_close do not apply. In this process a directory
+  // is open either read-write once or read-only any number of times
+  // (already_open_in_process otherwise; see detail/dir_registry.hpp).
+  bool read_only = false;
+  // Every write waits until the WAL is fsynced: acknowledged writes survive a
+  // power loss. Off: they survive a process crash, not a machine crash.
+  bool sync_writes = false;
+  // close() fsyncs the WAL before closing, so everything written before a
+  // successful close() survives a power loss even without sync_writes.
+  bool sync_on_close = true;
+  // Not owned; must outlive the store. For tests (fault injection) and for
+  // RocksDB without disk (rocksdb::NewMemEnv). nullptr: Env::Default().
+  rocksdb::Env* env = nullptr;
+  // Last word on the options, applied after the tuning and after keel has
+  // set Options::info_log: a read-write open with the default Env gets keel's
+  // info log (rocksdb/info_log.hpp: the same <path>/LOG, previous one kept
+  // as LOG.old.<microseconds>, lines it cannot write on a full disk dropped,
+  // where RocksDB's own logger aborts the process). To get RocksDB's own
+  // logger back: `o.info_log = nullptr;` here (it then honours db_log_dir).
+  std::function<void(rocksdb::Options&)> customize{};
+};
+
+}  // namespace keel

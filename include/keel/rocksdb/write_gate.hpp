@@ -1,0 +1,124 @@
+// keel::detail (RocksDB backend): rocks_write_gate, the gate every write of a
+// RocksPolicy passes, and the WAL-failure guard that sits in it.
+//
+// The gate: a shared_mutex. Plain writes (put, erase, a batch) hold it shared,
+// so they still reach RocksDB together and RocksDB's group commit merges them
+// into one WAL write. Transaction begins and commits, and batches with an
+// open-ended erase_range (resolved against the keys present), hold it
+// exclusively, so that a commit's validation and the write it allows are one
+// step, and no writer slips a key in meanwhile. Taken after the handle's
+// lifecycle lock (rocksdb/open.hpp), before live_mutex.
+//
+// The guard: after a write that failed with an I/O error (ENOSPC, EIO),
+// RocksDB 7.8 may go on writing the same WAL file through its failed writer:
+// when it resumes (DB::Resume(), or on its own once 64 MiB are free) with an
+// empty memtable, it switches to no new WAL, and the next write reaches that
+// writer, where Debian's RocksDB (assertions on) aborts the process. So a
+// failed write records the WAL current then (check_write), and every later
+// write, flush and close-time sync is refused (refuse_after_wal_failure, with
+// the first error's code and an explanation) until RocksDB has moved to
+// another WAL (a resume that flushed a memtable does) or the store is
+// reopened. Cost while nothing failed: one atomic load per write.
+//
+// Thread safety: every member may be called concurrently; the guard's state
+// is under its own mutex (a leaf: nothing else is taken while it is held),
+// mirrored by an atomic flag for the fast path. Calls that take a
+// rocksdb::DB& need it open (inside the handle's enter()).
+#pragma once
+
+#include <rocksdb/db.h>
+#include <rocksdb/transaction_log.h>
+#include <rocksdb/write_batch.h>
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+
+#include "../detail/platform_file.hpp"
+#include "../error.hpp"
+#include "errors.hpp"
+
+namespace keel::detail {
+
+// Syncs every live WAL file of `db`, as FlushWAL(true) does, but checks the
+// DB's background error first: a synced write of an empty batch. After a
+// failed WAL append (EIO, ENOSPC) FlushWAL/SyncWAL reach the failed log
+// writer, and Debian's RocksDB (assertions on) aborts the process there; the
+// empty write returns the background error instead.
+inline rocksdb::Status rocks_sync_wal(rocksdb::DB& db) {
+  rocksdb::WriteOptions sync_options;
+  sync_options.sync = true;
+  rocksdb::WriteBatch empty;
+  return db.Write(sync_options, &empty);
+}
+
+class rocks_write_gate {
+ public:
+  // Plain writes: shared. Commits, transaction begins, batches with an
+  // open-ended erase_range: exclusive.
+  std::shared_lock<std::shared_mutex> shared() const { return std::shared_lock(gate_); }
+  std::unique_lock<std::shared_mutex> exclusive() const { return std::unique_lock(gate_); }
+
+  // The refusal for `op` on the database in `dir` while a failed WAL is still
+  // current; nullopt when writing is safe.
+  std::optional<keel::error> refuse_after_wal_failure(rocksdb::DB& db, std::string_view op,
+                                                      const std::filesystem::path& dir) const {
+    if (!wal_failed_.load(std::memory_order_acquire)) return std::nullopt;
+    std::lock_guard lock(wal_failure_mutex_);
+    if (!wal_failure_) return std::nullopt;
+    if (wal_failure_->wal) {
+      if (const std::optional<std::uint64_t> now = current_wal(db); now && *now != *wal_failure_->wal) {
+        wal_failure_.reset();  // RocksDB writes a new WAL: the failed writer is gone
+        wal_failed_.store(false, std::memory_order_release);
+        return std::nullopt;
+      }
+    }
+    std::string text = std::string(op) + " on '" + path_text(dir) +
+                       "' refused: an earlier write failed and RocksDB would write again to the WAL file that failed "
+                       "(RocksDB 7.8 aborts the process there); close() the store and open it again";
+    if (wal_failure_->error == errc::no_space) text += " once some space is free";
+    return keel::error(wal_failure_->error.code(), text + ". The first error: " + wal_failure_->error.message());
+  }
+
+  // The result of write `op`'s status `s` (rocks_op_error when it failed);
+  // a failed write with an I/O error records the WAL current now.
+  result<void> check_write(rocksdb::DB& db, const rocksdb::Status& s, std::string_view op,
+                           const std::filesystem::path& dir) const {
+    if (s.ok()) return {};
+    keel::error e = rocks_op_error(s, op, dir);
+    if (s.IsIOError()) {
+      std::lock_guard lock(wal_failure_mutex_);
+      if (!wal_failure_) {
+        wal_failure_ = wal_failure{current_wal(db), e};
+        wal_failed_.store(true, std::memory_order_release);
+      }
+    }
+    return e;
+  }
+
+ private:
+  struct wal_failure {
+    std::optional<std::uint64_t> wal;  // the WAL's number; nullopt: unknown (refuse until reopened)
+    keel::error error;                 // the write's error
+  };
+  static std::optional<std::uint64_t> current_wal(rocksdb::DB& db) {
+    std::unique_ptr<rocksdb::LogFile> wal;
+    if (!db.GetCurrentWalFile(&wal).ok() || !wal) return std::nullopt;
+    return wal->LogNumber();
+  }
+
+  mutable std::shared_mutex gate_;
+  // A write failed with an I/O error and its WAL may still be current. The
+  // flag mirrors wal_failure_.has_value().
+  mutable std::atomic<bool> wal_failed_{false};
+  mutable std::mutex wal_failure_mutex_;
+  mutable std::optional<wal_failure> wal_failure_;  // guarded by wal_failure_mutex_
+};
+
+}  // namespace keel::detail
