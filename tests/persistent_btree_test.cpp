@@ -4,7 +4,7 @@
 
 #include <doctest/doctest.h>
 
-#include <keel/detail/persistent_btree.hpp>
+#include <keel/memory/btree.hpp>
 
 #include <algorithm>
 #include <atomic>

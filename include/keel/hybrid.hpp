@@ -55,7 +55,7 @@
 
 #include "detail/background_worker.hpp"
 #include "detail/conflict_tracker.hpp"
-#include "detail/memory_log.hpp"
+#include "detail/file_lock.hpp"
 #include "detail/platform_file.hpp"
 #include "detail/writer_preferring_gate.hpp"
 #include "memory.hpp"
@@ -294,7 +294,7 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
       return keel::error(ec == std::errc::permission_denied ? errc::permission_denied : errc::io_error,
                          "hybrid store: cannot create '" + detail::path_text(opts.path) + "': " + ec.message());
     }
-    auto lock = detail::log_io::file_lock::acquire(layout.lock(), opts.path);
+    auto lock = detail::file_lock::acquire(layout.lock(), opts.path);
     if (!lock) return lock.error();
     auto p = std::make_shared<HybridPolicy>(private_tag{}, opts);
     p->lock_ = std::move(*lock);
@@ -803,7 +803,7 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
 
   hybrid_options opts_;
   detail::hybrid_layout layout_;
-  detail::log_io::file_lock lock_;
+  detail::file_lock lock_;
   // Both kept until the store is destroyed (closed by close()): small_ keeps
   // serving the snapshots and cursors taken before a move.
   std::shared_ptr<Small> small_;

@@ -1,4 +1,4 @@
-// keel::detail: an immutable, persistent (path-copying) B+tree mapping byte
+// keel/memory/btree.hpp - an immutable, persistent (path-copying) B+tree mapping byte
 // strings to byte strings. It is the data structure behind keel's in-memory
 // backend.
 //
@@ -113,7 +113,7 @@ class persistent_btree;
 // followed by the key bytes and then the value bytes. Immutable, refcounted.
 //
 // The value may be held compressed (the memory backend's value compression,
-// detail/value_codec.hpp): then value() is the compressed bytes, codec() the
+// memory/compression.hpp): then value() is the compressed bytes, codec() the
 // slot (1-255) of the codec that compressed it in its owner's table, and
 // raw_size() the size it decompresses to. The tree itself never decodes.
 class pb_entry {

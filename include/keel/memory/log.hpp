@@ -1,4 +1,4 @@
-// keel/detail/memory_log.hpp - the write-ahead log of a persisted memory store
+// keel/memory/log.hpp - the write-ahead log of a persisted memory store
 // (memory_options::persist_path). Needs no RocksDB headers.
 //
 // Files, for a store persisted at FILE (docs/durability.md):
@@ -63,12 +63,11 @@
 #include <utility>
 #include <vector>
 
-#include "encoding.hpp"  // crc32c, put_u32/u64, varints
+#include "../detail/encoding.hpp"  // crc32c, put_u32/u64, varints
+#include "../detail/file_lock.hpp"
+#include "../detail/platform_file.hpp"
 #include "../error.hpp"
 #include "../key_range.hpp"
-#include "dir_registry.hpp"
-#include "lock_diagnosis.hpp"
-#include "platform_file.hpp"
 
 #if defined(__linux__)
 #include <fcntl.h>
@@ -184,96 +183,6 @@ class mapping {
  private:
   char* base_ = nullptr;
   std::uint64_t size_ = 0;
-};
-
-// An exclusive lock on a file (file::try_lock: fcntl on POSIX, LockFileEx on
-// Windows), for the life of the process's descriptor. Holds the file open:
-// on POSIX closing any descriptor of the file would drop the lock, so the
-// file is opened only after this process's registry claim says no other
-// store here has it.
-class file_lock {
- public:
-  file_lock() = default;
-  file_lock(file_lock&& o) noexcept : file_(std::move(o.file_)), claim_(std::move(o.claim_)) {}
-  file_lock& operator=(file_lock&& o) noexcept {
-    if (this != &o) {
-      release();
-      file_ = std::move(o.file_);
-      claim_ = std::move(o.claim_);
-    }
-    return *this;
-  }
-  ~file_lock() { release(); }
-  void release() noexcept {
-    (void)file_.close();  // drops the lock
-    claim_.release();
-  }
-
-  // Locks `lock_file` (created if missing) for the store persisted at `store_file`.
-  // Errors: already_open_in_process (another store in this process has it),
-  // lock_held_by_other_process (naming the holder's PID where the OS tells:
-  // Linux and the BSDs via find_lock_holder; on Windows the holder of a
-  // LockFileEx range cannot be asked for, so the message says "another
-  // process"), locks_unsupported (POSIX, naming the filesystem),
-  // not_found / permission_denied / io_error.
-  static result<file_lock> acquire(const std::filesystem::path& lock_file, const std::filesystem::path& store_file) {
-    static std::mutex opening;  // no two stores of this process race between stat, create and claim
-    std::lock_guard serial(opening);
-    const std::string where = "'" + path_text(store_file) + "'";
-    file_lock l;
-    std::error_code ec;
-    const bool present = std::filesystem::exists(lock_file, ec);
-    if (ec) return keel::error(errc::io_error, "cannot open " + where + ": cannot stat '" + path_text(lock_file) + "': " + ec.message());
-    if (!present) {
-      file created;
-      bool exists = false;
-      // A new file: nobody in this process can hold a lock on it yet, so closing it drops none.
-      if (auto e = created.create_new(lock_file, exists); e && !exists)
-        return os_error(e, "cannot open " + where + ": cannot create '" + path_text(lock_file) + "'");
-    }
-    auto claim = dir_registry::instance().acquire(lock_file);
-    if (!claim) {
-      if (claim.error() == errc::already_open_in_process) {
-        return keel::error(errc::already_open_in_process,
-                           "cannot open " + where + ": a store in this process has it open already (" +
-                               claim.error().message() + ")");
-      }
-      return claim.error();
-    }
-    l.claim_ = std::move(*claim);
-    if (auto e = l.file_.open_read_write(lock_file))
-      return os_error(e, "cannot open " + where + ": cannot open '" + path_text(lock_file) + "'");
-    bool busy = false;
-    const sys_error e = l.file_.try_lock(busy);
-    if (!e && !busy) return l;
-    if (busy) {
-      std::string holder = "another process";
-      if (auto h = find_lock_holder(lock_file, /*may_open_lock_file=*/false)) {
-        holder = "process " + std::to_string(h->pid);
-        if (!h->command.empty()) holder += " (" + h->command + ")";
-      }
-      return keel::error(errc::lock_held_by_other_process,
-                         "cannot open " + where + ": " + holder + " has it open (it holds the lock on '" +
-                             path_text(lock_file) +
-                             "'). Close it there, or stop that process; do not delete the lock file, that would "
-                             "let two writers corrupt the store");
-    }
-#if !defined(_WIN32)
-    const int c = static_cast<int>(e.code);
-    if (c == ENOLCK || c == ENOTSUP || c == EOPNOTSUPP || c == ENOSYS) {
-      std::string fs = filesystem_name(lock_file.parent_path().empty() ? "." : lock_file.parent_path());
-      return keel::error(errc::locks_unsupported,
-                         "cannot open " + where + ": the filesystem" + (fs.empty() ? std::string() : " (" + fs + ")") +
-                             " does not support file locks (" + std::strerror(c) +
-                             "). Put the file on a local filesystem or enable locking (e.g. lockd for NFS)");
-    }
-#endif
-    return os_error(e, "cannot open " + where + ": cannot lock '" + path_text(lock_file) + "'");
-  }
-
- private:
-  file file_;
-  dir_registry::claim claim_;
 };
 
 }  // namespace log_io
@@ -432,9 +341,9 @@ class memory_log {
   memory_log& operator=(const memory_log&) = delete;
   ~memory_log() = default;
 
-  // Locks the store's file (see log_io::file_lock). Nothing is read yet.
+  // Locks the store's file (see file_lock). Nothing is read yet.
   static result<std::unique_ptr<memory_log>> lock(const std::filesystem::path& file, bool sync_writes) {
-    auto l = log_io::file_lock::acquire(suffixed(file, ".lock"), file);
+    auto l = file_lock::acquire(suffixed(file, ".lock"), file);
     if (!l) return l.error();
     std::unique_ptr<memory_log> log(new memory_log(file, sync_writes));
     log->lock_ = std::move(*l);
@@ -677,7 +586,7 @@ class memory_log {
       if (digits.find_first_not_of("0123456789") != std::string::npos) continue;
       gens.push_back(std::stoull(digits));
     }
-    if (ec) return errno_error(ec.value(), "cannot list '" + directory().string() + "'");
+    if (ec) return errno_error(ec.value(), "cannot list '" + path_text(directory()) + "'");
     std::sort(gens.begin(), gens.end());
     return gens;
   }
@@ -743,7 +652,7 @@ class memory_log {
     return std::nullopt;
   }
   static keel::error corrupt(const std::filesystem::path& path, std::size_t pos, const std::string& what) {
-    return keel::error(errc::corruption, "memory store log '" + path.string() + "' is corrupted at offset " +
+    return keel::error(errc::corruption, "memory store log '" + path_text(path) + "' is corrupted at offset " +
                                              std::to_string(pos) + ": " + what +
                                              ". Nothing was loaded; restore the file from a backup, or move the "
                                              "log aside to open the store without the writes in it");
@@ -813,7 +722,7 @@ class memory_log {
   }
 
   keel::error sync_error(sys_error e) const {
-    return os_error(e, "fdatasync of the log of memory store '" + file_.string() +
+    return os_error(e, "fdatasync of the log of memory store '" + path_text(file_) +
                               "' failed; the store accepts no more writes (an fsync is never retried). Writes "
                               "acknowledged before are safe; close the store and open it again");
   }
@@ -828,7 +737,7 @@ class memory_log {
 
   std::filesystem::path file_;
   bool sync_writes_;
-  log_io::file_lock lock_;
+  file_lock lock_;
   // Replay and start.
   std::uint64_t max_gen_ = 0;
   std::optional<std::pair<std::filesystem::path, std::size_t>> torn_;

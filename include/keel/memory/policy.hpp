@@ -1,0 +1,554 @@
+// keel/memory/policy.hpp - MemoryPolicy, the memory backend's policy: the
+// contract methods (contract.hpp), each forwarding to the part that does the
+// job:
+//   versions.hpp     the current version, its publication and reclamation
+//                    (memory_versions, epoch_domain)
+//   btree.hpp        the persistent B+tree the versions are made of
+//   persistence.hpp  the persisted form: load, log appends and syncs, folds,
+//                    checkpoints, the saved dictionary (memory_persistence)
+//   log.hpp          the write-ahead log itself (memory_log)
+//   compression.hpp  value codecs and the background compression pass
+//                    (value_compression)
+// Needs no RocksDB headers.
+//
+// Lock order (a thread holding one may take only those after it):
+//   1. close_mutex_                    (here) serialises close() and
+//                                      release_persistence(), which stop the
+//                                      background threads first
+//   2. persistence_.save_mutex()       serialises folds and saves (flush, the
+//      or value_compression's mutex    background fold, close); the
+//                                      compression pass's mutex serialises
+//                                      passes and guards the codec table.
+//                                      The two are never held together.
+//   3. versions_.writers()             the writers' mutex: serialises writes
+//                                      and transaction begins; guards the
+//                                      retired versions and node pool
+//                                      (versions), the log encoder and
+//                                      released() (persistence), the raw-byte
+//                                      counts (compression), and orders log
+//                                      frames as versions are published
+//   4. inside the parts, never calling out: memory_log's sync mutex (group
+//      commit; wait_synced() takes it without the writers' mutex), the
+//      conflict tracker's mutex, epoch_domain's slot list, the background
+//      workers' own mutexes.
+// Point reads (get, contains, multi_get) take no lock (an epoch slot);
+// scans and snapshots take a counted handle to the current version.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "../compression.hpp"
+#include "../detail/conflict_tracker.hpp"
+#include "../detail/platform_file.hpp"
+#include "../store.hpp"
+#include "btree.hpp"
+#include "compression.hpp"
+#include "options.hpp"
+#include "persistence.hpp"
+#include "versions.hpp"
+
+namespace keel {
+
+// ---------------------------------------------------------------------------
+// MemoryPolicy: the in-memory backend. See contract.hpp for the contract.
+// Thread safety: every member may be called concurrently, close() included.
+// Keys and values up to 4 GiB - 1 bytes each (larger: invalid_argument).
+// ---------------------------------------------------------------------------
+class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
+  using tree = detail::persistent_btree;
+
+ public:
+  using options = memory_options;
+  static constexpr keel::backend backend_kind = keel::backend::memory;
+
+  // ---- cursor -------------------------------------------------------------
+  class cursor_type {
+   public:
+    bool valid() const noexcept { return valid_; }
+    std::string_view key() const noexcept { return it_->key(); }
+    // Precondition valid(); a compressed value is decompressed into the
+    // cursor, valid until its next step.
+    std::string_view value() const {
+      const detail::pb_entry* e = it_->entry();
+      if (e->codec() == 0) return e->value();
+      owner_->compression_.decode_or_throw(*e, value_buffer_);
+      return value_buffer_;
+    }
+    const std::optional<keel::error>& error() const noexcept { return error_; }
+
+    void next() {
+      if (!valid_) return;
+      if (!owner_->is_open()) {
+        valid_ = false;
+        error_ = closed_error();
+        return;
+      }
+      step();
+    }
+
+    // The optional run_cursor members (store.hpp). A run is taken a leaf at
+    // a time: the range's bound is compared once per leaf, not per entry.
+    // Compressed values of a run are decompressed into the cursor, valid
+    // until its next fill().
+    std::size_t fill(std::span<cursor_entry> out) {
+      if (!valid_ || out.empty()) return 0;
+      if (!owner_->is_open()) {
+        valid_ = false;
+        error_ = closed_error();
+        return 0;
+      }
+      std::size_t n = 0;
+      while (n < out.size()) {
+        const auto leaf = reversed_ ? it_->leaf_up_to_here() : it_->rest_of_leaf();
+        auto at = [&](std::size_t i) { return reversed_ ? leaf[leaf.size() - 1 - i] : leaf[i]; };
+        std::size_t take = std::min(leaf.size(), out.size() - n);
+        bool ends_here = false;
+        if (bound_ && !in_bound(at(take - 1)->key())) {
+          std::size_t inside = 0;
+          while (inside < take && in_bound(at(inside)->key())) ++inside;
+          take = inside;
+          ends_here = true;
+        }
+        for (std::size_t i = 0; i < take; ++i) {
+          const detail::pb_entry* e = at(i);
+          std::string_view v = e->value();
+          if (e->codec() != 0) {
+            if (run_values_.size() < out.size()) run_values_.resize(out.size());
+            owner_->compression_.decode_or_throw(*e, run_values_[n]);
+            v = run_values_[n];
+          }
+          out[n++] = {e->key(), v};
+        }
+        if (ends_here) {
+          valid_ = false;
+          return n;
+        }
+        if (reversed_)
+          it_->skip_back(take);
+        else
+          it_->skip_forward(take);
+        if (!it_->valid()) {
+          valid_ = false;
+          return n;
+        }
+      }
+      settle();
+      return n;
+    }
+    // Precondition: not a failed cursor (one that fill() gave entries).
+    const std::atomic<bool>& open_flag() const noexcept { return owner_->versions_.open_flag(); }
+
+   private:
+    friend class MemoryPolicy;
+    explicit cursor_type(keel::error e) : error_(std::move(e)) {}
+    cursor_type(std::shared_ptr<const MemoryPolicy> owner, tree version, const key_range& range)
+        : owner_(std::move(owner)), reversed_(range.is_reversed()) {
+      if (range.is_empty()) return;
+      it_.emplace(std::move(version));
+      if (!reversed_) {
+        if (range.lower())
+          it_->seek(*range.lower());
+        else
+          it_->seek_first();
+        if (range.upper()) bound_ = *range.upper();
+      } else {
+        if (range.upper())
+          it_->seek_before(*range.upper());
+        else
+          it_->seek_last();
+        if (range.lower()) bound_ = *range.lower();
+      }
+      settle();
+    }
+    void step() {
+      if (reversed_)
+        it_->prev();
+      else
+        it_->next();
+      settle();
+    }
+    // valid_ = the iterator is on an entry inside the range.
+    void settle() { valid_ = it_->valid() && (!bound_ || in_bound(it_->key())); }
+    // Whether `key` is on the near side of the range's far end (bound_ set).
+    bool in_bound(std::string_view key) const {
+      return reversed_ ? key >= std::string_view(*bound_) : key < std::string_view(*bound_);
+    }
+
+    std::shared_ptr<const MemoryPolicy> owner_;
+    std::optional<tree::cursor> it_;
+    std::optional<std::string> bound_;  // the range's far end: upper (forward) or lower (reversed)
+    bool reversed_ = false;
+    bool valid_ = false;
+    std::optional<keel::error> error_;
+    mutable std::string value_buffer_;  // the current value, decompressed
+    std::vector<std::string> run_values_;  // compressed values of the last fill(), decompressed
+  };
+
+  // ---- snapshot -----------------------------------------------------------
+  class snapshot_type {
+   public:
+    result<std::optional<std::string>> get(std::string_view key) const {
+      if (!owner_->is_open()) return closed_error();
+      return owner_->lookup(version_, key);
+    }
+    result<bool> contains(std::string_view key) const {
+      if (!owner_->is_open()) return closed_error();
+      return version_.find(key) != nullptr;
+    }
+    cursor_type scan(const key_range& range) const {
+      if (!owner_->is_open()) return cursor_type(closed_error());
+      return cursor_type(owner_, version_, range);
+    }
+
+   private:
+    friend class MemoryPolicy;
+    snapshot_type(std::shared_ptr<const MemoryPolicy> owner, tree version)
+        : owner_(std::move(owner)), version_(std::move(version)) {}
+    std::shared_ptr<const MemoryPolicy> owner_;
+    tree version_;
+  };
+
+  // ---- store --------------------------------------------------------------
+  static result<std::shared_ptr<MemoryPolicy>> open(const options& opts) {
+    if (auto missing = detail::compression_missing(opts.compression)) return *missing;
+    auto p = std::make_shared<MemoryPolicy>();
+    p->compression_.enable(opts.compression);
+    if (!opts.persist_path.empty()) {
+      if (auto loaded = p->persistence_.load(opts.persist_path, opts.sync_writes, opts.fold_log_bytes); !loaded)
+        return loaded.error();
+    }
+    p->compression_.start();
+    return p;
+  }
+
+  // Writes: validate; log the frame (persisted stores); apply; then, with
+  // sync_writes, wait for the frame's sync outside the writers' mutex.
+  result<void> put(std::string_view key, std::string_view value) {
+    if (auto bad = check_sizes(key, value)) return *bad;
+    std::unique_lock writer(versions_.writers());
+    if (auto refused = refuse_write()) return *refused;
+    auto logged = persistence_.log_write([&](detail::log_encoder& e) { e.put(key, value); });
+    if (!logged) return logged.error();
+    {
+      tree::transient edit = versions_.edit_current();
+      edit.insert_or_assign(key, value);
+      versions_.publish(std::move(edit));
+    }
+    if (conflicts_->recording()) conflicts_->record({std::string(key)});
+    compression_.note_raw_bytes(value.size());
+    writer.unlock();
+    return persistence_.wait_synced(*logged);
+  }
+
+  // Reads check is_open() after loading the version: close() clears the
+  // open flag before it publishes the empty tree, so a read that raced with
+  // close() and got that tree reports closed instead of "no such key".
+  result<std::optional<std::string>> get(std::string_view key) const {
+    auto reading = detail::epoch_domain::instance().enter();
+    const tree* version = versions_.current_root();
+    if (!is_open()) return closed_error();
+    return lookup(*version, key);
+  }
+
+  result<bool> contains(std::string_view key) const {
+    auto reading = detail::epoch_domain::instance().enter();
+    const tree* version = versions_.current_root();
+    if (!is_open()) return closed_error();
+    return version->find(key) != nullptr;
+  }
+
+  result<void> erase(std::string_view key) {
+    std::unique_lock writer(versions_.writers());
+    if (auto refused = refuse_write()) return *refused;
+    tree now = versions_.current();
+    auto logged = now.find(key) ? persistence_.log_write([&](detail::log_encoder& e) { e.erase(key); })
+                                : persistence_.last_logged();
+    if (!logged) return logged.error();
+    if (now.find(key)) versions_.publish(now.without(key));
+    if (conflicts_->recording()) conflicts_->record({std::string(key)});
+    writer.unlock();
+    return persistence_.wait_synced(*logged);
+  }
+
+  result<void> write(const write_batch& batch) {
+    if (auto bad = check_batch(batch)) return *bad;
+    std::unique_lock writer(versions_.writers());
+    if (auto refused = refuse_write()) return *refused;
+    auto logged = persistence_.log_batch(batch);
+    if (!logged) return logged.error();
+    apply(batch);
+    writer.unlock();
+    return persistence_.wait_synced(*logged);
+  }
+
+  result<void> erase_range(const key_range& range) {
+    if (!erase_range_is_valid(range)) return bad_range();
+    std::unique_lock writer(versions_.writers());
+    if (auto refused = refuse_write()) return *refused;
+    if (range.is_empty()) return {};
+    auto logged = persistence_.log_write([&](detail::log_encoder& e) { e.erase_range(range); });
+    if (!logged) return logged.error();
+    versions_.publish(detail::without_range(versions_.current(), range));
+    if (conflicts_->recording()) conflicts_->record({}, {range});
+    writer.unlock();
+    return persistence_.wait_synced(*logged);
+  }
+
+  result<std::vector<std::optional<std::string>>> multi_get(std::span<const std::string_view> keys) const {
+    auto reading = detail::epoch_domain::instance().enter();
+    const tree* version = versions_.current_root();
+    if (!is_open()) return closed_error();
+    std::vector<std::optional<std::string>> out;
+    out.reserve(keys.size());
+    for (std::string_view k : keys) {
+      if (const auto* e = version->find(k)) {
+        out.emplace_back(std::in_place);
+        if (!compression_.decode(*e, *out.back())) return detail::value_compression::decode_error(k);
+      } else {
+        out.emplace_back();
+      }
+    }
+    return out;
+  }
+
+  // Nothing to reclaim: a replaced version is freed as soon as no reader
+  // uses it. With compression: compresses the values not compressed yet
+  // (the whole store, whatever the range), training a dictionary first when
+  // there is none or the values have grown 8-fold since it was trained, and
+  // returns when they are compressed.
+  result<void> compact(const key_range& range) {
+    if (!erase_range_is_valid(range))
+      return keel::error(errc::invalid_argument, "compact: the range's lower bound is above its upper bound");
+    if (!is_open()) return closed_error();
+    if (compression_.kind() != compression::none) compression_.pass(false);
+    return {};
+  }
+
+  // Saves the current version to `path` in the persisted form (the file a
+  // store with memory_options::persist_path = path opens), atomically.
+  result<void> checkpoint(const std::filesystem::path& path) const {
+    if (!is_open()) return closed_error();
+    if (auto bad = detail::checkpoint_path_error(path)) return *bad;
+    tree version = versions_.current();
+    if (!is_open()) return closed_error();
+    return persistence_.checkpoint(path, std::move(version));
+  }
+
+  result<tx_start<snapshot_type>> begin_transaction() const {
+    std::lock_guard writer(versions_.writers());
+    if (!is_open()) return closed_error();
+    auto [start, registration] = conflicts_->begin();
+    return tx_start<snapshot_type>{snapshot_type(shared_from_this(), versions_.current()), start,
+                                   std::move(registration)};
+  }
+
+  result<void> commit_transaction(const tx_record& tx) {
+    if (auto bad = check_batch(tx.writes)) return *bad;
+    std::unique_lock writer(versions_.writers());
+    if (auto refused = refuse_write()) return *refused;
+    if (auto valid = conflicts_->validate(tx); !valid) return valid;
+    auto logged = persistence_.log_batch(tx.writes);
+    if (!logged) return logged.error();
+    apply(tx.writes);
+    writer.unlock();
+    return persistence_.wait_synced(*logged);
+  }
+
+  cursor_type scan(const key_range& range) const {
+    tree version = versions_.current();
+    if (!is_open()) return cursor_type(closed_error());
+    return cursor_type(shared_from_this(), std::move(version), range);
+  }
+  static cursor_type failed_cursor(keel::error e) { return cursor_type(std::move(e)); }
+
+  result<snapshot_type> snapshot() const {
+    tree version = versions_.current();
+    if (!is_open()) return closed_error();
+    return snapshot_type(shared_from_this(), std::move(version));
+  }
+
+  // Drops the data (after folding the log into the snapshot, with
+  // persist_path), waiting for point reads in flight to finish with it.
+  // Snapshots and cursors still alive give errc::closed. Whatever it returns,
+  // the store is closed and its file unlocked; a failed save is reported and
+  // the files keep every acknowledged write (the next open replays the log).
+  result<void> close() {
+    std::lock_guard closing(close_mutex_);
+    persistence_.stop();
+    compression_.stop();
+    std::lock_guard saving(persistence_.save_mutex());
+    std::lock_guard writer(versions_.writers());
+    if (!is_open()) return {};
+    result<void> saved = persistence_.save_at_close();
+    versions_.close();
+    return saved;
+  }
+
+  MemoryPolicy() = default;
+  MemoryPolicy(const MemoryPolicy&) = delete;
+  MemoryPolicy& operator=(const MemoryPolicy&) = delete;
+  // No point read can be in flight: callers hold the store (or a share of it).
+  // The background threads stop before any part goes.
+  ~MemoryPolicy() {
+    persistence_.stop();
+    compression_.stop();
+  }
+
+  bool is_open() const noexcept { return versions_.is_open(); }
+
+  // Number of keys, exact.
+  std::size_t size() const { return versions_.current().size(); }
+  // Bytes held by the entries (keys, values as held, per-entry header); O(n).
+  std::size_t memory_bytes() const { return versions_.current().memory_bytes(); }
+  // memory_bytes() if every value were held uncompressed; O(n).
+  std::size_t uncompressed_memory_bytes() const { return versions_.current().uncompressed_memory_bytes(); }
+  keel::compression compression() const noexcept { return compression_.kind(); }
+  // Codecs (dictionaries) in use: loaded at open plus trained since; 0
+  // without compression.
+  std::size_t dictionaries() const { return compression_.dictionaries(); }
+  // Whether open() installed the dictionary saved beside the persisted file
+  // ("<file>.dict"); false when there was none or it was ignored.
+  bool dictionary_loaded() const noexcept { return compression_.dictionary_loaded(); }
+
+  // With persist_path: folds the log into a new snapshot of the store as it
+  // is now (writers are blocked only while the log is switched), atomically,
+  // then removes the folded logs. Without: does nothing.
+  result<void> flush() {
+    if (!is_open()) return closed_error();
+    return persistence_.flush();
+  }
+  const std::filesystem::path& persist_path() const noexcept { return persistence_.path(); }
+
+  // For a store whose data has been handed over to another store (the
+  // hybrid store's move to RocksDB): stops the background fold and
+  // compression, syncs and seals the log, releases the file lock and drops
+  // the current version. The files are left as they are, for the caller to
+  // remove; close() saves nothing afterwards. Snapshots and cursors taken
+  // before keep reading their versions until close(); reads see an empty
+  // store; writes are refused (errc::read_only). Idempotent.
+  result<void> release_persistence() {
+    std::lock_guard closing(close_mutex_);
+    persistence_.stop();
+    compression_.stop();
+    std::lock_guard saving(persistence_.save_mutex());
+    std::lock_guard writer(versions_.writers());
+    if (!is_open()) return closed_error();
+    if (persistence_.released()) return {};
+    result<void> sealed = persistence_.release();
+    versions_.publish(tree());
+    return sealed;
+  }
+
+ private:
+  // Why a write cannot proceed now, if it cannot; writers' mutex held.
+  std::optional<keel::error> refuse_write() const {
+    if (!is_open()) return closed_error();
+    if (persistence_.released()) {
+      return keel::error(errc::read_only, "memory store: its data was handed over to another store "
+                                          "(release_persistence); it takes no more writes");
+    }
+    return std::nullopt;
+  }
+  static std::optional<keel::error> check_sizes(std::string_view key, std::string_view value) {
+    constexpr std::size_t limit = std::numeric_limits<std::uint32_t>::max();
+    if (key.size() > limit || value.size() > limit) {
+      return keel::error(errc::invalid_argument, "memory store: keys and values are limited to 4 GiB - 1 bytes");
+    }
+    return std::nullopt;
+  }
+  static std::optional<keel::error> check_batch(const write_batch& batch) {
+    for (const auto& op : batch) {
+      if (op.kind == write_batch::op_kind::erase_range) {
+        if (!erase_range_is_valid(op.range())) return bad_range();
+      } else if (auto bad = check_sizes(op.key, op.value)) {
+        return bad;
+      }
+    }
+    return std::nullopt;
+  }
+  static keel::error bad_range() {
+    return keel::error(errc::invalid_argument, "erase_range: the range's lower bound is above its upper bound");
+  }
+  // Applies the batch as one new version and records it for transactions.
+  // Writers' mutex held, the batch checked.
+  void apply(const write_batch& batch) {
+    const bool ranges = std::any_of(batch.begin(), batch.end(), [](const auto& op) {
+      return op.kind == write_batch::op_kind::erase_range;
+    });
+    if (!ranges) {   // the common case: one transient that reuses the current version's path nodes
+      tree::transient edit = versions_.edit_current();
+      for (const auto& op : batch) {
+        if (op.kind == write_batch::op_kind::put) edit.insert_or_assign(op.key, op.value);
+        else edit.erase(op.key);
+      }
+      versions_.publish(std::move(edit));
+      record_applied(batch);
+      return;
+    }
+    std::optional<tree::transient> edit(std::in_place, versions_.current());
+    for (const auto& op : batch) {
+      switch (op.kind) {
+        case write_batch::op_kind::put: edit->insert_or_assign(op.key, op.value); break;
+        case write_batch::op_kind::erase: edit->erase(op.key); break;
+        case write_batch::op_kind::erase_range: {
+          tree so_far = std::move(*edit).persist();
+          edit.reset();
+          edit.emplace(detail::without_range(std::move(so_far), op.range()));
+          break;
+        }
+      }
+    }
+    versions_.publish(std::move(*edit).persist());
+    record_applied(batch);
+  }
+  // After `batch` was published: records it for transactions' validation
+  // and counts its raw value bytes for compression. Writers' mutex held.
+  void record_applied(const write_batch& batch) {
+    conflicts_->record(batch);
+    compression_.note_batch(batch);
+  }
+  result<std::optional<std::string>> lookup(const tree& version, std::string_view key) const {
+    if (const auto* e = version.find(key)) {
+      std::optional<std::string> v(std::in_place);
+      if (!compression_.decode(*e, *v)) return detail::value_compression::decode_error(key);
+      return v;
+    }
+    return std::optional<std::string>();
+  }
+
+  // The parts (constructed in this order; each holds references only to
+  // the ones before it). Lock order and what each mutex guards: the top of
+  // this file.
+  detail::memory_versions versions_;
+  detail::value_compression compression_{versions_};
+  detail::memory_persistence persistence_{versions_, compression_};
+  std::shared_ptr<detail::conflict_tracker> conflicts_ = std::make_shared<detail::conflict_tracker>();
+  std::mutex close_mutex_;  // serialises close() and release_persistence()
+};
+
+static_assert(store_policy<MemoryPolicy>);
+static_assert(run_cursor<MemoryPolicy::cursor_type>);
+
+// What basic_store::stats() asks of the backend: exact key count and bytes.
+inline result<void> backend_stats(const MemoryPolicy& p, store_stats& s) {
+  s.keys = p.size();
+  s.keys_exact = true;
+  s.size_bytes = p.memory_bytes();
+  s.uncompressed_bytes = p.compression() == compression::none ? s.size_bytes : p.uncompressed_memory_bytes();
+  return {};
+}
+
+}  // namespace keel

@@ -1,0 +1,276 @@
+// keel/memory/versions.hpp - the versions of a memory store's tree that
+// readers see: which one is current, the replaced ones not freed yet, and
+// when each can be freed (epoch-based reclamation). Needs no library.
+//
+// Every write publishes a new version of the persistent B+tree (btree.hpp)
+// that shares all untouched nodes with the one it replaces. Readers take
+// either no reference at all (point reads: an epoch slot, epoch_domain
+// below) or a counted handle (current(): cursors, snapshots, saves). A
+// replaced version is retired, tagged with the epoch it closed, and freed by
+// a later reclaim() once no point read that may still use it is in flight.
+//
+// Thread safety: memory_versions' writer side (edit_current, publish,
+// reclaim, close) is called with writers() held, one writer at a time: that
+// mutex is the store's writers' mutex (memory/policy.hpp's lock order), and
+// it guards the retired versions, the spare buffers and the node pool.
+// current_root(), current(), is_open() may be called from any thread without
+// it. Ownership: memory_versions owns the current version's holder and the
+// retired versions; the nodes are shared with every handle taken.
+// Errors: none; publishing allocates only before the new version is made
+// current (if that throws, the old version stays current).
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "../detail/thread_exit.hpp"
+#include "../key_range.hpp"
+#include "btree.hpp"
+
+namespace keel::detail {
+
+// Epoch-based reclamation, for the memory backend's point reads.
+//
+// A reader stores the global epoch in its own slot (its own cache line) for
+// the duration of one lookup; a writer that replaces a version tags it with
+// the epoch it closes (advance()) and frees it only when every active slot
+// holds a later epoch (min_active()). Why that is safe: a reader that can
+// still hold the old root loaded it before the writer swapped it, so it read
+// the epoch (then announced it) before the writer advanced it; the writer's
+// scan, which follows the advance, sees that slot's value (all accesses are
+// seq_cst) unless the reader has finished. Slot 0 means "not reading".
+//
+// One domain serves the whole process; each thread gets a slot on its first
+// read, returned when the thread exits. Never destroyed (threads may exit
+// after static destructors ran).
+class epoch_domain {
+ public:
+  struct alignas(64) slot {
+    std::atomic<std::uint64_t> epoch{0};
+  };
+
+  static epoch_domain& instance() {
+    static epoch_domain* d = new epoch_domain;
+    return *d;
+  }
+
+  // Marks the calling thread as reading until the guard goes. Not reentrant
+  // (keel never nests lookups).
+  class guard {
+   public:
+    explicit guard(slot& s) noexcept : s_(s) {}
+    guard(const guard&) = delete;
+    guard& operator=(const guard&) = delete;
+    ~guard() { s_.epoch.store(0, std::memory_order_release); }
+
+   private:
+    slot& s_;
+  };
+  guard enter() {
+    slot& s = my_slot();
+    s.epoch.store(epoch_.load(std::memory_order_seq_cst), std::memory_order_seq_cst);
+    return guard(s);
+  }
+
+  // Closes the current epoch and returns it: a version unlinked before this
+  // call may be freed once min_active() > the returned value.
+  std::uint64_t advance() noexcept { return epoch_.fetch_add(1, std::memory_order_seq_cst); }
+
+  // The oldest epoch a reader announced, or UINT64_MAX when none is reading.
+  std::uint64_t min_active() {
+    std::lock_guard lock(mutex_);
+    std::uint64_t m = std::numeric_limits<std::uint64_t>::max();
+    for (const slot* s : slots_) {
+      std::uint64_t e = s->epoch.load(std::memory_order_seq_cst);
+      if (e != 0 && e < m) m = e;
+    }
+    return m;
+  }
+
+ private:
+  // A thread's slot, returned when the thread exits (detail/thread_exit.hpp:
+  // not a thread_local destructor, which mingw-w64 runs after freeing TLS).
+  static void release(void* s) noexcept { epoch_domain::instance().remove(static_cast<slot*>(s)); }
+  using my_slot_ptr = thread_exit_pointer<&epoch_domain::release>;
+  slot& my_slot() {
+    void* mine = my_slot_ptr::get();
+    if (!mine) {
+      mine = add();
+      my_slot_ptr::set(mine);
+    }
+    return *static_cast<slot*>(mine);
+  }
+  slot* add() {
+    auto* s = new slot;
+    std::lock_guard lock(mutex_);
+    slots_.push_back(s);
+    return s;
+  }
+  void remove(slot* s) {
+    {
+      std::lock_guard lock(mutex_);
+      slots_.erase(std::find(slots_.begin(), slots_.end(), s));
+    }
+    delete s;
+  }
+
+  std::atomic<std::uint64_t> epoch_{1};
+  std::mutex mutex_;
+  std::vector<slot*> slots_;
+};
+
+
+// ---------------------------------------------------------------------------
+// memory_versions: the current version of one memory store, the versions it
+// replaced that a point read may still use, and whether the store is open.
+// ---------------------------------------------------------------------------
+class memory_versions {
+ public:
+  using tree = persistent_btree;
+
+  memory_versions() = default;
+  memory_versions(const memory_versions&) = delete;
+  memory_versions& operator=(const memory_versions&) = delete;
+  // No point read can be in flight (the owner is going away).
+  ~memory_versions() {
+    for (auto& r : retired_) {
+      delete r.version;
+      r.moved.finish();
+    }
+    delete root_.load();
+  }
+
+  // The store's writers' mutex: serialises writers (and, in the policy,
+  // transaction begins); held by every caller of the writer side below.
+  std::mutex& writers() const noexcept { return write_mutex_; }
+
+  // Whether the store is open. close() clears it before it publishes the
+  // empty tree, so a version loaded before checking is_open() is the data
+  // when the store is still open.
+  bool is_open() const noexcept { return open_.load(std::memory_order_acquire); }
+  const std::atomic<bool>& open_flag() const noexcept { return open_; }
+
+  // The current version for a point read: call inside an epoch_domain guard
+  // (epoch_domain::instance().enter()), which keeps it alive until the guard
+  // goes.
+  const tree* current_root() const noexcept { return root_.load(std::memory_order_seq_cst); }
+
+  // A counted handle to the current version (for cursors and snapshots).
+  // The handle is taken (a seq_cst increment), then the version checked to
+  // be still current (a seq_cst load): a writer that replaced it meanwhile
+  // (seq_cst exchange, then a seq_cst load of the count) either sees the
+  // handle when it settles its retirement (publish) or is seen here, and the
+  // handle is dropped and taken again. So no handle to a version is taken
+  // after it was replaced (persistent_btree::retirement's protocol).
+  tree current() const {
+    auto reading = epoch_domain::instance().enter();
+    for (;;) {
+      const tree* version = root_.load(std::memory_order_seq_cst);
+      tree handle = version->share(std::memory_order_seq_cst);
+      if (root_.load(std::memory_order_seq_cst) == version) return handle;
+    }
+  }
+
+  // Writers' mutex held: an edit of the current version in reuse mode (path
+  // nodes only it holds are handed to the copy, not copied with a reference
+  // count change per child); publish(transient) completes it.
+  tree::transient edit_current() {
+    return tree::transient(*root_.load(std::memory_order_relaxed), std::move(spare_), &pool_);
+  }
+  // Writers' mutex held: makes the edit's result (or `next`) the current
+  // version, retires the old one and frees the retired versions no reader
+  // can still see. If it throws, the old version stays current (an
+  // unpersisted edit gives the old version its references back).
+  void publish(tree::transient&& edit) {
+    publish_with([&](tree::retirement& moved) noexcept { return std::move(edit).persist(moved); });
+  }
+  void publish(tree next) {
+    publish_with([&](tree::retirement&) noexcept { return std::move(next); });
+  }
+
+  // Writers' mutex held: marks the store closed, publishes the empty tree
+  // and waits until every retired version is freed (point reads in flight
+  // finish with theirs).
+  void close() {
+    open_.store(false, std::memory_order_release);
+    publish(tree());
+    while (!retired_.empty()) {
+      std::this_thread::yield();
+      reclaim();
+    }
+  }
+
+ private:
+  // `make(moved)` gives the new version and leaves in `moved` what the edit
+  // left for the old one; it runs once everything that can throw is done.
+  template <class Make>
+  void publish_with(Make make) {
+    std::unique_ptr<tree> fresh = spare_version_ ? std::move(spare_version_) : std::make_unique<tree>();
+    retired_.reserve(retired_.size() + 1);
+    retired_version& r = retired_.emplace_back();
+    *fresh = make(r.moved);
+    r.version = root_.exchange(fresh.release(), std::memory_order_seq_cst);
+    r.moved.settle();
+    r.closed_epoch = epoch_domain::instance().advance();
+    reclaim();
+  }
+  // Writers' mutex held. Keeps one version holder, the first finished
+  // retirement's buffers and some node blocks for the next write.
+  void reclaim() {
+    const std::uint64_t oldest = epoch_domain::instance().min_active();
+    std::erase_if(retired_, [&](retired_version& r) {
+      if (r.closed_epoch >= oldest) return false;
+      tree* version = const_cast<tree*>(r.version);
+      if (spare_version_) {
+        delete version;
+      } else {
+        *version = tree();
+        spare_version_.reset(version);
+      }
+      r.moved.finish(&pool_);
+      if (spare_.capacity() == 0) spare_ = std::move(r.moved);
+      return true;
+    });
+  }
+
+  mutable std::mutex write_mutex_;  // the writers' mutex: guards the members below but root_ and open_
+  std::atomic<const tree*> root_{new tree()};  // the current version
+  struct retired_version {
+    std::uint64_t closed_epoch;
+    const tree* version;
+    tree::retirement moved;  // finished once `version` is deleted
+  };
+  std::vector<retired_version> retired_;
+  tree::retirement spare_;                // buffers for the next edit_current()
+  std::unique_ptr<tree> spare_version_;   // an empty holder for the next publish()
+  tree::node_pool pool_;                  // node blocks for edit_current() transients
+  std::atomic<bool> open_{true};
+};
+
+// `version` without the keys in `range`.
+inline persistent_btree without_range(persistent_btree version, const key_range& range) {
+  std::vector<std::string> doomed;
+  {
+    persistent_btree::cursor it(version);
+    if (range.lower())
+      it.seek(*range.lower());
+    else
+      it.seek_first();
+    for (; it.valid() && range.contains(it.key()); it.next()) doomed.emplace_back(it.key());
+  }
+  if (doomed.empty()) return version;
+  persistent_btree::transient edit(version);
+  for (const auto& k : doomed) edit.erase(k);
+  return std::move(edit).persist();
+}
+
+}  // namespace keel::detail
