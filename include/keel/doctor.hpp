@@ -40,6 +40,7 @@
 #include "detail/lock_diagnosis.hpp"
 #include "detail/platform_file.hpp"
 #include "detail/rocks_error.hpp"
+#include "hybrid/layout.hpp"
 
 namespace keel {
 
@@ -48,6 +49,9 @@ enum class doctor_verdict {
   would_create,   // no database here yet: an open (create_if_missing) would create one
   will_not_open,  // an open would fail now (see the findings for why and what to do)
 };
+
+// Who holds a lock file: the process and its command line ("" when unknown).
+using lock_holder = detail::lock_holder;
 
 struct doctor_report {
   std::filesystem::path path;
@@ -58,7 +62,7 @@ struct doctor_report {
   bool is_memory_store = false;               // a persisted memory store: FILE (snapshot), FILE.wal-*, FILE.lock
   std::uint64_t memory_logs = 0;              // a persisted memory store: how many FILE.wal-* logs
   bool lock_file = false;                     // has a LOCK file
-  std::optional<detail::lock_holder> holder;  // who holds the LOCK, if anyone
+  std::optional<lock_holder> holder;          // who holds the LOCK, if anyone
   bool lock_state_known = true;               // false when /proc/locks could not be read
   std::string filesystem;
   bool filesystem_may_not_lock = false;  // by the filesystem's type (NFS, SMB, FUSE, ...)
@@ -74,6 +78,39 @@ struct doctor_report {
 struct diagnose_options {
   bool read_only_open = true;
 };
+
+// What a path holds, as a RocksDB open would find it: a quick look (the
+// listing and CURRENT only) for a tool deciding whether to open, create or
+// refuse; diagnose() explains it in full. Reads only, writes nothing.
+enum class directory_contents {
+  missing,   // nothing at the path
+  empty,     // a directory with no RocksDB file in it (it may hold other files)
+  database,  // a directory with a CURRENT file
+  damaged,   // RocksDB files (MANIFEST-*, *.sst, *.log, ...) but no CURRENT
+  unknown,   // it exists but cannot be inspected (permissions, not a directory, I/O error)
+};
+inline directory_contents inspect_directory(const std::filesystem::path& dir) {
+  using kind = detail::db_dir_state::kind;
+  switch (detail::inspect_db_dir(dir).what) {
+    case kind::missing: return directory_contents::missing;
+    case kind::empty: return directory_contents::empty;
+    case kind::database: return directory_contents::database;
+    case kind::damaged: return directory_contents::damaged;
+    case kind::unknown: break;
+  }
+  return directory_contents::unknown;
+}
+
+// Who holds `lock_file` (a RocksDB LOCK, a hybrid store's keel.lock, a memory
+// store's FILE.lock); nullopt when nobody does or it cannot be told (Linux:
+// /proc/locks; Windows: the Restart Manager). Never opens the file unless
+// `may_open_lock_file`: closing any descriptor of it would drop this
+// process's own fcntl locks on it, so pass true only when this process holds
+// none (e.g. its store is open read-only). Never throws.
+inline std::optional<lock_holder> lock_file_holder(const std::filesystem::path& lock_file,
+                                                   bool may_open_lock_file = false) noexcept {
+  return detail::find_lock_holder(lock_file, may_open_lock_file);
+}
 
 namespace detail {
 
@@ -100,19 +137,16 @@ inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_
 
 namespace detail {
 
-// A hybrid store's directory: TIER names the tier; keel.lock is held while
-// the store is open (whatever the tier); the RocksDB tier is rocksdb/.
+// A hybrid store's directory (hybrid/layout.hpp): TIER names the tier;
+// keel.lock is held while the store is open (whatever the tier); the RocksDB
+// tier is rocksdb/.
 inline doctor_report diagnose_hybrid(doctor_report r, const diagnose_options& opts) {
   namespace fs = std::filesystem;
   auto say = [&](std::string s) { r.findings.push_back(std::move(s)); };
-  const std::string where = "'" + r.path.string() + "'";
-  {
-    std::ifstream in(r.path / "TIER", std::ios::binary);
-    std::getline(in, r.hybrid_tier);
-    while (!r.hybrid_tier.empty() && (r.hybrid_tier.back() == '\n' || r.hybrid_tier.back() == '\r'))
-      r.hybrid_tier.pop_back();
-  }
-  const bool known_tier = r.hybrid_tier == "memory" || r.hybrid_tier == "rocksdb";
+  const std::string where = "'" + path_text(r.path) + "'";
+  const hybrid_layout layout{r.path};
+  if (auto text = layout.read_tier_text()) r.hybrid_tier = std::move(*text);  // unreadable: "", which names no tier
+  const bool known_tier = hybrid_layout::names_a_tier(r.hybrid_tier);
   say(where + " is a hybrid store (docs/hybrid.md); its TIER file says the data is " +
       (known_tier ? "in its " + r.hybrid_tier + " tier." : "in '" + r.hybrid_tier + "', which names no tier."));
   if (!known_tier) {
@@ -123,9 +157,9 @@ inline doctor_report diagnose_hybrid(doctor_report r, const diagnose_options& op
   }
   bool blocked = false;
   std::error_code ec;
-  r.lock_file = fs::exists(r.path / "keel.lock", ec);
+  r.lock_file = fs::exists(layout.lock(), ec);
   if (r.lock_file) {
-    const lock_state lock = query_lock(r.path / "keel.lock");
+    const lock_state lock = query_lock(layout.lock());
     r.lock_state_known = lock.held.has_value();
     r.holder = lock.holder;
     if (r.holder) {
@@ -152,8 +186,8 @@ inline doctor_report diagnose_hybrid(doctor_report r, const diagnose_options& op
     blocked = true;
     r.advice = "Run as the owner of the store's files or fix their permissions.";
   }
-  if (r.hybrid_tier == "rocksdb") {
-    if (!fs::is_directory(r.path / "rocksdb", ec)) {
+  if (r.hybrid_tier == hybrid_layout::rocksdb_tier) {
+    if (!fs::is_directory(layout.rocksdb_dir(), ec)) {
       say("But its rocksdb/ directory is missing: an open fails with corruption.");
       say("Verdict: an open would NOT succeed now.");
       r.advice = "Keep a copy of the directory and restore the store from a backup or a checkpoint.";
@@ -161,7 +195,7 @@ inline doctor_report diagnose_hybrid(doctor_report r, const diagnose_options& op
       return r;
     }
     if (!blocked) {
-      doctor_report tier = diagnose(r.path / "rocksdb", opts);
+      doctor_report tier = diagnose(layout.rocksdb_dir(), opts);
       for (auto& f : tier.findings) {
         if (f.rfind("Verdict:", 0) == 0) continue;
         say("RocksDB tier: " + f);
@@ -179,10 +213,10 @@ inline doctor_report diagnose_hybrid(doctor_report r, const diagnose_options& op
       }
     }
   } else {
-    say(fs::exists(r.path / "memory" / "store", ec)
+    say(fs::exists(layout.memory_file(), ec)
             ? std::string("Its memory tier is memory/store (snapshot) and its logs memory/store.wal-*.")
             : std::string("Its memory tier has no snapshot yet (memory/store.wal-* logs hold every write)."));
-    if (fs::exists(r.path / "rocksdb", ec))
+    if (fs::exists(layout.rocksdb_dir(), ec))
       say("A rocksdb/ directory is there: a move to RocksDB that did not commit; the next open removes it (the "
           "memory tier has every write).");
   }
@@ -355,7 +389,7 @@ inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_
   }
   r.is_rocksdb = fs::exists(path / "CURRENT", ec);
   r.lock_file = fs::exists(path / "LOCK", ec);
-  if (!r.is_rocksdb && fs::exists(path / "TIER", ec)) return detail::diagnose_hybrid(std::move(r), opts);
+  if (!r.is_rocksdb && fs::exists(hybrid_layout{path}.tier(), ec)) return detail::diagnose_hybrid(std::move(r), opts);
 
   const bool can_rw = detail::may_access(path, /*write=*/true);
 

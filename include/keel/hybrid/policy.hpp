@@ -557,5 +557,7 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
 };
 
 static_assert(store_policy<HybridPolicy<>>);
+// Scans are walked by runs (basic_cursor: one dispatch per run, not per step).
+static_assert(run_cursor<HybridPolicy<>::cursor_type>);
 
 }  // namespace keel
