@@ -265,7 +265,7 @@ inline bool looks_like_memory_store(const std::filesystem::path& path, bool exis
 inline doctor_report diagnose_memory_store(doctor_report r) {
   namespace fs = std::filesystem;
   auto say = [&](std::string s) { r.findings.push_back(std::move(s)); };
-  const std::string where = "'" + r.path.string() + "'";
+  const std::string where = "'" + path_text(r.path) + "'";
   r.is_memory_store = true;
   std::error_code ec;
   std::uint64_t log_bytes = 0;
@@ -275,7 +275,7 @@ inline doctor_report diagnose_memory_store(doctor_report r) {
   r.filesystem = filesystem_name(dir);
   const std::string log_text = logs.empty() ? std::string("no log")
                                : std::to_string(logs.size()) + (logs.size() == 1 ? " log (" : " logs (") +
-                                     logs.front().filename().string() + (logs.size() > 1 ? ", ..." : "") + ", " +
+                                     path_text(logs.front().filename()) + (logs.size() > 1 ? ", ..." : "") + ", " +
                                      std::to_string(log_bytes) + " bytes)";
   if (r.exists) {
     const auto size = fs::file_size(r.path, ec);
@@ -298,18 +298,18 @@ inline doctor_report diagnose_memory_store(doctor_report r) {
     if (r.holder) {
       say("It is open: process " + std::to_string(r.holder->pid) +
           (r.holder->command.empty() ? std::string(" (command line unknown)") : " (" + r.holder->command + ")") +
-          " holds its lock file '" + lock.string() + "'.");
+          " holds its lock file '" + path_text(lock) + "'.");
       say("An open now fails with lock_held_by_other_process (a memory store has no read-only open).");
       blocked = true;
       r.advice = "Stop process " + std::to_string(r.holder->pid) + " (or let it finish), or go through it. Do not "
-                 "delete '" + lock.string() + "': that would let two writers corrupt the store.";
+                 "delete '" + path_text(lock) + "': that would let two writers corrupt the store.";
     } else if (state.held == true) {
       say(state.note);
       say("An open now fails with lock_held_by_other_process.");
       blocked = true;
-      r.advice = "Stop the program that has the store open (or let it finish). Do not delete '" + lock.string() + "'.";
+      r.advice = "Stop the program that has the store open (or let it finish). Do not delete '" + path_text(lock) + "'.";
     } else if (r.lock_state_known) {
-      say("Nobody holds its lock file '" + lock.string() + "' (the file stays after a close; that is harmless).");
+      say("Nobody holds its lock file '" + path_text(lock) + "' (the file stays after a close; that is harmless).");
     } else {
       say(state.note);
     }
@@ -317,7 +317,7 @@ inline doctor_report diagnose_memory_store(doctor_report r) {
     say("It has no lock file; nobody has it open.");
   }
   if (!blocked && !may_access(dir, /*write=*/true)) {
-    say("This user (" + current_user_text() + ") may not write in '" + dir.string() +
+    say("This user (" + current_user_text() + ") may not write in '" + path_text(dir) +
         "', so an open fails with permission_denied (it writes its logs and snapshot there).");
     blocked = true;
     r.advice = "Run as the owner of the store's files or fix their permissions.";
@@ -334,7 +334,7 @@ inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_
   doctor_report r;
   r.path = path;
   auto say = [&](std::string s) { r.findings.push_back(std::move(s)); };
-  const std::string where = "'" + path.string() + "'";
+  const std::string where = "'" + detail::path_text(path) + "'";
 
   std::error_code st_ec;
   const fs::file_status st = fs::status(path, st_ec);
@@ -352,7 +352,7 @@ inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_
         r.verdict = doctor_verdict::would_create;
         r.advice = "If you expected data here, check the path (a typo, another working directory, an unmounted disk).";
       } else {
-        say("It cannot be created: '" + parent.string() + "' is not writable by this user (" +
+        say("It cannot be created: '" + detail::path_text(parent) + "' is not writable by this user (" +
             detail::current_user_text() + ").");
         r.advice = "Create the directory with the right owner, or use a path this user may write.";
       }
