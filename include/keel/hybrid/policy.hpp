@@ -6,6 +6,7 @@
 //   hybrid/move.hpp      the move to RocksDB and its commit point
 //   detail/any_cursor.hpp  the cursor of whichever tier a scan was taken from
 //   detail/conflict_tracker.hpp  transaction validation that spans a move
+//   hybrid/writer_preferring_gate.hpp  the gates below
 //
 // Lock order (a thread takes them in this order, never the other way round;
 // none is taken twice by one thread, not even shared):
@@ -61,13 +62,13 @@
 #include "../detail/conflict_tracker.hpp"
 #include "../detail/memory_log.hpp"
 #include "../detail/platform_file.hpp"
-#include "../detail/writer_preferring_gate.hpp"
 #include "../memory.hpp"
 #include "../rocksdb.hpp"
 #include "../store.hpp"
 #include "layout.hpp"
 #include "move.hpp"
 #include "options.hpp"
+#include "writer_preferring_gate.hpp"
 
 namespace keel {
 
