@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Builds and runs the consumer tests (tests/consumers/): projects that use keel
-# the three ways README's "Using keel in your project" documents, each from a
+# the ways docs/packaging.md ("Using keel in your project") documents, each from a
 # fresh temporary directory. The last line printed is the count:
 #
 #   P passed, F failed
 #
 #   meson_subproject  tests/consumers/meson_subproject: a Meson project with
-#                     subprojects/keel.wrap (README's example, checked to be
+#                     subprojects/keel.wrap (docs/packaging.md's example, checked to be
 #                     the same) and dependency('keel') / dependency('keel-memory');
 #                     subprojects/keel is a link to this checkout,
 #                     --wrap-mode=nodownload.
-#   install           README's install commands with --prefix=<tmp>:
+#   install           docs/packaging.md's install commands with --prefix=<tmp>:
 #                     `meson setup BUILD --prefix P -Dtests=false` and
 #                     `meson install -C BUILD`: every header, keel.pc,
 #                     keel-memory.pc, keelConfig.cmake and
@@ -106,27 +106,27 @@ wrap_lines() {
 
 meson_subproject() {
   local dir="$tmp/meson_subproject"
-  # README's wrap example is the one tested here, as written.
-  local readme_wrap
-  readme_wrap=$(awk '/^```ini$/ { inb = 1; next } /^```/ { if (inb) exit } inb' "$repo/README.md" | wrap_lines)
-  [[ -n "$readme_wrap" ]] || fail "no \`\`\`ini block (the wrap example) in README.md" || return 1
-  if [[ "$readme_wrap" != "$(wrap_lines <"$consumers/meson_subproject/subprojects/keel.wrap")" ]]; then
-    diff <(echo "$readme_wrap") <(wrap_lines <"$consumers/meson_subproject/subprojects/keel.wrap")
-    fail "README's wrap example differs from tests/consumers/meson_subproject/subprojects/keel.wrap (above)"
+  # The wrap example of docs/packaging.md is the one tested here, as written.
+  local doc_wrap doc="docs/packaging.md"
+  doc_wrap=$(awk '/^```ini$/ { inb = 1; next } /^```/ { if (inb) exit } inb' "$repo/$doc" | wrap_lines)
+  [[ -n "$doc_wrap" ]] || fail "no \`\`\`ini block (the wrap example) in $doc" || return 1
+  if [[ "$doc_wrap" != "$(wrap_lines <"$consumers/meson_subproject/subprojects/keel.wrap")" ]]; then
+    diff <(echo "$doc_wrap") <(wrap_lines <"$consumers/meson_subproject/subprojects/keel.wrap")
+    fail "$doc's wrap example differs from tests/consumers/meson_subproject/subprojects/keel.wrap (above)"
     return 1
   fi
-  echo "README's wrap example is subprojects/keel.wrap:"
-  echo "$readme_wrap"
+  echo "$doc's wrap example is subprojects/keel.wrap:"
+  echo "$doc_wrap"
   # A pinned revision must exist (a tag or commit of this repository), and a
-  # [wrap-file] without a download must name the directory README tells you
+  # [wrap-file] without a download must name the directory the page tells you
   # to fill (subprojects/keel), which is what this check then does.
   local revision
-  revision=$(sed -n 's/^revision *= *//p' <<<"$readme_wrap")
+  revision=$(sed -n 's/^revision *= *//p' <<<"$doc_wrap")
   if [[ -n "$revision" ]]; then
     git -C "$repo" rev-parse --verify --quiet "$revision^{commit}" >/dev/null ||
       fail "the wrap example pins revision $revision, which is no tag or commit of keel" || return 1
-  elif ! grep -q '^source_url' <<<"$readme_wrap"; then
-    grep -qx 'directory = keel' <<<"$readme_wrap" ||
+  elif ! grep -q '^source_url' <<<"$doc_wrap"; then
+    grep -qx 'directory = keel' <<<"$doc_wrap" ||
       fail "the wrap example downloads nothing and names no directory = keel" || return 1
   fi
   run cp -R "$consumers/meson_subproject" "$dir" || return 1
@@ -144,7 +144,7 @@ meson_subproject() {
 
 install_keel() {
   local build="$tmp/keel-build" start secs
-  # README's commands ("Installed, with pkg-config"), with a temporary prefix.
+  # docs/packaging.md's commands ("Installed, with pkg-config"), with a temporary prefix.
   start=$(date +%s)
   run meson setup "$build" "$repo" --prefix "$prefix" -Dtests=false --wrap-mode=nodownload \
     -Drocksdb="$rocksdb_option" || return 1

@@ -388,4 +388,99 @@ TEST_SUITE("cli") {
     CHECK(r.says("keel doctor etcd://" + where));
     CHECK(took < std::chrono::seconds(4));  // the 1 s connect timeout and a process start, not 10 s
   }
+
+  TEST_CASE("cli on etcd: --etcd-connect-timeout and --etcd-max-request-bytes are checked: a bad value or no cluster "
+            "is a usage error (issue 25)") {
+    keel::test::refused_port closed;  // never connected to: every case below stops at the options
+    const std::string url = "http://" + closed.host_port();
+    auto with = [&](std::vector<std::string> args) {
+      args.insert(args.begin(), {"--etcd", url, "--etcd-prefix", "p/"});
+      return run_cli(args);
+    };
+    for (const std::string bad : {"0", "-5", "abc", "1.5", "10001", "+7", "", "99999999999999999999"}) {
+      CAPTURE(bad);
+      auto r = with({"--etcd-connect-timeout", bad, "count"});
+      CHECK(r.status == 2);
+      CHECK_MESSAGE(r.says("--etcd-connect-timeout needs a number of milliseconds, from 1 to 10000, not '" + bad + "'"),
+                    r.err);
+    }
+    for (const std::string bad : {"0", "1023", "1.5MiB", "2147483648", "-1"}) {
+      CAPTURE(bad);
+      auto r = with({"--etcd-max-request-bytes", bad, "count"});
+      CHECK(r.status == 2);
+      CHECK_MESSAGE(r.says("--etcd-max-request-bytes needs a number of bytes, from 1024 to 2147483647, not '" + bad + "'"),
+                    r.err);
+    }
+    auto missing = with({"count", "--etcd-max-request-bytes"});
+    CHECK(missing.status == 2);
+    CHECK(missing.says("--etcd-max-request-bytes needs a number of bytes"));
+    // Without a cluster they would be ignored: refused like --etcd-prefix.
+    temp_dir tmp;
+    const std::string db = (tmp.path() / "db").string();
+    auto lone = run_cli({"--db", db, "--etcd-max-request-bytes", "4096", "put", "k", "v"});
+    CHECK(lone.status == 2);
+    CHECK_MESSAGE(lone.says("--etcd-max-request-bytes needs a cluster"), lone.err);
+    CHECK(run_cli({"--etcd-connect-timeout", "50", "--db", db, "count"}).status == 2);
+    CHECK_FALSE(std::filesystem::exists(db));
+  }
+
+  TEST_CASE("cli on etcd: --etcd-connect-timeout is the connect timeout of commands and of doctor etcd:// (issue 25)") {
+    keel::test::refused_port closed;
+    const std::string where = closed.host_port();
+    auto r = run_cli({"--etcd", where, "--etcd-prefix", "p/", "--etcd-connect-timeout", "250", "count"});
+    CHECK(r.status == 3);
+    CHECK_MESSAGE(r.says("no endpoint accepted a connection within 250 ms (etcd_options::connect_timeout)"), r.err);
+    auto d = run_cli({"doctor", "--etcd-connect-timeout", "300", "etcd://" + where});
+    CHECK(d.status == 1);
+    CHECK_MESSAGE(d.has("within 300 ms (etcd_options::connect_timeout)"), d.out);
+    auto byenv = [&] {  // KEEL_ETCD_ENDPOINTS is a cluster too
+      ::setenv("KEEL_ETCD_ENDPOINTS", where.c_str(), 1);
+      ::setenv("KEEL_ETCD_PREFIX", "p/", 1);
+      auto e = run_cli({"--etcd-connect-timeout", "200", "get", "k"});
+      ::unsetenv("KEEL_ETCD_PREFIX");
+      ::unsetenv("KEEL_ETCD_ENDPOINTS");
+      return e;
+    }();
+    CHECK(byenv.status == 3);
+    CHECK_MESSAGE(byenv.says("within 200 ms"), byenv.err);
+  }
+
+  TEST_CASE("cli on etcd: import and migrate check records against --etcd-max-request-bytes, not etcd's default "
+            "(issue 25)") {
+    REQUIRE(etcd_cluster::available());
+    etcd_cluster cluster(1);
+    const std::string url = cluster.endpoint(0);
+    temp_dir tmp;
+    // 200 KiB of value: under etcd's default 1.5 MiB, over a limit of 100000 bytes.
+    std::map<std::string, std::string> entries{{"a/small", "v"}, {"b/big", std::string(200 << 10, 'x')}};
+    const auto dump = (tmp.path() / "big.keeldump").string();
+    write_dump(dump, entries);
+    auto on = [&](const std::string& prefix, std::vector<std::string> args) {
+      args.insert(args.begin(), {"--etcd", url, "--etcd-prefix", prefix});
+      return run_cli(args);
+    };
+    auto r = on("lim/", {"--etcd-max-request-bytes", "100000", "import", dump});
+    CHECK(r.status == 5);
+    CHECK_MESSAGE(r.says("record 2 of the dump (key 'b/big', 204800 bytes of value)"), r.err);
+    CHECK_MESSAGE(r.says("over the limit of 100000 bytes of --etcd-max-request-bytes"), r.err);
+    CHECK(r.says("nothing was imported"));
+    CHECK(on("lim/", {"count"}).out == "0\n");
+    // Without the option the default applies, and the record fits.
+    auto fits = on("def/", {"import", dump});
+    CHECK_MESSAGE(fits.status == 0, fits.err);
+    CHECK(on("def/", {"count"}).out == "2\n");
+    // A limit large enough: batches are sized by it too (a third of it), all of it goes in.
+    auto large = on("large/", {"--etcd-max-request-bytes", "1048576", "import", dump});
+    CHECK_MESSAGE(large.status == 0, large.err);
+    CHECK(on("large/", {"count"}).out == "2\n");
+
+    // migrate into etcd: the record is refused against the same limit, exit 5.
+    const std::string db = (tmp.path() / "db").string();
+    REQUIRE(run_cli({"--db", db, "import", dump}).status == 0);
+    auto m = run_cli({"--etcd", url, "--etcd-max-request-bytes", "100000", "migrate", db, "etcd:mig/"});
+    CHECK(m.status == 5);
+    CHECK_MESSAGE(m.says("request size limit of 100000 bytes"), m.err);
+    auto m2 = run_cli({"--etcd", url, "migrate", db, "etcd:mig2/"});
+    CHECK_MESSAGE(m2.status == 0, m2.err);
+  }
 }

@@ -37,8 +37,13 @@ TEST_SUITE("cli") {
     CHECK(shared_pg().query("SELECT count(*) FROM " + table) == "2");  // really in that table
 
     ::setenv("KEEL_POSTGRES", server.c_str(), 1);
+    // The note on stderr names the table the command uses: --table's over the default.
+    auto named = run_cli({"--table", table, "get", "user/a"});
+    CHECK(named.out == "alice\n");
+    CHECK_MESSAGE(named.says("KEEL_POSTGRES chose a PostgreSQL server, table '" + table + "' (--table)"), named.err);
     ::setenv("KEEL_POSTGRES_TABLE", table.c_str(), 1);
     auto env = run_cli({"get", "user/a"});
+    CHECK_MESSAGE(env.says("table '" + table + "' (KEEL_POSTGRES_TABLE)"), env.err);
     ::unsetenv("KEEL_POSTGRES_TABLE");
     ::unsetenv("KEEL_POSTGRES");
     CHECK(env.status == 0);

@@ -952,46 +952,4 @@ TEST_SUITE("cli") {
     CHECK(run({"--db", db, "--json", "scan", "--keys-only", "--prefix", "latin"}).out ==
           "{\"key_base64\":\"bGF0aW4xLek=\"}\n");
   }
-
-  TEST_CASE("docs/cli.md: the examples of the Escaping paragraph run as shown (issue 25)") {
-    // The source tree: $KEEL_TEST_SOURCE_DIR (set by meson), else from this file's path.
-    const char* src = std::getenv("KEEL_TEST_SOURCE_DIR");
-    const fs::path doc = (src && *src ? fs::path(src) : fs::path(__FILE__).parent_path().parent_path()) / "docs" / "cli.md";
-    REQUIRE(fs::exists(doc));
-    const std::string text = slurp(doc);
-    const std::string start = "```\n$ keel --db data/db put 'caf";
-    const auto begin = text.find(start);
-    REQUIRE(begin != std::string::npos);
-    const auto end = text.find("```", begin + 3);
-    REQUIRE(end != std::string::npos);
-    // "$ command" lines, each followed by the stdout it prints.
-    std::vector<std::pair<std::string, std::string>> steps;
-    std::string block = text.substr(begin + 4, end - begin - 4);
-    for (std::size_t at = 0; at < block.size();) {
-      const auto nl = block.find('\n', at);
-      const std::string line = block.substr(at, nl - at);
-      at = nl == std::string::npos ? block.size() : nl + 1;
-      if (line.rfind("$ ", 0) == 0)
-        steps.emplace_back(line.substr(2), "");
-      else
-        steps.back().second += line + "\n";
-    }
-    REQUIRE(steps.size() >= 8);
-    temp_dir tmp;
-    fs::create_directory(tmp.path() / "data");
-    for (const auto& step : steps) {
-      const std::string& cmd = step.first;  // not a structured binding: CAPTURE's lambda cannot take one in clang 14
-      const std::string& expected = step.second;
-      CAPTURE(cmd);
-      child_process child("/bin/sh", {"-c", "cd \"$1\" && export LC_ALL=C.UTF-8 && K=\"$2\" && keel() { \"$K\" \"$@\"; } && " + cmd,
-                                      "sh", tmp.path().string(), fs::absolute(cli_path()).string()});
-      child.close_stdin();
-      std::string out;
-      while (auto line = child.read_line(60s)) out += *line + "\n";
-      auto status = child.wait_for(60s);
-      REQUIRE(status.has_value());
-      CHECK(*status == 0);
-      CHECK(out == expected);
-    }
-  }
 }

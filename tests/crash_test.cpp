@@ -181,7 +181,8 @@ TEST_SUITE("crash") {
   TEST_CASE("without sync_writes a process crash loses no acknowledged batch either") {
     // Without sync_writes RocksDB still write()s the WAL to the kernel before
     // acknowledging: a killed process loses nothing. Only a machine crash or
-    // power loss can lose the writes since the last sync (README, Durability).
+    // power loss can lose the writes since the last sync (docs/durability.md,
+    // "The promise, per backend").
     const int rounds = static_cast<int>(keel::test::scaled("KEEL_CRASH_ROUNDS", 40)) / 2;
     crash_totals t = run_crash_rounds(/*sync=*/false, rounds < 10 ? 10 : rounds, 45s, 77);
     CHECK(t.rounds >= 10);

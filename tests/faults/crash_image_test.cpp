@@ -6,7 +6,7 @@
 // device, as after a power cut), the copy is mounted on a new loop device
 // (ext4 replays its journal) and the store is opened there.
 //
-// The promise checked (docs/durability.md, README "Durability and failures"):
+// The promise checked (docs/durability.md, "After a machine crash"):
 // the store always opens; with sync_writes it holds every acknowledged
 // write; batches are whole; it holds a prefix of its history (no write
 // without every write acknowledged before that write started). Without

@@ -44,7 +44,8 @@
 #include <thread>
 #include <vector>
 
-#include <keel/detail/etcd_transport.hpp>
+#include <keel/etcd/codec.hpp>
+#include <keel/etcd/transport.hpp>
 
 #include "temp_dir.hpp"
 

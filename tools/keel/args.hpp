@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <keel/key_range.hpp>
@@ -25,6 +26,11 @@ struct cli {
   std::string hybrid;       // --hybrid PATH: a hybrid store (memory while small, RocksDB when large)
   std::string etcd;         // --etcd URL[,URL...]: the etcd cluster (only with the etcd backend)
   std::string etcd_prefix;  // --etcd-prefix P: the store's key prefix in the cluster
+  // --etcd-connect-timeout MS: etcd_options::connect_timeout (default 1000 ms), also doctor etcd://'s.
+  std::optional<std::chrono::milliseconds> etcd_connect_timeout;
+  // --etcd-max-request-bytes N: the cluster's --max-request-bytes, etcd_options::max_request_bytes
+  // (default 1572864): what import and migrate check each record against and size batches by.
+  std::optional<std::size_t> etcd_max_request_bytes;
   std::string postgres;     // --postgres CONNINFO: a PostgreSQL server (only with the PostgreSQL backend)
   std::string table;        // --table NAME: the store's table on that server
   bool memory = false, fallback = false, json = false, raw = false;
@@ -68,6 +74,25 @@ inline std::string no_etcd_backend(std::string_view what) {
   return std::string(what) +
          ": this keel was built without the etcd backend (meson option etcd: libcurl and "
          "nlohmann-json)";
+}
+
+// The limits of --etcd-connect-timeout (at most the operation timeout,
+// etcd_options::operation_timeout, 10 s: a longer connect could never finish
+// within it) and --etcd-max-request-bytes (at least 1 KiB: a batch is a third
+// of it; at most what etcd itself accepts, an int32).
+inline constexpr unsigned long long etcd_connect_timeout_max_ms = 10000;
+inline constexpr unsigned long long etcd_max_request_bytes_min = 1024, etcd_max_request_bytes_max = 2147483647;
+
+// A decimal number from `lo` to `hi` (digits only: no sign, no suffix), or nullopt.
+inline std::optional<unsigned long long> number_in(std::string_view s, unsigned long long lo, unsigned long long hi) {
+  if (s.empty() || s.size() > 19) return std::nullopt;
+  unsigned long long v = 0;
+  for (char ch : s) {
+    if (ch < '0' || ch > '9') return std::nullopt;
+    v = v * 10 + static_cast<unsigned long long>(ch - '0');
+  }
+  if (v < lo || v > hi) return std::nullopt;
+  return v;
 }
 
 // The options of commands that take a value (scan --prefix P, put
@@ -125,6 +150,20 @@ inline std::optional<int> parse_options(int argc, char** argv, cli& c) {
       if (++i >= argc) return usage_error(std::string(s) + (s == "--etcd" ? " needs URL[,URL...]" : " needs a PREFIX"));
       if (*argv[i] == '\0') return usage_error(std::string(s) + " needs a non-empty value");
       (s == "--etcd" ? c.etcd : c.etcd_prefix) = argv[i];
+    } else if (s == "--etcd-connect-timeout" || s == "--etcd-max-request-bytes") {
+      if (!has_etcd_backend) return usage_error(no_etcd_backend(s));
+      const bool timeout = s == "--etcd-connect-timeout";
+      const std::string range = timeout ? "milliseconds, from 1 to " + std::to_string(etcd_connect_timeout_max_ms)
+                                        : "bytes, from " + std::to_string(etcd_max_request_bytes_min) + " to " +
+                                              std::to_string(etcd_max_request_bytes_max);
+      if (++i >= argc) return usage_error(std::string(s) + " needs a number of " + range);
+      const auto n = timeout ? number_in(argv[i], 1, etcd_connect_timeout_max_ms)
+                             : number_in(argv[i], etcd_max_request_bytes_min, etcd_max_request_bytes_max);
+      if (!n) return usage_error(std::string(s) + " needs a number of " + range + ", not '" + argv[i] + "'");
+      if (timeout)
+        c.etcd_connect_timeout = std::chrono::milliseconds(*n);
+      else
+        c.etcd_max_request_bytes = static_cast<std::size_t>(*n);
     } else if (s == "--postgres" || s == "--table") {
       if (!has_postgres_backend) return usage_error(no_postgres_backend(s));
       if (++i >= argc) return usage_error(std::string(s) + (s == "--postgres" ? " needs a CONNINFO" : " needs a NAME"));
@@ -149,9 +188,15 @@ inline std::optional<int> parse_options(int argc, char** argv, cli& c) {
     }
   }
   c.keep_utf8 = !c.escape_all && locale_is_utf8();
-  // A prefix with no cluster would be silently ignored by a RocksDB command.
+  // A prefix or an etcd limit with no cluster would be silently ignored by a
+  // RocksDB command (doctor etcd:// names its cluster itself).
+  const bool cluster_given = !c.etcd.empty() || std::getenv("KEEL_ETCD_ENDPOINTS") ||
+                             (c.args.size() == 2 && c.args[0] == "doctor" && c.args[1].rfind("etcd://", 0) == 0);
   if (!c.etcd_prefix.empty() && c.etcd.empty() && !std::getenv("KEEL_ETCD_ENDPOINTS"))
     return usage_error("--etcd-prefix needs a cluster: --etcd URL[,URL...] or KEEL_ETCD_ENDPOINTS");
+  if ((c.etcd_connect_timeout || c.etcd_max_request_bytes) && !cluster_given)
+    return usage_error(std::string(c.etcd_connect_timeout ? "--etcd-connect-timeout" : "--etcd-max-request-bytes") +
+                       " needs a cluster: --etcd URL[,URL...], KEEL_ETCD_ENDPOINTS or doctor etcd://...");
   return std::nullopt;
 }
 

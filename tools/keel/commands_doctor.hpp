@@ -1,6 +1,6 @@
 // keel tool: the doctor command. `doctor PATH` explains a RocksDB directory,
 // a hybrid store or a persisted memory store (keel::diagnose, <keel/doctor.hpp>); `doctor etcd://HOST:PORT[,...]` an
-// etcd cluster (doctor_etcd.hpp, only with the etcd backend).
+// etcd cluster (keel::diagnose_cluster, <keel/etcd.hpp>; only with the etcd backend).
 #pragma once
 
 #include <cstdio>
@@ -11,6 +11,8 @@
 #include "exit_codes.hpp"
 #include "text.hpp"
 #if KEEL_HAS_ETCD
+#include <keel/etcd.hpp>
+
 #include "doctor_etcd.hpp"
 #endif
 
@@ -57,7 +59,8 @@ inline int doctor_path(const cli& c) {
 #if KEEL_HAS_ETCD
 // doctor etcd://...: exit 0 when a write would succeed now, else 1.
 inline int doctor_etcd(const cli& c, const std::vector<std::string>& endpoints) {
-  const etcd_doctor_report r = diagnose_etcd(endpoints);
+  const keel::etcd_doctor_report r =
+      keel::diagnose_cluster(endpoints, c.etcd_connect_timeout.value_or(keel::etcd_options{}.connect_timeout));
   if (c.json) {
     auto str = [](const std::string& s) { return json_string(s); };
     auto num = [](auto v) { return std::to_string(v); };
@@ -67,7 +70,7 @@ inline int doctor_etcd(const cli& c, const std::vector<std::string>& endpoints) 
       j += std::string(i ? "," : "") + "{\"endpoint\":" + str(s.endpoint) +
            ",\"answered\":" + (s.answered ? "true" : "false");
       if (s.answered) {
-        j += ",\"member_id\":" + str(etcd_doctor_detail::hex_id(s.member_id)) + ",\"version\":" + str(s.version) +
+        j += ",\"member_id\":" + str(keel::etcd_member_id_hex(s.member_id)) + ",\"version\":" + str(s.version) +
              ",\"raft_term\":" + num(s.raft_term) + ",\"raft_index\":" + num(s.raft_index) +
              ",\"db_size\":" + num(s.db_size) + ",\"db_size_in_use\":" + num(s.db_size_in_use);
         if (s.quota) j += ",\"db_size_quota\":" + num(*s.quota);
@@ -79,12 +82,12 @@ inline int doctor_etcd(const cli& c, const std::vector<std::string>& endpoints) 
     j += "],\"members\":[";
     for (std::size_t i = 0; i < r.members.size(); ++i) {
       const auto& m = r.members[i];
-      j += std::string(i ? "," : "") + "{\"id\":" + str(etcd_doctor_detail::hex_id(m.id)) + ",\"name\":" + str(m.name) +
+      j += std::string(i ? "," : "") + "{\"id\":" + str(keel::etcd_member_id_hex(m.id)) + ",\"name\":" + str(m.name) +
            ",\"learner\":" + (m.learner ? "true" : "false") + ",\"client_urls\":[";
       for (std::size_t k = 0; k < m.client_urls.size(); ++k) j += (k ? "," : "") + str(m.client_urls[k]);
       j += "]}";
     }
-    j += "],\"leader\":" + (r.leader ? str(etcd_doctor_detail::hex_id(r.leader)) : std::string("null"));
+    j += "],\"leader\":" + (r.leader ? str(keel::etcd_member_id_hex(r.leader)) : std::string("null"));
     j += ",\"raft_term\":" + num(r.raft_term) + ",\"raft_index\":" + num(r.raft_index) + ",\"alarms\":[";
     for (std::size_t i = 0; i < r.alarms.size(); ++i) j += (i ? "," : "") + str(r.alarms[i]);
     j += "],\"write_would_succeed\":" + std::string(r.write_would_succeed ? "true" : "false");

@@ -168,7 +168,15 @@ inline int cmd_import(const cli& c) {
 #if KEEL_HAS_ETCD
     if (auto* etcd = store.get_if<keel::EtcdPolicy>()) {
       const keel::etcd_options& o = etcd->policy().config();
-      io.check_record = [&](std::uint64_t index, std::string_view key,
+      // The limit checked: the one --etcd-max-request-bytes gave, else etcd's default.
+      const std::string limit_named =
+          c.etcd_max_request_bytes
+              ? "the limit of " + std::to_string(o.max_request_bytes) +
+                    " bytes of --etcd-max-request-bytes (the cluster's --max-request-bytes)"
+              : "etcd's limit of " + std::to_string(o.max_request_bytes) +
+                    " bytes (its --max-request-bytes, default 1.5 MiB; a cluster that runs with more: tell keel "
+                    "with --etcd-max-request-bytes N)";
+      io.check_record = [&, limit_named](std::uint64_t index, std::string_view key,
                             std::string_view value) -> std::optional<keel::error> {
         const std::size_t n = etcd_put_bytes(o.prefix.size(), key, value);
         if (n <= o.max_request_bytes) return std::nullopt;
@@ -177,10 +185,8 @@ inline int cmd_import(const cli& c) {
             keel::errc::invalid_argument,
             "record " + std::to_string(index + 1) + " of the dump (key '" + escape(key) + "', " +
                 std::to_string(value.size()) + " bytes of value) is larger than etcd takes in one request: about " +
-                std::to_string(n) + " bytes with the prefix, over etcd's limit of " +
-                std::to_string(o.max_request_bytes) +
-                " bytes (its --max-request-bytes, default 1.5 MiB); nothing was imported. Keep values this large "
-                "out of etcd, or split them");
+                std::to_string(n) + " bytes with the prefix, over " + limit_named +
+                "; nothing was imported. Keep values this large out of etcd, or split them");
       };
     }
 #endif

@@ -93,6 +93,14 @@ or VALUE may start with '-': keel del -- -k):
                           is built with the etcd backend
   --etcd-prefix P         the store's key prefix in the cluster (as KEEL_ETCD_PREFIX;
                           required): stores with different prefixes never meet
+  --etcd-connect-timeout MS
+                          TCP connect timeout per attempt, 1 to 10000 ms (default
+                          1000); also how soon an endpoint nobody listens on is
+                          reported, and doctor etcd://'s
+  --etcd-max-request-bytes N
+                          the cluster's --max-request-bytes, 1024 to 2147483647
+                          (default 1572864): import and migrate check each record
+                          against it and size their batches by it
   --postgres CONNINFO     use a table of the PostgreSQL server of this libpq connection
                           string (as KEEL_POSTGRES; docs/postgres.md); only when keel
                           is built with the PostgreSQL backend

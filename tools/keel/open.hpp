@@ -349,6 +349,8 @@ inline keel::result<cli_store> open_spec(const cli& c, const std::string& spec, 
       cfg->etcd.endpoints = split_endpoints(list);
     }
     if (!c.etcd_prefix.empty() && !(etcd_spec && spec.size() > 5)) cfg->etcd.prefix = c.etcd_prefix;
+    if (c.etcd_connect_timeout) cfg->etcd.connect_timeout = *c.etcd_connect_timeout;
+    if (c.etcd_max_request_bytes) cfg->etcd.max_request_bytes = *c.etcd_max_request_bytes;
     if (cfg->etcd.endpoints.empty())
       return keel::error(keel::errc::invalid_argument,
                          "no etcd cluster given: use --etcd URL[,URL...] or set KEEL_ETCD_ENDPOINTS");
@@ -431,8 +433,9 @@ inline int open_failed(const keel::error& e, const std::string& target) {
 }
 
 // Says on stderr which store the environment chose (nothing when an option
-// or KEEL_DB did).
-inline void name_env_choice(const main_store_choice& m) {
+// or KEEL_DB did), with the table or prefix it will use (an option such as
+// --table or --etcd-prefix wins over its variable, as in open_spec()).
+inline void name_env_choice(const cli& c, const main_store_choice& m) {
   if (m.env_variable == "KEEL_USE_MEMORY_STORAGE") {
     std::fprintf(stderr, "keel: %s chose a memory store (not persisted: it starts empty and is gone when keel exits)\n",
                  m.memory_by.c_str());
@@ -443,10 +446,12 @@ inline void name_env_choice(const main_store_choice& m) {
                  std::getenv("KEEL_ETCD_ENDPOINTS"), prefix ? ", prefix '" : "", prefix ? prefix : "",
                  prefix ? "' (KEEL_ETCD_PREFIX)" : "");
   } else if (m.env_variable == "KEEL_POSTGRES") {
-    const char* table = std::getenv("KEEL_POSTGRES_TABLE");
+    const char* env_table = std::getenv("KEEL_POSTGRES_TABLE");
+    const std::string table = !c.table.empty() ? c.table : env_table && *env_table ? env_table : "keel";
+    const char* from = !c.table.empty() ? " (--table)" : env_table && *env_table ? " (KEEL_POSTGRES_TABLE)" : "";
     std::fprintf(stderr, "keel: KEEL_POSTGRES chose a PostgreSQL server, table '%s'%s (--db, --memory-file, --hybrid or "
                  "--etcd choose another store)\n",
-                 table && *table ? table : "keel", table && *table ? " (KEEL_POSTGRES_TABLE)" : "");
+                 table.c_str(), from);
   }
 }
 
@@ -493,7 +498,7 @@ int with_store(const cli& c, access how, F&& fn, Check&& before_open = nullptr) 
   std::string target = c.hybrid.empty() ? db_path(c) : c.hybrid;
   if (!choice) return open_failed(choice.error(), "");
   if (how == access::write && !choice->memory_by.empty()) return refuse_forgetful_write(c.args[0], choice->memory_by);
-  name_env_choice(*choice);
+  name_env_choice(c, *choice);
   if constexpr (!std::is_same_v<std::decay_t<Check>, int (*)()>) {
     if (const int rc = before_open(); rc != exit_ok) return rc;
   }

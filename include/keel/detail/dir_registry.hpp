@@ -13,8 +13,8 @@
 // writer in the same process is refused (already_open_in_process): the
 // writer's own snapshot() gives the same fixed view without a second DB
 // object, and the refusal keeps the one-writer rule simple to state. (It
-// would be safe for the lock: OpenForReadOnly never opens the LOCK file, see
-// shared/design/rocksdb-facts.md.)
+// would be safe for the lock: RocksDB's DB::OpenForReadOnly never opens the
+// LOCK file; docs/read-only.md.)
 #pragma once
 
 #include <filesystem>

@@ -12,7 +12,7 @@
 // (e.g. the holder runs as another user or as a service, or under wine, whose
 // Restart Manager is a stub) query_lock() says so in its note.
 //
-// Background (see design/rocksdb-facts.md, "The LOCK file"): a read-write
+// Background (RocksDB 7.8's env/fs_posix.cc, LockFile): a read-write
 // RocksDB open takes a POSIX fcntl(F_SETLK, F_WRLCK) lock on <dir>/LOCK and
 // keeps the descriptor open. Closing ANY descriptor of that file drops all of
 // this process's fcntl locks on it, so nothing here opens the lock file unless

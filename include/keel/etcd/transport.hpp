@@ -1,7 +1,9 @@
 // keel::detail: a client for etcd's v3 HTTP/JSON gateway (libcurl +
-// nlohmann-json), used by EtcdPolicy (<keel/etcd.hpp>). Private: names may
-// change. See docs/cluster.md and shared etcd-facts for the behaviour it
-// relies on (checked against etcd 3.4.23 and libcurl 7.88.1).
+// nlohmann-json), used by EtcdPolicy (<keel/etcd.hpp>) and by
+// keel::diagnose_cluster (etcd/doctor.hpp). Private: names may change.
+// docs/cluster.md ("Failover", "Errors", "Transport") describes the
+// behaviour it gives; the etcd facts it relies on are stated where they are
+// used (checked against etcd 3.4.23 and libcurl 7.88.1).
 //
 // What it does:
 // - one POST per call to <endpoint>/v3/<path>, JSON body in, JSON body out;
@@ -36,14 +38,17 @@
 // Thread safety: call() may be used from many threads at once. Each thread
 // takes an idle CURL easy handle for the endpoint from a pool (a handle is
 // used by one thread at a time) and returns it afterwards, which keeps its
-// keep-alive connection for the next call.
+// keep-alive connection for the next call. Locking: mutex_ guards idle_ and
+// closed_ and is a leaf (held only to take or give back a handle, never
+// around a request); preferred_ is an atomic.
+// Errors: every failure is a keel::error (see the classification above);
+// nothing throws except std::bad_alloc.
 #pragma once
 
 #include <curl/curl.h>
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -62,165 +67,7 @@
 
 namespace keel::detail {
 
-// ---------------------------------------------------------------------------
-// Standard base64 (RFC 4648 alphabet, always padded): the only encoding the
-// gateway accepts for bytes fields.
-// ---------------------------------------------------------------------------
-inline void base64_append(std::string& out, std::string_view in) {
-  static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  const auto* p = reinterpret_cast<const unsigned char*>(in.data());
-  std::size_t n = in.size(), i = 0;
-  out.reserve(out.size() + (n + 2) / 3 * 4);
-  for (; i + 3 <= n; i += 3) {
-    const std::uint32_t v = (std::uint32_t(p[i]) << 16) | (std::uint32_t(p[i + 1]) << 8) | p[i + 2];
-    out += alphabet[(v >> 18) & 63];
-    out += alphabet[(v >> 12) & 63];
-    out += alphabet[(v >> 6) & 63];
-    out += alphabet[v & 63];
-  }
-  if (n - i == 1) {
-    const std::uint32_t v = std::uint32_t(p[i]) << 16;
-    out += alphabet[(v >> 18) & 63];
-    out += alphabet[(v >> 12) & 63];
-    out += "==";
-  } else if (n - i == 2) {
-    const std::uint32_t v = (std::uint32_t(p[i]) << 16) | (std::uint32_t(p[i + 1]) << 8);
-    out += alphabet[(v >> 18) & 63];
-    out += alphabet[(v >> 12) & 63];
-    out += alphabet[(v >> 6) & 63];
-    out += '=';
-  }
-}
-
-inline std::string base64_encode(std::string_view in) {
-  std::string out;
-  base64_append(out, in);
-  return out;
-}
-
-// Decodes standard, padded base64; nullopt on anything else.
-inline std::optional<std::string> base64_decode(std::string_view in) {
-  auto value = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  if (in.size() % 4 != 0) return std::nullopt;
-  std::string out;
-  out.reserve(in.size() / 4 * 3);
-  for (std::size_t i = 0; i < in.size(); i += 4) {
-    const bool last = i + 4 == in.size();
-    int v[4];
-    int pad = 0;
-    for (int j = 0; j < 4; ++j) {
-      const char c = in[i + j];
-      if (c == '=' && last && j >= 2) {
-        v[j] = 0;
-        ++pad;
-      } else {
-        if (pad) return std::nullopt;  // data after padding
-        v[j] = value(c);
-        if (v[j] < 0) return std::nullopt;
-      }
-    }
-    const std::uint32_t bits = (std::uint32_t(v[0]) << 18) | (std::uint32_t(v[1]) << 12) | (std::uint32_t(v[2]) << 6) |
-                               std::uint32_t(v[3]);
-    out += static_cast<char>((bits >> 16) & 0xFF);
-    if (pad < 2) out += static_cast<char>((bits >> 8) & 0xFF);
-    if (pad < 1) out += static_cast<char>(bits & 0xFF);
-  }
-  return out;
-}
-
-// An int64/uint64 field of a gateway response: a JSON string ("7"), sometimes
-// a number; absent means 0 (proto3 leaves zero values out). Never through
-// double: member IDs exceed 2^53.
-template <class Int = std::int64_t>
-Int json_int(const nlohmann::json& j, const char* field) {
-  auto it = j.find(field);
-  if (it == j.end()) return 0;
-  if (it->is_string()) {
-    const std::string& s = it->template get_ref<const std::string&>();
-    Int v = 0;
-    std::from_chars(s.data(), s.data() + s.size(), v);
-    return v;
-  }
-  if (it->is_number_integer()) return it->template get<Int>();
-  return 0;
-}
-
-// A bytes field (base64) of a gateway response; absent means empty.
-inline std::string json_bytes(const nlohmann::json& j, const char* field) {
-  auto it = j.find(field);
-  if (it == j.end() || !it->is_string()) return {};
-  auto d = base64_decode(it->get_ref<const std::string&>());
-  return d ? std::move(*d) : std::string();
-}
-
-// ---------------------------------------------------------------------------
-// A tiny writer for request bodies: every field is base64 bytes, an integer
-// (sent as a string, as etcd's own JSON does) or a bool, so strings are built
-// directly. Field names are the proto names (snake_case) the gateway accepts;
-// a misspelt name would be silently ignored by etcd, so they live in the
-// builder functions of EtcdPolicy, each covered by a test.
-// ---------------------------------------------------------------------------
-class json_object {
- public:
-  json_object() : s_("{") {}
-  json_object& bytes(std::string_view name, std::string_view raw) {
-    field(name);
-    s_ += '"';
-    base64_append(s_, raw);
-    s_ += '"';
-    return *this;
-  }
-  json_object& integer(std::string_view name, std::int64_t v) {
-    field(name);
-    s_ += '"';
-    s_ += std::to_string(v);
-    s_ += '"';
-    return *this;
-  }
-  json_object& boolean(std::string_view name, bool v) {
-    field(name);
-    s_ += v ? "true" : "false";
-    return *this;
-  }
-  json_object& text(std::string_view name, std::string_view plain) {  // plain ASCII only (enum names)
-    field(name);
-    s_ += '"';
-    s_ += plain;
-    s_ += '"';
-    return *this;
-  }
-  // A field whose value is already JSON (an object or array).
-  json_object& raw(std::string_view name, std::string_view json) {
-    field(name);
-    s_ += json;
-    return *this;
-  }
-  // Closes the object and hands its text over (call once).
-  std::string str() {
-    s_ += '}';
-    return std::move(s_);
-  }
-
- private:
-  void field(std::string_view name) {
-    if (s_.size() > 1) s_ += ',';
-    s_ += '"';
-    s_ += name;
-    s_ += "\":";
-  }
-  std::string s_;
-};
-
-// ---------------------------------------------------------------------------
-// The transport.
-// ---------------------------------------------------------------------------
+// How a failed attempt may be retried (see the classification at the top).
 enum class call_kind { read, write };
 
 struct etcd_transport_config {
@@ -446,8 +293,19 @@ class etcd_transport {
     return out;
   }
 
-  // Maps a non-200 answer to a verdict (etcd-facts.md sections 1, 6, 9).
-  // Several conditions share one gRPC code, so the message decides.
+  // Maps a non-200 answer to a verdict. The gateway answers errors as
+  // {"error":msg,"message":msg,"code":<gRPC code>} with the HTTP status of
+  // that code (3 InvalidArgument and 11 OutOfRange: 400, 8 ResourceExhausted:
+  // 429, 14 Unavailable: 503, 4 DeadlineExceeded: 504), and a path it does
+  // not serve with 404 or 405 and a plain-text body. Several conditions share
+  // one code, so the message decides: code 11 is both "required revision has
+  // been compacted" and "is a future revision"; code 8 both "database space
+  // exceeded" (NOSPACE) and "too many requests" (apply backlog: back off);
+  // a request over --max-request-bytes is 400 "request is too large" or,
+  // past gRPC's own cap, 429 "received message larger than max"; 503 "no
+  // leader" comes at once (the hasleader header) and was not applied, while
+  // 503 "request timed out" and 500 "context deadline exceeded" may have been
+  // (docs/cluster.md, "Errors").
   static void classify(long status, const std::string& body, const std::string& endpoint, attempt_result& out) {
     auto j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
     int code = -1;

@@ -1,0 +1,443 @@
+// keel: EtcdPolicy, the contract methods of the cluster backend
+// (contract.hpp states the contract; <keel/etcd.hpp> is the front and says
+// how each operation maps onto etcd). Each method checks that the store is
+// open and forwards to the part that does the work:
+//   codec.hpp          key encoding under the prefix, base64 and JSON fields
+//   transport.hpp      libcurl pool, deadlines, failover, error mapping
+//   paging.hpp         range reads; scans paged at one revision, both ways
+//   transactions.hpp   batches as one txn, cluster-validated commits,
+//                      read-only txns (multi_get)
+//
+// Thread safety: every member may be called concurrently, close() included.
+// A cursor is used by one thread at a time; snapshots may be shared.
+// Ownership: cursors and snapshots hold the policy (shared_ptr) and the
+// revision they read (a pin); after close() they give errc::closed.
+// Errors: as listed in <keel/etcd.hpp>; nothing throws except std::bad_alloc.
+//
+// Lock order: two mutexes, never held together, never held around a request.
+//   pins_mutex_             guards pins_ (the revisions live views of this
+//                           process read): taken when a view pins or unpins
+//                           a revision and by compact() to read the oldest;
+//   etcd_transport::mutex_  guards the idle CURL handles and the transport's
+//                           closed flag: taken to take or give back a handle
+//                           and by close().
+// open_ and the transport's preferred endpoint are atomics.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "../store.hpp"
+#include "codec.hpp"
+#include "options.hpp"
+#include "paging.hpp"
+#include "transactions.hpp"
+#include "transport.hpp"
+
+namespace keel {
+
+class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
+  // A revision some live view of this process still reads (compact() never
+  // goes past it). Shared by copies of a snapshot; unregisters on destruction.
+  class pin {
+   public:
+    pin(std::shared_ptr<const EtcdPolicy> owner, std::int64_t rev) : owner_(std::move(owner)), rev_(rev) {
+      std::lock_guard lock(owner_->pins_mutex_);
+      owner_->pins_.insert(rev_);
+    }
+    pin(const pin&) = delete;
+    pin& operator=(const pin&) = delete;
+    ~pin() {
+      std::lock_guard lock(owner_->pins_mutex_);
+      owner_->pins_.erase(owner_->pins_.find(rev_));
+    }
+
+   private:
+    std::shared_ptr<const EtcdPolicy> owner_;
+    std::int64_t rev_;
+  };
+
+ public:
+  using options = etcd_options;
+  static constexpr keel::backend backend_kind = keel::backend::etcd;
+
+  // ---- cursor -------------------------------------------------------------
+  // Reads its range page by page at one revision (the first page's; a
+  // snapshot's cursor reads the snapshot's), pinned while the cursor lives.
+  // One cursor is used by one thread at a time.
+  class cursor_type {
+   public:
+    bool valid() const noexcept { return scan_.valid(); }
+    std::string_view key() const noexcept { return scan_.key(); }
+    std::string_view value() const noexcept { return scan_.value(); }
+    const std::optional<keel::error>& error() const noexcept { return scan_.error(); }
+
+    void next() {
+      if (!valid()) return;
+      if (!owner_->is_open()) return scan_.fail(closed_error());
+      if (scan_.step()) fetch();
+    }
+
+   private:
+    friend class EtcdPolicy;
+    explicit cursor_type(keel::error e) { scan_.fail(std::move(e)); }
+    cursor_type(std::shared_ptr<const EtcdPolicy> owner, const key_range& range, std::int64_t revision,
+                std::shared_ptr<pin> held)
+        : owner_(std::move(owner)), pin_(std::move(held)) {
+      auto bounds = owner_->keys_.range(range);
+      if (!bounds) return;  // empty range
+      scan_ =
+          detail::etcd_paged_scan(std::move(bounds->first), std::move(bounds->second), revision, range.is_reversed());
+      fetch();
+    }
+    void fetch() {
+      if (scan_.fetch(owner_->transport_, owner_->keys_, owner_->opts_.page_size))
+        pin_ = std::make_shared<pin>(owner_, scan_.revision());
+    }
+
+    std::shared_ptr<const EtcdPolicy> owner_;
+    std::shared_ptr<pin> pin_;
+    detail::etcd_paged_scan scan_;
+  };
+
+  // ---- snapshot -----------------------------------------------------------
+  // A revision. Copies share it; compact() of this process keeps it readable
+  // while a copy lives (another process's compaction does not: reads then
+  // give errc::snapshot_expired).
+  class snapshot_type {
+   public:
+    result<std::optional<std::string>> get(std::string_view key) const {
+      if (!owner_->is_open()) return closed_error();
+      return owner_->get_at(key, revision_, false);
+    }
+    result<bool> contains(std::string_view key) const {
+      if (!owner_->is_open()) return closed_error();
+      return owner_->contains_at(key, revision_, false);
+    }
+    cursor_type scan(const key_range& range) const {
+      if (!owner_->is_open()) return cursor_type(closed_error());
+      return cursor_type(owner_, range, revision_, pin_);
+    }
+    // The etcd revision this view reads.
+    std::int64_t revision() const noexcept { return revision_; }
+
+   private:
+    friend class EtcdPolicy;
+    snapshot_type(std::shared_ptr<const EtcdPolicy> owner, std::int64_t revision)
+        : owner_(std::move(owner)), revision_(revision), pin_(std::make_shared<pin>(owner_, revision)) {}
+    std::shared_ptr<const EtcdPolicy> owner_;
+    std::int64_t revision_;
+    std::shared_ptr<pin> pin_;
+  };
+
+  // ---- store --------------------------------------------------------------
+  // Checks the options and that the cluster answers a linearizable read (so
+  // a store that opens can serve; errc::unavailable otherwise).
+  static result<std::shared_ptr<EtcdPolicy>> open(const options& opts) {
+    if (opts.endpoints.empty()) return keel::error(errc::invalid_argument, "etcd: etcd_options::endpoints is empty");
+    if (opts.prefix.empty()) {
+      return keel::error(errc::invalid_argument,
+                         "etcd: etcd_options::prefix is empty; every store needs its own non-empty key prefix "
+                         "(e.g. \"myapp/\")");
+    }
+    for (const auto& e : opts.endpoints) {
+      if (e.rfind("http://", 0) != 0 && e.rfind("https://", 0) != 0) {
+        return keel::error(
+            errc::invalid_argument,
+            "etcd: endpoint '" + e + "' must start with http:// or https:// (e.g. http://127.0.0.1:2379)");
+      }
+    }
+    if (opts.page_size == 0 || opts.max_txn_ops == 0 || opts.max_request_bytes == 0) {
+      return keel::error(errc::invalid_argument, "etcd: page_size, max_txn_ops and max_request_bytes must be > 0");
+    }
+    auto p = std::make_shared<EtcdPolicy>(opts);
+    auto probe = p->current_revision();
+    if (!probe) return std::move(probe).error();
+    return p;
+  }
+
+  explicit EtcdPolicy(const options& opts) : opts_(opts), keys_(opts.prefix), transport_(make_transport_config(opts)) {}
+  EtcdPolicy(const EtcdPolicy&) = delete;
+  EtcdPolicy& operator=(const EtcdPolicy&) = delete;
+
+  result<void> put(std::string_view key, std::string_view value) {
+    if (!is_open()) return closed_error();
+    if (auto bad = detail::etcd_request_too_large(opts_.prefix.size() + key.size() + value.size() + 16, "put", opts_))
+      return *bad;
+    std::string body = detail::json_object().bytes("key", keys_.key(key)).bytes("value", value).str();
+    auto r = transport_.call("kv/put", body, detail::call_kind::write, "put");
+    if (!r) return std::move(r).error();
+    return {};
+  }
+
+  result<std::optional<std::string>> get(std::string_view key) const {
+    if (!is_open()) return closed_error();
+    return get_at(key, 0, opts_.serializable_reads);
+  }
+  result<bool> contains(std::string_view key) const {
+    if (!is_open()) return closed_error();
+    return contains_at(key, 0, opts_.serializable_reads);
+  }
+
+  result<void> erase(std::string_view key) {
+    if (!is_open()) return closed_error();
+    std::string body = detail::json_object().bytes("key", keys_.key(key)).str();
+    auto r = transport_.call("kv/deleterange", body, detail::call_kind::write, "erase");
+    if (!r) return std::move(r).error();
+    return {};
+  }
+
+  // One etcd txn; see <keel/etcd.hpp> for the limits.
+  result<void> write(const write_batch& batch) {
+    if (!is_open()) return closed_error();
+    if (batch.empty()) return {};
+    auto ops = detail::etcd_compile_batch(batch, keys_, opts_);
+    if (!ops) return std::move(ops).error();
+    if (ops->empty()) return {};
+    auto r = detail::etcd_send_txn(transport_, {}, *ops, "write");
+    if (!r) return std::move(r).error();
+    return {};
+  }
+
+  cursor_type scan(const key_range& range) const {
+    if (!is_open()) return cursor_type(closed_error());
+    return cursor_type(shared_from_this(), range, 0, nullptr);
+  }
+  static cursor_type failed_cursor(keel::error e) { return cursor_type(std::move(e)); }
+
+  result<snapshot_type> snapshot() const {
+    if (!is_open()) return closed_error();
+    auto rev = current_revision();
+    if (!rev) return std::move(rev).error();
+    return snapshot_type(shared_from_this(), *rev);
+  }
+
+  // One deleterange request (atomic); invalid_argument when the lower bound
+  // is above the upper bound.
+  result<void> erase_range(const key_range& range) {
+    auto n = erase_range_counted(range);
+    if (!n) return std::move(n).error();
+    return {};
+  }
+  // erase_range, returning how many keys it erased: etcd's own count, from
+  // the same request (exact and atomic; a counting transaction would need a
+  // compare per key, past max_txn_ops).
+  result<std::uint64_t> erase_range_counted(const key_range& range) {
+    if (!is_open()) return closed_error();
+    if (!erase_range_is_valid(range)) {
+      return keel::error(errc::invalid_argument, "erase_range: the range's lower bound is above its upper bound");
+    }
+    auto bounds = keys_.range(range);
+    if (!bounds) return std::uint64_t{0};
+    std::string body = detail::json_object().bytes("key", bounds->first).bytes("range_end", bounds->second).str();
+    auto r = transport_.call("kv/deleterange", body, detail::call_kind::write, "erase_range");
+    if (!r) return std::move(r).error();
+    return static_cast<std::uint64_t>(detail::json_int(*r, "deleted"));
+  }
+
+  // Read-only txns of range requests: one when the keys fit max_txn_ops,
+  // else several, all at the revision the first one read.
+  result<std::vector<std::optional<std::string>>> multi_get(std::span<const std::string_view> keys) const {
+    if (!is_open()) return closed_error();
+    return detail::etcd_multi_get(transport_, keys_, opts_, keys);
+  }
+
+  // etcd compaction: drops the history older than the oldest revision a live
+  // snapshot, cursor or transaction of this process reads (or than the
+  // current revision when there is none), so the database stops growing with
+  // overwrites. Compaction is cluster-wide: it also ends older snapshots of
+  // other stores and processes (they get errc::snapshot_expired). The range
+  // is checked (invalid_argument when lower > upper) but otherwise ignored:
+  // etcd compacts every key. Nothing to compact: success.
+  result<void> compact(const key_range& range) {
+    if (!is_open()) return closed_error();
+    if (!erase_range_is_valid(range)) {
+      return keel::error(errc::invalid_argument, "compact: the range's lower bound is above its upper bound");
+    }
+    auto now = current_revision();
+    if (!now) return std::move(now).error();
+    std::int64_t target = *now;
+    {
+      std::lock_guard lock(pins_mutex_);
+      if (!pins_.empty()) target = std::min(target, *pins_.begin());
+    }
+    if (target <= 1) return {};
+    std::string body = detail::json_object().integer("revision", target).boolean("physical", true).str();
+    auto r = transport_.call("kv/compaction", body, detail::call_kind::read, "compact");
+    if (!r && r.error() == errc::snapshot_expired) return {};  // already compacted at or past target
+    if (!r) return std::move(r).error();
+    return {};
+  }
+
+  // Not supported: an etcd store has no local files to copy. Back up the
+  // cluster with `etcdctl snapshot save`, or copy the prefix with
+  // keel::export_dump (<keel/dump.hpp>; a dump read through one cursor, at one
+  // revision).
+  result<void> checkpoint(const std::filesystem::path&) const {
+    if (!is_open()) return closed_error();
+    return keel::error(errc::not_supported,
+                       "etcd: checkpoint() is not supported by the cluster backend (its data lives in the etcd "
+                       "cluster, not in local files): back up the cluster with 'etcdctl snapshot save', or copy "
+                       "the store's prefix with keel::export_dump (a dump read at one revision)");
+  }
+
+  // A transaction reads a snapshot (revision R); start = R. The view's pin
+  // keeps R out of this process's compactions while the transaction lives.
+  result<tx_start<snapshot_type>> begin_transaction() const {
+    auto snap = snapshot();
+    if (!snap) return std::move(snap).error();
+    const auto start = static_cast<std::uint64_t>(snap->revision());
+    std::shared_ptr<void> registration = snap->pin_;
+    return tx_start<snapshot_type>{std::move(*snap), start, std::move(registration)};
+  }
+
+  // Validated by the cluster, in the txn that applies the writes, so that
+  // commits from other processes and machines are seen: the txn applies the
+  // writes only if the compares of detail::etcd_validation_compares hold
+  // (transactions.hpp: each key read and each range scanned unchanged since
+  // the start revision R). The compares count against max_txn_ops: a read
+  // set needing more is refused with invalid_argument before anything is
+  // sent. Compares that fail: errc::conflict, nothing written.
+  result<void> commit_transaction(const tx_record& tx) {
+    if (!is_open()) return closed_error();
+    auto ops = detail::etcd_compile_batch(tx.writes, keys_, opts_);
+    if (!ops) return std::move(ops).error();
+    if (ops->empty()) return {};
+    auto compares = detail::etcd_validation_compares(transport_, keys_, opts_, tx);
+    if (!compares) return std::move(compares).error();
+    auto ok = detail::etcd_send_txn(transport_, *compares, *ops, "commit");
+    if (!ok) return std::move(ok).error();
+    if (!*ok) {
+      return keel::error(errc::conflict,
+                         "etcd: transaction conflict: a key it read or a range it scanned was changed by another "
+                         "commit after revision " +
+                             std::to_string(static_cast<std::int64_t>(tx.start)) +
+                             "; nothing was written, run it again");
+    }
+    return {};
+  }
+
+  // Frees the connections. Snapshots and cursors still alive give
+  // errc::closed. Idempotent; nothing to flush (etcd acknowledged every write).
+  result<void> close() {
+    if (!open_.exchange(false)) return {};
+    transport_.close();
+    return {};
+  }
+  bool is_open() const noexcept { return open_.load(std::memory_order_acquire); }
+
+  const options& config() const noexcept { return opts_; }
+
+  // The cluster's current revision (a linearizable read).
+  result<std::int64_t> current_revision() const {
+    std::string body = detail::json_object().bytes("key", opts_.prefix).boolean("count_only", true).str();
+    auto r = transport_.call("kv/range", body, detail::call_kind::read, "read the current revision");
+    if (!r) return std::move(r).error();
+    return detail::etcd_header_revision(*r);
+  }
+
+  // What the member that answers reports (/v3/maintenance/status), plus the
+  // member count and the number of keys under the prefix.
+  struct cluster_status {
+    std::int64_t revision = 0, raft_index = 0, raft_term = 0, db_size = 0, db_size_in_use = 0;
+    std::uint64_t member_id = 0, leader = 0;
+    std::size_t members = 0;
+    std::uint64_t keys = 0;  // under the prefix
+    std::string version;
+    std::vector<std::string> errors;  // e.g. alarms ("memberID:... alarm:NOSPACE")
+  };
+  result<cluster_status> status() const {
+    if (!is_open()) return closed_error();
+    cluster_status s;
+    auto st = transport_.call("maintenance/status", "{}", detail::call_kind::read, "status");
+    if (!st) return std::move(st).error();
+    auto member = detail::parse_etcd_member_status(*st);
+    s.raft_index = member.raft_index;
+    s.raft_term = member.raft_term;
+    s.db_size = member.db_size;
+    s.db_size_in_use = member.db_size_in_use;
+    s.leader = member.leader;
+    s.member_id = member.member_id;
+    s.version = std::move(member.version);
+    s.errors = std::move(member.errors);
+    auto ml = transport_.call("cluster/member/list", "{}", detail::call_kind::read, "member list");
+    if (!ml) return std::move(ml).error();
+    if (auto m = ml->find("members"); m != ml->end() && m->is_array()) s.members = m->size();
+    std::string body = detail::json_object()
+                           .bytes("key", opts_.prefix)
+                           .bytes("range_end", keys_.prefix_end())
+                           .boolean("count_only", true)
+                           .str();
+    auto c = transport_.call("kv/range", body, detail::call_kind::read, "count keys");
+    if (!c) return std::move(c).error();
+    s.keys = static_cast<std::uint64_t>(detail::json_int(*c, "count"));
+    s.revision = detail::etcd_header_revision(*c);
+    return s;
+  }
+
+  // The etcd range [lo, hi) of a user range (hi "\0": to the end of the
+  // keyspace, only when the prefix is all 0xFF); nullopt when empty.
+  // Public for tests of the key mapping.
+  std::optional<std::pair<std::string, std::string>> etcd_range(const key_range& range) const {
+    return keys_.range(range);
+  }
+
+ private:
+  friend class cursor_type;
+  friend class snapshot_type;
+
+  static detail::etcd_transport_config make_transport_config(const options& o) {
+    detail::etcd_transport_config c;
+    for (auto e : o.endpoints) {
+      while (!e.empty() && e.back() == '/') e.pop_back();
+      c.endpoints.push_back(std::move(e));
+    }
+    c.connect_timeout = o.connect_timeout;
+    c.request_timeout = o.request_timeout;
+    c.operation_timeout = o.operation_timeout;
+    return c;
+  }
+
+  // A point read at `revision` (0: the current one).
+  result<std::optional<std::string>> get_at(std::string_view key, std::int64_t revision, bool serializable) const {
+    auto r = transport_.call("kv/range", detail::etcd_range_body(keys_.key(key), {}, revision, 0, false, serializable),
+                             detail::call_kind::read, "get");
+    if (!r) return std::move(r).error();
+    auto kvs = r->find("kvs");
+    if (kvs == r->end() || !kvs->is_array() || kvs->empty()) return std::optional<std::string>();
+    return std::optional<std::string>(detail::json_bytes((*kvs)[0], "value"));
+  }
+  // A count_only read of one key at `revision` (0: the current one).
+  result<bool> contains_at(std::string_view key, std::int64_t revision, bool serializable) const {
+    detail::json_object o;
+    o.bytes("key", keys_.key(key)).boolean("count_only", true);
+    if (revision > 0) o.integer("revision", revision);
+    if (serializable) o.boolean("serializable", true);
+    auto r = transport_.call("kv/range", o.str(), detail::call_kind::read, "contains");
+    if (!r) return std::move(r).error();
+    return detail::json_int(*r, "count") > 0;
+  }
+
+  options opts_;
+  detail::etcd_keyspace keys_;  // opts_.prefix and its range end
+  detail::etcd_transport transport_;
+  std::atomic<bool> open_{true};
+  mutable std::mutex pins_mutex_;
+  mutable std::multiset<std::int64_t> pins_;  // revisions live views read; guarded by pins_mutex_
+};
+
+static_assert(store_policy<EtcdPolicy>);
+
+}  // namespace keel

@@ -1,0 +1,309 @@
+// keel::detail: what EtcdPolicy (<keel/etcd.hpp>) sends as one etcd txn
+// (kv/txn): a write_batch compiled to the txn that applies it, the compares
+// with which the cluster validates a keel transaction, and the read-only
+// txns of multi_get and of that validation. Private: names may change.
+//
+// etcd's limits are checked here before anything is sent, against
+// etcd_options::max_txn_ops and max_request_bytes (set them to the cluster's
+// --max-txn-ops and --max-request-bytes), so that the error names the limit
+// (invalid_argument; nothing sent). etcd counts a txn's compares and its
+// success ops each against --max-txn-ops (128 compares plus 128 ops pass),
+// and the request size on the decoded protobuf, not on the JSON (base64 adds
+// a third). A batch is never split: the parts would not be atomic.
+//
+// Thread safety: every function is thread-safe (the transport is). Errors:
+// keel::error values (invalid_argument for what breaks a limit, the
+// transport's errors otherwise); nothing throws except std::bad_alloc.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "../contract.hpp"
+#include "../error.hpp"
+#include "../key_range.hpp"
+#include "../write_batch.hpp"
+#include "codec.hpp"
+#include "options.hpp"
+#include "paging.hpp"
+#include "transport.hpp"
+
+namespace keel::detail {
+
+// The ops or compares of a txn, each already JSON.
+using etcd_txn_ops = std::vector<std::string>;
+
+// invalid_argument when a request of about `bytes` bytes would exceed
+// max_request_bytes (`what` names it: "put", "the batch"); nullopt when it
+// fits.
+inline std::optional<keel::error> etcd_request_too_large(std::size_t bytes, std::string_view what,
+                                                         const etcd_options& opts) {
+  if (bytes <= opts.max_request_bytes) return std::nullopt;
+  return keel::error(errc::invalid_argument,
+                     "etcd: " + std::string(what) + " of about " + std::to_string(bytes) +
+                         " bytes exceeds etcd's request size limit of " + std::to_string(opts.max_request_bytes) +
+                         " bytes (--max-request-bytes, etcd_options::max_request_bytes); it was not sent");
+}
+
+// Merges a batch into etcd txn ops. etcd rejects a txn that names a key
+// twice, or a put inside a deleted range ("duplicate key given in txn
+// request"), so the batch is reduced to its effect first: the last op per
+// key wins, an erase_range drops the earlier ops inside it, and a range is
+// cut around the keys put after it. invalid_argument for a range whose
+// lower bound is above its upper bound, or past etcd's limits.
+inline result<etcd_txn_ops> etcd_compile_batch(const write_batch& batch, const etcd_keyspace& keys,
+                                               const etcd_options& opts) {
+  std::map<std::string, std::optional<std::string>, std::less<>> last;  // user key -> value (nullopt: erase)
+  std::vector<key_range> ranges;                                        // erased, forward
+  for (const auto& op : batch) {
+    switch (op.kind) {
+      case write_batch::op_kind::put:
+        last.insert_or_assign(std::string(op.key), std::optional<std::string>(op.value));
+        break;
+      case write_batch::op_kind::erase:
+        last.insert_or_assign(std::string(op.key), std::nullopt);
+        break;
+      case write_batch::op_kind::erase_range: {
+        key_range r = op.range();
+        if (!erase_range_is_valid(r)) {
+          return keel::error(errc::invalid_argument, "erase_range: the range's lower bound is above its upper bound");
+        }
+        if (r.is_empty()) break;
+        auto first = r.lower() ? last.lower_bound(*r.lower()) : last.begin();
+        auto end = r.upper() ? last.lower_bound(*r.upper()) : last.end();
+        last.erase(first, end);
+        ranges.push_back(std::move(r));
+        break;
+      }
+    }
+  }
+  etcd_txn_ops ops;
+  std::size_t bytes = 0;
+  auto delete_op = [&](std::string_view lo, std::string_view hi) {
+    json_object inner;
+    inner.bytes("key", lo);
+    if (!hi.empty()) inner.bytes("range_end", hi);
+    bytes += lo.size() + hi.size() + 8;
+    ops.push_back(json_object().raw("request_delete_range", inner.str()).str());
+  };
+  for (const auto& r : ranges) {
+    auto bounds = keys.range(r);
+    if (!bounds) continue;
+    // Cut [lo, hi) around the keys put after the range was erased.
+    std::string lo = bounds->first;
+    auto first = r.lower() ? last.lower_bound(*r.lower()) : last.begin();
+    auto end = r.upper() ? last.lower_bound(*r.upper()) : last.end();
+    for (auto it = first; it != end; ++it) {
+      if (!it->second) continue;  // an erase inside an erased range adds nothing
+      std::string k = keys.key(it->first);
+      if (lo < k) delete_op(lo, k);
+      lo = k + '\0';
+    }
+    if (bounds->second == std::string(1, '\0') || lo < bounds->second) delete_op(lo, bounds->second);
+  }
+  auto in_some_range = [&](std::string_view k) {
+    return std::any_of(ranges.begin(), ranges.end(), [&](const key_range& r) { return r.contains(k); });
+  };
+  for (const auto& [k, v] : last) {
+    if (!v && in_some_range(k)) continue;
+    json_object inner;
+    inner.bytes("key", keys.key(k));
+    bytes += keys.prefix().size() + k.size() + 8;
+    if (v) {
+      inner.bytes("value", *v);
+      bytes += v->size();
+      ops.push_back(json_object().raw("request_put", inner.str()).str());
+    } else {
+      ops.push_back(json_object().raw("request_delete_range", inner.str()).str());
+    }
+  }
+  if (ops.size() > opts.max_txn_ops) {
+    return keel::error(errc::invalid_argument,
+                       "etcd: the batch has " + std::to_string(ops.size()) +
+                           " operations after merging ops on the same key; etcd applies at most " +
+                           std::to_string(opts.max_txn_ops) +
+                           " in one transaction (--max-txn-ops, etcd_options::max_txn_ops). keel does not split "
+                           "a batch (it would no longer be atomic): write it as several batches, or raise the limit "
+                           "on every member and in etcd_options");
+  }
+  if (auto bad = etcd_request_too_large(bytes, "the batch", opts)) return *bad;
+  return ops;
+}
+
+// Sends {compare, success} as one txn; a write (never re-sent once it may
+// have reached a member). With compares, returns whether they held (etcd then
+// applied the success ops; else nothing).
+inline result<bool> etcd_send_txn(const etcd_transport& t, const etcd_txn_ops& compares, const etcd_txn_ops& success,
+                                  std::string_view what) {
+  std::string body = "{";
+  auto array = [&](const char* name, const etcd_txn_ops& v) {
+    if (v.empty()) return;
+    if (body.size() > 1) body += ',';
+    body += '"';
+    body += name;
+    body += "\":[";
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      if (i) body += ',';
+      body += v[i];
+    }
+    body += ']';
+  };
+  array("compare", compares);
+  array("success", success);
+  body += '}';
+  auto r = t.call("kv/txn", body, call_kind::write, what);
+  if (!r) return std::move(r).error();
+  return r->value("succeeded", false);
+}
+
+// A read-only txn (success = range requests); a read (retried elsewhere).
+inline result<nlohmann::json> etcd_read_txn(const etcd_transport& t, const etcd_txn_ops& ops, std::string_view what) {
+  std::string body = "{\"success\":[";
+  for (std::size_t i = 0; i < ops.size(); ++i) {
+    if (i) body += ',';
+    body += ops[i];
+  }
+  body += "]}";
+  return t.call("kv/txn", body, call_kind::read, what);
+}
+
+// The i-th response_range of a txn answer; nullptr when absent.
+inline const nlohmann::json* etcd_txn_range_response(const nlohmann::json& answer, std::size_t i) {
+  auto responses = answer.find("responses");
+  if (responses == answer.end() || !responses->is_array() || i >= responses->size()) return nullptr;
+  auto f = (*responses)[i].find("response_range");
+  return f == (*responses)[i].end() ? nullptr : &*f;
+}
+
+// The first kv of a range response; nullptr when it found none.
+inline const nlohmann::json* etcd_first_kv(const nlohmann::json* range_response) {
+  if (!range_response) return nullptr;
+  auto kvs = range_response->find("kvs");
+  if (kvs == range_response->end() || !kvs->is_array() || kvs->empty()) return nullptr;
+  return &(*kvs)[0];
+}
+
+// multi_get: read-only txns of range requests, one when the keys fit
+// max_txn_ops, else several, all at the revision the first one read.
+inline result<std::vector<std::optional<std::string>>> etcd_multi_get(const etcd_transport& t,
+                                                                      const etcd_keyspace& keys,
+                                                                      const etcd_options& opts,
+                                                                      std::span<const std::string_view> wanted) {
+  std::vector<std::optional<std::string>> out;
+  out.reserve(wanted.size());
+  std::int64_t revision = 0;
+  for (std::size_t at = 0; at < wanted.size(); at += opts.max_txn_ops) {
+    const std::size_t n = std::min(opts.max_txn_ops, wanted.size() - at);
+    etcd_txn_ops ops;
+    ops.reserve(n);
+    for (std::size_t i = at; i < at + n; ++i)
+      ops.push_back(json_object()
+                        .raw("request_range", etcd_range_body(keys.key(wanted[i]), {}, revision, 0, false, false))
+                        .str());
+    auto r = etcd_read_txn(t, ops, "multi_get");
+    if (!r) return std::move(r).error();
+    if (revision == 0) revision = etcd_header_revision(*r);
+    for (std::size_t i = 0; i < n; ++i) {
+      if (const auto* kv = etcd_first_kv(etcd_txn_range_response(*r, i)))
+        out.emplace_back(json_bytes(*kv, "value"));
+      else
+        out.emplace_back(std::nullopt);
+    }
+  }
+  return out;
+}
+
+// The mod_revision of each key at `revision` (0: absent), in order.
+inline result<std::vector<std::int64_t>> etcd_mod_revisions_at(const etcd_transport& t, const etcd_keyspace& keys,
+                                                               const etcd_options& opts,
+                                                               const std::vector<std::string_view>& wanted,
+                                                               std::int64_t revision) {
+  std::vector<std::int64_t> out;
+  out.reserve(wanted.size());
+  for (std::size_t at = 0; at < wanted.size(); at += opts.max_txn_ops) {
+    const std::size_t n = std::min(opts.max_txn_ops, wanted.size() - at);
+    etcd_txn_ops ops;
+    for (std::size_t i = at; i < at + n; ++i)
+      ops.push_back(json_object()
+                        .raw("request_range", etcd_range_body(keys.key(wanted[i]), {}, revision, 0, false, false, true))
+                        .str());
+    auto r = etcd_read_txn(t, ops, "transaction validation");
+    if (!r) return std::move(r).error();
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto* kv = etcd_first_kv(etcd_txn_range_response(*r, i));
+      out.push_back(kv ? json_int(*kv, "mod_revision") : 0);
+    }
+  }
+  return out;
+}
+
+// The compares under which a keel transaction that read at revision
+// R = tx.start may commit. The read set is first read again at R (keys
+// only), then:
+//   each key read:            mod_revision == its mod_revision at R (0 when
+//                             absent): catches puts, erases, re-creations;
+//   each range scanned:       no key in it has mod_revision > R (catches
+//                             puts and new keys), and each key it held at R
+//                             has the same mod_revision (catches erases:
+//                             etcd's range compare does not see a key that
+//                             left the range).
+// A write that changed nothing in etcd (erasing an absent key) is not seen:
+// it leaves no trace in etcd, and the result is still serializable (every
+// value the transaction read is unchanged when it commits).
+// invalid_argument when more than max_txn_ops compares are needed (nothing
+// sent yet).
+inline result<etcd_txn_ops> etcd_validation_compares(const etcd_transport& t, const etcd_keyspace& keys,
+                                                     const etcd_options& opts, const tx_record& tx) {
+  const auto start = static_cast<std::int64_t>(tx.start);
+  etcd_txn_ops compares;
+  auto compare_mod = [&](std::string_view key, std::string_view range_end, const char* result, std::int64_t rev) {
+    json_object c;
+    c.bytes("key", key);
+    if (!range_end.empty()) c.bytes("range_end", range_end);
+    c.text("target", "MOD").text("result", result).integer("mod_revision", rev);
+    compares.push_back(c.str());
+  };
+  // Read again, at R, what was read: point keys in read txns, ranges by pages.
+  if (!tx.read_keys.empty()) {
+    std::vector<std::string_view> read(tx.read_keys.begin(), tx.read_keys.end());
+    auto mods = etcd_mod_revisions_at(t, keys, opts, read, start);
+    if (!mods) return std::move(mods).error();
+    for (std::size_t i = 0; i < read.size(); ++i) compare_mod(keys.key(read[i]), {}, "EQUAL", (*mods)[i]);
+  }
+  for (const auto& range : tx.read_ranges) {
+    auto bounds = keys.range(range);
+    if (!bounds) continue;
+    compare_mod(bounds->first, bounds->second, "LESS", start + 1);
+    std::string lo = bounds->first;
+    for (;;) {
+      if (compares.size() > opts.max_txn_ops) break;
+      auto page = t.call("kv/range", etcd_range_body(lo, bounds->second, start, opts.max_txn_ops, false, false, true),
+                         call_kind::read, "transaction validation");
+      if (!page) return std::move(page).error();
+      auto r = parse_etcd_range(*page);
+      for (const auto& kv : r.kvs) compare_mod(kv.etcd_key, {}, "EQUAL", kv.mod_revision);
+      if (!r.more || r.kvs.empty()) break;
+      lo = r.kvs.back().etcd_key + '\0';
+    }
+  }
+  if (compares.size() > opts.max_txn_ops) {
+    return keel::error(errc::invalid_argument,
+                       "etcd: this transaction's read set needs more than " + std::to_string(opts.max_txn_ops) +
+                           " compares (one per key read, one per range scanned plus one per key it held), "
+                           "etcd's limit per txn (--max-txn-ops, etcd_options::max_txn_ops); nothing was written. "
+                           "Read fewer keys in one transaction, or raise the limit on every member and in "
+                           "etcd_options");
+  }
+  return compares;
+}
+
+}  // namespace keel::detail
