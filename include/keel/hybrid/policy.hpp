@@ -19,7 +19,7 @@
 //                  move. Shared: every call that uses a tier, for its duration.
 //                  Exclusive: the move's start (snapshot, moving_ set) and its
 //                  switch (last round, TIER, tier_ and large_ set), close().
-//                  Guards tier_, moving_, large_ and the tiers' open state.
+//                  Guards tier_, moving_ and large_; close() closes the tiers under it.
 //   write_gate_    writer-preferring too (synced writers that never pause
 //                  would otherwise keep a transaction's begin or commit
 //                  waiting for ever). Shared: plain writes; exclusive:
