@@ -24,8 +24,7 @@
 //
 // Instruction counts of the same scans, for callgrind (noise-free):
 //
-//   valgrind --tool=callgrind --callgrind-out-file=cg.out --toggle-collect='*m_*' \
-//     build-bench/bench/keel_hybrid_bench --keel-callgrind
+//   valgrind --tool=callgrind --callgrind-out-file=cg.out --toggle-collect='*m_*' build-bench/bench/keel_hybrid_bench --keel-callgrind
 //   callgrind_annotate --inclusive=yes --threshold=100 cg.out | grep '::m_'
 //
 // m_memory_scan / m_hybrid_scan: 20 prefix scans of 1000 entries each over
