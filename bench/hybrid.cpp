@@ -17,6 +17,19 @@
 //   open_rocksdb/SIZE  opening the hybrid store after the move (RocksDB tier)
 // Counters: bytes = memory_bytes() at that size, entries, and for fold the
 // snapshot file's size.
+//   scan1000/memory    a memory store of 100000 such records: a prefix scan
+//                      of 1000 of them (one of the 100 prefixes, at random)
+//   scan1000/hybrid    the same on a hybrid store in its memory tier (its
+//                      cursor is walked by runs, as the memory store's is)
+//
+// Instruction counts of the same scans, for callgrind (noise-free):
+//
+//   valgrind --tool=callgrind --callgrind-out-file=cg.out --toggle-collect='*m_*' build-bench/bench/keel_hybrid_bench --keel-callgrind
+//   callgrind_annotate --inclusive=yes --threshold=100 cg.out | grep '::m_'
+//
+// m_memory_scan / m_hybrid_scan: 20 prefix scans of 1000 entries each over
+// 10000 records, on a memory store and on a hybrid store in its memory tier,
+// back to back; --keel-callgrind runs only these and no benchmark.
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
@@ -28,6 +41,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <vector>
 
 namespace fs = std::filesystem;
 
@@ -180,8 +194,91 @@ void BM_open_rocksdb(benchmark::State& state) {
   fs::remove_all(dir);
 }
 
+// The scans: records "key%017llu" 0..n-1; a prefix of 14 digits holds 1000.
+std::string scan_prefix(unsigned long long block) {
+  char p[24];
+  std::snprintf(p, sizeof p, "key%014llu", block);
+  return p;
+}
+template <class Store>
+void fill_for_scans(Store& s, unsigned long long n) {
+  char key[24];
+  for (unsigned long long i = 0; i < n; ++i) {
+    std::snprintf(key, sizeof key, "key%017llu", i);
+    if (auto r = s.put(key, value_bytes()); !r) die(r.error().message());
+  }
+}
+template <class Store>
+std::size_t scan_one(const Store& s, const std::string& prefix) {
+  std::size_t seen = 0;
+  for (const auto& e : s.scan(keel::key_range::prefix(prefix))) seen += !e.key.empty() && !e.value.empty();
+  return seen;
+}
+keel::memory_store memory_for_scans(unsigned long long n) {
+  auto s = keel::memory_store::open({});
+  if (!s) die(s.error().message());
+  fill_for_scans(*s, n);
+  return std::move(*s);
+}
+keel::hybrid_store hybrid_for_scans(const fs::path& dir, unsigned long long n) {
+  auto s = keel::hybrid_store::open({.path = dir, .spill_bytes = std::numeric_limits<std::size_t>::max()});
+  if (!s) die(s.error().message());
+  fill_for_scans(*s, n);
+  if (s->policy().current_tier() != keel::HybridPolicy<>::tier::small) die("the hybrid store left its memory tier");
+  return std::move(*s);
+}
+template <class Store>
+void time_scans(benchmark::State& state, const Store& s, unsigned long long n) {
+  std::mt19937_64 rng(5);
+  const unsigned long long blocks = n / 1000;
+  std::vector<std::string> prefixes;
+  for (unsigned long long b = 0; b < blocks; ++b) prefixes.push_back(scan_prefix(b));
+  std::size_t seen = 0;
+  for (auto _ : state) seen += scan_one(s, prefixes[rng() % blocks]);
+  if (seen != static_cast<std::size_t>(state.iterations()) * 1000) state.SkipWithError("scan1000 did not see 1000 keys");
+  state.SetItemsProcessed(state.iterations() * 1000);
+}
+constexpr unsigned long long kScanRecords = 100000;
+void BM_scan1000_memory(benchmark::State& state) {
+  auto s = memory_for_scans(kScanRecords);
+  time_scans(state, s, kScanRecords);
+}
+void BM_scan1000_hybrid(benchmark::State& state) {
+  const fs::path dir = fresh_dir();
+  {
+    auto s = hybrid_for_scans(dir, kScanRecords);
+    time_scans(state, s, kScanRecords);
+    if (auto c = s.close(); !c) die(c.error().message());
+  }
+  fs::remove_all(dir);
+}
+
+// The callgrind pair (see the top of this file).
+volatile std::size_t sink;
+template <class Store>
+[[gnu::noinline]] void scan_loop(const Store& s) {
+  for (unsigned long long b = 0; b < 20; ++b) sink = sink + scan_one(s, scan_prefix(b % 10));
+}
+[[gnu::noinline]] void m_memory_scan(const keel::memory_store& s) { sink = sink + 1; scan_loop(s); }
+[[gnu::noinline]] void m_hybrid_scan(const keel::hybrid_store& s) { sink = sink + 2; scan_loop(s); }
+int run_callgrind_pair() {
+  const fs::path dir = fresh_dir();
+  {
+    auto memory = memory_for_scans(10000);
+    auto hybrid = hybrid_for_scans(dir, 10000);
+    m_memory_scan(memory);
+    m_hybrid_scan(hybrid);
+    if (sink != 3 + 20 * 2 * 1000) die("the scans did not see 1000 keys each");
+    if (auto c = hybrid.close(); !c) die(c.error().message());
+  }
+  fs::remove_all(dir);
+  return 0;
+}
+
 }  // namespace
 
+BENCHMARK(BM_scan1000_memory)->Name("scan1000/memory")->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_scan1000_hybrid)->Name("scan1000/hybrid")->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_fold)->Name("fold")->Arg(16)->Arg(64)->Arg(256)->Unit(benchmark::kMillisecond)->Iterations(5)->UseRealTime();
 BENCHMARK(BM_open)->Name("open")->Arg(16)->Arg(64)->Arg(256)->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
 BENCHMARK(BM_move)->Name("move")->Arg(16)->Arg(64)->Arg(256)->Unit(benchmark::kMillisecond)->Iterations(1)->UseRealTime();
@@ -196,10 +293,13 @@ BENCHMARK(BM_open_rocksdb)
 
 int main(int argc, char** argv) {
   fs::path dir = fs::temp_directory_path();
+  bool callgrind_pair = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a.rfind("--keel-dir=", 0) == 0) {
-      dir = a.substr(11);
+    const bool ours = a.rfind("--keel-dir=", 0) == 0 || a == "--keel-callgrind";
+    if (a.rfind("--keel-dir=", 0) == 0) dir = a.substr(11);
+    if (a == "--keel-callgrind") callgrind_pair = true;
+    if (ours) {
       for (int j = i; j + 1 < argc; ++j) argv[j] = argv[j + 1];
       --argc;
       --i;
@@ -207,6 +307,12 @@ int main(int argc, char** argv) {
   }
   base = dir / ("keel-hybrid-bench-" + std::to_string(::getpid()));
   fs::create_directories(base);
+  if (callgrind_pair) {
+    const int rc = run_callgrind_pair();
+    std::error_code ec;
+    fs::remove_all(base, ec);
+    return rc;
+  }
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

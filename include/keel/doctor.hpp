@@ -39,6 +39,7 @@
 #include "detail/db_files.hpp"
 #include "detail/lock_diagnosis.hpp"
 #include "detail/platform_file.hpp"
+#include "hybrid/layout.hpp"
 #include "rocksdb/errors.hpp"
 
 namespace keel {
@@ -49,6 +50,9 @@ enum class doctor_verdict {
   will_not_open,  // an open would fail now (see the findings for why and what to do)
 };
 
+// Who holds a lock file: the process and its command line ("" when unknown).
+using lock_holder = detail::lock_holder;
+
 struct doctor_report {
   std::filesystem::path path;
   bool exists = false;
@@ -58,7 +62,7 @@ struct doctor_report {
   bool is_memory_store = false;               // a persisted memory store: FILE (snapshot), FILE.wal-*, FILE.lock
   std::uint64_t memory_logs = 0;              // a persisted memory store: how many FILE.wal-* logs
   bool lock_file = false;                     // has a LOCK file
-  std::optional<detail::lock_holder> holder;  // who holds the LOCK, if anyone
+  std::optional<lock_holder> holder;          // who holds the LOCK, if anyone
   bool lock_state_known = true;               // false when /proc/locks could not be read
   std::string filesystem;
   bool filesystem_may_not_lock = false;  // by the filesystem's type (NFS, SMB, FUSE, ...)
@@ -74,6 +78,39 @@ struct doctor_report {
 struct diagnose_options {
   bool read_only_open = true;
 };
+
+// What a path holds, as a RocksDB open would find it: a quick look (the
+// listing and CURRENT only) for a tool deciding whether to open, create or
+// refuse; diagnose() explains it in full. Reads only, writes nothing.
+enum class directory_contents {
+  missing,   // nothing at the path
+  empty,     // a directory with no RocksDB file in it (it may hold other files)
+  database,  // a directory with a CURRENT file
+  damaged,   // RocksDB files (MANIFEST-*, *.sst, *.log, ...) but no CURRENT
+  unknown,   // it exists but cannot be inspected (permissions, not a directory, I/O error)
+};
+inline directory_contents inspect_directory(const std::filesystem::path& dir) {
+  using kind = detail::db_dir_state::kind;
+  switch (detail::inspect_db_dir(dir).what) {
+    case kind::missing: return directory_contents::missing;
+    case kind::empty: return directory_contents::empty;
+    case kind::database: return directory_contents::database;
+    case kind::damaged: return directory_contents::damaged;
+    case kind::unknown: break;
+  }
+  return directory_contents::unknown;
+}
+
+// Who holds `lock_file` (a RocksDB LOCK, a hybrid store's keel.lock, a memory
+// store's FILE.lock); nullopt when nobody does or it cannot be told (Linux:
+// /proc/locks; Windows: the Restart Manager). Never opens the file unless
+// `may_open_lock_file`: closing any descriptor of it would drop this
+// process's own fcntl locks on it, so pass true only when this process holds
+// none (e.g. its store is open read-only). Never throws.
+inline std::optional<lock_holder> lock_file_holder(const std::filesystem::path& lock_file,
+                                                   bool may_open_lock_file = false) noexcept {
+  return detail::find_lock_holder(lock_file, may_open_lock_file);
+}
 
 namespace detail {
 
@@ -100,19 +137,16 @@ inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_
 
 namespace detail {
 
-// A hybrid store's directory: TIER names the tier; keel.lock is held while
-// the store is open (whatever the tier); the RocksDB tier is rocksdb/.
+// A hybrid store's directory (hybrid/layout.hpp): TIER names the tier;
+// keel.lock is held while the store is open (whatever the tier); the RocksDB
+// tier is rocksdb/.
 inline doctor_report diagnose_hybrid(doctor_report r, const diagnose_options& opts) {
   namespace fs = std::filesystem;
   auto say = [&](std::string s) { r.findings.push_back(std::move(s)); };
-  const std::string where = "'" + r.path.string() + "'";
-  {
-    std::ifstream in(r.path / "TIER", std::ios::binary);
-    std::getline(in, r.hybrid_tier);
-    while (!r.hybrid_tier.empty() && (r.hybrid_tier.back() == '\n' || r.hybrid_tier.back() == '\r'))
-      r.hybrid_tier.pop_back();
-  }
-  const bool known_tier = r.hybrid_tier == "memory" || r.hybrid_tier == "rocksdb";
+  const std::string where = "'" + path_text(r.path) + "'";
+  const hybrid_layout layout{r.path};
+  if (auto text = layout.read_tier_text()) r.hybrid_tier = std::move(*text);  // unreadable: "", which names no tier
+  const bool known_tier = hybrid_layout::names_a_tier(r.hybrid_tier);
   say(where + " is a hybrid store (docs/hybrid.md); its TIER file says the data is " +
       (known_tier ? "in its " + r.hybrid_tier + " tier." : "in '" + r.hybrid_tier + "', which names no tier."));
   if (!known_tier) {
@@ -123,9 +157,9 @@ inline doctor_report diagnose_hybrid(doctor_report r, const diagnose_options& op
   }
   bool blocked = false;
   std::error_code ec;
-  r.lock_file = fs::exists(r.path / "keel.lock", ec);
+  r.lock_file = fs::exists(layout.lock(), ec);
   if (r.lock_file) {
-    const lock_state lock = query_lock(r.path / "keel.lock");
+    const lock_state lock = query_lock(layout.lock());
     r.lock_state_known = lock.held.has_value();
     r.holder = lock.holder;
     if (r.holder) {
@@ -152,8 +186,8 @@ inline doctor_report diagnose_hybrid(doctor_report r, const diagnose_options& op
     blocked = true;
     r.advice = "Run as the owner of the store's files or fix their permissions.";
   }
-  if (r.hybrid_tier == "rocksdb") {
-    if (!fs::is_directory(r.path / "rocksdb", ec)) {
+  if (r.hybrid_tier == hybrid_layout::rocksdb_tier) {
+    if (!fs::is_directory(layout.rocksdb_dir(), ec)) {
       say("But its rocksdb/ directory is missing: an open fails with corruption.");
       say("Verdict: an open would NOT succeed now.");
       r.advice = "Keep a copy of the directory and restore the store from a backup or a checkpoint.";
@@ -161,7 +195,7 @@ inline doctor_report diagnose_hybrid(doctor_report r, const diagnose_options& op
       return r;
     }
     if (!blocked) {
-      doctor_report tier = diagnose(r.path / "rocksdb", opts);
+      doctor_report tier = diagnose(layout.rocksdb_dir(), opts);
       for (auto& f : tier.findings) {
         if (f.rfind("Verdict:", 0) == 0) continue;
         say("RocksDB tier: " + f);
@@ -179,10 +213,10 @@ inline doctor_report diagnose_hybrid(doctor_report r, const diagnose_options& op
       }
     }
   } else {
-    say(fs::exists(r.path / "memory" / "store", ec)
+    say(fs::exists(layout.memory_file(), ec)
             ? std::string("Its memory tier is memory/store (snapshot) and its logs memory/store.wal-*.")
             : std::string("Its memory tier has no snapshot yet (memory/store.wal-* logs hold every write)."));
-    if (fs::exists(r.path / "rocksdb", ec))
+    if (fs::exists(layout.rocksdb_dir(), ec))
       say("A rocksdb/ directory is there: a move to RocksDB that did not commit; the next open removes it (the "
           "memory tier has every write).");
   }
@@ -231,7 +265,7 @@ inline bool looks_like_memory_store(const std::filesystem::path& path, bool exis
 inline doctor_report diagnose_memory_store(doctor_report r) {
   namespace fs = std::filesystem;
   auto say = [&](std::string s) { r.findings.push_back(std::move(s)); };
-  const std::string where = "'" + r.path.string() + "'";
+  const std::string where = "'" + path_text(r.path) + "'";
   r.is_memory_store = true;
   std::error_code ec;
   std::uint64_t log_bytes = 0;
@@ -241,7 +275,7 @@ inline doctor_report diagnose_memory_store(doctor_report r) {
   r.filesystem = filesystem_name(dir);
   const std::string log_text = logs.empty() ? std::string("no log")
                                : std::to_string(logs.size()) + (logs.size() == 1 ? " log (" : " logs (") +
-                                     logs.front().filename().string() + (logs.size() > 1 ? ", ..." : "") + ", " +
+                                     path_text(logs.front().filename()) + (logs.size() > 1 ? ", ..." : "") + ", " +
                                      std::to_string(log_bytes) + " bytes)";
   if (r.exists) {
     const auto size = fs::file_size(r.path, ec);
@@ -264,18 +298,18 @@ inline doctor_report diagnose_memory_store(doctor_report r) {
     if (r.holder) {
       say("It is open: process " + std::to_string(r.holder->pid) +
           (r.holder->command.empty() ? std::string(" (command line unknown)") : " (" + r.holder->command + ")") +
-          " holds its lock file '" + lock.string() + "'.");
+          " holds its lock file '" + path_text(lock) + "'.");
       say("An open now fails with lock_held_by_other_process (a memory store has no read-only open).");
       blocked = true;
       r.advice = "Stop process " + std::to_string(r.holder->pid) + " (or let it finish), or go through it. Do not "
-                 "delete '" + lock.string() + "': that would let two writers corrupt the store.";
+                 "delete '" + path_text(lock) + "': that would let two writers corrupt the store.";
     } else if (state.held == true) {
       say(state.note);
       say("An open now fails with lock_held_by_other_process.");
       blocked = true;
-      r.advice = "Stop the program that has the store open (or let it finish). Do not delete '" + lock.string() + "'.";
+      r.advice = "Stop the program that has the store open (or let it finish). Do not delete '" + path_text(lock) + "'.";
     } else if (r.lock_state_known) {
-      say("Nobody holds its lock file '" + lock.string() + "' (the file stays after a close; that is harmless).");
+      say("Nobody holds its lock file '" + path_text(lock) + "' (the file stays after a close; that is harmless).");
     } else {
       say(state.note);
     }
@@ -283,7 +317,7 @@ inline doctor_report diagnose_memory_store(doctor_report r) {
     say("It has no lock file; nobody has it open.");
   }
   if (!blocked && !may_access(dir, /*write=*/true)) {
-    say("This user (" + current_user_text() + ") may not write in '" + dir.string() +
+    say("This user (" + current_user_text() + ") may not write in '" + path_text(dir) +
         "', so an open fails with permission_denied (it writes its logs and snapshot there).");
     blocked = true;
     r.advice = "Run as the owner of the store's files or fix their permissions.";
@@ -300,7 +334,7 @@ inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_
   doctor_report r;
   r.path = path;
   auto say = [&](std::string s) { r.findings.push_back(std::move(s)); };
-  const std::string where = "'" + path.string() + "'";
+  const std::string where = "'" + detail::path_text(path) + "'";
 
   std::error_code st_ec;
   const fs::file_status st = fs::status(path, st_ec);
@@ -318,7 +352,7 @@ inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_
         r.verdict = doctor_verdict::would_create;
         r.advice = "If you expected data here, check the path (a typo, another working directory, an unmounted disk).";
       } else {
-        say("It cannot be created: '" + parent.string() + "' is not writable by this user (" +
+        say("It cannot be created: '" + detail::path_text(parent) + "' is not writable by this user (" +
             detail::current_user_text() + ").");
         r.advice = "Create the directory with the right owner, or use a path this user may write.";
       }
@@ -355,7 +389,7 @@ inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_
   }
   r.is_rocksdb = fs::exists(path / "CURRENT", ec);
   r.lock_file = fs::exists(path / "LOCK", ec);
-  if (!r.is_rocksdb && fs::exists(path / "TIER", ec)) return detail::diagnose_hybrid(std::move(r), opts);
+  if (!r.is_rocksdb && fs::exists(hybrid_layout{path}.tier(), ec)) return detail::diagnose_hybrid(std::move(r), opts);
 
   const bool can_rw = detail::may_access(path, /*write=*/true);
 

@@ -301,7 +301,7 @@ inline bool hybrid_leftover(const std::string& n) { return n == "keel.lock" || n
 inline keel::result<cli_store> open_hybrid(const std::string& path, access how, std::string& doctor_target) {
   if (path.empty()) return keel::error(keel::errc::invalid_argument, "hybrid: needs a PATH (hybrid:PATH)");
   doctor_target = path;
-  const std::filesystem::path tier = keel::detail::hybrid_layout{path}.tier();
+  const std::filesystem::path tier = keel::hybrid_layout{path}.tier();
   std::error_code ec;
   const bool exists = std::filesystem::exists(tier, ec);
   if (how == access::read && !exists && !ec) {
@@ -412,15 +412,15 @@ inline keel::result<cli_store> open_spec(const cli& c, const std::string& spec, 
   }
 
   const std::string where = "'" + cfg->path.string() + "'";
-  const keel::detail::db_dir_state before = keel::detail::inspect_db_dir(cfg->path);
-  using kind = keel::detail::db_dir_state::kind;
+  const keel::directory_contents before = keel::inspect_directory(cfg->path);
+  using kind = keel::directory_contents;
   if (how == access::read) {
-    if (before.what == kind::missing || before.what == kind::empty) {
+    if (before == kind::missing || before == kind::empty) {
       return keel::error(keel::errc::not_found,
                          "no database at " + where + " (nothing was created; put or import creates one)");
     }
     cfg->rocks.read_only = true;
-  } else if (before.what == kind::missing || before.what == kind::empty) {
+  } else if (before == kind::missing || before == kind::empty) {
     if (auto refused = check_creatable(cfg->path, false, "database", rocksdb_leftover)) return *refused;
   }
   auto store = keel::open_store<cli_store>(*cfg);
@@ -433,14 +433,14 @@ inline keel::result<cli_store> open_spec(const cli& c, const std::string& spec, 
     return store;
   }
   if (store->backend() != keel::backend::rocksdb) return store;
-  if (how == access::write && (before.what == kind::missing || before.what == kind::empty)) {
+  if (how == access::write && (before == kind::missing || before == kind::empty)) {
     std::fprintf(stderr, "keel: created a new database at %s\n", where.c_str());
   } else if (how == access::read) {
     // The store sees the data as of this open; say so when someone is
     // writing. This process holds no lock on LOCK (a read-only open takes
     // none), so it may open the file to ask F_GETLK where /proc/locks is
     // missing.
-    if (auto h = keel::detail::find_lock_holder(cfg->path / "LOCK", /*may_open_lock_file=*/true)) {
+    if (auto h = keel::lock_file_holder(cfg->path / "LOCK", /*may_open_lock_file=*/true)) {
       std::string who = "process " + std::to_string(h->pid);
       if (!h->command.empty()) who += " (" + h->command + ")";
       std::fprintf(stderr,
@@ -510,7 +510,7 @@ inline void move_hybrid_if_due(cli_store& store, bool was_in_memory) {
   } else if (*moved) {
     std::fprintf(stderr, "keel: the hybrid store holds %llu bytes or more in memory: moved its data to RocksDB (%s)\n",
                  static_cast<unsigned long long>(policy.options_used().spill_bytes),
-                 (policy.options_used().path / "rocksdb").string().c_str());
+                 keel::hybrid_layout{policy.options_used().path}.rocksdb_dir().string().c_str());
   }
 }
 

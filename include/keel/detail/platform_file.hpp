@@ -28,6 +28,7 @@
 //                          MOVEFILE_WRITE_THROUGH); `to` holds the old file
 //                          or the new one, never neither.
 //   remove_file_checked(p) remove a file; a file that does not exist is no error.
+//   read_whole_file(p)     the whole content of a file (errors through os_error).
 //   sync_directory(dir)    make a rename in `dir` durable: fsync of the
 //                          directory on POSIX; nothing on Windows, where
 //                          MOVEFILE_WRITE_THROUGH already waits for it and a
@@ -488,6 +489,22 @@ inline sys_error remove_file_checked(const std::filesystem::path& p) noexcept {
   if (::unlink(p.c_str()) != 0 && errno != ENOENT) return last_sys_error();
 #endif
   return {};
+}
+
+// The whole content of file `p`. Errors: os_error's codes, the message
+// naming the path ("cannot open 'p'", "cannot read 'p'").
+inline result<std::string> read_whole_file(const std::filesystem::path& p) {
+  file f;
+  if (auto e = f.open_read(p)) return os_error(e, "cannot open '" + path_text(p) + "'");
+  std::string out;
+  std::string buf(std::size_t{1} << 16, '\0');
+  for (;;) {
+    std::size_t got = 0;
+    if (auto e = f.read_some(buf.data(), buf.size(), got)) return os_error(e, "cannot read '" + path_text(p) + "'");
+    if (got == 0) break;
+    out.append(buf.data(), got);
+  }
+  return out;
 }
 
 // Makes a rename in `dir` ("" = the current directory) durable (see above).

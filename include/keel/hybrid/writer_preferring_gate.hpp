@@ -1,5 +1,6 @@
 // keel::detail::writer_preferring_gate: a shared mutex whose exclusive
-// requests are not starved by shared holders.
+// requests are not starved by shared holders. The hybrid store's tier and
+// transaction gates (hybrid/policy.hpp); its only user, hence in hybrid/.
 //
 // std::shared_mutex on glibc (pthread_rwlock, PREFER_READER) lets new shared
 // holders in while an exclusive request waits, so threads that take it shared
