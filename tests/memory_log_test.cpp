@@ -1,4 +1,4 @@
-// The write-ahead log of persisted memory stores (detail/memory_log.hpp):
+// The write-ahead log of persisted memory stores (memory/log.hpp):
 // replay of writes never folded, torn tails dropped, mid-log damage refused,
 // fsync failures, the lock, and SIGKILL rounds through a helper process.
 #include <doctest/doctest.h>
@@ -45,7 +45,7 @@ std::string read_bytes(const fs::path& p) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 // The frames of a live log's file: on Linux the file goes on with zeros, the
-// space reserved for appends (detail/memory_log.hpp), cut when the log is
+// space reserved for appends (memory/log.hpp), cut when the log is
 // sealed. Checks that nothing but zeros follows the frames.
 std::string log_frames(const fs::path& p) {
   std::string b = read_bytes(p);

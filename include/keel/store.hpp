@@ -198,7 +198,7 @@ class basic_store {
   }
   bool is_open() const noexcept { return backend_ && backend_->is_open(); }
 
-  // The backend, for backend-specific calls (e.g. RocksPolicy::db()).
+  // The backend, for backend-specific calls (e.g. RocksPolicy::with_db()).
   Policy& policy() noexcept { return *backend_; }
   // The operation counters behind stats(), for adapters (basic_any_store).
   const std::shared_ptr<op_counters>& counters() const noexcept { return counters_; }

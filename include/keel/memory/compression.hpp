@@ -47,7 +47,7 @@
 
 #include "../compression.hpp"
 #include "../detail/background_worker.hpp"
-#include "../detail/thread_exit.hpp"
+#include "thread_exit.hpp"
 #include "../error.hpp"
 #include "../write_batch.hpp"
 #include "btree.hpp"

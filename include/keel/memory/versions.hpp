@@ -32,7 +32,7 @@
 #include <utility>
 #include <vector>
 
-#include "../detail/thread_exit.hpp"
+#include "thread_exit.hpp"
 #include "../key_range.hpp"
 #include "btree.hpp"
 
@@ -97,7 +97,7 @@ class epoch_domain {
   }
 
  private:
-  // A thread's slot, returned when the thread exits (detail/thread_exit.hpp:
+  // A thread's slot, returned when the thread exits (memory/thread_exit.hpp:
   // not a thread_local destructor, which mingw-w64 runs after freeing TLS).
   static void release(void* s) noexcept { epoch_domain::instance().remove(static_cast<slot*>(s)); }
   using my_slot_ptr = thread_exit_pointer<&epoch_domain::release>;

@@ -15,7 +15,7 @@
 #pragma once
 
 #if defined(_WIN32)
-#include "windows.hpp"
+#include "../detail/windows.hpp"
 #endif
 
 namespace keel::detail {
