@@ -141,7 +141,17 @@ struct rocks_cursor_state {
 class rocks_cursor {
  public:
   rocks_cursor(rocks_cursor&&) noexcept = default;
-  rocks_cursor& operator=(rocks_cursor&&) noexcept = default;
+  // Releases this cursor's own pass first (unregisters it from close() and
+  // deletes its iterator), then takes over `other`'s.
+  rocks_cursor& operator=(rocks_cursor&& other) noexcept {
+    if (this != &other) {
+      release();
+      handle_ = std::move(other.handle_);
+      snap_ = std::move(other.snap_);
+      state_ = std::move(other.state_);
+    }
+    return *this;
+  }
   ~rocks_cursor() { release(); }
 
   // A cursor over `range` of the handle's DB, or of the snapshot `snap` when
