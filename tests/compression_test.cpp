@@ -180,12 +180,25 @@ TEST_SUITE("compression") {
     for (compression c : built_compressions()) {
       if (c == compression::none) continue;
       CAPTURE(keel::to_string(c));
+      {
+        // Puts store raw: 500 records (about 330 KB) stay below the 1 MiB
+        // after which the background pass starts, so nothing compresses them.
+        auto small = open_with(c);
+        REQUIRE(small);
+        put_corpus(*small, 500);
+        auto st = small->stats();
+        REQUIRE(st);
+        CHECK(st->size_bytes == st->uncompressed_bytes);
+      }
       auto s = open_with(c);
       REQUIRE(s);
       put_corpus(*s, 5000);
       auto before = s->stats();
       REQUIRE(before);
-      CHECK(before->size_bytes == before->uncompressed_bytes);  // puts store raw
+      // About 3.3 MB: the background pass may have compressed part of it
+      // already (it did, now and then, on a loaded machine), so only "not
+      // more than raw" holds here; compact() below compresses the rest.
+      CHECK(before->size_bytes <= before->uncompressed_bytes);
       REQUIRE(s->compact());
       auto after = s->stats();
       REQUIRE(after);
