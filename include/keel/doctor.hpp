@@ -342,13 +342,21 @@ inline doctor_report diagnose(const std::filesystem::path& path, const diagnose_
     if (!st_ec || st_ec == std::errc::no_such_file_or_directory) {
       if (detail::looks_like_memory_store(path, false)) return detail::diagnose_memory_store(std::move(r));
       say(where + " does not exist.");
-      fs::path parent = path.parent_path().empty() ? fs::path(".") : path.parent_path();
+      // The nearest existing ancestor decides whether it can be created: a
+      // relative path's ancestors end at the working directory ("data/db"
+      // with no "data": "."), an absolute one's at its root.
+      fs::path parent = path.parent_path();
       std::error_code pec;
-      // The nearest existing ancestor decides whether it can be created.
-      while (!fs::exists(parent, pec) && parent.has_parent_path() && parent != parent.parent_path())
+      while (!parent.empty() && !fs::exists(parent, pec) && parent != parent.parent_path())
         parent = parent.parent_path();
+      if (parent.empty()) parent = ".";
+      const bool parent_missing = !path.parent_path().empty() && parent != path.parent_path();
       if (detail::may_create_in(parent)) {
-        say("An open with create_if_missing (the default) would create a new, empty database there.");
+        say(parent_missing ? "An open with create_if_missing (the default) would create a new, empty database there, "
+                             "and the missing directories above it ('" +
+                                 detail::path_text(path.parent_path()) + "' is missing; the keel tool creates only "
+                                 "the last component and refuses)."
+                           : "An open with create_if_missing (the default) would create a new, empty database there.");
         r.verdict = doctor_verdict::would_create;
         r.advice = "If you expected data here, check the path (a typo, another working directory, an unmounted disk).";
       } else {
