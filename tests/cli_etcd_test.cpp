@@ -371,6 +371,9 @@ TEST_SUITE("cli") {
     CHECK(leader.find_first_not_of("0123456789abcdef") == std::string::npos);
     CHECK(run_cli({"doctor", "etcd://" + host_port(url)}).has("Leader: m0 (id " + leader + ")"));
     CHECK(run_cli({"--etcd", url, "--etcd-prefix", "imp/", "--json", "stats"}).has("\"etcd.leader\":\"" + leader + "\""));
+    // The answering member's id is written the same way: on one member, the leader's.
+    CHECK(stat(run_cli({"--etcd", url, "--etcd-prefix", "imp/", "stats"}).out, "etcd.member_id") == leader);
+    CHECK(run_cli({"--etcd", url, "--etcd-prefix", "imp/", "--json", "stats"}).has("\"etcd.member_id\":\"" + leader + "\""));
   }
 
   TEST_CASE("cli on etcd: an endpoint nobody listens on is reported within the connect timeout, by name (issue 25)") {

@@ -65,7 +65,7 @@ inline int print_stats(const cli& c, cli_store& store) {
   num("bytes_read", st->bytes_read);
   num("bytes_written", st->bytes_written);
   for (const auto& [k, v] : st->properties) {
-    if (k == "etcd.leader") {  // a member id: hex, as etcd and `keel doctor etcd://` write it
+    if (k == "etcd.leader" || k == "etcd.member_id") {  // member ids: hex, as etcd and `keel doctor etcd://` write them
       char hex[32];
       std::snprintf(hex, sizeof hex, "%llx", static_cast<unsigned long long>(v));
       kv.emplace_back(k, hex, false);
