@@ -99,7 +99,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
       step();
     }
 
-    // The optional run_cursor members (store.hpp). A run is taken a leaf at
+    // The optional run_cursor members (contract.hpp). A run is taken a leaf at
     // a time: the range's bound is compared once per leaf, not per entry.
     // Compressed values of a run are decompressed into the cursor, valid
     // until its next fill().

@@ -1,5 +1,5 @@
 // keel: PostgresPolicy, the contract methods of the PostgreSQL backend
-// (store.hpp states the contract; <keel/postgres.hpp> is the front).
+// (contract.hpp states the contract; <keel/postgres.hpp> is the front).
 //
 // How each operation maps onto PostgreSQL (docs/postgres.md has the details):
 //   get / contains / put / erase / erase_range / multi_get
