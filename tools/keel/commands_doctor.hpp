@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <keel/doctor.hpp>
 #include <string>
+#include <vector>
 
 #include "args.hpp"
 #include "exit_codes.hpp"
@@ -22,6 +23,19 @@
 #endif
 
 namespace keel_tool {
+
+// The end of every doctor's report, the same for a path, etcd and
+// PostgreSQL: in JSON the findings and the advice (closing the object), in
+// text one line per finding and "What to do: ...".
+inline std::string doctor_findings_json(const std::vector<std::string>& findings, const std::string& advice) {
+  std::string j = ",\"findings\":[";
+  for (std::size_t i = 0; i < findings.size(); ++i) j += (i ? "," : "") + json_string(findings[i]);
+  return j + "],\"advice\":" + json_string(advice) + "}\n";
+}
+inline void print_doctor_findings(const std::vector<std::string>& findings, const std::string& advice) {
+  for (const auto& f : findings) std::printf("%s\n", f.c_str());
+  if (!advice.empty()) std::printf("What to do: %s\n", advice.c_str());
+}
 
 // doctor PATH: the RocksDB directory explained (keel::diagnose).
 inline int doctor_path(const cli& c) {
@@ -50,13 +64,10 @@ inline int doctor_path(const cli& c) {
                           : r.verdict == keel::doctor_verdict::would_create ? "would_create"
                                                                             : "will_not_open";
     j += ",\"verdict\":\"" + std::string(verdict) + "\"";
-    j += ",\"findings\":[";
-    for (std::size_t i = 0; i < r.findings.size(); ++i) j += (i ? "," : "") + json_string(r.findings[i]);
-    j += "],\"advice\":" + json_string(r.advice) + "}\n";
+    j += doctor_findings_json(r.findings, r.advice);
     write_out(j);
   } else {
-    for (const auto& f : r.findings) std::printf("%s\n", f.c_str());
-    if (!r.advice.empty()) std::printf("What to do: %s\n", r.advice.c_str());
+    print_doctor_findings(r.findings, r.advice);
   }
   return code;
 }
@@ -97,13 +108,10 @@ inline int doctor_etcd(const cli& c, const std::vector<std::string>& endpoints) 
     for (std::size_t i = 0; i < r.alarms.size(); ++i) j += (i ? "," : "") + str(r.alarms[i]);
     j += "],\"write_would_succeed\":" + std::string(r.write_would_succeed ? "true" : "false");
     if (!r.write_would_succeed) j += ",\"write_error\":" + str(r.write_error);
-    j += ",\"findings\":[";
-    for (std::size_t i = 0; i < r.findings.size(); ++i) j += (i ? "," : "") + str(r.findings[i]);
-    j += "],\"advice\":" + str(r.advice) + "}\n";
+    j += doctor_findings_json(r.findings, r.advice);
     write_out(j);
   } else {
-    for (const auto& f : r.findings) std::printf("%s\n", f.c_str());
-    if (!r.advice.empty()) std::printf("What to do: %s\n", r.advice.c_str());
+    print_doctor_findings(r.findings, r.advice);
   }
   return r.write_would_succeed ? exit_ok : exit_not_found;
 }
@@ -153,13 +161,10 @@ inline int doctor_postgres(const cli& c, const std::string& conninfo) {
       j += ",\"write_error\":" + str(r.write_error);
       if (r.write_error_code) j += ",\"write_error_code\":" + str(keel::to_string(*r.write_error_code));
     }
-    j += ",\"findings\":[";
-    for (std::size_t i = 0; i < r.findings.size(); ++i) j += (i ? "," : "") + str(r.findings[i]);
-    j += "],\"advice\":" + str(r.advice) + "}\n";
+    j += doctor_findings_json(r.findings, r.advice);
     write_out(j);
   } else {
-    for (const auto& f : r.findings) std::printf("%s\n", f.c_str());
-    if (!r.advice.empty()) std::printf("What to do: %s\n", r.advice.c_str());
+    print_doctor_findings(r.findings, r.advice);
   }
   if (!r.reachable && r.connect_error_code == keel::errc::invalid_argument) return exit_usage;
   return r.write_would_succeed ? exit_ok : exit_not_found;
