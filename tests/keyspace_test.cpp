@@ -3,10 +3,13 @@
 // semantics).
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support/backends.hpp"
+#include "support/scale.hpp"
 
 using namespace std::string_literals;
 using keel::errc;
@@ -209,6 +212,64 @@ TEST_SUITE("keyspaces") {
     CHECK(a.get("new").error().code() == errc::not_found);
     CHECK(a.put("k", "old").error().code() == errc::not_found);
     CHECK(keys_of(again.scan()) == std::vector<std::string>{"new"});
+  }
+
+  TEST_CASE_TEMPLATE("keyspace: readers during cross-keyspace batches, creates and drops see whole batches", B,
+                     KEEL_KEYSPACE_BACKENDS) {
+    B backend;
+    auto store = open_or_fail(backend);
+    auto a = keyspace_or_fail(store, "a");
+    const long rounds = keel::test::scaled("KEEL_TEST_KEYSPACE_ROUNDS", 20000);
+    auto number = [](std::size_t i) {
+      std::string s = std::to_string(i);
+      return std::string(8 - s.size(), '0') + s;   // ordered as numbers
+    };
+    REQUIRE(store.write(write_batch{}.put(a, "k", number(0)).put("k", number(0))));
+    std::atomic<bool> done{false};
+    std::atomic<long> torn{0}, backwards{0}, failed{0};
+    auto reader = [&] {
+      std::string last;
+      while (!done.load()) {
+        auto snap = store.snapshot();
+        auto in_a = snap.get(a, "k");
+        auto in_default = snap.get("k");
+        if (!in_a || !in_default || !*in_a || !*in_default) {
+          failed.fetch_add(1);
+          continue;
+        }
+        if (**in_a != **in_default) torn.fetch_add(1);
+        auto now = a.get("k");   // a point read through the handle, no snapshot
+        if (!now || !*now) {
+          failed.fetch_add(1);
+          continue;
+        }
+        if (**now < last) backwards.fetch_add(1);
+        last = **now;
+        auto c = a.scan();
+        if (!c.valid() || c.error()) failed.fetch_add(1);
+      }
+    };
+    std::thread r1(reader), r2(reader);
+    std::thread churn([&] {   // creates and drops other keyspaces meanwhile
+      for (long i = 0; !done.load(); ++i) {
+        auto t = store.keyspace("tmp" + std::to_string(i % 4));
+        if (!t || !t->put("x", "y")) failed.fetch_add(1);
+        if (i % 2 && !store.drop_keyspace("tmp" + std::to_string(i % 4))) failed.fetch_add(1);
+      }
+    });
+    for (long i = 1; i <= rounds; ++i) {
+      if (!store.write(write_batch{}.put(a, "k", number(i)).put("k", number(i)).put(a, number(i), "v")))
+        failed.fetch_add(1);
+      if (i % 64 == 0 && !a.erase_range(key_range::between(number(i - 64), number(i - 32)))) failed.fetch_add(1);
+    }
+    done.store(true);
+    r1.join();
+    r2.join();
+    churn.join();
+    CHECK(torn.load() == 0);
+    CHECK(backwards.load() == 0);
+    CHECK(failed.load() == 0);
+    CHECK(value_in(a, "k") == number(rounds));
   }
 
   TEST_CASE_TEMPLATE("keyspace: names", B, KEEL_KEYSPACE_BACKENDS) {
