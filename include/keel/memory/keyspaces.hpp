@@ -16,13 +16,44 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
+#include "../contract.hpp"
 #include "../error.hpp"
 #include "../write_batch.hpp"
 #include "btree.hpp"
 #include "versions.hpp"
 
 namespace keel::detail {
+
+// A keyspace name for messages: printable ASCII as is, other bytes as \xNN.
+inline std::string keyspace_text(std::string_view name) {
+  std::string out = "'";
+  for (unsigned char c : name) {
+    if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'') {
+      out += static_cast<char>(c);
+    } else {
+      char b[5];
+      std::snprintf(b, sizeof b, "\\x%02x", c);
+      out += b;
+    }
+  }
+  return out + "'";
+}
+
+inline keel::error keyspace_missing(std::string_view name) {
+  return keel::error(errc::not_found, "memory store: no keyspace " + keyspace_text(name));
+}
+inline keel::error keyspace_dropped(std::string_view name) {
+  return keel::error(errc::not_found, "memory store: keyspace " + keyspace_text(name) +
+                                          " was dropped since this handle was opened (a keyspace created "
+                                          "again under that name is a new one; open it again)");
+}
+inline keel::error keyspaces_not_persisted() {
+  return keel::error(errc::not_supported,
+                     "memory store: keyspaces other than \"\" are not persisted yet (issue 27): a store with "
+                     "persist_path has only the default keyspace");
+}
 
 // `table` (may be null) with `root` added, or replacing the entry of the
 // same name: a new table, sorted by name.
@@ -71,6 +102,45 @@ inline persistent_btree apply_keyspace_ops(persistent_btree base, const write_ba
   return std::move(*edit).persist();
 }
 
+// What a batch naming keyspaces writes to: the names besides "" (sorted,
+// unique; views into the batch) and whether it has ops on "" too; a name
+// over 255 bytes is invalid_argument.
+struct batch_keyspace_names {
+  std::vector<std::string_view> names;
+  bool default_ops = false;
+};
+inline result<batch_keyspace_names> batch_keyspaces(const write_batch& batch) {
+  batch_keyspace_names out;
+  for (const auto& op : batch) {
+    if (auto bad = keyspace_name_error(op.keyspace)) return *bad;
+    if (op.keyspace.empty())
+      out.default_ops = true;
+    else
+      out.names.push_back(op.keyspace);
+  }
+  std::sort(out.names.begin(), out.names.end());
+  out.names.erase(std::unique(out.names.begin(), out.names.end()), out.names.end());
+  return out;
+}
+
+// `table` with the ops of `batch` applied to the keyspaces `names`; not_found
+// when one of them is not in the table (nothing changed: the table is
+// immutable, the result is a new one).
+inline result<std::shared_ptr<const keyspace_table>> apply_to_keyspaces(std::shared_ptr<const keyspace_table> table,
+                                                                         const write_batch& batch,
+                                                                         const std::vector<std::string_view>& names) {
+  for (std::string_view name : names) {
+    if (!store_version::find_root(table.get(), name))
+      return keel::error(errc::not_found, "memory store: no keyspace " + keyspace_text(name) + "; nothing was written");
+  }
+  for (std::string_view name : names) {
+    const keyspace_root* r = store_version::find_root(table.get(), name);
+    table = with_keyspace(table.get(), std::make_shared<const keyspace_root>(
+                                           keyspace_root{r->name, r->id, apply_keyspace_ops(r->tree, batch, name)}));
+  }
+  return table;
+}
+
 // The ops of `batch` on the default keyspace, as a batch of their own.
 inline write_batch default_keyspace_ops(const write_batch& batch) {
   write_batch out;
@@ -83,35 +153,6 @@ inline write_batch default_keyspace_ops(const write_batch& batch) {
     }
   }
   return out;
-}
-
-// A keyspace name for messages: printable ASCII as is, other bytes as \xNN.
-inline std::string keyspace_text(std::string_view name) {
-  std::string out = "'";
-  for (unsigned char c : name) {
-    if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'') {
-      out += static_cast<char>(c);
-    } else {
-      char b[5];
-      std::snprintf(b, sizeof b, "\\x%02x", c);
-      out += b;
-    }
-  }
-  return out + "'";
-}
-
-inline keel::error keyspace_missing(std::string_view name) {
-  return keel::error(errc::not_found, "memory store: no keyspace " + keyspace_text(name));
-}
-inline keel::error keyspace_dropped(std::string_view name) {
-  return keel::error(errc::not_found, "memory store: keyspace " + keyspace_text(name) +
-                                          " was dropped since this handle was opened (a keyspace created "
-                                          "again under that name is a new one; open it again)");
-}
-inline keel::error keyspaces_not_persisted() {
-  return keel::error(errc::not_supported,
-                     "memory store: keyspaces other than \"\" are not persisted yet (issue 27): a store with "
-                     "persist_path has only the default keyspace");
 }
 
 }  // namespace keel::detail

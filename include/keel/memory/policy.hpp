@@ -353,17 +353,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     auto reading = detail::epoch_domain::instance().enter();
     const tree* version = versions_.current_root();
     if (!is_open()) return closed_error();
-    std::vector<std::optional<std::string>> out;
-    out.reserve(keys.size());
-    for (std::string_view k : keys) {
-      if (const auto* e = version->find(k)) {
-        out.emplace_back(std::in_place);
-        if (!compression_.decode(*e, *out.back())) return detail::value_compression::decode_error(k);
-      } else {
-        out.emplace_back();
-      }
-    }
-    return out;
+    return lookup_many(*version, keys);
   }
 
   // Nothing to reclaim: a replaced version is freed as soon as no reader
@@ -536,17 +526,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (!is_open()) return closed_error();
     const tree* t = version->find(ks.name_, ks.id_);
     if (!t) return detail::keyspace_dropped(ks.name_);
-    std::vector<std::optional<std::string>> out;
-    out.reserve(keys.size());
-    for (std::string_view k : keys) {
-      if (const auto* e = t->find(k)) {
-        out.emplace_back(std::in_place);
-        if (!compression_.decode(*e, *out.back())) return detail::value_compression::decode_error(k);
-      } else {
-        out.emplace_back();
-      }
-    }
-    return out;
+    return lookup_many(*t, keys);
   }
 
   cursor_type scan(const keyspace_type& ks, const key_range& range) const {
@@ -677,37 +657,17 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   // applied as one new version; not_found (nothing written) when one of
   // them does not exist.
   result<void> write_across_keyspaces(const write_batch& batch) {
-    std::vector<std::string_view> names;
-    bool default_ops = false;
-    for (const auto& op : batch) {
-      if (auto bad = keyspace_name_error(op.keyspace)) return *bad;
-      if (op.keyspace.empty())
-        default_ops = true;
-      else
-        names.push_back(op.keyspace);
-    }
-    std::sort(names.begin(), names.end());
-    names.erase(std::unique(names.begin(), names.end()), names.end());
+    auto named = detail::batch_keyspaces(batch);
+    if (!named) return std::move(named).error();
     std::lock_guard writer(versions_.writers());
     if (auto refused = refuse_write()) return *refused;
-    // A persisted store has no keyspace but "": the lookups below fail
-    // before anything is logged.
-    const std::shared_ptr<const detail::keyspace_table>& others = versions_.current_others();
-    for (std::string_view name : names) {
-      if (!detail::store_version::find_root(others.get(), name)) {
-        auto missing = detail::keyspace_missing(name);
-        return keel::error(errc::not_found, std::string(missing.message()) + "; nothing was written");
-      }
-    }
-    tree main = default_ops ? detail::apply_keyspace_ops(versions_.current(), batch, "") : versions_.current();
-    std::shared_ptr<const detail::keyspace_table> table = others;
-    for (std::string_view name : names) {
-      const detail::keyspace_root* r = detail::store_version::find_root(table.get(), name);
-      table = detail::with_keyspace(table.get(), std::make_shared<const detail::keyspace_root>(detail::keyspace_root{
-                                                     r->name, r->id, detail::apply_keyspace_ops(r->tree, batch, name)}));
-    }
-    versions_.publish(std::move(main), std::move(table));
-    if (default_ops) record_applied(detail::default_keyspace_ops(batch));
+    // A persisted store has no keyspace but "": this fails before anything
+    // is logged.
+    auto table = detail::apply_to_keyspaces(versions_.current_others(), batch, named->names);
+    if (!table) return std::move(table).error();
+    tree main = named->default_ops ? detail::apply_keyspace_ops(versions_.current(), batch, "") : versions_.current();
+    versions_.publish(std::move(main), std::move(*table));
+    if (named->default_ops) record_applied(detail::default_keyspace_ops(batch));
     return {};
   }
   // Writers' mutex held: the current root of keyspace `ks` (not the
@@ -770,6 +730,20 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   void record_applied(const write_batch& batch) {
     conflicts_->record(batch);
     compression_.note_batch(batch);
+  }
+  result<std::vector<std::optional<std::string>>> lookup_many(const tree& version,
+                                                              std::span<const std::string_view> keys) const {
+    std::vector<std::optional<std::string>> out;
+    out.reserve(keys.size());
+    for (std::string_view k : keys) {
+      if (const auto* e = version.find(k)) {
+        out.emplace_back(std::in_place);
+        if (!compression_.decode(*e, *out.back())) return detail::value_compression::decode_error(k);
+      } else {
+        out.emplace_back();
+      }
+    }
+    return out;
   }
   result<std::optional<std::string>> lookup(const tree& version, std::string_view key) const {
     if (const auto* e = version.find(key)) {
