@@ -282,8 +282,13 @@ class memory_versions {
     std::unique_ptr<store_version> fresh =
         spare_version_ ? std::move(spare_version_) : std::make_unique<store_version>();
     retired_.reserve(retired_.size() + 1);
-    const store_version* old = root_.load(std::memory_order_relaxed);
-    fresh->others = others ? std::move(*others) : old->others;
+    // A fresh holder has no table (reclaim() leaves it so): set one only
+    // when there is one, which keeps a store without keyspaces' writes as
+    // cheap as before keyspaces.
+    if (others)
+      fresh->others = std::move(*others);
+    else if (const auto& kept = root_.load(std::memory_order_relaxed)->others)
+      fresh->others = kept;
     retired_version& r = retired_.emplace_back();
     fresh->main = make(r.moved);
     r.version = root_.exchange(fresh.release(), std::memory_order_seq_cst);
@@ -301,7 +306,8 @@ class memory_versions {
       if (spare_version_) {
         delete version;
       } else {
-        *version = store_version();
+        version->main = tree();
+        if (version->others) version->others.reset();
         spare_version_.reset(version);
       }
       r.moved.finish(&pool_);
