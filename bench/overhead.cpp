@@ -19,6 +19,9 @@
 //   m_memory_transfer / m_map_transfer (issue 12): 20000 bank transfers
 //     between 1000 accounts through run_transaction on a memory store,
 //     against a std::map behind one mutex held for the whole transfer
+//   m_memory_ks_get / _scan / _put against m_memory_get / _scan / _put
+//     (issue 27): the same loops through a keyspace handle, on a memory
+//     store with the same data in keyspace "ks" and 3 other keyspaces
 // 20000 gets or puts, or 20 prefix scans of 1000 entries, per function;
 // 10000 keys of 16 bytes, 100-byte values, flushed and compacted.
 #include <keel/keel.hpp>
@@ -194,6 +197,9 @@ using rocks_basic = keel::rocks_store;
 [[gnu::noinline]] void m_memory_batch100(keel::memory_store& s) { sink = sink + 24; batch_loop(s); }
 [[gnu::noinline]] void m_map_put(keel_bench::map_store& m) { sink = sink + 25; put_loop(m); }
 [[gnu::noinline]] void m_map_batch100(keel_bench::map_store& m) { sink = sink + 26; batch_loop(m); }
+[[gnu::noinline]] void m_memory_ks_get(keel::basic_keyspace<keel::MemoryPolicy>& k) { sink = sink + 27; get_loop(k); }
+[[gnu::noinline]] void m_memory_ks_scan(keel::basic_keyspace<keel::MemoryPolicy>& k) { sink = sink + 28; scan_loop(k); }
+[[gnu::noinline]] void m_memory_ks_put(keel::basic_keyspace<keel::MemoryPolicy>& k) { sink = sink + 29; put_loop(k); }
 
 void compact(rocksdb::DB& db) {
   (void)db.Flush(rocksdb::FlushOptions());
@@ -270,6 +276,16 @@ int main(int argc, char** argv) {
   }
   m_memory_transfer(*bank);
   m_map_transfer(map);
+
+  auto spaced = keel::memory_store::open({});
+  if (!spaced) return 1;
+  for (const char* other : {"a", "kt", "z"}) (void)spaced->keyspace(other);
+  auto ks = spaced->keyspace("ks");
+  if (!ks) return 1;
+  for (unsigned i = 0; i < kKeys; ++i) (void)ks->put(key(i), value(i));
+  m_memory_ks_get(*ks);
+  m_memory_ks_scan(*ks);
+  m_memory_ks_put(*ks);
 
   (void)any.close();
   fs::remove_all(dir);

@@ -196,4 +196,64 @@ concept store_policy =
       { p.commit_transaction(std::declval<const tx_record&>()) } -> std::same_as<result<void>>;
     };
 
+// ---------------------------------------------------------------------------
+// Keyspaces (issue 27): named, separately ordered key sets of one store. A
+// backend has them when it provides (keyspace_policy below; optional while
+// the backends gain them, then part of store_policy):
+//
+//   typename P::keyspace_type   a cheap, copyable handle to one keyspace;
+//                               every call through it after the keyspace was
+//                               dropped gives errc::not_found, after close
+//                               errc::closed
+//   result<keyspace_type> open_keyspace(std::string_view name, bool create) const
+//                               the keyspace `name` ("" is the default one);
+//                               missing: created when `create` (one atomic
+//                               step), else errc::not_found; a read-only
+//                               store never creates (not_found)
+//   result<std::vector<std::string>> keyspaces() const   every name, sorted, "" included
+//   result<void> drop_keyspace(std::string_view name)     atomic; "" is
+//                               invalid_argument, a missing name not_found
+//   the keyed operations again with a leading const keyspace_type&: put, get,
+//   contains, erase, erase_range, multi_get, scan, compact
+//   write(batch) applies the ops of every keyspace the batch names
+//   (write_batch::op::keyspace) atomically; a name that does not exist is
+//   errc::not_found and nothing is written
+//   snapshot_type: get, contains and scan with a leading keyspace_type too
+//                               (one snapshot covers every keyspace)
+//   commit_transaction: tx_record's reads and writes carry their keyspace.
+// A backend without keyspaces refuses a batch that names one
+// (basic_store::write: errc::not_supported), never writing it elsewhere.
+// ---------------------------------------------------------------------------
+
+// Why `name` cannot name a keyspace (nullopt when it can): 0-255 bytes of
+// any value, "" being the default keyspace.
+inline std::optional<keel::error> keyspace_name_error(std::string_view name) {
+  if (name.size() > 255) {
+    return keel::error(errc::invalid_argument,
+                       "a keyspace name is at most 255 bytes; this one has " + std::to_string(name.size()));
+  }
+  return std::nullopt;
+}
+
+template <class P>
+concept keyspace_policy =
+    store_policy<P> && std::copyable<typename P::keyspace_type> &&
+    requires(P& p, const P& cp, const typename P::keyspace_type& ks, std::string_view k, const key_range& r,
+             const typename P::snapshot_type& snap) {
+      { cp.open_keyspace(k, true) } -> std::same_as<result<typename P::keyspace_type>>;
+      { cp.keyspaces() } -> std::same_as<result<std::vector<std::string>>>;
+      { p.drop_keyspace(k) } -> std::same_as<result<void>>;
+      { p.put(ks, k, k) } -> std::same_as<result<void>>;
+      { cp.get(ks, k) } -> std::same_as<result<std::optional<std::string>>>;
+      { cp.contains(ks, k) } -> std::same_as<result<bool>>;
+      { p.erase(ks, k) } -> std::same_as<result<void>>;
+      { p.erase_range(ks, r) } -> std::same_as<result<void>>;
+      { cp.multi_get(ks, std::span<const std::string_view>()) } -> std::same_as<result<std::vector<std::optional<std::string>>>>;
+      { cp.scan(ks, r) } -> std::same_as<typename P::cursor_type>;
+      { p.compact(ks, r) } -> std::same_as<result<void>>;
+      { snap.get(ks, k) } -> std::same_as<result<std::optional<std::string>>>;
+      { snap.contains(ks, k) } -> std::same_as<result<bool>>;
+      { snap.scan(ks, r) } -> std::same_as<typename P::cursor_type>;
+    };
+
 }  // namespace keel

@@ -10,6 +10,7 @@
 
 #include "contract.hpp"
 #include "cursor.hpp"
+#include "keyspace.hpp"
 #include "stats.hpp"
 
 namespace keel {
@@ -47,6 +48,31 @@ class basic_snapshot {
     if (counters_) counters_->add(op_counters::scans);
     if (!view_) return Policy::failed_cursor(view_.error());
     return view_->scan(range);
+  }
+  // The same in keyspace `ks` (one snapshot covers every keyspace as of its
+  // creation; a keyspace dropped since stays readable through it; one
+  // created since, or a handle to an earlier keyspace of that name:
+  // errc::not_found).
+  result<std::optional<std::string>> get(const basic_keyspace<Policy>& ks, std::string_view key) const
+    requires keyspace_policy<Policy>
+  {
+    result<std::optional<std::string>> r = view_ ? view_->get(ks.handle(), key) : view_.error();
+    if (counters_) counters_->add(op_counters::gets, op_counters::bytes_read, r && *r ? (*r)->size() : 0);
+    return r;
+  }
+  result<bool> contains(const basic_keyspace<Policy>& ks, std::string_view key) const
+    requires keyspace_policy<Policy>
+  {
+    if (counters_) counters_->add(op_counters::contains);
+    if (!view_) return view_.error();
+    return view_->contains(ks.handle(), key);
+  }
+  cursor scan(const basic_keyspace<Policy>& ks, const key_range& range = key_range::all()) const
+    requires keyspace_policy<Policy>
+  {
+    if (counters_) counters_->add(op_counters::scans);
+    if (!view_) return cursor(Policy::failed_cursor(view_.error()), counters_);
+    return cursor(view_->scan(ks.handle(), range), counters_);
   }
   // Whether the snapshot was taken (false when the store was already closed).
   bool valid() const noexcept { return view_.has_value(); }

@@ -24,6 +24,7 @@
 #include "error.hpp"
 #include "fwd.hpp"
 #include "key_range.hpp"
+#include "keyspace.hpp"
 #include "snapshot.hpp"
 #include "stats.hpp"
 #include "transaction.hpp"
@@ -101,12 +102,52 @@ class basic_store {
     return backend_->erase(key);
   }
   // Applies the batch atomically: readers see all of it or none of it.
+  // A batch may span keyspaces (write_batch::put(ks, k, v)); a backend
+  // without keyspaces refuses one that names any (errc::not_supported).
   result<void> write(const write_batch& batch) {
     if (!backend_) return closed_error();
+    if constexpr (!keyspace_policy<Policy>) {
+      if (batch.names_keyspaces()) {
+        return keel::error(errc::not_supported, std::string("the ") + std::string(to_string(Policy::backend_kind)) +
+                                                    " backend has no keyspaces yet; nothing was written");
+      }
+    }
     count(op_counters::writes);
     count(op_counters::batch_ops, batch.size());
     count(op_counters::bytes_written, batch.payload_bytes());
     return backend_->write(batch);
+  }
+
+  // Keyspaces (keyspace.hpp): the keyspace `name` ("" is the default one),
+  // created if missing (a read-only store: errc::not_found); a name over 255
+  // bytes is errc::invalid_argument.
+  result<basic_keyspace<Policy>> keyspace(std::string_view name)
+    requires keyspace_policy<Policy>
+  {
+    if (!backend_) return closed_error();
+    if (auto bad = keyspace_name_error(name)) return *bad;
+    auto ks = backend_->open_keyspace(name, true);
+    if (!ks) return std::move(ks).error();
+    return basic_keyspace<Policy>(backend_, std::move(*ks), std::string(name), counters_);
+  }
+  // Every keyspace's name, sorted, "" included.
+  result<std::vector<std::string>> keyspaces() const
+    requires keyspace_policy<Policy>
+  {
+    if (!backend_) return closed_error();
+    return backend_->keyspaces();
+  }
+  // Drops the keyspace `name` and every key in it, atomically: readers that
+  // start after it see nothing of it; handles to it give errc::not_found.
+  // "" (the default keyspace) is errc::invalid_argument; a missing name
+  // errc::not_found.
+  result<void> drop_keyspace(std::string_view name)
+    requires keyspace_policy<Policy>
+  {
+    if (!backend_) return closed_error();
+    if (name.empty()) return keel::error(errc::invalid_argument, "the default keyspace \"\" cannot be dropped");
+    if (auto bad = keyspace_name_error(name)) return *bad;
+    return backend_->drop_keyspace(name);
   }
   // An ordered pass over range (bytewise order, or reversed).
   cursor scan(const key_range& range = key_range::all()) const { return cursor(scan_impl(range), counters_); }

@@ -11,6 +11,14 @@
 
 namespace keel {
 
+// The name of a keyspace (1-255 bytes; "" is the default keyspace), as a
+// write_batch op names it. Explicit, so that put(keyspace_name{"users"}, k, v)
+// cannot be mistaken for put(k, v); a basic_keyspace converts to it.
+struct keyspace_name {
+  std::string_view name;
+  explicit constexpr keyspace_name(std::string_view n) noexcept : name(n) {}
+};
+
 // An ordered list of puts, erases and range erases. store.write(batch) applies them all or
 // none, in order (a later op on the same key wins), and readers see the batch
 // whole or not at all. A batch is a plain value owned by the caller; it is not
@@ -30,6 +38,7 @@ class write_batch {
     std::string_view key;
     std::string_view value;  // empty for erase
     bool has_lower = false, has_upper = false;
+    std::string_view keyspace = {};  // "": the default keyspace
 
     key_range range() const {
       if (has_lower && has_upper) return key_range::between(key, value);
@@ -47,6 +56,23 @@ class write_batch {
     add(op_kind::erase, key, {});
     return *this;
   }
+  // The same, in keyspace `ks` (one batch may span keyspaces, atomically).
+  write_batch& put(keyspace_name ks, std::string_view key, std::string_view value) {
+    add(op_kind::put, key, value, false, false, ks.name);
+    return *this;
+  }
+  write_batch& erase(keyspace_name ks, std::string_view key) {
+    add(op_kind::erase, key, {}, false, false, ks.name);
+    return *this;
+  }
+  write_batch& erase_range(keyspace_name ks, const key_range& range) {
+    add(op_kind::erase_range, range.lower().value_or(std::string()), range.upper().value_or(std::string()),
+        range.lower().has_value(), range.upper().has_value(), ks.name);
+    return *this;
+  }
+  // Whether some op names a keyspace other than the default one (a backend
+  // without keyspaces refuses such a batch rather than write it elsewhere).
+  bool names_keyspaces() const noexcept { return names_keyspaces_; }
   // Erases every key in `range` (its direction is ignored) present when the
   // batch is applied, including keys put by earlier operations of this batch.
   // A range whose lower bound is above its upper bound makes write() fail
@@ -62,9 +88,11 @@ class write_batch {
   void clear() noexcept {
     ops_.clear();
     bytes_.clear();
+    names_keyspaces_ = false;
+    keyspace_bytes_ = 0;
   }
   // Bytes of keys and values held.
-  std::size_t payload_bytes() const noexcept { return bytes_.size(); }
+  std::size_t payload_bytes() const noexcept { return bytes_.size() - keyspace_bytes_; }
 
   class const_iterator {
    public:
@@ -74,7 +102,8 @@ class write_batch {
     op operator*() const {
       const record& r = (*records_)[i_];
       const char* base = bytes_->data() + r.offset;
-      return {r.kind, {base, r.key_size}, {base + r.key_size, r.value_size}, r.has_lower, r.has_upper};
+      return {r.kind,        {base + r.keyspace_size, r.key_size}, {base + r.keyspace_size + r.key_size, r.value_size},
+              r.has_lower,   r.has_upper,                          {base, r.keyspace_size}};
     }
     const_iterator& operator++() {
       ++i_;
@@ -98,19 +127,27 @@ class write_batch {
   const_iterator end() const { return {this, ops_.size()}; }
 
  private:
+  // bytes_ holds, per op: keyspace name, key, value.
   struct record {
     std::size_t offset, key_size, value_size;
+    std::uint32_t keyspace_size;
     op_kind kind;
     bool has_lower, has_upper;
   };
   void add(op_kind kind, std::string_view key, std::string_view value, bool has_lower = false,
-           bool has_upper = false) {
-    ops_.push_back({bytes_.size(), key.size(), value.size(), kind, has_lower, has_upper});
+           bool has_upper = false, std::string_view keyspace = {}) {
+    ops_.push_back({bytes_.size(), key.size(), value.size(), static_cast<std::uint32_t>(keyspace.size()), kind,
+                    has_lower, has_upper});
+    bytes_.append(keyspace);
     bytes_.append(key);
     bytes_.append(value);
+    names_keyspaces_ = names_keyspaces_ || !keyspace.empty();
+    keyspace_bytes_ += keyspace.size();
   }
   std::vector<record> ops_;
   std::string bytes_;
+  bool names_keyspaces_ = false;
+  std::size_t keyspace_bytes_ = 0;  // of bytes_, the keyspace names (not payload)
 };
 
 // The check every backend applies to a range it erases: a lower bound above

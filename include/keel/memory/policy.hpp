@@ -9,6 +9,8 @@
 //   log.hpp          the write-ahead log itself (memory_log)
 //   compression.hpp  value codecs and the background compression pass
 //                    (value_compression)
+//   keyspaces.hpp    the table of non-default keyspaces and batches across
+//                    keyspaces (the version layout is in versions.hpp)
 // Needs no RocksDB headers.
 //
 // Lock order (a thread holding one may take only those after it):
@@ -56,6 +58,7 @@
 #include "../store.hpp"
 #include "btree.hpp"
 #include "compression.hpp"
+#include "keyspaces.hpp"
 #include "options.hpp"
 #include "persistence.hpp"
 #include "versions.hpp"
@@ -198,27 +201,65 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   };
 
   // ---- snapshot -----------------------------------------------------------
+  // ---- keyspace handle ----------------------------------------------------
+  // A keyspace's name and the id it was given when created (0: the default
+  // keyspace). Copying it copies the name (at most 255 bytes).
+  class keyspace_type {
+   public:
+    const std::string& name() const noexcept { return name_; }
+
+   private:
+    friend class MemoryPolicy;
+    keyspace_type(std::string name, std::uint64_t id) : name_(std::move(name)), id_(id) {}
+    std::string name_;
+    std::uint64_t id_ = 0;
+  };
+
+  // ---- snapshot -----------------------------------------------------------
+  // Holds one version of every keyspace: a keyspace dropped after the
+  // snapshot was taken stays readable through it.
   class snapshot_type {
    public:
     result<std::optional<std::string>> get(std::string_view key) const {
       if (!owner_->is_open()) return closed_error();
-      return owner_->lookup(version_, key);
+      return owner_->lookup(version_.main, key);
     }
     result<bool> contains(std::string_view key) const {
       if (!owner_->is_open()) return closed_error();
-      return version_.find(key) != nullptr;
+      return version_.main.find(key) != nullptr;
     }
     cursor_type scan(const key_range& range) const {
       if (!owner_->is_open()) return cursor_type(closed_error());
-      return cursor_type(owner_, version_, range);
+      return cursor_type(owner_, version_.main, range);
+    }
+    // The same in keyspace `ks`: errc::not_found when the snapshot has no
+    // such keyspace (it was created after the snapshot, or the handle is to
+    // an earlier keyspace of that name).
+    result<std::optional<std::string>> get(const keyspace_type& ks, std::string_view key) const {
+      if (!owner_->is_open()) return closed_error();
+      const tree* t = version_.find(ks.name_, ks.id_);
+      if (!t) return detail::keyspace_dropped(ks.name_);
+      return owner_->lookup(*t, key);
+    }
+    result<bool> contains(const keyspace_type& ks, std::string_view key) const {
+      if (!owner_->is_open()) return closed_error();
+      const tree* t = version_.find(ks.name_, ks.id_);
+      if (!t) return detail::keyspace_dropped(ks.name_);
+      return t->find(key) != nullptr;
+    }
+    cursor_type scan(const keyspace_type& ks, const key_range& range) const {
+      if (!owner_->is_open()) return cursor_type(closed_error());
+      const tree* t = version_.find(ks.name_, ks.id_);
+      if (!t) return cursor_type(detail::keyspace_dropped(ks.name_));
+      return cursor_type(owner_, *t, range);
     }
 
    private:
     friend class MemoryPolicy;
-    snapshot_type(std::shared_ptr<const MemoryPolicy> owner, tree version)
+    snapshot_type(std::shared_ptr<const MemoryPolicy> owner, detail::store_version version)
         : owner_(std::move(owner)), version_(std::move(version)) {}
     std::shared_ptr<const MemoryPolicy> owner_;
-    tree version_;
+    detail::store_version version_;
   };
 
   // ---- store --------------------------------------------------------------
@@ -285,6 +326,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
 
   result<void> write(const write_batch& batch) {
     if (auto bad = check_batch(batch)) return *bad;
+    if (batch.names_keyspaces()) return write_across_keyspaces(batch);
     std::unique_lock writer(versions_.writers());
     if (auto refused = refuse_write()) return *refused;
     auto logged = persistence_.log_batch(batch);
@@ -311,17 +353,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     auto reading = detail::epoch_domain::instance().enter();
     const tree* version = versions_.current_root();
     if (!is_open()) return closed_error();
-    std::vector<std::optional<std::string>> out;
-    out.reserve(keys.size());
-    for (std::string_view k : keys) {
-      if (const auto* e = version->find(k)) {
-        out.emplace_back(std::in_place);
-        if (!compression_.decode(*e, *out.back())) return detail::value_compression::decode_error(k);
-      } else {
-        out.emplace_back();
-      }
-    }
-    return out;
+    return lookup_many(*version, keys);
   }
 
   // Nothing to reclaim: a replaced version is freed as soon as no reader
@@ -342,21 +374,29 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   result<void> checkpoint(const std::filesystem::path& path) const {
     if (!is_open()) return closed_error();
     if (auto bad = detail::checkpoint_path_error(path)) return *bad;
-    tree version = versions_.current();
+    detail::store_version version = versions_.current_all();
     if (!is_open()) return closed_error();
-    return persistence_.checkpoint(path, std::move(version));
+    if (version.others) {   // never drop keyspaces silently
+      return keel::error(errc::not_supported, "memory store: a checkpoint of a store with keyspaces other than "
+                                              "\"\" is not supported yet (issue 27); nothing was written");
+    }
+    return persistence_.checkpoint(path, std::move(version.main));
   }
 
   result<tx_start<snapshot_type>> begin_transaction() const {
     std::lock_guard writer(versions_.writers());
     if (!is_open()) return closed_error();
     auto [start, registration] = conflicts_->begin();
-    return tx_start<snapshot_type>{snapshot_type(shared_from_this(), versions_.current()), start,
+    return tx_start<snapshot_type>{snapshot_type(shared_from_this(), detail::store_version{versions_.current(), {}}), start,
                                    std::move(registration)};
   }
 
   result<void> commit_transaction(const tx_record& tx) {
     if (auto bad = check_batch(tx.writes)) return *bad;
+    if (tx.writes.names_keyspaces()) {
+      return keel::error(errc::not_supported, "memory store: transactions act on the default keyspace only so far "
+                                              "(issue 27); nothing was written");
+    }
     std::unique_lock writer(versions_.writers());
     if (auto refused = refuse_write()) return *refused;
     if (auto valid = conflicts_->validate(tx); !valid) return valid;
@@ -375,9 +415,140 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   static cursor_type failed_cursor(keel::error e) { return cursor_type(std::move(e)); }
 
   result<snapshot_type> snapshot() const {
-    tree version = versions_.current();
+    detail::store_version version = versions_.current_all();
     if (!is_open()) return closed_error();
     return snapshot_type(shared_from_this(), std::move(version));
+  }
+
+  // ---- keyspaces (contract.hpp's keyspace part) ---------------------------
+  // Not persisted yet: on a store with persist_path only "" exists and
+  // creating or dropping another is errc::not_supported. Reads through a
+  // handle take no lock (an epoch slot and a binary search of the keyspace
+  // table by name); writes to a non-default keyspace copy the table (one
+  // shared_ptr per keyspace) and publish it with the new tree.
+  result<keyspace_type> open_keyspace(std::string_view name, bool create) const {
+    if (auto bad = keyspace_name_error(name)) return *bad;
+    if (!name.empty() && persistence_.persisted()) return detail::keyspaces_not_persisted();
+    {
+      auto reading = detail::epoch_domain::instance().enter();
+      const detail::store_version* version = versions_.current_version();
+      if (!is_open()) return closed_error();
+      if (name.empty()) return keyspace_type(std::string(), 0);
+      if (const auto* r = detail::store_version::find_root(version->others.get(), name))
+        return keyspace_type(r->name, r->id);
+    }
+    if (!create) return detail::keyspace_missing(name);
+    // The policy is always a heap object owned by a shared_ptr to non-const
+    // (open()), so creating through a const member is defined.
+    return const_cast<MemoryPolicy&>(*this).create_keyspace(name);
+  }
+
+  result<std::vector<std::string>> keyspaces() const {
+    auto reading = detail::epoch_domain::instance().enter();
+    const detail::store_version* version = versions_.current_version();
+    if (!is_open()) return closed_error();
+    std::vector<std::string> names{std::string()};
+    if (version->others) {
+      names.reserve(version->others->size() + 1);
+      for (const auto& r : *version->others) names.push_back(r->name);
+    }
+    return names;
+  }
+
+  result<void> drop_keyspace(std::string_view name) {
+    if (name.empty()) return keel::error(errc::invalid_argument, "the default keyspace \"\" cannot be dropped");
+    if (auto bad = keyspace_name_error(name)) return *bad;
+    if (persistence_.persisted()) return detail::keyspaces_not_persisted();
+    std::lock_guard writer(versions_.writers());
+    if (auto refused = refuse_write()) return *refused;
+    const auto& others = versions_.current_others();
+    if (!detail::store_version::find_root(others.get(), name)) return detail::keyspace_missing(name);
+    versions_.publish(versions_.current(), detail::without_keyspace(*others, name));
+    return {};
+  }
+
+  result<void> put(const keyspace_type& ks, std::string_view key, std::string_view value) {
+    if (ks.id_ == 0) return put(key, value);
+    if (auto bad = check_sizes(key, value)) return *bad;
+    std::lock_guard writer(versions_.writers());
+    if (auto refused = refuse_write()) return *refused;
+    const detail::keyspace_root* r = writable(ks);
+    if (!r) return detail::keyspace_dropped(ks.name_);
+    tree::transient edit(r->tree);
+    edit.insert_or_assign(key, value);
+    publish_keyspace(*r, std::move(edit).persist());
+    return {};
+  }
+
+  result<std::optional<std::string>> get(const keyspace_type& ks, std::string_view key) const {
+    auto reading = detail::epoch_domain::instance().enter();
+    const detail::store_version* version = versions_.current_version();
+    if (!is_open()) return closed_error();
+    const tree* t = version->find(ks.name_, ks.id_);
+    if (!t) return detail::keyspace_dropped(ks.name_);
+    return lookup(*t, key);
+  }
+
+  result<bool> contains(const keyspace_type& ks, std::string_view key) const {
+    auto reading = detail::epoch_domain::instance().enter();
+    const detail::store_version* version = versions_.current_version();
+    if (!is_open()) return closed_error();
+    const tree* t = version->find(ks.name_, ks.id_);
+    if (!t) return detail::keyspace_dropped(ks.name_);
+    return t->find(key) != nullptr;
+  }
+
+  result<void> erase(const keyspace_type& ks, std::string_view key) {
+    if (ks.id_ == 0) return erase(key);
+    std::lock_guard writer(versions_.writers());
+    if (auto refused = refuse_write()) return *refused;
+    const detail::keyspace_root* r = writable(ks);
+    if (!r) return detail::keyspace_dropped(ks.name_);
+    if (r->tree.find(key)) publish_keyspace(*r, r->tree.without(key));
+    return {};
+  }
+
+  result<void> erase_range(const keyspace_type& ks, const key_range& range) {
+    if (ks.id_ == 0) return erase_range(range);
+    if (!erase_range_is_valid(range)) return bad_range();
+    std::lock_guard writer(versions_.writers());
+    if (auto refused = refuse_write()) return *refused;
+    const detail::keyspace_root* r = writable(ks);
+    if (!r) return detail::keyspace_dropped(ks.name_);
+    if (!range.is_empty()) publish_keyspace(*r, detail::without_range(r->tree, range));
+    return {};
+  }
+
+  result<std::vector<std::optional<std::string>>> multi_get(const keyspace_type& ks,
+                                                            std::span<const std::string_view> keys) const {
+    auto reading = detail::epoch_domain::instance().enter();
+    const detail::store_version* version = versions_.current_version();
+    if (!is_open()) return closed_error();
+    const tree* t = version->find(ks.name_, ks.id_);
+    if (!t) return detail::keyspace_dropped(ks.name_);
+    return lookup_many(*t, keys);
+  }
+
+  cursor_type scan(const keyspace_type& ks, const key_range& range) const {
+    if (ks.id_ == 0) return scan(range);
+    detail::store_version version = versions_.current_all();
+    if (!is_open()) return cursor_type(closed_error());
+    const tree* t = version.find(ks.name_, ks.id_);
+    if (!t) return cursor_type(detail::keyspace_dropped(ks.name_));
+    return cursor_type(shared_from_this(), *t, range);
+  }
+
+  // The default keyspace: as compact(range). Another: nothing to reclaim
+  // (values of non-default keyspaces are not compressed yet).
+  result<void> compact(const keyspace_type& ks, const key_range& range) {
+    if (ks.id_ == 0) return compact(range);
+    if (!erase_range_is_valid(range))
+      return keel::error(errc::invalid_argument, "compact: the range's lower bound is above its upper bound");
+    auto reading = detail::epoch_domain::instance().enter();
+    const detail::store_version* version = versions_.current_version();
+    if (!is_open()) return closed_error();
+    if (!version->find(ks.name_, ks.id_)) return detail::keyspace_dropped(ks.name_);
+    return {};
   }
 
   // Drops the data (after folding the log into the snapshot, with
@@ -482,6 +653,46 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   static keel::error bad_range() {
     return keel::error(errc::invalid_argument, "erase_range: the range's lower bound is above its upper bound");
   }
+  // The keyspaces part of write(): a batch naming keyspaces other than "",
+  // applied as one new version; not_found (nothing written) when one of
+  // them does not exist.
+  result<void> write_across_keyspaces(const write_batch& batch) {
+    auto named = detail::batch_keyspaces(batch);
+    if (!named) return std::move(named).error();
+    std::lock_guard writer(versions_.writers());
+    if (auto refused = refuse_write()) return *refused;
+    // A persisted store has no keyspace but "": this fails before anything
+    // is logged.
+    auto table = detail::apply_to_keyspaces(versions_.current_others(), batch, named->names);
+    if (!table) return std::move(table).error();
+    tree main = named->default_ops ? detail::apply_keyspace_ops(versions_.current(), batch, "") : versions_.current();
+    versions_.publish(std::move(main), std::move(*table));
+    if (named->default_ops) record_applied(detail::default_keyspace_ops(batch));
+    return {};
+  }
+  // Writers' mutex held: the current root of keyspace `ks` (not the
+  // default one), or nullptr when it was dropped.
+  const detail::keyspace_root* writable(const keyspace_type& ks) const {
+    const detail::keyspace_root* r = detail::store_version::find_root(versions_.current_others().get(), ks.name_);
+    return r && r->id == ks.id_ ? r : nullptr;
+  }
+  // Writers' mutex held: publishes `next` as keyspace `r`'s tree.
+  void publish_keyspace(const detail::keyspace_root& r, tree next) {
+    auto root = std::make_shared<const detail::keyspace_root>(detail::keyspace_root{r.name, r.id, std::move(next)});
+    versions_.publish(versions_.current(), detail::with_keyspace(versions_.current_others().get(), std::move(root)));
+  }
+  // Creates keyspace `name` unless it exists (then its handle).
+  result<keyspace_type> create_keyspace(std::string_view name) {
+    std::lock_guard writer(versions_.writers());
+    if (auto refused = refuse_write()) return *refused;
+    const auto& others = versions_.current_others();
+    if (const auto* r = detail::store_version::find_root(others.get(), name)) return keyspace_type(r->name, r->id);
+    auto root = std::make_shared<const detail::keyspace_root>(
+        detail::keyspace_root{std::string(name), ++last_keyspace_id_, tree()});
+    versions_.publish(versions_.current(), detail::with_keyspace(others.get(), root));
+    return keyspace_type(root->name, root->id);
+  }
+
   // Applies the batch as one new version and records it for transactions.
   // Writers' mutex held, the batch checked.
   void apply(const write_batch& batch) {
@@ -520,6 +731,20 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     conflicts_->record(batch);
     compression_.note_batch(batch);
   }
+  result<std::vector<std::optional<std::string>>> lookup_many(const tree& version,
+                                                              std::span<const std::string_view> keys) const {
+    std::vector<std::optional<std::string>> out;
+    out.reserve(keys.size());
+    for (std::string_view k : keys) {
+      if (const auto* e = version.find(k)) {
+        out.emplace_back(std::in_place);
+        if (!compression_.decode(*e, *out.back())) return detail::value_compression::decode_error(k);
+      } else {
+        out.emplace_back();
+      }
+    }
+    return out;
+  }
   result<std::optional<std::string>> lookup(const tree& version, std::string_view key) const {
     if (const auto* e = version.find(key)) {
       std::optional<std::string> v(std::in_place);
@@ -537,9 +762,11 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   detail::memory_persistence persistence_{versions_, compression_};
   std::shared_ptr<detail::conflict_tracker> conflicts_ = std::make_shared<detail::conflict_tracker>();
   std::mutex close_mutex_;  // serialises close() and release_persistence()
+  std::uint64_t last_keyspace_id_ = 0;  // the id of the last keyspace created; writers' mutex
 };
 
 static_assert(store_policy<MemoryPolicy>);
+static_assert(keyspace_policy<MemoryPolicy>);
 static_assert(run_cursor<MemoryPolicy::cursor_type>);
 
 // What basic_store::stats() asks of the backend: exact key count and bytes.

@@ -130,6 +130,47 @@ class epoch_domain {
 
 
 // ---------------------------------------------------------------------------
+// Keyspaces (issue 27). One published version holds every keyspace: the
+// default keyspace's tree inline (first member, so its point reads cost what
+// they did before keyspaces) and a pointer to an immutable table of the
+// others, shared by every version until a write to a non-default keyspace,
+// a create or a drop replaces it. So a snapshot is O(1) whatever the number
+// of keyspaces (one tree handle plus one shared_ptr), a batch across
+// keyspaces is one publish, and a drop is one publish.
+//
+// A keyspace other than "" is identified by its name and an id given at
+// creation (never reused within an open): a handle whose id no longer
+// matches the table's entry for its name reaches nothing (the keyspace was
+// dropped, or dropped and created again).
+// ---------------------------------------------------------------------------
+struct keyspace_root {
+  std::string name;
+  std::uint64_t id = 0;
+  persistent_btree tree;
+};
+// Sorted by name, unique names, "" not included. Immutable once published.
+using keyspace_table = std::vector<std::shared_ptr<const keyspace_root>>;
+
+struct store_version {
+  persistent_btree main;                            // the default keyspace ""
+  std::shared_ptr<const keyspace_table> others;     // null: no other keyspace
+
+  // The tree of keyspace (name, id), or nullptr when this version has none.
+  // id 0 is the default keyspace.
+  const persistent_btree* find(std::string_view name, std::uint64_t id) const noexcept {
+    if (id == 0) return &main;
+    const keyspace_root* r = find_root(others.get(), name);
+    return r && r->id == id ? &r->tree : nullptr;
+  }
+  static const keyspace_root* find_root(const keyspace_table* table, std::string_view name) noexcept {
+    if (!table) return nullptr;
+    auto it = std::lower_bound(table->begin(), table->end(), name,
+                               [](const auto& r, std::string_view n) { return std::string_view(r->name) < n; });
+    return it != table->end() && (*it)->name == name ? it->get() : nullptr;
+  }
+};
+
+// ---------------------------------------------------------------------------
 // memory_versions: the current version of one memory store, the versions it
 // replaced that a point read may still use, and whether the store is open.
 // ---------------------------------------------------------------------------
@@ -161,8 +202,9 @@ class memory_versions {
 
   // The current version for a point read: call inside an epoch_domain guard
   // (epoch_domain::instance().enter()), which keeps it alive until the guard
-  // goes.
-  const tree* current_root() const noexcept { return root_.load(std::memory_order_seq_cst); }
+  // goes. current_root() is its default keyspace's tree.
+  const tree* current_root() const noexcept { return &root_.load(std::memory_order_seq_cst)->main; }
+  const store_version* current_version() const noexcept { return root_.load(std::memory_order_seq_cst); }
 
   // A counted handle to the current version (for cursors and snapshots).
   // The handle is taken (a seq_cst increment), then the version checked to
@@ -174,17 +216,33 @@ class memory_versions {
   tree current() const {
     auto reading = epoch_domain::instance().enter();
     for (;;) {
-      const tree* version = root_.load(std::memory_order_seq_cst);
-      tree handle = version->share(std::memory_order_seq_cst);
+      const store_version* version = root_.load(std::memory_order_seq_cst);
+      tree handle = version->main.share(std::memory_order_seq_cst);
       if (root_.load(std::memory_order_seq_cst) == version) return handle;
     }
+  }
+  // The same with every keyspace: the default tree taken as current() takes
+  // it, the table of the others copied from the same version (the epoch
+  // guard keeps that version's holder alive while it is copied).
+  store_version current_all() const {
+    auto reading = epoch_domain::instance().enter();
+    for (;;) {
+      const store_version* version = root_.load(std::memory_order_seq_cst);
+      tree handle = version->main.share(std::memory_order_seq_cst);
+      if (root_.load(std::memory_order_seq_cst) == version) return store_version{std::move(handle), version->others};
+    }
+  }
+  // Writers' mutex held: the current version's table of non-default
+  // keyspaces (null when there is none).
+  const std::shared_ptr<const keyspace_table>& current_others() const noexcept {
+    return root_.load(std::memory_order_relaxed)->others;
   }
 
   // Writers' mutex held: an edit of the current version in reuse mode (path
   // nodes only it holds are handed to the copy, not copied with a reference
   // count change per child); publish(transient) completes it.
   tree::transient edit_current() {
-    return tree::transient(*root_.load(std::memory_order_relaxed), std::move(spare_), &pool_);
+    return tree::transient(root_.load(std::memory_order_relaxed)->main, std::move(spare_), &pool_);
   }
   // Writers' mutex held: makes the edit's result (or `next`) the current
   // version, retires the old one and frees the retired versions no reader
@@ -196,13 +254,18 @@ class memory_versions {
   void publish(tree next) {
     publish_with([&](tree::retirement&) noexcept { return std::move(next); });
   }
+  // Writers' mutex held: publishes `next` as the default keyspace's tree and
+  // `others` as the table of the other keyspaces, in one version.
+  void publish(tree next, std::shared_ptr<const keyspace_table> others) {
+    publish_with([&](tree::retirement&) noexcept { return std::move(next); }, &others);
+  }
 
   // Writers' mutex held: marks the store closed, publishes the empty tree
   // and waits until every retired version is freed (point reads in flight
   // finish with theirs).
   void close() {
     open_.store(false, std::memory_order_release);
-    publish(tree());
+    publish(tree(), nullptr);
     while (!retired_.empty()) {
       std::this_thread::yield();
       reclaim();
@@ -212,12 +275,22 @@ class memory_versions {
  private:
   // `make(moved)` gives the new version and leaves in `moved` what the edit
   // left for the old one; it runs once everything that can throw is done.
+  // `others`: the new table of non-default keyspaces (null: the current
+  // one's, kept).
   template <class Make>
-  void publish_with(Make make) {
-    std::unique_ptr<tree> fresh = spare_version_ ? std::move(spare_version_) : std::make_unique<tree>();
+  void publish_with(Make make, std::shared_ptr<const keyspace_table>* others = nullptr) {
+    std::unique_ptr<store_version> fresh =
+        spare_version_ ? std::move(spare_version_) : std::make_unique<store_version>();
     retired_.reserve(retired_.size() + 1);
+    // A fresh holder has no table (reclaim() leaves it so): set one only
+    // when there is one, which keeps a store without keyspaces' writes as
+    // cheap as before keyspaces.
+    if (others)
+      fresh->others = std::move(*others);
+    else if (const auto& kept = root_.load(std::memory_order_relaxed)->others)
+      fresh->others = kept;
     retired_version& r = retired_.emplace_back();
-    *fresh = make(r.moved);
+    fresh->main = make(r.moved);
     r.version = root_.exchange(fresh.release(), std::memory_order_seq_cst);
     r.moved.settle();
     r.closed_epoch = epoch_domain::instance().advance();
@@ -229,11 +302,12 @@ class memory_versions {
     const std::uint64_t oldest = epoch_domain::instance().min_active();
     std::erase_if(retired_, [&](retired_version& r) {
       if (r.closed_epoch >= oldest) return false;
-      tree* version = const_cast<tree*>(r.version);
+      store_version* version = const_cast<store_version*>(r.version);
       if (spare_version_) {
         delete version;
       } else {
-        *version = tree();
+        version->main = tree();
+        if (version->others) version->others.reset();
         spare_version_.reset(version);
       }
       r.moved.finish(&pool_);
@@ -243,15 +317,15 @@ class memory_versions {
   }
 
   mutable std::mutex write_mutex_;  // the writers' mutex: guards the members below but root_ and open_
-  std::atomic<const tree*> root_{new tree()};  // the current version
+  std::atomic<const store_version*> root_{new store_version()};  // the current version
   struct retired_version {
     std::uint64_t closed_epoch;
-    const tree* version;
+    const store_version* version;
     tree::retirement moved;  // finished once `version` is deleted
   };
   std::vector<retired_version> retired_;
   tree::retirement spare_;                // buffers for the next edit_current()
-  std::unique_ptr<tree> spare_version_;   // an empty holder for the next publish()
+  std::unique_ptr<store_version> spare_version_;   // an empty holder for the next publish()
   tree::node_pool pool_;                  // node blocks for edit_current() transients
   std::atomic<bool> open_{true};
 };

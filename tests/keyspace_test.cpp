@@ -1,0 +1,403 @@
+// Keyspaces (issue 27): every backend of KEEL_KEYSPACE_BACKENDS runs every
+// case with the same results (keyspace.hpp and contract.hpp state the
+// semantics).
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/backends.hpp"
+#include "support/scale.hpp"
+
+using namespace std::string_literals;
+using keel::errc;
+using keel::key_range;
+using keel::keyspace_name;
+using keel::write_batch;
+using keel::test::collect;
+using keel::test::keys_of;
+using keel::test::open_or_fail;
+
+namespace {
+
+template <class Reader>
+std::string value_in(const Reader& r, std::string_view key) {
+  auto v = r.get(key);
+  REQUIRE(v);
+  return v->value_or("<absent>");
+}
+
+template <class Store>
+auto keyspace_or_fail(Store& store, std::string_view name) {
+  auto ks = store.keyspace(name);
+  REQUIRE_MESSAGE(ks, (ks ? "" : ks.error().message()));
+  return std::move(*ks);
+}
+
+}  // namespace
+
+TEST_SUITE("keyspaces") {
+  TEST_CASE_TEMPLATE("keyspace: the same key in two keyspaces is two entries", B, KEEL_KEYSPACE_BACKENDS) {
+    B backend;
+    auto store = open_or_fail(backend);
+    auto users = keyspace_or_fail(store, "users");
+    auto orders = keyspace_or_fail(store, "orders");
+    REQUIRE(store.put("k", "default"));
+    REQUIRE(users.put("k", "user"));
+    REQUIRE(orders.put("k", "order"));
+    CHECK(value_in(store, "k") == "default");
+    CHECK(value_in(users, "k") == "user");
+    CHECK(value_in(orders, "k") == "order");
+    CHECK(*users.contains("k"));
+    CHECK_FALSE(*users.contains("other"));
+
+    REQUIRE(users.erase("k"));
+    CHECK(value_in(users, "k") == "<absent>");
+    CHECK(value_in(store, "k") == "default");
+    CHECK(value_in(orders, "k") == "order");
+
+    auto many = orders.multi_get({"k", "missing"});
+    REQUIRE(many);
+    REQUIRE(many->size() == 2);
+    CHECK((*many)[0] == "order");
+    CHECK_FALSE((*many)[1].has_value());
+
+    // A second handle to the same name reaches the same keyspace.
+    auto users_again = keyspace_or_fail(store, "users");
+    REQUIRE(users_again.put("x", "1"));
+    CHECK(value_in(users, "x") == "1");
+    // The default keyspace as a handle is the store's own keys.
+    auto default_ks = keyspace_or_fail(store, "");
+    CHECK(value_in(default_ks, "k") == "default");
+    REQUIRE(default_ks.put("d", "2"));
+    CHECK(value_in(store, "d") == "2");
+  }
+
+  TEST_CASE_TEMPLATE("keyspace: scans never cross keyspaces", B, KEEL_KEYSPACE_BACKENDS) {
+    B backend;
+    auto store = open_or_fail(backend);
+    auto a = keyspace_or_fail(store, "a");
+    auto b = keyspace_or_fail(store, "b");
+    for (const char* k : {"1", "2", "3"}) REQUIRE(a.put(k, "a"));
+    for (const char* k : {"0", "2", "4"}) REQUIRE(b.put(k, "b"));
+    REQUIRE(store.put("5", "d"));
+    CHECK(keys_of(a.scan()) == std::vector<std::string>{"1", "2", "3"});
+    CHECK(keys_of(b.scan()) == std::vector<std::string>{"0", "2", "4"});
+    CHECK(keys_of(store.scan()) == std::vector<std::string>{"5"});
+    CHECK(keys_of(b.scan(key_range::all().reversed())) == std::vector<std::string>{"4", "2", "0"});
+    CHECK(keys_of(a.scan(key_range::between("2", "9"))) == std::vector<std::string>{"2", "3"});
+    for (const auto& [k, v] : collect(b.scan())) CHECK(v == "b");
+
+    REQUIRE(a.erase_range(key_range::between("1", "3")));
+    CHECK(keys_of(a.scan()) == std::vector<std::string>{"3"});
+    CHECK(keys_of(b.scan()) == std::vector<std::string>{"0", "2", "4"});
+    CHECK(a.erase_range(key_range::between("9", "1")).error().code() == errc::invalid_argument);
+    CHECK(a.compact());
+  }
+
+  TEST_CASE_TEMPLATE("keyspace: a batch across keyspaces is atomic", B, KEEL_KEYSPACE_BACKENDS) {
+    B backend;
+    auto store = open_or_fail(backend);
+    auto a = keyspace_or_fail(store, "a");
+    auto b = keyspace_or_fail(store, "b");
+    REQUIRE(a.put("gone", "x"));
+    REQUIRE(b.put("r1", "x"));
+    REQUIRE(b.put("r2", "x"));
+
+    REQUIRE(store.write(write_batch{}
+                            .put(a, "k", "a1")
+                            .put("k", "d1")
+                            .put(b, "k", "b1")
+                            .erase(a, "gone")
+                            .erase_range(b, key_range::between("r", "s"))
+                            .put(b, "r3", "kept")));
+    CHECK(value_in(a, "k") == "a1");
+    CHECK(value_in(b, "k") == "b1");
+    CHECK(value_in(store, "k") == "d1");
+    CHECK(value_in(a, "gone") == "<absent>");
+    CHECK(keys_of(b.scan()) == std::vector<std::string>{"k", "r3"});
+
+    // A batch naming a missing keyspace writes nothing in any keyspace.
+    auto r = store.write(write_batch{}
+                             .put(a, "k", "a2")
+                             .put("k", "d2")
+                             .put(keyspace_name("missing"), "k", "m")
+                             .put(b, "k", "b2"));
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code() == errc::not_found);
+    CHECK(value_in(a, "k") == "a1");
+    CHECK(value_in(b, "k") == "b1");
+    CHECK(value_in(store, "k") == "d1");
+    auto names = store.keyspaces();
+    REQUIRE(names);
+    CHECK(*names == std::vector<std::string>{"", "a", "b"});
+
+    // So does one with a bad range in one keyspace, or a name too long.
+    r = store.write(write_batch{}.put(a, "k", "a3").erase_range(b, key_range::between("z", "a")));
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code() == errc::invalid_argument);
+    const std::string long_name(256, 'n');
+    r = store.write(write_batch{}.put(a, "k", "a4").put(keyspace_name(long_name), "k", "v"));
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code() == errc::invalid_argument);
+    CHECK(value_in(a, "k") == "a1");
+  }
+
+  TEST_CASE_TEMPLATE("keyspace: a snapshot covers every keyspace and survives a drop", B, KEEL_KEYSPACE_BACKENDS) {
+    B backend;
+    auto store = open_or_fail(backend);
+    auto a = keyspace_or_fail(store, "a");
+    auto b = keyspace_or_fail(store, "b");
+    REQUIRE(a.put("k", "a1"));
+    REQUIRE(b.put("k", "b1"));
+    REQUIRE(store.put("k", "d1"));
+    auto snap = store.snapshot();
+    REQUIRE(snap.valid());
+
+    REQUIRE(store.write(write_batch{}.put(a, "k", "a2").put(b, "k", "b2").put("k", "d2")));
+    REQUIRE(store.drop_keyspace("b"));
+    auto later = keyspace_or_fail(store, "later");
+    REQUIRE(later.put("k", "l"));
+
+    CHECK(value_in(a, "k") == "a2");
+    auto sa = snap.get(a, "k");
+    REQUIRE(sa);
+    CHECK(*sa == "a1");
+    auto sb = snap.get(b, "k");
+    REQUIRE(sb);
+    CHECK(*sb == "b1");   // dropped after the snapshot: still readable through it
+    CHECK(*snap.contains(b, "k"));
+    CHECK(keys_of(snap.scan(b)) == std::vector<std::string>{"k"});
+    CHECK(value_in(snap, "k") == "d1");
+    // A keyspace created after the snapshot is not in it.
+    CHECK(snap.get(later, "k").error().code() == errc::not_found);
+  }
+
+  TEST_CASE_TEMPLATE("keyspace: drop, then old handles give not_found and a recreated name is empty", B,
+                     KEEL_KEYSPACE_BACKENDS) {
+    B backend;
+    auto store = open_or_fail(backend);
+    auto a = keyspace_or_fail(store, "a");
+    REQUIRE(a.put("k", "v"));
+    REQUIRE(store.put("k", "d"));
+    auto cursor_before = a.scan();
+    REQUIRE(store.drop_keyspace("a"));
+
+    CHECK(a.get("k").error().code() == errc::not_found);
+    CHECK(a.contains("k").error().code() == errc::not_found);
+    CHECK(a.put("k", "v2").error().code() == errc::not_found);
+    CHECK(a.erase("k").error().code() == errc::not_found);
+    CHECK(a.erase_range(key_range::all()).error().code() == errc::not_found);
+    CHECK(a.multi_get({"k"}).error().code() == errc::not_found);
+    CHECK(a.compact().error().code() == errc::not_found);
+    auto c = a.scan();
+    CHECK_FALSE(c.valid());
+    REQUIRE(c.error());
+    CHECK(c.error()->code() == errc::not_found);
+    CHECK(store.write(write_batch{}.put(a, "k", "v3")).error().code() == errc::not_found);
+    // A cursor opened before the drop reads on.
+    CHECK(collect(cursor_before) == std::vector<std::pair<std::string, std::string>>{{"k", "v"}});
+    CHECK(value_in(store, "k") == "d");
+
+    auto names = store.keyspaces();
+    REQUIRE(names);
+    CHECK(*names == std::vector<std::string>{""});
+
+    auto again = keyspace_or_fail(store, "a");
+    CHECK(value_in(again, "k") == "<absent>");
+    REQUIRE(again.put("new", "1"));
+    // The old handle does not reach the new keyspace of that name.
+    CHECK(a.get("new").error().code() == errc::not_found);
+    CHECK(a.put("k", "old").error().code() == errc::not_found);
+    CHECK(keys_of(again.scan()) == std::vector<std::string>{"new"});
+  }
+
+  TEST_CASE_TEMPLATE("keyspace: readers during cross-keyspace batches, creates and drops see whole batches", B,
+                     KEEL_KEYSPACE_BACKENDS) {
+    B backend;
+    auto store = open_or_fail(backend);
+    auto a = keyspace_or_fail(store, "a");
+    const long rounds = keel::test::scaled("KEEL_TEST_KEYSPACE_ROUNDS", 20000);
+    auto number = [](std::size_t i) {
+      std::string s = std::to_string(i);
+      return std::string(8 - s.size(), '0') + s;   // ordered as numbers
+    };
+    REQUIRE(store.write(write_batch{}.put(a, "k", number(0)).put("k", number(0))));
+    std::atomic<bool> done{false};
+    std::atomic<long> torn{0}, backwards{0}, failed{0};
+    auto reader = [&] {
+      std::string last;
+      while (!done.load()) {
+        auto snap = store.snapshot();
+        auto in_a = snap.get(a, "k");
+        auto in_default = snap.get("k");
+        if (!in_a || !in_default || !*in_a || !*in_default) {
+          failed.fetch_add(1);
+          continue;
+        }
+        if (**in_a != **in_default) torn.fetch_add(1);
+        auto now = a.get("k");   // a point read through the handle, no snapshot
+        if (!now || !*now) {
+          failed.fetch_add(1);
+          continue;
+        }
+        if (**now < last) backwards.fetch_add(1);
+        last = **now;
+        auto c = a.scan();
+        if (!c.valid() || c.error()) failed.fetch_add(1);
+      }
+    };
+    std::thread r1(reader), r2(reader);
+    std::thread churn([&] {   // creates and drops other keyspaces meanwhile
+      for (long i = 0; !done.load(); ++i) {
+        auto t = store.keyspace("tmp" + std::to_string(i % 4));
+        if (!t || !t->put("x", "y")) failed.fetch_add(1);
+        if (i % 2 && !store.drop_keyspace("tmp" + std::to_string(i % 4))) failed.fetch_add(1);
+      }
+    });
+    for (long i = 1; i <= rounds; ++i) {
+      if (!store.write(write_batch{}.put(a, "k", number(i)).put("k", number(i)).put(a, number(i), "v")))
+        failed.fetch_add(1);
+      if (i % 64 == 0 && !a.erase_range(key_range::between(number(i - 64), number(i - 32)))) failed.fetch_add(1);
+    }
+    done.store(true);
+    r1.join();
+    r2.join();
+    churn.join();
+    CHECK(torn.load() == 0);
+    CHECK(backwards.load() == 0);
+    CHECK(failed.load() == 0);
+    CHECK(value_in(a, "k") == number(rounds));
+  }
+
+  TEST_CASE_TEMPLATE("keyspace: names", B, KEEL_KEYSPACE_BACKENDS) {
+    B backend;
+    auto store = open_or_fail(backend);
+    const std::string longest(255, 'x');
+    const std::string too_long(256, 'x');
+    const std::string binary("a\0b\xff", 4);
+    auto l = keyspace_or_fail(store, longest);
+    auto bin = keyspace_or_fail(store, binary);
+    auto prefix = keyspace_or_fail(store, "a");   // a prefix of binary: a distinct keyspace
+    REQUIRE(l.put("k", "long"));
+    REQUIRE(bin.put("k", "binary"));
+    REQUIRE(prefix.put("k", "prefix"));
+    CHECK(l.name() == longest);
+    CHECK(bin.name() == binary);
+    CHECK(value_in(bin, "k") == "binary");
+    CHECK(value_in(prefix, "k") == "prefix");
+    CHECK(value_in(l, "k") == "long");
+
+    auto bad = store.keyspace(too_long);
+    REQUIRE_FALSE(bad);
+    CHECK(bad.error().code() == errc::invalid_argument);
+
+    auto names = store.keyspaces();
+    REQUIRE(names);
+    CHECK(*names == std::vector<std::string>{"", "a", binary, longest});
+
+    auto d = store.drop_keyspace("");
+    REQUIRE_FALSE(d);
+    CHECK(d.error().code() == errc::invalid_argument);
+    d = store.drop_keyspace("missing");
+    REQUIRE_FALSE(d);
+    CHECK(d.error().code() == errc::not_found);
+    d = store.drop_keyspace(too_long);
+    REQUIRE_FALSE(d);
+    CHECK(d.error().code() == errc::invalid_argument);
+    REQUIRE(store.drop_keyspace(binary));
+    names = store.keyspaces();
+    REQUIRE(names);
+    CHECK(*names == std::vector<std::string>{"", "a", longest});
+    CHECK(value_in(prefix, "k") == "prefix");
+  }
+
+  TEST_CASE_TEMPLATE("keyspace: after close, handles give closed", B, KEEL_KEYSPACE_BACKENDS) {
+    B backend;
+    auto store = open_or_fail(backend);
+    auto a = keyspace_or_fail(store, "a");
+    auto d = keyspace_or_fail(store, "");
+    REQUIRE(a.put("k", "v"));
+    auto snap = store.snapshot();
+    REQUIRE(store.close());
+    CHECK(a.get("k").error().code() == errc::closed);
+    CHECK(a.contains("k").error().code() == errc::closed);
+    CHECK(a.put("k", "v").error().code() == errc::closed);
+    CHECK(a.erase("k").error().code() == errc::closed);
+    CHECK(a.erase_range(key_range::all()).error().code() == errc::closed);
+    CHECK(a.multi_get({"k"}).error().code() == errc::closed);
+    CHECK(a.compact().error().code() == errc::closed);
+    CHECK(d.get("k").error().code() == errc::closed);
+    auto c = a.scan();
+    REQUIRE(c.error());
+    CHECK(c.error()->code() == errc::closed);
+    CHECK(snap.get(a, "k").error().code() == errc::closed);
+    CHECK(store.keyspaces().error().code() == errc::closed);
+    CHECK(store.keyspace("a").error().code() == errc::closed);
+    CHECK(store.drop_keyspace("a").error().code() == errc::closed);
+  }
+}
+
+// The memory store's own limits while keyspaces are not persisted (issue 27):
+// a persisted store refuses them rather than lose them at close; a
+// checkpoint of a store with keyspaces is refused rather than leave them out.
+TEST_SUITE("keyspaces") {
+  TEST_CASE("keyspace: a persisted memory store has only the default keyspace (not_supported)") {
+    keel::test::persisted_memory_backend backend;
+    auto store = open_or_fail(backend);
+    auto ks = store.keyspace("a");
+    REQUIRE_FALSE(ks);
+    CHECK(ks.error().code() == errc::not_supported);
+    CHECK(store.drop_keyspace("a").error().code() == errc::not_supported);
+    auto d = store.keyspace("");
+    REQUIRE(d);
+    REQUIRE(d->put("k", "v"));
+    auto r = store.write(write_batch{}.put(keyspace_name("a"), "k", "v").put("k", "w"));
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code() == errc::not_found);
+    CHECK(value_in(store, "k") == "v");
+    auto names = store.keyspaces();
+    REQUIRE(names);
+    CHECK(*names == std::vector<std::string>{""});
+  }
+
+  TEST_CASE("keyspace: a memory checkpoint of a store with keyspaces is refused, nothing written") {
+    keel::test::temp_dir dir;
+    auto store = open_or_fail(keel::test::memory_backend{});
+    REQUIRE(store.put("k", "v"));
+    REQUIRE(store.checkpoint(dir.path() / "plain"));
+    auto a = keyspace_or_fail(store, "a");
+    REQUIRE(a.put("k", "v"));
+    auto r = store.checkpoint(dir.path() / "with_keyspaces");
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code() == errc::not_supported);
+    CHECK_FALSE(std::filesystem::exists(dir.path() / "with_keyspaces"));
+  }
+
+  TEST_CASE("keyspace: transactions stay on the default keyspace; keyspace writes do not conflict with them") {
+    auto store = open_or_fail(keel::test::memory_backend{});
+    auto a = keyspace_or_fail(store, "a");
+    REQUIRE(store.put("k", "1"));
+    auto tx = store.transaction();
+    auto v = tx.get("k");
+    REQUIRE(v);
+    REQUIRE(a.put("k", "other keyspace"));   // same key, another keyspace: no conflict
+    REQUIRE(store.write(write_batch{}.put(a, "k", "again").put(a, "j", "x")));
+    REQUIRE(tx.put("k", "2"));
+    REQUIRE(tx.commit());
+    CHECK(value_in(store, "k") == "2");
+    CHECK(value_in(a, "k") == "again");
+
+    // A default-keyspace write inside a mixed batch still conflicts.
+    auto tx2 = store.transaction();
+    REQUIRE(tx2.get("k"));
+    REQUIRE(store.write(write_batch{}.put(a, "z", "1").put("k", "3")));
+    REQUIRE(tx2.put("k", "4"));
+    auto c = tx2.commit();
+    REQUIRE_FALSE(c);
+    CHECK(c.error().code() == errc::conflict);
+    CHECK(value_in(store, "k") == "3");
+  }
+}
