@@ -568,7 +568,7 @@ TEST_SUITE("rocksdb keyspaces") {
     std::size_t n = 0;
     for (; cursor.valid(); cursor.advance()) ++n;
     CHECK_FALSE(cursor.error());
-    CHECK(n == 300);  // read on past the drop (its handle lives until this cursor goes)
+    CHECK(n == 300);  // reads on past the drop (a live iterator keeps the dropped column family's data)
     CHECK(snap->get(a->handle(), "k1000").error().code() == errc::snapshot_expired);
     CHECK(snap->scan(a->handle(), keel::key_range::all()).error()->code() == errc::snapshot_expired);
     CHECK(a->contains("k1000").error().code() == errc::not_found);
@@ -578,7 +578,7 @@ TEST_SUITE("rocksdb keyspaces") {
     keel::write_batch b;
     b.put(*a, "k", "v");
     CHECK(s->write(b).error().code() == errc::not_found);
-    { auto gone = std::move(cursor); }  // the last reader: the column family handle is destroyed now
+    { auto gone = std::move(cursor); }  // the last reader: keel destroys the column family handle now
     REQUIRE(s->close());
   }
 }

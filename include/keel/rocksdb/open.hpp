@@ -8,7 +8,8 @@
 // of times, by directory identity), builds the rocksdb::Options (the tuning,
 // keel's info log, rocks_options::customize last) and calls DB::Open or
 // DB::OpenForReadOnly, with every column family the database has
-// (rocks_open_families: keyspaces, rocksdb/keyspaces.hpp). A failure comes back as a keel::error naming the path
+// (rocks_open_families; keyspaces, rocksdb/keyspaces.hpp). A failure comes
+// back as a keel::error naming the path
 // (rocksdb/errors.hpp: lock held by another process and by whom, locks not
 // supported, damaged files, no space, ...); nothing is left claimed or open.
 //

@@ -536,46 +536,8 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   template <class CfOf>
   result<void> apply(const write_batch& batch, std::string_view what, CfOf cf_of) {
     rocksdb::WriteBatch wb(batch.payload_bytes() + 16 * batch.size() + 64);
-    // The largest key put by the ops so far, of any column family: an upper
-    // bound above the keys present is still right for an open-ended range.
-    std::optional<std::string> largest_put;
-    // The largest key stored, per column family, looked up on first need.
-    std::vector<std::pair<rocksdb::ColumnFamilyHandle*, std::optional<std::string>>> largest_stored;
-    for (const auto& op : batch) {
-      rocksdb::ColumnFamilyHandle* const cf = cf_of(op);
-      rocksdb::Status s;
-      switch (op.kind) {
-        case write_batch::op_kind::put:
-          s = cf ? wb.Put(cf, slice(op.key), slice(op.value)) : wb.Put(slice(op.key), slice(op.value));
-          if (!largest_put || op.key > *largest_put) largest_put = std::string(op.key);
-          break;
-        case write_batch::op_kind::erase: s = cf ? wb.Delete(cf, slice(op.key)) : wb.Delete(slice(op.key)); break;
-        case write_batch::op_kind::erase_range: {
-          const key_range r = op.range();
-          if (r.is_empty()) break;
-          std::string upper(op.value);
-          if (!op.has_upper) {  // up to just past the largest key that can be there
-            rocksdb::ColumnFamilyHandle* const family = cf ? cf : h_.db->DefaultColumnFamily();
-            auto known = std::find_if(largest_stored.begin(), largest_stored.end(),
-                                      [&](const auto& e) { return e.first == family; });
-            if (known == largest_stored.end()) {
-              auto l = largest_key(family);
-              if (!l) return std::move(l).error();
-              largest_stored.emplace_back(family, std::move(*l));
-              known = std::prev(largest_stored.end());
-            }
-            std::optional<std::string> largest = known->second;
-            if (largest_put && (!largest || *largest_put > *largest)) largest = largest_put;
-            if (!largest || (r.lower() && *largest < *r.lower())) break;  // no key at or above lower
-            upper = detail::key_successor(*largest);
-          }
-          const rocksdb::Slice lo = slice(op.has_lower ? op.key : std::string_view()), hi = slice(upper);
-          s = cf ? wb.DeleteRange(cf, lo, hi) : wb.DeleteRange(lo, hi);
-          break;
-        }
-      }
-      if (!s.ok()) return detail::rocks_op_error(s, what, opts_.path);
-    }
+    auto largest = [&](rocksdb::ColumnFamilyHandle* cf) { return largest_key(cf ? cf : h_.db->DefaultColumnFamily()); };
+    if (auto filled = detail::rocks_fill_batch(batch, wb, cf_of, largest, what, opts_.path); !filled) return filled;
     if (auto refused = refuse_after_wal_failure(what)) return std::move(*refused);
     if (auto r = check_write(h_.db->Write(write_options_, &wb), what); !r) return r;
     if (!batch.names_keyspaces()) {
