@@ -554,6 +554,50 @@ TEST_SUITE("rocksdb keyspaces") {
     CHECK(column_families(db) == std::vector<std::string>{"default", "keel:theirs", "theirs"});
   }
 
+  TEST_CASE("a checkpoint carries every keyspace") {
+    temp_dir tmp;
+    auto s = open_at(tmp.path() / "db");
+    REQUIRE(s);
+    REQUIRE(s->keyspace("a")->put("k", "in a"));
+    REQUIRE(s->keyspace(std::string("\0", 1))->put("k", "in NUL"));
+    REQUIRE(s->put("k", "in default"));
+    REQUIRE(s->checkpoint(tmp.path() / "copy"));
+    REQUIRE(s->close());
+    auto copy = open_at(tmp.path() / "copy", false);
+    REQUIRE(copy);
+    CHECK(*copy->keyspaces() == std::vector<std::string>{"", std::string("\0", 1), "a"});
+    CHECK(copy->keyspace("a")->get("k")->value() == "in a");
+    CHECK(copy->keyspace(std::string("\0", 1))->get("k")->value() == "in NUL");
+    CHECK(copy->get("k")->value() == "in default");
+  }
+
+  TEST_CASE("writes in another keyspace do not conflict with a default-keyspace transaction") {
+    temp_dir tmp;
+    auto s = open_at(tmp.path() / "db");
+    REQUIRE(s);
+    auto a = s->keyspace("a");
+    REQUIRE(a);
+    {
+      auto tx = s->transaction();
+      REQUIRE(tx.get("k"));
+      REQUIRE(a->put("k", "1"));                                          // the same key, keyspace a
+      REQUIRE(s->write(keel::write_batch{}.put(*a, "k", "2").erase(*a, "j")));  // and a batch there
+      REQUIRE(tx.put("k", "tx"));
+      REQUIRE(tx.commit());
+    }
+    {
+      auto tx = s->transaction();
+      REQUIRE(tx.get("k"));
+      REQUIRE(s->write(keel::write_batch{}.put(*a, "x", "1").put("k", "3")));  // the default keyspace's k
+      REQUIRE(tx.put("k", "tx2"));
+      auto r = tx.commit();
+      REQUIRE_FALSE(r);
+      CHECK(r.error().code() == errc::conflict);
+    }
+    CHECK(s->get("k")->value() == "3");
+    CHECK(a->get("k")->value() == "2");
+  }
+
   TEST_CASE("handles: not_found after drop, a cursor from before the drop reads on, a snapshot says expired") {
     temp_dir tmp;
     auto s = open_at(tmp.path() / "db");

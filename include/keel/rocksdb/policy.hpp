@@ -226,8 +226,13 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     }
     keyspaces_.by_name.erase(it);
     entry->destroy_if_unused(*h_.db);
-    std::erase_if(keyspaces_.dropped, [](const auto& e) { return e->cf == nullptr; });
-    if (entry->cf) keyspaces_.dropped.push_back(std::move(entry));  // a cursor reads it: it destroys it
+    const bool read_by_cursors = entry->cf != nullptr;  // the last of them destroys it (or close())
+    exclusive.unlock();                                 // one keyspace's lock at a time
+    std::erase_if(keyspaces_.dropped, [](const auto& e) {  // those whose last cursor went
+      std::shared_lock other(e->mutex);
+      return e->cf == nullptr;
+    });
+    if (read_by_cursors) keyspaces_.dropped.push_back(std::move(entry));
     return {};
   }
 
