@@ -11,8 +11,10 @@
 #include <cstring>
 #include <fstream>
 #include <algorithm>
+#include <atomic>
 #include <keel/rocksdb.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support/child_process.hpp"
@@ -596,6 +598,56 @@ TEST_SUITE("rocksdb keyspaces") {
     }
     CHECK(s->get("k")->value() == "3");
     CHECK(a->get("k")->value() == "2");
+  }
+
+  TEST_CASE("drops, recreations and close race with operations through keyspace handles") {
+    temp_dir tmp;
+    auto s = open_at(tmp.path() / "db");
+    REQUIRE(s);
+    REQUIRE(s->keyspace("a"));
+    std::atomic<bool> stop{false};
+    std::atomic<long> done{0}, unexpected{0};
+    auto expected = [&](const keel::error& e) {
+      if (e.code() != errc::not_found && e.code() != errc::closed) ++unexpected;
+    };
+    std::vector<std::thread> workers;
+    for (int t = 0; t < 3; ++t) {
+      workers.emplace_back([&, t] {
+        for (long i = 0; !stop.load(); ++i) {
+          auto a = s->keyspace("a");  // the current one, or a fresh one (racing the drops)
+          if (!a) {
+            expected(a.error());
+            if (a.error().code() == errc::closed) return;
+            continue;
+          }
+          const std::string key = "k" + std::to_string(t) + "-" + std::to_string(i % 50);
+          if (auto r = a->put(key, "v"); !r) expected(r.error());
+          if (auto r = a->get(key); !r) expected(r.error());
+          if (auto r = s->write(keel::write_batch{}.put(*a, key, "w").put(key, "w")); !r) expected(r.error());
+          auto c = a->scan();
+          for (int n = 0; c.valid() && n < 20; ++n) c.advance();
+          if (c.error()) expected(*c.error());
+          ++done;
+        }
+      });
+    }
+    auto at_least = [&](long n) {  // polls the workers' progress, with a deadline
+      const auto deadline = std::chrono::steady_clock::now() + 60s;
+      while (done.load() < n && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+      return done.load() >= n;
+    };
+    for (int round = 0; round < 20; ++round) {
+      CHECK(at_least(done.load() + 5));
+      auto dropped = s->drop_keyspace("a");
+      if (!dropped) CHECK(dropped.error().code() == errc::not_found);  // never missing for long: workers recreate it
+    }
+    CHECK(at_least(done.load() + 5));
+    REQUIRE(s->close());  // with workers in flight
+    stop = true;
+    for (auto& w : workers) w.join();
+    CHECK(unexpected.load() == 0);
+    auto again = open_at(tmp.path() / "db");  // the close promise, with keyspaces dropped under cursors
+    REQUIRE(again);
   }
 
   TEST_CASE("handles: not_found after drop, a cursor from before the drop reads on, a snapshot says expired") {

@@ -171,9 +171,9 @@ class rocks_cursor {
     if (!handle->enter(lifecycle) || (snap && !snap->snap)) return failed(handle->closed());
     std::shared_lock<std::shared_mutex> entry;
     if (ks) {
-      if (ks->dropped.load(std::memory_order_acquire)) return failed(rocks_keyspace_gone(ks->name));
+      if (ks->refusing.load(std::memory_order_acquire)) return failed(rocks_keyspace_gone(ks->name));
       entry = std::shared_lock(ks->mutex);
-      if (!ks->cf || ks->dropped.load(std::memory_order_acquire)) return failed(rocks_keyspace_gone(ks->name));
+      if (!ks->cf || ks->refusing.load(std::memory_order_acquire)) return failed(rocks_keyspace_gone(ks->name));
     }
     if (range.is_empty()) return rocks_cursor(std::move(handle), nullptr, std::move(state));
 

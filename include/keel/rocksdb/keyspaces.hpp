@@ -123,7 +123,9 @@ struct rocks_keyspace {
   mutable std::shared_mutex mutex;           // shared: an operation using cf; exclusive: drop, destroy
   rocksdb::ColumnFamilyHandle* cf = nullptr;  // guarded by mutex; null once destroyed
   const bool owned;                          // keel destroys cf (false for the default column family)
-  std::atomic<bool> dropped{false};          // set by drop, before it waits for the exclusive lock
+  std::atomic<bool> refusing{false};         // set by drop before it waits for the exclusive lock: new
+                                             // operations give not_found (reset if the drop fails)
+  std::atomic<bool> dropped{false};          // DropColumnFamily done (set under mutex): cf may be destroyed
   std::atomic<int> cursors{0};               // cursors whose iterator reads cf (changed under mutex)
 
   // Destroys cf if this keyspace was dropped and no cursor reads it. Call

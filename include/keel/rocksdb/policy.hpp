@@ -218,12 +218,13 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       return keel::error(errc::not_found, "drop_keyspace: keyspace '" + std::string(name) + "' does not exist");
     }
     std::shared_ptr<detail::rocks_keyspace> entry = it->second;
-    entry->dropped.store(true, std::memory_order_release);  // new operations stop here: the lock below is not starved
+    entry->refusing.store(true, std::memory_order_release);  // new operations stop here: the lock below is not starved
     std::unique_lock exclusive(entry->mutex);
     if (rocksdb::Status s = h_.db->DropColumnFamily(entry->cf); !s.ok()) {
-      entry->dropped.store(false, std::memory_order_release);
+      entry->refusing.store(false, std::memory_order_release);
       return detail::rocks_op_error(s, "drop_keyspace", opts_.path);
     }
+    entry->dropped.store(true, std::memory_order_release);
     keyspaces_.by_name.erase(it);
     entry->destroy_if_unused(*h_.db);
     const bool read_by_cursors = entry->cf != nullptr;  // the last of them destroys it (or close())
@@ -621,9 +622,9 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       return keel::error(errc::invalid_argument,
                          std::string(op) + ": the keyspace handle belongs to another store (or another open of it)");
     }
-    if (e.dropped.load(std::memory_order_acquire)) return detail::rocks_keyspace_gone(e.name);
+    if (e.refusing.load(std::memory_order_acquire)) return detail::rocks_keyspace_gone(e.name);
     entry = std::shared_lock(e.mutex);
-    if (!e.cf || e.dropped.load(std::memory_order_acquire)) return detail::rocks_keyspace_gone(e.name);
+    if (!e.cf || e.refusing.load(std::memory_order_acquire)) return detail::rocks_keyspace_gone(e.name);
     return std::nullopt;
   }
 
@@ -726,7 +727,7 @@ class RocksPolicy<Tuning>::snapshot_type {
     return owner_->template read_in<false>(ks, key, &view_->snap);
   }
   cursor_type scan(const keyspace_type& ks, const key_range& range) const {
-    if (ks.entry_->dropped.load(std::memory_order_acquire)) {
+    if (ks.entry_->refusing.load(std::memory_order_acquire)) {
       return failed_cursor(detail::rocks_keyspace_dropped_since_snapshot(ks.name()));
     }
     return cursor_type(detail::rocks_cursor::open(owner_->handle(), range, view_, ks.entry_));
