@@ -19,6 +19,9 @@
 //   m_memory_transfer / m_map_transfer (issue 12): 20000 bank transfers
 //     between 1000 accounts through run_transaction on a memory store,
 //     against a std::map behind one mutex held for the whole transfer
+//   m_ks_default_get / m_ks_get (and _scan, _put) (issue 27): one RocksDB
+//     store with the same keys in the default keyspace and in keyspace "ks"
+//     (a column family), through the store and through the keyspace handle
 // 20000 gets or puts, or 20 prefix scans of 1000 entries, per function;
 // 10000 keys of 16 bytes, 100-byte values, flushed and compacted.
 #include <keel/keel.hpp>
@@ -194,6 +197,15 @@ using rocks_basic = keel::rocks_store;
 [[gnu::noinline]] void m_memory_batch100(keel::memory_store& s) { sink = sink + 24; batch_loop(s); }
 [[gnu::noinline]] void m_map_put(keel_bench::map_store& m) { sink = sink + 25; put_loop(m); }
 [[gnu::noinline]] void m_map_batch100(keel_bench::map_store& m) { sink = sink + 26; batch_loop(m); }
+// Keyspaces (issue 27): one store holding the same keys in "" and in keyspace
+// "ks"; the default keyspace through the store against "ks" through its handle.
+using rocks_keyspace = keel::basic_keyspace<keel::RocksPolicy<keel::NativeTuning>>;
+[[gnu::noinline]] void m_ks_default_get(rocks_basic& s) { sink = sink + 27; get_loop(s); }
+[[gnu::noinline]] void m_ks_get(rocks_keyspace& s) { sink = sink + 28; get_loop(s); }
+[[gnu::noinline]] void m_ks_default_scan(rocks_basic& s) { sink = sink + 29; scan_loop(s); }
+[[gnu::noinline]] void m_ks_scan(rocks_keyspace& s) { sink = sink + 30; scan_loop(s); }
+[[gnu::noinline]] void m_ks_default_put(rocks_basic& s) { sink = sink + 31; put_loop(s); }
+[[gnu::noinline]] void m_ks_put(rocks_keyspace& s) { sink = sink + 32; put_loop(s); }
 
 void compact(rocksdb::DB& db) {
   (void)db.Flush(rocksdb::FlushOptions());
@@ -241,6 +253,26 @@ int main(int argc, char** argv) {
   m_keel_tx(basic);
   m_keel_plain_tx(basic);
   delete db;
+
+  {
+    auto two = keel::rocks_store::open({.path = dir / "keyspaces"});
+    if (!two) return 1;
+    auto ks = two->keyspace("ks");
+    if (!ks) return 1;
+    for (unsigned i = 0; i < kKeys; ++i) {
+      (void)two->put(key(i), value(i));
+      (void)ks->put(key(i), value(i));
+    }
+    (void)two->compact();
+    (void)ks->compact();
+    m_ks_default_get(*two);
+    m_ks_get(*ks);
+    m_ks_default_scan(*two);
+    m_ks_scan(*ks);
+    m_ks_default_put(*two);
+    m_ks_put(*ks);
+    (void)two->close();
+  }
 
   auto mem = keel::memory_store::open({});
   if (!mem) return 1;
