@@ -17,7 +17,10 @@
 //
 // An entry (rocks_keyspace) lives as long as a keel handle to it; its column
 // family handle `cf` is guarded by the entry's `mutex`: shared for each
-// operation that uses it, exclusive to drop it or destroy it. The handle is
+// operation that uses it, exclusive to drop it or destroy it. A drop first
+// sets `refusing` (new operations give not_found, so a stream of them cannot
+// starve the drop's exclusive lock), then, once DropColumnFamily is done,
+// `dropped` (only then may the handle be destroyed). The handle is
 // destroyed (DestroyColumnFamilyHandle) by drop when no cursor reads the
 // column family, else by the last such cursor, and by close() before
 // DB::Close() in any case. `cf` is null once destroyed. The default entry's
