@@ -22,6 +22,9 @@
 //   m_memory_ks_get / _scan / _put against m_memory_get / _scan / _put
 //     (issue 27): the same loops through a keyspace handle, on a memory
 //     store with the same data in keyspace "ks" and 3 other keyspaces
+//   m_ks_default_get / m_ks_get (and _scan, _put) (issue 27): one RocksDB
+//     store with the same keys in the default keyspace and in keyspace "ks"
+//     (a column family), through the store and through the keyspace handle
 // 20000 gets or puts, or 20 prefix scans of 1000 entries, per function;
 // 10000 keys of 16 bytes, 100-byte values, flushed and compacted.
 #include <keel/keel.hpp>
@@ -200,6 +203,15 @@ using rocks_basic = keel::rocks_store;
 [[gnu::noinline]] void m_memory_ks_get(keel::basic_keyspace<keel::MemoryPolicy>& k) { sink = sink + 27; get_loop(k); }
 [[gnu::noinline]] void m_memory_ks_scan(keel::basic_keyspace<keel::MemoryPolicy>& k) { sink = sink + 28; scan_loop(k); }
 [[gnu::noinline]] void m_memory_ks_put(keel::basic_keyspace<keel::MemoryPolicy>& k) { sink = sink + 29; put_loop(k); }
+// Keyspaces (issue 27): one store holding the same keys in "" and in keyspace
+// "ks"; the default keyspace through the store against "ks" through its handle.
+using rocks_keyspace = keel::basic_keyspace<keel::RocksPolicy<keel::NativeTuning>>;
+[[gnu::noinline]] void m_ks_default_get(rocks_basic& s) { sink = sink + 30; get_loop(s); }
+[[gnu::noinline]] void m_ks_get(rocks_keyspace& s) { sink = sink + 31; get_loop(s); }
+[[gnu::noinline]] void m_ks_default_scan(rocks_basic& s) { sink = sink + 32; scan_loop(s); }
+[[gnu::noinline]] void m_ks_scan(rocks_keyspace& s) { sink = sink + 33; scan_loop(s); }
+[[gnu::noinline]] void m_ks_default_put(rocks_basic& s) { sink = sink + 34; put_loop(s); }
+[[gnu::noinline]] void m_ks_put(rocks_keyspace& s) { sink = sink + 35; put_loop(s); }
 
 void compact(rocksdb::DB& db) {
   (void)db.Flush(rocksdb::FlushOptions());
@@ -247,6 +259,26 @@ int main(int argc, char** argv) {
   m_keel_tx(basic);
   m_keel_plain_tx(basic);
   delete db;
+
+  {
+    auto two = keel::rocks_store::open({.path = dir / "keyspaces"});
+    if (!two) return 1;
+    auto ks = two->keyspace("ks");
+    if (!ks) return 1;
+    for (unsigned i = 0; i < kKeys; ++i) {
+      (void)two->put(key(i), value(i));
+      (void)ks->put(key(i), value(i));
+    }
+    (void)two->compact();
+    (void)ks->compact();
+    m_ks_default_get(*two);
+    m_ks_get(*ks);
+    m_ks_default_scan(*two);
+    m_ks_scan(*ks);
+    m_ks_default_put(*two);
+    m_ks_put(*ks);
+    (void)two->close();
+  }
 
   auto mem = keel::memory_store::open({});
   if (!mem) return 1;

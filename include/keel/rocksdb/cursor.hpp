@@ -40,6 +40,7 @@
 #include "../error.hpp"
 #include "../key_range.hpp"
 #include "errors.hpp"
+#include "keyspaces.hpp"
 #include "open.hpp"
 
 namespace keel::detail {
@@ -149,20 +150,31 @@ class rocks_cursor {
       handle_ = std::move(other.handle_);
       snap_ = std::move(other.snap_);
       state_ = std::move(other.state_);
+      ks_ = std::move(other.ks_);
     }
     return *this;
   }
   ~rocks_cursor() { release(); }
 
   // A cursor over `range` of the handle's DB, or of the snapshot `snap` when
-  // given. Fails (an empty cursor with errc::closed) once close() has begun
-  // or the snapshot was released.
+  // given, in the default keyspace or in keyspace `ks` when given. Fails (an
+  // empty cursor with errc::closed) once close() has begun or the snapshot
+  // was released, with errc::not_found when `ks` was dropped. A cursor in
+  // `ks` keeps its column family's handle (so it reads on if `ks` is dropped
+  // meanwhile; the handle is destroyed when its last cursor goes).
   static rocks_cursor open(std::shared_ptr<const rocks_handle> handle, const key_range& range,
-                           std::shared_ptr<const rocks_snapshot_view> snap) {
+                           std::shared_ptr<const rocks_snapshot_view> snap,
+                           std::shared_ptr<rocks_keyspace> ks = nullptr) {
     auto state = std::make_unique<rocks_cursor_state>();
     state->reversed = range.is_reversed();
     std::shared_lock<std::shared_mutex> lifecycle;
     if (!handle->enter(lifecycle) || (snap && !snap->snap)) return failed(handle->closed());
+    std::shared_lock<std::shared_mutex> entry;
+    if (ks) {
+      if (ks->refusing.load(std::memory_order_acquire)) return failed(rocks_keyspace_gone(ks->name));
+      entry = std::shared_lock(ks->mutex);
+      if (!ks->cf || ks->refusing.load(std::memory_order_acquire)) return failed(rocks_keyspace_gone(ks->name));
+    }
     if (range.is_empty()) return rocks_cursor(std::move(handle), nullptr, std::move(state));
 
     // The bounds are read through pointers for the iterator's whole life: they
@@ -179,7 +191,8 @@ class rocks_cursor {
       ro.iterate_upper_bound = &state->upper_slice;
     }
     if (snap) ro.snapshot = snap->snap;
-    state->iterator.reset(handle->db->NewIterator(ro));
+    state->iterator.reset(ks ? handle->db->NewIterator(ro, ks->cf) : handle->db->NewIterator(ro));
+    if (ks) ks->cursors.fetch_add(1, std::memory_order_acq_rel);  // under its shared lock: no drop meanwhile
     rocksdb::Iterator& it = *state->iterator;
     if (!state->reversed) {
       if (range.lower())
@@ -197,6 +210,7 @@ class rocks_cursor {
       handle->live_cursors.insert(state.get());
     }
     rocks_cursor c(std::move(handle), std::move(snap), std::move(state));
+    c.ks_ = std::move(ks);
     c.read_ahead();
     return c;
   }
@@ -292,13 +306,22 @@ class rocks_cursor {
       std::lock_guard live(handle_->live_mutex);
       handle_->live_cursors.erase(state_.get());
     }
-    std::lock_guard lock(state_->mutex);
-    state_->iterator.reset();  // the DB is open (or the iterator is already gone)
+    {
+      std::lock_guard lock(state_->mutex);
+      state_->iterator.reset();  // the DB is open (or the iterator is already gone)
+    }
+    if (ks_) {  // this cursor no longer reads its column family: destroy it if dropped
+      std::unique_lock entry(ks_->mutex);
+      ks_->cursors.fetch_sub(1, std::memory_order_acq_rel);
+      if (handle_->db) ks_->destroy_if_unused(*handle_->db);
+      ks_.reset();
+    }
   }
 
   std::shared_ptr<const rocks_handle> handle_;  // null for a failed cursor
   std::shared_ptr<const void> snap_;            // keeps the snapshot a cursor reads alive
   std::unique_ptr<rocks_cursor_state> state_;
+  std::shared_ptr<rocks_keyspace> ks_;  // the keyspace whose column family the iterator reads (null: default)
 };
 
 }  // namespace keel::detail

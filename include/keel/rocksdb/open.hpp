@@ -7,7 +7,9 @@
 // registry (detail/dir_registry.hpp: read-write once, or read-only any number
 // of times, by directory identity), builds the rocksdb::Options (the tuning,
 // keel's info log, rocks_options::customize last) and calls DB::Open or
-// DB::OpenForReadOnly. A failure comes back as a keel::error naming the path
+// DB::OpenForReadOnly, with every column family the database has
+// (rocks_open_families; keyspaces, rocksdb/keyspaces.hpp). A failure comes
+// back as a keel::error naming the path
 // (rocksdb/errors.hpp: lock held by another process and by whom, locks not
 // supported, damaged files, no space, ...); nothing is left claimed or open.
 //
@@ -38,6 +40,7 @@
 #include <system_error>
 #include <unordered_set>
 #include <utility>
+#include <vector>
 
 #include "../contract.hpp"
 #include "../detail/db_files.hpp"
@@ -127,7 +130,49 @@ inline std::shared_ptr<const rocks_snapshot_view> take_rocks_snapshot(std::share
 struct rocks_opened {
   dir_registry::claim claim;
   rocksdb::DB* db = nullptr;
+  // Every column family but "default", by its RocksDB name; the handles are
+  // the caller's to destroy before DB::Close() (rocksdb/keyspaces.hpp).
+  std::vector<std::pair<std::string, rocksdb::ColumnFamilyHandle*>> families;
+  // The options a keyspace's new column family gets: the tuning's (and
+  // customize's) column family options.
+  rocksdb::ColumnFamilyOptions cf_options;
 };
+
+// Opens `dir` with every column family it has (RocksDB refuses a read-write
+// open that leaves one out), each with `cf_options`; a new database has only
+// "default". On success fills `families` (every one but "default"; the
+// handle Open returns for "default" is destroyed: DefaultColumnFamily() is
+// used instead).
+inline rocksdb::Status rocks_open_families(const rocksdb::Options& ro, const std::string& dir, bool read_only,
+                                           rocksdb::DB** db,
+                                           std::vector<std::pair<std::string, rocksdb::ColumnFamilyHandle*>>& families) {
+  std::vector<std::string> names;
+  if (!rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(ro), dir, &names).ok() || names.empty()) {
+    names = {rocksdb::kDefaultColumnFamilyName};  // a new database (no CURRENT yet)
+  }
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  descriptors.reserve(names.size());
+  for (const std::string& n : names) descriptors.emplace_back(n, rocksdb::ColumnFamilyOptions(ro));
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::Status s = read_only ? rocksdb::DB::OpenForReadOnly(ro, dir, descriptors, &handles, db)
+                                : rocksdb::DB::Open(ro, dir, descriptors, &handles, db);
+  if (!s.ok()) return s;
+  families.clear();
+  for (std::size_t i = 0; i < handles.size(); ++i) {
+    if (names[i] == rocksdb::kDefaultColumnFamilyName)
+      (*db)->DestroyColumnFamilyHandle(handles[i]);
+    else
+      families.emplace_back(names[i], handles[i]);
+  }
+  return s;
+}
+
+// Destroys the handles of `families` (a failed or abandoned open).
+inline void rocks_destroy_families(rocksdb::DB& db,
+                                   std::vector<std::pair<std::string, rocksdb::ColumnFamilyHandle*>>& families) {
+  for (auto& f : families) db.DestroyColumnFamilyHandle(f.second);
+  families.clear();
+}
 
 // Opens the database opts.path as described in the file comment; `tuning`
 // is applied to a fresh rocksdb::Options first.
@@ -206,6 +251,7 @@ inline result<rocks_opened> rocks_open(const rocks_options& opts, void (*tuning)
   if (opts.customize) opts.customize(ro);
 
   rocksdb::DB* db = nullptr;
+  std::vector<std::pair<std::string, rocksdb::ColumnFamilyHandle*>> families;
   rocksdb::Status s;
   if (opts.read_only) {
     // create_if_missing = false: RocksDB then only reads CURRENT first
@@ -215,19 +261,20 @@ inline result<rocks_opened> rocks_open(const rocks_options& opts, void (*tuning)
     ro.create_if_missing = false;
     for (int attempt = 0;; ++attempt) {
       const std::string current = read_current(dir);
-      s = rocksdb::DB::OpenForReadOnly(ro, dir.string(), &db);
+      s = rocks_open_families(ro, dir.string(), true, &db, families);
       if (s.ok() || attempt == 2 || read_current(dir) == current) break;
+      if (db) rocks_destroy_families(*db, families);
       delete db;
       db = nullptr;
     }
   } else {
-    s = rocksdb::DB::Open(ro, dir.string(), &db);
+    s = rocks_open_families(ro, dir.string(), false, &db, families);
   }
   if (!s.ok()) {
     delete db;
     return rocks_open_error(s, dir);
   }
-  return rocks_opened{std::move(*claim), db};
+  return rocks_opened{std::move(*claim), db, std::move(families), rocksdb::ColumnFamilyOptions(ro)};
 }
 
 }  // namespace keel::detail

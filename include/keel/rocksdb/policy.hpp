@@ -5,6 +5,8 @@
 //   rocksdb/write_gate.hpp  the write gate (group commit kept, commits
 //                           serialised) and the WAL-failure guard
 //   rocksdb/cursor.hpp      the read-ahead cursor
+//   rocksdb/keyspaces.hpp   keyspaces as column families: names, entries,
+//                           the registry
 //   rocksdb/errors.hpp      rocksdb::Status -> keel::error
 //   rocksdb/tunings.hpp     the tunings (the Tuning parameter)
 //
@@ -13,6 +15,17 @@
 //                      iterator and snapshot pointer: shared for each call,
 //                      exclusive for close(). Not taken at all once close()
 //                      has begun (h_.closing): such calls fail at once.
+//   1a. keyspaces_.mutex (mutex, rocks_keyspace_registry) guards the name ->
+//                      keyspace map and the dropped keyspaces' list; held
+//                      while a column family is created or dropped.
+//   1b. a keyspace's rocks_keyspace::mutex (shared_mutex) guards its column
+//                      family handle: shared for each operation in that
+//                      keyspace (a batch takes those of every keyspace it
+//                      names, in address order), exclusive to drop or destroy
+//                      it. Not taken by default-keyspace operations through
+//                      the store (put, get, ...), nor by close(), which holds
+//                      1 exclusively. A cursor in a keyspace takes it again
+//                      when it goes (under 1 shared, after releasing 3 and 4).
 //   2. gate_           (shared_mutex, rocks_write_gate): shared for plain
 //                      writes, exclusive for transaction begin/commit and
 //                      batches with an open-ended erase_range.
@@ -37,9 +50,11 @@
 #include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <iterator>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -59,6 +74,7 @@
 #include "../store.hpp"
 #include "cursor.hpp"
 #include "errors.hpp"
+#include "keyspaces.hpp"
 #include "open.hpp"
 #include "options.hpp"
 #include "tunings.hpp"
@@ -78,16 +94,27 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   static constexpr keel::backend backend_kind = keel::backend::rocksdb;
   class cursor_type;
   class snapshot_type;
+  class keyspace_type;
 
   static result<std::shared_ptr<RocksPolicy>> open(const options& opts) {
     auto opened = detail::rocks_open(opts, &Tuning::apply);
     if (!opened) return std::move(opened).error();
-    return std::make_shared<RocksPolicy>(private_tag{}, opts, std::move(opened->claim), opened->db);
+    return std::make_shared<RocksPolicy>(private_tag{}, opts, std::move(*opened));
   }
 
-  RocksPolicy(private_tag, options opts, detail::dir_registry::claim claim, rocksdb::DB* db)
-      : opts_(std::move(opts)), h_(opts_.path, std::move(claim), db) {
+  RocksPolicy(private_tag, options opts, detail::rocks_opened opened)
+      : opts_(std::move(opts)),
+        cf_options_(std::move(opened.cf_options)),
+        h_(opts_.path, std::move(opened.claim), opened.db) {
     write_options_.sync = opts_.sync_writes;
+    keyspaces_.default_keyspace =
+        std::make_shared<detail::rocks_keyspace>(&h_, std::string(), h_.db->DefaultColumnFamily(), false);
+    for (auto& [cf_name, cf] : opened.families) {
+      if (auto name = detail::rocks_keyspace_name(cf_name))
+        keyspaces_.by_name.emplace(*name, std::make_shared<detail::rocks_keyspace>(&h_, *name, cf, true));
+      else
+        keyspaces_.foreign.push_back(cf);
+    }
   }
   RocksPolicy(const RocksPolicy&) = delete;
   RocksPolicy& operator=(const RocksPolicy&) = delete;
@@ -122,14 +149,15 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     }
     std::shared_lock<std::shared_mutex> lock;
     if (auto refused = enter_write(lock, "write")) return std::move(*refused);
+    if (batch.names_keyspaces()) return write_keyspaces(batch);
     // An erase_range without an upper bound is resolved against the keys
     // present, so no other writer may slip a key in meanwhile.
     if (has_open_ended_range(batch)) {
       auto gate = gate_.exclusive();
-      return apply(batch, "write");
+      return apply(batch, "write", default_cf{});
     }
     auto gate = gate_.shared();
-    return apply(batch, "write");
+    return apply(batch, "write", default_cf{});
   }
 
   result<void> erase_range(const key_range& range) {
@@ -139,19 +167,158 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     return write(b);
   }
 
+  // Keyspaces (contract.hpp, rocksdb/keyspaces.hpp): column families.
+  // The keyspace `name` ("" the default one); a missing one is created
+  // (CreateColumnFamily with the tuning's column family options) when
+  // `create` and the store is not read-only, else errc::not_found.
+  result<keyspace_type> open_keyspace(std::string_view name, bool create) const {
+    if (auto bad = keyspace_name_error(name)) return std::move(*bad);
+    std::shared_lock<std::shared_mutex> lock;
+    if (!h_.enter(lock)) return h_.closed();
+    if (name.empty()) return keyspace_type(keyspaces_.default_keyspace);
+    std::lock_guard registry(keyspaces_.mutex);
+    if (auto it = keyspaces_.by_name.find(name); it != keyspaces_.by_name.end()) return keyspace_type(it->second);
+    if (!create || opts_.read_only) {
+      return keel::error(errc::not_found, "keyspace '" + std::string(name) + "' does not exist" +
+                                              (opts_.read_only ? " (a read-only store creates none)" : ""));
+    }
+    rocksdb::ColumnFamilyHandle* cf = nullptr;
+    rocksdb::Status s = h_.db->CreateColumnFamily(cf_options_, detail::rocks_column_family_name(name), &cf);
+    if (!s.ok()) return detail::rocks_op_error(s, "create keyspace", opts_.path);
+    auto entry = std::make_shared<detail::rocks_keyspace>(&h_, std::string(name), cf, true);
+    keyspaces_.by_name.emplace(std::string(name), entry);
+    return keyspace_type(std::move(entry));
+  }
+
+  // Every keyspace's name, sorted bytewise, "" first. Column families that
+  // are not keel's are not listed.
+  result<std::vector<std::string>> keyspaces() const {
+    std::shared_lock<std::shared_mutex> lock;
+    if (!h_.enter(lock)) return h_.closed();
+    std::vector<std::string> names{std::string()};
+    std::lock_guard registry(keyspaces_.mutex);
+    for (const auto& [name, entry] : keyspaces_.by_name) names.push_back(name);
+    return names;
+  }
+
+  // DropColumnFamily: its keys are gone for every operation that starts
+  // after it (one MANIFEST record, not a scan); handles to it then give
+  // errc::not_found. Waits for operations in flight in that keyspace. The
+  // column family handle is destroyed now, or by the last cursor reading it
+  // (which reads on). While a drop waits, operations in that keyspace get
+  // not_found (and again succeed if DropColumnFamily then fails).
+  result<void> drop_keyspace(std::string_view name) {
+    if (name.empty()) return keel::error(errc::invalid_argument, "the default keyspace \"\" cannot be dropped");
+    if (auto bad = keyspace_name_error(name)) return std::move(*bad);
+    std::shared_lock<std::shared_mutex> lock;
+    if (auto refused = enter_write(lock, "drop_keyspace")) return std::move(*refused);
+    std::lock_guard registry(keyspaces_.mutex);
+    auto it = keyspaces_.by_name.find(name);
+    if (it == keyspaces_.by_name.end()) {
+      return keel::error(errc::not_found, "drop_keyspace: keyspace '" + std::string(name) + "' does not exist");
+    }
+    std::shared_ptr<detail::rocks_keyspace> entry = it->second;
+    entry->refusing.store(true, std::memory_order_release);  // new operations stop here: the lock below is not starved
+    std::unique_lock exclusive(entry->mutex);
+    if (rocksdb::Status s = h_.db->DropColumnFamily(entry->cf); !s.ok()) {
+      entry->refusing.store(false, std::memory_order_release);
+      return detail::rocks_op_error(s, "drop_keyspace", opts_.path);
+    }
+    entry->dropped.store(true, std::memory_order_release);
+    keyspaces_.by_name.erase(it);
+    entry->destroy_if_unused(*h_.db);
+    const bool read_by_cursors = entry->cf != nullptr;  // the last of them destroys it (or close())
+    exclusive.unlock();                                 // one keyspace's lock at a time
+    std::erase_if(keyspaces_.dropped, [](const auto& e) {  // those whose last cursor went
+      std::shared_lock other(e->mutex);
+      return e->cf == nullptr;
+    });
+    if (read_by_cursors) keyspaces_.dropped.push_back(std::move(entry));
+    return {};
+  }
+
+  // The keyed operations in keyspace ks (see contract.hpp).
+  result<void> put(const keyspace_type& ks, std::string_view key, std::string_view value) {
+    std::shared_lock<std::shared_mutex> lock;
+    std::shared_lock<std::shared_mutex> entry;
+    if (auto refused = enter_keyspace(lock, entry, ks, "put", true)) return std::move(*refused);
+    auto gate = gate_.shared();
+    if (auto refused = refuse_after_wal_failure("put")) return std::move(*refused);
+    if (auto r = check_write(h_.db->Put(write_options_, ks.entry_->cf, slice(key), slice(value)), "put"); !r) return r;
+    if (ks.name().empty() && conflicts_->recording()) conflicts_->record({std::string(key)});
+    return {};
+  }
+  result<std::optional<std::string>> get(const keyspace_type& ks, std::string_view key) const {
+    return read_in<true>(ks, key, nullptr);
+  }
+  result<bool> contains(const keyspace_type& ks, std::string_view key) const {
+    return read_in<false>(ks, key, nullptr);
+  }
+  result<void> erase(const keyspace_type& ks, std::string_view key) {
+    std::shared_lock<std::shared_mutex> lock;
+    std::shared_lock<std::shared_mutex> entry;
+    if (auto refused = enter_keyspace(lock, entry, ks, "erase", true)) return std::move(*refused);
+    auto gate = gate_.shared();
+    if (auto refused = refuse_after_wal_failure("erase")) return std::move(*refused);
+    if (auto r = check_write(h_.db->Delete(write_options_, ks.entry_->cf, slice(key)), "erase"); !r) return r;
+    if (ks.name().empty() && conflicts_->recording()) conflicts_->record({std::string(key)});
+    return {};
+  }
+  // Through the handle, not the name: a handle to a dropped keyspace never
+  // reaches one made since under the same name.
+  result<void> erase_range(const keyspace_type& ks, const key_range& range) {
+    if (!erase_range_is_valid(range)) return bad_range();
+    write_batch b;
+    b.erase_range(keyspace_name(ks.name()), range);
+    std::shared_lock<std::shared_mutex> lock;
+    std::shared_lock<std::shared_mutex> entry;
+    if (auto refused = enter_keyspace(lock, entry, ks, "erase_range", true)) return std::move(*refused);
+    rocksdb::ColumnFamilyHandle* const cf = ks.entry_->cf;
+    auto cf_of = [cf](const write_batch::op&) { return cf; };
+    if (!range.upper()) {
+      auto gate = gate_.exclusive();
+      return apply(b, "erase_range", cf_of);
+    }
+    auto gate = gate_.shared();
+    return apply(b, "erase_range", cf_of);
+  }
+  cursor_type scan(const keyspace_type& ks, const key_range& range) const {
+    if (ks.entry_->owner != &h_) {
+      return failed_cursor(keel::error(errc::invalid_argument, "scan: the keyspace handle belongs to another store"));
+    }
+    return cursor_type(detail::rocks_cursor::open(handle(), range, nullptr, ks.entry_));
+  }
+
   // RocksDB's batched MultiGet: one consistent view (an implicit snapshot
   // for the whole call), keys looked up together.
   result<std::vector<std::optional<std::string>>> multi_get(std::span<const std::string_view> keys) const {
+    return multi_get_in(nullptr, keys);
+  }
+  result<std::vector<std::optional<std::string>>> multi_get(const keyspace_type& ks,
+                                                            std::span<const std::string_view> keys) const {
+    return multi_get_in(&ks, keys);
+  }
+
+ private:
+  result<std::vector<std::optional<std::string>>> multi_get_in(const keyspace_type* ks,
+                                                               std::span<const std::string_view> keys) const {
     std::vector<rocksdb::Slice> slices;
     slices.reserve(keys.size());
     for (std::string_view k : keys) slices.push_back(slice(k));
     std::vector<rocksdb::PinnableSlice> values(keys.size());
     std::vector<rocksdb::Status> statuses(keys.size());
     std::shared_lock<std::shared_mutex> lock;
-    if (!h_.enter(lock)) return h_.closed();
+    std::shared_lock<std::shared_mutex> entry;
+    rocksdb::ColumnFamilyHandle* cf = nullptr;
+    if (ks) {
+      if (auto refused = enter_keyspace(lock, entry, *ks, "multi_get", false)) return std::move(*refused);
+      cf = ks->entry_->cf;
+    } else {
+      if (!h_.enter(lock)) return h_.closed();
+      cf = h_.db->DefaultColumnFamily();
+    }
     if (!keys.empty()) {
-      h_.db->MultiGet(rocksdb::ReadOptions(), h_.db->DefaultColumnFamily(), keys.size(), slices.data(),
-                      values.data(), statuses.data());
+      h_.db->MultiGet(rocksdb::ReadOptions(), cf, keys.size(), slices.data(), values.data(), statuses.data());
     }
     std::vector<std::optional<std::string>> out(keys.size());
     for (std::size_t i = 0; i < keys.size(); ++i) {
@@ -163,21 +330,37 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     return out;
   }
 
+ public:
   // CompactRange over range (the whole key space when unbounded), down to
   // the bottommost level so that erased data and range tombstones go.
-  result<void> compact(const key_range& range) {
+  result<void> compact(const key_range& range) { return compact_in(nullptr, range); }
+  result<void> compact(const keyspace_type& ks, const key_range& range) { return compact_in(&ks, range); }
+
+ private:
+  result<void> compact_in(const keyspace_type* ks, const key_range& range) {
     if (!erase_range_is_valid(range))
       return keel::error(errc::invalid_argument, "compact: the range's lower bound is above its upper bound");
     std::shared_lock<std::shared_mutex> lock;
-    if (auto refused = enter_write(lock, "compact")) return std::move(*refused);
+    std::shared_lock<std::shared_mutex> entry;
+    rocksdb::ColumnFamilyHandle* cf = nullptr;
+    if (ks) {
+      if (auto refused = enter_keyspace(lock, entry, *ks, "compact", true)) return std::move(*refused);
+      cf = ks->entry_->cf;
+    } else {
+      if (auto refused = enter_write(lock, "compact")) return std::move(*refused);
+      cf = h_.db->DefaultColumnFamily();
+    }
     if (range.is_empty()) return {};
     rocksdb::CompactRangeOptions co;
     co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
     rocksdb::Slice lo, hi;
     if (range.lower()) lo = slice(*range.lower());
     if (range.upper()) hi = slice(*range.upper());
-    return check(h_.db->CompactRange(co, range.lower() ? &lo : nullptr, range.upper() ? &hi : nullptr), "compact");
+    return check(h_.db->CompactRange(co, cf, range.lower() ? &lo : nullptr, range.upper() ? &hi : nullptr),
+                 "compact");
   }
+
+ public:
 
   // Syncs the WAL (as DB::FlushWAL(true) would): every write acknowledged
   // before the call survives a power loss, whatever sync_writes says
@@ -224,9 +407,15 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   result<void> commit_transaction(const tx_record& tx) {
     std::shared_lock<std::shared_mutex> lock;
     if (auto refused = enter_write(lock, "commit")) return std::move(*refused);
+    // tx_record carries no keyspace for its reads yet: a transaction writes
+    // the default keyspace only.
+    if (tx.writes.names_keyspaces()) {
+      return keel::error(errc::not_supported,
+                         "commit: transactions across keyspaces are not supported yet on RocksDB; nothing was written");
+    }
     auto gate = gate_.exclusive();
     if (auto valid = conflicts_->validate(tx); !valid) return valid;
-    return apply(tx.writes, "commit");
+    return apply(tx.writes, "commit", default_cf{});
   }
 
   cursor_type scan(const key_range& range) const {
@@ -269,6 +458,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
         synced = detail::rocks_sync_wal(*h_.db);  // never FlushWAL: see rocks_sync_wal()
       }
     }
+    keyspaces_.destroy_all(*h_.db);  // every column family handle goes before DB::Close()
     return h_.shut(synced, std::move(closed_refusal));
   }
 
@@ -339,55 +529,103 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     }
     return false;
   }
+  // Where apply() writes an op: nullptr for the default column family
+  // (WriteBatch's calls without a handle), else the op's column family.
+  struct default_cf {
+    rocksdb::ColumnFamilyHandle* operator()(const write_batch::op&) const noexcept { return nullptr; }
+  };
   // Writes the batch and records it for transactions. Called inside enter()
   // with the write gate held: exclusively when the batch has an open-ended
-  // erase_range (resolved here against the largest key present) or is a
-  // commit, shared otherwise.
-  result<void> apply(const write_batch& batch, std::string_view what) {
+  // erase_range (resolved here against the largest key present in its
+  // column family) or is a commit, shared otherwise; with the shared lock of
+  // every keyspace cf_of gives a column family of.
+  template <class CfOf>
+  result<void> apply(const write_batch& batch, std::string_view what, CfOf cf_of) {
     rocksdb::WriteBatch wb(batch.payload_bytes() + 16 * batch.size() + 64);
-    std::optional<std::string> largest_put;     // the largest key put by the ops so far
-    std::optional<std::optional<std::string>> largest_stored;  // looked up on first need
-    for (const auto& op : batch) {
-      rocksdb::Status s;
-      switch (op.kind) {
-        case write_batch::op_kind::put:
-          s = wb.Put(slice(op.key), slice(op.value));
-          if (!largest_put || op.key > *largest_put) largest_put = std::string(op.key);
-          break;
-        case write_batch::op_kind::erase: s = wb.Delete(slice(op.key)); break;
-        case write_batch::op_kind::erase_range: {
-          const key_range r = op.range();
-          if (r.is_empty()) break;
-          std::string upper(op.value);
-          if (!op.has_upper) {  // up to just past the largest key that can be there
-            if (!largest_stored) {
-              auto l = largest_key();
-              if (!l) return std::move(l).error();
-              largest_stored = std::move(*l);
-            }
-            std::optional<std::string> largest = *largest_stored;
-            if (largest_put && (!largest || *largest_put > *largest)) largest = largest_put;
-            if (!largest || (r.lower() && *largest < *r.lower())) break;  // no key at or above lower
-            upper = detail::key_successor(*largest);
-          }
-          s = wb.DeleteRange(slice(op.has_lower ? op.key : std::string_view()), slice(upper));
-          break;
-        }
-      }
-      if (!s.ok()) return detail::rocks_op_error(s, what, opts_.path);
-    }
+    auto largest = [&](rocksdb::ColumnFamilyHandle* cf) { return largest_key(cf ? cf : h_.db->DefaultColumnFamily()); };
+    if (auto filled = detail::rocks_fill_batch(batch, wb, cf_of, largest, what, opts_.path); !filled) return filled;
     if (auto refused = refuse_after_wal_failure(what)) return std::move(*refused);
     if (auto r = check_write(h_.db->Write(write_options_, &wb), what); !r) return r;
-    conflicts_->record(batch);
+    if (!batch.names_keyspaces()) {
+      conflicts_->record(batch);
+    } else if (conflicts_->recording()) {  // transactions read the default keyspace only
+      write_batch in_default;
+      for (const auto& op : batch) {
+        if (!op.keyspace.empty()) continue;
+        if (op.kind == write_batch::op_kind::put) in_default.put(op.key, op.value);
+        else if (op.kind == write_batch::op_kind::erase) in_default.erase(op.key);
+        else in_default.erase_range(op.range());
+      }
+      conflicts_->record(in_default);
+    }
     return {};
   }
-  // The largest key in the database (nullopt when empty). Inside enter().
-  result<std::optional<std::string>> largest_key() const {
-    std::unique_ptr<rocksdb::Iterator> it(h_.db->NewIterator(rocksdb::ReadOptions()));
+  // A batch naming keyspaces (inside enter_write()): resolves each name it
+  // names to its keyspace (a missing one: not_found, nothing written), takes
+  // their shared locks in address order, then applies it as one WriteBatch.
+  result<void> write_keyspaces(const write_batch& batch) {
+    std::vector<std::shared_ptr<detail::rocks_keyspace>> used;
+    std::vector<std::shared_lock<std::shared_mutex>> locks;
+    {
+      std::lock_guard registry(keyspaces_.mutex);
+      for (const auto& op : batch) {
+        if (op.keyspace.empty()) continue;
+        if (std::any_of(used.begin(), used.end(), [&](const auto& e) { return e->name == op.keyspace; })) continue;
+        if (auto bad = keyspace_name_error(op.keyspace)) return std::move(*bad);
+        auto it = keyspaces_.by_name.find(op.keyspace);
+        if (it == keyspaces_.by_name.end()) {
+          return keel::error(errc::not_found, "write: the batch names keyspace '" + std::string(op.keyspace) +
+                                                  "', which does not exist; nothing was written");
+        }
+        used.push_back(it->second);
+      }
+      std::sort(used.begin(), used.end(), [](const auto& a, const auto& b) { return a.get() < b.get(); });
+      for (const auto& e : used) locks.emplace_back(e->mutex);  // no drop can be between lookup and lock
+    }
+    auto cf_of = [&](const write_batch::op& op) -> rocksdb::ColumnFamilyHandle* {
+      if (op.keyspace.empty()) return nullptr;
+      for (const auto& e : used) {
+        if (e->name == op.keyspace) return e->cf;
+      }
+      return nullptr;  // unreachable: every name was resolved above
+    };
+    if (has_open_ended_range(batch)) {
+      auto gate = gate_.exclusive();
+      return apply(batch, "write", cf_of);
+    }
+    auto gate = gate_.shared();
+    return apply(batch, "write", cf_of);
+  }
+  // The largest key in column family `cf` (nullopt when empty). Inside enter().
+  result<std::optional<std::string>> largest_key(rocksdb::ColumnFamilyHandle* cf) const {
+    std::unique_ptr<rocksdb::Iterator> it(h_.db->NewIterator(rocksdb::ReadOptions(), cf));
     it->SeekToLast();
     if (it->Valid()) return std::optional<std::string>(it->key().ToString());
     if (!it->status().ok()) return detail::rocks_op_error(it->status(), "erase_range", opts_.path);
     return std::optional<std::string>();
+  }
+
+  // Takes the lifecycle lock as enter() does (as enter_write() when
+  // `write`), then the shared lock of ks's keyspace: errc::closed after
+  // close(), errc::not_found once it was dropped, invalid_argument for a
+  // handle of another store.
+  std::optional<keel::error> enter_keyspace(std::shared_lock<std::shared_mutex>& lifecycle,
+                                            std::shared_lock<std::shared_mutex>& entry, const keyspace_type& ks,
+                                            std::string_view op, bool write) const {
+    if (write) {
+      if (auto refused = enter_write(lifecycle, op)) return refused;
+    } else if (!h_.enter(lifecycle)) {
+      return h_.closed();
+    }
+    const detail::rocks_keyspace& e = *ks.entry_;
+    if (e.owner != &h_) {
+      return keel::error(errc::invalid_argument,
+                         std::string(op) + ": the keyspace handle belongs to another store (or another open of it)");
+    }
+    if (e.refusing.load(std::memory_order_acquire)) return detail::rocks_keyspace_gone(e.name);
+    entry = std::shared_lock(e.mutex);
+    if (!e.cf || e.refusing.load(std::memory_order_acquire)) return detail::rocks_keyspace_gone(e.name);
+    return std::nullopt;
   }
 
   // The point read of get (WithValue: the value, or nullopt when absent) and
@@ -399,13 +637,32 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       -> result<std::conditional_t<WithValue, std::optional<std::string>, bool>> {
     std::shared_lock<std::shared_mutex> lock;
     if (!h_.enter(lock)) return h_.closed();
+    return read_locked<WithValue>(h_.db->DefaultColumnFamily(), key, snap);
+  }
+  // The same in keyspace ks (not_found once dropped; through a snapshot
+  // taken before the drop: snapshot_expired, see keyspaces.hpp).
+  template <bool WithValue>
+  auto read_in(const keyspace_type& ks, std::string_view key, const rocksdb::Snapshot* const* snap) const
+      -> result<std::conditional_t<WithValue, std::optional<std::string>, bool>> {
+    std::shared_lock<std::shared_mutex> lock;
+    std::shared_lock<std::shared_mutex> entry;
+    if (auto refused = enter_keyspace(lock, entry, ks, WithValue ? "get" : "contains", false)) {
+      if (snap && refused->code() == errc::not_found) return detail::rocks_keyspace_dropped_since_snapshot(ks.name());
+      return std::move(*refused);
+    }
+    return read_locked<WithValue>(ks.entry_->cf, key, snap);
+  }
+  // The read itself, inside enter() (and the keyspace's shared lock).
+  template <bool WithValue>
+  auto read_locked(rocksdb::ColumnFamilyHandle* cf, std::string_view key, const rocksdb::Snapshot* const* snap) const
+      -> result<std::conditional_t<WithValue, std::optional<std::string>, bool>> {
     rocksdb::ReadOptions ro;
     if (snap) {
       if (!*snap) return h_.closed();
       ro.snapshot = *snap;
     }
     std::conditional_t<WithValue, std::string, rocksdb::PinnableSlice> value;
-    rocksdb::Status s = h_.db->Get(ro, h_.db->DefaultColumnFamily(), slice(key), &value);
+    rocksdb::Status s = h_.db->Get(ro, cf, slice(key), &value);
     if constexpr (WithValue) {
       if (s.IsNotFound()) return std::optional<std::string>();
       if (!s.ok()) return detail::rocks_op_error(s, "get", opts_.path);
@@ -421,8 +678,10 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   snapshot_type snapshot_locked() const { return snapshot_type(this, detail::take_rocks_snapshot(handle())); }
 
   options opts_;
+  rocksdb::ColumnFamilyOptions cf_options_;  // a new keyspace's column family options (the tuning's)
   rocksdb::WriteOptions write_options_;
   detail::rocks_handle h_;         // the DB, the lifecycle lock, live cursors and snapshots
+  mutable detail::rocks_keyspace_registry keyspaces_;  // name -> keyspace (its mutex: 1a in the lock order)
   detail::rocks_write_gate gate_;  // mutable state only: usable from const members
   std::shared_ptr<detail::conflict_tracker> conflicts_ = std::make_shared<detail::conflict_tracker>();
 };
@@ -436,8 +695,23 @@ class RocksPolicy<Tuning>::cursor_type : public detail::rocks_cursor {
   explicit cursor_type(detail::rocks_cursor c) : detail::rocks_cursor(std::move(c)) {}
 };
 
+// A handle to one keyspace of a RocksDB store: a share of its entry
+// (rocksdb/keyspaces.hpp). Cheap to copy; usable from many threads.
+template <class Tuning>
+class RocksPolicy<Tuning>::keyspace_type {
+ public:
+  const std::string& name() const noexcept { return entry_->name; }
+
+ private:
+  friend class RocksPolicy;
+  explicit keyspace_type(std::shared_ptr<detail::rocks_keyspace> e) : entry_(std::move(e)) {}
+  std::shared_ptr<detail::rocks_keyspace> entry_;
+};
+
 // A snapshot of the RocksDB backend: a rocksdb::Snapshot, released when the
-// last copy goes or at close(), whichever comes first.
+// last copy goes or at close(), whichever comes first. It covers every
+// keyspace (a RocksDB snapshot is of the whole DB); a keyspace dropped after
+// it was taken reads as errc::snapshot_expired (keyspaces.hpp).
 template <class Tuning>
 class RocksPolicy<Tuning>::snapshot_type {
  public:
@@ -445,6 +719,18 @@ class RocksPolicy<Tuning>::snapshot_type {
   result<bool> contains(std::string_view key) const { return owner_->template read_at<false>(key, &view_->snap); }
   cursor_type scan(const key_range& range) const {
     return cursor_type(detail::rocks_cursor::open(owner_->handle(), range, view_));
+  }
+  result<std::optional<std::string>> get(const keyspace_type& ks, std::string_view key) const {
+    return owner_->template read_in<true>(ks, key, &view_->snap);
+  }
+  result<bool> contains(const keyspace_type& ks, std::string_view key) const {
+    return owner_->template read_in<false>(ks, key, &view_->snap);
+  }
+  cursor_type scan(const keyspace_type& ks, const key_range& range) const {
+    if (ks.entry_->refusing.load(std::memory_order_acquire)) {
+      return failed_cursor(detail::rocks_keyspace_dropped_since_snapshot(ks.name()));
+    }
+    return cursor_type(detail::rocks_cursor::open(owner_->handle(), range, view_, ks.entry_));
   }
 
  private:
@@ -458,6 +744,9 @@ class RocksPolicy<Tuning>::snapshot_type {
 static_assert(store_policy<RocksPolicy<DefaultTuning>>);
 static_assert(store_policy<RocksPolicy<MacOSTuning>>);
 static_assert(store_policy<RocksPolicy<RocksDefaultsTuning>>);
+static_assert(keyspace_policy<RocksPolicy<DefaultTuning>>);
+static_assert(keyspace_policy<RocksPolicy<MacOSTuning>>);
+static_assert(keyspace_policy<RocksPolicy<RocksDefaultsTuning>>);
 static_assert(run_cursor<RocksPolicy<DefaultTuning>::cursor_type>);
 
 // What basic_store::stats() asks of the backend: the key RocksDB properties,

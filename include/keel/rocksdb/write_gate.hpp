@@ -1,5 +1,7 @@
 // keel::detail (RocksDB backend): rocks_write_gate, the gate every write of a
-// RocksPolicy passes, and the WAL-failure guard that sits in it.
+// RocksPolicy passes, and the WAL-failure guard that sits in it; and
+// rocks_fill_batch, a keel write_batch as one rocksdb::WriteBatch across
+// column families (keyspaces).
 //
 // The gate: a shared_mutex. Plain writes (put, erase, a batch) hold it shared,
 // so they still reach RocksDB together and RocksDB's group commit merges them
@@ -30,8 +32,12 @@
 #include <rocksdb/transaction_log.h>
 #include <rocksdb/write_batch.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <iterator>
+#include <utility>
+#include <vector>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -42,6 +48,9 @@
 
 #include "../detail/platform_file.hpp"
 #include "../error.hpp"
+#include "../key_range.hpp"
+#include "../transaction.hpp"  // detail::key_successor
+#include "../write_batch.hpp"
 #include "errors.hpp"
 
 namespace keel::detail {
@@ -56,6 +65,56 @@ inline rocksdb::Status rocks_sync_wal(rocksdb::DB& db) {
   sync_options.sync = true;
   rocksdb::WriteBatch empty;
   return db.Write(sync_options, &empty);
+}
+
+// Fills `wb` with the ops of `batch`, each in column family cf_of(op)
+// (nullptr: the default one, through WriteBatch's calls without a handle).
+// An erase_range without an upper bound gets one just past the largest key
+// that can be in its range: largest(cf) (the largest key stored in cf,
+// looked up once per column family) or the largest key the batch puts before
+// it (of any column family: a bound above every key present is still right).
+// Errors: the WriteBatch's, or largest()'s, as keel errors naming `what`.
+template <class CfOf, class Largest>
+result<void> rocks_fill_batch(const write_batch& batch, rocksdb::WriteBatch& wb, CfOf&& cf_of, Largest&& largest,
+                              std::string_view what, const std::filesystem::path& dir) {
+  auto slice = [](std::string_view v) { return rocksdb::Slice(v.data(), v.size()); };
+  std::optional<std::string> largest_put;
+  std::vector<std::pair<rocksdb::ColumnFamilyHandle*, std::optional<std::string>>> largest_stored;
+  for (const auto& op : batch) {
+    rocksdb::ColumnFamilyHandle* const cf = cf_of(op);
+    rocksdb::Status s;
+    switch (op.kind) {
+      case write_batch::op_kind::put:
+        s = cf ? wb.Put(cf, slice(op.key), slice(op.value)) : wb.Put(slice(op.key), slice(op.value));
+        if (!largest_put || op.key > *largest_put) largest_put = std::string(op.key);
+        break;
+      case write_batch::op_kind::erase: s = cf ? wb.Delete(cf, slice(op.key)) : wb.Delete(slice(op.key)); break;
+      case write_batch::op_kind::erase_range: {
+        const key_range r = op.range();
+        if (r.is_empty()) break;
+        std::string upper(op.value);
+        if (!op.has_upper) {  // up to just past the largest key that can be there
+          auto known = std::find_if(largest_stored.begin(), largest_stored.end(),
+                                    [&](const auto& e) { return e.first == cf; });
+          if (known == largest_stored.end()) {
+            auto l = largest(cf);
+            if (!l) return std::move(l).error();
+            largest_stored.emplace_back(cf, std::move(*l));
+            known = std::prev(largest_stored.end());
+          }
+          std::optional<std::string> top = known->second;
+          if (largest_put && (!top || *largest_put > *top)) top = largest_put;
+          if (!top || (r.lower() && *top < *r.lower())) break;  // no key at or above lower
+          upper = key_successor(*top);
+        }
+        const rocksdb::Slice lo = slice(op.has_lower ? op.key : std::string_view()), hi = slice(upper);
+        s = cf ? wb.DeleteRange(cf, lo, hi) : wb.DeleteRange(lo, hi);
+        break;
+      }
+    }
+    if (!s.ok()) return rocks_op_error(s, what, dir);
+  }
+  return {};
 }
 
 class rocks_write_gate {
