@@ -44,11 +44,25 @@ inline keel::error closed_error(std::string_view what = "store") {
   return keel::error(errc::closed, std::string(what) + " is closed");
 }
 
-// What a transaction hands its backend at commit.
+// What a transaction read from one keyspace other than the default one
+// (tx_record::keyspace_reads).
+struct tx_keyspace_reads {
+  std::string keyspace;                 // its name (never "")
+  std::vector<std::string> read_keys;   // keys read from the view (sorted, unique)
+  std::vector<key_range> read_ranges;   // ranges scanned from the view (forward direction)
+};
+
+// What a transaction hands its backend at commit. read_keys and read_ranges
+// are the default keyspace's; keyspace_reads holds the other keyspaces the
+// transaction read (sorted by name, each once; empty when it read only "").
+// The writes name their keyspace in each op (write_batch::op::keyspace). A
+// backend without keyspaces never sees either filled in (basic_store has no
+// keyspace overloads for it).
 struct tx_record {
   std::uint64_t start = 0;              // the commit position its view reflects
   std::vector<std::string> read_keys;   // keys read from the view (sorted, unique)
   std::vector<key_range> read_ranges;   // ranges scanned from the view (forward direction)
+  std::vector<tx_keyspace_reads> keyspace_reads;
   write_batch writes;                   // the buffered writes, in the order to apply them
 };
 
