@@ -135,6 +135,10 @@ class conflict_tracker : public std::enable_shared_from_this<conflict_tracker> {
     if (live_.empty()) return;
     keyspace_log_.push_back({{++seq_, std::move(keys), std::move(ranges)}, std::string(keyspace)});
   }
+  // One key written in `keyspace`: record(keyspace, {key}) with the vector
+  // built here, not at the call sites (writes whose fast path tests
+  // recording() and calls this).
+  void record_key(std::string_view keyspace, std::string_view key) { record(keyspace, {std::string(key)}); }
   // A batch: its ops in each keyspace it names, as one position.
   void record(const write_batch& batch) {
     if (!recording()) return;

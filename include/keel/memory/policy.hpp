@@ -479,7 +479,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     tree::transient edit(r->tree);
     edit.insert_or_assign(key, value);
     publish_keyspace(*r, std::move(edit).persist());
-    if (conflicts_->recording()) conflicts_->record(ks.name_, {std::string(key)});
+    if (conflicts_->recording()) conflicts_->record_key(ks.name_, key);
     return {};
   }
 
@@ -508,7 +508,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     const detail::keyspace_root* r = writable(ks);
     if (!r) return detail::keyspace_dropped(ks.name_);
     if (r->tree.find(key)) publish_keyspace(*r, r->tree.without(key));
-    if (conflicts_->recording()) conflicts_->record(ks.name_, {std::string(key)});
+    if (conflicts_->recording()) conflicts_->record_key(ks.name_, key);
     return {};
   }
 
