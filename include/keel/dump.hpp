@@ -601,7 +601,8 @@ concept keyspace_opening = requires(Store& s, std::string_view name) {
 // consistent view: one scan when the store has only "" (or cannot list
 // keyspaces: a snapshot, a backend without them), else one snapshot read
 // through a handle per keyspace (opened before the snapshot; a keyspace
-// dropped meanwhile fails the walk with the backend's error).
+// dropped meanwhile fails the walk with the backend's error, or, dropped
+// between the listing and keyspace(name), is recreated empty).
 template <class Store, class OnNames, class Fn>
 result<void> walk_keyspaces(Store& store, const key_range& range, OnNames&& on_names, Fn&& fn) {
   std::vector<std::string> names{std::string()};
