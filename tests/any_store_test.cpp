@@ -501,3 +501,300 @@ TEST_SUITE("any_store") {
     CHECK_FALSE(c.may_fall_back(errc::no_space));
   }
 }
+
+// ---------------------------------------------------------------------------
+// Keyspaces through basic_any_store (issue 27).
+// ---------------------------------------------------------------------------
+namespace {
+
+// A memory store without keyspaces: MemoryPolicy's store_policy members
+// only, so that basic_any_store's not_supported path is tested whatever the
+// real backends have (hybrid, etcd and PostgreSQL are gaining keyspaces).
+class flat_memory_policy {
+ public:
+  using options = keel::memory_options;
+  // Types of its own (a variant of cursors holds each type once).
+  struct cursor_type : keel::MemoryPolicy::cursor_type {
+    explicit cursor_type(keel::MemoryPolicy::cursor_type c) : keel::MemoryPolicy::cursor_type(std::move(c)) {}
+  };
+  struct snapshot_type {
+    keel::MemoryPolicy::snapshot_type view;
+    keel::result<std::optional<std::string>> get(std::string_view k) const { return view.get(k); }
+    keel::result<bool> contains(std::string_view k) const { return view.contains(k); }
+    cursor_type scan(const keel::key_range& r) const { return cursor_type(view.scan(r)); }
+  };
+  static constexpr keel::backend backend_kind = keel::backend::memory;
+
+  static keel::result<std::shared_ptr<flat_memory_policy>> open(const options& o) {
+    auto m = keel::MemoryPolicy::open(o);
+    if (!m) return std::move(m).error();
+    auto p = std::make_shared<flat_memory_policy>();
+    p->m_ = std::move(*m);
+    return p;
+  }
+  keel::result<void> put(std::string_view k, std::string_view v) { return m_->put(k, v); }
+  keel::result<std::optional<std::string>> get(std::string_view k) const { return m_->get(k); }
+  keel::result<bool> contains(std::string_view k) const { return m_->contains(k); }
+  keel::result<void> erase(std::string_view k) { return m_->erase(k); }
+  keel::result<void> write(const keel::write_batch& b) { return m_->write(b); }
+  cursor_type scan(const keel::key_range& r) const { return cursor_type(m_->scan(r)); }
+  static cursor_type failed_cursor(keel::error e) {
+    return cursor_type(keel::MemoryPolicy::failed_cursor(std::move(e)));
+  }
+  keel::result<snapshot_type> snapshot() const {
+    auto v = m_->snapshot();
+    if (!v) return std::move(v).error();
+    return snapshot_type{std::move(*v)};
+  }
+  keel::result<void> close() { return m_->close(); }
+  bool is_open() const noexcept { return m_->is_open(); }
+  keel::result<void> erase_range(const keel::key_range& r) { return m_->erase_range(r); }
+  keel::result<std::vector<std::optional<std::string>>> multi_get(std::span<const std::string_view> k) const {
+    return m_->multi_get(k);
+  }
+  keel::result<void> compact(const keel::key_range& r) { return m_->compact(r); }
+  keel::result<void> checkpoint(const fs::path& p) const { return m_->checkpoint(p); }
+  keel::result<keel::tx_start<snapshot_type>> begin_transaction() const {
+    auto t = m_->begin_transaction();
+    if (!t) return std::move(t).error();
+    return keel::tx_start<snapshot_type>{snapshot_type{std::move(t->view)}, t->start, std::move(t->registration)};
+  }
+  keel::result<void> commit_transaction(const keel::tx_record& t) { return m_->commit_transaction(t); }
+
+ private:
+  std::shared_ptr<keel::MemoryPolicy> m_;
+};
+static_assert(keel::store_policy<flat_memory_policy> && !keel::keyspace_policy<flat_memory_policy>);
+
+using ks_any_store = keel::basic_any_store<keel::RocksPolicy<keel::NativeTuning>, keel::MemoryPolicy, flat_memory_policy>;
+
+// The keys of a cursor, in order ("!error" when it stopped early).
+template <class Cursor>
+std::vector<std::string> keys_of(Cursor&& c) {
+  std::vector<std::string> out;
+  for (const auto& e : c) out.emplace_back(e.key);
+  if (c.error()) out.push_back("!" + std::string(keel::to_string(c.error()->code())));
+  return out;
+}
+
+// Every keyed call through an any_store keyspace handle, on whichever
+// backend `s` holds (one with keyspaces).
+void check_any_keyspace_calls(ks_any_store& s) {
+  REQUIRE(s.has_keyspaces());
+  const std::string odd("u\0s\xff", 4);  // NUL and 0xFF in a name
+  auto users = s.keyspace(odd);
+  REQUIRE(users);
+  CHECK(users->name() == odd);
+  CHECK(bool(*users));
+  REQUIRE(s.put("k1", "default"));
+  REQUIRE(users->put("k1", "users"));
+  REQUIRE(users->put("k2", "two"));
+  REQUIRE(users->put("k3", "three"));
+  CHECK(s.get("k1")->value() == "default");
+  CHECK(users->get("k1")->value() == "users");
+  CHECK_FALSE(s.get("k2")->has_value());  // the same key in two keyspaces is two entries
+  CHECK(*users->contains("k2"));
+  CHECK_FALSE(*users->contains("k9"));
+  auto many = users->multi_get({"k3", "k9", "k1"});
+  REQUIRE(many);
+  CHECK((*many == std::vector<std::optional<std::string>>{"three", std::nullopt, "users"}));
+  CHECK((keys_of(users->scan()) == std::vector<std::string>{"k1", "k2", "k3"}));
+  CHECK((keys_of(s.scan()) == std::vector<std::string>{"k1"}));  // a scan never crosses keyspaces
+  REQUIRE(users->erase("k2"));
+  CHECK_FALSE(users->get("k2")->has_value());
+  REQUIRE(users->compact());
+
+  // One batch over two keyspaces, named by handle and by name.
+  REQUIRE(s.write(keel::write_batch{}
+                      .put(*users, "b1", "x")
+                      .put(keel::keyspace_name(odd), "b2", "y")
+                      .erase_range(*users, keel::key_range::between("k1", "k9"))
+                      .put("b0", "z")));
+  CHECK((keys_of(users->scan()) == std::vector<std::string>{"b1", "b2"}));
+  CHECK(s.get("b0")->value() == "z");
+  // A batch naming a keyspace that does not exist writes nothing.
+  auto missing = s.write(keel::write_batch{}.put("b9", "no").put(keel::keyspace_name("nope"), "k", "v"));
+  REQUIRE_FALSE(missing);
+  CHECK(missing.error().code() == errc::not_found);
+  CHECK_FALSE(s.get("b9")->has_value());
+
+  // One snapshot covers every keyspace as of its creation.
+  auto snap = s.snapshot();
+  REQUIRE(users->put("b3", "later"));
+  REQUIRE(s.put("b0", "later"));
+  CHECK(snap.get(*users, "b1")->value() == "x");
+  CHECK_FALSE(snap.get(*users, "b3")->has_value());
+  CHECK(*snap.contains(*users, "b2"));
+  CHECK((keys_of(snap.scan(*users)) == std::vector<std::string>{"b1", "b2"}));
+  CHECK(snap.get("b0")->value() == "z");
+  CHECK(users->get("b3")->value() == "later");
+
+  auto second = s.keyspace("another");
+  REQUIRE(second);
+  auto names = s.keyspaces();
+  REQUIRE(names);
+  CHECK((*names == std::vector<std::string>{"", "another", odd}));
+
+  // Bad input.
+  CHECK(s.keyspace(std::string(256, 'n')).error().code() == errc::invalid_argument);
+  CHECK(s.drop_keyspace("").error().code() == errc::invalid_argument);
+  CHECK(s.drop_keyspace("never-made").error().code() == errc::not_found);
+  keel::any_store::keyspace_type empty;
+  CHECK_FALSE(bool(empty));
+  CHECK(ks_any_store::keyspace_type{}.get("k").error().code() == errc::closed);
+
+  // Drop: handles give not_found; recreating gives an empty keyspace.
+  REQUIRE(s.drop_keyspace("another"));
+  CHECK(second->get("k").error().code() == errc::not_found);
+  CHECK(second->put("k", "v").error().code() == errc::not_found);
+  auto again = s.keyspace("another");
+  REQUIRE(again);
+  CHECK((keys_of(again->scan()) == std::vector<std::string>{}));
+  CHECK((*s.keyspaces() == std::vector<std::string>{"", "another", odd}));
+
+  REQUIRE(s.close());
+  CHECK(users->get("b1").error().code() == errc::closed);
+  CHECK(users->put("b1", "v").error().code() == errc::closed);
+  CHECK(s.keyspace("x").error().code() == errc::closed);
+  CHECK(s.keyspaces().error().code() == errc::closed);
+}
+
+}  // namespace
+
+TEST_SUITE("any_store") {
+  TEST_CASE("keyspaces through any_store on memory: every keyed call, batches, snapshots, drop, close") {
+    auto m = keel::memory_store::open({});
+    REQUIRE(m);
+    ks_any_store s(std::move(*m));
+    check_any_keyspace_calls(s);
+  }
+
+  TEST_CASE("keyspaces through any_store on RocksDB: every keyed call, batches, snapshots, drop, close") {
+    temp_dir tmp;
+    auto r = keel::rocks_store::open({.path = tmp.path() / "db"});
+    REQUIRE(r);
+    ks_any_store s(std::move(*r));
+    CHECK(s.backend() == backend::rocksdb);
+    check_any_keyspace_calls(s);
+    // The keyspaces are column families: they are there after a reopen.
+    auto back = keel::rocks_store::open({.path = tmp.path() / "db"});
+    REQUIRE(back);
+    ks_any_store s2(std::move(*back));
+    CHECK((*s2.keyspaces() == std::vector<std::string>{"", "another", std::string("u\0s\xff", 4)}));
+    auto users = s2.keyspace(std::string("u\0s\xff", 4));
+    REQUIRE(users);
+    CHECK(users->get("b3")->value() == "later");
+    CHECK(users->get_if<keel::RocksPolicy<keel::NativeTuning>>() != nullptr);
+    CHECK(users->get_if<keel::MemoryPolicy>() == nullptr);
+  }
+
+  TEST_CASE("a handle of one backend read through another's snapshot is invalid_argument") {
+    auto m = keel::memory_store::open({});
+    REQUIRE(m);
+    ks_any_store mem(std::move(*m));
+    temp_dir tmp;
+    auto r = keel::rocks_store::open({.path = tmp.path() / "db"});
+    REQUIRE(r);
+    ks_any_store rocks(std::move(*r));
+    auto ks = mem.keyspace("a");
+    REQUIRE(ks);
+    auto snap = rocks.snapshot();
+    CHECK(snap.get(*ks, "k").error().code() == errc::invalid_argument);
+    CHECK(snap.contains(*ks, "k").error().code() == errc::invalid_argument);
+    auto c = snap.scan(*ks);
+    CHECK_FALSE(c.valid());
+    REQUIRE(c.error());
+    CHECK(c.error()->code() == errc::invalid_argument);
+    CHECK(snap.get(ks_any_store::keyspace_type{}, "k").error().code() == errc::closed);
+  }
+
+  TEST_CASE("a backend without keyspaces: not_supported, the default keyspace listed, nothing written elsewhere") {
+    auto f = keel::basic_store<flat_memory_policy>::open({});
+    REQUIRE(f);
+    ks_any_store s(std::move(*f));
+    CHECK_FALSE(s.has_keyspaces());
+    REQUIRE(s.put("k", "v"));
+    CHECK(s.keyspace("users").error().code() == errc::not_supported);
+    CHECK(s.keyspace("").error().code() == errc::not_supported);
+    CHECK(s.keyspace(std::string(256, 'n')).error().code() == errc::invalid_argument);
+    CHECK((*s.keyspaces() == std::vector<std::string>{""}));
+    CHECK(s.drop_keyspace("users").error().code() == errc::not_supported);
+    CHECK(s.drop_keyspace("").error().code() == errc::invalid_argument);
+    auto w = s.write(keel::write_batch{}.put("k", "changed").put(keel::keyspace_name("users"), "k", "v"));
+    REQUIRE_FALSE(w);
+    CHECK(w.error().code() == errc::not_supported);
+    CHECK(s.get("k")->value() == "v");
+    // Its snapshot refuses a handle (of a store that has keyspaces).
+    auto m = keel::memory_store::open({});
+    REQUIRE(m);
+    ks_any_store mem(std::move(*m));
+    auto ks = mem.keyspace("users");
+    REQUIRE(ks);
+    CHECK(s.snapshot().get(*ks, "k").error().code() == errc::not_supported);
+    REQUIRE(s.close());
+    CHECK(s.keyspaces().error().code() == errc::closed);
+  }
+
+  TEST_CASE("transactions through any_store span keyspaces: one atomic commit, conflicts per (keyspace, key)") {
+    auto run = [](ks_any_store& s) {
+      auto users = s.keyspace("users");
+      REQUIRE(users);
+      REQUIRE(users->put("alice", "1"));
+      REQUIRE(s.put("alice", "default"));
+      auto tx = s.transaction();
+      CHECK(tx.get(*users, "alice")->value() == "1");
+      CHECK(*tx.contains(*users, "alice"));
+      REQUIRE(tx.put(*users, "bob", "2"));
+      REQUIRE(tx.erase(*users, "alice"));
+      REQUIRE(tx.put("log", "bob added"));
+      CHECK((keys_of(tx.scan(*users)) == std::vector<std::string>{"bob"}));  // its own writes
+      CHECK_FALSE(users->get("bob")->has_value());                           // not before commit
+      REQUIRE(tx.commit());
+      CHECK(users->get("bob")->value() == "2");
+      CHECK_FALSE(users->get("alice")->has_value());
+      CHECK(s.get("alice")->value() == "default");
+      CHECK(s.get("log")->value() == "bob added");
+
+      // A read of users/bob conflicts with a write of users/bob, not with a write of ""/bob.
+      auto t1 = s.transaction();
+      REQUIRE(t1.get(*users, "bob"));
+      REQUIRE(s.put("bob", "default bob"));
+      REQUIRE(t1.put(*users, "carol", "3"));
+      REQUIRE(t1.commit());
+      auto t2 = s.transaction();
+      REQUIRE(t2.get(*users, "bob"));
+      REQUIRE(users->put("bob", "changed"));
+      REQUIRE(t2.put(*users, "dave", "4"));
+      auto lost = t2.commit();
+      REQUIRE_FALSE(lost);
+      CHECK(lost.error().code() == errc::conflict);
+      CHECK_FALSE(users->get("dave")->has_value());
+      auto t3 = s.transaction();
+      CHECK(t3.get(ks_any_store::keyspace_type{}, "k").error().code() == errc::closed);
+    };
+    auto m = keel::memory_store::open({});
+    REQUIRE(m);
+    ks_any_store mem(std::move(*m));
+    run(mem);
+    temp_dir tmp;
+    auto r = keel::rocks_store::open({.path = tmp.path() / "db"});
+    REQUIRE(r);
+    ks_any_store rocks(std::move(*r));
+    run(rocks);
+    // A handle of the other backend is refused.
+    auto users = mem.keyspace("users");
+    REQUIRE(users);
+    auto tx = rocks.transaction();
+    CHECK(tx.put(*users, "k", "v").error().code() == errc::invalid_argument);
+    auto c = tx.scan(*users);
+    REQUIRE(c.error());
+    CHECK(c.error()->code() == errc::invalid_argument);
+    // A backend without keyspaces: not_supported.
+    auto f = keel::basic_store<flat_memory_policy>::open({});
+    REQUIRE(f);
+    ks_any_store flat(std::move(*f));
+    auto ftx = flat.transaction();
+    CHECK(ftx.get(*users, "k").error().code() == errc::not_supported);
+    CHECK(ftx.put(*users, "k", "v").error().code() == errc::not_supported);
+  }
+}

@@ -73,6 +73,89 @@ struct batch_recorder {
   }
 };
 
+// Keyspace name -> its entries, every keyspace of a store with keyspaces.
+template <class Store>
+std::map<std::string, std::map<std::string, std::string>> all_keyspaces(Store& s) {
+  std::map<std::string, std::map<std::string, std::string>> out;
+  auto names = s.keyspaces();
+  REQUIRE(names);
+  for (const auto& n : *names) {
+    auto ks = s.keyspace(n);
+    REQUIRE(ks);
+    out[n] = contents(*ks);
+  }
+  return out;
+}
+
+// Keyspaces with awkward names (NUL, 0xFF, one byte, 255 bytes), the same
+// keys in several of them, and an empty one.
+std::map<std::string, std::map<std::string, std::string>> keyspace_sample() {
+  std::map<std::string, std::map<std::string, std::string>> m;
+  m[""] = sample(50);
+  m[std::string("\0", 1)] = {{"k1", "in nul"}, {"only-nul", "x"}};
+  m["\xff\xff"] = {{"k1", "in ff"}, {std::string("\0\xff", 2), std::string(70000, 'f')}};
+  m["users"] = sample(30);
+  m[std::string(255, 'n')] = {{"a", "long name"}};
+  m["empty"] = {};
+  return m;
+}
+
+template <class Store>
+void fill_keyspaces(Store& s, const std::map<std::string, std::map<std::string, std::string>>& m) {
+  keel::write_batch b;
+  for (const auto& [name, entries] : m) {
+    REQUIRE(s.keyspace(name));
+    for (const auto& [k, v] : entries) b.put(keel::keyspace_name(name), k, v);
+  }
+  REQUIRE(s.write(b));
+}
+
+// A version-2 dump written byte by byte (valid checksums), for records a
+// writer would not produce: (keyspace index, key, value).
+struct raw_record {
+  std::uint64_t keyspace;
+  std::string key, value;
+};
+std::string raw_v2_dump(const std::vector<std::string>& table, const std::vector<raw_record>& records) {
+  using namespace keel::detail;
+  std::string f(keel::dump_magic);
+  put_u32(f, 2);
+  put_u32(f, crc32c(f));
+  std::string names;
+  for (const auto& n : table) {
+    put_varint(names, n.size());
+    names += n;
+  }
+  f += "KSP2";
+  put_u32(f, static_cast<std::uint32_t>(table.size()));
+  put_u32(f, static_cast<std::uint32_t>(names.size()));
+  put_u32(f, crc32c(names));
+  f += names;
+  std::string block;
+  std::uint64_t payload = 0;
+  for (const auto& r : records) {
+    put_varint(block, r.keyspace);
+    put_varint(block, r.key.size());
+    block += r.key;
+    put_varint(block, r.value.size());
+    block += r.value;
+    payload += r.key.size() + r.value.size();
+  }
+  if (!records.empty()) {
+    f += "BLK1";
+    put_u32(f, static_cast<std::uint32_t>(records.size()));
+    put_u32(f, static_cast<std::uint32_t>(block.size()));
+    put_u32(f, crc32c(block));
+    f += block;
+  }
+  f += "END1";
+  put_u64(f, records.size());
+  put_u64(f, payload);
+  put_u32(f, 0);
+  put_u32(f, crc32c(f));
+  return f;
+}
+
 }  // namespace
 
 TEST_SUITE("dump") {
@@ -294,14 +377,14 @@ TEST_SUITE("dump") {
     auto missing = keel::verify_dump(tmp.path() / "nope");
     REQUIRE_FALSE(missing);
     CHECK(missing.error().code() == errc::not_found);
-    // A future version is named as such.
+    // A future version is named as such (3: version 2 has keyspaces, issue 27).
     std::string h(keel::dump_magic);
-    keel::detail::put_u32(h, 2);
+    keel::detail::put_u32(h, 3);
     keel::detail::put_u32(h, keel::detail::crc32c(h));
     spit(tmp.path() / "v2", h);
-    auto v2 = keel::verify_dump(tmp.path() / "v2");
-    REQUIRE_FALSE(v2);
-    CHECK(v2.error().code() == errc::not_supported);
+    auto v3 = keel::verify_dump(tmp.path() / "v2");
+    REQUIRE_FALSE(v3);
+    CHECK(v3.error().code() == errc::not_supported);
   }
 
   TEST_CASE("import and copy cap their batches at batch_records (for etcd's operations per txn)") {
@@ -370,6 +453,244 @@ TEST_SUITE("dump") {
     auto failed = keel::copy(*mem, *closed);
     REQUIRE_FALSE(failed);
     CHECK(failed.error().code() == errc::closed);
+  }
+}
+
+TEST_SUITE("dump") {
+  TEST_CASE("keyspaces round-trip through a version-2 dump: memory -> memory, RocksDB -> RocksDB, any_store") {
+    temp_dir tmp;
+    const auto data = keyspace_sample();
+    auto mem = keel::memory_store::open({});
+    REQUIRE(mem);
+    fill_keyspaces(*mem, data);
+    const auto file = tmp.path() / "ks.dump";
+    auto info = keel::export_dump(*mem, file);
+    REQUIRE(info);
+    CHECK(info->version == 2);
+    CHECK(info->sorted);
+    CHECK(info->keyspaces.size() == data.size());
+    std::uint64_t records = 0;
+    for (const auto& [n, e] : data) records += e.size();
+    CHECK(info->records == records);
+    auto verified = keel::verify_dump(file);
+    REQUIRE(verified);
+    CHECK(verified->version == 2);
+    CHECK(verified->records == records);
+    CHECK(verified->keyspaces == info->keyspaces);
+
+    auto mem2 = keel::memory_store::open({});
+    REQUIRE(mem2);
+    REQUIRE(mem2->put("k1", "overwritten"));
+    REQUIRE(mem2->put("kept", "yes"));
+    REQUIRE(keel::import_dump(*mem2, file));
+    auto expected = data;
+    expected[""]["kept"] = "yes";
+    CHECK(all_keyspaces(*mem2) == expected);
+
+    // Into RocksDB (column families; a reopen keeps them), then out again
+    // through any_store.
+    {
+      auto rocks = open_rocks(tmp.path() / "db");
+      REQUIRE(keel::import_dump(rocks, file));
+      REQUIRE(rocks.close());
+    }
+    auto rocks = open_rocks(tmp.path() / "db");
+    CHECK(all_keyspaces(rocks) == data);
+    keel::any_store any(std::move(rocks));
+    auto again = keel::export_dump(any, tmp.path() / "ks2.dump");
+    REQUIRE(again);
+    CHECK(slurp(tmp.path() / "ks2.dump") == slurp(file));  // the same bytes from either backend
+  }
+
+  TEST_CASE("a store with only the default keyspace still writes version 1; a version-1 dump imports into \"\"") {
+    temp_dir tmp;
+    auto mem = keel::memory_store::open({});
+    REQUIRE(mem);
+    fill(*mem, sample(20));
+    const auto file = tmp.path() / "v1.dump";
+    auto info = keel::export_dump(*mem, file);
+    REQUIRE(info);
+    CHECK(info->version == 1);
+    CHECK((info->keyspaces == std::vector<std::string>{""}));
+    const std::string bytes = slurp(file);
+    REQUIRE(bytes.size() > 16);
+    CHECK(keel::detail::get_u32(bytes.data() + 8) == 1);
+    CHECK(bytes.substr(16, 4) == "BLK1");  // no keyspace table
+
+    // Into a store that has keyspaces: everything lands in "", the others stay.
+    auto dst = keel::memory_store::open({});
+    REQUIRE(dst);
+    auto users = dst->keyspace("users");
+    REQUIRE(users);
+    REQUIRE(users->put("k1", "users' own"));
+    REQUIRE(keel::import_dump(*dst, file));
+    auto got = all_keyspaces(*dst);
+    CHECK(got[""] == sample(20));
+    CHECK((got["users"] == std::map<std::string, std::string>{{"k1", "users' own"}}));
+    CHECK(got.size() == 2);
+    // And into RocksDB's default column family (the SST path).
+    auto rocks = open_rocks(tmp.path() / "db");
+    REQUIRE(keel::import_dump(rocks, file));
+    CHECK((*rocks.keyspaces() == std::vector<std::string>{""}));
+    CHECK(contents(rocks) == sample(20));
+  }
+
+  TEST_CASE("copy carries every keyspace: memory -> RocksDB, RocksDB -> any_store, with a range in each") {
+    temp_dir tmp;
+    const auto data = keyspace_sample();
+    auto mem = keel::memory_store::open({});
+    REQUIRE(mem);
+    fill_keyspaces(*mem, data);
+    auto rocks = open_rocks(tmp.path() / "db");
+    auto n = keel::copy(*mem, rocks);
+    REQUIRE(n);
+    CHECK(all_keyspaces(rocks) == data);
+
+    auto back = keel::memory_store::open({});
+    REQUIRE(back);
+    keel::any_store dst(std::move(*back));
+    keel::copy_options o;
+    o.range = keel::key_range::prefix("k1");
+    o.batch_bytes = 64;
+    REQUIRE(keel::copy(rocks, dst, o));
+    auto got = all_keyspaces(dst);
+    CHECK(got.size() == data.size());  // every keyspace, the empty ones too
+    for (const auto& [name, entries] : data) {
+      std::map<std::string, std::string> want;
+      for (const auto& [k, v] : entries)
+        if (k.rfind("k1", 0) == 0) want[k] = v;
+      CHECK(got[name] == want);
+    }
+  }
+
+  TEST_CASE("a destination without keyspaces refuses a dump or a copy that has them: not_supported, nothing written") {
+    temp_dir tmp;
+    auto mem = keel::memory_store::open({});
+    REQUIRE(mem);
+    fill_keyspaces(*mem, keyspace_sample());
+    const auto file = tmp.path() / "ks.dump";
+    REQUIRE(keel::export_dump(*mem, file));
+
+    batch_recorder plain;  // write() only, no keyspace()
+    auto imported = keel::import_dump(plain, file);
+    REQUIRE_FALSE(imported);
+    CHECK(imported.error().code() == errc::not_supported);
+    CHECK(imported.error().message().find("no keyspaces") != std::string::npos);
+    CHECK(plain.sizes.empty());
+    auto copied = keel::copy(*mem, plain);
+    REQUIRE_FALSE(copied);
+    CHECK(copied.error().code() == errc::not_supported);
+    CHECK(plain.sizes.empty());
+    // A version-1 dump and a store with only "" still go anywhere.
+    auto flat = keel::memory_store::open({});
+    fill(*flat, sample(5));
+    REQUIRE(keel::copy(*flat, plain));
+    CHECK(plain.data == sample(5));
+    // A const source cannot open its keyspaces: refused, not cut down to "".
+    const keel::memory_store& const_mem = *mem;
+    batch_recorder other;
+    auto from_const = keel::copy(const_mem, other);
+    REQUIRE_FALSE(from_const);
+    CHECK(from_const.error().code() == errc::not_supported);
+    CHECK(other.sizes.empty());
+  }
+
+  TEST_CASE("a damaged version-2 dump is refused: keyspace table, record keyspace index, unsorted table") {
+    temp_dir tmp;
+    const fs::path f = tmp.path() / "raw.dump";
+    auto import_into_fresh = [&](const std::string& bytes) {
+      spit(f, bytes);
+      auto dst = keel::memory_store::open({});
+      REQUIRE(dst);
+      auto r = keel::import_dump(*dst, f);
+      if (r) return std::optional<keel::error>();
+      CHECK(all_keyspaces(*dst).size() == 1);  // no keyspace created
+      CHECK(contents(*dst).empty());
+      return std::optional<keel::error>(r.error());
+    };
+    const std::vector<std::string> table{"", "a"};
+    // The well-formed file imports (so the cases below fail for their reason only).
+    CHECK_FALSE(import_into_fresh(raw_v2_dump(table, {{0, "k", "v"}, {1, "k", "w"}})));
+    // A record naming keyspace #2 of a table of 2 (checksums all valid).
+    auto bad_index = import_into_fresh(raw_v2_dump(table, {{0, "k", "v"}, {2, "k", "w"}}));
+    REQUIRE(bad_index);
+    CHECK(bad_index->code() == errc::corruption);
+    CHECK(bad_index->message().find("keyspace #2") != std::string::npos);
+    // A table out of order, or with a duplicate.
+    auto unsorted = import_into_fresh(raw_v2_dump({"b", "a"}, {{0, "k", "v"}}));
+    REQUIRE(unsorted);
+    CHECK(unsorted->code() == errc::corruption);
+    auto duplicate = import_into_fresh(raw_v2_dump({"a", "a"}, {{0, "k", "v"}}));
+    REQUIRE(duplicate);
+    CHECK(duplicate->code() == errc::corruption);
+    // A name over 255 bytes.
+    auto long_name = import_into_fresh(raw_v2_dump({std::string(256, 'x')}, {{0, "k", "v"}}));
+    REQUIRE(long_name);
+    CHECK(long_name->code() == errc::corruption);
+    // A flipped bit in the table, or a version-2 header without a table.
+    std::string flipped = raw_v2_dump(table, {{1, "k", "v"}});
+    flipped[16 + 16 + 2] ^= 0x01;  // in the names
+    auto bad_crc = import_into_fresh(flipped);
+    REQUIRE(bad_crc);
+    CHECK(bad_crc->code() == errc::corruption);
+    std::string no_table = raw_v2_dump(table, {});
+    no_table.erase(16, 16 + 3);
+    auto missing_table = import_into_fresh(no_table);
+    REQUIRE(missing_table);
+    CHECK(missing_table->code() == errc::corruption);
+  }
+
+  TEST_CASE("dump_writer: version 2 only for keyspaces other than \"\", undeclared keyspaces refused, sorted per keyspace") {
+    temp_dir tmp;
+    keel::dump_writer w;
+    REQUIRE(w.open(tmp.path() / "w.dump"));
+    REQUIRE(w.set_keyspaces({"b", "a", "", "a"}));
+    auto undeclared = w.add(keel::keyspace_name("c"), "k", "v");
+    REQUIRE_FALSE(undeclared);
+    CHECK(undeclared.error().code() == errc::invalid_argument);
+    REQUIRE(w.add("z", "in default"));
+    REQUIRE(w.add(keel::keyspace_name("a"), "a", "1"));  // a new keyspace may start below the last key
+    REQUIRE(w.add(keel::keyspace_name("b"), "a", "2"));
+    CHECK(w.set_keyspaces({"x"}).error().code() == errc::invalid_argument);  // after a record
+    auto info = w.finish();
+    REQUIRE(info);
+    CHECK(info->version == 2);
+    CHECK(info->sorted);
+    CHECK((info->keyspaces == std::vector<std::string>{"", "a", "b"}));
+    keel::dump_reader r;
+    REQUIRE(r.open(tmp.path() / "w.dump"));
+    std::vector<std::string> seen;
+    for (;;) {
+      auto more = r.next();
+      REQUIRE(more);
+      if (!*more) break;
+      seen.push_back(std::string(r.keyspace()) + "/" + std::string(r.key()) + "=" + std::string(r.value()));
+    }
+    CHECK((seen == std::vector<std::string>{"/z=in default", "a/a=1", "b/a=2"}));
+
+    // Keyspaces out of table order: not sorted (RocksDB then imports through batches).
+    keel::dump_writer u;
+    REQUIRE(u.open(tmp.path() / "u.dump"));
+    REQUIRE(u.set_keyspaces({"a", "b"}));
+    REQUIRE(u.add(keel::keyspace_name("b"), "k", "1"));
+    REQUIRE(u.add(keel::keyspace_name("a"), "k", "2"));
+    auto uinfo = u.finish();
+    REQUIRE(uinfo);
+    CHECK_FALSE(uinfo->sorted);
+    auto rocks = open_rocks(tmp.path() / "db");
+    REQUIRE(keel::import_dump(rocks, tmp.path() / "u.dump"));
+    CHECK(all_keyspaces(rocks) == std::map<std::string, std::map<std::string, std::string>>{
+                                      {"", {}}, {"a", {{"k", "2"}}}, {"b", {{"k", "1"}}}});
+
+    // Only "" declared: version 1.
+    keel::dump_writer flat;
+    REQUIRE(flat.open(tmp.path() / "f.dump"));
+    REQUIRE(flat.set_keyspaces({""}));
+    REQUIRE(flat.add("k", "v"));
+    CHECK(flat.add(keel::keyspace_name("a"), "k", "v").error().code() == errc::invalid_argument);
+    auto finfo = flat.finish();
+    REQUIRE(finfo);
+    CHECK(finfo->version == 1);
   }
 }
 

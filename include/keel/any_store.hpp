@@ -11,11 +11,13 @@
 #include <cstddef>
 #include <filesystem>
 #include <initializer_list>
+#include <memory>
 #include <optional>
 #include <ranges>
 #include <span>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -43,6 +45,160 @@ struct open_attempt {
   std::optional<keel::error> error;  // empty: this attempt opened the store
 };
 
+namespace detail {
+
+// The std::variant of basic_keyspace<P> for those P of Policies that have
+// keyspaces (keyspace_policy), after std::monostate (an empty handle).
+template <class Variant, class... Policies>
+struct keyspace_variant_of {
+  using type = Variant;
+};
+template <class... Done, class P, class... Rest>
+struct keyspace_variant_of<std::variant<Done...>, P, Rest...> {
+  using type = typename keyspace_variant_of<
+      std::conditional_t<keyspace_policy<P>, std::variant<Done..., basic_keyspace<P>>, std::variant<Done...>>,
+      Rest...>::type;
+};
+
+// The policy of a basic_transaction<P>.
+template <class T>
+struct transaction_policy;
+template <class P>
+struct transaction_policy<basic_transaction<P>> {
+  using type = P;
+};
+
+// What a basic_any_store's keyspace calls give on a backend without keyspaces.
+inline keel::error keyspaces_not_supported(backend b, std::string_view what) {
+  return keel::error(errc::not_supported, std::string("the ") + std::string(to_string(b)) +
+                                              " backend has no keyspaces yet (" + std::string(what) + ")");
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------
+// basic_any_keyspace: a handle to one keyspace of a basic_any_store (see
+// basic_keyspace: the same calls, contracts and errors), for the backend
+// chosen at run time. A std::variant of the live backend's basic_keyspace,
+// no dynamic dispatch. Cheap to copy; thread-safe as basic_keyspace. A
+// default-constructed handle is empty: every call gives errc::closed.
+// ---------------------------------------------------------------------------
+template <class... Policies>
+class basic_any_keyspace {
+ public:
+  using cursor = basic_cursor<detail::variant_cursor<Policies...>>;
+  using variant_type = typename detail::keyspace_variant_of<std::variant<std::monostate>, Policies...>::type;
+
+  basic_any_keyspace() = default;
+  // Wraps a backend's handle; `counters`: its store's (for the cursors' counts).
+  template <class P>
+  basic_any_keyspace(basic_keyspace<P> ks, std::shared_ptr<op_counters> counters)
+      : ks_(std::move(ks)), counters_(std::move(counters)) {}
+
+  // Its name ("" for the default keyspace; "" too for an empty handle).
+  const std::string& name() const noexcept {
+    static const std::string none;
+    return std::visit(
+        [](const auto& k) -> const std::string& {
+          if constexpr (std::is_same_v<std::decay_t<decltype(k)>, std::monostate>) {
+            return none;
+          } else {
+            return k.name();
+          }
+        },
+        ks_);
+  }
+  // For write_batch::put(ks, k, v) and friends (a batch goes to the store).
+  operator keyspace_name() const noexcept { return keyspace_name(name()); }  // NOLINT: meant to convert
+  // Whether it is a handle (false: default-constructed).
+  explicit operator bool() const noexcept { return !std::holds_alternative<std::monostate>(ks_); }
+
+  result<void> put(std::string_view key, std::string_view value) {
+    return visit<result<void>>(*this, [&](auto& k) { return k.put(key, value); });
+  }
+  result<std::optional<std::string>> get(std::string_view key) const {
+    return visit<result<std::optional<std::string>>>(*this, [&](const auto& k) { return k.get(key); });
+  }
+  result<bool> contains(std::string_view key) const {
+    return visit<result<bool>>(*this, [&](const auto& k) { return k.contains(key); });
+  }
+  result<void> erase(std::string_view key) {
+    return visit<result<void>>(*this, [&](auto& k) { return k.erase(key); });
+  }
+  result<void> erase_range(const key_range& range) {
+    return visit<result<void>>(*this, [&](auto& k) { return k.erase_range(range); });
+  }
+  template <std::ranges::input_range Keys>
+    requires std::convertible_to<std::ranges::range_reference_t<Keys>, std::string_view>
+  result<std::vector<std::optional<std::string>>> multi_get(const Keys& keys) const {
+    return visit<result<std::vector<std::optional<std::string>>>>(*this,
+                                                               [&](const auto& k) { return k.multi_get(keys); });
+  }
+  result<std::vector<std::optional<std::string>>> multi_get(std::initializer_list<std::string_view> keys) const {
+    return multi_get(std::span<const std::string_view>(keys.begin(), keys.size()));
+  }
+  cursor scan(const key_range& range = key_range::all()) const {
+    return std::visit(
+        [&](const auto& k) {
+          if constexpr (std::is_same_v<std::decay_t<decltype(k)>, std::monostate>) {
+            return cursor(empty_cursor(), counters_);
+          } else {
+            return cursor(detail::variant_cursor<Policies...>(k.scan_impl(range)), counters_);
+          }
+        },
+        ks_);
+  }
+  result<void> compact(const key_range& range = key_range::all()) {
+    return visit<result<void>>(*this, [&](auto& k) { return k.compact(range); });
+  }
+
+  // The backend's handle, when the store is a basic_store<P> (nullptr otherwise).
+  template <class P>
+  const basic_keyspace<P>* get_if() const noexcept {
+    return std::get_if<basic_keyspace<P>>(&ks_);
+  }
+  const variant_type& handle() const noexcept { return ks_; }
+  // The backend's handle for a view of a basic_store<P> (a snapshot, a
+  // transaction; `what` names it in errors): a pointer, or the error (an
+  // empty handle: closed; another backend's: invalid_argument; P without
+  // keyspaces: not_supported).
+  template <class P>
+  auto resolve(std::string_view what) const {
+    if constexpr (keyspace_policy<P>) {
+      using R = result<const basic_keyspace<P>*>;
+      if (!*this) return R(empty_error());
+      if (const auto* k = get_if<P>()) return R(k);
+      return R(keel::error(errc::invalid_argument,
+                           "the keyspace handle is not of this " + std::string(what) + "'s store"));
+    } else {
+      return result<std::monostate>(detail::keyspaces_not_supported(P::backend_kind, what));
+    }
+  }
+
+ private:
+  static keel::error empty_error() { return closed_error("keyspace handle (empty)"); }
+  static detail::variant_cursor<Policies...> empty_cursor() {
+    using first = std::tuple_element_t<0, std::tuple<Policies...>>;
+    return detail::variant_cursor<Policies...>(first::failed_cursor(empty_error()));
+  }
+  // f(the live handle), or empty_error() for an empty handle.
+  template <class R, class Self, class F>
+  static R visit(Self& self, F&& f) {
+    return std::visit(
+        [&](auto& k) -> R {
+          if constexpr (std::is_same_v<std::decay_t<decltype(k)>, std::monostate>) {
+            return empty_error();
+          } else {
+            return f(k);
+          }
+        },
+        self.ks_);
+  }
+
+  variant_type ks_;
+  std::shared_ptr<op_counters> counters_;
+};
+
 // A point-in-time view of a basic_any_store (see basic_snapshot).
 template <class... Policies>
 class basic_any_snapshot {
@@ -63,11 +219,57 @@ class basic_any_snapshot {
         [&](const auto& s) { return cursor(detail::variant_cursor<Policies...>(s.scan_impl(range)), s.counters()); },
                       snapshot_);
   }
+  // The same in keyspace `ks`, a handle of the same store (see
+  // basic_snapshot: a keyspace dropped since stays readable or gives
+  // snapshot_expired, per backend). An empty handle: errc::closed; one of
+  // another backend: errc::invalid_argument; a backend without keyspaces:
+  // errc::not_supported.
+  result<std::optional<std::string>> get(const basic_any_keyspace<Policies...>& ks, std::string_view key) const {
+    return with_keyspace<result<std::optional<std::string>>>(
+        ks, [&](const auto& s, const auto& k) { return s.get(k, key); });
+  }
+  result<bool> contains(const basic_any_keyspace<Policies...>& ks, std::string_view key) const {
+    return with_keyspace<result<bool>>(ks, [&](const auto& s, const auto& k) { return s.contains(k, key); });
+  }
+  cursor scan(const basic_any_keyspace<Policies...>& ks, const key_range& range = key_range::all()) const {
+    return std::visit([&](const auto& s) { return cursor(scan_in(s, ks, range), s.counters()); }, snapshot_);
+  }
   bool valid() const noexcept {
     return std::visit([](const auto& s) { return s.valid(); }, snapshot_);
   }
 
  private:
+  // f(the snapshot, the backend's keyspace handle), or the error when `ks`
+  // cannot be read through this snapshot.
+  template <class R, class F>
+  R with_keyspace(const basic_any_keyspace<Policies...>& ks, F&& f) const {
+    return std::visit(
+        [&](const auto& s) -> R {
+          auto k = keyspace_of(s, ks);
+          if (!k) return std::move(k).error();
+          if constexpr (!std::is_same_v<decltype(k), result<std::monostate>>) return f(s, **k);
+          else return R(std::move(k).error());  // not reached: keyspace_of gave an error
+        },
+        snapshot_);
+  }
+  template <class P>
+  static detail::variant_cursor<Policies...> scan_in(const basic_snapshot<P>& s,
+                                                     const basic_any_keyspace<Policies...>& ks,
+                                                     const key_range& range) {
+    using cursor_impl = detail::variant_cursor<Policies...>;
+    auto k = keyspace_of(s, ks);
+    if (!k) return cursor_impl(P::failed_cursor(std::move(k).error()));
+    if constexpr (keyspace_policy<P>) {
+      return cursor_impl(s.scan_impl(**k, range));
+    } else {
+      return cursor_impl(P::failed_cursor(detail::keyspaces_not_supported(P::backend_kind, "snapshot scan")));
+    }
+  }
+  template <class P>
+  static auto keyspace_of(const basic_snapshot<P>&, const basic_any_keyspace<Policies...>& ks) {
+    return ks.template resolve<P>("snapshot");
+  }
+
   std::variant<basic_snapshot<Policies>...> snapshot_;
 };
 
@@ -110,7 +312,54 @@ class basic_any_transaction {
     return std::visit([](const auto& t) { return t.is_active(); }, tx_);
   }
 
+  // The same in keyspace `ks`, a handle of this transaction's store (see
+  // basic_transaction: conflicts per (keyspace, key), one atomic commit over
+  // every keyspace). An empty handle: errc::closed; one of another backend:
+  // errc::invalid_argument; a backend without keyspaces: errc::not_supported.
+  result<std::optional<std::string>> get(const basic_any_keyspace<Policies...>& ks, std::string_view key) {
+    return with_keyspace<result<std::optional<std::string>>>(ks, [&](auto& t, const auto& k) { return t.get(k, key); });
+  }
+  result<bool> contains(const basic_any_keyspace<Policies...>& ks, std::string_view key) {
+    return with_keyspace<result<bool>>(ks, [&](auto& t, const auto& k) { return t.contains(k, key); });
+  }
+  cursor scan(const basic_any_keyspace<Policies...>& ks, const key_range& range = key_range::all()) {
+    return std::visit([&](auto& t) { return cursor(scan_in(t, ks, range), t.counters()); }, tx_);
+  }
+  result<void> put(const basic_any_keyspace<Policies...>& ks, std::string_view key, std::string_view value) {
+    return with_keyspace<result<void>>(ks, [&](auto& t, const auto& k) { return t.put(k, key, value); });
+  }
+  result<void> erase(const basic_any_keyspace<Policies...>& ks, std::string_view key) {
+    return with_keyspace<result<void>>(ks, [&](auto& t, const auto& k) { return t.erase(k, key); });
+  }
+  result<void> erase_range(const basic_any_keyspace<Policies...>& ks, const key_range& range) {
+    return with_keyspace<result<void>>(ks, [&](auto& t, const auto& k) { return t.erase_range(k, range); });
+  }
+
  private:
+  template <class R, class F>
+  R with_keyspace(const basic_any_keyspace<Policies...>& ks, F&& f) {
+    return std::visit(
+        [&](auto& t) -> R {
+          using P = typename detail::transaction_policy<std::decay_t<decltype(t)>>::type;
+          auto k = ks.template resolve<P>("transaction");
+          if (!k) return std::move(k).error();
+          if constexpr (keyspace_policy<P>) return f(t, **k);
+          else return R(std::move(k).error());  // not reached: resolve gave an error
+        },
+        tx_);
+  }
+  template <class P>
+  static detail::variant_tx_cursor<Policies...> scan_in(basic_transaction<P>& t,
+                                                        const basic_any_keyspace<Policies...>& ks,
+                                                        const key_range& range) {
+    using cursor_impl = detail::variant_tx_cursor<Policies...>;
+    using one = detail::tx_cursor<typename P::cursor_type>;
+    auto k = ks.template resolve<P>("transaction scan");
+    if (!k) return cursor_impl(one(P::failed_cursor(std::move(k).error()), range, nullptr, 0));
+    if constexpr (keyspace_policy<P>) return cursor_impl(t.scan_impl(**k, range));
+    else return cursor_impl(one(P::failed_cursor(std::move(k).error()), range, nullptr, 0));
+  }
+
   std::variant<basic_transaction<Policies>...> tx_;
 };
 
@@ -127,6 +376,7 @@ class basic_any_store {
   using cursor = basic_cursor<detail::variant_cursor<Policies...>>;
   using snapshot_type = basic_any_snapshot<Policies...>;
   using transaction_type = basic_any_transaction<Policies...>;
+  using keyspace_type = basic_any_keyspace<Policies...>;
 
   // Wraps an open store. `attempts` records how it was chosen (open_store
   // fills it); a fallback is an open whose earlier attempts failed.
@@ -189,6 +439,71 @@ class basic_any_store {
   }
   bool is_open() const noexcept {
     return std::visit([](const auto& s) { return s.is_open(); }, store_);
+  }
+
+  // Keyspaces (keyspace.hpp), forwarded to the live backend: the keyspace
+  // `name` ("" is the default one), created if missing (a read-only store:
+  // errc::not_found); a name over 255 bytes: errc::invalid_argument. A
+  // backend without keyspaces (has_keyspaces() false) gives
+  // errc::not_supported for every name, "" included (the store's own calls
+  // are the default keyspace there).
+  result<keyspace_type> keyspace(std::string_view name) {
+    return std::visit(
+        [&](auto& s) -> result<keyspace_type> {
+          using P = typename std::decay_t<decltype(s)>::policy_type;
+          if constexpr (keyspace_policy<P>) {
+            auto ks = s.keyspace(name);
+            if (!ks) return std::move(ks).error();
+            return keyspace_type(std::move(*ks), s.counters());
+          } else {
+            if (!s.is_open()) return closed_error();
+            if (auto bad = keyspace_name_error(name)) return *bad;
+            return detail::keyspaces_not_supported(P::backend_kind, "keyspace '" + std::string(name) + "'");
+          }
+        },
+        store_);
+  }
+  // Every keyspace's name, sorted, "" included; {""} on a backend without
+  // keyspaces (its one, default keyspace).
+  result<std::vector<std::string>> keyspaces() const {
+    return std::visit(
+        [&](const auto& s) -> result<std::vector<std::string>> {
+          using P = typename std::decay_t<decltype(s)>::policy_type;
+          if constexpr (keyspace_policy<P>) {
+            return s.keyspaces();
+          } else {
+            if (!s.is_open()) return closed_error();
+            return std::vector<std::string>{std::string()};
+          }
+        },
+        store_);
+  }
+  // Drops the keyspace `name` atomically (see basic_store::drop_keyspace):
+  // "" is errc::invalid_argument, a missing name errc::not_found; a backend
+  // without keyspaces: errc::not_supported for any other name.
+  result<void> drop_keyspace(std::string_view name) {
+    return std::visit(
+        [&](auto& s) -> result<void> {
+          using P = typename std::decay_t<decltype(s)>::policy_type;
+          if constexpr (keyspace_policy<P>) {
+            return s.drop_keyspace(name);
+          } else {
+            if (!s.is_open()) return closed_error();
+            if (name.empty()) {
+              return keel::error(errc::invalid_argument, "the default keyspace \"\" cannot be dropped");
+            }
+            if (auto bad = keyspace_name_error(name)) return *bad;
+            return detail::keyspaces_not_supported(P::backend_kind, "drop_keyspace");
+          }
+        },
+        store_);
+  }
+  // Whether the live backend has keyspaces other than "" (keel::keyspace_policy).
+  // A backend that has them can still refuse them at run time (memory with
+  // persist_path: errc::not_supported from keyspace(name)).
+  bool has_keyspaces() const noexcept {
+    return std::visit(
+        [](const auto& s) { return keyspace_policy<typename std::decay_t<decltype(s)>::policy_type>; }, store_);
   }
 
   // The backend in use.

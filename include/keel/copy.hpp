@@ -4,8 +4,12 @@
 //   auto n = keel::copy(src, dst, {.range = key_range::prefix("user/"), .progress = show});
 //
 // Generic over anything with scan(key_range) (basic_store, basic_any_store,
-// snapshots) as source and write(write_batch) as destination. The source is
-// read through one cursor, i.e. one consistent view; the destination gets
+// snapshots) as source and write(write_batch) as destination. Every keyspace
+// of the source is copied into the keyspace of the same name, created in the
+// destination first (keyspace(name)); a destination without keyspaces
+// refuses a source that has any but "" (errc::not_supported, nothing
+// written). The source is read through one cursor (one consistent view), or
+// one snapshot when it has keyspaces other than ""; the destination gets
 // write_batches of copy_options::batch_bytes (and at most batch_records
 // entries, when set), each atomic, not the whole copy.
 // Existing keys in the destination are overwritten, others are kept.
@@ -13,6 +17,9 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include "dump.hpp"
 #include "key_range.hpp"
@@ -35,25 +42,28 @@ struct copy_info {
 };
 
 template <class Source, class Destination>
-result<copy_info> copy(const Source& src, Destination& dst, const copy_options& opts = {}) {
-  auto cursor = src.scan(opts.range);
+result<copy_info> copy(Source& src, Destination& dst, const copy_options& opts = {}) {
   write_batch batch;
   copy_info info;
   progress_info p;
   detail::progress_throttle t{opts.progress};
-  for (const auto& e : cursor) {
-    batch.put(e.key, e.value);
-    ++info.records;
-    info.payload_bytes += e.key.size() + e.value.size();
-    if (batch.payload_bytes() >= opts.batch_bytes || (opts.batch_records && batch.size() >= opts.batch_records)) {
-      if (auto w = dst.write(batch); !w) return w.error();
-      batch.clear();
-    }
-    p.records = info.records;
-    p.bytes = info.payload_bytes;
-    t.tick(p);
-  }
-  if (cursor.error()) return *cursor.error();
+  auto walked = detail::walk_keyspaces(
+      src, opts.range,
+      [&](const std::vector<std::string>& names) { return detail::create_keyspaces(dst, names, "the source"); },
+      [&](std::string_view ks, std::string_view key, std::string_view value) -> result<void> {
+        batch.put(keyspace_name(ks), key, value);
+        ++info.records;
+        info.payload_bytes += key.size() + value.size();
+        if (batch.payload_bytes() >= opts.batch_bytes || (opts.batch_records && batch.size() >= opts.batch_records)) {
+          if (auto w = dst.write(batch); !w) return w;
+          batch.clear();
+        }
+        p.records = info.records;
+        p.bytes = info.payload_bytes;
+        t.tick(p);
+        return {};
+      });
+  if (!walked) return walked.error();
   if (!batch.empty()) {
     if (auto w = dst.write(batch); !w) return w.error();
   }
@@ -63,7 +73,7 @@ result<copy_info> copy(const Source& src, Destination& dst, const copy_options& 
 
 // The form the issue names: copy(src, dst, progress).
 template <class Source, class Destination>
-result<copy_info> copy(const Source& src, Destination& dst, progress_fn progress) {
+result<copy_info> copy(Source& src, Destination& dst, progress_fn progress) {
   copy_options o;
   o.progress = std::move(progress);
   return keel::copy(src, dst, o);

@@ -14,6 +14,7 @@
 // damaged file is refused before anything is written), a second pass writes.
 #pragma once
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -23,6 +24,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "detail/encoding.hpp"
 #include "detail/platform_file.hpp"
@@ -37,22 +39,27 @@ namespace keel {
 // Format constants (docs/dump-format.md).
 // ---------------------------------------------------------------------------
 inline constexpr std::string_view dump_magic = "KEELDUMP";  // file header, 8 bytes
-inline constexpr std::uint32_t dump_version = 1;
+inline constexpr std::uint32_t dump_version = 2;            // the newest version this keel reads
+inline constexpr std::uint32_t dump_version_flat = 1;       // no keyspace table: every record in ""
 inline constexpr std::string_view dump_block_tag = "BLK1";  // 4 bytes
+inline constexpr std::string_view dump_keyspaces_tag = "KSP2";  // version 2: the keyspace table, 4 bytes
 inline constexpr std::string_view dump_end_tag = "END1";    // 4 bytes
 inline constexpr std::size_t dump_header_size = 16;         // magic, version, crc
 inline constexpr std::size_t dump_block_header_size = 16;   // tag, count, size, crc
 inline constexpr std::size_t dump_trailer_size = 28;        // tag, count, bytes, flags, crc
-inline constexpr std::uint32_t dump_flag_sorted = 1;        // keys strictly ascending (bytewise)
+inline constexpr std::uint32_t dump_flag_sorted = 1;        // keys strictly ascending (bytewise) per
+                                                            // keyspace, keyspaces in table order
 inline constexpr std::size_t dump_block_target = 64 * 1024;
 
 // What a dump holds, from its trailer.
 struct dump_info {
-  std::uint32_t version = dump_version;
+  std::uint32_t version = dump_version_flat;
   std::uint64_t records = 0;        // key-value pairs
   std::uint64_t payload_bytes = 0;  // sum of key and value sizes
   std::uint64_t file_bytes = 0;     // size of the dump file
   bool sorted = true;               // keys strictly ascending: ingestible as SST files
+  // The keyspaces the dump declares, sorted ({""} for a version-1 dump).
+  std::vector<std::string> keyspaces{std::string()};
 };
 
 // Progress of a long operation; total_* are 0 when unknown.
@@ -88,27 +95,70 @@ class dump_writer {
       return err;
     }
     owns_fd_ = true;
-    return start();
+    return {};
   }
   // Writes to an open C runtime descriptor (e.g. 1 for stdout), which stays open.
   result<void> open_fd(int fd, std::string name = "<stdout>") {
     if (auto e = file_.borrow_fd(fd)) return detail::os_error(e, "cannot write to " + name);
     owns_fd_ = false;
     path_ = name;
-    return start();
+    return {};
   }
 
-  // Appends one record. Keys need not be sorted (the trailer says whether they were).
-  result<void> add(std::string_view key, std::string_view value) {
+  // Declares the keyspaces the dump will hold (0-255 bytes each; sorted and
+  // deduplicated here), after open() and before the first record. Names
+  // other than "": a version-2 dump, whose records each carry their
+  // keyspace; not called, or only "": a version-1 dump (what keel wrote
+  // before keyspaces, readable by older keel). A name over 255 bytes, or a
+  // call after a record: errc::invalid_argument.
+  result<void> set_keyspaces(std::vector<std::string> names) {
     if (!file_.is_open()) return keel::error(errc::closed, "dump writer is not open");
-    if (key.size() + value.size() + 20 > 0xFFFFFFFFull - dump_block_header_size) {
+    if (started_) return keel::error(errc::invalid_argument, "dump: set_keyspaces() comes before the first record");
+    for (const auto& n : names) {
+      if (n.size() > 255) return keel::error(errc::invalid_argument, "dump: a keyspace name is at most 255 bytes");
+    }
+    std::sort(names.begin(), names.end());
+    names.erase(std::unique(names.begin(), names.end()), names.end());
+    if (names.empty() || (names.size() == 1 && names[0].empty())) {
+      keyspaces_.assign(1, std::string());
+      version_ = dump_version_flat;
+    } else {
+      keyspaces_ = std::move(names);
+      version_ = dump_version;
+    }
+    return {};
+  }
+
+  // Appends one record, in keyspace "". Keys need not be sorted (the trailer
+  // says whether they were).
+  result<void> add(std::string_view key, std::string_view value) { return add(keyspace_name(""), key, value); }
+  // Appends one record in keyspace `ks`, which set_keyspaces() declared
+  // ("" needs no declaration in a version-1 dump); else errc::invalid_argument.
+  // Sorted means: keyspaces in table order, keys strictly ascending in each.
+  result<void> add(keyspace_name ks, std::string_view key, std::string_view value) {
+    if (!file_.is_open()) return keel::error(errc::closed, "dump writer is not open");
+    if (key.size() + value.size() + 30 > 0xFFFFFFFFull - dump_block_header_size) {
       return keel::error(errc::invalid_argument, "dump: a record larger than 4 GiB cannot be written");
     }
-    if (records_ > 0 && !(std::string_view(last_key_) < key)) sorted_ = false;
+    if (ks.name != keyspaces_[index_]) {
+      auto it = std::lower_bound(keyspaces_.begin(), keyspaces_.end(), ks.name);
+      if (it == keyspaces_.end() || *it != ks.name) {
+        return keel::error(errc::invalid_argument,
+                           "dump: a record in keyspace '" + std::string(ks.name) +
+                               "', which set_keyspaces() did not declare");
+      }
+      index_ = static_cast<std::size_t>(it - keyspaces_.begin());
+    }
+    if (auto r = start(); !r) return r;
+    if (records_ > 0 && (index_ < last_index_ || (index_ == last_index_ && !(std::string_view(last_key_) < key)))) {
+      sorted_ = false;
+    }
     if (sorted_) last_key_.assign(key);
-    if (!block_.empty() && block_.size() + key.size() + value.size() + 20 > dump_block_target) {
+    last_index_ = index_;
+    if (!block_.empty() && block_.size() + key.size() + value.size() + 30 > dump_block_target) {
       if (auto r = flush_block(); !r) return r;
     }
+    if (version_ != dump_version_flat) detail::put_varint(block_, index_);
     detail::put_varint(block_, key.size());
     block_.append(key);
     detail::put_varint(block_, value.size());
@@ -122,6 +172,7 @@ class dump_writer {
   // Writes the trailer; for a path: fsync, rename, fsync of the directory.
   result<dump_info> finish() {
     if (!file_.is_open()) return keel::error(errc::closed, "dump writer is not open");
+    if (auto r = start(); !r) return r.error();
     if (auto r = flush_block(); !r) return r.error();
     std::string t(dump_end_tag);
     detail::put_u64(t, records_);
@@ -132,6 +183,8 @@ class dump_writer {
     if (auto r = emit(t); !r) return r.error();
     if (auto r = drain(); !r) return r.error();
     dump_info info;
+    info.version = version_;
+    info.keyspaces = keyspaces_;
     info.records = records_;
     info.payload_bytes = payload_;
     info.file_bytes = written_;
@@ -161,10 +214,25 @@ class dump_writer {
   std::uint64_t payload_bytes() const noexcept { return payload_; }
 
  private:
+  // Writes the header (and a version-2 dump's keyspace table) once.
   result<void> start() {
+    if (started_) return {};
+    started_ = true;
     std::string h(dump_magic);
-    detail::put_u32(h, dump_version);
+    detail::put_u32(h, version_);
     detail::put_u32(h, detail::crc32c(h));
+    if (version_ != dump_version_flat) {
+      std::string table;
+      for (const auto& n : keyspaces_) {
+        detail::put_varint(table, n.size());
+        table.append(n);
+      }
+      h.append(dump_keyspaces_tag);
+      detail::put_u32(h, static_cast<std::uint32_t>(keyspaces_.size()));
+      detail::put_u32(h, static_cast<std::uint32_t>(table.size()));
+      detail::put_u32(h, detail::crc32c(table));
+      h.append(table);
+    }
     return emit(h);
   }
   result<void> flush_block() {
@@ -206,6 +274,10 @@ class dump_writer {
   std::uint64_t records_ = 0, payload_ = 0, written_ = 0;
   std::uint32_t crc_ = 0;
   bool sorted_ = true;
+  bool started_ = false;  // the header is written
+  std::uint32_t version_ = dump_version_flat;
+  std::vector<std::string> keyspaces_{std::string()};  // sorted; a record names its index
+  std::size_t index_ = 0, last_index_ = 0;             // of the current and the previous record
 };
 
 // ---------------------------------------------------------------------------
@@ -248,12 +320,14 @@ class dump_reader {
     if (detail::get_u32(h.data() + 12) != detail::crc32c(std::string_view(h).substr(0, 12))) {
       return damaged(0, "the header checksum does not match");
     }
-    if (version != dump_version) {
-      return keel::error(errc::not_supported, dump_name_ + " has format version " +
-                                                  std::to_string(version) + "; this keel reads version " +
-                                                  std::to_string(dump_version));
+    if (version != dump_version && version != dump_version_flat) {
+      return keel::error(errc::not_supported, dump_name_ + " has format version " + std::to_string(version) +
+                                                  "; this keel reads versions 1 and " + std::to_string(dump_version));
     }
     info_.version = version;
+    if (version != dump_version_flat) {
+      if (auto t = read_keyspace_table(); !t) return t;
+    }
     return {};
   }
 
@@ -272,6 +346,15 @@ class dump_reader {
     std::uint64_t klen = 0, vlen = 0;
     std::string_view b(block_);
     if (remaining_in_block_ == 0) return damaged(block_offset_, "the block holds more records than its header says");
+    if (info_.version != dump_version_flat) {
+      std::uint64_t index = 0;
+      if (!detail::get_varint(b, pos_, index)) return damaged(block_offset_, "bad record");
+      if (index >= info_.keyspaces.size()) {
+        return damaged(block_offset_, "a record names keyspace #" + std::to_string(index) + "; the table has " +
+                                          std::to_string(info_.keyspaces.size()));
+      }
+      index_ = static_cast<std::size_t>(index);
+    }
     if (!detail::get_varint(b, pos_, klen) || klen > b.size() - pos_) return damaged(block_offset_, "bad record");
     key_ = b.substr(pos_, klen);
     pos_ += klen;
@@ -286,6 +369,11 @@ class dump_reader {
 
   std::string_view key() const noexcept { return key_; }
   std::string_view value() const noexcept { return value_; }
+  // The current record's keyspace ("" in a version-1 dump), and its index in keyspaces().
+  std::string_view keyspace() const noexcept { return info_.keyspaces[index_]; }
+  std::size_t keyspace_index() const noexcept { return index_; }
+  // The keyspaces the dump declares, sorted ({""} for version 1); known after open().
+  const std::vector<std::string>& keyspaces() const noexcept { return info_.keyspaces; }
   // Bytes of the file read so far, and its size (0 when not a regular file).
   std::uint64_t offset() const noexcept { return offset_; }
   std::uint64_t file_size() const noexcept { return file_size_; }
@@ -321,6 +409,39 @@ class dump_reader {
     }
     crc_ = detail::crc32c_extend(crc_, out.data(), n);
     offset_ += n;
+    return {};
+  }
+  // A version-2 dump's keyspace table, right after the header: "KSP2",
+  // count, size, CRC32C, then count names (varint length, bytes), strictly
+  // ascending, each at most 255 bytes.
+  result<void> read_keyspace_table() {
+    const std::uint64_t at = offset_;
+    std::string h;
+    if (auto r = read_exact(dump_block_header_size, h, "the keyspace table"); !r) return r;
+    if (std::string_view(h).substr(0, 4) != dump_keyspaces_tag) return damaged(at, "expected the keyspace table");
+    std::uint32_t count = detail::get_u32(h.data() + 4);
+    std::uint32_t size = detail::get_u32(h.data() + 8);
+    std::uint32_t crc = detail::get_u32(h.data() + 12);
+    if (file_size_ && (offset_ > file_size_ || size > file_size_ - offset_)) {
+      return truncated("the keyspace table", file_size_);
+    }
+    if (count == 0 || count > size || size > count * 257ull) return damaged(at, "bad keyspace table header");
+    std::string table;
+    if (auto r = read_exact(size, table, "the keyspace table"); !r) return r;
+    if (detail::crc32c(table) != crc) return damaged(at, "the keyspace table checksum does not match");
+    std::vector<std::string> names;
+    std::size_t pos = 0;
+    for (std::uint32_t i = 0; i < count; ++i) {
+      std::uint64_t n = 0;
+      if (!detail::get_varint(table, pos, n) || n > 255 || n > table.size() - pos) {
+        return damaged(at, "bad keyspace name in the table");
+      }
+      names.emplace_back(table, pos, n);
+      pos += n;
+      if (i > 0 && !(names[i - 1] < names[i])) return damaged(at, "the keyspace table is not sorted");
+    }
+    if (pos != table.size()) return damaged(at, "bytes after the keyspace table's names");
+    info_.keyspaces = std::move(names);
     return {};
   }
   // Reads the next block; false after a verified trailer.
@@ -387,6 +508,7 @@ class dump_reader {
   std::size_t pos_ = 0;
   std::uint32_t remaining_in_block_ = 0;
   std::string_view key_, value_;
+  std::size_t index_ = 0;  // the current record's keyspace, in info_.keyspaces
   std::uint64_t records_ = 0, payload_ = 0;
   dump_info info_;
   bool done_ = false;
@@ -442,32 +564,145 @@ inline result<dump_info> verify_dump(const std::filesystem::path& path, const pr
   return detail::verify_dump_records(path, progress, source_name, {});
 }
 
-// Writes every entry of `store` in `range` to an open writer and finishes it
-// (to stdout: writer.open_fd(1)).
+namespace detail {
+
+// A keyspace name as messages show it: printable ASCII as is, other bytes
+// as \xHH.
+inline std::string dump_keyspace_text(std::string_view name) {
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  for (const char ch : name) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += ch;
+    } else {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+// A store that lists its keyspaces (basic_store of a keyspace policy,
+// basic_any_store), and one that opens handles to them (not through const).
 template <class Store>
-result<dump_info> export_to(const Store& store, dump_writer& w, const key_range& range = key_range::all(),
+concept keyspace_listing = requires(const Store& s) {
+  { s.keyspaces() } -> std::same_as<result<std::vector<std::string>>>;
+};
+template <class Store>
+concept keyspace_opening = requires(Store& s, std::string_view name) {
+  { s.keyspace(name) };
+};
+
+// Reads every entry of `store` in `range` (applied in each keyspace), in
+// every keyspace: first on_names(the sorted names), then fn(name, key,
+// value) for each entry, keyspaces in name order, keys in range order. One
+// consistent view: one scan when the store has only "" (or cannot list
+// keyspaces: a snapshot, a backend without them), else one snapshot read
+// through a handle per keyspace (opened before the snapshot; a keyspace
+// dropped meanwhile fails the walk with the backend's error, or, dropped
+// between the listing and keyspace(name), is recreated empty).
+template <class Store, class OnNames, class Fn>
+result<void> walk_keyspaces(Store& store, const key_range& range, OnNames&& on_names, Fn&& fn) {
+  std::vector<std::string> names{std::string()};
+  if constexpr (keyspace_listing<Store>) {
+    auto listed = store.keyspaces();
+    if (!listed) return std::move(listed).error();
+    names = std::move(*listed);
+  }
+  auto drain = [&](std::string_view name, auto&& cursor) -> result<void> {
+    for (const auto& e : cursor) {
+      if (auto r = fn(name, e.key, e.value); !r) return r;
+    }
+    if (cursor.error()) return *cursor.error();
+    return {};
+  };
+  if (names.size() == 1 && names[0].empty()) {
+    if (auto r = on_names(names); !r) return r;
+    return drain("", store.scan(range));
+  }
+  if constexpr (keyspace_opening<Store>) {
+    using handle = std::remove_cvref_t<decltype(*store.keyspace(std::string_view()))>;
+    std::vector<std::optional<handle>> handles(names.size());
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      if (names[i].empty()) continue;
+      auto h = store.keyspace(names[i]);
+      if (!h) return std::move(h).error();
+      handles[i].emplace(std::move(*h));
+    }
+    auto snap = store.snapshot();
+    if (auto r = on_names(names); !r) return r;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      auto r = handles[i] ? drain(names[i], snap.scan(*handles[i], range)) : drain("", snap.scan(range));
+      if (!r) return r;
+    }
+    return {};
+  } else {
+    return keel::error(errc::not_supported, "the store has keyspaces, but they cannot be read through a const "
+                                            "reference; pass the store itself; nothing was read");
+  }
+}
+
+// Opens (creating) every keyspace of `names` but "" in `store`, the
+// destination of an import or a copy, before anything is written to it. A
+// destination without keyspaces (no keyspace(name), or not_supported from
+// it) refuses names other than "": errc::not_supported, nothing written.
+template <class Store>
+result<void> create_keyspaces(Store& store, const std::vector<std::string>& names, std::string_view what) {
+  for (const auto& name : names) {
+    if (name.empty()) continue;
+    if constexpr (keyspace_opening<Store>) {
+      auto h = store.keyspace(name);
+      if (!h) {
+        return keel::error(h.error().code(), std::string(what) + " holds keyspace '" + dump_keyspace_text(name) +
+                                                 "', which the destination cannot open: " + h.error().message() +
+                                                 "; nothing was written");
+      }
+    } else {
+      return keel::error(errc::not_supported, std::string(what) + " holds keyspace '" + dump_keyspace_text(name) +
+                                                  "', and the destination has no keyspaces; nothing was written");
+    }
+  }
+  return {};
+}
+
+}  // namespace detail
+
+// Writes every entry of `store` in `range` to an open writer and finishes it
+// (to stdout: writer.open_fd(1)). Every keyspace (store.keyspaces()): a
+// store with keyspaces other than "" gives a version-2 dump (the range
+// applies in each keyspace), read through one snapshot; a store with only ""
+// (or a snapshot, or a backend without keyspaces) a version-1 dump, as
+// before keyspaces. `store` is taken by non-const reference to open
+// keyspace handles (nothing is created: the names are listed first).
+template <class Store>
+result<dump_info> export_to(Store& store, dump_writer& w, const key_range& range = key_range::all(),
                             const progress_fn& progress = {}) {
-  auto cursor = store.scan(range);
   progress_info p;
   detail::progress_throttle t{progress};
-  for (const auto& e : cursor) {
-    if (auto r = w.add(e.key, e.value); !r) return r.error();
-    p.records = w.records();
-    p.bytes = w.payload_bytes();
-    t.tick(p);
-  }
-  if (cursor.error()) return *cursor.error();
+  auto walked = detail::walk_keyspaces(
+      store, range, [&](const std::vector<std::string>& names) { return w.set_keyspaces(names); },
+      [&](std::string_view ks, std::string_view key, std::string_view value) -> result<void> {
+        if (auto r = w.add(keyspace_name(ks), key, value); !r) return r;
+        p.records = w.records();
+        p.bytes = w.payload_bytes();
+        t.tick(p);
+        return {};
+      });
+  if (!walked) return walked.error();
   auto info = w.finish();
   t.tick(p, true);
   return info;
 }
 
-// Writes every entry of `store` in `range` (a consistent view: one scan) to
-// a dump at `path` (atomically: temporary file, fsync, rename, fsync of the
-// directory). Works with any keel store (basic_store, basic_any_store, a
-// snapshot).
+// Writes every entry of `store` in `range` (a consistent view: one scan, or
+// one snapshot over every keyspace) to a dump at `path` (atomically:
+// temporary file, fsync, rename, fsync of the directory). Works with any
+// keel store (basic_store, basic_any_store, a snapshot: its default
+// keyspace).
 template <class Store>
-result<dump_info> export_dump(const Store& store, const std::filesystem::path& path,
+result<dump_info> export_dump(Store& store, const std::filesystem::path& path,
                               const key_range& range = key_range::all(), const progress_fn& progress = {}) {
   dump_writer w;
   if (auto o = w.open(path); !o) return o.error();
@@ -495,7 +730,10 @@ struct import_options {
 };
 
 // Imports a dump into `store` (puts; existing keys are overwritten, other
-// keys are kept). Two streaming passes: verify_dump() first, so a truncated
+// keys are kept), every record into its keyspace: the dump's keyspaces are
+// created first (a version-1 dump: everything into ""); a destination
+// without keyspaces refuses a dump naming any (errc::not_supported, nothing
+// written). Two streaming passes: verify_dump() first, so a truncated
 // or damaged file is refused before anything is written; then the records in
 // write_batches of import_options::batch_bytes. If the file changes between
 // the passes, the second pass reports it, but the batches already written
@@ -511,6 +749,7 @@ result<dump_info> import_dump_batches(Store& store, const std::filesystem::path&
   }
   dump_reader r;
   if (auto o = r.open(path, opts.source_name); !o) return o.error();
+  if (auto c = detail::create_keyspaces(store, r.keyspaces(), "the dump"); !c) return c.error();
   progress_info p;
   p.total_records = verified.records;
   p.total_bytes = r.file_size();
@@ -520,7 +759,7 @@ result<dump_info> import_dump_batches(Store& store, const std::filesystem::path&
     auto more = r.next();
     if (!more) return std::move(more).error();
     if (!*more) break;
-    batch.put(r.key(), r.value());
+    batch.put(keyspace_name(r.keyspace()), r.key(), r.value());
     if (batch.payload_bytes() >= opts.batch_bytes || (opts.batch_records && batch.size() >= opts.batch_records)) {
       if (auto w = store.write(batch); !w) return w.error();
       batch.clear();

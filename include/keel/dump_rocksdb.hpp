@@ -6,7 +6,10 @@
 // one DB::IngestExternalFile call: no WAL, no memtable, no flush, and the
 // ingestion is atomic (readers see all the records or none). Measured faster
 // than write batches (docs/dump-format.md, "Throughput"). Unsorted dumps go
-// through write batches.
+// through write batches, and so do dumps with keyspaces other than ""
+// (version 2): one column family per keyspace, written by cross-keyspace
+// batches (keel does not hand out its column family handles for an
+// ingestion into them yet).
 //
 // The SST files are written to a temporary directory inside the database
 // directory ("<db>/keel-import-<pid>"), so that ingestion can move (hard
@@ -44,7 +47,8 @@ result<dump_info> import_dump(basic_store<RocksPolicy<Tuning>>& store, const std
   if (!v) return std::move(v).error();
   import_options rest = opts;
   rest.skip_verify = true;
-  if (!v->sorted || v->records == 0) {
+  const bool default_only = v->keyspaces.size() == 1 && v->keyspaces[0].empty();
+  if (!v->sorted || v->records == 0 || !default_only) {
     return import_dump_batches(store, path, rest);
   }
   auto db_options = store.policy().with_db([](rocksdb::DB& db) { return db.GetOptions(); });

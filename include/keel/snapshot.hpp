@@ -70,9 +70,15 @@ class basic_snapshot {
   cursor scan(const basic_keyspace<Policy>& ks, const key_range& range = key_range::all()) const
     requires keyspace_policy<Policy>
   {
+    return cursor(scan_impl(ks, range), counters_);
+  }
+  // The backend's own cursor, for adapters (basic_any_snapshot).
+  typename Policy::cursor_type scan_impl(const basic_keyspace<Policy>& ks, const key_range& range) const
+    requires keyspace_policy<Policy>
+  {
     if (counters_) counters_->add(op_counters::scans);
-    if (!view_) return cursor(Policy::failed_cursor(view_.error()), counters_);
-    return cursor(view_->scan(ks.handle(), range), counters_);
+    if (!view_) return Policy::failed_cursor(view_.error());
+    return view_->scan(ks.handle(), range);
   }
   // Whether the snapshot was taken (false when the store was already closed).
   bool valid() const noexcept { return view_.has_value(); }
