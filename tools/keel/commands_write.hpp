@@ -1,6 +1,9 @@
 // keel tool: the write commands on the main store: put, del KEY, del with a
 // range, compact, checkpoint. They open the store read-write (a RocksDB
-// directory is created when missing, and they say so).
+// directory is created when missing, and they say so), and work on the
+// keyspace of --keyspace (keyspaces.hpp: put creates a missing one; del and
+// compact exit 1 on a missing one and create nothing; checkpoint copies
+// every keyspace and takes no --keyspace).
 #pragma once
 
 #include <fcntl.h>
@@ -18,6 +21,7 @@
 
 #include "args.hpp"
 #include "exit_codes.hpp"
+#include "keyspaces.hpp"
 #include "open.hpp"
 #include "text.hpp"
 
@@ -79,8 +83,10 @@ inline int cmd_put(const cli& c) {
     if (!value) return usage_error("bad escape in VALUE");
   }
   return with_store(c, access::write, [&](cli_store& store) {
-    if (auto r = store.put(*key, *value); !r) return op_error(r.error());
-    return exit_ok;
+    return with_keyspace(c, store, keyspace_use::create, [&](auto& target) {
+      if (auto r = target.put(*key, *value); !r) return op_error(r.error());
+      return exit_ok;
+    });
   });
 }
 
@@ -91,8 +97,10 @@ inline int cmd_del(const cli& c) {
   const auto key = unescape(c.args[1]);
   if (!key) return usage_error("bad escape in KEY '" + c.args[1] + "'");
   return with_store(c, access::write, [&](cli_store& store) {
-    if (auto r = store.erase(*key); !r) return op_error(r.error());
-    return exit_ok;
+    return with_keyspace(c, store, keyspace_use::existing, [&](auto& target) {
+      if (auto r = target.erase(*key); !r) return op_error(r.error());
+      return exit_ok;
+    });
   });
 }
 
@@ -114,6 +122,22 @@ inline keel::result<std::uint64_t> erase_range_counted(cli_store& store, const k
     if (auto r = tx.erase_range(range); !r) return r.error();
     return k;
   });
+}
+
+// The same in a keyspace other than "": a scan of the range, then its
+// erase. Exact as well on the backends with keyspaces here (RocksDB, memory):
+// keel holds the store's lock for the whole command, so no other process
+// writes in between.
+template <class Keyspace>
+keel::result<std::uint64_t> erase_range_counted(Keyspace& keyspace, const keel::key_range& range) {
+  std::uint64_t k = 0;
+  {
+    auto cursor = keyspace.scan(range);
+    for (auto it = cursor.begin(); it != cursor.end(); ++it) ++k;
+    if (cursor.error()) return *cursor.error();
+  }
+  if (auto r = keyspace.erase_range(range); !r) return r.error();
+  return k;
 }
 
 // Whether `del ARGS` is a range erase (`del --prefix P`, `del --from K`, ...)
@@ -151,19 +175,21 @@ inline int cmd_del_range(const cli& c) {
   const keel::key_range range = ro.range();
 
   return with_store(c, access::write, [&](cli_store& store) {
-    std::optional<std::uint64_t> erased;
-    if (count) {
-      auto n = erase_range_counted(store, range);
-      if (!n) return op_error(n.error());
-      erased = *n;
-    } else if (auto r = store.erase_range(range); !r) {
-      return op_error(r.error());
-    }
-    if (c.json)
-      write_out(erased ? "{\"erased\":" + std::to_string(*erased) + "}\n" : std::string("{\"erased\":null}\n"));
-    else if (erased)
-      std::fprintf(stderr, "keel: erased %llu keys\n", static_cast<unsigned long long>(*erased));
-    return exit_ok;
+    return with_keyspace(c, store, keyspace_use::existing, [&](auto& target) {
+      std::optional<std::uint64_t> erased;
+      if (count) {
+        auto n = erase_range_counted(target, range);
+        if (!n) return op_error(n.error());
+        erased = *n;
+      } else if (auto r = target.erase_range(range); !r) {
+        return op_error(r.error());
+      }
+      if (c.json)
+        write_out(erased ? "{\"erased\":" + std::to_string(*erased) + "}\n" : std::string("{\"erased\":null}\n"));
+      else if (erased)
+        std::fprintf(stderr, "keel: erased %llu keys\n", static_cast<unsigned long long>(*erased));
+      return exit_ok;
+    });
   });
 }
 
@@ -176,20 +202,22 @@ inline int cmd_compact(const cli& c) {
   if (ro.lo && ro.hi && *ro.lo > *ro.hi)
     return usage_error("compact: --from " + escape(*ro.lo) + " is above --to " + escape(*ro.hi));
   return with_store(c, access::write, [&](cli_store& store) {
-    auto before = store.stats();
-    if (!before) return op_error(before.error());
-    if (auto r = store.compact(ro.range()); !r) return op_error(r.error());
-    auto after = store.stats();
-    if (!after) return op_error(after.error());
-    if (c.json)
-      std::printf("{\"size_bytes_before\":%llu,\"size_bytes_after\":%llu}\n",
-                  static_cast<unsigned long long>(before->size_bytes),
-                  static_cast<unsigned long long>(after->size_bytes));
-    else
-      std::fprintf(stderr, "keel: compacted: %llu bytes before, %llu after\n",
-                   static_cast<unsigned long long>(before->size_bytes),
-                   static_cast<unsigned long long>(after->size_bytes));
-    return exit_ok;
+    return with_keyspace(c, store, keyspace_use::existing, [&](auto& target) {
+      auto before = store.stats();
+      if (!before) return op_error(before.error());
+      if (auto r = target.compact(ro.range()); !r) return op_error(r.error());
+      auto after = store.stats();
+      if (!after) return op_error(after.error());
+      if (c.json)
+        std::printf("{\"size_bytes_before\":%llu,\"size_bytes_after\":%llu}\n",
+                    static_cast<unsigned long long>(before->size_bytes),
+                    static_cast<unsigned long long>(after->size_bytes));
+      else
+        std::fprintf(stderr, "keel: compacted: %llu bytes before, %llu after\n",
+                     static_cast<unsigned long long>(before->size_bytes),
+                     static_cast<unsigned long long>(after->size_bytes));
+      return exit_ok;
+    });
   });
 }
 
