@@ -124,10 +124,12 @@ inline keel::result<std::uint64_t> erase_range_counted(cli_store& store, const k
   });
 }
 
-// The same in a keyspace other than "": a scan of the range, then its
-// erase. Exact as well on the backends with keyspaces here (RocksDB, memory):
-// keel holds the store's lock for the whole command, so no other process
-// writes in between.
+// The same in a keyspace other than "": a scan of the range, then its erase
+// (any_store's transactions act on "" only). Exact on a store keel holds the
+// lock of for the whole command (RocksDB, memory, hybrid): no other process
+// writes in between. On a shared store (etcd, PostgreSQL) a write by another
+// client between the scan and the erase makes the count differ from what the
+// erase removed; the erase itself is atomic.
 template <class Keyspace>
 keel::result<std::uint64_t> erase_range_counted(Keyspace& keyspace, const keel::key_range& range) {
   std::uint64_t k = 0;
