@@ -734,4 +734,67 @@ TEST_SUITE("any_store") {
     REQUIRE(s.close());
     CHECK(s.keyspaces().error().code() == errc::closed);
   }
+
+  TEST_CASE("transactions through any_store span keyspaces: one atomic commit, conflicts per (keyspace, key)") {
+    auto run = [](ks_any_store& s) {
+      auto users = s.keyspace("users");
+      REQUIRE(users);
+      REQUIRE(users->put("alice", "1"));
+      REQUIRE(s.put("alice", "default"));
+      auto tx = s.transaction();
+      CHECK(tx.get(*users, "alice")->value() == "1");
+      CHECK(*tx.contains(*users, "alice"));
+      REQUIRE(tx.put(*users, "bob", "2"));
+      REQUIRE(tx.erase(*users, "alice"));
+      REQUIRE(tx.put("log", "bob added"));
+      CHECK((keys_of(tx.scan(*users)) == std::vector<std::string>{"bob"}));  // its own writes
+      CHECK_FALSE(users->get("bob")->has_value());                           // not before commit
+      REQUIRE(tx.commit());
+      CHECK(users->get("bob")->value() == "2");
+      CHECK_FALSE(users->get("alice")->has_value());
+      CHECK(s.get("alice")->value() == "default");
+      CHECK(s.get("log")->value() == "bob added");
+
+      // A read of users/bob conflicts with a write of users/bob, not with a write of ""/bob.
+      auto t1 = s.transaction();
+      REQUIRE(t1.get(*users, "bob"));
+      REQUIRE(s.put("bob", "default bob"));
+      REQUIRE(t1.put(*users, "carol", "3"));
+      REQUIRE(t1.commit());
+      auto t2 = s.transaction();
+      REQUIRE(t2.get(*users, "bob"));
+      REQUIRE(users->put("bob", "changed"));
+      REQUIRE(t2.put(*users, "dave", "4"));
+      auto lost = t2.commit();
+      REQUIRE_FALSE(lost);
+      CHECK(lost.error().code() == errc::conflict);
+      CHECK_FALSE(users->get("dave")->has_value());
+      auto t3 = s.transaction();
+      CHECK(t3.get(ks_any_store::keyspace_type{}, "k").error().code() == errc::closed);
+    };
+    auto m = keel::memory_store::open({});
+    REQUIRE(m);
+    ks_any_store mem(std::move(*m));
+    run(mem);
+    temp_dir tmp;
+    auto r = keel::rocks_store::open({.path = tmp.path() / "db"});
+    REQUIRE(r);
+    ks_any_store rocks(std::move(*r));
+    run(rocks);
+    // A handle of the other backend is refused.
+    auto users = mem.keyspace("users");
+    REQUIRE(users);
+    auto tx = rocks.transaction();
+    CHECK(tx.put(*users, "k", "v").error().code() == errc::invalid_argument);
+    auto c = tx.scan(*users);
+    REQUIRE(c.error());
+    CHECK(c.error()->code() == errc::invalid_argument);
+    // A backend without keyspaces: not_supported.
+    auto f = keel::basic_store<flat_memory_policy>::open({});
+    REQUIRE(f);
+    ks_any_store flat(std::move(*f));
+    auto ftx = flat.transaction();
+    CHECK(ftx.get(*users, "k").error().code() == errc::not_supported);
+    CHECK(ftx.put(*users, "k", "v").error().code() == errc::not_supported);
+  }
 }

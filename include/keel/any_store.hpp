@@ -60,6 +60,14 @@ struct keyspace_variant_of<std::variant<Done...>, P, Rest...> {
       Rest...>::type;
 };
 
+// The policy of a basic_transaction<P>.
+template <class T>
+struct transaction_policy;
+template <class P>
+struct transaction_policy<basic_transaction<P>> {
+  using type = P;
+};
+
 // What a basic_any_store's keyspace calls give on a backend without keyspaces.
 inline keel::error keyspaces_not_supported(backend b, std::string_view what) {
   return keel::error(errc::not_supported, std::string("the ") + std::string(to_string(b)) +
@@ -150,6 +158,22 @@ class basic_any_keyspace {
     return std::get_if<basic_keyspace<P>>(&ks_);
   }
   const variant_type& handle() const noexcept { return ks_; }
+  // The backend's handle for a view of a basic_store<P> (a snapshot, a
+  // transaction; `what` names it in errors): a pointer, or the error (an
+  // empty handle: closed; another backend's: invalid_argument; P without
+  // keyspaces: not_supported).
+  template <class P>
+  auto resolve(std::string_view what) const {
+    if constexpr (keyspace_policy<P>) {
+      using R = result<const basic_keyspace<P>*>;
+      if (!*this) return R(empty_error());
+      if (const auto* k = get_if<P>()) return R(k);
+      return R(keel::error(errc::invalid_argument,
+                           "the keyspace handle is not of this " + std::string(what) + "'s store"));
+    } else {
+      return result<std::monostate>(detail::keyspaces_not_supported(P::backend_kind, what));
+    }
+  }
 
  private:
   static keel::error empty_error() { return closed_error("keyspace handle (empty)"); }
@@ -241,17 +265,9 @@ class basic_any_snapshot {
       return cursor_impl(P::failed_cursor(detail::keyspaces_not_supported(P::backend_kind, "snapshot scan")));
     }
   }
-  // The backend's handle in `ks` for snapshot `s`: a pointer, or the error.
   template <class P>
   static auto keyspace_of(const basic_snapshot<P>&, const basic_any_keyspace<Policies...>& ks) {
-    if constexpr (keyspace_policy<P>) {
-      using R = result<const basic_keyspace<P>*>;
-      if (!ks) return R(closed_error("keyspace handle (empty)"));
-      if (const auto* k = ks.template get_if<P>()) return R(k);
-      return R(keel::error(errc::invalid_argument, "the keyspace handle is not of this snapshot's store"));
-    } else {
-      return result<std::monostate>(detail::keyspaces_not_supported(P::backend_kind, "snapshot read"));
-    }
+    return ks.template resolve<P>("snapshot");
   }
 
   std::variant<basic_snapshot<Policies>...> snapshot_;
@@ -296,7 +312,54 @@ class basic_any_transaction {
     return std::visit([](const auto& t) { return t.is_active(); }, tx_);
   }
 
+  // The same in keyspace `ks`, a handle of this transaction's store (see
+  // basic_transaction: conflicts per (keyspace, key), one atomic commit over
+  // every keyspace). An empty handle: errc::closed; one of another backend:
+  // errc::invalid_argument; a backend without keyspaces: errc::not_supported.
+  result<std::optional<std::string>> get(const basic_any_keyspace<Policies...>& ks, std::string_view key) {
+    return with_keyspace<result<std::optional<std::string>>>(ks, [&](auto& t, const auto& k) { return t.get(k, key); });
+  }
+  result<bool> contains(const basic_any_keyspace<Policies...>& ks, std::string_view key) {
+    return with_keyspace<result<bool>>(ks, [&](auto& t, const auto& k) { return t.contains(k, key); });
+  }
+  cursor scan(const basic_any_keyspace<Policies...>& ks, const key_range& range = key_range::all()) {
+    return std::visit([&](auto& t) { return cursor(scan_in(t, ks, range), t.counters()); }, tx_);
+  }
+  result<void> put(const basic_any_keyspace<Policies...>& ks, std::string_view key, std::string_view value) {
+    return with_keyspace<result<void>>(ks, [&](auto& t, const auto& k) { return t.put(k, key, value); });
+  }
+  result<void> erase(const basic_any_keyspace<Policies...>& ks, std::string_view key) {
+    return with_keyspace<result<void>>(ks, [&](auto& t, const auto& k) { return t.erase(k, key); });
+  }
+  result<void> erase_range(const basic_any_keyspace<Policies...>& ks, const key_range& range) {
+    return with_keyspace<result<void>>(ks, [&](auto& t, const auto& k) { return t.erase_range(k, range); });
+  }
+
  private:
+  template <class R, class F>
+  R with_keyspace(const basic_any_keyspace<Policies...>& ks, F&& f) {
+    return std::visit(
+        [&](auto& t) -> R {
+          using P = typename detail::transaction_policy<std::decay_t<decltype(t)>>::type;
+          auto k = ks.template resolve<P>("transaction");
+          if (!k) return std::move(k).error();
+          if constexpr (keyspace_policy<P>) return f(t, **k);
+          else return R(std::move(k).error());  // not reached: resolve gave an error
+        },
+        tx_);
+  }
+  template <class P>
+  static detail::variant_tx_cursor<Policies...> scan_in(basic_transaction<P>& t,
+                                                        const basic_any_keyspace<Policies...>& ks,
+                                                        const key_range& range) {
+    using cursor_impl = detail::variant_tx_cursor<Policies...>;
+    using one = detail::tx_cursor<typename P::cursor_type>;
+    auto k = ks.template resolve<P>("transaction scan");
+    if (!k) return cursor_impl(one(P::failed_cursor(std::move(k).error()), range, nullptr, 0));
+    if constexpr (keyspace_policy<P>) return cursor_impl(t.scan_impl(**k, range));
+    else return cursor_impl(one(P::failed_cursor(std::move(k).error()), range, nullptr, 0));
+  }
+
   std::variant<basic_transaction<Policies>...> tx_;
 };
 

@@ -124,22 +124,38 @@ inline keel::result<std::uint64_t> erase_range_counted(cli_store& store, const k
   });
 }
 
-// The same in a keyspace other than "": a scan of the range, then its erase
-// (any_store's transactions act on "" only). Exact on a store keel holds the
-// lock of for the whole command (RocksDB, memory, hybrid): no other process
-// writes in between. On a shared store (etcd, PostgreSQL) a write by another
-// client between the scan and the erase makes the count differ from what the
-// erase removed; the erase itself is atomic.
-template <class Keyspace>
-keel::result<std::uint64_t> erase_range_counted(Keyspace& keyspace, const keel::key_range& range) {
-  std::uint64_t k = 0;
-  {
-    auto cursor = keyspace.scan(range);
-    for (auto it = cursor.begin(); it != cursor.end(); ++it) ++k;
-    if (cursor.error()) return *cursor.error();
+// The same in keyspace `ks` of `store` (one other than ""): by a scan of the
+// range in the same transaction as the erase, as for "" (any_store's
+// transactions take keyspace handles). On etcd, whose txns cannot hold a
+// compare per key, by a scan just before the erase (etcd has no counted
+// erase of a keyspace's range): a write by another client in between makes
+// the count differ from what the erase removed; the erase itself is atomic.
+inline keel::result<std::uint64_t> erase_range_counted(cli_store& store, cli_store::keyspace_type& ks,
+                                                       const keel::key_range& range) {
+  auto count_then_erase = [&](auto& reader_and_writer) -> keel::result<std::uint64_t> {
+    std::uint64_t k = 0;
+    {
+      auto cursor = reader_and_writer.scan(ks, range);
+      for (auto it = cursor.begin(); it != cursor.end(); ++it) ++k;
+      if (cursor.error()) return *cursor.error();
+    }
+    if (auto r = reader_and_writer.erase_range(ks, range); !r) return r.error();
+    return k;
+  };
+#if KEEL_HAS_ETCD
+  if (store.get_if<keel::EtcdPolicy>()) {
+    struct direct {  // the keyspace's own scan and erase_range, outside a transaction
+      keel::result<void> erase_range(cli_store::keyspace_type& k, const keel::key_range& r) { return k.erase_range(r); }
+      auto scan(cli_store::keyspace_type& k, const keel::key_range& r) { return k.scan(r); }
+    } d;
+    return count_then_erase(d);
   }
-  if (auto r = keyspace.erase_range(range); !r) return r.error();
-  return k;
+#endif
+  return store.run_transaction([&](cli_store::transaction_type& tx) { return count_then_erase(tx); });
+}
+// For del's generic target: the store itself ("") or one of its keyspaces.
+inline keel::result<std::uint64_t> erase_range_counted(cli_store& store, cli_store&, const keel::key_range& range) {
+  return erase_range_counted(store, range);
 }
 
 // Whether `del ARGS` is a range erase (`del --prefix P`, `del --from K`, ...)
@@ -180,7 +196,7 @@ inline int cmd_del_range(const cli& c) {
     return with_keyspace(c, store, keyspace_use::existing, [&](auto& target) {
       std::optional<std::uint64_t> erased;
       if (count) {
-        auto n = erase_range_counted(target, range);
+        auto n = erase_range_counted(store, target, range);
         if (!n) return op_error(n.error());
         erased = *n;
       } else if (auto r = target.erase_range(range); !r) {

@@ -41,10 +41,8 @@ Commands:
   del --prefix P | --from K [--to K] | --to K  [--no-count]
                           remove every key of the range (--from included, --to
                           excluded) atomically, and report how many (exact: counted
-                          by a scan in the same transaction as the erase; in another
-                          keyspace than "" by a scan just before it, exact where keel
-                          holds the store's lock; --no-count skips that scan, the
-                          erase alone is cheap on RocksDB)
+                          by a scan in the same transaction as the erase; --no-count
+                          skips that scan, the erase alone is cheap on RocksDB)
   compact [--prefix P] [--from K] [--to K]
                           reclaim the space of overwritten and erased data (RocksDB:
                           CompactRange; memory: nothing to do); reports the size
