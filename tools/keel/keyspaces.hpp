@@ -87,11 +87,10 @@ struct keyspace_row {
   std::uint64_t keys = 0, bytes = 0;
 };
 
-// Counts the keys and bytes of `target` (a store or a keyspace handle).
-template <class Target>
-keel::result<keyspace_row> count_keyspace(const Target& target, std::string name) {
+// Counts the keys and bytes of a cursor (which `row` names).
+template <class Cursor>
+keel::result<keyspace_row> count_rows(Cursor&& cursor, std::string name) {
   keyspace_row row{std::move(name)};
-  auto cursor = target.scan(keel::key_range::all());
   for (const auto& e : cursor) {
     ++row.keys;
     row.bytes += e.key.size() + e.value.size();
@@ -100,21 +99,31 @@ keel::result<keyspace_row> count_keyspace(const Target& target, std::string name
   return row;
 }
 
-// Every keyspace of `store` with its keys and bytes, sorted by name ("" first).
-// A backend without keyspaces has the default one only.
+// Counts the keys and bytes of `target` (a store or a keyspace handle).
+template <class Target>
+keel::result<keyspace_row> count_keyspace(const Target& target, std::string name) {
+  return count_rows(target.scan(keel::key_range::all()), std::move(name));
+}
+
+// Every keyspace of `store` with its keys and bytes, sorted by name ("" first),
+// as of one snapshot (the handles are opened first). A backend without
+// keyspaces has the default one only.
 inline keel::result<std::vector<keyspace_row>> keyspace_rows(cli_store& store) {
   auto names = store.keyspaces();
   if (!names) return names.error();
+  std::vector<cli_store::keyspace_type> handles(names->size());  // empty for ""
+  for (std::size_t i = 0; i < names->size(); ++i) {
+    if ((*names)[i].empty()) continue;
+    auto ks = store.keyspace((*names)[i]);
+    if (!ks) return ks.error();
+    handles[i] = std::move(*ks);
+  }
+  const auto snapshot = store.snapshot();
   std::vector<keyspace_row> rows;
-  for (const auto& n : *names) {
-    keel::result<keyspace_row> row = keel::error(keel::errc::not_found, "");
-    if (n.empty()) {
-      row = count_keyspace(store, n);
-    } else {
-      auto ks = store.keyspace(n);
-      if (!ks) return ks.error();
-      row = count_keyspace(*ks, n);
-    }
+  for (std::size_t i = 0; i < names->size(); ++i) {
+    const auto& n = (*names)[i];
+    auto row = n.empty() ? count_rows(snapshot.scan(keel::key_range::all()), n)
+                         : count_rows(snapshot.scan(handles[i], keel::key_range::all()), n);
     if (!row) return row.error();
     rows.push_back(std::move(*row));
   }
