@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <keel/contract.hpp>  // keyspace_name_error
 #include <keel/key_range.hpp>
 #include <optional>
 #include <string>
@@ -39,6 +40,12 @@ struct cli {
   bool escape_all = false;  // --escape: escape every non-ASCII byte, UTF-8 text too
   bool keep_utf8 = false;  // print keys and values that are UTF-8 text as they are (UTF-8 locale, no --escape)
   std::optional<bool> progress;
+  // --keyspace NAME / -k NAME: the keyspace a data command works on, its
+  // bytes (NAME unescaped as a KEY is); "" (the default) is the store's
+  // default keyspace. keyspace_given: the option was given (commands that
+  // work on the whole store refuse it).
+  std::string keyspace;
+  bool keyspace_given = false;
   std::vector<std::string> args;  // command and its arguments
   // args[literal_from...] came after "--": arguments, never options.
   std::size_t literal_from = static_cast<std::size_t>(-1);
@@ -95,6 +102,24 @@ inline std::optional<unsigned long long> number_in(std::string_view s, unsigned 
   return v;
 }
 
+// The keyspace name an argument stands for (escaped as a KEY is, so a name
+// is accepted in the form the tool prints it), or the usage error: a bad
+// escape, or a name over 255 bytes (keel::keyspace_name_error). `what` names
+// the argument in the message ("--keyspace", "drop-keyspace NAME").
+inline std::optional<std::string> keyspace_argument(std::string_view arg, std::string_view what,
+                                                    std::string& error) {
+  auto name = unescape(arg);
+  if (!name) {
+    error = std::string(what) + ": bad escape in '" + std::string(arg) + "'";
+    return std::nullopt;
+  }
+  if (auto bad = keel::keyspace_name_error(*name)) {
+    error = std::string(what) + ": " + bad->message();
+    return std::nullopt;
+  }
+  return name;
+}
+
 // The options of commands that take a value (scan --prefix P, put
 // --value-file F, ...): after the command, they and their value go to the
 // command as they are.
@@ -115,6 +140,22 @@ inline std::optional<int> parse_options(int argc, char** argv, cli& c) {
       c.literal_from = c.args.size();
       for (++i; i < argc; ++i) c.args.emplace_back(argv[i]);
       break;
+    }
+    if (s == "-k" || s == "--keyspace" || s.rfind("--keyspace=", 0) == 0) {
+      std::string_view arg;
+      if (s.size() > 10 && s[10] == '=') {
+        arg = s.substr(11);
+      } else {
+        if (++i >= argc) return usage_error(std::string(s) + " needs a NAME (\"\" is the default keyspace)");
+        arg = argv[i];
+      }
+      if (c.keyspace_given) return usage_error("--keyspace (-k) given twice; a command works on one keyspace");
+      std::string error;
+      auto name = keyspace_argument(arg, "--keyspace", error);
+      if (!name) return usage_error(error);
+      c.keyspace = std::move(*name);
+      c.keyspace_given = true;
+      continue;
     }
     if (after_command && command_option_with_value(s)) {
       c.args.emplace_back(s);

@@ -13,6 +13,7 @@
 
 #include "args.hpp"
 #include "exit_codes.hpp"
+#include "keyspaces.hpp"
 #include "open.hpp"
 #include "progress.hpp"
 #include "stdin_spool.hpp"
@@ -43,33 +44,36 @@ inline batch_size batch_limits([[maybe_unused]] const cli_store& store) {
   return b;
 }
 
-// export FILE|- [--prefix P] [--from K] [--to K]
+// export FILE|- [--prefix P] [--from K] [--to K]: the records of the
+// keyspace of --keyspace (default ""; a missing one exits 1).
 inline int cmd_export(const cli& c) {
   range_opts ro;
   if (auto err = parse_range(c.args, 1, ro, c.literal_from); !err.empty()) return usage_error(err);
   if (ro.positional.size() != 1) return usage_error("export takes one FILE");
   if (ro.reverse || ro.limit || ro.keys_only) return usage_error("--reverse, --limit and --keys-only are for scan");
   return with_store(c, access::read, [&](cli_store& store) {
-    const std::string& file = ro.positional[0];
-    keel::dump_writer w;
-    auto o = file == "-" ? w.open_fd(1) : w.open(file);
-    if (!o) return op_error(o.error());
-    progress_bar bar(c.show_progress(), "exporting");
-    auto info = keel::export_to(store, w, ro.range(), bar.fn());
-    bar.done();
-    if (!info) return op_error(info.error());
-    if (file != "-") {
-      if (c.json)
-        std::printf("{\"records\":%llu,\"payload_bytes\":%llu,\"file_bytes\":%llu}\n",
-                    static_cast<unsigned long long>(info->records),
-                    static_cast<unsigned long long>(info->payload_bytes),
-                    static_cast<unsigned long long>(info->file_bytes));
-      else
-        std::fprintf(stderr, "keel: exported %llu records to %s (%llu bytes)\n",
-                     static_cast<unsigned long long>(info->records), file.c_str(),
-                     static_cast<unsigned long long>(info->file_bytes));
-    }
-    return exit_ok;
+    return with_keyspace(c, store, keyspace_use::existing, [&](auto& target) {
+      const std::string& file = ro.positional[0];
+      keel::dump_writer w;
+      auto o = file == "-" ? w.open_fd(1) : w.open(file);
+      if (!o) return op_error(o.error());
+      progress_bar bar(c.show_progress(), "exporting");
+      auto info = keel::export_to(target, w, ro.range(), bar.fn());
+      bar.done();
+      if (!info) return op_error(info.error());
+      if (file != "-") {
+        if (c.json)
+          std::printf("{\"records\":%llu,\"payload_bytes\":%llu,\"file_bytes\":%llu}\n",
+                      static_cast<unsigned long long>(info->records),
+                      static_cast<unsigned long long>(info->payload_bytes),
+                      static_cast<unsigned long long>(info->file_bytes));
+        else
+          std::fprintf(stderr, "keel: exported %llu records to %s (%llu bytes)\n",
+                       static_cast<unsigned long long>(info->records), file.c_str(),
+                       static_cast<unsigned long long>(info->file_bytes));
+      }
+      return exit_ok;
+    });
   });
 }
 
@@ -95,6 +99,11 @@ inline std::size_t etcd_put_bytes(std::size_t prefix, std::string_view key, std:
 // against the limit before anything was written.
 struct write_target {
   cli_store& store;
+  // import --keyspace NAME: every put goes to this keyspace (the dump's
+  // records are all in "", cmd_import checks); "": each to the keyspace its
+  // op names. It exists before the first write (with_keyspace creates it),
+  // as store.write() wants of the keyspaces a batch names.
+  std::string into_keyspace{};
   std::size_t max_request_bytes = 0;  // 0: no limit (not etcd)
   std::size_t prefix_bytes = 0;       // etcd: the store's prefix length
   bool write_failed = false;
@@ -110,31 +119,37 @@ struct write_target {
   }
 
   keel::result<void> write(const keel::write_batch& batch) {
-    auto r = max_request_bytes == 0 ? store.write(batch) : write_split(batch);
+    auto r = max_request_bytes == 0 && into_keyspace.empty() ? store.write(batch) : write_split(batch);
     if (!r) write_failed = true;
     return r;
   }
 
+  // The store's keyspace `name`, created if missing: keel::copy and
+  // keel::import_dump_batches create the keyspaces of the source or dump
+  // through it before the first write.
+  auto keyspace(std::string_view name) { return store.keyspace(name); }
+
  private:
-  keel::result<void> write_split([[maybe_unused]] const keel::write_batch& batch) {
-#if KEEL_HAS_ETCD
+  // The batch's puts, into `into_keyspace` (or each op's own), and on etcd as
+  // requests that fit.
+  keel::result<void> write_split(const keel::write_batch& batch) {
     keel::write_batch part;
-    std::size_t bytes = 0;
-    for (const auto& op : batch) {
+    [[maybe_unused]] std::size_t bytes = 0;
+    for (const auto& op : batch) {  // an import or a copy writes puts only
+#if KEEL_HAS_ETCD
       const std::size_t n = etcd_put_bytes(prefix_bytes, op.key, op.value);
-      if (!part.empty() && bytes + n > max_request_bytes) {
+      if (max_request_bytes != 0 && !part.empty() && bytes + n > max_request_bytes) {
         if (auto r = store.write(part); !r) return r;
         part.clear();
         bytes = 0;
       }
-      part.put(op.key, op.value);
       bytes += n;
+#endif
+      part.put(keel::keyspace_name(into_keyspace.empty() ? op.keyspace : std::string_view(into_keyspace)), op.key,
+               op.value);
     }
     if (!part.empty()) return store.write(part);
     return {};
-#else
-    return store.write(batch);
-#endif
   }
 };
 
@@ -152,7 +167,19 @@ inline int cmd_import(const cli& c) {
   // removes one it created; with_store()).
   const auto verify_first = [&] {
     auto v = keel::verify_dump(import_file, {}, source_name);
-    return v ? exit_ok : dump_error(v.error());
+    if (!v) return dump_error(v.error());
+    // import -k NAME takes a dump of one keyspace (export -k, or a dump of a
+    // store without others) into NAME; a dump of several keeps each record
+    // in its own keyspace, so NAME would be ambiguous.
+    if (!c.keyspace.empty() && !(v->keyspaces.size() == 1 && v->keyspaces[0].empty())) {
+      std::string names;
+      for (const auto& n : v->keyspaces) names += (names.empty() ? "'" : ", '") + escape(n, c.keep_utf8) + "'";
+      return usage_error("import --keyspace: " + (c.args[1] == "-" ? std::string("the dump on standard input") : "'" + c.args[1] + "'") +
+                         " holds the keyspaces " + names +
+                         "; import it without --keyspace (each record goes to its own keyspace), or export one "
+                         "keyspace with export -k NAME");
+    }
+    return exit_ok;
   };
   return with_store(c, access::write, [&](cli_store& store) {
     progress_bar bar(c.show_progress(), "importing");
@@ -164,6 +191,11 @@ inline int cmd_import(const cli& c) {
     io.source_name = source_name;
     write_target target{store};
     target.limit_to(store);
+    if (!c.keyspace.empty()) {  // create it now (a batch may only name keyspaces that exist)
+      if (const int rc = with_keyspace(c, store, keyspace_use::create, [](auto&) { return exit_ok; }); rc != exit_ok)
+        return rc;
+      target.into_keyspace = c.keyspace;
+    }
     bool record_refused = false;  // a record the store cannot take (exit 5, not a bad dump)
 #if KEEL_HAS_ETCD
     if (auto* etcd = store.get_if<keel::EtcdPolicy>()) {
@@ -192,7 +224,8 @@ inline int cmd_import(const cli& c) {
 #endif
     io.skip_verify = !io.check_record;  // verified above; etcd's record check runs in the verification pass
     keel::result<keel::dump_info> info =
-        store.get_if<keel::RocksPolicy<keel::NativeTuning>>() ? keel::import_dump(store, import_file, io)
+        store.get_if<keel::RocksPolicy<keel::NativeTuning>>() && target.into_keyspace.empty()
+            ? keel::import_dump(store, import_file, io)
                                                               : keel::import_dump_batches(target, import_file, io);
     bar.done();
     if (!info) return record_refused || target.write_failed ? op_error(info.error()) : dump_error(info.error());
@@ -216,10 +249,21 @@ inline int cmd_verify(const cli& c) {
   auto info = keel::verify_dump(*file, bar.fn(), dump_source_name(c.args[1]));
   bar.done();
   if (!info) return dump_error(info.error());
+  // The dump's keyspaces (version 2; a version-1 dump holds "" only): in
+  // JSON their names (as keys are: "name" or "name_base64"), in text their
+  // number when there are others than "".
+  std::string keyspaces_json;
+  for (const auto& n : info->keyspaces) keyspaces_json += (keyspaces_json.empty() ? "{" : ",{") + json_bytes_field("name", n) + "}";
   if (c.json)
-    std::printf("{\"records\":%llu,\"payload_bytes\":%llu,\"file_bytes\":%llu,\"sorted\":%s,\"version\":%u}\n",
+    std::printf(
+        "{\"records\":%llu,\"payload_bytes\":%llu,\"file_bytes\":%llu,\"sorted\":%s,\"version\":%u,\"keyspaces\":[%s]}\n",
+        static_cast<unsigned long long>(info->records), static_cast<unsigned long long>(info->payload_bytes),
+        static_cast<unsigned long long>(info->file_bytes), info->sorted ? "true" : "false", info->version,
+        keyspaces_json.c_str());
+  else if (info->keyspaces.size() > 1)
+    std::printf("ok: %llu records, %llu bytes of keys and values, format version %u, %zu keyspaces\n",
                 static_cast<unsigned long long>(info->records), static_cast<unsigned long long>(info->payload_bytes),
-                static_cast<unsigned long long>(info->file_bytes), info->sorted ? "true" : "false", info->version);
+                info->version, info->keyspaces.size());
   else
     std::printf("ok: %llu records, %llu bytes of keys and values, format version %u\n",
                 static_cast<unsigned long long>(info->records), static_cast<unsigned long long>(info->payload_bytes),

@@ -1,5 +1,6 @@
 // keel tool: the read commands on the main store: get, scan, count. They
-// open a RocksDB directory read-only (open.hpp).
+// open a RocksDB directory read-only (open.hpp), and work on the keyspace of
+// --keyspace (keyspaces.hpp; a missing one exits 1).
 #pragma once
 
 #include <cstdint>
@@ -9,6 +10,7 @@
 
 #include "args.hpp"
 #include "exit_codes.hpp"
+#include "keyspaces.hpp"
 #include "open.hpp"
 #include "text.hpp"
 
@@ -21,22 +23,24 @@ inline int cmd_get(const cli& c) {
   const auto key = unescape(c.args[1]);
   if (!key) return usage_error("bad escape in KEY '" + c.args[1] + "'");
   return with_store(c, access::read, [&](cli_store& store) {
-    auto v = store.get(*key);
-    if (!v) return op_error(v.error());
-    if (!*v) {
-      if (c.json)
-        write_out("null\n");
+    return with_keyspace(c, store, keyspace_use::existing, [&](auto& target) {
+      auto v = target.get(*key);
+      if (!v) return op_error(v.error());
+      if (!*v) {
+        if (c.json)
+          write_out("null\n");
+        else
+          std::fprintf(stderr, "keel: no key %s\n", escape(*key, c.keep_utf8).c_str());
+        return exit_not_found;
+      }
+      if (c.raw)
+        write_out(**v);
+      else if (c.json)
+        write_out("{" + json_bytes_field("key", *key) + "," + json_bytes_field("value", **v) + "}\n");
       else
-        std::fprintf(stderr, "keel: no key %s\n", escape(*key, c.keep_utf8).c_str());
-      return exit_not_found;
-    }
-    if (c.raw)
-      write_out(**v);
-    else if (c.json)
-      write_out("{" + json_bytes_field("key", *key) + "," + json_bytes_field("value", **v) + "}\n");
-    else
-      write_out(escape(**v, c.keep_utf8) + "\n");
-    return exit_ok;
+        write_out(escape(**v, c.keep_utf8) + "\n");
+      return exit_ok;
+    });
   });
 }
 
@@ -56,28 +60,30 @@ inline int cmd_scan(const cli& c) {
   range_opts ro;
   if (auto err = parse_scan_args(c, ro); !err.empty()) return usage_error(err);
   return with_store(c, access::read, [&](cli_store& store) {
-    auto cursor = store.scan(ro.range());
-    std::uint64_t n = 0;
-    std::string line;
-    for (const auto& e : cursor) {
-      if (ro.limit && n >= *ro.limit) break;
-      ++n;
-      if (c.json) {
-        line = "{" + json_bytes_field("key", e.key);
-        if (!ro.keys_only) line += "," + json_bytes_field("value", e.value);
-        line += "}\n";
-      } else {
-        line = escape(e.key, c.keep_utf8);
-        if (!ro.keys_only) {
-          line += '\t';
-          line += escape(e.value, c.keep_utf8);
+    return with_keyspace(c, store, keyspace_use::existing, [&](auto& target) {
+      auto cursor = target.scan(ro.range());
+      std::uint64_t n = 0;
+      std::string line;
+      for (const auto& e : cursor) {
+        if (ro.limit && n >= *ro.limit) break;
+        ++n;
+        if (c.json) {
+          line = "{" + json_bytes_field("key", e.key);
+          if (!ro.keys_only) line += "," + json_bytes_field("value", e.value);
+          line += "}\n";
+        } else {
+          line = escape(e.key, c.keep_utf8);
+          if (!ro.keys_only) {
+            line += '\t';
+            line += escape(e.value, c.keep_utf8);
+          }
+          line += '\n';
         }
-        line += '\n';
+        write_out(line);
       }
-      write_out(line);
-    }
-    if (cursor.error()) return op_error(*cursor.error());
-    return exit_ok;
+      if (cursor.error()) return op_error(*cursor.error());
+      return exit_ok;
+    });
   });
 }
 
@@ -86,15 +92,17 @@ inline int cmd_count(const cli& c) {
   range_opts ro;
   if (auto err = parse_scan_args(c, ro); !err.empty()) return usage_error(err);
   return with_store(c, access::read, [&](cli_store& store) {
-    auto cursor = store.scan(ro.range());
-    std::uint64_t n = 0;
-    for (auto it = cursor.begin(); it != cursor.end(); ++it) ++n;
-    if (cursor.error()) return op_error(*cursor.error());
-    if (c.json)
-      std::printf("{\"count\":%llu}\n", static_cast<unsigned long long>(n));
-    else
-      std::printf("%llu\n", static_cast<unsigned long long>(n));
-    return exit_ok;
+    return with_keyspace(c, store, keyspace_use::existing, [&](auto& target) {
+      auto cursor = target.scan(ro.range());
+      std::uint64_t n = 0;
+      for (auto it = cursor.begin(); it != cursor.end(); ++it) ++n;
+      if (cursor.error()) return op_error(*cursor.error());
+      if (c.json)
+        std::printf("{\"count\":%llu}\n", static_cast<unsigned long long>(n));
+      else
+        std::printf("%llu\n", static_cast<unsigned long long>(n));
+      return exit_ok;
+    });
   });
 }
 

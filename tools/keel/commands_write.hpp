@@ -1,6 +1,9 @@
 // keel tool: the write commands on the main store: put, del KEY, del with a
 // range, compact, checkpoint. They open the store read-write (a RocksDB
-// directory is created when missing, and they say so).
+// directory is created when missing, and they say so), and work on the
+// keyspace of --keyspace (keyspaces.hpp: put creates a missing one; del and
+// compact exit 1 on a missing one and create nothing; checkpoint copies
+// every keyspace and takes no --keyspace).
 #pragma once
 
 #include <fcntl.h>
@@ -18,6 +21,7 @@
 
 #include "args.hpp"
 #include "exit_codes.hpp"
+#include "keyspaces.hpp"
 #include "open.hpp"
 #include "text.hpp"
 
@@ -79,8 +83,10 @@ inline int cmd_put(const cli& c) {
     if (!value) return usage_error("bad escape in VALUE");
   }
   return with_store(c, access::write, [&](cli_store& store) {
-    if (auto r = store.put(*key, *value); !r) return op_error(r.error());
-    return exit_ok;
+    return with_keyspace(c, store, keyspace_use::create, [&](auto& target) {
+      if (auto r = target.put(*key, *value); !r) return op_error(r.error());
+      return exit_ok;
+    });
   });
 }
 
@@ -91,8 +97,10 @@ inline int cmd_del(const cli& c) {
   const auto key = unescape(c.args[1]);
   if (!key) return usage_error("bad escape in KEY '" + c.args[1] + "'");
   return with_store(c, access::write, [&](cli_store& store) {
-    if (auto r = store.erase(*key); !r) return op_error(r.error());
-    return exit_ok;
+    return with_keyspace(c, store, keyspace_use::existing, [&](auto& target) {
+      if (auto r = target.erase(*key); !r) return op_error(r.error());
+      return exit_ok;
+    });
   });
 }
 
@@ -114,6 +122,40 @@ inline keel::result<std::uint64_t> erase_range_counted(cli_store& store, const k
     if (auto r = tx.erase_range(range); !r) return r.error();
     return k;
   });
+}
+
+// The same in keyspace `ks` of `store` (one other than ""): by a scan of the
+// range in the same transaction as the erase, as for "" (any_store's
+// transactions take keyspace handles). On etcd, whose txns cannot hold a
+// compare per key, by a scan just before the erase (etcd has no counted
+// erase of a keyspace's range): a write by another client in between makes
+// the count differ from what the erase removed; the erase itself is atomic.
+inline keel::result<std::uint64_t> erase_range_counted(cli_store& store, cli_store::keyspace_type& ks,
+                                                       const keel::key_range& range) {
+  auto count_then_erase = [&](auto& reader_and_writer) -> keel::result<std::uint64_t> {
+    std::uint64_t k = 0;
+    {
+      auto cursor = reader_and_writer.scan(ks, range);
+      for (auto it = cursor.begin(); it != cursor.end(); ++it) ++k;
+      if (cursor.error()) return *cursor.error();
+    }
+    if (auto r = reader_and_writer.erase_range(ks, range); !r) return r.error();
+    return k;
+  };
+#if KEEL_HAS_ETCD
+  if (store.get_if<keel::EtcdPolicy>()) {
+    struct direct {  // the keyspace's own scan and erase_range, outside a transaction
+      keel::result<void> erase_range(cli_store::keyspace_type& k, const keel::key_range& r) { return k.erase_range(r); }
+      auto scan(cli_store::keyspace_type& k, const keel::key_range& r) { return k.scan(r); }
+    } d;
+    return count_then_erase(d);
+  }
+#endif
+  return store.run_transaction([&](cli_store::transaction_type& tx) { return count_then_erase(tx); });
+}
+// For del's generic target: the store itself ("") or one of its keyspaces.
+inline keel::result<std::uint64_t> erase_range_counted(cli_store& store, cli_store&, const keel::key_range& range) {
+  return erase_range_counted(store, range);
 }
 
 // Whether `del ARGS` is a range erase (`del --prefix P`, `del --from K`, ...)
@@ -151,19 +193,21 @@ inline int cmd_del_range(const cli& c) {
   const keel::key_range range = ro.range();
 
   return with_store(c, access::write, [&](cli_store& store) {
-    std::optional<std::uint64_t> erased;
-    if (count) {
-      auto n = erase_range_counted(store, range);
-      if (!n) return op_error(n.error());
-      erased = *n;
-    } else if (auto r = store.erase_range(range); !r) {
-      return op_error(r.error());
-    }
-    if (c.json)
-      write_out(erased ? "{\"erased\":" + std::to_string(*erased) + "}\n" : std::string("{\"erased\":null}\n"));
-    else if (erased)
-      std::fprintf(stderr, "keel: erased %llu keys\n", static_cast<unsigned long long>(*erased));
-    return exit_ok;
+    return with_keyspace(c, store, keyspace_use::existing, [&](auto& target) {
+      std::optional<std::uint64_t> erased;
+      if (count) {
+        auto n = erase_range_counted(store, target, range);
+        if (!n) return op_error(n.error());
+        erased = *n;
+      } else if (auto r = target.erase_range(range); !r) {
+        return op_error(r.error());
+      }
+      if (c.json)
+        write_out(erased ? "{\"erased\":" + std::to_string(*erased) + "}\n" : std::string("{\"erased\":null}\n"));
+      else if (erased)
+        std::fprintf(stderr, "keel: erased %llu keys\n", static_cast<unsigned long long>(*erased));
+      return exit_ok;
+    });
   });
 }
 
@@ -176,20 +220,22 @@ inline int cmd_compact(const cli& c) {
   if (ro.lo && ro.hi && *ro.lo > *ro.hi)
     return usage_error("compact: --from " + escape(*ro.lo) + " is above --to " + escape(*ro.hi));
   return with_store(c, access::write, [&](cli_store& store) {
-    auto before = store.stats();
-    if (!before) return op_error(before.error());
-    if (auto r = store.compact(ro.range()); !r) return op_error(r.error());
-    auto after = store.stats();
-    if (!after) return op_error(after.error());
-    if (c.json)
-      std::printf("{\"size_bytes_before\":%llu,\"size_bytes_after\":%llu}\n",
-                  static_cast<unsigned long long>(before->size_bytes),
-                  static_cast<unsigned long long>(after->size_bytes));
-    else
-      std::fprintf(stderr, "keel: compacted: %llu bytes before, %llu after\n",
-                   static_cast<unsigned long long>(before->size_bytes),
-                   static_cast<unsigned long long>(after->size_bytes));
-    return exit_ok;
+    return with_keyspace(c, store, keyspace_use::existing, [&](auto& target) {
+      auto before = store.stats();
+      if (!before) return op_error(before.error());
+      if (auto r = target.compact(ro.range()); !r) return op_error(r.error());
+      auto after = store.stats();
+      if (!after) return op_error(after.error());
+      if (c.json)
+        std::printf("{\"size_bytes_before\":%llu,\"size_bytes_after\":%llu}\n",
+                    static_cast<unsigned long long>(before->size_bytes),
+                    static_cast<unsigned long long>(after->size_bytes));
+      else
+        std::fprintf(stderr, "keel: compacted: %llu bytes before, %llu after\n",
+                     static_cast<unsigned long long>(before->size_bytes),
+                     static_cast<unsigned long long>(after->size_bytes));
+      return exit_ok;
+    });
   });
 }
 

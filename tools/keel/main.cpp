@@ -8,6 +8,7 @@
 //   commands_write.hpp   put, del (a key or a range), compact, checkpoint
 //   commands_dump.hpp    export, import, verify, migrate
 //   commands_stats.hpp   stats
+//   keyspaces.hpp        --keyspace (with_keyspace), keyspaces, drop-keyspace
 //   commands_doctor.hpp  doctor PATH, doctor etcd://... (doctor_etcd.hpp)
 //   exit_codes.hpp, text.hpp, progress.hpp, stdin_spool.hpp: shared pieces
 #include <cstdio>
@@ -20,6 +21,7 @@
 #include "commands_stats.hpp"
 #include "commands_write.hpp"
 #include "exit_codes.hpp"
+#include "keyspaces.hpp"
 
 #ifndef KEEL_TOOL_VERSION
 #define KEEL_TOOL_VERSION "(unknown version)"  // tools/meson.build passes the project's version
@@ -54,8 +56,13 @@ Commands:
                           print entries in byte order, one per line: KEY<TAB>VALUE
   count [--prefix P]      print the number of keys
   export FILE|-  [--prefix P]
-                          write a dump (docs/dump-format.md); '-' writes to stdout
-  import FILE|-           import a dump; a damaged or truncated file is refused
+                          write a dump (docs/dump-format.md) of every keyspace
+                          (format version 2 when the store has keyspaces other than
+                          "", else 1); with -k NAME of that keyspace only (version
+                          1); '-' writes to stdout
+  import FILE|-           import a dump, each record into its keyspace (created if
+                          missing; with -k NAME a dump of one keyspace goes into
+                          NAME); a damaged or truncated file is refused
                           before anything is written; '-' reads stdin (copied to
                           a temporary file in $TMPDIR first: it is read twice).
                           It is written in batches, each atomic; on etcd at most
@@ -63,9 +70,17 @@ Commands:
                           an import that fails part way leaves the earlier ones
                           written (run it again: it only overwrites)
   verify FILE|-           check a dump's checksums and counts
-  migrate SRC DST         copy every entry of store SRC into store DST
+  migrate SRC DST         copy every entry of store SRC into store DST, every
+                          keyspace into the keyspace of the same name
   stats                   backend (hybrid: and its tier), key count, sizes, operation
-                          counters
+                          counters, the number of keyspaces; with -k NAME: that
+                          keyspace's keys and bytes
+  keyspaces               one line per keyspace: NAME<TAB>KEYS<TAB>BYTES (NAME
+                          escaped; the default keyspace's is empty; keys and
+                          bytes of keys and values counted by a scan)
+  drop-keyspace NAME --yes
+                          delete the keyspace NAME and every key in it, atomically;
+                          refused without --yes (exit 2); exit 1 if there is none
   doctor PATH             explain a database directory (or a hybrid store, or a
                           --memory-file FILE): exists? RocksDB? locked by whom?
                           would an open succeed? It only reads.
@@ -112,8 +127,14 @@ or VALUE may start with '-': keel del -- -k):
                           is built with the PostgreSQL backend
   --table NAME            that table (as KEEL_POSTGRES_TABLE; default keel); created
                           if missing, by read commands too
-  --json                  JSON output (get, scan, count, stats, doctor, and the summaries
-                          of export, import, del with a range, compact, checkpoint)
+  -k, --keyspace NAME     the keyspace get, put, del, scan, count, compact, export,
+                          import and stats work on (default "": the default
+                          keyspace, the store itself); NAME is escaped as a KEY
+                          is, at most 255 bytes. put and import create it; the
+                          others exit 1 when it does not exist
+  --json                  JSON output (get, scan, count, stats, keyspaces, doctor, and the
+                          summaries of export, import, del with a range, compact,
+                          checkpoint, drop-keyspace)
   --raw                   get: print the value's bytes exactly, no escaping, no newline
   --escape                escape every byte outside printable ASCII, UTF-8 text too
   --progress / --no-progress
@@ -121,7 +142,7 @@ or VALUE may start with '-': keel del -- -k):
   -h, --help              this text
   --version               the version of keel, its dump format and backends
 
-Read commands (get, scan, count, export, stats, and migrate's SRC) open the
+Read commands (get, scan, count, export, stats, keyspaces, and migrate's SRC) open the
 database read-only: they never create anything (a missing path, a directory
 with no database in it, or a missing memory store FILE exits 3 with "no
 database at PATH"), and they work
@@ -156,7 +177,7 @@ are; --escape escapes them too. KEY and VALUE arguments accept the same escapes
 ("key", "value"; '"', '\' and control characters escaped), any other is its
 bytes in standard base64 under "key_base64" / "value_base64".
 
-Exit codes: 0 success; 1 get: key absent, doctor: an open (etcd, PostgreSQL: a write) would fail now;
+Exit codes: 0 success; 1 get: key absent, --keyspace or drop-keyspace: no such keyspace, doctor: an open (etcd, PostgreSQL: a write) would fail now;
 2 usage error; 3 the store could not be opened, doctor: no database there yet;
 4 a dump was refused (damaged, truncated, not a dump); 5 another operation failed
 (including a record the store cannot take, e.g. over etcd's --max-request-bytes).
@@ -187,7 +208,12 @@ int main(int argc, char** argv) {
     std::fputs(usage_text, stdout);
     return exit_ok;
   }
+  if (c.keyspace_given && !takes_keyspace(cmd))
+    return usage_error("--keyspace (-k) is for get, put, del, scan, count, compact, export, import and stats; " + cmd +
+                       (cmd == "drop-keyspace" ? " takes the NAME as its argument" : " does not take it"));
   if (cmd == "doctor") return cmd_doctor(c);
+  if (cmd == "keyspaces") return cmd_keyspaces(c);
+  if (cmd == "drop-keyspace") return cmd_drop_keyspace(c);
   if (cmd == "verify") return cmd_verify(c);
   if (cmd == "migrate") return cmd_migrate(c);
   if (is_del_range(c)) return cmd_del_range(c);

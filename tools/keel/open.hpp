@@ -50,9 +50,11 @@ using cli_store = keel::basic_any_store<keel::RocksPolicy<keel::NativeTuning>, k
 
 // How a command uses a store. A reader opens a RocksDB directory read-only:
 // it creates nothing and works while another process holds the database. A
-// writer creates a missing database (and says so). An etcd store is the same
-// for both (the cluster is there or not; nothing is created).
-enum class access { read, write };
+// writer creates a missing database (and says so). A modifier (drop-keyspace)
+// opens read-write but, as a reader, never creates: a missing store exits 3.
+// An etcd store is the same for all three (the cluster is there or not;
+// nothing is created).
+enum class access { read, write, modify };
 
 // "URL[,URL...]" as a list; an item without a scheme gets http://.
 inline std::vector<std::string> split_endpoints(std::string_view list) {
@@ -304,7 +306,7 @@ inline keel::result<cli_store> open_hybrid(const std::string& path, access how, 
   const std::filesystem::path tier = keel::hybrid_layout{path}.tier();
   std::error_code ec;
   const bool exists = std::filesystem::exists(tier, ec);
-  if (how == access::read && !exists && !ec) {
+  if (how != access::write && !exists && !ec) {
     return keel::error(keel::errc::not_found,
                        "no database at '" + path + "' (no hybrid store there: no TIER file; nothing was created)");
   }
@@ -356,7 +358,7 @@ inline keel::result<cli_store> open_spec(const cli& c, const std::string& spec, 
   if (!cfg) return std::move(cfg).error();
   if (c.fallback) cfg->fallback_to_memory = true;
   const bool fallback_asked = cfg->fallback_to_memory;
-  if (how == access::write) {
+  if (how != access::read) {
     // A write that fell back would go to a memory store that forgets it.
     cfg->fallback_to_memory = false;
     cfg->fallback_on.clear();
@@ -404,7 +406,7 @@ inline keel::result<cli_store> open_spec(const cli& c, const std::string& spec, 
     const auto& file = cfg->memory.persist_path;
     std::error_code ec;
     const bool missing = !file.empty() && !std::filesystem::exists(file, ec) && !ec;
-    if (how == access::read && missing) {
+    if (how != access::write && missing) {
       return keel::error(keel::errc::not_found,
                          "no database at '" + file.string() + "' (no such memory store file; nothing was created)");
     }
@@ -414,18 +416,18 @@ inline keel::result<cli_store> open_spec(const cli& c, const std::string& spec, 
   const std::string where = "'" + cfg->path.string() + "'";
   const keel::directory_contents before = keel::inspect_directory(cfg->path);
   using kind = keel::directory_contents;
-  if (how == access::read) {
+  if (how != access::write) {
     if (before == kind::missing || before == kind::empty) {
       return keel::error(keel::errc::not_found,
                          "no database at " + where + " (nothing was created; put or import creates one)");
     }
-    cfg->rocks.read_only = true;
+    if (how == access::read) cfg->rocks.read_only = true;
   } else if (before == kind::missing || before == kind::empty) {
     if (auto refused = check_creatable(cfg->path, false, "database", rocksdb_leftover)) return *refused;
   }
   auto store = keel::open_store<cli_store>(*cfg);
   if (!store) {
-    if (how == access::write && fallback_asked)
+    if (how != access::read && fallback_asked)
       return keel::error(store.error().code(),
                          store.error().message() +
                              " (a write command never falls back to memory: the memory store would forget the "
@@ -530,7 +532,7 @@ int with_store(const cli& c, access how, F&& fn, Check&& before_open = nullptr) 
   auto choice = choose_main_store(c);
   std::string target = c.hybrid.empty() ? db_path(c) : c.hybrid;
   if (!choice) return open_failed(choice.error(), "");
-  if (how == access::write && !choice->memory_by.empty()) return refuse_forgetful_write(c.args[0], choice->memory_by);
+  if (how != access::read && !choice->memory_by.empty()) return refuse_forgetful_write(c.args[0], choice->memory_by);
   name_env_choice(c, *choice);
   if constexpr (!std::is_same_v<std::decay_t<Check>, int (*)()>) {
     if (const int rc = before_open(); rc != exit_ok) return rc;
@@ -539,7 +541,7 @@ int with_store(const cli& c, access how, F&& fn, Check&& before_open = nullptr) 
   if (!opened) return open_failed(opened.error(), target);
   const bool was_in_memory = hybrid_in_memory(*opened);
   const int rc = fn(*opened);
-  if (rc == exit_ok && how == access::write) move_hybrid_if_due(*opened, was_in_memory);
+  if (rc == exit_ok && how != access::read) move_hybrid_if_due(*opened, was_in_memory);
   if (auto r = opened->close(); !r) return rc == exit_ok || rc == exit_not_found ? op_error(r.error()) : rc;
   return rc;
 }
