@@ -201,7 +201,7 @@ TEST_SUITE("differential") {
   }
 
   // The fuzzer's seed inputs (fuzz/corpus/seed-tx-*) are recorded seeded
-  // runs: KEEL_DIFF_WRITE_SEEDS=DIR writes them to DIR. This checks that a
+  // runs (with keyspace operations since issue 27): KEEL_DIFF_WRITE_SEEDS=DIR writes them to DIR. This checks that a
   // byte_source over the recorded bytes repeats the run exactly.
   TEST_CASE("a recorded run replays the same operations from its bytes") {
     const char* out_dir = std::getenv("KEEL_DIFF_WRITE_SEEDS");
@@ -234,7 +234,10 @@ TEST_SUITE("differential") {
       CHECK(h.counts().tx_committed == recorded.tx_committed);
       CHECK(h.counts().tx_conflicts == recorded.tx_conflicts);
       CHECK(h.counts().scans == recorded.scans);
+      CHECK(h.counts().ks_batches == recorded.ks_batches);
+      CHECK(h.counts().ks_writes == recorded.ks_writes);
       CHECK(recorded.tx_begun > 0);
+      CHECK(recorded.ks_writes + recorded.ks_batches > 0);
       if (out_dir) {
         std::ofstream f(std::filesystem::path(out_dir) / ("seed-tx-" + std::to_string(seed)), std::ios::binary);
         f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
