@@ -254,6 +254,37 @@ inline constexpr transaction_promise promise_of =
 // is not here yet: it has only the default keyspace (not_supported).
 #define KEEL_KEYSPACE_BACKENDS keel::test::memory_backend, keel::test::compressed_memory_backend
 
+// Whether the backend's checkpoint() makes a copy (false: not_supported).
+template <class B>
+inline constexpr bool supports_checkpoint = !requires { B::no_checkpoint; };
+
+// Opens or fails the test with the error's message.
+template <class Backend>
+typename Backend::store_type open_or_fail(const Backend& b) {
+  auto s = b.open();
+  if (!s) FAIL(Backend::name << " open failed: " << s.error().message());
+  return std::move(*s);
+}
+
+inline std::string str(std::string_view v) { return std::string(v); }
+
+// Every entry of a cursor as "key=value" pairs, in order.
+template <class Cursor>
+std::vector<std::pair<std::string, std::string>> collect(Cursor&& cursor) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& e : cursor) out.emplace_back(std::string(e.key), std::string(e.value));
+  REQUIRE_FALSE(cursor.error().has_value());
+  return out;
+}
+
+template <class Cursor>
+std::vector<std::string> keys_of(Cursor&& cursor) {
+  std::vector<std::string> out;
+  for (const auto& e : cursor) out.emplace_back(e.key);
+  REQUIRE_FALSE(cursor.error().has_value());
+  return out;
+}
+
 // ---------------------------------------------------------------------------
 // keyspace_of<B>: backend B seen through a non-default keyspace. Its
 // store_type (keyspace_view) has the store's keyed API (put, get, contains,
@@ -401,36 +432,5 @@ struct keyspace_of {
   keel::test::keyspace_of<keel::test::memory_backend>, keel::test::keyspace_of<keel::test::compressed_memory_backend>
 #endif
 #define KEEL_KEYED_BACKENDS KEEL_BACKENDS, KEEL_KEYSPACE_VIEW_BACKENDS
-
-// Whether the backend's checkpoint() makes a copy (false: not_supported).
-template <class B>
-inline constexpr bool supports_checkpoint = !requires { B::no_checkpoint; };
-
-// Opens or fails the test with the error's message.
-template <class Backend>
-typename Backend::store_type open_or_fail(const Backend& b) {
-  auto s = b.open();
-  if (!s) FAIL(Backend::name << " open failed: " << s.error().message());
-  return std::move(*s);
-}
-
-inline std::string str(std::string_view v) { return std::string(v); }
-
-// Every entry of a cursor as "key=value" pairs, in order.
-template <class Cursor>
-std::vector<std::pair<std::string, std::string>> collect(Cursor&& cursor) {
-  std::vector<std::pair<std::string, std::string>> out;
-  for (const auto& e : cursor) out.emplace_back(std::string(e.key), std::string(e.value));
-  REQUIRE_FALSE(cursor.error().has_value());
-  return out;
-}
-
-template <class Cursor>
-std::vector<std::string> keys_of(Cursor&& cursor) {
-  std::vector<std::string> out;
-  for (const auto& e : cursor) out.emplace_back(e.key);
-  REQUIRE_FALSE(cursor.error().has_value());
-  return out;
-}
 
 }  // namespace keel::test
