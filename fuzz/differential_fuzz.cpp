@@ -1,7 +1,9 @@
 // libFuzzer target: the differential harness (tests/support/differential.hpp)
 // driven by the fuzzer's bytes. Each input is one sequence of operations
-// (plain reads and writes, erase_range, multi_get, snapshots, and several
-// interleaved transactions checked against a serial model in commit order) on
+// (plain reads and writes, erase_range, multi_get, snapshots, several
+// interleaved transactions checked against a serial model in commit order,
+// and keyspaces: create, drop, reads and writes through handles, batches
+// across keyspaces, snapshots and cursors across drops) on
 // a fresh memory store and a fresh RocksDB store; the RocksDB store lives in an
 // in-memory rocksdb::Env (a new one per input, so inputs are independent and
 // nothing touches the disk but an empty directory keel needs for its
@@ -12,8 +14,10 @@
 //   build-fuzz/fuzz/differential_fuzz -max_total_time=60 corpus-dir fuzz/corpus
 //
 // Seed inputs (fuzz/corpus/): seed-tx-* are recorded seeded runs of 400
-// operations with transactions (KEEL_DIFF_WRITE_SEEDS=fuzz/corpus
-// build/tests/keel_tests -tc='*recorded run*' writes them again).
+// operations with transactions and keyspaces (KEEL_DIFF_WRITE_SEEDS=fuzz/corpus
+// build/tests/keel_tests -tc='*recorded run*' writes them again; they were
+// written again when the harness learned keyspaces, which changed what the
+// same bytes choose). The other seeds are arbitrary bytes.
 #include <rocksdb/env.h>
 
 #include <cstdint>

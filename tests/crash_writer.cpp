@@ -1,7 +1,7 @@
 // tests/crash_writer.cpp - helper process for the crash-recovery test
 // (tests/crash_test.cpp); run by exec, never just forked.
 //
-//   crash_writer [--no-sync] DB_PATH ROUND
+//   crash_writer [--no-sync] [--keyspaces] DB_PATH ROUND
 //
 // Opens a keel::rocks_store at DB_PATH (sync_writes = true unless --no-sync),
 // prints "ready", then writes batches forever. Batch SEQ (from 0) puts
@@ -11,22 +11,34 @@
 // write_batch; after each successful write it prints "ack SEQ" (flushed). The
 // test SIGKILLs it at a moment of its choosing. An open or write failure
 // prints "error <errc> <message>" and exits 1.
+//
+// --keyspaces: before "ready" it opens (creating if missing) the keyspaces
+// of crash_keyspaces ("", "a", "\0\xff"), and batch SEQ writes all of the
+// above in each of them (k0 .. k3, last, tmp and the erase of the previous
+// tmp): one write_batch across three keyspaces.
 #include <keel/rocksdb.hpp>
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
+
+#include "support/crash_keyspaces.hpp"
 
 int main(int argc, char** argv) {
-  bool sync = true;
+  bool sync = true, keyspaces = false;
   int i = 1;
-  if (argc > 1 && std::strcmp(argv[1], "--no-sync") == 0) {
+  if (argc > i && std::strcmp(argv[i], "--no-sync") == 0) {
     sync = false;
     ++i;
   }
+  if (argc > i && std::strcmp(argv[i], "--keyspaces") == 0) {
+    keyspaces = true;
+    ++i;
+  }
   if (argc - i != 2) {
-    std::fprintf(stderr, "usage: crash_writer [--no-sync] DB_PATH ROUND\n");
+    std::fprintf(stderr, "usage: crash_writer [--no-sync] [--keyspaces] DB_PATH ROUND\n");
     return 64;
   }
   const std::string round = argv[i + 1];
@@ -39,6 +51,15 @@ int main(int argc, char** argv) {
                 store.error().message().c_str());
     return 1;
   }
+  std::vector<std::string> names = {""};
+  if (keyspaces) names = keel::test::crash_keyspaces();
+  for (const auto& name : names) {
+    if (auto ks = store->keyspace(name); !ks) {
+      std::printf("error %s %s\n", std::string(keel::to_string(ks.error().code())).c_str(),
+                  ks.error().message().c_str());
+      return 1;
+    }
+  }
   std::printf("ready\n");
   std::fflush(stdout);
   const std::string base = "r" + round + "/";
@@ -46,10 +67,13 @@ int main(int argc, char** argv) {
     const std::string s = std::to_string(seq);
     const std::string prefix = base + s + "/";
     keel::write_batch b;
-    for (int k = 0; k < 4; ++k) b.put(prefix + "k" + std::to_string(k), round + "/" + s);
-    b.put(base + "last", s);
-    b.put(prefix + "tmp", s);
-    if (seq > 0) b.erase(base + std::to_string(seq - 1) + "/tmp");
+    for (const auto& name : names) {
+      const keel::keyspace_name ks(name);
+      for (int k = 0; k < 4; ++k) b.put(ks, prefix + "k" + std::to_string(k), round + "/" + s);
+      b.put(ks, base + "last", s);
+      b.put(ks, prefix + "tmp", s);
+      if (seq > 0) b.erase(ks, base + std::to_string(seq - 1) + "/tmp");
+    }
     if (auto r = store->write(b); !r) {
       std::printf("error %s %s\n", std::string(keel::to_string(r.error().code())).c_str(),
                   r.error().message().c_str());

@@ -53,6 +53,30 @@ TEST_SUITE("differential") {
     CHECK(total.tx_conflicts > 0);
     CHECK(total.tx_rolled_back > 0);
     CHECK(total.tx_closed > 0);
+    CHECK(total.ks_creates > 0);
+    CHECK(total.ks_drops > 0);
+    CHECK(total.ks_bad_drops > 0);
+    CHECK(total.ks_writes > 0);
+    CHECK(total.ks_reads > 0);
+    CHECK(total.ks_scans > 0);
+    CHECK(total.ks_batches > 0);
+    CHECK(total.ks_refused_batches > 0);
+    CHECK(total.ks_snapshot_reads > 0);
+    CHECK(total.ks_snapshot_after_drop > 0);
+    CHECK(total.ks_stale_calls > 0);
+    CHECK(total.ks_cursors_across_drop > 0);
+    MESSAGE("differential keyspaces: " << total.ks_creates << " keyspace() calls, " << total.ks_drops << " drops ("
+                                       << total.ks_cursors_across_drop << " with a cursor open across it), "
+                                       << total.ks_bad_drops << " drops of \"\" or a missing name, "
+                                       << total.ks_writes << " writes, " << total.ks_reads << " point reads, "
+                                       << total.ks_scans << " scans, " << total.ks_batches
+                                       << " batches across keyspaces (" << total.ks_refused_batches
+                                       << " naming a missing one), " << total.ks_snapshot_reads
+                                       << " snapshot reads (" << total.ks_snapshot_after_drop
+                                       << " after a drop), " << total.ks_stale_calls
+                                       << " calls through dropped keyspaces' handles; RocksDB read a keyspace "
+                                       << "created after the snapshot as empty " << total.ks_snapshot_newer_read_empty
+                                       << " times (memory: not_found, as documented)");
     MESSAGE("differential: " << total.ops << " operations (" << total.puts << " puts, " << total.erases
                              << " erases, " << total.batches << " batches, " << total.range_erases
                              << " erase_ranges, " << total.point_reads << " point reads, " << total.multi_gets
@@ -83,6 +107,24 @@ TEST_SUITE("differential") {
     auto mismatch = h.run(src, 0);  // only the final full comparison
     REQUIRE(mismatch);
     CHECK(mismatch->find("rocksdb scan") != std::string::npos);
+  }
+
+  TEST_CASE("the harness detects a disagreement in a keyspace") {
+    // The same, in a keyspace other than "": the keyspace comparisons of
+    // the final check must see it (and a keyspace the model lacks).
+    keel::test::temp_dir tmp;
+    diff::config cfg;
+    cfg.rocks_path = tmp.path() / "db";
+    cfg.reopen_per_mille = 0;
+    diff::harness h(cfg);
+    REQUIRE_FALSE(h.start());
+    diff::prng_source src(11);
+    REQUIRE_FALSE(h.run(src, 300));
+    REQUIRE(h.sneak_put_rocks(std::string("\0\xff", 2), "k", "intruder"));
+    auto mismatch = h.run(src, 0);
+    REQUIRE(mismatch);
+    CHECK(mismatch->find("rocksdb") != std::string::npos);
+    CHECK(mismatch->find("\\x00\\xff") != std::string::npos);
   }
 
   // The transaction checks of the harness must be able to fail: the serial
@@ -159,7 +201,7 @@ TEST_SUITE("differential") {
   }
 
   // The fuzzer's seed inputs (fuzz/corpus/seed-tx-*) are recorded seeded
-  // runs: KEEL_DIFF_WRITE_SEEDS=DIR writes them to DIR. This checks that a
+  // runs (with keyspace operations since issue 27): KEEL_DIFF_WRITE_SEEDS=DIR writes them to DIR. This checks that a
   // byte_source over the recorded bytes repeats the run exactly.
   TEST_CASE("a recorded run replays the same operations from its bytes") {
     const char* out_dir = std::getenv("KEEL_DIFF_WRITE_SEEDS");
@@ -192,7 +234,10 @@ TEST_SUITE("differential") {
       CHECK(h.counts().tx_committed == recorded.tx_committed);
       CHECK(h.counts().tx_conflicts == recorded.tx_conflicts);
       CHECK(h.counts().scans == recorded.scans);
+      CHECK(h.counts().ks_batches == recorded.ks_batches);
+      CHECK(h.counts().ks_writes == recorded.ks_writes);
       CHECK(recorded.tx_begun > 0);
+      CHECK(recorded.ks_writes + recorded.ks_batches > 0);
       if (out_dir) {
         std::ofstream f(std::filesystem::path(out_dir) / ("seed-tx-" + std::to_string(seed)), std::ios::binary);
         f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));

@@ -12,7 +12,10 @@
 #endif
 
 #include <atomic>
+#include <initializer_list>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -281,5 +284,153 @@ std::vector<std::string> keys_of(Cursor&& cursor) {
   REQUIRE_FALSE(cursor.error().has_value());
   return out;
 }
+
+// ---------------------------------------------------------------------------
+// keyspace_of<B>: backend B seen through a non-default keyspace. Its
+// store_type (keyspace_view) has the store's keyed API (put, get, contains,
+// erase, erase_range, multi_get, scan, compact, write, snapshot, close,
+// is_open) and sends every call through the handle of keyspace
+// keyspace_view_name ("k\0\xff": NUL and 0xFF in a name) of a store of B:
+// batches with their ops moved into that keyspace (write_batch::put(ks, ...)),
+// snapshots read with the keyspace overloads. So the conformance suite's keyed
+// cases run unchanged on keyspaces: a case lists KEEL_KEYED_BACKENDS
+// instead of KEEL_BACKENDS.
+//
+// Decoys: every put through the view also puts, under the same key, a decoy
+// value in the store's default keyspace "" and, under "\xff" + key, in the
+// keyspace "k\0" (whose name is a prefix of the view's: a backend that
+// encoded (name, key) as name + key would store both at "k\0\xff" + key).
+// Erases through the view leave the decoys. So a call that reached another
+// keyspace than the view's (a read or scan of "", a write there) returns or
+// leaves a decoy where the case expects its own value or nothing, and the
+// case fails. A batch's decoys travel in the same batch: every batch through
+// the view spans three keyspaces.
+//
+// Not here (cases about the store as a whole stay on KEEL_BACKENDS): move
+// of the store object, stats(), checkpoint(), transactions (until
+// transactions span keyspaces, issue 27), reopen.
+// ---------------------------------------------------------------------------
+inline constexpr std::string_view keyspace_view_name{"k\0\xff", 3};
+inline constexpr std::string_view keyspace_decoy_name{"k\0", 2};
+inline constexpr std::string_view keyspace_decoy_value = "decoy: this key was written through a keyspace view";
+
+template <class Store>
+class keyspace_view {
+  using policy = typename Store::policy_type;
+  using handle = basic_keyspace<policy>;
+
+ public:
+  using cursor = typename handle::cursor;
+
+  // Reads of one snapshot of the store, in the view's keyspace.
+  class snapshot_type {
+   public:
+    result<std::optional<std::string>> get(std::string_view key) const { return snap_.get(ks_, key); }
+    result<bool> contains(std::string_view key) const { return snap_.contains(ks_, key); }
+    cursor scan(const key_range& range = key_range::all()) const { return snap_.scan(ks_, range); }
+    bool valid() const noexcept { return snap_.valid(); }
+
+   private:
+    friend class keyspace_view;
+    snapshot_type(typename Store::snapshot_type snap, handle ks) : snap_(std::move(snap)), ks_(std::move(ks)) {}
+    typename Store::snapshot_type snap_;
+    handle ks_;
+  };
+
+  // Opens the view's keyspace and the decoy keyspace of `store` (created if
+  // missing).
+  static result<keyspace_view> over(Store store) {
+    auto ks = store.keyspace(keyspace_view_name);
+    if (!ks) return std::move(ks).error();
+    auto decoys = store.keyspace(keyspace_decoy_name);
+    if (!decoys) return std::move(decoys).error();
+    return keyspace_view(std::move(store), std::move(*ks), std::move(*decoys));
+  }
+
+  result<void> put(std::string_view key, std::string_view value) {
+    auto r = ks_.put(key, value);
+    if (r) r = plant_decoys(key);
+    return r;
+  }
+  result<std::optional<std::string>> get(std::string_view key) const { return ks_.get(key); }
+  result<bool> contains(std::string_view key) const { return ks_.contains(key); }
+  result<void> erase(std::string_view key) { return ks_.erase(key); }
+  result<void> erase_range(const key_range& range) { return ks_.erase_range(range); }
+  template <class Keys>
+  auto multi_get(const Keys& keys) const {
+    return ks_.multi_get(keys);
+  }
+  auto multi_get(std::initializer_list<std::string_view> keys) const { return ks_.multi_get(keys); }
+  cursor scan(const key_range& range = key_range::all()) const { return ks_.scan(range); }
+  result<void> compact(const key_range& range = key_range::all()) { return ks_.compact(range); }
+
+  // `batch` with each op of the default keyspace moved into the view's
+  // keyspace, and a decoy put in "" and in the decoy keyspace beside each put.
+  result<void> write(const write_batch& batch) {
+    write_batch moved;
+    for (const auto& op : batch) {
+      const keyspace_name ks(op.keyspace.empty() ? ks_.name() : op.keyspace);
+      switch (op.kind) {
+        case write_batch::op_kind::put:
+          moved.put(ks, op.key, op.value);
+          if (op.keyspace.empty()) {
+            moved.put(op.key, keyspace_decoy_value);
+            moved.put(keyspace_name(decoys_.name()), "\xff" + std::string(op.key), keyspace_decoy_value);
+          }
+          break;
+        case write_batch::op_kind::erase: moved.erase(ks, op.key); break;
+        case write_batch::op_kind::erase_range: moved.erase_range(ks, op.range()); break;
+      }
+    }
+    return store_.write(moved);
+  }
+
+  snapshot_type snapshot() const { return snapshot_type(store_.snapshot(), ks_); }
+  result<void> close() { return store_.close(); }
+  bool is_open() const noexcept { return store_.is_open(); }
+  // The store behind the view (for checks of the decoys).
+  Store& store() noexcept { return store_; }
+
+ private:
+  keyspace_view(Store store, handle ks, handle decoys)
+      : store_(std::move(store)), ks_(std::move(ks)), decoys_(std::move(decoys)) {}
+  result<void> plant_decoys(std::string_view key) {
+    auto r = store_.put(key, keyspace_decoy_value);
+    if (r) r = decoys_.put("\xff" + std::string(key), keyspace_decoy_value);
+    return r;
+  }
+
+  Store store_;
+  handle ks_;
+  handle decoys_;
+};
+
+template <class B>
+struct keyspace_of {
+  using store_type = keyspace_view<typename B::store_type>;
+  static_assert(keyspace_policy<typename B::store_type::policy_type>, "keyspace_of<B>: B has no keyspaces");
+  static constexpr bool persistent = B::persistent;
+  static constexpr const char* name = "keyspace view";
+  B backend;
+  result<store_type> open() const {
+    auto s = backend.open();
+    if (!s) return std::move(s).error();
+    return store_type::over(std::move(*s));
+  }
+};
+
+// Every backend with keyspaces, seen through keyspace_of: one line per
+// backend. The keyed cases of the conformance suite run on these besides
+// KEEL_BACKENDS (KEEL_KEYED_BACKENDS).
+#if KEEL_HAS_ROCKSDB
+#define KEEL_KEYSPACE_VIEW_BACKENDS                                                                        \
+  keel::test::keyspace_of<keel::test::memory_backend>, keel::test::keyspace_of<keel::test::compressed_memory_backend>, \
+      keel::test::keyspace_of<keel::test::rocks_default_backend>,                                          \
+      keel::test::keyspace_of<keel::test::rocks_macos_backend>
+#else
+#define KEEL_KEYSPACE_VIEW_BACKENDS \
+  keel::test::keyspace_of<keel::test::memory_backend>, keel::test::keyspace_of<keel::test::compressed_memory_backend>
+#endif
+#define KEEL_KEYED_BACKENDS KEEL_BACKENDS, KEEL_KEYSPACE_VIEW_BACKENDS
 
 }  // namespace keel::test
