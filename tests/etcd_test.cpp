@@ -584,6 +584,44 @@ TEST_SUITE("etcd") {
     CHECK(store.get("out")->value() == "before");
   }
 
+  TEST_CASE("etcd keyspaces: transactions through handles; a keyspace another client recreated since is not_found") {
+    etcd_backend b;
+    auto one = open_or_fail(b);
+    auto two = open_or_fail(b);
+    auto a = keyspace_of(one, "a");
+    REQUIRE(a.put("k", "1"));
+
+    // A key read in "a" and changed by the other client: conflict.
+    auto tx = one.transaction();
+    REQUIRE(tx.get(a, "k")->value() == "1");
+    REQUIRE(tx.put(a, "k", "2"));
+    REQUIRE(keyspace_of(two, "a").put("k", "other"));
+    CHECK(tx.commit().error() == errc::conflict);
+    CHECK(a.get("k")->value() == "other");
+
+    // Read only in "a" (a key that stays absent), written only in "":
+    // "a" dropped and created again by the other client meanwhile is
+    // not_found, nothing written.
+    auto tx2 = one.transaction();
+    CHECK_FALSE(tx2.get(a, "absent")->has_value());
+    REQUIRE(tx2.put("out", "1"));
+    REQUIRE(two.drop_keyspace("a"));
+    auto a_again = keyspace_of(two, "a");
+    auto c = tx2.commit();
+    REQUIRE_FALSE(c);
+    CHECK(c.error() == errc::not_found);
+    CHECK_FALSE(one.get("out")->has_value());
+
+    // Across keyspaces, untouched meanwhile: commits whole.
+    auto fresh = keyspace_of(one, "a");
+    auto tx3 = one.transaction();
+    REQUIRE(tx3.put(fresh, "k", "3"));
+    REQUIRE(tx3.put("out", "3"));
+    REQUIRE(tx3.commit());
+    CHECK(a_again.get("k")->value() == "3");
+    CHECK(one.get("out")->value() == "3");
+  }
+
   TEST_CASE("etcd keyspaces: scans and the list are paged; the request size limit holds") {
     etcd_backend b;
     auto opts = b.options();

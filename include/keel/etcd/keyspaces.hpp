@@ -143,12 +143,13 @@ inline result<std::int64_t> etcd_keyspace_at(const etcd_transport& t, const etcd
 }
 
 // The name of the first keyspace whose probe (etcd_keyspace_probe, in the
-// failure branch of a txn, in the order of `names`) found no list entry.
+// failure branch of a txn, in the order of `names`) found no list entry, or
+// (`start` > 0) one created after revision `start`.
 inline std::optional<std::string> etcd_missing_keyspace(const nlohmann::json& answer,
-                                                        const std::vector<std::string>& names) {
+                                                        const std::vector<std::string>& names, std::int64_t start = 0) {
   for (std::size_t i = 0; i < names.size(); ++i) {
-    const auto* rr = etcd_txn_range_response(answer, i);
-    if (rr && json_int(*rr, "count") == 0) return names[i];
+    const auto* kv = etcd_txn_kv(answer, i);
+    if (!kv || (start > 0 && json_int(*kv, "create_revision") > start)) return names[i];
   }
   return std::nullopt;
 }

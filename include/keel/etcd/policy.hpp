@@ -253,7 +253,7 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
       if (!r) return std::move(r).error();
       return {};
     }
-    auto r = send_guarded(*c, {}, "write");
+    auto r = send_guarded(*c, "write");
     if (!r) return std::move(r).error();
     if (!r->value("succeeded", false)) return missing_or(*r, c->keyspaces, keel::error(errc::not_found, "etcd: a keyspace of the batch does not exist"));
     return {};
@@ -360,26 +360,39 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
   // sent. Compares that fail: errc::conflict, nothing written.
   // Reads and writes in keyspaces other than "" (tx.keyspace_reads, the
   // writes' op::keyspace) are validated the same way, each in its keyspace's
-  // keys; a written keyspace that does not exist at commit is
-  // errc::not_found (a compare on its list entry), nothing written.
+  // keys. Each keyspace the transaction read or writes must still be the one
+  // it began with (two compares on its list entry: it exists, created at or
+  // before R): one dropped (or dropped and created again) since is
+  // errc::not_found, nothing written.
   result<void> commit_transaction(const tx_record& tx) {
     if (!is_open()) return closed_error();
     auto c = detail::etcd_compile_batch(tx.writes, keys_, opts_);
     if (!c) return std::move(c).error();
     if (c->ops.empty() && c->keyspaces.empty()) return {};
-    detail::etcd_txn_ops compares;
-    for (const auto& name : c->keyspaces) compares.push_back(detail::etcd_keyspace_guard(keys_, name));
+    const auto start = static_cast<std::int64_t>(tx.start);
+    std::vector<std::string> used = c->keyspaces;  // written or read, sorted, once each
+    for (const auto& ks : tx.keyspace_reads)
+      if (!ks.keyspace.empty()) used.push_back(ks.keyspace);
+    std::sort(used.begin(), used.end());
+    used.erase(std::unique(used.begin(), used.end()), used.end());
+    detail::etcd_txn_ops compares, failure;
+    for (const auto& name : used) {
+      for (auto& g : detail::etcd_keyspace_guard_since(keys_, name, start)) compares.push_back(std::move(g));
+      failure.push_back(detail::etcd_keyspace_probe(keys_, name));
+    }
     if (auto v = detail::etcd_transaction_compares(transport_, keys_, opts_, tx, compares); !v)
       return std::move(v).error();
-    auto r = send_guarded(*c, std::move(compares), "commit");
+    auto r = detail::etcd_send_txn_answer(transport_, compares, c->ops, failure, "commit");
     if (!r) return std::move(r).error();
     if (!r->value("succeeded", false)) {
-      return missing_or(*r, c->keyspaces,
-                        keel::error(errc::conflict,
-                                    "etcd: transaction conflict: a key it read or a range it scanned was changed by "
-                                    "another commit after revision " +
-                                        std::to_string(static_cast<std::int64_t>(tx.start)) +
-                                        "; nothing was written, run it again"));
+      if (auto gone = detail::etcd_missing_keyspace(*r, used, start)) {
+        return keel::error(errc::not_found, "etcd: keyspace '" + detail::etcd_printable_name(*gone) +
+                                                "' was dropped while the transaction ran; nothing was written");
+      }
+      return keel::error(errc::conflict,
+                         "etcd: transaction conflict: a key it read or a range it scanned was changed by another "
+                         "commit after revision " +
+                             std::to_string(start) + "; nothing was written, run it again");
     }
     return {};
   }
@@ -574,14 +587,14 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
     return c;
   }
 
-  // A txn whose compares are one per keyspace the batch names (plus
-  // `compares`), whose failure branch probes each keyspace's list entry.
-  result<nlohmann::json> send_guarded(const detail::etcd_compiled_batch& c, detail::etcd_txn_ops compares,
-                                      std::string_view what) const {
-    detail::etcd_txn_ops failure;
-    if (compares.empty())
-      for (const auto& name : c.keyspaces) compares.push_back(detail::etcd_keyspace_guard(keys_, name));
-    for (const auto& name : c.keyspaces) failure.push_back(detail::etcd_keyspace_probe(keys_, name));
+  // A txn whose compares are one per keyspace the batch names (it exists),
+  // whose failure branch probes each keyspace's list entry.
+  result<nlohmann::json> send_guarded(const detail::etcd_compiled_batch& c, std::string_view what) const {
+    detail::etcd_txn_ops compares, failure;
+    for (const auto& name : c.keyspaces) {
+      compares.push_back(detail::etcd_keyspace_guard(keys_, name));
+      failure.push_back(detail::etcd_keyspace_probe(keys_, name));
+    }
     return detail::etcd_send_txn_answer(transport_, compares, c.ops, failure, what);
   }
   // not_found naming the first keyspace the failure branch found missing;

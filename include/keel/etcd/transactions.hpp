@@ -185,11 +185,24 @@ inline std::string etcd_keyspace_guard(const etcd_keyspace& keys, std::string_vi
       .str();
 }
 
-// A count_only range of keyspace `name`'s list entry (a failure branch op:
-// tells which keyspace was missing).
+// The compares "keyspace `name` existed at revision `start` and was not
+// created again since" (its list entry was created at or before `start`):
+// a transaction that began at `start` may still use it.
+inline etcd_txn_ops etcd_keyspace_guard_since(const etcd_keyspace& keys, std::string_view name, std::int64_t start) {
+  return {etcd_keyspace_guard(keys, name),
+          json_object()
+              .bytes("key", keys.list_entry(name))
+              .text("target", "CREATE")
+              .text("result", "LESS")
+              .integer("create_revision", start + 1)
+              .str()};
+}
+
+// A keys_only range of keyspace `name`'s list entry (a failure branch op:
+// tells which keyspace was missing, or created when).
 inline std::string etcd_keyspace_probe(const etcd_keyspace& keys, std::string_view name) {
   return json_object()
-      .raw("request_range", json_object().bytes("key", keys.list_entry(name)).boolean("count_only", true).str())
+      .raw("request_range", json_object().bytes("key", keys.list_entry(name)).boolean("keys_only", true).str())
       .str();
 }
 
