@@ -7,10 +7,13 @@
 //   o.prefix = "myapp/";
 //   auto store = keel::etcd_store::open(o);
 //
-// Every key of the store is stored in etcd as prefix + key, so the prefix is a
-// namespace: stores with different prefixes never see each other's keys, and
-// an empty key is allowed (etcd forbids empty keys; prefix + "" is not empty).
-// Many processes on many machines may open the same prefix at once.
+// Every key of the store's default keyspace is stored in etcd as prefix + key
+// (keys beginning with eight 0xFF bytes are escaped; other keyspaces and
+// their list live after them under the prefix: etcd/codec.hpp), so the
+// prefix is a namespace: stores with different prefixes never see each
+// other's keys, and an empty key is allowed (etcd forbids empty keys;
+// prefix + "" is not empty). Many processes on many machines may open the
+// same prefix at once, and see the same keyspaces.
 //
 // How each operation maps onto etcd (docs/cluster.md has the details):
 //   put / erase          one put / deleterange request
@@ -26,6 +29,9 @@
 //   snapshot             a revision (taken from a linearizable read); reads
 //                        through it give errc::snapshot_expired once that
 //                        revision is compacted away
+//   keyspaces            a list entry per keyspace in etcd; drop = one txn
+//                        (DeleteRange + the entry); handles and batches are
+//                        guarded by compares on the entry (etcd/keyspaces.hpp)
 //   close                frees connections; no server-side state exists
 // Errors: errc::unavailable (not applied: no endpoint reachable, no leader or
 // quorum, refused), errc::outcome_unknown (a write timed out or lost its
@@ -36,7 +42,8 @@
 // the calls after it start on the next endpoint).
 //
 // The parts (include/keel/etcd/): policy.hpp (EtcdPolicy, the lock order),
-// transport.hpp, codec.hpp, paging.hpp, transactions.hpp, options.hpp;
+// transport.hpp, codec.hpp, paging.hpp, transactions.hpp, keyspaces.hpp,
+// options.hpp;
 // doctor.hpp: keel::diagnose_cluster, what `keel doctor etcd://` prints.
 #pragma once
 
@@ -52,8 +59,8 @@ namespace keel {
 
 using etcd_store = basic_store<EtcdPolicy>;
 
-// What basic_store::stats() asks of the backend: the exact key count under
-// the prefix; size_bytes is the etcd database size of the member that
+// What basic_store::stats() asks of the backend: the exact key count of the
+// default keyspace; size_bytes is the etcd database size of the member that
 // answered (the whole cluster's data, every prefix and its history).
 // properties: etcd.revision, etcd.members, etcd.leader, etcd.member_id,
 // etcd.raft_index, etcd.raft_term, etcd.db_size, etcd.db_size_in_use,
