@@ -140,10 +140,10 @@ struct etcd_compiled_batch {
 // A batch (possibly spanning keyspaces; `keys` is the store's default
 // keyspace) merged into the ops of one etcd txn, per keyspace as
 // etcd_compile_keyspace_ops says. invalid_argument for a bad range, a
-// keyspace name over 255 bytes, or past etcd's limits (`extra_compares`:
-// compares the caller adds besides one per keyspace named).
+// keyspace name over 255 bytes, or past etcd's limits (counting one compare
+// per keyspace named).
 inline result<etcd_compiled_batch> etcd_compile_batch(const write_batch& batch, const etcd_keyspace& keys,
-                                                      const etcd_options& opts, std::size_t extra_compares = 0) {
+                                                      const etcd_options& opts) {
   std::map<std::string_view, std::vector<write_batch::op>> by_keyspace;
   for (const auto& op : batch) {
     if (auto bad = keyspace_name_error(op.keyspace)) return *bad;
@@ -159,11 +159,11 @@ inline result<etcd_compiled_batch> etcd_compile_batch(const write_batch& batch, 
       out.bytes += keys.list_entry(name).size() + 16;
     }
   }
-  if (out.ops.size() > opts.max_txn_ops || out.keyspaces.size() + extra_compares > opts.max_txn_ops) {
+  if (out.ops.size() > opts.max_txn_ops || out.keyspaces.size() > opts.max_txn_ops) {
     return keel::error(errc::invalid_argument,
                        "etcd: the batch has " + std::to_string(out.ops.size()) +
                            " operations after merging ops on the same key (and needs " +
-                           std::to_string(out.keyspaces.size() + extra_compares) +
+                           std::to_string(out.keyspaces.size()) +
                            " compares); etcd applies at most " + std::to_string(opts.max_txn_ops) +
                            " of each in one transaction (--max-txn-ops, etcd_options::max_txn_ops). keel does not "
                            "split a batch (it would no longer be atomic): write it as several batches, or raise the "
