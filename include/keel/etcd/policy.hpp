@@ -564,8 +564,8 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
     return s;
   }
 
-  // The etcd range [lo, hi) of a user range (hi "\0": to the end of the
-  // keyspace, only when the prefix is all 0xFF); nullopt when empty.
+  // The etcd range [lo, hi) of a user range of the default keyspace (inside
+  // [prefix, prefix + eight 0xFF + 0x01): codec.hpp); nullopt when empty.
   // Public for tests of the key mapping.
   std::optional<std::pair<std::string, std::string>> etcd_range(const key_range& range) const {
     return keys_.range(range);
