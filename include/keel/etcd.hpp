@@ -7,13 +7,10 @@
 //   o.prefix = "myapp/";
 //   auto store = keel::etcd_store::open(o);
 //
-// Every key of the store's default keyspace is stored in etcd as prefix + key
-// (keys beginning with eight 0xFF bytes are escaped; other keyspaces and
-// their list live after them under the prefix: etcd/codec.hpp), so the
-// prefix is a namespace: stores with different prefixes never see each
-// other's keys, and an empty key is allowed (etcd forbids empty keys;
-// prefix + "" is not empty). Many processes on many machines may open the
-// same prefix at once, and see the same keyspaces.
+// A default-keyspace key is stored as prefix + key, other keyspaces after it
+// under the prefix (etcd/codec.hpp): the prefix is a namespace (stores with
+// different prefixes never see each other's keys); an empty key is allowed.
+// Many processes on many machines may open the same prefix at once.
 //
 // How each operation maps onto etcd (docs/cluster.md has the details):
 //   put / erase          one put / deleterange request
@@ -29,9 +26,7 @@
 //   snapshot             a revision (taken from a linearizable read); reads
 //                        through it give errc::snapshot_expired once that
 //                        revision is compacted away
-//   keyspaces            a list entry per keyspace in etcd; drop = one txn
-//                        (DeleteRange + the entry); handles and batches are
-//                        guarded by compares on the entry (etcd/keyspaces.hpp)
+//   keyspaces            listed in etcd; drop = one txn (etcd/keyspaces.hpp)
 //   close                frees connections; no server-side state exists
 // Errors: errc::unavailable (not applied: no endpoint reachable, no leader or
 // quorum, refused), errc::outcome_unknown (a write timed out or lost its
@@ -43,8 +38,7 @@
 //
 // The parts (include/keel/etcd/): policy.hpp (EtcdPolicy, the lock order),
 // transport.hpp, codec.hpp, paging.hpp, transactions.hpp, keyspaces.hpp,
-// options.hpp;
-// doctor.hpp: keel::diagnose_cluster, what `keel doctor etcd://` prints.
+// options.hpp; doctor.hpp: keel::diagnose_cluster, what `keel doctor etcd://` prints.
 #pragma once
 
 #include <cstdint>
