@@ -3,6 +3,7 @@
 // by the test binary. The conformance suite runs every common case on it too.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -102,14 +103,18 @@ TEST_SUITE("etcd") {
     auto store = open_or_fail(b);
     const auto& p = store.policy();
     const std::string pre = b.prefix;
+    // The default keyspace ends where the reserved area of the other
+    // keyspaces begins (codec.hpp; before keyspaces it ended at the prefix's
+    // successor).
+    const std::string end = pre + std::string(8, '\xff') + "\x01";
     auto all = p.etcd_range(key_range::all());
     REQUIRE(all);
     CHECK(all->first == pre);
-    CHECK(all->second == key_range::prefix_successor(pre).value());
+    CHECK(all->second == end);
     auto ff = p.etcd_range(key_range::prefix("\xff\xff"));
     REQUIRE(ff);
     CHECK(ff->first == pre + "\xff\xff");
-    CHECK(ff->second == key_range::prefix_successor(pre).value());  // stays inside the store's prefix
+    CHECK(ff->second == end);  // stays inside the store's prefix
     auto bounded = p.etcd_range(key_range::between("a", "c"));
     REQUIRE(bounded);
     CHECK(bounded->first == pre + "a");
@@ -126,7 +131,7 @@ TEST_SUITE("etcd") {
     auto s2 = open_or_fail(other);
     auto r = s1.policy().etcd_range(key_range::all());
     REQUIRE(r);
-    CHECK(r->second == "\0"s);  // every etcd key >= 0xFF x 8 starts with it
+    CHECK(r->second == ff.prefix + std::string(8, '\xff') + "\x01");  // the default keyspace's end, inside the prefix
     REQUIRE(s1.put("k", "v"));
     REQUIRE(s1.put("\xff", "w"));
     REQUIRE(s2.put("\xff\xff", "x"));
@@ -288,6 +293,375 @@ TEST_SUITE("etcd") {
     CHECK(prop("etcd.raft_index") > 0);
     CHECK(store.close());
     CHECK(store.stats().error() == errc::closed);
+  }
+}
+
+// Keyspaces on etcd (issue 27; layout in codec.hpp and docs/cluster.md). The
+// semantics common to every backend are in keyspace_test.cpp; these cases
+// check what is etcd's own: the layout under the prefix, the list kept in
+// etcd (a second client), generations, guards, revisions and paging.
+namespace {
+const std::string marker(8, '\xff');
+
+template <class Store>
+auto keyspace_of(Store& store, std::string_view name) {
+  auto ks = store.keyspace(name);
+  REQUIRE_MESSAGE(ks, (ks ? "" : ks.error().message()));
+  return std::move(*ks);
+}
+
+// Every etcd key under `prefix`, read past keel (a raw range request).
+std::vector<std::string> raw_keys(const std::string& prefix) {
+  keel::detail::etcd_transport_config c;
+  c.endpoints = keel::test::shared_etcd().endpoints();
+  keel::detail::etcd_transport t(c);
+  auto r = keel::detail::read_etcd_range(t, prefix, key_range::prefix_successor(prefix).value(), 0, 0, false, "raw");
+  REQUIRE(r);
+  std::vector<std::string> keys;
+  for (const auto& kv : r->kvs) keys.push_back(kv.etcd_key);
+  return keys;
+}
+
+// Compacts the shared etcd's whole history, as another process would.
+void compact_cluster_now(const etcd_store& store) {
+  keel::detail::etcd_transport_config c;
+  c.endpoints = keel::test::shared_etcd().endpoints();
+  keel::detail::etcd_transport t(c);
+  auto rev = store.policy().current_revision();
+  REQUIRE(rev);
+  REQUIRE(t.call("kv/compaction", keel::detail::json_object().integer("revision", *rev).boolean("physical", true).str(),
+                 keel::detail::call_kind::read, "compact"));
+}
+}  // namespace
+
+TEST_SUITE("etcd") {
+  TEST_CASE("etcd keyspaces: the layout under the prefix keeps the default keyspace's keys where they were") {
+    etcd_backend b;
+    auto store = open_or_fail(b);
+    const std::string& pre = b.prefix;
+    auto a = keyspace_of(store, "a");
+    auto ab = keyspace_of(store, "ab");
+    REQUIRE(store.put("k", "d"));
+    REQUIRE(store.put("\xff", "d"));
+    REQUIRE(store.put(marker, "d"));            // default keys beginning with the marker are escaped
+    REQUIRE(store.put(marker + "z", "d"));
+    REQUIRE(a.put("k", "a"));
+    REQUIRE(ab.put("k", "ab"));
+    const std::vector<std::string> expected = {
+        pre + "k",
+        pre + "\xff",
+        pre + marker + "\0"s,                     // default key M
+        pre + marker + "\0z"s,                    // default key M + "z"
+        pre + marker + "\x01" + "a",              // list entries
+        pre + marker + "\x01" + "ab",
+        pre + marker + "\x02\x01" + "a" + "k",    // key k of "a": length, name, key
+        pre + marker + "\x02\x02" + "ab" + "k",
+    };
+    CHECK(raw_keys(pre) == expected);
+    // The default keyspace sees its own keys, in their order, and nothing else.
+    CHECK(keys_of(store.scan()) == std::vector<std::string>{"k", "\xff", marker, marker + "z"});
+    CHECK(keys_of(store.scan(key_range::all().reversed())) == std::vector<std::string>{marker + "z", marker, "\xff", "k"});
+    CHECK(keys_of(store.scan(key_range::from("\xff"))) == std::vector<std::string>{"\xff", marker, marker + "z"});
+    CHECK(store.get(marker + "z")->value() == "d");
+    // "a" is a prefix of "ab": its range never reaches "ab"'s keys.
+    CHECK(keys_of(a.scan()) == std::vector<std::string>{"k"});
+    REQUIRE(a.erase_range(key_range::all()));
+    CHECK(keys_of(a.scan()).empty());
+    CHECK(ab.get("k")->value() == "ab");
+    // Erasing the whole default keyspace leaves the others and the list.
+    REQUIRE(store.erase_range(key_range::all()));
+    CHECK(keys_of(store.scan()).empty());
+    CHECK(ab.get("k")->value() == "ab");
+    CHECK(*store.keyspaces() == std::vector<std::string>{"", "a", "ab"});
+    auto st = store.stats();
+    REQUIRE(st);
+    CHECK(st->keys == 0);  // the default keyspace's keys
+  }
+
+  TEST_CASE("etcd keyspaces: names with NUL and 0xFF, of 255 bytes, prefixes of each other") {
+    etcd_backend b;
+    auto store = open_or_fail(b);
+    const std::vector<std::string> names = {"a"s, "a\0"s, "a\0b"s, "\xff"s, "\xff\xff"s, std::string(255, 'x'),
+                                            std::string(255, '\xff'), "\0"s};
+    std::vector<keel::basic_keyspace<keel::EtcdPolicy>> handles;
+    for (const auto& n : names) handles.push_back(keyspace_of(store, n));
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      REQUIRE(handles[i].put("k", "v" + std::to_string(i)));
+      REQUIRE(handles[i].put("\xff" + std::to_string(i), "w"));
+    }
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      CHECK(handles[i].get("k")->value() == "v" + std::to_string(i));
+      CHECK(keys_of(handles[i].scan()) == std::vector<std::string>{"k", "\xff" + std::to_string(i)});
+      CHECK(keys_of(handles[i].scan(key_range::all().reversed())) ==
+            std::vector<std::string>{"\xff" + std::to_string(i), "k"});
+    }
+    auto sorted = names;
+    sorted.push_back("");
+    std::sort(sorted.begin(), sorted.end());
+    CHECK(*store.keyspaces() == sorted);
+    CHECK(keys_of(store.scan()).empty());
+    REQUIRE(store.drop_keyspace("\xff"));
+    CHECK(handles[4].get("k")->value() == "v4");  // "\xff\xff" untouched by dropping "\xff"
+    CHECK(handles[6].get("k")->value() == "v6");
+    CHECK(handles[3].get("k").error() == errc::not_found);
+  }
+
+  TEST_CASE("etcd keyspaces: bad input") {
+    etcd_backend b;
+    auto store = open_or_fail(b);
+    const std::string too_long(256, 'n');
+    CHECK(store.keyspace(too_long).error() == errc::invalid_argument);
+    CHECK(store.policy().open_keyspace(too_long, true).error() == errc::invalid_argument);
+    CHECK(store.drop_keyspace("").error() == errc::invalid_argument);
+    CHECK(store.policy().drop_keyspace("").error() == errc::invalid_argument);
+    CHECK(store.drop_keyspace(too_long).error() == errc::invalid_argument);
+    CHECK(store.drop_keyspace("missing").error() == errc::not_found);
+    CHECK(store.policy().open_keyspace("missing", false).error() == errc::not_found);  // nothing created
+    // A batch naming a 256-byte keyspace is refused before anything is sent.
+    auto r = store.write(write_batch{}.put("d", "1").put(keel::keyspace_name(too_long), "k", "v"));
+    REQUIRE_FALSE(r);
+    CHECK(r.error() == errc::invalid_argument);
+    CHECK(*store.keyspaces() == std::vector<std::string>{""});
+    CHECK(raw_keys(b.prefix).empty());
+  }
+
+  TEST_CASE("etcd keyspaces: a second client sees keyspaces, writes and drops; generations keep old handles out") {
+    etcd_backend b;
+    auto one = open_or_fail(b);
+    auto two = open_or_fail(b);  // another store object: shares nothing with `one` but the cluster
+    auto users = keyspace_of(one, "users");
+    REQUIRE(users.put("alice", "1"));
+    CHECK(*two.keyspaces() == std::vector<std::string>{"", "users"});
+    auto users2 = keyspace_of(two, "users");
+    CHECK(users2.get("alice")->value() == "1");
+    REQUIRE(users2.put("bob", "2"));
+    CHECK(keys_of(users.scan()) == std::vector<std::string>{"alice", "bob"});
+
+    REQUIRE(two.drop_keyspace("users"));
+    CHECK(*one.keyspaces() == std::vector<std::string>{""});
+    CHECK(users.get("alice").error() == errc::not_found);
+    CHECK(users.put("carol", "3").error() == errc::not_found);
+    CHECK(users.erase_range(key_range::all()).error() == errc::not_found);
+    CHECK(users.scan().error()->code() == errc::not_found);
+    CHECK(one.drop_keyspace("users").error() == errc::not_found);
+
+    // Recreated by the first client: empty, and the old handles stay out.
+    auto again = keyspace_of(one, "users");
+    CHECK(keys_of(again.scan()).empty());
+    CHECK(users2.get("alice").error() == errc::not_found);
+    CHECK(users2.put("dave", "4").error() == errc::not_found);
+    CHECK(users2.multi_get({"alice"}).error() == errc::not_found);
+    CHECK(users2.contains("alice").error() == errc::not_found);
+    CHECK(users2.erase("alice").error() == errc::not_found);
+    CHECK(users2.compact().error() == errc::not_found);
+    CHECK(keys_of(again.scan()).empty());
+    // Creating the same name from both clients gives one keyspace.
+    auto again2 = keyspace_of(two, "users");
+    REQUIRE(again2.put("erin", "5"));
+    CHECK(again.get("erin")->value() == "5");
+  }
+
+  TEST_CASE("etcd keyspaces: a batch across keyspaces is one txn; a missing keyspace writes nothing") {
+    etcd_backend b;
+    auto store = open_or_fail(b);
+    auto other_client = open_or_fail(b);
+    auto a = keyspace_of(store, "a");
+    auto c = keyspace_of(store, "c");
+    REQUIRE(c.put("r1", "x"));
+    REQUIRE(store.write(write_batch{}.put(a, "k", "a1").put("k", "d1").erase_range(c, key_range::all()).put(c, "k", "c1")));
+    CHECK(a.get("k")->value() == "a1");
+    CHECK(store.get("k")->value() == "d1");
+    CHECK(keys_of(c.scan()) == std::vector<std::string>{"k"});
+
+    // "c" dropped by another client: the batch fails whole, naming it.
+    REQUIRE(other_client.drop_keyspace("c"));
+    auto r = store.write(write_batch{}.put(a, "k", "a2").put("k", "d2").put(keel::keyspace_name("c"), "k", "c2"));
+    REQUIRE_FALSE(r);
+    CHECK(r.error() == errc::not_found);
+    CHECK(r.error().message().find("'c'") != std::string::npos);
+    CHECK(a.get("k")->value() == "a1");
+    CHECK(store.get("k")->value() == "d1");
+    // Nothing of "c" was written (no orphaned keys in its area).
+    for (const auto& k : raw_keys(b.prefix)) CHECK(k.find(marker + "\x02\x01" + "c") == std::string::npos);
+    // An empty range erase in a missing keyspace is still not_found.
+    r = store.write(write_batch{}.erase_range(keel::keyspace_name("zz"), key_range::between("b", "a")));
+    CHECK(r.error() == errc::invalid_argument);
+    r = store.write(write_batch{}.erase_range(keel::keyspace_name("zz"), key_range::between("a", "a")));
+    CHECK(r.error() == errc::not_found);
+  }
+
+  TEST_CASE("etcd keyspaces: one snapshot covers every keyspace; a drop after it reads on until compaction") {
+    etcd_backend b;
+    auto store = open_or_fail(b);
+    auto other_client = open_or_fail(b);
+    auto a = keyspace_of(store, "a");
+    auto gone = keyspace_of(store, "gone");
+    auto dropped = keyspace_of(store, "dropped");
+    REQUIRE(gone.put("k", "g"));
+    REQUIRE(store.drop_keyspace("gone"));  // dropped before the snapshot
+    REQUIRE(store.write(write_batch{}.put(a, "k", "a1").put(dropped, "k", "x1").put("k", "d1")));
+    auto snap = store.snapshot();
+    REQUIRE(snap.valid());
+    REQUIRE(store.write(write_batch{}.put(a, "k", "a2").put(dropped, "k", "x2").put("k", "d2")));
+    REQUIRE(other_client.drop_keyspace("dropped"));
+    auto later = keyspace_of(store, "later");
+    REQUIRE(later.put("k", "l"));
+
+    CHECK(snap.get(a, "k")->value() == "a1");
+    CHECK(snap.get("k")->value() == "d1");
+    CHECK(snap.get(dropped, "k")->value() == "x1");  // dropped after the snapshot: read at its revision
+    CHECK(*snap.contains(dropped, "k"));
+    CHECK(keys_of(snap.scan(dropped)) == std::vector<std::string>{"k"});
+    CHECK(snap.get(later, "k").error() == errc::not_found);  // created after the snapshot
+    CHECK(snap.scan(later).error()->code() == errc::not_found);
+    CHECK(snap.get(gone, "k").error() == errc::not_found);  // dropped before it
+    CHECK(snap.contains(gone, "k").error() == errc::not_found);
+    CHECK(dropped.get("k").error() == errc::not_found);  // but not through the store
+
+    // Once a compaction (here another client's) passes the snapshot's
+    // revision, its reads give snapshot_expired, in every keyspace.
+    compact_cluster_now(other_client);
+    CHECK(snap.get(dropped, "k").error() == errc::snapshot_expired);
+    CHECK(snap.get(a, "k").error() == errc::snapshot_expired);
+    CHECK(snap.scan(dropped).error()->code() == errc::snapshot_expired);
+    CHECK(a.get("k")->value() == "a2");
+  }
+
+  TEST_CASE("etcd keyspaces: a transaction's keyspace reads and writes are validated per keyspace") {
+    etcd_backend b;
+    auto store = open_or_fail(b);
+    auto other_client = open_or_fail(b);
+    auto a = keyspace_of(store, "a");
+    auto r = keyspace_of(store, "r");
+    auto& policy = store.policy();
+    REQUIRE(a.put("k", "1"));
+    REQUIRE(r.put("m", "1"));
+    auto record = [&](std::int64_t start) {
+      keel::tx_record tx;
+      tx.start = static_cast<std::uint64_t>(start);
+      tx.keyspace_reads.push_back({"a", {"k"}, {}});
+      tx.keyspace_reads.push_back({"r", {}, {key_range::between("a", "z")}});
+      tx.writes.put(keel::keyspace_name("a"), "k", "2").put("out", "1");
+      return tx;
+    };
+    auto now = [&] { return *policy.current_revision(); };
+
+    // Writes to the same keys in other keyspaces do not conflict.
+    auto start = now();
+    REQUIRE(store.put("k", "default"));
+    REQUIRE(store.put("n", "default"));
+    REQUIRE(policy.commit_transaction(record(start)));
+    CHECK(a.get("k")->value() == "2");
+    CHECK(store.get("out")->value() == "1");
+
+    // A key read in "a", changed by another client: conflict, nothing written.
+    start = now();
+    REQUIRE(keyspace_of(other_client, "a").put("k", "other"));
+    auto c = policy.commit_transaction(record(start));
+    REQUIRE_FALSE(c);
+    CHECK(c.error() == errc::conflict);
+    CHECK(a.get("k")->value() == "other");
+
+    // A key added inside a range scanned in "r": conflict; one erased: too.
+    start = now();
+    REQUIRE(keyspace_of(other_client, "r").put("n", "new"));
+    CHECK(policy.commit_transaction(record(start)).error() == errc::conflict);
+    start = now();
+    REQUIRE(keyspace_of(other_client, "r").erase("m"));
+    CHECK(policy.commit_transaction(record(start)).error() == errc::conflict);
+
+    // A written keyspace dropped meanwhile: not_found, nothing written.
+    start = now();
+    auto tx = record(start);
+    tx.keyspace_reads.clear();
+    tx.writes.put(keel::keyspace_name("w"), "k", "1");
+    REQUIRE(store.keyspace("w"));
+    REQUIRE(other_client.drop_keyspace("w"));
+    REQUIRE(store.put("out", "before"));
+    auto m = policy.commit_transaction(tx);
+    REQUIRE_FALSE(m);
+    CHECK(m.error() == errc::not_found);
+    CHECK(store.get("out")->value() == "before");
+  }
+
+  TEST_CASE("etcd keyspaces: transactions through handles; a keyspace another client recreated since is not_found") {
+    etcd_backend b;
+    auto one = open_or_fail(b);
+    auto two = open_or_fail(b);
+    auto a = keyspace_of(one, "a");
+    REQUIRE(a.put("k", "1"));
+
+    // A key read in "a" and changed by the other client: conflict.
+    auto tx = one.transaction();
+    REQUIRE(tx.get(a, "k")->value() == "1");
+    REQUIRE(tx.put(a, "k", "2"));
+    REQUIRE(keyspace_of(two, "a").put("k", "other"));
+    CHECK(tx.commit().error() == errc::conflict);
+    CHECK(a.get("k")->value() == "other");
+
+    // Read only in "a" (a key that stays absent), written only in "":
+    // "a" dropped and created again by the other client meanwhile is
+    // not_found, nothing written.
+    auto tx2 = one.transaction();
+    CHECK_FALSE(tx2.get(a, "absent")->has_value());
+    REQUIRE(tx2.put("out", "1"));
+    REQUIRE(two.drop_keyspace("a"));
+    auto a_again = keyspace_of(two, "a");
+    auto c = tx2.commit();
+    REQUIRE_FALSE(c);
+    CHECK(c.error() == errc::not_found);
+    CHECK_FALSE(one.get("out")->has_value());
+
+    // Across keyspaces, untouched meanwhile: commits whole.
+    auto fresh = keyspace_of(one, "a");
+    auto tx3 = one.transaction();
+    REQUIRE(tx3.put(fresh, "k", "3"));
+    REQUIRE(tx3.put("out", "3"));
+    REQUIRE(tx3.commit());
+    CHECK(a_again.get("k")->value() == "3");
+    CHECK(one.get("out")->value() == "3");
+  }
+
+  TEST_CASE("etcd keyspaces: scans and the list are paged; the request size limit holds") {
+    etcd_backend b;
+    auto opts = b.options();
+    opts.page_size = 3;
+    opts.max_request_bytes = 4096;
+    auto store = etcd_store::open(opts);
+    REQUIRE(store);
+    auto ks = keyspace_of(*store, "paged");
+    std::vector<std::string> expected;
+    for (int i = 0; i < 10; ++i) {
+      expected.push_back("k" + std::to_string(i));
+      REQUIRE(ks.put(expected.back(), "old"));
+    }
+    for (bool reversed : {false, true}) {
+      auto c = ks.scan(reversed ? key_range::all().reversed() : key_range::all());
+      std::vector<std::string> keys;
+      int step = 0;
+      for (const auto& e : c) {
+        CHECK(e.value == "old");
+        keys.emplace_back(e.key);
+        if (step++ == 1) REQUIRE(ks.put("k5", "new"));  // not seen: one revision
+      }
+      CHECK_FALSE(c.error());
+      auto want = expected;
+      if (reversed) std::reverse(want.begin(), want.end());
+      CHECK(keys == want);
+      REQUIRE(ks.put("k5", "old"));
+    }
+    for (int i = 0; i < 7; ++i) REQUIRE(store->keyspace("n" + std::to_string(i)));
+    auto names = store->keyspaces();
+    REQUIRE(names);
+    CHECK(names->size() == 9);
+    CHECK(names->back() == "paged");
+    auto big = ks.put("big", std::string(5000, 'v'));
+    REQUIRE_FALSE(big);
+    CHECK(big.error() == errc::invalid_argument);
+    auto big_batch = store->write(write_batch{}.put(ks, "big", std::string(5000, 'v')));
+    REQUIRE_FALSE(big_batch);
+    CHECK(big_batch.error() == errc::invalid_argument);
+    CHECK_FALSE(ks.get("big")->has_value());
   }
 }
 

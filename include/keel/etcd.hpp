@@ -7,9 +7,9 @@
 //   o.prefix = "myapp/";
 //   auto store = keel::etcd_store::open(o);
 //
-// Every key of the store is stored in etcd as prefix + key, so the prefix is a
-// namespace: stores with different prefixes never see each other's keys, and
-// an empty key is allowed (etcd forbids empty keys; prefix + "" is not empty).
+// A default-keyspace key is stored as prefix + key, other keyspaces after it
+// under the prefix (etcd/codec.hpp): the prefix is a namespace (stores with
+// different prefixes never see each other's keys); an empty key is allowed.
 // Many processes on many machines may open the same prefix at once.
 //
 // How each operation maps onto etcd (docs/cluster.md has the details):
@@ -26,6 +26,7 @@
 //   snapshot             a revision (taken from a linearizable read); reads
 //                        through it give errc::snapshot_expired once that
 //                        revision is compacted away
+//   keyspaces            listed in etcd; drop = one txn (etcd/keyspaces.hpp)
 //   close                frees connections; no server-side state exists
 // Errors: errc::unavailable (not applied: no endpoint reachable, no leader or
 // quorum, refused), errc::outcome_unknown (a write timed out or lost its
@@ -36,8 +37,8 @@
 // the calls after it start on the next endpoint).
 //
 // The parts (include/keel/etcd/): policy.hpp (EtcdPolicy, the lock order),
-// transport.hpp, codec.hpp, paging.hpp, transactions.hpp, options.hpp;
-// doctor.hpp: keel::diagnose_cluster, what `keel doctor etcd://` prints.
+// transport.hpp, codec.hpp, paging.hpp, transactions.hpp, keyspaces.hpp,
+// options.hpp; doctor.hpp: keel::diagnose_cluster, what `keel doctor etcd://` prints.
 #pragma once
 
 #include <cstdint>
@@ -52,8 +53,8 @@ namespace keel {
 
 using etcd_store = basic_store<EtcdPolicy>;
 
-// What basic_store::stats() asks of the backend: the exact key count under
-// the prefix; size_bytes is the etcd database size of the member that
+// What basic_store::stats() asks of the backend: the exact key count of the
+// default keyspace; size_bytes is the etcd database size of the member that
 // answered (the whole cluster's data, every prefix and its history).
 // properties: etcd.revision, etcd.members, etcd.leader, etcd.member_id,
 // etcd.raft_index, etcd.raft_term, etcd.db_size, etcd.db_size_in_use,

@@ -12,8 +12,8 @@
 //   "range_end" turns a range into a point read), so request bodies are built
 //   through json_object by the few functions that name fields, each covered
 //   by a test (tests/etcd_test.cpp);
-// - etcd_keyspace: every key of a store is stored as prefix + key, so a
-//   store's keys are the etcd range [prefix, prefix_successor(prefix)).
+// - etcd_keyspace: where a store's keys live under its prefix, per keyspace
+//   (the layout is below and in docs/cluster.md).
 //
 // Everything here is a pure function of its arguments (thread-safe); no
 // function throws except on std::bad_alloc.
@@ -225,33 +225,82 @@ inline etcd_member_status parse_etcd_member_status(const nlohmann::json& st) {
 }
 
 // ---------------------------------------------------------------------------
-// A store's keys in etcd: user key k is the etcd key prefix + k. The prefix
-// is non-empty (EtcdPolicy::open checks), so an empty user key is a valid
-// etcd key. Immutable after construction: safe to share between threads.
+// A store's keys in etcd, per keyspace (docs/cluster.md, "Keyspaces"). With
+// P the store's prefix (non-empty; EtcdPolicy::open checks) and M eight 0xFF
+// bytes (etcd_reserved_marker):
+//   P + k                         key k of the default keyspace "", when k
+//                                 does not begin with M (as before keyspaces)
+//   P + M + 0x00 + r              key M + r of the default keyspace
+//   P + M + 0x01 + N              the list entry of keyspace N (1-255 bytes);
+//                                 its create_revision is N's generation
+//   P + M + 0x02 + len(N) + N + k key k of keyspace N (len: one byte, 1-255)
+// Every key that begins with M sorts after every key that does not, so the
+// default keyspace is the one etcd range [P, P + M + 0x01) and its key order
+// is kept; the etcd key P + M itself is never written. len(N) + N is
+// prefix-free (equal lengths, then equal names), so a keyspace's range
+// [P + M + 0x02 + len(N) + N, its successor) holds no other keyspace's keys.
+// An empty user key is a valid etcd key (P is non-empty). Immutable after
+// construction: safe to share between threads.
 // ---------------------------------------------------------------------------
+inline const std::string& etcd_reserved_marker() {
+  static const std::string m(8, '\xff');
+  return m;
+}
+
 class etcd_keyspace {
  public:
+  // The default keyspace of the store with prefix `prefix`.
   explicit etcd_keyspace(std::string prefix)
-      : prefix_(std::move(prefix)), end_(key_range::prefix_successor(prefix_).value_or(std::string(1, '\0'))) {}
+      : prefix_(std::move(prefix)), base_(prefix_), end_(prefix_ + etcd_reserved_marker() + '\x01'), escapes_(true) {}
 
+  // Keyspace `name` (1-255 bytes) of the same store.
+  etcd_keyspace named(std::string_view name) const {
+    std::string base = prefix_ + etcd_reserved_marker() + '\x02';
+    base += static_cast<char>(static_cast<unsigned char>(name.size()));
+    base += name;
+    std::string end = key_range::prefix_successor(base).value_or(std::string(1, '\0'));
+    return etcd_keyspace(prefix_, std::move(base), std::move(end));
+  }
+  // The list entry of keyspace `name`, and the etcd range of every entry.
+  std::string list_entry(std::string_view name) const {
+    std::string k = prefix_ + etcd_reserved_marker() + '\x01';
+    k += name;
+    return k;
+  }
+  std::pair<std::string, std::string> list_range() const {
+    return {prefix_ + etcd_reserved_marker() + '\x01', prefix_ + etcd_reserved_marker() + '\x02'};
+  }
+
+  // The store's prefix.
   const std::string& prefix() const noexcept { return prefix_; }
-  // The etcd range end of the whole prefix; "\0" (etcd: to the end of the
-  // keyspace) when the prefix is all 0xFF.
+  // Where this keyspace's etcd keys begin (the prefix, for the default one).
+  const std::string& base() const noexcept { return base_; }
+  // The etcd range end of the whole keyspace.
   const std::string& prefix_end() const noexcept { return end_; }
 
   std::string key(std::string_view user_key) const {
     std::string k;
-    k.reserve(prefix_.size() + user_key.size());
-    k += prefix_;
-    k += user_key;
+    k.reserve(base_.size() + user_key.size() + 1);
+    k += base_;
+    if (escapes_ && user_key.starts_with(etcd_reserved_marker())) {
+      k += etcd_reserved_marker();
+      k += '\0';
+      k += user_key.substr(etcd_reserved_marker().size());
+    } else {
+      k += user_key;
+    }
     return k;
   }
-  // The user key of an etcd key inside the prefix.
-  std::string user_key(const std::string& etcd_key) const { return etcd_key.substr(prefix_.size()); }
+  // The user key of an etcd key inside this keyspace.
+  std::string user_key(const std::string& etcd_key) const {
+    std::string k = etcd_key.substr(base_.size());
+    if (escapes_ && k.starts_with(etcd_reserved_marker())) k.erase(etcd_reserved_marker().size(), 1);
+    return k;
+  }
 
   // The etcd range [lo, hi) of a user range (direction ignored; hi "\0": to
-  // the end of the keyspace, only when the prefix is all 0xFF); nullopt when
-  // the range holds no key.
+  // the end of etcd's keys, never for keel's layout); nullopt when the range
+  // holds no key.
   std::optional<std::pair<std::string, std::string>> range(const key_range& r) const {
     if (r.is_empty()) return std::nullopt;
     std::string lo = key(r.lower().value_or(std::string()));
@@ -261,8 +310,13 @@ class etcd_keyspace {
   }
 
  private:
+  etcd_keyspace(std::string prefix, std::string base, std::string end)
+      : prefix_(std::move(prefix)), base_(std::move(base)), end_(std::move(end)), escapes_(false) {}
+
   std::string prefix_;
+  std::string base_;
   std::string end_;
+  bool escapes_;  // the default keyspace: keys beginning with the marker are escaped
 };
 
 }  // namespace keel::detail

@@ -39,6 +39,7 @@ namespace keel::detail {
 struct etcd_kv {
   std::string etcd_key, value;
   std::int64_t mod_revision = 0;
+  std::int64_t create_revision = 0;
 };
 
 struct etcd_range_page {
@@ -70,7 +71,8 @@ inline etcd_range_page parse_etcd_range(const nlohmann::json& j) {
   if (auto kvs = j.find("kvs"); kvs != j.end() && kvs->is_array()) {
     r.kvs.reserve(kvs->size());
     for (const auto& x : *kvs)
-      r.kvs.push_back({json_bytes(x, "key"), json_bytes(x, "value"), json_int(x, "mod_revision")});
+      r.kvs.push_back(
+          {json_bytes(x, "key"), json_bytes(x, "value"), json_int(x, "mod_revision"), json_int(x, "create_revision")});
   }
   return r;
 }

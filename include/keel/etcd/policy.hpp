@@ -7,6 +7,7 @@
 //   paging.hpp         range reads; scans paged at one revision, both ways
 //   transactions.hpp   batches as one txn, cluster-validated commits,
 //                      read-only txns (multi_get)
+//   keyspaces.hpp      the list of keyspaces, generations, guards
 //
 // Thread safety: every member may be called concurrently, close() included.
 // A cursor is used by one thread at a time; snapshots may be shared.
@@ -41,6 +42,7 @@
 
 #include "../store.hpp"
 #include "codec.hpp"
+#include "keyspaces.hpp"
 #include "options.hpp"
 #include "paging.hpp"
 #include "transactions.hpp"
@@ -73,6 +75,15 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
   using options = etcd_options;
   static constexpr keel::backend backend_kind = keel::backend::etcd;
 
+  // A handle to one keyspace (keyspaces.hpp): its name, its generation (the
+  // create_revision of its list entry; 0 for "") and its key mapping (null
+  // for ""). Cheap to copy; holds no connection.
+  struct keyspace_type {
+    std::string name;
+    std::int64_t generation = 0;
+    std::shared_ptr<const detail::etcd_keyspace> keys;
+  };
+
   // ---- cursor -------------------------------------------------------------
   // Reads its range page by page at one revision (the first page's; a
   // snapshot's cursor reads the snapshot's), pinned while the cursor lives.
@@ -94,21 +105,23 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
     friend class EtcdPolicy;
     explicit cursor_type(keel::error e) { scan_.fail(std::move(e)); }
     cursor_type(std::shared_ptr<const EtcdPolicy> owner, const key_range& range, std::int64_t revision,
-                std::shared_ptr<pin> held)
-        : owner_(std::move(owner)), pin_(std::move(held)) {
-      auto bounds = owner_->keys_.range(range);
+                std::shared_ptr<pin> held, std::shared_ptr<const detail::etcd_keyspace> mapping = nullptr)
+        : owner_(std::move(owner)), pin_(std::move(held)), mapping_(std::move(mapping)) {
+      auto bounds = keys().range(range);
       if (!bounds) return;  // empty range
       scan_ =
           detail::etcd_paged_scan(std::move(bounds->first), std::move(bounds->second), revision, range.is_reversed());
       fetch();
     }
     void fetch() {
-      if (scan_.fetch(owner_->transport_, owner_->keys_, owner_->opts_.page_size))
+      if (scan_.fetch(owner_->transport_, keys(), owner_->opts_.page_size))
         pin_ = std::make_shared<pin>(owner_, scan_.revision());
     }
+    const detail::etcd_keyspace& keys() const { return mapping_ ? *mapping_ : owner_->keys_; }
 
     std::shared_ptr<const EtcdPolicy> owner_;
     std::shared_ptr<pin> pin_;
+    std::shared_ptr<const detail::etcd_keyspace> mapping_;  // null: the default keyspace
     detail::etcd_paged_scan scan_;
   };
 
@@ -129,6 +142,33 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
     cursor_type scan(const key_range& range) const {
       if (!owner_->is_open()) return cursor_type(closed_error());
       return cursor_type(owner_, range, revision_, pin_);
+    }
+    // The same in keyspace `ks`, as of this revision: a keyspace dropped
+    // since reads on (until a compaction passes the revision:
+    // snapshot_expired); one created since, or a handle to another
+    // generation of the name, gives errc::not_found.
+    result<std::optional<std::string>> get(const keyspace_type& ks, std::string_view key) const {
+      if (ks.name.empty()) return get(key);
+      if (!owner_->is_open()) return closed_error();
+      auto r = owner_->read_in(ks, key, revision_, false);
+      if (!r) return std::move(r).error();
+      if (const auto* kv = detail::etcd_txn_kv(*r, 1)) return std::optional<std::string>(detail::json_bytes(*kv, "value"));
+      return std::optional<std::string>();
+    }
+    result<bool> contains(const keyspace_type& ks, std::string_view key) const {
+      if (ks.name.empty()) return contains(key);
+      if (!owner_->is_open()) return closed_error();
+      auto r = owner_->read_in(ks, key, revision_, true);
+      if (!r) return std::move(r).error();
+      const auto* rr = detail::etcd_txn_range_response(*r, 1);
+      return rr && detail::json_int(*rr, "count") > 0;
+    }
+    cursor_type scan(const keyspace_type& ks, const key_range& range) const {
+      if (ks.name.empty()) return scan(range);
+      if (!owner_->is_open()) return cursor_type(closed_error());
+      auto at = detail::etcd_keyspace_at(owner_->transport_, owner_->keys_, ks.name, ks.generation, revision_);
+      if (!at) return cursor_type(std::move(at).error());
+      return cursor_type(owner_, range, revision_, pin_, ks.keys);
     }
     // The etcd revision this view reads.
     std::int64_t revision() const noexcept { return revision_; }
@@ -199,15 +239,23 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
     return {};
   }
 
-  // One etcd txn; see <keel/etcd.hpp> for the limits.
+  // One etcd txn; see <keel/etcd.hpp> for the limits. A batch naming
+  // keyspaces other than "" carries a compare per keyspace (its list entry
+  // exists): one that does not is errc::not_found, nothing written.
   result<void> write(const write_batch& batch) {
     if (!is_open()) return closed_error();
     if (batch.empty()) return {};
-    auto ops = detail::etcd_compile_batch(batch, keys_, opts_);
-    if (!ops) return std::move(ops).error();
-    if (ops->empty()) return {};
-    auto r = detail::etcd_send_txn(transport_, {}, *ops, "write");
+    auto c = detail::etcd_compile_batch(batch, keys_, opts_);
+    if (!c) return std::move(c).error();
+    if (c->keyspaces.empty()) {
+      if (c->ops.empty()) return {};
+      auto r = detail::etcd_send_txn(transport_, {}, c->ops, "write");
+      if (!r) return std::move(r).error();
+      return {};
+    }
+    auto r = send_guarded(*c, "write");
     if (!r) return std::move(r).error();
+    if (!r->value("succeeded", false)) return missing_or(*r, c->keyspaces, keel::error(errc::not_found, "etcd: a keyspace of the batch does not exist"));
     return {};
   }
 
@@ -310,23 +358,152 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
   // the start revision R). The compares count against max_txn_ops: a read
   // set needing more is refused with invalid_argument before anything is
   // sent. Compares that fail: errc::conflict, nothing written.
+  // Reads and writes in keyspaces other than "" (tx.keyspace_reads, the
+  // writes' op::keyspace) are validated the same way, each in its keyspace's
+  // keys. Each keyspace the transaction read or writes must still be the one
+  // it began with (two compares on its list entry: it exists, created at or
+  // before R): one dropped (or dropped and created again) since is
+  // errc::not_found, nothing written.
   result<void> commit_transaction(const tx_record& tx) {
     if (!is_open()) return closed_error();
-    auto ops = detail::etcd_compile_batch(tx.writes, keys_, opts_);
-    if (!ops) return std::move(ops).error();
-    if (ops->empty()) return {};
-    auto compares = detail::etcd_validation_compares(transport_, keys_, opts_, tx);
-    if (!compares) return std::move(compares).error();
-    auto ok = detail::etcd_send_txn(transport_, *compares, *ops, "commit");
-    if (!ok) return std::move(ok).error();
-    if (!*ok) {
+    auto c = detail::etcd_compile_batch(tx.writes, keys_, opts_);
+    if (!c) return std::move(c).error();
+    if (c->ops.empty() && c->keyspaces.empty()) return {};
+    const auto start = static_cast<std::int64_t>(tx.start);
+    std::vector<std::string> used = c->keyspaces;  // written or read, sorted, once each
+    for (const auto& ks : tx.keyspace_reads)
+      if (!ks.keyspace.empty()) used.push_back(ks.keyspace);
+    std::sort(used.begin(), used.end());
+    used.erase(std::unique(used.begin(), used.end()), used.end());
+    detail::etcd_txn_ops compares, failure;
+    for (const auto& name : used) {
+      for (auto& g : detail::etcd_keyspace_guard_since(keys_, name, start)) compares.push_back(std::move(g));
+      failure.push_back(detail::etcd_keyspace_probe(keys_, name));
+    }
+    if (auto v = detail::etcd_transaction_compares(transport_, keys_, opts_, tx, compares); !v)
+      return std::move(v).error();
+    auto r = detail::etcd_send_txn_answer(transport_, compares, c->ops, failure, "commit");
+    if (!r) return std::move(r).error();
+    if (!r->value("succeeded", false)) {
+      if (auto gone = detail::etcd_missing_keyspace(*r, used, start)) {
+        return keel::error(errc::not_found, "etcd: keyspace '" + detail::etcd_printable_name(*gone) +
+                                                "' was dropped while the transaction ran; nothing was written");
+      }
       return keel::error(errc::conflict,
                          "etcd: transaction conflict: a key it read or a range it scanned was changed by another "
                          "commit after revision " +
-                             std::to_string(static_cast<std::int64_t>(tx.start)) +
-                             "; nothing was written, run it again");
+                             std::to_string(start) + "; nothing was written, run it again");
     }
     return {};
+  }
+
+  // ---- keyspaces (keyspaces.hpp; layout: codec.hpp, docs/cluster.md) ------
+  // Opening reads (or, with `create`, creates) the keyspace's list entry in
+  // etcd: one request. Every client of the store's prefix, on any machine,
+  // sees the same keyspaces.
+  result<keyspace_type> open_keyspace(std::string_view name, bool create) const {
+    if (!is_open()) return closed_error();
+    if (auto bad = keyspace_name_error(name)) return *bad;
+    if (name.empty()) return keyspace_type{};
+    auto generation = detail::etcd_open_keyspace(transport_, keys_, name, create);
+    if (!generation) return std::move(generation).error();
+    return keyspace_type{std::string(name), *generation,
+                         std::make_shared<const detail::etcd_keyspace>(keys_.named(name))};
+  }
+  // The list entries, paged at one revision; "" first.
+  result<std::vector<std::string>> keyspaces() const {
+    if (!is_open()) return closed_error();
+    auto names = detail::etcd_list_keyspaces(transport_, keys_, opts_.page_size);
+    if (!names) return std::move(names).error();
+    names->insert(names->begin(), std::string());
+    return names;
+  }
+  // One txn: if the list entry exists, a DeleteRange of the keyspace's keys
+  // and the delete of its entry. Snapshots and cursors taken before it read
+  // on at their revision (until a compaction passes it).
+  result<void> drop_keyspace(std::string_view name) {
+    if (!is_open()) return closed_error();
+    if (name.empty()) return keel::error(errc::invalid_argument, "the default keyspace \"\" cannot be dropped");
+    if (auto bad = keyspace_name_error(name)) return *bad;
+    const auto data = keys_.named(name);
+    auto ok = detail::etcd_send_txn(
+        transport_, {detail::etcd_keyspace_guard(keys_, name)},
+        {detail::etcd_delete_op(data.base(), data.prefix_end()), detail::etcd_delete_op(keys_.list_entry(name))},
+        "drop keyspace");
+    if (!ok) return std::move(ok).error();
+    if (!*ok) return detail::etcd_keyspace_missing(name);
+    return {};
+  }
+
+  // The keyed operations in keyspace `ks` ("" forwards to the store's own).
+  // Writes and point reads are one txn guarded by the keyspace's generation;
+  // a handle to a dropped keyspace gives errc::not_found. Point reads are
+  // linearizable (serializable_reads applies to "" only).
+  result<void> put(const keyspace_type& ks, std::string_view key, std::string_view value) {
+    if (ks.name.empty()) return put(key, value);
+    if (!is_open()) return closed_error();
+    const std::string k = ks.keys->key(key);
+    if (auto bad = detail::etcd_request_too_large(k.size() + value.size() + 64, "put", opts_)) return *bad;
+    return guarded_write(ks, {detail::etcd_put_op(k, value)}, "put");
+  }
+  result<void> erase(const keyspace_type& ks, std::string_view key) {
+    if (ks.name.empty()) return erase(key);
+    if (!is_open()) return closed_error();
+    return guarded_write(ks, {detail::etcd_delete_op(ks.keys->key(key))}, "erase");
+  }
+  result<void> erase_range(const keyspace_type& ks, const key_range& range) {
+    if (ks.name.empty()) return erase_range(range);
+    if (!is_open()) return closed_error();
+    if (!erase_range_is_valid(range)) {
+      return keel::error(errc::invalid_argument, "erase_range: the range's lower bound is above its upper bound");
+    }
+    detail::etcd_txn_ops ops;
+    if (auto bounds = ks.keys->range(range)) ops.push_back(detail::etcd_delete_op(bounds->first, bounds->second));
+    return guarded_write(ks, std::move(ops), "erase_range");
+  }
+  result<std::optional<std::string>> get(const keyspace_type& ks, std::string_view key) const {
+    if (ks.name.empty()) return get(key);
+    if (!is_open()) return closed_error();
+    auto r = guarded_read(ks, detail::etcd_get_op(ks.keys->key(key)), "get");
+    if (!r) return std::move(r).error();
+    if (const auto* kv = detail::etcd_txn_kv(*r, 0)) return std::optional<std::string>(detail::json_bytes(*kv, "value"));
+    return std::optional<std::string>();
+  }
+  result<bool> contains(const keyspace_type& ks, std::string_view key) const {
+    if (ks.name.empty()) return contains(key);
+    if (!is_open()) return closed_error();
+    auto r = guarded_read(ks, detail::etcd_get_op(ks.keys->key(key), 0, true), "contains");
+    if (!r) return std::move(r).error();
+    const auto* rr = detail::etcd_txn_range_response(*r, 0);
+    return rr && detail::json_int(*rr, "count") > 0;
+  }
+  result<std::vector<std::optional<std::string>>> multi_get(const keyspace_type& ks,
+                                                            std::span<const std::string_view> keys) const {
+    if (ks.name.empty()) return multi_get(keys);
+    if (!is_open()) return closed_error();
+    auto r = detail::etcd_multi_get(transport_, *ks.keys, opts_, keys,
+                                    detail::etcd_keyspace_guard(keys_, ks.name, ks.generation));
+    if (!r && r.error() == errc::not_found) return detail::etcd_keyspace_gone(ks.name);
+    return r;
+  }
+  // Reads the list entry first (the keyspace exists at revision R), then
+  // pages the keyspace's range at R.
+  cursor_type scan(const keyspace_type& ks, const key_range& range) const {
+    if (ks.name.empty()) return scan(range);
+    if (!is_open()) return cursor_type(closed_error());
+    auto at = detail::etcd_keyspace_at(transport_, keys_, ks.name, ks.generation, 0);
+    if (!at) return cursor_type(std::move(at).error());
+    auto self = shared_from_this();
+    auto held = std::make_shared<pin>(self, *at);
+    return cursor_type(std::move(self), range, *at, std::move(held), ks.keys);
+  }
+  // Compaction is cluster-wide (compact(range) below); checks the handle.
+  result<void> compact(const keyspace_type& ks, const key_range& range) {
+    if (ks.name.empty()) return compact(range);
+    if (!is_open()) return closed_error();
+    auto at = detail::etcd_keyspace_at(transport_, keys_, ks.name, ks.generation, 0);
+    if (!at) return std::move(at).error();
+    return compact(range);
   }
 
   // Frees the connections. Snapshots and cursors still alive give
@@ -349,12 +526,12 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
   }
 
   // What the member that answers reports (/v3/maintenance/status), plus the
-  // member count and the number of keys under the prefix.
+  // member count and the number of keys of the default keyspace.
   struct cluster_status {
     std::int64_t revision = 0, raft_index = 0, raft_term = 0, db_size = 0, db_size_in_use = 0;
     std::uint64_t member_id = 0, leader = 0;
     std::size_t members = 0;
-    std::uint64_t keys = 0;  // under the prefix
+    std::uint64_t keys = 0;  // of the default keyspace ("")
     std::string version;
     std::vector<std::string> errors;  // e.g. alarms ("memberID:... alarm:NOSPACE")
   };
@@ -387,8 +564,8 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
     return s;
   }
 
-  // The etcd range [lo, hi) of a user range (hi "\0": to the end of the
-  // keyspace, only when the prefix is all 0xFF); nullopt when empty.
+  // The etcd range [lo, hi) of a user range of the default keyspace (inside
+  // [prefix, prefix + eight 0xFF + 0x01): codec.hpp); nullopt when empty.
   // Public for tests of the key mapping.
   std::optional<std::pair<std::string, std::string>> etcd_range(const key_range& range) const {
     return keys_.range(range);
@@ -408,6 +585,59 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
     c.request_timeout = o.request_timeout;
     c.operation_timeout = o.operation_timeout;
     return c;
+  }
+
+  // A txn whose compares are one per keyspace the batch names (it exists),
+  // whose failure branch probes each keyspace's list entry.
+  result<nlohmann::json> send_guarded(const detail::etcd_compiled_batch& c, std::string_view what) const {
+    detail::etcd_txn_ops compares, failure;
+    for (const auto& name : c.keyspaces) {
+      compares.push_back(detail::etcd_keyspace_guard(keys_, name));
+      failure.push_back(detail::etcd_keyspace_probe(keys_, name));
+    }
+    return detail::etcd_send_txn_answer(transport_, compares, c.ops, failure, what);
+  }
+  // not_found naming the first keyspace the failure branch found missing;
+  // else `otherwise`.
+  static keel::error missing_or(const nlohmann::json& answer, const std::vector<std::string>& names,
+                                keel::error otherwise) {
+    if (auto gone = detail::etcd_missing_keyspace(answer, names)) {
+      return keel::error(errc::not_found, "etcd: keyspace '" + detail::etcd_printable_name(*gone) +
+                                              "' does not exist; nothing was written");
+    }
+    return otherwise;
+  }
+  // `ops` applied only while ks's list entry is of its generation.
+  result<void> guarded_write(const keyspace_type& ks, detail::etcd_txn_ops ops, std::string_view what) {
+    auto ok = detail::etcd_send_txn(transport_, {detail::etcd_keyspace_guard(keys_, ks.name, ks.generation)}, ops,
+                                    what);
+    if (!ok) return std::move(ok).error();
+    if (!*ok) return detail::etcd_keyspace_gone(ks.name);
+    return {};
+  }
+  // One range op read only while ks's list entry is of its generation.
+  result<nlohmann::json> guarded_read(const keyspace_type& ks, std::string op, std::string_view what) const {
+    auto r = detail::etcd_send_txn_answer(transport_, {detail::etcd_keyspace_guard(keys_, ks.name, ks.generation)},
+                                          {std::move(op)}, {}, what, detail::call_kind::read);
+    if (!r) return std::move(r).error();
+    if (!r->value("succeeded", false)) return detail::etcd_keyspace_gone(ks.name);
+    return r;
+  }
+  // One read-only txn at `revision`: ks's list entry (response 0) and `key`
+  // in ks (response 1, count_only when asked); not_found when the entry is
+  // not of ks's generation at that revision.
+  result<nlohmann::json> read_in(const keyspace_type& ks, std::string_view key, std::int64_t revision,
+                                 bool count_only) const {
+    if (ks.generation > revision) return detail::etcd_keyspace_gone(ks.name);
+    auto r = detail::etcd_read_txn(transport_,
+                                   {detail::etcd_get_op(keys_.list_entry(ks.name), revision),
+                                    detail::etcd_get_op(ks.keys->key(key), revision, count_only)},
+                                   "snapshot read");
+    if (!r) return std::move(r).error();
+    const auto* entry = detail::etcd_txn_kv(*r, 0);
+    if (!entry || detail::json_int(*entry, "create_revision") != ks.generation)
+      return detail::etcd_keyspace_gone(ks.name);
+    return r;
   }
 
   // A point read at `revision` (0: the current one).
@@ -431,13 +661,13 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
   }
 
   options opts_;
-  detail::etcd_keyspace keys_;  // opts_.prefix and its range end
+  detail::etcd_keyspace keys_;  // the default keyspace (opts_.prefix) and the layout of the others
   detail::etcd_transport transport_;
   std::atomic<bool> open_{true};
   mutable std::mutex pins_mutex_;
   mutable std::multiset<std::int64_t> pins_;  // revisions live views read; guarded by pins_mutex_
 };
 
-static_assert(store_policy<EtcdPolicy>);
+static_assert(keyspace_policy<EtcdPolicy>);
 
 }  // namespace keel

@@ -54,14 +54,15 @@ inline std::optional<keel::error> etcd_request_too_large(std::size_t bytes, std:
                          " bytes (--max-request-bytes, etcd_options::max_request_bytes); it was not sent");
 }
 
-// Merges a batch into etcd txn ops. etcd rejects a txn that names a key
+// Merges the ops of one keyspace of a batch into etcd txn ops (appended to
+// `ops`; `bytes` grows by their size). etcd rejects a txn that names a key
 // twice, or a put inside a deleted range ("duplicate key given in txn
-// request"), so the batch is reduced to its effect first: the last op per
+// request"), so the ops are reduced to their effect first: the last op per
 // key wins, an erase_range drops the earlier ops inside it, and a range is
-// cut around the keys put after it. invalid_argument for a range whose
-// lower bound is above its upper bound, or past etcd's limits.
-inline result<etcd_txn_ops> etcd_compile_batch(const write_batch& batch, const etcd_keyspace& keys,
-                                               const etcd_options& opts) {
+// cut around the keys put after it. invalid_argument for a range whose lower
+// bound is above its upper bound.
+inline result<void> etcd_compile_keyspace_ops(const std::vector<write_batch::op>& batch, const etcd_keyspace& keys,
+                                              etcd_txn_ops& ops, std::size_t& bytes) {
   std::map<std::string, std::optional<std::string>, std::less<>> last;  // user key -> value (nullopt: erase)
   std::vector<key_range> ranges;                                        // erased, forward
   for (const auto& op : batch) {
@@ -86,8 +87,6 @@ inline result<etcd_txn_ops> etcd_compile_batch(const write_batch& batch, const e
       }
     }
   }
-  etcd_txn_ops ops;
-  std::size_t bytes = 0;
   auto delete_op = [&](std::string_view lo, std::string_view hi) {
     json_object inner;
     inner.bytes("key", lo);
@@ -116,8 +115,9 @@ inline result<etcd_txn_ops> etcd_compile_batch(const write_batch& batch, const e
   for (const auto& [k, v] : last) {
     if (!v && in_some_range(k)) continue;
     json_object inner;
-    inner.bytes("key", keys.key(k));
-    bytes += keys.prefix().size() + k.size() + 8;
+    std::string etcd_key = keys.key(k);
+    bytes += etcd_key.size() + 8;
+    inner.bytes("key", etcd_key);
     if (v) {
       inner.bytes("value", *v);
       bytes += v->size();
@@ -126,24 +126,92 @@ inline result<etcd_txn_ops> etcd_compile_batch(const write_batch& batch, const e
       ops.push_back(json_object().raw("request_delete_range", inner.str()).str());
     }
   }
-  if (ops.size() > opts.max_txn_ops) {
-    return keel::error(errc::invalid_argument,
-                       "etcd: the batch has " + std::to_string(ops.size()) +
-                           " operations after merging ops on the same key; etcd applies at most " +
-                           std::to_string(opts.max_txn_ops) +
-                           " in one transaction (--max-txn-ops, etcd_options::max_txn_ops). keel does not split "
-                           "a batch (it would no longer be atomic): write it as several batches, or raise the limit "
-                           "on every member and in etcd_options");
-  }
-  if (auto bad = etcd_request_too_large(bytes, "the batch", opts)) return *bad;
-  return ops;
+  return {};
 }
 
-// Sends {compare, success} as one txn; a write (never re-sent once it may
-// have reached a member). With compares, returns whether they held (etcd then
-// applied the success ops; else nothing).
-inline result<bool> etcd_send_txn(const etcd_transport& t, const etcd_txn_ops& compares, const etcd_txn_ops& success,
-                                  std::string_view what) {
+// A batch compiled to one txn: the ops, and the keyspaces other than "" it
+// names (sorted, each once), which must exist when it is applied.
+struct etcd_compiled_batch {
+  etcd_txn_ops ops;
+  std::vector<std::string> keyspaces;
+  std::size_t bytes = 0;
+};
+
+// A batch (possibly spanning keyspaces; `keys` is the store's default
+// keyspace) merged into the ops of one etcd txn, per keyspace as
+// etcd_compile_keyspace_ops says. invalid_argument for a bad range, a
+// keyspace name over 255 bytes, or past etcd's limits (counting one compare
+// per keyspace named).
+inline result<etcd_compiled_batch> etcd_compile_batch(const write_batch& batch, const etcd_keyspace& keys,
+                                                      const etcd_options& opts) {
+  std::map<std::string_view, std::vector<write_batch::op>> by_keyspace;
+  for (const auto& op : batch) {
+    if (auto bad = keyspace_name_error(op.keyspace)) return *bad;
+    by_keyspace[op.keyspace].push_back(op);
+  }
+  etcd_compiled_batch out;
+  for (const auto& [name, ops] : by_keyspace) {
+    auto r = name.empty() ? etcd_compile_keyspace_ops(ops, keys, out.ops, out.bytes)
+                          : etcd_compile_keyspace_ops(ops, keys.named(name), out.ops, out.bytes);
+    if (!r) return std::move(r).error();
+    if (!name.empty()) {
+      out.keyspaces.emplace_back(name);
+      out.bytes += keys.list_entry(name).size() + 16;
+    }
+  }
+  if (out.ops.size() > opts.max_txn_ops || out.keyspaces.size() > opts.max_txn_ops) {
+    return keel::error(errc::invalid_argument,
+                       "etcd: the batch has " + std::to_string(out.ops.size()) +
+                           " operations after merging ops on the same key (and needs " +
+                           std::to_string(out.keyspaces.size()) +
+                           " compares); etcd applies at most " + std::to_string(opts.max_txn_ops) +
+                           " of each in one transaction (--max-txn-ops, etcd_options::max_txn_ops). keel does not "
+                           "split a batch (it would no longer be atomic): write it as several batches, or raise the "
+                           "limit on every member and in etcd_options");
+  }
+  if (auto bad = etcd_request_too_large(out.bytes, "the batch", opts)) return *bad;
+  return out;
+}
+
+// The compare "keyspace `name` exists" (its list entry has been created),
+// or, with `generation` > 0, "keyspace `name` is still the one created at
+// revision `generation`" (a handle's keyspace, not a later one of that name).
+inline std::string etcd_keyspace_guard(const etcd_keyspace& keys, std::string_view name, std::int64_t generation = 0) {
+  return json_object()
+      .bytes("key", keys.list_entry(name))
+      .text("target", "CREATE")
+      .text("result", generation > 0 ? "EQUAL" : "GREATER")
+      .integer("create_revision", generation)
+      .str();
+}
+
+// The compares "keyspace `name` existed at revision `start` and was not
+// created again since" (its list entry was created at or before `start`):
+// a transaction that began at `start` may still use it.
+inline etcd_txn_ops etcd_keyspace_guard_since(const etcd_keyspace& keys, std::string_view name, std::int64_t start) {
+  return {etcd_keyspace_guard(keys, name),
+          json_object()
+              .bytes("key", keys.list_entry(name))
+              .text("target", "CREATE")
+              .text("result", "LESS")
+              .integer("create_revision", start + 1)
+              .str()};
+}
+
+// A keys_only range of keyspace `name`'s list entry (a failure branch op:
+// tells which keyspace was missing, or created when).
+inline std::string etcd_keyspace_probe(const etcd_keyspace& keys, std::string_view name) {
+  return json_object()
+      .raw("request_range", json_object().bytes("key", keys.list_entry(name)).boolean("keys_only", true).str())
+      .str();
+}
+
+// Sends {compare, success, failure} as one txn and returns etcd's answer
+// ("succeeded" says whether the compares held). A write (never re-sent once
+// it may have reached a member) unless `kind` says read (no op writes).
+inline result<nlohmann::json> etcd_send_txn_answer(const etcd_transport& t, const etcd_txn_ops& compares,
+                                                   const etcd_txn_ops& success, const etcd_txn_ops& failure,
+                                                   std::string_view what, call_kind kind = call_kind::write) {
   std::string body = "{";
   auto array = [&](const char* name, const etcd_txn_ops& v) {
     if (v.empty()) return;
@@ -159,8 +227,17 @@ inline result<bool> etcd_send_txn(const etcd_transport& t, const etcd_txn_ops& c
   };
   array("compare", compares);
   array("success", success);
+  array("failure", failure);
   body += '}';
-  auto r = t.call("kv/txn", body, call_kind::write, what);
+  return t.call("kv/txn", body, kind, what);
+}
+
+// Sends {compare, success} as one txn; a write (never re-sent once it may
+// have reached a member). With compares, returns whether they held (etcd then
+// applied the success ops; else nothing).
+inline result<bool> etcd_send_txn(const etcd_transport& t, const etcd_txn_ops& compares, const etcd_txn_ops& success,
+                                  std::string_view what) {
+  auto r = etcd_send_txn_answer(t, compares, success, {}, what);
   if (!r) return std::move(r).error();
   return r->value("succeeded", false);
 }
@@ -193,11 +270,20 @@ inline const nlohmann::json* etcd_first_kv(const nlohmann::json* range_response)
 }
 
 // multi_get: read-only txns of range requests, one when the keys fit
-// max_txn_ops, else several, all at the revision the first one read.
+// max_txn_ops, else several, all at the revision the first one read. With
+// `guard` (a compare, etcd_keyspace_guard), the first txn reads only if it
+// holds, else errc::not_found (the keyspace is gone).
 inline result<std::vector<std::optional<std::string>>> etcd_multi_get(const etcd_transport& t,
                                                                       const etcd_keyspace& keys,
                                                                       const etcd_options& opts,
-                                                                      std::span<const std::string_view> wanted) {
+                                                                      std::span<const std::string_view> wanted,
+                                                                      const std::string& guard = {}) {
+  if (wanted.empty() && !guard.empty()) {
+    auto r = etcd_send_txn_answer(t, {guard}, {}, {}, "multi_get", call_kind::read);
+    if (!r) return std::move(r).error();
+    if (!r->value("succeeded", false)) return keel::error(errc::not_found, "etcd: the keyspace was dropped");
+    return std::vector<std::optional<std::string>>();
+  }
   std::vector<std::optional<std::string>> out;
   out.reserve(wanted.size());
   std::int64_t revision = 0;
@@ -209,8 +295,11 @@ inline result<std::vector<std::optional<std::string>>> etcd_multi_get(const etcd
       ops.push_back(json_object()
                         .raw("request_range", etcd_range_body(keys.key(wanted[i]), {}, revision, 0, false, false))
                         .str());
-    auto r = etcd_read_txn(t, ops, "multi_get");
+    const bool guarded = at == 0 && !guard.empty();
+    auto r = guarded ? etcd_send_txn_answer(t, {guard}, ops, {}, "multi_get", call_kind::read)
+                     : etcd_read_txn(t, ops, "multi_get");
     if (!r) return std::move(r).error();
+    if (guarded && !r->value("succeeded", false)) return keel::error(errc::not_found, "etcd: the keyspace was dropped");
     if (revision == 0) revision = etcd_header_revision(*r);
     for (std::size_t i = 0; i < n; ++i) {
       if (const auto* kv = etcd_first_kv(etcd_txn_range_response(*r, i)))
@@ -259,12 +348,12 @@ inline result<std::vector<std::int64_t>> etcd_mod_revisions_at(const etcd_transp
 // A write that changed nothing in etcd (erasing an absent key) is not seen:
 // it leaves no trace in etcd, and the result is still serializable (every
 // value the transaction read is unchanged when it commits).
-// invalid_argument when more than max_txn_ops compares are needed (nothing
-// sent yet).
-inline result<etcd_txn_ops> etcd_validation_compares(const etcd_transport& t, const etcd_keyspace& keys,
-                                                     const etcd_options& opts, const tx_record& tx) {
-  const auto start = static_cast<std::int64_t>(tx.start);
-  etcd_txn_ops compares;
+// These are the compares of one keyspace's reads (`keys`), appended to
+// `compares`; etcd_transaction_compares checks the limit.
+inline result<void> etcd_validation_compares(const etcd_transport& t, const etcd_keyspace& keys,
+                                            const etcd_options& opts, std::int64_t start,
+                                            const std::vector<std::string>& read_keys,
+                                            const std::vector<key_range>& read_ranges, etcd_txn_ops& compares) {
   auto compare_mod = [&](std::string_view key, std::string_view range_end, const char* result, std::int64_t rev) {
     json_object c;
     c.bytes("key", key);
@@ -273,13 +362,13 @@ inline result<etcd_txn_ops> etcd_validation_compares(const etcd_transport& t, co
     compares.push_back(c.str());
   };
   // Read again, at R, what was read: point keys in read txns, ranges by pages.
-  if (!tx.read_keys.empty()) {
-    std::vector<std::string_view> read(tx.read_keys.begin(), tx.read_keys.end());
+  if (!read_keys.empty()) {
+    std::vector<std::string_view> read(read_keys.begin(), read_keys.end());
     auto mods = etcd_mod_revisions_at(t, keys, opts, read, start);
     if (!mods) return std::move(mods).error();
     for (std::size_t i = 0; i < read.size(); ++i) compare_mod(keys.key(read[i]), {}, "EQUAL", (*mods)[i]);
   }
-  for (const auto& range : tx.read_ranges) {
+  for (const auto& range : read_ranges) {
     auto bounds = keys.range(range);
     if (!bounds) continue;
     compare_mod(bounds->first, bounds->second, "LESS", start + 1);
@@ -295,15 +384,35 @@ inline result<etcd_txn_ops> etcd_validation_compares(const etcd_transport& t, co
       lo = r.kvs.back().etcd_key + '\0';
     }
   }
+  return {};
+}
+
+// The compares of a whole transaction record: its default keyspace's reads
+// (`keys`) and those of each keyspace in tx.keyspace_reads, appended to
+// `compares` (which may already hold others, e.g. keyspace guards).
+// invalid_argument when more than max_txn_ops compares are needed in all
+// (nothing sent yet).
+inline result<void> etcd_transaction_compares(const etcd_transport& t, const etcd_keyspace& keys,
+                                              const etcd_options& opts, const tx_record& tx,
+                                              etcd_txn_ops& compares) {
+  const auto start = static_cast<std::int64_t>(tx.start);
+  auto r = etcd_validation_compares(t, keys, opts, start, tx.read_keys, tx.read_ranges, compares);
+  for (const auto& ks : tx.keyspace_reads) {
+    if (!r || compares.size() > opts.max_txn_ops) break;
+    if (auto bad = keyspace_name_error(ks.keyspace)) return *bad;
+    const etcd_keyspace mapped = ks.keyspace.empty() ? keys : keys.named(ks.keyspace);
+    r = etcd_validation_compares(t, mapped, opts, start, ks.read_keys, ks.read_ranges, compares);
+  }
+  if (!r) return r;
   if (compares.size() > opts.max_txn_ops) {
     return keel::error(errc::invalid_argument,
                        "etcd: this transaction's read set needs more than " + std::to_string(opts.max_txn_ops) +
-                           " compares (one per key read, one per range scanned plus one per key it held), "
-                           "etcd's limit per txn (--max-txn-ops, etcd_options::max_txn_ops); nothing was written. "
-                           "Read fewer keys in one transaction, or raise the limit on every member and in "
-                           "etcd_options");
+                           " compares (one per key read, one per range scanned plus one per key it held, one per "
+                           "keyspace it writes), etcd's limit per txn (--max-txn-ops, etcd_options::max_txn_ops); "
+                           "nothing was written. Read fewer keys in one transaction, or raise the limit on every "
+                           "member and in etcd_options");
   }
-  return compares;
+  return {};
 }
 
 }  // namespace keel::detail
