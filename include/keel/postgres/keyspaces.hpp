@@ -25,6 +25,7 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -274,29 +275,57 @@ inline void PostgresPolicy::roll_back(detail::pg::connection& c) const {
   if (!c.exec("ROLLBACK", deadline(), &why)) c.mark_broken();
 }
 
-inline result<void> PostgresPolicy::apply_batch(detail::pg::connection& c, const detail::pg::batch_plan& b, std::string_view what) const {
-  std::vector<std::int64_t> ids;
-  if (!b.keyspaces.empty()) {
-    if (!side_tables_exist(c)) return keyspace_missing(b.keyspaces.front().first, "; nothing was written");
-    std::vector<std::string_view> names;
-    for (const auto& [name, p] : b.keyspaces) names.push_back(name);
+inline result<void> PostgresPolicy::apply_batch(detail::pg::connection& c, const detail::pg::batch_plan& b,
+                                               std::string_view what, const tx_record* tx) const {
+  // The keyspaces to lock: those written, and (in a transaction) those read.
+  std::vector<std::string_view> names;
+  for (const auto& [name, p] : b.keyspaces) names.push_back(name);
+  if (tx)
+    for (const auto& reads : tx->keyspace_reads) names.push_back(reads.keyspace);
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  std::map<std::string, std::int64_t, std::less<>> found;  // name -> id
+  if (!names.empty()) {
+    auto exist = side_tables_exist(c);
+    if (!exist) return std::move(exist).error();
+    if (!*exist) return keyspace_missing(names.front(), "; nothing was written");
     const std::string array = detail::pg::encode_bytea_array(names);
     const param ps[] = {array};
-    auto r = run(c, stmt::ks_resolve, ps, step::in_transaction, what);
-    if (!r) return std::move(r).error();
-    std::map<std::string, std::int64_t, std::less<>> found;
-    for (int i = 0; i < PQntuples(r->get()); ++i)
-      found.emplace(std::string(PQgetvalue(r->get(), i, 0), static_cast<std::size_t>(PQgetlength(r->get(), i, 0))),
-                    static_cast<std::int64_t>(detail::pg::get_be64(PQgetvalue(r->get(), i, 1))));
-    for (const auto& [name, p] : b.keyspaces) {
-      auto it = found.find(name);
-      if (it == found.end()) return keyspace_missing(name, "; nothing was written");
-      ids.push_back(it->second);
+    auto read_ids = [&](const result_ptr& r) {
+      for (int i = 0; i < PQntuples(r.get()); ++i)
+        found.emplace(std::string(PQgetvalue(r.get(), i, 0), static_cast<std::size_t>(PQgetlength(r.get(), i, 0))),
+                      static_cast<std::int64_t>(detail::pg::get_be64(PQgetvalue(r.get(), i, 1))));
+    };
+    if (tx) {
+      // The ids as of the transaction's snapshot (what its handles reached);
+      // locking them then fails (40001) if one was dropped since: told
+      // apart from other conflicts by looking at the ids from outside.
+      auto r = run(c, stmt::ks_resolve_snapshot, ps, step::in_transaction, what);
+      if (!r) return std::move(r).error();
+      read_ids(*r);
+      for (std::string_view name : names)
+        if (found.find(name) == found.end()) return keyspace_missing(name, "; nothing was written");
+      auto locked = run(c, stmt::ks_resolve, ps, step::in_transaction, what);
+      if (!locked) {
+        if (locked.error() != errc::conflict) return std::move(locked).error();
+        for (const auto& [name, id] : found)
+          if (auto there = keyspace_check(keyspace_type{id, name}, what); !there)
+            return there.error() == errc::not_found
+                       ? keyspace_missing(name, " (dropped while the transaction ran; nothing was written)")
+                       : std::move(locked).error();
+        return std::move(locked).error();
+      }
+    } else {
+      auto r = run(c, stmt::ks_resolve, ps, step::in_transaction, what);
+      if (!r) return std::move(r).error();
+      read_ids(*r);
+      for (std::string_view name : names)
+        if (found.find(name) == found.end()) return keyspace_missing(name, "; nothing was written");
     }
   }
   if (auto a = apply(c, b.default_keyspace, 0, step::in_transaction, what); !a) return a;
-  for (std::size_t i = 0; i < ids.size(); ++i)
-    if (auto a = apply(c, b.keyspaces[i].second, ids[i], step::in_transaction, what); !a) return a;
+  for (const auto& [name, p] : b.keyspaces)
+    if (auto a = apply(c, p, found.find(name)->second, step::in_transaction, what); !a) return a;
   return {};
 }
 

@@ -508,7 +508,7 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
       if (!r) view->failed = r.error();
       return r;
     };
-    if (auto a = apply_batch(c, *plan, "commit"); !a) return finish(std::move(a));
+    if (auto a = apply_batch(c, *plan, "commit", &tx); !a) return finish(std::move(a));
     auto done = exec(c, "COMMIT", step::commits_write, "commit");
     if (!done) return finish(std::move(done).error());
     view->failed = keel::error(errc::closed, "transaction is already committed");
@@ -732,7 +732,8 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
   // Inside a transaction: locks the list rows of the keyspaces the batch
   // names (not_found, nothing applied, when one is missing), then applies
   // the default keyspace's plan and each keyspace's.
-  result<void> apply_batch(detail::pg::connection& c, const detail::pg::batch_plan& b, std::string_view what) const;
+  result<void> apply_batch(detail::pg::connection& c, const detail::pg::batch_plan& b, std::string_view what,
+                           const tx_record* tx = nullptr) const;
   // One keyspace's plan (`keyspace_id` 0: the default keyspace's table),
   // in the order batch.hpp says.
   result<void> apply(detail::pg::connection& c, const detail::pg::plan& p, std::int64_t keyspace_id, step st,

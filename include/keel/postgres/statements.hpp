@@ -77,6 +77,7 @@ enum class stmt : unsigned {
   ks_lookup,   // $1 name -> id
   ks_create,   // $1 name -> id (no row when the name exists)
   ks_resolve,  // $1 names -> (name, id) of those that exist, locked against a drop (FOR KEY SHARE)
+  ks_resolve_snapshot,  // $1 names -> (name, id) of those that exist (no lock)
   ks_list,     // -> names, in byte order
   ks_drop,     // $1 name -> id (no row when missing); the cascade deletes its keys
   count_
@@ -91,7 +92,7 @@ inline const char* statement_name(stmt s) {
       "keel_ks_get",       "keel_ks_contains",  "keel_ks_put",       "keel_ks_erase",    "keel_ks_erase_between",
       "keel_ks_erase_from", "keel_ks_scan_forward", "keel_ks_scan_forward_open", "keel_ks_scan_reverse",
       "keel_ks_scan_reverse_open", "keel_ks_multi_get", "keel_ks_erase_many", "keel_ks_put_many", "keel_ks_exists",
-      "keel_ks_lookup",    "keel_ks_create",    "keel_ks_resolve",   "keel_ks_list",     "keel_ks_drop"};
+      "keel_ks_lookup",    "keel_ks_create",    "keel_ks_resolve",   "keel_ks_resolve_snapshot", "keel_ks_list",     "keel_ks_drop"};
   return names[static_cast<std::size_t>(s)];
 }
 
@@ -174,6 +175,7 @@ inline std::array<statement_text, statement_count> make_statements(const std::st
   set(stmt::ks_create, "INSERT INTO " + l + " (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING id",
       {bytea_oid});
   set(stmt::ks_resolve, "SELECT name, id FROM " + l + " WHERE name = ANY($1) FOR KEY SHARE", {bytea_array_oid});
+  set(stmt::ks_resolve_snapshot, "SELECT name, id FROM " + l + " WHERE name = ANY($1)", {bytea_array_oid});
   set(stmt::ks_list, "SELECT name FROM " + l + " ORDER BY name", {});
   set(stmt::ks_drop, "DELETE FROM " + l + " WHERE name = $1 RETURNING id", {bytea_oid});
   return s;
