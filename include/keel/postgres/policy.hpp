@@ -315,7 +315,7 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
       return keel::error(errc::invalid_argument, "postgres: the keyspace tables' names cannot be quoted (" +
                                                      detail::pg::trimmed(PQerrorMessage((*lease)->raw())) + ")");
     auto p = std::make_shared<PostgresPolicy>(opts, quoted, quoted_list, quoted_keys, pool);
-    if (auto ok = p->ensure_table(**lease); !ok) {
+    if (auto ok = detail::pg::ensure_table(**lease, quoted, clock::now() + opts.operation_timeout); !ok) {
       pool->close();
       return std::move(ok).error();
     }
@@ -738,30 +738,6 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
   // in the order batch.hpp says.
   result<void> apply(detail::pg::connection& c, const detail::pg::plan& p, std::int64_t keyspace_id, step st,
                      std::string_view what) const;
-
-  // ---- schema ---------------------------------------------------------------
-  result<void> ensure_table(detail::pg::connection& c) {
-    detail::pg::failure why;
-    auto exists = c.exec_params(detail::pg::exists_sql, {quoted_}, deadline(), &why);
-    if (!exists) return detail::pg::to_error(why, step::read, "open");
-    if (std::string_view(PQgetvalue(exists->get(), 0, 0)) != "t") {
-      detail::pg::failure create_why;
-      auto created = c.exec(detail::pg::create_table_sql(quoted_), deadline(), &create_why);
-      // Two processes creating it at once: the loser sees a unique violation
-      // on the catalog; the table exists then, and is checked below.
-      if (!created && create_why.sqlstate != "23505" && create_why.sqlstate != "42P07")
-        return detail::pg::to_error(create_why, step::commits_write, "create table " + quoted_);
-    }
-    auto shape = detail::pg::read_table_shape(c, quoted_, deadline(), &why);
-    if (!shape) return detail::pg::to_error(why, step::read, "open");
-    const bool ok = shape->is_keel_table();
-    if (!ok)
-      return keel::error(errc::invalid_argument,
-                         "postgres: table " + quoted_ + " exists with columns (" + shape->describe() +
-                             "); keel needs (key bytea primary key, value bytea not null). Nothing was altered: "
-                             "choose another postgres_options::table, or move that table away");
-    return {};
-  }
 
   options opts_;
   std::string quoted_;
