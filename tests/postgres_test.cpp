@@ -9,6 +9,7 @@
 #include <atomic>
 #include <optional>
 #include <chrono>
+#include <latch>
 #include <random>
 #include <string>
 #include <thread>
@@ -1156,5 +1157,39 @@ TEST_SUITE("postgres") {
     t2.join();
     CHECK(value_in(x, "c") == "20");
     CHECK(value_in(other, "c") == "20");
+  }
+}
+
+TEST_SUITE("postgres") {
+  // Fails when the first use's CREATE TABLE race between clients is an error
+  // (the loser's 23505/42P07 on the catalog), or when two clients creating
+  // the same name at once get two keyspaces (their writes would not meet).
+  TEST_CASE("postgres keyspaces: 8 clients make the side tables and the same keyspaces at once") {
+    if (auto why = no_server()) return skip("postgres: " + *why);
+    postgres_backend b;
+    constexpr int clients = 8;
+    std::vector<postgres_store> stores;
+    for (int i = 0; i < clients; ++i) stores.push_back(open_store(b.options()));
+    std::latch start(clients);
+    std::vector<std::string> errors(clients);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < clients; ++i) {
+      threads.emplace_back([&, i] {
+        start.arrive_and_wait();  // all at once
+        for (const char* name : {"shared", "also shared"}) {
+          auto ks = stores[i].keyspace(name);
+          if (!ks) {
+            errors[i] = ks.error().message();
+            return;
+          }
+          if (auto w = ks->put("client" + std::to_string(i), "1"); !w) errors[i] = w.error().message();
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    for (int i = 0; i < clients; ++i) CHECK_MESSAGE(errors[i].empty(), "client " << i << ": " << errors[i]);
+    CHECK(*stores[0].keyspaces() == std::vector<std::string>{"", "also shared", "shared"});
+    CHECK(keys_of(keyspace_of(stores[0], "shared").scan()).size() == clients);
+    CHECK(keys_of(keyspace_of(stores[clients - 1], "also shared").scan()).size() == clients);
   }
 }
