@@ -1084,6 +1084,19 @@ TEST_SUITE("postgres") {
     auto reopened = open_store(o);
     CHECK(*reopened.keyspaces() == std::vector<std::string>{"", "x"});
     CHECK(value_in(keyspace_of(reopened, "x"), "k") == "in x");
+
+    // Tables of those names that keel did not make: refused, not written.
+    const std::string other = postgres_backend::next_table();
+    shared_pg().query("CREATE TABLE " + other + "_keyspaces (name text PRIMARY KEY, id integer)");
+    shared_pg().query("CREATE TABLE " + other + "_ks (id integer, payload text)");
+    o.table = other;
+    auto foreign = open_store(o);  // the store's own table is fine
+    CHECK(code_of(foreign.keyspaces()) == errc::invalid_argument);
+    CHECK(code_of(foreign.keyspace("y")) == errc::invalid_argument);
+    CHECK(shared_pg().query("SELECT count(*) FROM " + other + "_keyspaces") == "0");
+    auto told = keel::diagnose_postgres(o);
+    CHECK_FALSE(told.keyspace_tables);
+    CHECK(says(told, "not keel's keyspace tables"));
   }
 }
 

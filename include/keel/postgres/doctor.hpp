@@ -106,7 +106,8 @@ struct postgres_doctor_report {
   bool rows_exact = false;
   std::optional<std::uint64_t> table_bytes;  // pg_total_relation_size: table, index, TOAST
   // The keyspace side tables (made with the first keyspace besides ""):
-  // whether both exist, and then how many keyspaces besides "" they list.
+  // whether both exist with keel's columns, and then how many keyspaces
+  // besides "" they list.
   bool keyspace_tables = false;
   std::optional<std::uint64_t> keyspaces;
 
@@ -320,10 +321,13 @@ inline postgres_doctor_report diagnose_postgres(const postgres_options& opts) {
     const std::string list = c.quote_identifier(pg::side_table_name(opts.table, pg::keyspace_list_suffix));
     const std::string keys = c.quote_identifier(pg::side_table_name(opts.table, pg::keyspace_keys_suffix));
     pg::failure ks_why;
-    auto there = c.exec_params("SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL", {list, keys},
-                               deadline(), &ks_why);
-    r.keyspace_tables = there && PQntuples(there->get()) == 1 && std::string_view(PQgetvalue(there->get(), 0, 0)) == "t";
-    if (r.keyspace_tables) {
+    auto there = c.exec_params(pg::keyspace_tables_sql, {list, keys}, deadline(), &ks_why);
+    const bool found = there && PQntuples(there->get()) == 1 && std::string_view(PQgetvalue(there->get(), 0, 0)) == "t";
+    r.keyspace_tables = found && std::string_view(PQgetvalue(there->get(), 0, 1)) == "t";
+    if (found && !r.keyspace_tables) {
+      say("Tables " + list + " and " + keys + " exist but are not keel's keyspace tables: keyspace operations give "
+          "invalid_argument (the default keyspace works).");
+    } else if (r.keyspace_tables) {
       if (auto n = c.exec("SELECT count(*) FROM " + list, deadline(), &ks_why); n && PQntuples(n->get()) == 1)
         r.keyspaces = std::stoull(PQgetvalue(n->get(), 0, 0));
       say("Keyspaces besides \"\": " + (r.keyspaces ? std::to_string(*r.keyspaces) : std::string("unknown (") + ks_why.message + ")") +

@@ -211,11 +211,18 @@ inline std::int64_t PostgresPolicy::id_of(const result_ptr& r) {
 inline result<bool> PostgresPolicy::side_tables_exist(detail::pg::connection& c) const {
   if (side_tables_.load(std::memory_order_acquire)) return true;
   detail::pg::failure why;
-  auto r = c.exec_params(detail::pg::exists_sql, {quoted_keys_}, deadline(), &why);
+  auto r = c.exec_params(detail::pg::keyspace_tables_sql, {quoted_list_, quoted_keys_}, deadline(), &why);
   if (!r) return detail::pg::to_error(why, step::read, "keyspaces");
   const bool exist = std::string_view(PQgetvalue(r->get(), 0, 0)) == "t";
-  if (exist) side_tables_.store(true, std::memory_order_release);
-  return exist;
+  if (!exist) return false;
+  if (std::string_view(PQgetvalue(r->get(), 0, 1)) != "t")
+    return keel::error(errc::invalid_argument,
+                       "postgres: tables " + quoted_list_ + " and " + quoted_keys_ +
+                           " exist but are not keel's keyspace tables (" + quoted_list_ + " (name bytea, id bigint), " +
+                           quoted_keys_ + " (keyspace_id bigint, key bytea, value bytea)); nothing was altered: "
+                           "choose another postgres_options::table, or move those tables away");
+  side_tables_.store(true, std::memory_order_release);
+  return true;
 }
 
 inline result<void> PostgresPolicy::make_side_tables(detail::pg::connection& c) const {

@@ -199,6 +199,15 @@ inline std::string side_table_name(std::string_view table, std::string_view suff
   for (int shift = 60; shift >= 0; shift -= 4) out += hex[(h >> shift) & 15];
   return out + std::string(suffix);
 }
+// Whether the side tables exist ($2: the keys' table, made last), and
+// whether they have keel's columns ($1: the list); text results "t"/"f".
+inline constexpr const char* keyspace_tables_sql =
+    "SELECT to_regclass($2) IS NOT NULL, "
+    "(SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped "
+    "AND ((attname = 'name' AND atttypid = 'bytea'::regtype) OR (attname = 'id' AND atttypid = 'int8'::regtype))) = 2 "
+    "AND (SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($2) AND attnum > 0 AND NOT attisdropped "
+    "AND ((attname IN ('key', 'value') AND atttypid = 'bytea'::regtype) OR "
+    "(attname = 'keyspace_id' AND atttypid = 'int8'::regtype))) = 3";
 inline constexpr std::string_view keyspace_list_suffix = "_keyspaces";
 inline constexpr std::string_view keyspace_keys_suffix = "_ks";
 
