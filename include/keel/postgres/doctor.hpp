@@ -330,8 +330,9 @@ inline postgres_doctor_report diagnose_postgres(const postgres_options& opts) {
     } else if (r.keyspace_tables) {
       if (auto n = c.exec("SELECT count(*) FROM " + list, deadline(), &ks_why); n && PQntuples(n->get()) == 1)
         r.keyspaces = std::stoull(PQgetvalue(n->get(), 0, 0));
-      say("Keyspaces besides \"\": " + (r.keyspaces ? std::to_string(*r.keyspaces) : std::string("unknown (") + ks_why.message + ")") +
-          ", listed in " + list + ", their keys in " + keys + ".");
+      const std::string count =
+          r.keyspaces ? std::to_string(*r.keyspaces) : "unknown (" + ks_why.message + ")";
+      say("Keyspaces besides \"\": " + count + ", listed in " + list + ", their keys in " + keys + ".");
     } else if (there) {
       say("No keyspaces besides \"\" yet (tables " + list + " and " + keys + " are made with the first one).");
     }

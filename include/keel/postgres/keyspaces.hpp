@@ -148,8 +148,8 @@ inline result<void> PostgresPolicy::erase_range(const keyspace_type& ks, const k
   return keyspace_write(ks, stmt::ks_erase_from, p, "erase_range");
 }
 
-inline result<std::vector<std::optional<std::string>>> PostgresPolicy::multi_get(const keyspace_type& ks,
-                                                         std::span<const std::string_view> keys) const {
+inline result<std::vector<std::optional<std::string>>> PostgresPolicy::multi_get(
+    const keyspace_type& ks, std::span<const std::string_view> keys) const {
   if (ks.id == 0) return multi_get(keys);
   if (!is_open()) return closed_error();
   std::vector<std::optional<std::string>> out(keys.size());
@@ -194,8 +194,9 @@ inline result<void> PostgresPolicy::compact(const keyspace_type& ks, const key_r
 
 inline keel::error PostgresPolicy::keyspace_missing(std::string_view name, std::string_view more) {
   return keel::error(errc::not_found, "postgres: no keyspace " + detail::pg::keyspace_text(name) +
-                                          " (never made, or dropped: a handle to a dropped keyspace does not reach "
-                                          "one made again under its name)" + std::string(more));
+                                          " (never made, made after the snapshot read, or dropped: a handle to a "
+                                          "dropped keyspace does not reach one made again under its name)" +
+                                          std::string(more));
 }
 
 inline std::string PostgresPolicy::id_bytes(const keyspace_type& ks) {
@@ -219,7 +220,8 @@ inline result<bool> PostgresPolicy::side_tables_exist(detail::pg::connection& c)
     return keel::error(errc::invalid_argument,
                        "postgres: tables " + quoted_list_ + " and " + quoted_keys_ +
                            " exist but are not keel's keyspace tables (" + quoted_list_ + " (name bytea, id bigint), " +
-                           quoted_keys_ + " (keyspace_id bigint, key bytea, value bytea)); nothing was altered: "
+                           quoted_keys_ +
+                           " (keyspace_id bigint, key bytea, value bytea)); nothing was altered: "
                            "choose another postgres_options::table, or move those tables away");
   side_tables_.store(true, std::memory_order_release);
   return true;
@@ -238,7 +240,8 @@ inline result<void> PostgresPolicy::make_side_tables(detail::pg::connection& c) 
   return {};
 }
 
-inline result<std::optional<std::string>> PostgresPolicy::keyspace_get(const keyspace_type& ks, std::string_view key, view_state* v) const {
+inline result<std::optional<std::string>> PostgresPolicy::keyspace_get(const keyspace_type& ks, std::string_view key,
+                                                                       view_state* v) const {
   const std::string id = id_bytes(ks);
   const param p[] = {id, key};
   auto r = v ? view_run(*v, stmt::ks_get, p, "get") : pooled_run(stmt::ks_get, p, "get");
@@ -249,7 +252,8 @@ inline result<std::optional<std::string>> PostgresPolicy::keyspace_get(const key
                                     static_cast<std::size_t>(PQgetlength(r->get(), 0, 0)));
 }
 
-inline result<bool> PostgresPolicy::keyspace_contains(const keyspace_type& ks, std::string_view key, view_state* v) const {
+inline result<bool> PostgresPolicy::keyspace_contains(const keyspace_type& ks, std::string_view key,
+                                                      view_state* v) const {
   const std::string id = id_bytes(ks);
   const param p[] = {id, key};
   auto r = v ? view_run(*v, stmt::ks_contains, p, "contains") : pooled_run(stmt::ks_contains, p, "contains");
@@ -267,7 +271,8 @@ inline result<void> PostgresPolicy::keyspace_check(const keyspace_type& ks, std:
   return {};
 }
 
-inline result<void> PostgresPolicy::keyspace_write(const keyspace_type& ks, stmt s, std::span<const param> p, std::string_view what) {
+inline result<void> PostgresPolicy::keyspace_write(const keyspace_type& ks, stmt s, std::span<const param> p,
+                                                   std::string_view what) {
   return pooled<void>(step::commits_write, what, [&](detail::pg::connection& c) -> result<void> {
     auto r = run(c, s, p, step::commits_write, what);
     if (!r) return std::move(r).error();
@@ -283,7 +288,7 @@ inline void PostgresPolicy::roll_back(detail::pg::connection& c) const {
 }
 
 inline result<void> PostgresPolicy::apply_batch(detail::pg::connection& c, const detail::pg::batch_plan& b,
-                                               std::string_view what, const tx_record* tx) const {
+                                                std::string_view what, const tx_record* tx) const {
   // The keyspaces to lock: those written, and (in a transaction) those read.
   std::vector<std::string_view> names;
   for (const auto& [name, p] : b.keyspaces) names.push_back(name);
@@ -336,8 +341,8 @@ inline result<void> PostgresPolicy::apply_batch(detail::pg::connection& c, const
   return {};
 }
 
-inline result<void> PostgresPolicy::apply(detail::pg::connection& c, const detail::pg::plan& p, std::int64_t keyspace_id, step st,
-                   std::string_view what) const {
+inline result<void> PostgresPolicy::apply(detail::pg::connection& c, const detail::pg::plan& p,
+                                          std::int64_t keyspace_id, step st, std::string_view what) const {
   const bool ks = keyspace_id != 0;
   std::string id;
   if (ks) detail::pg::put_be64(id, static_cast<std::uint64_t>(keyspace_id));
