@@ -78,11 +78,14 @@ inline result<batch_plan> compile(const write_batch& batch) {
     plan p;
   };
   std::map<std::string, builder, std::less<>> by_keyspace;
+  auto it = by_keyspace.end();  // the previous op's keyspace: runs of one keyspace look up nothing
   for (const auto& op : batch) {
-    auto it = by_keyspace.find(op.keyspace);
-    if (it == by_keyspace.end()) {
-      if (auto bad = keyspace_name_error(op.keyspace)) return *bad;
-      it = by_keyspace.emplace(std::string(op.keyspace), builder{}).first;
+    if (it == by_keyspace.end() || it->first != op.keyspace) {
+      it = by_keyspace.find(op.keyspace);
+      if (it == by_keyspace.end()) {
+        if (auto bad = keyspace_name_error(op.keyspace)) return *bad;
+        it = by_keyspace.emplace(std::string(op.keyspace), builder{}).first;
+      }
     }
     auto& last = it->second.last;
     switch (op.kind) {
