@@ -32,6 +32,7 @@
 
 #include "postgres/doctor.hpp"
 #include "postgres/options.hpp"
+#include "postgres/keyspaces.hpp"
 #include "postgres/policy.hpp"
 #include "store.hpp"
 

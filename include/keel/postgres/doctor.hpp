@@ -15,7 +15,10 @@
 // or standby. Then, on one connection of its own (opened as PostgresPolicy
 // opens one: the conninfo as given, so libpq's failover over several hosts
 // picks the host keel would use), it sends:
-// - catalog reads (to_regclass, pg_attribute, pg_index) for the table's shape;
+// - catalog reads (to_regclass, pg_attribute, pg_index) for the table's shape,
+//   and to_regclass of its keyspace tables (T_keyspaces, T_ks: see
+//   postgres/statements.hpp), with the count of T_keyspaces' rows when they
+//   exist (one row per keyspace besides "");
 // - SELECT count(*) in a READ ONLY transaction whose statement_timeout is
 //   the smaller of 5 s and operation_timeout; when the count takes longer,
 //   the planner's estimate (pg_class.reltuples) is reported instead, marked
@@ -46,6 +49,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -101,6 +105,11 @@ struct postgres_doctor_report {
   std::optional<std::uint64_t> rows;  // count(*), or the planner's estimate when !rows_exact
   bool rows_exact = false;
   std::optional<std::uint64_t> table_bytes;  // pg_total_relation_size: table, index, TOAST
+  // The keyspace side tables (made with the first keyspace besides ""):
+  // whether both exist with keel's columns, and then how many keyspaces
+  // besides "" they list.
+  bool keyspace_tables = false;
+  std::optional<std::uint64_t> keyspaces;
 
   // The write check (see the top of this file).
   bool write_would_succeed = false;
@@ -305,6 +314,28 @@ inline postgres_doctor_report diagnose_postgres(const postgres_options& opts) {
     say("Table " + quoted + " has another shape: columns (" + shape->describe() +
         "); keel needs (key bytea primary key, value bytea not null), so it refuses to open it "
         "(invalid_argument) and alters nothing.");
+  }
+
+  // 2b. The keyspace side tables.
+  if (r.table_shape_ok) {
+    const std::string list = c.quote_identifier(pg::side_table_name(opts.table, pg::keyspace_list_suffix));
+    const std::string keys = c.quote_identifier(pg::side_table_name(opts.table, pg::keyspace_keys_suffix));
+    pg::failure ks_why;
+    auto there = c.exec_params(pg::keyspace_tables_sql, {list, keys}, deadline(), &ks_why);
+    const bool found = there && PQntuples(there->get()) == 1 && std::string_view(PQgetvalue(there->get(), 0, 0)) == "t";
+    r.keyspace_tables = found && std::string_view(PQgetvalue(there->get(), 0, 1)) == "t";
+    if (found && !r.keyspace_tables) {
+      say("Tables " + list + " and " + keys + " exist but are not keel's keyspace tables: keyspace operations give "
+          "invalid_argument (the default keyspace works).");
+    } else if (r.keyspace_tables) {
+      if (auto n = c.exec("SELECT count(*) FROM " + list, deadline(), &ks_why); n && PQntuples(n->get()) == 1)
+        r.keyspaces = std::stoull(PQgetvalue(n->get(), 0, 0));
+      const std::string count =
+          r.keyspaces ? std::to_string(*r.keyspaces) : "unknown (" + ks_why.message + ")";
+      say("Keyspaces besides \"\": " + count + ", listed in " + list + ", their keys in " + keys + ".");
+    } else if (there) {
+      say("No keyspaces besides \"\" yet (tables " + list + " and " + keys + " are made with the first one).");
+    }
   }
 
   // 3. Rows and size.

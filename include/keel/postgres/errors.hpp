@@ -7,6 +7,8 @@
 //   22xxx data exceptions, 54xxx program limits (a key over
 //         the B-tree's row limit, a value over bytea's)     -> invalid_argument
 //   42P01 undefined_table (the table was dropped)           -> not_found
+//   23503 foreign_key_violation (a write into a keyspace
+//         dropped meanwhile: the only foreign key keel makes) -> not_found
 //   42501 insufficient_privilege, 28xxx authorization       -> permission_denied
 //         (a login refused while connecting has no SQLSTATE in libpq:
 //         connection::open reports it as unavailable)
@@ -68,6 +70,8 @@ inline keel::error to_error(const failure& f, step st, std::string_view what) {
   if (s.substr(0, 2) == "53" || s == "57014") return keel::error(errc::unavailable, context + detail);
   if (s.substr(0, 2) == "22" || s.substr(0, 2) == "54") return keel::error(errc::invalid_argument, context + detail);
   if (s == "42P01") return keel::error(errc::not_found, context + "the store's table is gone: " + detail);
+  if (s == "23503")
+    return keel::error(errc::not_found, context + "the keyspace was dropped; nothing was written: " + detail);
   if (s == "42501" || s.substr(0, 2) == "28") return keel::error(errc::permission_denied, context + detail);
   return keel::error(errc::io_error, context + detail);
 }

@@ -25,6 +25,19 @@
 //                        in it: errc::conflict
 //   compact              VACUUM (ANALYZE) of the table
 //   checkpoint           errc::not_supported (pg_dump, pg_basebackup)
+//   keyspaces            "" is the table itself (unchanged); the others live
+//                        in two side tables made on first use
+//                        (statements.hpp): every operation through a handle is
+//                        one statement that also checks, in the same
+//                        snapshot, that the keyspace still exists; a batch
+//                        or transaction spanning keyspaces is one SQL
+//                        transaction that first locks the list rows of the
+//                        keyspaces it names (FOR KEY SHARE: a drop waits);
+//                        drop_keyspace is one DELETE of the list row (the
+//                        foreign key's cascade deletes its keys)
+//
+// The keyspace members and how a batch is applied are defined in
+// keyspaces.hpp (declared here, under "keyspaces" and "batches").
 //
 // Lock order: a view's mutex (one statement at a time on its connection) is
 // taken with no other keel lock held; views_mutex_ and transactions_mutex_
@@ -53,6 +66,7 @@
 #include <vector>
 
 #include "../store.hpp"
+#include "batch.hpp"
 #include "connection.hpp"
 #include "errors.hpp"
 #include "options.hpp"
@@ -90,7 +104,16 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
   // The largest key or value PostgreSQL stores in a bytea (1 GiB less its
   // header). Keys are also limited by the primary key's B-tree to about
   // 2.7 KB (the server refuses longer ones: invalid_argument).
-  static constexpr std::size_t max_bytea = 0x3fffffff - 4;
+  static constexpr std::size_t max_bytea = detail::pg::max_bytea;
+
+  // A handle to one keyspace: its id in the list of keyspaces (0 for the
+  // default keyspace "", which is the store's table) and its name (for
+  // messages). Ids are never reused: a handle to a dropped keyspace reaches
+  // nothing (not_found), not a keyspace made again under that name.
+  struct keyspace_type {
+    std::int64_t id = 0;
+    std::string name;
+  };
 
   // ---- cursor -------------------------------------------------------------
   // Reads its range page by page in one transaction. The current page is a
@@ -122,10 +145,11 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
     friend class PostgresPolicy;
     explicit cursor_type(keel::error e) : error_(std::move(e)) {}
     // `view`: the snapshot's transaction, or null for a store's cursor (which
-    // opens its own when one page is not enough).
-    cursor_type(std::shared_ptr<const PostgresPolicy> owner, std::shared_ptr<view_state> view, const key_range& range)
+    // opens its own when one page is not enough); `ks`: the keyspace.
+    cursor_type(std::shared_ptr<const PostgresPolicy> owner, std::shared_ptr<view_state> view, const key_range& range,
+                const keyspace_type* ks = nullptr)
         : owner_(std::move(owner)), view_(std::move(view)), owns_view_(!view_), reversed_(range.is_reversed()),
-          range_(range) {
+          range_(range), keyspace_id_(ks ? ks->id : 0), keyspace_name_(ks ? ks->name : std::string()) {
       restart();
       more_ = !range.is_empty();
       if (more_) fetch();
@@ -165,15 +189,27 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
       const std::size_t limit = owner_->opts_.page_size;
       std::string limit_bytes;
       detail::pg::put_be32(limit_bytes, static_cast<std::uint32_t>(limit + 1));
-      std::vector<param> params{lo_};
+      std::string id_bytes;
+      std::vector<param> params;
+      if (keyspace_id_ != 0) {
+        detail::pg::put_be64(id_bytes, static_cast<std::uint64_t>(keyspace_id_));
+        params.emplace_back(id_bytes);
+      }
+      params.emplace_back(lo_);
       if (hi_) params.emplace_back(*hi_);
       params.emplace_back(limit_bytes);
-      const stmt s = reversed_ ? (hi_ ? stmt::scan_reverse : stmt::scan_reverse_open)
-                               : (hi_ ? stmt::scan_forward : stmt::scan_forward_open);
+      const stmt s = keyspace_id_ != 0 ? (reversed_ ? (hi_ ? stmt::ks_scan_reverse : stmt::ks_scan_reverse_open)
+                                                    : (hi_ ? stmt::ks_scan_forward : stmt::ks_scan_forward_open))
+                                       : (reversed_ ? (hi_ ? stmt::scan_reverse : stmt::scan_reverse_open)
+                                                    : (hi_ ? stmt::scan_forward : stmt::scan_forward_open));
       auto r = view_ ? owner_->view_run(*view_, s, params, "scan") : owner_->pooled_run(s, params, "scan");
       if (!r) return fail(std::move(r).error());
       page_ = std::move(*r);
-      const int got = PQntuples(page_.get());
+      int got = PQntuples(page_.get());
+      if (keyspace_id_ != 0) {  // no row: the keyspace is gone; one row of NULLs: nothing in the range
+        if (got == 0) return fail(keyspace_missing(keyspace_name_));
+        if (PQgetisnull(page_.get(), 0, 0)) got = 0;
+      }
       more_ = static_cast<std::size_t>(got) > limit;
       rows_ = more_ ? static_cast<int>(limit) : got;
       pos_ = 0;
@@ -197,6 +233,8 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
     bool reversed_ = false;
     bool more_ = false;
     key_range range_ = key_range::all();
+    std::int64_t keyspace_id_ = 0;   // 0: the default keyspace
+    std::string keyspace_name_;
     std::string lo_;                 // inclusive
     std::optional<std::string> hi_;  // exclusive; none: to the end
     result_ptr page_;
@@ -221,6 +259,23 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
     cursor_type scan(const key_range& range) const {
       if (!owner_->is_open()) return cursor_type(closed_error());
       return cursor_type(owner_, view_, range);
+    }
+    // The same in keyspace `ks`, as of the snapshot: a keyspace dropped since
+    // reads on; one created since (or a handle to an older keyspace of that
+    // name dropped before it) gives not_found.
+    result<std::optional<std::string>> get(const keyspace_type& ks, std::string_view key) const {
+      if (ks.id == 0) return get(key);
+      if (!owner_->is_open()) return closed_error();
+      return owner_->keyspace_get(ks, key, view_.get());
+    }
+    result<bool> contains(const keyspace_type& ks, std::string_view key) const {
+      if (ks.id == 0) return contains(key);
+      if (!owner_->is_open()) return closed_error();
+      return owner_->keyspace_contains(ks, key, view_.get());
+    }
+    cursor_type scan(const keyspace_type& ks, const key_range& range) const {
+      if (!owner_->is_open()) return cursor_type(closed_error());
+      return cursor_type(owner_, view_, range, &ks);
     }
 
    private:
@@ -252,16 +307,27 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
     if (quoted.empty())
       return keel::error(errc::invalid_argument,
                          "postgres: the table name cannot be quoted (" + detail::pg::trimmed(PQerrorMessage((*lease)->raw())) + ")");
-    auto p = std::make_shared<PostgresPolicy>(opts, quoted, pool);
-    if (auto ok = p->ensure_table(**lease); !ok) {
+    const std::string quoted_list =
+        (*lease)->quote_identifier(detail::pg::side_table_name(opts.table, detail::pg::keyspace_list_suffix));
+    const std::string quoted_keys =
+        (*lease)->quote_identifier(detail::pg::side_table_name(opts.table, detail::pg::keyspace_keys_suffix));
+    if (quoted_list.empty() || quoted_keys.empty())
+      return keel::error(errc::invalid_argument, "postgres: the keyspace tables' names cannot be quoted (" +
+                                                     detail::pg::trimmed(PQerrorMessage((*lease)->raw())) + ")");
+    auto p = std::make_shared<PostgresPolicy>(opts, quoted, quoted_list, quoted_keys, pool);
+    if (auto ok = detail::pg::ensure_table(**lease, quoted, clock::now() + opts.operation_timeout); !ok) {
       pool->close();
       return std::move(ok).error();
     }
     return p;
   }
 
-  PostgresPolicy(const options& opts, std::string quoted_table, std::shared_ptr<detail::pg::pool> pool)
-      : opts_(opts), quoted_(std::move(quoted_table)), stmts_(detail::pg::make_statements(quoted_)),
+  // `quoted_*`: the store's table and its side tables (statements.hpp),
+  // quoted by PQescapeIdentifier. Use open().
+  PostgresPolicy(const options& opts, std::string quoted_table, std::string quoted_list, std::string quoted_keys,
+                 std::shared_ptr<detail::pg::pool> pool)
+      : opts_(opts), quoted_(std::move(quoted_table)), quoted_list_(std::move(quoted_list)),
+        quoted_keys_(std::move(quoted_keys)), stmts_(detail::pg::make_statements(quoted_, quoted_list_, quoted_keys_)),
         pool_(std::move(pool)) {}
   PostgresPolicy(const PostgresPolicy&) = delete;
   PostgresPolicy& operator=(const PostgresPolicy&) = delete;
@@ -307,13 +373,17 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
   // One SQL transaction (one statement when the batch reduces to one).
   result<void> write(const write_batch& batch) {
     if (!is_open()) return closed_error();
-    auto plan = compile(batch);
+    auto plan = detail::pg::compile(batch);
     if (!plan) return std::move(plan).error();
-    if (plan->statements() == 0) return {};
+    if (plan->keyspaces.empty() && plan->default_keyspace.statements() == 0) return {};
     return pooled<void>(step::commits_write, "write", [&](detail::pg::connection& c) -> result<void> {
-      if (plan->statements() == 1) return apply(c, *plan, step::commits_write, "write");
+      if (plan->keyspaces.empty() && plan->default_keyspace.statements() == 1)
+        return apply(c, plan->default_keyspace, 0, step::commits_write, "write");
       if (auto b = exec(c, "BEGIN", step::in_transaction, "write"); !b) return std::move(b).error();
-      if (auto a = apply(c, *plan, step::in_transaction, "write"); !a) return a;
+      if (auto a = apply_batch(c, *plan, "write"); !a) {
+        roll_back(c);
+        return a;
+      }
       auto done = exec(c, "COMMIT", step::commits_write, "write");
       if (!done) return std::move(done).error();
       return {};
@@ -339,10 +409,10 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
     if (!erase_range_is_valid(range))
       return keel::error(errc::invalid_argument, "erase_range: the range's lower bound is above its upper bound");
     if (range.is_empty()) return {};
-    plan p;
+    detail::pg::plan p;
     p.ranges.push_back(range);
     return pooled<void>(step::commits_write, "erase_range", [&](detail::pg::connection& c) {
-      return apply(c, p, step::commits_write, "erase_range");
+      return apply(c, p, 0, step::commits_write, "erase_range");
     });
   }
 
@@ -424,7 +494,7 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
       if (it != transactions_.end()) view = it->second.lock();
     }
     if (!view) return keel::error(errc::closed, "postgres: the transaction is no longer open");
-    auto plan = compile(tx.writes);
+    auto plan = detail::pg::compile(tx.writes);
     if (!plan) return std::move(plan).error();
     std::lock_guard lock(view->mutex);
     if (!view->conn || !is_open()) return closed_error();
@@ -438,12 +508,36 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
       if (!r) view->failed = r.error();
       return r;
     };
-    if (auto a = apply(c, *plan, step::in_transaction, "commit"); !a) return finish(std::move(a));
+    if (auto a = apply_batch(c, *plan, "commit", &tx); !a) return finish(std::move(a));
     auto done = exec(c, "COMMIT", step::commits_write, "commit");
     if (!done) return finish(std::move(done).error());
     view->failed = keel::error(errc::closed, "transaction is already committed");
     return {};
   }
+
+  // ---- keyspaces -------------------------------------------------------------
+  // The keyspace `name` ("": the store's table). A missing one is created
+  // when `create` (one INSERT into the list; the side tables too, on first
+  // use), else not_found; on a hot standby it is not_found (nothing created).
+  result<keyspace_type> open_keyspace(std::string_view name, bool create) const;
+  // Every name, sorted (bytea order: memcmp), "" first. Reads only the list.
+  result<std::vector<std::string>> keyspaces() const;
+  // One DELETE of the list row; the cascade deletes the keys in the same
+  // transaction. Snapshots and cursors begun before read on (MVCC).
+  result<void> drop_keyspace(std::string_view name);
+
+  // The keyed operations in keyspace `ks`: one statement each, which gives
+  // not_found when the keyspace was dropped (whatever else it would do).
+  result<void> put(const keyspace_type& ks, std::string_view key, std::string_view value);
+  result<std::optional<std::string>> get(const keyspace_type& ks, std::string_view key) const;
+  result<bool> contains(const keyspace_type& ks, std::string_view key) const;
+  result<void> erase(const keyspace_type& ks, std::string_view key);
+  result<void> erase_range(const keyspace_type& ks, const key_range& range);
+  result<std::vector<std::optional<std::string>>> multi_get(const keyspace_type& ks,
+                                                           std::span<const std::string_view> keys) const;
+  cursor_type scan(const keyspace_type& ks, const key_range& range) const;
+  // VACUUM (ANALYZE) of the keyspaces' table (all keyspaces but "").
+  result<void> compact(const keyspace_type& ks, const key_range& range);
 
   // Closes every connection: the pool's and those that live snapshots,
   // cursors and transactions hold (their transactions end; they give
@@ -506,10 +600,7 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
   clock::time_point deadline() const { return clock::now() + opts_.operation_timeout; }
 
   static std::optional<keel::error> too_large(std::string_view key, std::string_view value) {
-    if (key.size() <= max_bytea && value.size() <= max_bytea) return std::nullopt;
-    return keel::error(errc::invalid_argument, "postgres: a key or value of " +
-                                                   std::to_string(std::max(key.size(), value.size())) +
-                                                   " bytes exceeds PostgreSQL's bytea limit of 1 GiB; it was not sent");
+    return detail::pg::too_large(key, value);
   }
 
   // A batch's keys or values travel as one bytea[] parameter, which
@@ -620,116 +711,38 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
     return PQntuples(r->get()) > 0;
   }
 
-  // ---- batches --------------------------------------------------------------
-  // A batch reduced to its effect: ranges erased first, then keys erased, then
-  // keys put (the last op per key wins; a range erase drops the earlier ops
-  // inside it). Applying the three in that order gives the batch's result.
-  struct plan {
-    std::vector<key_range> ranges;  // forward, non-empty
-    std::vector<std::string> erased;
-    std::vector<std::string> put_keys, put_values;
-    std::size_t statements() const {
-      return ranges.size() + (erased.empty() ? 0 : 1) + (put_keys.empty() ? 0 : 1);
-    }
-  };
-  static result<plan> compile(const write_batch& batch) {
-    std::map<std::string, std::optional<std::string>, std::less<>> last;
-    plan p;
-    for (const auto& op : batch) {
-      switch (op.kind) {
-        case write_batch::op_kind::put:
-          if (auto bad = too_large(op.key, op.value)) return *bad;
-          last.insert_or_assign(std::string(op.key), std::optional<std::string>(op.value));
-          break;
-        case write_batch::op_kind::erase:
-          last.insert_or_assign(std::string(op.key), std::nullopt);
-          break;
-        case write_batch::op_kind::erase_range: {
-          key_range r = op.range();
-          if (!erase_range_is_valid(r))
-            return keel::error(errc::invalid_argument, "erase_range: the range's lower bound is above its upper bound");
-          if (r.is_reversed()) r = r.reversed();
-          if (r.is_empty()) break;
-          auto first = r.lower() ? last.lower_bound(*r.lower()) : last.begin();
-          auto end = r.upper() ? last.lower_bound(*r.upper()) : last.end();
-          last.erase(first, end);
-          p.ranges.push_back(std::move(r));
-          break;
-        }
-      }
-    }
-    for (auto& [k, v] : last) {
-      if (v) {
-        p.put_keys.push_back(k);
-        p.put_values.push_back(std::move(*v));
-      } else {
-        p.erased.push_back(k);
-      }
-    }
-    return p;
-  }
-  result<void> apply(detail::pg::connection& c, const plan& p, step st, std::string_view what) const {
-    for (const auto& r : p.ranges) {
-      const std::string lo = r.lower().value_or(std::string());
-      result<result_ptr> done = keel::error(errc::io_error, "");
-      if (r.upper()) {
-        const param ps[] = {lo, *r.upper()};
-        done = run(c, stmt::erase_between, ps, st, what);
-      } else {
-        const param ps[] = {lo};
-        done = run(c, stmt::erase_from, ps, st, what);
-      }
-      if (!done) return std::move(done).error();
-    }
-    if (p.erased.size() == 1) {
-      const param ps[] = {p.erased[0]};
-      if (auto d = run(c, stmt::erase, ps, st, what); !d) return std::move(d).error();
-    } else if (!p.erased.empty()) {
-      const std::string keys = detail::pg::encode_bytea_array(p.erased);
-      if (auto bad = array_too_large(keys)) return *bad;
-      const param ps[] = {keys};
-      if (auto d = run(c, stmt::erase_many, ps, st, what); !d) return std::move(d).error();
-    }
-    if (p.put_keys.size() == 1) {
-      const param ps[] = {p.put_keys[0], p.put_values[0]};
-      if (auto d = run(c, stmt::put, ps, st, what); !d) return std::move(d).error();
-    } else if (!p.put_keys.empty()) {
-      const std::string keys = detail::pg::encode_bytea_array(p.put_keys);
-      const std::string values = detail::pg::encode_bytea_array(p.put_values);
-      if (auto bad = array_too_large(keys)) return *bad;
-      if (auto bad = array_too_large(values)) return *bad;
-      const param ps[] = {keys, values};
-      if (auto d = run(c, stmt::put_many, ps, st, what); !d) return std::move(d).error();
-    }
-    return {};
-  }
+  // ---- keyspaces (helpers) -----------------------------------------------------
+  static keel::error keyspace_missing(std::string_view name, std::string_view more = {});
+  static std::string id_bytes(const keyspace_type& ks);
+  static std::int64_t id_of(const result_ptr& r);
+  // Whether the side tables exist (cached once seen: keel never drops them).
+  result<bool> side_tables_exist(detail::pg::connection& c) const;
+  result<void> make_side_tables(detail::pg::connection& c) const;
+  // Reads of keyspace `ks`, on the view `v` (a snapshot's) or a pooled connection.
+  result<std::optional<std::string>> keyspace_get(const keyspace_type& ks, std::string_view key, view_state* v) const;
+  result<bool> keyspace_contains(const keyspace_type& ks, std::string_view key, view_state* v) const;
+  // not_found unless the keyspace exists now.
+  result<void> keyspace_check(const keyspace_type& ks, std::string_view what) const;
+  // An erase statement of keyspace `ks` (it returns a row iff the keyspace exists).
+  result<void> keyspace_write(const keyspace_type& ks, stmt s, std::span<const param> p, std::string_view what);
 
-  // ---- schema ---------------------------------------------------------------
-  result<void> ensure_table(detail::pg::connection& c) {
-    detail::pg::failure why;
-    auto exists = c.exec_params(detail::pg::exists_sql, {quoted_}, deadline(), &why);
-    if (!exists) return detail::pg::to_error(why, step::read, "open");
-    if (std::string_view(PQgetvalue(exists->get(), 0, 0)) != "t") {
-      detail::pg::failure create_why;
-      auto created = c.exec(detail::pg::create_table_sql(quoted_), deadline(), &create_why);
-      // Two processes creating it at once: the loser sees a unique violation
-      // on the catalog; the table exists then, and is checked below.
-      if (!created && create_why.sqlstate != "23505" && create_why.sqlstate != "42P07")
-        return detail::pg::to_error(create_why, step::commits_write, "create table " + quoted_);
-    }
-    auto shape = detail::pg::read_table_shape(c, quoted_, deadline(), &why);
-    if (!shape) return detail::pg::to_error(why, step::read, "open");
-    const bool ok = shape->is_keel_table();
-    if (!ok)
-      return keel::error(errc::invalid_argument,
-                         "postgres: table " + quoted_ + " exists with columns (" + shape->describe() +
-                             "); keel needs (key bytea primary key, value bytea not null). Nothing was altered: "
-                             "choose another postgres_options::table, or move that table away");
-    return {};
-  }
+  // ---- batches --------------------------------------------------------------
+  // (batch.hpp reduces a batch to plans.)
+  void roll_back(detail::pg::connection& c) const;
+  // Inside a transaction: locks the list rows of the keyspaces the batch
+  // names (not_found, nothing applied, when one is missing), then applies
+  // the default keyspace's plan and each keyspace's.
+  result<void> apply_batch(detail::pg::connection& c, const detail::pg::batch_plan& b, std::string_view what,
+                           const tx_record* tx = nullptr) const;
+  // One keyspace's plan (`keyspace_id` 0: the default keyspace's table),
+  // in the order batch.hpp says.
+  result<void> apply(detail::pg::connection& c, const detail::pg::plan& p, std::int64_t keyspace_id, step st,
+                     std::string_view what) const;
 
   options opts_;
   std::string quoted_;
+  std::string quoted_list_, quoted_keys_;  // the keyspace side tables (statements.hpp)
+  mutable std::atomic<bool> side_tables_{false};  // seen to exist (they are never dropped by keel)
   std::array<detail::pg::statement_text, detail::pg::statement_count> stmts_;
   std::shared_ptr<detail::pg::pool> pool_;
   std::atomic<bool> open_{true};
@@ -742,5 +755,6 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
 };
 
 static_assert(store_policy<PostgresPolicy>);
+static_assert(keyspace_policy<PostgresPolicy>);
 
 }  // namespace keel

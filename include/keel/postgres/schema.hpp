@@ -1,7 +1,7 @@
-// keel::detail::pg: reading a table's shape, one job: what columns the
-// table has and whether it is keel's (key bytea primary key, value bytea not
-// null). Used by PostgresPolicy::open (which refuses another shape) and by
-// keel::diagnose_postgres (which reports it).
+// keel::detail::pg: a table's shape, one job: what columns the table has
+// and whether it is keel's (key bytea primary key, value bytea not null).
+// Used by PostgresPolicy::open (ensure_table: creates a missing table,
+// refuses another shape) and by keel::diagnose_postgres (which reports it).
 #pragma once
 
 #include <libpq-fe.h>
@@ -12,6 +12,7 @@
 
 #include "../error.hpp"
 #include "connection.hpp"
+#include "errors.hpp"
 #include "statements.hpp"
 
 namespace keel::detail::pg {
@@ -67,6 +68,30 @@ inline result<table_shape> read_table_shape(connection& c, const std::string& qu
   if (!pk) return std::move(pk).error();
   shape.key_is_primary_key = std::string_view(PQgetvalue(pk->get(), 0, 0)) == "1";
   return shape;
+}
+
+// Creates the table `quoted` when it is missing and checks its shape:
+// invalid_argument (naming its columns) for another shape, nothing altered.
+// Two processes creating it at once is fine (the loser's catalog conflict is
+// ignored and the table checked).
+inline result<void> ensure_table(connection& c, const std::string& quoted, connection::clock::time_point deadline) {
+  failure why;
+  auto exists = c.exec_params(exists_sql, {quoted}, deadline, &why);
+  if (!exists) return to_error(why, step::read, "open");
+  if (std::string_view(PQgetvalue(exists->get(), 0, 0)) != "t") {
+    failure create_why;
+    auto created = c.exec(create_table_sql(quoted), deadline, &create_why);
+    if (!created && create_why.sqlstate != "23505" && create_why.sqlstate != "42P07")
+      return to_error(create_why, step::commits_write, "create table " + quoted);
+  }
+  auto shape = read_table_shape(c, quoted, deadline, &why);
+  if (!shape) return to_error(why, step::read, "open");
+  if (!shape->is_keel_table())
+    return keel::error(errc::invalid_argument,
+                       "postgres: table " + quoted + " exists with columns (" + shape->describe() +
+                           "); keel needs (key bytea primary key, value bytea not null). Nothing was altered: "
+                           "choose another postgres_options::table, or move that table away");
+  return {};
 }
 
 }  // namespace keel::detail::pg

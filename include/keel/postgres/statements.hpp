@@ -1,8 +1,24 @@
 // keel::detail::pg: the SQL keel sends, one job: the statements over one
-// table, their parameter types, the schema (create, check), and the binary
-// encoding of bytea[] parameters. The table name is quoted once by libpq
-// (PQescapeIdentifier) and is never pasted unquoted; keys and values are
-// always binary parameters.
+// store's tables, their parameter types, the schema (create, check), and the
+// binary encoding of parameters. Table names are quoted once by libpq
+// (PQescapeIdentifier) and are never pasted unquoted; keys, values and
+// keyspace names are always binary parameters.
+//
+// Tables of the store `T` (postgres_options::table):
+//   T               (key bytea PRIMARY KEY, value bytea NOT NULL)
+//                   the default keyspace "" (the only table before keyspaces)
+//   T_keyspaces     (name bytea PRIMARY KEY, id bigint identity UNIQUE)
+//                   the other keyspaces: one row each; keyspaces() reads it
+//   T_ks            (keyspace_id bigint REFERENCES T_keyspaces (id) ON
+//                   DELETE CASCADE, key bytea, value bytea NOT NULL,
+//                   PRIMARY KEY (keyspace_id, key))   their keys
+// The two side tables are created together by the first keyspace() that
+// creates a keyspace, never by open(). A keyspace is reached by its id, not
+// its name: ids are never reused, so a handle to a dropped keyspace (its id
+// gone from T_keyspaces) reaches nothing, not a keyspace made again under
+// that name. The foreign key makes a write through such a handle fail
+// (23503: not_found) and a drop one DELETE of the list row (the cascade
+// deletes its keys in the same transaction).
 #pragma once
 
 #include <libpq-fe.h>
@@ -17,6 +33,7 @@ namespace keel::detail::pg {
 
 // Built-in type OIDs (pg_type.dat; stable across versions).
 inline constexpr Oid bytea_oid = 17;
+inline constexpr Oid int8_oid = 20;
 inline constexpr Oid int4_oid = 23;
 inline constexpr Oid bytea_array_oid = 1001;
 
@@ -37,6 +54,32 @@ enum class stmt : unsigned {
   multi_get,          // $1 keys -> (ordinal, value) of the keys present
   erase_many,         // $1 keys
   put_many,           // $1 keys, $2 values (keys distinct)
+  // Keyspaces other than "" ($1: the keyspace's id). Reads and erases return
+  // no row at all when the keyspace does not exist (in the statement's
+  // snapshot): get one row (value, NULL when absent), scans their rows or
+  // one row of NULLs when the range is empty, erases one row; puts fail with
+  // 23503 (the foreign key) then.
+  ks_get,                // $2 key -> value or NULL
+  ks_contains,           // $2 key -> bool
+  ks_put,                // $2 key, $3 value (upsert)
+  ks_erase,              // $2 key
+  ks_erase_between,      // $2 lower, $3 upper
+  ks_erase_from,         // $2 lower
+  ks_scan_forward,       // $2 lower, $3 upper, $4 limit
+  ks_scan_forward_open,  // $2 lower, $3 limit
+  ks_scan_reverse,       // $2 lower, $3 upper, $4 limit
+  ks_scan_reverse_open,  // $2 lower, $3 limit
+  ks_multi_get,          // $2 keys -> (ordinal, value or NULL) per key
+  ks_erase_many,         // $2 keys
+  ks_put_many,           // $2 keys, $3 values (keys distinct)
+  ks_exists,             // -> 1
+  // The list of keyspaces.
+  ks_lookup,   // $1 name -> id
+  ks_create,   // $1 name -> id (no row when the name exists)
+  ks_resolve,  // $1 names -> (name, id) of those that exist, locked against a drop (FOR KEY SHARE)
+  ks_resolve_snapshot,  // $1 names -> (name, id) of those that exist (no lock)
+  ks_list,     // -> names, in byte order
+  ks_drop,     // $1 name -> id (no row when missing); the cascade deletes its keys
   count_
 };
 inline constexpr std::size_t statement_count = static_cast<std::size_t>(stmt::count_);
@@ -45,7 +88,11 @@ inline const char* statement_name(stmt s) {
   static constexpr const char* names[statement_count] = {
       "keel_get",          "keel_contains",     "keel_put",          "keel_erase",       "keel_erase_between",
       "keel_erase_from",   "keel_scan_forward", "keel_scan_forward_open", "keel_scan_reverse", "keel_scan_reverse_open",
-      "keel_multi_get",    "keel_erase_many",   "keel_put_many"};
+      "keel_multi_get",    "keel_erase_many",   "keel_put_many",
+      "keel_ks_get",       "keel_ks_contains",  "keel_ks_put",       "keel_ks_erase",    "keel_ks_erase_between",
+      "keel_ks_erase_from", "keel_ks_scan_forward", "keel_ks_scan_forward_open", "keel_ks_scan_reverse",
+      "keel_ks_scan_reverse_open", "keel_ks_multi_get", "keel_ks_erase_many", "keel_ks_put_many", "keel_ks_exists",
+      "keel_ks_lookup",    "keel_ks_create",    "keel_ks_resolve",   "keel_ks_resolve_snapshot", "keel_ks_list",     "keel_ks_drop"};
   return names[static_cast<std::size_t>(s)];
 }
 
@@ -54,8 +101,10 @@ struct statement_text {
   std::vector<Oid> types;
 };
 
-// The statements for the table `quoted` (already quoted by PQescapeIdentifier).
-inline std::array<statement_text, statement_count> make_statements(const std::string& t) {
+// The statements for the table `t` and its side tables `l` (the list of
+// keyspaces) and `k` (their keys), all already quoted by PQescapeIdentifier.
+inline std::array<statement_text, statement_count> make_statements(const std::string& t, const std::string& l,
+                                                                   const std::string& k) {
   const std::string upsert = " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value";
   std::array<statement_text, statement_count> s;
   auto set = [&](stmt id, std::string sql, std::vector<Oid> types) {
@@ -82,7 +131,95 @@ inline std::array<statement_text, statement_count> make_statements(const std::st
   set(stmt::erase_many, "DELETE FROM " + t + " WHERE key = ANY($1)", {bytea_array_oid});
   set(stmt::put_many, "INSERT INTO " + t + " (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[])" + upsert,
       {bytea_array_oid, bytea_array_oid});
+
+  const std::string ks_upsert = " ON CONFLICT (keyspace_id, key) DO UPDATE SET value = EXCLUDED.value";
+  const std::string in_list = " FROM " + l + " WHERE id = $1";
+  set(stmt::ks_get,
+      "SELECT t.value FROM " + l + " l LEFT JOIN " + k + " t ON t.keyspace_id = l.id AND t.key = $2 WHERE l.id = $1",
+      {int8_oid, bytea_oid});
+  set(stmt::ks_contains, "SELECT EXISTS (SELECT 1 FROM " + k + " WHERE keyspace_id = $1 AND key = $2)" + in_list,
+      {int8_oid, bytea_oid});
+  set(stmt::ks_put, "INSERT INTO " + k + " (keyspace_id, key, value) VALUES ($1, $2, $3)" + ks_upsert,
+      {int8_oid, bytea_oid, bytea_oid});
+  set(stmt::ks_erase, "WITH d AS (DELETE FROM " + k + " WHERE keyspace_id = $1 AND key = $2) SELECT 1" + in_list,
+      {int8_oid, bytea_oid});
+  set(stmt::ks_erase_between,
+      "WITH d AS (DELETE FROM " + k + " WHERE keyspace_id = $1 AND key >= $2 AND key < $3) SELECT 1" + in_list,
+      {int8_oid, bytea_oid, bytea_oid});
+  set(stmt::ks_erase_from, "WITH d AS (DELETE FROM " + k + " WHERE keyspace_id = $1 AND key >= $2) SELECT 1" + in_list,
+      {int8_oid, bytea_oid});
+  // One keyspace's page: the LEFT JOIN gives one row of NULLs when the
+  // keyspace exists but has nothing in the range, and no row when it does not.
+  auto page = [&](const std::string& where, const std::string& limit, const char* order) {
+    return "SELECT t.key, t.value FROM " + l + " l LEFT JOIN LATERAL (SELECT key, value FROM " + k +
+           " WHERE keyspace_id = l.id AND " + where + " ORDER BY key " + order + " LIMIT " + limit +
+           ") t ON true WHERE l.id = $1 ORDER BY t.key " + order;
+  };
+  set(stmt::ks_scan_forward, page("key >= $2 AND key < $3", "$4", "ASC"), {int8_oid, bytea_oid, bytea_oid, int4_oid});
+  set(stmt::ks_scan_forward_open, page("key >= $2", "$3", "ASC"), {int8_oid, bytea_oid, int4_oid});
+  set(stmt::ks_scan_reverse, page("key >= $2 AND key < $3", "$4", "DESC"), {int8_oid, bytea_oid, bytea_oid, int4_oid});
+  set(stmt::ks_scan_reverse_open, page("key >= $2", "$3", "DESC"), {int8_oid, bytea_oid, int4_oid});
+  set(stmt::ks_multi_get,
+      "SELECT q.ord::int4, t.value FROM " + l + " l CROSS JOIN unnest($2::bytea[]) WITH ORDINALITY AS q(key, ord) " +
+          "LEFT JOIN " + k + " t ON t.keyspace_id = l.id AND t.key = q.key WHERE l.id = $1",
+      {int8_oid, bytea_array_oid});
+  set(stmt::ks_erase_many,
+      "WITH d AS (DELETE FROM " + k + " WHERE keyspace_id = $1 AND key = ANY($2)) SELECT 1" + in_list,
+      {int8_oid, bytea_array_oid});
+  set(stmt::ks_put_many,
+      "INSERT INTO " + k + " (keyspace_id, key, value) SELECT $1, u.k, u.v FROM unnest($2::bytea[], $3::bytea[]) " +
+          "AS u(k, v)" + ks_upsert,
+      {int8_oid, bytea_array_oid, bytea_array_oid});
+  set(stmt::ks_exists, "SELECT 1" + in_list, {int8_oid});
+  set(stmt::ks_lookup, "SELECT id FROM " + l + " WHERE name = $1", {bytea_oid});
+  set(stmt::ks_create, "INSERT INTO " + l + " (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING id",
+      {bytea_oid});
+  set(stmt::ks_resolve, "SELECT name, id FROM " + l + " WHERE name = ANY($1) FOR KEY SHARE", {bytea_array_oid});
+  set(stmt::ks_resolve_snapshot, "SELECT name, id FROM " + l + " WHERE name = ANY($1)", {bytea_array_oid});
+  set(stmt::ks_list, "SELECT name FROM " + l + " ORDER BY name", {});
+  set(stmt::ks_drop, "DELETE FROM " + l + " WHERE name = $1 RETURNING id", {bytea_oid});
   return s;
+}
+
+// The name of a side table of `table`: table + suffix ("_keyspaces",
+// "_ks") when that fits PostgreSQL's 63-byte identifiers, else a prefix of
+// table (cut at a UTF-8 character boundary), '_', 16 hex digits of a hash of
+// the whole name, and the suffix, so that two long table names never share
+// side tables and no name is truncated by the server.
+inline std::string side_table_name(std::string_view table, std::string_view suffix) {
+  constexpr std::size_t max_identifier = 63;
+  if (table.size() + suffix.size() <= max_identifier) return std::string(table) + std::string(suffix);
+  std::uint64_t h = 14695981039346656037ull;  // FNV-1a
+  for (unsigned char c : table) h = (h ^ c) * 1099511628211ull;
+  std::size_t cut = max_identifier - suffix.size() - 17;
+  while (cut > 0 && (static_cast<unsigned char>(table[cut]) & 0xc0) == 0x80) --cut;  // not inside a character
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out(table.substr(0, cut));
+  out += '_';
+  for (int shift = 60; shift >= 0; shift -= 4) out += hex[(h >> shift) & 15];
+  return out + std::string(suffix);
+}
+// Whether the side tables exist ($2: the keys' table, made last), and
+// whether they have keel's columns ($1: the list); text results "t"/"f".
+inline constexpr const char* keyspace_tables_sql =
+    "SELECT to_regclass($2) IS NOT NULL, "
+    "(SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped "
+    "AND ((attname = 'name' AND atttypid = 'bytea'::regtype) OR (attname = 'id' AND atttypid = 'int8'::regtype))) = 2 "
+    "AND (SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($2) AND attnum > 0 AND NOT attisdropped "
+    "AND ((attname IN ('key', 'value') AND atttypid = 'bytea'::regtype) OR "
+    "(attname = 'keyspace_id' AND atttypid = 'int8'::regtype))) = 3";
+inline constexpr std::string_view keyspace_list_suffix = "_keyspaces";
+inline constexpr std::string_view keyspace_keys_suffix = "_ks";
+
+// The side tables, made together: one simple query of two statements is one
+// implicit transaction (IF NOT EXISTS: a second client doing the same at once
+// may still fail on the catalog's unique index; the caller then checks that
+// they exist).
+inline std::string create_keyspace_tables_sql(const std::string& l, const std::string& k) {
+  return "CREATE TABLE IF NOT EXISTS " + l +
+         " (name bytea PRIMARY KEY CHECK (length(name) BETWEEN 1 AND 255), id bigint GENERATED ALWAYS AS IDENTITY "
+         "UNIQUE); CREATE TABLE IF NOT EXISTS " + k + " (keyspace_id bigint NOT NULL REFERENCES " + l +
+         " (id) ON DELETE CASCADE, key bytea NOT NULL, value bytea NOT NULL, PRIMARY KEY (keyspace_id, key))";
 }
 
 // The table keel creates when it is missing.
@@ -105,6 +242,15 @@ inline constexpr const char* exists_sql = "SELECT to_regclass($1) IS NOT NULL";
 // Big-endian integers of the binary wire format.
 inline void put_be32(std::string& out, std::uint32_t v) {
   for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
+}
+inline void put_be64(std::string& out, std::uint64_t v) {
+  for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
+}
+inline std::uint64_t get_be64(const char* p) {
+  const auto* u = reinterpret_cast<const unsigned char*>(p);
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | u[i];
+  return v;
 }
 inline std::uint32_t get_be32(const char* p) {
   const auto* u = reinterpret_cast<const unsigned char*>(p);
