@@ -677,4 +677,31 @@ TEST_SUITE("rocksdb keyspaces") {
     { auto gone = std::move(cursor); }  // the last reader: keel destroys the column family handle now
     REQUIRE(s->close());
   }
+
+  TEST_CASE("a snapshot does not have a keyspace created after it, nor one dropped before it") {
+    temp_dir tmp;
+    auto s = open_at(tmp.path() / "db");
+    REQUIRE(s);
+    auto old = s->keyspace("old");
+    REQUIRE(old);
+    REQUIRE(old->put("k", "old"));
+    auto before = s->policy().snapshot();  // "old" exists, "new" not yet
+    REQUIRE(before);
+    auto fresh = s->keyspace("new");
+    REQUIRE(fresh);
+    REQUIRE(fresh->put("k", "v"));
+    CHECK(before->get(fresh->handle(), "k").error().code() == errc::not_found);  // not an empty keyspace
+    CHECK(before->contains(fresh->handle(), "k").error().code() == errc::not_found);
+    CHECK(before->scan(fresh->handle(), keel::key_range::all()).error()->code() == errc::not_found);
+    CHECK(before->get(old->handle(), "k").value() == std::optional<std::string>("old"));
+    auto with_new = s->policy().snapshot();
+    REQUIRE(with_new);
+    CHECK(with_new->get(fresh->handle(), "k").value() == std::optional<std::string>("v"));
+    REQUIRE(s->drop_keyspace("old"));
+    auto after = s->policy().snapshot();  // taken after the drop: the old handle is stale there
+    REQUIRE(after);
+    CHECK(after->get(old->handle(), "k").error().code() == errc::not_found);
+    CHECK(before->get(old->handle(), "k").error().code() == errc::snapshot_expired);  // dropped after `before`
+    REQUIRE(s->close());
+  }
 }

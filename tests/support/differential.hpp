@@ -160,7 +160,7 @@ struct stats {
                 tx_committed_read_only = 0, tx_committed_after_reads = 0, tx_conflicts = 0, tx_rolled_back = 0, tx_closed = 0;
   std::uint64_t ks_creates = 0, ks_drops = 0, ks_bad_drops = 0, ks_writes = 0, ks_reads = 0, ks_scans = 0,
                 ks_batches = 0, ks_refused_batches = 0, ks_snapshot_reads = 0, ks_snapshot_after_drop = 0,
-                ks_stale_calls = 0, ks_cursors_across_drop = 0, ks_snapshot_newer_read_empty = 0;
+                ks_stale_calls = 0, ks_cursors_across_drop = 0;
   stats& operator+=(const stats& o) {
     ops += o.ops, puts += o.puts, erases += o.erases, batches += o.batches, range_erases += o.range_erases;
     point_reads += o.point_reads, multi_gets += o.multi_gets, scans += o.scans, snapshots += o.snapshots;
@@ -174,7 +174,7 @@ struct stats {
     ks_reads += o.ks_reads, ks_scans += o.ks_scans, ks_batches += o.ks_batches;
     ks_refused_batches += o.ks_refused_batches, ks_snapshot_reads += o.ks_snapshot_reads;
     ks_snapshot_after_drop += o.ks_snapshot_after_drop, ks_stale_calls += o.ks_stale_calls;
-    ks_cursors_across_drop += o.ks_cursors_across_drop, ks_snapshot_newer_read_empty += o.ks_snapshot_newer_read_empty;
+    ks_cursors_across_drop += o.ks_cursors_across_drop;
     return *this;
   }
 };
@@ -1179,15 +1179,6 @@ class harness {
     if (mg || mg.error() != errc::not_found)
       return "memory snapshot get" + in + " (created after the snapshot) should give not_found, it gave " +
              (mg ? printable_value(*mg) : mg.error().message());
-    // RocksDB (finding, issue 27): reads a keyspace created after the
-    // snapshot as empty (the column family at the snapshot's sequence
-    // number) where docs/keyspaces.md says not_found. Taken as it is until
-    // the backend and the page agree; anything but nothing or not_found is a
-    // mismatch.
-    if (rg && !rg->has_value()) {
-      ++stats_.ks_snapshot_newer_read_empty;
-      return std::nullopt;
-    }
     if (rg || rg.error() != errc::not_found)
       return "rocksdb snapshot get" + in + " (created after the snapshot) should give not_found, it gave " +
              (rg ? printable_value(*rg) : rg.error().message());

@@ -33,6 +33,7 @@
 #include <rocksdb/db.h>
 
 #include <atomic>
+#include <cstdint>
 #include <cstddef>
 #include <map>
 #include <memory>
@@ -114,6 +115,14 @@ inline keel::error rocks_keyspace_dropped_since_snapshot(std::string_view name) 
                          "so the snapshot cannot read it (a cursor opened before the drop reads on)");
 }
 
+// What a snapshot read gives for a keyspace that did not exist when the
+// snapshot was taken (created after it, or dropped before it).
+inline keel::error rocks_keyspace_not_in_snapshot(std::string_view name, bool created_after) {
+  return keel::error(errc::not_found, "keyspace '" + std::string(name) + "' was " +
+                                          (created_after ? "created after" : "dropped before") +
+                                          " the snapshot was taken");
+}
+
 // One keyspace of an open store: what a keel keyspace handle points to.
 struct rocks_keyspace {
   rocks_keyspace(const void* o, std::string n, rocksdb::ColumnFamilyHandle* h, bool own)
@@ -130,6 +139,13 @@ struct rocks_keyspace {
                                              // operations give not_found (reset if the drop fails)
   std::atomic<bool> dropped{false};          // DropColumnFamily done (set under mutex): cf may be destroyed
   std::atomic<int> cursors{0};               // cursors whose iterator reads cf (changed under mutex)
+  // Positions in the registry's epoch (below): the create (0 for a keyspace
+  // found at open) and the drop (none: never_dropped). A snapshot keeps the
+  // epoch it was taken at to tell a keyspace created after it, or one
+  // dropped before it, from one dropped after it.
+  static constexpr std::uint64_t never_dropped = ~std::uint64_t(0);
+  std::atomic<std::uint64_t> created_epoch{0};
+  std::atomic<std::uint64_t> dropped_epoch{never_dropped};
 
   // Destroys cf if this keyspace was dropped and no cursor reads it. Call
   // with `mutex` held exclusively and the DB open.
@@ -141,6 +157,18 @@ struct rocks_keyspace {
   }
 };
 
+// Whether keyspace e existed when a snapshot of the store `owner` was taken
+// at keyspace epoch `epoch`: errc::not_found if it was created after it or
+// dropped before it (dropped after it: the read gives snapshot_expired). A
+// handle of another store passes here; the read then refuses it.
+inline std::optional<keel::error> rocks_keyspace_in_snapshot(const rocks_keyspace& e, const void* owner,
+                                                             std::uint64_t epoch) {
+  if (e.owner != owner) return std::nullopt;
+  if (e.created_epoch.load(std::memory_order_acquire) > epoch) return rocks_keyspace_not_in_snapshot(e.name, true);
+  if (e.dropped_epoch.load(std::memory_order_acquire) <= epoch) return rocks_keyspace_not_in_snapshot(e.name, false);
+  return std::nullopt;
+}
+
 // The keyspaces of an open store: name -> entry, plus the dropped entries
 // whose column family handle a cursor still holds (close() destroys them).
 // `mutex` is taken after the handle's lifecycle lock and before any entry's.
@@ -150,6 +178,10 @@ struct rocks_keyspace_registry {
   std::vector<std::shared_ptr<rocks_keyspace>> dropped;                         // guarded by mutex
   std::vector<rocksdb::ColumnFamilyHandle*> foreign;  // column families not keel's, opened at open
   std::shared_ptr<rocks_keyspace> default_keyspace;  // set at open, never changed
+  // Counts creates and drops (each takes the next value, under mutex, before
+  // the keyspace can be written or after it stopped taking operations); a
+  // snapshot reads it just after GetSnapshot().
+  std::atomic<std::uint64_t> epoch{0};
 
   // Destroys every column family handle keel made (close(), with the
   // lifecycle lock held exclusively, before DB::Close()).

@@ -186,6 +186,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     rocksdb::Status s = h_.db->CreateColumnFamily(cf_options_, detail::rocks_column_family_name(name), &cf);
     if (!s.ok()) return detail::rocks_op_error(s, "create keyspace", opts_.path);
     auto entry = std::make_shared<detail::rocks_keyspace>(&h_, std::string(name), cf, true);
+    entry->created_epoch.store(keyspaces_.epoch.fetch_add(1, std::memory_order_acq_rel) + 1, std::memory_order_release);
     keyspaces_.by_name.emplace(std::string(name), entry);
     return keyspace_type(std::move(entry));
   }
@@ -219,9 +220,11 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     }
     std::shared_ptr<detail::rocks_keyspace> entry = it->second;
     entry->refusing.store(true, std::memory_order_release);  // new operations stop here: the lock below is not starved
+    entry->dropped_epoch.store(keyspaces_.epoch.fetch_add(1, std::memory_order_acq_rel) + 1, std::memory_order_release);
     std::unique_lock exclusive(entry->mutex);
     if (rocksdb::Status s = h_.db->DropColumnFamily(entry->cf); !s.ok()) {
       entry->refusing.store(false, std::memory_order_release);
+      entry->dropped_epoch.store(detail::rocks_keyspace::never_dropped, std::memory_order_release);
       return detail::rocks_op_error(s, "drop_keyspace", opts_.path);
     }
     entry->dropped.store(true, std::memory_order_release);
@@ -667,7 +670,12 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   }
 
   // A new snapshot; inside enter().
-  snapshot_type snapshot_locked() const { return snapshot_type(this, detail::take_rocks_snapshot(handle())); }
+  // (The keyspace epoch is read after GetSnapshot: a keyspace whose create
+  // the snapshot counts may be empty in it, never missing a write.)
+  snapshot_type snapshot_locked() const {
+    auto view = detail::take_rocks_snapshot(handle());
+    return snapshot_type(this, std::move(view), keyspaces_.epoch.load(std::memory_order_acquire));
+  }
 
   options opts_;
   rocksdb::ColumnFamilyOptions cf_options_;  // a new keyspace's column family options (the tuning's)
@@ -713,12 +721,15 @@ class RocksPolicy<Tuning>::snapshot_type {
     return cursor_type(detail::rocks_cursor::open(owner_->handle(), range, view_));
   }
   result<std::optional<std::string>> get(const keyspace_type& ks, std::string_view key) const {
+    if (auto absent = detail::rocks_keyspace_in_snapshot(*ks.entry_, &owner_->h_, epoch_)) return std::move(*absent);
     return owner_->template read_in<true>(ks, key, &view_->snap);
   }
   result<bool> contains(const keyspace_type& ks, std::string_view key) const {
+    if (auto absent = detail::rocks_keyspace_in_snapshot(*ks.entry_, &owner_->h_, epoch_)) return std::move(*absent);
     return owner_->template read_in<false>(ks, key, &view_->snap);
   }
   cursor_type scan(const keyspace_type& ks, const key_range& range) const {
+    if (auto absent = detail::rocks_keyspace_in_snapshot(*ks.entry_, &owner_->h_, epoch_)) return failed_cursor(std::move(*absent));
     if (ks.entry_->refusing.load(std::memory_order_acquire)) {
       return failed_cursor(detail::rocks_keyspace_dropped_since_snapshot(ks.name()));
     }
@@ -727,10 +738,11 @@ class RocksPolicy<Tuning>::snapshot_type {
 
  private:
   friend class RocksPolicy;
-  snapshot_type(const RocksPolicy* owner, std::shared_ptr<const detail::rocks_snapshot_view> v)
-      : owner_(owner), view_(std::move(v)) {}
+  snapshot_type(const RocksPolicy* owner, std::shared_ptr<const detail::rocks_snapshot_view> v, std::uint64_t epoch)
+      : owner_(owner), view_(std::move(v)), epoch_(epoch) {}
   const RocksPolicy* owner_;
   std::shared_ptr<const detail::rocks_snapshot_view> view_;
+  std::uint64_t epoch_;  // the keyspace registry's epoch just after the snapshot was taken
 };
 
 static_assert(store_policy<RocksPolicy<DefaultTuning>>);
