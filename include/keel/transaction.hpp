@@ -47,6 +47,7 @@
 #include "contract.hpp"
 #include "cursor.hpp"
 #include "detail/conflict_tracker.hpp"  // ranges_overlap
+#include "keyspace.hpp"
 #include "stats.hpp"
 
 namespace keel {
@@ -121,14 +122,12 @@ auto run_transaction(Begin&& begin, F& fn, int max_attempts)
 }
 
 
-// A transaction's private state, shared with the cursors it hands out (they
-// report how far they scanned).
-struct tx_state {
+// A transaction's private state in one keyspace.
+struct tx_keyspace_state {
   std::map<std::string, std::optional<std::string>, std::less<>> writes;  // nullopt: erased
   std::vector<key_range> erased;                                          // erase_range calls, forward
   std::set<std::string, std::less<>> read_keys;
   std::vector<key_range> read_ranges;
-  bool active = true;
 
   bool erased_by_range(std::string_view key) const {
     for (const auto& r : erased) {
@@ -136,6 +135,16 @@ struct tx_state {
     }
     return false;
   }
+  bool wrote() const noexcept { return !writes.empty() || !erased.empty(); }
+};
+
+// A transaction's private state, shared with the cursors it hands out (they
+// report how far they scanned): the default keyspace's (the base), and that
+// of each other keyspace it used, by name (std::map: an entry's address is
+// stable, the cursors point to it).
+struct tx_state : tx_keyspace_state {
+  std::map<std::string, tx_keyspace_state, std::less<>> keyspaces;
+  bool active = true;
 };
 
 // The key just above `key` in bytewise order: key + '\0'.
@@ -150,14 +159,18 @@ inline std::string key_successor(std::string_view key) {
 template <class Base>
 class tx_cursor {
  public:
-  tx_cursor(Base base, const key_range& range, std::shared_ptr<tx_state> tx, std::size_t read_index)
-      : base_(std::move(base)), tx_(std::move(tx)), read_index_(read_index), reversed_(range.is_reversed()) {
+  // `part`: the state of the keyspace scanned (tx itself for the default
+  // keyspace, else one of tx->keyspaces); null with tx.
+  tx_cursor(Base base, const key_range& range, std::shared_ptr<tx_state> tx, std::size_t read_index,
+            tx_keyspace_state* part = nullptr)
+      : base_(std::move(base)), tx_(std::move(tx)), part_(part ? part : tx_.get()), read_index_(read_index),
+        reversed_(range.is_reversed()) {
     if (tx_ && !range.is_empty()) {
-      auto first = range.lower() ? tx_->writes.lower_bound(*range.lower()) : tx_->writes.begin();
-      auto last = range.upper() ? tx_->writes.lower_bound(*range.upper()) : tx_->writes.end();
+      auto first = range.lower() ? part_->writes.lower_bound(*range.lower()) : part_->writes.begin();
+      auto last = range.upper() ? part_->writes.lower_bound(*range.upper()) : part_->writes.end();
       overlay_.assign(first, last);
       if (reversed_) std::reverse(overlay_.begin(), overlay_.end());
-      for (const auto& r : tx_->erased) {
+      for (const auto& r : part_->erased) {
         if (ranges_overlap(r, range)) erased_.push_back(r);
       }
     }
@@ -174,6 +187,7 @@ class tx_cursor {
       from_overlay_ = other.from_overlay_;
       valid_ = other.valid_;
       tx_ = std::move(other.tx_);
+      part_ = other.part_;
       read_index_ = other.read_index_;
       reversed_ = other.reversed_;
     }
@@ -229,8 +243,8 @@ class tx_cursor {
   // to the current entry if it stopped early, the whole range if it ended.
   void finish() noexcept {
     if (!tx_) return;
-    if (tx_->active && read_index_ < tx_->read_ranges.size() && valid_) {
-      key_range& r = tx_->read_ranges[read_index_];
+    if (tx_->active && read_index_ < part_->read_ranges.size() && valid_) {
+      key_range& r = part_->read_ranges[read_index_];
       const std::string last(key());
       if (!reversed_) {
         r = r.lower() ? key_range::between(*r.lower(), key_successor(last)) : key_range::until(key_successor(last));
@@ -248,6 +262,7 @@ class tx_cursor {
   bool from_overlay_ = false;
   bool valid_ = false;
   std::shared_ptr<tx_state> tx_;  // null once the pass ended (or for a failed cursor)
+  tx_keyspace_state* part_ = nullptr;  // in *tx_: the scanned keyspace's state
   std::size_t read_index_ = 0;
   bool reversed_ = false;
 };
@@ -285,19 +300,11 @@ class basic_transaction {
   // A key not written by this transaction is recorded for validation.
   result<std::optional<std::string>> get(std::string_view key) {
     if (auto bad = unusable()) return *bad;
-    if (auto it = state_->writes.find(key); it != state_->writes.end()) return it->second;
-    if (state_->erased_by_range(key)) return std::optional<std::string>();
-    auto r = begun_->view.get(key);
-    if (r) state_->read_keys.emplace(key);
-    return r;
+    return read_in(*state_, key, [&] { return begun_->view.get(key); });
   }
   result<bool> contains(std::string_view key) {
     if (auto bad = unusable()) return *bad;
-    if (auto it = state_->writes.find(key); it != state_->writes.end()) return it->second.has_value();
-    if (state_->erased_by_range(key)) return false;
-    auto r = begun_->view.contains(key);
-    if (r) state_->read_keys.emplace(key);
-    return r;
+    return read_in(*state_, key, [&] { return begun_->view.contains(key); });
   }
   // An ordered pass over range: the view merged with this transaction's
   // writes as they are now (later writes are not seen by this cursor). The
@@ -331,24 +338,89 @@ class basic_transaction {
   // is above its upper bound.
   result<void> erase_range(const key_range& range) {
     if (auto bad = unusable()) return *bad;
-    if (!erase_range_is_valid(range)) return bad_range();
-    if (range.is_empty()) return {};
-    auto first = range.lower() ? state_->writes.lower_bound(*range.lower()) : state_->writes.begin();
-    auto last = range.upper() ? state_->writes.lower_bound(*range.upper()) : state_->writes.end();
-    state_->writes.erase(first, last);
-    state_->erased.push_back(range.forward());
+    return erase_range_in(*state_, range);
+  }
+
+  // ---- keyspaces ----------------------------------------------------------
+  // The same operations in keyspace `ks`, a handle of this transaction's
+  // store (basic_store::keyspace()): reads come from the transaction's view
+  // (one view of every keyspace) merged with its own writes to `ks`;
+  // conflicts are per (keyspace, key) and per scanned range of a keyspace;
+  // commit() applies the writes of every keyspace atomically. The first use
+  // of a keyspace checks `ks` against the view: errc::not_found when it was
+  // dropped before (or, on memory, created after) the transaction began (on
+  // RocksDB a read of a keyspace dropped since: errc::snapshot_expired, as
+  // for a snapshot). A keyspace the transaction read or wrote that is dropped
+  // before commit() makes commit() fail with errc::not_found, writing
+  // nothing: running it again cannot help, its handle is stale (a function
+  // given to run_transaction gets that error back; it may open the keyspace
+  // again and retry itself).
+  result<std::optional<std::string>> get(const basic_keyspace<Policy>& ks, std::string_view key)
+    requires keyspace_policy<Policy>
+  {
+    auto part = keyspace_part(ks);
+    if (!part) return std::move(part).error();
+    return read_in(**part, key, [&] { return begun_->view.get(ks.handle(), key); });
+  }
+  result<bool> contains(const basic_keyspace<Policy>& ks, std::string_view key)
+    requires keyspace_policy<Policy>
+  {
+    auto part = keyspace_part(ks);
+    if (!part) return std::move(part).error();
+    return read_in(**part, key, [&] { return begun_->view.contains(ks.handle(), key); });
+  }
+  cursor scan(const basic_keyspace<Policy>& ks, const key_range& range = key_range::all())
+    requires keyspace_policy<Policy>
+  {
+    return cursor(scan_impl(ks, range), counters_);
+  }
+  detail::tx_cursor<typename Policy::cursor_type> scan_impl(const basic_keyspace<Policy>& ks, const key_range& range)
+    requires keyspace_policy<Policy>
+  {
+    using tx_cursor = detail::tx_cursor<typename Policy::cursor_type>;
+    auto part = keyspace_part(ks);
+    if (!part) return tx_cursor(Policy::failed_cursor(std::move(part).error()), range, nullptr, 0);
+    if (counters_) counters_->add(op_counters::scans);
+    const std::size_t index = (*part)->read_ranges.size();
+    (*part)->read_ranges.push_back(range.forward());
+    return tx_cursor(begun_->view.scan(ks.handle(), range), range, state_, index, *part);
+  }
+  result<void> put(const basic_keyspace<Policy>& ks, std::string_view key, std::string_view value)
+    requires keyspace_policy<Policy>
+  {
+    auto part = keyspace_part(ks);
+    if (!part) return std::move(part).error();
+    (*part)->writes.insert_or_assign(std::string(key), std::optional<std::string>(value));
     return {};
+  }
+  result<void> erase(const basic_keyspace<Policy>& ks, std::string_view key)
+    requires keyspace_policy<Policy>
+  {
+    auto part = keyspace_part(ks);
+    if (!part) return std::move(part).error();
+    (*part)->writes.insert_or_assign(std::string(key), std::nullopt);
+    return {};
+  }
+  result<void> erase_range(const basic_keyspace<Policy>& ks, const key_range& range)
+    requires keyspace_policy<Policy>
+  {
+    auto part = keyspace_part(ks);
+    if (!part) return std::move(part).error();
+    return erase_range_in(**part, range);
   }
 
   // Applies every buffered write atomically, or nothing: errc::conflict
   // (run the transaction again), errc::closed (the store was closed),
-  // errc::read_only (the store was opened read-only), or the backend's error.
+  // errc::read_only (the store was opened read-only), errc::not_found (a
+  // keyspace it used was dropped), or the backend's error.
   // The transaction is finished afterwards, whatever it returns.
   result<void> commit() {
     if (auto bad = unusable()) return *bad;
     state_->active = false;
     if (!backend_->is_open()) return finish_with(closed_error());
-    if (state_->writes.empty() && state_->erased.empty()) {  // read only: nothing to validate
+    bool wrote = state_->wrote();
+    for (const auto& [name, part] : state_->keyspaces) wrote = wrote || part.wrote();
+    if (!wrote) {  // read only: nothing to validate
       counters_->add(op_counters::tx_committed);
       return finish_with({});
     }
@@ -357,12 +429,16 @@ class basic_transaction {
     record.read_keys.assign(std::make_move_iterator(state_->read_keys.begin()),
                             std::make_move_iterator(state_->read_keys.end()));
     record.read_ranges = std::move(state_->read_ranges);
-    for (const auto& r : state_->erased) record.writes.erase_range(r);
-    for (const auto& [k, v] : state_->writes) {
-      if (v)
-        record.writes.put(k, *v);
-      else
-        record.writes.erase(k);
+    add_writes(record.writes, *state_, {});
+    for (auto& [name, part] : state_->keyspaces) {  // by name: keyspace_reads comes out sorted
+      if (!part.read_keys.empty() || !part.read_ranges.empty()) {
+        tx_keyspace_reads& reads = record.keyspace_reads.emplace_back();
+        reads.keyspace = name;
+        reads.read_keys.assign(std::make_move_iterator(part.read_keys.begin()),
+                               std::make_move_iterator(part.read_keys.end()));
+        reads.read_ranges = std::move(part.read_ranges);
+      }
+      add_writes(record.writes, part, name);
     }
     result<void> r = backend_->commit_transaction(record);
     if (r)
@@ -384,8 +460,13 @@ class basic_transaction {
 
   // True until commit() or rollback().
   bool is_active() const noexcept { return state_ && state_->active && begun_.has_value(); }
-  // Writes buffered (keys put or erased, ranges erased).
-  std::size_t pending_writes() const noexcept { return state_ ? state_->writes.size() + state_->erased.size() : 0; }
+  // Writes buffered (keys put or erased, ranges erased), in every keyspace.
+  std::size_t pending_writes() const noexcept {
+    if (!state_) return 0;
+    std::size_t n = state_->writes.size() + state_->erased.size();
+    for (const auto& [name, part] : state_->keyspaces) n += part.writes.size() + part.erased.size();
+    return n;
+  }
 
  private:
   friend class basic_store<Policy>;
@@ -407,11 +488,68 @@ class basic_transaction {
     if (!backend_->is_open()) return closed_error();
     return std::nullopt;
   }
+  // A read of `key` in keyspace state `part`: its own writes first, else
+  // fetch() from the view, the key then recorded for validation.
+  template <class Fetch>
+  static auto read_in(detail::tx_keyspace_state& part, std::string_view key, Fetch fetch) -> decltype(fetch()) {
+    using value = typename decltype(fetch())::value_type;
+    if (auto it = part.writes.find(key); it != part.writes.end()) {
+      if constexpr (std::is_same_v<value, bool>)
+        return it->second.has_value();
+      else
+        return it->second;
+    }
+    if (part.erased_by_range(key)) return value();
+    auto r = fetch();
+    if (r) part.read_keys.emplace(key);
+    return r;
+  }
+  static result<void> erase_range_in(detail::tx_keyspace_state& part, const key_range& range) {
+    if (!erase_range_is_valid(range)) return bad_range();
+    if (range.is_empty()) return {};
+    auto first = range.lower() ? part.writes.lower_bound(*range.lower()) : part.writes.begin();
+    auto last = range.upper() ? part.writes.lower_bound(*range.upper()) : part.writes.end();
+    part.writes.erase(first, last);
+    part.erased.push_back(range.forward());
+    return {};
+  }
+  // Appends the writes of `part` (keyspace `name`) to `out`: erased ranges
+  // first, then the keys (the buffer already dropped keys erased after).
+  static void add_writes(write_batch& out, const detail::tx_keyspace_state& part, std::string_view name) {
+    const keyspace_name ks(name);
+    for (const auto& r : part.erased) out.erase_range(ks, r);
+    for (const auto& [k, v] : part.writes) {
+      if (v)
+        out.put(ks, k, *v);
+      else
+        out.erase(ks, k);
+    }
+  }
+  // The state of keyspace `ks` in this transaction (the default keyspace's
+  // is *state_), made at its first use after checking `ks` against the view.
+  result<detail::tx_keyspace_state*> keyspace_part(const basic_keyspace<Policy>& ks)
+    requires keyspace_policy<Policy>
+  {
+    if (auto bad = unusable()) return *bad;
+    if (ks.name().empty()) return static_cast<detail::tx_keyspace_state*>(state_.get());
+    if (auto it = state_->keyspaces.find(ks.name()); it != state_->keyspaces.end()) return &it->second;
+    if (auto known = begun_->view.contains(ks.handle(), std::string_view()); !known) {
+      // A view that cannot read a dropped keyspace says snapshot_expired
+      // (RocksDB); for a transaction the handle is stale either way.
+      if (known.error() != errc::snapshot_expired) return std::move(known).error();
+      return keel::error(errc::not_found, "transaction: the keyspace handle is stale (" + known.error().message() + ")");
+    }
+    return &state_->keyspaces.try_emplace(ks.name()).first->second;
+  }
   result<void> finish_with(result<void> r) noexcept {
     if (state_) {
       state_->active = false;
       state_->writes.clear();
       state_->erased.clear();
+      for (auto& [name, part] : state_->keyspaces) {  // cursors may still point to a part: keep the nodes
+        part.writes.clear();
+        part.erased.clear();
+      }
     }
     if (begun_) begun_->registration.reset();  // ends it in the backend's conflict history
     return r;

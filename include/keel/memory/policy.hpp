@@ -387,16 +387,17 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     std::lock_guard writer(versions_.writers());
     if (!is_open()) return closed_error();
     auto [start, registration] = conflicts_->begin();
-    return tx_start<snapshot_type>{snapshot_type(shared_from_this(), detail::store_version{versions_.current(), {}}), start,
-                                   std::move(registration)};
+    return tx_start<snapshot_type>{
+        snapshot_type(shared_from_this(), detail::store_version{versions_.current(), versions_.current_others()}), start,
+        std::move(registration)};
   }
 
+  // Validates the reads of every keyspace (conflict_tracker); writes naming
+  // keyspaces other than "" are applied as one version with the rest
+  // (write_across_keyspaces: a missing keyspace is not_found, nothing written).
   result<void> commit_transaction(const tx_record& tx) {
     if (auto bad = check_batch(tx.writes)) return *bad;
-    if (tx.writes.names_keyspaces()) {
-      return keel::error(errc::not_supported, "memory store: transactions act on the default keyspace only so far "
-                                              "(issue 27); nothing was written");
-    }
+    if (tx.writes.names_keyspaces()) return write_across_keyspaces(tx.writes, &tx);
     std::unique_lock writer(versions_.writers());
     if (auto refused = refuse_write()) return *refused;
     if (auto valid = conflicts_->validate(tx); !valid) return valid;
@@ -464,6 +465,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     const auto& others = versions_.current_others();
     if (!detail::store_version::find_root(others.get(), name)) return detail::keyspace_missing(name);
     versions_.publish(versions_.current(), detail::without_keyspace(*others, name));
+    conflicts_->record_drop(name);  // live transactions that used it fail to commit
     return {};
   }
 
@@ -477,6 +479,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     tree::transient edit(r->tree);
     edit.insert_or_assign(key, value);
     publish_keyspace(*r, std::move(edit).persist());
+    if (conflicts_->recording()) conflicts_->record(ks.name_, {std::string(key)});
     return {};
   }
 
@@ -505,6 +508,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     const detail::keyspace_root* r = writable(ks);
     if (!r) return detail::keyspace_dropped(ks.name_);
     if (r->tree.find(key)) publish_keyspace(*r, r->tree.without(key));
+    if (conflicts_->recording()) conflicts_->record(ks.name_, {std::string(key)});
     return {};
   }
 
@@ -516,6 +520,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     const detail::keyspace_root* r = writable(ks);
     if (!r) return detail::keyspace_dropped(ks.name_);
     if (!range.is_empty()) publish_keyspace(*r, detail::without_range(r->tree, range));
+    if (!range.is_empty() && conflicts_->recording()) conflicts_->record(ks.name_, {}, {range});
     return {};
   }
 
@@ -655,19 +660,23 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   }
   // The keyspaces part of write(): a batch naming keyspaces other than "",
   // applied as one new version; not_found (nothing written) when one of
-  // them does not exist.
-  result<void> write_across_keyspaces(const write_batch& batch) {
+  // them does not exist. With `tx`: a commit, validated first.
+  result<void> write_across_keyspaces(const write_batch& batch, const tx_record* tx = nullptr) {
     auto named = detail::batch_keyspaces(batch);
     if (!named) return std::move(named).error();
     std::lock_guard writer(versions_.writers());
     if (auto refused = refuse_write()) return *refused;
+    if (tx) {
+      if (auto valid = conflicts_->validate(*tx); !valid) return valid;
+    }
     // A persisted store has no keyspace but "": this fails before anything
     // is logged.
     auto table = detail::apply_to_keyspaces(versions_.current_others(), batch, named->names);
     if (!table) return std::move(table).error();
     tree main = named->default_ops ? detail::apply_keyspace_ops(versions_.current(), batch, "") : versions_.current();
     versions_.publish(std::move(main), std::move(*table));
-    if (named->default_ops) record_applied(detail::default_keyspace_ops(batch));
+    conflicts_->record(batch);  // every keyspace's ops
+    if (named->default_ops) compression_.note_batch(detail::default_keyspace_ops(batch));
     return {};
   }
   // Writers' mutex held: the current root of keyspace `ks` (not the

@@ -35,7 +35,7 @@
 //                      and 3 to delete the iterator).
 //   Leaves (nothing else is taken while they are held): the write gate's WAL
 //   failure mutex (under 1, and under 2 on writes), the conflict tracker's
-//   mutex (under 2).
+//   mutex (under 2; under 1a when drop_keyspace records the drop).
 //
 // Thread safety: all members may be called concurrently. Point operations
 // share the lifecycle lock with each other; close() takes it exclusively, so
@@ -226,6 +226,8 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     }
     entry->dropped.store(true, std::memory_order_release);
     keyspaces_.by_name.erase(it);
+    conflicts_->record_drop(name);  // live transactions that used it fail to commit (registry held: no
+                                    // commit can resolve the name to a keyspace made since first)
     entry->destroy_if_unused(*h_.db);
     const bool read_by_cursors = entry->cf != nullptr;  // the last of them destroys it (or close())
     exclusive.unlock();                                 // one keyspace's lock at a time
@@ -245,7 +247,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     auto gate = gate_.shared();
     if (auto refused = refuse_after_wal_failure("put")) return std::move(*refused);
     if (auto r = check_write(h_.db->Put(write_options_, ks.entry_->cf, slice(key), slice(value)), "put"); !r) return r;
-    if (ks.name().empty() && conflicts_->recording()) conflicts_->record({std::string(key)});
+    if (conflicts_->recording()) conflicts_->record(ks.name(), {std::string(key)});
     return {};
   }
   result<std::optional<std::string>> get(const keyspace_type& ks, std::string_view key) const {
@@ -261,7 +263,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     auto gate = gate_.shared();
     if (auto refused = refuse_after_wal_failure("erase")) return std::move(*refused);
     if (auto r = check_write(h_.db->Delete(write_options_, ks.entry_->cf, slice(key)), "erase"); !r) return r;
-    if (ks.name().empty() && conflicts_->recording()) conflicts_->record({std::string(key)});
+    if (conflicts_->recording()) conflicts_->record(ks.name(), {std::string(key)});
     return {};
   }
   // Through the handle, not the name: a handle to a dropped keyspace never
@@ -407,12 +409,9 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   result<void> commit_transaction(const tx_record& tx) {
     std::shared_lock<std::shared_mutex> lock;
     if (auto refused = enter_write(lock, "commit")) return std::move(*refused);
-    // tx_record carries no keyspace for its reads yet: a transaction writes
-    // the default keyspace only.
-    if (tx.writes.names_keyspaces()) {
-      return keel::error(errc::not_supported,
-                         "commit: transactions across keyspaces are not supported yet on RocksDB; nothing was written");
-    }
+    // Writes naming keyspaces: one WriteBatch across their column families
+    // (write_keyspaces: a missing keyspace is not_found, nothing written).
+    if (tx.writes.names_keyspaces()) return write_keyspaces(tx.writes, &tx);
     auto gate = gate_.exclusive();
     if (auto valid = conflicts_->validate(tx); !valid) return valid;
     return apply(tx.writes, "commit", default_cf{});
@@ -546,24 +545,14 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (auto filled = detail::rocks_fill_batch(batch, wb, cf_of, largest, what, opts_.path); !filled) return filled;
     if (auto refused = refuse_after_wal_failure(what)) return std::move(*refused);
     if (auto r = check_write(h_.db->Write(write_options_, &wb), what); !r) return r;
-    if (!batch.names_keyspaces()) {
-      conflicts_->record(batch);
-    } else if (conflicts_->recording()) {  // transactions read the default keyspace only
-      write_batch in_default;
-      for (const auto& op : batch) {
-        if (!op.keyspace.empty()) continue;
-        if (op.kind == write_batch::op_kind::put) in_default.put(op.key, op.value);
-        else if (op.kind == write_batch::op_kind::erase) in_default.erase(op.key);
-        else in_default.erase_range(op.range());
-      }
-      conflicts_->record(in_default);
-    }
+    conflicts_->record(batch);  // per keyspace
     return {};
   }
   // A batch naming keyspaces (inside enter_write()): resolves each name it
   // names to its keyspace (a missing one: not_found, nothing written), takes
   // their shared locks in address order, then applies it as one WriteBatch.
-  result<void> write_keyspaces(const write_batch& batch) {
+  // With `tx`: a commit, validated first with the write gate held exclusively.
+  result<void> write_keyspaces(const write_batch& batch, const tx_record* tx = nullptr) {
     std::vector<std::shared_ptr<detail::rocks_keyspace>> used;
     std::vector<std::shared_lock<std::shared_mutex>> locks;
     {
@@ -589,9 +578,12 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       }
       return nullptr;  // unreachable: every name was resolved above
     };
-    if (has_open_ended_range(batch)) {
+    if (tx || has_open_ended_range(batch)) {
       auto gate = gate_.exclusive();
-      return apply(batch, "write", cf_of);
+      if (tx) {
+        if (auto valid = conflicts_->validate(*tx); !valid) return valid;
+      }
+      return apply(batch, tx ? "commit" : "write", cf_of);
     }
     auto gate = gate_.shared();
     return apply(batch, "write", cf_of);
