@@ -84,17 +84,6 @@ struct hybrid_keyspace_registry {
   }
 };
 
-// The keys and ranges `batch` writes in the default keyspace.
-inline void default_keyspace_writes(const write_batch& batch, std::vector<std::string>& keys,
-                                    std::vector<key_range>& ranges) {
-  for (const auto& op : batch) {
-    if (!op.keyspace.empty()) continue;
-    if (op.kind == write_batch::op_kind::erase_range)
-      ranges.push_back(op.range());
-    else
-      keys.emplace_back(op.key);
-  }
-}
 
 // What an operation through a handle gives when its keyspace has no handle in
 // the tier that holds the data (it was dropped before the move).

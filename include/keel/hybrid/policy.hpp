@@ -286,6 +286,7 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
     auto r = tier_ == tier::large ? large_->drop_keyspace(name) : small_->drop_keyspace(name);
     if (!r) return r;
     keyspaces_.by_name.erase(it);
+    conflicts_->record_drop(name);  // live transactions that used it fail to commit
     if (moving_) delta_.add_whole(name);
     return {};
   }
@@ -309,7 +310,7 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
     std::shared_lock writing(write_gate_);
     auto r = in_tier<result<void>>(ks, [&](auto& t, const auto& h) { return t.erase_range(h, range); });
     if (r || r.error() != errc::invalid_argument) {
-      if (moving_ || (ks.name().empty() && conflicts_->recording())) record_written(ks.name(), {}, {range});
+      if (moving_ || conflicts_->recording()) record_written(ks.name(), {}, {range});
     }
     return r;
   }
@@ -399,11 +400,10 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
     auto [start, registration] = conflicts_->begin();
     return tx_start<snapshot_type>{std::move(*view), start, std::move(registration)};
   }
+  // Reads and writes in any keyspace: validated per (keyspace, key) and per
+  // scanned range of a keyspace; a keyspace the transaction used that was
+  // dropped meanwhile is errc::not_found (conflict_tracker).
   result<void> commit_transaction(const tx_record& tx) {
-    if (tx.writes.names_keyspaces() || !tx.keyspace_reads.empty()) {
-      return keel::error(errc::not_supported, "hybrid store: transactions act on the default keyspace only so far "
-                                              "(issue 27); nothing was written");
-    }
     std::shared_lock pin(tier_gate_);
     std::unique_lock writing(write_gate_);
     if (!is_open()) return closed_error();
@@ -608,7 +608,7 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
   }
   void record_write(const result<void>& r, std::string_view keyspace, std::string_view key, std::size_t bytes) {
     if (!r && r.error() == errc::invalid_argument) return;
-    if (moving_ || (keyspace.empty() && conflicts_->recording())) {
+    if (moving_ || conflicts_->recording()) {
       std::vector<std::string> keys;
       keys.emplace_back(key);
       record_written(keyspace, std::move(keys), {});
@@ -618,19 +618,12 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
   void record_write(const result<void>& r, const write_batch& batch) {
     if (!r && r.error() == errc::invalid_argument) return;
     if (moving_) delta_.add(batch);
-    if (conflicts_->recording()) {
-      // Transactions read the default keyspace only (so far): the ops in
-      // other keyspaces cannot conflict with them.
-      std::vector<std::string> keys;
-      std::vector<key_range> ranges;
-      detail::default_keyspace_writes(batch, keys, ranges);
-      conflicts_->record(std::move(keys), std::move(ranges));
-    }
+    conflicts_->record(batch);  // per keyspace; nothing while no transaction is live
     count_for_size_check(batch.payload_bytes());
   }
   void record_written(std::string_view keyspace, std::vector<std::string> keys, std::vector<key_range> ranges) {
     if (moving_) delta_.add(keyspace, keys, ranges);
-    if (keyspace.empty() && conflicts_->recording()) conflicts_->record(std::move(keys), std::move(ranges));
+    if (conflicts_->recording()) conflicts_->record(keyspace, std::move(keys), std::move(ranges));
   }
   // Counts bytes written in the memory tier; wakes the mover for a size check
   // when due.
