@@ -903,7 +903,7 @@ void keyspace_crash_round(const fs::path& path, const std::string& step, bool sy
         if (*line == "moving") break;
         REQUIRE(line->rfind("error", 0) != 0);
       }
-      std::this_thread::sleep_for(std::chrono::microseconds((*kill_rng)() % 300000));  // a random moment, not a sync
+      std::this_thread::sleep_for(std::chrono::microseconds((*kill_rng)() % 1000000));  // a random moment, not a sync
       w.kill(keel::test::kill_signal);
       CHECK(w.wait() == 128 + keel::test::kill_signal);
     }

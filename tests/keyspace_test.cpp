@@ -4,12 +4,17 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "support/backends.hpp"
 #include "support/scale.hpp"
+#include "support/temp_dir.hpp"
+#include <keel/dump.hpp>
 
 using namespace std::string_literals;
 using keel::errc;
@@ -340,42 +345,207 @@ TEST_SUITE("keyspaces") {
   }
 }
 
-// The memory store's own limits while keyspaces are not persisted (issue 27):
-// a persisted store refuses them rather than lose them at close; a
-// checkpoint of a store with keyspaces is refused rather than leave them out.
+// The memory store's persisted keyspaces (issue 27): the log and the
+// snapshot file carry every keyspace; a checkpoint carries them all.
+namespace {
+
+keel::result<keel::memory_store> open_persisted(const std::filesystem::path& file) {
+  keel::memory_options o;
+  o.persist_path = file;
+  return keel::memory_store::open(o);
+}
+
+// Copies the store's files (snapshot and logs, not the lock) from one
+// directory to another: what a crash of the writing process leaves.
+void copy_store_files(const std::filesystem::path& from, const std::filesystem::path& to) {
+  std::filesystem::create_directories(to);
+  for (const auto& e : std::filesystem::directory_iterator(from)) {
+    const std::string name = e.path().filename().string();
+    if (!e.is_regular_file() || name.ends_with(".lock")) continue;
+    std::filesystem::copy_file(e.path(), to / name, std::filesystem::copy_options::overwrite_existing);
+  }
+}
+
+// Every keyspace's entries, by keyspace name.
+std::map<std::string, std::vector<std::pair<std::string, std::string>>> contents(keel::memory_store& store) {
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> out;
+  auto names = store.keyspaces();
+  REQUIRE(names);
+  for (const auto& n : *names) {
+    auto ks = store.keyspace(n);
+    REQUIRE(ks);
+    auto& entries = out[n];
+    for (const auto& e : ks->scan(key_range::all())) entries.emplace_back(e.key, e.value);
+  }
+  return out;
+}
+
+const std::string odd_name = "n\0ul\xff"s;  // NUL and 0xFF inside
+
+// Fills a store with keyspaces: "", "a", odd_name (with entries), "empty"
+// (created, never written), "gone" (dropped), "again" (dropped, created
+// again, left empty). Mixed batches, erases and erase_range included.
+void fill_keyspaces(keel::memory_store& store) {
+  auto a = keyspace_or_fail(store, "a");
+  auto odd = keyspace_or_fail(store, odd_name);
+  (void)keyspace_or_fail(store, "empty");
+  auto gone = keyspace_or_fail(store, "gone");
+  auto again = keyspace_or_fail(store, "again");
+  REQUIRE(store.put("k", "default"));
+  REQUIRE(a.put("k", "in a"));
+  REQUIRE(a.put("x1", "1"));
+  REQUIRE(a.put("x2", "2"));
+  REQUIRE(a.erase_range(key_range::prefix("x")));
+  REQUIRE(a.put("dead", "1"));
+  REQUIRE(a.erase("dead"));
+  REQUIRE(odd.put("k\0"s, "odd\xff"s));
+  REQUIRE(gone.put("k", "gone"));
+  REQUIRE(again.put("k", "old"));
+  REQUIRE(store.write(write_batch{}.put(a, "b1", "x").put(odd, "b1", "y").put("b1", "z").erase(a, "k").put(a, "k", "in a 2")));
+  REQUIRE(store.drop_keyspace("gone"));
+  REQUIRE(store.drop_keyspace("again"));
+  REQUIRE(store.keyspace("again"));
+}
+
+const std::map<std::string, std::vector<std::pair<std::string, std::string>>> filled = {
+    {"", {{"b1", "z"}, {"k", "default"}}},
+    {"a", {{"b1", "x"}, {"k", "in a 2"}}},
+    {"again", {}},
+    {"empty", {}},
+    {odd_name, {{"b1", "y"}, {"k\0"s, "odd\xff"s}}},
+};
+
+}  // namespace
+
 TEST_SUITE("keyspaces") {
-  TEST_CASE("keyspace: a persisted memory store has only the default keyspace (not_supported)") {
-    keel::test::persisted_memory_backend backend;
-    auto store = open_or_fail(backend);
-    auto ks = store.keyspace("a");
-    REQUIRE_FALSE(ks);
-    CHECK(ks.error().code() == errc::not_supported);
-    CHECK(store.drop_keyspace("a").error().code() == errc::not_supported);
-    auto d = store.keyspace("");
-    REQUIRE(d);
-    REQUIRE(d->put("k", "v"));
-    auto r = store.write(write_batch{}.put(keyspace_name("a"), "k", "v").put("k", "w"));
-    REQUIRE_FALSE(r);
-    CHECK(r.error().code() == errc::not_found);
-    CHECK(value_in(store, "k") == "v");
-    auto names = store.keyspaces();
-    REQUIRE(names);
-    CHECK(*names == std::vector<std::string>{""});
+  TEST_CASE("keyspace: a persisted memory store reopens with every keyspace (from the log, then from the snapshot)") {
+    keel::test::temp_dir dir;
+    const auto file = dir.path() / "src" / "store.keeldump";
+    std::filesystem::create_directories(file.parent_path());
+    auto store = open_persisted(file);
+    REQUIRE(store);
+    fill_keyspaces(*store);
+    CHECK(contents(*store) == filled);
+    copy_store_files(file.parent_path(), dir.path() / "crash1");  // what a crash now leaves: only logs
+    {
+      auto reopened = open_persisted(dir.path() / "crash1" / "store.keeldump");
+      REQUIRE(reopened);
+      CHECK(contents(*reopened) == filled);
+      auto gone = reopened->drop_keyspace("gone");
+      REQUIRE_FALSE(gone);
+      CHECK(gone.error().code() == errc::not_found);
+    }
+    REQUIRE(store->close());  // folds into the keyspaced snapshot
+    store = open_persisted(file);
+    REQUIRE(store);
+    CHECK(contents(*store) == filled);  // from the snapshot file
+    // Writes after the reopen go to the log on top of the snapshot.
+    auto a = keyspace_or_fail(*store, "a");
+    REQUIRE(a.put("after", "1"));
+    REQUIRE(store->drop_keyspace("empty"));
+    copy_store_files(file.parent_path(), dir.path() / "crash2");
+    auto reopened = open_persisted(dir.path() / "crash2" / "store.keeldump");
+    REQUIRE(reopened);
+    auto expected = filled;
+    expected.erase("empty");
+    expected["a"].insert(expected["a"].begin(), {"after", "1"});
+    CHECK(contents(*reopened) == expected);  // snapshot + log
   }
 
-  TEST_CASE("keyspace: a memory checkpoint of a store with keyspaces is refused, nothing written") {
+  TEST_CASE("keyspace: a persisted store that never used a keyspace writes the same files as before") {
+    keel::test::temp_dir dir;
+    const auto file = dir.path() / "store.keeldump";
+    {
+      auto store = open_persisted(file);
+      REQUIRE(store);
+      REQUIRE(store->write(write_batch{}.put("a", "1").put("b", "2").erase_range(key_range::prefix("c"))));
+      REQUIRE(store->close());
+    }
+    // The snapshot is a plain dump (keel::dump_reader reads it) ...
+    keel::dump_reader r;
+    REQUIRE(r.open(file));
+    int records = 0;
+    for (;;) {
+      auto more = r.next();
+      REQUIRE(more);
+      if (!*more) break;
+      ++records;
+    }
+    CHECK(records == 2);
+    // ... and so it is again once every keyspace but "" was dropped.
+    {
+      auto store = open_persisted(file);
+      REQUIRE(store);
+      auto a = keyspace_or_fail(*store, "a");
+      REQUIRE(a.put("k", "v"));
+      REQUIRE(store->flush());
+      keel::dump_reader not_a_dump;
+      CHECK_FALSE(not_a_dump.open(file));
+      REQUIRE(store->drop_keyspace("a"));
+      REQUIRE(store->close());
+    }
+    keel::dump_reader again;
+    CHECK(again.open(file));
+  }
+
+  TEST_CASE("keyspace: a memory checkpoint carries every keyspace") {
     keel::test::temp_dir dir;
     auto store = open_or_fail(keel::test::memory_backend{});
-    REQUIRE(store.put("k", "v"));
-    REQUIRE(store.checkpoint(dir.path() / "plain"));
-    auto a = keyspace_or_fail(store, "a");
-    REQUIRE(a.put("k", "v"));
-    auto r = store.checkpoint(dir.path() / "with_keyspaces");
-    REQUIRE_FALSE(r);
-    CHECK(r.error().code() == errc::not_supported);
-    CHECK_FALSE(std::filesystem::exists(dir.path() / "with_keyspaces"));
+    fill_keyspaces(store);
+    REQUIRE(store.checkpoint(dir.path() / "copy"));
+    auto copy = open_persisted(dir.path() / "copy");
+    REQUIRE(copy);
+    CHECK(contents(*copy) == filled);
   }
 
+  TEST_CASE("keyspace: a released persisted memory store creates no keyspace (not_found)") {
+    keel::test::temp_dir dir;
+    keel::memory_options o;
+    o.persist_path = dir.path() / "store.keeldump";
+    auto policy = keel::MemoryPolicy::open(o);
+    REQUIRE(policy);
+    REQUIRE((*policy)->open_keyspace("a", true));
+    REQUIRE((*policy)->release_persistence());
+    for (bool create : {false, true}) {
+      auto missing = (*policy)->open_keyspace("b", create);
+      REQUIRE_FALSE(missing);
+      CHECK(missing.error().code() == errc::not_found);
+    }
+    auto names = (*policy)->keyspaces();
+    REQUIRE(names);
+    CHECK(*names == std::vector<std::string>{""});  // the data went with the release
+    REQUIRE((*policy)->close());
+  }
+
+  TEST_CASE("keyspace: a damaged keyspaced snapshot fails the open (corruption)") {
+    keel::test::temp_dir dir;
+    const auto file = dir.path() / "store.keeldump";
+    {
+      auto store = open_persisted(file);
+      REQUIRE(store);
+      fill_keyspaces(*store);
+      REQUIRE(store->close());
+    }
+    std::string bytes;
+    {
+      std::ifstream in(file, std::ios::binary);
+      bytes.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    REQUIRE(bytes.substr(0, 8) == "KEELMKS1");
+    for (std::size_t at : {std::size_t{30}, bytes.size() - 10, bytes.size() - 1}) {
+      CAPTURE(at);
+      std::string damaged = bytes;
+      damaged[at] = static_cast<char>(damaged[at] ^ 0x40);
+      std::ofstream(file, std::ios::binary | std::ios::trunc) << damaged;
+      auto store = open_persisted(file);
+      REQUIRE_FALSE(store);
+      CHECK(store.error().code() == errc::corruption);
+    }
+    std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes.substr(0, bytes.size() - 3);  // cut short
+    auto store = open_persisted(file);
+    REQUIRE_FALSE(store);
+    CHECK(store.error().code() == errc::corruption);
+  }
   TEST_CASE("keyspace: transactions stay on the default keyspace; keyspace writes do not conflict with them") {
     auto store = open_or_fail(keel::test::memory_backend{});
     auto a = keyspace_or_fail(store, "a");

@@ -247,9 +247,9 @@ inline constexpr transaction_promise promise_of =
 #endif
 
 // The backends with keyspaces (issue 27; keel::keyspace_policy): the
-// keyspace cases (keyspace_test.cpp) run on each. The persisted memory store
-// is not here yet: it has only the default keyspace (not_supported).
-#define KEEL_KEYSPACE_BACKENDS keel::test::memory_backend, keel::test::compressed_memory_backend
+// keyspace cases (keyspace_test.cpp) run on each.
+#define KEEL_KEYSPACE_BACKENDS \
+  keel::test::memory_backend, keel::test::compressed_memory_backend, keel::test::persisted_memory_backend
 
 // Whether the backend's checkpoint() makes a copy (false: not_supported).
 template <class B>

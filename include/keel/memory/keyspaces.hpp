@@ -49,11 +49,6 @@ inline keel::error keyspace_dropped(std::string_view name) {
                                           " was dropped since this handle was opened (a keyspace created "
                                           "again under that name is a new one; open it again)");
 }
-inline keel::error keyspaces_not_persisted() {
-  return keel::error(errc::not_supported,
-                     "memory store: keyspaces other than \"\" are not persisted yet (issue 27): a store with "
-                     "persist_path has only the default keyspace");
-}
 
 // `table` (may be null) with `root` added, or replacing the entry of the
 // same name: a new table, sorted by name.

@@ -200,7 +200,6 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     std::vector<std::string> run_values_;  // compressed values of the last fill(), decompressed
   };
 
-  // ---- snapshot -----------------------------------------------------------
   // ---- keyspace handle ----------------------------------------------------
   // A keyspace's name and the id it was given when created (0: the default
   // keyspace). Copying it copies the name (at most 255 bytes).
@@ -270,6 +269,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (!opts.persist_path.empty()) {
       if (auto loaded = p->persistence_.load(opts.persist_path, opts.sync_writes, opts.fold_log_bytes); !loaded)
         return loaded.error();
+      if (const auto& others = p->versions_.current_others()) p->last_keyspace_id_ = others->size();  // ids 1..n
     }
     p->compression_.start();
     return p;
@@ -376,11 +376,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (auto bad = detail::checkpoint_path_error(path)) return *bad;
     detail::store_version version = versions_.current_all();
     if (!is_open()) return closed_error();
-    if (version.others) {   // never drop keyspaces silently
-      return keel::error(errc::not_supported, "memory store: a checkpoint of a store with keyspaces other than "
-                                              "\"\" is not supported yet (issue 27); nothing was written");
-    }
-    return persistence_.checkpoint(path, std::move(version.main));
+    return persistence_.checkpoint(path, std::move(version));
   }
 
   result<tx_start<snapshot_type>> begin_transaction() const {
@@ -422,14 +418,12 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   }
 
   // ---- keyspaces (contract.hpp's keyspace part) ---------------------------
-  // Not persisted yet: on a store with persist_path only "" exists and
-  // creating or dropping another is errc::not_supported. Reads through a
-  // handle take no lock (an epoch slot and a binary search of the keyspace
-  // table by name); writes to a non-default keyspace copy the table (one
-  // shared_ptr per keyspace) and publish it with the new tree.
+  // Reads through a handle take no lock (an epoch slot, a binary search of
+  // the table by name); writes publish a new table. Creations, drops and
+  // writes are logged first (persisted stores). A released store creates
+  // nothing: a missing name is not_found.
   result<keyspace_type> open_keyspace(std::string_view name, bool create) const {
     if (auto bad = keyspace_name_error(name)) return *bad;
-    if (!name.empty() && persistence_.persisted()) return detail::keyspaces_not_persisted();
     {
       auto reading = detail::epoch_domain::instance().enter();
       const detail::store_version* version = versions_.current_version();
@@ -459,28 +453,29 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   result<void> drop_keyspace(std::string_view name) {
     if (name.empty()) return keel::error(errc::invalid_argument, "the default keyspace \"\" cannot be dropped");
     if (auto bad = keyspace_name_error(name)) return *bad;
-    if (persistence_.persisted()) return detail::keyspaces_not_persisted();
-    std::lock_guard writer(versions_.writers());
+    std::unique_lock writer(versions_.writers());
     if (auto refused = refuse_write()) return *refused;
     const auto& others = versions_.current_others();
     if (!detail::store_version::find_root(others.get(), name)) return detail::keyspace_missing(name);
+    auto logged = persistence_.log_write([&](detail::log_encoder& e) { e.drop_keyspace(name); });
+    if (!logged) return logged.error();
     versions_.publish(versions_.current(), detail::without_keyspace(*others, name));
     conflicts_->record_drop(name);  // live transactions that used it fail to commit
-    return {};
+    writer.unlock();
+    return persistence_.wait_synced(*logged);
   }
 
   result<void> put(const keyspace_type& ks, std::string_view key, std::string_view value) {
     if (ks.id_ == 0) return put(key, value);
     if (auto bad = check_sizes(key, value)) return *bad;
-    std::lock_guard writer(versions_.writers());
-    if (auto refused = refuse_write()) return *refused;
-    const detail::keyspace_root* r = writable(ks);
-    if (!r) return detail::keyspace_dropped(ks.name_);
-    tree::transient edit(r->tree);
-    edit.insert_or_assign(key, value);
-    publish_keyspace(*r, std::move(edit).persist());
-    if (conflicts_->recording()) conflicts_->record(ks.name_, {std::string(key)});
-    return {};
+    return write_keyspace(
+        ks, [&](detail::log_encoder& e) { e.put(key, value); },
+        [&](const tree& t) {
+          tree::transient edit(t);
+          edit.insert_or_assign(key, value);
+          return std::optional<tree>(std::move(edit).persist());
+        },
+        {std::string(key)});
   }
 
   result<std::optional<std::string>> get(const keyspace_type& ks, std::string_view key) const {
@@ -503,25 +498,21 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
 
   result<void> erase(const keyspace_type& ks, std::string_view key) {
     if (ks.id_ == 0) return erase(key);
-    std::lock_guard writer(versions_.writers());
-    if (auto refused = refuse_write()) return *refused;
-    const detail::keyspace_root* r = writable(ks);
-    if (!r) return detail::keyspace_dropped(ks.name_);
-    if (r->tree.find(key)) publish_keyspace(*r, r->tree.without(key));
-    if (conflicts_->recording()) conflicts_->record(ks.name_, {std::string(key)});
-    return {};
+    return write_keyspace(
+        ks, [&](detail::log_encoder& e) { e.erase(key); },
+        [&](const tree& t) { return t.find(key) ? std::optional<tree>(t.without(key)) : std::nullopt; },
+        {std::string(key)});
   }
 
   result<void> erase_range(const keyspace_type& ks, const key_range& range) {
     if (ks.id_ == 0) return erase_range(range);
     if (!erase_range_is_valid(range)) return bad_range();
-    std::lock_guard writer(versions_.writers());
-    if (auto refused = refuse_write()) return *refused;
-    const detail::keyspace_root* r = writable(ks);
-    if (!r) return detail::keyspace_dropped(ks.name_);
-    if (!range.is_empty()) publish_keyspace(*r, detail::without_range(r->tree, range));
-    if (!range.is_empty() && conflicts_->recording()) conflicts_->record(ks.name_, {}, {range});
-    return {};
+    return write_keyspace(
+        ks, [&](detail::log_encoder& e) { e.erase_range(range); },
+        [&](const tree& t) {
+          return range.is_empty() ? std::nullopt : std::optional<tree>(detail::without_range(t, range));
+        },
+        {}, {range});
   }
 
   result<std::vector<std::optional<std::string>>> multi_get(const keyspace_type& ks,
@@ -624,7 +615,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (!is_open()) return closed_error();
     if (persistence_.released()) return {};
     result<void> sealed = persistence_.release();
-    versions_.publish(tree());
+    versions_.publish(tree(), nullptr);
     return sealed;
   }
 
@@ -664,20 +655,45 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   result<void> write_across_keyspaces(const write_batch& batch, const tx_record* tx = nullptr) {
     auto named = detail::batch_keyspaces(batch);
     if (!named) return std::move(named).error();
-    std::lock_guard writer(versions_.writers());
+    std::unique_lock writer(versions_.writers());
     if (auto refused = refuse_write()) return *refused;
     if (tx) {
       if (auto valid = conflicts_->validate(*tx); !valid) return valid;
     }
-    // A persisted store has no keyspace but "": this fails before anything
-    // is logged.
+    // A missing keyspace fails here, before anything is logged; the batch is
+    // then one log frame (whole or absent after a crash) and one publish.
     auto table = detail::apply_to_keyspaces(versions_.current_others(), batch, named->names);
     if (!table) return std::move(table).error();
     tree main = named->default_ops ? detail::apply_keyspace_ops(versions_.current(), batch, "") : versions_.current();
+    auto logged = persistence_.log_batch(batch);
+    if (!logged) return logged.error();
     versions_.publish(std::move(main), std::move(*table));
     conflicts_->record(batch);  // every keyspace's ops
     if (named->default_ops) compression_.note_batch(detail::default_keyspace_ops(batch));
-    return {};
+    writer.unlock();
+    return persistence_.wait_synced(*logged);
+  }
+  // A write to keyspace `ks` (not ""): `change(tree)` gives its new tree
+  // (nullopt: nothing to do or log), then `log` fills the frame, then the
+  // version is published and `keys` and `ranges` recorded for transactions.
+  template <class Log, class Change>
+  result<void> write_keyspace(const keyspace_type& ks, Log&& log, Change&& change, std::vector<std::string> keys,
+                              std::vector<key_range> ranges = {}) {
+    std::unique_lock writer(versions_.writers());
+    if (auto refused = refuse_write()) return *refused;
+    const detail::keyspace_root* r = writable(ks);
+    if (!r) return detail::keyspace_dropped(ks.name_);
+    std::optional<tree> next = change(r->tree);
+    if (!next) return {};
+    auto logged = persistence_.log_write([&](detail::log_encoder& e) {
+      e.select_keyspace(ks.name_);
+      log(e);
+    });
+    if (!logged) return logged.error();
+    publish_keyspace(*r, std::move(*next));
+    if (conflicts_->recording()) conflicts_->record(ks.name_, std::move(keys), std::move(ranges));
+    writer.unlock();
+    return persistence_.wait_synced(*logged);
   }
   // Writers' mutex held: the current root of keyspace `ks` (not the
   // default one), or nullptr when it was dropped.
@@ -692,13 +708,18 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   }
   // Creates keyspace `name` unless it exists (then its handle).
   result<keyspace_type> create_keyspace(std::string_view name) {
-    std::lock_guard writer(versions_.writers());
-    if (auto refused = refuse_write()) return *refused;
+    std::unique_lock writer(versions_.writers());
+    if (!is_open()) return closed_error();
     const auto& others = versions_.current_others();
     if (const auto* r = detail::store_version::find_root(others.get(), name)) return keyspace_type(r->name, r->id);
+    if (persistence_.released()) return detail::keyspace_missing(name);  // read-only now: nothing created
+    auto logged = persistence_.log_write([&](detail::log_encoder& e) { e.create_keyspace(name); });
+    if (!logged) return logged.error();
     auto root = std::make_shared<const detail::keyspace_root>(
         detail::keyspace_root{std::string(name), ++last_keyspace_id_, tree()});
     versions_.publish(versions_.current(), detail::with_keyspace(others.get(), root));
+    writer.unlock();
+    if (auto synced = persistence_.wait_synced(*logged); !synced) return synced.error();
     return keyspace_type(root->name, root->id);
   }
 
