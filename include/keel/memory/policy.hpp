@@ -383,9 +383,8 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     std::lock_guard writer(versions_.writers());
     if (!is_open()) return closed_error();
     auto [start, registration] = conflicts_->begin();
-    return tx_start<snapshot_type>{
-        snapshot_type(shared_from_this(), detail::store_version{versions_.current(), versions_.current_others()}), start,
-        std::move(registration)};
+    return tx_start<snapshot_type>{snapshot_type(shared_from_this(), versions_.current_all()), start,
+                                   std::move(registration)};
   }
 
   // Validates the reads of every keyspace (conflict_tracker); writes naming
@@ -468,14 +467,11 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   result<void> put(const keyspace_type& ks, std::string_view key, std::string_view value) {
     if (ks.id_ == 0) return put(key, value);
     if (auto bad = check_sizes(key, value)) return *bad;
-    return write_keyspace(
-        ks, [&](detail::log_encoder& e) { e.put(key, value); },
-        [&](const tree& t) {
-          tree::transient edit(t);
-          edit.insert_or_assign(key, value);
-          return std::optional<tree>(std::move(edit).persist());
-        },
-        {std::string(key)});
+    return write_keyspace(ks, [&](detail::log_encoder& e) { e.put(key, value); }, [&](const tree& t) {
+      tree::transient edit(t);
+      edit.insert_or_assign(key, value);
+      return std::optional<tree>(std::move(edit).persist());
+    }, {std::string(key)});
   }
 
   result<std::optional<std::string>> get(const keyspace_type& ks, std::string_view key) const {
@@ -498,21 +494,17 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
 
   result<void> erase(const keyspace_type& ks, std::string_view key) {
     if (ks.id_ == 0) return erase(key);
-    return write_keyspace(
-        ks, [&](detail::log_encoder& e) { e.erase(key); },
-        [&](const tree& t) { return t.find(key) ? std::optional<tree>(t.without(key)) : std::nullopt; },
-        {std::string(key)});
+    return write_keyspace(ks, [&](detail::log_encoder& e) { e.erase(key); }, [&](const tree& t) {
+      return t.find(key) ? std::optional<tree>(t.without(key)) : std::nullopt;
+    }, {std::string(key)});
   }
 
   result<void> erase_range(const keyspace_type& ks, const key_range& range) {
     if (ks.id_ == 0) return erase_range(range);
     if (!erase_range_is_valid(range)) return bad_range();
-    return write_keyspace(
-        ks, [&](detail::log_encoder& e) { e.erase_range(range); },
-        [&](const tree& t) {
-          return range.is_empty() ? std::nullopt : std::optional<tree>(detail::without_range(t, range));
-        },
-        {}, {range});
+    return write_keyspace(ks, [&](detail::log_encoder& e) { e.erase_range(range); }, [&](const tree& t) {
+      return range.is_empty() ? std::nullopt : std::optional<tree>(detail::without_range(t, range));
+    }, {}, {range});
   }
 
   result<std::vector<std::optional<std::string>>> multi_get(const keyspace_type& ks,
@@ -657,9 +649,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (!named) return std::move(named).error();
     std::unique_lock writer(versions_.writers());
     if (auto refused = refuse_write()) return *refused;
-    if (tx) {
-      if (auto valid = conflicts_->validate(*tx); !valid) return valid;
-    }
+    if (auto valid = tx ? conflicts_->validate(*tx) : result<void>(); !valid) return valid;
     // A missing keyspace fails here, before anything is logged; the batch is
     // then one log frame (whole or absent after a crash) and one publish.
     auto table = detail::apply_to_keyspaces(versions_.current_others(), batch, named->names);
@@ -673,9 +663,8 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     writer.unlock();
     return persistence_.wait_synced(*logged);
   }
-  // A write to keyspace `ks` (not ""): `change(tree)` gives its new tree
-  // (nullopt: nothing to do or log), then `log` fills the frame, then the
-  // version is published and `keys` and `ranges` recorded for transactions.
+  // A write to keyspace `ks` (not ""): `change(tree)` gives its new tree (nullopt: nothing to do or
+  // log), `log` fills the frame, the version is published, `keys`/`ranges` recorded for transactions.
   template <class Log, class Change>
   result<void> write_keyspace(const keyspace_type& ks, Log&& log, Change&& change, std::vector<std::string> keys,
                               std::vector<key_range> ranges = {}) {
