@@ -58,6 +58,7 @@
 #include "../store.hpp"
 #include "btree.hpp"
 #include "compression.hpp"
+#include "cursor.hpp"
 #include "keyspaces.hpp"
 #include "options.hpp"
 #include "persistence.hpp"
@@ -77,128 +78,8 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   using options = memory_options;
   static constexpr keel::backend backend_kind = keel::backend::memory;
 
-  // ---- cursor -------------------------------------------------------------
-  class cursor_type {
-   public:
-    bool valid() const noexcept { return valid_; }
-    std::string_view key() const noexcept { return it_->key(); }
-    // Precondition valid(); a compressed value is decompressed into the
-    // cursor, valid until its next step.
-    std::string_view value() const {
-      const detail::pb_entry* e = it_->entry();
-      if (e->codec() == 0) return e->value();
-      owner_->compression_.decode_or_throw(*e, value_buffer_);
-      return value_buffer_;
-    }
-    const std::optional<keel::error>& error() const noexcept { return error_; }
-
-    void next() {
-      if (!valid_) return;
-      if (!owner_->is_open()) {
-        valid_ = false;
-        error_ = closed_error();
-        return;
-      }
-      step();
-    }
-
-    // The optional run_cursor members (contract.hpp). A run is taken a leaf at
-    // a time: the range's bound is compared once per leaf, not per entry.
-    // Compressed values of a run are decompressed into the cursor, valid
-    // until its next fill().
-    std::size_t fill(std::span<cursor_entry> out) {
-      if (!valid_ || out.empty()) return 0;
-      if (!owner_->is_open()) {
-        valid_ = false;
-        error_ = closed_error();
-        return 0;
-      }
-      std::size_t n = 0;
-      while (n < out.size()) {
-        const auto leaf = reversed_ ? it_->leaf_up_to_here() : it_->rest_of_leaf();
-        auto at = [&](std::size_t i) { return reversed_ ? leaf[leaf.size() - 1 - i] : leaf[i]; };
-        std::size_t take = std::min(leaf.size(), out.size() - n);
-        bool ends_here = false;
-        if (bound_ && !in_bound(at(take - 1)->key())) {
-          std::size_t inside = 0;
-          while (inside < take && in_bound(at(inside)->key())) ++inside;
-          take = inside;
-          ends_here = true;
-        }
-        for (std::size_t i = 0; i < take; ++i) {
-          const detail::pb_entry* e = at(i);
-          std::string_view v = e->value();
-          if (e->codec() != 0) {
-            if (run_values_.size() < out.size()) run_values_.resize(out.size());
-            owner_->compression_.decode_or_throw(*e, run_values_[n]);
-            v = run_values_[n];
-          }
-          out[n++] = {e->key(), v};
-        }
-        if (ends_here) {
-          valid_ = false;
-          return n;
-        }
-        if (reversed_)
-          it_->skip_back(take);
-        else
-          it_->skip_forward(take);
-        if (!it_->valid()) {
-          valid_ = false;
-          return n;
-        }
-      }
-      settle();
-      return n;
-    }
-    // Precondition: not a failed cursor (one that fill() gave entries).
-    const std::atomic<bool>& open_flag() const noexcept { return owner_->versions_.open_flag(); }
-
-   private:
-    friend class MemoryPolicy;
-    explicit cursor_type(keel::error e) : error_(std::move(e)) {}
-    cursor_type(std::shared_ptr<const MemoryPolicy> owner, tree version, const key_range& range)
-        : owner_(std::move(owner)), reversed_(range.is_reversed()) {
-      if (range.is_empty()) return;
-      it_.emplace(std::move(version));
-      if (!reversed_) {
-        if (range.lower())
-          it_->seek(*range.lower());
-        else
-          it_->seek_first();
-        if (range.upper()) bound_ = *range.upper();
-      } else {
-        if (range.upper())
-          it_->seek_before(*range.upper());
-        else
-          it_->seek_last();
-        if (range.lower()) bound_ = *range.lower();
-      }
-      settle();
-    }
-    void step() {
-      if (reversed_)
-        it_->prev();
-      else
-        it_->next();
-      settle();
-    }
-    // valid_ = the iterator is on an entry inside the range.
-    void settle() { valid_ = it_->valid() && (!bound_ || in_bound(it_->key())); }
-    // Whether `key` is on the near side of the range's far end (bound_ set).
-    bool in_bound(std::string_view key) const {
-      return reversed_ ? key >= std::string_view(*bound_) : key < std::string_view(*bound_);
-    }
-
-    std::shared_ptr<const MemoryPolicy> owner_;
-    std::optional<tree::cursor> it_;
-    std::optional<std::string> bound_;  // the range's far end: upper (forward) or lower (reversed)
-    bool reversed_ = false;
-    bool valid_ = false;
-    std::optional<keel::error> error_;
-    mutable std::string value_buffer_;  // the current value, decompressed
-    std::vector<std::string> run_values_;  // compressed values of the last fill(), decompressed
-  };
+  // ---- cursor (memory/cursor.hpp) ----------------------------------------
+  using cursor_type = detail::memory_cursor;
 
   // ---- keyspace handle ----------------------------------------------------
   // A keyspace's name and the id it was given when created (0: the default
@@ -229,7 +110,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     }
     cursor_type scan(const key_range& range) const {
       if (!owner_->is_open()) return cursor_type(closed_error());
-      return cursor_type(owner_, version_.main, range);
+      return owner_->make_cursor(version_.main, range);
     }
     // The same in keyspace `ks`: errc::not_found when the snapshot has no
     // such keyspace (it was created after the snapshot, or the handle is to
@@ -250,7 +131,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
       if (!owner_->is_open()) return cursor_type(closed_error());
       const tree* t = version_.find(ks.name_, ks.id_);
       if (!t) return cursor_type(detail::keyspace_dropped(ks.name_));
-      return cursor_type(owner_, *t, range);
+      return owner_->make_cursor(*t, range);
     }
 
    private:
@@ -406,7 +287,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   cursor_type scan(const key_range& range) const {
     tree version = versions_.current();
     if (!is_open()) return cursor_type(closed_error());
-    return cursor_type(shared_from_this(), std::move(version), range);
+    return make_cursor(std::move(version), range);
   }
   static cursor_type failed_cursor(keel::error e) { return cursor_type(std::move(e)); }
 
@@ -471,7 +352,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
       tree::transient edit(t);
       edit.insert_or_assign(key, value);
       return std::optional<tree>(std::move(edit).persist());
-    }, {std::string(key)});
+    }, value.size(), {std::string(key)});
   }
 
   result<std::optional<std::string>> get(const keyspace_type& ks, std::string_view key) const {
@@ -496,7 +377,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (ks.id_ == 0) return erase(key);
     return write_keyspace(ks, [&](detail::log_encoder& e) { e.erase(key); }, [&](const tree& t) {
       return t.find(key) ? std::optional<tree>(t.without(key)) : std::nullopt;
-    }, {std::string(key)});
+    }, 0, {std::string(key)});
   }
 
   result<void> erase_range(const keyspace_type& ks, const key_range& range) {
@@ -504,7 +385,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (!erase_range_is_valid(range)) return bad_range();
     return write_keyspace(ks, [&](detail::log_encoder& e) { e.erase_range(range); }, [&](const tree& t) {
       return range.is_empty() ? std::nullopt : std::optional<tree>(detail::without_range(t, range));
-    }, {}, {range});
+    }, 0, {}, {range});
   }
 
   result<std::vector<std::optional<std::string>>> multi_get(const keyspace_type& ks,
@@ -523,20 +404,18 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (!is_open()) return cursor_type(closed_error());
     const tree* t = version.find(ks.name_, ks.id_);
     if (!t) return cursor_type(detail::keyspace_dropped(ks.name_));
-    return cursor_type(shared_from_this(), *t, range);
+    return make_cursor(*t, range);
   }
 
-  // The default keyspace: as compact(range). Another: nothing to reclaim
-  // (values of non-default keyspaces are not compressed yet).
+  // As compact(range) (a compression pass covers every keyspace), once the
+  // keyspace is known to exist.
   result<void> compact(const keyspace_type& ks, const key_range& range) {
-    if (ks.id_ == 0) return compact(range);
-    if (!erase_range_is_valid(range))
-      return keel::error(errc::invalid_argument, "compact: the range's lower bound is above its upper bound");
-    auto reading = detail::epoch_domain::instance().enter();
-    const detail::store_version* version = versions_.current_version();
-    if (!is_open()) return closed_error();
-    if (!version->find(ks.name_, ks.id_)) return detail::keyspace_dropped(ks.name_);
-    return {};
+    if (ks.id_ != 0) {
+      auto reading = detail::epoch_domain::instance().enter();
+      const detail::store_version* version = versions_.current_version();
+      if (is_open() && !version->find(ks.name_, ks.id_)) return detail::keyspace_dropped(ks.name_);
+    }
+    return compact(range);
   }
 
   // Drops the data (after folding the log into the snapshot, with
@@ -568,12 +447,19 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
 
   bool is_open() const noexcept { return versions_.is_open(); }
 
-  // Number of keys, exact.
-  std::size_t size() const { return versions_.current().size(); }
-  // Bytes held by the entries (keys, values as held, per-entry header); O(n).
-  std::size_t memory_bytes() const { return versions_.current().memory_bytes(); }
+  // Number of keys, exact, in every keyspace (O(number of keyspaces)).
+  std::size_t size() const {
+    return versions_.current_all().sum([](const tree& t) { return t.size(); });
+  }
+  // Bytes held by the entries of every keyspace (keys, values as held,
+  // per-entry header); O(n).
+  std::size_t memory_bytes() const {
+    return versions_.current_all().sum([](const tree& t) { return t.memory_bytes(); });
+  }
   // memory_bytes() if every value were held uncompressed; O(n).
-  std::size_t uncompressed_memory_bytes() const { return versions_.current().uncompressed_memory_bytes(); }
+  std::size_t uncompressed_memory_bytes() const {
+    return versions_.current_all().sum([](const tree& t) { return t.uncompressed_memory_bytes(); });
+  }
   keel::compression compression() const noexcept { return compression_.kind(); }
   // Codecs (dictionaries) in use: loaded at open plus trained since; 0
   // without compression.
@@ -659,15 +545,16 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (!logged) return logged.error();
     versions_.publish(std::move(main), std::move(*table));
     conflicts_->record(batch);  // every keyspace's ops
-    if (named->default_ops) compression_.note_batch(detail::default_keyspace_ops(batch));
+    compression_.note_batch(batch);
     writer.unlock();
     return persistence_.wait_synced(*logged);
   }
-  // A write to keyspace `ks` (not ""): `change(tree)` gives its new tree (nullopt: nothing to do or
-  // log), `log` fills the frame, the version is published, `keys`/`ranges` recorded for transactions.
+  // A write to keyspace `ks` (not ""): `change(tree)` gives its new tree (nullopt: nothing to do or log),
+  // `log` fills the frame, the version is published, `raw_bytes` noted for compression, `keys`/`ranges`
+  // recorded for transactions.
   template <class Log, class Change>
-  result<void> write_keyspace(const keyspace_type& ks, Log&& log, Change&& change, std::vector<std::string> keys,
-                              std::vector<key_range> ranges = {}) {
+  result<void> write_keyspace(const keyspace_type& ks, Log&& log, Change&& change, std::size_t raw_bytes,
+                              std::vector<std::string> keys, std::vector<key_range> ranges = {}) {
     std::unique_lock writer(versions_.writers());
     if (auto refused = refuse_write()) return *refused;
     const detail::keyspace_root* r = writable(ks);
@@ -680,9 +567,13 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     });
     if (!logged) return logged.error();
     publish_keyspace(*r, std::move(*next));
+    compression_.note_raw_bytes(raw_bytes);
     if (conflicts_->recording()) conflicts_->record(ks.name_, std::move(keys), std::move(ranges));
     writer.unlock();
     return persistence_.wait_synced(*logged);
+  }
+  cursor_type make_cursor(tree version, const key_range& range) const {
+    return cursor_type(shared_from_this(), versions_, compression_, std::move(version), range);
   }
   // Writers' mutex held: the current root of keyspace `ks` (not the
   // default one), or nullptr when it was dropped.

@@ -162,6 +162,14 @@ struct store_version {
     const keyspace_root* r = find_root(others.get(), name);
     return r && r->id == id ? &r->tree : nullptr;
   }
+  // fn(tree) summed over every keyspace's tree.
+  template <class Fn>
+  std::size_t sum(Fn&& fn) const {
+    std::size_t n = fn(main);
+    if (others)
+      for (const auto& r : *others) n += fn(r->tree);
+    return n;
+  }
   static const keyspace_root* find_root(const keyspace_table* table, std::string_view name) noexcept {
     if (!table) return nullptr;
     auto it = std::lower_bound(table->begin(), table->end(), name,
