@@ -17,6 +17,7 @@
 using namespace std::string_literals;
 using keel::errc;
 using keel::key_range;
+using keel::keyspace_name;
 using keel::write_batch;
 using keel::test::collect;
 using keel::test::keys_of;
@@ -341,6 +342,49 @@ TEST_SUITE("keyspace transactions") {
       CHECK_MESSAGE(r, (r ? "" : r.error().message()));
       CHECK(value_in(other, "k") == "kept");
     }
+  }
+
+  // The policy's commit_transaction itself (what every basic_transaction
+  // commit reaches): a record whose writes name a keyspace that does not
+  // exist is not_found and writes nothing, in any keyspace; one naming
+  // existing keyspaces is applied to each. Fails when commit_transaction
+  // applies the batch as if every op were in "" (the missing keyspace's put
+  // lands in the default keyspace) or applies the default part first.
+  TEST_CASE_TEMPLATE("keyspace tx: commit_transaction with a write to a missing keyspace writes nothing", B,
+                     KEEL_TX_KEYSPACE_BACKENDS) {
+    B backend;
+    auto store = open_or_fail(backend);
+    auto a = keyspace_or_fail(store, "a");
+    auto& policy = store.policy();
+    {
+      auto begun = policy.begin_transaction();
+      REQUIRE(begun);
+      keel::tx_record record;
+      record.start = begun->start;
+      record.writes.put("d", "1").put(keyspace_name{"a"}, "k", "1").put(keyspace_name{"missing"}, "m", "1");
+      auto r = policy.commit_transaction(record);
+      REQUIRE_FALSE(r);
+      CHECK(r.error() == errc::not_found);
+    }
+    CHECK(value_in(store, "d") == "<absent>");
+    CHECK(value_in(store, "m") == "<absent>");
+    CHECK(value_in(a, "k") == "<absent>");
+    auto names = store.keyspaces();
+    REQUIRE(names);
+    CHECK(*names == std::vector<std::string>{"", "a"});  // nothing created either
+    {
+      auto begun = policy.begin_transaction();
+      REQUIRE(begun);
+      keel::tx_record record;
+      record.start = begun->start;
+      record.keyspace_reads.push_back({"a", {"k"}, {}});
+      record.writes.put("d", "1").put(keyspace_name{"a"}, "k", "2").erase_range(keyspace_name{"a"}, key_range::all());
+      record.writes.put(keyspace_name{"a"}, "after", "3");
+      REQUIRE(policy.commit_transaction(record));
+    }
+    CHECK(value_in(store, "d") == "1");
+    CHECK(keys_of(a.scan()) == std::vector<std::string>{"after"});
+    CHECK(value_in(store, "after") == "<absent>");
   }
 
   // Fails (lost updates: the counts fall short) when the tracker ignores

@@ -429,7 +429,13 @@ class basic_transaction {
     record.read_keys.assign(std::make_move_iterator(state_->read_keys.begin()),
                             std::make_move_iterator(state_->read_keys.end()));
     record.read_ranges = std::move(state_->read_ranges);
-    add_writes(record.writes, *state_, {});
+    for (const auto& r : state_->erased) record.writes.erase_range(r);
+    for (const auto& [k, v] : state_->writes) {
+      if (v)
+        record.writes.put(k, *v);
+      else
+        record.writes.erase(k);
+    }
     for (auto& [name, part] : state_->keyspaces) {  // by name: keyspace_reads comes out sorted
       if (!part.read_keys.empty() || !part.read_ranges.empty()) {
         tx_keyspace_reads& reads = record.keyspace_reads.emplace_back();
@@ -513,8 +519,9 @@ class basic_transaction {
     part.erased.push_back(range.forward());
     return {};
   }
-  // Appends the writes of `part` (keyspace `name`) to `out`: erased ranges
-  // first, then the keys (the buffer already dropped keys erased after).
+  // Appends the writes of `part` (keyspace `name`, not "") to `out`: erased
+  // ranges first, then the keys (the buffer already dropped keys erased
+  // after). The default keyspace's: commit() itself.
   static void add_writes(write_batch& out, const detail::tx_keyspace_state& part, std::string_view name) {
     const keyspace_name ks(name);
     for (const auto& r : part.erased) out.erase_range(ks, r);

@@ -130,32 +130,36 @@ class conflict_tracker : public std::enable_shared_from_this<conflict_tracker> {
     log_.push_back({++seq_, std::move(keys), std::move(ranges)});
   }
   void record(std::string_view keyspace, std::vector<std::string> keys, std::vector<key_range> ranges = {}) {
+    if (keyspace.empty()) return record(std::move(keys), std::move(ranges));
     std::lock_guard lock(mutex_);
     if (live_.empty()) return;
-    log_.push_back({++seq_, std::move(keys), std::move(ranges), std::string(keyspace)});
+    keyspace_log_.push_back({{++seq_, std::move(keys), std::move(ranges)}, std::string(keyspace)});
   }
+  // One key written in `keyspace`: record(keyspace, {key}) with the vector
+  // built here, not at the call sites (writes whose fast path tests
+  // recording() and calls this).
+  void record_key(std::string_view keyspace, std::string_view key) { record(keyspace, {std::string(key)}); }
   // A batch: its ops in each keyspace it names, as one position.
   void record(const write_batch& batch) {
     if (!recording()) return;
-    if (!batch.names_keyspaces()) {
-      std::vector<std::string> keys;
-      std::vector<key_range> ranges;
-      split(batch, keys, ranges);
-      record(std::move(keys), std::move(ranges));
-      return;
-    }
-    std::vector<entry> parts;
+    std::vector<std::string> keys;
+    std::vector<key_range> ranges;
+    split(batch, keys, ranges);
+    if (!batch.names_keyspaces()) return record(std::move(keys), std::move(ranges));
+    std::vector<keyspace_entry> parts;
     for (const auto& op : batch) {
-      if (std::none_of(parts.begin(), parts.end(), [&](const entry& e) { return e.keyspace == op.keyspace; }))
-        parts.push_back({0, {}, {}, std::string(op.keyspace)});
+      if (op.keyspace.empty()) continue;
+      if (std::none_of(parts.begin(), parts.end(), [&](const auto& e) { return e.keyspace == op.keyspace; }))
+        parts.push_back({{}, std::string(op.keyspace)});
     }
     for (auto& e : parts) split(batch, e.keys, e.ranges, e.keyspace);
     std::lock_guard lock(mutex_);
     if (live_.empty()) return;
     ++seq_;
+    if (!keys.empty() || !ranges.empty()) log_.push_back({seq_, std::move(keys), std::move(ranges)});
     for (auto& e : parts) {
       e.seq = seq_;
-      log_.push_back(std::move(e));
+      keyspace_log_.push_back(std::move(e));
     }
   }
   // Records that keyspace `keyspace` was dropped: a transaction live now
@@ -164,29 +168,27 @@ class conflict_tracker : public std::enable_shared_from_this<conflict_tracker> {
   void record_drop(std::string_view keyspace) {
     std::lock_guard lock(mutex_);
     if (live_.empty()) return;
-    log_.push_back({++seq_, {}, {}, std::string(keyspace), true});
-    ++drops_;
+    keyspace_log_.push_back({{++seq_, {}, {}}, std::string(keyspace), true});
   }
 
   // errc::conflict when a write recorded after tx.start touches what tx read
   // in the same keyspace; errc::not_found (keyspace_dropped_during_transaction)
-  // when a keyspace tx read or wrote was dropped after tx.start. Call with
-  // every other writer excluded, then apply tx.writes and record() them
-  // before releasing the exclusion.
+  // when a keyspace tx read or wrote was dropped after tx.start (that one
+  // first). Call with every other writer excluded, then apply tx.writes and
+  // record() them before releasing the exclusion.
   result<void> validate(const tx_record& tx) const {
     std::lock_guard lock(mutex_);
     bool conflict = false;
-    for (auto it = log_.rbegin(); it != log_.rend() && it->seq > tx.start; ++it) {
+    for (auto it = keyspace_log_.rbegin(); it != keyspace_log_.rend() && it->seq > tx.start; ++it) {
       if (it->dropped) {
         if (uses_keyspace(tx, it->keyspace)) return keyspace_dropped_during_transaction(it->keyspace);
-      } else if (conflict) {
-        continue;  // only a drop can still change the answer
-      } else if (it->keyspace.empty()) {
-        conflict = touches(tx, it->keys, it->ranges);
-      } else if (const tx_keyspace_reads* read = reads_of(tx, it->keyspace)) {
-        conflict = touches(read->read_keys, read->read_ranges, it->keys, it->ranges);
+      } else if (!conflict) {
+        const tx_keyspace_reads* read = reads_of(tx, it->keyspace);
+        conflict = read && touches(read->read_keys, read->read_ranges, it->keys, it->ranges);
       }
-      if (conflict && drops_ == 0) break;
+    }
+    for (auto it = log_.rbegin(); !conflict && it != log_.rend() && it->seq > tx.start; ++it) {
+      conflict = touches(tx, it->keys, it->ranges);
     }
     if (conflict) {
       return keel::error(errc::conflict,
@@ -199,13 +201,23 @@ class conflict_tracker : public std::enable_shared_from_this<conflict_tracker> {
   // Entries kept (for tests and stats).
   std::size_t log_size() const {
     std::lock_guard lock(mutex_);
-    return log_.size();
+    return log_.size() + keyspace_log_.size();
   }
 
-  // The keys and erased ranges of the ops of `batch` in keyspace `keyspace`.
-  static void split(const write_batch& batch, std::vector<std::string>& keys, std::vector<key_range>& ranges,
-                    std::string_view keyspace = {}) {
+  // The keys and erased ranges of the ops of `batch` in the default keyspace.
+  static void split(const write_batch& batch, std::vector<std::string>& keys, std::vector<key_range>& ranges) {
     keys.reserve(batch.size());
+    for (const auto& op : batch) {
+      if (!op.keyspace.empty()) continue;
+      if (op.kind == write_batch::op_kind::erase_range)
+        ranges.push_back(op.range());
+      else
+        keys.emplace_back(op.key);
+    }
+  }
+  // The same in keyspace `keyspace`.
+  static void split(const write_batch& batch, std::vector<std::string>& keys, std::vector<key_range>& ranges,
+                    std::string_view keyspace) {
     for (const auto& op : batch) {
       if (op.keyspace != keyspace) continue;
       if (op.kind == write_batch::op_kind::erase_range)
@@ -220,8 +232,11 @@ class conflict_tracker : public std::enable_shared_from_this<conflict_tracker> {
     std::uint64_t seq;
     std::vector<std::string> keys;
     std::vector<key_range> ranges;
-    std::string keyspace = {};  // "": the default keyspace
-    bool dropped = false;       // keyspace `keyspace` was dropped (keys, ranges empty)
+  };
+  // A write to, or the drop of, a keyspace other than "".
+  struct keyspace_entry : entry {
+    std::string keyspace;
+    bool dropped = false;  // keyspace `keyspace` was dropped (keys, ranges empty)
   };
 
   void end(std::uint64_t start) {
@@ -230,18 +245,16 @@ class conflict_tracker : public std::enable_shared_from_this<conflict_tracker> {
     live_count_.store(live_.size(), std::memory_order_seq_cst);
     // Entries at or below the oldest live start can no longer conflict.
     const std::uint64_t oldest = live_.empty() ? seq_ : *live_.begin();
-    while (!log_.empty() && log_.front().seq <= oldest) {
-      drops_ -= log_.front().dropped ? 1 : 0;
-      log_.pop_front();
-    }
+    while (!log_.empty() && log_.front().seq <= oldest) log_.pop_front();
+    while (!keyspace_log_.empty() && keyspace_log_.front().seq <= oldest) keyspace_log_.pop_front();
   }
 
   mutable std::mutex mutex_;
   std::uint64_t seq_ = 0;             // the last recorded position
   std::multiset<std::uint64_t> live_; // starts of live transactions
   std::atomic<std::size_t> live_count_{0};
-  std::deque<entry> log_;             // ascending seq
-  std::size_t drops_ = 0;             // entries of log_ that record a drop
+  std::deque<entry> log_;             // the default keyspace's writes, ascending seq
+  std::deque<keyspace_entry> keyspace_log_;  // other keyspaces' writes and drops, ascending seq
 };
 
 }  // namespace keel::detail

@@ -352,7 +352,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
       tree::transient edit(t);
       edit.insert_or_assign(key, value);
       return std::optional<tree>(std::move(edit).persist());
-    }, value.size(), {std::string(key)});
+    }, value.size(), [&] { conflicts_->record_key(ks.name_, key); });
   }
 
   result<std::optional<std::string>> get(const keyspace_type& ks, std::string_view key) const {
@@ -377,7 +377,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (ks.id_ == 0) return erase(key);
     return write_keyspace(ks, [&](detail::log_encoder& e) { e.erase(key); }, [&](const tree& t) {
       return t.find(key) ? std::optional<tree>(t.without(key)) : std::nullopt;
-    }, 0, {std::string(key)});
+    }, 0, [&] { conflicts_->record_key(ks.name_, key); });
   }
 
   result<void> erase_range(const keyspace_type& ks, const key_range& range) {
@@ -385,7 +385,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (!erase_range_is_valid(range)) return bad_range();
     return write_keyspace(ks, [&](detail::log_encoder& e) { e.erase_range(range); }, [&](const tree& t) {
       return range.is_empty() ? std::nullopt : std::optional<tree>(detail::without_range(t, range));
-    }, 0, {}, {range});
+    }, 0, [&] { conflicts_->record(ks.name_, {}, {range}); });
   }
 
   result<std::vector<std::optional<std::string>>> multi_get(const keyspace_type& ks,
@@ -550,11 +550,11 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     return persistence_.wait_synced(*logged);
   }
   // A write to keyspace `ks` (not ""): `change(tree)` gives its new tree (nullopt: nothing to do or log),
-  // `log` fills the frame, the version is published, `raw_bytes` noted for compression, `keys`/`ranges`
-  // recorded for transactions.
-  template <class Log, class Change>
+  // `log` fills the frame, the version is published, `raw_bytes` noted for compression, and `record()`
+  // called while transactions are live (it records the write for them).
+  template <class Log, class Change, class Record>
   result<void> write_keyspace(const keyspace_type& ks, Log&& log, Change&& change, std::size_t raw_bytes,
-                              std::vector<std::string> keys, std::vector<key_range> ranges = {}) {
+                              Record&& record) {
     std::unique_lock writer(versions_.writers());
     if (auto refused = refuse_write()) return *refused;
     const detail::keyspace_root* r = writable(ks);
@@ -568,7 +568,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (!logged) return logged.error();
     publish_keyspace(*r, std::move(*next));
     compression_.note_raw_bytes(raw_bytes);
-    if (conflicts_->recording()) conflicts_->record(ks.name_, std::move(keys), std::move(ranges));
+    if (conflicts_->recording()) record();
     writer.unlock();
     return persistence_.wait_synced(*logged);
   }

@@ -247,7 +247,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     auto gate = gate_.shared();
     if (auto refused = refuse_after_wal_failure("put")) return std::move(*refused);
     if (auto r = check_write(h_.db->Put(write_options_, ks.entry_->cf, slice(key), slice(value)), "put"); !r) return r;
-    if (conflicts_->recording()) conflicts_->record(ks.name(), {std::string(key)});
+    if (conflicts_->recording()) conflicts_->record_key(ks.name(), key);
     return {};
   }
   result<std::optional<std::string>> get(const keyspace_type& ks, std::string_view key) const {
@@ -263,7 +263,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     auto gate = gate_.shared();
     if (auto refused = refuse_after_wal_failure("erase")) return std::move(*refused);
     if (auto r = check_write(h_.db->Delete(write_options_, ks.entry_->cf, slice(key)), "erase"); !r) return r;
-    if (conflicts_->recording()) conflicts_->record(ks.name(), {std::string(key)});
+    if (conflicts_->recording()) conflicts_->record_key(ks.name(), key);
     return {};
   }
   // Through the handle, not the name: a handle to a dropped keyspace never
