@@ -767,8 +767,6 @@ TEST_SUITE("hybrid") {
       // Before: three keyspaces besides "", the same keys in each, one
       // dropped, one to be dropped during the move.
       auto users = s->keyspace("users");
-      if (!users && users.error() == errc::not_supported)  // until the memory tier persists keyspaces
-        return keel::test::skip("hybrid keyspaces: the memory tier has no keyspaces: " + users.error().message());
       auto bin = s->keyspace(binary);
       auto gone = s->keyspace("gone");
       auto doomed = s->keyspace("doomed");
@@ -961,13 +959,6 @@ void keyspace_crash_round(const fs::path& path, const std::string& step, bool sy
 
 TEST_SUITE("hybrid") {
   TEST_CASE("SIGKILL rounds of cross-keyspace batches across the move: every acknowledged batch whole in every keyspace") {
-    {
-      temp_dir probe;
-      auto s = hybrid_store::open(no_auto_move(probe.path() / "h"));
-      REQUIRE(s);
-      if (auto ks = s->keyspace("a"); !ks && ks.error() == errc::not_supported)  // until the memory tier persists keyspaces
-        return keel::test::skip("hybrid keyspace crash rounds: the memory tier has no keyspaces: " + ks.error().message());
-    }
     keyspace_crash_totals t;
     for (const char* step : {"copied", "caught_up", "synced", "committed", "released"}) {
       CAPTURE(step);
@@ -1006,9 +997,7 @@ TEST_SUITE("hybrid") {
     auto s = hybrid_store::open(no_auto_move(tmp.path() / "h"));
     REQUIRE(s);
     auto a = s->keyspace("a");
-    if (!a && a.error() == errc::not_supported)  // until the memory tier persists keyspaces
-      return keel::test::skip("hybrid keyspace transactions: the memory tier has no keyspaces: " + a.error().message());
-    REQUIRE(a);
+    REQUIRE_MESSAGE(a, a.error().message());
     auto b = s->keyspace("b");
     REQUIRE(b);
     auto c = s->keyspace("c");
