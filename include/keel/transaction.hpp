@@ -23,6 +23,10 @@
 // - A transaction that wrote nothing commits successfully without validation
 //   (it read one consistent view, which is a state of the serial order).
 // - rollback() and the destructor drop the buffer.
+// - Keyspaces (backends with keyspace_policy): the same calls with a
+//   keyspace handle first read and write that keyspace; one transaction may
+//   span several, atomically, with conflicts per (keyspace, key) and per
+//   scanned range of a keyspace (the "keyspaces" part of the class below).
 //
 // Thread safety: a transaction, and the cursors it hands out, are used by one
 // thread at a time; different transactions may be used from different
