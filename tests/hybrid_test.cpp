@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "support/child_process.hpp"
+#include "support/skip.hpp"
 #include "support/temp_dir.hpp"
 #include "support/text.hpp"
 
@@ -721,5 +722,317 @@ TEST_SUITE("hybrid") {
     REQUIRE(s->compact(key_range::all()));
     CHECK(s->policy().current_tier() == keel::HybridPolicy<>::tier::large);
     CHECK(s->stats()->keys == 200);
+  }
+}
+
+// Keyspaces (issue 27) before, during and after the move. A model of every
+// keyspace's content is kept beside the store and compared, whole, in each
+// phase: after the move (through handles taken before it), in a snapshot
+// taken before it (the memory tier's version), and after a reopen.
+namespace {
+
+using keyspace_model = std::map<std::string, std::map<std::string, std::string>>;
+
+// Every entry of a cursor, as the model holds a keyspace.
+template <class Cursor>
+std::map<std::string, std::string> entries(Cursor&& c) {
+  std::map<std::string, std::string> out;
+  for (; c.valid(); c.advance()) out.emplace(std::string(c.current().key), std::string(c.current().value));
+  CHECK_FALSE(c.error());
+  return out;
+}
+
+// The hook of the test below: holds the move at `pause_step` until released.
+hybrid_move_step pause_step = hybrid_move_step::copied;
+void pause_move(hybrid_move_step step) {
+  if (step != pause_step) return;
+  std::unique_lock l(current_signal->m);
+  current_signal->reached = true;
+  current_signal->cv.notify_all();
+  current_signal->cv.wait(l, [] { return current_signal->released; });
+}
+
+}  // namespace
+
+TEST_SUITE("hybrid") {
+  TEST_CASE("keyspaces before, during and after the move: every keyspace moved, handles keep working, drops stay") {
+    for (const hybrid_move_step step : {hybrid_move_step::copied, hybrid_move_step::caught_up}) {
+      CAPTURE(static_cast<int>(step));
+      temp_dir tmp;
+      const fs::path path = tmp.path() / "h";
+      keyspace_model model;
+      const std::string binary("b\0\xff", 3);
+      auto s = hybrid_store::open(no_auto_move(path));
+      REQUIRE(s);
+      // Before: three keyspaces besides "", the same keys in each, one
+      // dropped, one to be dropped during the move.
+      auto users = s->keyspace("users");
+      auto bin = s->keyspace(binary);
+      auto gone = s->keyspace("gone");
+      auto doomed = s->keyspace("doomed");
+      REQUIRE_MESSAGE(users, users.error().message());
+      REQUIRE(bin);
+      REQUIRE(gone);
+      REQUIRE(doomed);
+      for (int i = 0; i < 2000; i += 250) {
+        keel::write_batch b;
+        for (int j = i; j < i + 250; ++j) {
+          const std::string k = "k" + std::to_string(j);
+          b.put(k, "d" + k).put(*users, k, "u" + k).put(*bin, k, "b" + k).put(*doomed, k, "x");
+          model[""][k] = "d" + k;
+          model["users"][k] = "u" + k;
+          model[binary][k] = "b" + k;
+        }
+        REQUIRE(s->write(b));
+      }
+      REQUIRE(gone->put("k1", "old"));
+      REQUIRE(s->drop_keyspace("gone"));
+      CHECK(gone->get("k1").error() == errc::not_found);
+      auto before = s->snapshot();
+
+      // During: the move held at `step` (outside the tier gate) while
+      // writes go to every keyspace, a keyspace is created, one dropped, a
+      // dropped name created again.
+      step_signal sig;
+      current_signal = &sig;
+      pause_step = step;
+      move_hook hook(&pause_move);
+      keel::result<void> moved;
+      std::thread mover([&] { moved = s->policy().move_to_large(); });
+      {
+        std::unique_lock l(sig.m);
+        sig.cv.wait(l, [&] { return sig.reached; });
+      }
+      REQUIRE(users->put("k5", "during"));
+      model["users"]["k5"] = "during";
+      REQUIRE(users->erase("k6"));
+      model["users"].erase("k6");
+      REQUIRE(s->write(keel::write_batch{}.put(*users, "k7", "batch").put(*bin, "k7", "batch").put("k7", "batch")));
+      for (auto* m : {&model["users"], &model[binary], &model[""]}) (*m)["k7"] = "batch";
+      REQUIRE(bin->erase_range(key_range::between("k10", "k11")));  // k10, k100..k109, k1000..k1099
+      std::erase_if(model[binary], [](const auto& kv) { return kv.first >= "k10" && kv.first < "k11"; });
+      auto late = s->keyspace("late");
+      REQUIRE(late);
+      REQUIRE(late->put("l", "new during the move"));
+      model["late"]["l"] = "new during the move";
+      REQUIRE(s->drop_keyspace("doomed"));
+      auto gone_again = s->keyspace("gone");
+      REQUIRE(gone_again);
+      REQUIRE(gone_again->put("k2", "new"));
+      model["gone"]["k2"] = "new";
+      CHECK(s->policy().current_tier() == tier::small);
+      {
+        std::lock_guard l(sig.m);
+        sig.released = true;
+      }
+      sig.cv.notify_all();
+      mover.join();
+      REQUIRE_MESSAGE(moved, moved.error().message());
+      CHECK(s->policy().current_tier() == tier::large);
+
+      // After: through the handles taken before the move.
+      CHECK(*s->keyspaces() == std::vector<std::string>{"", binary, "gone", "late", "users"});
+      CHECK(entries(users->scan()) == model["users"]);
+      CHECK(entries(bin->scan()) == model[binary]);
+      CHECK(entries(late->scan()) == model["late"]);
+      CHECK(entries(gone_again->scan()) == model["gone"]);
+      auto def = s->keyspace("");
+      REQUIRE(def);
+      CHECK(entries(def->scan()) == model[""]);
+      CHECK(users->get("k5")->value() == "during");
+      CHECK(bin->get("k7")->value() == "batch");
+      CHECK(gone->get("k1").error() == errc::not_found);  // dropped before the move
+      CHECK(gone->put("k1", "x").error() == errc::not_found);
+      CHECK(doomed->get("k1").error() == errc::not_found);  // dropped during it
+      REQUIRE(users->put("after", "1"));
+      model["users"]["after"] = "1";
+      REQUIRE(s->write(keel::write_batch{}.put(*late, "l2", "2").put("after", "2")));
+      model["late"]["l2"] = "2";
+      model[""]["after"] = "2";
+      // The snapshot taken before the move reads the memory tier's version.
+      CHECK(before.get(*users, "k5")->value() == "uk5");
+      CHECK(before.get(*users, "k6")->value() == "uk6");
+      CHECK(before.get(*late, "l").error() == errc::not_found);  // created after it
+      auto after = s->snapshot();
+      CHECK(entries(after.scan(*users)) == model["users"]);
+      CHECK(after.get(*gone, "k1").error() == errc::not_found);
+      REQUIRE(s->close());
+      CHECK(users->get("k5").error() == errc::closed);
+
+      // Reopen: RocksDB holds every keyspace.
+      auto again = hybrid_store::open(no_auto_move(path));
+      REQUIRE(again);
+      CHECK(again->policy().current_tier() == tier::large);
+      CHECK(*again->keyspaces() == std::vector<std::string>{"", binary, "gone", "late", "users"});
+      for (const auto& [name, content] : model) {
+        CAPTURE(name);
+        auto ks = again->keyspace(name);
+        REQUIRE(ks);
+        CHECK(entries(ks->scan()) == content);
+      }
+    }
+  }
+}
+
+// SIGKILL rounds of a writer doing cross-keyspace batches across the move
+// (hybrid_writer ks-write): after each crash one complete store opens, and
+// every acknowledged batch is whole in every keyspace ("", "a", "b\0\xff"),
+// none lost; the batch in flight is whole or absent.
+namespace {
+
+struct keyspace_crash_totals {
+  int rounds = 0, in_memory = 0, in_rocksdb = 0;
+  long acked_checked = 0, lost = 0, torn = 0;
+};
+
+void keyspace_crash_round(const fs::path& path, const std::string& step, bool sync, std::mt19937* kill_rng,
+                          keyspace_crash_totals& t) {
+  long last_ack = -1;
+  {
+    std::vector<std::string> args{"ks-write", path.string(), step};
+    if (sync) args.push_back("sync");
+    child_process w(helper_path("hybrid_writer"), args);
+    auto first = w.read_line(60s);
+    REQUIRE(first.has_value());
+    REQUIRE_MESSAGE(*first == "loaded", *first);
+    if (kill_rng) {
+      while (auto line = w.read_line(30s)) {
+        if (line->rfind("ack ", 0) == 0) last_ack = std::stol(line->substr(4));
+        if (*line == "moving") break;
+        REQUIRE(line->rfind("error", 0) != 0);
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds((*kill_rng)() % 1000000));  // a random moment, not a sync
+      w.kill(keel::test::kill_signal);
+      CHECK(w.wait() == 128 + keel::test::kill_signal);
+    }
+    bool crashed = false;
+    while (auto line = w.read_line(60s)) {
+      if (line->rfind("ack ", 0) == 0) last_ack = std::stol(line->substr(4));
+      if (*line == "crash") crashed = true;
+      REQUIRE_MESSAGE(line->rfind("error", 0) != 0, *line);
+    }
+    if (!kill_rng) {
+      CHECK(crashed);
+      CHECK(w.wait() == 42);
+    }
+  }
+  auto s = hybrid_store::open(no_auto_move(path));
+  REQUIRE_MESSAGE(s, s.error().message());
+  const bool large = s->policy().current_tier() == tier::large;
+  ++(large ? t.in_rocksdb : t.in_memory);
+  if (step == "copied" || step == "caught_up" || step == "synced") CHECK_FALSE(large);
+  if (step == "committed" || step == "released") CHECK(large);
+  const std::string binary("b\0\xff", 3);
+  CHECK(*s->keyspaces() == std::vector<std::string>{"", "a", binary});
+  // Per round, in how many of the four places ("", "a", "a" r/<r>/x when r
+  // is odd, "b\0\xff") it is.
+  std::map<long, int> places_of_round;
+  for (const std::string name : {std::string(), std::string("a"), binary}) {
+    auto ks = s->keyspace(name);
+    REQUIRE(ks);
+    int preloaded = 0;
+    for (const auto& e : ks->scan(key_range::prefix("pre/"))) {
+      (void)e;
+      ++preloaded;
+    }
+    CHECK(preloaded == 5000);
+    for (const auto& e : ks->scan(key_range::prefix("r/"))) {
+      const std::string rest(e.key.substr(2));
+      const long r = std::stol(rest.substr(0, rest.find('/')));
+      CHECK(e.value.substr(0, e.value.find(' ', 6)) == "round " + std::to_string(r));
+      ++places_of_round[r];
+    }
+  }
+  auto whole = [](long r) { return r % 2 == 1 ? 4 : 3; };
+  for (long r = 0; r <= last_ack; ++r) {
+    ++t.acked_checked;
+    if (places_of_round.count(r) == 0) ++t.lost;
+  }
+  for (const auto& [r, n] : places_of_round) {
+    if (n != whole(r)) ++t.torn;
+    CHECK(r <= last_ack + 1);
+  }
+  ++t.rounds;
+}
+
+}  // namespace
+
+TEST_SUITE("hybrid") {
+  TEST_CASE("SIGKILL rounds of cross-keyspace batches across the move: every acknowledged batch whole in every keyspace") {
+    keyspace_crash_totals t;
+    for (const char* step : {"copied", "caught_up", "synced", "committed", "released"}) {
+      CAPTURE(step);
+      temp_dir tmp;
+      keyspace_crash_round(tmp.path() / "h", step, false, nullptr, t);
+    }
+    std::mt19937 rng(27);
+    for (int round = 0; round < 8; ++round) {
+      CAPTURE(round);
+      temp_dir tmp;
+      keyspace_crash_round(tmp.path() / "h", "none", round % 4 == 3, &rng, t);
+    }
+    KEEL_REPORT("hybrid keyspace crash rounds: " << t.rounds << " rounds (5 at the move's steps, 8 SIGKILLs; "
+                                                 << t.in_memory << " reopened in memory, " << t.in_rocksdb
+                                                 << " in RocksDB), " << t.acked_checked
+                                                 << " acknowledged batches checked, " << t.lost << " lost, " << t.torn
+                                                 << " torn");
+    CHECK(t.lost == 0);
+    CHECK(t.torn == 0);
+    CHECK(t.in_memory >= 3);
+    CHECK(t.in_rocksdb >= 2);
+  }
+}
+
+namespace {
+// The code of `r`'s error; nullopt when it succeeded (so a check fails instead of crashing).
+std::optional<errc> error_of(const keel::result<void>& r) {
+  if (r) return std::nullopt;
+  return r.error().code();
+}
+}  // namespace
+
+TEST_SUITE("hybrid") {
+  TEST_CASE("transactions across keyspaces span the move: conflicts per (keyspace, key), a drop fails the commit") {
+    temp_dir tmp;
+    auto s = hybrid_store::open(no_auto_move(tmp.path() / "h"));
+    REQUIRE(s);
+    auto a = s->keyspace("a");
+    REQUIRE_MESSAGE(a, a.error().message());
+    auto b = s->keyspace("b");
+    REQUIRE(b);
+    auto c = s->keyspace("c");
+    REQUIRE(c);
+    REQUIRE(s->write(keel::write_batch{}.put(*a, "k", "1").put(*b, "k", "1").put("k", "1")));
+    auto clean = s->transaction();     // reads a:k; only "":k and b:k are written
+    auto conflicted = s->transaction();  // reads b:k, written after the move
+    auto in_dropped = s->transaction();  // writes c, dropped after the move
+    CHECK(clean.get(*a, "k")->value() == "1");
+    REQUIRE(clean.put(*b, "from-clean", "1"));
+    REQUIRE(clean.put("from-clean", "1"));
+    CHECK(conflicted.get(*b, "k")->value() == "1");
+    REQUIRE(conflicted.put(*a, "from-conflicted", "1"));
+    REQUIRE(in_dropped.put(*c, "from-dropped", "1"));
+    REQUIRE(s->policy().move_to_large());
+    CHECK(s->policy().current_tier() == tier::large);
+    // The same key in other keyspaces: no conflict for `clean`.
+    REQUIRE(s->write(keel::write_batch{}.put(*b, "k", "2").put("k", "2")));
+    REQUIRE(s->drop_keyspace("c"));
+    auto c_again = s->keyspace("c");  // a new keyspace: the transaction's writes must not land in it
+    REQUIRE(c_again);
+    auto committed = clean.commit();
+    CHECK_MESSAGE(committed, (committed ? "" : committed.error().message()));
+    CHECK(error_of(conflicted.commit()) == errc::conflict);
+    CHECK(error_of(in_dropped.commit()) == errc::not_found);
+    CHECK(b->get("from-clean")->value() == "1");
+    CHECK(s->get("from-clean")->value() == "1");
+    CHECK_FALSE(a->get("from-conflicted")->has_value());
+    CHECK_FALSE(c_again->get("from-dropped")->has_value());
+    // A transaction begun after the move: the same rules in RocksDB.
+    auto late = s->transaction();
+    CHECK(late.get(*a, "k")->value() == "1");
+    REQUIRE(late.put(*b, "late", "1"));
+    REQUIRE(a->put("k", "3"));
+    CHECK(error_of(late.commit()) == errc::conflict);
+    CHECK_FALSE(b->get("late")->has_value());
   }
 }

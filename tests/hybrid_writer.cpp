@@ -11,6 +11,13 @@
 //       hook): the process ends with _exit(42) when the move reaches it,
 //       after printing "crash STEP". The test SIGKILLs it otherwise.
 //       STEP "never": no move (the writes stay in the memory tier).
+//   hybrid_writer ks-write PATH [STEP] [sync]
+//       the same across keyspaces: creates keyspaces "a" and "b\0\xff" (3
+//       bytes), writes pre/<i> for i < 5000 in each of them and in "" in
+//       cross-keyspace batches, prints "loaded", starts the move as above
+//       and writes, for round r = 0, 1, ...: one batch putting r/<r> in
+//       "", "a" and "b\0\xff" (and, when r is odd, r/<r>/x in "a"),
+//       printing "ack <r>" once acknowledged. STEP as above.
 //   hybrid_writer hold PATH
 //       opens PATH, prints "ready <pid>", waits for EOF on stdin, closes.
 // Errors: "error <code> <message>" on stdout, exit 1. Bad usage: exit 64.
@@ -21,6 +28,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <unistd.h>
 
@@ -52,6 +60,61 @@ void crash_at(keel::detail::hybrid_move_step step) {
 // The value written for round r (the test checks it).
 static std::string value_for(unsigned long r) { return "round " + std::to_string(r) + " " + std::string(90, 'v'); }
 
+// Sets the crash hook for STEP; false when STEP names no step.
+static bool set_crash_step(const std::string& step) {
+  using keel::detail::hybrid_move_step;
+  if (step == "none" || step == "never") return true;
+  if (step == "copied") crash_step = hybrid_move_step::copied;
+  else if (step == "caught_up") crash_step = hybrid_move_step::caught_up;
+  else if (step == "synced") crash_step = hybrid_move_step::synced;
+  else if (step == "committed") crash_step = hybrid_move_step::committed;
+  else if (step == "released") crash_step = hybrid_move_step::released;
+  else return false;
+  keel::detail::hybrid_move_hook().store(&crash_at);
+  return true;
+}
+
+// ks-write (argv as write's: PATH at 2, STEP at 4, sync at 5).
+static int run_keyspace_writer(int argc, char** argv) {
+  const std::string step = argc > 4 ? argv[4] : "none";
+  if (!set_crash_step(step)) return 64;
+  keel::hybrid_options o;
+  o.path = argv[2];
+  o.spill_bytes = std::numeric_limits<std::size_t>::max();
+  o.sync_writes = argc > 5 && std::string(argv[5]) == "sync";
+  auto store = keel::hybrid_store::open(o);
+  if (!store) return report_error(store.error());
+  auto a = store->keyspace("a");
+  if (!a) return report_error(a.error());
+  auto b = store->keyspace(std::string("b\0\xff", 3));
+  if (!b) return report_error(b.error());
+  for (int i = 0; i < 5000;) {
+    keel::write_batch batch;
+    for (int j = 0; j < 500; ++j, ++i) {
+      const std::string key = "pre/" + std::to_string(i);
+      batch.put(key, std::string(100, 'p')).put(*a, key, std::string(100, 'a')).put(*b, key, std::string(100, 'b'));
+    }
+    if (auto w = store->write(batch); !w) return report_error(w.error());
+  }
+  say("loaded");
+  if (step != "never") std::thread([&] {
+    say("moving");
+    auto m = store->policy().move_to_large();
+    if (m)
+      say("moved");
+    else
+      say("error " + std::string(keel::to_string(m.error().code())) + " " + m.error().message());
+  }).detach();  // the process ends by a signal or _exit
+  for (unsigned long r = 0;; ++r) {
+    const std::string key = "r/" + std::to_string(r), value = value_for(r);
+    keel::write_batch batch;
+    batch.put(key, value).put(*a, key, value).put(*b, key, value);
+    if (r % 2 == 1) batch.put(*a, key + "/x", value);
+    if (auto w = store->write(batch); !w) return report_error(w.error());
+    say("ack " + std::to_string(r));
+  }
+}
+
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
   if (mode == "hold" && argc == 3) {
@@ -64,21 +127,18 @@ int main(int argc, char** argv) {
     if (auto c = store->close(); !c) return report_error(c.error());
     return 0;
   }
+  const bool keyspaces = mode == "ks-write";
+  if (keyspaces) {  // the same argument positions as write (PREFIX unused)
+    std::vector<char*> args(argv, argv + argc);
+    args.insert(args.begin() + 3, const_cast<char*>(""));
+    return run_keyspace_writer(static_cast<int>(args.size()), args.data());
+  }
   if (mode != "write" || argc < 4 || argc > 6) {
-    std::fprintf(stderr, "usage: hybrid_writer write PATH PREFIX [STEP] [sync] | hold PATH\n");
+    std::fprintf(stderr, "usage: hybrid_writer write PATH PREFIX [STEP] [sync] | ks-write PATH [STEP] [sync] | hold PATH\n");
     return 64;
   }
   const std::string step = argc > 4 ? argv[4] : "none";
-  using keel::detail::hybrid_move_step;
-  if (step != "none" && step != "never") {
-    if (step == "copied") crash_step = hybrid_move_step::copied;
-    else if (step == "caught_up") crash_step = hybrid_move_step::caught_up;
-    else if (step == "synced") crash_step = hybrid_move_step::synced;
-    else if (step == "committed") crash_step = hybrid_move_step::committed;
-    else if (step == "released") crash_step = hybrid_move_step::released;
-    else return 64;
-    keel::detail::hybrid_move_hook().store(&crash_at);
-  }
+  if (!set_crash_step(step)) return 64;
   keel::hybrid_options o;
   o.path = argv[2];
   o.spill_bytes = std::numeric_limits<std::size_t>::max();

@@ -4,12 +4,17 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "support/backends.hpp"
 #include "support/scale.hpp"
+#include "support/temp_dir.hpp"
+#include <keel/dump.hpp>
 
 using namespace std::string_literals;
 using keel::errc;
@@ -340,42 +345,207 @@ TEST_SUITE("keyspaces") {
   }
 }
 
-// The memory store's own limits while keyspaces are not persisted (issue 27):
-// a persisted store refuses them rather than lose them at close; a
-// checkpoint of a store with keyspaces is refused rather than leave them out.
+// The memory store's persisted keyspaces (issue 27): the log and the
+// snapshot file carry every keyspace; a checkpoint carries them all.
+namespace {
+
+keel::result<keel::memory_store> open_persisted(const std::filesystem::path& file) {
+  keel::memory_options o;
+  o.persist_path = file;
+  return keel::memory_store::open(o);
+}
+
+// Copies the store's files (snapshot and logs, not the lock) from one
+// directory to another: what a crash of the writing process leaves.
+void copy_store_files(const std::filesystem::path& from, const std::filesystem::path& to) {
+  std::filesystem::create_directories(to);
+  for (const auto& e : std::filesystem::directory_iterator(from)) {
+    const std::string name = e.path().filename().string();
+    if (!e.is_regular_file() || name.ends_with(".lock")) continue;
+    std::filesystem::copy_file(e.path(), to / name, std::filesystem::copy_options::overwrite_existing);
+  }
+}
+
+// Every keyspace's entries, by keyspace name.
+std::map<std::string, std::vector<std::pair<std::string, std::string>>> contents(keel::memory_store& store) {
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> out;
+  auto names = store.keyspaces();
+  REQUIRE(names);
+  for (const auto& n : *names) {
+    auto ks = store.keyspace(n);
+    REQUIRE(ks);
+    auto& entries = out[n];
+    for (const auto& e : ks->scan(key_range::all())) entries.emplace_back(e.key, e.value);
+  }
+  return out;
+}
+
+const std::string odd_name = "n\0ul\xff"s;  // NUL and 0xFF inside
+
+// Fills a store with keyspaces: "", "a", odd_name (with entries), "empty"
+// (created, never written), "gone" (dropped), "again" (dropped, created
+// again, left empty). Mixed batches, erases and erase_range included.
+void fill_keyspaces(keel::memory_store& store) {
+  auto a = keyspace_or_fail(store, "a");
+  auto odd = keyspace_or_fail(store, odd_name);
+  (void)keyspace_or_fail(store, "empty");
+  auto gone = keyspace_or_fail(store, "gone");
+  auto again = keyspace_or_fail(store, "again");
+  REQUIRE(store.put("k", "default"));
+  REQUIRE(a.put("k", "in a"));
+  REQUIRE(a.put("x1", "1"));
+  REQUIRE(a.put("x2", "2"));
+  REQUIRE(a.erase_range(key_range::prefix("x")));
+  REQUIRE(a.put("dead", "1"));
+  REQUIRE(a.erase("dead"));
+  REQUIRE(odd.put("k\0"s, "odd\xff"s));
+  REQUIRE(gone.put("k", "gone"));
+  REQUIRE(again.put("k", "old"));
+  REQUIRE(store.write(write_batch{}.put(a, "b1", "x").put(odd, "b1", "y").put("b1", "z").erase(a, "k").put(a, "k", "in a 2")));
+  REQUIRE(store.drop_keyspace("gone"));
+  REQUIRE(store.drop_keyspace("again"));
+  REQUIRE(store.keyspace("again"));
+}
+
+const std::map<std::string, std::vector<std::pair<std::string, std::string>>> filled = {
+    {"", {{"b1", "z"}, {"k", "default"}}},
+    {"a", {{"b1", "x"}, {"k", "in a 2"}}},
+    {"again", {}},
+    {"empty", {}},
+    {odd_name, {{"b1", "y"}, {"k\0"s, "odd\xff"s}}},
+};
+
+}  // namespace
+
 TEST_SUITE("keyspaces") {
-  TEST_CASE("keyspace: a persisted memory store has only the default keyspace (not_supported)") {
-    keel::test::persisted_memory_backend backend;
-    auto store = open_or_fail(backend);
-    auto ks = store.keyspace("a");
-    REQUIRE_FALSE(ks);
-    CHECK(ks.error().code() == errc::not_supported);
-    CHECK(store.drop_keyspace("a").error().code() == errc::not_supported);
-    auto d = store.keyspace("");
-    REQUIRE(d);
-    REQUIRE(d->put("k", "v"));
-    auto r = store.write(write_batch{}.put(keyspace_name("a"), "k", "v").put("k", "w"));
-    REQUIRE_FALSE(r);
-    CHECK(r.error().code() == errc::not_found);
-    CHECK(value_in(store, "k") == "v");
-    auto names = store.keyspaces();
-    REQUIRE(names);
-    CHECK(*names == std::vector<std::string>{""});
+  TEST_CASE("keyspace: a persisted memory store reopens with every keyspace (from the log, then from the snapshot)") {
+    keel::test::temp_dir dir;
+    const auto file = dir.path() / "src" / "store.keeldump";
+    std::filesystem::create_directories(file.parent_path());
+    auto store = open_persisted(file);
+    REQUIRE(store);
+    fill_keyspaces(*store);
+    CHECK(contents(*store) == filled);
+    copy_store_files(file.parent_path(), dir.path() / "crash1");  // what a crash now leaves: only logs
+    {
+      auto reopened = open_persisted(dir.path() / "crash1" / "store.keeldump");
+      REQUIRE(reopened);
+      CHECK(contents(*reopened) == filled);
+      auto gone = reopened->drop_keyspace("gone");
+      REQUIRE_FALSE(gone);
+      CHECK(gone.error().code() == errc::not_found);
+    }
+    REQUIRE(store->close());  // folds into the keyspaced snapshot
+    store = open_persisted(file);
+    REQUIRE(store);
+    CHECK(contents(*store) == filled);  // from the snapshot file
+    // Writes after the reopen go to the log on top of the snapshot.
+    auto a = keyspace_or_fail(*store, "a");
+    REQUIRE(a.put("after", "1"));
+    REQUIRE(store->drop_keyspace("empty"));
+    copy_store_files(file.parent_path(), dir.path() / "crash2");
+    auto reopened = open_persisted(dir.path() / "crash2" / "store.keeldump");
+    REQUIRE(reopened);
+    auto expected = filled;
+    expected.erase("empty");
+    expected["a"].insert(expected["a"].begin(), {"after", "1"});
+    CHECK(contents(*reopened) == expected);  // snapshot + log
   }
 
-  TEST_CASE("keyspace: a memory checkpoint of a store with keyspaces is refused, nothing written") {
+  TEST_CASE("keyspace: a persisted store that never used a keyspace writes the same files as before") {
+    keel::test::temp_dir dir;
+    const auto file = dir.path() / "store.keeldump";
+    {
+      auto store = open_persisted(file);
+      REQUIRE(store);
+      REQUIRE(store->write(write_batch{}.put("a", "1").put("b", "2").erase_range(key_range::prefix("c"))));
+      REQUIRE(store->close());
+    }
+    // The snapshot is a plain dump (keel::dump_reader reads it) ...
+    keel::dump_reader r;
+    REQUIRE(r.open(file));
+    int records = 0;
+    for (;;) {
+      auto more = r.next();
+      REQUIRE(more);
+      if (!*more) break;
+      ++records;
+    }
+    CHECK(records == 2);
+    // ... and so it is again once every keyspace but "" was dropped.
+    {
+      auto store = open_persisted(file);
+      REQUIRE(store);
+      auto a = keyspace_or_fail(*store, "a");
+      REQUIRE(a.put("k", "v"));
+      REQUIRE(store->flush());
+      keel::dump_reader not_a_dump;
+      CHECK_FALSE(not_a_dump.open(file));
+      REQUIRE(store->drop_keyspace("a"));
+      REQUIRE(store->close());
+    }
+    keel::dump_reader again;
+    CHECK(again.open(file));
+  }
+
+  TEST_CASE("keyspace: a memory checkpoint carries every keyspace") {
     keel::test::temp_dir dir;
     auto store = open_or_fail(keel::test::memory_backend{});
-    REQUIRE(store.put("k", "v"));
-    REQUIRE(store.checkpoint(dir.path() / "plain"));
-    auto a = keyspace_or_fail(store, "a");
-    REQUIRE(a.put("k", "v"));
-    auto r = store.checkpoint(dir.path() / "with_keyspaces");
-    REQUIRE_FALSE(r);
-    CHECK(r.error().code() == errc::not_supported);
-    CHECK_FALSE(std::filesystem::exists(dir.path() / "with_keyspaces"));
+    fill_keyspaces(store);
+    REQUIRE(store.checkpoint(dir.path() / "copy"));
+    auto copy = open_persisted(dir.path() / "copy");
+    REQUIRE(copy);
+    CHECK(contents(*copy) == filled);
   }
 
+  TEST_CASE("keyspace: a released persisted memory store creates no keyspace (not_found)") {
+    keel::test::temp_dir dir;
+    keel::memory_options o;
+    o.persist_path = dir.path() / "store.keeldump";
+    auto policy = keel::MemoryPolicy::open(o);
+    REQUIRE(policy);
+    REQUIRE((*policy)->open_keyspace("a", true));
+    REQUIRE((*policy)->release_persistence());
+    for (bool create : {false, true}) {
+      auto missing = (*policy)->open_keyspace("b", create);
+      REQUIRE_FALSE(missing);
+      CHECK(missing.error().code() == errc::not_found);
+    }
+    auto names = (*policy)->keyspaces();
+    REQUIRE(names);
+    CHECK(*names == std::vector<std::string>{""});  // the data went with the release
+    REQUIRE((*policy)->close());
+  }
+
+  TEST_CASE("keyspace: a damaged keyspaced snapshot fails the open (corruption)") {
+    keel::test::temp_dir dir;
+    const auto file = dir.path() / "store.keeldump";
+    {
+      auto store = open_persisted(file);
+      REQUIRE(store);
+      fill_keyspaces(*store);
+      REQUIRE(store->close());
+    }
+    std::string bytes;
+    {
+      std::ifstream in(file, std::ios::binary);
+      bytes.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    REQUIRE(bytes.substr(0, 8) == "KEELMKS1");
+    for (std::size_t at : {std::size_t{30}, bytes.size() - 10, bytes.size() - 1}) {
+      CAPTURE(at);
+      std::string damaged = bytes;
+      damaged[at] = static_cast<char>(damaged[at] ^ 0x40);
+      std::ofstream(file, std::ios::binary | std::ios::trunc) << damaged;
+      auto store = open_persisted(file);
+      REQUIRE_FALSE(store);
+      CHECK(store.error().code() == errc::corruption);
+    }
+    std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes.substr(0, bytes.size() - 3);  // cut short
+    auto store = open_persisted(file);
+    REQUIRE_FALSE(store);
+    CHECK(store.error().code() == errc::corruption);
+  }
   TEST_CASE("keyspace: transactions stay on the default keyspace; keyspace writes do not conflict with them") {
     auto store = open_or_fail(keel::test::memory_backend{});
     auto a = keyspace_or_fail(store, "a");
@@ -399,5 +569,131 @@ TEST_SUITE("keyspaces") {
     REQUIRE_FALSE(c);
     CHECK(c.error().code() == errc::conflict);
     CHECK(value_in(store, "k") == "3");
+  }
+}
+
+// Compression and stats of a memory store's keyspaces (issue 27): one codec
+// table for the store (a dictionary trained on a sample of every keyspace),
+// a pass compresses every keyspace; stats() counts every keyspace.
+namespace {
+
+// Records of two shapes, with a fixed seed: users (JSON) and log lines.
+struct record_gen {
+  std::uint64_t x = 0x9E3779B97F4A7C15ull;
+  std::uint64_t next() {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+  }
+  std::string user(int i) {
+    static const char* const cities[] = {"Lisbon", "Oslo", "Quito", "Accra", "Hanoi", "Perth"};
+    std::string r = "{\"id\":" + std::to_string(i) + ",\"name\":\"user" + std::to_string(next() % 100000) +
+                    "\",\"city\":\"" + cities[next() % 6] + "\",\"plan\":\"" + (next() % 2 ? "free" : "paid") +
+                    "\",\"tags\":[";
+    for (int t = 0, n = int(next() % 8); t < n; ++t) r += (t ? ",\"t" : "\"t") + std::to_string(next() % 30) + "\"";
+    return r + "],\"created\":\"2026-" + std::to_string(1 + next() % 12) + "-01T00:00:00Z\"}";
+  }
+  std::string log_line(int i) {
+    static const char* const levels[] = {"INFO", "WARN", "ERROR", "DEBUG"};
+    return "2026-12-07T10:" + std::to_string(10 + i % 50) + ":00Z " + levels[next() % 4] +
+           " request handled path=/api/v1/items/" + std::to_string(next() % 5000) +
+           " status=" + std::to_string(200 + next() % 4 * 100) + " duration_ms=" + std::to_string(next() % 900) +
+           " client=10.0.0." + std::to_string(next() % 255);
+  }
+};
+
+}  // namespace
+
+TEST_SUITE("keyspaces") {
+  TEST_CASE("keyspace: memory compression covers every keyspace; stats count every keyspace") {
+#if KEEL_HAVE_ZSTD || KEEL_HAVE_LZ4
+    keel::memory_options o;
+#if KEEL_HAVE_ZSTD
+    o.compression = keel::compression::zstd;
+#else
+    o.compression = keel::compression::lz4;
+#endif
+    auto store = keel::memory_store::open(o);
+    REQUIRE(store);
+    auto users = keyspace_or_fail(*store, "users");
+    auto logs = keyspace_or_fail(*store, "logs\xff"s);
+    record_gen g;
+    std::vector<std::string> user_values, log_values;
+    std::size_t raw = 0;
+    constexpr int n = 3000;
+    for (int i = 0; i < n; ++i) {
+      user_values.push_back(g.user(i));
+      log_values.push_back(g.log_line(i));
+      const std::string key = "k" + std::to_string(i);
+      REQUIRE(store->write(write_batch{}.put(users, key, user_values.back()).put(logs, key, log_values.back())));
+      raw += 2 * key.size() + user_values.back().size() + log_values.back().size();
+    }
+    REQUIRE(store->put("only", "one"));  // "" holds almost nothing: the dictionary comes from the keyspaces
+    REQUIRE(users.compact());
+    auto st = store->stats();
+    REQUIRE(st);
+    CHECK(st->keys == 2 * n + 1);
+    CHECK(st->uncompressed_bytes >= raw);
+    const double ratio = double(st->size_bytes) / double(st->uncompressed_bytes);
+    MESSAGE("two keyspaces of " << n << " records each: held " << st->size_bytes << " of " << st->uncompressed_bytes
+                                << " bytes (" << ratio << ")");
+    CHECK(ratio < 0.6);
+    CHECK(store->policy().dictionaries() >= 1);
+    for (int i = 0; i < n; i += 7) {
+      const std::string key = "k" + std::to_string(i);
+      CHECK(value_in(users, key) == user_values[std::size_t(i)]);
+      CHECK(value_in(logs, key) == log_values[std::size_t(i)]);
+    }
+    // A snapshot taken before a drop keeps reading compressed values.
+    auto snap = store->snapshot();
+    REQUIRE(store->drop_keyspace("users"));
+    auto v = snap.get(users, "k1");
+    REQUIRE(v);
+    CHECK(v->value_or("") == user_values[1]);
+    auto after = store->stats();
+    REQUIRE(after);
+    CHECK(after->keys == n + 1);
+#else
+    MESSAGE("built without zstd and lz4: nothing to check");
+#endif
+  }
+}
+
+// Puts through a handle edit the keyspace's tree in place where nothing else
+// holds it (memory/versions.hpp, publish_keyspace): snapshots and cursors
+// taken before must keep reading what they saw, through any number of puts.
+TEST_SUITE("keyspaces") {
+  TEST_CASE("keyspace: memory snapshots and cursors taken before puts through a handle read on unchanged") {
+    auto store = open_or_fail(keel::test::memory_backend{});
+    auto a = keyspace_or_fail(store, "a");
+    auto b = keyspace_or_fail(store, "b");
+    const int n = 3000;
+    auto key = [](int i) { return "key" + std::to_string(100000 + i); };
+    for (int i = 0; i < n; ++i) REQUIRE(a.put(key(i), "v0-" + std::to_string(i)));
+    auto snap = store.snapshot();
+    auto cursor = a.scan(key_range::all());
+    for (int round = 1; round <= 3; ++round) {
+      for (int i = 0; i < n; ++i) REQUIRE(a.put(key(i), "v" + std::to_string(round) + "-" + std::to_string(i)));
+      REQUIRE(b.put("other", std::to_string(round)));  // another keyspace's write shares a's entry
+    }
+    int seen = 0;
+    for (const auto& e : cursor) {
+      CHECK(e.value == "v0-" + std::to_string(seen));
+      ++seen;
+    }
+    CHECK(seen == n);
+    for (int i = 0; i < n; i += 13) {
+      auto v = snap.get(a, key(i));
+      REQUIRE(v);
+      CHECK(v->value_or("") == "v0-" + std::to_string(i));
+      CHECK(value_in(a, key(i)) == "v3-" + std::to_string(i));
+    }
+    seen = 0;
+    for (const auto& e : snap.scan(a, key_range::all())) {
+      CHECK(e.value == "v0-" + std::to_string(seen));
+      ++seen;
+    }
+    CHECK(seen == n);
   }
 }

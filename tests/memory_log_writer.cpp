@@ -7,6 +7,13 @@
 //       PREFIX/<r>/<i>; otherwise one put PREFIX/<r>. Prints "ack <r>" once
 //       the write returned success; every 37 rounds flush()es (a fold) and
 //       prints "folded <r>". The test SIGKILLs it at random moments.
+//   memory_log_writer keyspaces FILE PREFIX [sync]
+//       the same with keyspaces (issue 27): opens keyspaces "a" and
+//       "k\0\xff" (created if missing), then for round r: one batch putting
+//       PREFIX/<r>/<i>, i < 3, into "", "a" and "k\0\xff"; when r % 5 == 4
+//       the keyspace "scratch" is dropped (if it exists) and created again
+//       first, and the batch also puts PREFIX/<r> into it. Prints "ack <r>";
+//       every 37 rounds flush()es and prints "folded <r>".
 //   memory_log_writer hold FILE
 //       opens FILE, prints "ready <pid>", waits for EOF on stdin, closes.
 // Errors: "error <code> <message>" on stdout, exit 1. Bad usage: exit 64.
@@ -30,6 +37,38 @@ int report_error(const keel::error& e) {
 // The value written for round r (the test checks it).
 static std::string value_for(unsigned long r) { return "round " + std::to_string(r) + " " + std::string(90, 'v'); }
 
+// The keyspaces mode (see the top of the file).
+static int write_keyspaces(keel::memory_store& store, const std::string& prefix) {
+  using namespace std::string_literals;
+  auto a = store.keyspace("a");
+  if (!a) return report_error(a.error());
+  auto odd = store.keyspace("k\0\xff"s);
+  if (!odd) return report_error(odd.error());
+  for (unsigned long r = 0;; ++r) {
+    const std::string value = value_for(r);
+    keel::write_batch b;
+    if (r % 5 == 4) {
+      if (auto d = store.drop_keyspace("scratch"); !d && d.error().code() != keel::errc::not_found)
+        return report_error(d.error());
+      auto scratch = store.keyspace("scratch");
+      if (!scratch) return report_error(scratch.error());
+      b.put(*scratch, prefix + "/" + std::to_string(r), value);
+    }
+    for (int i = 0; i < 3; ++i) {
+      const std::string key = prefix + "/" + std::to_string(r) + "/" + std::to_string(i);
+      b.put(key, value).put(*a, key, value).put(*odd, key, value);
+    }
+    if (auto w = store.write(b); !w) return report_error(w.error());
+    std::printf("ack %lu\n", r);
+    std::fflush(stdout);
+    if (r % 37 == 36) {
+      if (auto f = store.flush(); !f) return report_error(f.error());
+      std::printf("folded %lu\n", r);
+      std::fflush(stdout);
+    }
+  }
+}
+
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
   if (mode == "hold" && argc == 3) {
@@ -45,8 +84,8 @@ int main(int argc, char** argv) {
     if (auto c = store->close(); !c) return report_error(c.error());
     return 0;
   }
-  if (mode != "write" || (argc != 4 && argc != 5)) {
-    std::fprintf(stderr, "usage: memory_log_writer write FILE PREFIX [sync] | hold FILE\n");
+  if ((mode != "write" && mode != "keyspaces") || (argc != 4 && argc != 5)) {
+    std::fprintf(stderr, "usage: memory_log_writer write|keyspaces FILE PREFIX [sync] | hold FILE\n");
     return 64;
   }
   keel::memory_options o;
@@ -56,6 +95,7 @@ int main(int argc, char** argv) {
   auto store = keel::memory_store::open(o);
   if (!store) return report_error(store.error());
   const std::string prefix = argv[3];
+  if (mode == "keyspaces") return write_keyspaces(*store, prefix);
   for (unsigned long r = 0;; ++r) {
     const std::string value = value_for(r);
     keel::result<void> w;

@@ -238,3 +238,75 @@ TEST_SUITE("persist") {
     CHECK(killed_mid_save > 0);  // the test did exercise the crash window
   }
 }
+
+
+// Files written by keel before keyspaces (issue 27; by the ks27 branch at
+// 3c0e031): the log of put a=1, put b=<300 x>, erase a, a batch (put c=3,
+// erase b, erase_range prefix z, put d=4) and erase_range [c, cz); and the
+// snapshot (a dump) closing that store wrote. Both still load, and such a
+// store then takes keyspaces.
+namespace {
+
+std::string from_hex(std::string_view hex) {
+  std::string out;
+  for (std::size_t i = 0; i + 1 < hex.size(); i += 2)
+    out.push_back(static_cast<char>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16)));
+  return out;
+}
+
+std::string old_log() {
+  return from_hex(
+    "4b45454c57414c31010000000000000002000000f2e5bf944b57463205000000010000000000000000000000000000005708"
+    "6cf2a2ff652d01016101314b5746323101000002000000000000000000000000000000d879522bbfb65639010162ac02") +
+         std::string(300, 'x') +
+         from_hex(
+    "4b5746320300000003000000000000000000000000000000617904afac57352a0201614b5746321300000004000000000000"
+    "00000000000000000068d5dc4620373ff101016301330201620303017a017b01016401344b57463207000000050000000000"
+    "00000000000000000000b1da59f05801ade40303016302637a");
+}
+
+const char* const old_snapshot_hex =
+    "4b45454c44554d50010000001e695e04424c4b310100000004000000717806c901640134454e443101000000000000000200"
+    "00000000000001000000250d4684";
+
+void write_file(const fs::path& p, const std::string& bytes) {
+  std::ofstream(p, std::ios::binary | std::ios::trunc).write(bytes.data(), std::streamsize(bytes.size()));
+}
+
+}  // namespace
+
+TEST_SUITE("persist") {
+  TEST_CASE("persist: a log and a snapshot written before keyspaces still load, and the store then takes keyspaces") {
+    for (const bool from_log : {true, false}) {
+      CAPTURE(from_log);
+      temp_dir tmp;
+      const fs::path file = tmp.path() / "store";
+      if (from_log)
+        write_file(tmp.path() / "store.wal-000000000001", old_log());
+      else
+        write_file(file, from_hex(old_snapshot_hex));
+      keel::memory_options o;
+      o.persist_path = file;
+      {
+        auto s = keel::memory_store::open(o);
+        REQUIRE(s);
+        std::vector<std::pair<std::string, std::string>> all;
+        for (const auto& e : s->scan()) all.emplace_back(e.key, e.value);
+        CHECK(all == std::vector<std::pair<std::string, std::string>>{{"d", "4"}});
+        auto ks = s->keyspace("new");
+        REQUIRE(ks);
+        REQUIRE(ks->put("k", "v"));
+        REQUIRE(s->close());
+      }
+      auto s = keel::memory_store::open(o);
+      REQUIRE(s);
+      CHECK(s->get("d")->value_or("") == "4");
+      auto names = s->keyspaces();
+      REQUIRE(names);
+      CHECK(*names == std::vector<std::string>{"", "new"});
+      auto ks = s->keyspace("new");
+      REQUIRE(ks);
+      CHECK(ks->get("k")->value_or("") == "v");
+    }
+  }
+}

@@ -22,6 +22,7 @@
 //   layout.hpp    hybrid_layout: PATH/{keel.lock, TIER, memory/, rocksdb/}
 //                 (shared with the doctor, doctor.hpp)
 //   move.hpp      the move to RocksDB and its commit point
+//   keyspaces.hpp what a keyspace handle points to, valid across the move
 //   policy.hpp    HybridPolicy: the contract methods, the lock order
 // hybrid_store = basic_store<HybridPolicy<>> (fwd.hpp): MemoryPolicy, then
 // RocksPolicy<NativeTuning>. Needs RocksDB.

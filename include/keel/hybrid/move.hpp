@@ -3,13 +3,17 @@
 // runs the steps and holds the locks; this file does the copying:
 //
 //   (1) the store, with writers held off for an instant, takes a snapshot of
-//       the memory tier and starts recording the keys and ranges written
-//       from then on (hybrid_delta);
+//       the memory tier with the handle of each of its keyspaces
+//       (hybrid_small_view) and starts recording, per keyspace, the keys and
+//       ranges written from then on and the keyspaces created or dropped
+//       (hybrid_delta);
 //   (2) hybrid_move::start opens RocksDB in rocksdb/, copy_snapshot copies
-//       the snapshot into it in batches, while readers and writers go on in
-//       memory;
+//       every keyspace of the snapshot into a column family of it (the
+//       same name: rocksdb/keyspaces.hpp) in batches, while readers and
+//       writers go on in memory;
 //   (3) catch_up copies what the recorded keys and ranges hold now, in
-//       rounds, until little is left;
+//       rounds, until little is left (a keyspace created or dropped
+//       meanwhile is copied again whole, or dropped from the copy);
 //   (4) with readers and writers held off by the store: finish copies the
 //       rest and syncs RocksDB's WAL, commit replaces TIER (the commit
 //       point), and the store routes every later call to RocksDB;
@@ -30,7 +34,9 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <map>
 #include <set>
+#include <string_view>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -63,33 +69,65 @@ inline void hybrid_move_reached(hybrid_move_step step) {
 }
 
 // The keys and ranges written since a move began (what the copy must catch
-// up on). Thread-safe: writers add, the move takes.
+// up on), per keyspace (by name; "" is the default keyspace), and the
+// keyspaces created or dropped meanwhile (`whole`: the copy takes that
+// keyspace again from scratch, or drops it). Thread-safe: writers add, the
+// move takes.
 class hybrid_delta {
  public:
-  struct taken {
+  struct keyspace_part {
     std::set<std::string> keys;
     std::vector<key_range> ranges;
-    std::size_t size() const { return keys.size() + ranges.size(); }
+    bool whole = false;  // created or dropped during the move
+  };
+  struct taken {
+    std::map<std::string, keyspace_part, std::less<>> keyspaces;
+    std::size_t size() const {
+      std::size_t n = 0;
+      for (const auto& [name, part] : keyspaces) n += part.keys.size() + part.ranges.size() + (part.whole ? 1 : 0);
+      return n;
+    }
   };
 
-  void add(const std::vector<std::string>& keys, const std::vector<key_range>& ranges) {
+  // Keys and ranges written in keyspace `keyspace`.
+  void add(std::string_view keyspace, const std::vector<std::string>& keys, const std::vector<key_range>& ranges) {
     std::lock_guard d(mutex_);
-    for (const auto& k : keys) keys_.insert(k);
-    ranges_.insert(ranges_.end(), ranges.begin(), ranges.end());
+    keyspace_part& part = part_of(keyspace);
+    for (const auto& k : keys) part.keys.insert(k);
+    part.ranges.insert(part.ranges.end(), ranges.begin(), ranges.end());
+  }
+  // What `batch` wrote, each op in the keyspace it names.
+  void add(const write_batch& batch) {
+    std::lock_guard d(mutex_);
+    for (const auto& op : batch) {
+      keyspace_part& part = part_of(op.keyspace);
+      if (op.kind == write_batch::op_kind::erase_range)
+        part.ranges.push_back(op.range());
+      else
+        part.keys.emplace(op.key);
+    }
+  }
+  // Keyspace `keyspace` was created or dropped.
+  void add_whole(std::string_view keyspace) {
+    std::lock_guard d(mutex_);
+    part_of(keyspace).whole = true;
   }
   // What was added since the last take(); empties the record.
   taken take() {
     std::lock_guard d(mutex_);
     taken out;
-    out.keys.swap(keys_);
-    out.ranges.swap(ranges_);
+    out.keyspaces.swap(keyspaces_);
     return out;
   }
 
  private:
+  keyspace_part& part_of(std::string_view keyspace) {  // mutex_ held
+    auto it = keyspaces_.find(keyspace);
+    if (it == keyspaces_.end()) it = keyspaces_.emplace(std::string(keyspace), keyspace_part{}).first;
+    return it->second;
+  }
   std::mutex mutex_;
-  std::set<std::string> keys_;     // guarded by mutex_
-  std::vector<key_range> ranges_;  // guarded by mutex_
+  std::map<std::string, keyspace_part, std::less<>> keyspaces_;  // guarded by mutex_
 };
 
 // The error of a move that failed: the data stays in memory.
@@ -106,13 +144,32 @@ inline keel::error moving_error(const keel::error& e) {
   return keel::error(e.code(), "hybrid store: moving the data to RocksDB failed (it stays in memory): " + why);
 }
 
+// What the move reads the memory tier through: a snapshot and the handle of
+// every keyspace in it ("" included, sorted by name), taken while no
+// keyspace was created or dropped, so that each handle reads its keyspace in
+// the snapshot. The store makes one (HybridPolicy::small_view).
+template <class Small>
+struct hybrid_small_view {
+  typename Small::snapshot_type snapshot;
+  std::vector<std::pair<std::string, typename Small::keyspace_type>> keyspaces;
+
+  const typename Small::keyspace_type* find(std::string_view name) const {
+    for (const auto& [n, h] : keyspaces)
+      if (n == name) return &h;
+    return nullptr;
+  }
+};
+
 // One move in progress: the RocksDB copy being filled (Large: options::path,
-// options::sync_writes, write(), erase_range(), flush(), close()).
+// options::sync_writes, write(), flush(), close(), and keyspaces: every
+// keyspace of the memory tier becomes one of the copy, under the same name).
 // `stopping` is the store's close flag: a copy stops between batches once it
 // is set (errc::closed).
 template <class Small, class Large>
 class hybrid_move {
  public:
+  using view_type = hybrid_small_view<Small>;
+
   // Opens the copy in layout.rocksdb_dir(), after removing what a failed
   // earlier move left there. Errors: the tier's, as moving_error().
   static result<hybrid_move> start(const hybrid_layout& layout, bool sync_writes, const std::atomic<bool>& stopping) {
@@ -126,23 +183,34 @@ class hybrid_move {
     return hybrid_move(layout, std::move(*opened), stopping);
   }
 
-  // (2) Copies `base`, the memory tier's snapshot taken at the start.
-  result<void> copy_snapshot(const typename Small::snapshot_type& base) {
-    if (auto c = copy_range(base, key_range::all()); !c) return c;
+  // (2) Copies `base`, the memory tier's view taken at the start: every
+  // keyspace in it.
+  result<void> copy_snapshot(const view_type& base) {
+    for (const auto& [name, handle] : base.keyspaces) {
+      if (auto made = copy_keyspace(name); !made) return made.error();
+      if (auto c = copy_range(base.snapshot.scan(handle, key_range::all()), name); !c) return c;
+    }
     hybrid_move_reached(hybrid_move_step::copied);
     return {};
   }
 
   // (3) Catches up on what was written meanwhile, outside the store's gate,
-  // while the recorded writes are many (at most 16 rounds).
-  result<void> catch_up(const Small& small, hybrid_delta& delta) {
+  // while the recorded writes are many and fewer than the round before (at
+  // most 16 rounds): writers that outpace the copy would otherwise make
+  // each round longer than the last. `view_now()` gives a hybrid_small_view
+  // of the memory tier as it is now.
+  template <class ViewNow>
+  result<void> catch_up(ViewNow&& view_now, hybrid_delta& delta) {
+    std::size_t before = static_cast<std::size_t>(-1);
     for (int round = 0; round < 16; ++round) {
       auto d = delta.take();
-      if (d.size() == 0) break;
-      auto view = small.snapshot();
+      const std::size_t n = d.size();
+      if (n == 0) break;
+      result<view_type> view = view_now();
       if (!view) return view.error();
       if (auto a = apply_delta(d, *view); !a) return a;
-      if (d.size() < 256) break;
+      if (n < 256 || n >= before) break;
+      before = n;
     }
     hybrid_move_reached(hybrid_move_step::caught_up);
     return {};
@@ -150,9 +218,10 @@ class hybrid_move {
 
   // (4) With readers and writers held off: copies the rest and makes the
   // copy durable (RocksDB's WAL synced).
-  result<void> finish(const Small& small, hybrid_delta& delta) {
+  template <class ViewNow>
+  result<void> finish(ViewNow&& view_now, hybrid_delta& delta) {
     auto d = delta.take();
-    auto view = small.snapshot();
+    result<view_type> view = view_now();
     if (!view) return view.error();
     if (auto a = apply_delta(d, *view); !a) return a;
     if (auto f = large_->flush(); !f) return f;
@@ -167,22 +236,47 @@ class hybrid_move {
 
   // Closes the copy and removes it; returns `e` as the move's error.
   keel::error abandon(const keel::error& e) {
+    copy_keyspaces_.clear();
     (void)large_->close();
     std::error_code rm;
     std::filesystem::remove_all(layout_.rocksdb_dir(), rm);
     return moving_error(e);
   }
 
+  // The copy, while the move runs (the store resolves its keyspace handles
+  // in it before the commit).
+  Large& copy_store() noexcept { return *large_; }
   // The copy, for the store to serve from once committed.
-  std::shared_ptr<Large> copy() && { return std::move(large_); }
+  std::shared_ptr<Large> copy() && {
+    copy_keyspaces_.clear();
+    return std::move(large_);
+  }
 
  private:
   hybrid_move(const hybrid_layout& layout, std::shared_ptr<Large> large, const std::atomic<bool>& stopping)
       : layout_(layout), large_(std::move(large)), stopping_(&stopping) {}
 
-  // Copies what `view` holds in `range` into the copy, in batches.
-  template <class View>
-  result<void> copy_range(const View& view, const key_range& range) {
+  // The copy's keyspace `name`, created if missing.
+  result<typename Large::keyspace_type> copy_keyspace(std::string_view name) {
+    if (auto it = copy_keyspaces_.find(name); it != copy_keyspaces_.end()) return it->second;
+    auto made = large_->open_keyspace(name, true);
+    if (!made) return made.error();
+    copy_keyspaces_.emplace(std::string(name), *made);
+    return made;
+  }
+  // Drops the copy's keyspace `name` if it has one (dropped from the memory
+  // tier during the move).
+  result<void> drop_copy_keyspace(std::string_view name) {
+    if (name.empty()) return {};
+    if (auto it = copy_keyspaces_.find(name); it != copy_keyspaces_.end()) copy_keyspaces_.erase(it);
+    auto d = large_->drop_keyspace(name);
+    if (!d && d.error() != errc::not_found) return d;
+    return {};
+  }
+
+  // Copies what cursor `c` reads into the copy's keyspace `keyspace`, in batches.
+  template <class Cursor>
+  result<void> copy_range(Cursor c, std::string_view keyspace) {
     constexpr std::size_t batch_entries = 1000, batch_bytes = std::size_t{4} << 20;
     write_batch batch;
     std::size_t bytes = 0;
@@ -194,9 +288,8 @@ class hybrid_move {
       bytes = 0;
       return w;
     };
-    auto c = view.scan(range.forward());
     for (; c.valid(); c.next()) {
-      batch.put(c.key(), c.value());
+      batch.put(keyspace_name(keyspace), c.key(), c.value());
       bytes += c.key().size() + c.value().size();
       if (batch.size() >= batch_entries || bytes >= batch_bytes) {
         if (auto w = flush_batch(); !w) return w;
@@ -205,33 +298,51 @@ class hybrid_move {
     if (c.error()) return *c.error();
     return flush_batch();
   }
-  // Makes the copy hold what `view` holds for the keys and ranges of `d`.
-  template <class View>
-  result<void> apply_delta(const hybrid_delta::taken& d, const View& view) {
-    for (const auto& r : d.ranges) {
-      if (auto e = large_->erase_range(r); !e) return e;
-      if (auto c = copy_range(view, r); !c) return c;
-    }
-    write_batch batch;
-    for (const auto& k : d.keys) {
-      auto v = view.get(k);
-      if (!v) return v.error();
-      if (*v)
-        batch.put(k, **v);
-      else
-        batch.erase(k);
-      if (batch.size() >= 1000) {
+  // Makes the copy hold what `view` holds for the keyspaces, keys and
+  // ranges of `d`: a keyspace the view lacks is dropped from the copy, one
+  // created or dropped meanwhile (`whole`) is copied again entirely.
+  result<void> apply_delta(const hybrid_delta::taken& d, const view_type& view) {
+    for (const auto& [name, part] : d.keyspaces) {
+      const typename Small::keyspace_type* from = view.find(name);
+      if (!from) {
+        if (auto dropped = drop_copy_keyspace(name); !dropped) return dropped;
+        continue;
+      }
+      auto to = copy_keyspace(name);
+      if (!to) return to.error();
+      if (part.whole) {
+        if (auto e = large_->erase_range(*to, key_range::all()); !e) return e;
+        if (auto c = copy_range(view.snapshot.scan(*from, key_range::all()), name); !c) return c;
+        continue;
+      }
+      for (const auto& r : part.ranges) {
+        if (auto e = large_->erase_range(*to, r); !e) return e;
+        if (auto c = copy_range(view.snapshot.scan(*from, r.forward()), name); !c) return c;
+      }
+      write_batch batch;
+      for (const auto& k : part.keys) {
+        auto v = view.snapshot.get(*from, k);
+        if (!v) return v.error();
+        if (*v)
+          batch.put(keyspace_name(name), k, **v);
+        else
+          batch.erase(keyspace_name(name), k);
+        if (batch.size() >= 1000) {
+          if (auto w = large_->write(batch); !w) return w;
+          batch.clear();
+        }
+      }
+      if (batch.size() != 0) {
         if (auto w = large_->write(batch); !w) return w;
-        batch.clear();
       }
     }
-    if (batch.size() != 0) return large_->write(batch);
     return {};
   }
 
   hybrid_layout layout_;
   std::shared_ptr<Large> large_;
   const std::atomic<bool>* stopping_;
+  std::map<std::string, typename Large::keyspace_type, std::less<>> copy_keyspaces_;  // handles into large_
 };
 
 }  // namespace keel::detail

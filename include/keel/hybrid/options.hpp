@@ -34,7 +34,8 @@ struct hybrid_options {
   keel::compression compression = keel::compression::none;
 };
 
-// What HybridPolicy asks of its tiers, besides store_policy:
+// What HybridPolicy asks of its tiers, besides store_policy and
+// keyspace_policy (every keyspace moves with the data):
 //   Small (the tier the store starts in; MemoryPolicy):
 //     options::persist_path, options::sync_writes, options::compression
 //     result<void> release_persistence()   seal and unlock its files, keep
@@ -45,7 +46,7 @@ struct hybrid_options {
 //     options::path, options::sync_writes
 //     result<void> flush()                 make every acknowledged write durable
 template <class S>
-concept hybrid_small_tier = store_policy<S> && requires(S& s, const S& cs, typename S::options& o) {
+concept hybrid_small_tier = keyspace_policy<S> && requires(S& s, const S& cs, typename S::options& o) {
   o.persist_path = std::filesystem::path();
   o.sync_writes = true;
   o.compression = compression::none;
@@ -54,7 +55,7 @@ concept hybrid_small_tier = store_policy<S> && requires(S& s, const S& cs, typen
   { s.flush() } -> std::same_as<result<void>>;
 };
 template <class L>
-concept hybrid_large_tier = store_policy<L> && requires(L& l, typename L::options& o) {
+concept hybrid_large_tier = keyspace_policy<L> && requires(L& l, typename L::options& o) {
   o.path = std::filesystem::path();
   o.sync_writes = true;
   { l.flush() } -> std::same_as<result<void>>;

@@ -4,6 +4,7 @@
 //   hybrid/options.hpp   hybrid_options; what the policy asks of its tiers
 //   hybrid/layout.hpp    PATH/{keel.lock, TIER, memory/, rocksdb/}, TIER read and replaced
 //   hybrid/move.hpp      the move to RocksDB and its commit point
+//   hybrid/keyspaces.hpp what a keyspace handle points to, in either tier
 //   detail/any_cursor.hpp  the cursor of whichever tier a scan was taken from
 //   detail/conflict_tracker.hpp  transaction validation that spans a move
 //   hybrid/writer_preferring_gate.hpp  the gates below
@@ -24,8 +25,12 @@
 //                  would otherwise keep a transaction's begin or commit
 //                  waiting for ever). Shared: plain writes; exclusive:
 //                  transaction begin and commit. Taken inside tier_gate_.
-//   delta_         the keys and ranges written during a move (its own mutex,
-//                  detail::hybrid_delta); added to under both gates.
+//   keyspaces_.mutex  the registry of live keyspaces (hybrid/keyspaces.hpp):
+//                  held to create or drop a keyspace (inside both gates,
+//                  shared) and to take the move's views of the memory tier
+//                  (a snapshot plus every keyspace's handle, consistent).
+//   delta_         the keyspaces, keys and ranges written during a move (its
+//                  own mutex, detail::hybrid_delta); added to under both gates.
 //   then the conflict tracker's, the tiers' and mover_'s own locks.
 // open_, stopping_, written_since_check_ and check_at_ are atomics.
 //
@@ -65,6 +70,7 @@
 #include "../memory.hpp"
 #include "../rocksdb.hpp"
 #include "../store.hpp"
+#include "keyspaces.hpp"
 #include "layout.hpp"
 #include "move.hpp"
 #include "options.hpp"
@@ -86,8 +92,27 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
   // The cursor of the tier it was taken from; a run_cursor, walked a run at
   // a time like any_store's (detail/any_cursor.hpp).
   using cursor_type = detail::any_cursor<typename Small::cursor_type, typename Large::cursor_type>;
+  class snapshot_type;
+
+  // ---- keyspace handle: valid in either tier, across the move --------------
+  // A share of the keyspace's entry (hybrid/keyspaces.hpp), which holds the
+  // tier's handle of it in each tier it has been in. Cheap to copy; usable
+  // from many threads.
+  class keyspace_type {
+   public:
+    const std::string& name() const noexcept { return entry_->name; }
+
+   private:
+    friend class HybridPolicy;
+    friend class snapshot_type;
+    using entry = detail::hybrid_keyspace<typename Small::keyspace_type, typename Large::keyspace_type>;
+    explicit keyspace_type(std::shared_ptr<entry> e) : entry_(std::move(e)) {}
+    std::shared_ptr<entry> entry_;
+  };
 
   // ---- snapshot: the snapshot of the tier it was taken from ---------------
+  // In keyspace `ks`: through the tier's handle of it; not_found when the
+  // keyspace has none in that tier (created after the snapshot).
   class snapshot_type {
    public:
     result<std::optional<std::string>> get(std::string_view key) const {
@@ -100,8 +125,33 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
       if (s_.index() == 0) return cursor_type(std::in_place_index<0>, std::get<0>(s_).scan(range));
       return cursor_type(std::in_place_index<1>, std::get<1>(s_).scan(range));
     }
+    result<std::optional<std::string>> get(const keyspace_type& ks, std::string_view key) const {
+      return in_keyspace<result<std::optional<std::string>>>(ks, [&](const auto& s, const auto& h) { return s.get(h, key); });
+    }
+    result<bool> contains(const keyspace_type& ks, std::string_view key) const {
+      return in_keyspace<result<bool>>(ks, [&](const auto& s, const auto& h) { return s.contains(h, key); });
+    }
+    cursor_type scan(const keyspace_type& ks, const key_range& range) const {
+      if (s_.index() == 0) {
+        if (!ks.entry_->small) return failed_cursor(detail::hybrid_keyspace_not_in_snapshot(ks.name()));
+        return cursor_type(std::in_place_index<0>, std::get<0>(s_).scan(*ks.entry_->small, range));
+      }
+      if (!ks.entry_->large) return failed_cursor(detail::hybrid_keyspace_not_in_snapshot(ks.name()));
+      return cursor_type(std::in_place_index<1>, std::get<1>(s_).scan(*ks.entry_->large, range));
+    }
 
    private:
+    // A snapshot of the RocksDB tier exists only after the move's switch,
+    // which set every live entry's `large`: reading it needs no gate.
+    template <class R, class F>
+    R in_keyspace(const keyspace_type& ks, F&& f) const {
+      if (s_.index() == 0) {
+        if (!ks.entry_->small) return R(detail::hybrid_keyspace_not_in_snapshot(ks.name()));
+        return f(std::get<0>(s_), *ks.entry_->small);
+      }
+      if (!ks.entry_->large) return R(detail::hybrid_keyspace_not_in_snapshot(ks.name()));
+      return f(std::get<1>(s_), *ks.entry_->large);
+    }
     friend class HybridPolicy;
     explicit snapshot_type(typename Small::snapshot_type s) : s_(std::in_place_index<0>, std::move(s)) {}
     explicit snapshot_type(typename Large::snapshot_type s) : s_(std::in_place_index<1>, std::move(s)) {}
@@ -163,7 +213,7 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
     std::shared_lock writing(write_gate_);
     auto r = tier_ == tier::large ? large_->erase_range(range) : small_->erase_range(range);
     if (r || r.error() != errc::invalid_argument) {
-      if (moving_ || conflicts_->recording()) record_written({}, {range});
+      if (moving_ || conflicts_->recording()) record_written("", {}, {range});
     }
     return r;
   }
@@ -191,6 +241,108 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
   result<snapshot_type> snapshot() const {
     std::shared_lock pin(tier_gate_);
     return snapshot_pinned();
+  }
+
+  // ---- keyspaces (contract.hpp's keyspace part) ---------------------------
+  // Forwarded to the tier that holds the data. A keyspace created or dropped
+  // during a move is marked in the move's record, which copies it whole (or
+  // drops it from the copy) before the commit point; the move's switch gives
+  // every live handle its RocksDB half, so handles taken before the move keep
+  // working after it. Errors: the tier's; a handle whose keyspace was
+  // dropped gives errc::not_found, after close errc::closed.
+  result<keyspace_type> open_keyspace(std::string_view name, bool create) const {
+    if (auto bad = keyspace_name_error(name)) return *bad;
+    std::shared_lock pin(tier_gate_);
+    if (!is_open()) return closed_error();
+    {
+      std::lock_guard registry(keyspaces_.mutex);
+      if (auto e = keyspaces_.find(name)) return keyspace_type(std::move(e));
+    }
+    if (!create) return keel::error(errc::not_found, "hybrid store: no keyspace '" + std::string(name) + "'");
+    std::shared_lock writing(write_gate_);
+    std::lock_guard registry(keyspaces_.mutex);
+    if (auto e = keyspaces_.find(name)) return keyspace_type(std::move(e));
+    auto e = tier_ == tier::large ? keyspaces_.add(*large_, name, true, &keyspace_type::entry::large)
+                                  : keyspaces_.add(*small_, name, true, &keyspace_type::entry::small);
+    if (!e) return e.error();
+    if (moving_) delta_.add_whole(name);
+    return keyspace_type(std::move(*e));
+  }
+  result<std::vector<std::string>> keyspaces() const {
+    std::shared_lock pin(tier_gate_);
+    if (!is_open()) return closed_error();
+    return tier_ == tier::large ? large_->keyspaces() : small_->keyspaces();
+  }
+  result<void> drop_keyspace(std::string_view name) {
+    if (name.empty()) return keel::error(errc::invalid_argument, "the default keyspace \"\" cannot be dropped");
+    if (auto bad = keyspace_name_error(name)) return *bad;
+    std::shared_lock pin(tier_gate_);
+    if (!is_open()) return closed_error();
+    std::shared_lock writing(write_gate_);
+    std::lock_guard registry(keyspaces_.mutex);
+    auto it = keyspaces_.by_name.find(name);
+    if (it == keyspaces_.by_name.end())
+      return keel::error(errc::not_found, "drop_keyspace: hybrid store: no keyspace '" + std::string(name) + "'");
+    auto r = tier_ == tier::large ? large_->drop_keyspace(name) : small_->drop_keyspace(name);
+    if (!r) return r;
+    keyspaces_.by_name.erase(it);
+    conflicts_->record_drop(name);  // live transactions that used it fail to commit
+    if (moving_) delta_.add_whole(name);
+    return {};
+  }
+
+  result<void> put(const keyspace_type& ks, std::string_view key, std::string_view value) {
+    std::shared_lock pin(tier_gate_);
+    std::shared_lock writing(write_gate_);
+    auto r = in_tier<result<void>>(ks, [&](auto& t, const auto& h) { return t.put(h, key, value); });
+    record_write(r, ks.name(), key, key.size() + value.size());
+    return r;
+  }
+  result<void> erase(const keyspace_type& ks, std::string_view key) {
+    std::shared_lock pin(tier_gate_);
+    std::shared_lock writing(write_gate_);
+    auto r = in_tier<result<void>>(ks, [&](auto& t, const auto& h) { return t.erase(h, key); });
+    record_write(r, ks.name(), key, key.size());
+    return r;
+  }
+  result<void> erase_range(const keyspace_type& ks, const key_range& range) {
+    std::shared_lock pin(tier_gate_);
+    std::shared_lock writing(write_gate_);
+    auto r = in_tier<result<void>>(ks, [&](auto& t, const auto& h) { return t.erase_range(h, range); });
+    if (r || r.error() != errc::invalid_argument) {
+      if (moving_ || conflicts_->recording()) record_written(ks.name(), {}, {range});
+    }
+    return r;
+  }
+  result<std::optional<std::string>> get(const keyspace_type& ks, std::string_view key) const {
+    std::shared_lock pin(tier_gate_);
+    return in_tier<result<std::optional<std::string>>>(ks, [&](auto& t, const auto& h) { return t.get(h, key); });
+  }
+  result<bool> contains(const keyspace_type& ks, std::string_view key) const {
+    std::shared_lock pin(tier_gate_);
+    return in_tier<result<bool>>(ks, [&](auto& t, const auto& h) { return t.contains(h, key); });
+  }
+  result<std::vector<std::optional<std::string>>> multi_get(const keyspace_type& ks,
+                                                            std::span<const std::string_view> keys) const {
+    std::shared_lock pin(tier_gate_);
+    return in_tier<result<std::vector<std::optional<std::string>>>>(
+        ks, [&](auto& t, const auto& h) { return t.multi_get(h, keys); });
+  }
+  cursor_type scan(const keyspace_type& ks, const key_range& range) const {
+    std::shared_lock pin(tier_gate_);
+    if (!is_open()) return failed_cursor(closed_error());
+    if (tier_ == tier::large) {
+      if (!ks.entry_->large) return failed_cursor(detail::hybrid_keyspace_gone(ks.name()));
+      return cursor_type(std::in_place_index<1>, large_->scan(*ks.entry_->large, range));
+    }
+    if (!ks.entry_->small) return failed_cursor(detail::hybrid_keyspace_gone(ks.name()));
+    return cursor_type(std::in_place_index<0>, small_->scan(*ks.entry_->small, range));
+  }
+  // As compact(range), in keyspace `ks` (a due move happens first).
+  result<void> compact(const keyspace_type& ks, const key_range& range) {
+    if (auto due = move_if_due(); !due) return due.error();
+    std::shared_lock pin(tier_gate_);
+    return in_tier<result<void>>(ks, [&](auto& t, const auto& h) { return t.compact(h, range); });
   }
 
   // Reclaims space in the current tier (RocksDB: CompactRange; memory:
@@ -248,6 +400,9 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
     auto [start, registration] = conflicts_->begin();
     return tx_start<snapshot_type>{std::move(*view), start, std::move(registration)};
   }
+  // Reads and writes in any keyspace: validated per (keyspace, key) and per
+  // scanned range of a keyspace; a keyspace the transaction used that was
+  // dropped meanwhile is errc::not_found (conflict_tracker).
   result<void> commit_transaction(const tx_record& tx) {
     std::shared_lock pin(tier_gate_);
     std::unique_lock writing(write_gate_);
@@ -387,6 +542,10 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
       }
     }
     tier_ = tier::small;
+    if (auto k = load_keyspaces(); !k) {
+      (void)small_->close();
+      return k;
+    }
     arm_size_check(small_->memory_bytes());
     mover_.start([this] { size_check(); });
     if (small_->memory_bytes() >= opts_.spill_bytes) mover_.request();
@@ -408,9 +567,33 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
     if (!l) return l.error();
     large_ = std::move(*l);
     tier_ = tier::large;
+    if (auto k = load_keyspaces(); !k) {
+      (void)large_->close();
+      return k;
+    }
     // Memory files left by a move that committed but had not removed them.
     if (layout_.has_memory_data()) detail::remove_memory_files(layout_);
     return {};
+  }
+
+  // The registry of the keyspaces of the tier just opened (before the mover
+  // starts: a move's views read it).
+  result<void> load_keyspaces() {
+    if (tier_ == tier::large) return keyspaces_.load(*large_, &keyspace_type::entry::large);
+    return keyspaces_.load(*small_, &keyspace_type::entry::small);
+  }
+
+  // Runs f(tier, its handle of ks) in the tier that holds the data (tier
+  // gate held shared).
+  template <class R, class F>
+  R in_tier(const keyspace_type& ks, F&& f) const {
+    if (!is_open()) return R(closed_error());
+    if (tier_ == tier::large) {
+      if (!ks.entry_->large) return R(detail::hybrid_keyspace_gone(ks.name()));
+      return f(*large_, *ks.entry_->large);
+    }
+    if (!ks.entry_->small) return R(detail::hybrid_keyspace_gone(ks.name()));
+    return f(*small_, *ks.entry_->small);
   }
 
   // ---- writes: conflict records, the move's delta, the size check -----------
@@ -421,27 +604,26 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
   // sync), and an extra record costs at most a spurious conflict or an extra
   // copy. Not recorded when the write was refused as invalid.
   void record_write(const result<void>& r, std::string_view key, std::size_t bytes) {
+    record_write(r, std::string_view(), key, bytes);
+  }
+  void record_write(const result<void>& r, std::string_view keyspace, std::string_view key, std::size_t bytes) {
     if (!r && r.error() == errc::invalid_argument) return;
     if (moving_ || conflicts_->recording()) {
       std::vector<std::string> keys;
       keys.emplace_back(key);
-      record_written(std::move(keys), {});
+      record_written(keyspace, std::move(keys), {});
     }
     count_for_size_check(bytes);
   }
   void record_write(const result<void>& r, const write_batch& batch) {
     if (!r && r.error() == errc::invalid_argument) return;
-    if (moving_ || conflicts_->recording()) {
-      std::vector<std::string> keys;
-      std::vector<key_range> ranges;
-      detail::conflict_tracker::split(batch, keys, ranges);
-      record_written(std::move(keys), std::move(ranges));
-    }
+    if (moving_) delta_.add(batch);
+    conflicts_->record(batch);  // per keyspace; nothing while no transaction is live
     count_for_size_check(batch.payload_bytes());
   }
-  void record_written(std::vector<std::string> keys, std::vector<key_range> ranges) {
-    if (moving_) delta_.add(keys, ranges);
-    if (conflicts_->recording()) conflicts_->record(std::move(keys), std::move(ranges));
+  void record_written(std::string_view keyspace, std::vector<std::string> keys, std::vector<key_range> ranges) {
+    if (moving_) delta_.add(keyspace, keys, ranges);
+    if (conflicts_->recording()) conflicts_->record(keyspace, std::move(keys), std::move(ranges));
   }
   // Counts bytes written in the memory tier; wakes the mover for a size check
   // when due.
@@ -473,14 +655,14 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
   // ---- the move (hybrid/move.hpp does the copying) ------------------------
   // Called with move_mutex_ held.
   result<void> move_locked() {
-    std::optional<typename Small::snapshot_type> base;
+    std::optional<typename move_type::view_type> base;
     {
       std::unique_lock pin(tier_gate_);
       if (!is_open()) return closed_error();
       if (tier_ == tier::large) return {};
-      auto s = small_->snapshot();
-      if (!s) return s.error();
-      base.emplace(std::move(*s));
+      auto v = small_view();
+      if (!v) return v.error();
+      base.emplace(std::move(*v));
       moving_ = true;
     }
     auto moved = copy_and_switch(*base);
@@ -495,15 +677,29 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
 
   // Steps (2) to (5) of the move (hybrid/move.hpp): the copy and catch-up
   // outside the gate, the last round, the commit and the switch inside it.
-  result<void> copy_and_switch(const typename Small::snapshot_type& base) {
+  result<void> copy_and_switch(const typename move_type::view_type& base) {
     auto started = move_type::start(layout_, opts_.sync_writes, stopping_);
     if (!started) return started.error();
     move_type& move = *started;
     if (auto c = move.copy_snapshot(base); !c) return move.abandon(c.error());
-    if (auto c = move.catch_up(*small_, delta_); !c) return move.abandon(c.error());
+    auto view_now = [this] {
+      std::shared_lock pin(tier_gate_);
+      return small_view();
+    };
+    if (auto c = move.catch_up(view_now, delta_); !c) return move.abandon(c.error());
     std::unique_lock pin(tier_gate_);
     if (!is_open() || stopping_.load()) return move.abandon(closed_error());
-    if (auto f = move.finish(*small_, delta_); !f) return move.abandon(f.error());
+    if (auto f = move.finish([this] { return small_view(); }, delta_); !f) return move.abandon(f.error());
+    // Every live keyspace's handle in the copy, for the switch below.
+    std::vector<std::pair<std::shared_ptr<typename keyspace_type::entry>, typename Large::keyspace_type>> handles;
+    {
+      std::lock_guard registry(keyspaces_.mutex);
+      for (const auto& [name, e] : keyspaces_.by_name) {
+        auto h = move.copy_store().open_keyspace(name, false);
+        if (!h) return move.abandon(h.error());
+        handles.emplace_back(e, std::move(*h));
+      }
+    }
     bool renamed = false;
     auto committed = move.commit(renamed);
     if (!committed && !renamed) return move.abandon(committed.error());
@@ -511,6 +707,7 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
     // RocksDB and RocksDB has every write; the memory files stay, in case the
     // rename does not survive a power loss).
     large_ = std::move(move).copy();
+    for (auto& [e, h] : handles) e->large.emplace(std::move(h));
     tier_ = tier::large;
     moving_ = false;
     pin.unlock();
@@ -520,6 +717,19 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
     detail::remove_memory_files(layout_);
     detail::hybrid_move_reached(detail::hybrid_move_step::released);
     return {};
+  }
+
+  // With the tier gate held (either way), in the memory tier: a snapshot of
+  // it and every live keyspace's handle, consistent (no keyspace is created
+  // or dropped meanwhile: the registry's mutex is held).
+  result<typename move_type::view_type> small_view() const {
+    std::lock_guard registry(keyspaces_.mutex);
+    auto s = small_->snapshot();
+    if (!s) return s.error();
+    typename move_type::view_type v{std::move(*s), {}};
+    v.keyspaces.reserve(keyspaces_.by_name.size());
+    for (const auto& [name, e] : keyspaces_.by_name) v.keyspaces.emplace_back(name, *e->small);
+    return v;
   }
 
   result<snapshot_type> snapshot_pinned() const {
@@ -551,13 +761,16 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
   std::mutex close_mutex_;
   mutable std::mutex move_mutex_;
   std::optional<keel::error> last_move_error_;  // guarded by move_mutex_
-  detail::hybrid_delta delta_;                  // written during a move; its own mutex
+  // The live keyspaces (hybrid/keyspaces.hpp); its mutex: see the lock order.
+  mutable detail::hybrid_keyspace_registry<typename Small::keyspace_type, typename Large::keyspace_type> keyspaces_;
+  mutable detail::hybrid_delta delta_;          // written during a move; its own mutex
   std::atomic<std::size_t> written_since_check_{0};
   std::atomic<std::size_t> check_at_{1};
   detail::background_worker mover_;  // size checks and background moves
 };
 
 static_assert(store_policy<HybridPolicy<>>);
+static_assert(keyspace_policy<HybridPolicy<>>);
 // Scans are walked by runs (basic_cursor: one dispatch per run, not per step).
 static_assert(run_cursor<HybridPolicy<>::cursor_type>);
 

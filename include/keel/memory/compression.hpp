@@ -51,6 +51,7 @@
 #include "../error.hpp"
 #include "../write_batch.hpp"
 #include "btree.hpp"
+#include "keyspaces.hpp"
 #include "versions.hpp"
 
 #if KEEL_HAVE_ZSTD
@@ -465,15 +466,18 @@ class value_compression {
     return true;
   }
 
-  // One pass over the current version: trains a dictionary if due, then
-  // compresses every raw value not tried yet, publishing chunk_entries
-  // replacements per new version (an entry changed meanwhile is left alone).
-  // Values are read from a version the pass holds, compressed outside the
-  // writers' mutex, and swapped in under it.
+  // One pass over the current version, every keyspace: trains a dictionary
+  // if due (one codec table for the store: a dictionary is trained on a
+  // sample of every keyspace's values), then compresses every raw value not
+  // tried yet, "" first, then each other keyspace of the version, publishing
+  // chunk_entries replacements per new version (an entry changed meanwhile
+  // is left alone; a keyspace dropped meanwhile is skipped). Values are read
+  // from a version the pass holds, compressed outside the writers' mutex,
+  // and swapped in under it.
   // background: the background thread's pass, which stops early at close().
   void pass(bool background) {
     std::lock_guard compressing(mutex_);
-    tree version = versions_.current();
+    store_version version = versions_.current_all();
     if (!versions_.is_open()) return;
     {
       std::lock_guard writer(versions_.writers());
@@ -483,6 +487,21 @@ class value_compression {
     const unsigned slot = static_cast<unsigned>(codec_count_);
     const value_codec* codec = slot ? codecs_[slot].load(std::memory_order_relaxed) : nullptr;
     if (!codec) return;
+    if (!compress_keyspace(version.main, nullptr, slot, *codec, background)) return;
+    if (version.others) {
+      for (const auto& root : *version.others)
+        if (!compress_keyspace(root->tree, root.get(), slot, *codec, background)) return;
+    }
+    std::lock_guard writer(versions_.writers());
+    held_value_bytes_ = value_bytes;
+  }
+
+ private:
+  // pass() for one keyspace's tree `version` (`keyspace`: its entry in the
+  // pass's table; nullptr: ""); false when the pass must stop (closed, or
+  // the background pass is stopping).
+  bool compress_keyspace(const tree& version, const keyspace_root* keyspace, unsigned slot, const value_codec& codec,
+                         bool background) {
     struct replacement {
       std::string key, stored;
       const pb_entry* was;
@@ -493,14 +512,26 @@ class value_compression {
       if (chunk.empty()) return;
       std::lock_guard writer(versions_.writers());
       if (!versions_.is_open()) return;
-      tree::transient edit(versions_.current());
+      const keyspace_root* now = nullptr;
+      if (keyspace) {
+        now = store_version::find_root(versions_.current_others().get(), keyspace->name);
+        if (!now || now->id != keyspace->id) return chunk.clear();  // dropped since: nothing to do
+      }
+      tree::transient edit(now ? now->tree : versions_.current());
       bool changed = false;
       for (const auto& r : chunk) {
         if (edit.find(r.key) != r.was) continue;  // written since: raw, a later pass takes it
         edit.insert_or_assign(r.key, r.stored, r.form);
         changed = true;
       }
-      if (changed) versions_.publish(std::move(edit).persist());
+      if (changed && now) {
+        versions_.publish(versions_.current(),
+                          with_keyspace(versions_.current_others().get(),
+                                        std::make_shared<const keyspace_root>(
+                                            keyspace_root{now->name, now->id, std::move(edit).persist()})));
+      } else if (changed) {
+        versions_.publish(std::move(edit).persist());
+      }
       chunk.clear();
     };
     tree::cursor it(version);
@@ -509,7 +540,7 @@ class value_compression {
       if (e->codec() != 0 || e->compression_tried()) continue;
       const std::string_view raw = e->value();
       std::optional<std::string_view> packed;
-      if (raw.size() <= pb_entry::max_compressed_raw_size) packed = codec->compress(raw, ctx_);
+      if (raw.size() <= pb_entry::max_compressed_raw_size) packed = codec.compress(raw, ctx_);
       if (!packed) {
         e->mark_compression_tried();
         continue;
@@ -517,25 +548,30 @@ class value_compression {
       chunk.push_back({std::string(e->key()), std::string(*packed), e, pb_entry::compressed_form(slot, raw.size())});
       if (chunk.size() >= chunk_entries) {
         commit();
-        if (!versions_.is_open() || (background && worker_.stopping())) return;
+        if (!versions_.is_open() || (background && worker_.stopping())) return false;
       }
     }
     commit();
-    std::lock_guard writer(versions_.writers());
-    held_value_bytes_ = value_bytes;
+    return versions_.is_open();
+  }
+  // Calls fn(tree) for the tree of every keyspace of `version`.
+  template <class Fn>
+  static void for_each_tree(const store_version& version, Fn&& fn) {
+    fn(version.main);
+    if (version.others)
+      for (const auto& root : *version.others) fn(root->tree);
   }
 
- private:
   // Trains and installs a new codec when due (mutex_ held): the first once
   // the store's raw sampleable values (up to 16 KiB, not compressed) reach
   // train_min_bytes, then when they reach 8 times what the newest
   // dictionary was trained on (never after a sample of 2 MiB or more);
   // after a failed training, when they doubled. Returns the bytes of all
   // values held (uncompressed).
-  std::size_t train_if_due(const tree& version) {
+  std::size_t train_if_due(const store_version& version) {
     std::size_t all_values = 0, sampleable = 0, candidates = 0;
-    {
-      tree::cursor it(version);
+    for_each_tree(version, [&](const tree& t) {
+      tree::cursor it(t);
       for (it.seek_first(); it.valid(); it.next()) {
         const pb_entry* e = it.entry();
         all_values += e->raw_size();
@@ -544,21 +580,23 @@ class value_compression {
           ++candidates;
         }
       }
-    }
+    });
     if (sampleable < next_training_ || codec_count_ + 1 >= max_codecs) return all_values;
     // Every stride-th sampleable value, about sample_bytes in all.
     const std::size_t stride = sampleable / sample_bytes + 1;
     std::vector<std::string_view> samples;
     samples.reserve(candidates / stride + 1);
     std::size_t taken = 0, index = 0;
-    tree::cursor it(version);
-    for (it.seek_first(); it.valid(); it.next()) {
-      const pb_entry* e = it.entry();
-      if (e->codec() != 0 || e->value().size() > sample_value_limit || e->value().empty()) continue;
-      if (index++ % stride != 0) continue;
-      samples.push_back(e->value());
-      taken += e->value().size();
-    }
+    for_each_tree(version, [&](const tree& t) {
+      tree::cursor it(t);
+      for (it.seek_first(); it.valid(); it.next()) {
+        const pb_entry* e = it.entry();
+        if (e->codec() != 0 || e->value().size() > sample_value_limit || e->value().empty()) continue;
+        if (index++ % stride != 0) continue;
+        samples.push_back(e->value());
+        taken += e->value().size();
+      }
+    });
     std::string dict = train_dictionary(kind_, samples, std::min(dictionary_bytes, taken / 4));
     if (dict.empty()) {  // too few or too random: try again once they doubled
       next_training_ = 2 * sampleable;
@@ -571,11 +609,13 @@ class value_compression {
     latest_slot_.store(static_cast<unsigned>(codec_count_), std::memory_order_release);
     next_training_ = taken < sample_bytes / 2 ? 8 * taken : std::numeric_limits<std::size_t>::max();
     // Values the old dictionary kept raw get a try with the new one.
-    tree::cursor again(version);
-    for (again.seek_first(); again.valid(); again.next()) {
-      const pb_entry* e = again.entry();
-      if (e->codec() == 0 && e->compression_tried()) e->clear_compression_tried();
-    }
+    for_each_tree(version, [](const tree& t) {
+      tree::cursor again(t);
+      for (again.seek_first(); again.valid(); again.next()) {
+        const pb_entry* e = again.entry();
+        if (e->codec() == 0 && e->compression_tried()) e->clear_compression_tried();
+      }
+    });
     return all_values;
   }
 

@@ -202,6 +202,8 @@ class mapping {
 //   1 put:          varint key size, key, varint value size, value
 //   2 erase:        varint key size, key
 //   3 erase_range:  flags (1: has lower, 2: has upper), [varint size, lower], [varint size, upper]
+//   4 keyspace: varint size, name: later ops of the frame act on it (a frame starts in "")
+//   5 create / 6 drop keyspace: varint size, name (only stores with keyspaces write 4-6)
 // Integers little-endian. Sequence numbers rise by one per frame, across files.
 // ---------------------------------------------------------------------------
 inline constexpr std::string_view log_file_magic = "KEELWAL1";
@@ -220,11 +222,15 @@ inline void store_u64(char* p, std::uint64_t v) noexcept {
 }
 
 struct log_op {
-  enum kind_t : std::uint8_t { put = 1, erase = 2, erase_range = 3 };
+  // keyspace_select sets `keyspace` of the ops after it (never passed on).
+  enum kind_t : std::uint8_t {
+    put = 1, erase = 2, erase_range = 3, keyspace_select = 4, create_keyspace = 5, drop_keyspace = 6
+  };
   kind_t kind;
-  std::string_view key;    // put, erase; erase_range: the lower bound (if has_lower)
+  std::string_view key;    // put, erase; erase_range: the lower bound (if has_lower); create/drop: the name
   std::string_view value;  // put; erase_range: the upper bound (if has_upper)
   bool has_lower = false, has_upper = false;
+  std::string_view keyspace;  // put, erase, erase_range: the keyspace ("" unless the frame selected one)
 };
 
 // Builds one frame: room for the header, then the payload (so that
@@ -253,13 +259,32 @@ class log_encoder {
       out_.append(**b);
     }
   }
+  // The ops after this act on keyspace `name` (written only when it differs
+  // from the frame's current one, which starts as "": a frame of default
+  // keyspace ops holds no keyspace op).
+  void select_keyspace(std::string_view name) {
+    if (name == keyspace_) return;
+    named(log_op::keyspace_select, name);
+    keyspace_.assign(name);
+  }
+  void create_keyspace(std::string_view name) { named(log_op::create_keyspace, name); }
+  void drop_keyspace(std::string_view name) { named(log_op::drop_keyspace, name); }
   std::string_view payload() const noexcept { return std::string_view(out_).substr(log_frame_header_size); }
   bool empty() const noexcept { return out_.size() == log_frame_header_size; }
-  void clear() { out_.assign(log_frame_header_size, '\0'); }
+  void clear() {
+    out_.assign(log_frame_header_size, '\0');
+    keyspace_.clear();
+  }
 
  private:
   friend class memory_log;
+  void named(log_op::kind_t kind, std::string_view name) {
+    out_.push_back(static_cast<char>(kind));
+    put_varint(out_, name.size());
+    out_.append(name);
+  }
   std::string out_;
+  std::string keyspace_;  // the keyspace the frame's next op acts on
 };
 
 // Calls fn(const log_op&) for each op of a payload; false if it is malformed.
@@ -274,10 +299,19 @@ bool decode_log_payload(std::string_view p, Fn&& fn) {
     return true;
   };
   if (p.empty()) return false;
+  std::string_view keyspace;  // each frame starts in ""
   while (pos < p.size()) {
     log_op op{};
+    op.keyspace = keyspace;
     const auto kind = static_cast<unsigned char>(p[pos++]);
-    if (kind == log_op::put) {
+    if (kind == log_op::keyspace_select) {
+      if (!field(keyspace) || keyspace.size() > 255) return false;
+      continue;
+    }
+    if (kind == log_op::create_keyspace || kind == log_op::drop_keyspace) {
+      op.kind = static_cast<log_op::kind_t>(kind);
+      if (!field(op.key) || op.key.empty() || op.key.size() > 255) return false;
+    } else if (kind == log_op::put) {
       op.kind = log_op::put;
       if (!field(op.key) || !field(op.value)) return false;
     } else if (kind == log_op::erase) {

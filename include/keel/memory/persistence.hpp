@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -44,6 +45,7 @@
 #include "../write_batch.hpp"
 #include "compression.hpp"
 #include "log.hpp"
+#include "snapshot_file.hpp"
 #include "versions.hpp"
 
 namespace keel::detail {
@@ -74,44 +76,19 @@ class memory_persistence {
     if (!log) return log.error();
     remove_stale_temporaries();
     load_dictionary(path_);
-    std::optional<tree::transient> edit;
-    edit.emplace(tree());
+    loaded_keyspaces state;
     std::error_code ec;
     std::uint64_t snapshot_bytes = 0;
     if (std::filesystem::exists(path_, ec) || ec) {
-      dump_reader r;
-      if (auto o = r.open(path_); !o) return o.error();
-      for (;;) {
-        auto more = r.next();
-        if (!more) return std::move(more).error();
-        if (!*more) break;
-        edit->insert_or_assign(r.key(), r.value());
-        snapshot_bytes += r.key().size() + r.value().size();
-        compression_.count_loaded_bytes(r.value().size());
-      }
+      auto loaded = is_keyspaced_snapshot(path_) ? load_keyspaced_snapshot(state) : load_dump_snapshot(state);
+      if (!loaded) return loaded.error();
+      snapshot_bytes = *loaded;
     }
-    auto replayed = (*log)->replay([&](const log_op& op) {
-      switch (op.kind) {
-        case log_op::put:
-          edit->insert_or_assign(op.key, op.value);
-          compression_.count_loaded_bytes(op.value.size());
-          break;
-        case log_op::erase: edit->erase(op.key); break;
-        case log_op::erase_range: {
-          const key_range range = op.has_lower && op.has_upper ? key_range::between(op.key, op.value)
-                                  : op.has_lower                ? key_range::from(op.key)
-                                  : op.has_upper                ? key_range::until(op.value)
-                                                                : key_range::all();
-          tree so_far = std::move(*edit).persist();
-          edit.reset();
-          edit.emplace(without_range(std::move(so_far), range));
-          break;
-        }
-      }
-    });
+    auto replayed = (*log)->replay([&](const log_op& op) { state.apply(op, compression_); });
     if (!replayed) return replayed.error();
     if (auto s = (*log)->start(); !s) return s;
-    versions_.publish(std::move(*edit).persist());
+    auto [main, others] = std::move(state).finish();
+    versions_.publish(std::move(main), std::move(others));
     log_ = std::move(*log);
     fold_threshold_ = fold_log_bytes;
     set_fold_at(snapshot_bytes);
@@ -133,9 +110,13 @@ class memory_persistence {
     if (seq && log_->bytes() >= fold_at_.load(std::memory_order_relaxed)) folder_.request();
     return seq;
   }
+  // A batch's ops in one frame; ops on a keyspace other than "" are
+  // preceded by a keyspace op where the keyspace changes (a batch of ""
+  // alone is logged as before keyspaces).
   result<std::uint64_t> log_batch(const write_batch& batch) {
     return log_write([&](log_encoder& e) {
       for (const auto& op : batch) {
+        e.select_keyspace(op.keyspace);
         switch (op.kind) {
           case write_batch::op_kind::put: e.put(op.key, op.value); break;
           case write_batch::op_kind::erase: e.erase(op.key); break;
@@ -190,7 +171,7 @@ class memory_persistence {
     if (log_ && !released_) {
       saved = log_->seal();  // syncs what is in the log; appends end here
       if (saved) {
-        if (auto s = save_to(path_, versions_.current()); !s) saved = s.error();
+        if (auto s = save_to(path_, versions_.current_all()); !s) saved = s.error();
       }
       if (saved) saved = log_->remove_before(std::numeric_limits<std::uint64_t>::max());
       log_->release_lock();
@@ -215,7 +196,7 @@ class memory_persistence {
   // Saves `version` to `path` in the persisted form (the file a store with
   // memory_options::persist_path = path opens), atomically, values
   // uncompressed; on failure removes what it wrote. Any thread.
-  result<void> checkpoint(const std::filesystem::path& path, tree version) const {
+  result<void> checkpoint(const std::filesystem::path& path, store_version version) const {
     if (auto saved = save_to(path, std::move(version)); !saved) {
       std::error_code rm;
       std::filesystem::remove(path, rm);
@@ -229,13 +210,13 @@ class memory_persistence {
   // Switches the log, saves the store as of the switch, removes the older
   // logs. Called with save_mutex_ held.
   result<void> fold() {
-    tree version;
+    store_version version;
     std::uint64_t below = 0;
     {
       std::lock_guard writer(versions_.writers());
       // Load the version before checking open: close() clears it before it
       // publishes the empty tree, so a version seen while open is the data.
-      version = versions_.current();
+      version = versions_.current_all();
       if (!versions_.is_open()) return closed_error();
       auto r = log_->rotate();
       if (!r) return r.error();
@@ -293,21 +274,140 @@ class memory_persistence {
   }
 
   // Writes `version` to `path` (save_mutex_ held when `path` is the store's
-  // file), values uncompressed, then the dictionary beside it. Returns the
-  // bytes of keys and values saved.
-  result<std::uint64_t> save_to(const std::filesystem::path& path, tree version) const {
-    dump_writer w;
-    if (auto o = w.open(path); !o) return o.error();
+  // file), values uncompressed, then the dictionary beside it: a dump when
+  // it has no keyspace but "" (as before keyspaces), else the keyspaced
+  // snapshot (snapshot_file.hpp). Returns the bytes of keys and values saved.
+  result<std::uint64_t> save_to(const std::filesystem::path& path, store_version version) const {
+    std::uint64_t payload = 0;
+    if (!version.others || version.others->empty()) {
+      dump_writer w;
+      if (auto o = w.open(path); !o) return o.error();
+      if (auto a = save_tree(std::move(version.main), [&](auto k, auto v) { return w.add(k, v); }); !a)
+        return a.error();
+      auto done = w.finish();
+      if (!done) return done.error();
+      payload = done->payload_bytes;
+    } else {
+      keyspaced_snapshot_writer w;
+      if (auto o = w.open(path); !o) return o.error();
+      auto add = [&](auto k, auto v) { return w.add(k, v); };
+      if (auto a = save_tree(std::move(version.main), add); !a) return a.error();
+      for (const auto& ks : *version.others) {
+        if (auto a = w.keyspace(ks->name); !a) return a.error();
+        if (auto a = save_tree(ks->tree, add); !a) return a.error();
+      }
+      auto done = w.finish();
+      if (!done) return done.error();
+      payload = *done;
+    }
+    if (auto d = save_dictionary(path); !d) return d.error();
+    return payload;
+  }
+  template <class Add>
+  result<void> save_tree(tree version, Add&& add) const {
     tree::cursor it(std::move(version));
     std::string value;
     for (it.seek_first(); it.valid(); it.next()) {
       if (!compression_.decode(*it.entry(), value)) return value_compression::decode_error(it.key());
-      if (auto a = w.add(it.key(), value); !a) return a.error();
+      if (auto a = add(it.key(), std::string_view(value)); !a) return a.error();
     }
-    auto done = w.finish();
-    if (!done) return done.error();
-    if (auto d = save_dictionary(path); !d) return d.error();
-    return done->payload_bytes;
+    return {};
+  }
+
+  // ---- loading (at open) ------------------------------------------------------
+  // What load() builds: the default keyspace and the others, by name, from
+  // the snapshot file, then the logs' ops applied in order.
+  class loaded_keyspaces {
+   public:
+    loaded_keyspaces() { main_.emplace(tree()); }
+    // The tree edit of keyspace `name` ("" included); nullptr when there is
+    // no such keyspace (a log op on a keyspace dropped before: cannot happen
+    // in a log keel wrote; ignored).
+    std::optional<tree::transient>* find(std::string_view name) {
+      if (name.empty()) return &main_;
+      auto it = others_.find(name);
+      return it == others_.end() ? nullptr : &it->second;
+    }
+    std::optional<tree::transient>& create(std::string_view name) {
+      auto& slot = others_[std::string(name)];
+      slot.reset();
+      slot.emplace(tree());
+      return slot;
+    }
+    void apply(const log_op& op, value_compression& compression) {
+      if (op.kind == log_op::create_keyspace) return void(create(op.key));
+      if (op.kind == log_op::drop_keyspace) return void(others_.erase(std::string(op.key)));
+      auto* edit = find(op.keyspace);
+      if (!edit) return;
+      switch (op.kind) {
+        case log_op::put:
+          (*edit)->insert_or_assign(op.key, op.value);
+          compression.count_loaded_bytes(op.value.size());
+          break;
+        case log_op::erase: (*edit)->erase(op.key); break;
+        case log_op::erase_range: {
+          const key_range range = op.has_lower && op.has_upper ? key_range::between(op.key, op.value)
+                                  : op.has_lower                ? key_range::from(op.key)
+                                  : op.has_upper                ? key_range::until(op.value)
+                                                                : key_range::all();
+          tree so_far = std::move(**edit).persist();
+          edit->reset();
+          edit->emplace(without_range(std::move(so_far), range));
+          break;
+        }
+        default: break;
+      }
+    }
+    // The default tree and the table of the others (ids 1..n in name order;
+    // null when there is none).
+    std::pair<tree, std::shared_ptr<const keyspace_table>> finish() && {
+      tree main = std::move(*main_).persist();
+      if (others_.empty()) return {std::move(main), nullptr};
+      auto table = std::make_shared<keyspace_table>();
+      std::uint64_t id = 0;
+      for (auto& [name, edit] : others_)
+        table->push_back(std::make_shared<const keyspace_root>(keyspace_root{name, ++id, std::move(*edit).persist()}));
+      return {std::move(main), std::move(table)};
+    }
+
+   private:
+    std::optional<tree::transient> main_;
+    std::map<std::string, std::optional<tree::transient>, std::less<>> others_;
+  };
+  // The snapshot file as a dump (a store that had no keyspace but "" when
+  // it was saved); returns the bytes of keys and values.
+  result<std::uint64_t> load_dump_snapshot(loaded_keyspaces& state) {
+    dump_reader r;
+    if (auto o = r.open(path_); !o) return o.error();
+    std::uint64_t bytes = 0;
+    auto& main = *state.find("");
+    for (;;) {
+      auto more = r.next();
+      if (!more) return std::move(more).error();
+      if (!*more) return bytes;
+      main->insert_or_assign(r.key(), r.value());
+      bytes += r.key().size() + r.value().size();
+      compression_.count_loaded_bytes(r.value().size());
+    }
+  }
+  result<std::uint64_t> load_keyspaced_snapshot(loaded_keyspaces& state) {
+    keyspaced_snapshot_reader r;
+    if (auto o = r.open(path_); !o) return o.error();
+    std::uint64_t bytes = 0;
+    std::optional<tree::transient>* edit = state.find("");
+    keyspaced_snapshot_reader::item it;
+    for (;;) {
+      auto more = r.next(it);
+      if (!more) return std::move(more).error();
+      if (!*more) return bytes;
+      if (it.is_keyspace) {
+        edit = &state.create(it.key);
+        continue;
+      }
+      (*edit)->insert_or_assign(it.key, it.value);
+      bytes += it.key.size() + it.value.size();
+      compression_.count_loaded_bytes(it.value.size());
+    }
   }
 
   // ---- the dictionary beside the persisted form ---------------------------

@@ -58,6 +58,7 @@
 #include "../store.hpp"
 #include "btree.hpp"
 #include "compression.hpp"
+#include "cursor.hpp"
 #include "keyspaces.hpp"
 #include "options.hpp"
 #include "persistence.hpp"
@@ -77,130 +78,9 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   using options = memory_options;
   static constexpr keel::backend backend_kind = keel::backend::memory;
 
-  // ---- cursor -------------------------------------------------------------
-  class cursor_type {
-   public:
-    bool valid() const noexcept { return valid_; }
-    std::string_view key() const noexcept { return it_->key(); }
-    // Precondition valid(); a compressed value is decompressed into the
-    // cursor, valid until its next step.
-    std::string_view value() const {
-      const detail::pb_entry* e = it_->entry();
-      if (e->codec() == 0) return e->value();
-      owner_->compression_.decode_or_throw(*e, value_buffer_);
-      return value_buffer_;
-    }
-    const std::optional<keel::error>& error() const noexcept { return error_; }
+  // ---- cursor (memory/cursor.hpp) ----------------------------------------
+  using cursor_type = detail::memory_cursor;
 
-    void next() {
-      if (!valid_) return;
-      if (!owner_->is_open()) {
-        valid_ = false;
-        error_ = closed_error();
-        return;
-      }
-      step();
-    }
-
-    // The optional run_cursor members (contract.hpp). A run is taken a leaf at
-    // a time: the range's bound is compared once per leaf, not per entry.
-    // Compressed values of a run are decompressed into the cursor, valid
-    // until its next fill().
-    std::size_t fill(std::span<cursor_entry> out) {
-      if (!valid_ || out.empty()) return 0;
-      if (!owner_->is_open()) {
-        valid_ = false;
-        error_ = closed_error();
-        return 0;
-      }
-      std::size_t n = 0;
-      while (n < out.size()) {
-        const auto leaf = reversed_ ? it_->leaf_up_to_here() : it_->rest_of_leaf();
-        auto at = [&](std::size_t i) { return reversed_ ? leaf[leaf.size() - 1 - i] : leaf[i]; };
-        std::size_t take = std::min(leaf.size(), out.size() - n);
-        bool ends_here = false;
-        if (bound_ && !in_bound(at(take - 1)->key())) {
-          std::size_t inside = 0;
-          while (inside < take && in_bound(at(inside)->key())) ++inside;
-          take = inside;
-          ends_here = true;
-        }
-        for (std::size_t i = 0; i < take; ++i) {
-          const detail::pb_entry* e = at(i);
-          std::string_view v = e->value();
-          if (e->codec() != 0) {
-            if (run_values_.size() < out.size()) run_values_.resize(out.size());
-            owner_->compression_.decode_or_throw(*e, run_values_[n]);
-            v = run_values_[n];
-          }
-          out[n++] = {e->key(), v};
-        }
-        if (ends_here) {
-          valid_ = false;
-          return n;
-        }
-        if (reversed_)
-          it_->skip_back(take);
-        else
-          it_->skip_forward(take);
-        if (!it_->valid()) {
-          valid_ = false;
-          return n;
-        }
-      }
-      settle();
-      return n;
-    }
-    // Precondition: not a failed cursor (one that fill() gave entries).
-    const std::atomic<bool>& open_flag() const noexcept { return owner_->versions_.open_flag(); }
-
-   private:
-    friend class MemoryPolicy;
-    explicit cursor_type(keel::error e) : error_(std::move(e)) {}
-    cursor_type(std::shared_ptr<const MemoryPolicy> owner, tree version, const key_range& range)
-        : owner_(std::move(owner)), reversed_(range.is_reversed()) {
-      if (range.is_empty()) return;
-      it_.emplace(std::move(version));
-      if (!reversed_) {
-        if (range.lower())
-          it_->seek(*range.lower());
-        else
-          it_->seek_first();
-        if (range.upper()) bound_ = *range.upper();
-      } else {
-        if (range.upper())
-          it_->seek_before(*range.upper());
-        else
-          it_->seek_last();
-        if (range.lower()) bound_ = *range.lower();
-      }
-      settle();
-    }
-    void step() {
-      if (reversed_)
-        it_->prev();
-      else
-        it_->next();
-      settle();
-    }
-    // valid_ = the iterator is on an entry inside the range.
-    void settle() { valid_ = it_->valid() && (!bound_ || in_bound(it_->key())); }
-    // Whether `key` is on the near side of the range's far end (bound_ set).
-    bool in_bound(std::string_view key) const {
-      return reversed_ ? key >= std::string_view(*bound_) : key < std::string_view(*bound_);
-    }
-
-    std::shared_ptr<const MemoryPolicy> owner_;
-    std::optional<tree::cursor> it_;
-    std::optional<std::string> bound_;  // the range's far end: upper (forward) or lower (reversed)
-    bool reversed_ = false;
-    bool valid_ = false;
-    std::optional<keel::error> error_;
-    mutable std::string value_buffer_;  // the current value, decompressed
-    std::vector<std::string> run_values_;  // compressed values of the last fill(), decompressed
-  };
-
-  // ---- snapshot -----------------------------------------------------------
   // ---- keyspace handle ----------------------------------------------------
   // A keyspace's name and the id it was given when created (0: the default
   // keyspace). Copying it copies the name (at most 255 bytes).
@@ -230,7 +110,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     }
     cursor_type scan(const key_range& range) const {
       if (!owner_->is_open()) return cursor_type(closed_error());
-      return cursor_type(owner_, version_.main, range);
+      return owner_->make_cursor(version_.main, range);
     }
     // The same in keyspace `ks`: errc::not_found when the snapshot has no
     // such keyspace (it was created after the snapshot, or the handle is to
@@ -251,7 +131,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
       if (!owner_->is_open()) return cursor_type(closed_error());
       const tree* t = version_.find(ks.name_, ks.id_);
       if (!t) return cursor_type(detail::keyspace_dropped(ks.name_));
-      return cursor_type(owner_, *t, range);
+      return owner_->make_cursor(*t, range);
     }
 
    private:
@@ -270,6 +150,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (!opts.persist_path.empty()) {
       if (auto loaded = p->persistence_.load(opts.persist_path, opts.sync_writes, opts.fold_log_bytes); !loaded)
         return loaded.error();
+      if (const auto& others = p->versions_.current_others()) p->last_keyspace_id_ = others->size();  // ids 1..n
     }
     p->compression_.start();
     return p;
@@ -376,20 +257,15 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (auto bad = detail::checkpoint_path_error(path)) return *bad;
     detail::store_version version = versions_.current_all();
     if (!is_open()) return closed_error();
-    if (version.others) {   // never drop keyspaces silently
-      return keel::error(errc::not_supported, "memory store: a checkpoint of a store with keyspaces other than "
-                                              "\"\" is not supported yet (issue 27); nothing was written");
-    }
-    return persistence_.checkpoint(path, std::move(version.main));
+    return persistence_.checkpoint(path, std::move(version));
   }
 
   result<tx_start<snapshot_type>> begin_transaction() const {
     std::lock_guard writer(versions_.writers());
     if (!is_open()) return closed_error();
     auto [start, registration] = conflicts_->begin();
-    return tx_start<snapshot_type>{
-        snapshot_type(shared_from_this(), detail::store_version{versions_.current(), versions_.current_others()}), start,
-        std::move(registration)};
+    return tx_start<snapshot_type>{snapshot_type(shared_from_this(), versions_.current_all()), start,
+                                   std::move(registration)};
   }
 
   // Validates the reads of every keyspace (conflict_tracker); writes naming
@@ -411,7 +287,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   cursor_type scan(const key_range& range) const {
     tree version = versions_.current();
     if (!is_open()) return cursor_type(closed_error());
-    return cursor_type(shared_from_this(), std::move(version), range);
+    return make_cursor(std::move(version), range);
   }
   static cursor_type failed_cursor(keel::error e) { return cursor_type(std::move(e)); }
 
@@ -422,14 +298,12 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   }
 
   // ---- keyspaces (contract.hpp's keyspace part) ---------------------------
-  // Not persisted yet: on a store with persist_path only "" exists and
-  // creating or dropping another is errc::not_supported. Reads through a
-  // handle take no lock (an epoch slot and a binary search of the keyspace
-  // table by name); writes to a non-default keyspace copy the table (one
-  // shared_ptr per keyspace) and publish it with the new tree.
+  // Reads through a handle take no lock (an epoch slot, a binary search of
+  // the table by name); writes publish a new table. Creations, drops and
+  // writes are logged first (persisted stores). A released store creates
+  // nothing: a missing name is not_found.
   result<keyspace_type> open_keyspace(std::string_view name, bool create) const {
     if (auto bad = keyspace_name_error(name)) return *bad;
-    if (!name.empty() && persistence_.persisted()) return detail::keyspaces_not_persisted();
     {
       auto reading = detail::epoch_domain::instance().enter();
       const detail::store_version* version = versions_.current_version();
@@ -459,28 +333,39 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   result<void> drop_keyspace(std::string_view name) {
     if (name.empty()) return keel::error(errc::invalid_argument, "the default keyspace \"\" cannot be dropped");
     if (auto bad = keyspace_name_error(name)) return *bad;
-    if (persistence_.persisted()) return detail::keyspaces_not_persisted();
-    std::lock_guard writer(versions_.writers());
+    std::unique_lock writer(versions_.writers());
     if (auto refused = refuse_write()) return *refused;
     const auto& others = versions_.current_others();
     if (!detail::store_version::find_root(others.get(), name)) return detail::keyspace_missing(name);
+    auto logged = persistence_.log_write([&](detail::log_encoder& e) { e.drop_keyspace(name); });
+    if (!logged) return logged.error();
     versions_.publish(versions_.current(), detail::without_keyspace(*others, name));
     conflicts_->record_drop(name);  // live transactions that used it fail to commit
-    return {};
+    writer.unlock();
+    return persistence_.wait_synced(*logged);
   }
 
   result<void> put(const keyspace_type& ks, std::string_view key, std::string_view value) {
     if (ks.id_ == 0) return put(key, value);
     if (auto bad = check_sizes(key, value)) return *bad;
-    std::lock_guard writer(versions_.writers());
+    std::unique_lock writer(versions_.writers());
     if (auto refused = refuse_write()) return *refused;
-    const detail::keyspace_root* r = writable(ks);
-    if (!r) return detail::keyspace_dropped(ks.name_);
-    tree::transient edit(r->tree);
-    edit.insert_or_assign(key, value);
-    publish_keyspace(*r, std::move(edit).persist());
+    const auto* entry = writable(ks);
+    if (!entry) return detail::keyspace_dropped(ks.name_);
+    auto logged = persistence_.log_write([&](detail::log_encoder& e) {
+      e.select_keyspace(ks.name_);
+      e.put(key, value);
+    });
+    if (!logged) return logged.error();
+    {
+      tree::transient edit = versions_.edit_keyspace(**entry);   // reuse mode, as put(key, value)
+      edit.insert_or_assign(key, value);
+      versions_.publish_keyspace(std::move(edit), *entry);
+    }
     if (conflicts_->recording()) conflicts_->record_key(ks.name_, key);
-    return {};
+    compression_.note_raw_bytes(value.size());
+    writer.unlock();
+    return persistence_.wait_synced(*logged);
   }
 
   result<std::optional<std::string>> get(const keyspace_type& ks, std::string_view key) const {
@@ -503,25 +388,17 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
 
   result<void> erase(const keyspace_type& ks, std::string_view key) {
     if (ks.id_ == 0) return erase(key);
-    std::lock_guard writer(versions_.writers());
-    if (auto refused = refuse_write()) return *refused;
-    const detail::keyspace_root* r = writable(ks);
-    if (!r) return detail::keyspace_dropped(ks.name_);
-    if (r->tree.find(key)) publish_keyspace(*r, r->tree.without(key));
-    if (conflicts_->recording()) conflicts_->record_key(ks.name_, key);
-    return {};
+    return write_keyspace(ks, [&](detail::log_encoder& e) { e.erase(key); }, [&](const tree& t) {
+      return t.find(key) ? std::optional<tree>(t.without(key)) : std::nullopt;
+    }, [&] { conflicts_->record_key(ks.name_, key); });
   }
 
   result<void> erase_range(const keyspace_type& ks, const key_range& range) {
     if (ks.id_ == 0) return erase_range(range);
     if (!erase_range_is_valid(range)) return bad_range();
-    std::lock_guard writer(versions_.writers());
-    if (auto refused = refuse_write()) return *refused;
-    const detail::keyspace_root* r = writable(ks);
-    if (!r) return detail::keyspace_dropped(ks.name_);
-    if (!range.is_empty()) publish_keyspace(*r, detail::without_range(r->tree, range));
-    if (!range.is_empty() && conflicts_->recording()) conflicts_->record(ks.name_, {}, {range});
-    return {};
+    return write_keyspace(ks, [&](detail::log_encoder& e) { e.erase_range(range); }, [&](const tree& t) {
+      return range.is_empty() ? std::nullopt : std::optional<tree>(detail::without_range(t, range));
+    }, [&] { conflicts_->record(ks.name_, {}, {range}); });
   }
 
   result<std::vector<std::optional<std::string>>> multi_get(const keyspace_type& ks,
@@ -540,20 +417,18 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (!is_open()) return cursor_type(closed_error());
     const tree* t = version.find(ks.name_, ks.id_);
     if (!t) return cursor_type(detail::keyspace_dropped(ks.name_));
-    return cursor_type(shared_from_this(), *t, range);
+    return make_cursor(*t, range);
   }
 
-  // The default keyspace: as compact(range). Another: nothing to reclaim
-  // (values of non-default keyspaces are not compressed yet).
+  // As compact(range) (a compression pass covers every keyspace), once the
+  // keyspace is known to exist.
   result<void> compact(const keyspace_type& ks, const key_range& range) {
-    if (ks.id_ == 0) return compact(range);
-    if (!erase_range_is_valid(range))
-      return keel::error(errc::invalid_argument, "compact: the range's lower bound is above its upper bound");
-    auto reading = detail::epoch_domain::instance().enter();
-    const detail::store_version* version = versions_.current_version();
-    if (!is_open()) return closed_error();
-    if (!version->find(ks.name_, ks.id_)) return detail::keyspace_dropped(ks.name_);
-    return {};
+    if (ks.id_ != 0) {
+      auto reading = detail::epoch_domain::instance().enter();
+      const detail::store_version* version = versions_.current_version();
+      if (is_open() && !version->find(ks.name_, ks.id_)) return detail::keyspace_dropped(ks.name_);
+    }
+    return compact(range);
   }
 
   // Drops the data (after folding the log into the snapshot, with
@@ -585,12 +460,19 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
 
   bool is_open() const noexcept { return versions_.is_open(); }
 
-  // Number of keys, exact.
-  std::size_t size() const { return versions_.current().size(); }
-  // Bytes held by the entries (keys, values as held, per-entry header); O(n).
-  std::size_t memory_bytes() const { return versions_.current().memory_bytes(); }
+  // Number of keys, exact, in every keyspace (O(number of keyspaces)).
+  std::size_t size() const {
+    return versions_.current_all().sum([](const tree& t) { return t.size(); });
+  }
+  // Bytes held by the entries of every keyspace (keys, values as held,
+  // per-entry header); O(n).
+  std::size_t memory_bytes() const {
+    return versions_.current_all().sum([](const tree& t) { return t.memory_bytes(); });
+  }
   // memory_bytes() if every value were held uncompressed; O(n).
-  std::size_t uncompressed_memory_bytes() const { return versions_.current().uncompressed_memory_bytes(); }
+  std::size_t uncompressed_memory_bytes() const {
+    return versions_.current_all().sum([](const tree& t) { return t.uncompressed_memory_bytes(); });
+  }
   keel::compression compression() const noexcept { return compression_.kind(); }
   // Codecs (dictionaries) in use: loaded at open plus trained since; 0
   // without compression.
@@ -624,7 +506,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (!is_open()) return closed_error();
     if (persistence_.released()) return {};
     result<void> sealed = persistence_.release();
-    versions_.publish(tree());
+    versions_.publish(tree(), nullptr);
     return sealed;
   }
 
@@ -664,26 +546,52 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   result<void> write_across_keyspaces(const write_batch& batch, const tx_record* tx = nullptr) {
     auto named = detail::batch_keyspaces(batch);
     if (!named) return std::move(named).error();
-    std::lock_guard writer(versions_.writers());
+    std::unique_lock writer(versions_.writers());
     if (auto refused = refuse_write()) return *refused;
-    if (tx) {
-      if (auto valid = conflicts_->validate(*tx); !valid) return valid;
-    }
-    // A persisted store has no keyspace but "": this fails before anything
-    // is logged.
+    if (auto valid = tx ? conflicts_->validate(*tx) : result<void>(); !valid) return valid;
+    // A missing keyspace fails here, before anything is logged; the batch is
+    // then one log frame (whole or absent after a crash) and one publish.
     auto table = detail::apply_to_keyspaces(versions_.current_others(), batch, named->names);
     if (!table) return std::move(table).error();
     tree main = named->default_ops ? detail::apply_keyspace_ops(versions_.current(), batch, "") : versions_.current();
+    auto logged = persistence_.log_batch(batch);
+    if (!logged) return logged.error();
     versions_.publish(std::move(main), std::move(*table));
     conflicts_->record(batch);  // every keyspace's ops
-    if (named->default_ops) compression_.note_batch(detail::default_keyspace_ops(batch));
-    return {};
+    compression_.note_batch(batch);
+    writer.unlock();
+    return persistence_.wait_synced(*logged);
   }
-  // Writers' mutex held: the current root of keyspace `ks` (not the
-  // default one), or nullptr when it was dropped.
-  const detail::keyspace_root* writable(const keyspace_type& ks) const {
-    const detail::keyspace_root* r = detail::store_version::find_root(versions_.current_others().get(), ks.name_);
-    return r && r->id == ks.id_ ? r : nullptr;
+  // A write to keyspace `ks` (not ""): `change(tree)` gives its new tree (nullopt: nothing to do or log),
+  // `log` fills the frame, the version is published, and `record()` called while transactions are live
+  // (it records the write for them).
+  template <class Log, class Change, class Record>
+  result<void> write_keyspace(const keyspace_type& ks, Log&& log, Change&& change, Record&& record) {
+    std::unique_lock writer(versions_.writers());
+    if (auto refused = refuse_write()) return *refused;
+    const auto* entry = writable(ks);
+    if (!entry) return detail::keyspace_dropped(ks.name_);
+    const detail::keyspace_root* r = entry->get();
+    std::optional<tree> next = change(r->tree);
+    if (!next) return {};
+    auto logged = persistence_.log_write([&](detail::log_encoder& e) {
+      e.select_keyspace(ks.name_);
+      log(e);
+    });
+    if (!logged) return logged.error();
+    publish_keyspace(*r, std::move(*next));
+    if (conflicts_->recording()) record();
+    writer.unlock();
+    return persistence_.wait_synced(*logged);
+  }
+  cursor_type make_cursor(tree version, const key_range& range) const {
+    return cursor_type(shared_from_this(), versions_, compression_, std::move(version), range);
+  }
+  // Writers' mutex held: the current table's entry of keyspace `ks` (not
+  // the default one), or nullptr when it was dropped.
+  const std::shared_ptr<const detail::keyspace_root>* writable(const keyspace_type& ks) const {
+    const auto* entry = detail::store_version::find_entry(versions_.current_others().get(), ks.name_);
+    return entry && (*entry)->id == ks.id_ ? entry : nullptr;
   }
   // Writers' mutex held: publishes `next` as keyspace `r`'s tree.
   void publish_keyspace(const detail::keyspace_root& r, tree next) {
@@ -692,13 +600,18 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   }
   // Creates keyspace `name` unless it exists (then its handle).
   result<keyspace_type> create_keyspace(std::string_view name) {
-    std::lock_guard writer(versions_.writers());
-    if (auto refused = refuse_write()) return *refused;
+    std::unique_lock writer(versions_.writers());
+    if (!is_open()) return closed_error();
     const auto& others = versions_.current_others();
     if (const auto* r = detail::store_version::find_root(others.get(), name)) return keyspace_type(r->name, r->id);
+    if (persistence_.released()) return detail::keyspace_missing(name);  // read-only now: nothing created
+    auto logged = persistence_.log_write([&](detail::log_encoder& e) { e.create_keyspace(name); });
+    if (!logged) return logged.error();
     auto root = std::make_shared<const detail::keyspace_root>(
         detail::keyspace_root{std::string(name), ++last_keyspace_id_, tree()});
     versions_.publish(versions_.current(), detail::with_keyspace(others.get(), root));
+    writer.unlock();
+    if (auto synced = persistence_.wait_synced(*logged); !synced) return synced.error();
     return keyspace_type(root->name, root->id);
   }
 
