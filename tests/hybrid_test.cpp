@@ -927,7 +927,7 @@ void keyspace_crash_round(const fs::path& path, const std::string& step, bool sy
   // Per round, in how many of the four places ("", "a", "a" r/<r>/x when r
   // is odd, "b\0\xff") it is.
   std::map<long, int> places_of_round;
-  for (const std::string name : {std::string(), std::string("a"), binary}) {
+  for (const std::string& name : {std::string(), std::string("a"), binary}) {
     auto ks = s->keyspace(name);
     REQUIRE(ks);
     int preloaded = 0;

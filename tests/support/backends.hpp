@@ -433,14 +433,28 @@ struct keyspace_of {
 // Every backend with keyspaces, seen through keyspace_of: one line per
 // backend. The keyed cases of the conformance suite run on these besides
 // KEEL_BACKENDS (KEEL_KEYED_BACKENDS).
+#if KEEL_HAS_ETCD
+#define KEEL_ETCD_KEYSPACE_VIEW , keel::test::keyspace_of<keel::test::etcd_backend>
+#else
+#define KEEL_ETCD_KEYSPACE_VIEW
+#endif
+#if KEEL_HAS_POSTGRES
+#define KEEL_POSTGRES_KEYSPACE_VIEW , keel::test::keyspace_of<keel::test::postgres_backend>
+#else
+#define KEEL_POSTGRES_KEYSPACE_VIEW
+#endif
 #if KEEL_HAS_ROCKSDB
 #define KEEL_KEYSPACE_VIEW_BACKENDS                                                                        \
   keel::test::keyspace_of<keel::test::memory_backend>, keel::test::keyspace_of<keel::test::compressed_memory_backend>, \
+      keel::test::keyspace_of<keel::test::persisted_memory_backend>,                                       \
       keel::test::keyspace_of<keel::test::rocks_default_backend>,                                          \
-      keel::test::keyspace_of<keel::test::rocks_macos_backend>
+      keel::test::keyspace_of<keel::test::rocks_macos_backend>,                                            \
+      keel::test::keyspace_of<keel::test::hybrid_memory_backend>,                                          \
+      keel::test::keyspace_of<keel::test::hybrid_spilling_backend> KEEL_ETCD_KEYSPACE_VIEW KEEL_POSTGRES_KEYSPACE_VIEW
 #else
-#define KEEL_KEYSPACE_VIEW_BACKENDS \
-  keel::test::keyspace_of<keel::test::memory_backend>, keel::test::keyspace_of<keel::test::compressed_memory_backend>
+#define KEEL_KEYSPACE_VIEW_BACKENDS                                                                        \
+  keel::test::keyspace_of<keel::test::memory_backend>, keel::test::keyspace_of<keel::test::compressed_memory_backend>, \
+      keel::test::keyspace_of<keel::test::persisted_memory_backend> KEEL_ETCD_KEYSPACE_VIEW KEEL_POSTGRES_KEYSPACE_VIEW
 #endif
 #define KEEL_KEYED_BACKENDS KEEL_BACKENDS, KEEL_KEYSPACE_VIEW_BACKENDS
 
