@@ -660,9 +660,9 @@ TEST_SUITE("keyspaces") {
   }
 }
 
-// Puts through a handle edit the keyspace's tree in place where nothing else
-// holds it (memory/versions.hpp, publish_keyspace): snapshots and cursors
-// taken before must keep reading what they saw, through any number of puts.
+// Snapshots and cursors taken before puts through a handle keep reading what
+// they saw, through any number of puts (and through writes to another
+// keyspace, which share the keyspace's table entry).
 TEST_SUITE("keyspaces") {
   TEST_CASE("keyspace: memory snapshots and cursors taken before puts through a handle read on unchanged") {
     auto store = open_or_fail(keel::test::memory_backend{});

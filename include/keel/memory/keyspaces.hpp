@@ -50,6 +50,32 @@ inline keel::error keyspace_dropped(std::string_view name) {
                                           "again under that name is a new one; open it again)");
 }
 
+// `table` (may be null) with `root` added, or replacing the entry of the
+// same name: a new table, sorted by name.
+inline std::shared_ptr<const keyspace_table> with_keyspace(const keyspace_table* table,
+                                                           std::shared_ptr<const keyspace_root> root) {
+  auto next = std::make_shared<keyspace_table>();
+  if (table) next->reserve(table->size() + 1);
+  if (table) *next = *table;
+  auto it = std::lower_bound(next->begin(), next->end(), std::string_view(root->name),
+                             [](const auto& r, std::string_view n) { return std::string_view(r->name) < n; });
+  if (it != next->end() && (*it)->name == root->name)
+    *it = std::move(root);
+  else
+    next->insert(it, std::move(root));
+  return next;
+}
+
+// `table` without the keyspace `name` (null when none is left).
+inline std::shared_ptr<const keyspace_table> without_keyspace(const keyspace_table& table, std::string_view name) {
+  auto next = std::make_shared<keyspace_table>();
+  next->reserve(table.size());
+  for (const auto& r : table)
+    if (r->name != name) next->push_back(r);
+  if (next->empty()) return nullptr;
+  return next;
+}
+
 // `base` with the ops of `batch` that name keyspace `keyspace` applied in
 // order (the others skipped).
 inline persistent_btree apply_keyspace_ops(persistent_btree base, const write_batch& batch,

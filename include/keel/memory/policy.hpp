@@ -348,24 +348,14 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   result<void> put(const keyspace_type& ks, std::string_view key, std::string_view value) {
     if (ks.id_ == 0) return put(key, value);
     if (auto bad = check_sizes(key, value)) return *bad;
-    std::unique_lock writer(versions_.writers());
-    if (auto refused = refuse_write()) return *refused;
-    const auto* entry = writable(ks);
-    if (!entry) return detail::keyspace_dropped(ks.name_);
-    auto logged = persistence_.log_write([&](detail::log_encoder& e) {
-      e.select_keyspace(ks.name_);
-      e.put(key, value);
-    });
-    if (!logged) return logged.error();
-    {
-      tree::transient edit = versions_.edit_keyspace(**entry);   // reuse mode, as put(key, value)
-      edit.insert_or_assign(key, value);
-      versions_.publish_keyspace(std::move(edit), *entry);
-    }
-    if (conflicts_->recording()) conflicts_->record_key(ks.name_, key);
-    compression_.note_raw_bytes(value.size());
-    writer.unlock();
-    return persistence_.wait_synced(*logged);
+    return write_keyspace(
+        ks, [&](detail::log_encoder& e) { e.put(key, value); },
+        [&](const tree& t) {
+          tree::transient edit(t);
+          edit.insert_or_assign(key, value);
+          return std::optional<tree>(std::move(edit).persist());
+        },
+        [&] { conflicts_->record_key(ks.name_, key); }, value.size());
   }
 
   result<std::optional<std::string>> get(const keyspace_type& ks, std::string_view key) const {
@@ -563,15 +553,15 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     return persistence_.wait_synced(*logged);
   }
   // A write to keyspace `ks` (not ""): `change(tree)` gives its new tree (nullopt: nothing to do or log),
-  // `log` fills the frame, the version is published, and `record()` called while transactions are live
-  // (it records the write for them).
+  // `log` fills the frame, the version is published, `record()` is called while transactions are live
+  // (it records the write for them), and `raw_bytes` counted for compression.
   template <class Log, class Change, class Record>
-  result<void> write_keyspace(const keyspace_type& ks, Log&& log, Change&& change, Record&& record) {
+  result<void> write_keyspace(const keyspace_type& ks, Log&& log, Change&& change, Record&& record,
+                              std::size_t raw_bytes = 0) {
     std::unique_lock writer(versions_.writers());
     if (auto refused = refuse_write()) return *refused;
-    const auto* entry = writable(ks);
-    if (!entry) return detail::keyspace_dropped(ks.name_);
-    const detail::keyspace_root* r = entry->get();
+    const detail::keyspace_root* r = writable(ks);
+    if (!r) return detail::keyspace_dropped(ks.name_);
     std::optional<tree> next = change(r->tree);
     if (!next) return {};
     auto logged = persistence_.log_write([&](detail::log_encoder& e) {
@@ -581,17 +571,18 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (!logged) return logged.error();
     publish_keyspace(*r, std::move(*next));
     if (conflicts_->recording()) record();
+    compression_.note_raw_bytes(raw_bytes);
     writer.unlock();
     return persistence_.wait_synced(*logged);
   }
   cursor_type make_cursor(tree version, const key_range& range) const {
     return cursor_type(shared_from_this(), versions_, compression_, std::move(version), range);
   }
-  // Writers' mutex held: the current table's entry of keyspace `ks` (not
-  // the default one), or nullptr when it was dropped.
-  const std::shared_ptr<const detail::keyspace_root>* writable(const keyspace_type& ks) const {
-    const auto* entry = detail::store_version::find_entry(versions_.current_others().get(), ks.name_);
-    return entry && (*entry)->id == ks.id_ ? entry : nullptr;
+  // Writers' mutex held: the current root of keyspace `ks` (not the
+  // default one), or nullptr when it was dropped.
+  const detail::keyspace_root* writable(const keyspace_type& ks) const {
+    const detail::keyspace_root* r = detail::store_version::find_root(versions_.current_others().get(), ks.name_);
+    return r && r->id == ks.id_ ? r : nullptr;
   }
   // Writers' mutex held: publishes `next` as keyspace `r`'s tree.
   void publish_keyspace(const detail::keyspace_root& r, tree next) {

@@ -171,44 +171,12 @@ struct store_version {
     return n;
   }
   static const keyspace_root* find_root(const keyspace_table* table, std::string_view name) noexcept {
-    const auto* entry = find_entry(table, name);
-    return entry ? entry->get() : nullptr;
-  }
-  // The same as the table's entry (nullptr: none).
-  static const std::shared_ptr<const keyspace_root>* find_entry(const keyspace_table* table,
-                                                                std::string_view name) noexcept {
     if (!table) return nullptr;
     auto it = std::lower_bound(table->begin(), table->end(), name,
                                [](const auto& r, std::string_view n) { return std::string_view(r->name) < n; });
-    return it != table->end() && (*it)->name == name ? &*it : nullptr;
+    return it != table->end() && (*it)->name == name ? it->get() : nullptr;
   }
 };
-
-// `table` (may be null) with `root` added, or replacing the entry of the
-// same name: a new table, sorted by name.
-inline std::shared_ptr<const keyspace_table> with_keyspace(const keyspace_table* table,
-                                                           std::shared_ptr<const keyspace_root> root) {
-  auto next = std::make_shared<keyspace_table>();
-  if (table) next->reserve(table->size() + 1);
-  if (table) *next = *table;
-  auto it = std::lower_bound(next->begin(), next->end(), std::string_view(root->name),
-                             [](const auto& r, std::string_view n) { return std::string_view(r->name) < n; });
-  if (it != next->end() && (*it)->name == root->name)
-    *it = std::move(root);
-  else
-    next->insert(it, std::move(root));
-  return next;
-}
-
-// `table` without the keyspace `name` (null when none is left).
-inline std::shared_ptr<const keyspace_table> without_keyspace(const keyspace_table& table, std::string_view name) {
-  auto next = std::make_shared<keyspace_table>();
-  next->reserve(table.size());
-  for (const auto& r : table)
-    if (r->name != name) next->push_back(r);
-  if (next->empty()) return nullptr;
-  return next;
-}
 
 // ---------------------------------------------------------------------------
 // memory_versions: the current version of one memory store, the versions it
@@ -264,17 +232,12 @@ class memory_versions {
   // The same with every keyspace: the default tree taken as current() takes
   // it, the table of the others copied from the same version (the epoch
   // guard keeps that version's holder alive while it is copied).
-  // The table is taken before the check, with a fence between: a
-  // publish_keyspace() that replaced the version meanwhile either sees the
-  // table's count (and keeps its edit from taking over nodes the table's
-  // keyspace shares) or is seen here (and the handles are taken again).
   store_version current_all() const {
     auto reading = epoch_domain::instance().enter();
     for (;;) {
       const store_version* version = root_.load(std::memory_order_seq_cst);
-      store_version all{version->main.share(std::memory_order_seq_cst), version->others};
-      std::atomic_thread_fence(std::memory_order_seq_cst);
-      if (root_.load(std::memory_order_seq_cst) == version) return all;
+      tree handle = version->main.share(std::memory_order_seq_cst);
+      if (root_.load(std::memory_order_seq_cst) == version) return store_version{std::move(handle), version->others};
     }
   }
   // Writers' mutex held: the current version's table of non-default
@@ -288,30 +251,6 @@ class memory_versions {
   // count change per child); publish(transient) completes it.
   tree::transient edit_current() {
     return tree::transient(root_.load(std::memory_order_relaxed)->main, std::move(spare_), &pool_);
-  }
-  // Writers' mutex held: an edit of keyspace `root`'s tree (an entry of the
-  // current table) in reuse mode, as edit_current() for the default one;
-  // publish_keyspace() completes it.
-  tree::transient edit_keyspace(const keyspace_root& root) {
-    return tree::transient(root.tree, std::move(spare_), &pool_);
-  }
-  // Writers' mutex held: publishes the edit's result as the tree of keyspace
-  // `*entry` (an entry of the current table), in a new table. The edit's
-  // takeover of nodes (btree.hpp's reuse mode) stands only if, once the new
-  // version is current, nothing but the replaced version holds the replaced
-  // table and nothing but that table holds `*entry`: a snapshot or cursor
-  // holds the table (current_all()), not the tree, so its nodes' counts
-  // alone would not show it. Otherwise the takeover is undone.
-  void publish_keyspace(tree::transient&& edit, const std::shared_ptr<const keyspace_root>& entry) {
-    auto root = std::make_shared<keyspace_root>(keyspace_root{entry->name, entry->id, tree()});
-    std::shared_ptr<const keyspace_table> next = with_keyspace(current_others().get(), root);
-    tree main = root_.load(std::memory_order_relaxed)->main;
-    publish_with(
-        [&](tree::retirement& moved) noexcept {
-          root->tree = std::move(edit).persist(moved);
-          return std::move(main);
-        },
-        &next, &entry);
   }
   // Writers' mutex held: makes the edit's result (or `next`) the current
   // version, retires the old one and frees the retired versions no reader
@@ -346,11 +285,8 @@ class memory_versions {
   // left for the old one; it runs once everything that can throw is done.
   // `others`: the new table of non-default keyspaces (null: the current
   // one's, kept).
-  // `edited`: publish_keyspace()'s entry, whose takeover stands only if the
-  // replaced table and the entry are held by nothing else.
   template <class Make>
-  void publish_with(Make make, std::shared_ptr<const keyspace_table>* others = nullptr,
-                    const std::shared_ptr<const keyspace_root>* edited = nullptr) {
+  void publish_with(Make make, std::shared_ptr<const keyspace_table>* others = nullptr) {
     std::unique_ptr<store_version> fresh =
         spare_version_ ? std::move(spare_version_) : std::make_unique<store_version>();
     retired_.reserve(retired_.size() + 1);
@@ -364,11 +300,7 @@ class memory_versions {
     retired_version& r = retired_.emplace_back();
     fresh->main = make(r.moved);
     r.version = root_.exchange(fresh.release(), std::memory_order_seq_cst);
-    if (edited) std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with current_all()'s
-    if (edited && (r.version->others.use_count() != 1 || edited->use_count() != 1))
-      r.moved.abandon();
-    else
-      r.moved.settle();
+    r.moved.settle();
     r.closed_epoch = epoch_domain::instance().advance();
     reclaim();
   }
