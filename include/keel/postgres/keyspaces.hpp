@@ -349,8 +349,9 @@ inline result<void> PostgresPolicy::apply(detail::pg::connection& c, const detai
   // The statement's parameters: the keyspace's id first when it has one.
   auto with_id = [&](std::initializer_list<param> rest) {
     std::vector<param> v;
+    v.reserve(rest.size() + 1);
     if (ks) v.emplace_back(id);
-    v.insert(v.end(), rest);
+    for (const param& x : rest) v.push_back(x);  // (not insert(end, list): g++ 12 -O2 warns falsely)
     return v;
   };
   auto send = [&](stmt plain, stmt in_keyspace, std::initializer_list<param> rest) -> result<void> {
