@@ -102,7 +102,7 @@ void memory_benchmarks(long keys) {
   if (!s) std::exit(1);
   auto big = s->keyspace("big");
   const std::string value(100, 'v');
-  char key[17];
+  char key[24];  // "key" + 13 digits; room for any long (g++ -Wformat-truncation)
   for (long i = 0; i < keys;) {
     keel::write_batch b;
     for (int j = 0; j < 1000 && i < keys; ++j, ++i) {
@@ -136,7 +136,7 @@ int main(int argc, char** argv) {
     auto s = open_or_die(dir / "drop");
     auto big = s.keyspace("big");
     const std::string value(100, 'v');
-    char key[17];
+    char key[24];  // "key" + 13 digits; room for any long (g++ -Wformat-truncation)
     for (long i = 0; i < keys;) {
       keel::write_batch b;
       for (int j = 0; j < 1000 && i < keys; ++j, ++i) {
