@@ -377,21 +377,35 @@ class keyspace_view {
 
   // `batch` with each op of the default keyspace moved into the view's
   // keyspace, and a decoy put in "" and in the decoy keyspace beside each put.
+  // The batch's ops moved into the view's keyspace, with the decoys of its
+  // puts in the same batch; in batches of their own, written first, when
+  // together they would pass etcd's 128 operations per transaction (its
+  // --max-txn-ops default), which the batch alone stays under.
   result<void> write(const write_batch& batch) {
+    static constexpr std::size_t max_ops = 128;
     write_batch moved;
+    std::vector<write_batch> decoys(1);
     for (const auto& op : batch) {
       const keyspace_name ks(op.keyspace.empty() ? ks_.name() : op.keyspace);
       switch (op.kind) {
         case write_batch::op_kind::put:
           moved.put(ks, op.key, op.value);
           if (op.keyspace.empty()) {
-            moved.put(op.key, keyspace_decoy_value);
-            moved.put(keyspace_name(decoys_.name()), "\xff" + std::string(op.key), keyspace_decoy_value);
+            if (decoys.back().size() + 2 > max_ops) decoys.emplace_back();
+            decoys.back().put(op.key, keyspace_decoy_value);
+            decoys.back().put(keyspace_name(decoys_.name()), "\xff" + std::string(op.key), keyspace_decoy_value);
           }
           break;
         case write_batch::op_kind::erase: moved.erase(ks, op.key); break;
         case write_batch::op_kind::erase_range: moved.erase_range(ks, op.range()); break;
       }
+    }
+    if (decoys.size() == 1 && moved.size() + decoys.front().size() <= max_ops) {
+      for (const auto& op : decoys.front()) moved.put(keyspace_name(op.keyspace), op.key, op.value);
+      return store_.write(moved);
+    }
+    for (const auto& d : decoys) {
+      if (auto r = store_.write(d); !r) return r;
     }
     return store_.write(moved);
   }
