@@ -483,8 +483,10 @@ TEST_SUITE("keyspaces") {
       auto a = keyspace_or_fail(*store, "a");
       REQUIRE(a.put("k", "v"));
       REQUIRE(store->flush());
-      keel::dump_reader not_a_dump;
-      CHECK_FALSE(not_a_dump.open(file));
+      {
+        keel::dump_reader not_a_dump;
+        CHECK_FALSE(not_a_dump.open(file));
+      }
       REQUIRE(store->drop_keyspace("a"));
       REQUIRE(store->close());
     }
