@@ -27,13 +27,13 @@
 #include <vector>
 
 #include "detail/encoding.hpp"
+#include "detail/keyspace_text.hpp"
 #include "detail/platform_file.hpp"
 #include "error.hpp"
 #include "key_range.hpp"
 #include "write_batch.hpp"
 
 namespace keel {
-
 
 // ---------------------------------------------------------------------------
 // Format constants (docs/dump-format.md).
@@ -566,24 +566,6 @@ inline result<dump_info> verify_dump(const std::filesystem::path& path, const pr
 
 namespace detail {
 
-// A keyspace name as messages show it: printable ASCII as is, other bytes
-// as \xHH.
-inline std::string dump_keyspace_text(std::string_view name) {
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out;
-  for (const char ch : name) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
-      out += ch;
-    } else {
-      out += "\\x";
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-
 // A store that lists its keyspaces (basic_store of a keyspace policy,
 // basic_any_store), and one that opens handles to them (not through const).
 template <class Store>
@@ -655,12 +637,12 @@ result<void> create_keyspaces(Store& store, const std::vector<std::string>& name
     if constexpr (keyspace_opening<Store>) {
       auto h = store.keyspace(name);
       if (!h) {
-        return keel::error(h.error().code(), std::string(what) + " holds keyspace '" + dump_keyspace_text(name) +
+        return keel::error(h.error().code(), std::string(what) + " holds keyspace " + keyspace_text(name) +
                                                  "', which the destination cannot open: " + h.error().message() +
                                                  "; nothing was written");
       }
     } else {
-      return keel::error(errc::not_supported, std::string(what) + " holds keyspace '" + dump_keyspace_text(name) +
+      return keel::error(errc::not_supported, std::string(what) + " holds keyspace " + keyspace_text(name) +
                                                   "', and the destination has no keyspaces; nothing was written");
     }
   }

@@ -25,6 +25,7 @@
 #include <string_view>
 #include <vector>
 
+#include "../detail/keyspace_text.hpp"
 #include "../error.hpp"
 #include "codec.hpp"
 #include "paging.hpp"
@@ -33,30 +34,13 @@
 
 namespace keel::detail {
 
-// A keyspace name for messages: printable ASCII as is, other bytes as \xNN.
-inline std::string etcd_printable_name(std::string_view name) {
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out;
-  for (const char ch : name) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
-      out += ch;
-    } else {
-      out += "\\x";
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-
 // What an operation through a handle to a dropped keyspace gives.
 inline keel::error etcd_keyspace_gone(std::string_view name) {
-  return keel::error(errc::not_found, "etcd: keyspace '" + etcd_printable_name(name) +
+  return keel::error(errc::not_found, "etcd: keyspace " + keyspace_text(name) +
                                           "' was dropped (recreating the name makes a new keyspace: open it again)");
 }
 inline keel::error etcd_keyspace_missing(std::string_view name) {
-  return keel::error(errc::not_found, "etcd: keyspace '" + etcd_printable_name(name) + "' does not exist");
+  return keel::error(errc::not_found, "etcd: keyspace " + keyspace_text(name) + " does not exist");
 }
 
 // Txn ops: a put, a delete of one key (hi empty) or of [lo, hi), a range

@@ -386,8 +386,8 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
     if (!r) return std::move(r).error();
     if (!r->value("succeeded", false)) {
       if (auto gone = detail::etcd_missing_keyspace(*r, used, start)) {
-        return keel::error(errc::not_found, "etcd: keyspace '" + detail::etcd_printable_name(*gone) +
-                                                "' was dropped while the transaction ran; nothing was written");
+        return keel::error(errc::not_found, "etcd: keyspace " + detail::keyspace_text(*gone) +
+                                                " was dropped while the transaction ran; nothing was written");
       }
       return keel::error(errc::conflict,
                          "etcd: transaction conflict: a key it read or a range it scanned was changed by another "
@@ -602,8 +602,8 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
   static keel::error missing_or(const nlohmann::json& answer, const std::vector<std::string>& names,
                                 keel::error otherwise) {
     if (auto gone = detail::etcd_missing_keyspace(answer, names)) {
-      return keel::error(errc::not_found, "etcd: keyspace '" + detail::etcd_printable_name(*gone) +
-                                              "' does not exist; nothing was written");
+      return keel::error(errc::not_found, "etcd: keyspace " + detail::keyspace_text(*gone) +
+                                              " does not exist; nothing was written");
     }
     return otherwise;
   }

@@ -19,27 +19,13 @@
 #include <vector>
 
 #include "../contract.hpp"
+#include "../detail/keyspace_text.hpp"
 #include "../error.hpp"
 #include "../write_batch.hpp"
 #include "btree.hpp"
 #include "versions.hpp"
 
 namespace keel::detail {
-
-// A keyspace name for messages: printable ASCII as is, other bytes as \xNN.
-inline std::string keyspace_text(std::string_view name) {
-  std::string out = "'";
-  for (unsigned char c : name) {
-    if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'') {
-      out += static_cast<char>(c);
-    } else {
-      char b[5];
-      std::snprintf(b, sizeof b, "\\x%02x", c);
-      out += b;
-    }
-  }
-  return out + "'";
-}
 
 inline keel::error keyspace_missing(std::string_view name) {
   return keel::error(errc::not_found, "memory store: no keyspace " + keyspace_text(name));

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "../contract.hpp"
+#include "../detail/keyspace_text.hpp"
 #include "../error.hpp"
 #include "../key_range.hpp"
 #include "../write_batch.hpp"
@@ -31,23 +32,6 @@ inline std::optional<keel::error> too_large(std::string_view key, std::string_vi
   return keel::error(errc::invalid_argument, "postgres: a key or value of " +
                                                  std::to_string(std::max(key.size(), value.size())) +
                                                  " bytes exceeds PostgreSQL's bytea limit of 1 GiB; it was not sent");
-}
-
-// A keyspace name for messages: printable ASCII as is, other bytes as \xNN.
-inline std::string keyspace_text(std::string_view name) {
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out = "'";
-  for (const char ch : name) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'') {
-      out += ch;
-    } else {
-      out += "\\x";
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out + "'";
 }
 
 // One keyspace's part of a batch.

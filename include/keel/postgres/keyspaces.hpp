@@ -61,7 +61,7 @@ inline result<PostgresPolicy::keyspace_type> PostgresPolicy::open_keyspace(std::
       if (!r) return std::move(r).error();
       if (PQntuples(r->get()) == 1) return keyspace_type{id_of(*r), std::string(name)};
     }
-    return keel::error(errc::conflict, "postgres: keyspace " + detail::pg::keyspace_text(name) +
+    return keel::error(errc::conflict, "postgres: keyspace " + detail::keyspace_text(name) +
                                            ": other clients made and dropped it 8 times while this one looked");
   });
 }
@@ -193,7 +193,7 @@ inline result<void> PostgresPolicy::compact(const keyspace_type& ks, const key_r
 }
 
 inline keel::error PostgresPolicy::keyspace_missing(std::string_view name, std::string_view more) {
-  return keel::error(errc::not_found, "postgres: no keyspace " + detail::pg::keyspace_text(name) +
+  return keel::error(errc::not_found, "postgres: no keyspace " + detail::keyspace_text(name) +
                                           " (never made, made after the snapshot read, or dropped: a handle to a "
                                           "dropped keyspace does not reach one made again under its name)" +
                                           std::string(more));
