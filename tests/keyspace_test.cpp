@@ -23,6 +23,7 @@ using keel::keyspace_name;
 using keel::write_batch;
 using keel::test::collect;
 using keel::test::keys_of;
+using keel::test::keyspace_or_fail;
 using keel::test::open_or_fail;
 
 namespace {
@@ -32,13 +33,6 @@ std::string value_in(const Reader& r, std::string_view key) {
   auto v = r.get(key);
   REQUIRE(v);
   return v->value_or("<absent>");
-}
-
-template <class Store>
-auto keyspace_or_fail(Store& store, std::string_view name) {
-  auto ks = store.keyspace(name);
-  REQUIRE_MESSAGE(ks, (ks ? "" : ks.error().message()));
-  return std::move(*ks);
 }
 
 }  // namespace

@@ -21,6 +21,7 @@ using keel::keyspace_name;
 using keel::write_batch;
 using keel::test::collect;
 using keel::test::keys_of;
+using keel::test::keyspace_or_fail;
 using keel::test::open_or_fail;
 
 #if KEEL_HAS_ROCKSDB
@@ -51,13 +52,6 @@ template <class R>
 std::optional<errc> code_of(const R& r) {
   if (r) return std::nullopt;
   return r.error().code();
-}
-
-template <class Store>
-auto keyspace_or_fail(Store& store, std::string_view name) {
-  auto ks = store.keyspace(name);
-  REQUIRE_MESSAGE(ks, (ks ? "" : ks.error().message()));
-  return std::move(*ks);
 }
 
 }  // namespace

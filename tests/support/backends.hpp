@@ -277,6 +277,15 @@ typename Backend::store_type open_or_fail(const Backend& b) {
   return std::move(*s);
 }
 
+// Opens (creating it if missing) keyspace `name` of `store`, or fails the
+// test with the error's message.
+template <class Store>
+auto keyspace_or_fail(Store& store, std::string_view name) {
+  auto ks = store.keyspace(name);
+  REQUIRE_MESSAGE(ks, (ks ? "" : ks.error().message()));
+  return std::move(*ks);
+}
+
 inline std::string str(std::string_view v) { return std::string(v); }
 
 // Every entry of a cursor as "key=value" pairs, in order.
