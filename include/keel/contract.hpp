@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <concepts>
 #include <cstdint>
 #include <filesystem>
@@ -19,8 +20,10 @@
 #include <vector>
 
 #include "error.hpp"
+#include "expiry.hpp"
 #include "fwd.hpp"
 #include "key_range.hpp"
+#include "watch.hpp"
 #include "write_batch.hpp"
 
 namespace keel {
@@ -269,5 +272,76 @@ concept keyspace_policy =
       { snap.contains(ks, k) } -> std::same_as<result<bool>>;
       { snap.scan(ks, r) } -> std::same_as<typename P::cursor_type>;
     };
+
+// ---------------------------------------------------------------------------
+// Watch (issue 28; watch.hpp has the semantics): every committed change in
+// commit order. A backend has it when it provides (watch_policy below):
+//
+//   typename P::watch_type      one subscription, movable (store_watch):
+//     result<std::optional<change>> next(std::chrono::milliseconds timeout)
+//                               the next change, or nullopt when none came
+//                               within about `timeout`; errc::closed after
+//                               close; errc::snapshot_expired (sticky, naming
+//                               the oldest seq still kept) when what it needs
+//                               next is no longer kept; errc::not_found once
+//                               its keyspace was dropped
+//   result<watch_type> watch(const key_range&, const watch_options&) const
+//                               a watch of the default keyspace; options
+//                               checked by watch_options_error(), and `after`
+//                               greater than last_seq() is invalid_argument
+//   std::uint64_t last_seq() const noexcept
+//                               the seq of the latest commit this store has
+//                               seen (0 before any); only grows
+//   with keyspaces (keyspace_policy) also
+//   result<watch_type> watch(const keyspace_type&, const key_range&, const watch_options&) const
+// Writers never wait for a watch: a commit appends its changes to the
+// backend's history and wakes the watches; each watch copies what it needs.
+// ---------------------------------------------------------------------------
+
+template <class W>
+concept store_watch = std::movable<W> && requires(W& w, std::chrono::milliseconds t) {
+  { w.next(t) } -> std::same_as<result<std::optional<change>>>;
+};
+
+template <class P>
+concept watch_policy =
+    store_policy<P> && store_watch<typename P::watch_type> &&
+    requires(const P& cp, const key_range& r, const watch_options& o) {
+      { cp.watch(r, o) } -> std::same_as<result<typename P::watch_type>>;
+      { cp.last_seq() } noexcept -> std::same_as<std::uint64_t>;
+    } &&
+    (!keyspace_policy<P> ||
+     requires(const P& cp, const typename P::keyspace_type& ks, const key_range& r, const watch_options& o) {
+       { cp.watch(ks, r, o) } -> std::same_as<result<typename P::watch_type>>;
+     });
+
+// ---------------------------------------------------------------------------
+// Expiry (issue 29; expiry.hpp has the semantics): keys with a time to live.
+// A backend has it when it provides (expiry_policy below):
+//
+//   result<void> put(std::string_view key, std::string_view value, const put_options&)
+//                               put_options::ttl set: the key expires at the
+//                               store's clock + ttl (deadline_after());
+//                               unset: a plain put (permanent)
+//   with keyspaces (keyspace_policy) also
+//   result<void> put(const keyspace_type&, std::string_view, std::string_view, const put_options&)
+//   write(batch) honours each put's write_batch::op::ttl (0: permanent; less
+//   than 0: the batch is invalid_argument and nothing is written), and
+//   commit_transaction() does the same for the record's writes.
+// Every read leaves out a key whose deadline has passed. A backend without
+// expiry refuses a batch with a ttl (basic_store::write: errc::not_supported)
+// rather than write the keys permanent.
+// ---------------------------------------------------------------------------
+
+template <class P>
+concept expiry_policy =
+    store_policy<P> &&
+    requires(P& p, std::string_view k, const put_options& o) {
+      { p.put(k, k, o) } -> std::same_as<result<void>>;
+    } &&
+    (!keyspace_policy<P> ||
+     requires(P& p, const typename P::keyspace_type& ks, std::string_view k, const put_options& o) {
+       { p.put(ks, k, k, o) } -> std::same_as<result<void>>;
+     });
 
 }  // namespace keel

@@ -22,6 +22,8 @@ template <class Policy>
 class basic_store;
 template <class Policy>
 class basic_snapshot;
+template <class Policy>
+class basic_watch;
 template <class CursorImpl>
 class basic_cursor;
 template <class... Policies>

@@ -28,6 +28,7 @@
 #include "contract.hpp"
 #include "cursor.hpp"
 #include "stats.hpp"
+#include "watch.hpp"
 #include "write_batch.hpp"
 
 namespace keel {
@@ -48,6 +49,17 @@ class basic_keyspace {
     if (!backend_) return closed_error();
     counters_->add(op_counters::puts, op_counters::bytes_written, key.size() + value.size());
     return backend_->put(ks_, key, value);
+  }
+  // With options (expiry.hpp: put_options::ttl), as basic_store::put.
+  result<void> put(std::string_view key, std::string_view value, const put_options& options)
+    requires expiry_policy<Policy>
+  {
+    if (!backend_) return closed_error();
+    if (options.ttl) {
+      if (auto bad = ttl_error(*options.ttl)) return *bad;
+    }
+    counters_->add(op_counters::puts, op_counters::bytes_written, key.size() + value.size());
+    return backend_->put(ks_, key, value, options);
   }
   result<std::optional<std::string>> get(std::string_view key) const {
     result<std::optional<std::string>> r = backend_ ? backend_->get(ks_, key) : closed_error();
@@ -96,6 +108,18 @@ class basic_keyspace {
   result<void> compact(const key_range& range = key_range::all()) {
     if (!backend_) return closed_error();
     return backend_->compact(ks_, range);
+  }
+
+  // Watch (watch.hpp) of this keyspace: its changes carry its name. Dropping
+  // the keyspace ends the watch (next(): errc::not_found).
+  result<basic_watch<Policy>> watch(const key_range& range = key_range::all(), const watch_options& options = {}) const
+    requires watch_policy<Policy>
+  {
+    if (!backend_) return closed_error();
+    if (auto bad = watch_options_error(options)) return *bad;
+    auto w = backend_->watch(ks_, range, options);
+    if (!w) return std::move(w).error();
+    return basic_watch<Policy>(std::move(*w));
   }
 
   // The backend's handle, for adapters (basic_transaction, basic_snapshot).

@@ -28,6 +28,7 @@
 #include "snapshot.hpp"
 #include "stats.hpp"
 #include "transaction.hpp"
+#include "watch.hpp"
 #include "write_batch.hpp"
 
 namespace keel {
@@ -83,6 +84,19 @@ class basic_store {
     counters_->add(op_counters::puts, op_counters::bytes_written, key.size() + value.size());
     return backend_->put(key, value);
   }
+  // The same with options (expiry.hpp): put_options::ttl makes the key
+  // expire that long from now by the store's clock. A ttl of zero or less is
+  // errc::invalid_argument, and nothing is written.
+  result<void> put(std::string_view key, std::string_view value, const put_options& options)
+    requires expiry_policy<Policy>
+  {
+    if (!backend_) return closed_error();
+    if (options.ttl) {
+      if (auto bad = ttl_error(*options.ttl)) return *bad;
+    }
+    counters_->add(op_counters::puts, op_counters::bytes_written, key.size() + value.size());
+    return backend_->put(key, value, options);
+  }
   // The value of key; nullopt (not an error) when the key is absent.
   result<std::optional<std::string>> get(std::string_view key) const {
     // One named result on every path, so that it is constructed in place.
@@ -110,6 +124,12 @@ class basic_store {
       if (batch.names_keyspaces()) {
         return keel::error(errc::not_supported, std::string("the ") + std::string(to_string(Policy::backend_kind)) +
                                                     " backend has no keyspaces yet; nothing was written");
+      }
+    }
+    if constexpr (!expiry_policy<Policy>) {
+      if (batch.has_ttl()) {
+        return keel::error(errc::not_supported, std::string("the ") + std::string(to_string(Policy::backend_kind)) +
+                                                    " backend has no expiry (ttl) yet; nothing was written");
       }
     }
     count(op_counters::writes);
@@ -222,6 +242,27 @@ class basic_store {
   auto run_transaction(F&& fn, int max_attempts = 16)
       -> detail::transaction_fn_result_t<F, basic_transaction<Policy>> {
     return detail::run_transaction([this] { return transaction(); }, fn, max_attempts);
+  }
+
+  // Watch (watch.hpp): every committed change to a key in `range` of the
+  // default keyspace, in commit order, from now or after options.after.
+  // Errors: invalid_argument (bad options, or after > last_seq()), closed,
+  // and the backend's own (RocksDB opened read-only: not_supported).
+  result<basic_watch<Policy>> watch(const key_range& range = key_range::all(), const watch_options& options = {}) const
+    requires watch_policy<Policy>
+  {
+    if (!backend_) return closed_error();
+    if (auto bad = watch_options_error(options)) return *bad;
+    auto w = backend_->watch(range, options);
+    if (!w) return std::move(w).error();
+    return basic_watch<Policy>(std::move(*w));
+  }
+  // The seq of the latest commit this store has seen (0 before any, and
+  // once closed).
+  std::uint64_t last_seq() const noexcept
+    requires watch_policy<Policy>
+  {
+    return backend_ ? backend_->last_seq() : 0;
   }
 
   // A point-in-time view; cheap on every backend.

@@ -1,12 +1,15 @@
 // keel: write_batch, a group of puts, erases and range erases applied atomically.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "expiry.hpp"
 #include "key_range.hpp"
 
 namespace keel {
@@ -39,6 +42,7 @@ class write_batch {
     std::string_view value;  // empty for erase
     bool has_lower = false, has_upper = false;
     std::string_view keyspace = {};  // "": the default keyspace
+    std::chrono::milliseconds ttl{0};  // put only: time to live (expiry.hpp); 0: permanent
 
     key_range range() const {
       if (has_lower && has_upper) return key_range::between(key, value);
@@ -70,6 +74,20 @@ class write_batch {
         range.lower().has_value(), range.upper().has_value(), ks.name);
     return *this;
   }
+  // Puts with options (expiry.hpp: put_options::ttl). A bad ttl (zero or
+  // less) is kept and makes write() fail with errc::invalid_argument, writing
+  // nothing.
+  write_batch& put(std::string_view key, std::string_view value, const put_options& o) {
+    add(op_kind::put, key, value, false, false, {}, o.ttl);
+    return *this;
+  }
+  write_batch& put(keyspace_name ks, std::string_view key, std::string_view value, const put_options& o) {
+    add(op_kind::put, key, value, false, false, ks.name, o.ttl);
+    return *this;
+  }
+  // Whether some put carries a ttl (a backend without expiry refuses such a
+  // batch rather than write the keys permanent).
+  bool has_ttl() const noexcept { return has_ttl_; }
   // Whether some op names a keyspace other than the default one (a backend
   // without keyspaces refuses such a batch rather than write it elsewhere).
   bool names_keyspaces() const noexcept { return names_keyspaces_; }
@@ -89,6 +107,7 @@ class write_batch {
     ops_.clear();
     bytes_.clear();
     names_keyspaces_ = false;
+    has_ttl_ = false;
     keyspace_bytes_ = 0;
   }
   // Bytes of keys and values held.
@@ -102,8 +121,9 @@ class write_batch {
     op operator*() const {
       const record& r = (*records_)[i_];
       const char* base = bytes_->data() + r.offset;
-      return {r.kind,        {base + r.keyspace_size, r.key_size}, {base + r.keyspace_size + r.key_size, r.value_size},
-              r.has_lower,   r.has_upper,                          {base, r.keyspace_size}};
+      return {r.kind,      {base + r.keyspace_size, r.key_size}, {base + r.keyspace_size + r.key_size, r.value_size},
+              r.has_lower, r.has_upper,                          {base, r.keyspace_size},
+              r.ttl};
     }
     const_iterator& operator++() {
       ++i_;
@@ -133,11 +153,19 @@ class write_batch {
     std::uint32_t keyspace_size;
     op_kind kind;
     bool has_lower, has_upper;
+    std::chrono::milliseconds ttl;
   };
   void add(op_kind kind, std::string_view key, std::string_view value, bool has_lower = false,
-           bool has_upper = false, std::string_view keyspace = {}) {
+           bool has_upper = false, std::string_view keyspace = {},
+           std::optional<std::chrono::milliseconds> ttl = std::nullopt) {
+    // A bad ttl is kept as a non-positive one (never 0, which means
+    // permanent), so that write() can refuse the whole batch.
+    const std::chrono::milliseconds kept = !ttl ? std::chrono::milliseconds(0)
+                                           : ttl->count() > 0 ? *ttl
+                                                              : std::chrono::milliseconds(-1);
     ops_.push_back({bytes_.size(), key.size(), value.size(), static_cast<std::uint32_t>(keyspace.size()), kind,
-                    has_lower, has_upper});
+                    has_lower, has_upper, kept});
+    has_ttl_ = has_ttl_ || ttl.has_value();
     bytes_.append(keyspace);
     bytes_.append(key);
     bytes_.append(value);
@@ -147,6 +175,7 @@ class write_batch {
   std::vector<record> ops_;
   std::string bytes_;
   bool names_keyspaces_ = false;
+  bool has_ttl_ = false;
   std::size_t keyspace_bytes_ = 0;  // of bytes_, the keyspace names (not payload)
 };
 
