@@ -323,8 +323,12 @@ concept watch_policy =
 //                               put_options::ttl set: the key expires at the
 //                               store's clock + ttl (deadline_after());
 //                               unset: a plain put (permanent)
+//   result<key_expiry> expiry(std::string_view key) const
+//                               whether the key is present now, and its
+//                               deadline if it has one (keel ttl KEY)
 //   with keyspaces (keyspace_policy) also
 //   result<void> put(const keyspace_type&, std::string_view, std::string_view, const put_options&)
+//   result<key_expiry> expiry(const keyspace_type&, std::string_view key) const
 //   write(batch) honours each put's write_batch::op::ttl (0: permanent; less
 //   than 0: the batch is invalid_argument and nothing is written), and
 //   commit_transaction() does the same for the record's writes.
@@ -336,12 +340,14 @@ concept watch_policy =
 template <class P>
 concept expiry_policy =
     store_policy<P> &&
-    requires(P& p, std::string_view k, const put_options& o) {
+    requires(P& p, const P& cp, std::string_view k, const put_options& o) {
       { p.put(k, k, o) } -> std::same_as<result<void>>;
+      { cp.expiry(k) } -> std::same_as<result<key_expiry>>;
     } &&
     (!keyspace_policy<P> ||
-     requires(P& p, const typename P::keyspace_type& ks, std::string_view k, const put_options& o) {
+     requires(P& p, const P& cp, const typename P::keyspace_type& ks, std::string_view k, const put_options& o) {
        { p.put(ks, k, k, o) } -> std::same_as<result<void>>;
+       { cp.expiry(ks, k) } -> std::same_as<result<key_expiry>>;
      });
 
 }  // namespace keel

@@ -47,6 +47,13 @@ struct put_options {
 // A deadline as stored: milliseconds since the Unix epoch (system_clock).
 using deadline_ms = std::int64_t;
 
+// What basic_store::expiry(key) reports of one key.
+struct key_expiry {
+  bool present = false;                 // false: absent (never put, erased, or expired)
+  std::optional<deadline_ms> deadline;  // present with a ttl: when it expires; nullopt: permanent
+  friend bool operator==(const key_expiry&, const key_expiry&) = default;
+};
+
 // Why `ttl` cannot be used (nullopt when it can).
 inline std::optional<keel::error> ttl_error(std::chrono::milliseconds ttl) {
   if (ttl.count() <= 0) {

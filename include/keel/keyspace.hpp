@@ -61,6 +61,14 @@ class basic_keyspace {
     counters_->add(op_counters::puts, op_counters::bytes_written, key.size() + value.size());
     return backend_->put(ks_, key, value, options);
   }
+  // Whether key is present now and, if it has a ttl, its deadline
+  // (expiry.hpp: key_expiry).
+  result<key_expiry> expiry(std::string_view key) const
+    requires expiry_policy<Policy>
+  {
+    if (!backend_) return closed_error();
+    return backend_->expiry(ks_, key);
+  }
   result<std::optional<std::string>> get(std::string_view key) const {
     result<std::optional<std::string>> r = backend_ ? backend_->get(ks_, key) : closed_error();
     if (backend_) counters_->add(op_counters::gets, op_counters::bytes_read, r && *r ? (*r)->size() : 0);

@@ -97,6 +97,14 @@ class basic_store {
     counters_->add(op_counters::puts, op_counters::bytes_written, key.size() + value.size());
     return backend_->put(key, value, options);
   }
+  // Whether key is present now and, if it has a ttl, its deadline
+  // (expiry.hpp: key_expiry).
+  result<key_expiry> expiry(std::string_view key) const
+    requires expiry_policy<Policy>
+  {
+    if (!backend_) return closed_error();
+    return backend_->expiry(key);
+  }
   // The value of key; nullopt (not an error) when the key is absent.
   result<std::optional<std::string>> get(std::string_view key) const {
     // One named result on every path, so that it is constructed in place.
