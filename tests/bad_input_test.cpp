@@ -123,4 +123,41 @@ TEST_SUITE("bad input") {
     // The NUL case must not have touched the path before the NUL.
     CHECK_FALSE(fs::exists(tmp.path() / "a"));
   }
+
+  // The shared checks of expiry.hpp, and the refusal of a backend without
+  // expiry: a batch with a ttl is never written as permanent keys.
+  TEST_CASE("ttl checks: zero, negative and overflowing deadlines are invalid_argument") {
+    using namespace std::chrono;
+    const auto now = system_clock::time_point(milliseconds(1'700'000'000'000));
+    CHECK(keel::ttl_error(milliseconds(0)).value().code() == errc::invalid_argument);
+    CHECK(keel::ttl_error(milliseconds(-5)).value().code() == errc::invalid_argument);
+    CHECK_FALSE(keel::ttl_error(milliseconds(1)).has_value());
+    auto d = keel::deadline_after(now, seconds(30));
+    REQUIRE(d);
+    CHECK(*d == 1'700'000'030'000);
+    CHECK(keel::deadline_after(now, milliseconds(0)).error().code() == errc::invalid_argument);
+    CHECK(keel::deadline_after(now, milliseconds::max()).error().code() == errc::invalid_argument);
+    CHECK(keel::read_clock([now] { return now; }) == now);
+  }
+
+  TEST_CASE("a backend without expiry refuses a batch with a ttl and writes nothing of it") {
+    using P = keel::HybridPolicy<>;
+    static_assert(!keel::expiry_policy<P>, "the hybrid store has expiry now: move this case to one that has none");
+    keel::test::hybrid_memory_backend backend;
+    auto store = open_or_fail(backend);
+    write_batch batch;
+    batch.put("plain", "1").put("short-lived", "2", keel::put_options{.ttl = std::chrono::seconds(30)});
+    CHECK(batch.has_ttl());
+    auto r = store.write(batch);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code() == errc::not_supported);
+    CHECK_FALSE(store.get("plain")->has_value());
+    CHECK_FALSE(store.get("short-lived")->has_value());
+    // A put_options without a ttl is a plain put, accepted everywhere.
+    write_batch plain;
+    plain.put("plain", "1", keel::put_options{});
+    CHECK_FALSE(plain.has_ttl());
+    CHECK(store.write(plain));
+    CHECK(store.get("plain")->value() == "1");
+  }
 }
