@@ -111,11 +111,11 @@ inline int cmd_watch(const cli& c) {
       o.after = wa.after;
       auto w = target.watch(wa.range.range(), o);
       if (!w) return op_error(w.error());
+      catch_stop_signals();  // before the note below, which tells a waiting reader that keel is ready
       if (held && !wa.after)
         std::fprintf(stderr,
                      "keel: this keel holds the store open, so no other process can write to it while it runs: "
                      "nothing will change. --after SEQ replays the changes it still keeps (docs/watch.md)\n");
-      catch_stop_signals();
       std::uint64_t printed = 0;
       while (!watch_stop_requested && !(wa.range.limit && printed >= *wa.range.limit)) {
         auto ch = w->next(std::chrono::milliseconds(100));
