@@ -18,9 +18,15 @@
 //   void start_recording()      from now on keep entries (idempotent). Call
 //                               with the appends' serialisation held, so
 //                               that no commit is between "not kept" and
-//                               "from now"
-//   void restore(seq)           at open, before any watch: last_seq = seq and
-//                               the history starts after it (nothing older)
+//                               "from now". What was kept before (replayed())
+//                               stays when no commit came since; otherwise
+//                               the history starts at last_seq()
+//   void restore(seq)           last_seq = seq and the history starts after
+//                               it: whatever was kept is forgotten (at open,
+//                               and where a replayed commit cannot be given
+//                               as changes)
+//   void replayed(seq, changes) at open, before any watch: a commit read
+//                               back from a log, kept whether recording or not
 //   void close()                every watch's next() gives errc::closed
 // Seqs given to append/advance only grow (equal is allowed for empty lists
 // and drops); a marker (append_drop) has the seq of the commit before it.
@@ -168,16 +174,27 @@ class change_feed {
   void start_recording() {
     if (recording()) return;
     std::lock_guard lock(mutex_);
-    lost_seq_ = last_seq();
-    lost_marker_ = false;
+    if (tail_seq_ != last_seq()) forget(last_seq());  // commits came that were not kept
     recording_.store(true, std::memory_order_release);
   }
 
   void restore(std::uint64_t seq) {
     std::lock_guard lock(mutex_);
     last_seq_.store(seq, std::memory_order_release);
-    lost_seq_ = seq;
-    lost_marker_ = false;
+    forget(seq);
+  }
+
+  void replayed(std::uint64_t seq, std::vector<change> changes) {
+    if (changes.empty()) {  // nothing to keep, and nothing missed
+      std::lock_guard lock(mutex_);
+      if (tail_seq_ == last_seq()) tail_seq_ = seq;
+      return advance(seq);
+    }
+    for (auto& c : changes) c.seq = seq;
+    auto entry = std::make_shared<feed_entry>();
+    entry->seq = seq;
+    entry->changes = std::move(changes);
+    push(std::move(entry), seq);
   }
 
   void close() {
@@ -235,8 +252,17 @@ class change_feed {
  private:
   friend class feed_watch;
 
+  void forget(std::uint64_t seq) {  // mutex_ held
+    front_ordinal_ += entries_.size();
+    entries_.clear();
+    kept_ = 0;
+    lost_seq_ = tail_seq_ = seq;
+    lost_marker_ = false;
+  }
+
   void push(std::shared_ptr<const feed_entry> entry, std::uint64_t seq) {
     std::lock_guard lock(mutex_);
+    tail_seq_ = seq;
     kept_ += entry->weight();
     entries_.push_back(std::move(entry));
     while (kept_ > capacity_ && entries_.size() > 1) {
@@ -273,6 +299,7 @@ class change_feed {
   std::size_t kept_ = 0;             // sum of entries_' weights
   std::uint64_t lost_seq_ = 0;       // entries up to (lost_seq_, lost_marker_) may be lost; later ones are kept
   bool lost_marker_ = false;         // (a marker at seq S comes after commit S)
+  std::uint64_t tail_seq_ = 0;       // the seq the kept history reaches (last push or forget)
   std::size_t waiting_ = 0;          // readers waiting on wake_
   std::atomic<bool> closed_{false};  // set under mutex_ (for wake_)
 };
