@@ -265,6 +265,18 @@ inline constexpr transaction_promise promise_of =
   keel::test::memory_backend, keel::test::compressed_memory_backend, keel::test::persisted_memory_backend
 #endif
 
+// The backends with watch (issue 28; keel::watch_policy): every case of
+// tests/watch_test.cpp runs on each. One line per backend as it gains watch
+// (KEEL_WATCH_..._BACKENDS: empty, or ", backend, ...").
+#define KEEL_WATCH_MEMORY_BACKENDS \
+  keel::test::memory_backend, keel::test::persisted_memory_backend, keel::test::compressed_memory_backend
+#if KEEL_HAS_ETCD
+#define KEEL_WATCH_ETCD_BACKENDS , keel::test::etcd_backend
+#else
+#define KEEL_WATCH_ETCD_BACKENDS
+#endif
+#define KEEL_WATCH_BACKENDS KEEL_WATCH_MEMORY_BACKENDS KEEL_WATCH_ETCD_BACKENDS
+
 // Whether the backend's checkpoint() makes a copy (false: not_supported).
 template <class B>
 inline constexpr bool supports_checkpoint = !requires { B::no_checkpoint; };
