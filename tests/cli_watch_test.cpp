@@ -13,11 +13,10 @@
 #include <string>
 #include <vector>
 
-#include <keel/keel.hpp>
+#include <keel/memory.hpp>
 
 #include "support/child_process.hpp"
 #include "support/cli_run.hpp"
-#include "support/skip.hpp"
 #include "support/temp_dir.hpp"
 #if KEEL_HAS_ETCD
 #include <keel/etcd.hpp>
@@ -33,12 +32,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// Whether the tool's store (a basic_any_store) has watch in this build: the
-// cases that watch skip until it has (issue 28: the backends gain watch one
-// by one).
-template <class Store>
-concept store_with_watch = requires(Store& s) { s.watch(); };
-constexpr bool tool_can_watch = store_with_watch<keel::any_store>;
 
 // `keel ARGS...` as a child whose stdout and stderr both come through the
 // pipe (read_line), so that a test sees keel's note and its lines in order.
@@ -101,15 +94,12 @@ TEST_SUITE("cli") {
   }
 
   TEST_CASE("keel watch: SIGINT and SIGTERM end it with exit 0, and it lets go of the store") {
-    if constexpr (!tool_can_watch) {
-      return keel::test::skip("keel watch: any_store has no watch in this build");
-    }
     temp_dir tmp;
-    const std::string db = (tmp.path() / "db").string();
-    REQUIRE(run_cli({"--db", db, "put", "k", "v"}).status == 0);
+    const std::string file = (tmp.path() / "store.keel").string();
+    REQUIRE(run_cli({"--memory-file", file, "put", "k", "v"}).status == 0);
     for (int sig : {SIGINT, SIGTERM}) {
       CAPTURE(sig);
-      auto child = start_cli({"--db", db, "watch"});
+      auto child = start_cli({"--memory-file", file, "watch"});
       // From now, on a store it holds: it says that nothing will change (its
       // handlers are in place by then), and waits.
       auto note = child.read_line(60s);
@@ -121,17 +111,98 @@ TEST_SUITE("cli") {
       CHECK(*status == 0);
       CHECK_FALSE(child.read_line(1s).has_value());  // nothing more was printed
       // The store was closed: another command opens it at once.
-      auto r = run_cli({"--db", db, "put", "k2", "v2"});
+      auto r = run_cli({"--memory-file", file, "put", "k2", "v2"});
       CHECK(r.status == 0);
       CHECK(r.err.empty());
     }
   }
 
+  TEST_CASE("keel watch --after: replays what a persisted memory store keeps, text, --json, -k; expired: exit 5") {
+    temp_dir tmp;
+    // A store written by a program that watched it while it wrote: the
+    // store keeps that history in its log across the close (docs/watch.md,
+    // Memory). Each keel run below gets a fresh copy of it (same history,
+    // same seqs): this case is about the tool, not about how long a memory
+    // store keeps its history across several sessions.
+    int copies = 0;
+    auto recorded_store = [&] {
+      const std::string file = (tmp.path() / ("store" + std::to_string(++copies) + ".keel")).string();
+      keel::memory_options o;
+      o.persist_path = file;
+      auto store = keel::memory_store::open(o);
+      REQUIRE(store);
+      auto w = store->watch();
+      REQUIRE(w);
+      REQUIRE(store->put("user/alice", "admin"));
+      REQUIRE(store->put("other", "x"));
+      keel::write_batch batch;
+      batch.put("user/bob", "tab\there").erase("user/alice");
+      REQUIRE(store->write(batch));
+      REQUIRE(store->put("user/bin", std::string("\x00\xff", 2)));
+      auto ks = store->keyspace("people");
+      REQUIRE(ks);
+      REQUIRE(ks->put("carol", "c"));
+      REQUIRE(store->close());
+      return file;
+    };
+    std::string file = recorded_store();
+    auto r = run_cli({"--memory-file", file, "watch", "--after", "0", "--prefix", "user/", "--limit", "4"});
+    REQUIRE(r.status == 0);
+    CHECK(r.err.empty());
+    // SEQ<TAB>put<TAB>KEY<TAB>VALUE / SEQ<TAB>erase<TAB>KEY, escaped as scan
+    // prints; the batch's two changes have one seq, in the batch's order.
+    std::vector<std::string> seqs, rest;
+    for (std::size_t at = 0; at < r.out.size();) {
+      const auto nl = r.out.find('\n', at);
+      REQUIRE(nl != std::string::npos);
+      const std::string line = r.out.substr(at, nl - at);
+      seqs.push_back(line.substr(0, line.find('\t')));
+      rest.push_back(line.substr(line.find('\t')));
+      at = nl + 1;
+    }
+    REQUIRE(rest.size() == 4);
+    CHECK(rest == std::vector<std::string>{"\tput\tuser/alice\tadmin", "\tput\tuser/bob\ttab\\there",
+                                           "\terase\tuser/alice", "\tput\tuser/bin\t\\x00\\xff"});
+    CHECK(seqs[1] == seqs[2]);
+    CHECK(std::stoull(seqs[0]) < std::stoull(seqs[1]));
+    CHECK(std::stoull(seqs[2]) < std::stoull(seqs[3]));
+
+    // --after the first change: the rest; --keys-only leaves out the values.
+    r = run_cli({"--memory-file", recorded_store(), "watch", "--after", seqs[0], "--prefix", "user/", "--limit", "3",
+                 "--keys-only"});
+    REQUIRE(r.status == 0);
+    CHECK(r.out == seqs[1] + "\tput\tuser/bob\n" + seqs[2] + "\terase\tuser/alice\n" + seqs[3] +
+                       "\tput\tuser/bin\n");
+
+    // --json: one object per line, bytes that are not UTF-8 in base64.
+    r = run_cli({"--memory-file", recorded_store(), "--json", "watch", "--after", seqs[0], "--prefix", "user/", "--limit", "3"});
+    REQUIRE(r.status == 0);
+    CHECK(r.out == "{\"seq\":" + seqs[1] + ",\"op\":\"put\",\"key\":\"user/bob\",\"value\":\"tab\\u0009here\"}\n" +
+                       "{\"seq\":" + seqs[2] + ",\"op\":\"erase\",\"key\":\"user/alice\"}\n" +
+                       "{\"seq\":" + seqs[3] + ",\"op\":\"put\",\"key\":\"user/bin\",\"value_base64\":\"AP8=\"}\n");
+
+    // -k: that keyspace's changes only.
+    r = run_cli({"--memory-file", recorded_store(), "-k", "people", "watch", "--after", "0", "--limit", "1"});
+    REQUIRE(r.status == 0);
+    CHECK(r.out.substr(r.out.find('\t')) == "\tput\tcarol\tc\n");
+
+    // Past the store's last seq: exit 5, invalid_argument.
+    r = run_cli({"--memory-file", recorded_store(), "watch", "--after", "999999"});
+    CHECK(r.status == 5);
+    CHECK(r.out.empty());
+
+    // A later session that did not watch kept only its own commits: the
+    // older history is gone, and watch says so (exit 5, the oldest seq).
+    file = recorded_store();
+    REQUIRE(run_cli({"--memory-file", file, "put", "later", "1"}).status == 0);
+    r = run_cli({"--memory-file", file, "watch", "--after", "0"});
+    CHECK(r.status == 5);
+    CHECK(r.says("no longer kept"));
+    CHECK(r.out.empty());
+  }
+
 #if KEEL_HAS_ETCD
   TEST_CASE("keel watch on etcd: another client's changes as they commit, text and --json; --limit ends it") {
-    if constexpr (!tool_can_watch || !keel::watch_policy<keel::EtcdPolicy>) {
-      return keel::test::skip("keel watch on etcd: the etcd backend has no watch in this build");
-    }
     REQUIRE(keel::test::etcd_cluster::available());
     keel::test::etcd_cluster cluster(1);
     const std::string url = cluster.endpoint(0);

@@ -104,9 +104,6 @@ inline int cmd_watch(const cli& c) {
     const auto b = store.backend();
     const bool held = b == keel::backend::rocksdb || b == keel::backend::memory || b == keel::backend::hybrid;
     return with_keyspace(c, store, keyspace_use::existing, [&](auto& target) {
-      if constexpr (!requires { target.watch(keel::key_range::all(), keel::watch_options{}); }) {
-        return op_error(keel::error(keel::errc::not_supported, "this keel's stores have no watch yet"));
-      } else {
       keel::watch_options o;
       o.after = wa.after;
       auto w = target.watch(wa.range.range(), o);
@@ -126,7 +123,6 @@ inline int cmd_watch(const cli& c) {
         ++printed;
       }
       return exit_ok;
-      }
     });
   });
 }
