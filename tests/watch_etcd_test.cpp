@@ -316,6 +316,49 @@ TEST_SUITE("etcd-watch") {
     CHECK(none.error() == errc::closed);
   }
 
+  TEST_CASE("etcd watch: no endpoint for operation_timeout gives unavailable; the watch goes on when one returns") {
+    etcd_cluster cluster(1);
+    etcd_options o;
+    o.endpoints = cluster.endpoints();
+    o.prefix = "outage/";
+    o.connect_timeout = 100ms;
+    o.operation_timeout = 300ms;
+    auto opened = etcd_store::open(o);
+    REQUIRE(opened);
+    auto s = std::move(*opened);
+    auto w = s.watch();
+    REQUIRE(w);
+    REQUIRE(s.put("a", "1"));
+    const auto first = s.last_seq();
+    CHECK(take(*w, 1)[0] == put_change(first, "a", "1"));
+    cluster.kill(0);
+    std::optional<keel::error> trouble;
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!trouble && std::chrono::steady_clock::now() < deadline) {
+      auto c = w->next(100ms);
+      if (!c) trouble = c.error();
+      else REQUIRE_FALSE(*c);
+    }
+    REQUIRE(trouble);
+    CHECK(trouble->code() == errc::unavailable);
+    cluster.start(0);
+    REQUIRE(cluster.wait_serving(0, 20s));
+    REQUIRE(s.put("b", "2"));
+    const auto second = s.last_seq();
+    std::optional<change> got;
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while (!got && std::chrono::steady_clock::now() < until) {
+      auto c = w->next(100ms);
+      if (!c) {
+        CHECK(c.error() == errc::unavailable);  // not sticky: only until a member serves the watch
+        continue;
+      }
+      if (*c) got = **c;
+    }
+    REQUIRE(got);
+    CHECK(*got == put_change(second, "b", "2"));
+  }
+
   TEST_CASE("etcd watch: a SIGKILLed leader during a watch: it resumes on another member without gap or repeat") {
     etcd_cluster cluster(3);
     const int leader = cluster.leader();
