@@ -286,6 +286,45 @@ TEST_SUITE("etcd-watch") {
     CHECK(got[0] == put_change(s.last_seq(), "k", "after"));
   }
 
+  TEST_CASE("etcd watch: progress notifications move a quiet watch's position past a later compaction") {
+    keel::test::etcd_cluster_options co;
+    co.extra_args = {"--experimental-watch-progress-notify-interval=100ms"};
+    etcd_cluster cluster(1, co);
+    auto s = watch_client(cluster, "quiet/");
+    // The watcher's client makes no request after its watch starts, so its
+    // last_seq() rises only with its watch's headers.
+    auto watcher = watch_client(cluster, "quiet/");
+    auto w = watcher.watch(key_range::prefix("q/"));
+    REQUIRE(w);
+    for (int i = 0; i < 5; ++i) REQUIRE(s.put("busy", std::to_string(i)));  // outside the watched range
+    const auto busy = s.last_seq();
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (watcher.last_seq() < busy && std::chrono::steady_clock::now() < deadline) {
+      auto c = w->next(50ms);
+      REQUIRE(c);
+      REQUIRE_FALSE(*c);
+    }
+    REQUIRE(watcher.last_seq() >= busy);  // a progress notification at `busy` reached the watch
+    REQUIRE(s.compact());                  // at `busy`: nothing written since
+    // A reconnect (the member restarts) resumes after `busy`, not from the
+    // watch's creation, which the compaction passed.
+    cluster.kill(0);
+    cluster.start(0);
+    REQUIRE(cluster.wait_serving(0, 20s));
+    REQUIRE(s.put("q/k", "v"));
+    const auto seq = s.last_seq();
+    std::optional<change> got;
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while (!got && std::chrono::steady_clock::now() < until) {
+      auto c = w->next(100ms);
+      if (!c && c.error() == errc::unavailable) continue;
+      REQUIRE(c);
+      if (*c) got = **c;
+    }
+    REQUIRE(got);
+    CHECK(*got == put_change(seq, "q/k", "v"));
+  }
+
   TEST_CASE("etcd watch: close while a watch waits gives closed promptly; so does a destroyed store") {
     auto& cluster = watch_cluster();
     const std::string p = fresh_prefix();
