@@ -286,6 +286,45 @@ TEST_SUITE("etcd-watch") {
     CHECK(got[0] == put_change(s.last_seq(), "k", "after"));
   }
 
+  TEST_CASE("etcd watch: progress notifications move a quiet watch's position past a later compaction") {
+    keel::test::etcd_cluster_options co;
+    co.extra_args = {"--experimental-watch-progress-notify-interval=100ms"};
+    etcd_cluster cluster(1, co);
+    auto s = watch_client(cluster, "quiet/");
+    // The watcher's client makes no request after its watch starts, so its
+    // last_seq() rises only with its watch's headers.
+    auto watcher = watch_client(cluster, "quiet/");
+    auto w = watcher.watch(key_range::prefix("q/"));
+    REQUIRE(w);
+    for (int i = 0; i < 5; ++i) REQUIRE(s.put("busy", std::to_string(i)));  // outside the watched range
+    const auto busy = s.last_seq();
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (watcher.last_seq() < busy && std::chrono::steady_clock::now() < deadline) {
+      auto c = w->next(50ms);
+      REQUIRE(c);
+      REQUIRE_FALSE(*c);
+    }
+    REQUIRE(watcher.last_seq() >= busy);  // a progress notification at `busy` reached the watch
+    REQUIRE(s.compact());                  // at `busy`: nothing written since
+    // A reconnect (the member restarts) resumes after `busy`, not from the
+    // watch's creation, which the compaction passed.
+    cluster.kill(0);
+    cluster.start(0);
+    REQUIRE(cluster.wait_serving(0, 20s));
+    REQUIRE(s.put("q/k", "v"));
+    const auto seq = s.last_seq();
+    std::optional<change> got;
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while (!got && std::chrono::steady_clock::now() < until) {
+      auto c = w->next(100ms);
+      if (!c && c.error() == errc::unavailable) continue;
+      REQUIRE(c);
+      if (*c) got = **c;
+    }
+    REQUIRE(got);
+    CHECK(*got == put_change(seq, "q/k", "v"));
+  }
+
   TEST_CASE("etcd watch: close while a watch waits gives closed promptly; so does a destroyed store") {
     auto& cluster = watch_cluster();
     const std::string p = fresh_prefix();
@@ -314,6 +353,49 @@ TEST_SUITE("etcd-watch") {
     auto none = s.watch();
     REQUIRE_FALSE(none);
     CHECK(none.error() == errc::closed);
+  }
+
+  TEST_CASE("etcd watch: no endpoint for operation_timeout gives unavailable; the watch goes on when one returns") {
+    etcd_cluster cluster(1);
+    etcd_options o;
+    o.endpoints = cluster.endpoints();
+    o.prefix = "outage/";
+    o.connect_timeout = 100ms;
+    o.operation_timeout = 300ms;
+    auto opened = etcd_store::open(o);
+    REQUIRE(opened);
+    auto s = std::move(*opened);
+    auto w = s.watch();
+    REQUIRE(w);
+    REQUIRE(s.put("a", "1"));
+    const auto first = s.last_seq();
+    CHECK(take(*w, 1)[0] == put_change(first, "a", "1"));
+    cluster.kill(0);
+    std::optional<keel::error> trouble;
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!trouble && std::chrono::steady_clock::now() < deadline) {
+      auto c = w->next(100ms);
+      if (!c) trouble = c.error();
+      else REQUIRE_FALSE(*c);
+    }
+    REQUIRE(trouble);
+    CHECK(trouble->code() == errc::unavailable);
+    cluster.start(0);
+    REQUIRE(cluster.wait_serving(0, 20s));
+    REQUIRE(s.put("b", "2"));
+    const auto second = s.last_seq();
+    std::optional<change> got;
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while (!got && std::chrono::steady_clock::now() < until) {
+      auto c = w->next(100ms);
+      if (!c) {
+        CHECK(c.error() == errc::unavailable);  // not sticky: only until a member serves the watch
+        continue;
+      }
+      if (*c) got = **c;
+    }
+    REQUIRE(got);
+    CHECK(*got == put_change(second, "b", "2"));
   }
 
   TEST_CASE("etcd watch: a SIGKILLed leader during a watch: it resumes on another member without gap or repeat") {

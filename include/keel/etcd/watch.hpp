@@ -132,6 +132,7 @@ class etcd_watch_state {
     json_object create;
     create.bytes("key", target_.lo).bytes("range_end", target_.hi);
     create.integer("start_revision", std::max<std::int64_t>(1, position_ - 1));
+    create.boolean("progress_notify", true);
     return json_object().raw("create_request", create.str()).str();
   }
 
@@ -148,21 +149,30 @@ class etcd_watch_state {
       return drain();
     }
     auto events = r.find("events");
-    if (events == r.end() || !events->is_array() || events->empty()) return verdict::go_on;
+    if (events == r.end() || !events->is_array() || events->empty()) {
+      // A progress notification (no events, not the creation): etcd sent
+      // every event up to its header's revision, so the position moves
+      // there (a quiet watch then resumes from near now after a failover).
+      if (!r.value("created", false)) {
+        const auto progress = etcd_transport::header_revision(r);
+        if (progress >= position_) position_ = progress + 1;
+      }
+      return verdict::go_on;
+    }
     // The drop of the watched keyspace, if this response has it: the
     // changes of earlier revisions are delivered, that revision's are not.
     std::int64_t drop = 0;
     if (!target_.list_entry.empty()) {
       for (const auto& e : *events) {
-        const auto& kv = e["kv"];
+        const auto& kv = event_kv(e);
         const auto rev = json_int(kv, "mod_revision");
-        if (rev < position_ || rev <= target_.generation || e.value("type", std::string()) != "DELETE") continue;
+        if (rev < position_ || rev <= target_.generation || !is_delete(e)) continue;
         if (json_bytes(kv, "key") == target_.list_entry && (drop == 0 || rev < drop)) drop = rev;
       }
     }
     std::int64_t last = 0;
     for (const auto& e : *events) {
-      const auto& kv = e["kv"];
+      const auto& kv = event_kv(e);
       const auto rev = json_int(kv, "mod_revision");
       if (rev < position_ || (drop && rev >= drop)) continue;
       last = std::max(last, rev);
@@ -173,12 +183,26 @@ class etcd_watch_state {
       c.seq = static_cast<std::uint64_t>(rev);
       c.keyspace = target_.name;
       c.key = target_.keys->user_key(key);
-      if (e.value("type", std::string()) != "DELETE") c.value = json_bytes(kv, "value");
+      if (!is_delete(e)) c.value = json_bytes(kv, "value");
       held_changes_.push_back(std::move(c));
     }
     if (last >= position_) position_ = last + 1;
     if (drop) pending_end_ = etcd_keyspace_gone(target_.name);
     return drain();
+  }
+
+  // An event's kv (an empty object when it has none); whether it is a
+  // DELETE (a PUT's type is left out: proto3's zero value).
+  static const nlohmann::json& event_kv(const nlohmann::json& e) {
+    static const nlohmann::json none = nlohmann::json::object();
+    if (!e.is_object()) return none;
+    auto kv = e.find("kv");
+    return kv != e.end() && kv->is_object() ? *kv : none;
+  }
+  static bool is_delete(const nlohmann::json& e) {
+    if (!e.is_object()) return false;
+    auto t = e.find("type");
+    return t != e.end() && t->is_string() && t->get_ref<const std::string&>() == "DELETE";
   }
 
   // Moves held changes into the reader's buffer as far as it has room; the
