@@ -85,7 +85,11 @@ class basic_any_watch {
   // The backend's watch, when the store is a basic_store<P> (nullptr otherwise).
   template <class P>
   basic_watch<P>* get_if() noexcept {
-    return std::get_if<basic_watch<P>>(&w_);
+    if constexpr (watch_policy<P>) {
+      return std::get_if<basic_watch<P>>(&w_);
+    } else {
+      return nullptr;
+    }
   }
 
  private:

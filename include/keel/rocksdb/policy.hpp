@@ -77,7 +77,9 @@
 #include "keyspaces.hpp"
 #include "open.hpp"
 #include "options.hpp"
+#include "stats.hpp"
 #include "tunings.hpp"
+#include "watch.hpp"
 #include "write_gate.hpp"
 
 namespace keel {
@@ -95,6 +97,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   class cursor_type;
   class snapshot_type;
   class keyspace_type;
+  using watch_type = detail::rocks_watch;  // rocksdb/watch.hpp
 
   static result<std::shared_ptr<RocksPolicy>> open(const options& opts) {
     auto opened = detail::rocks_open(opts, &Tuning::apply);
@@ -107,6 +110,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
         cf_options_(std::move(opened.cf_options)),
         h_(opts_.path, std::move(opened.claim), opened.db) {
     write_options_.sync = opts_.sync_writes;
+    watches_ = std::make_shared<detail::rocks_watch_hub>(h_.db->GetLatestSequenceNumber());
     keyspaces_.default_keyspace =
         std::make_shared<detail::rocks_keyspace>(&h_, std::string(), h_.db->DefaultColumnFamily(), false);
     for (auto& [cf_name, cf] : opened.families) {
@@ -125,7 +129,8 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (auto refused = enter_write(lock, "put")) return std::move(*refused);
     auto gate = gate_.shared();
     if (auto refused = refuse_after_wal_failure("put")) return std::move(*refused);
-    if (auto r = check_write(h_.db->Put(write_options_, slice(key), slice(value)), "put"); !r) return r;
+    if (auto r = check_write(detail::rocks_write_one(*h_.db, write_options_, *watches_, nullptr, key, &value), "put"); !r)
+      return r;
     if (conflicts_->recording()) conflicts_->record({std::string(key)});
     return {};
   }
@@ -138,7 +143,8 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (auto refused = enter_write(lock, "erase")) return std::move(*refused);
     auto gate = gate_.shared();
     if (auto refused = refuse_after_wal_failure("erase")) return std::move(*refused);
-    if (auto r = check_write(h_.db->Delete(write_options_, slice(key)), "erase"); !r) return r;
+    if (auto r = check_write(detail::rocks_write_one(*h_.db, write_options_, *watches_, nullptr, key, nullptr), "erase"); !r)
+      return r;
     if (conflicts_->recording()) conflicts_->record({std::string(key)});
     return {};
   }
@@ -150,9 +156,9 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     std::shared_lock<std::shared_mutex> lock;
     if (auto refused = enter_write(lock, "write")) return std::move(*refused);
     if (batch.names_keyspaces()) return write_keyspaces(batch);
-    // An erase_range without an upper bound is resolved against the keys
-    // present, so no other writer may slip a key in meanwhile.
-    if (has_open_ended_range(batch)) {
+    // An erase_range is resolved against the keys present (its bound, the
+    // keys listed for watches), so no other writer may slip a key in meanwhile.
+    if (has_erase_range(batch)) {
       auto gate = gate_.exclusive();
       return apply(batch, "write", default_cf{});
     }
@@ -228,6 +234,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       return detail::rocks_op_error(s, "drop_keyspace", opts_.path);
     }
     entry->dropped.store(true, std::memory_order_release);
+    watches_->record_drop(entry.get(), h_.db->GetLatestSequenceNumber());  // its watches end there
     keyspaces_.by_name.erase(it);
     conflicts_->record_drop(name);  // live transactions that used it fail to commit (registry held: no
                                     // commit can resolve the name to a keyspace made since first)
@@ -249,7 +256,9 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (auto refused = enter_keyspace(lock, entry, ks, "put", true)) return std::move(*refused);
     auto gate = gate_.shared();
     if (auto refused = refuse_after_wal_failure("put")) return std::move(*refused);
-    if (auto r = check_write(h_.db->Put(write_options_, ks.entry_->cf, slice(key), slice(value)), "put"); !r) return r;
+    if (auto r = check_write(detail::rocks_write_one(*h_.db, write_options_, *watches_, ks.entry_->cf, key, &value), "put");
+        !r)
+      return r;
     if (conflicts_->recording()) conflicts_->record_key(ks.name(), key);
     return {};
   }
@@ -265,7 +274,9 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (auto refused = enter_keyspace(lock, entry, ks, "erase", true)) return std::move(*refused);
     auto gate = gate_.shared();
     if (auto refused = refuse_after_wal_failure("erase")) return std::move(*refused);
-    if (auto r = check_write(h_.db->Delete(write_options_, ks.entry_->cf, slice(key)), "erase"); !r) return r;
+    if (auto r = check_write(detail::rocks_write_one(*h_.db, write_options_, *watches_, ks.entry_->cf, key, nullptr), "erase");
+        !r)
+      return r;
     if (conflicts_->recording()) conflicts_->record_key(ks.name(), key);
     return {};
   }
@@ -280,11 +291,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (auto refused = enter_keyspace(lock, entry, ks, "erase_range", true)) return std::move(*refused);
     rocksdb::ColumnFamilyHandle* const cf = ks.entry_->cf;
     auto cf_of = [cf](const write_batch::op&) { return cf; };
-    if (!range.upper()) {
-      auto gate = gate_.exclusive();
-      return apply(b, "erase_range", cf_of);
-    }
-    auto gate = gate_.shared();
+    auto gate = gate_.exclusive();  // the keys it removes are listed for watches (rocks_fill_batch)
     return apply(b, "erase_range", cf_of);
   }
   cursor_type scan(const keyspace_type& ks, const key_range& range) const {
@@ -460,9 +467,22 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
         synced = detail::rocks_sync_wal(*h_.db);  // never FlushWAL: see rocks_sync_wal()
       }
     }
+    detail::rocks_close_watches(*watches_);  // their WAL iterators go before DB::Close()
     keyspaces_.destroy_all(*h_.db);  // every column family handle goes before DB::Close()
     return h_.shut(synced, std::move(closed_refusal));
   }
+
+  // Watch (contract.hpp, rocksdb/watch.hpp): read from the WAL. Read-only
+  // stores: not_supported (their view is as of the open).
+  result<watch_type> watch(const key_range& range, const watch_options& o) const {
+    return watch_in(keyspaces_.default_keyspace, range, o);
+  }
+  result<watch_type> watch(const keyspace_type& ks, const key_range& range, const watch_options& o) const {
+    return watch_in(ks.entry_, range, o);
+  }
+  // The seq of the latest commit made through this store (at open: RocksDB's
+  // latest sequence number); kept after close().
+  std::uint64_t last_seq() const noexcept { return watches_->committed.load(std::memory_order_seq_cst); }
 
   bool is_open() const noexcept {
     std::shared_lock<std::shared_mutex> lock;
@@ -492,6 +512,14 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
 
  private:
   static rocksdb::Slice slice(std::string_view s) { return {s.data(), s.size()}; }
+  result<watch_type> watch_in(const std::shared_ptr<detail::rocks_keyspace>& e, const key_range& range,
+                              const watch_options& o) const {
+    std::shared_lock<std::shared_mutex> lock;
+    std::shared_lock<std::shared_mutex> entry;
+    if (auto refused = enter_keyspace(lock, entry, keyspace_type(e), "watch", false)) return std::move(*refused);
+    if (auto refused = detail::rocks_watch_refusal(*h_.db, opts_.read_only, o, last_seq(), opts_.path)) return *refused;
+    return detail::rocks_make_watch(handle(), watches_, e, e->cf->GetID(), range, o);
+  }
 
   // The handle, sharing ownership of this policy (cursors and snapshots keep
   // both alive).
@@ -525,9 +553,9 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   static keel::error bad_range() {
     return keel::error(errc::invalid_argument, "erase_range: the range's lower bound is above its upper bound");
   }
-  static bool has_open_ended_range(const write_batch& batch) {
+  static bool has_erase_range(const write_batch& batch) {
     for (const auto& op : batch) {
-      if (op.kind == write_batch::op_kind::erase_range && !op.has_upper) return true;
+      if (op.kind == write_batch::op_kind::erase_range) return true;
     }
     return false;
   }
@@ -545,9 +573,13 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   result<void> apply(const write_batch& batch, std::string_view what, CfOf cf_of) {
     rocksdb::WriteBatch wb(batch.payload_bytes() + 16 * batch.size() + 64);
     auto largest = [&](rocksdb::ColumnFamilyHandle* cf) { return largest_key(cf ? cf : h_.db->DefaultColumnFamily()); };
-    if (auto filled = detail::rocks_fill_batch(batch, wb, cf_of, largest, what, opts_.path); !filled) return filled;
+    auto stored = [&](rocksdb::ColumnFamilyHandle* cf, const rocksdb::Slice& lo, const rocksdb::Slice& hi) {
+      return detail::rocks_stored_keys(*h_.db, cf, lo, hi, opts_.path);
+    };
+    if (auto filled = detail::rocks_fill_batch(batch, wb, cf_of, largest, stored, what, opts_.path); !filled)
+      return filled;
     if (auto refused = refuse_after_wal_failure(what)) return std::move(*refused);
-    if (auto r = check_write(h_.db->Write(write_options_, &wb), what); !r) return r;
+    if (auto r = check_write(detail::rocks_write_batch(*h_.db, write_options_, *watches_, wb), what); !r) return r;
     conflicts_->record(batch);  // per keyspace
     return {};
   }
@@ -581,7 +613,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       }
       return nullptr;  // unreachable: every name was resolved above
     };
-    if (tx || has_open_ended_range(batch)) {
+    if (tx || has_erase_range(batch)) {
       auto gate = gate_.exclusive();
       if (tx) {
         if (auto valid = conflicts_->validate(*tx); !valid) return valid;
@@ -684,6 +716,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   mutable detail::rocks_keyspace_registry keyspaces_;  // name -> keyspace (its mutex: 1a in the lock order)
   detail::rocks_write_gate gate_;  // mutable state only: usable from const members
   std::shared_ptr<detail::conflict_tracker> conflicts_ = std::make_shared<detail::conflict_tracker>();
+  std::shared_ptr<detail::rocks_watch_hub> watches_;  // last_seq, waiting watches (rocksdb/watch.hpp)
 };
 
 // A cursor over the RocksDB backend (detail::rocks_cursor, one type per
@@ -752,41 +785,8 @@ static_assert(keyspace_policy<RocksPolicy<DefaultTuning>>);
 static_assert(keyspace_policy<RocksPolicy<MacOSTuning>>);
 static_assert(keyspace_policy<RocksPolicy<RocksDefaultsTuning>>);
 static_assert(run_cursor<RocksPolicy<DefaultTuning>::cursor_type>);
-
-// What basic_store::stats() asks of the backend: the key RocksDB properties,
-// rocksdb.estimate-num-keys as the key count, and the size of the files in
-// the database directory.
-template <class Tuning>
-result<void> backend_stats(const RocksPolicy<Tuning>& p, store_stats& s) {
-  static constexpr const char* names[] = {
-      "rocksdb.estimate-num-keys",       "rocksdb.total-sst-files-size",   "rocksdb.live-sst-files-size",
-      "rocksdb.estimate-live-data-size", "rocksdb.cur-size-all-mem-tables", "rocksdb.num-immutable-mem-table",
-      "rocksdb.num-running-flushes",     "rocksdb.num-running-compactions", "rocksdb.compaction-pending",
-      "rocksdb.background-errors",       "rocksdb.num-live-versions",      "rocksdb.estimate-pending-compaction-bytes",
-      "rocksdb.num-snapshots",           "rocksdb.estimate-table-readers-mem", "rocksdb.block-cache-usage"};
-  auto props = p.with_db([](rocksdb::DB& db) {
-    std::vector<std::pair<std::string, std::uint64_t>> out;
-    for (const char* n : names) {
-      std::uint64_t v = 0;
-      if (db.GetIntProperty(n, &v)) out.emplace_back(n, v);
-    }
-    return out;
-  });
-  if (!props) return std::move(props).error();
-  s.properties = std::move(*props);
-  for (const auto& [name, value] : s.properties) {
-    if (name == "rocksdb.estimate-num-keys") s.keys = value;
-  }
-  s.keys_exact = false;
-  std::error_code ec;
-  for (std::filesystem::directory_iterator it(p.path(), ec), end; !ec && it != end; it.increment(ec)) {
-    std::error_code fec;
-    if (it->is_regular_file(fec)) {
-      auto n = it->file_size(fec);
-      if (!fec) s.size_bytes += n;
-    }
-  }
-  return {};
-}
+static_assert(watch_policy<RocksPolicy<DefaultTuning>>);
+static_assert(watch_policy<RocksPolicy<MacOSTuning>>);
+static_assert(watch_policy<RocksPolicy<RocksDefaultsTuning>>);
 
 }  // namespace keel
