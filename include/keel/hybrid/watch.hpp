@@ -64,7 +64,7 @@ inline constexpr std::chrono::milliseconds hybrid_watch_slice{20};
 // What the switch hands to a watch made in the memory tier.
 template <class LargeWatch, class Entry>
 struct hybrid_watch_link {
-  key_range range;
+  key_range range = key_range::all();
   std::size_t buffer = 0;
   std::shared_ptr<Entry> keyspace;  // null: the default keyspace
   std::mutex mutex;                 // guards what follows
