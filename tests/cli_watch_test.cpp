@@ -95,11 +95,15 @@ TEST_SUITE("cli") {
 
   TEST_CASE("keel watch: SIGINT and SIGTERM end it with exit 0, and it lets go of the store") {
     temp_dir tmp;
-    const std::string file = (tmp.path() / "store.keel").string();
+    const std::string file = (tmp.path() / "store.keel").string(), db = (tmp.path() / "db").string();
     REQUIRE(run_cli({"--memory-file", file, "put", "k", "v"}).status == 0);
+    REQUIRE(run_cli({"--db", db, "put", "k", "v"}).status == 0);
+    for (const std::string store_option : {"--memory-file", "--db"})
     for (int sig : {SIGINT, SIGTERM}) {
+      CAPTURE(store_option);
       CAPTURE(sig);
-      auto child = start_cli({"--memory-file", file, "watch"});
+      const std::string& file_or_db = store_option == "--db" ? db : file;
+      auto child = start_cli({store_option, file_or_db, "watch"});
       // From now, on a store it holds: it says that nothing will change (its
       // handlers are in place by then), and waits.
       auto note = child.read_line(60s);
@@ -111,10 +115,38 @@ TEST_SUITE("cli") {
       CHECK(*status == 0);
       CHECK_FALSE(child.read_line(1s).has_value());  // nothing more was printed
       // The store was closed: another command opens it at once.
-      auto r = run_cli({"--memory-file", file, "put", "k2", "v2"});
+      auto r = run_cli({store_option, file_or_db, "put", "k2", "v2"});
       CHECK(r.status == 0);
       CHECK(r.err.empty());
     }
+  }
+
+  TEST_CASE("keel watch --after on RocksDB: replays the changes its WAL keeps, in every keel run; -k, --json") {
+    temp_dir tmp;
+    const std::string db = (tmp.path() / "db").string();
+    REQUIRE(run_cli({"--db", db, "put", "a", "1"}).status == 0);
+    REQUIRE(run_cli({"--db", db, "put", "b", "tab\\there"}).status == 0);
+    REQUIRE(run_cli({"--db", db, "del", "a"}).status == 0);
+    REQUIRE(run_cli({"--db", db, "-k", "ks", "put", "x", "y"}).status == 0);
+    REQUIRE(run_cli({"--db", db, "del", "--prefix", ""}).status == 0);  // one erase_range: one line per key
+    // seq = RocksDB's sequence number: 1, 2, ... in a new database.
+    const std::string history = "1\tput\ta\t1\n2\tput\tb\ttab\\there\n3\terase\ta\n5\terase\tb\n";
+    for (int run = 0; run < 2; ++run) {  // a keel run that only watched keeps the history for the next
+      CAPTURE(run);
+      auto r = run_cli({"--db", db, "watch", "--after", "0", "--limit", "4"});
+      CHECK(r.status == 0);
+      CHECK(r.err.empty());
+      CHECK(r.out == history);
+    }
+    auto r = run_cli({"--db", db, "watch", "--after", "2", "--limit", "2", "--keys-only"});
+    CHECK(r.status == 0);
+    CHECK(r.out == "3\terase\ta\n5\terase\tb\n");
+    r = run_cli({"--db", db, "-k", "ks", "--json", "watch", "--after", "0", "--limit", "1"});
+    CHECK(r.status == 0);
+    CHECK(r.out == "{\"seq\":4,\"op\":\"put\",\"key\":\"x\",\"value\":\"y\"}\n");
+    r = run_cli({"--db", db, "watch", "--after", "6"});
+    CHECK(r.status == 5);
+    CHECK(r.says("beyond the latest commit, seq 5"));
   }
 
   TEST_CASE("keel watch --after: replays what a persisted memory store keeps, text, --json, -k; expired: exit 5") {

@@ -277,9 +277,7 @@ inline constexpr transaction_promise promise_of =
 #endif
 #if KEEL_HAS_ROCKSDB
 #define KEEL_WATCH_ROCKS_BACKENDS , keel::test::rocks_default_backend, keel::test::rocks_macos_backend
-// hybrid (hybrid_memory_backend, hybrid_spilling_backend): once its watch
-// is complete (w-hybrid-any).
-#define KEEL_WATCH_HYBRID_BACKENDS
+#define KEEL_WATCH_HYBRID_BACKENDS , keel::test::hybrid_memory_backend, keel::test::hybrid_spilling_backend
 #define KEEL_WATCH_ANY_BACKENDS , keel::test::any_memory_backend, keel::test::any_rocks_backend
 #else
 #define KEEL_WATCH_ROCKS_BACKENDS
