@@ -10,9 +10,12 @@
 //                               first start_recording(): a commit then only
 //                               calls advance(seq) and builds no changes
 //   void advance(seq)           a commit that is not kept: last_seq = seq
-//   void append(seq, changes)   a commit: its changes (their .seq is set
-//                               here), kept when recording(); an empty list
-//                               only advances last_seq
+//   void append(seq, changes)   a commit: its changes (their .seq is
+//                               ignored), kept when recording(); an empty
+//                               list only advances last_seq
+//   void append_one(seq, keyspace, key, value)
+//                               the same for a commit of one change (value
+//                               nullopt: an erase), building no vector
 //   void append_drop(ks)        keyspace `ks` was dropped after the last
 //                               commit: watches of it end there (not_found)
 //   void start_recording()      from now on keep entries (idempotent). Call
@@ -63,11 +66,13 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -88,14 +93,66 @@ struct feed_keyspace {
   friend bool operator==(const feed_keyspace&, const feed_keyspace&) = default;
 };
 
-// One entry of the history: a commit (seq, its changes in order) or a drop
-// marker (dropped set, no changes). Immutable once appended.
+// One entry of the history: a commit's changes in order, or a drop marker,
+// encoded in one block (one allocation, shared by pointer: the history and
+// the watches that copied it). Immutable once appended. A record:
+//   u8 kind (1 put, 2 erase, 3 drop) | u32 keyspace size | u32 key size |
+//   u32 value size | keyspace | key | value   (native byte order; a drop:
+//   keyspace = the name, no key, value = the keyspace id, 8 bytes)
 struct feed_entry {
   std::uint64_t seq = 0;
-  std::vector<change> changes;
-  std::optional<feed_keyspace> dropped;
-  std::size_t weight() const noexcept { return dropped ? 1 : changes.size(); }
+  std::shared_ptr<const char[]> data;
+  std::size_t bytes = 0;
+  std::size_t weight = 0;  // changes; a drop counts 1
+  bool dropped = false;
 };
+
+// A record of a feed_entry, read in place.
+struct feed_record {
+  static constexpr std::size_t header = 13;
+  enum kind_t : std::uint8_t { put = 1, erase = 2, drop = 3 };
+  kind_t kind = put;
+  std::string_view keyspace, key, value;
+  std::size_t size() const noexcept { return header + keyspace.size() + key.size() + value.size(); }
+
+  static std::size_t size_of(std::string_view keyspace, std::string_view key, std::size_t value) noexcept {
+    return header + keyspace.size() + key.size() + value;
+  }
+  // Writes a record at `p`; returns the end.
+  static char* write(char* p, kind_t kind, std::string_view keyspace, std::string_view key, std::string_view value) {
+    *p++ = static_cast<char>(kind);
+    for (std::size_t n : {keyspace.size(), key.size(), value.size()}) {
+      const auto u = static_cast<std::uint32_t>(n);
+      std::memcpy(p, &u, 4);
+      p += 4;
+    }
+    for (std::string_view part : {keyspace, key, value}) {
+      if (!part.empty()) std::memcpy(p, part.data(), part.size());
+      p += part.size();
+    }
+    return p;
+  }
+  static feed_record read(const char* p) noexcept {
+    feed_record r;
+    r.kind = static_cast<kind_t>(*p);
+    std::uint32_t n[3];
+    std::memcpy(n, p + 1, 12);
+    const char* at = p + header;
+    r.keyspace = std::string_view(at, n[0]);
+    r.key = std::string_view(at + n[0], n[1]);
+    r.value = std::string_view(at + n[0] + n[1], n[2]);
+    return r;
+  }
+};
+
+// A block of `n` bytes for a feed_entry (not zeroed where the library can).
+inline std::shared_ptr<char[]> feed_block(std::size_t n) {
+#if defined(__cpp_lib_smart_ptr_for_overwrite)
+  return std::make_shared_for_overwrite<char[]>(n);
+#else
+  return std::shared_ptr<char[]>(new char[n]);
+#endif
+}
 
 // What a watch follows.
 struct feed_filter {
@@ -106,6 +163,30 @@ struct feed_filter {
 // The default number of changes kept (memory_options::watch_history's
 // default; other backends may use it too).
 inline constexpr std::size_t default_watch_history = 65536;
+
+// Where the writer side puts entries' blocks: small ones are carved out of
+// 64 KiB chunks (an entry holds its chunk by an aliasing shared_ptr: no
+// allocation per commit; a chunk goes when its last entry does), larger
+// ones get a block of their own. Used by the writer side only (appends are
+// serialised).
+class feed_arena {
+ public:
+  static constexpr std::size_t chunk_size = 64 * 1024;
+  std::shared_ptr<char[]> allocate(std::size_t n) {
+    if (n > chunk_size / 8) return feed_block(n);
+    if (!chunk_ || chunk_size - used_ < n) {
+      chunk_ = feed_block(chunk_size);
+      used_ = 0;
+    }
+    std::shared_ptr<char[]> part(chunk_, chunk_.get() + used_);
+    used_ += n;
+    return part;
+  }
+
+ private:
+  std::shared_ptr<char[]> chunk_;
+  std::size_t used_ = 0;
+};
 
 class change_feed;
 
@@ -124,17 +205,19 @@ class feed_watch {
       : feed_watch(std::move(feed), std::move(filter), next_ordinal, buffer) {
     copied_seq_ = after;
   }
-  // Whether this watch delivers `c` / is ended by `e`.
-  bool wants(const change& c) const { return c.keyspace == filter_.keyspace.name && filter_.range.contains(c.key); }
+  // Whether this watch delivers record `r`.
+  bool wants(const feed_record& r) const {
+    return r.keyspace == filter_.keyspace.name && filter_.range.contains(r.key);
+  }
 
   std::shared_ptr<change_feed> feed_;
   feed_filter filter_;
   std::uint64_t next_ordinal_;  // the ordinal of the next entry to copy from the feed
   std::uint64_t copied_seq_ = 0;  // the seq of the last entry copied (at first: where the watch starts)
   std::size_t buffer_;
-  std::vector<std::shared_ptr<const feed_entry>> held_;  // copied, not yet read
-  std::size_t held_entry_ = 0;   // position in held_
-  std::size_t held_change_ = 0;  // position in held_[held_entry_]->changes
+  std::vector<feed_entry> held_;  // copied, not yet read
+  std::size_t held_entry_ = 0;    // position in held_
+  std::size_t held_offset_ = 0;   // byte offset in held_[held_entry_].data
   std::optional<keel::error> ended_;  // sticky: snapshot_expired or not_found
 };
 
@@ -150,25 +233,37 @@ class change_feed {
 
   void advance(std::uint64_t seq) noexcept { last_seq_.store(seq, std::memory_order_release); }
 
-  void append(std::uint64_t seq, std::vector<change> changes) {
+  void append(std::uint64_t seq, const std::vector<change>& changes) {
     if (changes.empty() || !recording()) {
       advance(seq);
       return;
     }
-    for (auto& c : changes) c.seq = seq;
-    auto entry = std::make_shared<feed_entry>();
-    entry->seq = seq;
-    entry->changes = std::move(changes);
-    push(std::move(entry), seq);
+    push(encode(seq, changes), seq);
+  }
+  // The same for a commit of one change (value nullopt: an erase), without
+  // building a vector: one allocation.
+  void append_one(std::uint64_t seq, std::string_view keyspace, std::string_view key,
+                  std::optional<std::string_view> value) {
+    if (!recording()) return advance(seq);
+    const std::string_view v = value.value_or(std::string_view());
+    feed_entry e{seq, nullptr, 0, 1, false};
+    const std::size_t n = feed_record::size_of(keyspace, key, v.size());
+    auto block = arena_.allocate(n);
+    feed_record::write(block.get(), value ? feed_record::put : feed_record::erase, keyspace, key, v);
+    e.data = std::move(block);
+    e.bytes = n;
+    push(std::move(e), seq);
   }
 
-  void append_drop(feed_keyspace ks) {
+  void append_drop(const feed_keyspace& ks) {
     if (!recording()) return;
-    auto entry = std::make_shared<feed_entry>();
     const std::uint64_t seq = last_seq();
-    entry->seq = seq;
-    entry->dropped = std::move(ks);
-    push(std::move(entry), seq);
+    char id[8];
+    std::memcpy(id, &ks.id, 8);
+    const std::size_t n = feed_record::size_of(ks.name, {}, 8);
+    auto block = arena_.allocate(n);
+    feed_record::write(block.get(), feed_record::drop, ks.name, {}, std::string_view(id, 8));
+    push(feed_entry{seq, std::move(block), n, 1, true}, seq);
   }
 
   void start_recording() {
@@ -184,17 +279,13 @@ class change_feed {
     forget(seq);
   }
 
-  void replayed(std::uint64_t seq, std::vector<change> changes) {
+  void replayed(std::uint64_t seq, const std::vector<change>& changes) {
     if (changes.empty()) {  // nothing to keep, and nothing missed
       std::lock_guard lock(mutex_);
       if (tail_seq_ == last_seq()) tail_seq_ = seq;
       return advance(seq);
     }
-    for (auto& c : changes) c.seq = seq;
-    auto entry = std::make_shared<feed_entry>();
-    entry->seq = seq;
-    entry->changes = std::move(changes);
-    push(std::move(entry), seq);
+    push(encode(seq, changes), seq);
   }
 
   void close() {
@@ -241,8 +332,8 @@ class change_feed {
       }
       // The first entry with key > (after, commit): the commits after it and
       // the drops that followed commit `after`.
-      auto it = std::partition_point(self->entries_.begin(), self->entries_.end(), [&](const auto& e) {
-        return e->seq < after || (e->seq == after && !e->dropped);
+      auto it = std::partition_point(self->entries_.begin(), self->entries_.end(), [&](const feed_entry& e) {
+        return e.seq < after || (e.seq == after && !e.dropped);
       });
       ordinal = self->front_ordinal_ + static_cast<std::uint64_t>(it - self->entries_.begin());
     }
@@ -260,16 +351,29 @@ class change_feed {
     lost_marker_ = false;
   }
 
-  void push(std::shared_ptr<const feed_entry> entry, std::uint64_t seq) {
+  feed_entry encode(std::uint64_t seq, const std::vector<change>& changes) {
+    std::size_t n = 0;
+    for (const auto& c : changes) n += feed_record::size_of(c.keyspace, c.key, c.value ? c.value->size() : 0);
+    auto block = arena_.allocate(n);
+    char* p = block.get();
+    for (const auto& c : changes)
+      p = feed_record::write(p, c.value ? feed_record::put : feed_record::erase, c.keyspace, c.key,
+                             c.value ? std::string_view(*c.value) : std::string_view());
+    return feed_entry{seq, std::move(block), n, changes.size(), false};
+  }
+
+  void push(feed_entry entry, std::uint64_t seq) {
+    std::shared_ptr<const char[]> evicted;  // freed after the lock (the common case: one entry goes per append)
     std::lock_guard lock(mutex_);
     tail_seq_ = seq;
-    kept_ += entry->weight();
+    kept_ += entry.weight;
     entries_.push_back(std::move(entry));
     while (kept_ > capacity_ && entries_.size() > 1) {
-      const feed_entry& oldest = *entries_.front();
-      kept_ -= oldest.weight();
+      feed_entry& oldest = entries_.front();
+      kept_ -= oldest.weight;
       lost_seq_ = oldest.seq;  // a marker at S follows commit S: losing it loses "after S" too
-      lost_marker_ = oldest.dropped.has_value();
+      lost_marker_ = oldest.dropped;
+      evicted = std::move(oldest.data);
       entries_.pop_front();
       ++front_ordinal_;
     }
@@ -280,7 +384,7 @@ class change_feed {
   keel::error expired_error(std::uint64_t after) const {  // mutex_ held
     std::string m = "watch: the changes after seq " + std::to_string(after) + " are no longer kept; ";
     if (!entries_.empty()) {
-      m += "the oldest seq still available is " + std::to_string(entries_.front()->seq) +
+      m += "the oldest seq still available is " + std::to_string(entries_.front().seq) +
            " (resume with after >= " + std::to_string(lost_marker_ ? lost_seq_ + 1 : lost_seq_) + ")";
     } else {
       m += "no change is kept (resume with after = " + std::to_string(last_seq()) + ")";
@@ -289,12 +393,13 @@ class change_feed {
   }
 
   const std::size_t capacity_;
+  feed_arena arena_;  // writer side (appends are serialised)
   std::atomic<bool> recording_{false};
   std::atomic<std::uint64_t> last_seq_{0};
 
   mutable std::mutex mutex_;  // guards what follows
   std::condition_variable wake_;
-  std::deque<std::shared_ptr<const feed_entry>> entries_;
+  std::deque<feed_entry> entries_;
   std::uint64_t front_ordinal_ = 0;  // ordinal of entries_.front(): entries appended before it
   std::size_t kept_ = 0;             // sum of entries_' weights
   std::uint64_t lost_seq_ = 0;       // entries up to (lost_seq_, lost_marker_) may be lost; later ones are kept
@@ -311,28 +416,32 @@ inline result<std::optional<change>> feed_watch::next(std::chrono::milliseconds 
     if (ended_) return *ended_;
     // Read on in what is held.
     while (held_entry_ < held_.size()) {
-      const feed_entry& e = *held_[held_entry_];
-      if (e.dropped) {
-        ++held_entry_;
-        if (*e.dropped == filter_.keyspace && filter_.keyspace.id != 0) {
-          held_.clear();
-          held_entry_ = 0;
-          ended_ = keel::error(errc::not_found,
-                               "watch: keyspace " + keyspace_text(filter_.keyspace.name) + " was dropped");
-          return *ended_;
+      const feed_entry& e = held_[held_entry_];
+      while (held_offset_ < e.bytes) {
+        const feed_record r = feed_record::read(e.data.get() + held_offset_);
+        held_offset_ += r.size();
+        if (r.kind == feed_record::drop) {
+          std::uint64_t id = 0;
+          std::memcpy(&id, r.value.data(), 8);
+          if (filter_.keyspace.id != 0 && id == filter_.keyspace.id && r.keyspace == filter_.keyspace.name) {
+            held_.clear();
+            held_entry_ = held_offset_ = 0;
+            ended_ = keel::error(errc::not_found,
+                                 "watch: keyspace " + keyspace_text(filter_.keyspace.name) + " was dropped");
+            return *ended_;
+          }
+        } else if (wants(r)) {
+          change c{e.seq, std::string(r.keyspace), std::string(r.key), std::nullopt};
+          if (r.kind == feed_record::put) c.value.emplace(r.value);
+          return std::optional<change>(std::move(c));
         }
-        continue;
-      }
-      while (held_change_ < e.changes.size()) {
-        const change& c = e.changes[held_change_++];
-        if (wants(c)) return std::optional<change>(c);
       }
       ++held_entry_;
-      held_change_ = 0;
+      held_offset_ = 0;
     }
     held_.clear();
     held_entry_ = 0;
-    held_change_ = 0;
+    held_offset_ = 0;
     // Copy the next entries from the feed, waiting for one until the deadline.
     std::unique_lock lock(feed_->mutex_);
     for (;;) {
@@ -351,9 +460,9 @@ inline result<std::optional<change>> feed_watch::next(std::chrono::milliseconds 
     std::size_t weight = 0;
     const std::uint64_t end = feed_->front_ordinal_ + feed_->entries_.size();
     while (next_ordinal_ < end && held_.size() < 256 && (held_.empty() || weight < buffer_)) {
-      const auto& e = feed_->entries_[static_cast<std::size_t>(next_ordinal_ - feed_->front_ordinal_)];
-      weight += e->weight();
-      copied_seq_ = e->seq;
+      const feed_entry& e = feed_->entries_[static_cast<std::size_t>(next_ordinal_ - feed_->front_ordinal_)];
+      weight += e.weight;
+      copied_seq_ = e.seq;
       held_.push_back(e);
       ++next_ordinal_;
     }

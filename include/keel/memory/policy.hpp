@@ -177,7 +177,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
       edit.insert_or_assign(key, value);
       versions_.publish(std::move(edit));
     }
-    watch_.committed(*logged, [&] { return detail::one_change("", key, value); });
+    watch_.committed_one(*logged, "", key, value);
     if (conflicts_->recording()) conflicts_->record({std::string(key)});
     compression_.note_raw_bytes(value.size());
     writer.unlock();
@@ -209,7 +209,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
                                 : persistence_.last_logged();
     if (!logged) return logged.error();
     if (now.find(key)) versions_.publish(now.without(key));
-    if (now.find(key)) watch_.committed(*logged, [&] { return detail::one_change("", key); });
+    if (now.find(key)) watch_.committed_one(*logged, "", key, std::nullopt);
     if (conflicts_->recording()) conflicts_->record({std::string(key)});
     writer.unlock();
     return persistence_.wait_synced(*logged);

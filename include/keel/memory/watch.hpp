@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -216,6 +217,12 @@ class memory_watch {
       return;
     }
     record(frame, make());
+  }
+  // A commit of one change (value nullopt: an erase); no vector built.
+  void committed_one(std::uint64_t frame, std::string_view keyspace, std::string_view key,
+                     std::optional<std::string_view> value) {
+    if (persisted_ && frame <= feed_->last_seq()) return;
+    feed_->append_one(persisted_ ? frame : feed_->last_seq() + 1, keyspace, key, value);
   }
   void committed(std::uint64_t frame, std::vector<change>&& changes) {
     committed(frame, [&] { return std::move(changes); });
