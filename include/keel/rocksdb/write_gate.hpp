@@ -130,7 +130,8 @@ result<void> rocks_fill_batch(const write_batch& batch, rocksdb::WriteBatch& wb,
         if (!keys) return std::move(keys).error();
         std::vector<std::string> removed;
         for (const auto& [ck, present] : earlier) {  // put earlier in the batch, not stored
-          if (ck.first == cf && present && ck.second >= lo.ToStringView() && ck.second < hi.ToStringView() &&
+          const std::string_view k(ck.second);
+          if (ck.first == cf && present && k.compare(lo.ToStringView()) >= 0 && k.compare(hi.ToStringView()) < 0 &&
               !std::binary_search(keys->begin(), keys->end(), ck.second))
             removed.push_back(ck.second);
         }
