@@ -238,7 +238,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       return detail::rocks_op_error(s, "drop_keyspace", opts_.path);
     }
     entry->dropped.store(true, std::memory_order_release);
-    watches_->record_drop(entry.get(), h_.db->GetLatestSequenceNumber());  // its watches end there
+    watches_->record_drop(entry->cf->GetID(), h_.db->GetLatestSequenceNumber());  // its watches end there
     keyspaces_.by_name.erase(it);
     conflicts_->record_drop(name);  // live transactions that used it fail to commit (registry held: no
                                     // commit can resolve the name to a keyspace made since first)
