@@ -30,7 +30,7 @@
 //                      when it goes (under 1 shared, after releasing 3 and 4).
 //   2. gate_           (shared_mutex, rocks_write_gate): shared for plain
 //                      writes, exclusive for transaction begin/commit and
-//                      batches with an open-ended erase_range.
+//                      batches with an erase_range (watch.hpp).
 //   3. h_.live_mutex   (mutex) guards h_.live_cursors and h_.live_snapshots.
 //   4. a cursor's rocks_cursor_state::mutex guards its iterator (a step takes
 //                      it alone, without lifecycle; close() takes it under 1
@@ -569,9 +569,9 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     rocksdb::ColumnFamilyHandle* operator()(const write_batch::op&) const noexcept { return nullptr; }
   };
   // Writes the batch and records it for transactions. Called inside enter()
-  // with the write gate held: exclusively when the batch has an open-ended
-  // erase_range (resolved here against the largest key present in its
-  // column family) or is a commit, shared otherwise; with the shared lock of
+  // with the write gate held: exclusively when the batch has an erase_range
+  // (resolved here against the keys present: its bound, the keys listed
+  // for watches) or is a commit, shared otherwise; with the shared lock of
   // every keyspace cf_of gives a column family of.
   template <class CfOf>
   result<void> apply(const write_batch& batch, std::string_view what, CfOf cf_of) {
