@@ -9,6 +9,8 @@
 //                           the registry
 //   rocksdb/errors.hpp      rocksdb::Status -> keel::error
 //   rocksdb/tunings.hpp     the tunings (the Tuning parameter)
+//   rocksdb/watch.hpp       watch (read from the WAL), last_seq
+//   rocksdb/reads.hpp       the point read; rocksdb/stats.hpp backend_stats
 //
 // LOCK ORDER (every mutex of a store, in the order they are taken):
 //   1. h_.lifecycle    (shared_mutex, rocks_handle) guards h_.db and every
@@ -28,14 +30,15 @@
 //                      when it goes (under 1 shared, after releasing 3 and 4).
 //   2. gate_           (shared_mutex, rocks_write_gate): shared for plain
 //                      writes, exclusive for transaction begin/commit and
-//                      batches with an open-ended erase_range.
+//                      batches with an erase_range (watch.hpp).
 //   3. h_.live_mutex   (mutex) guards h_.live_cursors and h_.live_snapshots.
 //   4. a cursor's rocks_cursor_state::mutex guards its iterator (a step takes
 //                      it alone, without lifecycle; close() takes it under 1
 //                      and 3 to delete the iterator).
 //   Leaves (nothing else is taken while they are held): the write gate's WAL
 //   failure mutex (under 1, and under 2 on writes), the conflict tracker's
-//   mutex (under 2; under 1a when drop_keyspace records the drop).
+//   mutex (under 2; under 1a when drop_keyspace records the drop), the watch
+//   hub's live_mutex (under 1, 1a and 1b) and its wait mutex (watch.hpp).
 //
 // Thread safety: all members may be called concurrently. Point operations
 // share the lifecycle lock with each other; close() takes it exclusively, so
@@ -77,6 +80,7 @@
 #include "keyspaces.hpp"
 #include "open.hpp"
 #include "options.hpp"
+#include "reads.hpp"
 #include "stats.hpp"
 #include "tunings.hpp"
 #include "watch.hpp"
@@ -234,7 +238,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       return detail::rocks_op_error(s, "drop_keyspace", opts_.path);
     }
     entry->dropped.store(true, std::memory_order_release);
-    watches_->record_drop(entry.get(), h_.db->GetLatestSequenceNumber());  // its watches end there
+    watches_->record_drop(entry->cf->GetID(), h_.db->GetLatestSequenceNumber());  // its watches end there
     keyspaces_.by_name.erase(it);
     conflicts_->record_drop(name);  // live transactions that used it fail to commit (registry held: no
                                     // commit can resolve the name to a keyspace made since first)
@@ -565,14 +569,14 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     rocksdb::ColumnFamilyHandle* operator()(const write_batch::op&) const noexcept { return nullptr; }
   };
   // Writes the batch and records it for transactions. Called inside enter()
-  // with the write gate held: exclusively when the batch has an open-ended
-  // erase_range (resolved here against the largest key present in its
-  // column family) or is a commit, shared otherwise; with the shared lock of
+  // with the write gate held: exclusively when the batch has an erase_range
+  // (resolved here against the keys present: its bound, the keys listed
+  // for watches) or is a commit, shared otherwise; with the shared lock of
   // every keyspace cf_of gives a column family of.
   template <class CfOf>
   result<void> apply(const write_batch& batch, std::string_view what, CfOf cf_of) {
     rocksdb::WriteBatch wb(batch.payload_bytes() + 16 * batch.size() + 64);
-    auto largest = [&](rocksdb::ColumnFamilyHandle* cf) { return largest_key(cf ? cf : h_.db->DefaultColumnFamily()); };
+    auto largest = [&](rocksdb::ColumnFamilyHandle* cf) { return detail::rocks_largest_key(*h_.db, cf, opts_.path); };
     auto stored = [&](rocksdb::ColumnFamilyHandle* cf, const rocksdb::Slice& lo, const rocksdb::Slice& hi) {
       return detail::rocks_stored_keys(*h_.db, cf, lo, hi, opts_.path);
     };
@@ -623,15 +627,6 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     auto gate = gate_.shared();
     return apply(batch, "write", cf_of);
   }
-  // The largest key in column family `cf` (nullopt when empty). Inside enter().
-  result<std::optional<std::string>> largest_key(rocksdb::ColumnFamilyHandle* cf) const {
-    std::unique_ptr<rocksdb::Iterator> it(h_.db->NewIterator(rocksdb::ReadOptions(), cf));
-    it->SeekToLast();
-    if (it->Valid()) return std::optional<std::string>(it->key().ToString());
-    if (!it->status().ok()) return detail::rocks_op_error(it->status(), "erase_range", opts_.path);
-    return std::optional<std::string>();
-  }
-
   // Takes the lifecycle lock as enter() does (as enter_write() when
   // `write`), then the shared lock of ks's keyspace: errc::closed after
   // close(), errc::not_found once it was dropped, invalid_argument for a
@@ -664,7 +659,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       -> result<std::conditional_t<WithValue, std::optional<std::string>, bool>> {
     std::shared_lock<std::shared_mutex> lock;
     if (!h_.enter(lock)) return h_.closed();
-    return read_locked<WithValue>(h_.db->DefaultColumnFamily(), key, snap);
+    return detail::rocks_point_read<WithValue>(*h_.db, h_.db->DefaultColumnFamily(), key, snap, h_, opts_.path);
   }
   // The same in keyspace ks (not_found once dropped; through a snapshot
   // taken before the drop: snapshot_expired, see keyspaces.hpp).
@@ -677,30 +672,8 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       if (snap && refused->code() == errc::not_found) return detail::rocks_keyspace_dropped_since_snapshot(ks.name());
       return std::move(*refused);
     }
-    return read_locked<WithValue>(ks.entry_->cf, key, snap);
+    return detail::rocks_point_read<WithValue>(*h_.db, ks.entry_->cf, key, snap, h_, opts_.path);
   }
-  // The read itself, inside enter() (and the keyspace's shared lock).
-  template <bool WithValue>
-  auto read_locked(rocksdb::ColumnFamilyHandle* cf, std::string_view key, const rocksdb::Snapshot* const* snap) const
-      -> result<std::conditional_t<WithValue, std::optional<std::string>, bool>> {
-    rocksdb::ReadOptions ro;
-    if (snap) {
-      if (!*snap) return h_.closed();
-      ro.snapshot = *snap;
-    }
-    std::conditional_t<WithValue, std::string, rocksdb::PinnableSlice> value;
-    rocksdb::Status s = h_.db->Get(ro, cf, slice(key), &value);
-    if constexpr (WithValue) {
-      if (s.IsNotFound()) return std::optional<std::string>();
-      if (!s.ok()) return detail::rocks_op_error(s, "get", opts_.path);
-      return std::optional<std::string>(std::move(value));
-    } else {
-      if (s.IsNotFound()) return false;
-      if (!s.ok()) return detail::rocks_op_error(s, "contains", opts_.path);
-      return true;
-    }
-  }
-
   // A new snapshot; inside enter().
   // (The keyspace epoch is read after GetSnapshot: a keyspace whose create
   // the snapshot counts may be empty in it, never missing a write.)

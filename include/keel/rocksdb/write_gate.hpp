@@ -6,7 +6,7 @@
 // The gate: a shared_mutex. Plain writes (put, erase, a batch) hold it shared,
 // so they still reach RocksDB together and RocksDB's group commit merges them
 // into one WAL write. Transaction begins and commits, and batches with an
-// open-ended erase_range (resolved against the keys present), hold it
+// erase_range (resolved against the keys present, listed for watches), hold it
 // exclusively, so that a commit's validation and the write it allows are one
 // step, and no writer slips a key in meanwhile. Taken after the handle's
 // lifecycle lock (rocksdb/open.hpp), before live_mutex.
@@ -130,7 +130,8 @@ result<void> rocks_fill_batch(const write_batch& batch, rocksdb::WriteBatch& wb,
         if (!keys) return std::move(keys).error();
         std::vector<std::string> removed;
         for (const auto& [ck, present] : earlier) {  // put earlier in the batch, not stored
-          if (ck.first == cf && present && ck.second >= lo.ToStringView() && ck.second < hi.ToStringView() &&
+          const std::string_view k(ck.second);
+          if (ck.first == cf && present && k.compare(lo.ToStringView()) >= 0 && k.compare(hi.ToStringView()) < 0 &&
               !std::binary_search(keys->begin(), keys->end(), ck.second))
             removed.push_back(ck.second);
         }
@@ -159,7 +160,7 @@ result<void> rocks_fill_batch(const write_batch& batch, rocksdb::WriteBatch& wb,
 class rocks_write_gate {
  public:
   // Plain writes: shared. Commits, transaction begins, batches with an
-  // open-ended erase_range: exclusive.
+  // erase_range: exclusive.
   std::shared_lock<std::shared_mutex> shared() const { return std::shared_lock(gate_); }
   std::unique_lock<std::shared_mutex> exclusive() const { return std::unique_lock(gate_); }
 
