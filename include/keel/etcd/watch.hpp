@@ -111,7 +111,11 @@ class etcd_watch_state {
       return std::optional<change>(std::move(c));
     }
     if (end_) return *end_;
-    if (trouble_) return *trouble_;  // not sticky: the stream keeps trying and tells when it connects
+    if (trouble_) {  // once per outage: the stream keeps trying
+      keel::error e = std::move(*trouble_);
+      trouble_.reset();
+      return e;
+    }
     return std::optional<change>();
   }
 
@@ -233,7 +237,7 @@ class etcd_watch_state {
   std::deque<change> ready_;                 // at most capacity_
   bool held_ = false;                        // the stream waits for room
   std::optional<keel::error> end_;           // sticky: snapshot_expired, not_found
-  std::optional<keel::error> trouble_;       // unavailable, until a connection works
+  std::optional<keel::error> trouble_;       // unavailable: given once, set again by the next outage
   bool closed_ = false;
   etcd_watch_stream stream_;                 // last: stopped and joined first
 };
