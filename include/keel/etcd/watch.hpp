@@ -346,13 +346,15 @@ inline result<etcd_watch> etcd_open_watch(const etcd_transport& t, const etcd_ke
   target.hi = bounds ? target.data_hi : target.list_entry + '\0';
   const bool idle = !bounds && target.list_entry.empty();  // nothing can ever arrive
   auto state = std::make_shared<etcd_watch_state>(std::move(target), o.buffer, after + 1, t);
+  if (!idle) {
+    if (auto started = state->start(t.config()); !started) return std::move(started).error();
+  }
+  // Registered after it started (close() may reach it at once); a close()
+  // that ran before the registration is seen by is_open().
   registry.add(state);
   if (!is_open()) {
     state->close();
     return closed_error();
-  }
-  if (!idle) {
-    if (auto started = state->start(t.config()); !started) return std::move(started).error();
   }
   return etcd_watch(std::move(state), std::move(owner));
 }
