@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "support/backends.hpp"
+#include "support/scale.hpp"
 
 using namespace std::chrono_literals;
 using keel::change;
@@ -119,6 +120,49 @@ TEST_SUITE("etcd-watch") {
     auto r = take(*ranged, 1);
     CHECK(r[0].key == "r/1");
     check_quiet(*ranged);
+  }
+
+  TEST_CASE("etcd watch: 4 writer clients and 2 watches: every acknowledged write exactly once, in revision order") {
+    auto& cluster = watch_cluster();
+    const std::string p = fresh_prefix();
+    auto watcher = watch_client(cluster, p);
+    auto w1 = watcher.watch();
+    auto w2 = watcher.watch(key_range::all(), watch_options{std::nullopt, 4});  // a small buffer
+    REQUIRE(w1);
+    REQUIRE(w2);
+    const int per_thread = static_cast<int>(keel::test::scaled("KEEL_TEST_WATCH_ETCD_WRITES", 25));
+    std::mutex m;
+    std::map<std::uint64_t, std::string> acked;  // revision -> key
+    std::atomic<int> failures{0};
+    std::vector<std::thread> writers;
+    for (int t = 0; t < 4; ++t) {
+      writers.emplace_back([&, t] {
+        auto s = watch_client(cluster, p);
+        for (int i = 0; i < per_thread; ++i) {
+          const std::string key = "t" + std::to_string(t) + "/" + std::to_string(i);
+          if (!s.put(key, "v")) {
+            failures++;
+            continue;
+          }
+          std::lock_guard lock(m);
+          acked[s.last_seq()] = key;  // this client's own put: its answer's revision
+        }
+      });
+    }
+    for (auto& t : writers) t.join();
+    REQUIRE(failures.load() == 0);
+    REQUIRE(acked.size() == static_cast<std::size_t>(4 * per_thread));
+    for (auto* w : {&*w1, &*w2}) {
+      auto got = take(*w, acked.size());
+      auto it = acked.begin();
+      for (const auto& c : got) {
+        REQUIRE(it != acked.end());
+        CHECK(c.seq == it->first);
+        CHECK(c.key == it->second);
+        ++it;
+      }
+      check_quiet(*w);
+    }
   }
 
   TEST_CASE("etcd watch: a batch and a transaction are consecutive changes with one seq; erase_range one erase per key") {
@@ -353,6 +397,24 @@ TEST_SUITE("etcd-watch") {
     auto none = s.watch();
     REQUIRE_FALSE(none);
     CHECK(none.error() == errc::closed);
+  }
+
+  TEST_CASE("etcd watch: closing a store whose watch is full and not read ends it; the watch then gives closed") {
+    auto& cluster = watch_cluster();
+    const std::string p = fresh_prefix();
+    auto s = watch_client(cluster, p);
+    auto w = s.watch(key_range::all(), watch_options{std::nullopt, 1});
+    REQUIRE(w);
+    for (int i = 0; i < 20; ++i) REQUIRE(s.put("k" + std::to_string(i), "v"));
+    auto first = w->next(5000ms);  // the stream is running (then waits for room)
+    REQUIRE(first);
+    REQUIRE(*first);
+    const auto t0 = std::chrono::steady_clock::now();
+    REQUIRE(s.close());  // stops and joins the watch's thread
+    CHECK(std::chrono::steady_clock::now() - t0 < 2s);
+    auto after = w->next(10ms);
+    REQUIRE_FALSE(after);
+    CHECK(after.error() == errc::closed);
   }
 
   TEST_CASE("etcd watch: no endpoint for operation_timeout gives unavailable; the watch goes on when one returns") {

@@ -40,7 +40,8 @@
 // used by one thread at a time) and returns it afterwards, which keeps its
 // keep-alive connection for the next call. Locking: mutex_ guards idle_ and
 // closed_ and is a leaf (held only to take or give back a handle, never
-// around a request); preferred_ is an atomic.
+// around a request); preferred_ and seen_revision_ (what last_seq() gives)
+// are atomics.
 // Errors: every failure is a keel::error (see the classification above);
 // nothing throws except std::bad_alloc.
 #pragma once

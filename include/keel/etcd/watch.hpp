@@ -111,7 +111,11 @@ class etcd_watch_state {
       return std::optional<change>(std::move(c));
     }
     if (end_) return *end_;
-    if (trouble_) return *trouble_;  // not sticky: the stream keeps trying and tells when it connects
+    if (trouble_) {  // once per outage: the stream keeps trying
+      keel::error e = std::move(*trouble_);
+      trouble_.reset();
+      return e;
+    }
     return std::optional<change>();
   }
 
@@ -233,7 +237,7 @@ class etcd_watch_state {
   std::deque<change> ready_;                 // at most capacity_
   bool held_ = false;                        // the stream waits for room
   std::optional<keel::error> end_;           // sticky: snapshot_expired, not_found
-  std::optional<keel::error> trouble_;       // unavailable, until a connection works
+  std::optional<keel::error> trouble_;       // unavailable: given once, set again by the next outage
   bool closed_ = false;
   etcd_watch_stream stream_;                 // last: stopped and joined first
 };
@@ -342,13 +346,15 @@ inline result<etcd_watch> etcd_open_watch(const etcd_transport& t, const etcd_ke
   target.hi = bounds ? target.data_hi : target.list_entry + '\0';
   const bool idle = !bounds && target.list_entry.empty();  // nothing can ever arrive
   auto state = std::make_shared<etcd_watch_state>(std::move(target), o.buffer, after + 1, t);
+  if (!idle) {
+    if (auto started = state->start(t.config()); !started) return std::move(started).error();
+  }
+  // Registered after it started (close() may reach it at once); a close()
+  // that ran before the registration is seen by is_open().
   registry.add(state);
   if (!is_open()) {
     state->close();
     return closed_error();
-  }
-  if (!idle) {
-    if (auto started = state->start(t.config()); !started) return std::move(started).error();
   }
   return etcd_watch(std::move(state), std::move(owner));
 }
