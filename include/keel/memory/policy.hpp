@@ -177,7 +177,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
       edit.insert_or_assign(key, value);
       versions_.publish(std::move(edit));
     }
-    watch_.committed(*logged, watch_.recording() ? detail::one_change("", key, value) : std::vector<change>());
+    watch_.committed(*logged, [&] { return detail::one_change("", key, value); });
     if (conflicts_->recording()) conflicts_->record({std::string(key)});
     compression_.note_raw_bytes(value.size());
     writer.unlock();
@@ -209,7 +209,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
                                 : persistence_.last_logged();
     if (!logged) return logged.error();
     if (now.find(key)) versions_.publish(now.without(key));
-    if (now.find(key)) watch_.committed(*logged, watch_.recording() ? detail::one_change("", key) : std::vector<change>());
+    if (now.find(key)) watch_.committed(*logged, [&] { return detail::one_change("", key); });
     if (conflicts_->recording()) conflicts_->record({std::string(key)});
     writer.unlock();
     return persistence_.wait_synced(*logged);
@@ -647,7 +647,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     auto root = std::make_shared<const detail::keyspace_root>(
         detail::keyspace_root{std::string(name), ++last_keyspace_id_, tree()});
     versions_.publish(versions_.current(), detail::with_keyspace(others.get(), root));
-    watch_.committed(*logged, {});
+    watch_.committed(*logged, std::vector<change>());
     writer.unlock();
     if (auto synced = persistence_.wait_synced(*logged); !synced) return synced.error();
     return keyspace_type(root->name, root->id);

@@ -206,9 +206,21 @@ class memory_watch {
   bool logs_changes() const noexcept { return persisted_ && recording(); }
 
   // A commit was published (writers' mutex held): `frame` is its log frame
-  // (persisted stores; no new frame: nothing was committed), `changes` what
-  // it changed (built only while recording()).
-  void committed(std::uint64_t frame, std::vector<change> changes) {
+  // (persisted stores; no new frame: nothing was committed); make() gives
+  // what it changed, called only while recording(). Without a watch yet this
+  // only moves last_seq: the cost a store that never watched pays.
+  template <class Make>
+  void committed(std::uint64_t frame, Make&& make) {
+    if (!recording()) {
+      feed_->advance(persisted_ ? std::max(frame, feed_->last_seq()) : feed_->last_seq() + 1);
+      return;
+    }
+    record(frame, make());
+  }
+  void committed(std::uint64_t frame, std::vector<change>&& changes) {
+    committed(frame, [&] { return std::move(changes); });
+  }
+  void record(std::uint64_t frame, std::vector<change> changes) {
     std::uint64_t seq = 0;
     if (persisted_) {
       if (frame <= feed_->last_seq()) return;
@@ -238,7 +250,7 @@ class memory_watch {
   }
   // Keyspace `name` (id `id`) was dropped in log frame `frame` (writers' mutex held).
   void dropped(std::uint64_t frame, std::string_view name, std::uint64_t id) {
-    committed(frame, {});
+    committed(frame, std::vector<change>());
     feed_->append_drop(feed_keyspace{std::string(name), id});
   }
 
