@@ -103,14 +103,16 @@ class hybrid_watch {
       auto c = small_->next(std::chrono::milliseconds(0));
       if (!c || *c) return c;
       small_.reset();
-      std::lock_guard l(link_->mutex);
-      if (link_->large) {
-        large_.emplace(std::move(*link_->large));
-        map_ = link_->map;
-      } else {
-        ended_ = link_->error.value_or(keel::error(errc::closed, "watch: the store is closed"));
+      {
+        std::lock_guard l(link_->mutex);
+        if (link_->large) {
+          large_.emplace(std::move(*link_->large));
+          map_ = link_->map;
+        } else {
+          ended_ = link_->error.value_or(keel::error(errc::closed, "watch: the store is closed"));
+        }
       }
-      link_.reset();
+      link_.reset();  // after the lock: this may be the link's last owner
     }
     if (ended_) return *ended_;
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
