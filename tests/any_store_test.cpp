@@ -798,3 +798,138 @@ TEST_SUITE("any_store") {
     CHECK(ftx.put(*users, "k", "v").error().code() == errc::not_supported);
   }
 }
+
+// ---------------------------------------------------------------------------
+// Watch through basic_any_store (issue 28): basic_any_watch over the live
+// backend's watch; a backend without watch is not_supported, never a watch
+// that stays silent.
+// ---------------------------------------------------------------------------
+namespace {
+
+// The next change of `w`, failing the case when none comes within 10 s.
+template <class Watch>
+keel::change next_change(Watch& w) {
+  auto c = w.next(10s);
+  REQUIRE_MESSAGE(c, c.error().message());
+  REQUIRE_MESSAGE(*c, "no change within 10 s");
+  return std::move(**c);
+}
+// Whether `w` has nothing now (waits briefly).
+template <class Watch>
+bool quiet(Watch& w) {
+  auto c = w.next(50ms);
+  return c && !*c;
+}
+
+// Every watch call through an any_store and its keyspace handles, on
+// whichever backend `s` holds (one with watch and keyspaces).
+void check_any_watch_calls(ks_any_store& s) {
+  using keel::change;
+  using keel::key_range;
+  REQUIRE(s.has_watch());
+  const std::uint64_t start = s.last_seq();
+  auto w = s.watch(key_range::prefix("k"));  // from now
+  REQUIRE_MESSAGE(w, w.error().message());
+  CHECK(static_cast<bool>(*w));
+  REQUIRE(s.put("k1", "a"));
+  REQUIRE(s.put("x", "outside the range"));
+  REQUIRE(s.write(keel::write_batch{}.put("k2", "b").erase("k1")));
+  REQUIRE(s.erase_range(key_range::prefix("k")));  // removes k2
+  const change put1 = next_change(*w);
+  CHECK(put1.seq > start);
+  CHECK(put1 == change{put1.seq, "", "k1", "a"});
+  const change put2 = next_change(*w);
+  CHECK(put2.seq > put1.seq);
+  CHECK(put2 == change{put2.seq, "", "k2", "b"});
+  CHECK(next_change(*w) == change{put2.seq, "", "k1", std::nullopt});  // the batch: one seq
+  const change erased = next_change(*w);
+  CHECK(erased == change{erased.seq, "", "k2", std::nullopt});
+  CHECK(erased.seq > put2.seq);
+  CHECK(s.last_seq() == erased.seq);
+  CHECK(quiet(*w));
+
+  // Resume after S: everything after it, the x outside the first range too.
+  auto r = s.watch(key_range::all(), {.after = put1.seq});
+  REQUIRE_MESSAGE(r, r.error().message());
+  CHECK(next_change(*r).key == "x");
+  CHECK(next_change(*r) == change{put2.seq, "", "k2", "b"});
+  CHECK(next_change(*r).key == "k1");
+  CHECK(next_change(*r) == erased);
+  CHECK(quiet(*r));
+  auto beyond = s.watch(key_range::all(), {.after = s.last_seq() + 1});
+  REQUIRE_FALSE(beyond);
+  CHECK(beyond.error() == errc::invalid_argument);
+  CHECK(s.watch(key_range::all(), {.after = std::nullopt, .buffer = 0}).error() == errc::invalid_argument);
+
+  // A keyspace's watch: its changes only, with its name; a drop ends it.
+  auto users = s.keyspace("users");
+  REQUIRE(users);
+  auto kw = users->watch(key_range::prefix("u"));
+  REQUIRE_MESSAGE(kw, kw.error().message());
+  REQUIRE(s.put("u1", "default keyspace"));
+  REQUIRE(users->put("u1", "1"));
+  const change u1 = next_change(*kw);
+  CHECK(u1 == change{u1.seq, "users", "u1", "1"});
+  CHECK(quiet(*kw));
+  REQUIRE(s.drop_keyspace("users"));
+  auto ended = kw->next(10s);
+  REQUIRE_FALSE(ended);
+  CHECK(ended.error() == errc::not_found);
+  CHECK(kw->next(0ms).error() == errc::not_found);
+
+  // Close: a watch gives closed, and so does a new one.
+  REQUIRE(s.close());
+  auto after_close = w->next(1s);
+  REQUIRE_FALSE(after_close);
+  CHECK(after_close.error() == errc::closed);
+  CHECK(s.watch().error() == errc::closed);
+}
+
+}  // namespace
+
+TEST_SUITE("any_store") {
+  TEST_CASE("watch through any_store on memory: ranges, batches, erase_range, resume, keyspaces, drop, close") {
+    auto m = keel::memory_store::open({});
+    REQUIRE(m);
+    ks_any_store s(std::move(*m));
+    check_any_watch_calls(s);
+  }
+
+  TEST_CASE("watch through any_store on RocksDB: ranges, batches, erase_range, resume, keyspaces, drop, close") {
+    temp_dir tmp;
+    auto r = keel::rocks_store::open({.path = tmp.path() / "db"});
+    REQUIRE(r);
+    ks_any_store s(std::move(*r));
+    check_any_watch_calls(s);
+  }
+
+  TEST_CASE("watch through any_store: the backend's watch inside; an empty watch is closed") {
+    auto m = keel::memory_store::open({});
+    REQUIRE(m);
+    ks_any_store s(std::move(*m));
+    auto w = s.watch();
+    REQUIRE(w);
+    CHECK(w->get_if<keel::MemoryPolicy>() != nullptr);
+    const bool not_rocks = w->get_if<keel::RocksPolicy<keel::NativeTuning>>() == nullptr;
+    CHECK(not_rocks);
+    ks_any_store::watch_type empty;
+    CHECK_FALSE(static_cast<bool>(empty));
+    CHECK(empty.next(0ms).error() == errc::closed);
+    CHECK(ks_any_store::keyspace_type{}.watch().error() == errc::closed);
+  }
+
+  TEST_CASE("watch through any_store on a backend without watch: not_supported naming it, last_seq 0") {
+    auto f = keel::basic_store<flat_memory_policy>::open({});
+    REQUIRE(f);
+    ks_any_store s(std::move(*f));
+    CHECK_FALSE(s.has_watch());
+    REQUIRE(s.put("k", "v"));
+    CHECK(s.last_seq() == 0);
+    auto w = s.watch();
+    REQUIRE_FALSE(w);
+    CHECK(w.error() == errc::not_supported);
+    CHECK(w.error().message().find("the memory backend has no watch") != std::string::npos);
+    REQUIRE(s.close());
+    CHECK(s.watch().error() == errc::closed);
+  }
+}

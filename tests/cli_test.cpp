@@ -1154,7 +1154,7 @@ TEST_SUITE("cli") {
       args.insert(args.end(), cmd.begin(), cmd.end());
       r = run_cli(args);
       CHECK(r.status == 2);
-      CHECK(r.says("--keyspace (-k) is for get, put, del, scan, count, compact, export, import and stats"));
+      CHECK(r.says("--keyspace (-k) is for get, put, del, scan, count, compact, export, import, stats and watch"));
     }
     CHECK_FALSE(fs::exists(tmp.path() / "cp"));
     CHECK_FALSE(fs::exists(tmp.path() / "db2"));

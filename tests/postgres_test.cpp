@@ -820,6 +820,33 @@ TEST_SUITE("postgres") {
     CHECK(wrong.error() == errc::invalid_argument);
     CHECK(wrong.error().message().find("id integer") != std::string::npos);
   }
+
+  // Issue 28: PostgreSQL has no watch yet; postgres_any_store says so rather
+  // than give a watch that never delivers.
+  TEST_CASE("postgres_any_store: watch is not_supported, naming the backend, for the store and a keyspace") {
+    if (auto why = no_server()) return skip("postgres: " + *why);
+    keel::store_config cfg;
+    cfg.preferred = keel::backend::postgres;
+    cfg.postgres.conninfo = shared_pg().conninfo();
+    cfg.postgres.table = postgres_backend::next_table();
+    auto s = keel::open_store<keel::postgres_any_store>(cfg);
+    REQUIRE_MESSAGE(s, s.error().message());
+    REQUIRE(s->put("k", "v"));
+    CHECK_FALSE(s->has_watch());
+    CHECK(s->last_seq() == 0);
+    auto w = s->watch();
+    REQUIRE_FALSE(w);
+    CHECK(w.error() == errc::not_supported);
+    CHECK(w.error().message().find("postgres backend has no watch") != std::string::npos);
+    auto ks = s->keyspace("orders");
+    REQUIRE_MESSAGE(ks, ks.error().message());
+    auto kw = ks->watch(key_range::prefix("a"), {.after = 0});
+    REQUIRE_FALSE(kw);
+    CHECK(kw.error() == errc::not_supported);
+    CHECK(kw.error().message().find("postgres") != std::string::npos);
+    REQUIRE(s->close());
+    CHECK(s->watch().error() == errc::closed);
+  }
 }
 #endif
 

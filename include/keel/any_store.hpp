@@ -9,6 +9,7 @@
 #include <array>
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <initializer_list>
 #include <memory>
@@ -23,6 +24,7 @@
 #include <variant>
 #include <vector>
 
+#include "any_watch.hpp"
 #include "detail/any_cursor.hpp"
 #include "store.hpp"
 
@@ -58,6 +60,14 @@ struct keyspace_variant_of<std::variant<Done...>, P, Rest...> {
   using type = typename keyspace_variant_of<
       std::conditional_t<keyspace_policy<P>, std::variant<Done..., basic_keyspace<P>>, std::variant<Done...>>,
       Rest...>::type;
+};
+
+// The policy of a basic_keyspace<P>.
+template <class K>
+struct keyspace_policy_of;
+template <class P>
+struct keyspace_policy_of<basic_keyspace<P>> {
+  using type = P;
 };
 
 // The policy of a basic_transaction<P>.
@@ -150,6 +160,22 @@ class basic_any_keyspace {
   }
   result<void> compact(const key_range& range = key_range::all()) {
     return visit<result<void>>(*this, [&](auto& k) { return k.compact(range); });
+  }
+  // Watch of this keyspace (see basic_keyspace::watch); a backend without
+  // watch: errc::not_supported.
+  result<basic_any_watch<Policies...>> watch(const key_range& range = key_range::all(),
+                                             const watch_options& options = {}) const {
+    using R = result<basic_any_watch<Policies...>>;
+    return visit<R>(*this, [&](const auto& k) -> R {
+      using P = typename detail::keyspace_policy_of<std::decay_t<decltype(k)>>::type;
+      if constexpr (watch_policy<P>) {
+        auto w = k.watch(range, options);
+        if (!w) return std::move(w).error();
+        return basic_any_watch<Policies...>(std::move(*w));
+      } else {
+        return detail::watch_not_supported(P::backend_kind, "keyspace watch");
+      }
+    });
   }
 
   // The backend's handle, when the store is a basic_store<P> (nullptr otherwise).
@@ -377,6 +403,7 @@ class basic_any_store {
   using snapshot_type = basic_any_snapshot<Policies...>;
   using transaction_type = basic_any_transaction<Policies...>;
   using keyspace_type = basic_any_keyspace<Policies...>;
+  using watch_type = basic_any_watch<Policies...>;
 
   // Wraps an open store. `attempts` records how it was chosen (open_store
   // fills it); a fallback is an open whose earlier attempts failed.
@@ -504,6 +531,44 @@ class basic_any_store {
   bool has_keyspaces() const noexcept {
     return std::visit(
         [](const auto& s) { return keyspace_policy<typename std::decay_t<decltype(s)>::policy_type>; }, store_);
+  }
+
+  // Watch (watch.hpp, basic_store::watch), forwarded to the live backend:
+  // every committed change to a key in `range` of the default keyspace. A
+  // backend without watch (has_watch() false: PostgreSQL) gives
+  // errc::not_supported naming it; a closed store errc::closed.
+  result<watch_type> watch(const key_range& range = key_range::all(), const watch_options& options = {}) const {
+    return std::visit(
+        [&](const auto& s) -> result<watch_type> {
+          using P = typename std::decay_t<decltype(s)>::policy_type;
+          if constexpr (watch_policy<P>) {
+            auto w = s.watch(range, options);
+            if (!w) return std::move(w).error();
+            return watch_type(std::move(*w));
+          } else {
+            if (!s.is_open()) return closed_error();
+            return detail::watch_not_supported(P::backend_kind, "watch");
+          }
+        },
+        store_);
+  }
+  // The live backend's last_seq() (basic_store::last_seq); 0 on a backend
+  // without watch.
+  std::uint64_t last_seq() const noexcept {
+    return std::visit(
+        [](const auto& s) -> std::uint64_t {
+          if constexpr (watch_policy<typename std::decay_t<decltype(s)>::policy_type>) {
+            return s.last_seq();
+          } else {
+            return 0;
+          }
+        },
+        store_);
+  }
+  // Whether the live backend has watch (keel::watch_policy).
+  bool has_watch() const noexcept {
+    return std::visit([](const auto& s) { return watch_policy<typename std::decay_t<decltype(s)>::policy_type>; },
+                      store_);
   }
 
   // The backend in use.

@@ -27,6 +27,7 @@
 //                        through it give errc::snapshot_expired once that
 //                        revision is compacted away
 //   keyspaces            listed in etcd; drop = one txn (etcd/keyspaces.hpp)
+//   watch                etcd's own watch (/v3/watch stream): seq = revision
 //   close                frees connections; no server-side state exists
 // Errors: errc::unavailable (not applied: no endpoint reachable, no leader or
 // quorum, refused), errc::outcome_unknown (a write timed out or lost its
@@ -36,9 +37,8 @@
 // were certainly not applied (an outcome_unknown write is never re-sent, but
 // the calls after it start on the next endpoint).
 //
-// The parts (include/keel/etcd/): policy.hpp (EtcdPolicy, the lock order),
-// transport.hpp, codec.hpp, paging.hpp, transactions.hpp, keyspaces.hpp,
-// options.hpp; doctor.hpp: keel::diagnose_cluster, what `keel doctor etcd://` prints.
+// The parts (include/keel/etcd/*.hpp): policy (EtcdPolicy, the lock order), transport, codec, paging,
+// transactions, keyspaces, watch, watch_stream, options; doctor: keel::diagnose_cluster (`keel doctor`).
 #pragma once
 
 #include <cstdint>

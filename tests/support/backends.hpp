@@ -265,6 +265,29 @@ inline constexpr transaction_promise promise_of =
   keel::test::memory_backend, keel::test::compressed_memory_backend, keel::test::persisted_memory_backend
 #endif
 
+// The backends with watch (issue 28; keel::watch_policy): every case of
+// tests/watch_test.cpp runs on each. One line per backend as it gains watch
+// (KEEL_WATCH_..._BACKENDS: empty, or ", backend, ...").
+#define KEEL_WATCH_MEMORY_BACKENDS \
+  keel::test::memory_backend, keel::test::persisted_memory_backend, keel::test::compressed_memory_backend
+#if KEEL_HAS_ETCD
+#define KEEL_WATCH_ETCD_BACKENDS , keel::test::etcd_backend
+#else
+#define KEEL_WATCH_ETCD_BACKENDS
+#endif
+#if KEEL_HAS_ROCKSDB
+#define KEEL_WATCH_ROCKS_BACKENDS , keel::test::rocks_default_backend, keel::test::rocks_macos_backend
+#define KEEL_WATCH_HYBRID_BACKENDS , keel::test::hybrid_memory_backend, keel::test::hybrid_spilling_backend
+#define KEEL_WATCH_ANY_BACKENDS , keel::test::any_memory_backend, keel::test::any_rocks_backend
+#else
+#define KEEL_WATCH_ROCKS_BACKENDS
+#define KEEL_WATCH_HYBRID_BACKENDS
+#define KEEL_WATCH_ANY_BACKENDS
+#endif
+#define KEEL_WATCH_BACKENDS                                                                         \
+  KEEL_WATCH_MEMORY_BACKENDS KEEL_WATCH_ROCKS_BACKENDS KEEL_WATCH_HYBRID_BACKENDS KEEL_WATCH_ANY_BACKENDS \
+      KEEL_WATCH_ETCD_BACKENDS
+
 // Whether the backend's checkpoint() makes a copy (false: not_supported).
 template <class B>
 inline constexpr bool supports_checkpoint = !requires { B::no_checkpoint; };

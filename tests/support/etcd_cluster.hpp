@@ -53,6 +53,7 @@ namespace keel::test {
 
 struct etcd_cluster_options {
   std::vector<uid_t> member_uids;  // empty: every member runs as the caller
+  std::vector<std::string> extra_args;  // appended to every member's command line
 };
 
 class etcd_cluster {
@@ -230,6 +231,7 @@ class etcd_cluster {
                                      "--logger=zap",
                                      "--log-outputs=stderr",
                                      "--log-level=warn"};
+    args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

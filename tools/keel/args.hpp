@@ -124,7 +124,7 @@ inline std::optional<std::string> keyspace_argument(std::string_view arg, std::s
 // --value-file F, ...): after the command, they and their value go to the
 // command as they are.
 inline bool command_option_with_value(std::string_view s) {
-  return s == "--prefix" || s == "--from" || s == "--to" || s == "--limit" || s == "--value-file";
+  return s == "--prefix" || s == "--from" || s == "--to" || s == "--limit" || s == "--value-file" || s == "--after";
 }
 
 // Parses argv[1...] into c: the tool's options (before or after the command),

@@ -9,6 +9,7 @@
 //   commands_dump.hpp    export, import, verify, migrate
 //   commands_stats.hpp   stats
 //   keyspaces.hpp        --keyspace (with_keyspace), keyspaces, drop-keyspace
+//   commands_watch.hpp   watch
 //   commands_doctor.hpp  doctor PATH, doctor etcd://... (doctor_etcd.hpp)
 //   exit_codes.hpp, text.hpp, progress.hpp, stdin_spool.hpp: shared pieces
 #include <cstdio>
@@ -19,6 +20,7 @@
 #include "commands_dump.hpp"
 #include "commands_read.hpp"
 #include "commands_stats.hpp"
+#include "commands_watch.hpp"
 #include "commands_write.hpp"
 #include "exit_codes.hpp"
 #include "keyspaces.hpp"
@@ -55,6 +57,14 @@ Commands:
   scan [--prefix P] [--from K] [--to K] [--reverse] [--limit N] [--keys-only]
                           print entries in byte order, one per line: KEY<TAB>VALUE
   count [--prefix P]      print the number of keys
+  watch [--prefix P] [--from K] [--to K] [--after SEQ] [--limit N] [--keys-only]
+                          print every change committed to the range, one line per
+                          change in commit order: SEQ<TAB>put<TAB>KEY<TAB>VALUE or
+                          SEQ<TAB>erase<TAB>KEY; from now, or after SEQ (the changes
+                          the store still keeps first). Runs until SIGINT/SIGTERM
+                          (exit 0) or N changes (--limit). keel holds a local store
+                          open, so there it shows the kept history (--after) and
+                          then waits; on etcd it shows every client's changes
   export FILE|-  [--prefix P]
                           write a dump (docs/dump-format.md) of every keyspace
                           (format version 2 when the store has keyspaces other than
@@ -128,11 +138,11 @@ or VALUE may start with '-': keel del -- -k):
   --table NAME            that table (as KEEL_POSTGRES_TABLE; default keel); created
                           if missing, by read commands too
   -k, --keyspace NAME     the keyspace get, put, del, scan, count, compact, export,
-                          import and stats work on (default "": the default
+                          import, stats and watch work on (default "": the default
                           keyspace, the store itself); NAME is escaped as a KEY
                           is, at most 255 bytes. put and import create it; the
                           others exit 1 when it does not exist
-  --json                  JSON output (get, scan, count, stats, keyspaces, doctor, and the
+  --json                  JSON output (get, scan, count, stats, keyspaces, doctor, watch, and the
                           summaries of export, import, del with a range, compact,
                           checkpoint, drop-keyspace)
   --raw                   get: print the value's bytes exactly, no escaping, no newline
@@ -209,8 +219,8 @@ int main(int argc, char** argv) {
     return exit_ok;
   }
   if (c.keyspace_given && !takes_keyspace(cmd))
-    return usage_error("--keyspace (-k) is for get, put, del, scan, count, compact, export, import and stats; " + cmd +
-                       (cmd == "drop-keyspace" ? " takes the NAME as its argument" : " does not take it"));
+    return usage_error("--keyspace (-k) is for get, put, del, scan, count, compact, export, import, stats and watch; " +
+                       cmd + (cmd == "drop-keyspace" ? " takes the NAME as its argument" : " does not take it"));
   if (cmd == "doctor") return cmd_doctor(c);
   if (cmd == "keyspaces") return cmd_keyspaces(c);
   if (cmd == "drop-keyspace") return cmd_drop_keyspace(c);
@@ -227,5 +237,6 @@ int main(int argc, char** argv) {
   if (cmd == "export") return cmd_export(c);
   if (cmd == "import") return cmd_import(c);
   if (cmd == "stats") return cmd_stats(c);
+  if (cmd == "watch") return cmd_watch(c);
   return usage_error("unknown command '" + cmd + "'");
 }

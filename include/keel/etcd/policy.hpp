@@ -8,6 +8,7 @@
 //   transactions.hpp   batches as one txn, cluster-validated commits,
 //                      read-only txns (multi_get)
 //   keyspaces.hpp      the list of keyspaces, generations, guards
+//   watch.hpp          watches: etcd's own watch through the gateway
 //
 // Thread safety: every member may be called concurrently, close() included.
 // A cursor is used by one thread at a time; snapshots may be shared.
@@ -15,13 +16,14 @@
 // revision they read (a pin); after close() they give errc::closed.
 // Errors: as listed in <keel/etcd.hpp>; nothing throws except std::bad_alloc.
 //
-// Lock order: two mutexes, never held together, never held around a request.
+// Lock order: these mutexes are never held together, nor around a request.
 //   pins_mutex_             guards pins_ (the revisions live views of this
 //                           process read): taken when a view pins or unpins
 //                           a revision and by compact() to read the oldest;
 //   etcd_transport::mutex_  guards the idle CURL handles and the transport's
 //                           closed flag: taken to take or give back a handle
-//                           and by close().
+//                           and by close();
+//   watch registry, watch buffers (etcd/watch.hpp): leaves.
 // open_ and the transport's preferred endpoint are atomics.
 #pragma once
 
@@ -47,6 +49,7 @@
 #include "paging.hpp"
 #include "transactions.hpp"
 #include "transport.hpp"
+#include "watch.hpp"
 
 namespace keel {
 
@@ -506,10 +509,30 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
     return compact(range);
   }
 
-  // Frees the connections. Snapshots and cursors still alive give
-  // errc::closed. Idempotent; nothing to flush (etcd acknowledged every write).
+  // ---- watch (etcd/watch.hpp; docs/watch.md "etcd") ---------------------
+  // seq is etcd's revision; a watch sees every client's changes.
+  using watch_type = detail::etcd_watch;
+  result<watch_type> watch(const key_range& range, const watch_options& o) const {
+    if (!is_open()) return closed_error();
+    return detail::etcd_open_watch(transport_, keys_, std::make_shared<const detail::etcd_keyspace>(keys_), {}, 0,
+                                   range, o, watches_, shared_from_this(), [this] { return is_open(); });
+  }
+  result<watch_type> watch(const keyspace_type& ks, const key_range& range, const watch_options& o) const {
+    if (ks.name.empty()) return watch(range, o);
+    if (!is_open()) return closed_error();
+    return detail::etcd_open_watch(transport_, keys_, ks.keys, ks.name, ks.generation, range, o, watches_,
+                                   shared_from_this(), [this] { return is_open(); });
+  }
+  // The highest revision this client has seen (any answer's header, its own
+  // writes' and its watches' included); 0 before any.
+  std::uint64_t last_seq() const noexcept { return static_cast<std::uint64_t>(transport_.seen_revision()); }
+
+  // Frees the connections and ends every watch (joining its thread).
+  // Snapshots, cursors and watches still alive give errc::closed.
+  // Idempotent; nothing to flush (etcd acknowledged every write).
   result<void> close() {
     if (!open_.exchange(false)) return {};
+    watches_.close_all();
     transport_.close();
     return {};
   }
@@ -666,8 +689,10 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
   std::atomic<bool> open_{true};
   mutable std::mutex pins_mutex_;
   mutable std::multiset<std::int64_t> pins_;  // revisions live views read; guarded by pins_mutex_
+  mutable detail::etcd_watch_registry watches_;  // live watches, ended by close()
 };
 
 static_assert(keyspace_policy<EtcdPolicy>);
+static_assert(watch_policy<EtcdPolicy>);
 
 }  // namespace keel

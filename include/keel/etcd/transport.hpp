@@ -40,7 +40,8 @@
 // used by one thread at a time) and returns it afterwards, which keeps its
 // keep-alive connection for the next call. Locking: mutex_ guards idle_ and
 // closed_ and is a leaf (held only to take or give back a handle, never
-// around a request); preferred_ is an atomic.
+// around a request); preferred_ and seen_revision_ (what last_seq() gives)
+// are atomics.
 // Errors: every failure is a keel::error (see the classification above);
 // nothing throws except std::bad_alloc.
 #pragma once
@@ -105,6 +106,30 @@ class etcd_transport {
   }
 
   const etcd_transport_config& config() const noexcept { return config_; }
+
+  // The highest revision any answer of this transport (or a watch of its
+  // store, note_revision) has reported in its header: what last_seq() gives.
+  // Only grows; 0 before any answer.
+  std::int64_t seen_revision() const noexcept { return seen_revision_.load(std::memory_order_acquire); }
+  void note_revision(std::int64_t revision) const noexcept {
+    std::int64_t seen = seen_revision_.load(std::memory_order_relaxed);
+    while (revision > seen && !seen_revision_.compare_exchange_weak(seen, revision, std::memory_order_acq_rel)) {
+    }
+  }
+  // header.revision of a gateway answer (a JSON string); 0 when absent.
+  static std::int64_t header_revision(const nlohmann::json& j) {
+    auto h = j.find("header");
+    if (h == j.end() || !h->is_object()) return 0;
+    auto r = h->find("revision");
+    if (r == h->end() || !r->is_string()) return 0;
+    std::int64_t v = 0;
+    const std::string& s = r->get_ref<const std::string&>();
+    for (char c : s) {
+      if (c < '0' || c > '9') return 0;
+      v = v * 10 + (c - '0');
+    }
+    return v;
+  }
 
   // POSTs `body` to /v3/<path> and returns the parsed 200 answer, or an
   // error: see the classification at the top of this file. `what` names the
@@ -286,6 +311,8 @@ class etcd_transport {
         out.kind = verdict::definite;
         out.error = keel::error(errc::io_error, "etcd: " + config_.endpoints[ep] +
                                                     " answered 200 with a body that is not JSON");
+      } else {
+        note_revision(header_revision(out.json));
       }
       return out;
     }
@@ -367,6 +394,7 @@ class etcd_transport {
   bool closed_ = false;
   curl_slist* headers_ = nullptr;
   mutable std::atomic<std::size_t> preferred_{0};
+  mutable std::atomic<std::int64_t> seen_revision_{0};
 };
 
 }  // namespace keel::detail

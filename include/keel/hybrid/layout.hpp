@@ -12,6 +12,12 @@
 //   PATH/memory/store    the memory tier (memory_options::persist_path), with
 //                        its logs store.wal-<gen> and its lock store.lock
 //   PATH/rocksdb/        the RocksDB tier
+//   PATH/SEQ_BASE        "<M> <R>" and a line end, written (like TIER) by the
+//                        move before its commit point: the memory tier's last
+//                        seq M and RocksDB's R at the switch, so that the
+//                        store's seq (watch) is RocksDB's - R + M in the
+//                        RocksDB tier (hybrid/watch.hpp). Read only when TIER
+//                        names rocksdb; missing there: M = R = 0.
 //
 // Needs neither RocksDB nor the memory backend (the standard library and
 // detail/platform_file.hpp). hybrid_layout only names paths and reads; the
@@ -20,6 +26,8 @@
 // on the same path see each other's files as the filesystem does.
 #pragma once
 
+#include <charconv>
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -45,6 +53,7 @@ struct hybrid_layout {
   std::filesystem::path memory_dir() const { return root / "memory"; }
   std::filesystem::path memory_file() const { return memory_dir() / "store"; }
   std::filesystem::path rocksdb_dir() const { return root / "rocksdb"; }
+  std::filesystem::path seq_base() const { return root / "SEQ_BASE"; }
 
   // Whether `text` (TIER's content without its line end) names a tier.
   static bool names_a_tier(std::string_view text) noexcept { return text == memory_tier || text == rocksdb_tier; }
@@ -94,16 +103,16 @@ struct hybrid_layout {
 
 namespace detail {
 
-// Replaces the TIER of `layout` atomically and durably with `name`. Returns
-// the error and whether the rename happened (after it, TIER may name the new
-// tier even though the call failed: the directory sync did not succeed).
-inline result<void> write_tier(const hybrid_layout& layout, std::string_view name, bool& renamed) {
+// Replaces `target`, a file directly under layout.root, atomically and
+// durably with `text` (written aside, synced, renamed, directory synced);
+// `renamed` as for write_tier.
+inline result<void> replace_hybrid_file(const hybrid_layout& layout, const std::filesystem::path& target,
+                                        const std::string& text, bool& renamed) {
   renamed = false;
-  const auto aside = layout.root / ("TIER.tmp-" + std::to_string(current_process_id()));
+  const auto aside = layout.root / (target.filename().string() + ".tmp-" + std::to_string(current_process_id()));
   {
     file f;
     if (auto e = f.create(aside)) return os_error(e, "hybrid store: cannot create '" + path_text(aside) + "'");
-    const std::string text = std::string(name) + "\n";
     if (auto e = f.write_all(text.data(), text.size())) {
       remove_file(aside);
       return os_error(e, "hybrid store: cannot write '" + path_text(aside) + "'");
@@ -113,12 +122,88 @@ inline result<void> write_tier(const hybrid_layout& layout, std::string_view nam
       return os_error(e, "hybrid store: cannot sync '" + path_text(aside) + "'");
     }
   }
-  if (auto e = replace_file(aside, layout.tier())) {
+  if (auto e = replace_file(aside, target)) {
     remove_file(aside);
-    return os_error(e, "hybrid store: cannot rename '" + path_text(aside) + "' to '" + path_text(layout.tier()) + "'");
+    return os_error(e, "hybrid store: cannot rename '" + path_text(aside) + "' to '" + path_text(target) + "'");
   }
   renamed = true;
   return sync_directory(layout.root);
+}
+
+// Replaces the TIER of `layout` atomically and durably with `name`. Returns
+// the error and whether the rename happened (after it, TIER may name the new
+// tier even though the call failed: the directory sync did not succeed).
+inline result<void> write_tier(const hybrid_layout& layout, std::string_view name, bool& renamed) {
+  return replace_hybrid_file(layout, layout.tier(), std::string(name) + "\n", renamed);
+}
+
+// How the RocksDB tier's seqs map to the store's (SEQ_BASE above; hybrid/watch.hpp).
+struct hybrid_seq_map {
+  std::uint64_t small_last = 0;  // M: the memory tier's last seq at the switch
+  std::uint64_t large_base = 0;  // R: RocksDB's last seq then, after the copy
+  std::uint64_t from_large(std::uint64_t r) const noexcept { return small_last + (r - large_base); }
+  std::uint64_t to_large(std::uint64_t s) const noexcept { return large_base + (s - small_last); }
+  friend bool operator==(const hybrid_seq_map&, const hybrid_seq_map&) = default;
+};
+
+// PATH/SEQ_BASE (hybrid/layout.hpp): missing gives {0, 0} (a store moved
+// before watch existed). Errors: corruption when it says something else,
+// the file's read errors.
+inline result<hybrid_seq_map> read_seq_map(const hybrid_layout& layout) {
+  std::error_code ec;
+  if (!std::filesystem::exists(layout.seq_base(), ec)) {
+    if (ec) return keel::error(errc::io_error, "hybrid store: cannot stat '" + path_text(layout.seq_base()) + "': " + ec.message());
+    return hybrid_seq_map{};
+  }
+  auto text = read_whole_file(layout.seq_base());
+  if (!text) return text.error();
+  hybrid_seq_map m;
+  const char* p = text->data();
+  const char* end = p + text->size();
+  auto a = std::from_chars(p, end, m.small_last);
+  bool ok = a.ec == std::errc() && a.ptr != end && *a.ptr == ' ';
+  if (ok) {
+    auto b = std::from_chars(a.ptr + 1, end, m.large_base);
+    ok = b.ec == std::errc() && (b.ptr == end || *b.ptr == '\n');
+  }
+  if (!ok) {
+    return keel::error(errc::corruption, "hybrid store: '" + path_text(layout.seq_base()) +
+                                             "' is not two numbers (\"" + text->substr(0, 40) + "\"); nothing was changed");
+  }
+  return m;
+}
+inline result<void> write_seq_map(const hybrid_layout& layout, const hybrid_seq_map& m) {
+  bool renamed = false;
+  return replace_hybrid_file(layout, layout.seq_base(),
+                             std::to_string(m.small_last) + " " + std::to_string(m.large_base) + "\n", renamed);
+}
+
+// A hybrid store's checkpoint at `path` (a new directory): `copy_tier(copy)`
+// writes the tier's checkpoint into the layout `copy` of `path` (memory/ is
+// made first for the memory tier), then SEQ_BASE (RocksDB tier) and TIER.
+// Nothing is left at `path` on failure.
+template <class CopyTier>
+result<void> write_hybrid_checkpoint(const std::filesystem::path& path, std::string_view tier_name,
+                                     const hybrid_seq_map& seqs, CopyTier&& copy_tier) {
+  const hybrid_layout copy{path};
+  std::error_code ec;
+  auto fail = [&](keel::error e) {
+    std::error_code rm;
+    std::filesystem::remove_all(path, rm);
+    return e;
+  };
+  if (!std::filesystem::create_directory(path, ec) || ec)
+    return keel::error(errc::io_error, "checkpoint: cannot create '" + path_text(path) + "': " + ec.message());
+  const bool large = tier_name == hybrid_layout::rocksdb_tier;
+  if (!large && (std::filesystem::create_directory(copy.memory_dir(), ec), ec))
+    return fail(keel::error(errc::io_error, "checkpoint: cannot create '" + path_text(copy.memory_dir()) + "': " + ec.message()));
+  if (auto r = copy_tier(copy); !r) return fail(r.error());
+  if (large) {
+    if (auto m = write_seq_map(copy, seqs); !m) return fail(m.error());
+  }
+  bool renamed = false;
+  if (auto t = write_tier(copy, tier_name, renamed); !t) return fail(t.error());
+  return {};
 }
 
 // Removes what the memory tier of `layout` wrote (snapshot, logs,

@@ -5,6 +5,7 @@
 //   hybrid/layout.hpp    PATH/{keel.lock, TIER, memory/, rocksdb/}, TIER read and replaced
 //   hybrid/move.hpp      the move to RocksDB and its commit point
 //   hybrid/keyspaces.hpp what a keyspace handle points to, in either tier
+//   hybrid/watch.hpp     watch: the tier's, one seq across the move
 //   detail/any_cursor.hpp  the cursor of whichever tier a scan was taken from
 //   detail/conflict_tracker.hpp  transaction validation that spans a move
 //   hybrid/writer_preferring_gate.hpp  the gates below
@@ -74,6 +75,7 @@
 #include "layout.hpp"
 #include "move.hpp"
 #include "options.hpp"
+#include "watch.hpp"
 #include "writer_preferring_gate.hpp"
 
 namespace keel {
@@ -243,6 +245,29 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
     return snapshot_pinned();
   }
 
+  // ---- watch (hybrid/watch.hpp): the tier's watch, one seq across the move --
+  using watch_type = typename detail::hybrid_watch_parts<Small, Large, typename keyspace_type::entry>::watch_type;
+  result<watch_type> watch(const key_range& range, const watch_options& o) const
+    requires detail::hybrid_tiers_watch<Small, Large>
+  {
+    std::shared_lock pin(tier_gate_);
+    if (!is_open()) return closed_error();
+    return watches_.make(small_, large_, tier_ == tier::large, nullptr, range, o);
+  }
+  result<watch_type> watch(const keyspace_type& ks, const key_range& range, const watch_options& o) const
+    requires detail::hybrid_tiers_watch<Small, Large>
+  {
+    std::shared_lock pin(tier_gate_);
+    if (!is_open()) return closed_error();
+    return watches_.make(small_, large_, tier_ == tier::large, ks.entry_, range, o);
+  }
+  std::uint64_t last_seq() const noexcept
+    requires detail::hybrid_tiers_watch<Small, Large>
+  {
+    std::shared_lock pin(tier_gate_);
+    return watches_.last_seq(small_.get(), large_.get(), tier_ == tier::large);
+  }
+
   // ---- keyspaces (contract.hpp's keyspace part) ---------------------------
   // Forwarded to the tier that holds the data. A keyspace created or dropped
   // during a move is marked in the move's record, which copies it whole (or
@@ -363,31 +388,12 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
     std::shared_lock pin(tier_gate_);
     if (!is_open()) return closed_error();
     if (auto bad = detail::checkpoint_path_error(path)) return *bad;
-    std::error_code ec;
-    const hybrid_layout copy{path};
-    auto fail = [&](keel::error e) {
-      std::error_code rm;
-      std::filesystem::remove_all(path, rm);
-      return e;
-    };
-    if (!std::filesystem::create_directory(path, ec) || ec)
-      return keel::error(errc::io_error, "checkpoint: cannot create '" + detail::path_text(path) + "': " + ec.message());
-    result<void> r;
     if (tier_ == tier::large) {
-      r = large_->checkpoint(copy.rocksdb_dir());
-    } else {
-      std::filesystem::create_directory(copy.memory_dir(), ec);
-      r = ec ? result<void>(keel::error(errc::io_error, "checkpoint: cannot create '" +
-                                                             detail::path_text(copy.memory_dir()) + "': " + ec.message()))
-             : small_->checkpoint(copy.memory_file());
+      return detail::write_hybrid_checkpoint(path, hybrid_layout::rocksdb_tier, watches_.map(),
+                                             [&](const hybrid_layout& copy) { return large_->checkpoint(copy.rocksdb_dir()); });
     }
-    if (!r) return fail(r.error());
-    bool renamed = false;
-    if (auto t = detail::write_tier(copy, tier_ == tier::large ? hybrid_layout::rocksdb_tier : hybrid_layout::memory_tier,
-                                    renamed);
-        !t)
-      return fail(t.error());
-    return {};
+    return detail::write_hybrid_checkpoint(path, hybrid_layout::memory_tier, {},
+                                           [&](const hybrid_layout& copy) { return small_->checkpoint(copy.memory_file()); });
   }
 
   // Transactions: the view is the current tier's, the validation the hybrid
@@ -567,7 +573,9 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
     if (!l) return l.error();
     large_ = std::move(*l);
     tier_ = tier::large;
-    if (auto k = load_keyspaces(); !k) {
+    auto seqs = detail::read_seq_map(layout_);
+    if (seqs) watches_.set_map(*seqs);
+    if (auto k = seqs ? load_keyspaces() : result<void>(seqs.error()); !k) {
       (void)large_->close();
       return k;
     }
@@ -700,6 +708,8 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
         handles.emplace_back(e, std::move(*h));
       }
     }
+    const auto seqs = watches_.map_at_switch(*small_, move.copy_store());  // before TIER: see hybrid/watch.hpp
+    if (auto w = detail::write_seq_map(layout_, seqs); !w) return move.abandon(w.error());
     bool renamed = false;
     auto committed = move.commit(renamed);
     if (!committed && !renamed) return move.abandon(committed.error());
@@ -708,6 +718,7 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
     // rename does not survive a power loss).
     large_ = std::move(move).copy();
     for (auto& [e, h] : handles) e->large.emplace(std::move(h));
+    watches_.switched(*large_, seqs);
     tier_ = tier::large;
     moving_ = false;
     pin.unlock();
@@ -767,6 +778,7 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
   std::atomic<std::size_t> written_since_check_{0};
   std::atomic<std::size_t> check_at_{1};
   detail::background_worker mover_;  // size checks and background moves
+  typename detail::hybrid_watch_parts<Small, Large, typename keyspace_type::entry>::hub watches_;  // tier_gate_
 };
 
 static_assert(store_policy<HybridPolicy<>>);

@@ -60,6 +60,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -390,7 +391,7 @@ class memory_log {
     std::uint64_t torn_bytes = 0;  // cut off the end of the newest log
   };
 
-  // Calls apply(const log_op&) for every op of every log, in order. Checks
+  // Calls apply(const log_op&[, frame seq]) for every op of every log, in order. Checks
   // everything before the newest log's torn tail (remembered; start() cuts it).
   template <class Apply>
   result<replay_info> replay(Apply&& apply) {
@@ -440,7 +441,7 @@ class memory_log {
                                         std::to_string(*expected));
         }
         decode_log_payload(f->payload, [&](const log_op& op) {
-          apply(op);
+          if constexpr (std::is_invocable_v<Apply&, const log_op&, std::uint64_t>) apply(op, f->seq); else apply(op);
           ++info.ops;
         });
         ++info.frames;
@@ -542,6 +543,7 @@ class memory_log {
 
   // Bytes in the current log (the fold threshold looks at it).
   std::uint64_t bytes() const noexcept { return bytes_; }
+  std::uint64_t generation() const noexcept { return gen_; }  // of the current log
 
   // Switches to a new log; returns the generation below which logs may be
   // removed once a snapshot of the store as of now is durable. Syncs the old

@@ -1,5 +1,5 @@
 // keel/memory/options.hpp - memory_options, how a memory store is opened
-// (persistence, syncs, folds, compression). Public: keel::memory_options.
+// (persistence, syncs, folds, compression, watch history). Public: keel::memory_options.
 // Plain data; the defaults are stated per member.
 #pragma once
 
@@ -70,6 +70,14 @@ struct memory_options {
   // A compression keel was built without (KEEL_HAVE_ZSTD / KEEL_HAVE_LZ4
   // undefined) fails open() with errc::not_supported.
   keel::compression compression = keel::compression::none;
+  // Watch (docs/watch.md, "Memory"): how many changes the store keeps for
+  // watches that fell behind or resume (watch_options::after), counting one
+  // per key a commit changed; the oldest commits go first (the newest is
+  // kept whatever its size), and a watch that needs one gone gets
+  // errc::snapshot_expired. Nothing is kept, and a write pays nothing, until
+  // the store's first watch. 0 is taken as 1. Default 65536 (a kept change
+  // costs about 150 bytes besides its key and value).
+  std::size_t watch_history = 65536;
 };
 
 }  // namespace keel

@@ -69,8 +69,12 @@ class memory_persistence {
   // Opens the store persisted at `file` (at open, before the store is
   // shared): lock, dictionary, snapshot, logs, then a new log to append to;
   // the loaded data is published as the current version. fold_log_bytes:
-  // memory_options::fold_log_bytes (0: no background fold).
-  result<void> load(const std::filesystem::path& file, bool sync_writes, std::size_t fold_log_bytes) {
+  // memory_options::fold_log_bytes (0: no background fold). replayed(op,
+  // frame seq) sees each op replayed from the logs, after it is applied
+  // (the watch history, memory/watch.hpp).
+  template <class Replayed>
+  result<void> load(const std::filesystem::path& file, bool sync_writes, std::size_t fold_log_bytes,
+                    Replayed&& replayed) {
     path_ = file;
     auto log = memory_log::lock(path_, sync_writes);
     if (!log) return log.error();
@@ -84,8 +88,11 @@ class memory_persistence {
       if (!loaded) return loaded.error();
       snapshot_bytes = *loaded;
     }
-    auto replayed = (*log)->replay([&](const log_op& op) { state.apply(op, compression_); });
-    if (!replayed) return replayed.error();
+    auto replay = (*log)->replay([&](const log_op& op, std::uint64_t seq) {
+      state.apply(op, compression_);
+      replayed(op, seq);
+    });
+    if (!replay) return replay.error();
     if (auto s = (*log)->start(); !s) return s;
     auto [main, others] = std::move(state).finish();
     versions_.publish(std::move(main), std::move(others));
@@ -163,17 +170,21 @@ class memory_persistence {
 
   // At close, save_mutex() and the writers' mutex held, the store still
   // open: syncs and seals the log, saves the current version, removes the
-  // logs and releases the file lock. Not persisted, or released: nothing.
+  // logs (but the current one with keep_current_log: its frame numbers and
+  // writes are the seqs and history a watch resumes from after a reopen,
+  // memory/watch.hpp; replaying it over the snapshot changes nothing) and
+  // releases the file lock. Not persisted, or released: nothing.
   // A failed save is returned and leaves the files with every acknowledged
   // write (the next open replays the log).
-  result<void> save_at_close() {
+  result<void> save_at_close(bool keep_current_log = false) {
     result<void> saved;
     if (log_ && !released_) {
       saved = log_->seal();  // syncs what is in the log; appends end here
       if (saved) {
         if (auto s = save_to(path_, versions_.current_all()); !s) saved = s.error();
       }
-      if (saved) saved = log_->remove_before(std::numeric_limits<std::uint64_t>::max());
+      if (saved)
+        saved = log_->remove_before(keep_current_log ? log_->generation() : std::numeric_limits<std::uint64_t>::max());
       log_->release_lock();
     }
     return saved;

@@ -11,6 +11,8 @@
 //                    (value_compression)
 //   keyspaces.hpp    the table of non-default keyspaces and batches across
 //                    keyspaces (the version layout is in versions.hpp)
+//   watch.hpp        seqs, the change history and what each commit delivers
+//                    (memory_watch; issue 28)
 // Needs no RocksDB headers.
 //
 // Lock order (a thread holding one may take only those after it):
@@ -63,6 +65,7 @@
 #include "options.hpp"
 #include "persistence.hpp"
 #include "versions.hpp"
+#include "watch.hpp"
 
 namespace keel {
 
@@ -80,6 +83,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
 
   // ---- cursor (memory/cursor.hpp) ----------------------------------------
   using cursor_type = detail::memory_cursor;
+  using watch_type = detail::feed_watch;  // memory/watch.hpp, detail/change_feed.hpp
 
   // ---- keyspace handle ----------------------------------------------------
   // A keyspace's name and the id it was given when created (0: the default
@@ -145,11 +149,15 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   // ---- store --------------------------------------------------------------
   static result<std::shared_ptr<MemoryPolicy>> open(const options& opts) {
     if (auto missing = detail::compression_missing(opts.compression)) return *missing;
-    auto p = std::make_shared<MemoryPolicy>();
+    auto p = std::make_shared<MemoryPolicy>(opts.watch_history);
     p->compression_.enable(opts.compression);
     if (!opts.persist_path.empty()) {
-      if (auto loaded = p->persistence_.load(opts.persist_path, opts.sync_writes, opts.fold_log_bytes); !loaded)
+      auto history = p->watch_.history();
+      auto replayed = [&](const detail::log_op& op, std::uint64_t seq) { history.op(op, seq); };
+      if (auto loaded = p->persistence_.load(opts.persist_path, opts.sync_writes, opts.fold_log_bytes, replayed); !loaded)
         return loaded.error();
+      history.finish(*p->persistence_.last_logged());
+      p->watch_.loaded(*p->persistence_.last_logged());
       if (const auto& others = p->versions_.current_others()) p->last_keyspace_id_ = others->size();  // ids 1..n
     }
     p->compression_.start();
@@ -169,6 +177,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
       edit.insert_or_assign(key, value);
       versions_.publish(std::move(edit));
     }
+    watch_.committed_one(*logged, "", key, value);
     if (conflicts_->recording()) conflicts_->record({std::string(key)});
     compression_.note_raw_bytes(value.size());
     writer.unlock();
@@ -200,6 +209,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
                                 : persistence_.last_logged();
     if (!logged) return logged.error();
     if (now.find(key)) versions_.publish(now.without(key));
+    if (now.find(key)) watch_.committed_one(*logged, "", key, std::nullopt);
     if (conflicts_->recording()) conflicts_->record({std::string(key)});
     writer.unlock();
     return persistence_.wait_synced(*logged);
@@ -210,9 +220,11 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (batch.names_keyspaces()) return write_across_keyspaces(batch);
     std::unique_lock writer(versions_.writers());
     if (auto refused = refuse_write()) return *refused;
-    auto logged = persistence_.log_batch(batch);
+    auto changes = watch_.batch_changes(batch, versions_);
+    auto logged = watch_.log_batch(persistence_, batch, changes);
     if (!logged) return logged.error();
     apply(batch);
+    watch_.committed(*logged, std::move(changes));
     writer.unlock();
     return persistence_.wait_synced(*logged);
   }
@@ -222,9 +234,14 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     std::unique_lock writer(versions_.writers());
     if (auto refused = refuse_write()) return *refused;
     if (range.is_empty()) return {};
-    auto logged = persistence_.log_write([&](detail::log_encoder& e) { e.erase_range(range); });
+    std::vector<change> changes;
+    if (watch_.recording()) detail::append_range_erases(changes, "", versions_.current(), range);
+    auto logged = persistence_.log_write([&](detail::log_encoder& e) {
+      watch_.logs_changes() ? detail::log_changes(e, changes) : e.erase_range(range);
+    });
     if (!logged) return logged.error();
     versions_.publish(detail::without_range(versions_.current(), range));
+    watch_.committed(*logged, std::move(changes));
     if (conflicts_->recording()) conflicts_->record({}, {range});
     writer.unlock();
     return persistence_.wait_synced(*logged);
@@ -277,9 +294,11 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     std::unique_lock writer(versions_.writers());
     if (auto refused = refuse_write()) return *refused;
     if (auto valid = conflicts_->validate(tx); !valid) return valid;
-    auto logged = persistence_.log_batch(tx.writes);
+    auto changes = watch_.batch_changes(tx.writes, versions_);
+    auto logged = watch_.log_batch(persistence_, tx.writes, changes);
     if (!logged) return logged.error();
     apply(tx.writes);
+    watch_.committed(*logged, std::move(changes));
     writer.unlock();
     return persistence_.wait_synced(*logged);
   }
@@ -336,9 +355,11 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     std::unique_lock writer(versions_.writers());
     if (auto refused = refuse_write()) return *refused;
     const auto& others = versions_.current_others();
-    if (!detail::store_version::find_root(others.get(), name)) return detail::keyspace_missing(name);
+    const detail::keyspace_root* dropped = detail::store_version::find_root(others.get(), name);
+    if (!dropped) return detail::keyspace_missing(name);
     auto logged = persistence_.log_write([&](detail::log_encoder& e) { e.drop_keyspace(name); });
     if (!logged) return logged.error();
+    watch_.dropped(*logged, name, dropped->id);  // before the publish: `dropped` is the current table's
     versions_.publish(versions_.current(), detail::without_keyspace(*others, name));
     conflicts_->record_drop(name);  // live transactions that used it fail to commit
     writer.unlock();
@@ -355,7 +376,8 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
           edit.insert_or_assign(key, value);
           return std::optional<tree>(std::move(edit).persist());
         },
-        [&] { conflicts_->record_key(ks.name_, key); }, value.size());
+        [&] { conflicts_->record_key(ks.name_, key); }, [&](const tree&) { return detail::one_change(ks.name_, key, value); },
+        value.size());
   }
 
   result<std::optional<std::string>> get(const keyspace_type& ks, std::string_view key) const {
@@ -380,7 +402,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (ks.id_ == 0) return erase(key);
     return write_keyspace(ks, [&](detail::log_encoder& e) { e.erase(key); }, [&](const tree& t) {
       return t.find(key) ? std::optional<tree>(t.without(key)) : std::nullopt;
-    }, [&] { conflicts_->record_key(ks.name_, key); });
+    }, [&] { conflicts_->record_key(ks.name_, key); }, [&](const tree&) { return detail::one_change(ks.name_, key); });
   }
 
   result<void> erase_range(const keyspace_type& ks, const key_range& range) {
@@ -388,7 +410,11 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (!erase_range_is_valid(range)) return bad_range();
     return write_keyspace(ks, [&](detail::log_encoder& e) { e.erase_range(range); }, [&](const tree& t) {
       return range.is_empty() ? std::nullopt : std::optional<tree>(detail::without_range(t, range));
-    }, [&] { conflicts_->record(ks.name_, {}, {range}); });
+    }, [&] { conflicts_->record(ks.name_, {}, {range}); }, [&](const tree& t) {
+      std::vector<change> out;
+      detail::append_range_erases(out, ks.name_, t, range);
+      return out;
+    });
   }
 
   result<std::vector<std::optional<std::string>>> multi_get(const keyspace_type& ks,
@@ -433,12 +459,13 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     std::lock_guard saving(persistence_.save_mutex());
     std::lock_guard writer(versions_.writers());
     if (!is_open()) return {};
-    result<void> saved = persistence_.save_at_close();
+    result<void> saved = persistence_.save_at_close(watch_.carries_seq());
     versions_.close();
+    watch_.close();
     return saved;
   }
 
-  MemoryPolicy() = default;
+  explicit MemoryPolicy(std::size_t watch_history = detail::default_watch_history) : watch_(watch_history) {}
   MemoryPolicy(const MemoryPolicy&) = delete;
   MemoryPolicy& operator=(const MemoryPolicy&) = delete;
   // No point read can be in flight: callers hold the store (or a share of it).
@@ -446,6 +473,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   ~MemoryPolicy() {
     persistence_.stop();
     compression_.stop();
+    watch_.close();
   }
 
   bool is_open() const noexcept { return versions_.is_open(); }
@@ -500,6 +528,19 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     return sealed;
   }
 
+  // ---- watch (memory/watch.hpp) --------------------------------------------
+  result<watch_type> watch(const key_range& range, const watch_options& options) const {
+    return watch(keyspace_type(std::string(), 0), range, options);
+  }
+  result<watch_type> watch(const keyspace_type& ks, const key_range& range, const watch_options& options) const {
+    std::lock_guard writer(versions_.writers());
+    if (!is_open()) return closed_error();
+    if (ks.id_ != 0 && !writable(ks)) return detail::keyspace_dropped(ks.name_);
+    return const_cast<detail::memory_watch&>(watch_).watch(detail::feed_filter{{ks.name_, ks.id_}, range}, options);
+  }
+  std::uint64_t last_seq() const noexcept { return watch_.last_seq(); }
+  const std::shared_ptr<detail::change_feed>& change_feed() const noexcept { return watch_.feed(); }
+
  private:
   // Why a write cannot proceed now, if it cannot; writers' mutex held.
   std::optional<keel::error> refuse_write() const {
@@ -544,9 +585,11 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     auto table = detail::apply_to_keyspaces(versions_.current_others(), batch, named->names);
     if (!table) return std::move(table).error();
     tree main = named->default_ops ? detail::apply_keyspace_ops(versions_.current(), batch, "") : versions_.current();
-    auto logged = persistence_.log_batch(batch);
+    auto changes = watch_.batch_changes(batch, versions_);
+    auto logged = watch_.log_batch(persistence_, batch, changes);
     if (!logged) return logged.error();
     versions_.publish(std::move(main), std::move(*table));
+    watch_.committed(*logged, std::move(changes));
     conflicts_->record(batch);  // every keyspace's ops
     compression_.note_batch(batch);
     writer.unlock();
@@ -555,21 +598,24 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   // A write to keyspace `ks` (not ""): `change(tree)` gives its new tree (nullopt: nothing to do or log),
   // `log` fills the frame, the version is published, `record()` is called while transactions are live
   // (it records the write for them), and `raw_bytes` counted for compression.
-  template <class Log, class Change, class Record>
+  // `changes(tree before)` gives what a watch sees (called while recording).
+  template <class Log, class Change, class Record, class Changes>
   result<void> write_keyspace(const keyspace_type& ks, Log&& log, Change&& change, Record&& record,
-                              std::size_t raw_bytes = 0) {
+                              Changes&& changes, std::size_t raw_bytes = 0) {
     std::unique_lock writer(versions_.writers());
     if (auto refused = refuse_write()) return *refused;
     const detail::keyspace_root* r = writable(ks);
     if (!r) return detail::keyspace_dropped(ks.name_);
     std::optional<tree> next = change(r->tree);
     if (!next) return {};
+    std::vector<keel::change> delivered = watch_.recording() ? changes(r->tree) : std::vector<keel::change>();
     auto logged = persistence_.log_write([&](detail::log_encoder& e) {
       e.select_keyspace(ks.name_);
-      log(e);
+      watch_.logs_changes() ? detail::log_changes(e, delivered) : log(e);
     });
     if (!logged) return logged.error();
     publish_keyspace(*r, std::move(*next));
+    watch_.committed(*logged, std::move(delivered));
     if (conflicts_->recording()) record();
     compression_.note_raw_bytes(raw_bytes);
     writer.unlock();
@@ -601,6 +647,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     auto root = std::make_shared<const detail::keyspace_root>(
         detail::keyspace_root{std::string(name), ++last_keyspace_id_, tree()});
     versions_.publish(versions_.current(), detail::with_keyspace(others.get(), root));
+    watch_.committed(*logged, std::vector<change>());
     writer.unlock();
     if (auto synced = persistence_.wait_synced(*logged); !synced) return synced.error();
     return keyspace_type(root->name, root->id);
@@ -676,11 +723,13 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   std::shared_ptr<detail::conflict_tracker> conflicts_ = std::make_shared<detail::conflict_tracker>();
   std::mutex close_mutex_;  // serialises close() and release_persistence()
   std::uint64_t last_keyspace_id_ = 0;  // the id of the last keyspace created; writers' mutex
+  detail::memory_watch watch_;          // seqs and change history; its writer side under the writers' mutex
 };
 
 static_assert(store_policy<MemoryPolicy>);
 static_assert(keyspace_policy<MemoryPolicy>);
 static_assert(run_cursor<MemoryPolicy::cursor_type>);
+static_assert(watch_policy<MemoryPolicy>);
 
 // What basic_store::stats() asks of the backend: exact key count and bytes.
 inline result<void> backend_stats(const MemoryPolicy& p, store_stats& s) {

@@ -248,6 +248,7 @@ inline result<rocks_opened> rocks_open(const rocks_options& opts, void (*tuning)
   // nor with a custom Env (the LOG then comes from that Env, as before);
   // customize may replace it (o.info_log = nullptr: RocksDB's own again).
   if (!opts.read_only && !opts.env) ro.info_log = std::make_shared<rocks_info_log>(dir);
+  if (!opts.read_only) ro.WAL_size_limit_MB = opts.watch_history_mb;  // watch history (rocksdb/watch.hpp)
   if (opts.customize) opts.customize(ro);
 
   rocksdb::DB* db = nullptr;

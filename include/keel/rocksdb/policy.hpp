@@ -9,6 +9,8 @@
 //                           the registry
 //   rocksdb/errors.hpp      rocksdb::Status -> keel::error
 //   rocksdb/tunings.hpp     the tunings (the Tuning parameter)
+//   rocksdb/watch.hpp       watch (read from the WAL), last_seq
+//   rocksdb/reads.hpp       the point read; rocksdb/stats.hpp backend_stats
 //
 // LOCK ORDER (every mutex of a store, in the order they are taken):
 //   1. h_.lifecycle    (shared_mutex, rocks_handle) guards h_.db and every
@@ -28,14 +30,15 @@
 //                      when it goes (under 1 shared, after releasing 3 and 4).
 //   2. gate_           (shared_mutex, rocks_write_gate): shared for plain
 //                      writes, exclusive for transaction begin/commit and
-//                      batches with an open-ended erase_range.
+//                      batches with an erase_range (watch.hpp).
 //   3. h_.live_mutex   (mutex) guards h_.live_cursors and h_.live_snapshots.
 //   4. a cursor's rocks_cursor_state::mutex guards its iterator (a step takes
 //                      it alone, without lifecycle; close() takes it under 1
 //                      and 3 to delete the iterator).
 //   Leaves (nothing else is taken while they are held): the write gate's WAL
 //   failure mutex (under 1, and under 2 on writes), the conflict tracker's
-//   mutex (under 2; under 1a when drop_keyspace records the drop).
+//   mutex (under 2; under 1a when drop_keyspace records the drop), the watch
+//   hub's live_mutex (under 1, 1a and 1b) and its wait mutex (watch.hpp).
 //
 // Thread safety: all members may be called concurrently. Point operations
 // share the lifecycle lock with each other; close() takes it exclusively, so
@@ -77,7 +80,10 @@
 #include "keyspaces.hpp"
 #include "open.hpp"
 #include "options.hpp"
+#include "reads.hpp"
+#include "stats.hpp"
 #include "tunings.hpp"
+#include "watch.hpp"
 #include "write_gate.hpp"
 
 namespace keel {
@@ -95,6 +101,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   class cursor_type;
   class snapshot_type;
   class keyspace_type;
+  using watch_type = detail::rocks_watch;  // rocksdb/watch.hpp
 
   static result<std::shared_ptr<RocksPolicy>> open(const options& opts) {
     auto opened = detail::rocks_open(opts, &Tuning::apply);
@@ -107,6 +114,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
         cf_options_(std::move(opened.cf_options)),
         h_(opts_.path, std::move(opened.claim), opened.db) {
     write_options_.sync = opts_.sync_writes;
+    watches_ = std::make_shared<detail::rocks_watch_hub>(h_.db->GetLatestSequenceNumber());
     keyspaces_.default_keyspace =
         std::make_shared<detail::rocks_keyspace>(&h_, std::string(), h_.db->DefaultColumnFamily(), false);
     for (auto& [cf_name, cf] : opened.families) {
@@ -125,7 +133,8 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (auto refused = enter_write(lock, "put")) return std::move(*refused);
     auto gate = gate_.shared();
     if (auto refused = refuse_after_wal_failure("put")) return std::move(*refused);
-    if (auto r = check_write(h_.db->Put(write_options_, slice(key), slice(value)), "put"); !r) return r;
+    if (auto r = check_write(detail::rocks_write_one(*h_.db, write_options_, *watches_, nullptr, key, &value), "put"); !r)
+      return r;
     if (conflicts_->recording()) conflicts_->record({std::string(key)});
     return {};
   }
@@ -138,7 +147,8 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (auto refused = enter_write(lock, "erase")) return std::move(*refused);
     auto gate = gate_.shared();
     if (auto refused = refuse_after_wal_failure("erase")) return std::move(*refused);
-    if (auto r = check_write(h_.db->Delete(write_options_, slice(key)), "erase"); !r) return r;
+    if (auto r = check_write(detail::rocks_write_one(*h_.db, write_options_, *watches_, nullptr, key, nullptr), "erase"); !r)
+      return r;
     if (conflicts_->recording()) conflicts_->record({std::string(key)});
     return {};
   }
@@ -150,9 +160,9 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     std::shared_lock<std::shared_mutex> lock;
     if (auto refused = enter_write(lock, "write")) return std::move(*refused);
     if (batch.names_keyspaces()) return write_keyspaces(batch);
-    // An erase_range without an upper bound is resolved against the keys
-    // present, so no other writer may slip a key in meanwhile.
-    if (has_open_ended_range(batch)) {
+    // An erase_range is resolved against the keys present (its bound, the
+    // keys listed for watches), so no other writer may slip a key in meanwhile.
+    if (has_erase_range(batch)) {
       auto gate = gate_.exclusive();
       return apply(batch, "write", default_cf{});
     }
@@ -228,6 +238,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       return detail::rocks_op_error(s, "drop_keyspace", opts_.path);
     }
     entry->dropped.store(true, std::memory_order_release);
+    watches_->record_drop(entry->cf->GetID(), h_.db->GetLatestSequenceNumber());  // its watches end there
     keyspaces_.by_name.erase(it);
     conflicts_->record_drop(name);  // live transactions that used it fail to commit (registry held: no
                                     // commit can resolve the name to a keyspace made since first)
@@ -249,7 +260,9 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (auto refused = enter_keyspace(lock, entry, ks, "put", true)) return std::move(*refused);
     auto gate = gate_.shared();
     if (auto refused = refuse_after_wal_failure("put")) return std::move(*refused);
-    if (auto r = check_write(h_.db->Put(write_options_, ks.entry_->cf, slice(key), slice(value)), "put"); !r) return r;
+    if (auto r = check_write(detail::rocks_write_one(*h_.db, write_options_, *watches_, ks.entry_->cf, key, &value), "put");
+        !r)
+      return r;
     if (conflicts_->recording()) conflicts_->record_key(ks.name(), key);
     return {};
   }
@@ -265,7 +278,9 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (auto refused = enter_keyspace(lock, entry, ks, "erase", true)) return std::move(*refused);
     auto gate = gate_.shared();
     if (auto refused = refuse_after_wal_failure("erase")) return std::move(*refused);
-    if (auto r = check_write(h_.db->Delete(write_options_, ks.entry_->cf, slice(key)), "erase"); !r) return r;
+    if (auto r = check_write(detail::rocks_write_one(*h_.db, write_options_, *watches_, ks.entry_->cf, key, nullptr), "erase");
+        !r)
+      return r;
     if (conflicts_->recording()) conflicts_->record_key(ks.name(), key);
     return {};
   }
@@ -280,11 +295,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (auto refused = enter_keyspace(lock, entry, ks, "erase_range", true)) return std::move(*refused);
     rocksdb::ColumnFamilyHandle* const cf = ks.entry_->cf;
     auto cf_of = [cf](const write_batch::op&) { return cf; };
-    if (!range.upper()) {
-      auto gate = gate_.exclusive();
-      return apply(b, "erase_range", cf_of);
-    }
-    auto gate = gate_.shared();
+    auto gate = gate_.exclusive();  // the keys it removes are listed for watches (rocks_fill_batch)
     return apply(b, "erase_range", cf_of);
   }
   cursor_type scan(const keyspace_type& ks, const key_range& range) const {
@@ -460,9 +471,22 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
         synced = detail::rocks_sync_wal(*h_.db);  // never FlushWAL: see rocks_sync_wal()
       }
     }
+    detail::rocks_close_watches(*watches_);  // their WAL iterators go before DB::Close()
     keyspaces_.destroy_all(*h_.db);  // every column family handle goes before DB::Close()
     return h_.shut(synced, std::move(closed_refusal));
   }
+
+  // Watch (contract.hpp, rocksdb/watch.hpp): read from the WAL. Read-only
+  // stores: not_supported (their view is as of the open).
+  result<watch_type> watch(const key_range& range, const watch_options& o) const {
+    return watch_in(keyspaces_.default_keyspace, range, o);
+  }
+  result<watch_type> watch(const keyspace_type& ks, const key_range& range, const watch_options& o) const {
+    return watch_in(ks.entry_, range, o);
+  }
+  // The seq of the latest commit made through this store (at open: RocksDB's
+  // latest sequence number); kept after close().
+  std::uint64_t last_seq() const noexcept { return watches_->committed.load(std::memory_order_seq_cst); }
 
   bool is_open() const noexcept {
     std::shared_lock<std::shared_mutex> lock;
@@ -492,6 +516,14 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
 
  private:
   static rocksdb::Slice slice(std::string_view s) { return {s.data(), s.size()}; }
+  result<watch_type> watch_in(const std::shared_ptr<detail::rocks_keyspace>& e, const key_range& range,
+                              const watch_options& o) const {
+    std::shared_lock<std::shared_mutex> lock;
+    std::shared_lock<std::shared_mutex> entry;
+    if (auto refused = enter_keyspace(lock, entry, keyspace_type(e), "watch", false)) return std::move(*refused);
+    if (auto refused = detail::rocks_watch_refusal(*h_.db, opts_.read_only, o, last_seq(), opts_.path)) return *refused;
+    return detail::rocks_make_watch(handle(), watches_, e, e->cf->GetID(), range, o);
+  }
 
   // The handle, sharing ownership of this policy (cursors and snapshots keep
   // both alive).
@@ -525,9 +557,9 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   static keel::error bad_range() {
     return keel::error(errc::invalid_argument, "erase_range: the range's lower bound is above its upper bound");
   }
-  static bool has_open_ended_range(const write_batch& batch) {
+  static bool has_erase_range(const write_batch& batch) {
     for (const auto& op : batch) {
-      if (op.kind == write_batch::op_kind::erase_range && !op.has_upper) return true;
+      if (op.kind == write_batch::op_kind::erase_range) return true;
     }
     return false;
   }
@@ -537,17 +569,21 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     rocksdb::ColumnFamilyHandle* operator()(const write_batch::op&) const noexcept { return nullptr; }
   };
   // Writes the batch and records it for transactions. Called inside enter()
-  // with the write gate held: exclusively when the batch has an open-ended
-  // erase_range (resolved here against the largest key present in its
-  // column family) or is a commit, shared otherwise; with the shared lock of
+  // with the write gate held: exclusively when the batch has an erase_range
+  // (resolved here against the keys present: its bound, the keys listed
+  // for watches) or is a commit, shared otherwise; with the shared lock of
   // every keyspace cf_of gives a column family of.
   template <class CfOf>
   result<void> apply(const write_batch& batch, std::string_view what, CfOf cf_of) {
     rocksdb::WriteBatch wb(batch.payload_bytes() + 16 * batch.size() + 64);
-    auto largest = [&](rocksdb::ColumnFamilyHandle* cf) { return largest_key(cf ? cf : h_.db->DefaultColumnFamily()); };
-    if (auto filled = detail::rocks_fill_batch(batch, wb, cf_of, largest, what, opts_.path); !filled) return filled;
+    auto largest = [&](rocksdb::ColumnFamilyHandle* cf) { return detail::rocks_largest_key(*h_.db, cf, opts_.path); };
+    auto stored = [&](rocksdb::ColumnFamilyHandle* cf, const rocksdb::Slice& lo, const rocksdb::Slice& hi) {
+      return detail::rocks_stored_keys(*h_.db, cf, lo, hi, opts_.path);
+    };
+    if (auto filled = detail::rocks_fill_batch(batch, wb, cf_of, largest, stored, what, opts_.path); !filled)
+      return filled;
     if (auto refused = refuse_after_wal_failure(what)) return std::move(*refused);
-    if (auto r = check_write(h_.db->Write(write_options_, &wb), what); !r) return r;
+    if (auto r = check_write(detail::rocks_write_batch(*h_.db, write_options_, *watches_, wb), what); !r) return r;
     conflicts_->record(batch);  // per keyspace
     return {};
   }
@@ -581,7 +617,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       }
       return nullptr;  // unreachable: every name was resolved above
     };
-    if (tx || has_open_ended_range(batch)) {
+    if (tx || has_erase_range(batch)) {
       auto gate = gate_.exclusive();
       if (tx) {
         if (auto valid = conflicts_->validate(*tx); !valid) return valid;
@@ -591,15 +627,6 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     auto gate = gate_.shared();
     return apply(batch, "write", cf_of);
   }
-  // The largest key in column family `cf` (nullopt when empty). Inside enter().
-  result<std::optional<std::string>> largest_key(rocksdb::ColumnFamilyHandle* cf) const {
-    std::unique_ptr<rocksdb::Iterator> it(h_.db->NewIterator(rocksdb::ReadOptions(), cf));
-    it->SeekToLast();
-    if (it->Valid()) return std::optional<std::string>(it->key().ToString());
-    if (!it->status().ok()) return detail::rocks_op_error(it->status(), "erase_range", opts_.path);
-    return std::optional<std::string>();
-  }
-
   // Takes the lifecycle lock as enter() does (as enter_write() when
   // `write`), then the shared lock of ks's keyspace: errc::closed after
   // close(), errc::not_found once it was dropped, invalid_argument for a
@@ -632,7 +659,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       -> result<std::conditional_t<WithValue, std::optional<std::string>, bool>> {
     std::shared_lock<std::shared_mutex> lock;
     if (!h_.enter(lock)) return h_.closed();
-    return read_locked<WithValue>(h_.db->DefaultColumnFamily(), key, snap);
+    return detail::rocks_point_read<WithValue>(*h_.db, h_.db->DefaultColumnFamily(), key, snap, h_, opts_.path);
   }
   // The same in keyspace ks (not_found once dropped; through a snapshot
   // taken before the drop: snapshot_expired, see keyspaces.hpp).
@@ -645,30 +672,8 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       if (snap && refused->code() == errc::not_found) return detail::rocks_keyspace_dropped_since_snapshot(ks.name());
       return std::move(*refused);
     }
-    return read_locked<WithValue>(ks.entry_->cf, key, snap);
+    return detail::rocks_point_read<WithValue>(*h_.db, ks.entry_->cf, key, snap, h_, opts_.path);
   }
-  // The read itself, inside enter() (and the keyspace's shared lock).
-  template <bool WithValue>
-  auto read_locked(rocksdb::ColumnFamilyHandle* cf, std::string_view key, const rocksdb::Snapshot* const* snap) const
-      -> result<std::conditional_t<WithValue, std::optional<std::string>, bool>> {
-    rocksdb::ReadOptions ro;
-    if (snap) {
-      if (!*snap) return h_.closed();
-      ro.snapshot = *snap;
-    }
-    std::conditional_t<WithValue, std::string, rocksdb::PinnableSlice> value;
-    rocksdb::Status s = h_.db->Get(ro, cf, slice(key), &value);
-    if constexpr (WithValue) {
-      if (s.IsNotFound()) return std::optional<std::string>();
-      if (!s.ok()) return detail::rocks_op_error(s, "get", opts_.path);
-      return std::optional<std::string>(std::move(value));
-    } else {
-      if (s.IsNotFound()) return false;
-      if (!s.ok()) return detail::rocks_op_error(s, "contains", opts_.path);
-      return true;
-    }
-  }
-
   // A new snapshot; inside enter().
   // (The keyspace epoch is read after GetSnapshot: a keyspace whose create
   // the snapshot counts may be empty in it, never missing a write.)
@@ -684,6 +689,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   mutable detail::rocks_keyspace_registry keyspaces_;  // name -> keyspace (its mutex: 1a in the lock order)
   detail::rocks_write_gate gate_;  // mutable state only: usable from const members
   std::shared_ptr<detail::conflict_tracker> conflicts_ = std::make_shared<detail::conflict_tracker>();
+  std::shared_ptr<detail::rocks_watch_hub> watches_;  // last_seq, waiting watches (rocksdb/watch.hpp)
 };
 
 // A cursor over the RocksDB backend (detail::rocks_cursor, one type per
@@ -752,41 +758,8 @@ static_assert(keyspace_policy<RocksPolicy<DefaultTuning>>);
 static_assert(keyspace_policy<RocksPolicy<MacOSTuning>>);
 static_assert(keyspace_policy<RocksPolicy<RocksDefaultsTuning>>);
 static_assert(run_cursor<RocksPolicy<DefaultTuning>::cursor_type>);
-
-// What basic_store::stats() asks of the backend: the key RocksDB properties,
-// rocksdb.estimate-num-keys as the key count, and the size of the files in
-// the database directory.
-template <class Tuning>
-result<void> backend_stats(const RocksPolicy<Tuning>& p, store_stats& s) {
-  static constexpr const char* names[] = {
-      "rocksdb.estimate-num-keys",       "rocksdb.total-sst-files-size",   "rocksdb.live-sst-files-size",
-      "rocksdb.estimate-live-data-size", "rocksdb.cur-size-all-mem-tables", "rocksdb.num-immutable-mem-table",
-      "rocksdb.num-running-flushes",     "rocksdb.num-running-compactions", "rocksdb.compaction-pending",
-      "rocksdb.background-errors",       "rocksdb.num-live-versions",      "rocksdb.estimate-pending-compaction-bytes",
-      "rocksdb.num-snapshots",           "rocksdb.estimate-table-readers-mem", "rocksdb.block-cache-usage"};
-  auto props = p.with_db([](rocksdb::DB& db) {
-    std::vector<std::pair<std::string, std::uint64_t>> out;
-    for (const char* n : names) {
-      std::uint64_t v = 0;
-      if (db.GetIntProperty(n, &v)) out.emplace_back(n, v);
-    }
-    return out;
-  });
-  if (!props) return std::move(props).error();
-  s.properties = std::move(*props);
-  for (const auto& [name, value] : s.properties) {
-    if (name == "rocksdb.estimate-num-keys") s.keys = value;
-  }
-  s.keys_exact = false;
-  std::error_code ec;
-  for (std::filesystem::directory_iterator it(p.path(), ec), end; !ec && it != end; it.increment(ec)) {
-    std::error_code fec;
-    if (it->is_regular_file(fec)) {
-      auto n = it->file_size(fec);
-      if (!fec) s.size_bytes += n;
-    }
-  }
-  return {};
-}
+static_assert(watch_policy<RocksPolicy<DefaultTuning>>);
+static_assert(watch_policy<RocksPolicy<MacOSTuning>>);
+static_assert(watch_policy<RocksPolicy<RocksDefaultsTuning>>);
 
 }  // namespace keel

@@ -6,7 +6,7 @@
 // The gate: a shared_mutex. Plain writes (put, erase, a batch) hold it shared,
 // so they still reach RocksDB together and RocksDB's group commit merges them
 // into one WAL write. Transaction begins and commits, and batches with an
-// open-ended erase_range (resolved against the keys present), hold it
+// erase_range (resolved against the keys present, listed for watches), hold it
 // exclusively, so that a commit's validation and the write it allows are one
 // step, and no writer slips a key in meanwhile. Taken after the handle's
 // lifecycle lock (rocksdb/open.hpp), before live_mutex.
@@ -36,6 +36,7 @@
 #include <atomic>
 #include <cstdint>
 #include <iterator>
+#include <map>
 #include <utility>
 #include <vector>
 #include <filesystem>
@@ -52,6 +53,7 @@
 #include "../transaction.hpp"  // detail::key_successor
 #include "../write_batch.hpp"
 #include "errors.hpp"
+#include "watch.hpp"
 
 namespace keel::detail {
 
@@ -73,13 +75,25 @@ inline rocksdb::Status rocks_sync_wal(rocksdb::DB& db) {
 // that can be in its range: largest(cf) (the largest key stored in cf,
 // looked up once per column family) or the largest key the batch puts before
 // it (of any column family: a bound above every key present is still right).
+// For watches (rocksdb/watch.hpp), each DeleteRange is preceded by a LogData
+// record listing the keys it removes: stored(cf, lo, hi) gives the keys
+// stored in [lo, hi) of cf (sorted), corrected here by the
+// batch's own earlier ops; and a batch of two or more records ends with the
+// marker that makes it one commit (rocks_mark_batch). Call it with the write
+// gate held exclusively when the batch has an erase_range, so that the keys
+// listed are the keys removed.
 // Errors: the WriteBatch's, or largest()'s, as keel errors naming `what`.
-template <class CfOf, class Largest>
+template <class CfOf, class Largest, class Stored>
 result<void> rocks_fill_batch(const write_batch& batch, rocksdb::WriteBatch& wb, CfOf&& cf_of, Largest&& largest,
-                              std::string_view what, const std::filesystem::path& dir) {
+                              Stored&& stored, std::string_view what, const std::filesystem::path& dir) {
   auto slice = [](std::string_view v) { return rocksdb::Slice(v.data(), v.size()); };
   std::optional<std::string> largest_put;
   std::vector<std::pair<rocksdb::ColumnFamilyHandle*, std::optional<std::string>>> largest_stored;
+  // The batch's earlier ops, when it has an erase_range: (cf, key) -> present.
+  auto ranges_left = std::count_if(batch.begin(), batch.end(),
+                                   [](const auto& op) { return op.kind == write_batch::op_kind::erase_range; });
+  const bool ranged = ranges_left > 0;
+  std::map<std::pair<rocksdb::ColumnFamilyHandle*, std::string>, bool> earlier;
   for (const auto& op : batch) {
     rocksdb::ColumnFamilyHandle* const cf = cf_of(op);
     rocksdb::Status s;
@@ -87,8 +101,12 @@ result<void> rocks_fill_batch(const write_batch& batch, rocksdb::WriteBatch& wb,
       case write_batch::op_kind::put:
         s = cf ? wb.Put(cf, slice(op.key), slice(op.value)) : wb.Put(slice(op.key), slice(op.value));
         if (!largest_put || op.key > *largest_put) largest_put = std::string(op.key);
+        if (ranged) earlier[{cf, std::string(op.key)}] = true;
         break;
-      case write_batch::op_kind::erase: s = cf ? wb.Delete(cf, slice(op.key)) : wb.Delete(slice(op.key)); break;
+      case write_batch::op_kind::erase:
+        s = cf ? wb.Delete(cf, slice(op.key)) : wb.Delete(slice(op.key));
+        if (ranged) earlier[{cf, std::string(op.key)}] = false;
+        break;
       case write_batch::op_kind::erase_range: {
         const key_range r = op.range();
         if (r.is_empty()) break;
@@ -108,19 +126,41 @@ result<void> rocks_fill_batch(const write_batch& batch, rocksdb::WriteBatch& wb,
           upper = key_successor(*top);
         }
         const rocksdb::Slice lo = slice(op.has_lower ? op.key : std::string_view()), hi = slice(upper);
+        auto keys = stored(cf, lo, hi);
+        if (!keys) return std::move(keys).error();
+        std::vector<std::string> removed;
+        for (const auto& [ck, present] : earlier) {  // put earlier in the batch, not stored
+          const std::string_view k(ck.second);
+          if (ck.first == cf && present && k.compare(lo.ToStringView()) >= 0 && k.compare(hi.ToStringView()) < 0 &&
+              !std::binary_search(keys->begin(), keys->end(), ck.second))
+            removed.push_back(ck.second);
+        }
+        for (std::string& k : *keys) {  // stored, not erased earlier in the batch
+          auto e = earlier.find({cf, k});
+          if (e == earlier.end() || e->second) removed.push_back(std::move(k));
+        }
+        std::sort(removed.begin(), removed.end());
+        if (--ranges_left > 0) {  // a later erase_range must not list them again
+          for (const auto& k : removed) earlier[{cf, k}] = false;
+        }
+        if (!removed.empty()) {
+          s = wb.PutLogData(rocks_erased_record(cf ? cf->GetID() : 0, removed));
+          if (!s.ok()) return rocks_op_error(s, what, dir);
+        }
         s = cf ? wb.DeleteRange(cf, lo, hi) : wb.DeleteRange(lo, hi);
         break;
       }
     }
     if (!s.ok()) return rocks_op_error(s, what, dir);
   }
+  if (rocksdb::Status s = rocks_mark_batch(wb); !s.ok()) return rocks_op_error(s, what, dir);
   return {};
 }
 
 class rocks_write_gate {
  public:
   // Plain writes: shared. Commits, transaction begins, batches with an
-  // open-ended erase_range: exclusive.
+  // erase_range: exclusive.
   std::shared_lock<std::shared_mutex> shared() const { return std::shared_lock(gate_); }
   std::unique_lock<std::shared_mutex> exclusive() const { return std::unique_lock(gate_); }
 

@@ -1,0 +1,508 @@
+// Watch on the memory store (issue 28): the memory-specific cases (the
+// cross-backend semantics are the conformance suite's, tests/watch_test.cpp):
+// exactly-once under concurrent writers, grouping, erase_range expansion,
+// resume at every point of a history, a watch left unread, persisted seqs
+// and history across close and reopen, close and keyspace drop ending a
+// watch, compressed values, and detail::change_feed's bounds.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/scale.hpp"
+#include "support/temp_dir.hpp"
+#include <keel/memory.hpp>
+
+using namespace std::chrono_literals;
+using keel::change;
+using keel::errc;
+using keel::key_range;
+using keel::memory_options;
+using keel::memory_store;
+using keel::watch_options;
+using keel::write_batch;
+namespace fs = std::filesystem;
+
+namespace doctest {
+template <>
+struct StringMaker<change> {
+  static String convert(const change& c) {
+    return (std::to_string(c.seq) + " '" + c.keyspace + "' " + c.key + (c.value ? " = " + *c.value : " erased")).c_str();
+  }
+};
+template <>
+struct StringMaker<std::vector<change>> {
+  static String convert(const std::vector<change>& v) {
+    std::string out = "[";
+    for (const auto& c : v) out += std::string(StringMaker<change>::convert(c).c_str()) + "; ";
+    return (out + "]").c_str();
+  }
+};
+}  // namespace doctest
+
+namespace {
+
+memory_store open_memory(memory_options o = {}) {
+  auto s = memory_store::open(o);
+  REQUIRE(s);
+  return std::move(*s);
+}
+
+memory_store open_persisted(const fs::path& file, std::size_t history = 65536) {
+  memory_options o;
+  o.persist_path = file;
+  o.watch_history = history;
+  auto s = memory_store::open(o);
+  REQUIRE(s);
+  return std::move(*s);
+}
+
+watch_options after(std::uint64_t s) {
+  watch_options o;
+  o.after = s;
+  return o;
+}
+
+// Every change the watch has now (reads until one next() finds nothing
+// within `quiet`); fails the test on an error.
+template <class Watch>
+std::vector<change> drain(Watch& w, std::chrono::milliseconds quiet = 0ms) {
+  std::vector<change> out;
+  for (;;) {
+    auto c = w.next(quiet);
+    REQUIRE(c);
+    if (!*c) return out;
+    out.push_back(std::move(**c));
+  }
+}
+
+change put_change(std::uint64_t seq, std::string key, std::string value, std::string ks = "") {
+  return change{seq, std::move(ks), std::move(key), std::move(value)};
+}
+change erase_change(std::uint64_t seq, std::string key, std::string ks = "") {
+  return change{seq, std::move(ks), std::move(key), std::nullopt};
+}
+
+}  // namespace
+
+TEST_SUITE("watch_memory") {
+  TEST_CASE("watch memory: 4 writer threads, 2 watches: every seq exactly once, in order") {
+    auto s = open_memory();
+    const std::uint64_t start = s.last_seq();
+    auto w1 = s.watch();
+    auto w2 = s.watch(key_range::all(), [] { watch_options o; o.buffer = 7; return o; }());
+    REQUIRE(w1);
+    REQUIRE(w2);
+    const int per_writer = static_cast<int>(keel::test::scaled("KEEL_TEST_WATCH_WRITES", 4000));
+    const std::size_t total = 4 * static_cast<std::size_t>(per_writer);
+    // Each watch is read by its own thread while the writers write.
+    auto reader = [&](auto& w, std::vector<change>& got, std::atomic<bool>& failed) {
+      const auto deadline = std::chrono::steady_clock::now() + 120s;
+      while (got.size() < total && std::chrono::steady_clock::now() < deadline) {
+        auto c = w.next(100ms);
+        if (!c) {
+          failed = true;
+          return;
+        }
+        if (*c) got.push_back(std::move(**c));
+      }
+    };
+    std::vector<change> got1, got2;
+    std::atomic<bool> failed1{false}, failed2{false};
+    std::thread r1([&] { reader(*w1, got1, failed1); });
+    std::thread r2([&] { reader(*w2, got2, failed2); });
+    std::vector<std::thread> writers;
+    std::atomic<int> write_errors{0};
+    for (int t = 0; t < 4; ++t) {
+      writers.emplace_back([&, t] {
+        for (int i = 0; i < per_writer; ++i)
+          if (!s.put("w" + std::to_string(t) + "/" + std::to_string(i), std::to_string(i))) ++write_errors;
+      });
+    }
+    for (auto& t : writers) t.join();
+    r1.join();
+    r2.join();
+    CHECK(write_errors == 0);
+    CHECK_FALSE(failed1);
+    CHECK_FALSE(failed2);
+    CHECK(s.last_seq() == start + total);
+    for (const auto* got : {&got1, &got2}) {
+      REQUIRE(got->size() == total);
+      // One put per commit: the seqs are start+1 .. start+total, each once, rising.
+      std::set<std::string> keys;
+      std::vector<int> next_of_writer(4, 0);
+      for (std::size_t i = 0; i < got->size(); ++i) {
+        const change& c = (*got)[i];
+        CHECK(c.seq == start + 1 + i);
+        keys.insert(c.key);
+        // A writer's own puts arrive in its order.
+        const int t = c.key[1] - '0';
+        CHECK(c.key == "w" + std::to_string(t) + "/" + std::to_string(next_of_writer[t]));
+        CHECK(c.value == std::to_string(next_of_writer[t]));
+        ++next_of_writer[t];
+      }
+      CHECK(keys.size() == total);
+    }
+    // Nothing more comes.
+    auto more = w1->next(0ms);
+    REQUIRE(more);
+    CHECK_FALSE(*more);
+  }
+
+  TEST_CASE("watch memory: a batch and a transaction are consecutive changes with one seq") {
+    auto s = open_memory();
+    REQUIRE(s.put("x", "0"));
+    auto w = s.watch();
+    REQUIRE(w);
+    write_batch b;
+    b.put("a", "1").put("b", "2").erase("x").erase("never-there");
+    REQUIRE(s.write(b));
+    auto tx = s.transaction();
+    REQUIRE(tx.put("c", "3"));
+    REQUIRE(tx.erase("a"));
+    REQUIRE(tx.commit());
+    REQUIRE(s.put("d", "4"));
+    REQUIRE(s.erase("absent"));  // changes nothing: no commit, no change
+    REQUIRE(s.erase("d"));
+    auto got = drain(*w);
+    // A transaction's writes come in the order its record keeps them (by key).
+    REQUIRE(got.size() == 7);
+    std::sort(got.begin() + 3, got.begin() + 5, [](const change& a, const change& b) { return a.key < b.key; });
+    const std::vector<change> want{put_change(2, "a", "1"), put_change(2, "b", "2"), erase_change(2, "x"),
+                                   erase_change(3, "a"), put_change(3, "c", "3"),
+                                   put_change(4, "d", "4"), erase_change(5, "d")};
+    CHECK(got == want);
+    CHECK(s.last_seq() == 5);
+  }
+
+  TEST_CASE("watch memory: erase_range is one erase per key it removed, in key order, in its commit") {
+    auto s = open_memory();
+    for (const char* k : {"a1", "a2", "a3", "b1", "c1"}) REQUIRE(s.put(k, "v"));
+    auto w = s.watch();
+    REQUIRE(w);
+    REQUIRE(s.erase_range(key_range::prefix("a")));
+    REQUIRE(s.erase_range(key_range::prefix("a")));  // nothing left there: no change
+    write_batch b;  // inside a batch: keys the batch put count, keys it erased do not
+    b.put("b2", "x").erase("b1").put("b0", "y").erase_range(key_range::prefix("b")).put("b5", "z");
+    REQUIRE(s.write(b));
+    auto got = drain(*w);
+    REQUIRE(got.size() == 9);
+    for (std::size_t i = 0; i < 3; ++i) CHECK(got[i] == erase_change(got[0].seq, "a" + std::to_string(i + 1)));
+    const std::uint64_t batch_seq = got[3].seq;
+    CHECK(batch_seq > got[0].seq);
+    const std::vector<change> batch{put_change(batch_seq, "b2", "x"), erase_change(batch_seq, "b1"),
+                                    put_change(batch_seq, "b0", "y"), erase_change(batch_seq, "b0"),
+                                    erase_change(batch_seq, "b2"), put_change(batch_seq, "b5", "z")};
+    // b0 and b2 were put by the batch, b1 erased by it before the range.
+    CHECK(std::vector<change>(got.begin() + 3, got.end()) == batch);
+  }
+
+  TEST_CASE("watch memory: resume after S at every point of a history gives exactly the changes after S") {
+    auto s = open_memory();
+    auto all = s.watch(key_range::all(), after(0));
+    REQUIRE(all);
+    for (int i = 0; i < 120; ++i) {
+      const std::string k = "k" + std::to_string(i % 17);
+      switch (i % 5) {
+        case 0: REQUIRE(s.put(k, std::to_string(i))); break;
+        case 1: {
+          write_batch b;
+          b.put(k, "b").put(k + "x", "b").erase("k" + std::to_string((i + 3) % 17));
+          REQUIRE(s.write(b));
+          break;
+        }
+        case 2: REQUIRE(s.erase(k)); break;
+        case 3: REQUIRE(s.erase_range(key_range::between("k1", "k2"))); break;
+        default: {
+          auto tx = s.transaction();
+          REQUIRE(tx.put(k, "t"));
+          REQUIRE(tx.put("t" + std::to_string(i), "t"));
+          REQUIRE(tx.commit());
+        }
+      }
+    }
+    const auto history = drain(*all);
+    REQUIRE_FALSE(history.empty());
+    const std::uint64_t last = s.last_seq();
+    CHECK(history.back().seq == last);
+    for (std::uint64_t at = 0; at <= last; ++at) {
+      auto w = s.watch(key_range::all(), after(at));
+      REQUIRE(w);
+      std::vector<change> want;
+      std::copy_if(history.begin(), history.end(), std::back_inserter(want), [&](const change& c) { return c.seq > at; });
+      CHECK(drain(*w) == want);
+      // With a range: the same, filtered.
+      auto r = s.watch(key_range::prefix("k1"), after(at));
+      REQUIRE(r);
+      std::erase_if(want, [](const change& c) { return !key_range::prefix("k1").contains(c.key); });
+      CHECK(drain(*r) == want);
+    }
+    auto beyond = s.watch(key_range::all(), after(last + 1));
+    REQUIRE_FALSE(beyond);
+    CHECK(beyond.error().code() == errc::invalid_argument);
+  }
+
+  TEST_CASE("watch memory: a watch left unread while many writes happen: no gap, then all or snapshot_expired") {
+    const long writes = keel::test::scaled("KEEL_TEST_WATCH_UNREAD_WRITES", 200000);
+    for (const std::size_t history : {std::size_t{1000}, static_cast<std::size_t>(writes)}) {
+      CAPTURE(history);
+      memory_options o;
+      o.watch_history = history;
+      auto s = open_memory(o);
+      REQUIRE(s.put("first", "0"));
+      auto w = s.watch(key_range::all(), [] { watch_options wo; wo.buffer = 16; return wo; }());
+      REQUIRE(w);
+      // Read a few, so the watch holds a buffer, then leave it.
+      REQUIRE(s.put("k", "0"));
+      auto one = w->next(0ms);
+      REQUIRE(one);
+      REQUIRE(*one);
+      std::uint64_t expect = (*one)->seq + 1;
+      for (long i = 0; i < writes; ++i) REQUIRE(s.put("k" + std::to_string(i % 1000), std::to_string(i)));
+      const std::uint64_t last = s.last_seq();
+      bool expired = false;
+      for (;;) {
+        auto c = w->next(0ms);
+        if (!c) {
+          CHECK(c.error().code() == errc::snapshot_expired);
+          CHECK(c.error().message().find("oldest seq still available is") != std::string::npos);
+          expired = true;
+          // Sticky.
+          auto again = w->next(0ms);
+          REQUIRE_FALSE(again);
+          CHECK(again.error().code() == errc::snapshot_expired);
+          break;
+        }
+        if (!*c) break;
+        REQUIRE((*c)->seq == expect);  // no gap
+        ++expect;
+      }
+      if (history >= static_cast<std::size_t>(writes)) {
+        CHECK_FALSE(expired);
+        CHECK(expect == last + 1);  // every change
+      } else {
+        CHECK(expired);
+        // The history holds the last `history` changes: a resume there works.
+        auto tail = s.watch(key_range::all(), after(last - history));
+        REQUIRE(tail);
+        CHECK(drain(*tail).size() == history);
+        auto older = s.watch(key_range::all(), after(last - history - 1));
+        REQUIRE(older);
+        auto e = older->next(0ms);
+        REQUIRE_FALSE(e);
+        CHECK(e.error().code() == errc::snapshot_expired);
+      }
+    }
+  }
+
+  TEST_CASE("watch memory: nothing is kept before the first watch") {
+    auto s = open_memory();
+    REQUIRE(s.put("a", "1"));
+    REQUIRE(s.put("b", "2"));
+    CHECK(s.last_seq() == 2);
+    auto w = s.watch(key_range::all(), after(0));
+    REQUIRE(w);
+    auto e = w->next(0ms);
+    REQUIRE_FALSE(e);
+    CHECK(e.error().code() == errc::snapshot_expired);
+    auto now = s.watch(key_range::all(), after(2));
+    REQUIRE(now);
+    REQUIRE(s.put("c", "3"));
+    CHECK(drain(*now) == std::vector<change>{put_change(3, "c", "3")});
+  }
+
+  TEST_CASE("watch memory: persisted seqs and history go on across close and reopen") {
+    keel::test::temp_dir tmp;
+    const fs::path file = tmp.path() / "store.keeldump";
+    std::vector<change> seen;
+    std::uint64_t last = 0;
+    {
+      auto s = open_persisted(file);
+      REQUIRE(s.put("before", "watch"));
+      auto w = s.watch();
+      REQUIRE(w);
+      for (int i = 0; i < 10; ++i) REQUIRE(s.put("k" + std::to_string(i), std::to_string(i)));
+      write_batch b;
+      b.put("b", "1").erase("k0").erase("nope").erase_range(key_range::between("k5", "k8"));
+      REQUIRE(s.write(b));
+      REQUIRE(s.erase_range(key_range::prefix("k9")));
+      seen = drain(*w);
+      last = s.last_seq();
+      REQUIRE(s.close());
+      auto closed = w->next(0ms);
+      REQUIRE_FALSE(closed);
+      CHECK(closed.error().code() == errc::closed);
+    }
+    REQUIRE(seen.size() == 10 + 5 + 1);
+    {
+      auto s = open_persisted(file);
+      CHECK(s.last_seq() == last);
+      // Every point since the first watch: the log kept at close holds it.
+      for (const auto& from : seen) {
+        auto w = s.watch(key_range::all(), after(from.seq - 1));
+        REQUIRE(w);
+        std::vector<change> want;
+        std::copy_if(seen.begin(), seen.end(), std::back_inserter(want), [&](const change& c) { return c.seq >= from.seq; });
+        CHECK(drain(*w) == want);
+      }
+      auto w = s.watch(key_range::all(), after(last));
+      REQUIRE(w);
+      REQUIRE(s.put("after", "reopen"));
+      auto got = drain(*w);
+      REQUIRE(got.size() == 1);
+      CHECK(got[0].seq > last);
+      REQUIRE(s.close());
+    }
+    {
+      // The data is what it was (the kept log replays over the snapshot).
+      auto s = open_persisted(file);
+      CHECK(s.get("k1").value() == std::optional<std::string>("1"));
+      CHECK(s.get("k0").value() == std::nullopt);
+      CHECK(s.get("k6").value() == std::nullopt);
+      CHECK(s.get("k9").value() == std::nullopt);
+      CHECK(s.get("after").value() == std::optional<std::string>("reopen"));
+      CHECK(s.last_seq() > last);
+      // A fold: the history restarts after it; older positions are expired.
+      REQUIRE(s.flush());
+      const std::uint64_t folded = s.last_seq();
+      REQUIRE(s.close());
+      auto r = open_persisted(file);
+      CHECK(r.last_seq() == folded);
+      auto old = r.watch(key_range::all(), after(last));
+      REQUIRE(old);
+      auto e = old->next(0ms);
+      REQUIRE_FALSE(e);
+      CHECK(e.error().code() == errc::snapshot_expired);
+    }
+  }
+
+  TEST_CASE("watch memory: a persisted store that never watched leaves no log at close") {
+    keel::test::temp_dir tmp;
+    const fs::path file = tmp.path() / "store.keeldump";
+    {
+      auto s = open_persisted(file);
+      REQUIRE(s.put("a", "1"));
+      REQUIRE(s.close());
+    }
+    int logs = 0;
+    for (const auto& e : fs::directory_iterator(tmp.path()))
+      if (e.path().filename().string().find(".wal-") != std::string::npos) ++logs;
+    CHECK(logs == 0);
+  }
+
+  TEST_CASE("watch memory: close wakes a waiting watch with closed") {
+    auto s = open_memory();
+    auto w = s.watch();
+    REQUIRE(w);
+    std::optional<keel::error> got;
+    const auto started = std::chrono::steady_clock::now();
+    std::thread waiter([&] {
+      auto c = w->next(60s);
+      if (!c) got = c.error();
+    });
+    REQUIRE(s.close());
+    waiter.join();
+    REQUIRE(got);
+    CHECK(got->code() == errc::closed);
+    CHECK(std::chrono::steady_clock::now() - started < 30s);  // woken, not timed out
+    auto again = s.watch();
+    REQUIRE_FALSE(again);
+    CHECK(again.error().code() == errc::closed);
+  }
+
+  TEST_CASE("watch memory: keyspace watches carry the name; a drop ends them after the changes before it") {
+    auto s = open_memory();
+    auto x = s.keyspace("x");
+    REQUIRE(x);
+    auto wx = x->watch();
+    auto wall = s.watch();
+    REQUIRE(wx);
+    REQUIRE(wall);
+    REQUIRE(x->put("a", "1"));
+    REQUIRE(s.put("a", "default"));
+    REQUIRE(x->erase_range(key_range::all()));
+    REQUIRE(x->put("b", "2"));
+    REQUIRE(s.drop_keyspace("x"));
+    std::vector<change> got;
+    for (;;) {
+      auto c = wx->next(0ms);
+      if (!c) {
+        CHECK(c.error().code() == errc::not_found);
+        break;
+      }
+      REQUIRE(*c);
+      got.push_back(std::move(**c));
+    }
+    REQUIRE(got.size() == 3);
+    CHECK(got[0] == put_change(got[0].seq, "a", "1", "x"));
+    CHECK(got[1] == erase_change(got[1].seq, "a", "x"));
+    CHECK(got[2] == put_change(got[2].seq, "b", "2", "x"));
+    auto sticky = wx->next(0ms);
+    REQUIRE_FALSE(sticky);
+    CHECK(sticky.error().code() == errc::not_found);
+    // The default keyspace's watch sees its own change only, and goes on.
+    CHECK(drain(*wall) == std::vector<change>{put_change(got[0].seq + 1, "a", "default")});
+    // A dropped keyspace's handle makes no watch; the keyspace made again is a new one.
+    auto late = x->watch();
+    REQUIRE_FALSE(late);
+    CHECK(late.error().code() == errc::not_found);
+    auto x2 = s.keyspace("x");
+    REQUIRE(x2);
+    auto w2 = x2->watch(key_range::all(), after(got[0].seq - 1));  // from before the drop
+    REQUIRE(w2);
+    REQUIRE(x2->put("c", "3"));
+    auto again = drain(*w2);
+    REQUIRE(again.size() == 4);  // the old x's changes (same name), then the new one's; not ended by the old drop
+    CHECK(again[3].key == "c");
+  }
+
+  TEST_CASE("watch memory: values come decompressed from a compressed store") {
+    memory_options o;
+    o.compression = keel::compression::none;
+#if KEEL_HAVE_LZ4
+    o.compression = keel::compression::lz4;
+#elif KEEL_HAVE_ZSTD
+    o.compression = keel::compression::zstd;
+#endif
+    auto s = open_memory(o);
+    auto w = s.watch();
+    REQUIRE(w);
+    const std::string big(4000, 'z');
+    for (int i = 0; i < 200; ++i) REQUIRE(s.put("k" + std::to_string(i), big + std::to_string(i)));
+    REQUIRE(s.compact());  // compresses what is held
+    write_batch b;
+    b.put("k1", big + "again").erase_range(key_range::between("k10", "k11"));
+    REQUIRE(s.write(b));
+    const auto got = drain(*w);
+    REQUIRE(got.size() == 200 + 1 + 11);  // k10, k100..k109
+    for (int i = 0; i < 200; ++i) CHECK(got[i].value == big + std::to_string(i));
+    CHECK(got[200].value == big + "again");
+    CHECK(got[201] == erase_change(got[201].seq, "k10"));
+  }
+
+  TEST_CASE("watch memory: options") {
+    auto s = open_memory();
+    watch_options zero;
+    zero.buffer = 0;
+    auto w = s.watch(key_range::all(), zero);
+    REQUIRE_FALSE(w);
+    CHECK(w.error().code() == errc::invalid_argument);
+    // Nothing within the timeout: nullopt after about that long.
+    auto quiet = s.watch();
+    REQUIRE(quiet);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto none = quiet->next(20ms);
+    REQUIRE(none);
+    CHECK_FALSE(*none);
+    CHECK(std::chrono::steady_clock::now() - t0 >= 20ms);
+  }
+}
