@@ -27,6 +27,7 @@
 // released by its last owner or by close(), whichever comes first.
 #pragma once
 
+#include <rocksdb/compaction_filter.h>
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
 
@@ -176,7 +177,11 @@ inline void rocks_destroy_families(rocksdb::DB& db,
 
 // Opens the database opts.path as described in the file comment; `tuning`
 // is applied to a fresh rocksdb::Options first.
-inline result<rocks_opened> rocks_open(const rocks_options& opts, void (*tuning)(rocksdb::Options&)) {
+// `filters` (not null: the expiry compaction filter, rocksdb/expiry.hpp) is
+// every column family's compaction filter factory unless customize sets
+// another.
+inline result<rocks_opened> rocks_open(const rocks_options& opts, void (*tuning)(rocksdb::Options&),
+                                       std::shared_ptr<rocksdb::CompactionFilterFactory> filters = nullptr) {
   namespace fs = std::filesystem;
   const fs::path& dir = opts.path;
   const std::string where = "'" + path_text(dir) + "'";
@@ -248,6 +253,7 @@ inline result<rocks_opened> rocks_open(const rocks_options& opts, void (*tuning)
   // nor with a custom Env (the LOG then comes from that Env, as before);
   // customize may replace it (o.info_log = nullptr: RocksDB's own again).
   if (!opts.read_only && !opts.env) ro.info_log = std::make_shared<rocks_info_log>(dir);
+  if (filters) ro.compaction_filter_factory = std::move(filters);
   if (opts.customize) opts.customize(ro);
 
   rocksdb::DB* db = nullptr;

@@ -8,6 +8,8 @@
 //   rocksdb/keyspaces.hpp   keyspaces as column families: names, entries,
 //                           the registry
 //   rocksdb/errors.hpp      rocksdb::Status -> keel::error
+//   rocksdb/expiry.hpp      expiry: the value encoding, the compaction
+//                           filter, transactions' begin times
 //   rocksdb/tunings.hpp     the tunings (the Tuning parameter)
 //
 // LOCK ORDER (every mutex of a store, in the order they are taken):
@@ -33,6 +35,7 @@
 //   4. a cursor's rocks_cursor_state::mutex guards its iterator (a step takes
 //                      it alone, without lifecycle; close() takes it under 1
 //                      and 3 to delete the iterator).
+//   Expiry's commit check only tries 1a under 2 (rocksdb/expiry.hpp).
 //   Leaves (nothing else is taken while they are held): the write gate's WAL
 //   failure mutex (under 1, and under 2 on writes), the conflict tracker's
 //   mutex (under 2; under 1a when drop_keyspace records the drop).
@@ -74,9 +77,11 @@
 #include "../store.hpp"
 #include "cursor.hpp"
 #include "errors.hpp"
+#include "expiry.hpp"
 #include "keyspaces.hpp"
 #include "open.hpp"
 #include "options.hpp"
+#include "stats.hpp"
 #include "tunings.hpp"
 #include "write_gate.hpp"
 
@@ -97,21 +102,32 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   class keyspace_type;
 
   static result<std::shared_ptr<RocksPolicy>> open(const options& opts) {
-    auto opened = detail::rocks_open(opts, &Tuning::apply);
+    auto expiry = std::make_unique<detail::rocks_expiry>(opts.clock);
+    auto opened = detail::rocks_open(opts, &Tuning::apply, expiry->filters);
     if (!opened) return std::move(opened).error();
-    return std::make_shared<RocksPolicy>(private_tag{}, opts, std::move(*opened));
+    auto p = std::make_shared<RocksPolicy>(private_tag{}, opts, std::move(*opened), std::move(expiry));
+    auto find = [&k = p->keyspaces_](std::string_view name) -> const detail::rocks_keyspace* {
+      if (name.empty()) return k.default_keyspace.get();
+      auto it = k.by_name.find(name);
+      return it == k.by_name.end() ? nullptr : it->second.get();
+    };
+    if (auto loaded = p->expiry_->load(*p->h_.db, find, opts.path); !loaded) return std::move(loaded).error();
+    return p;
   }
 
-  RocksPolicy(private_tag, options opts, detail::rocks_opened opened)
+  RocksPolicy(private_tag, options opts, detail::rocks_opened opened, std::unique_ptr<detail::rocks_expiry> expiry)
       : opts_(std::move(opts)),
         cf_options_(std::move(opened.cf_options)),
-        h_(opts_.path, std::move(opened.claim), opened.db) {
+        h_(opts_.path, std::move(opened.claim), opened.db),
+        expiry_(std::move(expiry)) {
     write_options_.sync = opts_.sync_writes;
     keyspaces_.default_keyspace =
         std::make_shared<detail::rocks_keyspace>(&h_, std::string(), h_.db->DefaultColumnFamily(), false);
     for (auto& [cf_name, cf] : opened.families) {
       if (auto name = detail::rocks_keyspace_name(cf_name))
         keyspaces_.by_name.emplace(*name, std::make_shared<detail::rocks_keyspace>(&h_, *name, cf, true));
+      else if (cf_name == detail::rocks_expiry_family)
+        expiry_->family = cf;
       else
         keyspaces_.foreign.push_back(cf);
     }
@@ -125,10 +141,28 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (auto refused = enter_write(lock, "put")) return std::move(*refused);
     auto gate = gate_.shared();
     if (auto refused = refuse_after_wal_failure("put")) return std::move(*refused);
-    if (auto r = check_write(h_.db->Put(write_options_, slice(key), slice(value)), "put"); !r) return r;
+    std::string escaped;
+    const std::string_view stored = detail::rocks_expiry::plain_stored(*keyspaces_.default_keyspace, value, escaped);
+    if (auto r = check_write(h_.db->Put(write_options_, slice(key), slice(stored)), "put"); !r) return r;
     if (conflicts_->recording()) conflicts_->record({std::string(key)});
     return {};
   }
+  // Expiry (contract.hpp, rocksdb/expiry.hpp): a put with a ttl, and what
+  // expiry(key) reports.
+  result<void> put(std::string_view key, std::string_view value, const put_options& o) {
+    if (!o.ttl) return put(key, value);
+    write_batch b;
+    b.put(key, value, o);
+    return write(b);
+  }
+  result<void> put(const keyspace_type& ks, std::string_view key, std::string_view value, const put_options& o) {
+    if (!o.ttl) return put(ks, key, value);
+    write_batch b;
+    b.put(keyspace_name(ks.name()), key, value, o);
+    return write_in(ks, b, "put");
+  }
+  result<key_expiry> expiry(std::string_view key) const { return expiry_in(nullptr, key); }
+  result<key_expiry> expiry(const keyspace_type& ks, std::string_view key) const { return expiry_in(&ks, key); }
 
   result<std::optional<std::string>> get(std::string_view key) const { return read_at<true>(key, nullptr); }
   result<bool> contains(std::string_view key) const { return read_at<false>(key, nullptr); }
@@ -147,9 +181,13 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     for (const auto& op : batch) {
       if (op.kind == write_batch::op_kind::erase_range && !erase_range_is_valid(op.range())) return bad_range();
     }
+    if (auto bad = expiry_->bad_ttl(batch)) return std::move(*bad);
     std::shared_lock<std::shared_mutex> lock;
     if (auto refused = enter_write(lock, "write")) return std::move(*refused);
     if (batch.names_keyspaces()) return write_keyspaces(batch);
+    if (batch.has_ttl()) {
+      if (auto tagged = ensure_tag(*keyspaces_.default_keyspace); !tagged) return tagged;
+    }
     // An erase_range without an upper bound is resolved against the keys
     // present, so no other writer may slip a key in meanwhile.
     if (has_open_ended_range(batch)) {
@@ -213,33 +251,13 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (auto bad = keyspace_name_error(name)) return std::move(*bad);
     std::shared_lock<std::shared_mutex> lock;
     if (auto refused = enter_write(lock, "drop_keyspace")) return std::move(*refused);
-    std::lock_guard registry(keyspaces_.mutex);
-    auto it = keyspaces_.by_name.find(name);
-    if (it == keyspaces_.by_name.end()) {
-      return keel::error(errc::not_found, "drop_keyspace: keyspace '" + std::string(name) + "' does not exist");
-    }
-    std::shared_ptr<detail::rocks_keyspace> entry = it->second;
-    entry->refusing.store(true, std::memory_order_release);  // new operations stop here: the lock below is not starved
-    entry->dropped_epoch.store(keyspaces_.epoch.fetch_add(1, std::memory_order_acq_rel) + 1, std::memory_order_release);
-    std::unique_lock exclusive(entry->mutex);
-    if (rocksdb::Status s = h_.db->DropColumnFamily(entry->cf); !s.ok()) {
-      entry->refusing.store(false, std::memory_order_release);
-      entry->dropped_epoch.store(detail::rocks_keyspace::never_dropped, std::memory_order_release);
-      return detail::rocks_op_error(s, "drop_keyspace", opts_.path);
-    }
-    entry->dropped.store(true, std::memory_order_release);
-    keyspaces_.by_name.erase(it);
-    conflicts_->record_drop(name);  // live transactions that used it fail to commit (registry held: no
-                                    // commit can resolve the name to a keyspace made since first)
-    entry->destroy_if_unused(*h_.db);
-    const bool read_by_cursors = entry->cf != nullptr;  // the last of them destroys it (or close())
-    exclusive.unlock();                                 // one keyspace's lock at a time
-    std::erase_if(keyspaces_.dropped, [](const auto& e) {  // those whose last cursor went
-      std::shared_lock other(e->mutex);
-      return e->cf == nullptr;
+    bool found = false;
+    rocksdb::Status s = keyspaces_.drop(*h_.db, name, found, [&] {
+      conflicts_->record_drop(name);  // live transactions that used it fail to commit (registry held: no
+                                      // commit can resolve the name to a keyspace made since first)
     });
-    if (read_by_cursors) keyspaces_.dropped.push_back(std::move(entry));
-    return {};
+    if (!found) return keel::error(errc::not_found, "drop_keyspace: keyspace '" + std::string(name) + "' does not exist");
+    return check(s, "drop_keyspace");
   }
 
   // The keyed operations in keyspace ks (see contract.hpp).
@@ -249,7 +267,9 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (auto refused = enter_keyspace(lock, entry, ks, "put", true)) return std::move(*refused);
     auto gate = gate_.shared();
     if (auto refused = refuse_after_wal_failure("put")) return std::move(*refused);
-    if (auto r = check_write(h_.db->Put(write_options_, ks.entry_->cf, slice(key), slice(value)), "put"); !r) return r;
+    std::string escaped;
+    const std::string_view stored = detail::rocks_expiry::plain_stored(*ks.entry_, value, escaped);
+    if (auto r = check_write(h_.db->Put(write_options_, ks.entry_->cf, slice(key), slice(stored)), "put"); !r) return r;
     if (conflicts_->recording()) conflicts_->record_key(ks.name(), key);
     return {};
   }
@@ -275,23 +295,13 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (!erase_range_is_valid(range)) return bad_range();
     write_batch b;
     b.erase_range(keyspace_name(ks.name()), range);
-    std::shared_lock<std::shared_mutex> lock;
-    std::shared_lock<std::shared_mutex> entry;
-    if (auto refused = enter_keyspace(lock, entry, ks, "erase_range", true)) return std::move(*refused);
-    rocksdb::ColumnFamilyHandle* const cf = ks.entry_->cf;
-    auto cf_of = [cf](const write_batch::op&) { return cf; };
-    if (!range.upper()) {
-      auto gate = gate_.exclusive();
-      return apply(b, "erase_range", cf_of);
-    }
-    auto gate = gate_.shared();
-    return apply(b, "erase_range", cf_of);
+    return write_in(ks, b, "erase_range");
   }
   cursor_type scan(const keyspace_type& ks, const key_range& range) const {
     if (ks.entry_->owner != &h_) {
       return failed_cursor(keel::error(errc::invalid_argument, "scan: the keyspace handle belongs to another store"));
     }
-    return cursor_type(detail::rocks_cursor::open(handle(), range, nullptr, ks.entry_));
+    return cursor_type(detail::rocks_cursor::open(handle(), range, nullptr, *ks.entry_, expiry_->clock, ks.entry_));
   }
 
   // RocksDB's batched MultiGet: one consistent view (an implicit snapshot
@@ -307,32 +317,10 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
  private:
   result<std::vector<std::optional<std::string>>> multi_get_in(const keyspace_type* ks,
                                                                std::span<const std::string_view> keys) const {
-    std::vector<rocksdb::Slice> slices;
-    slices.reserve(keys.size());
-    for (std::string_view k : keys) slices.push_back(slice(k));
-    std::vector<rocksdb::PinnableSlice> values(keys.size());
-    std::vector<rocksdb::Status> statuses(keys.size());
     std::shared_lock<std::shared_mutex> lock;
     std::shared_lock<std::shared_mutex> entry;
-    rocksdb::ColumnFamilyHandle* cf = nullptr;
-    if (ks) {
-      if (auto refused = enter_keyspace(lock, entry, *ks, "multi_get", false)) return std::move(*refused);
-      cf = ks->entry_->cf;
-    } else {
-      if (!h_.enter(lock)) return h_.closed();
-      cf = h_.db->DefaultColumnFamily();
-    }
-    if (!keys.empty()) {
-      h_.db->MultiGet(rocksdb::ReadOptions(), cf, keys.size(), slices.data(), values.data(), statuses.data());
-    }
-    std::vector<std::optional<std::string>> out(keys.size());
-    for (std::size_t i = 0; i < keys.size(); ++i) {
-      if (statuses[i].ok())
-        out[i].emplace(values[i].data(), values[i].size());
-      else if (!statuses[i].IsNotFound())
-        return detail::rocks_op_error(statuses[i], "multi_get", opts_.path);
-    }
-    return out;
+    if (auto refused = enter_in(lock, entry, ks, "multi_get", false)) return std::move(*refused);
+    return detail::rocks_multi_get(*h_.db, ks ? *ks->entry_ : *keyspaces_.default_keyspace, keys, *expiry_, opts_.path);
   }
 
  public:
@@ -347,26 +335,11 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       return keel::error(errc::invalid_argument, "compact: the range's lower bound is above its upper bound");
     std::shared_lock<std::shared_mutex> lock;
     std::shared_lock<std::shared_mutex> entry;
-    rocksdb::ColumnFamilyHandle* cf = nullptr;
-    if (ks) {
-      if (auto refused = enter_keyspace(lock, entry, *ks, "compact", true)) return std::move(*refused);
-      cf = ks->entry_->cf;
-    } else {
-      if (auto refused = enter_write(lock, "compact")) return std::move(*refused);
-      cf = h_.db->DefaultColumnFamily();
-    }
-    if (range.is_empty()) return {};
-    rocksdb::CompactRangeOptions co;
-    co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
-    rocksdb::Slice lo, hi;
-    if (range.lower()) lo = slice(*range.lower());
-    if (range.upper()) hi = slice(*range.upper());
-    return check(h_.db->CompactRange(co, cf, range.lower() ? &lo : nullptr, range.upper() ? &hi : nullptr),
-                 "compact");
+    if (auto refused = enter_in(lock, entry, ks, "compact", true)) return std::move(*refused);
+    return check(detail::rocks_compact(*h_.db, (ks ? *ks->entry_ : *keyspaces_.default_keyspace).cf, range), "compact");
   }
 
  public:
-
   // Syncs the WAL (as DB::FlushWAL(true) would): every write acknowledged
   // before the call survives a power loss, whatever sync_writes says
   // (basic_store::flush()). After a failed write (a full disk, an I/O error)
@@ -389,14 +362,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (auto bad = detail::checkpoint_path_error(dir)) return fail(std::move(*bad));
     std::shared_lock<std::shared_mutex> lock;
     if (!h_.enter(lock)) return h_.closed();
-    rocksdb::Checkpoint* raw = nullptr;
-    if (rocksdb::Status s = rocksdb::Checkpoint::Create(h_.db, &raw); !s.ok()) {
-      return detail::rocks_op_error(s, "checkpoint", opts_.path);
-    }
-    std::unique_ptr<rocksdb::Checkpoint> cp(raw);
-    rocksdb::Status s = cp->CreateCheckpoint(dir.string(), /*log_size_for_flush=*/0);
-    if (!s.ok()) return detail::rocks_op_error(s, "checkpoint to '" + detail::path_text(dir) + "'", opts_.path);
-    return {};
+    return detail::rocks_checkpoint(*h_.db, dir, opts_.path);
   }
 
   // The view is taken with writers held off, so it reflects exactly the
@@ -406,22 +372,30 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (!h_.enter(lock)) return h_.closed();
     auto gate = gate_.exclusive();
     auto [start, registration] = conflicts_->begin();
+    registration = expiry_->track(start, std::move(registration));  // for commit's expiry check
     return tx_start<snapshot_type>{snapshot_locked(), start, std::move(registration)};
   }
 
+  // Also a conflict: a key the transaction read reached its deadline
+  // between its begin and now (expired_since_begin()).
   result<void> commit_transaction(const tx_record& tx) {
+    if (auto bad = expiry_->bad_ttl(tx.writes)) return std::move(*bad);
     std::shared_lock<std::shared_mutex> lock;
     if (auto refused = enter_write(lock, "commit")) return std::move(*refused);
     // Writes naming keyspaces: one WriteBatch across their column families
     // (write_keyspaces: a missing keyspace is not_found, nothing written).
     if (tx.writes.names_keyspaces()) return write_keyspaces(tx.writes, &tx);
+    if (tx.writes.has_ttl()) {
+      if (auto tagged = ensure_tag(*keyspaces_.default_keyspace); !tagged) return tagged;
+    }
     auto gate = gate_.exclusive();
     if (auto valid = conflicts_->validate(tx); !valid) return valid;
+    if (auto expired = expired_since_begin(tx)) return std::move(*expired);
     return apply(tx.writes, "commit", default_cf{});
   }
 
   cursor_type scan(const key_range& range) const {
-    return cursor_type(detail::rocks_cursor::open(handle(), range, nullptr));
+    return cursor_type(detail::rocks_cursor::open(handle(), range, nullptr, *keyspaces_.default_keyspace, expiry_->clock));
   }
   static cursor_type failed_cursor(keel::error e) { return cursor_type(detail::rocks_cursor::failed(std::move(e))); }
 
@@ -440,17 +414,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     h_.open.store(false, std::memory_order_release);
     std::unique_lock lifecycle(h_.lifecycle);
     if (!h_.db) return {};
-    {
-      std::lock_guard live(h_.live_mutex);
-      for (detail::rocks_cursor_state* c : h_.live_cursors) {
-        std::lock_guard lock(c->mutex);
-        c->iterator.reset();
-      }
-      for (const rocksdb::Snapshot** s : h_.live_snapshots) {
-        if (*s) h_.db->ReleaseSnapshot(*s);
-        *s = nullptr;
-      }
-    }
+    detail::rocks_release_live(h_);
     rocksdb::Status synced = rocksdb::Status::OK();
     std::optional<keel::error> closed_refusal;
     if ((opts_.sync_on_close || opts_.sync_writes) && !opts_.read_only) {
@@ -460,6 +424,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
         synced = detail::rocks_sync_wal(*h_.db);  // never FlushWAL: see rocks_sync_wal()
       }
     }
+    if (expiry_->family) h_.db->DestroyColumnFamilyHandle(std::exchange(expiry_->family, nullptr));
     keyspaces_.destroy_all(*h_.db);  // every column family handle goes before DB::Close()
     return h_.shut(synced, std::move(closed_refusal));
   }
@@ -522,6 +487,42 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     return detail::rocks_op_error(s, op, opts_.path);
   }
 
+  // Expiry's members (rocksdb/expiry.hpp does the work). ensure_tag gives
+  // keyspace e its tag unless it has one (inside enter(), not under the
+  // write gate: takes it exclusively when it must make the tag).
+  result<void> ensure_tag(const detail::rocks_keyspace& e) {
+    if (e.tag.load(std::memory_order_acquire) != 0) return {};
+    auto gate = gate_.exclusive();
+    if (auto refused = refuse_after_wal_failure("put")) return std::move(*refused);
+    return expiry_->make_tag(*h_.db, cf_options_, write_options_, e, opts_.path);
+  }
+  std::optional<keel::error> expired_since_begin(const tx_record& tx) const {
+    return expiry_->expired_since_begin(*h_.db, tx, *keyspaces_.default_keyspace, keyspaces_);
+  }
+  result<key_expiry> expiry_in(const keyspace_type* ks, std::string_view key) const {
+    std::shared_lock<std::shared_mutex> lock;
+    std::shared_lock<std::shared_mutex> entry;
+    if (auto refused = enter_in(lock, entry, ks, "expiry", false)) return std::move(*refused);
+    return expiry_->key(*h_.db, ks ? *ks->entry_ : *keyspaces_.default_keyspace, key, opts_.path);
+  }
+  // A batch all in keyspace ks, through its handle.
+  result<void> write_in(const keyspace_type& ks, const write_batch& b, std::string_view what) {
+    if (auto bad = expiry_->bad_ttl(b)) return std::move(*bad);
+    std::shared_lock<std::shared_mutex> lock;
+    std::shared_lock<std::shared_mutex> entry;
+    if (auto refused = enter_keyspace(lock, entry, ks, what, true)) return std::move(*refused);
+    if (b.has_ttl()) {
+      if (auto tagged = ensure_tag(*ks.entry_); !tagged) return tagged;
+    }
+    auto entry_of = [e = ks.entry_.get()](const write_batch::op&) -> const detail::rocks_keyspace* { return e; };
+    if (has_open_ended_range(b)) {
+      auto gate = gate_.exclusive();
+      return apply(b, what, entry_of);
+    }
+    auto gate = gate_.shared();
+    return apply(b, what, entry_of);
+  }
+
   static keel::error bad_range() {
     return keel::error(errc::invalid_argument, "erase_range: the range's lower bound is above its upper bound");
   }
@@ -531,21 +532,35 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     }
     return false;
   }
-  // Where apply() writes an op: nullptr for the default column family
-  // (WriteBatch's calls without a handle), else the op's column family.
+  // Which keyspace apply() writes an op to: nullptr for the default one
+  // (WriteBatch's calls without a handle), else the op's.
   struct default_cf {
-    rocksdb::ColumnFamilyHandle* operator()(const write_batch::op&) const noexcept { return nullptr; }
+    const detail::rocks_keyspace* operator()(const write_batch::op&) const noexcept { return nullptr; }
   };
   // Writes the batch and records it for transactions. Called inside enter()
   // with the write gate held: exclusively when the batch has an open-ended
   // erase_range (resolved here against the largest key present in its
   // column family) or is a commit, shared otherwise; with the shared lock of
-  // every keyspace cf_of gives a column family of.
-  template <class CfOf>
-  result<void> apply(const write_batch& batch, std::string_view what, CfOf cf_of) {
+  // every keyspace entry_of gives. Values are stored as expiry.hpp says: a
+  // put with a ttl gets its deadline (the keyspace has its tag: ensure_tag()).
+  template <class EntryOf>
+  result<void> apply(const write_batch& batch, std::string_view what, EntryOf entry_of) {
     rocksdb::WriteBatch wb(batch.payload_bytes() + 16 * batch.size() + 64);
     auto largest = [&](rocksdb::ColumnFamilyHandle* cf) { return largest_key(cf ? cf : h_.db->DefaultColumnFamily()); };
-    if (auto filled = detail::rocks_fill_batch(batch, wb, cf_of, largest, what, opts_.path); !filled) return filled;
+    auto cf_of = [&](const write_batch::op& op) {
+      const detail::rocks_keyspace* e = entry_of(op);
+      return e ? e->cf : nullptr;
+    };
+    const deadline_ms now = batch.has_ttl() ? expiry_->now() : 0;
+    auto stored = [&](const write_batch::op& op, std::string& scratch) -> std::string_view {
+      const detail::rocks_keyspace* e = entry_of(op);
+      const std::uint64_t tag = (e ? *e : *keyspaces_.default_keyspace).tag.load(std::memory_order_acquire);
+      if (op.ttl.count() > 0) return scratch = detail::rocks_encode(op.value, tag, now + op.ttl.count());
+      if (!detail::rocks_needs_escape(op.value, tag)) return op.value;
+      return scratch = detail::rocks_encode(op.value, tag, std::nullopt);
+    };
+    if (auto filled = detail::rocks_fill_batch(batch, wb, cf_of, largest, what, opts_.path, stored); !filled)
+      return filled;
     if (auto refused = refuse_after_wal_failure(what)) return std::move(*refused);
     if (auto r = check_write(h_.db->Write(write_options_, &wb), what); !r) return r;
     conflicts_->record(batch);  // per keyspace
@@ -574,32 +589,43 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       std::sort(used.begin(), used.end(), [](const auto& a, const auto& b) { return a.get() < b.get(); });
       for (const auto& e : used) locks.emplace_back(e->mutex);  // no drop can be between lookup and lock
     }
-    auto cf_of = [&](const write_batch::op& op) -> rocksdb::ColumnFamilyHandle* {
+    auto entry_of = [&](const write_batch::op& op) -> const detail::rocks_keyspace* {
       if (op.keyspace.empty()) return nullptr;
       for (const auto& e : used) {
-        if (e->name == op.keyspace) return e->cf;
+        if (e->name == op.keyspace) return e.get();
       }
       return nullptr;  // unreachable: every name was resolved above
     };
+    for (const auto& op : batch) {  // the first ttl in a keyspace gives it its tag
+      if (op.kind != write_batch::op_kind::put || op.ttl.count() <= 0) continue;
+      const detail::rocks_keyspace* e = entry_of(op);
+      if (auto tagged = ensure_tag(e ? *e : *keyspaces_.default_keyspace); !tagged) return tagged;
+    }
     if (tx || has_open_ended_range(batch)) {
       auto gate = gate_.exclusive();
       if (tx) {
         if (auto valid = conflicts_->validate(*tx); !valid) return valid;
+        if (auto expired = expired_since_begin(*tx)) return std::move(*expired);
       }
-      return apply(batch, tx ? "commit" : "write", cf_of);
+      return apply(batch, tx ? "commit" : "write", entry_of);
     }
     auto gate = gate_.shared();
-    return apply(batch, "write", cf_of);
+    return apply(batch, "write", entry_of);
   }
-  // The largest key in column family `cf` (nullopt when empty). Inside enter().
   result<std::optional<std::string>> largest_key(rocksdb::ColumnFamilyHandle* cf) const {
-    std::unique_ptr<rocksdb::Iterator> it(h_.db->NewIterator(rocksdb::ReadOptions(), cf));
-    it->SeekToLast();
-    if (it->Valid()) return std::optional<std::string>(it->key().ToString());
-    if (!it->status().ok()) return detail::rocks_op_error(it->status(), "erase_range", opts_.path);
-    return std::optional<std::string>();
+    return detail::rocks_largest_key(*h_.db, cf, opts_.path);
   }
 
+  // enter_keyspace() for *ks, or for the default keyspace (ks null) enter()
+  // (enter_write() when `write`).
+  std::optional<keel::error> enter_in(std::shared_lock<std::shared_mutex>& lifecycle,
+                                      std::shared_lock<std::shared_mutex>& entry, const keyspace_type* ks,
+                                      std::string_view op, bool write) const {
+    if (ks) return enter_keyspace(lifecycle, entry, *ks, op, write);
+    if (write) return enter_write(lifecycle, op);
+    if (!h_.enter(lifecycle)) return h_.closed();
+    return std::nullopt;
+  }
   // Takes the lifecycle lock as enter() does (as enter_write() when
   // `write`), then the shared lock of ks's keyspace: errc::closed after
   // close(), errc::not_found once it was dropped, invalid_argument for a
@@ -632,7 +658,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       -> result<std::conditional_t<WithValue, std::optional<std::string>, bool>> {
     std::shared_lock<std::shared_mutex> lock;
     if (!h_.enter(lock)) return h_.closed();
-    return read_locked<WithValue>(h_.db->DefaultColumnFamily(), key, snap);
+    return read_locked<WithValue>(*keyspaces_.default_keyspace, key, snap);
   }
   // The same in keyspace ks (not_found once dropped; through a snapshot
   // taken before the drop: snapshot_expired, see keyspaces.hpp).
@@ -645,11 +671,12 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       if (snap && refused->code() == errc::not_found) return detail::rocks_keyspace_dropped_since_snapshot(ks.name());
       return std::move(*refused);
     }
-    return read_locked<WithValue>(ks.entry_->cf, key, snap);
+    return read_locked<WithValue>(*ks.entry_, key, snap);
   }
-  // The read itself, inside enter() (and the keyspace's shared lock).
+  // The read itself, inside enter() (and the keyspace's shared lock). In a
+  // keyspace with an expiry tag, a key past its deadline is absent.
   template <bool WithValue>
-  auto read_locked(rocksdb::ColumnFamilyHandle* cf, std::string_view key, const rocksdb::Snapshot* const* snap) const
+  auto read_locked(const detail::rocks_keyspace& e, std::string_view key, const rocksdb::Snapshot* const* snap) const
       -> result<std::conditional_t<WithValue, std::optional<std::string>, bool>> {
     rocksdb::ReadOptions ro;
     if (snap) {
@@ -657,10 +684,19 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       ro.snapshot = *snap;
     }
     std::conditional_t<WithValue, std::string, rocksdb::PinnableSlice> value;
-    rocksdb::Status s = h_.db->Get(ro, cf, slice(key), &value);
+    rocksdb::Status s = h_.db->Get(ro, e.cf, slice(key), &value);
+    std::size_t header = 0;
+    if (s.ok()) {
+      if (const std::uint64_t tag = e.tag.load(std::memory_order_acquire); tag != 0) [[unlikely]] {
+        const detail::rocks_stored st = detail::rocks_parse(std::string_view(value.data(), value.size()), tag);
+        if (st.deadline && *st.deadline <= expiry_->now()) s = rocksdb::Status::NotFound();
+        header = st.header;
+      }
+    }
     if constexpr (WithValue) {
       if (s.IsNotFound()) return std::optional<std::string>();
       if (!s.ok()) return detail::rocks_op_error(s, "get", opts_.path);
+      if (header) value.erase(0, header);
       return std::optional<std::string>(std::move(value));
     } else {
       if (s.IsNotFound()) return false;
@@ -684,6 +720,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   mutable detail::rocks_keyspace_registry keyspaces_;  // name -> keyspace (its mutex: 1a in the lock order)
   detail::rocks_write_gate gate_;  // mutable state only: usable from const members
   std::shared_ptr<detail::conflict_tracker> conflicts_ = std::make_shared<detail::conflict_tracker>();
+  std::unique_ptr<detail::rocks_expiry> expiry_;  // the clock, the tags' family, the filter (rocksdb/expiry.hpp)
 };
 
 // A cursor over the RocksDB backend (detail::rocks_cursor, one type per
@@ -718,7 +755,8 @@ class RocksPolicy<Tuning>::snapshot_type {
   result<std::optional<std::string>> get(std::string_view key) const { return owner_->template read_at<true>(key, &view_->snap); }
   result<bool> contains(std::string_view key) const { return owner_->template read_at<false>(key, &view_->snap); }
   cursor_type scan(const key_range& range) const {
-    return cursor_type(detail::rocks_cursor::open(owner_->handle(), range, view_));
+    return cursor_type(
+        detail::rocks_cursor::open(owner_->handle(), range, view_, *owner_->keyspaces_.default_keyspace, owner_->expiry_->clock));
   }
   result<std::optional<std::string>> get(const keyspace_type& ks, std::string_view key) const {
     if (auto absent = detail::rocks_keyspace_in_snapshot(*ks.entry_, &owner_->h_, epoch_)) return std::move(*absent);
@@ -733,7 +771,7 @@ class RocksPolicy<Tuning>::snapshot_type {
     if (ks.entry_->refusing.load(std::memory_order_acquire)) {
       return failed_cursor(detail::rocks_keyspace_dropped_since_snapshot(ks.name()));
     }
-    return cursor_type(detail::rocks_cursor::open(owner_->handle(), range, view_, ks.entry_));
+    return cursor_type(detail::rocks_cursor::open(owner_->handle(), range, view_, *ks.entry_, owner_->expiry_->clock, ks.entry_));
   }
 
  private:
@@ -752,41 +790,8 @@ static_assert(keyspace_policy<RocksPolicy<DefaultTuning>>);
 static_assert(keyspace_policy<RocksPolicy<MacOSTuning>>);
 static_assert(keyspace_policy<RocksPolicy<RocksDefaultsTuning>>);
 static_assert(run_cursor<RocksPolicy<DefaultTuning>::cursor_type>);
-
-// What basic_store::stats() asks of the backend: the key RocksDB properties,
-// rocksdb.estimate-num-keys as the key count, and the size of the files in
-// the database directory.
-template <class Tuning>
-result<void> backend_stats(const RocksPolicy<Tuning>& p, store_stats& s) {
-  static constexpr const char* names[] = {
-      "rocksdb.estimate-num-keys",       "rocksdb.total-sst-files-size",   "rocksdb.live-sst-files-size",
-      "rocksdb.estimate-live-data-size", "rocksdb.cur-size-all-mem-tables", "rocksdb.num-immutable-mem-table",
-      "rocksdb.num-running-flushes",     "rocksdb.num-running-compactions", "rocksdb.compaction-pending",
-      "rocksdb.background-errors",       "rocksdb.num-live-versions",      "rocksdb.estimate-pending-compaction-bytes",
-      "rocksdb.num-snapshots",           "rocksdb.estimate-table-readers-mem", "rocksdb.block-cache-usage"};
-  auto props = p.with_db([](rocksdb::DB& db) {
-    std::vector<std::pair<std::string, std::uint64_t>> out;
-    for (const char* n : names) {
-      std::uint64_t v = 0;
-      if (db.GetIntProperty(n, &v)) out.emplace_back(n, v);
-    }
-    return out;
-  });
-  if (!props) return std::move(props).error();
-  s.properties = std::move(*props);
-  for (const auto& [name, value] : s.properties) {
-    if (name == "rocksdb.estimate-num-keys") s.keys = value;
-  }
-  s.keys_exact = false;
-  std::error_code ec;
-  for (std::filesystem::directory_iterator it(p.path(), ec), end; !ec && it != end; it.increment(ec)) {
-    std::error_code fec;
-    if (it->is_regular_file(fec)) {
-      auto n = it->file_size(fec);
-      if (!fec) s.size_bytes += n;
-    }
-  }
-  return {};
-}
+static_assert(expiry_policy<RocksPolicy<DefaultTuning>>);
+static_assert(expiry_policy<RocksPolicy<MacOSTuning>>);
+static_assert(expiry_policy<RocksPolicy<RocksDefaultsTuning>>);
 
 }  // namespace keel
