@@ -14,7 +14,8 @@ namespace keel::detail {
 
 // Thread safety: request() and stopping() from any thread; start() from
 // any thread (the first one starts it; requests before it are kept); stop()
-// from one thread at a time (its owner's close or destructor). The job runs on the worker's thread only, one run at a time.
+// from one thread at a time (its owner's close or destructor). The job
+// runs on the worker's thread only, one run at a time.
 class background_worker {
  public:
   background_worker() = default;
