@@ -288,6 +288,8 @@ class persistent_btree {
 
   // The entry for `key`, or nullptr. Valid while this version is alive.
   const pb_entry* find(std::string_view key) const noexcept { return find_in(root_, key); }
+  // Whether both handles are the same version (the same root).
+  bool same_version(const persistent_btree& o) const noexcept { return root_ == o.root_; }
 
   // Bytes of nodes and entries reachable from this version (without allocator
   // overhead; entries shared with other versions are counted in full). O(n).
@@ -770,6 +772,21 @@ class persistent_btree::transient {
       insert_entry(e);
     } catch (...) {
       e->release();
+      throw;
+    }
+  }
+
+  // Inserts `e` itself (an entry of another version, shared: one more
+  // reference), replacing any entry with its key.
+  void insert_shared(const pb_entry* e) {
+    assert(owner_ != 0 && "transient used after persist() or move");
+    if (reusing_) moved_.reserve_for(root_ ? root_->level + 1u : 0u);
+    auto* mine = const_cast<pb_entry*>(e);
+    mine->retain();
+    try {
+      insert_entry(mine);
+    } catch (...) {
+      mine->release();
       throw;
     }
   }

@@ -205,9 +205,56 @@ class memory_expiry {
  private:
   // sweep() for one keyspace's tree `version` (`keyspace`: its entry in the
   // sweep's table; nullptr: ""); `next` gets the earliest deadline left.
-  // False when the sweep must stop (closed, or stopping).
+  // False when the sweep must stop (closed, or stopping). When most of the
+  // tree has expired, it is rebuilt from the live entries (shared, not
+  // copied) outside the writers' mutex and published at once if nothing
+  // was written to it meanwhile and no transaction is live; otherwise, and
+  // for fewer expired entries, they are erased chunk_entries at a time.
   bool sweep_tree(const tree& version, const keyspace_root* keyspace, deadline_ms at, deadline_ms& next,
                   bool background) {
+    std::size_t due = 0;
+    {
+      tree::cursor it(version);
+      for (it.seek_first(); it.valid(); it.next()) due += it.entry()->deadline() <= at;
+    }
+    if (due == 0) return true;
+    if (due * 2 > version.size() && rebuild(version, keyspace, at)) {
+      tree::cursor it(version);
+      for (it.seek_first(); it.valid(); it.next())
+        if (it.entry()->deadline() > at && it.entry()->has_deadline()) next = std::min(next, it.entry()->deadline());
+      return versions_.is_open();
+    }
+    return erase_in_chunks(version, keyspace, at, next, background);
+  }
+  // Publishes `version` without its entries expired at `at`, if the
+  // keyspace's tree is still `version` and no transaction is live; false
+  // (nothing done) otherwise.
+  bool rebuild(const tree& version, const keyspace_root* keyspace, deadline_ms at) {
+    if (conflicts_ && conflicts_->recording()) return false;
+    tree::transient fresh{tree()};
+    {
+      tree::cursor it(version);
+      for (it.seek_first(); it.valid(); it.next())
+        if (it.entry()->deadline() > at) fresh.insert_shared(it.entry());
+    }
+    tree live = std::move(fresh).persist();
+    std::lock_guard writer(versions_.writers());
+    if (!versions_.is_open() || (conflicts_ && conflicts_->recording())) return false;
+    if (!keyspace) {
+      if (!versions_.current().same_version(version)) return false;
+      versions_.publish(std::move(live));
+      return true;
+    }
+    const keyspace_root* now = store_version::find_root(versions_.current_others().get(), keyspace->name);
+    if (!now || now->id != keyspace->id || !now->tree.same_version(version)) return false;
+    versions_.publish(versions_.current(),
+                      with_keyspace(versions_.current_others().get(),
+                                    std::make_shared<const keyspace_root>(
+                                        keyspace_root{now->name, now->id, std::move(live)})));
+    return true;
+  }
+  bool erase_in_chunks(const tree& version, const keyspace_root* keyspace, deadline_ms at, deadline_ms& next,
+                       bool background) {
     std::vector<std::pair<std::string, const pb_entry*>> chunk;
     auto commit = [&] {
       if (chunk.empty()) return;
