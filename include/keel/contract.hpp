@@ -67,6 +67,11 @@ struct tx_record {
   std::vector<key_range> read_ranges;   // ranges scanned from the view (forward direction)
   std::vector<tx_keyspace_reads> keyspace_reads;
   write_batch writes;                   // the buffered writes, in the order to apply them
+  // Expiry backends (expiry_policy) whose view has view_time(): the time
+  // (ms since the epoch, by the store's clock) its reads left expired keys
+  // out at; a key read live then and expired by the commit is a conflict.
+  // nullopt for other backends.
+  std::optional<deadline_ms> view_time;
 };
 
 // What a backend's begin_transaction() gives: a view, the position it

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "fake_clock.hpp"
 #include "temp_dir.hpp"
 
 // KEEL_HAS_ETCD (set by tests/meson.build with meson option etcd): the
@@ -264,6 +265,33 @@ inline constexpr transaction_promise promise_of =
 #define KEEL_KEYSPACE_BACKENDS \
   keel::test::memory_backend, keel::test::compressed_memory_backend, keel::test::persisted_memory_backend
 #endif
+
+// The backends with expiry (issue 29; keel::expiry_policy): the expiry
+// cases (expiry_test.cpp) run on each. Each opens its stores with the fake
+// clock it owns (`clock`, tests/support/fake_clock.hpp), which the case
+// moves; reopening keeps the clock. A new backend is one line here.
+template <int Kind>  // 0 plain, 1 persisted, 2 compressed
+struct memory_expiry_backend {
+  using store_type = memory_store;
+  static constexpr bool persistent = Kind == 1;
+  static constexpr const char* name = Kind == 0 ? "memory" : Kind == 1 ? "memory(persisted)" : "memory(compressed)";
+  temp_dir dir;
+  fake_clock clock;
+  result<store_type> open() const {
+    memory_options o;
+    o.clock = clock.source();
+    if (Kind == 1) o.persist_path = dir.path() / "store.keeldump";
+#if KEEL_HAVE_ZSTD
+    if (Kind == 2) o.compression = compression::zstd;
+#elif KEEL_HAVE_LZ4
+    if (Kind == 2) o.compression = compression::lz4;
+#endif
+    return store_type::open(o);
+  }
+};
+#define KEEL_EXPIRY_BACKENDS                                                          \
+  keel::test::memory_expiry_backend<0>, keel::test::memory_expiry_backend<1>, \
+      keel::test::memory_expiry_backend<2>
 
 // Whether the backend's checkpoint() makes a copy (false: not_supported).
 template <class B>
