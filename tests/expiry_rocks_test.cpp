@@ -129,13 +129,16 @@ TEST_SUITE("expiry_rocks") {
     check_reads(s, true, true);
     CHECK(*s.expiry("a") == keel::key_expiry{true, clock.now() + 10'000});
     CHECK(*s.expiry("b") == keel::key_expiry{true, std::nullopt});
-    auto before = s.snapshot();  // a snapshot reads by the clock too (the compaction filter may drop the key)
+    auto before = s.snapshot();  // reads at the time it was taken
     clock.advance(9'999ms);
     check_reads(s, true, true);
     clock.advance(1ms);  // a's deadline: absent from that moment
     check_reads(s, false, true);
     CHECK(*s.expiry("a") == keel::key_expiry{});
-    CHECK_FALSE(before.get("a")->has_value());
+    CHECK(*before.get("a") == std::optional<std::string>("va"));
+    REQUIRE(s.compact());  // the compaction filter keeps what a live snapshot shows
+    CHECK(*before.get("a") == std::optional<std::string>("va"));
+    CHECK(keys_of(before.scan()) == std::vector<std::string>{"a", "b", "c"});
     clock.advance(10s);
     check_reads(s, false, false);
     // erase and overwrite behave as for an absent key
@@ -352,6 +355,34 @@ TEST_SUITE("expiry_rocks") {
       return count;
     });
     CHECK(*left == 40);  // RocksDB itself holds only the permanent keys now
+  }
+
+  TEST_CASE("rocksdb expiry: compact() keeps what a live snapshot shows, and reclaims it once the snapshot goes") {
+    temp_dir d;
+    fake_clock clock;
+    auto s = open_store(d.path() / "db", clock);
+    REQUIRE(s.put("k", "v", put_options{.ttl = 10s}));
+    REQUIRE(s.put("p", "v"));
+    auto raw_count = [&] {
+      auto n = s.policy().with_db([](rocksdb::DB& db) {
+        std::unique_ptr<rocksdb::Iterator> it(db.NewIterator(rocksdb::ReadOptions()));
+        int count = 0;
+        for (it->SeekToFirst(); it->Valid(); it->Next()) ++count;
+        return count;
+      });
+      REQUIRE(n);
+      return *n;
+    };
+    {
+      auto snap = s.snapshot();
+      clock.advance(10s);
+      REQUIRE(s.compact());
+      CHECK(*snap.get("k") == std::optional<std::string>("v"));
+      CHECK_FALSE(s.get("k")->has_value());
+      CHECK(raw_count() == 2);
+    }
+    REQUIRE(s.compact());
+    CHECK(raw_count() == 1);
   }
 
   TEST_CASE("rocksdb expiry: a transaction that read a key which expires before its commit conflicts") {

@@ -289,9 +289,30 @@ struct memory_expiry_backend {
     return store_type::open(o);
   }
 };
+#if KEEL_HAS_ROCKSDB
+// RocksDB with each tuning of KEEL_KEYED_BACKENDS, on the fake clock.
+template <class Tuning>
+struct rocks_expiry_backend {
+  using store_type = basic_store<RocksPolicy<Tuning>>;
+  static constexpr bool persistent = true;
+  static constexpr const char* name = "rocksdb";
+  temp_dir dir;
+  fake_clock clock;
+  result<store_type> open() const {
+    rocks_options o;
+    o.path = dir.path() / "db";
+    o.clock = clock.source();
+    return store_type::open(o);
+  }
+};
+#define KEEL_ROCKS_EXPIRY_BACKENDS \
+  , keel::test::rocks_expiry_backend<keel::DefaultTuning>, keel::test::rocks_expiry_backend<keel::MacOSTuning>
+#else
+#define KEEL_ROCKS_EXPIRY_BACKENDS
+#endif
 #define KEEL_EXPIRY_BACKENDS                                                          \
   keel::test::memory_expiry_backend<0>, keel::test::memory_expiry_backend<1>, \
-      keel::test::memory_expiry_backend<2>
+      keel::test::memory_expiry_backend<2> KEEL_ROCKS_EXPIRY_BACKENDS
 
 // Whether the backend's checkpoint() makes a copy (false: not_supported).
 template <class B>

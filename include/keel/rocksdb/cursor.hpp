@@ -80,13 +80,14 @@ struct rocks_cursor_state {
   // that decides which tagged entries are left out (read once per refill).
   std::uint64_t tag = 0;
   const clock_source* clock = nullptr;
+  std::optional<deadline_ms> at;  // a snapshot's cursor: its time, not the clock
 
   // copy_chunk for a tagged column family: entries past their deadline are
   // skipped, the others copied without their header.
   template <bool Reverse>
   void copy_live_chunk() {
     rocksdb::Iterator& it = *iterator;
-    const deadline_ms now = rocks_now_ms(*clock);
+    const deadline_ms now = at ? *at : rocks_now_ms(*clock);
     std::size_t used = 0, n = 0;
     while (n < chunk && it.Valid()) {
       const rocksdb::Slice k = it.key(), raw = it.value();
@@ -216,8 +217,8 @@ class rocks_cursor {
   // `ks` keeps its column family's handle (so it reads on if `ks` is dropped
   // meanwhile; the handle is destroyed when its last cursor goes).
   // Entries of `tagged` (the keyspace read: ks, or the default one) whose
-  // deadline has passed by `clock` are left out (rocksdb/expiry.hpp); both
-  // must live as long as the handle.
+  // deadline has passed by `clock` (at the snapshot's time: snap->time) are
+  // left out (rocksdb/expiry.hpp); both must live as long as the handle.
   static rocks_cursor open(std::shared_ptr<const rocks_handle> handle, const key_range& range,
                            std::shared_ptr<const rocks_snapshot_view> snap, const rocks_keyspace& tagged,
                            const clock_source& clock, std::shared_ptr<rocks_keyspace> ks = nullptr) {
@@ -251,6 +252,7 @@ class rocks_cursor {
     if (ks) ks->cursors.fetch_add(1, std::memory_order_acq_rel);  // under its shared lock: no drop meanwhile
     state->tag = tagged.tag.load(std::memory_order_acquire);  // after the iterator: it sees no value tagged later
     state->clock = &clock;
+    if (snap) state->at = snap->time;
     rocksdb::Iterator& it = *state->iterator;
     if (!state->reversed) {
       if (range.lower())

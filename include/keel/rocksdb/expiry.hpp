@@ -16,13 +16,14 @@
 // A value written before the tag existed begins with it only by chance
 // (2^-64: the tag is drawn at random when it is made, after those values).
 //
-// Reclamation: a compaction filter (rocks_ttl_filter, made per compaction by
-// rocks_ttl_filter_factory for column families that have a tag) drops the
-// entries whose deadline has passed by the store's clock read when the
-// compaction starts; RocksDB runs it in its background threads (so the
+// Reads filter by the clock (a snapshot, and a transaction's view, at the
+// time it was taken). Reclamation: a compaction filter (rocks_ttl_filter,
+// made per compaction by rocks_ttl_filter_factory for column families that
+// have a tag) drops the entries whose deadline has passed by the store's
+// clock read when the compaction starts, or by the oldest live snapshot's
+// time if earlier; RocksDB runs it in its background threads (so the
 // clock_source must be thread-safe, as keel/expiry.hpp requires). compact()
-// therefore reclaims every expired key's bytes. Reads never rely on it: they
-// filter by the clock themselves.
+// therefore reclaims every expired key's bytes. Reads never rely on it.
 #pragma once
 
 #include <rocksdb/compaction_filter.h>
@@ -36,6 +37,7 @@
 #include <cstring>
 #include <atomic>
 #include <map>
+#include <set>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -145,24 +147,39 @@ class rocks_ttl_filter final : public rocksdb::CompactionFilter {
 };
 
 // Made once per store (rocks_open puts it in the options of every column
-// family); told each column family's tag (set()). Thread-safe: RocksDB calls
-// it from its background threads.
-class rocks_ttl_filter_factory final : public rocksdb::CompactionFilterFactory {
+// family); told each column family's tag (set()) and the times of the live
+// snapshots (hold_view()): a compaction drops what expired by the clock when
+// it starts, or by the oldest live snapshot's time if that is earlier (a
+// snapshot reads at its own time, so it must still find the keys live then).
+// Thread-safe: RocksDB calls it from its background threads.
+class rocks_ttl_filter_factory final : public rocksdb::CompactionFilterFactory,
+                                       public std::enable_shared_from_this<rocks_ttl_filter_factory> {
  public:
   explicit rocks_ttl_filter_factory(clock_source clock) : clock_(std::move(clock)) {}
   void set(std::uint32_t cf_id, std::uint64_t tag) {
     std::lock_guard lock(mutex_);
     tags_[cf_id] = tag;
   }
+  // The clock's time now, held as a live view's time until the returned
+  // hold goes (take it before the RocksDB snapshot).
+  std::pair<deadline_ms, std::shared_ptr<void>> hold_view() {
+    std::lock_guard lock(mutex_);
+    const deadline_ms t = rocks_now_ms(clock_);
+    auto it = views_.insert(t);
+    auto self = shared_from_this();
+    return {t, std::shared_ptr<void>(reinterpret_cast<void*>(1), [self, it](void*) {
+              std::lock_guard l(self->mutex_);
+              self->views_.erase(it);
+            })};
+  }
   std::unique_ptr<rocksdb::CompactionFilter> CreateCompactionFilter(
       const rocksdb::CompactionFilter::Context& context) override {
-    std::uint64_t tag = 0;
-    {
-      std::lock_guard lock(mutex_);
-      if (auto it = tags_.find(context.column_family_id); it != tags_.end()) tag = it->second;
-    }
-    if (tag == 0) return nullptr;  // never used ttl: no filter, no cost per entry
-    return std::make_unique<rocks_ttl_filter>(tag, rocks_now_ms(clock_));
+    std::lock_guard lock(mutex_);
+    auto it = tags_.find(context.column_family_id);
+    if (it == tags_.end() || it->second == 0) return nullptr;  // never used ttl: no filter, no cost per entry
+    deadline_ms cutoff = rocks_now_ms(clock_);
+    if (!views_.empty() && *views_.begin() < cutoff) cutoff = *views_.begin();
+    return std::make_unique<rocks_ttl_filter>(it->second, cutoff);
   }
   const char* Name() const override { return "keel.ttl"; }
 
@@ -170,39 +187,7 @@ class rocks_ttl_filter_factory final : public rocksdb::CompactionFilterFactory {
   const clock_source clock_;
   std::mutex mutex_;
   std::map<std::uint32_t, std::uint64_t> tags_;  // guarded by mutex_
-};
-
-// The begin times of live transactions, by their start position (the
-// earliest when several share one), kept while some column family has a
-// tag: a commit conflicts when a key it read got past its deadline between
-// the transaction's begin and its commit. Thread-safe.
-class rocks_tx_begin_times : public std::enable_shared_from_this<rocks_tx_begin_times> {
- public:
-  // `registration` wrapped so that its end also forgets this begin.
-  std::shared_ptr<void> track(std::uint64_t start, deadline_ms now, std::shared_ptr<void> registration) {
-    {
-      std::lock_guard lock(mutex_);
-      auto [it, fresh] = by_start_.try_emplace(start, now, 0);
-      if (!fresh && now < it->second.first) it->second.first = now;
-      ++it->second.second;
-    }
-    auto self = shared_from_this();
-    return std::shared_ptr<void>(new std::shared_ptr<void>(std::move(registration)), [self, start](void* p) {
-      delete static_cast<std::shared_ptr<void>*>(p);
-      std::lock_guard lock(self->mutex_);
-      if (auto it = self->by_start_.find(start); it != self->by_start_.end() && --it->second.second == 0)
-        self->by_start_.erase(it);
-    });
-  }
-  std::optional<deadline_ms> begun(std::uint64_t start) const {
-    std::lock_guard lock(mutex_);
-    if (auto it = by_start_.find(start); it != by_start_.end()) return it->second.first;
-    return std::nullopt;
-  }
-
- private:
-  mutable std::mutex mutex_;
-  std::map<std::uint64_t, std::pair<deadline_ms, int>> by_start_;  // start -> (earliest begin, count)
+  std::multiset<deadline_ms> views_;             // live snapshots' times; guarded by mutex_
 };
 
 // Whether a key among `keys`, or in one of `ranges`, of column family `cf`
@@ -326,24 +311,24 @@ class rocks_expiry {
     return key_expiry{true, st.deadline};
   }
 
-  // A transaction's registration, wrapped to keep its begin time while some
-  // keyspace has a tag (else nothing it reads has a deadline). Call with
-  // writers excluded, as conflict_tracker::begin().
-  std::shared_ptr<void> track(std::uint64_t start, std::shared_ptr<void> registration) {
-    if (!any_tag_.load(std::memory_order_acquire)) return registration;
-    return begin_times_->track(start, now(), std::move(registration));
+  // A new snapshot's time, held against the compaction filter while some
+  // keyspace has a tag (a snapshot taken before the first tag shows no value
+  // with a deadline).
+  std::pair<deadline_ms, std::shared_ptr<void>> hold_view() const {
+    if (!any_tag_.load(std::memory_order_acquire)) return {now(), nullptr};
+    return filters->hold_view();
   }
 
   // The commit check of transaction `tx`: a conflict when a key it read (or
   // one in a range it scanned) in the default keyspace `def` or in a
-  // keyspace of `registry` reached its deadline between the transaction's
-  // begin and now. Call with the write gate held exclusively. A keyspace read
+  // keyspace of `registry` reached its deadline between the time its view
+  // read at (tx.view_time) and now. Call with the write gate held exclusively. A keyspace read
   // but not written is found under the registry's mutex, tried only (the
   // lock order forbids waiting for it under the gate): when it is busy the
   // commit conflicts (run it again).
   std::optional<keel::error> expired_since_begin(rocksdb::DB& db, const tx_record& tx, const rocks_keyspace& def,
                                                  rocks_keyspace_registry& registry) const {
-    const std::optional<deadline_ms> begun = begin_times_->begun(tx.start);
+    const std::optional<deadline_ms> begun = tx.view_time;
     if (!begun) return std::nullopt;
     const deadline_ms t = now();
     auto conflict = [](std::string_view why) {
@@ -367,7 +352,6 @@ class rocks_expiry {
 
  private:
   std::atomic<bool> any_tag_{false};
-  std::shared_ptr<rocks_tx_begin_times> begin_times_ = std::make_shared<rocks_tx_begin_times>();
 };
 
 // RocksDB's batched MultiGet in keyspace `e` (one consistent view: an

@@ -106,6 +106,10 @@ struct rocks_handle {
 struct rocks_snapshot_view {
   std::shared_ptr<const rocks_handle> handle;
   const rocksdb::Snapshot* snap = nullptr;  // guarded by handle->lifecycle; null once released
+  // Expiry (rocksdb/expiry.hpp): the time its reads leave expired keys out
+  // at, and what keeps the compaction filter from dropping keys it shows.
+  deadline_ms time = 0;
+  std::shared_ptr<void> time_hold;
   ~rocks_snapshot_view() {
     std::shared_lock lifecycle(handle->lifecycle);
     {
@@ -116,9 +120,14 @@ struct rocks_snapshot_view {
   }
 };
 
-// A new snapshot of the handle's DB. Call inside enter().
-inline std::shared_ptr<const rocks_snapshot_view> take_rocks_snapshot(std::shared_ptr<const rocks_handle> handle) {
+// A new snapshot of the handle's DB, reading at time `time` (its first:
+// the time; its second: the hold, see rocks_snapshot_view), taken after it.
+// Call inside enter().
+inline std::shared_ptr<const rocks_snapshot_view> take_rocks_snapshot(std::shared_ptr<const rocks_handle> handle,
+                                                                      std::pair<deadline_ms, std::shared_ptr<void>> time) {
   auto v = std::make_shared<rocks_snapshot_view>();
+  v->time = time.first;
+  v->time_hold = std::move(time.second);
   v->handle = std::move(handle);
   v->snap = v->handle->db->GetSnapshot();
   std::lock_guard live(v->handle->live_mutex);

@@ -372,12 +372,11 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (!h_.enter(lock)) return h_.closed();
     auto gate = gate_.exclusive();
     auto [start, registration] = conflicts_->begin();
-    registration = expiry_->track(start, std::move(registration));  // for commit's expiry check
     return tx_start<snapshot_type>{snapshot_locked(), start, std::move(registration)};
   }
 
   // Also a conflict: a key the transaction read reached its deadline
-  // between its begin and now (expired_since_begin()).
+  // between its view's time (tx.view_time) and now (expired_since_begin()).
   result<void> commit_transaction(const tx_record& tx) {
     if (auto bad = expiry_->bad_ttl(tx.writes)) return std::move(*bad);
     std::shared_lock<std::shared_mutex> lock;
@@ -654,7 +653,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   // copied), of the store or, when `snap` is given, of that snapshot (closed
   // once close() released it).
   template <bool WithValue>
-  auto read_at(std::string_view key, const rocksdb::Snapshot* const* snap) const
+  auto read_at(std::string_view key, const detail::rocks_snapshot_view* snap) const
       -> result<std::conditional_t<WithValue, std::optional<std::string>, bool>> {
     std::shared_lock<std::shared_mutex> lock;
     if (!h_.enter(lock)) return h_.closed();
@@ -663,7 +662,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   // The same in keyspace ks (not_found once dropped; through a snapshot
   // taken before the drop: snapshot_expired, see keyspaces.hpp).
   template <bool WithValue>
-  auto read_in(const keyspace_type& ks, std::string_view key, const rocksdb::Snapshot* const* snap) const
+  auto read_in(const keyspace_type& ks, std::string_view key, const detail::rocks_snapshot_view* snap) const
       -> result<std::conditional_t<WithValue, std::optional<std::string>, bool>> {
     std::shared_lock<std::shared_mutex> lock;
     std::shared_lock<std::shared_mutex> entry;
@@ -674,14 +673,15 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     return read_locked<WithValue>(*ks.entry_, key, snap);
   }
   // The read itself, inside enter() (and the keyspace's shared lock). In a
-  // keyspace with an expiry tag, a key past its deadline is absent.
+  // keyspace with an expiry tag, a key past its deadline (by the clock, or
+  // at the snapshot's time) is absent.
   template <bool WithValue>
-  auto read_locked(const detail::rocks_keyspace& e, std::string_view key, const rocksdb::Snapshot* const* snap) const
+  auto read_locked(const detail::rocks_keyspace& e, std::string_view key, const detail::rocks_snapshot_view* snap) const
       -> result<std::conditional_t<WithValue, std::optional<std::string>, bool>> {
     rocksdb::ReadOptions ro;
     if (snap) {
-      if (!*snap) return h_.closed();
-      ro.snapshot = *snap;
+      if (!snap->snap) return h_.closed();
+      ro.snapshot = snap->snap;
     }
     std::conditional_t<WithValue, std::string, rocksdb::PinnableSlice> value;
     rocksdb::Status s = h_.db->Get(ro, e.cf, slice(key), &value);
@@ -689,7 +689,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (s.ok()) {
       if (const std::uint64_t tag = e.tag.load(std::memory_order_acquire); tag != 0) [[unlikely]] {
         const detail::rocks_stored st = detail::rocks_parse(std::string_view(value.data(), value.size()), tag);
-        if (st.deadline && *st.deadline <= expiry_->now()) s = rocksdb::Status::NotFound();
+        if (st.deadline && *st.deadline <= (snap ? snap->time : expiry_->now())) s = rocksdb::Status::NotFound();
         header = st.header;
       }
     }
@@ -709,7 +709,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   // (The keyspace epoch is read after GetSnapshot: a keyspace whose create
   // the snapshot counts may be empty in it, never missing a write.)
   snapshot_type snapshot_locked() const {
-    auto view = detail::take_rocks_snapshot(handle());
+    auto view = detail::take_rocks_snapshot(handle(), expiry_->hold_view());
     return snapshot_type(this, std::move(view), keyspaces_.epoch.load(std::memory_order_acquire));
   }
 
@@ -752,19 +752,21 @@ class RocksPolicy<Tuning>::keyspace_type {
 template <class Tuning>
 class RocksPolicy<Tuning>::snapshot_type {
  public:
-  result<std::optional<std::string>> get(std::string_view key) const { return owner_->template read_at<true>(key, &view_->snap); }
-  result<bool> contains(std::string_view key) const { return owner_->template read_at<false>(key, &view_->snap); }
+  result<std::optional<std::string>> get(std::string_view key) const { return owner_->template read_at<true>(key, view_.get()); }
+  result<bool> contains(std::string_view key) const { return owner_->template read_at<false>(key, view_.get()); }
+  // The time its reads leave expired keys out at (expiry): when it was taken.
+  deadline_ms view_time() const noexcept { return view_->time; }
   cursor_type scan(const key_range& range) const {
     return cursor_type(
         detail::rocks_cursor::open(owner_->handle(), range, view_, *owner_->keyspaces_.default_keyspace, owner_->expiry_->clock));
   }
   result<std::optional<std::string>> get(const keyspace_type& ks, std::string_view key) const {
     if (auto absent = detail::rocks_keyspace_in_snapshot(*ks.entry_, &owner_->h_, epoch_)) return std::move(*absent);
-    return owner_->template read_in<true>(ks, key, &view_->snap);
+    return owner_->template read_in<true>(ks, key, view_.get());
   }
   result<bool> contains(const keyspace_type& ks, std::string_view key) const {
     if (auto absent = detail::rocks_keyspace_in_snapshot(*ks.entry_, &owner_->h_, epoch_)) return std::move(*absent);
-    return owner_->template read_in<false>(ks, key, &view_->snap);
+    return owner_->template read_in<false>(ks, key, view_.get());
   }
   cursor_type scan(const keyspace_type& ks, const key_range& range) const {
     if (auto absent = detail::rocks_keyspace_in_snapshot(*ks.entry_, &owner_->h_, epoch_)) return failed_cursor(std::move(*absent));
