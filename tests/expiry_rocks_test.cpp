@@ -385,6 +385,29 @@ TEST_SUITE("expiry_rocks") {
     CHECK(raw_count() == 1);
   }
 
+  TEST_CASE("rocksdb expiry: a watch delivers a ttl put, and an escaped plain value, as the value written") {
+    temp_dir d;
+    fake_clock clock;
+    auto s = open_store(d.path() / "db", clock);
+    REQUIRE(s.put("first", "x", put_options{.ttl = 1h}));  // the keyspace has its tag from here
+    const std::string tag = raw(s, "first")->substr(0, 8);
+    auto w = s.watch(keel::key_range::all(), {});
+    REQUIRE(w);
+    REQUIRE(s.put("t", "with ttl", put_options{.ttl = 1h}));
+    REQUIRE(s.put("p", tag + "plain"));
+    std::vector<keel::change> got;
+    for (int i = 0; i < 50 && got.size() < 2; ++i) {  // next() waits up to 200 ms each (no sleep)
+      auto c = w->next(200ms);
+      REQUIRE(c);
+      if (*c) got.push_back(std::move(**c));
+    }
+    REQUIRE(got.size() == 2);
+    CHECK(got[0].key == "t");
+    CHECK(got[0].value == std::optional<std::string>("with ttl"));
+    CHECK(got[1].key == "p");
+    CHECK(got[1].value == std::optional<std::string>(tag + "plain"));
+  }
+
   TEST_CASE("rocksdb expiry: a transaction that read a key which expires before its commit conflicts") {
     temp_dir d;
     fake_clock clock;

@@ -298,6 +298,17 @@ class rocks_expiry {
     return scratch = rocks_encode(v, tag, std::nullopt);
   }
 
+  // The value `op` (a put) stores in keyspace e: with its deadline (now +
+  // its ttl) when it has a ttl, escaped when it begins with e's tag, else as
+  // given (built in `scratch` unless as given). Under the write gate.
+  static std::string_view stored(const write_batch::op& op, const rocks_keyspace& e, deadline_ms now,
+                                 std::string& scratch) {
+    const std::uint64_t tag = e.tag.load(std::memory_order_acquire);
+    if (op.ttl.count() > 0) return scratch = rocks_encode(op.value, tag, now + op.ttl.count());
+    if (!rocks_needs_escape(op.value, tag)) return op.value;
+    return scratch = rocks_encode(op.value, tag, std::nullopt);
+  }
+
   // What expiry(key) reports of `key` in keyspace `e`. Inside enter() (and
   // e's shared lock).
   result<key_expiry> key(rocksdb::DB& db, const rocks_keyspace& e, std::string_view key,

@@ -190,7 +190,7 @@ struct rocks_keyspace_registry {
   // Drops keyspace `name` (RocksPolicy::drop_keyspace(), inside its
   // enter_write()): `found` false when there is none; else new operations in
   // it are refused, the drop waits for those in flight (its exclusive lock),
-  // DropColumnFamily runs, and on success on_drop() is called with this
+  // DropColumnFamily runs, and on success on_drop(entry) is called with this
   // registry's mutex held, then the handle is destroyed unless a cursor
   // reads it (then kept in `dropped` until the last such cursor goes).
   template <class OnDrop>
@@ -209,7 +209,7 @@ struct rocks_keyspace_registry {
     }
     entry->dropped.store(true, std::memory_order_release);
     by_name.erase(it);
-    on_drop();
+    on_drop(*entry);
     entry->destroy_if_unused(db);
     const bool read_by_cursors = entry->cf != nullptr;  // the last of them destroys it (or close())
     exclusive.unlock();                                 // one keyspace's lock at a time

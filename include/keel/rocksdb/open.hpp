@@ -263,6 +263,7 @@ inline result<rocks_opened> rocks_open(const rocks_options& opts, void (*tuning)
   // customize may replace it (o.info_log = nullptr: RocksDB's own again).
   if (!opts.read_only && !opts.env) ro.info_log = std::make_shared<rocks_info_log>(dir);
   if (filters) ro.compaction_filter_factory = std::move(filters);
+  if (!opts.read_only) ro.WAL_size_limit_MB = opts.watch_history_mb;  // watch history (rocksdb/watch.hpp)
   if (opts.customize) opts.customize(ro);
 
   rocksdb::DB* db = nullptr;

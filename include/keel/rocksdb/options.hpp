@@ -7,6 +7,7 @@
 #include <rocksdb/env.h>
 #include <rocksdb/options.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 
@@ -36,6 +37,12 @@ struct rocks_options {
   // close() fsyncs the WAL before closing, so everything written before a
   // successful close() survives a power loss even without sync_writes.
   bool sync_on_close = true;
+  // How much WAL RocksDB keeps (archived under <path>/archive) after it no
+  // longer needs it, in MiB: the history a watch can resume from, also after
+  // close and reopen (rocksdb/watch.hpp; RocksDB's WAL_size_limit_MB, checked
+  // at open and then every 10 minutes, so it may run over for that long).
+  // 0: none kept beyond the live WAL files. Read-write opens only.
+  std::uint64_t watch_history_mb = 64;
   // Not owned; must outlive the store. For tests (fault injection) and for
   // RocksDB without disk (rocksdb::NewMemEnv). nullptr: Env::Default().
   rocksdb::Env* env = nullptr;

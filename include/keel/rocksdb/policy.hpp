@@ -8,9 +8,10 @@
 //   rocksdb/keyspaces.hpp   keyspaces as column families: names, entries,
 //                           the registry
 //   rocksdb/errors.hpp      rocksdb::Status -> keel::error
-//   rocksdb/expiry.hpp      expiry: the value encoding, the compaction
-//                           filter, transactions' begin times
+//   rocksdb/expiry.hpp      expiry: value encoding, compaction filter
 //   rocksdb/tunings.hpp     the tunings (the Tuning parameter)
+//   rocksdb/watch.hpp       watch (read from the WAL), last_seq
+//   rocksdb/reads.hpp       the point read; rocksdb/stats.hpp backend_stats
 //
 // LOCK ORDER (every mutex of a store, in the order they are taken):
 //   1. h_.lifecycle    (shared_mutex, rocks_handle) guards h_.db and every
@@ -38,7 +39,8 @@
 //   Expiry's commit check only tries 1a under 2 (rocksdb/expiry.hpp).
 //   Leaves (nothing else is taken while they are held): the write gate's WAL
 //   failure mutex (under 1, and under 2 on writes), the conflict tracker's
-//   mutex (under 2; under 1a when drop_keyspace records the drop).
+//   mutex (under 2; under 1a when drop_keyspace records the drop), the watch
+//   hub's live_mutex (under 1, 1a and 1b) and its wait mutex (watch.hpp).
 //
 // Thread safety: all members may be called concurrently. Point operations
 // share the lifecycle lock with each other; close() takes it exclusively, so
@@ -81,8 +83,10 @@
 #include "keyspaces.hpp"
 #include "open.hpp"
 #include "options.hpp"
+#include "reads.hpp"
 #include "stats.hpp"
 #include "tunings.hpp"
+#include "watch.hpp"
 #include "write_gate.hpp"
 
 namespace keel {
@@ -100,6 +104,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   class cursor_type;
   class snapshot_type;
   class keyspace_type;
+  using watch_type = detail::rocks_watch;  // rocksdb/watch.hpp
 
   static result<std::shared_ptr<RocksPolicy>> open(const options& opts) {
     auto expiry = std::make_unique<detail::rocks_expiry>(opts.clock);
@@ -121,6 +126,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
         h_(opts_.path, std::move(opened.claim), opened.db),
         expiry_(std::move(expiry)) {
     write_options_.sync = opts_.sync_writes;
+    watches_ = std::make_shared<detail::rocks_watch_hub>(h_.db->GetLatestSequenceNumber());
     keyspaces_.default_keyspace =
         std::make_shared<detail::rocks_keyspace>(&h_, std::string(), h_.db->DefaultColumnFamily(), false);
     for (auto& [cf_name, cf] : opened.families) {
@@ -143,23 +149,18 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (auto refused = refuse_after_wal_failure("put")) return std::move(*refused);
     std::string escaped;
     const std::string_view stored = detail::rocks_expiry::plain_stored(*keyspaces_.default_keyspace, value, escaped);
-    if (auto r = check_write(h_.db->Put(write_options_, slice(key), slice(stored)), "put"); !r) return r;
+    if (auto r = check_write(detail::rocks_write_one(*h_.db, write_options_, *watches_, nullptr, key, &stored), "put"); !r)
+      return r;
     if (conflicts_->recording()) conflicts_->record({std::string(key)});
     return {};
   }
   // Expiry (contract.hpp, rocksdb/expiry.hpp): a put with a ttl, and what
   // expiry(key) reports.
   result<void> put(std::string_view key, std::string_view value, const put_options& o) {
-    if (!o.ttl) return put(key, value);
-    write_batch b;
-    b.put(key, value, o);
-    return write(b);
+    return o.ttl ? write(write_batch().put(key, value, o)) : put(key, value);
   }
   result<void> put(const keyspace_type& ks, std::string_view key, std::string_view value, const put_options& o) {
-    if (!o.ttl) return put(ks, key, value);
-    write_batch b;
-    b.put(keyspace_name(ks.name()), key, value, o);
-    return write_in(ks, b, "put");
+    return o.ttl ? write_in(ks, write_batch().put(keyspace_name(ks.name()), key, value, o), "put") : put(ks, key, value);
   }
   result<key_expiry> expiry(std::string_view key) const { return expiry_in(nullptr, key); }
   result<key_expiry> expiry(const keyspace_type& ks, std::string_view key) const { return expiry_in(&ks, key); }
@@ -172,7 +173,8 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (auto refused = enter_write(lock, "erase")) return std::move(*refused);
     auto gate = gate_.shared();
     if (auto refused = refuse_after_wal_failure("erase")) return std::move(*refused);
-    if (auto r = check_write(h_.db->Delete(write_options_, slice(key)), "erase"); !r) return r;
+    if (auto r = check_write(detail::rocks_write_one(*h_.db, write_options_, *watches_, nullptr, key, nullptr), "erase"); !r)
+      return r;
     if (conflicts_->recording()) conflicts_->record({std::string(key)});
     return {};
   }
@@ -188,9 +190,9 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (batch.has_ttl()) {
       if (auto tagged = ensure_tag(*keyspaces_.default_keyspace); !tagged) return tagged;
     }
-    // An erase_range without an upper bound is resolved against the keys
-    // present, so no other writer may slip a key in meanwhile.
-    if (has_open_ended_range(batch)) {
+    // An erase_range is resolved against the keys present (its bound, the
+    // keys listed for watches), so no other writer may slip a key in meanwhile.
+    if (has_erase_range(batch)) {
       auto gate = gate_.exclusive();
       return apply(batch, "write", default_cf{});
     }
@@ -252,7 +254,8 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     std::shared_lock<std::shared_mutex> lock;
     if (auto refused = enter_write(lock, "drop_keyspace")) return std::move(*refused);
     bool found = false;
-    rocksdb::Status s = keyspaces_.drop(*h_.db, name, found, [&] {
+    rocksdb::Status s = keyspaces_.drop(*h_.db, name, found, [&](detail::rocks_keyspace& entry) {
+      watches_->record_drop(&entry, h_.db->GetLatestSequenceNumber());  // its watches end there
       conflicts_->record_drop(name);  // live transactions that used it fail to commit (registry held: no
                                       // commit can resolve the name to a keyspace made since first)
     });
@@ -269,7 +272,9 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (auto refused = refuse_after_wal_failure("put")) return std::move(*refused);
     std::string escaped;
     const std::string_view stored = detail::rocks_expiry::plain_stored(*ks.entry_, value, escaped);
-    if (auto r = check_write(h_.db->Put(write_options_, ks.entry_->cf, slice(key), slice(stored)), "put"); !r) return r;
+    if (auto r = check_write(detail::rocks_write_one(*h_.db, write_options_, *watches_, ks.entry_->cf, key, &stored), "put");
+        !r)
+      return r;
     if (conflicts_->recording()) conflicts_->record_key(ks.name(), key);
     return {};
   }
@@ -285,7 +290,9 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (auto refused = enter_keyspace(lock, entry, ks, "erase", true)) return std::move(*refused);
     auto gate = gate_.shared();
     if (auto refused = refuse_after_wal_failure("erase")) return std::move(*refused);
-    if (auto r = check_write(h_.db->Delete(write_options_, ks.entry_->cf, slice(key)), "erase"); !r) return r;
+    if (auto r = check_write(detail::rocks_write_one(*h_.db, write_options_, *watches_, ks.entry_->cf, key, nullptr), "erase");
+        !r)
+      return r;
     if (conflicts_->recording()) conflicts_->record_key(ks.name(), key);
     return {};
   }
@@ -376,7 +383,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   }
 
   // Also a conflict: a key the transaction read reached its deadline
-  // between its view's time (tx.view_time) and now (expired_since_begin()).
+  // between its view's time (tx.view_time) and now (rocksdb/expiry.hpp).
   result<void> commit_transaction(const tx_record& tx) {
     if (auto bad = expiry_->bad_ttl(tx.writes)) return std::move(*bad);
     std::shared_lock<std::shared_mutex> lock;
@@ -389,7 +396,8 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     }
     auto gate = gate_.exclusive();
     if (auto valid = conflicts_->validate(tx); !valid) return valid;
-    if (auto expired = expired_since_begin(tx)) return std::move(*expired);
+    if (auto expired = expiry_->expired_since_begin(*h_.db, tx, *keyspaces_.default_keyspace, keyspaces_))
+      return std::move(*expired);
     return apply(tx.writes, "commit", default_cf{});
   }
 
@@ -424,9 +432,22 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       }
     }
     if (expiry_->family) h_.db->DestroyColumnFamilyHandle(std::exchange(expiry_->family, nullptr));
+    detail::rocks_close_watches(*watches_);  // their WAL iterators go before DB::Close()
     keyspaces_.destroy_all(*h_.db);  // every column family handle goes before DB::Close()
     return h_.shut(synced, std::move(closed_refusal));
   }
+
+  // Watch (contract.hpp, rocksdb/watch.hpp): read from the WAL. Read-only
+  // stores: not_supported (their view is as of the open).
+  result<watch_type> watch(const key_range& range, const watch_options& o) const {
+    return watch_in(keyspaces_.default_keyspace, range, o);
+  }
+  result<watch_type> watch(const keyspace_type& ks, const key_range& range, const watch_options& o) const {
+    return watch_in(ks.entry_, range, o);
+  }
+  // The seq of the latest commit made through this store (at open: RocksDB's
+  // latest sequence number); kept after close().
+  std::uint64_t last_seq() const noexcept { return watches_->committed.load(std::memory_order_seq_cst); }
 
   bool is_open() const noexcept {
     std::shared_lock<std::shared_mutex> lock;
@@ -456,6 +477,14 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
 
  private:
   static rocksdb::Slice slice(std::string_view s) { return {s.data(), s.size()}; }
+  result<watch_type> watch_in(const std::shared_ptr<detail::rocks_keyspace>& e, const key_range& range,
+                              const watch_options& o) const {
+    std::shared_lock<std::shared_mutex> lock;
+    std::shared_lock<std::shared_mutex> entry;
+    if (auto refused = enter_keyspace(lock, entry, keyspace_type(e), "watch", false)) return std::move(*refused);
+    if (auto refused = detail::rocks_watch_refusal(*h_.db, opts_.read_only, o, last_seq(), opts_.path)) return *refused;
+    return detail::rocks_make_watch(handle(), watches_, e, e->cf->GetID(), range, o);
+  }
 
   // The handle, sharing ownership of this policy (cursors and snapshots keep
   // both alive).
@@ -495,9 +524,6 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (auto refused = refuse_after_wal_failure("put")) return std::move(*refused);
     return expiry_->make_tag(*h_.db, cf_options_, write_options_, e, opts_.path);
   }
-  std::optional<keel::error> expired_since_begin(const tx_record& tx) const {
-    return expiry_->expired_since_begin(*h_.db, tx, *keyspaces_.default_keyspace, keyspaces_);
-  }
   result<key_expiry> expiry_in(const keyspace_type* ks, std::string_view key) const {
     std::shared_lock<std::shared_mutex> lock;
     std::shared_lock<std::shared_mutex> entry;
@@ -514,7 +540,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       if (auto tagged = ensure_tag(*ks.entry_); !tagged) return tagged;
     }
     auto entry_of = [e = ks.entry_.get()](const write_batch::op&) -> const detail::rocks_keyspace* { return e; };
-    if (has_open_ended_range(b)) {
+    if (has_erase_range(b)) {
       auto gate = gate_.exclusive();
       return apply(b, what, entry_of);
     }
@@ -525,9 +551,9 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   static keel::error bad_range() {
     return keel::error(errc::invalid_argument, "erase_range: the range's lower bound is above its upper bound");
   }
-  static bool has_open_ended_range(const write_batch& batch) {
+  static bool has_erase_range(const write_batch& batch) {
     for (const auto& op : batch) {
-      if (op.kind == write_batch::op_kind::erase_range && !op.has_upper) return true;
+      if (op.kind == write_batch::op_kind::erase_range) return true;
     }
     return false;
   }
@@ -545,23 +571,23 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   template <class EntryOf>
   result<void> apply(const write_batch& batch, std::string_view what, EntryOf entry_of) {
     rocksdb::WriteBatch wb(batch.payload_bytes() + 16 * batch.size() + 64);
-    auto largest = [&](rocksdb::ColumnFamilyHandle* cf) { return largest_key(cf ? cf : h_.db->DefaultColumnFamily()); };
+    auto largest = [&](rocksdb::ColumnFamilyHandle* cf) { return detail::rocks_largest_key(*h_.db, cf, opts_.path); };
+    auto stored = [&](rocksdb::ColumnFamilyHandle* cf, const rocksdb::Slice& lo, const rocksdb::Slice& hi) {
+      return detail::rocks_stored_keys(*h_.db, cf, lo, hi, opts_.path);
+    };
     auto cf_of = [&](const write_batch::op& op) {
       const detail::rocks_keyspace* e = entry_of(op);
       return e ? e->cf : nullptr;
     };
     const deadline_ms now = batch.has_ttl() ? expiry_->now() : 0;
-    auto stored = [&](const write_batch::op& op, std::string& scratch) -> std::string_view {
+    auto encode = [&](const write_batch::op& op, std::string& scratch) {
       const detail::rocks_keyspace* e = entry_of(op);
-      const std::uint64_t tag = (e ? *e : *keyspaces_.default_keyspace).tag.load(std::memory_order_acquire);
-      if (op.ttl.count() > 0) return scratch = detail::rocks_encode(op.value, tag, now + op.ttl.count());
-      if (!detail::rocks_needs_escape(op.value, tag)) return op.value;
-      return scratch = detail::rocks_encode(op.value, tag, std::nullopt);
+      return detail::rocks_expiry::stored(op, e ? *e : *keyspaces_.default_keyspace, now, scratch);
     };
-    if (auto filled = detail::rocks_fill_batch(batch, wb, cf_of, largest, what, opts_.path, stored); !filled)
+    if (auto filled = detail::rocks_fill_batch(batch, wb, cf_of, largest, stored, what, opts_.path, encode); !filled)
       return filled;
     if (auto refused = refuse_after_wal_failure(what)) return std::move(*refused);
-    if (auto r = check_write(h_.db->Write(write_options_, &wb), what); !r) return r;
+    if (auto r = check_write(detail::rocks_write_batch(*h_.db, write_options_, *watches_, wb), what); !r) return r;
     conflicts_->record(batch);  // per keyspace
     return {};
   }
@@ -600,19 +626,17 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       const detail::rocks_keyspace* e = entry_of(op);
       if (auto tagged = ensure_tag(e ? *e : *keyspaces_.default_keyspace); !tagged) return tagged;
     }
-    if (tx || has_open_ended_range(batch)) {
+    if (tx || has_erase_range(batch)) {
       auto gate = gate_.exclusive();
       if (tx) {
         if (auto valid = conflicts_->validate(*tx); !valid) return valid;
-        if (auto expired = expired_since_begin(*tx)) return std::move(*expired);
+        if (auto expired = expiry_->expired_since_begin(*h_.db, *tx, *keyspaces_.default_keyspace, keyspaces_))
+          return std::move(*expired);
       }
       return apply(batch, tx ? "commit" : "write", entry_of);
     }
     auto gate = gate_.shared();
     return apply(batch, "write", entry_of);
-  }
-  result<std::optional<std::string>> largest_key(rocksdb::ColumnFamilyHandle* cf) const {
-    return detail::rocks_largest_key(*h_.db, cf, opts_.path);
   }
 
   // enter_keyspace() for *ks, or for the default keyspace (ks null) enter()
@@ -657,7 +681,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       -> result<std::conditional_t<WithValue, std::optional<std::string>, bool>> {
     std::shared_lock<std::shared_mutex> lock;
     if (!h_.enter(lock)) return h_.closed();
-    return read_locked<WithValue>(*keyspaces_.default_keyspace, key, snap);
+    return detail::rocks_point_read<WithValue>(*h_.db, *keyspaces_.default_keyspace, key, snap, *expiry_, h_, opts_.path);
   }
   // The same in keyspace ks (not_found once dropped; through a snapshot
   // taken before the drop: snapshot_expired, see keyspaces.hpp).
@@ -670,41 +694,8 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       if (snap && refused->code() == errc::not_found) return detail::rocks_keyspace_dropped_since_snapshot(ks.name());
       return std::move(*refused);
     }
-    return read_locked<WithValue>(*ks.entry_, key, snap);
+    return detail::rocks_point_read<WithValue>(*h_.db, *ks.entry_, key, snap, *expiry_, h_, opts_.path);
   }
-  // The read itself, inside enter() (and the keyspace's shared lock). In a
-  // keyspace with an expiry tag, a key past its deadline (by the clock, or
-  // at the snapshot's time) is absent.
-  template <bool WithValue>
-  auto read_locked(const detail::rocks_keyspace& e, std::string_view key, const detail::rocks_snapshot_view* snap) const
-      -> result<std::conditional_t<WithValue, std::optional<std::string>, bool>> {
-    rocksdb::ReadOptions ro;
-    if (snap) {
-      if (!snap->snap) return h_.closed();
-      ro.snapshot = snap->snap;
-    }
-    std::conditional_t<WithValue, std::string, rocksdb::PinnableSlice> value;
-    rocksdb::Status s = h_.db->Get(ro, e.cf, slice(key), &value);
-    std::size_t header = 0;
-    if (s.ok()) {
-      if (const std::uint64_t tag = e.tag.load(std::memory_order_acquire); tag != 0) [[unlikely]] {
-        const detail::rocks_stored st = detail::rocks_parse(std::string_view(value.data(), value.size()), tag);
-        if (st.deadline && *st.deadline <= (snap ? snap->time : expiry_->now())) s = rocksdb::Status::NotFound();
-        header = st.header;
-      }
-    }
-    if constexpr (WithValue) {
-      if (s.IsNotFound()) return std::optional<std::string>();
-      if (!s.ok()) return detail::rocks_op_error(s, "get", opts_.path);
-      if (header) value.erase(0, header);
-      return std::optional<std::string>(std::move(value));
-    } else {
-      if (s.IsNotFound()) return false;
-      if (!s.ok()) return detail::rocks_op_error(s, "contains", opts_.path);
-      return true;
-    }
-  }
-
   // A new snapshot; inside enter().
   // (The keyspace epoch is read after GetSnapshot: a keyspace whose create
   // the snapshot counts may be empty in it, never missing a write.)
@@ -721,6 +712,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   detail::rocks_write_gate gate_;  // mutable state only: usable from const members
   std::shared_ptr<detail::conflict_tracker> conflicts_ = std::make_shared<detail::conflict_tracker>();
   std::unique_ptr<detail::rocks_expiry> expiry_;  // the clock, the tags' family, the filter (rocksdb/expiry.hpp)
+  std::shared_ptr<detail::rocks_watch_hub> watches_;  // last_seq, waiting watches (rocksdb/watch.hpp)
 };
 
 // A cursor over the RocksDB backend (detail::rocks_cursor, one type per
@@ -795,5 +787,8 @@ static_assert(run_cursor<RocksPolicy<DefaultTuning>::cursor_type>);
 static_assert(expiry_policy<RocksPolicy<DefaultTuning>>);
 static_assert(expiry_policy<RocksPolicy<MacOSTuning>>);
 static_assert(expiry_policy<RocksPolicy<RocksDefaultsTuning>>);
+static_assert(watch_policy<RocksPolicy<DefaultTuning>>);
+static_assert(watch_policy<RocksPolicy<MacOSTuning>>);
+static_assert(watch_policy<RocksPolicy<RocksDefaultsTuning>>);
 
 }  // namespace keel

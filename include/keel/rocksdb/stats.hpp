@@ -1,6 +1,8 @@
-// keel (RocksDB backend): backend_stats, what basic_store::stats() asks of
-// a RocksPolicy (declared in fwd.hpp; defined in rocksdb/policy.hpp, which
-// includes this file).
+// keel: backend_stats for the RocksDB backend, what basic_store::stats()
+// asks of it (contract.hpp): RocksDB's key properties, its key count
+// estimate, and the size of the files in the database directory. Moved out
+// of rocksdb/policy.hpp (the layout limit); needs only RocksPolicy's public
+// with_db() and path().
 #pragma once
 
 #include <rocksdb/db.h>
@@ -12,10 +14,12 @@
 #include <vector>
 
 #include "../error.hpp"
-#include "../fwd.hpp"
 #include "../stats.hpp"
 
 namespace keel {
+
+template <class Tuning>
+class RocksPolicy;
 
 // What basic_store::stats() asks of the backend: the key RocksDB properties,
 // rocksdb.estimate-num-keys as the key count, and the size of the files in

@@ -38,6 +38,7 @@
 #include <atomic>
 #include <cstdint>
 #include <iterator>
+#include <map>
 #include <utility>
 #include <vector>
 #include <filesystem>
@@ -55,6 +56,7 @@
 #include "../transaction.hpp"  // detail::key_successor
 #include "../write_batch.hpp"
 #include "errors.hpp"
+#include "watch.hpp"
 
 namespace keel::detail {
 
@@ -76,27 +78,44 @@ inline rocksdb::Status rocks_sync_wal(rocksdb::DB& db) {
 // that can be in its range: largest(cf) (the largest key stored in cf,
 // looked up once per column family) or the largest key the batch puts before
 // it (of any column family: a bound above every key present is still right).
-// A put stores stored(op, scratch): the value as the column family keeps it
+// For watches (rocksdb/watch.hpp), each DeleteRange is preceded by a LogData
+// record listing the keys it removes: stored(cf, lo, hi) gives the keys
+// stored in [lo, hi) of cf (sorted), corrected here by the
+// batch's own earlier ops; and a batch of two or more records ends with the
+// marker that makes it one commit (rocks_mark_batch). Call it with the write
+// gate held exclusively when the batch has an erase_range, so that the keys
+// listed are the keys removed.
+// A put stores encode(op, scratch): the value as the column family keeps it
 // (expiry's encoding, rocksdb/expiry.hpp; it may build it in `scratch`).
 // Errors: the WriteBatch's, or largest()'s, as keel errors naming `what`.
-template <class CfOf, class Largest, class Stored>
+template <class CfOf, class Largest, class Stored, class Encode>
 result<void> rocks_fill_batch(const write_batch& batch, rocksdb::WriteBatch& wb, CfOf&& cf_of, Largest&& largest,
-                              std::string_view what, const std::filesystem::path& dir, Stored&& stored) {
+                              Stored&& stored, std::string_view what, const std::filesystem::path& dir,
+                              Encode&& encode) {
   auto slice = [](std::string_view v) { return rocksdb::Slice(v.data(), v.size()); };
   std::string scratch;
   std::optional<std::string> largest_put;
   std::vector<std::pair<rocksdb::ColumnFamilyHandle*, std::optional<std::string>>> largest_stored;
+  // The batch's earlier ops, when it has an erase_range: (cf, key) -> present.
+  auto ranges_left = std::count_if(batch.begin(), batch.end(),
+                                   [](const auto& op) { return op.kind == write_batch::op_kind::erase_range; });
+  const bool ranged = ranges_left > 0;
+  std::map<std::pair<rocksdb::ColumnFamilyHandle*, std::string>, bool> earlier;
   for (const auto& op : batch) {
     rocksdb::ColumnFamilyHandle* const cf = cf_of(op);
     rocksdb::Status s;
     switch (op.kind) {
       case write_batch::op_kind::put: {
-        const rocksdb::Slice value = slice(stored(op, scratch));
+        const rocksdb::Slice value = slice(encode(op, scratch));
         s = cf ? wb.Put(cf, slice(op.key), value) : wb.Put(slice(op.key), value);
         if (!largest_put || op.key > *largest_put) largest_put = std::string(op.key);
+        if (ranged) earlier[{cf, std::string(op.key)}] = true;
         break;
       }
-      case write_batch::op_kind::erase: s = cf ? wb.Delete(cf, slice(op.key)) : wb.Delete(slice(op.key)); break;
+      case write_batch::op_kind::erase:
+        s = cf ? wb.Delete(cf, slice(op.key)) : wb.Delete(slice(op.key));
+        if (ranged) earlier[{cf, std::string(op.key)}] = false;
+        break;
       case write_batch::op_kind::erase_range: {
         const key_range r = op.range();
         if (r.is_empty()) break;
@@ -116,24 +135,35 @@ result<void> rocks_fill_batch(const write_batch& batch, rocksdb::WriteBatch& wb,
           upper = key_successor(*top);
         }
         const rocksdb::Slice lo = slice(op.has_lower ? op.key : std::string_view()), hi = slice(upper);
+        auto keys = stored(cf, lo, hi);
+        if (!keys) return std::move(keys).error();
+        std::vector<std::string> removed;
+        for (const auto& [ck, present] : earlier) {  // put earlier in the batch, not stored
+          const std::string_view k(ck.second);
+          if (ck.first == cf && present && k.compare(lo.ToStringView()) >= 0 && k.compare(hi.ToStringView()) < 0 &&
+              !std::binary_search(keys->begin(), keys->end(), ck.second))
+            removed.push_back(ck.second);
+        }
+        for (std::string& k : *keys) {  // stored, not erased earlier in the batch
+          auto e = earlier.find({cf, k});
+          if (e == earlier.end() || e->second) removed.push_back(std::move(k));
+        }
+        std::sort(removed.begin(), removed.end());
+        if (--ranges_left > 0) {  // a later erase_range must not list them again
+          for (const auto& k : removed) earlier[{cf, k}] = false;
+        }
+        if (!removed.empty()) {
+          s = wb.PutLogData(rocks_erased_record(cf ? cf->GetID() : 0, removed));
+          if (!s.ok()) return rocks_op_error(s, what, dir);
+        }
         s = cf ? wb.DeleteRange(cf, lo, hi) : wb.DeleteRange(lo, hi);
         break;
       }
     }
     if (!s.ok()) return rocks_op_error(s, what, dir);
   }
+  if (rocksdb::Status s = rocks_mark_batch(wb); !s.ok()) return rocks_op_error(s, what, dir);
   return {};
-}
-
-// The largest key in column family `cf` (nullopt when empty), for an
-// open-ended erase_range. Inside enter().
-inline result<std::optional<std::string>> rocks_largest_key(rocksdb::DB& db, rocksdb::ColumnFamilyHandle* cf,
-                                                            const std::filesystem::path& dir) {
-  std::unique_ptr<rocksdb::Iterator> it(db.NewIterator(rocksdb::ReadOptions(), cf));
-  it->SeekToLast();
-  if (it->Valid()) return std::optional<std::string>(it->key().ToString());
-  if (!it->status().ok()) return rocks_op_error(it->status(), "erase_range", dir);
-  return std::optional<std::string>();
 }
 
 // CompactRange of `range` (nothing for an empty one; the whole key space
