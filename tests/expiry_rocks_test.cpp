@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <filesystem>
 #include <keel/rocksdb.hpp>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "support/backends.hpp"
+#include "support/child_process.hpp"
 #include "support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
@@ -24,7 +26,9 @@ using keel::errc;
 using keel::put_options;
 using keel::rocks_options;
 using keel::rocks_store;
+using keel::test::child_process;
 using keel::test::collect;
+using keel::test::helper_path;
 using keel::test::keys_of;
 using keel::test::temp_dir;
 using namespace std::chrono_literals;
@@ -448,6 +452,44 @@ TEST_SUITE("expiry_rocks") {
       REQUIRE(tx.put("out", "4"));
       clock.advance(1h);
       REQUIRE(tx.commit());
+    }
+  }
+
+  TEST_CASE("rocksdb expiry: SIGKILL rounds of a writer using ttl; reopened with the clock moved, expired keys absent") {
+    // crash_writer --ttl (its clock stands still at 1'700'000'000'000 ms)
+    // puts r<ROUND>/<SEQ>/t with a ttl of 1 + SEQ % 10 s beside permanent
+    // keys; reopened with the clock 5 s later, t is present iff SEQ % 10 >= 5.
+    temp_dir d;
+    const fs::path p = d.path() / "db";
+    fake_clock clock;
+    clock.ms->store(1'700'000'000'000 + 5'000);
+    std::vector<long> acked_by_round;
+    for (int round = 0; round < 3; ++round) {
+      CAPTURE(round);
+      child_process writer(helper_path("crash_writer"), {"--ttl", p.string(), std::to_string(round)});
+      const long target = 12 + 7L * round;
+      long acked = -1;
+      while (acked < target) {
+        auto line = writer.read_line(60s);
+        REQUIRE_MESSAGE(line, "crash_writer stopped talking");
+        if (line->rfind("ack ", 0) == 0) acked = std::stol(line->substr(4));
+        else REQUIRE_MESSAGE(*line == "ready", "crash_writer said: " << *line);
+      }
+      writer.kill(SIGKILL);
+      CHECK(writer.wait() == 128 + SIGKILL);
+      while (auto line = writer.read_line(10s))
+        if (line->rfind("ack ", 0) == 0) acked = std::stol(line->substr(4));
+      acked_by_round.push_back(acked);
+      auto s = open_store(p, clock);
+      for (int r = 0; r <= round; ++r) {
+        for (long seq = 0; seq <= acked_by_round[static_cast<std::size_t>(r)]; ++seq) {
+          const std::string prefix = "r" + std::to_string(r) + "/" + std::to_string(seq) + "/";
+          CAPTURE(prefix);
+          CHECK(s.contains(prefix + "k0").value());
+          CHECK(s.contains(prefix + "t").value() == (seq % 10 >= 5));
+        }
+      }
+      REQUIRE(s.close());
     }
   }
 }
