@@ -26,7 +26,8 @@
 // open.hpp (open, close, the registry claim, lock diagnosis), cursor.hpp (the
 // read-ahead cursor), write_gate.hpp (the write gate, the WAL-failure guard),
 // errors.hpp (rocksdb::Status -> keel::error), info_log.hpp (keel's LOG),
-// expiry.hpp (ttl: the value encoding, the compaction filter), stats.hpp.
+// expiry.hpp (ttl: the value encoding, the compaction filter), watch.hpp,
+// reads.hpp (the point read), stats.hpp.
 // rocks_store (fwd.hpp) is basic_store<RocksPolicy<NativeTuning>>.
 #pragma once
 
