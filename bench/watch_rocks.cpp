@@ -178,7 +178,7 @@ int main(int argc, char** argv) {
   } else {
 #ifndef KEEL_BENCH_NO_WATCH
     latency(dir);
-    const int rounds = 5;
+    const int rounds = 7;
     for (int threads : {1, 4}) {
       std::vector<double> none, one;
       for (int r = 0; r < rounds; ++r) {

@@ -31,7 +31,7 @@
 //                      when it goes (under 1 shared, after releasing 3 and 4).
 //   2. gate_           (shared_mutex, rocks_write_gate): shared for plain
 //                      writes, exclusive for transaction begin/commit and
-//                      batches with an open-ended erase_range.
+//                      batches with an erase_range (watch.hpp).
 //   3. h_.live_mutex   (mutex) guards h_.live_cursors and h_.live_snapshots.
 //   4. a cursor's rocks_cursor_state::mutex guards its iterator (a step takes
 //                      it alone, without lifecycle; close() takes it under 1
@@ -255,7 +255,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (auto refused = enter_write(lock, "drop_keyspace")) return std::move(*refused);
     bool found = false;
     rocksdb::Status s = keyspaces_.drop(*h_.db, name, found, [&](detail::rocks_keyspace& entry) {
-      watches_->record_drop(&entry, h_.db->GetLatestSequenceNumber());  // its watches end there
+      watches_->record_drop(entry.cf->GetID(), h_.db->GetLatestSequenceNumber());  // its watches end there
       conflicts_->record_drop(name);  // live transactions that used it fail to commit (registry held: no
                                       // commit can resolve the name to a keyspace made since first)
     });
@@ -563,9 +563,9 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     const detail::rocks_keyspace* operator()(const write_batch::op&) const noexcept { return nullptr; }
   };
   // Writes the batch and records it for transactions. Called inside enter()
-  // with the write gate held: exclusively when the batch has an open-ended
-  // erase_range (resolved here against the largest key present in its
-  // column family) or is a commit, shared otherwise; with the shared lock of
+  // with the write gate held: exclusively when the batch has an erase_range
+  // (resolved here against the keys present: its bound, the keys listed
+  // for watches) or is a commit, shared otherwise; with the shared lock of
   // every keyspace entry_of gives. Values are stored as expiry.hpp says: a
   // put with a ttl gets its deadline (the keyspace has its tag: ensure_tag()).
   template <class EntryOf>

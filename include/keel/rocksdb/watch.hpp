@@ -169,18 +169,19 @@ struct rocks_watch_hub {
     sleepers.fetch_sub(1, std::memory_order_seq_cst);
   }
 
-  // The seq at which keyspace `e` was dropped (its last record is at or
-  // before it); nullopt while it is not dropped.
-  std::optional<std::uint64_t> dropped_at(const rocks_keyspace* e) const {
+  // The seq at which the column family `cf_id` (a keyspace's) was dropped:
+  // its last record is at or before it; nullopt while it is not dropped.
+  // (RocksDB never reuses a column family id within a database.)
+  std::optional<std::uint64_t> dropped_at(std::uint32_t cf_id) const {
     std::lock_guard lock(live_mutex);
-    auto it = dropped.find(e);
+    auto it = dropped.find(cf_id);
     if (it == dropped.end()) return std::nullopt;
     return it->second;
   }
-  void record_drop(const rocks_keyspace* e, std::uint64_t seq) {
+  void record_drop(std::uint32_t cf_id, std::uint64_t seq) {
     {
       std::lock_guard lock(live_mutex);
-      dropped[e] = seq;
+      dropped[cf_id] = seq;
     }
     wake();
   }
@@ -191,7 +192,7 @@ struct rocks_watch_hub {
   std::condition_variable cv;
   mutable std::mutex live_mutex;  // guards live and dropped; after the store's lifecycle lock
   std::unordered_set<rocks_watch_state*> live;
-  std::unordered_map<const rocks_keyspace*, std::uint64_t> dropped;  // entries stay alive while watched
+  std::unordered_map<std::uint32_t, std::uint64_t> dropped;  // column family id -> seq at its drop
 };
 
 // One put (value given) or erase of `key` in column family cf (the default
@@ -334,8 +335,9 @@ inline keel::error rocks_watch_expired(rocksdb::DB& db, std::uint64_t covered, c
   const std::uint64_t oldest = rocks_oldest_kept(db);
   return keel::error(errc::snapshot_expired,
                      "watch of '" + path_text(dir) + "': the changes after seq " + std::to_string(covered) +
-                         " are no longer kept (RocksDB deleted the WAL that held them; rocks_options::watch_history_mb "
-                         "keeps more); the oldest seq still available is " + std::to_string(oldest) +
+                         " are no longer in the WAL (RocksDB deleted the WAL file that held them: "
+                         "rocks_options::watch_history_mb keeps more; or they never were: an SST ingestion, a write "
+                         "without WAL); the oldest seq still available is " + std::to_string(oldest) +
                          " (a watch with after = " + std::to_string(oldest == 0 ? 0 : oldest - 1) + " can start there)");
 }
 
@@ -347,18 +349,16 @@ inline void rocks_watch_fill(rocks_watch_state& w) {
   while (w.ready.size() < w.buffer && !w.failed) {
     if (!w.iter) {
       if (w.covered >= db.GetLatestSequenceNumber()) return;  // nothing new
-      if (++fresh_iterators > 3) {
-        w.failed = keel::error(errc::io_error, "watch of '" + path_text(w.handle->path) +
-                                                   "': the WAL cannot be read past seq " + std::to_string(w.covered));
-        return;
-      }
+      if (fresh_iterators == 4) return;                        // enough for one call: the next one goes on
+      ++fresh_iterators;
       rocksdb::Status s = db.GetUpdatesSince(w.covered + 1, &w.iter);
       w.step_first = false;
       if (!s.ok() || !w.iter || !w.iter->Valid()) {
         w.iter.reset();
-        if (s.IsNotFound() && w.covered >= db.GetLatestSequenceNumber()) return;
-        if (rocks_oldest_kept(db) > w.covered + 1) w.failed = rocks_watch_expired(db, w.covered, w.handle->path);
-        continue;  // a file moved to the archive meanwhile, or the like: try again (at most 3 times)
+        if (w.covered >= db.GetLatestSequenceNumber()) return;
+        if (fresh_iterators < 2) continue;  // e.g. a WAL file moved to the archive meanwhile: once more
+        w.failed = rocks_watch_expired(db, w.covered, w.handle->path);  // seq covered + 1 is in no WAL file
+        return;
       }
     }
     if (w.step_first) {
@@ -439,7 +439,7 @@ class rocks_watch {
         std::shared_lock<std::shared_mutex> lock;
         if (!w.handle->enter(lock)) return w.handle->closed();
         // Dropped: the changes up to the drop, then not_found.
-        const std::optional<std::uint64_t> dropped = w.hub->dropped_at(w.keyspace.get());
+        const std::optional<std::uint64_t> dropped = w.hub->dropped_at(w.cf_id);
         rocks_watch_fill(w);
         if (dropped && w.ready.empty() && !w.failed && w.covered >= *dropped) {
           w.iter.reset();

@@ -7,7 +7,7 @@
 // The gate: a shared_mutex. Plain writes (put, erase, a batch) hold it shared,
 // so they still reach RocksDB together and RocksDB's group commit merges them
 // into one WAL write. Transaction begins and commits, and batches with an
-// open-ended erase_range (resolved against the keys present), hold it
+// erase_range (resolved against the keys present, listed for watches), hold it
 // exclusively, so that a commit's validation and the write it allows are one
 // step, and no writer slips a key in meanwhile. Taken after the handle's
 // lifecycle lock (rocksdb/open.hpp), before live_mutex.
@@ -194,7 +194,7 @@ inline result<void> rocks_checkpoint(rocksdb::DB& db, const std::filesystem::pat
 class rocks_write_gate {
  public:
   // Plain writes: shared. Commits, transaction begins, batches with an
-  // open-ended erase_range: exclusive.
+  // erase_range: exclusive.
   std::shared_lock<std::shared_mutex> shared() const { return std::shared_lock(gate_); }
   std::unique_lock<std::shared_mutex> exclusive() const { return std::unique_lock(gate_); }
 
