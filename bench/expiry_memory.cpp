@@ -103,7 +103,8 @@ __attribute__((noinline)) std::size_t m_get_half(const keel::memory_store& s, co
 keel::memory_store filled(const std::vector<std::string>& keys, bool half, const std::string& value) {
   auto s = open_store();
   for (std::size_t i = 0; i < keys.size(); ++i) {
-    auto r = half && i % 2 == 0 ? s.put(keys[i], value, keel::put_options{std::chrono::hours(1)}) : s.put(keys[i], value);
+    auto r = half && i % 2 == 0 ? s.put(keys[i], value, keel::put_options{std::chrono::hours(1)})
+                                : s.put(keys[i], value);
     if (!r) std::abort();
   }
   return s;

@@ -106,8 +106,6 @@ class memory_expiry {
   read_time fixed_now() const { return used() ? read_time::fixed(now()) : read_time::never(); }
   read_time live() const noexcept { return read_time::live(clock_); }
 
-  // The deadline of a put with `ttl` made now, or invalid_argument.
-  result<deadline_ms> deadline_for(std::chrono::milliseconds ttl) const { return deadline_after(read_clock(clock_), ttl); }
   // The time the batch's ttls count from (now when it has one; nothing is
   // read otherwise), or invalid_argument when one is bad (zero or less, or
   // a deadline past what the clock holds): then nothing may be written.
