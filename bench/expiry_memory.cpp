@@ -64,7 +64,7 @@ keel::memory_store open_store(keel::memory_options o = {}) {
   return std::move(*s);
 }
 
-__attribute__((noinline)) void m_put(keel::memory_store& s, const std::vector<std::string>& keys,
+[[gnu::noinline]] void m_put(keel::memory_store& s, const std::vector<std::string>& keys,
                                      const std::string& value) {
   for (const auto& k : keys)
     if (!s.put(k, value)) std::abort();
@@ -72,7 +72,7 @@ __attribute__((noinline)) void m_put(keel::memory_store& s, const std::vector<st
 
 // Each m_ function has its own copy of the loop (no calls between them:
 // callgrind's --toggle-collect then counts each alone).
-__attribute__((always_inline)) inline std::size_t get_all(const keel::memory_store& s,
+[[gnu::always_inline]] inline std::size_t get_all(const keel::memory_store& s,
                                                           const std::vector<std::string>& keys) {
   std::size_t found = 0;
   for (const auto& k : keys) {
@@ -81,7 +81,7 @@ __attribute__((always_inline)) inline std::size_t get_all(const keel::memory_sto
   }
   return found;
 }
-__attribute__((noinline)) std::size_t m_get(const keel::memory_store& s, const std::vector<std::string>& keys) {
+[[gnu::noinline]] std::size_t m_get(const keel::memory_store& s, const std::vector<std::string>& keys) {
   return get_all(s, keys);
 }
 
@@ -90,11 +90,11 @@ __attribute__((noinline)) std::size_t m_get(const keel::memory_store& s, const s
 // (Each counts its calls in its own variable, so that the compiler does not
 // fold the two identical functions into one.)
 std::atomic<int> calls_none{0}, calls_half{0};
-__attribute__((noinline)) std::size_t m_get_none(const keel::memory_store& s, const std::vector<std::string>& keys) {
+[[gnu::noinline]] std::size_t m_get_none(const keel::memory_store& s, const std::vector<std::string>& keys) {
   calls_none.fetch_add(1, std::memory_order_relaxed);
   return get_all(s, keys);
 }
-__attribute__((noinline)) std::size_t m_get_half(const keel::memory_store& s, const std::vector<std::string>& keys) {
+[[gnu::noinline]] std::size_t m_get_half(const keel::memory_store& s, const std::vector<std::string>& keys) {
   calls_half.fetch_add(1, std::memory_order_relaxed);
   return get_all(s, keys);
 }
