@@ -87,6 +87,40 @@ TEST_SUITE("expiry") {
     CHECK(first->value_or("") == std::string(100, 'p'));
   }
 
+  TEST_CASE("expiry memory: a mostly expired tree is rebuilt from its live entries, in every keyspace") {
+    fake_clock clock;
+    keel::memory_options o;
+    o.expiry_interval = 0ms;
+    auto s = open_with(clock, o);
+    auto users = s.keyspace("users");
+    REQUIRE(users);
+    write_batch b;
+    for (int i = 0; i < 3000; ++i) {
+      const bool lasts = i % 10 == 0;
+      b.put(key_of(i), "v" + std::to_string(i), lasts ? put_options{} : put_options{1s});
+      b.put(keel::keyspace_name("users"), key_of(i), "u" + std::to_string(i), lasts ? put_options{1h} : put_options{1s});
+    }
+    REQUIRE(s.write(b));
+    SUBCASE("nothing else going on: rebuilt") { clock.advance(1s); }
+    SUBCASE("a transaction live: erased in chunks, and it conflicts") {
+      auto tx = s.transaction();
+      CHECK(tx.get(key_of(1))->value_or("") == "v1");
+      REQUIRE(tx.put("x", "y"));
+      clock.advance(1s);
+      REQUIRE(s.compact());
+      CHECK(s.policy().size() == 600);
+      CHECK(tx.commit().error().code() == keel::errc::conflict);
+    }
+    REQUIRE(s.compact());
+    CHECK(s.policy().size() == 600);
+    for (int i = 0; i < 3000; i += 10) {
+      CHECK(s.get(key_of(i))->value_or("") == "v" + std::to_string(i));
+      CHECK(*users->expiry(key_of(i)) == keel::key_expiry{true, clock.now() - 1000 + 3600 * 1000});
+    }
+    CHECK_FALSE(s.get(key_of(1))->has_value());
+    CHECK(s.policy().memory_bytes() > 0);
+  }
+
   TEST_CASE("expiry memory: the background sweep removes them, readers keep their versions") {
     fake_clock clock;
     keel::memory_options o;

@@ -337,6 +337,10 @@ concept watch_policy =
 //   write(batch) honours each put's write_batch::op::ttl (0: permanent; less
 //   than 0: the batch is invalid_argument and nothing is written), and
 //   commit_transaction() does the same for the record's writes.
+//   Optional: snapshot_type::view_time() -> deadline_ms, the time its reads
+//   leave expired keys out at; basic_transaction hands it to
+//   commit_transaction() as tx_record::view_time, so that a key read live
+//   and expired by the commit is a conflict (memory does this).
 // Every read leaves out a key whose deadline has passed. A backend without
 // expiry refuses a batch with a ttl (basic_store::write: errc::not_supported)
 // rather than write the keys permanent.

@@ -144,7 +144,8 @@ class pb_entry {
   // changes nothing a reader sees (the deadline bit is kept).
   bool compression_tried() const noexcept { return (form_.load(std::memory_order_relaxed) & ~deadline_bit) != 0; }
   void mark_compression_tried() const noexcept {
-    if (codec() == 0) form_.store(tried_raw | (form_.load(std::memory_order_relaxed) & deadline_bit), std::memory_order_relaxed);
+    if (codec() == 0)
+      form_.store(tried_raw | (form_.load(std::memory_order_relaxed) & deadline_bit), std::memory_order_relaxed);
   }
   void clear_compression_tried() const noexcept {
     if (codec() == 0) form_.store(form_.load(std::memory_order_relaxed) & deadline_bit, std::memory_order_relaxed);

@@ -106,8 +106,6 @@ class memory_expiry {
   read_time fixed_now() const { return used() ? read_time::fixed(now()) : read_time::never(); }
   read_time live() const noexcept { return read_time::live(clock_); }
 
-  // The deadline of a put with `ttl` made now, or invalid_argument.
-  result<deadline_ms> deadline_for(std::chrono::milliseconds ttl) const { return deadline_after(read_clock(clock_), ttl); }
   // The time the batch's ttls count from (now when it has one; nothing is
   // read otherwise), or invalid_argument when one is bad (zero or less, or
   // a deadline past what the clock holds): then nothing may be written.
@@ -147,7 +145,8 @@ class memory_expiry {
 
   // Removes every entry whose deadline has passed from the current version
   // of every keyspace, chunk_entries per published version. background: the
-  // background thread's sweep, which stops early at close().
+  // background thread's sweep, which stops early at close() and returns at
+  // once when no deadline it knows of has passed (compact(): it looks).
   void sweep(bool background) {
     std::lock_guard sweeping(sweep_mutex_);
     store_version version;
@@ -156,7 +155,7 @@ class memory_expiry {
       std::lock_guard writer(versions_.writers());
       if (!versions_.is_open() || !used()) return;
       at = now();
-      if (at < earliest_) return;  // nothing due
+      if (background && at < earliest_) return;  // nothing due
       earliest_ = pb_entry::no_deadline;  // writers note theirs from here on
       version = versions_.current_all();
     }
@@ -268,7 +267,10 @@ class memory_expiry {
       tree::transient edit(now ? now->tree : versions_.current());
       std::vector<std::string> removed;
       for (auto& [key, was] : chunk) {
-        if (edit.find(key) != was) continue;  // written since
+        if (const pb_entry* is = edit.find(key); is != was) {  // written since (or recompressed)
+          if (is) next = std::min(next, is->deadline());       // a later sweep looks again
+          continue;
+        }
         edit.erase(key);
         removed.push_back(std::move(key));
       }

@@ -674,8 +674,10 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (!ranges) {   // the common case: one transient that reuses the current version's path nodes
       tree::transient edit = versions_.edit_current();
       for (const auto& op : batch) {
-        if (op.kind == write_batch::op_kind::put) edit.insert_or_assign(op.key, op.value, 0, detail::memory_expiry::deadline_of(op, at));
-        else edit.erase(op.key);
+        if (op.kind == write_batch::op_kind::put)
+          edit.insert_or_assign(op.key, op.value, 0, detail::memory_expiry::deadline_of(op, at));
+        else
+          edit.erase(op.key);
       }
       versions_.publish(std::move(edit));
       record_applied(batch);
