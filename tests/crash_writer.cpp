@@ -1,7 +1,7 @@
 // tests/crash_writer.cpp - helper process for the crash-recovery test
 // (tests/crash_test.cpp); run by exec, never just forked.
 //
-//   crash_writer [--no-sync] [--keyspaces] DB_PATH ROUND
+//   crash_writer [--no-sync] [--keyspaces] [--ttl] DB_PATH ROUND
 //
 // Opens a keel::rocks_store at DB_PATH (sync_writes = true unless --no-sync),
 // prints "ready", then writes batches forever. Batch SEQ (from 0) puts
@@ -16,8 +16,13 @@
 // of crash_keyspaces ("", "a", "\0\xff"), and batch SEQ writes all of the
 // above in each of them (k0 .. k3, last, tmp and the erase of the previous
 // tmp): one write_batch across three keyspaces.
+//
+// --ttl (expiry, tests/expiry_rocks_test.cpp): the store's clock stands
+// still at crash_writer_epoch_ms, and batch SEQ also puts
+//   r<ROUND>/<SEQ>/t = "<SEQ>" with a ttl of 1 + SEQ % 10 seconds.
 #include <keel/rocksdb.hpp>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -26,8 +31,11 @@
 
 #include "support/crash_keyspaces.hpp"
 
+// The time the --ttl writer's clock shows (ms since the epoch).
+constexpr long long crash_writer_epoch_ms = 1'700'000'000'000;
+
 int main(int argc, char** argv) {
-  bool sync = true, keyspaces = false;
+  bool sync = true, keyspaces = false, ttl = false;
   int i = 1;
   if (argc > i && std::strcmp(argv[i], "--no-sync") == 0) {
     sync = false;
@@ -37,14 +45,19 @@ int main(int argc, char** argv) {
     keyspaces = true;
     ++i;
   }
+  if (argc > i && std::strcmp(argv[i], "--ttl") == 0) {
+    ttl = true;
+    ++i;
+  }
   if (argc - i != 2) {
-    std::fprintf(stderr, "usage: crash_writer [--no-sync] [--keyspaces] DB_PATH ROUND\n");
+    std::fprintf(stderr, "usage: crash_writer [--no-sync] [--keyspaces] [--ttl] DB_PATH ROUND\n");
     return 64;
   }
   const std::string round = argv[i + 1];
   keel::rocks_options o;
   o.path = argv[i];
   o.sync_writes = sync;
+  if (ttl) o.clock = [] { return std::chrono::system_clock::time_point(std::chrono::milliseconds(crash_writer_epoch_ms)); };
   auto store = keel::rocks_store::open(o);
   if (!store) {
     std::printf("error %s %s\n", std::string(keel::to_string(store.error().code())).c_str(),
@@ -73,6 +86,7 @@ int main(int argc, char** argv) {
       b.put(ks, base + "last", s);
       b.put(ks, prefix + "tmp", s);
       if (seq > 0) b.erase(ks, base + std::to_string(seq - 1) + "/tmp");
+      if (ttl) b.put(ks, prefix + "t", s, keel::put_options{.ttl = std::chrono::seconds(1 + seq % 10)});
     }
     if (auto r = store->write(b); !r) {
       std::printf("error %s %s\n", std::string(keel::to_string(r.error().code())).c_str(),

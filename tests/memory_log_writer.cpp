@@ -14,9 +14,16 @@
 //       the keyspace "scratch" is dropped (if it exists) and created again
 //       first, and the batch also puts PREFIX/<r> into it. Prints "ack <r>";
 //       every 37 rounds flush()es and prints "folded <r>".
+//   memory_log_writer expiry FILE PREFIX NOW_MS
+//       expiry (issue 29): the store's clock stands at NOW_MS (ms since the
+//       epoch); for round r: r % 2 == 0 a put PREFIX/<r> with ttl 1 s, else
+//       a batch putting PREFIX/<r> with ttl 1000 s and PREFIX/<r>/p without;
+//       a small fold threshold, flush() every 37 rounds as above. Prints
+//       "ack <r>".
 //   memory_log_writer hold FILE
 //       opens FILE, prints "ready <pid>", waits for EOF on stdin, closes.
 // Errors: "error <code> <message>" on stdout, exit 1. Bad usage: exit 64.
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <keel/memory.hpp>
@@ -69,8 +76,39 @@ static int write_keyspaces(keel::memory_store& store, const std::string& prefix)
   }
 }
 
+// The expiry mode (see the top of the file).
+static int write_expiring(keel::memory_store& store, const std::string& prefix) {
+  using namespace std::chrono_literals;
+  for (unsigned long r = 0;; ++r) {
+    const std::string key = prefix + "/" + std::to_string(r), value = value_for(r);
+    keel::result<void> w;
+    if (r % 2 == 0)
+      w = store.put(key, value, keel::put_options{1s});
+    else
+      w = store.write(keel::write_batch{}.put(key, value, keel::put_options{1000s}).put(key + "/p", value));
+    if (!w) return report_error(w.error());
+    std::printf("ack %lu\n", r);
+    std::fflush(stdout);
+    if (r % 37 == 36) {
+      if (auto f = store.flush(); !f) return report_error(f.error());
+      std::printf("folded %lu\n", r);
+      std::fflush(stdout);
+    }
+  }
+}
+
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
+  if (mode == "expiry" && argc == 5) {
+    keel::memory_options o;
+    o.persist_path = argv[2];
+    o.fold_log_bytes = 16 * 1024;
+    const long long now_ms = std::stoll(argv[4]);
+    o.clock = [now_ms] { return std::chrono::system_clock::time_point(std::chrono::milliseconds(now_ms)); };
+    auto store = keel::memory_store::open(o);
+    if (!store) return report_error(store.error());
+    return write_expiring(*store, argv[3]);
+  }
   if (mode == "hold" && argc == 3) {
     keel::memory_options o;
     o.persist_path = argv[2];
@@ -85,7 +123,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if ((mode != "write" && mode != "keyspaces") || (argc != 4 && argc != 5)) {
-    std::fprintf(stderr, "usage: memory_log_writer write|keyspaces FILE PREFIX [sync] | hold FILE\n");
+    std::fprintf(stderr, "usage: memory_log_writer write|keyspaces FILE PREFIX [sync] | expiry FILE PREFIX NOW_MS | hold FILE\n");
     return 64;
   }
   keel::memory_options o;

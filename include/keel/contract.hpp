@@ -67,6 +67,11 @@ struct tx_record {
   std::vector<key_range> read_ranges;   // ranges scanned from the view (forward direction)
   std::vector<tx_keyspace_reads> keyspace_reads;
   write_batch writes;                   // the buffered writes, in the order to apply them
+  // Expiry backends (expiry_policy) whose view has view_time(): the time
+  // (ms since the epoch, by the store's clock) its reads left expired keys
+  // out at; a key read live then and expired by the commit is a conflict.
+  // nullopt for other backends.
+  std::optional<deadline_ms> view_time;
 };
 
 // What a backend's begin_transaction() gives: a view, the position it
@@ -332,6 +337,10 @@ concept watch_policy =
 //   write(batch) honours each put's write_batch::op::ttl (0: permanent; less
 //   than 0: the batch is invalid_argument and nothing is written), and
 //   commit_transaction() does the same for the record's writes.
+//   Optional: snapshot_type::view_time() -> deadline_ms, the time its reads
+//   leave expired keys out at; basic_transaction hands it to
+//   commit_transaction() as tx_record::view_time, so that a key read live
+//   and expired by the commit is a conflict (memory does this).
 // Every read leaves out a key whose deadline has passed. A backend without
 // expiry refuses a batch with a ttl (basic_store::write: errc::not_supported)
 // rather than write the keys permanent.

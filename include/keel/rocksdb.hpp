@@ -25,7 +25,9 @@
 // methods, the lock order), tunings.hpp, options.hpp (rocks_options),
 // open.hpp (open, close, the registry claim, lock diagnosis), cursor.hpp (the
 // read-ahead cursor), write_gate.hpp (the write gate, the WAL-failure guard),
-// errors.hpp (rocksdb::Status -> keel::error), info_log.hpp (keel's LOG).
+// errors.hpp (rocksdb::Status -> keel::error), info_log.hpp (keel's LOG),
+// expiry.hpp (ttl: the value encoding, the compaction filter), watch.hpp,
+// reads.hpp (the point read), stats.hpp.
 // rocks_store (fwd.hpp) is basic_store<RocksPolicy<NativeTuning>>.
 #pragma once
 

@@ -132,6 +132,7 @@ struct tx_keyspace_state {
   std::vector<key_range> erased;                                          // erase_range calls, forward
   std::set<std::string, std::less<>> read_keys;
   std::vector<key_range> read_ranges;
+  std::map<std::string, std::chrono::milliseconds, std::less<>> ttls;  // keys of `writes` put with a ttl
 
   bool erased_by_range(std::string_view key) const {
     for (const auto& r : erased) {
@@ -329,12 +330,26 @@ class basic_transaction {
   // Buffered until commit().
   result<void> put(std::string_view key, std::string_view value) {
     if (auto bad = unusable()) return *bad;
-    state_->writes.insert_or_assign(std::string(key), std::optional<std::string>(value));
+    put_in(*state_, key, value, std::nullopt);
+    return {};
+  }
+  // With options (expiry.hpp): put_options::ttl makes the key expire that
+  // long after the commit (the store's clock at commit; this transaction's
+  // own reads see the key until then). A ttl of zero or less is
+  // errc::invalid_argument at once, nothing buffered.
+  result<void> put(std::string_view key, std::string_view value, const put_options& options)
+    requires expiry_policy<Policy>
+  {
+    if (auto bad = unusable()) return *bad;
+    if (options.ttl)
+      if (auto bad = ttl_error(*options.ttl)) return *bad;
+    put_in(*state_, key, value, options.ttl);
     return {};
   }
   result<void> erase(std::string_view key) {
     if (auto bad = unusable()) return *bad;
     state_->writes.insert_or_assign(std::string(key), std::nullopt);
+    forget_ttl(*state_, key);
     return {};
   }
   // Erases every key of range present at commit (and hides them from this
@@ -394,7 +409,18 @@ class basic_transaction {
   {
     auto part = keyspace_part(ks);
     if (!part) return std::move(part).error();
-    (*part)->writes.insert_or_assign(std::string(key), std::optional<std::string>(value));
+    put_in(**part, key, value, std::nullopt);
+    return {};
+  }
+  result<void> put(const basic_keyspace<Policy>& ks, std::string_view key, std::string_view value,
+                   const put_options& options)
+    requires keyspace_policy<Policy> && expiry_policy<Policy>
+  {
+    auto part = keyspace_part(ks);
+    if (!part) return std::move(part).error();
+    if (options.ttl)
+      if (auto bad = ttl_error(*options.ttl)) return *bad;
+    put_in(**part, key, value, options.ttl);
     return {};
   }
   result<void> erase(const basic_keyspace<Policy>& ks, std::string_view key)
@@ -403,6 +429,7 @@ class basic_transaction {
     auto part = keyspace_part(ks);
     if (!part) return std::move(part).error();
     (*part)->writes.insert_or_assign(std::string(key), std::nullopt);
+    forget_ttl(**part, key);
     return {};
   }
   result<void> erase_range(const basic_keyspace<Policy>& ks, const key_range& range)
@@ -430,15 +457,19 @@ class basic_transaction {
     }
     tx_record record;
     record.start = begun_->start;
+    if constexpr (requires(const view_type& v) { { v.view_time() } -> std::same_as<deadline_ms>; })
+      record.view_time = begun_->view.view_time();
     record.read_keys.assign(std::make_move_iterator(state_->read_keys.begin()),
                             std::make_move_iterator(state_->read_keys.end()));
     record.read_ranges = std::move(state_->read_ranges);
     for (const auto& r : state_->erased) record.writes.erase_range(r);
     for (const auto& [k, v] : state_->writes) {
-      if (v)
-        record.writes.put(k, *v);
-      else
+      if (!v)
         record.writes.erase(k);
+      else if (auto ttl = state_->ttls.find(k); ttl != state_->ttls.end())
+        record.writes.put(k, *v, put_options{ttl->second});
+      else
+        record.writes.put(k, *v);
     }
     for (auto& [name, part] : state_->keyspaces) {  // by name: keyspace_reads comes out sorted
       if (!part.read_keys.empty() || !part.read_ranges.empty()) {
@@ -514,6 +545,18 @@ class basic_transaction {
     if (r) part.read_keys.emplace(key);
     return r;
   }
+  static void put_in(detail::tx_keyspace_state& part, std::string_view key, std::string_view value,
+                     std::optional<std::chrono::milliseconds> ttl) {
+    part.writes.insert_or_assign(std::string(key), std::optional<std::string>(value));
+    if (ttl)
+      part.ttls.insert_or_assign(std::string(key), *ttl);
+    else
+      forget_ttl(part, key);
+  }
+  static void forget_ttl(detail::tx_keyspace_state& part, std::string_view key) {
+    if (part.ttls.empty()) return;
+    if (auto it = part.ttls.find(key); it != part.ttls.end()) part.ttls.erase(it);
+  }
   static result<void> erase_range_in(detail::tx_keyspace_state& part, const key_range& range) {
     if (!erase_range_is_valid(range)) return bad_range();
     if (range.is_empty()) return {};
@@ -530,10 +573,12 @@ class basic_transaction {
     const keyspace_name ks(name);
     for (const auto& r : part.erased) out.erase_range(ks, r);
     for (const auto& [k, v] : part.writes) {
-      if (v)
-        out.put(ks, k, *v);
-      else
+      if (!v)
         out.erase(ks, k);
+      else if (auto ttl = part.ttls.find(k); ttl != part.ttls.end())
+        out.put(ks, k, *v, put_options{ttl->second});
+      else
+        out.put(ks, k, *v);
     }
   }
   // The state of keyspace `ks` in this transaction (the default keyspace's

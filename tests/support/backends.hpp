@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "fake_clock.hpp"
 #include "temp_dir.hpp"
 
 // KEEL_HAS_ETCD (set by tests/meson.build with meson option etcd): the
@@ -287,6 +288,54 @@ inline constexpr transaction_promise promise_of =
 #define KEEL_WATCH_BACKENDS                                                                         \
   KEEL_WATCH_MEMORY_BACKENDS KEEL_WATCH_ROCKS_BACKENDS KEEL_WATCH_HYBRID_BACKENDS KEEL_WATCH_ANY_BACKENDS \
       KEEL_WATCH_ETCD_BACKENDS
+
+// The backends with expiry (issue 29; keel::expiry_policy): the expiry
+// cases (expiry_test.cpp) run on each. Each opens its stores with the fake
+// clock it owns (`clock`, tests/support/fake_clock.hpp), which the case
+// moves; reopening keeps the clock. A new backend is one line here.
+template <int Kind>  // 0 plain, 1 persisted, 2 compressed
+struct memory_expiry_backend {
+  using store_type = memory_store;
+  static constexpr bool persistent = Kind == 1;
+  static constexpr const char* name = Kind == 0 ? "memory" : Kind == 1 ? "memory(persisted)" : "memory(compressed)";
+  temp_dir dir;
+  fake_clock clock;
+  result<store_type> open() const {
+    memory_options o;
+    o.clock = clock.source();
+    if (Kind == 1) o.persist_path = dir.path() / "store.keeldump";
+#if KEEL_HAVE_ZSTD
+    if (Kind == 2) o.compression = compression::zstd;
+#elif KEEL_HAVE_LZ4
+    if (Kind == 2) o.compression = compression::lz4;
+#endif
+    return store_type::open(o);
+  }
+};
+#if KEEL_HAS_ROCKSDB
+// RocksDB with each tuning of KEEL_KEYED_BACKENDS, on the fake clock.
+template <class Tuning>
+struct rocks_expiry_backend {
+  using store_type = basic_store<RocksPolicy<Tuning>>;
+  static constexpr bool persistent = true;
+  static constexpr const char* name = "rocksdb";
+  temp_dir dir;
+  fake_clock clock;
+  result<store_type> open() const {
+    rocks_options o;
+    o.path = dir.path() / "db";
+    o.clock = clock.source();
+    return store_type::open(o);
+  }
+};
+#define KEEL_ROCKS_EXPIRY_BACKENDS \
+  , keel::test::rocks_expiry_backend<keel::DefaultTuning>, keel::test::rocks_expiry_backend<keel::MacOSTuning>
+#else
+#define KEEL_ROCKS_EXPIRY_BACKENDS
+#endif
+#define KEEL_EXPIRY_BACKENDS                                                          \
+  keel::test::memory_expiry_backend<0>, keel::test::memory_expiry_backend<1>, \
+      keel::test::memory_expiry_backend<2> KEEL_ROCKS_EXPIRY_BACKENDS
 
 // Whether the backend's checkpoint() makes a copy (false: not_supported).
 template <class B>

@@ -1,8 +1,10 @@
-// keel::detail: a thread that sleeps until woken and then runs its job, for
-// the memory backend's background folds and compression passes.
+// keel::detail: a thread that sleeps until woken (or an interval passes) and
+// then runs its job, for the memory backend's background folds, compression
+// passes and expiry sweeps.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -10,9 +12,10 @@
 
 namespace keel::detail {
 
-// Thread safety: request() and stopping() from any thread; start() once,
-// before any request; stop() from one thread at a time (its owner's close or
-// destructor). The job runs on the worker's thread only, one run at a time.
+// Thread safety: request() and stopping() from any thread; start() from
+// any thread (the first one starts it; requests before it are kept); stop()
+// from one thread at a time (its owner's close or destructor). The job
+// runs on the worker's thread only, one run at a time.
 class background_worker {
  public:
   background_worker() = default;
@@ -20,13 +23,21 @@ class background_worker {
   background_worker& operator=(const background_worker&) = delete;
   ~background_worker() { stop(); }
 
-  // Starts the thread: it runs job() once per wake-up until stop().
+  // Starts the thread: it runs job() once per wake-up until stop(), and
+  // with `every` > 0 also each time `every` passes without one. Does
+  // nothing after stop() or a first start().
   template <class Job>
-  void start(Job job) {
-    thread_ = std::thread([this, job = std::move(job)]() mutable {
+  void start(Job job, std::chrono::milliseconds every = std::chrono::milliseconds(0)) {
+    std::lock_guard started(mutex_);
+    if (stop_ || thread_.joinable()) return;
+    thread_ = std::thread([this, every, job = std::move(job)]() mutable {
       std::unique_lock l(mutex_);
       for (;;) {
-        cv_.wait(l, [&] { return stop_ || pending_.load(); });
+        auto woken = [&] { return stop_ || pending_.load(); };
+        if (every.count() > 0)
+          cv_.wait_for(l, every, woken);
+        else
+          cv_.wait(l, woken);
         if (stop_) return;
         l.unlock();
         pending_.store(false);  // a request from now on asks for one more run

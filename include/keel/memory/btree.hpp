@@ -114,8 +114,13 @@ class persistent_btree;
 //
 // The value may be held compressed (the memory backend's value compression,
 // memory/compression.hpp): then value() is the compressed bytes, codec() the
-// slot (1-255) of the codec that compressed it in its owner's table, and
+// slot (1-127) of the codec that compressed it in its owner's table, and
 // raw_size() the size it decompresses to. The tree itself never decodes.
+//
+// An entry may carry a deadline (expiry, memory/expiry.hpp): then the block
+// holds 8 more bytes after the value (the deadline, ms since the epoch) and
+// the top bit of the form word says so. Entries without one pay nothing:
+// no bytes, and a reader tests the bit only.
 class pb_entry {
  public:
   pb_entry(const pb_entry&) = delete;
@@ -128,53 +133,72 @@ class pb_entry {
   // The value as held: compressed when codec() != 0.
   std::string_view value() const noexcept { return {bytes() + klen_, vlen_}; }
   // 0: the value is held raw; else the codec slot that compressed it.
-  unsigned codec() const noexcept { return form_.load(std::memory_order_relaxed) >> 24; }
+  unsigned codec() const noexcept { return (form_.load(std::memory_order_relaxed) >> 24) & 0x7Fu; }
   // Size of the value uncompressed.
   std::size_t raw_size() const noexcept {
     const std::uint32_t f = form_.load(std::memory_order_relaxed);
-    return f >> 24 ? (f & max_compressed_raw_size) : vlen_;
+    return (f >> 24) & 0x7Fu ? (f & max_compressed_raw_size) : vlen_;
   }
   // A raw value that a compressor already tried (and kept raw): skipped by
   // later passes. The mark is a hint, set in place on a shared entry; it
-  // changes nothing a reader sees.
-  bool compression_tried() const noexcept { return form_.load(std::memory_order_relaxed) != 0; }
+  // changes nothing a reader sees (the deadline bit is kept).
+  bool compression_tried() const noexcept { return (form_.load(std::memory_order_relaxed) & ~deadline_bit) != 0; }
   void mark_compression_tried() const noexcept {
-    if (codec() == 0) form_.store(tried_raw, std::memory_order_relaxed);
+    if (codec() == 0)
+      form_.store(tried_raw | (form_.load(std::memory_order_relaxed) & deadline_bit), std::memory_order_relaxed);
   }
   void clear_compression_tried() const noexcept {
-    if (codec() == 0) form_.store(0, std::memory_order_relaxed);
+    if (codec() == 0) form_.store(form_.load(std::memory_order_relaxed) & deadline_bit, std::memory_order_relaxed);
   }
-  // The form word of a value compressed by codec slot `codec` (1-255) from
+  // The form word of a value compressed by codec slot `codec` (1-127) from
   // raw_size (<= max_compressed_raw_size) bytes, for insert_or_assign.
   static constexpr std::uint32_t compressed_form(unsigned codec, std::size_t raw_size) noexcept {
     return (static_cast<std::uint32_t>(codec) << 24) | static_cast<std::uint32_t>(raw_size);
   }
+  // The deadline of an entry without one: later than any real deadline.
+  static constexpr std::int64_t no_deadline = std::numeric_limits<std::int64_t>::max();
+  // Whether the entry expires, and when (ms since the Unix epoch;
+  // no_deadline when it does not).
+  bool has_deadline() const noexcept { return form_.load(std::memory_order_relaxed) & deadline_bit; }
+  std::int64_t deadline() const noexcept {
+    if (!has_deadline()) return no_deadline;
+    std::int64_t d;
+    std::memcpy(&d, bytes() + klen_ + vlen_, sizeof d);
+    return d;
+  }
   // Size of the allocation backing this entry.
-  std::size_t alloc_size() const noexcept { return sizeof(pb_entry) + klen_ + vlen_; }
+  std::size_t alloc_size() const noexcept { return sizeof(pb_entry) + klen_ + vlen_ + deadline_bytes(); }
   // alloc_size() with the value uncompressed.
-  std::size_t raw_alloc_size() const noexcept { return sizeof(pb_entry) + klen_ + raw_size(); }
+  std::size_t raw_alloc_size() const noexcept { return sizeof(pb_entry) + klen_ + raw_size() + deadline_bytes(); }
 
  private:
   friend class persistent_btree;
 
   static constexpr std::uint32_t tried_raw = 1;
+  static constexpr std::uint32_t deadline_bit = std::uint32_t{1} << 31;
+  std::size_t deadline_bytes() const noexcept { return has_deadline() ? sizeof(std::int64_t) : 0; }
 
   pb_entry(std::uint32_t k, std::uint32_t v, std::uint32_t form) noexcept : klen_(k), vlen_(v), form_(form) {}
   ~pb_entry() = default;
 
   const char* bytes() const noexcept { return reinterpret_cast<const char*>(this) + sizeof(pb_entry); }
 
-  // Returns an entry with refcount 1.
-  static pb_entry* make(std::string_view k, std::string_view v, std::uint32_t form = 0) {
+  // Returns an entry with refcount 1; `deadline` != no_deadline: one that
+  // expires then.
+  static pb_entry* make(std::string_view k, std::string_view v, std::uint32_t form = 0,
+                        std::int64_t deadline = no_deadline) {
     constexpr std::size_t max_len = std::numeric_limits<std::uint32_t>::max();
     if (k.size() > max_len || v.size() > max_len ||
-        v.size() > std::numeric_limits<std::size_t>::max() - sizeof(pb_entry) - k.size())
+        v.size() > std::numeric_limits<std::size_t>::max() - sizeof(pb_entry) - sizeof(std::int64_t) - k.size())
       throw std::length_error("keel: key or value longer than UINT32_MAX bytes");
-    void* mem = ::operator new(sizeof(pb_entry) + k.size() + v.size());
-    auto* e = ::new (mem) pb_entry(static_cast<std::uint32_t>(k.size()), static_cast<std::uint32_t>(v.size()), form);
+    const bool expires = deadline != no_deadline;
+    void* mem = ::operator new(sizeof(pb_entry) + k.size() + v.size() + (expires ? sizeof deadline : 0));
+    auto* e = ::new (mem) pb_entry(static_cast<std::uint32_t>(k.size()), static_cast<std::uint32_t>(v.size()),
+                                   expires ? form | deadline_bit : form);
     char* d = static_cast<char*>(mem) + sizeof(pb_entry);
     if (!k.empty()) std::memcpy(d, k.data(), k.size());
     if (!v.empty()) std::memcpy(d + k.size(), v.data(), v.size());
+    if (expires) std::memcpy(d + k.size() + v.size(), &deadline, sizeof deadline);
     return e;
   }
   void retain() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
@@ -265,6 +289,8 @@ class persistent_btree {
 
   // The entry for `key`, or nullptr. Valid while this version is alive.
   const pb_entry* find(std::string_view key) const noexcept { return find_in(root_, key); }
+  // Whether both handles are the same version (the same root).
+  bool same_version(const persistent_btree& o) const noexcept { return root_ == o.root_; }
 
   // Bytes of nodes and entries reachable from this version (without allocator
   // overhead; entries shared with other versions are counted in full). O(n).
@@ -737,14 +763,31 @@ class persistent_btree::transient {
   const pb_entry* find(std::string_view key) const noexcept { return find_in(root_, key); }
 
   // `form`: 0 for a raw value, pb_entry::compressed_form() for a compressed one.
-  void insert_or_assign(std::string_view key, std::string_view value, std::uint32_t form = 0) {
+  // `deadline`: when the entry expires (pb_entry::no_deadline: never).
+  void insert_or_assign(std::string_view key, std::string_view value, std::uint32_t form = 0,
+                        std::int64_t deadline = pb_entry::no_deadline) {
     assert(owner_ != 0 && "transient used after persist() or move");
     if (reusing_) moved_.reserve_for(root_ ? root_->level + 1u : 0u);
-    pb_entry* e = pb_entry::make(key, value, form);
+    pb_entry* e = pb_entry::make(key, value, form, deadline);
     try {
       insert_entry(e);
     } catch (...) {
       e->release();
+      throw;
+    }
+  }
+
+  // Inserts `e` itself (an entry of another version, shared: one more
+  // reference), replacing any entry with its key.
+  void insert_shared(const pb_entry* e) {
+    assert(owner_ != 0 && "transient used after persist() or move");
+    if (reusing_) moved_.reserve_for(root_ ? root_->level + 1u : 0u);
+    auto* mine = const_cast<pb_entry*>(e);
+    mine->retain();
+    try {
+      insert_entry(mine);
+    } catch (...) {
+      mine->release();
       throw;
     }
   }

@@ -320,7 +320,7 @@ class value_codec {
 // ---------------------------------------------------------------------------
 // value_compression: the compression state of one memory store.
 //
-// Codec slots: entries name theirs (pb_entry::codec(), 1-255); slot 0 is
+// Codec slots: entries name theirs (pb_entry::codec(), 1-127); slot 0 is
 // unused. A slot is filled (release) before any entry naming it is
 // published and is never changed or freed while the store exists, so a
 // reader of any version finds its entries' codecs.
@@ -344,7 +344,7 @@ class value_compression {
  public:
   using tree = persistent_btree;
 
-  static constexpr std::size_t max_codecs = 256;
+  static constexpr std::size_t max_codecs = 128;  // slots 1-127 (pb_entry::codec())
   static constexpr std::size_t dictionary_bytes = std::size_t{64} << 10;
   static constexpr std::size_t sample_bytes = std::size_t{4} << 20;         // values sampled to train
   static constexpr std::size_t sample_value_limit = std::size_t{16} << 10;  // larger values are not samples
@@ -506,6 +506,7 @@ class value_compression {
       std::string key, stored;
       const pb_entry* was;
       std::uint32_t form;
+      std::int64_t deadline;  // kept as it was (expiry)
     };
     std::vector<replacement> chunk;
     auto commit = [&] {
@@ -521,7 +522,7 @@ class value_compression {
       bool changed = false;
       for (const auto& r : chunk) {
         if (edit.find(r.key) != r.was) continue;  // written since: raw, a later pass takes it
-        edit.insert_or_assign(r.key, r.stored, r.form);
+        edit.insert_or_assign(r.key, r.stored, r.form, r.deadline);
         changed = true;
       }
       if (changed && now) {
@@ -545,7 +546,8 @@ class value_compression {
         e->mark_compression_tried();
         continue;
       }
-      chunk.push_back({std::string(e->key()), std::string(*packed), e, pb_entry::compressed_form(slot, raw.size())});
+      chunk.push_back({std::string(e->key()), std::string(*packed), e, pb_entry::compressed_form(slot, raw.size()),
+                       e->deadline()});
       if (chunk.size() >= chunk_entries) {
         commit();
         if (!versions_.is_open() || (background && worker_.stopping())) return false;

@@ -24,6 +24,7 @@
 #include "../key_range.hpp"
 #include "btree.hpp"
 #include "compression.hpp"
+#include "expiry.hpp"
 #include "versions.hpp"
 
 namespace keel::detail {
@@ -79,6 +80,7 @@ class memory_cursor {
       }
       for (std::size_t i = 0; i < take; ++i) {
         const detail::pb_entry* e = at(i);
+        if (time_.hides(*e)) continue;  // expired at the scan's time
         std::string_view v = e->value();
         if (e->codec() != 0) {
           if (run_values_.size() < out.size()) run_values_.resize(out.size());
@@ -109,10 +111,13 @@ class memory_cursor {
   // A failed cursor: valid() is false, error() is `e`.
   explicit memory_cursor(keel::error e) : error_(std::move(e)) {}
   // A cursor over `range` of `version`; `owner` (the store, kept alive while
-  // the cursor is) owns `versions` and `compression`.
+  // the cursor is) owns `versions` and `compression`. Entries expired at
+  // `time` are left out.
   memory_cursor(std::shared_ptr<const void> owner, const memory_versions& versions,
-                const value_compression& compression, tree version, const key_range& range)
-      : owner_(std::move(owner)), versions_(&versions), compression_(&compression), reversed_(range.is_reversed()) {
+                const value_compression& compression, tree version, const key_range& range,
+                read_time time = read_time::never())
+      : owner_(std::move(owner)), versions_(&versions), compression_(&compression), time_(time),
+        reversed_(range.is_reversed()) {
     if (range.is_empty()) return;
     it_.emplace(std::move(version));
     if (!reversed_) {
@@ -138,8 +143,18 @@ class memory_cursor {
     settle();
   }
  private:
-  // valid_ = the iterator is on an entry inside the range.
-  void settle() { valid_ = it_->valid() && (!bound_ || in_bound(it_->key())); }
+  // valid_ = the iterator is on an entry inside the range, not expired at
+  // time_ (expired ones are stepped over).
+  void settle() {
+    for (;;) {
+      valid_ = it_->valid() && (!bound_ || in_bound(it_->key()));
+      if (!valid_ || !time_.hides(*it_->entry())) return;
+      if (reversed_)
+        it_->prev();
+      else
+        it_->next();
+    }
+  }
   // Whether `key` is on the near side of the range's far end (bound_ set).
   bool in_bound(std::string_view key) const {
     return reversed_ ? key >= std::string_view(*bound_) : key < std::string_view(*bound_);
@@ -148,6 +163,7 @@ class memory_cursor {
   std::shared_ptr<const void> owner_;
   const memory_versions* versions_ = nullptr;
   const value_compression* compression_ = nullptr;
+  read_time time_ = read_time::never();
   std::optional<tree::cursor> it_;
   std::optional<std::string> bound_;  // the range's far end: upper (forward) or lower (reversed)
   bool reversed_ = false;

@@ -64,13 +64,17 @@ inline std::shared_ptr<const keyspace_table> without_keyspace(const keyspace_tab
 
 // `base` with the ops of `batch` that name keyspace `keyspace` applied in
 // order (the others skipped).
+// `at`: the time the batch's ttls count from (puts with one get deadline at + ttl).
 inline persistent_btree apply_keyspace_ops(persistent_btree base, const write_batch& batch,
-                                           std::string_view keyspace) {
+                                           std::string_view keyspace, std::int64_t at = 0) {
   std::optional<persistent_btree::transient> edit(std::in_place, std::move(base));
   for (const auto& op : batch) {
     if (op.keyspace != keyspace) continue;
     switch (op.kind) {
-      case write_batch::op_kind::put: edit->insert_or_assign(op.key, op.value); break;
+      case write_batch::op_kind::put:
+        edit->insert_or_assign(op.key, op.value, 0,
+                               op.ttl.count() > 0 ? at + op.ttl.count() : pb_entry::no_deadline);
+        break;
       case write_batch::op_kind::erase: edit->erase(op.key); break;
       case write_batch::op_kind::erase_range: {
         persistent_btree so_far = std::move(*edit).persist();
@@ -109,7 +113,8 @@ inline result<batch_keyspace_names> batch_keyspaces(const write_batch& batch) {
 // immutable, the result is a new one).
 inline result<std::shared_ptr<const keyspace_table>> apply_to_keyspaces(std::shared_ptr<const keyspace_table> table,
                                                                          const write_batch& batch,
-                                                                         const std::vector<std::string_view>& names) {
+                                                                         const std::vector<std::string_view>& names,
+                                                                         std::int64_t at = 0) {
   for (std::string_view name : names) {
     if (!store_version::find_root(table.get(), name))
       return keel::error(errc::not_found, "memory store: no keyspace " + keyspace_text(name) + "; nothing was written");
@@ -117,7 +122,7 @@ inline result<std::shared_ptr<const keyspace_table>> apply_to_keyspaces(std::sha
   for (std::string_view name : names) {
     const keyspace_root* r = store_version::find_root(table.get(), name);
     table = with_keyspace(table.get(), std::make_shared<const keyspace_root>(
-                                           keyspace_root{r->name, r->id, apply_keyspace_ops(r->tree, batch, name)}));
+                                           keyspace_root{r->name, r->id, apply_keyspace_ops(r->tree, batch, name, at)}));
   }
   return table;
 }
@@ -128,7 +133,12 @@ inline write_batch default_keyspace_ops(const write_batch& batch) {
   for (const auto& op : batch) {
     if (!op.keyspace.empty()) continue;
     switch (op.kind) {
-      case write_batch::op_kind::put: out.put(op.key, op.value); break;
+      case write_batch::op_kind::put:
+        if (op.ttl.count() != 0)
+          out.put(op.key, op.value, put_options{op.ttl});
+        else
+          out.put(op.key, op.value);
+        break;
       case write_batch::op_kind::erase: out.erase(op.key); break;
       case write_batch::op_kind::erase_range: out.erase_range(op.range()); break;
     }

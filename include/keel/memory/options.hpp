@@ -3,10 +3,12 @@
 // Plain data; the defaults are stated per member.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <filesystem>
 
 #include "../compression.hpp"
+#include "../expiry.hpp"
 
 namespace keel {
 
@@ -79,6 +81,14 @@ struct memory_options {
   // costs about 60 bytes besides its key and value). A persisted store also
   // reads it back from its log at open: docs/watch.md, "Memory".
   std::size_t watch_history = 65536;
+  // Expiry (put_options::ttl; docs/expiry.md): the time deadlines are set
+  // and checked by. Default (empty): std::chrono::system_clock::now. Tests
+  // pass a fake one.
+  keel::clock_source clock{};
+  // How often a background thread of the store removes expired entries
+  // (and publishes the versions without them), once the store holds a
+  // deadline; compact() removes them at once. 0: only compact(). Default 1 s.
+  std::chrono::milliseconds expiry_interval{1000};
 };
 
 }  // namespace keel

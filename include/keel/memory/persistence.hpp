@@ -44,6 +44,7 @@
 #include "../key_range.hpp"
 #include "../write_batch.hpp"
 #include "compression.hpp"
+#include "expiry.hpp"
 #include "log.hpp"
 #include "snapshot_file.hpp"
 #include "versions.hpp"
@@ -60,6 +61,10 @@ class memory_persistence {
   memory_persistence(const memory_persistence&) = delete;
   memory_persistence& operator=(const memory_persistence&) = delete;
   ~memory_persistence() { folder_.stop(); }
+
+  // At open, before load(): the store's expiry (deadlines are loaded,
+  // logged and saved with their entries). It outlives this object.
+  void set_expiry(memory_expiry& expiry) noexcept { expiry_ = &expiry; }
 
   // Whether the store is persisted (load() succeeded).
   bool persisted() const noexcept { return log_ != nullptr; }
@@ -80,7 +85,7 @@ class memory_persistence {
     if (!log) return log.error();
     remove_stale_temporaries();
     load_dictionary(path_);
-    loaded_keyspaces state;
+    loaded_keyspaces state(expiry_->now());
     std::error_code ec;
     std::uint64_t snapshot_bytes = 0;
     if (std::filesystem::exists(path_, ec) || ec) {
@@ -94,6 +99,7 @@ class memory_persistence {
     });
     if (!replay) return replay.error();
     if (auto s = (*log)->start(); !s) return s;
+    expiry_->note_deadline(state.earliest_deadline());
     auto [main, others] = std::move(state).finish();
     versions_.publish(std::move(main), std::move(others));
     log_ = std::move(*log);
@@ -119,13 +125,14 @@ class memory_persistence {
   }
   // A batch's ops in one frame; ops on a keyspace other than "" are
   // preceded by a keyspace op where the keyspace changes (a batch of ""
-  // alone is logged as before keyspaces).
-  result<std::uint64_t> log_batch(const write_batch& batch) {
+  // alone is logged as before keyspaces). `at`: the time its ttls count
+  // from (puts with one are logged with their absolute deadline).
+  result<std::uint64_t> log_batch(const write_batch& batch, deadline_ms at = 0) {
     return log_write([&](log_encoder& e) {
       for (const auto& op : batch) {
         e.select_keyspace(op.keyspace);
         switch (op.kind) {
-          case write_batch::op_kind::put: e.put(op.key, op.value); break;
+          case write_batch::op_kind::put: e.put(op.key, op.value, memory_expiry::deadline_of(op, at)); break;
           case write_batch::op_kind::erase: e.erase(op.key); break;
           case write_batch::op_kind::erase_range: e.erase_range(op.range()); break;
         }
@@ -286,26 +293,31 @@ class memory_persistence {
 
   // Writes `version` to `path` (save_mutex_ held when `path` is the store's
   // file), values uncompressed, then the dictionary beside it: a dump when
-  // it has no keyspace but "" (as before keyspaces), else the keyspaced
-  // snapshot (snapshot_file.hpp). Returns the bytes of keys and values saved.
+  // it has no keyspace but "" and the store never held a deadline (as
+  // before keyspaces and expiry), else the keyspaced snapshot
+  // (snapshot_file.hpp; version 2 with deadlines). Entries expired by now
+  // are left out. Returns the bytes of keys and values saved.
   result<std::uint64_t> save_to(const std::filesystem::path& path, store_version version) const {
     std::uint64_t payload = 0;
-    if (!version.others || version.others->empty()) {
+    const bool deadlines = expiry_->used();
+    if ((!version.others || version.others->empty()) && !deadlines) {
       dump_writer w;
       if (auto o = w.open(path); !o) return o.error();
-      if (auto a = save_tree(std::move(version.main), [&](auto k, auto v) { return w.add(k, v); }); !a)
+      if (auto a = save_tree(std::move(version.main), [&](auto k, auto v, deadline_ms) { return w.add(k, v); }); !a)
         return a.error();
       auto done = w.finish();
       if (!done) return done.error();
       payload = done->payload_bytes;
     } else {
       keyspaced_snapshot_writer w;
-      if (auto o = w.open(path); !o) return o.error();
-      auto add = [&](auto k, auto v) { return w.add(k, v); };
+      if (auto o = w.open(path, deadlines); !o) return o.error();
+      auto add = [&](auto k, auto v, deadline_ms d) { return w.add(k, v, d); };
       if (auto a = save_tree(std::move(version.main), add); !a) return a.error();
-      for (const auto& ks : *version.others) {
-        if (auto a = w.keyspace(ks->name); !a) return a.error();
-        if (auto a = save_tree(ks->tree, add); !a) return a.error();
+      if (version.others) {
+        for (const auto& ks : *version.others) {
+          if (auto a = w.keyspace(ks->name); !a) return a.error();
+          if (auto a = save_tree(ks->tree, add); !a) return a.error();
+        }
       }
       auto done = w.finish();
       if (!done) return done.error();
@@ -318,9 +330,11 @@ class memory_persistence {
   result<void> save_tree(tree version, Add&& add) const {
     tree::cursor it(std::move(version));
     std::string value;
+    const read_time now = expiry_->fixed_now();
     for (it.seek_first(); it.valid(); it.next()) {
+      if (now.hides(*it.entry())) continue;
       if (!compression_.decode(*it.entry(), value)) return value_compression::decode_error(it.key());
-      if (auto a = add(it.key(), std::string_view(value)); !a) return a.error();
+      if (auto a = add(it.key(), std::string_view(value), it.entry()->deadline()); !a) return a.error();
     }
     return {};
   }
@@ -328,9 +342,21 @@ class memory_persistence {
   // ---- loading (at open) ------------------------------------------------------
   // What load() builds: the default keyspace and the others, by name, from
   // the snapshot file, then the logs' ops applied in order.
+  // Entries whose deadline is at or before `now` (the clock at load) are
+  // left out (a put of one erases the key).
   class loaded_keyspaces {
    public:
-    loaded_keyspaces() { main_.emplace(tree()); }
+    explicit loaded_keyspaces(deadline_ms now) : now_(now) { main_.emplace(tree()); }
+    // Inserts an entry loaded from the snapshot file or a log.
+    void put(std::optional<tree::transient>& edit, std::string_view key, std::string_view value,
+             deadline_ms deadline) {
+      if (deadline == pb_entry::no_deadline) return edit->insert_or_assign(key, value);
+      if (deadline <= now_) return edit->erase(key);
+      edit->insert_or_assign(key, value, 0, deadline);
+      earliest_ = std::min(earliest_, deadline);
+    }
+    // The earliest deadline of the entries loaded (no_deadline: none).
+    deadline_ms earliest_deadline() const noexcept { return earliest_; }
     // The tree edit of keyspace `name` ("" included); nullptr when there is
     // no such keyspace (a log op on a keyspace dropped before: cannot happen
     // in a log keel wrote; ignored).
@@ -352,7 +378,7 @@ class memory_persistence {
       if (!edit) return;
       switch (op.kind) {
         case log_op::put:
-          (*edit)->insert_or_assign(op.key, op.value);
+          put(*edit, op.key, op.value, op.deadline);
           compression.count_loaded_bytes(op.value.size());
           break;
         case log_op::erase: (*edit)->erase(op.key); break;
@@ -382,6 +408,8 @@ class memory_persistence {
     }
 
    private:
+    deadline_ms now_;
+    deadline_ms earliest_ = pb_entry::no_deadline;
     std::optional<tree::transient> main_;
     std::map<std::string, std::optional<tree::transient>, std::less<>> others_;
   };
@@ -415,7 +443,7 @@ class memory_persistence {
         edit = &state.create(it.key);
         continue;
       }
-      (*edit)->insert_or_assign(it.key, it.value);
+      state.put(*edit, it.key, it.value, it.deadline);
       bytes += it.key.size() + it.value.size();
       compression_.count_loaded_bytes(it.value.size());
     }
@@ -485,6 +513,7 @@ class memory_persistence {
 
   memory_versions& versions_;
   value_compression& compression_;
+  memory_expiry* expiry_ = nullptr;  // set before load(); the store's
   std::filesystem::path path_;
   std::unique_ptr<memory_log> log_;  // persisted stores: set by load, never reset
   log_encoder encoder_;              // guarded by the writers' mutex

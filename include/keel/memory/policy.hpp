@@ -13,6 +13,8 @@
 //                    keyspaces (the version layout is in versions.hpp)
 //   watch.hpp        seqs, the change history and what each commit delivers
 //                    (memory_watch; issue 28)
+//   expiry.hpp       deadlines: the clock, read times, the sweep that
+//                    reclaims expired entries (memory_expiry)
 // Needs no RocksDB headers.
 //
 // Lock order (a thread holding one may take only those after it):
@@ -61,6 +63,7 @@
 #include "btree.hpp"
 #include "compression.hpp"
 #include "cursor.hpp"
+#include "expiry.hpp"
 #include "keyspaces.hpp"
 #include "options.hpp"
 #include "persistence.hpp"
@@ -106,16 +109,19 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
    public:
     result<std::optional<std::string>> get(std::string_view key) const {
       if (!owner_->is_open()) return closed_error();
-      return owner_->lookup(version_.main, key);
+      return owner_->lookup(version_.main, key, at_);
     }
     result<bool> contains(std::string_view key) const {
       if (!owner_->is_open()) return closed_error();
-      return version_.main.find(key) != nullptr;
+      return present(version_.main.find(key));
     }
     cursor_type scan(const key_range& range) const {
       if (!owner_->is_open()) return cursor_type(closed_error());
-      return owner_->make_cursor(version_.main, range);
+      return owner_->make_cursor(version_.main, range, at_);
     }
+    // The time its reads leave expired keys out at (ms since the epoch, the
+    // store's clock when it was taken): keys live then stay readable here.
+    deadline_ms view_time() const { return at_.at(); }
     // The same in keyspace `ks`: errc::not_found when the snapshot has no
     // such keyspace (it was created after the snapshot, or the handle is to
     // an earlier keyspace of that name).
@@ -123,27 +129,31 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
       if (!owner_->is_open()) return closed_error();
       const tree* t = version_.find(ks.name_, ks.id_);
       if (!t) return detail::keyspace_dropped(ks.name_);
-      return owner_->lookup(*t, key);
+      return owner_->lookup(*t, key, at_);
     }
     result<bool> contains(const keyspace_type& ks, std::string_view key) const {
       if (!owner_->is_open()) return closed_error();
       const tree* t = version_.find(ks.name_, ks.id_);
       if (!t) return detail::keyspace_dropped(ks.name_);
-      return t->find(key) != nullptr;
+      return present(t->find(key));
     }
     cursor_type scan(const keyspace_type& ks, const key_range& range) const {
       if (!owner_->is_open()) return cursor_type(closed_error());
       const tree* t = version_.find(ks.name_, ks.id_);
       if (!t) return cursor_type(detail::keyspace_dropped(ks.name_));
-      return owner_->make_cursor(*t, range);
+      return owner_->make_cursor(*t, range, at_);
     }
 
    private:
     friend class MemoryPolicy;
+    // The version is taken before the time is read: a deadline it holds was
+    // noted (expiry used) before it was published.
     snapshot_type(std::shared_ptr<const MemoryPolicy> owner, detail::store_version version)
-        : owner_(std::move(owner)), version_(std::move(version)) {}
+        : owner_(std::move(owner)), version_(std::move(version)), at_(owner_->expiry_.fixed_now()) {}
+    bool present(const detail::pb_entry* e) const { return e && !at_.hides(*e); }
     std::shared_ptr<const MemoryPolicy> owner_;
     detail::store_version version_;
+    detail::read_time at_;
   };
 
   // ---- store --------------------------------------------------------------
@@ -151,6 +161,8 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (auto missing = detail::compression_missing(opts.compression)) return *missing;
     auto p = std::make_shared<MemoryPolicy>(opts.watch_history);
     p->compression_.enable(opts.compression);
+    p->expiry_.enable(opts.clock, opts.expiry_interval, p->conflicts_);
+    p->persistence_.set_expiry(p->expiry_);
     if (!opts.persist_path.empty()) {
       auto history = p->watch_.history();
       auto replayed = [&](const detail::log_op& op, std::uint64_t seq) { history.op(op, seq); };
@@ -161,7 +173,34 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
       if (const auto& others = p->versions_.current_others()) p->last_keyspace_id_ = others->size();  // ids 1..n
     }
     p->compression_.start();
+    if (p->expiry_.used()) p->expiry_.request();  // loaded deadlines: sweep the expired ones
     return p;
+  }
+
+  // ---- expiry (contract.hpp's expiry part; memory/expiry.hpp) -------------
+  // A put with a ttl: the entry carries its deadline (store clock + ttl).
+  result<void> put(std::string_view key, std::string_view value, const put_options& o) {
+    if (!o.ttl) return put(key, value);
+    write_batch one;
+    one.put(key, value, o);
+    return write(one);
+  }
+  result<void> put(const keyspace_type& ks, std::string_view key, std::string_view value, const put_options& o) {
+    if (!o.ttl) return put(ks, key, value);
+    write_batch one;
+    one.put(keyspace_name(ks.name_), key, value, o);
+    return write(one);
+  }
+  result<key_expiry> expiry(std::string_view key) const { return expiry(keyspace_type(std::string(), 0), key); }
+  result<key_expiry> expiry(const keyspace_type& ks, std::string_view key) const {
+    auto reading = detail::epoch_domain::instance().enter();
+    const detail::store_version* version = versions_.current_version();
+    if (!is_open()) return closed_error();
+    const tree* t = version->find(ks.name_, ks.id_);
+    if (!t) return detail::keyspace_dropped(ks.name_);
+    const detail::pb_entry* e = t->find(key);
+    if (!e || expiry_.live().hides(*e)) return key_expiry{};
+    return key_expiry{true, e->has_deadline() ? std::optional<deadline_ms>(e->deadline()) : std::nullopt};
   }
 
   // Writes: validate; log the frame (persisted stores); apply; then, with
@@ -191,14 +230,15 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     auto reading = detail::epoch_domain::instance().enter();
     const tree* version = versions_.current_root();
     if (!is_open()) return closed_error();
-    return lookup(*version, key);
+    return lookup(*version, key, expiry_.live());
   }
 
   result<bool> contains(std::string_view key) const {
     auto reading = detail::epoch_domain::instance().enter();
     const tree* version = versions_.current_root();
     if (!is_open()) return closed_error();
-    return version->find(key) != nullptr;
+    const detail::pb_entry* e = version->find(key);
+    return e && !expiry_.live().hides(*e);
   }
 
   result<void> erase(std::string_view key) {
@@ -215,15 +255,18 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     return persistence_.wait_synced(*logged);
   }
 
+  // A batch with ttls: their deadlines count from one reading of the clock.
   result<void> write(const write_batch& batch) {
     if (auto bad = check_batch(batch)) return *bad;
     if (batch.names_keyspaces()) return write_across_keyspaces(batch);
     std::unique_lock writer(versions_.writers());
     if (auto refused = refuse_write()) return *refused;
+    auto at = expiry_.batch_time(batch);
+    if (!at) return at.error();
     auto changes = watch_.batch_changes(batch, versions_);
-    auto logged = watch_.log_batch(persistence_, batch, changes);
+    auto logged = watch_.log_batch(persistence_, batch, changes, *at);
     if (!logged) return logged.error();
-    apply(batch);
+    apply(batch, *at);
     watch_.committed(*logged, std::move(changes));
     writer.unlock();
     return persistence_.wait_synced(*logged);
@@ -254,15 +297,17 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     return lookup_many(*version, keys);
   }
 
-  // Nothing to reclaim: a replaced version is freed as soon as no reader
-  // uses it. With compression: compresses the values not compressed yet
-  // (the whole store, whatever the range), training a dictionary first when
-  // there is none or the values have grown 8-fold since it was trained, and
-  // returns when they are compressed.
+  // Removes the expired entries (every keyspace, whatever the range; a
+  // replaced version is freed as soon as no reader uses it). With
+  // compression: then compresses the values not compressed yet (the whole
+  // store), training a dictionary first when there is none or the values
+  // have grown 8-fold since it was trained, and returns when they are
+  // compressed.
   result<void> compact(const key_range& range) {
     if (!erase_range_is_valid(range))
       return keel::error(errc::invalid_argument, "compact: the range's lower bound is above its upper bound");
     if (!is_open()) return closed_error();
+    expiry_.sweep(false);
     if (compression_.kind() != compression::none) compression_.pass(false);
     return {};
   }
@@ -294,10 +339,13 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     std::unique_lock writer(versions_.writers());
     if (auto refused = refuse_write()) return *refused;
     if (auto valid = conflicts_->validate(tx); !valid) return valid;
+    if (auto valid = expiry_.check_reads(tx); !valid) return valid;
+    auto at = expiry_.batch_time(tx.writes);
+    if (!at) return at.error();
     auto changes = watch_.batch_changes(tx.writes, versions_);
-    auto logged = watch_.log_batch(persistence_, tx.writes, changes);
+    auto logged = watch_.log_batch(persistence_, tx.writes, changes, *at);
     if (!logged) return logged.error();
-    apply(tx.writes);
+    apply(tx.writes, *at);
     watch_.committed(*logged, std::move(changes));
     writer.unlock();
     return persistence_.wait_synced(*logged);
@@ -306,7 +354,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   cursor_type scan(const key_range& range) const {
     tree version = versions_.current();
     if (!is_open()) return cursor_type(closed_error());
-    return make_cursor(std::move(version), range);
+    return make_cursor(std::move(version), range, expiry_.fixed_now());
   }
   static cursor_type failed_cursor(keel::error e) { return cursor_type(std::move(e)); }
 
@@ -386,7 +434,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (!is_open()) return closed_error();
     const tree* t = version->find(ks.name_, ks.id_);
     if (!t) return detail::keyspace_dropped(ks.name_);
-    return lookup(*t, key);
+    return lookup(*t, key, expiry_.live());
   }
 
   result<bool> contains(const keyspace_type& ks, std::string_view key) const {
@@ -395,7 +443,8 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (!is_open()) return closed_error();
     const tree* t = version->find(ks.name_, ks.id_);
     if (!t) return detail::keyspace_dropped(ks.name_);
-    return t->find(key) != nullptr;
+    const detail::pb_entry* e = t->find(key);
+    return e && !expiry_.live().hides(*e);
   }
 
   result<void> erase(const keyspace_type& ks, std::string_view key) {
@@ -433,7 +482,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (!is_open()) return cursor_type(closed_error());
     const tree* t = version.find(ks.name_, ks.id_);
     if (!t) return cursor_type(detail::keyspace_dropped(ks.name_));
-    return make_cursor(*t, range);
+    return make_cursor(*t, range, expiry_.fixed_now());
   }
 
   // As compact(range) (a compression pass covers every keyspace), once the
@@ -456,6 +505,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     std::lock_guard closing(close_mutex_);
     persistence_.stop();
     compression_.stop();
+    expiry_.stop();
     std::lock_guard saving(persistence_.save_mutex());
     std::lock_guard writer(versions_.writers());
     if (!is_open()) return {};
@@ -473,6 +523,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   ~MemoryPolicy() {
     persistence_.stop();
     compression_.stop();
+    expiry_.stop();
     watch_.close();
   }
 
@@ -519,6 +570,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     std::lock_guard closing(close_mutex_);
     persistence_.stop();
     compression_.stop();
+    expiry_.stop();
     std::lock_guard saving(persistence_.save_mutex());
     std::lock_guard writer(versions_.writers());
     if (!is_open()) return closed_error();
@@ -579,14 +631,19 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     std::unique_lock writer(versions_.writers());
     if (auto refused = refuse_write()) return *refused;
     if (auto valid = tx ? conflicts_->validate(*tx) : result<void>(); !valid) return valid;
+    if (auto valid = tx ? expiry_.check_reads(*tx) : result<void>(); !valid) return valid;
+    auto at = expiry_.batch_time(batch);
+    if (!at) return at.error();
     // A missing keyspace fails here, before anything is logged; the batch is
     // then one log frame (whole or absent after a crash) and one publish.
-    auto table = detail::apply_to_keyspaces(versions_.current_others(), batch, named->names);
+    auto table = detail::apply_to_keyspaces(versions_.current_others(), batch, named->names, *at);
     if (!table) return std::move(table).error();
-    tree main = named->default_ops ? detail::apply_keyspace_ops(versions_.current(), batch, "") : versions_.current();
+    tree main =
+        named->default_ops ? detail::apply_keyspace_ops(versions_.current(), batch, "", *at) : versions_.current();
     auto changes = watch_.batch_changes(batch, versions_);
-    auto logged = watch_.log_batch(persistence_, batch, changes);
+    auto logged = watch_.log_batch(persistence_, batch, changes, *at);
     if (!logged) return logged.error();
+    expiry_.note_batch(batch, *at);
     versions_.publish(std::move(main), std::move(*table));
     watch_.committed(*logged, std::move(changes));
     conflicts_->record(batch);  // every keyspace's ops
@@ -620,8 +677,8 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     writer.unlock();
     return persistence_.wait_synced(*logged);
   }
-  cursor_type make_cursor(tree version, const key_range& range) const {
-    return cursor_type(shared_from_this(), versions_, compression_, std::move(version), range);
+  cursor_type make_cursor(tree version, const key_range& range, detail::read_time at) const {
+    return cursor_type(shared_from_this(), versions_, compression_, std::move(version), range, at);
   }
   // Writers' mutex held: the current root of keyspace `ks` (not the
   // default one), or nullptr when it was dropped.
@@ -653,16 +710,20 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   }
 
   // Applies the batch as one new version and records it for transactions.
-  // Writers' mutex held, the batch checked.
-  void apply(const write_batch& batch) {
+  // Writers' mutex held, the batch checked; `at`: the time its ttls count
+  // from (expiry_.batch_time()).
+  void apply(const write_batch& batch, deadline_ms at) {
     const bool ranges = std::any_of(batch.begin(), batch.end(), [](const auto& op) {
       return op.kind == write_batch::op_kind::erase_range;
     });
+    expiry_.note_batch(batch, at);
     if (!ranges) {   // the common case: one transient that reuses the current version's path nodes
       tree::transient edit = versions_.edit_current();
       for (const auto& op : batch) {
-        if (op.kind == write_batch::op_kind::put) edit.insert_or_assign(op.key, op.value);
-        else edit.erase(op.key);
+        if (op.kind == write_batch::op_kind::put)
+          edit.insert_or_assign(op.key, op.value, 0, detail::memory_expiry::deadline_of(op, at));
+        else
+          edit.erase(op.key);
       }
       versions_.publish(std::move(edit));
       record_applied(batch);
@@ -671,7 +732,9 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     std::optional<tree::transient> edit(std::in_place, versions_.current());
     for (const auto& op : batch) {
       switch (op.kind) {
-        case write_batch::op_kind::put: edit->insert_or_assign(op.key, op.value); break;
+        case write_batch::op_kind::put:
+          edit->insert_or_assign(op.key, op.value, 0, detail::memory_expiry::deadline_of(op, at));
+          break;
         case write_batch::op_kind::erase: edit->erase(op.key); break;
         case write_batch::op_kind::erase_range: {
           tree so_far = std::move(*edit).persist();
@@ -694,8 +757,9 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
                                                               std::span<const std::string_view> keys) const {
     std::vector<std::optional<std::string>> out;
     out.reserve(keys.size());
+    const detail::read_time now = expiry_.live();  // the clock read once, at the first deadline met
     for (std::string_view k : keys) {
-      if (const auto* e = version.find(k)) {
+      if (const auto* e = version.find(k); e && !now.hides(*e)) {
         out.emplace_back(std::in_place);
         if (!compression_.decode(*e, *out.back())) return detail::value_compression::decode_error(k);
       } else {
@@ -704,8 +768,10 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     }
     return out;
   }
-  result<std::optional<std::string>> lookup(const tree& version, std::string_view key) const {
-    if (const auto* e = version.find(key)) {
+  // The value of `key` in `version` unless it has expired at `now`.
+  result<std::optional<std::string>> lookup(const tree& version, std::string_view key,
+                                            const detail::read_time& now) const {
+    if (const auto* e = version.find(key); e && !now.hides(*e)) {
       std::optional<std::string> v(std::in_place);
       if (!compression_.decode(*e, *v)) return detail::value_compression::decode_error(key);
       return v;
@@ -720,6 +786,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   detail::value_compression compression_{versions_};
   detail::memory_persistence persistence_{versions_, compression_};
   std::shared_ptr<detail::conflict_tracker> conflicts_ = std::make_shared<detail::conflict_tracker>();
+  detail::memory_expiry expiry_{versions_};
   std::mutex close_mutex_;  // serialises close() and release_persistence()
   std::uint64_t last_keyspace_id_ = 0;  // the id of the last keyspace created; writers' mutex
   detail::memory_watch watch_;          // seqs and change history; its writer side under the writers' mutex
@@ -727,6 +794,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
 
 static_assert(store_policy<MemoryPolicy>);
 static_assert(keyspace_policy<MemoryPolicy>);
+static_assert(expiry_policy<MemoryPolicy>);
 static_assert(run_cursor<MemoryPolicy::cursor_type>);
 static_assert(watch_policy<MemoryPolicy>);
 

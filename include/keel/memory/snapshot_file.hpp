@@ -11,9 +11,13 @@
 //                                                     that keyspace's; the file
 //                                                     starts in "")
 //                     2 entry:    varint key size, key, varint value size, value
+//                     3 entry with a deadline (version 2 only): as 2, then
+//                                 u64 deadline (ms since the Unix epoch; expiry)
 //   trailer  "KSE1" | u64 keyspaces | u64 entries | u32 CRC32C of the whole file before this field
 // Every keyspace but "" has a keyspace item (in name order, each followed by
-// its entries in key order); "" comes first, without one.
+// its entries in key order); "" comes first, without one. Version 2 is
+// written only for a store that holds deadlines (docs/expiry.md): one that
+// never used ttl keeps version 1 (or the dump), byte for byte.
 //
 // Thread safety: a writer or reader is used by one thread. Errors: I/O
 // failures as keel::error naming the file; a damaged or cut file is
@@ -22,6 +26,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <string>
 #include <string_view>
 
@@ -33,6 +38,7 @@ namespace keel::detail {
 
 inline constexpr std::string_view keyspaced_snapshot_magic = "KEELMKS1";
 inline constexpr std::uint32_t keyspaced_snapshot_version = 1;
+inline constexpr std::uint32_t keyspaced_snapshot_version_deadlines = 2;  // with item 3
 
 // Whether the file at `path` starts with keyspaced_snapshot_magic (false when
 // it cannot be read: the dump reader then reports why).
@@ -58,15 +64,17 @@ class keyspaced_snapshot_writer {
     if (!temp_.empty()) remove_file(temp_);
   }
 
-  result<void> open(const std::filesystem::path& path) {
+  // deadlines: the file may hold entries with a deadline (version 2).
+  result<void> open(const std::filesystem::path& path, bool deadlines = false) {
     path_ = path;
     auto temp = path;
     temp += ".tmp-" + std::to_string(current_process_id());
     if (auto e = file_.create(temp)) return os_error(e, "cannot create '" + path_text(temp) + "'");
     temp_ = std::move(temp);
     std::string h(keyspaced_snapshot_magic);
-    put_u32(h, keyspaced_snapshot_version);
+    put_u32(h, deadlines ? keyspaced_snapshot_version_deadlines : keyspaced_snapshot_version);
     put_u32(h, crc32c(h));
+    deadlines_ = deadlines;
     return emit(h);
   }
   // The entries added next are keyspace `name`'s (call in name order, after
@@ -75,10 +83,13 @@ class keyspaced_snapshot_writer {
     ++keyspaces_;
     return item(1, name, nullptr);
   }
-  result<void> add(std::string_view key, std::string_view value) {
+  // `deadline` other than max (the file opened with deadlines): item 3.
+  result<void> add(std::string_view key, std::string_view value,
+                   std::int64_t deadline = std::numeric_limits<std::int64_t>::max()) {
     ++entries_;
     payload_ += key.size() + value.size();
-    return item(2, key, &value);
+    if (!deadlines_ || deadline == std::numeric_limits<std::int64_t>::max()) return item(2, key, &value);
+    return item(3, key, &value, deadline);
   }
   // Returns the bytes of keys and values written.
   result<std::uint64_t> finish() {
@@ -101,7 +112,7 @@ class keyspaced_snapshot_writer {
   }
 
  private:
-  result<void> item(char kind, std::string_view a, const std::string_view* b) {
+  result<void> item(char kind, std::string_view a, const std::string_view* b, std::int64_t deadline = 0) {
     block_.push_back(kind);
     put_varint(block_, a.size());
     block_.append(a);
@@ -109,6 +120,7 @@ class keyspaced_snapshot_writer {
       put_varint(block_, b->size());
       block_.append(*b);
     }
+    if (kind == 3) put_u64(block_, static_cast<std::uint64_t>(deadline));
     ++block_items_;
     if (block_.size() >= 64 * 1024) return flush_block();
     return {};
@@ -139,6 +151,7 @@ class keyspaced_snapshot_writer {
   std::string block_, out_;
   std::uint32_t block_items_ = 0, crc_ = 0;
   std::uint64_t keyspaces_ = 0, entries_ = 0, payload_ = 0;
+  bool deadlines_ = false;
 };
 
 // Reads the file one block at a time: next() gives each item in order,
@@ -148,6 +161,7 @@ class keyspaced_snapshot_reader {
   struct item {
     bool is_keyspace = false;  // true: `key` is a keyspace name
     std::string_view key, value;
+    std::int64_t deadline = std::numeric_limits<std::int64_t>::max();  // item 3: when it expires
   };
 
   result<void> open(const std::filesystem::path& path) {
@@ -158,9 +172,10 @@ class keyspaced_snapshot_reader {
     if (auto r = read_exact(16, h); !r) return r;
     if (std::string_view(h).substr(0, 8) != keyspaced_snapshot_magic || get_u32(h.data() + 12) != crc32c(h.substr(0, 12)))
       return damaged(0, "bad header");
-    if (get_u32(h.data() + 8) != keyspaced_snapshot_version) {
+    version_ = get_u32(h.data() + 8);
+    if (version_ != keyspaced_snapshot_version && version_ != keyspaced_snapshot_version_deadlines) {
       return keel::error(errc::not_supported, "'" + path_text(path) + "' has snapshot format version " +
-                                                  std::to_string(get_u32(h.data() + 8)) + "; this keel reads version 1");
+                                                  std::to_string(version_) + "; this keel reads versions 1 and 2");
     }
     return {};
   }
@@ -182,9 +197,15 @@ class keyspaced_snapshot_reader {
       return true;
     };
     out.is_keyspace = kind == 1;
-    if ((kind != 1 && kind != 2) || !field(out.key) || (kind == 2 && !field(out.value)) ||
-        (kind == 1 && (out.key.empty() || out.key.size() > 255)))
+    const bool expiring = kind == 3 && version_ == keyspaced_snapshot_version_deadlines;
+    if ((kind != 1 && kind != 2 && !expiring) || !field(out.key) || (kind != 1 && !field(out.value)) ||
+        (kind == 1 && (out.key.empty() || out.key.size() > 255)) || (expiring && b.size() - pos_ < 8))
       return damaged(block_at_, "bad item");
+    out.deadline = std::numeric_limits<std::int64_t>::max();
+    if (expiring) {
+      out.deadline = static_cast<std::int64_t>(get_u64(b.data() + pos_));
+      pos_ += 8;
+    }
     ++(kind == 1 ? keyspaces_ : entries_);
     --left_;
     return true;
@@ -236,7 +257,7 @@ class keyspaced_snapshot_reader {
   std::filesystem::path path_;
   std::string block_;
   std::size_t pos_ = 0;
-  std::uint32_t left_ = 0, crc_ = 0;
+  std::uint32_t left_ = 0, crc_ = 0, version_ = 0;
   std::uint64_t file_size_ = 0, offset_ = 0, block_at_ = 0, keyspaces_ = 0, entries_ = 0;
 };
 

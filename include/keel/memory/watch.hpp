@@ -38,6 +38,7 @@
 #include "../write_batch.hpp"
 #include "btree.hpp"
 #include "change_feed.hpp"
+#include "expiry.hpp"
 #include "log.hpp"
 #include "versions.hpp"
 
@@ -127,12 +128,32 @@ std::vector<change> batch_changes(const write_batch& batch, TreeOf&& tree_of) {
   return out;
 }
 
-// Fills a log frame with `changes` (put / erase ops, keyspaces selected).
+// Fills a log frame with `changes` (put / erase ops, keyspaces selected;
+// every put permanent).
 inline void log_changes(log_encoder& e, const std::vector<change>& changes) {
   for (const auto& c : changes) {
     e.select_keyspace(c.keyspace);
     if (c.value)
       e.put(c.key, *c.value);
+    else
+      e.erase(c.key);
+  }
+}
+
+// The same for the changes batch_changes() made of `batch`: every put op of the batch
+// gave one put change, in order, so the k-th put change is logged with the
+// deadline of the k-th put op (expiry: its ttl counted from `at`).
+inline void log_changes(log_encoder& e, const std::vector<change>& changes, const write_batch& batch,
+                        deadline_ms at) {
+  auto op = batch.begin();
+  auto next_put = [&] {
+    while (op != batch.end() && (*op).kind != write_batch::op_kind::put) ++op;
+    return op == batch.end() ? pb_entry::no_deadline : memory_expiry::deadline_of(*op++, at);
+  };
+  for (const auto& c : changes) {
+    e.select_keyspace(c.keyspace);
+    if (c.value)
+      e.put(c.key, *c.value, batch.has_ttl() ? next_put() : pb_entry::no_deadline);
     else
       e.erase(c.key);
   }
@@ -251,9 +272,10 @@ class memory_watch {
   // Logs `batch` (persisted stores): its ops, or its changes while
   // recording (see the top).
   template <class Persistence>
-  result<std::uint64_t> log_batch(Persistence& p, const write_batch& batch, const std::vector<change>& changes) const {
-    if (!logs_changes()) return p.log_batch(batch);
-    return p.log_write([&](log_encoder& e) { log_changes(e, changes); });
+  result<std::uint64_t> log_batch(Persistence& p, const write_batch& batch, const std::vector<change>& changes,
+                                  deadline_ms at = 0) const {
+    if (!logs_changes()) return p.log_batch(batch, at);
+    return p.log_write([&](log_encoder& e) { log_changes(e, changes, batch, at); });
   }
   // A log frame that changes no key (a keyspace created or dropped): a
   // persisted store's seq moves to it; a plain store's does not move.

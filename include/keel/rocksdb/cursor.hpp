@@ -40,6 +40,7 @@
 #include "../error.hpp"
 #include "../key_range.hpp"
 #include "errors.hpp"
+#include "expiry.hpp"
 #include "keyspaces.hpp"
 #include "open.hpp"
 
@@ -74,6 +75,45 @@ struct rocks_cursor_state {
   bool reversed = false;
   bool valid = false;
   std::optional<keel::error> error;
+  // Expiry (rocksdb/expiry.hpp): the column family's tag as the iterator
+  // sees it (0: no ttl ever, values are copied as stored), and the clock
+  // that decides which tagged entries are left out (read once per refill).
+  std::uint64_t tag = 0;
+  const clock_source* clock = nullptr;
+  std::optional<deadline_ms> at;  // a snapshot's cursor: its time, not the clock
+
+  // copy_chunk for a tagged column family: entries past their deadline are
+  // skipped, the others copied without their header.
+  template <bool Reverse>
+  void copy_live_chunk() {
+    rocksdb::Iterator& it = *iterator;
+    const deadline_ms now = at ? *at : rocks_now_ms(*clock);
+    std::size_t used = 0, n = 0;
+    while (n < chunk && it.Valid()) {
+      const rocksdb::Slice k = it.key(), raw = it.value();
+      const rocks_stored s = rocks_parse(std::string_view(raw.data(), raw.size()), tag);
+      if (!s.deadline || *s.deadline > now) {
+        const std::string_view v(raw.data() + s.header, raw.size() - s.header);
+        const std::size_t need = used + k.size() + v.size();
+        if (need > buf_capacity) {
+          const char* old = buf.get();
+          char* b = grow(used, need);
+          for (std::size_t i = 0; i < n; ++i)
+            items[i] = {std::string_view(b + (items[i].key.data() - old), items[i].key.size()),
+                        std::string_view(b + (items[i].value.data() - old), items[i].value.size())};
+        }
+        char* b = buf.get();
+        copy_bytes(b + used, k.data(), k.size());
+        copy_bytes(b + used + k.size(), v.data(), v.size());
+        items[n++] = {std::string_view(b + used, k.size()), std::string_view(b + used + k.size(), v.size())};
+        used = need;
+      }
+      if constexpr (Reverse) it.Prev();
+      else it.Next();
+    }
+    count = n;
+    buf_used = used;
+  }
 
   // Replaces buf/items with copies of up to `chunk` entries from the
   // iterator, which is positioned on the first of them; leaves it on the one
@@ -138,6 +178,20 @@ struct rocks_cursor_state {
   }
 };
 
+// Releases every cursor's iterator and every snapshot handed out on `h`
+// (close(), with h.lifecycle held exclusively, before DB::Close()).
+inline void rocks_release_live(rocks_handle& h) {
+  std::lock_guard live(h.live_mutex);
+  for (rocks_cursor_state* c : h.live_cursors) {
+    std::lock_guard lock(c->mutex);
+    c->iterator.reset();
+  }
+  for (const rocksdb::Snapshot** s : h.live_snapshots) {
+    if (*s) h.db->ReleaseSnapshot(*s);
+    *s = nullptr;
+  }
+}
+
 // A cursor over the RocksDB backend. Movable, single-threaded use.
 class rocks_cursor {
  public:
@@ -162,9 +216,12 @@ class rocks_cursor {
   // was released, with errc::not_found when `ks` was dropped. A cursor in
   // `ks` keeps its column family's handle (so it reads on if `ks` is dropped
   // meanwhile; the handle is destroyed when its last cursor goes).
+  // Entries of `tagged` (the keyspace read: ks, or the default one) whose
+  // deadline has passed by `clock` (at the snapshot's time: snap->time) are
+  // left out (rocksdb/expiry.hpp); both must live as long as the handle.
   static rocks_cursor open(std::shared_ptr<const rocks_handle> handle, const key_range& range,
-                           std::shared_ptr<const rocks_snapshot_view> snap,
-                           std::shared_ptr<rocks_keyspace> ks = nullptr) {
+                           std::shared_ptr<const rocks_snapshot_view> snap, const rocks_keyspace& tagged,
+                           const clock_source& clock, std::shared_ptr<rocks_keyspace> ks = nullptr) {
     auto state = std::make_unique<rocks_cursor_state>();
     state->reversed = range.is_reversed();
     std::shared_lock<std::shared_mutex> lifecycle;
@@ -193,6 +250,9 @@ class rocks_cursor {
     if (snap) ro.snapshot = snap->snap;
     state->iterator.reset(ks ? handle->db->NewIterator(ro, ks->cf) : handle->db->NewIterator(ro));
     if (ks) ks->cursors.fetch_add(1, std::memory_order_acq_rel);  // under its shared lock: no drop meanwhile
+    state->tag = tagged.tag.load(std::memory_order_acquire);  // after the iterator: it sees no value tagged later
+    state->clock = &clock;
+    if (snap) state->at = snap->time;
     rocksdb::Iterator& it = *state->iterator;
     if (!state->reversed) {
       if (range.lower())
@@ -285,8 +345,14 @@ class rocks_cursor {
     rocks_cursor_state& st = *state_;
     rocksdb::Iterator& it = *st.iterator;
     st.pos = 0;
-    if (st.reversed) st.copy_chunk<true>();
-    else st.copy_chunk<false>();
+    if (st.tag != 0) {
+      if (st.reversed) st.copy_live_chunk<true>();
+      else st.copy_live_chunk<false>();
+    } else if (st.reversed) {
+      st.copy_chunk<true>();
+    } else {
+      st.copy_chunk<false>();
+    }
     if (!it.Valid()) {
       st.at_end = true;
       if (!it.status().ok()) st.pending = rocks_op_error(it.status(), "scan", handle_->path);

@@ -146,6 +146,10 @@ struct rocks_keyspace {
   static constexpr std::uint64_t never_dropped = ~std::uint64_t(0);
   std::atomic<std::uint64_t> created_epoch{0};
   std::atomic<std::uint64_t> dropped_epoch{never_dropped};
+  // Its expiry tag (rocksdb/expiry.hpp): 0 until the first ttl in it; set
+  // once, with the write gate held exclusively. Read after a read of cf (a
+  // value read was written after any tag it carries was set).
+  mutable std::atomic<std::uint64_t> tag{0};
 
   // Destroys cf if this keyspace was dropped and no cursor reads it. Call
   // with `mutex` held exclusively and the DB open.
@@ -182,6 +186,40 @@ struct rocks_keyspace_registry {
   // the keyspace can be written or after it stopped taking operations); a
   // snapshot reads it just after GetSnapshot().
   std::atomic<std::uint64_t> epoch{0};
+
+  // Drops keyspace `name` (RocksPolicy::drop_keyspace(), inside its
+  // enter_write()): `found` false when there is none; else new operations in
+  // it are refused, the drop waits for those in flight (its exclusive lock),
+  // DropColumnFamily runs, and on success on_drop(entry) is called with this
+  // registry's mutex held, then the handle is destroyed unless a cursor
+  // reads it (then kept in `dropped` until the last such cursor goes).
+  template <class OnDrop>
+  rocksdb::Status drop(rocksdb::DB& db, std::string_view name, bool& found, OnDrop&& on_drop) {
+    std::lock_guard registry(mutex);
+    auto it = by_name.find(name);
+    if (!(found = it != by_name.end())) return rocksdb::Status::OK();
+    std::shared_ptr<rocks_keyspace> entry = it->second;
+    entry->refusing.store(true, std::memory_order_release);  // new operations stop here: the lock below is not starved
+    entry->dropped_epoch.store(epoch.fetch_add(1, std::memory_order_acq_rel) + 1, std::memory_order_release);
+    std::unique_lock exclusive(entry->mutex);
+    if (rocksdb::Status s = db.DropColumnFamily(entry->cf); !s.ok()) {
+      entry->refusing.store(false, std::memory_order_release);
+      entry->dropped_epoch.store(rocks_keyspace::never_dropped, std::memory_order_release);
+      return s;
+    }
+    entry->dropped.store(true, std::memory_order_release);
+    by_name.erase(it);
+    on_drop(*entry);
+    entry->destroy_if_unused(db);
+    const bool read_by_cursors = entry->cf != nullptr;  // the last of them destroys it (or close())
+    exclusive.unlock();                                 // one keyspace's lock at a time
+    std::erase_if(dropped, [](const auto& e) {  // those whose last cursor went
+      std::shared_lock other(e->mutex);
+      return e->cf == nullptr;
+    });
+    if (read_by_cursors) dropped.push_back(std::move(entry));
+    return rocksdb::Status::OK();
+  }
 
   // Destroys every column family handle keel made (close(), with the
   // lifecycle lock held exclusively, before DB::Close()).

@@ -27,6 +27,7 @@
 // released by its last owner or by close(), whichever comes first.
 #pragma once
 
+#include <rocksdb/compaction_filter.h>
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
 
@@ -105,6 +106,10 @@ struct rocks_handle {
 struct rocks_snapshot_view {
   std::shared_ptr<const rocks_handle> handle;
   const rocksdb::Snapshot* snap = nullptr;  // guarded by handle->lifecycle; null once released
+  // Expiry (rocksdb/expiry.hpp): the time its reads leave expired keys out
+  // at, and what keeps the compaction filter from dropping keys it shows.
+  deadline_ms time = 0;
+  std::shared_ptr<void> time_hold;
   ~rocks_snapshot_view() {
     std::shared_lock lifecycle(handle->lifecycle);
     {
@@ -115,9 +120,14 @@ struct rocks_snapshot_view {
   }
 };
 
-// A new snapshot of the handle's DB. Call inside enter().
-inline std::shared_ptr<const rocks_snapshot_view> take_rocks_snapshot(std::shared_ptr<const rocks_handle> handle) {
+// A new snapshot of the handle's DB, reading at time `time` (its first:
+// the time; its second: the hold, see rocks_snapshot_view), taken after it.
+// Call inside enter().
+inline std::shared_ptr<const rocks_snapshot_view> take_rocks_snapshot(std::shared_ptr<const rocks_handle> handle,
+                                                                      std::pair<deadline_ms, std::shared_ptr<void>> time) {
   auto v = std::make_shared<rocks_snapshot_view>();
+  v->time = time.first;
+  v->time_hold = std::move(time.second);
   v->handle = std::move(handle);
   v->snap = v->handle->db->GetSnapshot();
   std::lock_guard live(v->handle->live_mutex);
@@ -176,7 +186,11 @@ inline void rocks_destroy_families(rocksdb::DB& db,
 
 // Opens the database opts.path as described in the file comment; `tuning`
 // is applied to a fresh rocksdb::Options first.
-inline result<rocks_opened> rocks_open(const rocks_options& opts, void (*tuning)(rocksdb::Options&)) {
+// `filters` (not null: the expiry compaction filter, rocksdb/expiry.hpp) is
+// every column family's compaction filter factory unless customize sets
+// another.
+inline result<rocks_opened> rocks_open(const rocks_options& opts, void (*tuning)(rocksdb::Options&),
+                                       std::shared_ptr<rocksdb::CompactionFilterFactory> filters = nullptr) {
   namespace fs = std::filesystem;
   const fs::path& dir = opts.path;
   const std::string where = "'" + path_text(dir) + "'";
@@ -248,6 +262,7 @@ inline result<rocks_opened> rocks_open(const rocks_options& opts, void (*tuning)
   // nor with a custom Env (the LOG then comes from that Env, as before);
   // customize may replace it (o.info_log = nullptr: RocksDB's own again).
   if (!opts.read_only && !opts.env) ro.info_log = std::make_shared<rocks_info_log>(dir);
+  if (filters) ro.compaction_filter_factory = std::move(filters);
   if (!opts.read_only) ro.WAL_size_limit_MB = opts.watch_history_mb;  // watch history (rocksdb/watch.hpp)
   if (opts.customize) opts.customize(ro);
 

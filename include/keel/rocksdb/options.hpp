@@ -11,6 +11,8 @@
 #include <filesystem>
 #include <functional>
 
+#include "../expiry.hpp"
+
 namespace keel {
 
 struct rocks_options {
@@ -51,6 +53,11 @@ struct rocks_options {
   // where RocksDB's own logger aborts the process). To get RocksDB's own
   // logger back: `o.info_log = nullptr;` here (it then honours db_log_dir).
   std::function<void(rocksdb::Options&)> customize{};
+  // The time deadlines are set and checked by (expiry, keel/expiry.hpp);
+  // default: the system clock. Read by every thread that uses the store and
+  // by RocksDB's compaction threads (the compaction filter that reclaims
+  // expired keys): it must be thread-safe.
+  clock_source clock{};
 };
 
 }  // namespace keel

@@ -8,6 +8,7 @@
 //   rocksdb/keyspaces.hpp   keyspaces as column families: names, entries,
 //                           the registry
 //   rocksdb/errors.hpp      rocksdb::Status -> keel::error
+//   rocksdb/expiry.hpp      expiry: value encoding, compaction filter
 //   rocksdb/tunings.hpp     the tunings (the Tuning parameter)
 //   rocksdb/watch.hpp       watch (read from the WAL), last_seq
 //   rocksdb/reads.hpp       the point read; rocksdb/stats.hpp backend_stats
@@ -35,6 +36,7 @@
 //   4. a cursor's rocks_cursor_state::mutex guards its iterator (a step takes
 //                      it alone, without lifecycle; close() takes it under 1
 //                      and 3 to delete the iterator).
+//   Expiry's commit check only tries 1a under 2 (rocksdb/expiry.hpp).
 //   Leaves (nothing else is taken while they are held): the write gate's WAL
 //   failure mutex (under 1, and under 2 on writes), the conflict tracker's
 //   mutex (under 2; under 1a when drop_keyspace records the drop), the watch
@@ -77,6 +79,7 @@
 #include "../store.hpp"
 #include "cursor.hpp"
 #include "errors.hpp"
+#include "expiry.hpp"
 #include "keyspaces.hpp"
 #include "open.hpp"
 #include "options.hpp"
@@ -104,15 +107,24 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   using watch_type = detail::rocks_watch;  // rocksdb/watch.hpp
 
   static result<std::shared_ptr<RocksPolicy>> open(const options& opts) {
-    auto opened = detail::rocks_open(opts, &Tuning::apply);
+    auto expiry = std::make_unique<detail::rocks_expiry>(opts.clock);
+    auto opened = detail::rocks_open(opts, &Tuning::apply, expiry->filters);
     if (!opened) return std::move(opened).error();
-    return std::make_shared<RocksPolicy>(private_tag{}, opts, std::move(*opened));
+    auto p = std::make_shared<RocksPolicy>(private_tag{}, opts, std::move(*opened), std::move(expiry));
+    auto find = [&k = p->keyspaces_](std::string_view name) -> const detail::rocks_keyspace* {
+      if (name.empty()) return k.default_keyspace.get();
+      auto it = k.by_name.find(name);
+      return it == k.by_name.end() ? nullptr : it->second.get();
+    };
+    if (auto loaded = p->expiry_->load(*p->h_.db, find, opts.path); !loaded) return std::move(loaded).error();
+    return p;
   }
 
-  RocksPolicy(private_tag, options opts, detail::rocks_opened opened)
+  RocksPolicy(private_tag, options opts, detail::rocks_opened opened, std::unique_ptr<detail::rocks_expiry> expiry)
       : opts_(std::move(opts)),
         cf_options_(std::move(opened.cf_options)),
-        h_(opts_.path, std::move(opened.claim), opened.db) {
+        h_(opts_.path, std::move(opened.claim), opened.db),
+        expiry_(std::move(expiry)) {
     write_options_.sync = opts_.sync_writes;
     watches_ = std::make_shared<detail::rocks_watch_hub>(h_.db->GetLatestSequenceNumber());
     keyspaces_.default_keyspace =
@@ -120,6 +132,8 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     for (auto& [cf_name, cf] : opened.families) {
       if (auto name = detail::rocks_keyspace_name(cf_name))
         keyspaces_.by_name.emplace(*name, std::make_shared<detail::rocks_keyspace>(&h_, *name, cf, true));
+      else if (cf_name == detail::rocks_expiry_family)
+        expiry_->family = cf;
       else
         keyspaces_.foreign.push_back(cf);
     }
@@ -133,11 +147,23 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (auto refused = enter_write(lock, "put")) return std::move(*refused);
     auto gate = gate_.shared();
     if (auto refused = refuse_after_wal_failure("put")) return std::move(*refused);
-    if (auto r = check_write(detail::rocks_write_one(*h_.db, write_options_, *watches_, nullptr, key, &value), "put"); !r)
+    std::string escaped;
+    const std::string_view stored = detail::rocks_expiry::plain_stored(*keyspaces_.default_keyspace, value, escaped);
+    if (auto r = check_write(detail::rocks_write_one(*h_.db, write_options_, *watches_, nullptr, key, &stored), "put"); !r)
       return r;
     if (conflicts_->recording()) conflicts_->record({std::string(key)});
     return {};
   }
+  // Expiry (contract.hpp, rocksdb/expiry.hpp): a put with a ttl, and what
+  // expiry(key) reports.
+  result<void> put(std::string_view key, std::string_view value, const put_options& o) {
+    return o.ttl ? write(write_batch().put(key, value, o)) : put(key, value);
+  }
+  result<void> put(const keyspace_type& ks, std::string_view key, std::string_view value, const put_options& o) {
+    return o.ttl ? write_in(ks, write_batch().put(keyspace_name(ks.name()), key, value, o), "put") : put(ks, key, value);
+  }
+  result<key_expiry> expiry(std::string_view key) const { return expiry_in(nullptr, key); }
+  result<key_expiry> expiry(const keyspace_type& ks, std::string_view key) const { return expiry_in(&ks, key); }
 
   result<std::optional<std::string>> get(std::string_view key) const { return read_at<true>(key, nullptr); }
   result<bool> contains(std::string_view key) const { return read_at<false>(key, nullptr); }
@@ -157,9 +183,13 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     for (const auto& op : batch) {
       if (op.kind == write_batch::op_kind::erase_range && !erase_range_is_valid(op.range())) return bad_range();
     }
+    if (auto bad = expiry_->bad_ttl(batch)) return std::move(*bad);
     std::shared_lock<std::shared_mutex> lock;
     if (auto refused = enter_write(lock, "write")) return std::move(*refused);
     if (batch.names_keyspaces()) return write_keyspaces(batch);
+    if (batch.has_ttl()) {
+      if (auto tagged = ensure_tag(*keyspaces_.default_keyspace); !tagged) return tagged;
+    }
     // An erase_range is resolved against the keys present (its bound, the
     // keys listed for watches), so no other writer may slip a key in meanwhile.
     if (has_erase_range(batch)) {
@@ -223,34 +253,14 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (auto bad = keyspace_name_error(name)) return std::move(*bad);
     std::shared_lock<std::shared_mutex> lock;
     if (auto refused = enter_write(lock, "drop_keyspace")) return std::move(*refused);
-    std::lock_guard registry(keyspaces_.mutex);
-    auto it = keyspaces_.by_name.find(name);
-    if (it == keyspaces_.by_name.end()) {
-      return keel::error(errc::not_found, "drop_keyspace: keyspace '" + std::string(name) + "' does not exist");
-    }
-    std::shared_ptr<detail::rocks_keyspace> entry = it->second;
-    entry->refusing.store(true, std::memory_order_release);  // new operations stop here: the lock below is not starved
-    entry->dropped_epoch.store(keyspaces_.epoch.fetch_add(1, std::memory_order_acq_rel) + 1, std::memory_order_release);
-    std::unique_lock exclusive(entry->mutex);
-    if (rocksdb::Status s = h_.db->DropColumnFamily(entry->cf); !s.ok()) {
-      entry->refusing.store(false, std::memory_order_release);
-      entry->dropped_epoch.store(detail::rocks_keyspace::never_dropped, std::memory_order_release);
-      return detail::rocks_op_error(s, "drop_keyspace", opts_.path);
-    }
-    entry->dropped.store(true, std::memory_order_release);
-    watches_->record_drop(entry->cf->GetID(), h_.db->GetLatestSequenceNumber());  // its watches end there
-    keyspaces_.by_name.erase(it);
-    conflicts_->record_drop(name);  // live transactions that used it fail to commit (registry held: no
-                                    // commit can resolve the name to a keyspace made since first)
-    entry->destroy_if_unused(*h_.db);
-    const bool read_by_cursors = entry->cf != nullptr;  // the last of them destroys it (or close())
-    exclusive.unlock();                                 // one keyspace's lock at a time
-    std::erase_if(keyspaces_.dropped, [](const auto& e) {  // those whose last cursor went
-      std::shared_lock other(e->mutex);
-      return e->cf == nullptr;
+    bool found = false;
+    rocksdb::Status s = keyspaces_.drop(*h_.db, name, found, [&](detail::rocks_keyspace& entry) {
+      watches_->record_drop(entry.cf->GetID(), h_.db->GetLatestSequenceNumber());  // its watches end there
+      conflicts_->record_drop(name);  // live transactions that used it fail to commit (registry held: no
+                                      // commit can resolve the name to a keyspace made since first)
     });
-    if (read_by_cursors) keyspaces_.dropped.push_back(std::move(entry));
-    return {};
+    if (!found) return keel::error(errc::not_found, "drop_keyspace: keyspace '" + std::string(name) + "' does not exist");
+    return check(s, "drop_keyspace");
   }
 
   // The keyed operations in keyspace ks (see contract.hpp).
@@ -260,7 +270,9 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (auto refused = enter_keyspace(lock, entry, ks, "put", true)) return std::move(*refused);
     auto gate = gate_.shared();
     if (auto refused = refuse_after_wal_failure("put")) return std::move(*refused);
-    if (auto r = check_write(detail::rocks_write_one(*h_.db, write_options_, *watches_, ks.entry_->cf, key, &value), "put");
+    std::string escaped;
+    const std::string_view stored = detail::rocks_expiry::plain_stored(*ks.entry_, value, escaped);
+    if (auto r = check_write(detail::rocks_write_one(*h_.db, write_options_, *watches_, ks.entry_->cf, key, &stored), "put");
         !r)
       return r;
     if (conflicts_->recording()) conflicts_->record_key(ks.name(), key);
@@ -290,19 +302,13 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (!erase_range_is_valid(range)) return bad_range();
     write_batch b;
     b.erase_range(keyspace_name(ks.name()), range);
-    std::shared_lock<std::shared_mutex> lock;
-    std::shared_lock<std::shared_mutex> entry;
-    if (auto refused = enter_keyspace(lock, entry, ks, "erase_range", true)) return std::move(*refused);
-    rocksdb::ColumnFamilyHandle* const cf = ks.entry_->cf;
-    auto cf_of = [cf](const write_batch::op&) { return cf; };
-    auto gate = gate_.exclusive();  // the keys it removes are listed for watches (rocks_fill_batch)
-    return apply(b, "erase_range", cf_of);
+    return write_in(ks, b, "erase_range");
   }
   cursor_type scan(const keyspace_type& ks, const key_range& range) const {
     if (ks.entry_->owner != &h_) {
       return failed_cursor(keel::error(errc::invalid_argument, "scan: the keyspace handle belongs to another store"));
     }
-    return cursor_type(detail::rocks_cursor::open(handle(), range, nullptr, ks.entry_));
+    return cursor_type(detail::rocks_cursor::open(handle(), range, nullptr, *ks.entry_, expiry_->clock, ks.entry_));
   }
 
   // RocksDB's batched MultiGet: one consistent view (an implicit snapshot
@@ -318,32 +324,10 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
  private:
   result<std::vector<std::optional<std::string>>> multi_get_in(const keyspace_type* ks,
                                                                std::span<const std::string_view> keys) const {
-    std::vector<rocksdb::Slice> slices;
-    slices.reserve(keys.size());
-    for (std::string_view k : keys) slices.push_back(slice(k));
-    std::vector<rocksdb::PinnableSlice> values(keys.size());
-    std::vector<rocksdb::Status> statuses(keys.size());
     std::shared_lock<std::shared_mutex> lock;
     std::shared_lock<std::shared_mutex> entry;
-    rocksdb::ColumnFamilyHandle* cf = nullptr;
-    if (ks) {
-      if (auto refused = enter_keyspace(lock, entry, *ks, "multi_get", false)) return std::move(*refused);
-      cf = ks->entry_->cf;
-    } else {
-      if (!h_.enter(lock)) return h_.closed();
-      cf = h_.db->DefaultColumnFamily();
-    }
-    if (!keys.empty()) {
-      h_.db->MultiGet(rocksdb::ReadOptions(), cf, keys.size(), slices.data(), values.data(), statuses.data());
-    }
-    std::vector<std::optional<std::string>> out(keys.size());
-    for (std::size_t i = 0; i < keys.size(); ++i) {
-      if (statuses[i].ok())
-        out[i].emplace(values[i].data(), values[i].size());
-      else if (!statuses[i].IsNotFound())
-        return detail::rocks_op_error(statuses[i], "multi_get", opts_.path);
-    }
-    return out;
+    if (auto refused = enter_in(lock, entry, ks, "multi_get", false)) return std::move(*refused);
+    return detail::rocks_multi_get(*h_.db, ks ? *ks->entry_ : *keyspaces_.default_keyspace, keys, *expiry_, opts_.path);
   }
 
  public:
@@ -358,26 +342,11 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       return keel::error(errc::invalid_argument, "compact: the range's lower bound is above its upper bound");
     std::shared_lock<std::shared_mutex> lock;
     std::shared_lock<std::shared_mutex> entry;
-    rocksdb::ColumnFamilyHandle* cf = nullptr;
-    if (ks) {
-      if (auto refused = enter_keyspace(lock, entry, *ks, "compact", true)) return std::move(*refused);
-      cf = ks->entry_->cf;
-    } else {
-      if (auto refused = enter_write(lock, "compact")) return std::move(*refused);
-      cf = h_.db->DefaultColumnFamily();
-    }
-    if (range.is_empty()) return {};
-    rocksdb::CompactRangeOptions co;
-    co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
-    rocksdb::Slice lo, hi;
-    if (range.lower()) lo = slice(*range.lower());
-    if (range.upper()) hi = slice(*range.upper());
-    return check(h_.db->CompactRange(co, cf, range.lower() ? &lo : nullptr, range.upper() ? &hi : nullptr),
-                 "compact");
+    if (auto refused = enter_in(lock, entry, ks, "compact", true)) return std::move(*refused);
+    return check(detail::rocks_compact(*h_.db, (ks ? *ks->entry_ : *keyspaces_.default_keyspace).cf, range), "compact");
   }
 
  public:
-
   // Syncs the WAL (as DB::FlushWAL(true) would): every write acknowledged
   // before the call survives a power loss, whatever sync_writes says
   // (basic_store::flush()). After a failed write (a full disk, an I/O error)
@@ -400,14 +369,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (auto bad = detail::checkpoint_path_error(dir)) return fail(std::move(*bad));
     std::shared_lock<std::shared_mutex> lock;
     if (!h_.enter(lock)) return h_.closed();
-    rocksdb::Checkpoint* raw = nullptr;
-    if (rocksdb::Status s = rocksdb::Checkpoint::Create(h_.db, &raw); !s.ok()) {
-      return detail::rocks_op_error(s, "checkpoint", opts_.path);
-    }
-    std::unique_ptr<rocksdb::Checkpoint> cp(raw);
-    rocksdb::Status s = cp->CreateCheckpoint(dir.string(), /*log_size_for_flush=*/0);
-    if (!s.ok()) return detail::rocks_op_error(s, "checkpoint to '" + detail::path_text(dir) + "'", opts_.path);
-    return {};
+    return detail::rocks_checkpoint(*h_.db, dir, opts_.path);
   }
 
   // The view is taken with writers held off, so it reflects exactly the
@@ -420,19 +382,27 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     return tx_start<snapshot_type>{snapshot_locked(), start, std::move(registration)};
   }
 
+  // Also a conflict: a key the transaction read reached its deadline
+  // between its view's time (tx.view_time) and now (rocksdb/expiry.hpp).
   result<void> commit_transaction(const tx_record& tx) {
+    if (auto bad = expiry_->bad_ttl(tx.writes)) return std::move(*bad);
     std::shared_lock<std::shared_mutex> lock;
     if (auto refused = enter_write(lock, "commit")) return std::move(*refused);
     // Writes naming keyspaces: one WriteBatch across their column families
     // (write_keyspaces: a missing keyspace is not_found, nothing written).
     if (tx.writes.names_keyspaces()) return write_keyspaces(tx.writes, &tx);
+    if (tx.writes.has_ttl()) {
+      if (auto tagged = ensure_tag(*keyspaces_.default_keyspace); !tagged) return tagged;
+    }
     auto gate = gate_.exclusive();
     if (auto valid = conflicts_->validate(tx); !valid) return valid;
+    if (auto expired = expiry_->expired_since_begin(*h_.db, tx, *keyspaces_.default_keyspace, keyspaces_))
+      return std::move(*expired);
     return apply(tx.writes, "commit", default_cf{});
   }
 
   cursor_type scan(const key_range& range) const {
-    return cursor_type(detail::rocks_cursor::open(handle(), range, nullptr));
+    return cursor_type(detail::rocks_cursor::open(handle(), range, nullptr, *keyspaces_.default_keyspace, expiry_->clock));
   }
   static cursor_type failed_cursor(keel::error e) { return cursor_type(detail::rocks_cursor::failed(std::move(e))); }
 
@@ -451,17 +421,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     h_.open.store(false, std::memory_order_release);
     std::unique_lock lifecycle(h_.lifecycle);
     if (!h_.db) return {};
-    {
-      std::lock_guard live(h_.live_mutex);
-      for (detail::rocks_cursor_state* c : h_.live_cursors) {
-        std::lock_guard lock(c->mutex);
-        c->iterator.reset();
-      }
-      for (const rocksdb::Snapshot** s : h_.live_snapshots) {
-        if (*s) h_.db->ReleaseSnapshot(*s);
-        *s = nullptr;
-      }
-    }
+    detail::rocks_release_live(h_);
     rocksdb::Status synced = rocksdb::Status::OK();
     std::optional<keel::error> closed_refusal;
     if ((opts_.sync_on_close || opts_.sync_writes) && !opts_.read_only) {
@@ -471,6 +431,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
         synced = detail::rocks_sync_wal(*h_.db);  // never FlushWAL: see rocks_sync_wal()
       }
     }
+    if (expiry_->family) h_.db->DestroyColumnFamilyHandle(std::exchange(expiry_->family, nullptr));
     detail::rocks_close_watches(*watches_);  // their WAL iterators go before DB::Close()
     keyspaces_.destroy_all(*h_.db);  // every column family handle goes before DB::Close()
     return h_.shut(synced, std::move(closed_refusal));
@@ -554,6 +515,39 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     return detail::rocks_op_error(s, op, opts_.path);
   }
 
+  // Expiry's members (rocksdb/expiry.hpp does the work). ensure_tag gives
+  // keyspace e its tag unless it has one (inside enter(), not under the
+  // write gate: takes it exclusively when it must make the tag).
+  result<void> ensure_tag(const detail::rocks_keyspace& e) {
+    if (e.tag.load(std::memory_order_acquire) != 0) return {};
+    auto gate = gate_.exclusive();
+    if (auto refused = refuse_after_wal_failure("put")) return std::move(*refused);
+    return expiry_->make_tag(*h_.db, cf_options_, write_options_, e, opts_.path);
+  }
+  result<key_expiry> expiry_in(const keyspace_type* ks, std::string_view key) const {
+    std::shared_lock<std::shared_mutex> lock;
+    std::shared_lock<std::shared_mutex> entry;
+    if (auto refused = enter_in(lock, entry, ks, "expiry", false)) return std::move(*refused);
+    return expiry_->key(*h_.db, ks ? *ks->entry_ : *keyspaces_.default_keyspace, key, opts_.path);
+  }
+  // A batch all in keyspace ks, through its handle.
+  result<void> write_in(const keyspace_type& ks, const write_batch& b, std::string_view what) {
+    if (auto bad = expiry_->bad_ttl(b)) return std::move(*bad);
+    std::shared_lock<std::shared_mutex> lock;
+    std::shared_lock<std::shared_mutex> entry;
+    if (auto refused = enter_keyspace(lock, entry, ks, what, true)) return std::move(*refused);
+    if (b.has_ttl()) {
+      if (auto tagged = ensure_tag(*ks.entry_); !tagged) return tagged;
+    }
+    auto entry_of = [e = ks.entry_.get()](const write_batch::op&) -> const detail::rocks_keyspace* { return e; };
+    if (has_erase_range(b)) {
+      auto gate = gate_.exclusive();
+      return apply(b, what, entry_of);
+    }
+    auto gate = gate_.shared();
+    return apply(b, what, entry_of);
+  }
+
   static keel::error bad_range() {
     return keel::error(errc::invalid_argument, "erase_range: the range's lower bound is above its upper bound");
   }
@@ -563,24 +557,34 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     }
     return false;
   }
-  // Where apply() writes an op: nullptr for the default column family
-  // (WriteBatch's calls without a handle), else the op's column family.
+  // Which keyspace apply() writes an op to: nullptr for the default one
+  // (WriteBatch's calls without a handle), else the op's.
   struct default_cf {
-    rocksdb::ColumnFamilyHandle* operator()(const write_batch::op&) const noexcept { return nullptr; }
+    const detail::rocks_keyspace* operator()(const write_batch::op&) const noexcept { return nullptr; }
   };
   // Writes the batch and records it for transactions. Called inside enter()
   // with the write gate held: exclusively when the batch has an erase_range
   // (resolved here against the keys present: its bound, the keys listed
   // for watches) or is a commit, shared otherwise; with the shared lock of
-  // every keyspace cf_of gives a column family of.
-  template <class CfOf>
-  result<void> apply(const write_batch& batch, std::string_view what, CfOf cf_of) {
+  // every keyspace entry_of gives. Values are stored as expiry.hpp says: a
+  // put with a ttl gets its deadline (the keyspace has its tag: ensure_tag()).
+  template <class EntryOf>
+  result<void> apply(const write_batch& batch, std::string_view what, EntryOf entry_of) {
     rocksdb::WriteBatch wb(batch.payload_bytes() + 16 * batch.size() + 64);
     auto largest = [&](rocksdb::ColumnFamilyHandle* cf) { return detail::rocks_largest_key(*h_.db, cf, opts_.path); };
     auto stored = [&](rocksdb::ColumnFamilyHandle* cf, const rocksdb::Slice& lo, const rocksdb::Slice& hi) {
       return detail::rocks_stored_keys(*h_.db, cf, lo, hi, opts_.path);
     };
-    if (auto filled = detail::rocks_fill_batch(batch, wb, cf_of, largest, stored, what, opts_.path); !filled)
+    auto cf_of = [&](const write_batch::op& op) {
+      const detail::rocks_keyspace* e = entry_of(op);
+      return e ? e->cf : nullptr;
+    };
+    const deadline_ms now = batch.has_ttl() ? expiry_->now() : 0;
+    auto encode = [&](const write_batch::op& op, std::string& scratch) {
+      const detail::rocks_keyspace* e = entry_of(op);
+      return detail::rocks_expiry::stored(op, e ? *e : *keyspaces_.default_keyspace, now, scratch);
+    };
+    if (auto filled = detail::rocks_fill_batch(batch, wb, cf_of, largest, stored, what, opts_.path, encode); !filled)
       return filled;
     if (auto refused = refuse_after_wal_failure(what)) return std::move(*refused);
     if (auto r = check_write(detail::rocks_write_batch(*h_.db, write_options_, *watches_, wb), what); !r) return r;
@@ -610,22 +614,40 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       std::sort(used.begin(), used.end(), [](const auto& a, const auto& b) { return a.get() < b.get(); });
       for (const auto& e : used) locks.emplace_back(e->mutex);  // no drop can be between lookup and lock
     }
-    auto cf_of = [&](const write_batch::op& op) -> rocksdb::ColumnFamilyHandle* {
+    auto entry_of = [&](const write_batch::op& op) -> const detail::rocks_keyspace* {
       if (op.keyspace.empty()) return nullptr;
       for (const auto& e : used) {
-        if (e->name == op.keyspace) return e->cf;
+        if (e->name == op.keyspace) return e.get();
       }
       return nullptr;  // unreachable: every name was resolved above
     };
+    for (const auto& op : batch) {  // the first ttl in a keyspace gives it its tag
+      if (op.kind != write_batch::op_kind::put || op.ttl.count() <= 0) continue;
+      const detail::rocks_keyspace* e = entry_of(op);
+      if (auto tagged = ensure_tag(e ? *e : *keyspaces_.default_keyspace); !tagged) return tagged;
+    }
     if (tx || has_erase_range(batch)) {
       auto gate = gate_.exclusive();
       if (tx) {
         if (auto valid = conflicts_->validate(*tx); !valid) return valid;
+        if (auto expired = expiry_->expired_since_begin(*h_.db, *tx, *keyspaces_.default_keyspace, keyspaces_))
+          return std::move(*expired);
       }
-      return apply(batch, tx ? "commit" : "write", cf_of);
+      return apply(batch, tx ? "commit" : "write", entry_of);
     }
     auto gate = gate_.shared();
-    return apply(batch, "write", cf_of);
+    return apply(batch, "write", entry_of);
+  }
+
+  // enter_keyspace() for *ks, or for the default keyspace (ks null) enter()
+  // (enter_write() when `write`).
+  std::optional<keel::error> enter_in(std::shared_lock<std::shared_mutex>& lifecycle,
+                                      std::shared_lock<std::shared_mutex>& entry, const keyspace_type* ks,
+                                      std::string_view op, bool write) const {
+    if (ks) return enter_keyspace(lifecycle, entry, *ks, op, write);
+    if (write) return enter_write(lifecycle, op);
+    if (!h_.enter(lifecycle)) return h_.closed();
+    return std::nullopt;
   }
   // Takes the lifecycle lock as enter() does (as enter_write() when
   // `write`), then the shared lock of ks's keyspace: errc::closed after
@@ -655,16 +677,16 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   // copied), of the store or, when `snap` is given, of that snapshot (closed
   // once close() released it).
   template <bool WithValue>
-  auto read_at(std::string_view key, const rocksdb::Snapshot* const* snap) const
+  auto read_at(std::string_view key, const detail::rocks_snapshot_view* snap) const
       -> result<std::conditional_t<WithValue, std::optional<std::string>, bool>> {
     std::shared_lock<std::shared_mutex> lock;
     if (!h_.enter(lock)) return h_.closed();
-    return detail::rocks_point_read<WithValue>(*h_.db, h_.db->DefaultColumnFamily(), key, snap, h_, opts_.path);
+    return detail::rocks_point_read<WithValue>(*h_.db, *keyspaces_.default_keyspace, key, snap, *expiry_, h_, opts_.path);
   }
   // The same in keyspace ks (not_found once dropped; through a snapshot
   // taken before the drop: snapshot_expired, see keyspaces.hpp).
   template <bool WithValue>
-  auto read_in(const keyspace_type& ks, std::string_view key, const rocksdb::Snapshot* const* snap) const
+  auto read_in(const keyspace_type& ks, std::string_view key, const detail::rocks_snapshot_view* snap) const
       -> result<std::conditional_t<WithValue, std::optional<std::string>, bool>> {
     std::shared_lock<std::shared_mutex> lock;
     std::shared_lock<std::shared_mutex> entry;
@@ -672,13 +694,13 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       if (snap && refused->code() == errc::not_found) return detail::rocks_keyspace_dropped_since_snapshot(ks.name());
       return std::move(*refused);
     }
-    return detail::rocks_point_read<WithValue>(*h_.db, ks.entry_->cf, key, snap, h_, opts_.path);
+    return detail::rocks_point_read<WithValue>(*h_.db, *ks.entry_, key, snap, *expiry_, h_, opts_.path);
   }
   // A new snapshot; inside enter().
   // (The keyspace epoch is read after GetSnapshot: a keyspace whose create
   // the snapshot counts may be empty in it, never missing a write.)
   snapshot_type snapshot_locked() const {
-    auto view = detail::take_rocks_snapshot(handle());
+    auto view = detail::take_rocks_snapshot(handle(), expiry_->hold_view());
     return snapshot_type(this, std::move(view), keyspaces_.epoch.load(std::memory_order_acquire));
   }
 
@@ -689,6 +711,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   mutable detail::rocks_keyspace_registry keyspaces_;  // name -> keyspace (its mutex: 1a in the lock order)
   detail::rocks_write_gate gate_;  // mutable state only: usable from const members
   std::shared_ptr<detail::conflict_tracker> conflicts_ = std::make_shared<detail::conflict_tracker>();
+  std::unique_ptr<detail::rocks_expiry> expiry_;  // the clock, the tags' family, the filter (rocksdb/expiry.hpp)
   std::shared_ptr<detail::rocks_watch_hub> watches_;  // last_seq, waiting watches (rocksdb/watch.hpp)
 };
 
@@ -721,25 +744,28 @@ class RocksPolicy<Tuning>::keyspace_type {
 template <class Tuning>
 class RocksPolicy<Tuning>::snapshot_type {
  public:
-  result<std::optional<std::string>> get(std::string_view key) const { return owner_->template read_at<true>(key, &view_->snap); }
-  result<bool> contains(std::string_view key) const { return owner_->template read_at<false>(key, &view_->snap); }
+  result<std::optional<std::string>> get(std::string_view key) const { return owner_->template read_at<true>(key, view_.get()); }
+  result<bool> contains(std::string_view key) const { return owner_->template read_at<false>(key, view_.get()); }
+  // The time its reads leave expired keys out at (expiry): when it was taken.
+  deadline_ms view_time() const noexcept { return view_->time; }
   cursor_type scan(const key_range& range) const {
-    return cursor_type(detail::rocks_cursor::open(owner_->handle(), range, view_));
+    return cursor_type(
+        detail::rocks_cursor::open(owner_->handle(), range, view_, *owner_->keyspaces_.default_keyspace, owner_->expiry_->clock));
   }
   result<std::optional<std::string>> get(const keyspace_type& ks, std::string_view key) const {
     if (auto absent = detail::rocks_keyspace_in_snapshot(*ks.entry_, &owner_->h_, epoch_)) return std::move(*absent);
-    return owner_->template read_in<true>(ks, key, &view_->snap);
+    return owner_->template read_in<true>(ks, key, view_.get());
   }
   result<bool> contains(const keyspace_type& ks, std::string_view key) const {
     if (auto absent = detail::rocks_keyspace_in_snapshot(*ks.entry_, &owner_->h_, epoch_)) return std::move(*absent);
-    return owner_->template read_in<false>(ks, key, &view_->snap);
+    return owner_->template read_in<false>(ks, key, view_.get());
   }
   cursor_type scan(const keyspace_type& ks, const key_range& range) const {
     if (auto absent = detail::rocks_keyspace_in_snapshot(*ks.entry_, &owner_->h_, epoch_)) return failed_cursor(std::move(*absent));
     if (ks.entry_->refusing.load(std::memory_order_acquire)) {
       return failed_cursor(detail::rocks_keyspace_dropped_since_snapshot(ks.name()));
     }
-    return cursor_type(detail::rocks_cursor::open(owner_->handle(), range, view_, ks.entry_));
+    return cursor_type(detail::rocks_cursor::open(owner_->handle(), range, view_, *ks.entry_, owner_->expiry_->clock, ks.entry_));
   }
 
  private:
@@ -758,6 +784,9 @@ static_assert(keyspace_policy<RocksPolicy<DefaultTuning>>);
 static_assert(keyspace_policy<RocksPolicy<MacOSTuning>>);
 static_assert(keyspace_policy<RocksPolicy<RocksDefaultsTuning>>);
 static_assert(run_cursor<RocksPolicy<DefaultTuning>::cursor_type>);
+static_assert(expiry_policy<RocksPolicy<DefaultTuning>>);
+static_assert(expiry_policy<RocksPolicy<MacOSTuning>>);
+static_assert(expiry_policy<RocksPolicy<RocksDefaultsTuning>>);
 static_assert(watch_policy<RocksPolicy<DefaultTuning>>);
 static_assert(watch_policy<RocksPolicy<MacOSTuning>>);
 static_assert(watch_policy<RocksPolicy<RocksDefaultsTuning>>);

@@ -17,28 +17,41 @@
 
 #include "../error.hpp"
 #include "errors.hpp"
+#include "expiry.hpp"
+#include "keyspaces.hpp"
 #include "open.hpp"
 
 namespace keel::detail {
 
 // get (WithValue: the value, or nullopt when absent) or contains
 // (!WithValue: whether present; the value is only pinned, not copied) of
-// `key` in cf, through *snap when snap is given (closed once close()
-// released it, i.e. *snap is null).
+// `key` in keyspace e, through snap when given (closed once close()
+// released it, i.e. snap->snap is null). In a keyspace with an expiry tag
+// (rocksdb/expiry.hpp) a key past its deadline, by the clock (at a
+// snapshot's time), is absent.
 template <bool WithValue>
-auto rocks_point_read(rocksdb::DB& db, rocksdb::ColumnFamilyHandle* cf, std::string_view key,
-                      const rocksdb::Snapshot* const* snap, const rocks_handle& h, const std::filesystem::path& dir)
+auto rocks_point_read(rocksdb::DB& db, const rocks_keyspace& e, std::string_view key, const rocks_snapshot_view* snap,
+                      const rocks_expiry& expiry, const rocks_handle& h, const std::filesystem::path& dir)
     -> result<std::conditional_t<WithValue, std::optional<std::string>, bool>> {
   rocksdb::ReadOptions ro;
   if (snap) {
-    if (!*snap) return h.closed();
-    ro.snapshot = *snap;
+    if (!snap->snap) return h.closed();
+    ro.snapshot = snap->snap;
   }
   std::conditional_t<WithValue, std::string, rocksdb::PinnableSlice> value;
-  rocksdb::Status s = db.Get(ro, cf, rocksdb::Slice(key.data(), key.size()), &value);
+  rocksdb::Status s = db.Get(ro, e.cf, rocksdb::Slice(key.data(), key.size()), &value);
+  std::size_t header = 0;
+  if (s.ok()) {
+    if (const std::uint64_t tag = e.tag.load(std::memory_order_acquire); tag != 0) [[unlikely]] {  // after the read
+      const rocks_stored st = rocks_parse(std::string_view(value.data(), value.size()), tag);
+      if (st.deadline && *st.deadline <= (snap ? snap->time : expiry.now())) s = rocksdb::Status::NotFound();
+      header = st.header;
+    }
+  }
   if constexpr (WithValue) {
     if (s.IsNotFound()) return std::optional<std::string>();
     if (!s.ok()) return rocks_op_error(s, "get", dir);
+    if (header) value.erase(0, header);
     return std::optional<std::string>(std::move(value));
   } else {
     if (s.IsNotFound()) return false;

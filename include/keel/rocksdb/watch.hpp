@@ -61,6 +61,7 @@
 #include "../key_range.hpp"
 #include "../watch.hpp"
 #include "errors.hpp"
+#include "expiry.hpp"
 #include "keyspaces.hpp"
 #include "open.hpp"
 
@@ -396,7 +397,10 @@ inline void rocks_watch_fill(rocks_watch_state& w) {
       c.seq = it.seq;
       c.keyspace = w.keyspace->name;
       c.key = std::move(it.key);
-      if (!it.erase) c.value = std::move(it.value);
+      if (!it.erase) {  // as stored: without expiry's header (rocksdb/expiry.hpp)
+        const std::size_t header = rocks_parse(it.value, w.keyspace->tag.load(std::memory_order_acquire)).header;
+        c.value = header ? it.value.substr(header) : std::move(it.value);
+      }
       w.ready.push_back(std::move(c));
     }
     w.covered = end - 1;

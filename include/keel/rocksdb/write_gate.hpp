@@ -1,7 +1,8 @@
 // keel::detail (RocksDB backend): rocks_write_gate, the gate every write of a
 // RocksPolicy passes, and the WAL-failure guard that sits in it; and
 // rocks_fill_batch, a keel write_batch as one rocksdb::WriteBatch across
-// column families (keyspaces).
+// column families (keyspaces); and the maintenance writes (compact,
+// checkpoint).
 //
 // The gate: a shared_mutex. Plain writes (put, erase, a batch) hold it shared,
 // so they still reach RocksDB together and RocksDB's group commit merges them
@@ -30,6 +31,7 @@
 
 #include <rocksdb/db.h>
 #include <rocksdb/transaction_log.h>
+#include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
@@ -49,6 +51,7 @@
 
 #include "../detail/platform_file.hpp"
 #include "../error.hpp"
+#include "../key_range.hpp"
 #include "../key_range.hpp"
 #include "../transaction.hpp"  // detail::key_successor
 #include "../write_batch.hpp"
@@ -82,11 +85,15 @@ inline rocksdb::Status rocks_sync_wal(rocksdb::DB& db) {
 // marker that makes it one commit (rocks_mark_batch). Call it with the write
 // gate held exclusively when the batch has an erase_range, so that the keys
 // listed are the keys removed.
+// A put stores encode(op, scratch): the value as the column family keeps it
+// (expiry's encoding, rocksdb/expiry.hpp; it may build it in `scratch`).
 // Errors: the WriteBatch's, or largest()'s, as keel errors naming `what`.
-template <class CfOf, class Largest, class Stored>
+template <class CfOf, class Largest, class Stored, class Encode>
 result<void> rocks_fill_batch(const write_batch& batch, rocksdb::WriteBatch& wb, CfOf&& cf_of, Largest&& largest,
-                              Stored&& stored, std::string_view what, const std::filesystem::path& dir) {
+                              Stored&& stored, std::string_view what, const std::filesystem::path& dir,
+                              Encode&& encode) {
   auto slice = [](std::string_view v) { return rocksdb::Slice(v.data(), v.size()); };
+  std::string scratch;
   std::optional<std::string> largest_put;
   std::vector<std::pair<rocksdb::ColumnFamilyHandle*, std::optional<std::string>>> largest_stored;
   // The batch's earlier ops, when it has an erase_range: (cf, key) -> present.
@@ -98,11 +105,13 @@ result<void> rocks_fill_batch(const write_batch& batch, rocksdb::WriteBatch& wb,
     rocksdb::ColumnFamilyHandle* const cf = cf_of(op);
     rocksdb::Status s;
     switch (op.kind) {
-      case write_batch::op_kind::put:
-        s = cf ? wb.Put(cf, slice(op.key), slice(op.value)) : wb.Put(slice(op.key), slice(op.value));
+      case write_batch::op_kind::put: {
+        const rocksdb::Slice value = slice(encode(op, scratch));
+        s = cf ? wb.Put(cf, slice(op.key), value) : wb.Put(slice(op.key), value);
         if (!largest_put || op.key > *largest_put) largest_put = std::string(op.key);
         if (ranged) earlier[{cf, std::string(op.key)}] = true;
         break;
+      }
       case write_batch::op_kind::erase:
         s = cf ? wb.Delete(cf, slice(op.key)) : wb.Delete(slice(op.key));
         if (ranged) earlier[{cf, std::string(op.key)}] = false;
@@ -154,6 +163,31 @@ result<void> rocks_fill_batch(const write_batch& batch, rocksdb::WriteBatch& wb,
     if (!s.ok()) return rocks_op_error(s, what, dir);
   }
   if (rocksdb::Status s = rocks_mark_batch(wb); !s.ok()) return rocks_op_error(s, what, dir);
+  return {};
+}
+
+// CompactRange of `range` (nothing for an empty one; the whole key space
+// when unbounded) in `cf`, down to the bottommost level so that erased data,
+// range tombstones and expired keys (rocksdb/expiry.hpp) go.
+inline rocksdb::Status rocks_compact(rocksdb::DB& db, rocksdb::ColumnFamilyHandle* cf, const key_range& range) {
+  if (range.is_empty()) return rocksdb::Status::OK();
+  rocksdb::CompactRangeOptions co;
+  co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
+  rocksdb::Slice lo, hi;
+  if (range.lower()) lo = rocksdb::Slice(*range.lower());
+  if (range.upper()) hi = rocksdb::Slice(*range.upper());
+  return db.CompactRange(co, cf, range.lower() ? &lo : nullptr, range.upper() ? &hi : nullptr);
+}
+
+// rocksdb::Checkpoint of `db` (at `where`) into `dir` (see
+// RocksPolicy::checkpoint()). Inside enter().
+inline result<void> rocks_checkpoint(rocksdb::DB& db, const std::filesystem::path& dir,
+                                     const std::filesystem::path& where) {
+  rocksdb::Checkpoint* raw = nullptr;
+  if (rocksdb::Status s = rocksdb::Checkpoint::Create(&db, &raw); !s.ok()) return rocks_op_error(s, "checkpoint", where);
+  std::unique_ptr<rocksdb::Checkpoint> cp(raw);
+  rocksdb::Status s = cp->CreateCheckpoint(dir.string(), /*log_size_for_flush=*/0);
+  if (!s.ok()) return rocks_op_error(s, "checkpoint to '" + path_text(dir) + "'", where);
   return {};
 }
 
