@@ -9,6 +9,7 @@
 //   log.hpp          the write-ahead log itself (memory_log)
 //   compression.hpp  value codecs and the background compression pass
 //                    (value_compression)
+//   checks.hpp       what a write may ask for (sizes, ranges)
 //   keyspaces.hpp    the table of non-default keyspaces and batches across
 //                    keyspaces (the version layout is in versions.hpp)
 //   watch.hpp        seqs, the change history and what each commit delivers
@@ -61,6 +62,7 @@
 #include "../detail/platform_file.hpp"
 #include "../store.hpp"
 #include "btree.hpp"
+#include "checks.hpp"
 #include "compression.hpp"
 #include "cursor.hpp"
 #include "expiry.hpp"
@@ -206,7 +208,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   // Writes: validate; log the frame (persisted stores); apply; then, with
   // sync_writes, wait for the frame's sync outside the writers' mutex.
   result<void> put(std::string_view key, std::string_view value) {
-    if (auto bad = check_sizes(key, value)) return *bad;
+    if (auto bad = detail::memory_check_sizes(key, value)) return *bad;
     std::unique_lock writer(versions_.writers());
     if (auto refused = refuse_write()) return *refused;
     auto logged = persistence_.log_write([&](detail::log_encoder& e) { e.put(key, value); });
@@ -257,7 +259,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
 
   // A batch with ttls: their deadlines count from one reading of the clock.
   result<void> write(const write_batch& batch) {
-    if (auto bad = check_batch(batch)) return *bad;
+    if (auto bad = detail::memory_check_batch(batch)) return *bad;
     if (batch.names_keyspaces()) return write_across_keyspaces(batch);
     std::unique_lock writer(versions_.writers());
     if (auto refused = refuse_write()) return *refused;
@@ -273,7 +275,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   }
 
   result<void> erase_range(const key_range& range) {
-    if (!erase_range_is_valid(range)) return bad_range();
+    if (!erase_range_is_valid(range)) return detail::memory_bad_range();
     std::unique_lock writer(versions_.writers());
     if (auto refused = refuse_write()) return *refused;
     if (range.is_empty()) return {};
@@ -334,7 +336,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   // keyspaces other than "" are applied as one version with the rest
   // (write_across_keyspaces: a missing keyspace is not_found, nothing written).
   result<void> commit_transaction(const tx_record& tx) {
-    if (auto bad = check_batch(tx.writes)) return *bad;
+    if (auto bad = detail::memory_check_batch(tx.writes)) return *bad;
     if (tx.writes.names_keyspaces()) return write_across_keyspaces(tx.writes, &tx);
     std::unique_lock writer(versions_.writers());
     if (auto refused = refuse_write()) return *refused;
@@ -416,7 +418,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
 
   result<void> put(const keyspace_type& ks, std::string_view key, std::string_view value) {
     if (ks.id_ == 0) return put(key, value);
-    if (auto bad = check_sizes(key, value)) return *bad;
+    if (auto bad = detail::memory_check_sizes(key, value)) return *bad;
     return write_keyspace(
         ks, [&](detail::log_encoder& e) { e.put(key, value); },
         [&](const tree& t) {
@@ -456,7 +458,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
 
   result<void> erase_range(const keyspace_type& ks, const key_range& range) {
     if (ks.id_ == 0) return erase_range(range);
-    if (!erase_range_is_valid(range)) return bad_range();
+    if (!erase_range_is_valid(range)) return detail::memory_bad_range();
     return write_keyspace(ks, [&](detail::log_encoder& e) { e.erase_range(range); }, [&](const tree& t) {
       return range.is_empty() ? std::nullopt : std::optional<tree>(detail::without_range(t, range));
     }, [&] { conflicts_->record(ks.name_, {}, {range}); }, [&](const tree& t) {
@@ -601,26 +603,6 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
                                           "(release_persistence); it takes no more writes");
     }
     return std::nullopt;
-  }
-  static std::optional<keel::error> check_sizes(std::string_view key, std::string_view value) {
-    constexpr std::size_t limit = std::numeric_limits<std::uint32_t>::max();
-    if (key.size() > limit || value.size() > limit) {
-      return keel::error(errc::invalid_argument, "memory store: keys and values are limited to 4 GiB - 1 bytes");
-    }
-    return std::nullopt;
-  }
-  static std::optional<keel::error> check_batch(const write_batch& batch) {
-    for (const auto& op : batch) {
-      if (op.kind == write_batch::op_kind::erase_range) {
-        if (!erase_range_is_valid(op.range())) return bad_range();
-      } else if (auto bad = check_sizes(op.key, op.value)) {
-        return bad;
-      }
-    }
-    return std::nullopt;
-  }
-  static keel::error bad_range() {
-    return keel::error(errc::invalid_argument, "erase_range: the range's lower bound is above its upper bound");
   }
   // The keyspaces part of write(): a batch naming keyspaces other than "",
   // applied as one new version; not_found (nothing written) when one of
