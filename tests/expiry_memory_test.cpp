@@ -283,4 +283,47 @@ TEST_SUITE("expiry") {
       REQUIRE(s.close());
     }
   }
+
+  // A store that a watch records logs each commit as its changes
+  // (docs/watch.md, "Memory"); the puts among them must keep their
+  // deadlines, or a reopen would bring expiring keys back as permanent.
+  TEST_CASE("a watched persisted store logs its ttl puts with their deadlines") {
+    temp_dir dir;
+    fake_clock clock;
+    keel::memory_options o;
+    o.persist_path = dir.path() / "store.keeldump";
+    const keel::deadline_ms t0 = clock.now();
+    {
+      auto s = open_with(clock, o);
+      auto w = s.watch();
+      REQUIRE(w);
+      REQUIRE(s.put("a", "1", put_options{.ttl = 10s}));
+      REQUIRE(s.write(write_batch{}.put("b", "2", put_options{.ttl = 20s}).put("c", "3").erase("absent")));
+      auto tx = s.transaction();
+      REQUIRE(tx.put("d", "4", put_options{.ttl = 30s}));
+      REQUIRE(tx.put("e", "5"));
+      REQUIRE(tx.commit());
+      for (int i = 0; i < 5; ++i) {  // the watch saw the commits: it was recording
+        auto c = w->next(1s);
+        REQUIRE(c);
+        REQUIRE(c->has_value());
+      }
+      REQUIRE(s.close());
+    }
+    auto s = open_with(clock, o);
+    CHECK(s.expiry("a")->deadline == std::optional<keel::deadline_ms>(t0 + 10'000));
+    CHECK(s.expiry("b")->deadline == std::optional<keel::deadline_ms>(t0 + 20'000));
+    CHECK(s.expiry("d")->deadline == std::optional<keel::deadline_ms>(t0 + 30'000));
+    CHECK(s.expiry("c")->present);
+    CHECK_FALSE(s.expiry("c")->deadline.has_value());
+    CHECK_FALSE(s.expiry("e")->deadline.has_value());
+    clock.advance(15s);
+    CHECK_FALSE(s.get("a")->has_value());
+    CHECK(s.get("b")->value() == "2");
+    clock.advance(20s);
+    CHECK_FALSE(s.get("b")->has_value());
+    CHECK_FALSE(s.get("d")->has_value());
+    CHECK(s.get("c")->value() == "3");
+    CHECK(s.get("e")->value() == "5");
+  }
 }
