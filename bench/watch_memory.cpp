@@ -58,8 +58,10 @@ std::string value(unsigned i) { return std::string(100, static_cast<char>('a' + 
   std::exit(1);
 }
 
-keel::memory_store open_loaded() {
-  auto s = keel::memory_store::open({});
+keel::memory_store open_loaded(std::size_t history = 65536) {
+  keel::memory_options o;
+  o.watch_history = history;
+  auto s = keel::memory_store::open(o);
   if (!s) die(s.error().message());
   for (unsigned i = 0; i < kKeys; ++i) (void)s->put(key(i), value(i));
   return std::move(*s);
@@ -143,7 +145,7 @@ std::optional<keel::basic_watch<keel::MemoryPolicy>> unread;
 template <bool Watch>
 void put_throughput(benchmark::State& state) {
   if (state.thread_index() == 0) {
-    shared_store = std::make_unique<keel::memory_store>(open_loaded());
+    shared_store = std::make_unique<keel::memory_store>(open_loaded(Watch ? static_cast<std::size_t>(state.range(0)) : 65536));
     if (Watch) {
       auto w = shared_store->watch();
       if (!w) die(w.error().message());
@@ -164,7 +166,7 @@ void put_throughput(benchmark::State& state) {
   }
 }
 BENCHMARK(put_throughput<false>)->Name("put/no_watch")->Threads(1)->Threads(4)->UseRealTime()->MinTime(1.0);
-BENCHMARK(put_throughput<true>)->Name("put/unread_watch")->Threads(1)->Threads(4)->UseRealTime()->MinTime(1.0);
+BENCHMARK(put_throughput<true>)->Name("put/unread_watch")->ArgName("history")->Arg(65536)->Arg(4096)->Threads(1)->Threads(4)->UseRealTime()->MinTime(1.0);
 #endif
 
 }  // namespace

@@ -76,7 +76,8 @@ struct memory_options {
   // kept whatever its size), and a watch that needs one gone gets
   // errc::snapshot_expired. Nothing is kept, and a write pays nothing, until
   // the store's first watch. 0 is taken as 1. Default 65536 (a kept change
-  // costs about 150 bytes besides its key and value).
+  // costs about 60 bytes besides its key and value). A persisted store also
+  // reads it back from its log at open: docs/watch.md, "Memory".
   std::size_t watch_history = 65536;
 };
 
