@@ -895,6 +895,14 @@ TEST_SUITE("any_store") {
     check_any_watch_calls(s);
   }
 
+  TEST_CASE("watch through any_store on RocksDB: ranges, batches, erase_range, resume, keyspaces, drop, close") {
+    temp_dir tmp;
+    auto r = keel::rocks_store::open({.path = tmp.path() / "db"});
+    REQUIRE(r);
+    ks_any_store s(std::move(*r));
+    check_any_watch_calls(s);
+  }
+
   TEST_CASE("watch through any_store: the backend's watch inside; an empty watch is closed") {
     auto m = keel::memory_store::open({});
     REQUIRE(m);

@@ -703,5 +703,36 @@ TEST_SUITE("etcd") {
     CHECK(plain.error() == errc::invalid_argument);
     CHECK(plain.error().message().find("etcd_any_store") != std::string::npos);
   }
+
+  // Issue 28: etcd's watch through etcd_any_store (basic_any_watch).
+  TEST_CASE("etcd_any_store: watch and keyspace watch through it, seq = the revision of the write") {
+    keel::store_config cfg;
+    cfg.preferred = keel::backend::etcd;
+    cfg.etcd.endpoints = keel::test::shared_etcd().endpoints();
+    cfg.etcd.prefix = etcd_backend::next_prefix();
+    auto s = keel::open_store<keel::etcd_any_store>(cfg);
+    REQUIRE_MESSAGE(s, s.error().message());
+    REQUIRE(s->has_watch());
+    auto w = s->watch(key_range::prefix("w/"));
+    REQUIRE_MESSAGE(w, w.error().message());
+    auto ks = s->keyspace("users");
+    REQUIRE_MESSAGE(ks, ks.error().message());
+    auto kw = ks->watch();
+    REQUIRE_MESSAGE(kw, kw.error().message());
+    REQUIRE(s->put("w/1", "a"));
+    const std::uint64_t put_seq = s->last_seq();
+    REQUIRE(ks->put("u", "b"));
+    auto c = w->next(std::chrono::seconds(10));
+    REQUIRE_MESSAGE(c, c.error().message());
+    REQUIRE(*c);
+    CHECK(**c == keel::change{put_seq, "", "w/1", "a"});
+    auto u = kw->next(std::chrono::seconds(10));
+    REQUIRE_MESSAGE(u, u.error().message());
+    REQUIRE(*u);
+    CHECK(**u == keel::change{s->last_seq(), "users", "u", "b"});
+    CHECK(w->get_if<keel::EtcdPolicy>() != nullptr);
+    REQUIRE(s->close());
+    CHECK(w->next(std::chrono::seconds(1)).error() == errc::closed);
+  }
 }
 #endif

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 #include <keel/hybrid.hpp>
+#include <keel/open_store.hpp>
 #include <limits>
 #include <map>
 #include <optional>
@@ -381,5 +382,38 @@ TEST_SUITE("hybrid") {
       CHECK(result->error() == errc::closed);
       CHECK(s->watch().error() == errc::closed);
     }
+  }
+
+  TEST_CASE("hybrid watch through a basic_any_store that holds HybridPolicy: across the move, keyspaces too") {
+    temp_dir tmp;
+    using hybrid_any = keel::basic_any_store<keel::RocksPolicy<keel::NativeTuning>, keel::MemoryPolicy, keel::HybridPolicy<>>;
+    keel::store_config c;
+    c.preferred = keel::backend::hybrid;
+    c.path = tmp.path() / "h";
+    auto s = keel::open_store<hybrid_any>(c);
+    REQUIRE_MESSAGE(s, s.error().message());
+    REQUIRE(s->has_watch());
+    auto w = s->watch(key_range::prefix("k"));
+    REQUIRE_MESSAGE(w, w.error().message());
+    auto ks = s->keyspace("users");
+    REQUIRE(ks);
+    auto kw = ks->watch();
+    REQUIRE_MESSAGE(kw, kw.error().message());
+    REQUIRE(s->put("k1", "memory"));
+    REQUIRE(ks->put("u1", "memory"));
+    auto* h = s->get_if<keel::HybridPolicy<>>();
+    REQUIRE(h != nullptr);
+    REQUIRE(h->policy().move_to_large());
+    REQUIRE(s->put("k2", "rocksdb"));
+    REQUIRE(ks->put("u2", "rocksdb"));
+    auto got = read_n(*w, 2);
+    CHECK(got[0] == put_change(got[0].seq, "k1", "memory"));
+    CHECK(got[1] == put_change(got[1].seq, "k2", "rocksdb"));
+    CHECK(got[1].seq > got[0].seq);
+    auto users = read_n(*kw, 2);
+    CHECK(users[0] == put_change(users[0].seq, "u1", "memory", "users"));
+    CHECK(users[1] == put_change(users[1].seq, "u2", "rocksdb", "users"));
+    CHECK(s->last_seq() == users[1].seq);
+    CHECK(w->get_if<keel::HybridPolicy<>>() != nullptr);
   }
 }
