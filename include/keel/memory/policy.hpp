@@ -83,7 +83,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
 
   // ---- cursor (memory/cursor.hpp) ----------------------------------------
   using cursor_type = detail::memory_cursor;
-  using watch_type = detail::feed_watch;  // memory/watch.hpp, detail/change_feed.hpp
+  using watch_type = detail::feed_watch;  // memory/watch.hpp, memory/change_feed.hpp
 
   // ---- keyspace handle ----------------------------------------------------
   // A keyspace's name and the id it was given when created (0: the default
@@ -539,7 +539,6 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     return const_cast<detail::memory_watch&>(watch_).watch(detail::feed_filter{{ks.name_, ks.id_}, range}, options);
   }
   std::uint64_t last_seq() const noexcept { return watch_.last_seq(); }
-  const std::shared_ptr<detail::change_feed>& change_feed() const noexcept { return watch_.feed(); }
 
  private:
   // Why a write cannot proceed now, if it cannot; writers' mutex held.
@@ -647,7 +646,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     auto root = std::make_shared<const detail::keyspace_root>(
         detail::keyspace_root{std::string(name), ++last_keyspace_id_, tree()});
     versions_.publish(versions_.current(), detail::with_keyspace(others.get(), root));
-    watch_.committed(*logged, std::vector<change>());
+    watch_.logged_only(*logged);
     writer.unlock();
     if (auto synced = persistence_.wait_synced(*logged); !synced) return synced.error();
     return keyspace_type(root->name, root->id);

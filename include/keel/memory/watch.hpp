@@ -1,6 +1,6 @@
 // keel/memory/watch.hpp - watch on the memory store (issue 28; watch.hpp has
 // the semantics, docs/watch.md the memory section): the store's seqs and its
-// change history (detail::change_feed), the changes each commit delivers,
+// change history (detail::change_feed, memory/change_feed.hpp), the changes each commit delivers,
 // and the history a persisted store reads back from its log at open.
 // Needs no library.
 //
@@ -33,11 +33,11 @@
 #include <utility>
 #include <vector>
 
-#include "../detail/change_feed.hpp"
 #include "../key_range.hpp"
 #include "../watch.hpp"
 #include "../write_batch.hpp"
 #include "btree.hpp"
+#include "change_feed.hpp"
 #include "log.hpp"
 #include "versions.hpp"
 
@@ -255,9 +255,14 @@ class memory_watch {
     if (!logs_changes()) return p.log_batch(batch);
     return p.log_write([&](log_encoder& e) { log_changes(e, changes); });
   }
+  // A log frame that changes no key (a keyspace created or dropped): a
+  // persisted store's seq moves to it; a plain store's does not move.
+  void logged_only(std::uint64_t frame) {
+    if (persisted_ && frame > feed_->last_seq()) feed_->advance(frame);
+  }
   // Keyspace `name` (id `id`) was dropped in log frame `frame` (writers' mutex held).
   void dropped(std::uint64_t frame, std::string_view name, std::uint64_t id) {
-    committed(frame, std::vector<change>());
+    logged_only(frame);
     feed_->append_drop(feed_keyspace{std::string(name), id});
   }
 

@@ -1,8 +1,10 @@
 // keel::detail::change_feed: the in-process change history behind watch
-// (issue 28; watch.hpp has the semantics), shared by the in-process backends
-// (memory, hybrid, RocksDB). A bounded history of committed entries (a seq
-// and its changes, immutable, shared by pointer) that writers append to and
-// watches (feed_watch) read by position. Needs no backend headers.
+// (issue 28; watch.hpp has the semantics): the memory store's (memory/
+// watch.hpp), written backend-neutral so that another in-process backend
+// can use it (it then moves to detail/, scripts/check-layout.py). A bounded
+// history of committed entries (a seq and its changes, immutable, shared by
+// pointer) that writers append to and watches (feed_watch) read by
+// position. Needs no backend headers.
 //
 // Writer side (the backend's commit path). Appends are serialised by the
 // caller (one at a time, in commit order: the store's writers' lock):
@@ -79,7 +81,7 @@
 #include "../error.hpp"
 #include "../key_range.hpp"
 #include "../watch.hpp"
-#include "keyspace_text.hpp"
+#include "../detail/keyspace_text.hpp"
 
 namespace keel::detail {
 
