@@ -9,6 +9,8 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <keel/hybrid.hpp>
 #include <keel/open_store.hpp>
 #include <limits>
@@ -415,5 +417,49 @@ TEST_SUITE("hybrid") {
     CHECK(users[1] == put_change(users[1].seq, "u2", "rocksdb", "users"));
     CHECK(s->last_seq() == users[1].seq);
     CHECK(w->get_if<keel::HybridPolicy<>>() != nullptr);
+  }
+
+  TEST_CASE("hybrid watch: SEQ_BASE: a checkpoint in RocksDB keeps the seq; one that says something else is corruption") {
+    temp_dir tmp;
+    const auto path = tmp.path() / "h";
+    std::uint64_t last = 0, m = 0;
+    {
+      auto s = hybrid_store::open(no_auto_move(path));
+      REQUIRE(s);
+      auto w = s->watch();
+      REQUIRE(w);
+      for (int i = 0; i < 50; ++i) REQUIRE(s->put("k" + std::to_string(i), "v"));
+      m = read_n(*w, 50).back().seq;
+      REQUIRE(s->policy().move_to_large());
+      REQUIRE(s->put("r", "1"));
+      last = s->last_seq();
+      CHECK(last > m);
+      REQUIRE(s->checkpoint(tmp.path() / "copy"));
+      REQUIRE(s->close());
+    }
+    {
+      auto copy = hybrid_store::open(no_auto_move(tmp.path() / "copy"));
+      REQUIRE_MESSAGE(copy, copy.error().message());
+      CHECK(copy->policy().current_tier() == tier::large);
+      CHECK(copy->last_seq() == last);
+    }
+    const std::string kept = [&] {
+      std::ifstream in(path / "SEQ_BASE");
+      return std::string(std::istreambuf_iterator<char>(in), {});
+    }();
+    CHECK(kept.rfind(std::to_string(m) + " ", 0) == 0);  // "M R": M, the memory tier's last seq
+    for (const std::string bad : {"", "12", "x 3\n", "1 2 3\n", "99999999999999999999 1\n"}) {
+      CAPTURE(bad);
+      std::ofstream(path / "SEQ_BASE", std::ios::trunc) << bad;
+      auto s = hybrid_store::open(no_auto_move(path));
+      REQUIRE_FALSE(s);
+      CHECK(s.error() == errc::corruption);
+      CHECK(s.error().message().find("SEQ_BASE") != std::string::npos);
+    }
+    std::ofstream(path / "SEQ_BASE", std::ios::trunc) << kept;
+    auto s = hybrid_store::open(no_auto_move(path));
+    REQUIRE_MESSAGE(s, s.error().message());
+    CHECK(s->last_seq() == last);
+    CHECK(s->get("r")->value() == "1");
   }
 }

@@ -23,6 +23,7 @@
 //                 (shared with the doctor, doctor.hpp)
 //   move.hpp      the move to RocksDB and its commit point
 //   keyspaces.hpp what a keyspace handle points to, valid across the move
+//   watch.hpp     watch: the tier's, one seq across the move (SEQ_BASE)
 //   policy.hpp    HybridPolicy: the contract methods, the lock order
 // hybrid_store = basic_store<HybridPolicy<>> (fwd.hpp): MemoryPolicy, then
 // RocksPolicy<NativeTuning>. Needs RocksDB.
