@@ -141,7 +141,14 @@ class etcd_watch_state {
   }
 
   verdict on_message(const nlohmann::json& r) {
-    transport_->note_revision(etcd_transport::header_revision(r));
+    // last_seq() learns the header's revision after the position moved (on
+    // every return), so that a reader who sees last_seq() reach R knows
+    // this watch has taken in what etcd sent up to R.
+    struct note_at_return {
+      const etcd_transport* transport;
+      std::int64_t revision;
+      ~note_at_return() { transport->note_revision(revision); }
+    } note{transport_, etcd_transport::header_revision(r)};
     if (r.value("canceled", false)) {
       const auto compacted = json_int(r, "compact_revision");
       if (compacted <= 0) return verdict::reconnect;  // canceled for another reason: a new stream
