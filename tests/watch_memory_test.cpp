@@ -393,7 +393,10 @@ TEST_SUITE("watch_memory") {
     }
   }
 
-  TEST_CASE("watch memory: a persisted store that never watched leaves no log at close") {
+  TEST_CASE("watch memory: a persisted store that never watched leaves no frame at close") {
+    // Behaviour change (seqs go on across close for every persisted store):
+    // close leaves one log holding no frame, only its header (which carries
+    // the next seq); before, it left no log at all.
     keel::test::temp_dir tmp;
     const fs::path file = tmp.path() / "store.keeldump";
     {
@@ -402,9 +405,90 @@ TEST_SUITE("watch_memory") {
       REQUIRE(s.close());
     }
     int logs = 0;
-    for (const auto& e : fs::directory_iterator(tmp.path()))
-      if (e.path().filename().string().find(".wal-") != std::string::npos) ++logs;
-    CHECK(logs == 0);
+    for (const auto& e : fs::directory_iterator(tmp.path())) {
+      if (e.path().filename().string().find(".wal-") == std::string::npos) continue;
+      ++logs;
+      CHECK(fs::file_size(e.path()) == 24);  // the log file header (memory/log_format.hpp), no frame
+    }
+    CHECK(logs == 1);
+  }
+
+  TEST_CASE("watch memory: a persisted store that never watched: last_seq goes on across close, reopen and folds") {
+    keel::test::temp_dir tmp;
+    const fs::path file = tmp.path() / "store.keeldump";
+    std::uint64_t first = 0, second = 0;
+    {
+      auto s = open_persisted(file);
+      REQUIRE(s.put("a", "1"));
+      first = s.last_seq();
+      REQUIRE(first > 0);
+      REQUIRE(s.close());
+    }
+    {
+      auto s = open_persisted(file);
+      CHECK(s.last_seq() == first);  // was 0: seqs went down across the reopen
+      REQUIRE(s.close());            // a session that writes nothing
+    }
+    {
+      auto s = open_persisted(file);
+      CHECK(s.last_seq() == first);
+      REQUIRE(s.put("b", "2"));
+      CHECK(s.last_seq() > first);
+      REQUIRE(s.flush());  // a fold
+      REQUIRE(s.put("c", "3"));
+      second = s.last_seq();
+      REQUIRE(s.close());
+    }
+    {
+      auto s = open_persisted(file);
+      CHECK(s.last_seq() == second);
+      REQUIRE(s.flush());  // a fold of nothing, then close
+      REQUIRE(s.close());
+    }
+    auto s = open_persisted(file);
+    CHECK(s.last_seq() == second);
+    CHECK(s.get("c").value() == std::optional<std::string>("3"));
+    // A consumer that read last_seq() before the restarts resumes there.
+    auto w = s.watch(key_range::all(), after(second));
+    REQUIRE(w);
+    REQUIRE(s.put("d", "4"));
+    auto got = drain(*w);
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].seq > second);
+    CHECK(got[0].key == "d");
+  }
+
+  TEST_CASE("watch memory: sessions that only watch, or do nothing, keep the persisted history for the next one") {
+    keel::test::temp_dir tmp;
+    const fs::path file = tmp.path() / "store.keeldump";
+    std::vector<change> seen;
+    {
+      auto s = open_persisted(file);
+      auto w = s.watch();
+      REQUIRE(w);
+      for (int i = 0; i < 5; ++i) REQUIRE(s.put("k" + std::to_string(i), std::to_string(i)));
+      seen = drain(*w);
+      REQUIRE(s.close());
+    }
+    REQUIRE(seen.size() == 5);
+    const std::uint64_t from = seen.front().seq - 1;
+    for (int session = 0; session < 3; ++session) {
+      CAPTURE(session);
+      auto s = open_persisted(file);
+      if (session == 1) {  // opens and closes, no watch, no write
+        REQUIRE(s.close());
+        continue;
+      }
+      auto w = s.watch(key_range::all(), after(from));  // like `keel --memory-file F watch --after 0`
+      REQUIRE(w);
+      auto got = w->next(0ms);
+      REQUIRE(got);  // was snapshot_expired from the second watching session on
+      REQUIRE(*got);
+      std::vector<change> all{std::move(**got)};
+      for (auto& c : drain(*w)) all.push_back(std::move(c));
+      CHECK(all == seen);
+      REQUIRE(s.close());
+    }
   }
 
   TEST_CASE("watch memory: close wakes a waiting watch with closed") {

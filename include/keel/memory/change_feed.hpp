@@ -33,6 +33,8 @@
 //   void replayed(seq, changes) at open, before any watch: a commit read
 //                               back from a log, kept whether recording or not
 //   void close()                every watch's next() gives errc::closed
+//   first_needed_seq()          the first seq whose commit a rebuilt
+//                               history needs (a persisted store's close)
 // Seqs given to append/advance only grow (equal is allowed for empty lists
 // and drops); a marker (append_drop) has the seq of the commit before it.
 //
@@ -308,6 +310,16 @@ class change_feed {
   std::uint64_t oldest_resumable_after() const {
     std::lock_guard lock(mutex_);
     return lost_marker_ ? lost_seq_ + 1 : lost_seq_;
+  }
+
+  // The first seq a history rebuilt from the commits from it on needs in
+  // order to serve every `after` served now: the one after the oldest lost
+  // while the history is whole (recording, or nothing committed since
+  // replayed() filled it); last_seq() + 1 when no commit is needed.
+  std::uint64_t first_needed_seq() const {
+    std::lock_guard lock(mutex_);
+    if (!recording() && tail_seq_ != last_seq()) return last_seq() + 1;
+    return lost_seq_ + 1;
   }
 
   // ---- reader side ---------------------------------------------------------

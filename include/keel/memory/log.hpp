@@ -278,6 +278,7 @@ class memory_log {
                                     std::to_string(*expected - 1) + " (a log file is missing or does not belong here)");
       }
       expected = first;
+      firsts_.emplace_back(gen, first);
       pos = log_file_header_size;
       while (pos < bytes.size()) {
         auto f = parse_log_frame(bytes, pos, version);
@@ -435,7 +436,43 @@ class memory_log {
       if (g >= below) break;
       if (auto r = remove_file(log_path(g)); !r) return r;
     }
+    firsts_.erase(firsts_.begin(), std::find_if(firsts_.begin(), firsts_.end(), [&](const auto& f) { return f.first >= below; }));
     return {};
+  }
+
+  // At close, after seal() and once a snapshot of the store as of now is
+  // durable: removes the logs that a replay over that snapshot does not
+  // need in order to give every frame from sequence number `from_seq` on
+  // (the history a watch can resume from, memory/watch.hpp), and keeps the
+  // sequence numbers going for the next open (they only grow, watched or
+  // not): one log always stays, and its frames or, without frames, its
+  // header's first sequence number say where numbering goes on. So when no
+  // frame is needed (from_seq > last_seq()) and the current log has frames,
+  // a new log without frames (its 24-byte header) is created and synced,
+  // with its directory, before the older ones go; a reader of any keel
+  // version replays it as an empty log. When older logs stay, an empty
+  // current log goes (their frames carry the numbering). Not thread-safe:
+  // the store's save mutex (memory/persistence.hpp) is held, as for folds.
+  result<void> trim_at_close(std::uint64_t from_seq) {
+    const std::uint64_t last = last_seq();
+    const bool current_empty = first_seq_of(gen_) > last;
+    if (from_seq > last) {
+      if (!current_empty) {
+        auto f = new_log(gen_ + 1, /*sync=*/true);
+        if (!f) return f.error();
+        (void)f->close();
+        ++gen_;
+      }
+      return remove_before(gen_);
+    }
+    std::uint64_t keep = 0;  // the log holding frame from_seq (0: not known, keep every log)
+    for (const auto& [gen, first] : firsts_)
+      if (first <= from_seq) keep = gen;
+    if (auto r = remove_before(keep); !r) return r;
+    const bool older_left = !firsts_.empty() && firsts_.front().first < gen_;
+    if (!current_empty || !older_left) return {};
+    firsts_.pop_back();  // the current log's
+    return remove_file(log_path(gen_));
   }
 
   bool failed() const noexcept { return failed_flag_.load(std::memory_order_acquire); }
@@ -459,6 +496,14 @@ class memory_log {
 
  private:
   memory_log(std::filesystem::path file, bool sync_writes) : file_(std::move(file)), sync_writes_(sync_writes) {}
+
+  // The first sequence number of log `gen` (0: unknown, taken as a log
+  // with frames).
+  std::uint64_t first_seq_of(std::uint64_t gen) const noexcept {
+    for (const auto& [g, first] : firsts_)
+      if (g == gen) return first;
+    return 0;
+  }
 
   std::filesystem::path directory() const {
     return file_.parent_path().empty() ? std::filesystem::path(".") : file_.parent_path();
@@ -554,9 +599,10 @@ class memory_log {
     return {};
   }
 
-  // Creates log `gen` with its header. With sync_writes the header and the
-  // directory entry are synced before any write is acknowledged in it.
-  result<file> new_log(std::uint64_t gen) {
+  // Creates log `gen` with its header. With sync_writes (or `sync`) the
+  // header and the directory entry are synced before any write is
+  // acknowledged in it.
+  result<file> new_log(std::uint64_t gen, bool sync = false) {
     const auto path = log_path(gen);
     auto f = log_io::create(path);
     if (!f) return f.error();
@@ -566,7 +612,7 @@ class memory_log {
     put_u32(h, crc32c_extend(0, h.data(), 20));
     result<void> w;
     if (auto e = f->write_all(h.data(), h.size())) w = os_error(e, "cannot write '" + path_text(path) + "'");
-    if (w && sync_writes_) {
+    if (w && (sync_writes_ || sync)) {
       if (auto e = log_io::sync_data(f->native())) w = sync_error(e);
       if (w) w = sync_directory(directory());
     }
@@ -575,6 +621,7 @@ class memory_log {
       (void)remove_file(path);
       return w.error();
     }
+    firsts_.emplace_back(gen, next_seq_);
     return std::move(*f);
   }
 
@@ -641,6 +688,10 @@ class memory_log {
   std::uint64_t next_seq_ = 1;
   std::uint64_t bytes_ = 0;
   std::atomic<std::uint64_t> written_{0};  // highest sequence number fully written
+  // The first sequence number of each log there is (its header's), by
+  // generation, ascending: replay, new logs, removals (at open, and under the
+  // store's save mutex: folds and close).
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> firsts_;
   // Syncs.
   mutable std::mutex sync_mutex_;
   std::condition_variable synced_cv_;

@@ -176,22 +176,27 @@ class memory_persistence {
   void stop() { folder_.stop(); }
 
   // At close, save_mutex() and the writers' mutex held, the store still
-  // open: syncs and seals the log, saves the current version, removes the
-  // logs (but the current one with keep_current_log: its frame numbers and
-  // writes are the seqs and history a watch resumes from after a reopen,
-  // memory/watch.hpp; replaying it over the snapshot changes nothing) and
-  // releases the file lock. Not persisted, or released: nothing.
-  // A failed save is returned and leaves the files with every acknowledged
-  // write (the next open replays the log).
-  result<void> save_at_close(bool keep_current_log = false) {
+  // open: syncs and seals the log, saves the current version, then trims
+  // the logs (memory_log::trim_at_close): it keeps those a later open must
+  // replay to give every frame from `history_from` on (the first seq of the
+  // history a watch could resume from now, memory_watch::history_from():
+  // replaying them over the snapshot changes nothing), and always one log
+  // whose frames or header carry the seqs on across the reopen (a store
+  // never watched keeps only a log without frames: 24 bytes written and
+  // synced at close, nothing per write). So a close shortens what a resume
+  // can reach by nothing; a fold (flush(), the background fold) removes
+  // every log before it, so after a reopen the history starts at the last
+  // fold at the earliest. Releases the file lock. Not persisted, or
+  // released: nothing. A failed save is returned and leaves the files with
+  // every acknowledged write (the next open replays the log).
+  result<void> save_at_close(std::uint64_t history_from = std::numeric_limits<std::uint64_t>::max()) {
     result<void> saved;
     if (log_ && !released_) {
       saved = log_->seal();  // syncs what is in the log; appends end here
       if (saved) {
         if (auto s = save_to(path_, versions_.current_all()); !s) saved = s.error();
       }
-      if (saved)
-        saved = log_->remove_before(keep_current_log ? log_->generation() : std::numeric_limits<std::uint64_t>::max());
+      if (saved) saved = log_->trim_at_close(history_from);
       log_->release_lock();
     }
     return saved;

@@ -171,7 +171,6 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
       if (auto loaded = p->persistence_.load(opts.persist_path, opts.sync_writes, opts.fold_log_bytes, replayed); !loaded)
         return loaded.error();
       history.finish(*p->persistence_.last_logged());
-      p->watch_.loaded(*p->persistence_.last_logged());
       if (const auto& others = p->versions_.current_others()) p->last_keyspace_id_ = others->size();  // ids 1..n
     }
     p->compression_.start();
@@ -511,7 +510,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     std::lock_guard saving(persistence_.save_mutex());
     std::lock_guard writer(versions_.writers());
     if (!is_open()) return {};
-    result<void> saved = persistence_.save_at_close(watch_.carries_seq());
+    result<void> saved = persistence_.save_at_close(watch_.history_from());
     versions_.close();
     watch_.close();
     return saved;

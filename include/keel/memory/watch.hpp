@@ -7,8 +7,14 @@
 // seq: one per commit that publishes a change (put, erase of a present key,
 // write, erase_range, a transaction's commit). A plain store counts them
 // from 1; a persisted store uses its log's frame numbers, which go on across
-// close and reopen (a keyspace's creation and drop take one too), so seqs
-// skip there and only grow.
+// close, reopen and folds, watched or not (a keyspace's creation and drop
+// take one too), so seqs skip there and only grow. The numbering is carried
+// by the logs themselves (close keeps one log: its frames, or without
+// frames its header's first sequence number, memory/log.hpp
+// trim_at_close) rather than by a record in the snapshot file: the snapshot
+// formats stay as they are, so every older keel opens the files and
+// replays the empty log as nothing, and a never-watched store pays 24 bytes
+// and a sync at close, nothing per write.
 //
 // Pay only when used: until the store's first watch the commit path only
 // advances last_seq (no change is built, nothing kept); from the first watch
@@ -220,10 +226,12 @@ class memory_watch {
     persisted_ = true;
     return memory_replay_history(*feed_);
   }
-  void loaded(std::uint64_t last_frame) { loaded_seq_ = last_frame; }
-  // Whether close() keeps the current log so that seqs go on after a reopen:
-  // the store has recorded, or its seqs came from a log already.
-  bool carries_seq() const noexcept { return persisted_ && (recording() || loaded_seq_ > 0); }
+  // The first seq whose log frame a later open must replay to give the
+  // history a watch can resume from now (change_feed::first_needed_seq()):
+  // a persisted store's close keeps the logs from the one holding it on
+  // (memory_persistence::save_at_close), so that neither a session that only
+  // watches nor one that does nothing shortens the history.
+  std::uint64_t history_from() const { return feed_->first_needed_seq(); }
   // Whether a write logs its changes rather than its ops (see the top).
   bool logs_changes() const noexcept { return persisted_ && recording(); }
 
@@ -298,7 +306,6 @@ class memory_watch {
  private:
   std::shared_ptr<change_feed> feed_;
   bool persisted_ = false;
-  std::uint64_t loaded_seq_ = 0;
 };
 
 }  // namespace keel::detail
