@@ -11,8 +11,8 @@
 //                with -DKEEL_BENCH_NO_WATCH, for the +2% target:
 //     valgrind --tool=callgrind --toggle-collect='*m_watch_put*' --callgrind-out-file=cg.X ./keel_watch_rocks_bench --callgrind
 // Wall-clock figures on a shared machine are noisy: compare runs made together.
-//   erase_range  `--erase-range`: the cost of listing the keys an erase_range
-//                removes (also builds against main's headers);
+//   erase_range  `--erase-range`: erase_range without a watch and with one
+//                (which lists the keys it removes; main's headers: without);
 //   build/bench/keel_watch_rocks_bench [--callgrind [--warm-up=N] | --erase-range] [dir]
 #include <keel/rocksdb.hpp>
 
@@ -60,29 +60,42 @@ const std::string value(100, 'v');
   for (unsigned i = 0; i < n; ++i) (void)s.put(key(i * 7919u % 10000), value);
 }
 
-// erase_range's cost: the keys it removes are listed for watches (a scan of
-// the range and their bytes in the WAL). The median of 5 erase_range()s of
-// `n` keys (written, then flushed to an SST file), and of 5 small ones (10
-// keys, in the memtable). Builds against main too, for the baseline.
-void erase_range_cost(const fs::path& dir, unsigned n) {
+// erase_range's cost. The median of 5 erase_range()s of `n` keys (written,
+// then flushed to an SST file), and of 5 small ones (10 keys, in the
+// memtable). `watched`: the store has a watch (made before the writes), so
+// the keys an erase_range removes are listed in the WAL (a scan of the range
+// under the exclusive write gate); without one they are not (as on main,
+// which this also builds against, for the baseline).
+void erase_range_cost(const fs::path& dir, unsigned n, bool watched) {
   std::vector<double> big, small;
   for (int r = 0; r < 5; ++r) {
     fs::remove_all(dir / "er");
     auto store = open_or_die(dir / "er");
-    for (unsigned i = 0; i < n; ++i) (void)store.put(key(i), value);
-    (void)store.policy().with_db([](rocksdb::DB& db) { (void)db.Flush(rocksdb::FlushOptions()); });
-    auto t0 = clock_type::now();
-    if (!store.erase_range(keel::key_range::prefix("user"))) std::exit(5);
-    big.push_back(std::chrono::duration<double, std::milli>(clock_type::now() - t0).count());
-    for (unsigned i = 0; i < 10; ++i) (void)store.put(key(i), value);
-    t0 = clock_type::now();
-    if (!store.erase_range(keel::key_range::prefix("user"))) std::exit(5);
-    small.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
+    auto run = [&] {
+      for (unsigned i = 0; i < n; ++i) (void)store.put(key(i), value);
+      (void)store.policy().with_db([](rocksdb::DB& db) { (void)db.Flush(rocksdb::FlushOptions()); });
+      auto t0 = clock_type::now();
+      if (!store.erase_range(keel::key_range::prefix("user"))) std::exit(5);
+      big.push_back(std::chrono::duration<double, std::milli>(clock_type::now() - t0).count());
+      for (unsigned i = 0; i < 10; ++i) (void)store.put(key(i), value);
+      t0 = clock_type::now();
+      if (!store.erase_range(keel::key_range::prefix("user"))) std::exit(5);
+      small.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
+    };
+#ifndef KEEL_BENCH_NO_WATCH
+    if (watched) {
+      auto w = store.watch();  // never read: only its existence matters
+      if (!w) std::exit(2);
+      run();
+      continue;
+    }
+#endif
+    run();
   }
   std::sort(big.begin(), big.end());
   std::sort(small.begin(), small.end());
-  std::printf("erase_range of %u keys (flushed): %.2f ms; of 10 keys (memtable): %.1f us (medians of 5)\n", n, big[2],
-              small[2]);
+  std::printf("erase_range %s: of %u keys (flushed): %.2f ms; of 10 keys (memtable): %.1f us (medians of 5)\n",
+              watched ? "with a watch" : "without a watch", n, big[2], small[2]);
 }
 
 #ifndef KEEL_BENCH_NO_WATCH
@@ -174,7 +187,10 @@ int main(int argc, char** argv) {
     warm_up_puts(store, warm_up);
     m_watch_put(store, 20000);
   } else if (erase_only) {
-    erase_range_cost(dir, 100000);
+    erase_range_cost(dir, 100000, false);
+#ifndef KEEL_BENCH_NO_WATCH
+    erase_range_cost(dir, 100000, true);
+#endif
   } else {
 #ifndef KEEL_BENCH_NO_WATCH
     latency(dir);

@@ -241,6 +241,128 @@ TEST_SUITE("rocksdb watch") {
                                               "[] x erased", "[] y = 1"});
   }
 
+  TEST_CASE("rocksdb watch: an erase_range made before the first watch is snapshot_expired naming the seq after it") {
+    temp_dir tmp;
+    auto store = open_at(tmp.path() / "db");
+    auto users = store.keyspace("users");
+    REQUIRE(users);
+    for (std::string k : {"a", "b", "c"}) REQUIRE(store.put(k, "v"));
+    REQUIRE(users->put("u", "1"));
+    const std::uint64_t before_erase = store.last_seq();
+    REQUIRE(store.erase_range(key_range::between("a", "c")));  // no watch yet: its keys are not listed
+    const std::uint64_t erased_at = store.last_seq();
+    REQUIRE(erased_at == before_erase + 1);
+    REQUIRE(store.put("d", "v"));
+    watch_options o;
+    o.after = 0;
+    auto w = watch_or_fail(store, o);
+    auto got = read_n(w, 3);  // the commits before it, then the error
+    CHECK(ops(got) == std::vector<std::string>{"[] a = v", "[] b = v", "[] c = v"});
+    auto c = w.next(1s);
+    REQUIRE_FALSE(c);
+    CHECK(c.error().code() == errc::snapshot_expired);
+    const std::string& message = c.error().message();
+    CAPTURE(message);
+    CHECK(message.find("erase_range removed at seq " + std::to_string(erased_at)) != std::string::npos);
+    CHECK(message.find("oldest seq still available is " + std::to_string(erased_at + 1)) != std::string::npos);
+    auto again = w.next(0ms);  // sticky
+    REQUIRE_FALSE(again);
+    CHECK(again.error().code() == errc::snapshot_expired);
+    // Watches it does not concern: another keyspace, a range it does not touch.
+    watch_options from_start;
+    from_start.after = 0;
+    auto wu = watch_or_fail(*users, from_start);
+    CHECK(ops(read_all(wu)) == std::vector<std::string>{"[users] u = 1"});
+    auto wd = watch_or_fail(store, from_start, key_range::between("c", "z"));
+    CHECK(ops(read_all(wd)) == std::vector<std::string>{"[] c = v", "[] d = v"});
+    // Resuming where the error says: fine.
+    o.after = erased_at;
+    auto resumed = watch_or_fail(store, o);
+    CHECK(ops(read_all(resumed)) == std::vector<std::string>{"[] d = v"});
+    // Now that the store has watches, an erase_range lists its keys.
+    REQUIRE(store.erase_range(key_range::all()));  // c, d
+    CHECK(ops(read_n(resumed, 2)) == std::vector<std::string>{"[] c erased", "[] d erased"});
+  }
+
+  TEST_CASE("rocksdb watch: watch_list_erased_keys lets a watch after a restart replay earlier erase_ranges") {
+    for (const bool list_always : {true, false}) {
+      CAPTURE(list_always);
+      temp_dir tmp;
+      const fs::path db = tmp.path() / "db";
+      std::uint64_t erased_at = 0;
+      {
+        auto store = open_at(db, [&](rocks_options& o) { o.watch_list_erased_keys = list_always; });
+        for (std::string k : {"a", "b", "c"}) REQUIRE(store.put(k, "v"));
+        write_batch b;
+        b.put("a2", "v").erase_range(key_range::until("b2"));  // a, a2, b
+        REQUIRE(store.write(b));
+        erased_at = store.last_seq();
+        REQUIRE(store.close());
+      }
+      auto store = open_at(db);  // the flag is not needed to read what was listed
+      REQUIRE(store.put("e", "v"));
+      watch_options o;
+      o.after = 0;
+      auto w = watch_or_fail(store, o);
+      if (list_always) {
+        auto got = read_n(w, 8);
+        CHECK(ops(got) == std::vector<std::string>{"[] a = v", "[] b = v", "[] c = v", "[] a2 = v", "[] a erased",
+                                                   "[] a2 erased", "[] b erased", "[] e = v"});
+        CHECK(got[3].seq == got[6].seq);
+        auto none = w.next(0ms);
+        REQUIRE_MESSAGE(none, error_text(none));
+        CHECK_FALSE(*none);
+      } else {
+        CHECK(ops(read_n(w, 3)) == std::vector<std::string>{"[] a = v", "[] b = v", "[] c = v"});
+        auto c = w.next(1s);
+        REQUIRE_FALSE(c);
+        CHECK(c.error().code() == errc::snapshot_expired);
+        CAPTURE(c.error().message());
+        // the batch's commit (the put, then the DeleteRange) has seq erased_at
+        CHECK(c.error().message().find("removed at seq " + std::to_string(erased_at) + " ") != std::string::npos);
+        CHECK(c.error().message().find("available is " + std::to_string(erased_at + 1)) != std::string::npos);
+        o.after = erased_at;  // as the error says: skips the whole batch
+        auto resumed = watch_or_fail(store, o);
+        CHECK(ops(read_all(resumed)) == std::vector<std::string>{"[] e = v"});
+      }
+    }
+  }
+
+  TEST_CASE("rocksdb watch: a watch made while erase_ranges run never meets one without its keys") {
+    for (int round = 0; round < 5; ++round) {
+      temp_dir tmp;
+      auto store = open_at(tmp.path() / "db");
+      std::atomic<int> done{0};
+      std::atomic<bool> watching{false};
+      std::string writer_error;
+      std::thread writer([&] {  // put k, erase_range of k's prefix; until 20 rounds after the watch exists
+        const auto deadline = steady_clock::now() + due;
+        int after_watch = 0;
+        for (int i = 0; after_watch < 20 && steady_clock::now() < deadline; ++i) {
+          const std::string k = "k" + std::to_string(i % 10);
+          if (!store.put(k, "v") || !store.erase_range(key_range::prefix(k))) {
+            writer_error = "write failed";
+            return;
+          }
+          done.store(i + 1);
+          if (watching.load()) ++after_watch;
+        }
+      });
+      while (done.load() < 1 + round * 3) std::this_thread::yield();  // made at various points
+      auto w = store.watch(key_range::all(), {});
+      watching.store(true);
+      writer.join();
+      REQUIRE_MESSAGE(w, error_text(w));
+      REQUIRE(writer_error.empty());
+      const auto got = read_all(*w);  // fails on snapshot_expired
+      REQUIRE(got.size() >= 20);
+      CHECK(got.back().seq == store.last_seq());
+      for (std::size_t i = 0; i + 1 < got.size(); ++i) {
+        if (got[i].value) CHECK(op(got[i + 1]) == "[] " + got[i].key + " erased");  // each put is erased next
+      }
+    }
+  }
+
   TEST_CASE("rocksdb watch: resume after any seq of a history, nothing skipped, nothing repeated") {
     temp_dir tmp;
     auto store = open_at(tmp.path() / "db");

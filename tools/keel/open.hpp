@@ -425,6 +425,9 @@ inline keel::result<cli_store> open_spec(const cli& c, const std::string& spec, 
   } else if (before == kind::missing || before == kind::empty) {
     if (auto refused = check_creatable(cfg->path, false, "database", rocksdb_leftover)) return *refused;
   }
+  // Each keel command is a run of its own, and `keel watch --after` in a later
+  // run replays this one's erase_ranges: list their keys always (docs/watch.md).
+  cfg->rocks.watch_list_erased_keys = true;
   auto store = keel::open_store<cli_store>(*cfg);
   if (!store) {
     if (how != access::read && fallback_asked)

@@ -43,6 +43,15 @@ struct rocks_options {
   // at open and then every 10 minutes, so it may run over for that long).
   // 0: none kept beyond the live WAL files. Read-write opens only.
   std::uint64_t watch_history_mb = 64;
+  // Every erase_range lists the keys it removes in the WAL, so that any
+  // watch, also one made after a restart, can replay it as one erase per
+  // key. Off (the default): an erase_range lists them only once this open
+  // of the store has had a watch (from its first watch() on), and costs
+  // nothing extra before; a watch that reaches an erase_range written
+  // without the list gets errc::snapshot_expired naming the seq after it
+  // (rocksdb/watch.hpp). Listing costs a scan of the range under the
+  // exclusive write gate and the keys' bytes in the WAL.
+  bool watch_list_erased_keys = false;
   // Not owned; must outlive the store. For tests (fault injection) and for
   // RocksDB without disk (rocksdb::NewMemEnv). nullptr: Env::Default().
   rocksdb::Env* env = nullptr;

@@ -30,8 +30,9 @@
 //                      1 exclusively. A cursor in a keyspace takes it again
 //                      when it goes (under 1 shared, after releasing 3 and 4).
 //   2. gate_           (shared_mutex, rocks_write_gate): shared for plain
-//                      writes, exclusive for transaction begin/commit and
-//                      batches with an erase_range (watch.hpp).
+//                      writes, exclusive for transaction begin/commit, an
+//                      open-ended or listed erase_range (needs_exclusive),
+//                      and the first watch (turns listing on: watch.hpp).
 //   3. h_.live_mutex   (mutex) guards h_.live_cursors and h_.live_snapshots.
 //   4. a cursor's rocks_cursor_state::mutex guards its iterator (a step takes
 //                      it alone, without lifecycle; close() takes it under 1
@@ -126,7 +127,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
         h_(opts_.path, std::move(opened.claim), opened.db),
         expiry_(std::move(expiry)) {
     write_options_.sync = opts_.sync_writes;
-    watches_ = std::make_shared<detail::rocks_watch_hub>(h_.db->GetLatestSequenceNumber());
+    watches_ = std::make_shared<detail::rocks_watch_hub>(h_.db->GetLatestSequenceNumber(), opts_.watch_list_erased_keys);
     keyspaces_.default_keyspace =
         std::make_shared<detail::rocks_keyspace>(&h_, std::string(), h_.db->DefaultColumnFamily(), false);
     for (auto& [cf_name, cf] : opened.families) {
@@ -190,13 +191,11 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (batch.has_ttl()) {
       if (auto tagged = ensure_tag(*keyspaces_.default_keyspace); !tagged) return tagged;
     }
-    // An erase_range is resolved against the keys present (its bound, the
-    // keys listed for watches), so no other writer may slip a key in meanwhile.
-    if (has_erase_range(batch)) {
-      auto gate = gate_.exclusive();
-      return apply(batch, "write", default_cf{});
+    if (!needs_exclusive(batch)) {  // (listing turns on only under the exclusive gate)
+      auto gate = gate_.shared();
+      if (!needs_exclusive(batch)) return apply(batch, "write", default_cf{});
     }
-    auto gate = gate_.shared();
+    auto gate = gate_.exclusive();
     return apply(batch, "write", default_cf{});
   }
 
@@ -483,6 +482,10 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     std::shared_lock<std::shared_mutex> entry;
     if (auto refused = enter_keyspace(lock, entry, keyspace_type(e), "watch", false)) return std::move(*refused);
     if (auto refused = detail::rocks_watch_refusal(*h_.db, opts_.read_only, o, last_seq(), opts_.path)) return *refused;
+    if (!watches_->list_erased.load(std::memory_order_acquire)) {  // erase_ranges in flight end before `after` is read
+      auto gate = gate_.exclusive();
+      watches_->list_erased.store(true, std::memory_order_release);
+    }
     return detail::rocks_make_watch(handle(), watches_, e, e->cf->GetID(), range, o);
   }
 
@@ -540,32 +543,26 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       if (auto tagged = ensure_tag(*ks.entry_); !tagged) return tagged;
     }
     auto entry_of = [e = ks.entry_.get()](const write_batch::op&) -> const detail::rocks_keyspace* { return e; };
-    if (has_erase_range(b)) {
-      auto gate = gate_.exclusive();
-      return apply(b, what, entry_of);
+    if (!needs_exclusive(b)) {
+      auto gate = gate_.shared();
+      if (!needs_exclusive(b)) return apply(b, what, entry_of);
     }
-    auto gate = gate_.shared();
+    auto gate = gate_.exclusive();
     return apply(b, what, entry_of);
   }
 
   static keel::error bad_range() {
     return keel::error(errc::invalid_argument, "erase_range: the range's lower bound is above its upper bound");
   }
-  static bool has_erase_range(const write_batch& batch) {
-    for (const auto& op : batch) {
-      if (op.kind == write_batch::op_kind::erase_range) return true;
-    }
-    return false;
-  }
+  bool needs_exclusive(const write_batch& b) const { return detail::rocks_needs_exclusive(b, *watches_); }
   // Which keyspace apply() writes an op to: nullptr for the default one
   // (WriteBatch's calls without a handle), else the op's.
   struct default_cf {
     const detail::rocks_keyspace* operator()(const write_batch::op&) const noexcept { return nullptr; }
   };
   // Writes the batch and records it for transactions. Called inside enter()
-  // with the write gate held: exclusively when the batch has an erase_range
-  // (resolved here against the keys present: its bound, the keys listed
-  // for watches) or is a commit, shared otherwise; with the shared lock of
+  // with the write gate held: exclusively when needs_exclusive() or it is a
+  // commit, shared otherwise; with the shared lock of
   // every keyspace entry_of gives. Values are stored as expiry.hpp says: a
   // put with a ttl gets its deadline (the keyspace has its tag: ensure_tag()).
   template <class EntryOf>
@@ -584,7 +581,8 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       const detail::rocks_keyspace* e = entry_of(op);
       return detail::rocks_expiry::stored(op, e ? *e : *keyspaces_.default_keyspace, now, scratch);
     };
-    if (auto filled = detail::rocks_fill_batch(batch, wb, cf_of, largest, stored, what, opts_.path, encode); !filled)
+    const bool list = watches_->list_erased.load(std::memory_order_acquire);  // stable under the gate
+    if (auto filled = detail::rocks_fill_batch(batch, wb, cf_of, largest, stored, list, what, opts_.path, encode); !filled)
       return filled;
     if (auto refused = refuse_after_wal_failure(what)) return std::move(*refused);
     if (auto r = check_write(detail::rocks_write_batch(*h_.db, write_options_, *watches_, wb), what); !r) return r;
@@ -626,17 +624,17 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       const detail::rocks_keyspace* e = entry_of(op);
       if (auto tagged = ensure_tag(e ? *e : *keyspaces_.default_keyspace); !tagged) return tagged;
     }
-    if (tx || has_erase_range(batch)) {
-      auto gate = gate_.exclusive();
-      if (tx) {
-        if (auto valid = conflicts_->validate(*tx); !valid) return valid;
-        if (auto expired = expiry_->expired_since_begin(*h_.db, *tx, *keyspaces_.default_keyspace, keyspaces_))
-          return std::move(*expired);
-      }
-      return apply(batch, tx ? "commit" : "write", entry_of);
+    if (!tx && !needs_exclusive(batch)) {
+      auto gate = gate_.shared();
+      if (!needs_exclusive(batch)) return apply(batch, "write", entry_of);
     }
-    auto gate = gate_.shared();
-    return apply(batch, "write", entry_of);
+    auto gate = gate_.exclusive();
+    if (tx) {
+      if (auto valid = conflicts_->validate(*tx); !valid) return valid;
+      if (auto expired = expiry_->expired_since_begin(*h_.db, *tx, *keyspaces_.default_keyspace, keyspaces_))
+        return std::move(*expired);
+    }
+    return apply(batch, tx ? "commit" : "write", entry_of);
   }
 
   // enter_keyspace() for *ks, or for the default keyspace (ks null) enter()

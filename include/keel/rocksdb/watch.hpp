@@ -25,7 +25,16 @@
 //     column family id + (varint32 length, key)*: the keys it removed, in
 //     order, delivered as one erase change each. Listing them costs a scan
 //     of the range (under the exclusive write gate) and the keys' bytes in
-//     the WAL.
+//     the WAL, so a store lists them only while a watch could need them
+//     (rocks_watch_hub::list_erased): from its first watch() on (sticky for
+//     the open), or always with rocks_options::watch_list_erased_keys.
+//     Without it an erase_range costs what it did before watches (one
+//     DeleteRange, the write gate shared unless it is open-ended). A watch
+//     that meets a DeleteRange in its keyspace and range without the list
+//     (written while nothing listed, or by a keel before watches) cannot
+//     say what it removed: after the changes of the commits before it,
+//     errc::snapshot_expired (sticky) naming that erase_range's commit's
+//     seq N ("resume after N": a watch with after = N skips that commit).
 // LogData consumes no sequence number and is not applied to the memtable.
 //
 // Thread safety: rocks_watch_hub members may be called from any thread; a
@@ -147,7 +156,7 @@ inline result<std::vector<std::string>> rocks_stored_keys(rocksdb::DB& db, rocks
 // dropped.
 struct rocks_watch_state;
 struct rocks_watch_hub {
-  explicit rocks_watch_hub(std::uint64_t latest) : committed(latest) {}
+  rocks_watch_hub(std::uint64_t latest, bool list_always) : committed(latest), list_erased(list_always) {}
 
   // A write with sequence number `seq` returned: raise committed, wake the
   // watches that wait. Costs one atomic max (and a load) when none waits.
@@ -187,6 +196,11 @@ struct rocks_watch_hub {
   }
 
   std::atomic<std::uint64_t> committed;  // the latest commit's seq (last_seq())
+  // Whether erase_ranges list the keys they remove (rocks_erased_record):
+  // set by the open (rocks_options::watch_list_erased_keys) or by the first
+  // watch, never cleared while open. Changed only with the store's write
+  // gate held exclusively, so a writer holding the gate reads a stable value.
+  std::atomic<bool> list_erased;
   std::atomic<int> sleepers{0};          // watches inside wait()
   std::mutex mutex;
   std::condition_variable cv;
@@ -249,11 +263,17 @@ class rocks_wal_decoder : public rocksdb::WriteBatch::Handler {
     add(cf, key, nullptr);
     return rocksdb::Status::OK();
   }
-  // The keys come from the LogData record before it (rocks_erased_marker).
-  rocksdb::Status DeleteRangeCF(std::uint32_t, const rocksdb::Slice&, const rocksdb::Slice&) override {
+  // The keys come from the LogData record before it (rocks_erased_marker);
+  // without one, a record in cf_id_ that overlaps range_ is in `unlisted`.
+  rocksdb::Status DeleteRangeCF(std::uint32_t cf, const rocksdb::Slice& lo, const rocksdb::Slice& hi) override {
+    const bool listed = listed_;
+    listed_ = false;
+    if (!listed && cf == cf_id_ && overlaps(lo.ToStringView(), hi.ToStringView()))
+      unlisted.push_back({next_, next_});  // a commit of its own unless a batch marker follows
     ++next_;
     return rocksdb::Status::OK();
   }
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> unlisted;  // (record seq, its commit's seq), in order
   rocksdb::Status MergeCF(std::uint32_t, const rocksdb::Slice&, const rocksdb::Slice&) override {
     ++next_;  // keel writes no merges; one written outside keel is not delivered
     return rocksdb::Status::OK();
@@ -269,7 +289,9 @@ class rocks_wal_decoder : public rocksdb::WriteBatch::Handler {
       std::memcpy(&n, b.data() + rocks_batch_marker.size(), 4);
       const std::uint64_t first = next_ - n;
       for (auto it = items.rbegin(); it != items.rend() && it->record_seq >= first; ++it) it->seq = first;
+      for (auto it = unlisted.rbegin(); it != unlisted.rend() && it->first >= first; ++it) it->second = first;
     } else if (b.starts_with(rocks_erased_marker)) {
+      listed_ = true;
       b.remove_prefix(rocks_erased_marker.size());
       std::uint32_t cf = 0;
       if (!rocks_get_varint32(b, cf)) {
@@ -297,9 +319,14 @@ class rocks_wal_decoder : public rocksdb::WriteBatch::Handler {
     items.push_back({s, s, value == nullptr, std::string(k), value ? value->ToString() : std::string()});
   }
 
+  bool overlaps(std::string_view lo, std::string_view hi) const {
+    return lo < hi && (!range_.upper() || lo < *range_.upper()) && (!range_.lower() || hi > *range_.lower());
+  }
+
   std::uint64_t next_;
   std::uint32_t cf_id_;
   const key_range& range_;
+  bool listed_ = false;  // the record before was an erased-keys list
 };
 
 // One watch's state, registered in its hub's live list while it exists.
@@ -339,6 +366,16 @@ inline keel::error rocks_watch_expired(rocksdb::DB& db, std::uint64_t covered, c
                          "rocks_options::watch_history_mb keeps more; or they never were: an SST ingestion, a write "
                          "without WAL); the oldest seq still available is " + std::to_string(oldest) +
                          " (a watch with after = " + std::to_string(oldest == 0 ? 0 : oldest - 1) + " can start there)");
+}
+
+// A watch met an erase_range, in the commit with seq `seq`, whose removed
+// keys were not listed. A watch with after = seq skips that whole commit.
+inline keel::error rocks_watch_unlisted(std::uint64_t seq, const std::filesystem::path& dir) {
+  return keel::error(errc::snapshot_expired,
+                     "watch of '" + path_text(dir) + "': the keys an erase_range removed at seq " + std::to_string(seq) +
+                         " were not recorded (written before the store's first watch of that open, or by a keel "
+                         "without watches; rocks_options::watch_list_erased_keys records them always); resume after " +
+                         std::to_string(seq) + ": the oldest seq still available is " + std::to_string(seq + 1));
 }
 
 // Reads WAL records into w.ready until it holds w.buffer changes or the WAL
@@ -391,8 +428,18 @@ inline void rocks_watch_fill(rocks_watch_state& w) {
                                                    std::to_string(b.sequence) + " cannot be read: " + s.ToString());
       return;
     }
+    // An erase_range whose keys were not listed, in a commit the watch must
+    // deliver: the commits before it, then snapshot_expired.
+    std::optional<std::uint64_t> unlisted;  // the first such commit's seq
+    for (const auto& [record, commit] : d.unlisted) {
+      if (record > w.covered && commit > w.after) {
+        unlisted = commit;
+        break;
+      }
+    }
     for (auto& it : d.items) {
       if (it.record_seq <= w.covered || it.seq <= w.after) continue;
+      if (unlisted && it.seq >= *unlisted) break;
       change c;
       c.seq = it.seq;
       c.keyspace = w.keyspace->name;
@@ -402,6 +449,11 @@ inline void rocks_watch_fill(rocks_watch_state& w) {
         c.value = header ? it.value.substr(header) : std::move(it.value);
       }
       w.ready.push_back(std::move(c));
+    }
+    if (unlisted) {
+      w.iter.reset();
+      w.failed = rocks_watch_unlisted(*unlisted, w.handle->path);
+      return;
     }
     w.covered = end - 1;
   }

@@ -7,7 +7,8 @@
 // The gate: a shared_mutex. Plain writes (put, erase, a batch) hold it shared,
 // so they still reach RocksDB together and RocksDB's group commit merges them
 // into one WAL write. Transaction begins and commits, and batches with an
-// erase_range (resolved against the keys present, listed for watches), hold it
+// erase_range that is open-ended (its bound resolved against the keys present)
+// or whose removed keys are listed for watches (watch.hpp), hold it
 // exclusively, so that a commit's validation and the write it allows are one
 // step, and no writer slips a key in meanwhile. Taken after the handle's
 // lifecycle lock (rocksdb/open.hpp), before live_mutex.
@@ -78,20 +79,21 @@ inline rocksdb::Status rocks_sync_wal(rocksdb::DB& db) {
 // that can be in its range: largest(cf) (the largest key stored in cf,
 // looked up once per column family) or the largest key the batch puts before
 // it (of any column family: a bound above every key present is still right).
-// For watches (rocksdb/watch.hpp), each DeleteRange is preceded by a LogData
-// record listing the keys it removes: stored(cf, lo, hi) gives the keys
-// stored in [lo, hi) of cf (sorted), corrected here by the
-// batch's own earlier ops; and a batch of two or more records ends with the
-// marker that makes it one commit (rocks_mark_batch). Call it with the write
-// gate held exclusively when the batch has an erase_range, so that the keys
-// listed are the keys removed.
+// For watches (rocksdb/watch.hpp), when `list_erased`, each DeleteRange is
+// preceded by a LogData record listing the keys it removes (also when none):
+// stored(cf, lo, hi) gives the keys stored in [lo, hi) of cf (sorted),
+// corrected here by the batch's own earlier ops (not called otherwise); and
+// a batch of two or more records ends with the marker that makes it one
+// commit (rocks_mark_batch). Call it with the write gate held exclusively
+// when the batch has an erase_range and `list_erased`, so that the keys
+// listed are the keys removed, or one without an upper bound.
 // A put stores encode(op, scratch): the value as the column family keeps it
 // (expiry's encoding, rocksdb/expiry.hpp; it may build it in `scratch`).
 // Errors: the WriteBatch's, or largest()'s, as keel errors naming `what`.
 template <class CfOf, class Largest, class Stored, class Encode>
 result<void> rocks_fill_batch(const write_batch& batch, rocksdb::WriteBatch& wb, CfOf&& cf_of, Largest&& largest,
-                              Stored&& stored, std::string_view what, const std::filesystem::path& dir,
-                              Encode&& encode) {
+                              Stored&& stored, bool list_erased, std::string_view what,
+                              const std::filesystem::path& dir, Encode&& encode) {
   auto slice = [](std::string_view v) { return rocksdb::Slice(v.data(), v.size()); };
   std::string scratch;
   std::optional<std::string> largest_put;
@@ -99,7 +101,7 @@ result<void> rocks_fill_batch(const write_batch& batch, rocksdb::WriteBatch& wb,
   // The batch's earlier ops, when it has an erase_range: (cf, key) -> present.
   auto ranges_left = std::count_if(batch.begin(), batch.end(),
                                    [](const auto& op) { return op.kind == write_batch::op_kind::erase_range; });
-  const bool ranged = ranges_left > 0;
+  const bool ranged = list_erased && ranges_left > 0;
   std::map<std::pair<rocksdb::ColumnFamilyHandle*, std::string>, bool> earlier;
   for (const auto& op : batch) {
     rocksdb::ColumnFamilyHandle* const cf = cf_of(op);
@@ -135,6 +137,10 @@ result<void> rocks_fill_batch(const write_batch& batch, rocksdb::WriteBatch& wb,
           upper = key_successor(*top);
         }
         const rocksdb::Slice lo = slice(op.has_lower ? op.key : std::string_view()), hi = slice(upper);
+        if (!list_erased) {
+          s = cf ? wb.DeleteRange(cf, lo, hi) : wb.DeleteRange(lo, hi);
+          break;
+        }
         auto keys = stored(cf, lo, hi);
         if (!keys) return std::move(keys).error();
         std::vector<std::string> removed;
@@ -152,10 +158,8 @@ result<void> rocks_fill_batch(const write_batch& batch, rocksdb::WriteBatch& wb,
         if (--ranges_left > 0) {  // a later erase_range must not list them again
           for (const auto& k : removed) earlier[{cf, k}] = false;
         }
-        if (!removed.empty()) {
-          s = wb.PutLogData(rocks_erased_record(cf ? cf->GetID() : 0, removed));
-          if (!s.ok()) return rocks_op_error(s, what, dir);
-        }
+        s = wb.PutLogData(rocks_erased_record(cf ? cf->GetID() : 0, removed));  // also an empty list
+        if (!s.ok()) return rocks_op_error(s, what, dir);
         s = cf ? wb.DeleteRange(cf, lo, hi) : wb.DeleteRange(lo, hi);
         break;
       }
@@ -164,6 +168,19 @@ result<void> rocks_fill_batch(const write_batch& batch, rocksdb::WriteBatch& wb,
   }
   if (rocksdb::Status s = rocks_mark_batch(wb); !s.ok()) return rocks_op_error(s, what, dir);
   return {};
+}
+
+// Whether `batch` needs the write gate exclusively, so that no other writer
+// slips a key in while its erase_range is resolved against the keys present:
+// an open-ended one (its bound), or any while the removed keys are listed for
+// watches (hub.list_erased, which changes only under the exclusive gate:
+// callers that took the gate shared check again under it).
+inline bool rocks_needs_exclusive(const write_batch& batch, const rocks_watch_hub& hub) {
+  const bool listing = hub.list_erased.load(std::memory_order_acquire);
+  for (const auto& op : batch) {
+    if (op.kind == write_batch::op_kind::erase_range && (listing || !op.has_upper)) return true;
+  }
+  return false;
 }
 
 // CompactRange of `range` (nothing for an empty one; the whole key space
@@ -194,7 +211,7 @@ inline result<void> rocks_checkpoint(rocksdb::DB& db, const std::filesystem::pat
 class rocks_write_gate {
  public:
   // Plain writes: shared. Commits, transaction begins, batches with an
-  // erase_range: exclusive.
+  // open-ended or listed erase_range, a watch turning listing on: exclusive.
   std::shared_lock<std::shared_mutex> shared() const { return std::shared_lock(gate_); }
   std::unique_lock<std::shared_mutex> exclusive() const { return std::unique_lock(gate_); }
 
