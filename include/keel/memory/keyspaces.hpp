@@ -62,6 +62,20 @@ inline std::shared_ptr<const keyspace_table> without_keyspace(const keyspace_tab
   return next;
 }
 
+// The table of `version` for making keyspace `r` (an entry of it, not its
+// hot keyspace) the hot one: the hot keyspace's tree (if any) back in its
+// entry, `r`'s entry with an empty tree (its tree goes to the version).
+inline std::shared_ptr<const keyspace_table> table_for_hot(const store_version& version, const keyspace_root& r) {
+  auto next = std::make_shared<keyspace_table>(*version.table);
+  for (auto& e : *next) {
+    if (e->id == version.hot_id)
+      e = std::make_shared<const keyspace_root>(keyspace_root{e->name, e->id, version.hot});
+    else if (e->id == r.id)
+      e = std::make_shared<const keyspace_root>(keyspace_root{e->name, e->id, persistent_btree()});
+  }
+  return next;
+}
+
 // `base` with the ops of `batch` that name keyspace `keyspace` applied in
 // order (the others skipped).
 inline persistent_btree apply_keyspace_ops(persistent_btree base, const write_batch& batch,

@@ -279,7 +279,7 @@ class memory_persistence {
   // snapshot (snapshot_file.hpp). Returns the bytes of keys and values saved.
   result<std::uint64_t> save_to(const std::filesystem::path& path, store_version version) const {
     std::uint64_t payload = 0;
-    if (!version.others || version.others->empty()) {
+    if (!version.table || version.table->empty()) {
       dump_writer w;
       if (auto o = w.open(path); !o) return o.error();
       if (auto a = save_tree(std::move(version.main), [&](auto k, auto v) { return w.add(k, v); }); !a)
@@ -292,9 +292,9 @@ class memory_persistence {
       if (auto o = w.open(path); !o) return o.error();
       auto add = [&](auto k, auto v) { return w.add(k, v); };
       if (auto a = save_tree(std::move(version.main), add); !a) return a.error();
-      for (const auto& ks : *version.others) {
+      for (const auto& ks : *version.table) {
         if (auto a = w.keyspace(ks->name); !a) return a.error();
-        if (auto a = save_tree(ks->tree, add); !a) return a.error();
+        if (auto a = save_tree(version.tree_of(*ks), add); !a) return a.error();
       }
       auto done = w.finish();
       if (!done) return done.error();

@@ -309,7 +309,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
       const detail::store_version* version = versions_.current_version();
       if (!is_open()) return closed_error();
       if (name.empty()) return keyspace_type(std::string(), 0);
-      if (const auto* r = detail::store_version::find_root(version->others.get(), name))
+      if (const auto* r = detail::store_version::find_root(version->table.get(), name))
         return keyspace_type(r->name, r->id);
     }
     if (!create) return detail::keyspace_missing(name);
@@ -323,9 +323,9 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     const detail::store_version* version = versions_.current_version();
     if (!is_open()) return closed_error();
     std::vector<std::string> names{std::string()};
-    if (version->others) {
-      names.reserve(version->others->size() + 1);
-      for (const auto& r : *version->others) names.push_back(r->name);
+    if (version->table) {
+      names.reserve(version->table->size() + 1);
+      for (const auto& r : *version->table) names.push_back(r->name);
     }
     return names;
   }
@@ -355,7 +355,8 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
           edit.insert_or_assign(key, value);
           return std::optional<tree>(std::move(edit).persist());
         },
-        [&] { conflicts_->record_key(ks.name_, key); }, value.size());
+        [&] { conflicts_->record_key(ks.name_, key); }, value.size(),
+        [&](tree::transient& edit) { edit.insert_or_assign(key, value); });
   }
 
   result<std::optional<std::string>> get(const keyspace_type& ks, std::string_view key) const {
@@ -553,23 +554,40 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     return persistence_.wait_synced(*logged);
   }
   // A write to keyspace `ks` (not ""): `change(tree)` gives its new tree (nullopt: nothing to do or log),
-  // `log` fills the frame, the version is published, `record()` is called while transactions are live
-  // (it records the write for them), and `raw_bytes` counted for compression.
-  template <class Log, class Change, class Record>
+  // `log` fills the frame, the version is published (`ks` becomes the hot keyspace), `record()` is
+  // called while transactions are live (it records the write for them), and `raw_bytes` counted for
+  // compression. `hot_edit(transient)` (if given) makes the change in place of `change` when `ks` is
+  // the hot keyspace already (always a change): a reuse-mode edit, like put(key, value)'s.
+  template <class Log, class Change, class Record, class HotEdit = std::nullptr_t>
   result<void> write_keyspace(const keyspace_type& ks, Log&& log, Change&& change, Record&& record,
-                              std::size_t raw_bytes = 0) {
+                              std::size_t raw_bytes = 0, HotEdit&& hot_edit = nullptr) {
     std::unique_lock writer(versions_.writers());
     if (auto refused = refuse_write()) return *refused;
-    const detail::keyspace_root* r = writable(ks);
-    if (!r) return detail::keyspace_dropped(ks.name_);
-    std::optional<tree> next = change(r->tree);
+    const detail::store_version& now = versions_.writer_version();
+    if constexpr (!std::is_same_v<std::remove_cvref_t<HotEdit>, std::nullptr_t>) {
+      if (now.hot_id == ks.id_) {
+        auto logged = persistence_.log_write([&](detail::log_encoder& e) {
+          e.select_keyspace(ks.name_);
+          log(e);
+        });
+        if (!logged) return logged.error();
+        versions_.edit_hot(hot_edit);
+        if (conflicts_->recording()) record();
+        compression_.note_raw_bytes(raw_bytes);
+        writer.unlock();
+        return persistence_.wait_synced(*logged);
+      }
+    }
+    const tree* t = now.find(ks.name_, ks.id_);
+    if (!t) return detail::keyspace_dropped(ks.name_);
+    std::optional<tree> next = change(*t);
     if (!next) return {};
     auto logged = persistence_.log_write([&](detail::log_encoder& e) {
       e.select_keyspace(ks.name_);
       log(e);
     });
     if (!logged) return logged.error();
-    publish_keyspace(*r, std::move(*next));
+    publish_keyspace(ks, std::move(*next));
     if (conflicts_->recording()) record();
     compression_.note_raw_bytes(raw_bytes);
     writer.unlock();
@@ -578,16 +596,16 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   cursor_type make_cursor(tree version, const key_range& range) const {
     return cursor_type(shared_from_this(), versions_, compression_, std::move(version), range);
   }
-  // Writers' mutex held: the current root of keyspace `ks` (not the
-  // default one), or nullptr when it was dropped.
-  const detail::keyspace_root* writable(const keyspace_type& ks) const {
-    const detail::keyspace_root* r = detail::store_version::find_root(versions_.current_others().get(), ks.name_);
-    return r && r->id == ks.id_ ? r : nullptr;
-  }
-  // Writers' mutex held: publishes `next` as keyspace `r`'s tree.
-  void publish_keyspace(const detail::keyspace_root& r, tree next) {
-    auto root = std::make_shared<const detail::keyspace_root>(detail::keyspace_root{r.name, r.id, std::move(next)});
-    versions_.publish(versions_.current(), detail::with_keyspace(versions_.current_others().get(), std::move(root)));
+  // Writers' mutex held, `ks` (not "") in the current version: publishes
+  // `next` as its tree, and it as the hot keyspace (versions.hpp).
+  void publish_keyspace(const keyspace_type& ks, tree next) {
+    const detail::store_version& now = versions_.writer_version();
+    if (now.hot_id == ks.id_)
+      versions_.publish_hot(std::move(next), now.table, ks.id_);
+    else
+      versions_.publish_hot(std::move(next),
+                            detail::table_for_hot(now, *detail::store_version::find_root(now.table.get(), ks.name_)),
+                            ks.id_);
   }
   // Creates keyspace `name` unless it exists (then its handle).
   result<keyspace_type> create_keyspace(std::string_view name) {
