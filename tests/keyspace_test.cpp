@@ -697,3 +697,75 @@ TEST_SUITE("keyspaces") {
     CHECK(seen == n);
   }
 }
+
+// The memory store keeps the tree of the keyspace written last through a
+// handle in the version itself (versions.hpp, "the hot keyspace"), not in the
+// table of keyspaces: every operation on the whole store still sees it.
+TEST_SUITE("keyspaces") {
+  TEST_CASE("keyspace: memory operations on the whole store see the keyspace written last through a handle") {
+    keel::test::temp_dir dir;
+    auto store = open_or_fail(keel::test::memory_backend{});
+    auto a = keyspace_or_fail(store, "a");
+    auto b = keyspace_or_fail(store, "b");
+    REQUIRE(b.put("k", "in b"));
+    for (int i = 0; i < 100; ++i) REQUIRE(a.put("k" + std::to_string(100 + i), "v" + std::to_string(i)));
+    // "a" is the hot keyspace now: stats, checkpoints and snapshots count it.
+    auto st = store.stats();
+    REQUIRE(st);
+    CHECK(st->keys == 101);
+    REQUIRE(store.checkpoint(dir.path() / "copy"));
+    {
+      auto copy = open_persisted(dir.path() / "copy");
+      REQUIRE(copy);
+      auto all = contents(*copy);
+      CHECK(all["a"].size() == 100);
+      CHECK(all["b"] == std::vector<std::pair<std::string, std::string>>{{"k", "in b"}});
+    }
+    auto snap = store.snapshot();
+    REQUIRE(a.put("k100", "changed"));
+    REQUIRE(a.erase("k101"));
+    REQUIRE(a.erase_range(key_range::prefix("k19")));
+    CHECK(value_in(a, "k100") == "changed");
+    CHECK(value_in(a, "k101") == "<absent>");
+    CHECK(collect(a.scan(key_range::all())).size() == 89);
+    {
+      auto old = snap.get(a, "k100");
+      REQUIRE(old);
+      CHECK(old->value_or("") == "v0");
+      CHECK(collect(snap.scan(a, key_range::all())).size() == 100);
+    }
+    // Creating a keyspace and a batch across keyspaces keep "a" whole.
+    auto c = keyspace_or_fail(store, "c");
+    CHECK(collect(a.scan(key_range::all())).size() == 89);
+    REQUIRE(a.put("k102", "hot again"));
+    REQUIRE(store.write(write_batch{}.erase(a, "k103").put(c, "k", "in c").put(a, "k104", "batch")));
+    CHECK(value_in(a, "k102") == "hot again");
+    CHECK(value_in(a, "k103") == "<absent>");
+    CHECK(value_in(a, "k104") == "batch");
+    CHECK(value_in(a, "k105") == "v5");
+    CHECK(value_in(c, "k") == "in c");
+    // Writing "b" makes it the hot one and puts "a" back in the table.
+    REQUIRE(a.put("k106", "before b"));
+    REQUIRE(b.put("k2", "b2"));
+    CHECK(value_in(a, "k106") == "before b");
+    CHECK(value_in(b, "k") == "in b");
+    st = store.stats();
+    REQUIRE(st);
+    CHECK(st->keys == 88 + 2 + 1);
+    // Dropping the hot keyspace: its handle reaches nothing, a snapshot taken
+    // before reads on, the name created again is empty.
+    auto before_drop = store.snapshot();
+    REQUIRE(store.drop_keyspace("b"));
+    auto gone = b.get("k");
+    REQUIRE_FALSE(gone);
+    CHECK(gone.error().code() == errc::not_found);
+    auto kept = before_drop.get(b, "k2");
+    REQUIRE(kept);
+    CHECK(kept->value_or("") == "b2");
+    auto b2 = keyspace_or_fail(store, "b");
+    CHECK(value_in(b2, "k") == "<absent>");
+    REQUIRE(b2.put("k", "new b"));
+    CHECK(value_in(b2, "k") == "new b");
+    CHECK(value_in(a, "k104") == "batch");
+  }
+}
