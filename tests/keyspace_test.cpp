@@ -769,3 +769,65 @@ TEST_SUITE("keyspaces") {
     CHECK(value_in(a, "k104") == "batch");
   }
 }
+
+// Puts through one handle are reuse-mode edits of the hot keyspace's tree
+// (versions.hpp): readers holding snapshots and cursors of earlier versions,
+// and point reads in flight, must keep reading what they saw.
+TEST_SUITE("keyspaces") {
+  TEST_CASE("keyspace: memory puts through a handle with concurrent snapshots, cursors and point reads") {
+    auto store = open_or_fail(keel::test::memory_backend{});
+    auto a = keyspace_or_fail(store, "a");
+    auto b = keyspace_or_fail(store, "b");
+    const long rounds = keel::test::scaled("KEEL_TEST_KEYSPACE_ROUNDS", 20000);
+    constexpr long keys = 64;
+    auto number = [](long i) {
+      std::string s = std::to_string(i);
+      return std::string(8 - s.size(), '0') + s;  // ordered as numbers
+    };
+    auto key = [&](long k) { return "key" + number(k); };
+    for (long k = 0; k < keys; ++k) REQUIRE(a.put(key(k), number(0)));
+    std::atomic<bool> done{false};
+    std::atomic<long> changed{0}, backwards{0}, failed{0}, snapshots{0};
+    auto reader = [&](long salt) {
+      std::string last;
+      for (long i = salt; !done.load(); ++i) {
+        auto snap = store.snapshot();
+        const std::string k = key(i % keys);
+        auto first = snap.get(a, k);
+        long seen = 0;
+        std::string in_scan;
+        for (const auto& e : snap.scan(a, key_range::all())) {
+          if (e.key == k) in_scan = e.value;
+          ++seen;
+        }
+        auto again = snap.get(a, k);
+        if (!first || !*first || !again || !*again || seen != keys) {
+          failed.fetch_add(1);
+          continue;
+        }
+        if (**again != **first || in_scan != **first) changed.fetch_add(1);
+        auto now = a.get(key(0));  // a point read, no snapshot
+        if (!now || !*now) {
+          failed.fetch_add(1);
+          continue;
+        }
+        if (**now < last) backwards.fetch_add(1);
+        last = **now;
+        snapshots.fetch_add(1);
+      }
+    };
+    std::thread r1(reader, 0), r2(reader, 7);
+    for (long i = 1; i <= rounds; ++i) {
+      if (!a.put(key(i % keys), number(i))) failed.fetch_add(1);
+      if (i % 1000 == 0 && !b.put("switch", number(i))) failed.fetch_add(1);  // "b" hot, then "a" again
+    }
+    done.store(true);
+    r1.join();
+    r2.join();
+    MESSAGE(snapshots.load() << " snapshots read during " << rounds << " puts");
+    CHECK(changed.load() == 0);
+    CHECK(backwards.load() == 0);
+    CHECK(failed.load() == 0);
+    CHECK(value_in(a, key(rounds % keys)) == number(rounds));
+  }
+}
