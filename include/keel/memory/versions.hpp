@@ -251,8 +251,9 @@ class memory_versions {
   // The same with every keyspace: the default and the hot keyspace's trees
   // taken as current() takes the default one, the table of the others
   // copied from the same version (the epoch guard keeps that version's
-  // holder alive while it is copied).
-  store_version current_all() const {
+  // holder alive while it is copied). Out of line: inlined into a
+  // transaction's begin it made the compiler inline less of the rest.
+  [[gnu::noinline]] store_version current_all() const {
     auto reading = epoch_domain::instance().enter();
     for (;;) {
       const store_version* version = root_.load(std::memory_order_seq_cst);
