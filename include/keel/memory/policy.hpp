@@ -298,8 +298,10 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   }
 
   // ---- keyspaces (contract.hpp's keyspace part) ---------------------------
-  // Reads through a handle take no lock (an epoch slot, a binary search of
-  // the table by name); writes publish a new table. Creations, drops and
+  // Reads through a handle take no lock (an epoch slot, then the hot
+  // keyspace's id or a binary search of the table by name); a put to the
+  // hot keyspace publishes only its slot, other writes a new table
+  // (versions.hpp). Creations, drops and
   // writes are logged first (persisted stores). A released store creates
   // nothing: a missing name is not_found.
   result<keyspace_type> open_keyspace(std::string_view name, bool create) const {
