@@ -383,9 +383,10 @@ class memory_versions {
     reclaim();
   }
   // edit_hot()'s wrappers (see there).
+  struct retired_version;
   [[gnu::flatten]] tree::transient hot_base(const tree& hot) { return tree::transient(hot, std::move(spare_), &pool_); }
   [[gnu::flatten]] static void hot_settle(tree::retirement& moved) noexcept { moved.settle(); }
-  [[gnu::flatten]] auto& hot_retired() { return retired_.emplace_back(); }
+  [[gnu::flatten]] retired_version& hot_retired() { return retired_.emplace_back(); }
   // Writers' mutex held. Keeps one version holder, the first finished
   // retirement's buffers and some node blocks for the next write.
   void reclaim() {
