@@ -367,11 +367,10 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   }
 
   // ---- keyspaces (contract.hpp's keyspace part) ---------------------------
-  // Reads through a handle take no lock (an epoch slot, then the hot
-  // keyspace's id or a binary search of the table by name); a put to the
-  // hot keyspace publishes only its slot, other writes a new table
-  // (versions.hpp). Creations, drops and writes are logged first (persisted
-  // stores). A released store creates nothing: a missing name is not_found.
+  // Reads through a handle take no lock (an epoch slot, then the hot keyspace's id or a binary search of the
+  // table by name); a put to the hot keyspace publishes only its slot, other writes a new table (versions.hpp).
+  // Creations, drops and writes are logged first (persisted stores). A released store creates nothing: a
+  // missing name is not_found.
   result<keyspace_type> open_keyspace(std::string_view name, bool create) const {
     if (auto bad = keyspace_name_error(name)) return *bad;
     {
@@ -634,12 +633,11 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     writer.unlock();
     return persistence_.wait_synced(*logged);
   }
-  // A write to keyspace `ks` (not ""): `change(tree)` gives its new tree (nullopt: nothing to do or log),
-  // `log` fills the frame, the version is published (`ks` becomes the hot keyspace), `record()` is
-  // called while transactions are live (it records the write for them), and `raw_bytes` counted for
-  // compression. `changes(tree before)` gives what a watch sees (called while recording).
-  // `hot_edit(transient)` (if given) makes the change in place of `change` when `ks` is the hot
-  // keyspace already (always a change): a reuse-mode edit, like put(key, value)'s.
+  // A write to keyspace `ks` (not ""): `change(tree)` gives its new tree (nullopt: nothing to do or log), `log`
+  // fills the frame, the version is published (`ks` becomes the hot keyspace), `record()` is called while
+  // transactions are live (it records the write for them), `raw_bytes` counted for compression. `changes(tree
+  // before)` gives what a watch sees (called while recording). `hot_edit(transient)` (if given) makes the change
+  // when `ks` is the hot keyspace already (always a change): a reuse-mode edit, like put(key, value)'s.
   template <class Log, class Change, class Record, class Changes, class HotEdit = std::nullptr_t>
   result<void> write_keyspace(const keyspace_type& ks, Log&& log, Change&& change, Record&& record,
                               Changes&& changes, std::size_t raw_bytes = 0, HotEdit&& hot_edit = nullptr) {
@@ -647,14 +645,13 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     if (auto refused = refuse_write()) return *refused;
     const detail::store_version& now = versions_.writer_version();
     std::vector<keel::change> delivered;  // filled while recording
-    auto log_frame = [&](detail::log_encoder& e) {
-      e.select_keyspace(ks.name_);
-      watch_.logs_changes() ? detail::log_changes(e, delivered) : log(e);
-    };
     if constexpr (!std::is_same_v<std::remove_cvref_t<HotEdit>, std::nullptr_t>) {
       if (now.hot_id == ks.id_) {
         if (watch_.recording()) delivered = changes(now.hot);
-        auto logged = persistence_.log_write(log_frame);
+        auto logged = persistence_.log_write([&](detail::log_encoder& e) {
+          e.select_keyspace(ks.name_);
+          watch_.logs_changes() ? detail::log_changes(e, delivered) : log(e);
+        });
         if (!logged) return logged.error();
         versions_.edit_hot(hot_edit);
         watch_.committed(*logged, std::move(delivered));
@@ -669,7 +666,10 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     std::optional<tree> next = change(*t);
     if (!next) return {};
     if (watch_.recording()) delivered = changes(*t);
-    auto logged = persistence_.log_write(log_frame);
+    auto logged = persistence_.log_write([&](detail::log_encoder& e) {
+      e.select_keyspace(ks.name_);
+      watch_.logs_changes() ? detail::log_changes(e, delivered) : log(e);
+    });
     if (!logged) return logged.error();
     detail::publish_keyspace(versions_, ks.name_, ks.id_, std::move(*next));
     watch_.committed(*logged, std::move(delivered));
