@@ -121,6 +121,40 @@ TEST_SUITE("expiry") {
     CHECK(s.policy().memory_bytes() > 0);
   }
 
+  TEST_CASE("expiry memory: the sweep reaches the keyspace written last through a handle (the hot keyspace)") {
+    fake_clock clock;
+    keel::memory_options o;
+    o.expiry_interval = 0ms;
+    auto s = open_with(clock, o);
+    auto users = s.keyspace("users");
+    auto other = s.keyspace("other");
+    REQUIRE(users);
+    REQUIRE(other);
+    REQUIRE(other->put("o", "1", put_options{1s}));
+    for (int i = 0; i < 100; ++i) REQUIRE(users->put(key_of(i), "u", put_options{1s}));
+    // Plain puts through the handle: "users" becomes the hot keyspace (its tree held by the
+    // version, edited in place from the second put on).
+    for (int i = 100; i < 110; ++i) REQUIRE(users->put(key_of(i), "p"));
+    CHECK(s.policy().size() == 111);
+    clock.advance(1s);
+    SUBCASE("mostly expired: rebuilt") {}
+    SUBCASE("few expired: erased in chunks") {
+      for (int i = 110; i < 400; ++i) REQUIRE(users->put(key_of(i), "p"));
+    }
+    const std::size_t left = s.policy().size() - 101;
+    REQUIRE(s.compact());
+    CHECK(s.policy().size() == left);
+    CHECK_FALSE(users->get(key_of(0))->has_value());
+    CHECK_FALSE(other->get("o")->has_value());
+    // The sweep's publish keeps the keyspaces consistent: more puts through the handle, then every key is there.
+    for (int i = 1000; i < 1010; ++i) REQUIRE(users->put(key_of(i), "q"));
+    REQUIRE(other->put("o2", "2"));
+    CHECK(s.policy().size() == left + 11);
+    CHECK(users->get(key_of(105))->value_or("") == "p");
+    CHECK(users->get(key_of(1009))->value_or("") == "q");
+    CHECK(other->get("o2")->value_or("") == "2");
+  }
+
   TEST_CASE("expiry memory: the background sweep removes them, readers keep their versions") {
     fake_clock clock;
     keel::memory_options o;

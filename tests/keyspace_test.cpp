@@ -697,3 +697,137 @@ TEST_SUITE("keyspaces") {
     CHECK(seen == n);
   }
 }
+
+// The memory store keeps the tree of the keyspace written last through a
+// handle in the version itself (versions.hpp, "the hot keyspace"), not in the
+// table of keyspaces: every operation on the whole store still sees it.
+TEST_SUITE("keyspaces") {
+  TEST_CASE("keyspace: memory operations on the whole store see the keyspace written last through a handle") {
+    keel::test::temp_dir dir;
+    auto store = open_or_fail(keel::test::memory_backend{});
+    auto a = keyspace_or_fail(store, "a");
+    auto b = keyspace_or_fail(store, "b");
+    REQUIRE(b.put("k", "in b"));
+    for (int i = 0; i < 100; ++i) REQUIRE(a.put("k" + std::to_string(100 + i), "v" + std::to_string(i)));
+    // "a" is the hot keyspace now: stats, checkpoints and snapshots count it.
+    auto st = store.stats();
+    REQUIRE(st);
+    CHECK(st->keys == 101);
+    REQUIRE(store.checkpoint(dir.path() / "copy"));
+    {
+      auto copy = open_persisted(dir.path() / "copy");
+      REQUIRE(copy);
+      auto all = contents(*copy);
+      CHECK(all["a"].size() == 100);
+      CHECK(all["b"] == std::vector<std::pair<std::string, std::string>>{{"k", "in b"}});
+    }
+    auto snap = store.snapshot();
+    REQUIRE(a.put("k100", "changed"));
+    REQUIRE(a.erase("k101"));
+    REQUIRE(a.erase_range(key_range::prefix("k19")));
+    CHECK(value_in(a, "k100") == "changed");
+    CHECK(value_in(a, "k101") == "<absent>");
+    CHECK(collect(a.scan(key_range::all())).size() == 89);
+    {
+      auto old = snap.get(a, "k100");
+      REQUIRE(old);
+      CHECK(old->value_or("") == "v0");
+      CHECK(collect(snap.scan(a, key_range::all())).size() == 100);
+    }
+    // Creating a keyspace and a batch across keyspaces keep "a" whole.
+    auto c = keyspace_or_fail(store, "c");
+    CHECK(collect(a.scan(key_range::all())).size() == 89);
+    REQUIRE(a.put("k102", "hot again"));
+    REQUIRE(store.write(write_batch{}.erase(a, "k103").put(c, "k", "in c").put(a, "k104", "batch")));
+    CHECK(value_in(a, "k102") == "hot again");
+    CHECK(value_in(a, "k103") == "<absent>");
+    CHECK(value_in(a, "k104") == "batch");
+    CHECK(value_in(a, "k105") == "v5");
+    CHECK(value_in(c, "k") == "in c");
+    // Writing "b" makes it the hot one and puts "a" back in the table.
+    REQUIRE(a.put("k106", "before b"));
+    REQUIRE(b.put("k2", "b2"));
+    CHECK(value_in(a, "k106") == "before b");
+    CHECK(value_in(b, "k") == "in b");
+    st = store.stats();
+    REQUIRE(st);
+    CHECK(st->keys == 88 + 2 + 1);
+    // Dropping the hot keyspace: its handle reaches nothing, a snapshot taken
+    // before reads on, the name created again is empty.
+    auto before_drop = store.snapshot();
+    REQUIRE(store.drop_keyspace("b"));
+    auto gone = b.get("k");
+    REQUIRE_FALSE(gone);
+    CHECK(gone.error().code() == errc::not_found);
+    auto kept = before_drop.get(b, "k2");
+    REQUIRE(kept);
+    CHECK(kept->value_or("") == "b2");
+    auto b2 = keyspace_or_fail(store, "b");
+    CHECK(value_in(b2, "k") == "<absent>");
+    REQUIRE(b2.put("k", "new b"));
+    CHECK(value_in(b2, "k") == "new b");
+    CHECK(value_in(a, "k104") == "batch");
+  }
+}
+
+// Puts through one handle are reuse-mode edits of the hot keyspace's tree
+// (versions.hpp): readers holding snapshots and cursors of earlier versions,
+// and point reads in flight, must keep reading what they saw.
+TEST_SUITE("keyspaces") {
+  TEST_CASE("keyspace: memory puts through a handle with concurrent snapshots, cursors and point reads") {
+    auto store = open_or_fail(keel::test::memory_backend{});
+    auto a = keyspace_or_fail(store, "a");
+    auto b = keyspace_or_fail(store, "b");
+    const long rounds = keel::test::scaled("KEEL_TEST_KEYSPACE_ROUNDS", 20000);
+    constexpr long keys = 64;
+    auto number = [](long i) {
+      std::string s = std::to_string(i);
+      return std::string(8 - s.size(), '0') + s;  // ordered as numbers
+    };
+    auto key = [&](long k) { return "key" + number(k); };
+    for (long k = 0; k < keys; ++k) REQUIRE(a.put(key(k), number(0)));
+    std::atomic<bool> done{false};
+    std::atomic<long> changed{0}, backwards{0}, failed{0}, snapshots{0};
+    auto reader = [&](long salt) {
+      std::string last;
+      for (long i = salt; !done.load(); ++i) {
+        auto snap = store.snapshot();
+        const std::string k = key(i % keys);
+        auto first = snap.get(a, k);
+        long seen = 0;
+        std::string in_scan;
+        for (const auto& e : snap.scan(a, key_range::all())) {
+          if (e.key == k) in_scan = e.value;
+          ++seen;
+        }
+        auto again = snap.get(a, k);
+        if (!first || !*first || !again || !*again || seen != keys) {
+          failed.fetch_add(1);
+          continue;
+        }
+        if (**again != **first || in_scan != **first) changed.fetch_add(1);
+        auto now = a.get(key(0));  // a point read, no snapshot
+        if (!now || !*now) {
+          failed.fetch_add(1);
+          continue;
+        }
+        if (**now < last) backwards.fetch_add(1);
+        last = **now;
+        snapshots.fetch_add(1);
+      }
+    };
+    std::thread r1(reader, 0), r2(reader, 7);
+    for (long i = 1; i <= rounds; ++i) {
+      if (!a.put(key(i % keys), number(i))) failed.fetch_add(1);
+      if (i % 1000 == 0 && !b.put("switch", number(i))) failed.fetch_add(1);  // "b" hot, then "a" again
+    }
+    done.store(true);
+    r1.join();
+    r2.join();
+    MESSAGE(snapshots.load() << " snapshots read during " << rounds << " puts");
+    CHECK(changed.load() == 0);
+    CHECK(backwards.load() == 0);
+    CHECK(failed.load() == 0);
+    CHECK(value_in(a, key(rounds % keys)) == number(rounds));
+  }
+}

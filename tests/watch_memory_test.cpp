@@ -393,6 +393,43 @@ TEST_SUITE("watch_memory") {
     }
   }
 
+  TEST_CASE("watch memory: puts through one keyspace handle in a row (the hot keyspace's edits) are delivered, "
+            "and logged as changes in a persisted store") {
+    keel::test::temp_dir tmp;
+    const fs::path file = tmp.path() / "store.keeldump";
+    std::vector<change> want;
+    {
+      auto s = open_persisted(file);
+      auto x = s.keyspace("x");
+      auto y = s.keyspace("y");
+      REQUIRE(x);
+      REQUIRE(y);
+      auto wx = x->watch();
+      REQUIRE(wx);
+      // The first put makes x the hot keyspace; the next ones edit its tree in place
+      // (versions.hpp's edit_hot); a put to y and back switches it.
+      for (int i = 0; i < 5; ++i) REQUIRE(x->put("k" + std::to_string(i), std::to_string(i)));
+      REQUIRE(y->put("other", "y"));
+      for (int i = 5; i < 8; ++i) REQUIRE(x->put("k" + std::to_string(i), std::to_string(i)));
+      auto got = drain(*wx);
+      REQUIRE(got.size() == 8);
+      for (int i = 0; i < 8; ++i) {
+        CHECK(got[static_cast<std::size_t>(i)] ==
+              put_change(got[static_cast<std::size_t>(i)].seq, "k" + std::to_string(i), std::to_string(i), "x"));
+        if (i > 0) CHECK(got[static_cast<std::size_t>(i)].seq > got[static_cast<std::size_t>(i) - 1].seq);
+      }
+      want = got;
+      REQUIRE(s.close());
+    }
+    auto s = open_persisted(file);
+    auto x = s.keyspace("x");
+    REQUIRE(x);
+    CHECK(x->get("k7").value() == std::optional<std::string>("7"));
+    auto w = x->watch(key_range::all(), after(want.front().seq - 1));
+    REQUIRE(w);
+    CHECK(drain(*w) == want);
+  }
+
   TEST_CASE("watch memory: a persisted store that never watched leaves no frame at close") {
     // Behaviour change (seqs go on across close for every persisted store):
     // close leaves one log holding no frame, only its header (which carries

@@ -488,9 +488,9 @@ class value_compression {
     const value_codec* codec = slot ? codecs_[slot].load(std::memory_order_relaxed) : nullptr;
     if (!codec) return;
     if (!compress_keyspace(version.main, nullptr, slot, *codec, background)) return;
-    if (version.others) {
-      for (const auto& root : *version.others)
-        if (!compress_keyspace(root->tree, root.get(), slot, *codec, background)) return;
+    if (version.table) {
+      for (const auto& root : *version.table)
+        if (!compress_keyspace(version.tree_of(*root), root.get(), slot, *codec, background)) return;
     }
     std::lock_guard writer(versions_.writers());
     held_value_bytes_ = value_bytes;
@@ -560,8 +560,8 @@ class value_compression {
   template <class Fn>
   static void for_each_tree(const store_version& version, Fn&& fn) {
     fn(version.main);
-    if (version.others)
-      for (const auto& root : *version.others) fn(root->tree);
+    if (version.table)
+      for (const auto& root : *version.table) fn(version.tree_of(*root));
   }
 
   // Trains and installs a new codec when due (mutex_ held): the first once

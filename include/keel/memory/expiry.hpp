@@ -161,9 +161,9 @@ class memory_expiry {
     }
     deadline_ms next = pb_entry::no_deadline;
     bool whole = sweep_tree(version.main, nullptr, at, next, background);
-    if (whole && version.others)
-      for (const auto& root : *version.others)
-        if (!(whole = sweep_tree(root->tree, root.get(), at, next, background))) break;
+    if (whole && version.table)  // the hot keyspace's tree is the version's (tree_of)
+      for (const auto& root : *version.table)
+        if (!(whole = sweep_tree(version.tree_of(*root), root.get(), at, next, background))) break;
     std::lock_guard writer(versions_.writers());
     earliest_ = whole ? std::min(earliest_, next) : std::numeric_limits<deadline_ms>::min();
   }
@@ -192,8 +192,9 @@ class memory_expiry {
     bool conflict = check(versions_.current_root(), tx.read_keys, tx.read_ranges);
     for (const auto& part : tx.keyspace_reads) {
       if (conflict) break;
-      const keyspace_root* r = store_version::find_root(versions_.current_others().get(), part.keyspace);
-      conflict = check(r ? &r->tree : nullptr, part.read_keys, part.read_ranges);
+      const store_version& current = versions_.writer_version();
+      const keyspace_root* r = store_version::find_root(current.table.get(), part.keyspace);
+      conflict = check(r ? &current.tree_of(*r) : nullptr, part.read_keys, part.read_ranges);
     }
     if (!conflict) return {};
     return keel::error(errc::conflict,

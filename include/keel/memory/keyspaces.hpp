@@ -62,6 +62,31 @@ inline std::shared_ptr<const keyspace_table> without_keyspace(const keyspace_tab
   return next;
 }
 
+// The table of `version` for making keyspace `r` (an entry of it, not its
+// hot keyspace) the hot one: the hot keyspace's tree (if any) back in its
+// entry, `r`'s entry with an empty tree (its tree goes to the version).
+inline std::shared_ptr<const keyspace_table> table_for_hot(const store_version& version, const keyspace_root& r) {
+  auto next = std::make_shared<keyspace_table>(*version.table);
+  for (auto& e : *next) {
+    if (e->id == version.hot_id)
+      e = std::make_shared<const keyspace_root>(keyspace_root{e->name, e->id, version.hot});
+    else if (e->id == r.id)
+      e = std::make_shared<const keyspace_root>(keyspace_root{e->name, e->id, persistent_btree()});
+  }
+  return next;
+}
+
+// Writers' mutex held, keyspace (name, id) (not "") in the current
+// version: publishes `next` as its tree, and it as the hot keyspace.
+inline void publish_keyspace(memory_versions& versions, std::string_view name, std::uint64_t id,
+                             persistent_btree next) {
+  const store_version& now = versions.writer_version();
+  if (now.hot_id == id)
+    versions.publish_hot(std::move(next), now.table, id);
+  else
+    versions.publish_hot(std::move(next), table_for_hot(now, *store_version::find_root(now.table.get(), name)), id);
+}
+
 // `base` with the ops of `batch` that name keyspace `keyspace` applied in
 // order (the others skipped).
 // `at`: the time the batch's ttls count from (puts with one get deadline at + ttl).

@@ -305,7 +305,7 @@ class memory_persistence {
   result<std::uint64_t> save_to(const std::filesystem::path& path, store_version version) const {
     std::uint64_t payload = 0;
     const bool deadlines = expiry_->used();
-    if ((!version.others || version.others->empty()) && !deadlines) {
+    if ((!version.table || version.table->empty()) && !deadlines) {
       dump_writer w;
       if (auto o = w.open(path); !o) return o.error();
       if (auto a = save_tree(std::move(version.main), [&](auto k, auto v, deadline_ms) { return w.add(k, v); }); !a)
@@ -318,10 +318,10 @@ class memory_persistence {
       if (auto o = w.open(path, deadlines); !o) return o.error();
       auto add = [&](auto k, auto v, deadline_ms d) { return w.add(k, v, d); };
       if (auto a = save_tree(std::move(version.main), add); !a) return a.error();
-      if (version.others) {
-        for (const auto& ks : *version.others) {
+      if (version.table) {
+        for (const auto& ks : *version.table) {
           if (auto a = w.keyspace(ks->name); !a) return a.error();
-          if (auto a = save_tree(ks->tree, add); !a) return a.error();
+          if (auto a = save_tree(version.tree_of(*ks), add); !a) return a.error();
         }
       }
       auto done = w.finish();

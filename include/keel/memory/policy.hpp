@@ -366,10 +366,10 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   }
 
   // ---- keyspaces (contract.hpp's keyspace part) ---------------------------
-  // Reads through a handle take no lock (an epoch slot, a binary search of
-  // the table by name); writes publish a new table. Creations, drops and
-  // writes are logged first (persisted stores). A released store creates
-  // nothing: a missing name is not_found.
+  // Reads through a handle take no lock (an epoch slot, then the hot keyspace's id or a binary search of the
+  // table by name); a put to the hot keyspace publishes only its slot, other writes a new table (versions.hpp).
+  // Creations, drops and writes are logged first (persisted stores). A released store creates nothing: a
+  // missing name is not_found.
   result<keyspace_type> open_keyspace(std::string_view name, bool create) const {
     if (auto bad = keyspace_name_error(name)) return *bad;
     {
@@ -377,7 +377,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
       const detail::store_version* version = versions_.current_version();
       if (!is_open()) return closed_error();
       if (name.empty()) return keyspace_type(std::string(), 0);
-      if (const auto* r = detail::store_version::find_root(version->others.get(), name))
+      if (const auto* r = detail::store_version::find_root(version->table.get(), name))
         return keyspace_type(r->name, r->id);
     }
     if (!create) return detail::keyspace_missing(name);
@@ -391,9 +391,9 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     const detail::store_version* version = versions_.current_version();
     if (!is_open()) return closed_error();
     std::vector<std::string> names{std::string()};
-    if (version->others) {
-      names.reserve(version->others->size() + 1);
-      for (const auto& r : *version->others) names.push_back(r->name);
+    if (version->table) {
+      names.reserve(version->table->size() + 1);
+      for (const auto& r : *version->table) names.push_back(r->name);
     }
     return names;
   }
@@ -426,7 +426,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
           return std::optional<tree>(std::move(edit).persist());
         },
         [&] { conflicts_->record_key(ks.name_, key); }, [&](const tree&) { return detail::one_change(ks.name_, key, value); },
-        value.size());
+        value.size(), [&](tree::transient& edit) { edit.insert_or_assign(key, value); });
   }
 
   result<std::optional<std::string>> get(const keyspace_type& ks, std::string_view key) const {
@@ -588,7 +588,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   result<watch_type> watch(const keyspace_type& ks, const key_range& range, const watch_options& options) const {
     std::lock_guard writer(versions_.writers());
     if (!is_open()) return closed_error();
-    if (ks.id_ != 0 && !writable(ks)) return detail::keyspace_dropped(ks.name_);
+    if (!versions_.writer_version().find(ks.name_, ks.id_)) return detail::keyspace_dropped(ks.name_);
     return const_cast<detail::memory_watch&>(watch_).watch(detail::feed_filter{{ks.name_, ks.id_}, range}, options);
   }
   std::uint64_t last_seq() const noexcept { return watch_.last_seq(); }
@@ -632,26 +632,45 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     writer.unlock();
     return persistence_.wait_synced(*logged);
   }
-  // A write to keyspace `ks` (not ""): `change(tree)` gives its new tree (nullopt: nothing to do or log),
-  // `log` fills the frame, the version is published, `record()` is called while transactions are live
-  // (it records the write for them), and `raw_bytes` counted for compression.
-  // `changes(tree before)` gives what a watch sees (called while recording).
-  template <class Log, class Change, class Record, class Changes>
+  // A write to keyspace `ks` (not ""): `change(tree)` gives its new tree (nullopt: nothing to do or log), `log`
+  // fills the frame, the version is published (`ks` becomes the hot keyspace), `record()` is called while
+  // transactions are live (it records the write for them), `raw_bytes` counted for compression. `changes(tree
+  // before)` gives what a watch sees (called while recording). `hot_edit(transient)` (if given) makes the change
+  // when `ks` is the hot keyspace already (always a change): a reuse-mode edit, like put(key, value)'s.
+  template <class Log, class Change, class Record, class Changes, class HotEdit = std::nullptr_t>
   result<void> write_keyspace(const keyspace_type& ks, Log&& log, Change&& change, Record&& record,
-                              Changes&& changes, std::size_t raw_bytes = 0) {
+                              Changes&& changes, std::size_t raw_bytes = 0, HotEdit&& hot_edit = nullptr) {
     std::unique_lock writer(versions_.writers());
     if (auto refused = refuse_write()) return *refused;
-    const detail::keyspace_root* r = writable(ks);
-    if (!r) return detail::keyspace_dropped(ks.name_);
-    std::optional<tree> next = change(r->tree);
+    const detail::store_version& now = versions_.writer_version();
+    std::vector<keel::change> delivered;  // filled while recording
+    if constexpr (!std::is_same_v<std::remove_cvref_t<HotEdit>, std::nullptr_t>) {
+      if (now.hot_id == ks.id_) {
+        if (watch_.recording()) delivered = changes(now.hot);
+        auto logged = persistence_.log_write([&](detail::log_encoder& e) {
+          e.select_keyspace(ks.name_);
+          watch_.logs_changes() ? detail::log_changes(e, delivered) : log(e);
+        });
+        if (!logged) return logged.error();
+        versions_.edit_hot(hot_edit);
+        watch_.committed(*logged, std::move(delivered));
+        if (conflicts_->recording()) record();
+        compression_.note_raw_bytes(raw_bytes);
+        writer.unlock();
+        return persistence_.wait_synced(*logged);
+      }
+    }
+    const tree* t = now.find(ks.name_, ks.id_);
+    if (!t) return detail::keyspace_dropped(ks.name_);
+    std::optional<tree> next = change(*t);
     if (!next) return {};
-    std::vector<keel::change> delivered = watch_.recording() ? changes(r->tree) : std::vector<keel::change>();
+    if (watch_.recording()) delivered = changes(*t);
     auto logged = persistence_.log_write([&](detail::log_encoder& e) {
       e.select_keyspace(ks.name_);
       watch_.logs_changes() ? detail::log_changes(e, delivered) : log(e);
     });
     if (!logged) return logged.error();
-    publish_keyspace(*r, std::move(*next));
+    detail::publish_keyspace(versions_, ks.name_, ks.id_, std::move(*next));
     watch_.committed(*logged, std::move(delivered));
     if (conflicts_->recording()) record();
     compression_.note_raw_bytes(raw_bytes);
@@ -660,17 +679,6 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
   }
   cursor_type make_cursor(tree version, const key_range& range, detail::read_time at) const {
     return cursor_type(shared_from_this(), versions_, compression_, std::move(version), range, at);
-  }
-  // Writers' mutex held: the current root of keyspace `ks` (not the
-  // default one), or nullptr when it was dropped.
-  const detail::keyspace_root* writable(const keyspace_type& ks) const {
-    const detail::keyspace_root* r = detail::store_version::find_root(versions_.current_others().get(), ks.name_);
-    return r && r->id == ks.id_ ? r : nullptr;
-  }
-  // Writers' mutex held: publishes `next` as keyspace `r`'s tree.
-  void publish_keyspace(const detail::keyspace_root& r, tree next) {
-    auto root = std::make_shared<const detail::keyspace_root>(detail::keyspace_root{r.name, r.id, std::move(next)});
-    versions_.publish(versions_.current(), detail::with_keyspace(versions_.current_others().get(), std::move(root)));
   }
   // Creates keyspace `name` unless it exists (then its handle).
   result<keyspace_type> create_keyspace(std::string_view name) {

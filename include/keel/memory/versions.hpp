@@ -132,11 +132,16 @@ class epoch_domain {
 // ---------------------------------------------------------------------------
 // Keyspaces (issue 27). One published version holds every keyspace: the
 // default keyspace's tree inline (first member, so its point reads cost what
-// they did before keyspaces) and a pointer to an immutable table of the
-// others, shared by every version until a write to a non-default keyspace,
-// a create or a drop replaces it. So a snapshot is O(1) whatever the number
-// of keyspaces (one tree handle plus one shared_ptr), a batch across
-// keyspaces is one publish, and a drop is one publish.
+// they did before keyspaces), a pointer to an immutable table of the others,
+// shared by every version until a create, a drop, a batch or a switch of
+// the hot keyspace replaces it, and the hot keyspace: the one written last
+// through a handle, whose tree the version holds inline too (its table
+// entry then holds an empty tree). So a snapshot is O(1) whatever the number
+// of keyspaces (two tree handles plus one shared_ptr), a batch across
+// keyspaces is one publish, and a drop is one publish. A put to the hot
+// keyspace publishes only its slot, and edits its tree in reuse mode as a
+// put to "" does (btree.hpp): the version holder is the only owner of both
+// inline trees, so their reference counts say who else holds them.
 //
 // A keyspace other than "" is identified by its name and an id given at
 // creation (never reused within an open): a handle whose id no longer
@@ -146,29 +151,43 @@ class epoch_domain {
 struct keyspace_root {
   std::string name;
   std::uint64_t id = 0;
-  persistent_btree tree;
+  persistent_btree tree;  // empty while the keyspace is a version's hot one: read it with tree_of()
 };
 // Sorted by name, unique names, "" not included. Immutable once published.
 using keyspace_table = std::vector<std::shared_ptr<const keyspace_root>>;
 
 struct store_version {
-  persistent_btree main;                            // the default keyspace ""
-  std::shared_ptr<const keyspace_table> others;     // null: no other keyspace
+  persistent_btree main;                        // the default keyspace ""
+  std::shared_ptr<const keyspace_table> table;  // the others (null: none); read their trees with tree_of()
+  std::uint64_t hot_id = 0;                     // the hot keyspace's id (0: none; then `hot` is empty)
+  persistent_btree hot;                         // the hot keyspace's tree
 
   // The tree of keyspace (name, id), or nullptr when this version has none.
   // id 0 is the default keyspace.
   const persistent_btree* find(std::string_view name, std::uint64_t id) const noexcept {
     if (id == 0) return &main;
-    const keyspace_root* r = find_root(others.get(), name);
+    if (id == hot_id) return &hot;
+    const keyspace_root* r = find_root(table.get(), name);
     return r && r->id == id ? &r->tree : nullptr;
   }
+  // The tree of `r`, an entry of this version's table.
+  const persistent_btree& tree_of(const keyspace_root& r) const noexcept { return r.id == hot_id ? hot : r.tree; }
   // fn(tree) summed over every keyspace's tree.
   template <class Fn>
   std::size_t sum(Fn&& fn) const {
     std::size_t n = fn(main);
-    if (others)
-      for (const auto& r : *others) n += fn(r->tree);
+    if (table)
+      for (const auto& r : *table) n += fn(tree_of(*r));
     return n;
+  }
+  // The table with the hot keyspace's tree in its entry (this version's own
+  // table when there is no hot keyspace).
+  std::shared_ptr<const keyspace_table> folded() const {
+    if (hot_id == 0) return table;
+    auto next = std::make_shared<keyspace_table>(*table);
+    for (auto& r : *next)
+      if (r->id == hot_id) r = std::make_shared<const keyspace_root>(keyspace_root{r->name, r->id, hot});
+    return next;
   }
   static const keyspace_root* find_root(const keyspace_table* table, std::string_view name) noexcept {
     if (!table) return nullptr;
@@ -229,22 +248,38 @@ class memory_versions {
       if (root_.load(std::memory_order_seq_cst) == version) return handle;
     }
   }
-  // The same with every keyspace: the default tree taken as current() takes
-  // it, the table of the others copied from the same version (the epoch
-  // guard keeps that version's holder alive while it is copied).
-  store_version current_all() const {
+  // The same with every keyspace: the default and the hot keyspace's trees
+  // taken as current() takes the default one, the table of the others
+  // copied from the same version (the epoch guard keeps that version's
+  // holder alive while it is copied). Out of line: inlined into a
+  // transaction's begin it made the compiler inline less of the rest.
+  [[gnu::noinline]] store_version current_all() const {
     auto reading = epoch_domain::instance().enter();
     for (;;) {
       const store_version* version = root_.load(std::memory_order_seq_cst);
-      tree handle = version->main.share(std::memory_order_seq_cst);
-      if (root_.load(std::memory_order_seq_cst) == version) return store_version{std::move(handle), version->others};
+      store_version all{version->main.share(std::memory_order_seq_cst), version->table, 0, tree()};
+      if (version->hot_id != 0) {
+        all.hot_id = version->hot_id;
+        all.hot = version->hot.share(std::memory_order_seq_cst);
+      }
+      if (root_.load(std::memory_order_seq_cst) == version) return all;
     }
   }
   // Writers' mutex held: the current version's table of non-default
-  // keyspaces (null when there is none).
-  const std::shared_ptr<const keyspace_table>& current_others() const noexcept {
-    return root_.load(std::memory_order_relaxed)->others;
+  // keyspaces (null when there is none), every entry with its tree: when
+  // the current version has a hot keyspace, a version with the same data
+  // and that keyspace folded back into the table is published first. The
+  // reference stays valid until the next publish. (memory_versions is
+  // never a const object: its owner, the policy, is a heap object owned
+  // by a shared_ptr to non-const, so the publish through const is defined.)
+  const std::shared_ptr<const keyspace_table>& current_others() const {
+    const store_version* now = root_.load(std::memory_order_relaxed);
+    if (now->hot_id != 0) const_cast<memory_versions&>(*this).publish(now->main, now->folded());
+    return root_.load(std::memory_order_relaxed)->table;
   }
+  // Writers' mutex held: the current version (its table's entries may
+  // leave the hot keyspace's tree to the version: read with tree_of()).
+  const store_version& writer_version() const noexcept { return *root_.load(std::memory_order_relaxed); }
 
   // Writers' mutex held: an edit of the current version in reuse mode (path
   // nodes only it holds are handed to the copy, not copied with a reference
@@ -263,9 +298,33 @@ class memory_versions {
     publish_with([&](tree::retirement&) noexcept { return std::move(next); });
   }
   // Writers' mutex held: publishes `next` as the default keyspace's tree and
-  // `others` as the table of the other keyspaces, in one version.
+  // `others` as the table of the other keyspaces (every entry with its
+  // tree), in one version without a hot keyspace.
   void publish(tree next, std::shared_ptr<const keyspace_table> others) {
     publish_with([&](tree::retirement&) noexcept { return std::move(next); }, &others);
+  }
+
+  // Writers' mutex held, the current version has a hot keyspace:
+  // `change(transient&)` edits its tree in reuse mode (as edit_current()
+  // for ""), and the result is published as its tree, the default tree and
+  // the table kept. If `change` throws, nothing is published. Out of line,
+  // and the btree and vector members that a write to "" calls too are
+  // called through flattened wrappers (hot_base, hot_settle, hot_retired):
+  // a second call site would change how the compiler inlines them into
+  // the write to "" (it inlines a function called once).
+  template <class Change>
+  [[gnu::noinline]] void edit_hot(Change&& change) {
+    const store_version* now = root_.load(std::memory_order_relaxed);
+    tree::transient edit = hot_base(now->hot);
+    change(edit);
+    publish_keyspace_with([&](tree::retirement& moved) noexcept { return std::move(edit).persist(moved); },
+                          now->table, now->hot_id);
+  }
+  // Writers' mutex held: publishes `next` as the tree of keyspace `id` (an
+  // entry of `table`, whose tree for it is empty), the hot keyspace of the
+  // new version, with `table` as the table; the default tree kept.
+  void publish_hot(tree next, std::shared_ptr<const keyspace_table> table, std::uint64_t id) {
+    publish_keyspace_with([&](tree::retirement&) noexcept { return std::move(next); }, std::move(table), id);
   }
 
   // Writers' mutex held: marks the store closed, publishes the empty tree
@@ -293,10 +352,13 @@ class memory_versions {
     // A fresh holder has no table (reclaim() leaves it so): set one only
     // when there is one, which keeps a store without keyspaces' writes as
     // cheap as before keyspaces.
-    if (others)
-      fresh->others = std::move(*others);
-    else if (const auto& kept = root_.load(std::memory_order_relaxed)->others)
-      fresh->others = kept;
+    if (others) {
+      fresh->table = std::move(*others);
+    } else if (const store_version* now = root_.load(std::memory_order_relaxed); now->table) {
+      fresh->table = now->table;
+      fresh->hot_id = now->hot_id;
+      fresh->hot = now->hot;
+    }
     retired_version& r = retired_.emplace_back();
     fresh->main = make(r.moved);
     r.version = root_.exchange(fresh.release(), std::memory_order_seq_cst);
@@ -304,6 +366,27 @@ class memory_versions {
     r.closed_epoch = epoch_domain::instance().advance();
     reclaim();
   }
+  // publish_with() for the hot keyspace: `make(moved)` gives its new tree.
+  template <class Make>
+  void publish_keyspace_with(Make make, std::shared_ptr<const keyspace_table> table, std::uint64_t id) {
+    std::unique_ptr<store_version> fresh =
+        spare_version_ ? std::move(spare_version_) : std::make_unique<store_version>();
+    retired_.reserve(retired_.size() + 1);
+    fresh->main = root_.load(std::memory_order_relaxed)->main;
+    fresh->table = std::move(table);
+    fresh->hot_id = id;
+    retired_version& r = hot_retired();
+    fresh->hot = make(r.moved);
+    r.version = root_.exchange(fresh.release(), std::memory_order_seq_cst);
+    hot_settle(r.moved);
+    r.closed_epoch = epoch_domain::instance().advance();
+    reclaim();
+  }
+  // edit_hot()'s wrappers (see there).
+  struct retired_version;
+  [[gnu::flatten]] tree::transient hot_base(const tree& hot) { return tree::transient(hot, std::move(spare_), &pool_); }
+  [[gnu::flatten]] static void hot_settle(tree::retirement& moved) noexcept { moved.settle(); }
+  [[gnu::flatten]] retired_version& hot_retired() { return retired_.emplace_back(); }
   // Writers' mutex held. Keeps one version holder, the first finished
   // retirement's buffers and some node blocks for the next write.
   void reclaim() {
@@ -315,7 +398,11 @@ class memory_versions {
         delete version;
       } else {
         version->main = tree();
-        if (version->others) version->others.reset();
+        if (version->table) {  // a hot keyspace is in the table
+          version->table.reset();
+          version->hot_id = 0;
+          version->hot = tree();
+        }
         spare_version_.reset(version);
       }
       r.moved.finish(&pool_);

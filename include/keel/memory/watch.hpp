@@ -273,8 +273,9 @@ class memory_watch {
     if (!recording()) return {};
     return detail::batch_changes(batch, [&](std::string_view name) -> const persistent_btree* {
       if (name.empty()) return versions.current_root();
-      const auto* r = store_version::find_root(versions.current_others().get(), name);
-      return r ? &r->tree : nullptr;
+      const store_version& current = versions.writer_version();
+      const auto* r = store_version::find_root(current.table.get(), name);
+      return r ? &current.tree_of(*r) : nullptr;
     });
   }
   // Logs `batch` (persisted stores): its ops, or its changes while
