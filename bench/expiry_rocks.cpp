@@ -43,17 +43,15 @@
 
 namespace fs = std::filesystem;
 
+#include "keys.hpp"
+
 namespace {
 
 constexpr unsigned kKeys = 10000, kOps = 20000;
 volatile std::size_t sink;
 
-std::string key(unsigned i) {
-  char b[17];
-  std::snprintf(b, sizeof b, "user%011u0", i);
-  return std::string(b, 16);
-}
-std::string value(unsigned i) { return std::string(100, static_cast<char>('a' + i % 26)); }
+using keel_bench::key;
+using keel_bench::value;
 // 100 bytes that do not compress (so that SST sizes count the bytes).
 std::string random_value(std::mt19937_64& rng) {
   std::string v(104, '\0');

@@ -42,17 +42,15 @@
 #include <string_view>
 #include <vector>
 
+#include "keys.hpp"
+
 namespace {
 
 constexpr unsigned kKeys = 10000, kOps = 20000, kScans = 20;
 volatile std::size_t sink;
 
-std::string key(unsigned i) {
-  char b[17];
-  std::snprintf(b, sizeof b, "user%011u0", i);
-  return std::string(b, 16);
-}
-std::string value(unsigned i) { return std::string(100, static_cast<char>('a' + i % 26)); }
+using keel_bench::key;
+using keel_bench::value;
 std::string prefix(unsigned b) { return key(b * 1000 % kKeys).substr(0, 12); }
 
 // keel stores (basic_store or any_store): one template, distinct symbols.

@@ -41,17 +41,15 @@
 
 #include <keel/memory.hpp>
 
+#include "keys.hpp"
+
 namespace {
 
 constexpr unsigned kKeys = 10000, kOps = 20000;
 volatile std::size_t sink;
 
-std::string key(unsigned i) {
-  char b[17];
-  std::snprintf(b, sizeof b, "user%011u0", i);
-  return std::string(b, 16);
-}
-std::string value(unsigned i) { return std::string(100, static_cast<char>('a' + i % 26)); }
+using keel_bench::key;
+using keel_bench::value;
 
 [[noreturn]] void die(const std::string& what) {
   std::fprintf(stderr, "keel_watch_memory_bench: %s\n", what.c_str());
