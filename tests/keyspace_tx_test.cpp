@@ -5,13 +5,13 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
-#include <barrier>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "support/backends.hpp"
+#include "support/rendezvous.hpp"
 #include "support/scale.hpp"
 
 using namespace std::string_literals;
@@ -395,7 +395,7 @@ TEST_SUITE("keyspace transactions") {
     REQUIRE(a.put("n", "0"));
     REQUIRE(b.put("n", "0"));
     const int rounds = int(keel::test::scaled("KEEL_TX_TRANSFERS", 150));
-    std::barrier both_read(2);
+    keel::test::rendezvous both_read(2);  // not std::barrier: tests/support/rendezvous.hpp
     std::atomic<int> failures{0}, retries{0};
     auto increments = [&] {
       for (int i = 0; i < rounds; ++i) {
