@@ -13,7 +13,7 @@
 // Many processes on many machines may open the same prefix at once.
 //
 // How each operation maps onto etcd (docs/cluster.md has the details):
-//   put / erase          one put / deleterange request
+//   put / erase          one put / deleterange request; a put with a ttl is a txn with a lease (etcd/leases.hpp)
 //   write(batch)         one txn (all or nothing); the batch is merged first
 //                        (last op per key wins) and must fit etcd's limits:
 //                        etcd_options::max_txn_ops operations and
@@ -28,7 +28,7 @@
 //                        revision is compacted away
 //   keyspaces            listed in etcd; drop = one txn (etcd/keyspaces.hpp)
 //   watch                etcd's own watch (/v3/watch stream): seq = revision
-//   close                frees connections; no server-side state exists
+//   close                frees connections; leases keel granted expire by themselves (not revoked)
 // Errors: errc::unavailable (not applied: no endpoint reachable, no leader or
 // quorum, refused), errc::outcome_unknown (a write timed out or lost its
 // connection after it was sent: it may or may not have been applied),
@@ -38,7 +38,7 @@
 // the calls after it start on the next endpoint).
 //
 // The parts (include/keel/etcd/*.hpp): policy (EtcdPolicy, the lock order), transport, codec, paging,
-// transactions, keyspaces, watch, watch_stream, options; doctor: keel::diagnose_cluster (`keel doctor`).
+// transactions, keyspaces, leases, watch, watch_stream, options; doctor: keel::diagnose_cluster (`keel doctor`).
 #pragma once
 
 #include <cstdint>

@@ -8,6 +8,7 @@
 //   transactions.hpp   batches as one txn, cluster-validated commits,
 //                      read-only txns (multi_get)
 //   keyspaces.hpp      the list of keyspaces, generations, guards
+//   leases.hpp         keys with a ttl: one lease per deadline second
 //   watch.hpp          watches: etcd's own watch through the gateway
 //
 // Thread safety: every member may be called concurrently, close() included.
@@ -23,7 +24,8 @@
 //   etcd_transport::mutex_  guards the idle CURL handles and the transport's
 //                           closed flag: taken to take or give back a handle
 //                           and by close();
-//   watch registry, watch buffers (etcd/watch.hpp): leaves.
+//   watch registry, watch buffers (etcd/watch.hpp), the lease cache
+//   (etcd/leases.hpp): leaves.
 // open_ and the transport's preferred endpoint are atomics.
 #pragma once
 
@@ -45,6 +47,7 @@
 #include "../store.hpp"
 #include "codec.hpp"
 #include "keyspaces.hpp"
+#include "leases.hpp"
 #include "options.hpp"
 #include "paging.hpp"
 #include "transactions.hpp"
@@ -225,6 +228,31 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
     return {};
   }
 
+  // With a ttl: one txn putting the key with a lease (leases.hpp; docs/expiry.md
+  // "etcd": etcd's time decides, in whole seconds). Without: put(key, value),
+  // which also detaches the key from any lease (permanent again).
+  result<void> put(std::string_view key, std::string_view value, const put_options& o) {
+    if (!o.ttl) return put(key, value);
+    if (!is_open()) return closed_error();
+    auto c = detail::etcd_compile_batch(write_batch{}.put(key, value, o), keys_, opts_);
+    if (!c) return std::move(c).error();
+    auto r = send_compiled(*c, {}, {}, "put");
+    if (!r) return std::move(r).error();
+    return {};
+  }
+  // Present, and its lease's remaining TTL (leases.hpp, etcd_key_expiry).
+  result<key_expiry> expiry(std::string_view key) const {
+    if (!is_open()) return closed_error();
+    return detail::etcd_key_expiry(transport_, [&]() -> result<std::optional<std::int64_t>> {
+      auto r = transport_.call("kv/range",
+                               detail::etcd_range_body(keys_.key(key), {}, 0, 0, false, opts_.serializable_reads, true),
+                               detail::call_kind::read, "expiry");
+      if (!r) return std::move(r).error();
+      auto kvs = r->find("kvs");
+      return detail::etcd_kv_lease(kvs == r->end() || !kvs->is_array() || kvs->empty() ? nullptr : &(*kvs)[0]);
+    });
+  }
+
   result<std::optional<std::string>> get(std::string_view key) const {
     if (!is_open()) return closed_error();
     return get_at(key, 0, opts_.serializable_reads);
@@ -252,7 +280,7 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
     if (!c) return std::move(c).error();
     if (c->keyspaces.empty()) {
       if (c->ops.empty()) return {};
-      auto r = detail::etcd_send_txn(transport_, {}, c->ops, "write");
+      auto r = send_compiled(*c, {}, {}, "write");
       if (!r) return std::move(r).error();
       return {};
     }
@@ -385,7 +413,7 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
     }
     if (auto v = detail::etcd_transaction_compares(transport_, keys_, opts_, tx, compares); !v)
       return std::move(v).error();
-    auto r = detail::etcd_send_txn_answer(transport_, compares, c->ops, failure, "commit");
+    auto r = send_compiled(*c, compares, failure, "commit");
     if (!r) return std::move(r).error();
     if (!r->value("succeeded", false)) {
       if (auto gone = detail::etcd_missing_keyspace(*r, used, start)) {
@@ -448,6 +476,26 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
     const std::string k = ks.keys->key(key);
     if (auto bad = detail::etcd_request_too_large(k.size() + value.size() + 64, "put", opts_)) return *bad;
     return guarded_write(ks, {detail::etcd_put_op(k, value)}, "put");
+  }
+  result<void> put(const keyspace_type& ks, std::string_view key, std::string_view value, const put_options& o) {
+    if (ks.name.empty()) return put(key, value, o);
+    if (!o.ttl) return put(ks, key, value);
+    if (!is_open()) return closed_error();
+    auto c = detail::etcd_compile_batch(write_batch{}.put(keyspace_name(ks.name), key, value, o), keys_, opts_);
+    if (!c) return std::move(c).error();
+    auto r = send_compiled(*c, {detail::etcd_keyspace_guard(keys_, ks.name, ks.generation)}, {}, "put");
+    if (!r) return std::move(r).error();
+    if (!r->value("succeeded", false)) return detail::etcd_keyspace_gone(ks.name);
+    return {};
+  }
+  result<key_expiry> expiry(const keyspace_type& ks, std::string_view key) const {
+    if (ks.name.empty()) return expiry(key);
+    if (!is_open()) return closed_error();
+    return detail::etcd_key_expiry(transport_, [&]() -> result<std::optional<std::int64_t>> {
+      auto r = guarded_read(ks, detail::etcd_get_op(ks.keys->key(key)), "expiry");
+      if (!r) return std::move(r).error();
+      return detail::etcd_kv_lease(detail::etcd_txn_kv(*r, 0));
+    });
   }
   result<void> erase(const keyspace_type& ks, std::string_view key) {
     if (ks.name.empty()) return erase(key);
@@ -529,7 +577,9 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
 
   // Frees the connections and ends every watch (joining its thread).
   // Snapshots, cursors and watches still alive give errc::closed.
-  // Idempotent; nothing to flush (etcd acknowledged every write).
+  // Idempotent; nothing to flush (etcd acknowledged every write). Leases
+  // keel granted are not revoked: their keys must outlive the client, and
+  // etcd revokes each lease (with its keys) at its deadline.
   result<void> close() {
     if (!open_.exchange(false)) return {};
     watches_.close_all();
@@ -610,15 +660,24 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
     return c;
   }
 
+  // {compares, c's ops, failure} as one txn; c's puts with a ttl get their
+  // leases first (granted before the txn, leases.hpp: a txn that fails
+  // leaves them unused, and they expire by themselves).
+  result<nlohmann::json> send_compiled(detail::etcd_compiled_batch& c, const detail::etcd_txn_ops& compares,
+                                       const detail::etcd_txn_ops& failure, std::string_view what) {
+    auto send = [&] { return detail::etcd_send_txn_answer(transport_, compares, c.ops, failure, what); };
+    if (c.leased.empty()) return send();
+    return detail::etcd_send_leased(transport_, leases_, c, send);
+  }
   // A txn whose compares are one per keyspace the batch names (it exists),
   // whose failure branch probes each keyspace's list entry.
-  result<nlohmann::json> send_guarded(const detail::etcd_compiled_batch& c, std::string_view what) const {
+  result<nlohmann::json> send_guarded(detail::etcd_compiled_batch& c, std::string_view what) {
     detail::etcd_txn_ops compares, failure;
     for (const auto& name : c.keyspaces) {
       compares.push_back(detail::etcd_keyspace_guard(keys_, name));
       failure.push_back(detail::etcd_keyspace_probe(keys_, name));
     }
-    return detail::etcd_send_txn_answer(transport_, compares, c.ops, failure, what);
+    return send_compiled(c, compares, failure, what);
   }
   // not_found naming the first keyspace the failure branch found missing;
   // else `otherwise`.
@@ -690,9 +749,11 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
   mutable std::mutex pins_mutex_;
   mutable std::multiset<std::int64_t> pins_;  // revisions live views read; guarded by pins_mutex_
   mutable detail::etcd_watch_registry watches_;  // live watches, ended by close()
+  detail::etcd_lease_cache leases_;              // a lease per deadline second (leases.hpp)
 };
 
 static_assert(keyspace_policy<EtcdPolicy>);
 static_assert(watch_policy<EtcdPolicy>);
+static_assert(expiry_policy<EtcdPolicy>);
 
 }  // namespace keel

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -38,6 +39,9 @@
 #include "transport.hpp"
 
 namespace keel::detail {
+
+// etcd's largest lease TTL in seconds (lease.MaxLeaseTTL; etcd/leases.hpp).
+inline constexpr std::int64_t etcd_max_lease_ttl_s = 9'000'000'000;
 
 // The ops or compares of a txn, each already JSON.
 using etcd_txn_ops = std::vector<std::string>;
@@ -61,17 +65,30 @@ inline std::optional<keel::error> etcd_request_too_large(std::size_t bytes, std:
 // key wins, an erase_range drops the earlier ops inside it, and a range is
 // cut around the keys put after it. invalid_argument for a range whose lower
 // bound is above its upper bound.
+// A put with a ttl (op::ttl > 0) is appended as an empty op, and its request
+// (key and value, without the lease) to `leased`: etcd_attach_leases
+// (leases.hpp) writes the op once its lease is known.
+struct etcd_leased_put {
+  std::size_t op;                  // its index in the txn's ops
+  std::string inner;               // {"key":...,"value":...}
+  std::chrono::milliseconds ttl;   // > 0
+};
 inline result<void> etcd_compile_keyspace_ops(const std::vector<write_batch::op>& batch, const etcd_keyspace& keys,
-                                              etcd_txn_ops& ops, std::size_t& bytes) {
-  std::map<std::string, std::optional<std::string>, std::less<>> last;  // user key -> value (nullopt: erase)
-  std::vector<key_range> ranges;                                        // erased, forward
+                                              etcd_txn_ops& ops, std::size_t& bytes,
+                                              std::vector<etcd_leased_put>& leased) {
+  struct last_op {
+    std::optional<std::string> value;  // nullopt: erase
+    std::chrono::milliseconds ttl{0};
+  };
+  std::map<std::string, last_op, std::less<>> last;  // user key -> its last op
+  std::vector<key_range> ranges;                     // erased, forward
   for (const auto& op : batch) {
     switch (op.kind) {
       case write_batch::op_kind::put:
-        last.insert_or_assign(std::string(op.key), std::optional<std::string>(op.value));
+        last.insert_or_assign(std::string(op.key), last_op{std::optional<std::string>(op.value), op.ttl});
         break;
       case write_batch::op_kind::erase:
-        last.insert_or_assign(std::string(op.key), std::nullopt);
+        last.insert_or_assign(std::string(op.key), last_op{});
         break;
       case write_batch::op_kind::erase_range: {
         key_range r = op.range();
@@ -102,7 +119,7 @@ inline result<void> etcd_compile_keyspace_ops(const std::vector<write_batch::op>
     auto first = r.lower() ? last.lower_bound(*r.lower()) : last.begin();
     auto end = r.upper() ? last.lower_bound(*r.upper()) : last.end();
     for (auto it = first; it != end; ++it) {
-      if (!it->second) continue;  // an erase inside an erased range adds nothing
+      if (!it->second.value) continue;  // an erase inside an erased range adds nothing
       std::string k = keys.key(it->first);
       if (lo < k) delete_op(lo, k);
       lo = k + '\0';
@@ -112,7 +129,8 @@ inline result<void> etcd_compile_keyspace_ops(const std::vector<write_batch::op>
   auto in_some_range = [&](std::string_view k) {
     return std::any_of(ranges.begin(), ranges.end(), [&](const key_range& r) { return r.contains(k); });
   };
-  for (const auto& [k, v] : last) {
+  for (const auto& [k, o] : last) {
+    const auto& v = o.value;
     if (!v && in_some_range(k)) continue;
     json_object inner;
     std::string etcd_key = keys.key(k);
@@ -121,7 +139,13 @@ inline result<void> etcd_compile_keyspace_ops(const std::vector<write_batch::op>
     if (v) {
       inner.bytes("value", *v);
       bytes += v->size();
-      ops.push_back(json_object().raw("request_put", inner.str()).str());
+      if (o.ttl.count() > 0) {
+        bytes += 12;  // the lease
+        leased.push_back({ops.size(), inner.str(), o.ttl});
+        ops.emplace_back();
+      } else {
+        ops.push_back(json_object().raw("request_put", inner.str()).str());
+      }
     } else {
       ops.push_back(json_object().raw("request_delete_range", inner.str()).str());
     }
@@ -135,24 +159,37 @@ struct etcd_compiled_batch {
   etcd_txn_ops ops;
   std::vector<std::string> keyspaces;
   std::size_t bytes = 0;
+  std::vector<etcd_leased_put> leased;  // the puts with a ttl: their ops are written once leases are granted
 };
 
 // A batch (possibly spanning keyspaces; `keys` is the store's default
 // keyspace) merged into the ops of one etcd txn, per keyspace as
 // etcd_compile_keyspace_ops says. invalid_argument for a bad range, a
 // keyspace name over 255 bytes, or past etcd's limits (counting one compare
-// per keyspace named).
+// per keyspace named), or for a put whose ttl is zero or less (write_batch
+// keeps a bad ttl as a negative one) or longer than etcd's largest lease TTL
+// (9,000,000,000 s: every put of the batch is checked, also one a later op
+// on its key replaces).
 inline result<etcd_compiled_batch> etcd_compile_batch(const write_batch& batch, const etcd_keyspace& keys,
                                                       const etcd_options& opts) {
   std::map<std::string_view, std::vector<write_batch::op>> by_keyspace;
   for (const auto& op : batch) {
     if (auto bad = keyspace_name_error(op.keyspace)) return *bad;
+    if (op.kind == write_batch::op_kind::put && op.ttl.count() < 0) {
+      return keel::error(errc::invalid_argument,
+                         "a ttl must be positive; a put of the batch has one of zero or less; nothing was written");
+    }
+    if (op.kind == write_batch::op_kind::put && op.ttl.count() / 1000 >= etcd_max_lease_ttl_s) {
+      return keel::error(errc::invalid_argument, "etcd: a ttl of " + std::to_string(op.ttl.count()) +
+                                                     " ms is longer than etcd's largest lease TTL (9,000,000,000 s); "
+                                                     "nothing was written");
+    }
     by_keyspace[op.keyspace].push_back(op);
   }
   etcd_compiled_batch out;
   for (const auto& [name, ops] : by_keyspace) {
-    auto r = name.empty() ? etcd_compile_keyspace_ops(ops, keys, out.ops, out.bytes)
-                          : etcd_compile_keyspace_ops(ops, keys.named(name), out.ops, out.bytes);
+    auto r = name.empty() ? etcd_compile_keyspace_ops(ops, keys, out.ops, out.bytes, out.leased)
+                          : etcd_compile_keyspace_ops(ops, keys.named(name), out.ops, out.bytes, out.leased);
     if (!r) return std::move(r).error();
     if (!name.empty()) {
       out.keyspaces.emplace_back(name);

@@ -351,6 +351,9 @@ class etcd_transport {
     };
     const std::string said = "etcd (" + endpoint + ", HTTP " + std::to_string(status) + "): " + msg;
     out.reason = "HTTP " + std::to_string(status) + " " + msg;
+    // A put or txn naming a lease that is gone: 404 with JSON code 5 (NotFound),
+    // nothing applied (etcd/leases.hpp sends it again with a new lease).
+    if (code == 5 && has("lease not found")) return definite(errc::not_found, said);
     if (status == 404 || status == 405) {
       return definite(errc::invalid_argument,
                       said + ": not an etcd v3 JSON gateway (keel needs etcd 3.4 or later with the gRPC gateway on; "

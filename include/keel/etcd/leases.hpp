@@ -1,0 +1,200 @@
+// keel::detail: keys with a time to live on etcd (issue 29), for EtcdPolicy
+// (<keel/etcd.hpp>): etcd leases. Private: names may change. The semantics
+// are in docs/expiry.md, "## etcd"; the etcd facts (checked against etcd
+// 3.4.23 and its source) are:
+// - A lease is granted for whole seconds (/v3/lease/grant {"TTL"} answers
+//   {"ID","TTL"}); etcd raises a TTL below its minimum,
+//   ceil(1.5 * election timeout) (2 s with the default 1000 ms, 1 s with the
+//   tests' 200 ms), and refuses one over 9,000,000,000 s (code 11).
+// - A key put with "lease" is deleted, in one revision with the other keys of
+//   its lease, when the leader revokes the lease: its lessor looks for expired
+//   leases every 500 ms. A put without "lease" (lease 0) detaches the key.
+// - /v3/lease/timetolive {"ID"} answers {"TTL"}: the remaining time in whole
+//   seconds, rounded down; -1 once the lease is gone.
+// - A put or txn naming a lease that is gone fails whole: HTTP 404, code 5
+//   "requested lease not found" (the transport's errc::not_found).
+//
+// Deadlines are grouped: every key whose deadline (the client's clock at the
+// put + ttl) rounds up to the same second S shares one lease, granted with
+// TTL = ceil((S - now) / 1 s), so that etcd (whose time decides) keeps each
+// key at least its ttl. etcd_lease_cache keeps the lease of each second
+// while etcd will not revoke it for a while.
+//
+// Thread safety: etcd_lease_cache may be used from many threads at once (a
+// mutex, a leaf: never held around a request); the functions are
+// thread-safe. Errors: keel::error values; nothing throws but std::bad_alloc.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../error.hpp"
+#include "../expiry.hpp"
+#include "codec.hpp"
+#include "transactions.hpp"
+#include "transport.hpp"
+
+namespace keel::detail {
+
+// The deadline of a put at `now` with `ttl` (deadline_after), or
+// invalid_argument when it is not one etcd can hold (ttl not positive, past
+// the clock, or longer than etcd's largest lease TTL, etcd_max_lease_ttl_s).
+inline result<deadline_ms> etcd_deadline(std::chrono::system_clock::time_point now, std::chrono::milliseconds ttl) {
+  auto d = deadline_after(now, ttl);
+  if (d && ttl.count() / 1000 >= etcd_max_lease_ttl_s) {
+    return keel::error(errc::invalid_argument, "etcd: a ttl of " + std::to_string(ttl.count()) +
+                                                   " ms is longer than etcd's largest lease TTL (9,000,000,000 s); "
+                                                   "nothing was written");
+  }
+  return d;
+}
+
+// Whether `e` is etcd's "requested lease not found" (a put or txn naming a
+// lease that was revoked: nothing of it was applied).
+inline bool etcd_lease_gone(const keel::error& e) {
+  return e.code() == errc::not_found && e.message().find("lease not found") != std::string::npos;
+}
+
+// One lease per deadline second, while it lasts. A lease is reused only
+// while etcd will not revoke it for at least `margin` more (by the client's
+// clock): a put naming a revoked lease fails (etcd_lease_gone) and is sent
+// again with a new one. At most `max_entries` seconds are kept (the earliest
+// go first); entries past their time are dropped when a lease is added.
+class etcd_lease_cache {
+ public:
+  static constexpr std::int64_t margin_ms = 1000;
+  static constexpr std::size_t max_entries = 64;
+
+  // The lease for keys whose deadline rounds up to `second` (seconds since
+  // the epoch, the client's clock), `now` being the time of the put: a cached
+  // one, else one granted now (a grant that is lost or applied twice leaves a
+  // lease no key uses, which expires by itself, so it is retried like a read).
+  result<std::int64_t> lease_for(const etcd_transport& t, std::int64_t second,
+                                 std::chrono::system_clock::time_point now) {
+    const std::int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+    {
+      std::lock_guard lock(mutex_);
+      if (auto it = by_second_.find(second); it != by_second_.end() && now_ms + margin_ms < it->second.revoked_after_ms)
+        return it->second.id;
+    }
+    const std::int64_t wanted = std::max<std::int64_t>(1, (second * 1000 - now_ms + 999) / 1000);
+    auto r = t.call("lease/grant", json_object().integer("TTL", wanted).str(), call_kind::read, "grant a lease");
+    if (!r) return std::move(r).error();
+    const auto id = json_int(*r, "ID");
+    const auto granted = json_int(*r, "TTL");
+    if (id == 0 || granted <= 0)
+      return keel::error(errc::io_error, "etcd: /v3/lease/grant gave no lease: " + r->dump());
+    std::lock_guard lock(mutex_);
+    for (auto it = by_second_.begin(); it != by_second_.end();)
+      it = it->second.revoked_after_ms <= now_ms + margin_ms ? by_second_.erase(it) : std::next(it);
+    if (by_second_.size() >= max_entries) by_second_.erase(by_second_.begin());
+    by_second_.insert_or_assign(second, entry{id, now_ms + granted * 1000});
+    return id;
+  }
+  // Drops lease `id` (etcd said it is gone).
+  void forget(std::int64_t id) {
+    std::lock_guard lock(mutex_);
+    for (auto it = by_second_.begin(); it != by_second_.end();)
+      it = it->second.id == id ? by_second_.erase(it) : std::next(it);
+  }
+  std::size_t size() const {
+    std::lock_guard lock(mutex_);
+    return by_second_.size();
+  }
+
+ private:
+  struct entry {
+    std::int64_t id;
+    std::int64_t revoked_after_ms;  // etcd revokes it no earlier (the client's clock at the grant + granted TTL)
+  };
+  mutable std::mutex mutex_;
+  std::map<std::int64_t, entry> by_second_;  // deadline second -> lease; guarded by mutex_
+};
+
+// Gives each put of `c` that has a ttl (c.leased) its lease and writes its
+// op: the deadlines count from `now` (one reading for the whole batch) and are
+// all checked before any lease is granted (invalid_argument, nothing sent).
+// Returns the leases used.
+inline result<std::vector<std::int64_t>> etcd_attach_leases(const etcd_transport& t, etcd_lease_cache& cache,
+                                                            etcd_compiled_batch& c,
+                                                            std::chrono::system_clock::time_point now) {
+  std::vector<std::int64_t> seconds;
+  seconds.reserve(c.leased.size());
+  for (const auto& p : c.leased) {
+    auto d = etcd_deadline(now, p.ttl);
+    if (!d) return std::move(d).error();
+    seconds.push_back(*d / 1000 + (*d % 1000 != 0));
+  }
+  std::map<std::int64_t, std::int64_t> lease_of;  // second -> lease
+  std::vector<std::int64_t> used;
+  for (std::size_t i = 0; i < c.leased.size(); ++i) {
+    auto [it, fresh] = lease_of.try_emplace(seconds[i], 0);
+    if (fresh) {
+      auto id = cache.lease_for(t, seconds[i], now);
+      if (!id) return std::move(id).error();
+      it->second = *id;
+      used.push_back(*id);
+    }
+    std::string inner = c.leased[i].inner;
+    inner.pop_back();  // the closing '}'
+    inner += ",\"lease\":\"" + std::to_string(it->second) + "\"}";
+    c.ops[c.leased[i].op] = json_object().raw("request_put", inner).str();
+  }
+  return used;
+}
+
+// Sends `c` with `send` (which sends c.ops as one txn) after giving its puts
+// with a ttl their leases (etcd_attach_leases, the clock read now). When etcd
+// answers that a lease is gone (nothing was applied), the leases are dropped
+// from the cache and the txn is sent once more with new ones.
+template <class Send>
+result<nlohmann::json> etcd_send_leased(const etcd_transport& t, etcd_lease_cache& cache, etcd_compiled_batch& c,
+                                        Send&& send) {
+  for (int attempt = 0;; ++attempt) {
+    auto used = etcd_attach_leases(t, cache, c, std::chrono::system_clock::now());
+    if (!used) return std::move(used).error();
+    auto r = send();
+    if (r || attempt > 0 || !etcd_lease_gone(r.error())) return r;
+    for (auto id : *used) cache.forget(id);
+  }
+}
+
+// What expiry(key) reports from etcd: `read` gives the key's lease (0: none;
+// nullopt: the key is absent), then /v3/lease/timetolive gives its remaining
+// TTL. deadline = the client's clock at that answer + the TTL, which etcd
+// rounds down to whole seconds (so the key lives up to a second longer, plus
+// until the revocation). A lease gone between the two requests took the key
+// with it, unless the key was put again meanwhile: read again (3 tries).
+template <class ReadLease>  // () -> result<std::optional<std::int64_t>>
+result<key_expiry> etcd_key_expiry(const etcd_transport& t, ReadLease&& read) {
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    auto lease = read();
+    if (!lease) return std::move(lease).error();
+    if (!*lease) return key_expiry{};
+    if (**lease == 0) return key_expiry{true, std::nullopt};
+    auto r = t.call("lease/timetolive", json_object().integer("ID", **lease).str(), call_kind::read, "expiry");
+    if (!r) return std::move(r).error();
+    const auto ttl = json_int(*r, "TTL");
+    if (ttl < 0) continue;
+    const auto now =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
+    return key_expiry{true, now.count() + ttl * 1000};
+  }
+  return key_expiry{};
+}
+
+// The lease of the first kv of a range answer (or a txn's range response):
+// nullopt when it holds none.
+inline std::optional<std::int64_t> etcd_kv_lease(const nlohmann::json* kv) {
+  if (!kv) return std::nullopt;
+  return json_int(*kv, "lease");
+}
+
+}  // namespace keel::detail
