@@ -45,14 +45,10 @@ namespace keel::detail {
 
 // The deadline of a put at `now` with `ttl` (deadline_after), or
 // invalid_argument when it is not one etcd can hold (ttl not positive, past
-// the clock, or longer than etcd's largest lease TTL, etcd_max_lease_ttl_s).
+// the clock, or not shorter than etcd's largest lease TTL).
 inline result<deadline_ms> etcd_deadline(std::chrono::system_clock::time_point now, std::chrono::milliseconds ttl) {
   auto d = deadline_after(now, ttl);
-  if (d && ttl.count() / 1000 >= etcd_max_lease_ttl_s) {
-    return keel::error(errc::invalid_argument, "etcd: a ttl of " + std::to_string(ttl.count()) +
-                                                   " ms is longer than etcd's largest lease TTL (9,000,000,000 s); "
-                                                   "nothing was written");
-  }
+  if (d && ttl.count() / 1000 >= etcd_max_lease_ttl_s) return etcd_ttl_too_long(ttl);
   return d;
 }
 
@@ -104,17 +100,13 @@ class etcd_lease_cache {
     for (auto it = by_second_.begin(); it != by_second_.end();)
       it = it->second.id == id ? by_second_.erase(it) : std::next(it);
   }
-  std::size_t size() const {
-    std::lock_guard lock(mutex_);
-    return by_second_.size();
-  }
 
  private:
   struct entry {
     std::int64_t id;
     std::int64_t revoked_after_ms;  // etcd revokes it no earlier (the client's clock at the grant + granted TTL)
   };
-  mutable std::mutex mutex_;
+  std::mutex mutex_;
   std::map<std::int64_t, entry> by_second_;  // deadline second -> lease; guarded by mutex_
 };
 
@@ -169,9 +161,10 @@ result<nlohmann::json> etcd_send_leased(const etcd_transport& t, etcd_lease_cach
 // What expiry(key) reports from etcd: `read` gives the key's lease (0: none;
 // nullopt: the key is absent), then /v3/lease/timetolive gives its remaining
 // TTL. deadline = the client's clock at that answer + the TTL, which etcd
-// rounds down to whole seconds (so the key lives up to a second longer, plus
-// until the revocation). A lease gone between the two requests took the key
-// with it, unless the key was put again meanwhile: read again (3 tries).
+// rounds toward zero to whole seconds (so the key lives up to a second
+// longer, plus until the revocation). A lease gone between the two requests
+// took the key with it, unless the key was put again meanwhile: read again
+// (3 tries, then absent).
 template <class ReadLease>  // () -> result<std::optional<std::int64_t>>
 result<key_expiry> etcd_key_expiry(const etcd_transport& t, ReadLease&& read) {
   for (int attempt = 0; attempt < 3; ++attempt) {
@@ -181,8 +174,11 @@ result<key_expiry> etcd_key_expiry(const etcd_transport& t, ReadLease&& read) {
     if (**lease == 0) return key_expiry{true, std::nullopt};
     auto r = t.call("lease/timetolive", json_object().integer("ID", **lease).str(), call_kind::read, "expiry");
     if (!r) return std::move(r).error();
+    // A lease etcd has answers with its grantedTTL; one that is gone with
+    // TTL -1 alone. A lease past its end but not revoked yet has a TTL of 0
+    // or less: a deadline in the past.
+    if (json_int(*r, "grantedTTL") <= 0) continue;
     const auto ttl = json_int(*r, "TTL");
-    if (ttl < 0) continue;
     const auto now =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
     return key_expiry{true, now.count() + ttl * 1000};

@@ -40,8 +40,14 @@
 
 namespace keel::detail {
 
-// etcd's largest lease TTL in seconds (lease.MaxLeaseTTL; etcd/leases.hpp).
+// etcd's largest lease TTL in seconds (lease.MaxLeaseTTL; etcd/leases.hpp),
+// and the error for a ttl that is not shorter.
 inline constexpr std::int64_t etcd_max_lease_ttl_s = 9'000'000'000;
+inline keel::error etcd_ttl_too_long(std::chrono::milliseconds ttl) {
+  return keel::error(errc::invalid_argument, "etcd: a ttl of " + std::to_string(ttl.count()) +
+                                                 " ms is not shorter than etcd's largest lease TTL "
+                                                 "(9,000,000,000 s); nothing was written");
+}
 
 // The ops or compares of a txn, each already JSON.
 using etcd_txn_ops = std::vector<std::string>;
@@ -167,7 +173,7 @@ struct etcd_compiled_batch {
 // etcd_compile_keyspace_ops says. invalid_argument for a bad range, a
 // keyspace name over 255 bytes, or past etcd's limits (counting one compare
 // per keyspace named), or for a put whose ttl is zero or less (write_batch
-// keeps a bad ttl as a negative one) or longer than etcd's largest lease TTL
+// keeps a bad ttl as a negative one) or not shorter than etcd's largest lease TTL
 // (9,000,000,000 s: every put of the batch is checked, also one a later op
 // on its key replaces).
 inline result<etcd_compiled_batch> etcd_compile_batch(const write_batch& batch, const etcd_keyspace& keys,
@@ -179,11 +185,8 @@ inline result<etcd_compiled_batch> etcd_compile_batch(const write_batch& batch, 
       return keel::error(errc::invalid_argument,
                          "a ttl must be positive; a put of the batch has one of zero or less; nothing was written");
     }
-    if (op.kind == write_batch::op_kind::put && op.ttl.count() / 1000 >= etcd_max_lease_ttl_s) {
-      return keel::error(errc::invalid_argument, "etcd: a ttl of " + std::to_string(op.ttl.count()) +
-                                                     " ms is longer than etcd's largest lease TTL (9,000,000,000 s); "
-                                                     "nothing was written");
-    }
+    if (op.kind == write_batch::op_kind::put && op.ttl.count() / 1000 >= etcd_max_lease_ttl_s)
+      return etcd_ttl_too_long(op.ttl);
     by_keyspace[op.keyspace].push_back(op);
   }
   etcd_compiled_batch out;

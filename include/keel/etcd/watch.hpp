@@ -199,6 +199,9 @@ class etcd_watch_state {
     }
     if (last >= position_) position_ = last + 1;
     if (drop) pending_end_ = etcd_keyspace_gone(target_.name);
+    // Before drain() hands the changes over: a reader who took a change of
+    // revision R finds last_seq() >= R.
+    transport_->note_revision(note.revision);
     return drain();
   }
 
