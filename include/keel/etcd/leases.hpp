@@ -25,8 +25,10 @@
 // thread-safe. Errors: keel::error values; nothing throws but std::bad_alloc.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
