@@ -132,7 +132,9 @@ class hybrid_tx_expiry : public std::enable_shared_from_this<hybrid_tx_expiry> {
   result<tx_start<Snapshot>> begin(const Tier& tier, conflict_tracker& conflicts, Make&& make, bool memory_tier) {
     auto t = tier.begin_transaction();
     if (!t) return std::move(t).error();
-    auto [start, registration] = conflicts.begin();
+    auto begun = conflicts.begin();  // (no structured binding: the lambda below captures the start)
+    const std::uint64_t start = begun.first;
+    std::shared_ptr<void> registration = std::move(begun.second);
     const bool held = memory_tier && t->view.view_time() != hybrid_no_view_time;
     Snapshot view = make(std::move(t->view));
     if (!held) return tx_start<Snapshot>{std::move(view), start, std::move(registration)};
