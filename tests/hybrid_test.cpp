@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "support/child_process.hpp"
+#include "support/fake_clock.hpp"
 #include "support/skip.hpp"
 #include "support/temp_dir.hpp"
 #include "support/text.hpp"
@@ -597,9 +598,24 @@ void crash_round(const fs::path& path, const std::string& step, bool sync, std::
       CHECK(w.wait() == 42);
     }
   }
-  auto s = hybrid_store::open(no_auto_move(path));
+  keel::test::fake_clock clock;  // starts where the writer's clock stands (ttl_clock_ms)
+  hybrid_options reopen = no_auto_move(path);
+  reopen.clock = clock.source();
+  auto s = hybrid_store::open(reopen);
   REQUIRE_MESSAGE(s, s.error().message());
   const std::string tier_name = s->stats()->tier;
+  // The keys put with a ttl before the move keep their deadline, whichever
+  // tier holds them: live until it, absent from it on.
+  for (int i = 0; i < 100; i += 33) {
+    auto e = s->expiry("ttl/" + std::to_string(i));
+    REQUIRE(e);
+    CHECK(*e == keel::key_expiry{true, clock.now() + 3600000});
+  }
+  clock.advance(3599s);
+  CHECK(s->get("ttl/99")->value_or("<absent>") == "t");
+  clock.advance(1s);
+  CHECK_FALSE(s->get("ttl/99")->has_value());
+  CHECK_FALSE(s->scan(key_range::prefix("ttl/")).valid());
   if (tier_name == "memory") {
     ++t.in_memory;
     CHECK_FALSE(fs::exists(path / "rocksdb"));
@@ -1035,5 +1051,102 @@ TEST_SUITE("hybrid") {
     REQUIRE(a->put("k", "3"));
     CHECK(error_of(late.commit()) == errc::conflict);
     CHECK_FALSE(b->get("late")->has_value());
+  }
+}
+
+// Expiry (issue 29): the move carries deadlines (hybrid/expiry.hpp).
+TEST_SUITE("hybrid") {
+  TEST_CASE("expiry: the move carries every key's deadline in every keyspace; they hold after it and across a reopen") {
+    temp_dir tmp;
+    keel::test::fake_clock clock;
+    hybrid_options o = no_auto_move(tmp.path() / "h");
+    o.clock = clock.source();
+    const keel::deadline_ms t0 = clock.now();
+    auto ttl = [](std::chrono::milliseconds t) { return keel::put_options{t}; };
+    auto keys = [](auto&& cursor) {
+      std::vector<std::string> out;
+      for (; cursor.valid(); cursor.advance()) out.emplace_back(cursor.current().key);
+      return out;
+    };
+    // Each key's deadline (0: absent, -1: permanent), in "" and in "users".
+    using deadlines = std::map<std::string, keel::deadline_ms>;
+    auto deadlines_in = [](const auto& reader, const deadlines& expected) {
+      deadlines got;
+      for (const auto& [k, d] : expected) {
+        auto e = reader.expiry(k);
+        REQUIRE(e);
+        got[k] = !e->present ? 0 : e->deadline ? *e->deadline : -1;
+      }
+      return got;
+    };
+    const deadlines plain{{"short", t0 + 10000}, {"long", t0 + 2000 + 7200000}, {"forever", -1}, {"gone", 0},
+                          {"b-short", t0 + 10000}, {"t-short", t0 + 10000}, {"d-short", t0 + 12000}};
+    const deadlines in_users{{"u-short", t0 + 10000}, {"u-long", t0 + 3600000}, {"b-long", t0 + 3600000},
+                             {"d-long", t0 + 3602000}};
+    {
+      auto s = hybrid_store::open(o);
+      REQUIRE(s);
+      auto users = s->keyspace("users");
+      REQUIRE(users);
+      REQUIRE(s->put("short", "1", ttl(10s)));
+      REQUIRE(s->put("long", "2", ttl(1h)));
+      REQUIRE(s->put("forever", "3"));
+      REQUIRE(s->put("gone", "4", ttl(1s)));
+      REQUIRE(users->put("u-short", "5", ttl(10s)));
+      REQUIRE(users->put("u-long", "6", ttl(1h)));
+      REQUIRE(s->write(keel::write_batch{}.put("b-short", "7", ttl(10s)).put(*users, "b-long", "8", ttl(1h))));
+      auto tx = s->transaction();
+      REQUIRE(tx.put("t-short", "9", ttl(10s)));
+      REQUIRE(tx.commit());
+      clock.advance(2s);  // "gone" expired before the move: not carried, absent either way
+
+      // During the move (held after its first copy), more puts with a ttl:
+      // the move's catch-up carries them, and the new deadline of "long".
+      step_signal sig;
+      current_signal = &sig;
+      pause_step = hybrid_move_step::copied;
+      move_hook hook(&pause_move);
+      keel::result<void> moved;
+      std::thread mover([&] { moved = s->policy().move_to_large(); });
+      {
+        std::unique_lock l(sig.m);
+        sig.cv.wait(l, [&] { return sig.reached; });
+      }
+      REQUIRE(s->put("d-short", "10", ttl(10s)));
+      REQUIRE(users->put("d-long", "11", ttl(1h)));
+      REQUIRE(s->put("long", "2", ttl(2h)));
+      {
+        std::lock_guard l(sig.m);
+        sig.released = true;
+      }
+      sig.cv.notify_all();
+      mover.join();
+      REQUIRE_MESSAGE(moved, moved.error().message());
+      REQUIRE(s->policy().current_tier() == tier::large);
+
+      CHECK(deadlines_in(*s, plain) == plain);
+      CHECK(deadlines_in(*users, in_users) == in_users);
+      clock.advance(9s);  // t0 + 11 s: the 10 s keys put at t0 expired, "d-short" (t0 + 12 s) not yet
+      CHECK(keys(s->scan(key_range::all())) == std::vector<std::string>{"d-short", "forever", "long"});
+      CHECK(keys(users->scan(key_range::all())) == std::vector<std::string>{"b-long", "d-long", "u-long"});
+      CHECK_FALSE(s->get("short")->has_value());
+      CHECK(s->get("d-short")->value_or("<absent>") == "10");
+      REQUIRE(s->close());
+    }
+    auto s = hybrid_store::open(o);
+    REQUIRE(s);
+    CHECK(s->policy().current_tier() == tier::large);
+    auto users = s->keyspace("users");
+    REQUIRE(users);
+    CHECK(keys(s->scan(key_range::all())) == std::vector<std::string>{"d-short", "forever", "long"});
+    deadlines in_users_now = in_users;
+    in_users_now["u-short"] = 0;  // expired at t0 + 10 s
+    CHECK(deadlines_in(*users, in_users_now) == in_users_now);
+    CHECK(s->expiry("long")->deadline == t0 + 2000 + 7200000);
+    clock.set(t0 + 3602000);  // past every 1 h deadline
+    CHECK(keys(s->scan(key_range::all())) == std::vector<std::string>{"forever", "long"});
+    CHECK(keys(users->scan(key_range::all())).empty());
+    CHECK_FALSE(users->get("d-long")->has_value());
+    CHECK(s->get("long")->value_or("<absent>") == "2");
   }
 }

@@ -2,7 +2,8 @@
 //
 //   hybrid_writer write PATH PREFIX [STEP] [sync]
 //       opens a hybrid store at PATH (no automatic move), writes
-//       PREFIX/pre/<i> for i < 20000 in batches and prints "loaded"; then
+//       PREFIX/pre/<i> for i < 20000 in batches, ttl/<i> for i < 100 with a
+//       ttl of 1 h (its clock fixed at ttl_clock_ms) and prints "loaded"; then
 //       starts a thread that moves the data to RocksDB (printing "moving",
 //       then "moved" or "error ..."), while this thread writes, for round
 //       r = 0, 1, ...: r % 3 == 0: one batch of 10 puts PREFIX/<r>/<i>;
@@ -21,6 +22,7 @@
 //   hybrid_writer hold PATH
 //       opens PATH, prints "ready <pid>", waits for EOF on stdin, closes.
 // Errors: "error <code> <message>" on stdout, exit 1. Bad usage: exit 64.
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <keel/hybrid.hpp>
@@ -56,6 +58,11 @@ void crash_at(keel::detail::hybrid_move_step step) {
 }
 
 }  // namespace
+
+// write's clock (hybrid_options::clock): fixed at this time (ms since the
+// epoch; the test's fake clock starts there), so that the deadlines of
+// ttl/<i> are this + 1 h exactly.
+constexpr long long ttl_clock_ms = 1767225600000;
 
 // The value written for round r (the test checks it).
 static std::string value_for(unsigned long r) { return "round " + std::to_string(r) + " " + std::string(90, 'v'); }
@@ -143,6 +150,7 @@ int main(int argc, char** argv) {
   o.path = argv[2];
   o.spill_bytes = std::numeric_limits<std::size_t>::max();
   o.sync_writes = argc > 5 && std::string(argv[5]) == "sync";
+  o.clock = [] { return std::chrono::system_clock::time_point(std::chrono::milliseconds(ttl_clock_ms)); };
   auto store = keel::hybrid_store::open(o);
   if (!store) return report_error(store.error());
   const std::string prefix = argv[3];
@@ -151,6 +159,9 @@ int main(int argc, char** argv) {
     for (int j = 0; j < 1000; ++j, ++i) b.put(prefix + "/pre/" + std::to_string(i), std::string(100, 'p'));
     if (auto w = store->write(b); !w) return report_error(w.error());
   }
+  keel::write_batch with_ttl;
+  for (int i = 0; i < 100; ++i) with_ttl.put("ttl/" + std::to_string(i), "t", keel::put_options{std::chrono::hours(1)});
+  if (auto w = store->write(with_ttl); !w) return report_error(w.error());
   say("loaded");
   if (step != "never") std::thread([&] {
     say("moving");

@@ -24,6 +24,8 @@
 //   move.hpp      the move to RocksDB and its commit point
 //   keyspaces.hpp what a keyspace handle points to, valid across the move
 //   watch.hpp     watch: the tier's, one seq across the move (SEQ_BASE)
+//   expiry.hpp    expiry: one clock for both tiers, the move carries deadlines
+//   snapshot.hpp  the snapshot of the tier it was taken from
 //   policy.hpp    HybridPolicy: the contract methods, the lock order
 // hybrid_store = basic_store<HybridPolicy<>> (fwd.hpp): MemoryPolicy, then
 // RocksPolicy<NativeTuning>. Needs RocksDB.

@@ -330,12 +330,35 @@ struct rocks_expiry_backend {
 };
 #define KEEL_ROCKS_EXPIRY_BACKENDS \
   , keel::test::rocks_expiry_backend<keel::DefaultTuning>, keel::test::rocks_expiry_backend<keel::MacOSTuning>
+// The hybrid store before the move (memory tier) and after it (spill_bytes
+// 0: RocksDB from the first size check), on the fake clock.
+template <bool Spill>
+struct hybrid_expiry_backend {
+  using store_type = hybrid_store;
+  static constexpr bool persistent = true;
+  static constexpr const char* name = Spill ? "hybrid(spilling)" : "hybrid";
+  temp_dir dir;
+  fake_clock clock;
+  result<store_type> open() const {
+    hybrid_options o;
+    o.path = dir.path() / "hybrid";
+    o.clock = clock.source();
+    if (Spill) o.spill_bytes = 0;
+    auto s = store_type::open(o);
+    if (s && Spill) {
+      if (auto moved = s->policy().move_to_large(); !moved) return moved.error();
+    }
+    return s;
+  }
+};
+#define KEEL_HYBRID_EXPIRY_BACKENDS , keel::test::hybrid_expiry_backend<false>, keel::test::hybrid_expiry_backend<true>
 #else
 #define KEEL_ROCKS_EXPIRY_BACKENDS
+#define KEEL_HYBRID_EXPIRY_BACKENDS
 #endif
 #define KEEL_EXPIRY_BACKENDS                                                          \
   keel::test::memory_expiry_backend<0>, keel::test::memory_expiry_backend<1>, \
-      keel::test::memory_expiry_backend<2> KEEL_ROCKS_EXPIRY_BACKENDS
+      keel::test::memory_expiry_backend<2> KEEL_ROCKS_EXPIRY_BACKENDS KEEL_HYBRID_EXPIRY_BACKENDS
 
 // Whether the backend's checkpoint() makes a copy (false: not_supported).
 template <class B>

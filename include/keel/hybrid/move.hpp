@@ -19,6 +19,9 @@
 //       point), and the store routes every later call to RocksDB;
 //   (5) the store releases the memory tier: its files are removed, its data
 //       is freed once the snapshots and cursors that read it are gone.
+// With tiers that expire keys (hybrid/expiry.hpp), every copy carries each
+// entry's deadline as the view it is read from has it; entries expired at
+// that view's time are not carried.
 // A move that fails or is stopped before (4) is abandoned: the copy is closed
 // and removed, the data stays in memory, nothing is lost.
 //
@@ -46,6 +49,7 @@
 #include "../error.hpp"
 #include "../key_range.hpp"
 #include "../write_batch.hpp"
+#include "expiry.hpp"
 #include "layout.hpp"
 
 namespace keel::detail {
@@ -167,20 +171,26 @@ struct hybrid_small_view {
 // is set (errc::closed).
 template <class Small, class Large>
 class hybrid_move {
+  static constexpr bool carries_deadlines = hybrid_tiers_expire<Small, Large>;
+
  public:
   using view_type = hybrid_small_view<Small>;
 
   // Opens the copy in layout.rocksdb_dir(), after removing what a failed
-  // earlier move left there. Errors: the tier's, as moving_error().
-  static result<hybrid_move> start(const hybrid_layout& layout, bool sync_writes, const std::atomic<bool>& stopping) {
+  // earlier move left there; its clock is `clock` (hybrid_copy_clock over
+  // it, when the move carries deadlines). Errors: the tier's, as moving_error().
+  static result<hybrid_move> start(const hybrid_layout& layout, bool sync_writes, const std::atomic<bool>& stopping,
+                                   const clock_source& clock = {}) {
     std::error_code ec;
     std::filesystem::remove_all(layout.rocksdb_dir(), ec);  // a failed earlier move's
     typename Large::options lo;
     lo.path = layout.rocksdb_dir();
     lo.sync_writes = sync_writes;
+    hybrid_copy_clock copy_clock(clock);
+    if constexpr (carries_deadlines) lo.clock = copy_clock.source();
     auto opened = Large::open(lo);
     if (!opened) return moving_error(opened.error());
-    return hybrid_move(layout, std::move(*opened), stopping);
+    return hybrid_move(layout, std::move(*opened), stopping, std::move(copy_clock));
   }
 
   // (2) Copies `base`, the memory tier's view taken at the start: every
@@ -188,7 +198,7 @@ class hybrid_move {
   result<void> copy_snapshot(const view_type& base) {
     for (const auto& [name, handle] : base.keyspaces) {
       if (auto made = copy_keyspace(name); !made) return made.error();
-      if (auto c = copy_range(base.snapshot.scan(handle, key_range::all()), name); !c) return c;
+      if (auto c = copy_range(base.snapshot.scan(handle, key_range::all()), name, time_of(base)); !c) return c;
     }
     hybrid_move_reached(hybrid_move_step::copied);
     return {};
@@ -253,8 +263,39 @@ class hybrid_move {
   }
 
  private:
-  hybrid_move(const hybrid_layout& layout, std::shared_ptr<Large> large, const std::atomic<bool>& stopping)
-      : layout_(layout), large_(std::move(large)), stopping_(&stopping) {}
+  hybrid_move(const hybrid_layout& layout, std::shared_ptr<Large> large, const std::atomic<bool>& stopping,
+              hybrid_copy_clock clock)
+      : layout_(layout), large_(std::move(large)), stopping_(&stopping), clock_(std::move(clock)) {}
+
+  // The time `view` hides expired entries at (hybrid_no_view_time: none).
+  static deadline_ms time_of(const view_type& view) {
+    if constexpr (carries_deadlines) return view.snapshot.view_time();
+    return hybrid_no_view_time;
+  }
+  // Adds the put of the cursor's entry (its deadline carried) to `batch`;
+  // false when it had expired at `view_time` (nothing added).
+  template <class Cursor>
+  static bool add_put(write_batch& batch, std::string_view keyspace, const Cursor& c, deadline_ms view_time) {
+    if constexpr (carries_deadlines) {
+      put_options o;
+      if (!hybrid_carried(c.deadline(), view_time, o)) return false;
+      batch.put(keyspace_name(keyspace), c.key(), c.value(), o);
+    } else {
+      batch.put(keyspace_name(keyspace), c.key(), c.value());
+    }
+    return true;
+  }
+  // Writes a batch read from a view taken at `view_time` into the copy (its
+  // clock pinned there while it has a ttl: hybrid/expiry.hpp).
+  result<void> write_copied(const write_batch& batch, deadline_ms view_time) {
+    if constexpr (carries_deadlines) {
+      if (batch.has_ttl()) {
+        hybrid_copy_clock::pin at(clock_, view_time);
+        return large_->write(batch);
+      }
+    }
+    return large_->write(batch);
+  }
 
   // The copy's keyspace `name`, created if missing.
   result<typename Large::keyspace_type> copy_keyspace(std::string_view name) {
@@ -276,20 +317,20 @@ class hybrid_move {
 
   // Copies what cursor `c` reads into the copy's keyspace `keyspace`, in batches.
   template <class Cursor>
-  result<void> copy_range(Cursor c, std::string_view keyspace) {
+  result<void> copy_range(Cursor c, std::string_view keyspace, deadline_ms view_time) {
     constexpr std::size_t batch_entries = 1000, batch_bytes = std::size_t{4} << 20;
     write_batch batch;
     std::size_t bytes = 0;
     auto flush_batch = [&]() -> result<void> {
       if (batch.size() == 0) return {};
       if (stopping_->load()) return closed_error();
-      auto w = large_->write(batch);
+      auto w = write_copied(batch, view_time);
       batch.clear();
       bytes = 0;
       return w;
     };
     for (; c.valid(); c.next()) {
-      batch.put(keyspace_name(keyspace), c.key(), c.value());
+      if (!add_put(batch, keyspace, c, view_time)) continue;
       bytes += c.key().size() + c.value().size();
       if (batch.size() >= batch_entries || bytes >= batch_bytes) {
         if (auto w = flush_batch(); !w) return w;
@@ -302,6 +343,7 @@ class hybrid_move {
   // ranges of `d`: a keyspace the view lacks is dropped from the copy, one
   // created or dropped meanwhile (`whole`) is copied again entirely.
   result<void> apply_delta(const hybrid_delta::taken& d, const view_type& view) {
+    const deadline_ms view_time = time_of(view);
     for (const auto& [name, part] : d.keyspaces) {
       const typename Small::keyspace_type* from = view.find(name);
       if (!from) {
@@ -312,28 +354,34 @@ class hybrid_move {
       if (!to) return to.error();
       if (part.whole) {
         if (auto e = large_->erase_range(*to, key_range::all()); !e) return e;
-        if (auto c = copy_range(view.snapshot.scan(*from, key_range::all()), name); !c) return c;
+        if (auto c = copy_range(view.snapshot.scan(*from, key_range::all()), name, view_time); !c) return c;
         continue;
       }
       for (const auto& r : part.ranges) {
         if (auto e = large_->erase_range(*to, r); !e) return e;
-        if (auto c = copy_range(view.snapshot.scan(*from, r.forward()), name); !c) return c;
+        if (auto c = copy_range(view.snapshot.scan(*from, r.forward()), name, view_time); !c) return c;
       }
       write_batch batch;
       for (const auto& k : part.keys) {
-        auto v = view.snapshot.get(*from, k);
-        if (!v) return v.error();
-        if (*v)
-          batch.put(keyspace_name(name), k, **v);
-        else
-          batch.erase(keyspace_name(name), k);
+        if constexpr (carries_deadlines) {  // the key with its deadline: a cursor over it alone
+          auto c = view.snapshot.scan(*from, key_range::between(k, k + std::string(1, '\0')));
+          if (c.error()) return *c.error();
+          if (!c.valid() || !add_put(batch, name, c, view_time)) batch.erase(keyspace_name(name), k);
+        } else {
+          auto v = view.snapshot.get(*from, k);
+          if (!v) return v.error();
+          if (*v)
+            batch.put(keyspace_name(name), k, **v);
+          else
+            batch.erase(keyspace_name(name), k);
+        }
         if (batch.size() >= 1000) {
-          if (auto w = large_->write(batch); !w) return w;
+          if (auto w = write_copied(batch, view_time); !w) return w;
           batch.clear();
         }
       }
       if (batch.size() != 0) {
-        if (auto w = large_->write(batch); !w) return w;
+        if (auto w = write_copied(batch, view_time); !w) return w;
       }
     }
     return {};
@@ -342,6 +390,7 @@ class hybrid_move {
   hybrid_layout layout_;
   std::shared_ptr<Large> large_;
   const std::atomic<bool>* stopping_;
+  hybrid_copy_clock clock_;  // the copy's (hybrid/expiry.hpp)
   std::map<std::string, typename Large::keyspace_type, std::less<>> copy_keyspaces_;  // handles into large_
 };
 

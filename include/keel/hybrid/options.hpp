@@ -10,6 +10,7 @@
 #include "../compression.hpp"
 #include "../contract.hpp"
 #include "../error.hpp"
+#include "../expiry.hpp"
 
 namespace keel {
 
@@ -32,6 +33,11 @@ struct hybrid_options {
   bool sync_writes = false;
   // Compression of the memory tier's values (memory_options::compression).
   keel::compression compression = keel::compression::none;
+  // The clock deadlines (put_options::ttl) are set and checked by, in both
+  // tiers (memory_options::clock, rocks_options::clock), so a deadline means
+  // the same before and after the move. Default (empty): the system clock.
+  // Called from many threads (RocksDB's compactions too): thread-safe.
+  keel::clock_source clock{};
 };
 
 // What HybridPolicy asks of its tiers, besides store_policy and

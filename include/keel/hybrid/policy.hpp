@@ -5,7 +5,9 @@
 //   hybrid/layout.hpp    PATH/{keel.lock, TIER, memory/, rocksdb/}, TIER read and replaced
 //   hybrid/move.hpp      the move to RocksDB and its commit point
 //   hybrid/keyspaces.hpp what a keyspace handle points to, in either tier
+//   hybrid/snapshot.hpp  the snapshot of the tier it was taken from
 //   hybrid/watch.hpp     watch: the tier's, one seq across the move
+//   hybrid/expiry.hpp    expiry: one clock, the move carries deadlines
 //   detail/any_cursor.hpp  the cursor of whichever tier a scan was taken from
 //   detail/conflict_tracker.hpp  transaction validation that spans a move
 //   hybrid/writer_preferring_gate.hpp  the gates below
@@ -71,10 +73,12 @@
 #include "../memory.hpp"
 #include "../rocksdb.hpp"
 #include "../store.hpp"
+#include "expiry.hpp"
 #include "keyspaces.hpp"
 #include "layout.hpp"
 #include "move.hpp"
 #include "options.hpp"
+#include "snapshot.hpp"
 #include "watch.hpp"
 #include "writer_preferring_gate.hpp"
 
@@ -94,7 +98,6 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
   // The cursor of the tier it was taken from; a run_cursor, walked a run at
   // a time like any_store's (detail/any_cursor.hpp).
   using cursor_type = detail::any_cursor<typename Small::cursor_type, typename Large::cursor_type>;
-  class snapshot_type;
 
   // ---- keyspace handle: valid in either tier, across the move --------------
   // A share of the keyspace's entry (hybrid/keyspaces.hpp), which holds the
@@ -106,59 +109,15 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
 
    private:
     friend class HybridPolicy;
-    friend class snapshot_type;
+    template <class, class, class>
+    friend class detail::hybrid_snapshot;
     using entry = detail::hybrid_keyspace<typename Small::keyspace_type, typename Large::keyspace_type>;
     explicit keyspace_type(std::shared_ptr<entry> e) : entry_(std::move(e)) {}
     std::shared_ptr<entry> entry_;
   };
 
-  // ---- snapshot: the snapshot of the tier it was taken from ---------------
-  // In keyspace `ks`: through the tier's handle of it; not_found when the
-  // keyspace has none in that tier (created after the snapshot).
-  class snapshot_type {
-   public:
-    result<std::optional<std::string>> get(std::string_view key) const {
-      return std::visit([&](const auto& s) { return s.get(key); }, s_);
-    }
-    result<bool> contains(std::string_view key) const {
-      return std::visit([&](const auto& s) { return s.contains(key); }, s_);
-    }
-    cursor_type scan(const key_range& range) const {
-      if (s_.index() == 0) return cursor_type(std::in_place_index<0>, std::get<0>(s_).scan(range));
-      return cursor_type(std::in_place_index<1>, std::get<1>(s_).scan(range));
-    }
-    result<std::optional<std::string>> get(const keyspace_type& ks, std::string_view key) const {
-      return in_keyspace<result<std::optional<std::string>>>(ks, [&](const auto& s, const auto& h) { return s.get(h, key); });
-    }
-    result<bool> contains(const keyspace_type& ks, std::string_view key) const {
-      return in_keyspace<result<bool>>(ks, [&](const auto& s, const auto& h) { return s.contains(h, key); });
-    }
-    cursor_type scan(const keyspace_type& ks, const key_range& range) const {
-      if (s_.index() == 0) {
-        if (!ks.entry_->small) return failed_cursor(detail::hybrid_keyspace_not_in_snapshot(ks.name()));
-        return cursor_type(std::in_place_index<0>, std::get<0>(s_).scan(*ks.entry_->small, range));
-      }
-      if (!ks.entry_->large) return failed_cursor(detail::hybrid_keyspace_not_in_snapshot(ks.name()));
-      return cursor_type(std::in_place_index<1>, std::get<1>(s_).scan(*ks.entry_->large, range));
-    }
-
-   private:
-    // A snapshot of the RocksDB tier exists only after the move's switch,
-    // which set every live entry's `large`: reading it needs no gate.
-    template <class R, class F>
-    R in_keyspace(const keyspace_type& ks, F&& f) const {
-      if (s_.index() == 0) {
-        if (!ks.entry_->small) return R(detail::hybrid_keyspace_not_in_snapshot(ks.name()));
-        return f(std::get<0>(s_), *ks.entry_->small);
-      }
-      if (!ks.entry_->large) return R(detail::hybrid_keyspace_not_in_snapshot(ks.name()));
-      return f(std::get<1>(s_), *ks.entry_->large);
-    }
-    friend class HybridPolicy;
-    explicit snapshot_type(typename Small::snapshot_type s) : s_(std::in_place_index<0>, std::move(s)) {}
-    explicit snapshot_type(typename Large::snapshot_type s) : s_(std::in_place_index<1>, std::move(s)) {}
-    std::variant<typename Small::snapshot_type, typename Large::snapshot_type> s_;
-  };
+  // ---- snapshot: the snapshot of the tier it was taken from (hybrid/snapshot.hpp)
+  using snapshot_type = detail::hybrid_snapshot<Small, Large, keyspace_type>;
 
   // ---- store ----------------------------------------------------------------
   static result<std::shared_ptr<HybridPolicy>> open(const options& opts) {
@@ -190,18 +149,10 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
   ~HybridPolicy() { (void)close(); }
 
   result<void> put(std::string_view key, std::string_view value) {
-    std::shared_lock pin(tier_gate_);
-    std::shared_lock writing(write_gate_);
-    auto r = tier_ == tier::large ? large_->put(key, value) : small_->put(key, value);
-    record_write(r, key, key.size() + value.size());
-    return r;
+    return write_key(key, key.size() + value.size(), [&](auto& t) { return t.put(key, value); });
   }
   result<void> erase(std::string_view key) {
-    std::shared_lock pin(tier_gate_);
-    std::shared_lock writing(write_gate_);
-    auto r = tier_ == tier::large ? large_->erase(key) : small_->erase(key);
-    record_write(r, key, key.size());
-    return r;
+    return write_key(key, key.size(), [&](auto& t) { return t.erase(key); });
   }
   result<void> write(const write_batch& batch) {
     std::shared_lock pin(tier_gate_);
@@ -243,6 +194,30 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
   result<snapshot_type> snapshot() const {
     std::shared_lock pin(tier_gate_);
     return snapshot_pinned();
+  }
+
+  // ---- expiry (hybrid/expiry.hpp): the tier's, by hybrid_options::clock ---
+  result<void> put(std::string_view key, std::string_view value, const put_options& o)
+    requires detail::hybrid_tiers_expire<Small, Large>
+  {
+    return write_key(key, key.size() + value.size(), [&](auto& t) { return t.put(key, value, o); });
+  }
+  result<void> put(const keyspace_type& ks, std::string_view key, std::string_view value, const put_options& o)
+    requires detail::hybrid_tiers_expire<Small, Large>
+  {
+    return write_key(ks, key, key.size() + value.size(), [&](auto& t, const auto& h) { return t.put(h, key, value, o); });
+  }
+  result<key_expiry> expiry(std::string_view key) const
+    requires detail::hybrid_tiers_expire<Small, Large>
+  {
+    std::shared_lock pin(tier_gate_);
+    return tier_ == tier::large ? large_->expiry(key) : small_->expiry(key);
+  }
+  result<key_expiry> expiry(const keyspace_type& ks, std::string_view key) const
+    requires detail::hybrid_tiers_expire<Small, Large>
+  {
+    std::shared_lock pin(tier_gate_);
+    return in_tier<result<key_expiry>>(ks, [&](auto& t, const auto& h) { return t.expiry(h, key); });
   }
 
   // ---- watch (hybrid/watch.hpp): the tier's watch, one seq across the move --
@@ -317,18 +292,10 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
   }
 
   result<void> put(const keyspace_type& ks, std::string_view key, std::string_view value) {
-    std::shared_lock pin(tier_gate_);
-    std::shared_lock writing(write_gate_);
-    auto r = in_tier<result<void>>(ks, [&](auto& t, const auto& h) { return t.put(h, key, value); });
-    record_write(r, ks.name(), key, key.size() + value.size());
-    return r;
+    return write_key(ks, key, key.size() + value.size(), [&](auto& t, const auto& h) { return t.put(h, key, value); });
   }
   result<void> erase(const keyspace_type& ks, std::string_view key) {
-    std::shared_lock pin(tier_gate_);
-    std::shared_lock writing(write_gate_);
-    auto r = in_tier<result<void>>(ks, [&](auto& t, const auto& h) { return t.erase(h, key); });
-    record_write(r, ks.name(), key, key.size());
-    return r;
+    return write_key(ks, key, key.size(), [&](auto& t, const auto& h) { return t.erase(h, key); });
   }
   result<void> erase_range(const keyspace_type& ks, const key_range& range) {
     std::shared_lock pin(tier_gate_);
@@ -398,13 +365,20 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
 
   // Transactions: the view is the current tier's, the validation the hybrid
   // store's own (so it spans a move).
+  // With expiry, a transaction of the memory tier too (hybrid/expiry.hpp).
   result<tx_start<snapshot_type>> begin_transaction() const {
     std::shared_lock pin(tier_gate_);
     std::unique_lock writing(write_gate_);
-    auto view = snapshot_pinned();
-    if (!view) return view.error();
-    auto [start, registration] = conflicts_->begin();
-    return tx_start<snapshot_type>{std::move(*view), start, std::move(registration)};
+    if constexpr (detail::hybrid_tiers_expire<Small, Large>) {
+      auto make = [](auto v) { return snapshot_type(std::move(v)); };
+      if (tier_ == tier::large) return tx_expiry_->template begin<snapshot_type>(*large_, *conflicts_, make, false);
+      return tx_expiry_->template begin<snapshot_type>(*small_, *conflicts_, make, true);
+    } else {
+      auto view = snapshot_pinned();
+      if (!view) return view.error();
+      auto [start, registration] = conflicts_->begin();
+      return tx_start<snapshot_type>{std::move(*view), start, std::move(registration)};
+    }
   }
   // Reads and writes in any keyspace: validated per (keyspace, key) and per
   // scanned range of a keyspace; a keyspace the transaction used that was
@@ -414,7 +388,11 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
     std::unique_lock writing(write_gate_);
     if (!is_open()) return closed_error();
     if (auto valid = conflicts_->validate(tx); !valid) return valid;
-    auto r = tier_ == tier::large ? large_->write(tx.writes) : small_->write(tx.writes);
+    result<void> r;
+    if constexpr (detail::hybrid_tiers_expire<Small, Large>)  // the tier checks deadlines (hybrid/expiry.hpp)
+      r = tier_ == tier::large ? tx_expiry_->commit_in_rocksdb_tier(*large_, tx) : tx_expiry_->commit_in_memory_tier(*small_, tx);
+    else
+      r = tier_ == tier::large ? large_->write(tx.writes) : small_->write(tx.writes);
     record_write(r, tx.writes);
     return r;
   }
@@ -537,6 +515,7 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
     so.persist_path = layout_.memory_file();
     so.sync_writes = opts_.sync_writes;
     so.compression = opts_.compression;
+    if constexpr (detail::hybrid_tiers_expire<Small, Large>) so.clock = opts_.clock;
     auto s = Small::open(so);
     if (!s) return s.error();
     small_ = std::move(*s);
@@ -569,6 +548,7 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
     lo.path = layout_.rocksdb_dir();
     lo.sync_writes = opts_.sync_writes;
     if constexpr (requires { lo.create_if_missing = false; }) lo.create_if_missing = false;
+    if constexpr (detail::hybrid_tiers_expire<Small, Large>) lo.clock = opts_.clock;
     auto l = Large::open(lo);
     if (!l) return l.error();
     large_ = std::move(*l);
@@ -602,6 +582,24 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
     }
     if (!ks.entry_->small) return R(detail::hybrid_keyspace_gone(ks.name()));
     return f(*small_, *ks.entry_->small);
+  }
+  // A write of one key: f(tier) in the default keyspace, or f(tier, handle)
+  // in `ks`, under both gates (shared), recorded (record_write).
+  template <class F>
+  result<void> write_key(std::string_view key, std::size_t bytes, F&& f) {
+    std::shared_lock pin(tier_gate_);
+    std::shared_lock writing(write_gate_);
+    auto r = tier_ == tier::large ? f(*large_) : f(*small_);
+    record_write(r, key, bytes);
+    return r;
+  }
+  template <class F>
+  result<void> write_key(const keyspace_type& ks, std::string_view key, std::size_t bytes, F&& f) {
+    std::shared_lock pin(tier_gate_);
+    std::shared_lock writing(write_gate_);
+    auto r = in_tier<result<void>>(ks, std::forward<F>(f));
+    record_write(r, ks.name(), key, bytes);
+    return r;
   }
 
   // ---- writes: conflict records, the move's delta, the size check -----------
@@ -686,7 +684,7 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
   // Steps (2) to (5) of the move (hybrid/move.hpp): the copy and catch-up
   // outside the gate, the last round, the commit and the switch inside it.
   result<void> copy_and_switch(const typename move_type::view_type& base) {
-    auto started = move_type::start(layout_, opts_.sync_writes, stopping_);
+    auto started = move_type::start(layout_, opts_.sync_writes, stopping_, opts_.clock);
     if (!started) return started.error();
     move_type& move = *started;
     if (auto c = move.copy_snapshot(base); !c) return move.abandon(c.error());
@@ -717,7 +715,10 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
     // RocksDB and RocksDB has every write; the memory files stay, in case the
     // rename does not survive a power loss).
     large_ = std::move(move).copy();
-    for (auto& [e, h] : handles) e->large.emplace(std::move(h));
+    for (auto& [e, h] : handles) {
+      e->large.emplace(std::move(h));
+      if (tx_expiry_->any_in_memory_tier()) conflicts_->record(e->name, {}, {key_range::all()});  // hybrid/expiry.hpp
+    }
     watches_.switched(*large_, seqs);
     tier_ = tier::large;
     moving_ = false;
@@ -767,6 +768,7 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
   tier tier_ = tier::small;  // guarded by tier_gate_
   bool moving_ = false;      // guarded by tier_gate_ (set, cleared exclusively)
   std::shared_ptr<detail::conflict_tracker> conflicts_ = std::make_shared<detail::conflict_tracker>();
+  std::shared_ptr<detail::hybrid_tx_expiry> tx_expiry_ = std::make_shared<detail::hybrid_tx_expiry>();
   std::atomic<bool> open_{true};
   std::atomic<bool> stopping_{false};
   std::mutex close_mutex_;
@@ -783,6 +785,7 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
 
 static_assert(store_policy<HybridPolicy<>>);
 static_assert(keyspace_policy<HybridPolicy<>>);
+static_assert(expiry_policy<HybridPolicy<>>);
 // Scans are walked by runs (basic_cursor: one dispatch per run, not per step).
 static_assert(run_cursor<HybridPolicy<>::cursor_type>);
 

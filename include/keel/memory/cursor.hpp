@@ -44,6 +44,13 @@ class memory_cursor {
     return value_buffer_;
   }
   const std::optional<keel::error>& error() const noexcept { return error_; }
+  // The deadline of the entry at the cursor (ms since the epoch; expiry.hpp),
+  // nullopt when it has none. Precondition valid(). (The hybrid store's move
+  // carries it to RocksDB.)
+  std::optional<deadline_ms> deadline() const noexcept {
+    const detail::pb_entry* e = it_->entry();
+    return e->has_deadline() ? std::optional<deadline_ms>(e->deadline()) : std::nullopt;
+  }
 
   void next() {
     if (!valid_) return;
