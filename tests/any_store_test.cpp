@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "support/child_process.hpp"
+#include "support/fake_clock.hpp"
 #include "support/no_lock_fs.hpp"
 #include "support/temp_dir.hpp"
 #include "support/text.hpp"
@@ -931,5 +932,132 @@ TEST_SUITE("any_store") {
     CHECK(w.error().message().find("the memory backend has no watch") != std::string::npos);
     REQUIRE(s.close());
     CHECK(s.watch().error() == errc::closed);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Expiry through basic_any_store (issue 29): put(k, v, put_options) and
+// expiry(k) on the store, a keyspace handle and a transaction, forwarded by
+// concept; a backend without expiry refuses a ttl (not_supported), never
+// writes the key permanent.
+// ---------------------------------------------------------------------------
+namespace {
+
+// Every expiry call through an any_store, on whichever backend `s` holds
+// (one with expiry and keyspaces, reading `clock`).
+void check_any_expiry_calls(ks_any_store& s, keel::test::fake_clock& clock) {
+  using keel::key_expiry;
+  using keel::put_options;
+  REQUIRE(s.has_expiry());
+  const keel::deadline_ms t0 = clock.now();
+  REQUIRE(s.put("a", "1", put_options{.ttl = 10s}));
+  REQUIRE(s.put("b", "2", put_options{}));  // no ttl: permanent
+  CHECK(*s.expiry("a") == key_expiry{true, t0 + 10000});
+  CHECK(*s.expiry("b") == key_expiry{true, std::nullopt});
+  CHECK(*s.expiry("never") == key_expiry{false, std::nullopt});
+  CHECK(s.put("c", "3", put_options{.ttl = 0ms}).error() == errc::invalid_argument);
+  CHECK(s.put("c", "3", put_options{.ttl = -5s}).error() == errc::invalid_argument);
+  CHECK_FALSE(s.get("c")->has_value());
+
+  auto users = s.keyspace("users");
+  REQUIRE(users);
+  REQUIRE(users->put("u", "v", put_options{.ttl = 5s}));
+  REQUIRE(users->put("p", "permanent", put_options{}));
+  CHECK(*users->expiry("u") == key_expiry{true, t0 + 5000});
+  CHECK(*users->expiry("p") == key_expiry{true, std::nullopt});
+  CHECK(*s.expiry("u") == key_expiry{false, std::nullopt});  // another keyspace
+  CHECK(users->put("bad", "v", put_options{.ttl = 0ms}).error() == errc::invalid_argument);
+
+  auto tx = s.transaction();
+  REQUIRE(tx.put("t", "x", put_options{.ttl = 20s}));
+  REQUIRE(tx.put(*users, "tu", "y", put_options{.ttl = 30s}));
+  REQUIRE(tx.put("tp", "z", put_options{}));
+  CHECK(tx.put("bad", "v", put_options{.ttl = 0ms}).error() == errc::invalid_argument);
+  REQUIRE(tx.commit());
+  CHECK(*s.expiry("t") == key_expiry{true, t0 + 20000});
+  CHECK(*users->expiry("tu") == key_expiry{true, t0 + 30000});
+  CHECK(*s.expiry("tp") == key_expiry{true, std::nullopt});
+
+  REQUIRE(s.write(keel::write_batch{}.put("w", "1", put_options{.ttl = 1s}).put(*users, "wu", "2", {.ttl = 2s})));
+  CHECK(*s.expiry("w") == key_expiry{true, t0 + 1000});
+  CHECK(*users->expiry("wu") == key_expiry{true, t0 + 2000});
+
+  clock.advance(10s);  // a, u, w, wu expire; t, tu stay
+  CHECK_FALSE(s.get("a")->has_value());
+  CHECK(*s.expiry("a") == key_expiry{false, std::nullopt});
+  CHECK(*users->expiry("u") == key_expiry{false, std::nullopt});
+  CHECK_FALSE(users->get("wu")->has_value());
+  CHECK(s.get("b")->value() == "2");
+  CHECK(s.get("t")->value() == "x");
+  CHECK(users->get("tu")->value() == "y");
+
+  REQUIRE(s.close());
+  CHECK(s.expiry("b").error() == errc::closed);
+  CHECK(s.put("b", "v", put_options{.ttl = 1s}).error() == errc::closed);
+  CHECK(users->expiry("p").error() == errc::closed);
+  CHECK(ks_any_store::keyspace_type{}.expiry("k").error() == errc::closed);
+  CHECK(ks_any_store::keyspace_type{}.put("k", "v", put_options{.ttl = 1s}).error() == errc::closed);
+}
+
+}  // namespace
+
+TEST_SUITE("any_store") {
+  TEST_CASE("expiry through any_store on memory: put with options, expiry, keyspaces, transactions, batches") {
+    keel::test::fake_clock clock;
+    keel::memory_options o;
+    o.clock = clock.source();
+    auto m = keel::memory_store::open(o);
+    REQUIRE(m);
+    ks_any_store s(std::move(*m));
+    check_any_expiry_calls(s, clock);
+  }
+
+  TEST_CASE("expiry through any_store on RocksDB: put with options, expiry, keyspaces, transactions, batches") {
+    temp_dir tmp;
+    keel::test::fake_clock clock;
+    keel::rocks_options o;
+    o.path = tmp.path() / "db";
+    o.clock = clock.source();
+    auto r = keel::rocks_store::open(o);
+    REQUIRE(r);
+    ks_any_store s(std::move(*r));
+    check_any_expiry_calls(s, clock);
+  }
+
+  TEST_CASE("expiry through any_store on a backend without it: a ttl is not_supported and writes nothing") {
+    using keel::put_options;
+    auto f = keel::basic_store<flat_memory_policy>::open({});
+    REQUIRE(f);
+    ks_any_store s(std::move(*f));
+    CHECK_FALSE(s.has_expiry());
+    auto refused = s.put("k", "v", put_options{.ttl = 1h});
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error() == errc::not_supported);
+    CHECK(refused.error().message().find("the memory backend has no expiry") != std::string::npos);
+    CHECK_FALSE(s.get("k")->has_value());
+    CHECK(s.put("k", "v", put_options{.ttl = 0ms}).error() == errc::invalid_argument);  // as on every backend
+    REQUIRE(s.put("k", "v", put_options{}));  // no ttl: a plain put
+    CHECK(s.get("k")->value() == "v");
+    auto e = s.expiry("k");
+    REQUIRE_FALSE(e);
+    CHECK(e.error() == errc::not_supported);
+    CHECK(e.error().message().find("has no expiry") != std::string::npos);
+    // A batch with a ttl: refused whole (basic_store::write), through any_store too.
+    auto w = s.write(keel::write_batch{}.put("b1", "1").put("b2", "2", {.ttl = 1s}));
+    REQUIRE_FALSE(w);
+    CHECK(w.error() == errc::not_supported);
+    CHECK_FALSE(s.get("b1")->has_value());
+    REQUIRE(s.write(keel::write_batch{}.put("b1", "1", put_options{})));
+    CHECK(s.get("b1")->value() == "1");
+    // A transaction's put with a ttl: refused at once, nothing buffered.
+    auto tx = s.transaction();
+    CHECK(tx.put("t1", "x", put_options{.ttl = 1s}).error() == errc::not_supported);
+    REQUIRE(tx.put("t2", "y", put_options{}));
+    REQUIRE(tx.commit());
+    CHECK_FALSE(s.get("t1")->has_value());
+    CHECK(s.get("t2")->value() == "y");
+    REQUIRE(s.close());
+    CHECK(s.expiry("k").error() == errc::closed);
+    CHECK(s.put("k", "v", put_options{.ttl = 1s}).error() == errc::closed);
   }
 }

@@ -199,3 +199,36 @@ TEST_SUITE("cli") {
     CHECK(run_cli({"--hybrid", h2.string(), "count"}).out == "66\n");
   }
 }
+
+// Expiry in the tool on a hybrid store (issue 29): while the hybrid backend
+// has no expiry, put --ttl, ttl and scan --show-ttl exit 5 naming it and
+// write nothing; once it has (keel::expiry_policy), they work as on RocksDB.
+TEST_SUITE("cli") {
+  TEST_CASE("cli --hybrid: put --ttl, ttl, scan --show-ttl follow whether the hybrid backend has expiry") {
+    temp_dir tmp;
+    const std::string h = (tmp.path() / "h").string();
+    REQUIRE(run_cli({"--hybrid", h, "put", "k", "old"}).status == 0);
+    const cli_result put = run_cli({"--hybrid", h, "put", "k", "new", "--ttl", "1h"});
+    const cli_result ttl = run_cli({"--hybrid", h, "ttl", "k"});
+    const cli_result scan = run_cli({"--hybrid", h, "scan", "--show-ttl"});
+    if constexpr (keel::expiry_policy<keel::HybridPolicy<>>) {
+      CHECK(put.status == 0);
+      CHECK(ttl.status == 0);
+      const long long left = keel::test::ttl_text_ms(ttl.out);
+      CHECK(left > 3500'000);
+      CHECK(left <= 3600'000);
+      CHECK(scan.out.rfind("k\tnew\t", 0) == 0);
+    } else {
+      CHECK(put.status == 5);
+      CHECK(put.says("the hybrid backend has no expiry"));
+      CHECK(ttl.status == 5);
+      CHECK(ttl.says("the hybrid backend has no expiry"));
+      CHECK(scan.status == 5);
+      CHECK(scan.out.empty());
+      CHECK(run_cli({"--hybrid", h, "get", "k"}).out == "old\n");  // nothing written
+    }
+    // Without --ttl: a plain put either way.
+    CHECK(run_cli({"--hybrid", h, "put", "k", "plain"}).status == 0);
+    CHECK(run_cli({"--hybrid", h, "get", "k"}).out == "plain\n");
+  }
+}

@@ -17,6 +17,7 @@
 #include <keel/memory.hpp>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "support/child_process.hpp"
@@ -26,6 +27,7 @@
 namespace fs = std::filesystem;
 using keel::test::child_process;
 using keel::test::helper_path;
+using keel::test::cli_result;
 using keel::test::run_cli;
 using keel::test::temp_dir;
 using namespace std::chrono_literals;
@@ -1157,7 +1159,7 @@ TEST_SUITE("cli") {
       args.insert(args.end(), cmd.begin(), cmd.end());
       r = run_cli(args);
       CHECK(r.status == 2);
-      CHECK(r.says("--keyspace (-k) is for get, put, del, scan, count, compact, export, import, stats and watch"));
+      CHECK(r.says("--keyspace (-k) is for get, put, del, scan, count, ttl, compact, export, import, stats and watch"));
     }
     CHECK_FALSE(fs::exists(tmp.path() / "cp"));
     CHECK_FALSE(fs::exists(tmp.path() / "db2"));
@@ -1271,6 +1273,150 @@ TEST_SUITE("cli") {
         CHECK(with({"keyspaces"}).out == "\t1\t8\n");
       }
       CHECK(with({"get", "k"}).out == "default\n");
+    }
+  }
+}
+
+// Expiry in the tool (issue 29): put --ttl, ttl KEY, scan --show-ttl. The
+// remaining time is by the real clock, so the cases use long ttls and check
+// ranges; the one key that must expire has a 1 ms ttl and is polled.
+TEST_SUITE("cli") {
+  TEST_CASE("cli put --ttl, ttl and scan --show-ttl: remaining time, no ttl, absent, keyspaces, JSON, reopen") {
+    using keel::test::ttl_text_ms;
+    temp_dir tmp;
+    const std::string db = (tmp.path() / "db").string();
+    auto keel = [&](std::vector<std::string> args) {
+      args.insert(args.begin(), {"--db", db});
+      return run_cli(args);
+    };
+    // Checks that `text` is a time as `keel ttl` prints it, within [low, high] ms.
+    auto left_within = [](const std::string& text, long long low, long long high) {
+      const long long ms = ttl_text_ms(text);
+      CHECK_MESSAGE((ms >= low && ms <= high), "printed: '" << text << "', expected " << low << " to " << high << " ms");
+    };
+    REQUIRE(keel({"put", "a", "1", "--ttl", "1h"}).status == 0);
+    REQUIRE(keel({"put", "b", "2"}).status == 0);
+    REQUIRE(keel({"put", "--ttl=1h30m", "c", "3"}).status == 0);  // before the KEY, and with '='
+    REQUIRE(keel({"-k", "users", "put", "u", "v", "--ttl", "2h"}).status == 0);
+
+    auto a = keel({"ttl", "a"});
+    CHECK(a.status == 0);
+    left_within(a.out, 3500'000, 3600'000);
+    left_within(keel({"ttl", "c"}).out, 5300'000, 5400'000);
+    auto b = keel({"ttl", "b"});
+    CHECK(b.status == 0);
+    CHECK(b.out == "no ttl\n");
+    auto absent = keel({"ttl", "nope"});
+    CHECK(absent.status == 1);  // as get of an absent key
+    CHECK(absent.out == "absent\n");
+    auto u = keel({"-k", "users", "ttl", "u"});
+    CHECK(u.status == 0);
+    left_within(u.out, 7100'000, 7200'000);
+    CHECK(keel({"ttl", "u"}).out == "absent\n");  // the default keyspace has no u
+    CHECK(keel({"-k", "nobody", "ttl", "u"}).status == 1);
+
+    // --json: present, ttl_ms, deadline_ms.
+    auto j = keel({"--json", "ttl", "a"});
+    CHECK(j.status == 0);
+    REQUIRE(j.out.rfind("{\"key\":\"a\",\"present\":true,\"ttl_ms\":", 0) == 0);
+    const long long ttl_ms = std::stoll(j.out.substr(j.out.find("\"ttl_ms\":") + 9));
+    CHECK(ttl_ms > 3500'000);
+    CHECK(ttl_ms <= 3600'000);
+    CHECK(j.out.find(",\"deadline_ms\":") != std::string::npos);
+    CHECK(keel({"--json", "ttl", "b"}).out == "{\"key\":\"b\",\"present\":true,\"ttl_ms\":null,\"deadline_ms\":null}\n");
+    auto jn = keel({"--json", "ttl", "nope"});
+    CHECK(jn.status == 1);
+    CHECK(jn.out == "{\"key\":\"nope\",\"present\":false,\"ttl_ms\":null,\"deadline_ms\":null}\n");
+
+    // scan --show-ttl: a third column (second with --keys-only).
+    auto s = keel({"scan", "--show-ttl"});
+    CHECK(s.status == 0);
+    std::vector<std::string> lines;
+    std::istringstream in(s.out);
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    REQUIRE(lines.size() == 3);
+    CHECK(lines[0].rfind("a\t1\t", 0) == 0);
+    left_within(lines[0].substr(4), 3500'000, 3600'000);
+    CHECK(lines[1] == "b\t2\tnone");
+    left_within(lines[2].substr(lines[2].rfind('\t') + 1), 5300'000, 5400'000);
+    CHECK(keel({"scan", "--show-ttl", "--keys-only", "--from", "b", "--limit", "1"}).out == "b\tnone\n");
+    CHECK(keel({"scan"}).out == "a\t1\nb\t2\nc\t3\n");  // without it: as before
+    auto us = keel({"-k", "users", "scan", "--show-ttl"});
+    CHECK(us.out.rfind("u\tv\t", 0) == 0);
+    left_within(us.out.substr(4), 7100'000, 7200'000);
+    CHECK(keel({"--json", "scan", "--show-ttl", "--prefix", "b"}).out ==
+          "{\"key\":\"b\",\"value\":\"2\",\"ttl_ms\":null,\"deadline_ms\":null}\n");
+    CHECK(keel({"--json", "scan", "--show-ttl", "--prefix", "a"}).out.rfind("{\"key\":\"a\",\"value\":\"1\",\"ttl_ms\":", 0) == 0);
+
+    // A put without --ttl makes the key permanent again; a new --ttl replaces the old one.
+    REQUIRE(keel({"put", "a", "1"}).status == 0);
+    CHECK(keel({"ttl", "a"}).out == "no ttl\n");
+    REQUIRE(keel({"put", "b", "2", "--ttl", "1d"}).status == 0);
+    left_within(keel({"ttl", "b"}).out, 86300'000, 86400'000);
+
+    // A key with a 1 ms ttl is gone by the clock: every read leaves it out.
+    REQUIRE(keel({"put", "e", "x", "--ttl", "1ms"}).status == 0);
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    cli_result gone;
+    do gone = keel({"ttl", "e"});
+    while (gone.status == 0 && std::chrono::steady_clock::now() < deadline);
+    CHECK(gone.status == 1);
+    CHECK(gone.out == "absent\n");
+    CHECK(keel({"get", "e"}).status == 1);
+    CHECK(keel({"scan", "--keys-only"}).out == "a\nb\nc\n");
+
+    // A persisted memory store keeps deadlines across commands too.
+    const std::string mf = (tmp.path() / "mem").string();
+    REQUIRE(run_cli({"--memory-file", mf, "put", "m", "1", "--ttl", "2h"}).status == 0);
+    left_within(run_cli({"--memory-file", mf, "ttl", "m"}).out, 7100'000, 7200'000);
+  }
+
+  TEST_CASE("cli put --ttl: a bad DURATION is a usage error that writes and creates nothing") {
+    temp_dir tmp;
+    const std::string fresh = (tmp.path() / "fresh").string();
+    const std::string db = (tmp.path() / "db").string();
+    REQUIRE(run_cli({"--db", db, "put", "k", "old"}).status == 0);
+    for (const std::string bad : {"0s", "0ms", "0d0h", "-5s", "5x", "", "5", "s", "1.5h", " 5s", "+5s", "5S", "1h1h",
+                                  "1m1h", "5 s", "99999999999999999999d", "106751991167d", "1000000d"}) {
+      CAPTURE(bad);
+      for (const std::string& path : {fresh, db}) {
+        auto r = run_cli({"--db", path, "put", "k", "new", "--ttl", bad});
+        CHECK(r.status == 2);
+        CHECK(r.says("--ttl"));
+        CHECK(r.says("Run 'keel --help'"));
+      }
+      CHECK_FALSE(fs::exists(fresh));
+      CHECK(run_cli({"--db", db, "get", "k"}).out == "old\n");
+    }
+    CHECK(run_cli({"--db", db, "put", "k", "new", "--ttl", "0s"}).says("--ttl must be positive, not '0s'"));
+    CHECK(run_cli({"--db", db, "put", "k", "new", "--ttl", "-5s"}).says("--ttl must be positive, not '-5s'"));
+    CHECK(run_cli({"--db", db, "put", "k", "new", "--ttl", "5x"}).says("--ttl needs a DURATION"));
+    CHECK(run_cli({"--db", db, "put", "k", "new", "--ttl", "1000000d"}).says("is too long"));
+    CHECK(run_cli({"--db", db, "put", "k", "new", "--ttl", "99999999999999999999d"}).says("is too long"));
+    // The option itself misused.
+    CHECK(run_cli({"--db", db, "put", "k", "new", "--ttl"}).status == 2);
+    CHECK(run_cli({"--db", db, "put", "k", "new", "--ttl", "1h", "--ttl", "2h"}).status == 2);
+    CHECK(run_cli({"--db", db, "--ttl", "1h", "put", "k", "new"}).status == 2);  // an option of put, after it
+    CHECK(run_cli({"--db", db, "get", "k"}).out == "old\n");
+    CHECK(run_cli({"--db", db, "ttl", "k"}).out == "no ttl\n");
+    // ttl and --show-ttl misused.
+    CHECK(run_cli({"--db", db, "ttl"}).status == 2);
+    CHECK(run_cli({"--db", db, "ttl", "a", "b"}).status == 2);
+    CHECK(run_cli({"--db", db, "ttl", "--bogus"}).status == 2);
+    CHECK(run_cli({"--db", db, "count", "--show-ttl"}).status == 2);
+    CHECK(run_cli({"--db", fresh, "ttl", "k"}).status == 3);  // a read creates nothing
+    CHECK_FALSE(fs::exists(fresh));
+    // Every unit of the grammar, alone and together.
+    for (const auto& given : std::vector<std::pair<std::string, long long>>{
+             {"30s", 30'000}, {"5m", 300'000}, {"2h", 7'200'000}, {"1d", 86'400'000}, {"1d12h", 129'600'000},
+             {"1h30m15s", 5'415'000}, {"90000ms", 90'000}}) {
+      const std::string& text = given.first;
+      const long long ms = given.second;
+      CAPTURE(text);
+      REQUIRE(run_cli({"--db", db, "put", "g", "v", "--ttl", text}).status == 0);
+      const long long left = keel::test::ttl_text_ms(run_cli({"--db", db, "ttl", "g"}).out);
+      CHECK(left <= ms);
+      CHECK(left > ms - std::min(ms / 2, 60'000LL));
     }
   }
 }

@@ -3,6 +3,14 @@
 // call with std::visit: no dynamic dispatch, no heap indirection. Needs no
 // backend headers itself; see <keel/open_store.hpp> for store_config,
 // open_store() and the fallback rules.
+//
+// Expiry (expiry.hpp) is forwarded by concept, not per backend: on an
+// alternative whose policy is a keel::expiry_policy, put(k, v, put_options)
+// and expiry(k) (store, keyspace handle, transaction) are the backend's; on
+// any other, a put with a ttl and expiry() give errc::not_supported ("the
+// <backend> backend has no expiry") and write nothing, and a put_options
+// without ttl is a plain put. A ttl of zero or less is invalid_argument on
+// every alternative. has_expiry() says which it is.
 #pragma once
 
 #include <algorithm>
@@ -78,6 +86,22 @@ struct transaction_policy<basic_transaction<P>> {
   using type = P;
 };
 
+// What expiry calls (a put with a ttl, expiry()) give on a backend without
+// expiry; `what` names the call.
+inline keel::error expiry_not_supported(backend b, std::string_view what) {
+  return keel::error(errc::not_supported, std::string("the ") + std::string(to_string(b)) +
+                                              " backend has no expiry (ttl) yet (" + std::string(what) + ")");
+}
+
+// A put with `options` on a backend without expiry: nullopt when it is a
+// plain put (no ttl), else its error (invalid_argument for a bad ttl, as on
+// every backend; else not_supported).
+inline std::optional<keel::error> put_options_refused(backend b, const put_options& options) {
+  if (!options.ttl) return std::nullopt;
+  if (auto bad = ttl_error(*options.ttl)) return bad;
+  return expiry_not_supported(b, "put with a ttl; nothing was written");
+}
+
 // What a basic_any_store's keyspace calls give on a backend without keyspaces.
 inline keel::error keyspaces_not_supported(backend b, std::string_view what) {
   return keel::error(errc::not_supported, std::string("the ") + std::string(to_string(b)) +
@@ -125,6 +149,32 @@ class basic_any_keyspace {
 
   result<void> put(std::string_view key, std::string_view value) {
     return visit<result<void>>(*this, [&](auto& k) { return k.put(key, value); });
+  }
+  // With options (expiry.hpp), as basic_keyspace::put; on a backend without
+  // expiry a ttl is errc::not_supported and nothing is written, no ttl a
+  // plain put.
+  result<void> put(std::string_view key, std::string_view value, const put_options& options) {
+    return visit<result<void>>(*this, [&](auto& k) -> result<void> {
+      using P = typename detail::keyspace_policy_of<std::decay_t<decltype(k)>>::type;
+      if constexpr (expiry_policy<P>) {
+        return k.put(key, value, options);
+      } else {
+        if (auto refused = detail::put_options_refused(P::backend_kind, options)) return *refused;
+        return k.put(key, value);
+      }
+    });
+  }
+  // Whether key is present now and its deadline (basic_keyspace::expiry); a
+  // backend without expiry: errc::not_supported.
+  result<key_expiry> expiry(std::string_view key) const {
+    return visit<result<key_expiry>>(*this, [&](const auto& k) -> result<key_expiry> {
+      using P = typename detail::keyspace_policy_of<std::decay_t<decltype(k)>>::type;
+      if constexpr (expiry_policy<P>) {
+        return k.expiry(key);
+      } else {
+        return detail::expiry_not_supported(P::backend_kind, "keyspace expiry");
+      }
+    });
   }
   result<std::optional<std::string>> get(std::string_view key) const {
     return visit<result<std::optional<std::string>>>(*this, [&](const auto& k) { return k.get(key); });
@@ -322,6 +372,22 @@ class basic_any_transaction {
   result<void> put(std::string_view key, std::string_view value) {
     return std::visit([&](auto& t) { return t.put(key, value); }, tx_);
   }
+  // With options (basic_transaction::put: the ttl counts from the commit);
+  // a backend without expiry: a ttl is errc::not_supported, nothing
+  // buffered; no ttl: a plain put.
+  result<void> put(std::string_view key, std::string_view value, const put_options& options) {
+    return std::visit(
+        [&](auto& t) -> result<void> {
+          using P = typename detail::transaction_policy<std::decay_t<decltype(t)>>::type;
+          if constexpr (expiry_policy<P>) {
+            return t.put(key, value, options);
+          } else {
+            if (auto refused = detail::put_options_refused(P::backend_kind, options)) return *refused;
+            return t.put(key, value);
+          }
+        },
+        tx_);
+  }
   result<void> erase(std::string_view key) {
     return std::visit([&](auto& t) { return t.erase(key); }, tx_);
   }
@@ -353,6 +419,18 @@ class basic_any_transaction {
   }
   result<void> put(const basic_any_keyspace<Policies...>& ks, std::string_view key, std::string_view value) {
     return with_keyspace<result<void>>(ks, [&](auto& t, const auto& k) { return t.put(k, key, value); });
+  }
+  result<void> put(const basic_any_keyspace<Policies...>& ks, std::string_view key, std::string_view value,
+                   const put_options& options) {
+    return with_keyspace<result<void>>(ks, [&](auto& t, const auto& k) -> result<void> {
+      using P = typename detail::transaction_policy<std::decay_t<decltype(t)>>::type;
+      if constexpr (expiry_policy<P>) {
+        return t.put(k, key, value, options);
+      } else {
+        if (auto refused = detail::put_options_refused(P::backend_kind, options)) return *refused;
+        return t.put(k, key, value);
+      }
+    });
   }
   result<void> erase(const basic_any_keyspace<Policies...>& ks, std::string_view key) {
     return with_keyspace<result<void>>(ks, [&](auto& t, const auto& k) { return t.erase(k, key); });
@@ -415,6 +493,47 @@ class basic_any_store {
 
   result<void> put(std::string_view key, std::string_view value) {
     return std::visit([&](auto& s) { return s.put(key, value); }, store_);
+  }
+  // With options (expiry.hpp, basic_store::put): put_options::ttl makes the
+  // key expire that long from now by the store's clock. A ttl of zero or
+  // less: errc::invalid_argument; a backend without expiry (has_expiry()
+  // false): a ttl is errc::not_supported (a closed store: errc::closed),
+  // nothing written; no ttl: a plain put, on every backend.
+  result<void> put(std::string_view key, std::string_view value, const put_options& options) {
+    return std::visit(
+        [&](auto& s) -> result<void> {
+          using P = typename std::decay_t<decltype(s)>::policy_type;
+          if constexpr (expiry_policy<P>) {
+            return s.put(key, value, options);
+          } else {
+            if (options.ttl && !s.is_open()) return closed_error();
+            if (auto refused = detail::put_options_refused(P::backend_kind, options)) return *refused;
+            return s.put(key, value);
+          }
+        },
+        store_);
+  }
+  // Whether key is present now and, if it has a ttl, its deadline
+  // (basic_store::expiry, expiry.hpp: key_expiry); a backend without
+  // expiry: errc::not_supported (a closed store: errc::closed).
+  result<key_expiry> expiry(std::string_view key) const {
+    return std::visit(
+        [&](const auto& s) -> result<key_expiry> {
+          using P = typename std::decay_t<decltype(s)>::policy_type;
+          if constexpr (expiry_policy<P>) {
+            return s.expiry(key);
+          } else {
+            if (!s.is_open()) return closed_error();
+            return detail::expiry_not_supported(P::backend_kind, "expiry");
+          }
+        },
+        store_);
+  }
+  // Whether the live backend has expiry (keel::expiry_policy). write() of a
+  // batch with a ttl on one without is errc::not_supported (basic_store::write).
+  bool has_expiry() const noexcept {
+    return std::visit([](const auto& s) { return expiry_policy<typename std::decay_t<decltype(s)>::policy_type>; },
+                      store_);
   }
   result<std::optional<std::string>> get(std::string_view key) const {
     return std::visit([&](const auto& s) { return s.get(key); }, store_);

@@ -51,4 +51,30 @@ inline cli_result run_cli(const std::vector<std::string>& args) {
   return r;
 }
 
+// The ms of a time `keel ttl` prints ("1h59m58s", "250ms", "0s"; a trailing
+// newline allowed); -1 when `text` is not one.
+inline long long ttl_text_ms(std::string text) {
+  if (!text.empty() && text.back() == '\n') text.pop_back();
+  if (text.empty()) return -1;
+  long long total = 0;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    std::size_t j = i;
+    while (j < text.size() && text[j] >= '0' && text[j] <= '9') ++j;
+    if (j == i || j - i > 12) return -1;
+    const long long n = std::stoll(text.substr(i, j - i));
+    std::size_t k = j;
+    while (k < text.size() && text[k] >= 'a' && text[k] <= 'z') ++k;
+    const std::string unit = text.substr(j, k - j);
+    if (unit == "d") total += n * 86400000;
+    else if (unit == "h") total += n * 3600000;
+    else if (unit == "m") total += n * 60000;
+    else if (unit == "s") total += n * 1000;
+    else if (unit == "ms") total += n;
+    else return -1;
+    i = k;
+  }
+  return total;
+}
+
 }  // namespace keel::test

@@ -121,10 +121,11 @@ inline std::optional<std::string> keyspace_argument(std::string_view arg, std::s
 }
 
 // The options of commands that take a value (scan --prefix P, put
-// --value-file F, ...): after the command, they and their value go to the
-// command as they are.
+// --value-file F, put --ttl DURATION, ...): after the command, they and their
+// value go to the command as they are (a value may start with '-').
 inline bool command_option_with_value(std::string_view s) {
-  return s == "--prefix" || s == "--from" || s == "--to" || s == "--limit" || s == "--value-file" || s == "--after";
+  return s == "--prefix" || s == "--from" || s == "--to" || s == "--limit" || s == "--value-file" || s == "--after" ||
+         s == "--ttl";
 }
 
 // Parses argv[1...] into c: the tool's options (before or after the command),

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -24,6 +25,7 @@
 #include "keyspaces.hpp"
 #include "open.hpp"
 #include "text.hpp"
+#include "ttl.hpp"
 
 namespace keel_tool {
 
@@ -42,17 +44,33 @@ inline std::optional<std::string> read_all(int fd) {
   }
 }
 
-// put KEY VALUE | put KEY - (the value is standard input) | put KEY --value-file F.
+// put KEY VALUE | put KEY - (the value is standard input) | put KEY --value-file F,
+// each with [--ttl DURATION] (ttl.hpp: the key expires DURATION from now; a
+// bad DURATION is a usage error, a backend without expiry exit 5, and
+// nothing is written).
 // A value from standard input or a file is taken as its exact bytes (a
 // trailing newline too), with no escapes; it may be larger than a command
 // line can carry.
 inline int cmd_put(const cli& c) {
   std::optional<std::string> value_file;
+  std::optional<std::chrono::milliseconds> ttl;
   std::vector<std::string> words;
   for (std::size_t i = 1; i < c.args.size(); ++i) {
     if (c.is_option(i) && c.args[i] == "--value-file") {
       if (i + 1 >= c.args.size()) return usage_error("--value-file needs a FILE");
       value_file = c.args[++i];
+    } else if (c.is_option(i) && (c.args[i] == "--ttl" || c.args[i].rfind("--ttl=", 0) == 0)) {
+      if (ttl) return usage_error("--ttl given twice");
+      std::string_view d;
+      if (c.args[i] == "--ttl") {
+        if (i + 1 >= c.args.size()) return usage_error("--ttl needs a DURATION (30s, 5m, 2h, 1d, 1h30m)");
+        d = c.args[++i];
+      } else {
+        d = std::string_view(c.args[i]).substr(6);
+      }
+      std::string error;
+      ttl = parse_duration(d, "--ttl", error);
+      if (!ttl) return usage_error(error);
     } else if (c.is_option(i)) {
       return usage_error("put: unknown option " + c.args[i]);
     } else {
@@ -83,8 +101,9 @@ inline int cmd_put(const cli& c) {
     if (!value) return usage_error("bad escape in VALUE");
   }
   return with_store(c, access::write, [&](cli_store& store) {
+    if (ttl && !store.has_expiry()) return op_error(no_expiry(store.backend(), "put --ttl"));
     return with_keyspace(c, store, keyspace_use::create, [&](auto& target) {
-      if (auto r = target.put(*key, *value); !r) return op_error(r.error());
+      if (auto r = target.put(*key, *value, keel::put_options{.ttl = ttl}); !r) return op_error(r.error());
       return exit_ok;
     });
   });

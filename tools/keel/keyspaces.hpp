@@ -29,7 +29,7 @@ namespace keel_tool {
 // store (checkpoint, migrate, keyspaces, drop-keyspace NAME) or on none.
 inline bool takes_keyspace(std::string_view cmd) {
   return cmd == "get" || cmd == "put" || cmd == "del" || cmd == "scan" || cmd == "count" || cmd == "compact" ||
-         cmd == "export" || cmd == "import" || cmd == "stats" || cmd == "watch";
+         cmd == "export" || cmd == "import" || cmd == "stats" || cmd == "watch" || cmd == "ttl";
 }
 
 // The keyspace `name` as messages call it: keyspace 'NAME', escaped.

@@ -5,6 +5,7 @@
 //   args.hpp             options before the command, range options
 //   open.hpp             opening the store (RocksDB, memory, hybrid, fallback, etcd, PostgreSQL)
 //   commands_read.hpp    get, scan, count
+//   ttl.hpp              ttl, and the DURATION of put --ttl (expiry, issue 29)
 //   commands_write.hpp   put, del (a key or a range), compact, checkpoint
 //   commands_dump.hpp    export, import, verify, migrate
 //   commands_stats.hpp   stats
@@ -24,6 +25,7 @@
 #include "commands_write.hpp"
 #include "exit_codes.hpp"
 #include "keyspaces.hpp"
+#include "ttl.hpp"
 
 #ifndef KEEL_TOOL_VERSION
 #define KEEL_TOOL_VERSION "(unknown version)"  // tools/meson.build passes the project's version
@@ -39,6 +41,13 @@ Commands:
   put KEY -               set KEY to the bytes of standard input (exactly: no escapes,
                           a trailing newline kept), of any size
   put KEY --value-file F  set KEY to the bytes of file F (as for -)
+  put ... --ttl DURATION  the key expires DURATION from now (30s, 5m, 2h, 1d,
+                          500ms, 1h30m: NUMBER UNIT parts, units d h m s ms in
+                          that order); a bad or zero DURATION exits 2, a backend
+                          without expiry exits 5, and nothing is written
+  ttl KEY                 print the time KEY has left (1h59m58s: rounded up to the
+                          second, by this machine's clock; under 1 s in ms), or
+                          "no ttl"; "absent" and exit 1 if absent
   del KEY                 remove KEY (removing an absent key succeeds)
   del --prefix P | --from K [--to K] | --to K  [--no-count]
                           remove every key of the range (--from included, --to
@@ -54,8 +63,10 @@ Commands:
                           (memory store: DIR is a file, for --memory-file DIR;
                           hybrid store: it opens with --hybrid DIR;
                           etcd: not supported, use export or etcdctl snapshot save)
-  scan [--prefix P] [--from K] [--to K] [--reverse] [--limit N] [--keys-only]
+  scan [--prefix P] [--from K] [--to K] [--reverse] [--limit N] [--keys-only] [--show-ttl]
                           print entries in byte order, one per line: KEY<TAB>VALUE
+                          (--show-ttl: then <TAB> and the time left, as ttl prints
+                          it, or "none"; --json: "ttl_ms" and "deadline_ms")
   count [--prefix P]      print the number of keys
   watch [--prefix P] [--from K] [--to K] [--after SEQ] [--limit N] [--keys-only]
                           print every change committed to the range, one line per
@@ -137,12 +148,12 @@ or VALUE may start with '-': keel del -- -k):
                           is built with the PostgreSQL backend
   --table NAME            that table (as KEEL_POSTGRES_TABLE; default keel); created
                           if missing, by read commands too
-  -k, --keyspace NAME     the keyspace get, put, del, scan, count, compact, export,
+  -k, --keyspace NAME     the keyspace get, put, del, scan, count, ttl, compact, export,
                           import, stats and watch work on (default "": the default
                           keyspace, the store itself); NAME is escaped as a KEY
                           is, at most 255 bytes. put and import create it; the
                           others exit 1 when it does not exist
-  --json                  JSON output (get, scan, count, stats, keyspaces, doctor, watch, and the
+  --json                  JSON output (get, scan, count, ttl, stats, keyspaces, doctor, watch, and the
                           summaries of export, import, del with a range, compact,
                           checkpoint, drop-keyspace)
   --raw                   get: print the value's bytes exactly, no escaping, no newline
@@ -152,7 +163,7 @@ or VALUE may start with '-': keel del -- -k):
   -h, --help              this text
   --version               the version of keel, its dump format and backends
 
-Read commands (get, scan, count, export, stats, keyspaces, and migrate's SRC) open the
+Read commands (get, scan, count, ttl, export, stats, keyspaces, and migrate's SRC) open the
 database read-only: they never create anything (a missing path, a directory
 with no database in it, or a missing memory store FILE exits 3 with "no
 database at PATH"), and they work
@@ -187,7 +198,7 @@ are; --escape escapes them too. KEY and VALUE arguments accept the same escapes
 ("key", "value"; '"', '\' and control characters escaped), any other is its
 bytes in standard base64 under "key_base64" / "value_base64".
 
-Exit codes: 0 success; 1 get: key absent, --keyspace or drop-keyspace: no such keyspace, doctor: an open (etcd, PostgreSQL: a write) would fail now;
+Exit codes: 0 success; 1 get, ttl: key absent, --keyspace or drop-keyspace: no such keyspace, doctor: an open (etcd, PostgreSQL: a write) would fail now;
 2 usage error; 3 the store could not be opened, doctor: no database there yet;
 4 a dump was refused (damaged, truncated, not a dump); 5 another operation failed
 (including a record the store cannot take, e.g. over etcd's --max-request-bytes).
@@ -219,7 +230,7 @@ int main(int argc, char** argv) {
     return exit_ok;
   }
   if (c.keyspace_given && !takes_keyspace(cmd))
-    return usage_error("--keyspace (-k) is for get, put, del, scan, count, compact, export, import, stats and watch; " +
+    return usage_error("--keyspace (-k) is for get, put, del, scan, count, ttl, compact, export, import, stats and watch; " +
                        cmd + (cmd == "drop-keyspace" ? " takes the NAME as its argument" : " does not take it"));
   if (cmd == "doctor") return cmd_doctor(c);
   if (cmd == "keyspaces") return cmd_keyspaces(c);
@@ -234,6 +245,7 @@ int main(int argc, char** argv) {
   if (cmd == "del") return cmd_del(c);
   if (cmd == "scan") return cmd_scan(c);
   if (cmd == "count") return cmd_count(c);
+  if (cmd == "ttl") return cmd_ttl(c);
   if (cmd == "export") return cmd_export(c);
   if (cmd == "import") return cmd_import(c);
   if (cmd == "stats") return cmd_stats(c);
