@@ -31,6 +31,7 @@
 #pragma once
 
 #include "postgres/doctor.hpp"
+#include "postgres/expiry.hpp"
 #include "postgres/options.hpp"
 #include "postgres/keyspaces.hpp"
 #include "postgres/policy.hpp"
