@@ -21,6 +21,12 @@
 // default) and 10000, reversed, a range of a tenth of the keys, and, for
 // comparison, a raw libpq SELECT of the whole table in one result (what a
 // client without keyset paging holds).
+//
+// Expiry (issue 29): BM_get_keel<store_half_ttl> and
+// BM_scan1000_keel<store_half_ttl> read a table where every second key has a
+// ttl (the deadline column, reads filtered by it), against BM_get_keel<store>
+// (a table that never saw a ttl: the guarded statements of today) and the raw
+// client (today's statements without the guard).
 #include <benchmark/benchmark.h>
 #include <libpq-fe.h>
 #include <malloc.h>
@@ -71,6 +77,32 @@ keel::postgres_store& store() {
     }
     keel::write_batch b;
     for (int i = 0; i < keys; ++i) b.put(key(i), value256);
+    if (!st->write(b)) std::exit(1);
+    return std::move(*st);
+  }();
+  return s;
+}
+
+// The same keys in a table where every second key carries a ttl of an hour
+// (expiry, issue 29: the table has its deadline column; reads filter by it).
+keel::postgres_store& store_half_ttl() {
+  static keel::postgres_store s = [] {
+    keel::postgres_options o;
+    o.conninfo = g_conninfo;
+    o.table = "bench_keel_half_ttl";
+    o.pool_size = 16;
+    auto st = keel::postgres_store::open(o);
+    if (!st) {
+      std::fprintf(stderr, "open: %s\n", st.error().message().c_str());
+      std::exit(1);
+    }
+    keel::write_batch b;
+    for (int i = 0; i < keys; ++i) {
+      if (i % 2 == 0)
+        b.put(key(i), value256, keel::put_options{.ttl = std::chrono::hours(1)});
+      else
+        b.put(key(i), value256);
+    }
     if (!st->write(b)) std::exit(1);
     return std::move(*st);
   }();
@@ -146,8 +178,9 @@ void check(bool ok, benchmark::State& s) {
 }
 
 // ---- benchmarks ----------------------------------------------------------------
+template <keel::postgres_store& (*Store)()>
 void BM_get_keel(benchmark::State& s) {
-  auto& st = store();
+  auto& st = Store();
   latencies lat(s);
   int i = int(s.thread_index()) * 997;
   for (auto _ : s) lat.time([&] { check(st.get(key(i++ % keys)).has_value(), s); });
@@ -212,8 +245,9 @@ void BM_batch100_raw(benchmark::State& s) {
   }
 }
 // 1000 keys in key order: keel's cursor vs a raw keyset-paged query (pages of 1000).
+template <keel::postgres_store& (*Store)()>
 void BM_scan1000_keel(benchmark::State& s) {
-  auto& st = store();
+  auto& st = Store();
   latencies lat(s);
   for (auto _ : s) {
     lat.time([&] {
@@ -288,9 +322,10 @@ void BM_tx_raw(benchmark::State& s) {
   }
 }
 
-BENCHMARK(BM_get_keel)->UseRealTime();
+BENCHMARK(BM_get_keel<store>)->UseRealTime();
 BENCHMARK(BM_get_raw)->UseRealTime();
-BENCHMARK(BM_get_keel)->Threads(8)->UseRealTime();
+BENCHMARK(BM_get_keel<store_half_ttl>)->UseRealTime();  // expiry: half the keys with a ttl
+BENCHMARK(BM_get_keel<store>)->Threads(8)->UseRealTime();
 BENCHMARK(BM_get_raw)->Threads(8)->UseRealTime();
 BENCHMARK(BM_put_keel)->UseRealTime();
 BENCHMARK(BM_put_raw)->UseRealTime();
@@ -299,8 +334,9 @@ BENCHMARK(BM_put_raw)->Threads(8)->UseRealTime();
 BENCHMARK(BM_batch100_keel)->UseRealTime();
 BENCHMARK(BM_100puts_keel)->UseRealTime();
 BENCHMARK(BM_batch100_raw)->UseRealTime();
-BENCHMARK(BM_scan1000_keel)->UseRealTime();
+BENCHMARK(BM_scan1000_keel<store>)->UseRealTime();
 BENCHMARK(BM_scan1000_raw)->UseRealTime();
+BENCHMARK(BM_scan1000_keel<store_half_ttl>)->UseRealTime();  // expiry: half the keys with a ttl
 BENCHMARK(BM_tx_keel)->UseRealTime();
 BENCHMARK(BM_tx_raw)->UseRealTime();
 

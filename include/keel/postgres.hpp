@@ -11,7 +11,8 @@
 // The table is `key bytea primary key, value bytea not null`, created if
 // missing; bytea compares bytewise, so scans come in keel's order with no
 // collation involved. A table of another shape is refused (invalid_argument
-// naming its columns) and never altered. Keys and values travel as binary
+// naming its columns) and never altered, except that the first put with a
+// ttl adds a nullable deadline column (postgres/expiry.hpp). Keys and values travel as binary
 // parameters of prepared statements; the table name is quoted by libpq.
 //
 // Semantics (postgres/policy.hpp maps each operation; docs/postgres.md):
@@ -31,6 +32,7 @@
 #pragma once
 
 #include "postgres/doctor.hpp"
+#include "postgres/expiry.hpp"
 #include "postgres/options.hpp"
 #include "postgres/keyspaces.hpp"
 #include "postgres/policy.hpp"

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -17,6 +18,7 @@
 #include "../contract.hpp"
 #include "../detail/keyspace_text.hpp"
 #include "../error.hpp"
+#include "../expiry.hpp"
 #include "../key_range.hpp"
 #include "../write_batch.hpp"
 
@@ -39,6 +41,8 @@ struct plan {
   std::vector<key_range> ranges;  // forward, non-empty
   std::vector<std::string> erased;
   std::vector<std::string> put_keys, put_values;
+  std::vector<std::int64_t> put_ttls;  // ms per put, 0: permanent (expiry.hpp)
+  bool has_ttl = false;                // some put_ttls entry is not 0
   std::size_t statements() const { return ranges.size() + (erased.empty() ? 0 : 1) + (put_keys.empty() ? 0 : 1); }
 };
 
@@ -47,6 +51,7 @@ struct plan {
 struct batch_plan {
   plan default_keyspace;
   std::vector<std::pair<std::string, plan>> keyspaces;
+  bool has_ttl() const { return default_keyspace.has_ttl; }
   std::size_t statements() const {
     std::size_t n = default_keyspace.statements();
     for (const auto& [name, p] : keyspaces) n += p.statements();
@@ -55,10 +60,16 @@ struct batch_plan {
 };
 
 // invalid_argument for a key or value over bytea's limit, a range whose
-// lower bound is above its upper bound, or a keyspace name over 255 bytes.
+// lower bound is above its upper bound, a keyspace name over 255 bytes, or a
+// ttl of zero or less (write_batch keeps those as negative);
+// not_supported for a ttl in a keyspace other than "" (not yet).
 inline result<batch_plan> compile(const write_batch& batch) {
+  struct put_op {
+    std::string value;
+    std::int64_t ttl_ms = 0;
+  };
   struct builder {
-    std::map<std::string, std::optional<std::string>, std::less<>> last;
+    std::map<std::string, std::optional<put_op>, std::less<>> last;
     plan p;
   };
   std::map<std::string, builder, std::less<>> by_keyspace;
@@ -75,7 +86,12 @@ inline result<batch_plan> compile(const write_batch& batch) {
     switch (op.kind) {
       case write_batch::op_kind::put:
         if (auto bad = too_large(op.key, op.value)) return *bad;
-        last.insert_or_assign(std::string(op.key), std::optional<std::string>(op.value));
+        if (op.ttl.count() < 0) return *ttl_error(op.ttl);
+        if (op.ttl.count() > 0 && !op.keyspace.empty())
+          return keel::error(errc::not_supported,
+                             "postgres: a ttl in a keyspace other than \"\" is not supported yet (keyspace \"" +
+                                 std::string(op.keyspace) + "\"); nothing was written");
+        last.insert_or_assign(std::string(op.key), std::optional<put_op>(put_op{std::string(op.value), op.ttl.count()}));
         break;
       case write_batch::op_kind::erase:
         last.insert_or_assign(std::string(op.key), std::nullopt);
@@ -99,7 +115,9 @@ inline result<batch_plan> compile(const write_batch& batch) {
     for (auto& [k, v] : b.last) {
       if (v) {
         b.p.put_keys.push_back(k);
-        b.p.put_values.push_back(std::move(*v));
+        b.p.put_values.push_back(std::move(v->value));
+        b.p.put_ttls.push_back(v->ttl_ms);
+        b.p.has_ttl = b.p.has_ttl || v->ttl_ms != 0;
       } else {
         b.p.erased.push_back(k);
       }

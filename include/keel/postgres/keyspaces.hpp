@@ -1,6 +1,6 @@
 // keel: PostgresPolicy's keyspaces (issue 27) and how it applies a batch:
 // the definitions of the members policy.hpp declares under "keyspaces" and
-// "batches". Reached through <keel/postgres.hpp>; needs libpq.
+// "batches" (and status()). Reached through <keel/postgres.hpp>; needs libpq.
 //
 // Keyspace "" is the store's table, untouched by all of this (its operations
 // are policy.hpp's). Every other keyspace lives in the two side tables that
@@ -288,7 +288,7 @@ inline void PostgresPolicy::roll_back(detail::pg::connection& c) const {
 }
 
 inline result<void> PostgresPolicy::apply_batch(detail::pg::connection& c, const detail::pg::batch_plan& b,
-                                                std::string_view what, const tx_record* tx) const {
+                                                std::string_view what, bool expiring, const tx_record* tx) const {
   // The keyspaces to lock: those written, and (in a transaction) those read.
   std::vector<std::string_view> names;
   for (const auto& [name, p] : b.keyspaces) names.push_back(name);
@@ -335,14 +335,15 @@ inline result<void> PostgresPolicy::apply_batch(detail::pg::connection& c, const
         if (found.find(name) == found.end()) return keyspace_missing(name, "; nothing was written");
     }
   }
-  if (auto a = apply(c, b.default_keyspace, 0, step::in_transaction, what); !a) return a;
+  if (auto a = apply(c, b.default_keyspace, 0, step::in_transaction, what, expiring); !a) return a;
   for (const auto& [name, p] : b.keyspaces)
     if (auto a = apply(c, p, found.find(name)->second, step::in_transaction, what); !a) return a;
   return {};
 }
 
 inline result<void> PostgresPolicy::apply(detail::pg::connection& c, const detail::pg::plan& p,
-                                          std::int64_t keyspace_id, step st, std::string_view what) const {
+                                          std::int64_t keyspace_id, step st, std::string_view what,
+                                          bool expiring) const {
   const bool ks = keyspace_id != 0;
   std::string id;
   if (ks) detail::pg::put_be64(id, static_cast<std::uint64_t>(keyspace_id));
@@ -373,6 +374,21 @@ inline result<void> PostgresPolicy::apply(detail::pg::connection& c, const detai
     if (auto bad = array_too_large(keys)) return *bad;
     if (auto d = send(stmt::erase_many, stmt::ks_erase_many, {keys}); !d) return d;
   }
+  if (expiring && !ks && !p.put_keys.empty()) {  // the default keyspace's table has deadlines
+    std::string ttl;
+    if (p.put_keys.size() == 1) {
+      detail::pg::put_be64(ttl, static_cast<std::uint64_t>(p.put_ttls[0]));
+      return send(stmt::x_put, stmt::x_put, {p.put_keys[0], p.put_values[0], ttl});
+    }
+    const std::string keys = detail::pg::encode_bytea_array(p.put_keys);
+    const std::string values = detail::pg::encode_bytea_array(p.put_values);
+    if (auto bad = array_too_large(keys)) return *bad;
+    if (auto bad = array_too_large(values)) return *bad;
+    ttl = detail::pg::encode_int8_array(p.put_ttls);
+    return send(stmt::x_put_many, stmt::x_put_many, {keys, values, ttl});
+  }
+  if (p.has_ttl)  // the caller gave the table its deadline column first
+    return keel::error(errc::invalid_argument, "postgres: internal: a ttl put for a table without deadlines");
   if (p.put_keys.size() == 1) {
     if (auto d = send(stmt::put, stmt::ks_put, {p.put_keys[0], p.put_values[0]}); !d) return d;
   } else if (!p.put_keys.empty()) {
@@ -384,4 +400,25 @@ inline result<void> PostgresPolicy::apply(detail::pg::connection& c, const detai
   }
   return {};
 }
+
+inline result<PostgresPolicy::table_status> PostgresPolicy::status() const {
+  if (!is_open()) return closed_error();
+  return pooled<table_status>(step::read, "stats", [&](detail::pg::connection& c) -> result<table_status> {
+    detail::pg::failure why;
+    auto r = c.exec_params("SELECT count(*), pg_total_relation_size(to_regclass($1)) FROM " + quoted_, {quoted_},
+                           deadline(), &why);
+    if (!r) return detail::pg::to_error(why, step::read, "stats");
+    table_status s;
+    s.rows = std::stoull(PQgetvalue(r->get(), 0, 0));
+    s.table_bytes = std::stoull(PQgetvalue(r->get(), 0, 1));
+    s.server_version = PQserverVersion(c.raw());
+    s.standby = c.in_hot_standby();
+    s.pool_idle = pool_->idle();
+    s.pool_in_use = pool_->in_use();
+    s.connections_opened = pool_->opened();
+    s.connections_discarded = pool_->discarded();
+    return s;
+  });
+}
+
 }  // namespace keel

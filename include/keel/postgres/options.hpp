@@ -33,6 +33,11 @@ struct postgres_options {
   // Rows per page of a scan (one keyset query per page): a cursor holds at
   // most one page.
   std::size_t page_size = 1000;
+  // How often a background thread of the store deletes expired rows, once
+  // its table has deadlines (the first put with a ttl; docs/expiry.md,
+  // "PostgreSQL"). 0: only compact() does. Every process with the store open
+  // sweeps; each round is one indexed DELETE.
+  std::chrono::milliseconds expiry_interval{1000};
 };
 
 }  // namespace keel

@@ -90,6 +90,7 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
     detail::pg::pool::lease conn;       // empty once close() dropped it
     std::optional<keel::error> failed;  // the transaction is unusable: every later read gives this
     std::chrono::milliseconds timeout{};
+    bool expiring = false;              // the table had its deadline column when it began (expiry.hpp)
     ~view_state() {
       if (conn && !conn->broken() && PQtransactionStatus(conn->raw()) != PQTRANS_IDLE) {
         detail::pg::failure why;
@@ -315,10 +316,14 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
       return keel::error(errc::invalid_argument, "postgres: the keyspace tables' names cannot be quoted (" +
                                                      detail::pg::trimmed(PQerrorMessage((*lease)->raw())) + ")");
     auto p = std::make_shared<PostgresPolicy>(opts, quoted, quoted_list, quoted_keys, pool);
-    if (auto ok = detail::pg::ensure_table(**lease, quoted, clock::now() + opts.operation_timeout); !ok) {
+    bool expiring = false;
+    if (auto ok = detail::pg::ensure_table(**lease, quoted, clock::now() + opts.operation_timeout, &expiring); !ok) {
       pool->close();
       return std::move(ok).error();
     }
+    p->quoted_deadline_index_ =
+        (*lease)->quote_identifier(detail::pg::side_table_name(opts.table, detail::pg::deadline_index_suffix));
+    if (expiring) p->mark_expiring();
     return p;
   }
 
@@ -331,30 +336,33 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
         pool_(std::move(pool)) {}
   PostgresPolicy(const PostgresPolicy&) = delete;
   PostgresPolicy& operator=(const PostgresPolicy&) = delete;
+  ~PostgresPolicy() { stop_sweeper(); }
 
-  result<void> put(std::string_view key, std::string_view value) {
-    if (!is_open()) return closed_error();
-    if (auto bad = too_large(key, value)) return *bad;
-    const param p[] = {key, value};
-    return pooled<void>(step::commits_write, "put", [&](detail::pg::connection& c) -> result<void> {
-      auto r = run(c, stmt::put, p, step::commits_write, "put");
-      if (!r) return std::move(r).error();
-      return {};
-    });
-  }
+  result<void> put(std::string_view key, std::string_view value) { return put(key, value, put_options{}); }
+  // ---- expiry (expiry.hpp) ----------------------------------------------------
+  // put_options::ttl: the key expires at the server's statement time + ttl.
+  // The first one gives the table its deadline column (ALTER TABLE).
+  result<void> put(std::string_view key, std::string_view value, const put_options& o);
+  // Whether key is present now (by the server's clock) and its deadline.
+  result<key_expiry> expiry(std::string_view key) const;
+  // Keyspaces other than "" have no ttl yet: a ttl is not_supported.
+  result<void> put(const keyspace_type& ks, std::string_view key, std::string_view value, const put_options& o);
+  result<key_expiry> expiry(const keyspace_type& ks, std::string_view key) const;
+  // Whether the table has its deadline column (as far as this process knows).
+  bool expiring() const noexcept { return expiring_.load(std::memory_order_acquire); }
 
   result<std::optional<std::string>> get(std::string_view key) const {
     if (!is_open()) return closed_error();
     const param p[] = {key};
     return pooled<std::optional<std::string>>(step::read, "get", [&](detail::pg::connection& c) {
-      return first_value(run(c, stmt::get, p, step::read, "get"));
+      return first_value(run_read(c, stmt::get, p, "get"));
     });
   }
   result<bool> contains(std::string_view key) const {
     if (!is_open()) return closed_error();
     const param p[] = {key};
     return pooled<bool>(step::read, "contains", [&](detail::pg::connection& c) -> result<bool> {
-      auto r = run(c, stmt::contains, p, step::read, "contains");
+      auto r = run_read(c, stmt::contains, p, "contains");
       if (!r) return std::move(r).error();
       return PQntuples(r->get()) > 0;
     });
@@ -376,17 +384,23 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
     auto plan = detail::pg::compile(batch);
     if (!plan) return std::move(plan).error();
     if (plan->keyspaces.empty() && plan->default_keyspace.statements() == 0) return {};
+    if (plan->has_ttl())
+      if (auto e = enable_expiry(); !e) return e;
     return pooled<void>(step::commits_write, "write", [&](detail::pg::connection& c) -> result<void> {
-      if (plan->keyspaces.empty() && plan->default_keyspace.statements() == 1)
-        return apply(c, plan->default_keyspace, 0, step::commits_write, "write");
-      if (auto b = exec(c, "BEGIN", step::in_transaction, "write"); !b) return std::move(b).error();
-      if (auto a = apply_batch(c, *plan, "write"); !a) {
-        roll_back(c);
-        return a;
+      for (int pass = 0;; ++pass) {  // a second pass when the table gained its deadline column meanwhile
+        const bool on = expiring();
+        result<void> r;
+        if (plan->keyspaces.empty() && plan->default_keyspace.statements() == 1) {
+          r = apply(c, plan->default_keyspace, 0, step::commits_write, "write", on);
+        } else if (auto b = exec(c, "BEGIN", step::in_transaction, "write"); !b) {
+          return std::move(b).error();
+        } else if (r = apply_batch(c, *plan, "write", on); !r) {
+          roll_back(c);
+        } else if (auto done = exec(c, "COMMIT", step::commits_write, "write"); !done) {
+          return std::move(done).error();
+        }
+        if (r || on || pass > 0 || !gained_deadlines(c, r.error())) return r;
       }
-      auto done = exec(c, "COMMIT", step::commits_write, "write");
-      if (!done) return std::move(done).error();
-      return {};
     });
   }
 
@@ -412,7 +426,7 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
     detail::pg::plan p;
     p.ranges.push_back(range);
     return pooled<void>(step::commits_write, "erase_range", [&](detail::pg::connection& c) {
-      return apply(c, p, 0, step::commits_write, "erase_range");
+      return apply(c, p, 0, step::commits_write, "erase_range", false);
     });
   }
 
@@ -426,7 +440,7 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
     const param p[] = {array};
     return pooled<std::vector<std::optional<std::string>>>(
         step::read, "multi_get", [&](detail::pg::connection& c) -> result<std::vector<std::optional<std::string>>> {
-          auto r = run(c, stmt::multi_get, p, step::read, "multi_get");
+          auto r = run_read(c, stmt::multi_get, p, "multi_get");
           if (!r) return std::move(r).error();
           const int rows = PQntuples(r->get());
           for (int i = 0; i < rows; ++i) {
@@ -446,6 +460,8 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
     if (!is_open()) return closed_error();
     if (!erase_range_is_valid(range))
       return keel::error(errc::invalid_argument, "compact: the range's lower bound is above its upper bound");
+    if (expiring())  // the expired rows first (then VACUUM makes their space reusable)
+      if (auto swept = sweep(); !swept) return swept;
     return pooled<void>(step::read, "compact", [&](detail::pg::connection& c) -> result<void> {
       auto r = exec(c, "VACUUM (ANALYZE) " + quoted_, step::read, "compact");
       if (!r) return std::move(r).error();
@@ -508,9 +524,13 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
       if (!r) view->failed = r.error();
       return r;
     };
-    if (auto a = apply_batch(c, *plan, "commit", &tx); !a) return finish(std::move(a));
+    // A key it read that expired since it began is a conflict; the first
+    // ttl put of a store gives the table its column inside this transaction.
+    if (auto e = commit_expiry_checks(c, *view, *plan, tx); !e) return finish(std::move(e));
+    if (auto a = apply_batch(c, *plan, "commit", view->expiring, &tx); !a) return finish(std::move(a));
     auto done = exec(c, "COMMIT", step::commits_write, "commit");
     if (!done) return finish(std::move(done).error());
+    if (view->expiring) mark_expiring();
     view->failed = keel::error(errc::closed, "transaction is already committed");
     return {};
   }
@@ -544,6 +564,7 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
   // errc::closed). Idempotent.
   result<void> close() {
     if (!open_.exchange(false)) return {};
+    stop_sweeper();
     std::vector<std::shared_ptr<view_state>> live;
     {
       std::lock_guard lock(views_mutex_);
@@ -573,26 +594,9 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
     std::size_t pool_idle = 0, pool_in_use = 0;
     std::uint64_t connections_opened = 0, connections_discarded = 0;
   };
-  result<table_status> status() const {
-    if (!is_open()) return closed_error();
-    return pooled<table_status>(step::read, "stats", [&](detail::pg::connection& c) -> result<table_status> {
-      detail::pg::failure why;
-      auto r = c.exec_params("SELECT count(*), pg_total_relation_size(to_regclass($1)) FROM " + quoted_, {quoted_},
-                             deadline(), &why);
-      if (!r) return detail::pg::to_error(why, step::read, "stats");
-      table_status s;
-      s.rows = std::stoull(PQgetvalue(r->get(), 0, 0));
-      s.table_bytes = std::stoull(PQgetvalue(r->get(), 0, 1));
-      s.server_version = PQserverVersion(c.raw());
-      s.standby = c.in_hot_standby();
-      s.pool_idle = pool_->idle();
-      s.pool_in_use = pool_->in_use();
-      s.connections_opened = pool_->opened();
-      s.connections_discarded = pool_->discarded();
-      return s;
-    });
-  }
-
+  // Rows and bytes of the table (count(*)), the server, the pool (keyspaces.hpp).
+  result<table_status> status() const;
+  
  private:
   friend class cursor_type;
   friend class snapshot_type;
@@ -652,7 +656,17 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
   // One read statement on a pooled connection (autocommit).
   result<result_ptr> pooled_run(stmt s, std::span<const param> params, std::string_view what) const {
     if (!is_open()) return closed_error();
-    return pooled<result_ptr>(step::read, what, [&](detail::pg::connection& c) { return run(c, s, params, step::read, what); });
+    return pooled<result_ptr>(step::read, what, [&](detail::pg::connection& c) { return run_read(c, s, params, what); });
+  }
+  // An autocommit read of the default keyspace: the statement `s` of the
+  // table's shape (with_deadlines), again with the other one when the table
+  // gained its deadline column meanwhile (expiry.hpp).
+  result<result_ptr> run_read(detail::pg::connection& c, stmt s, std::span<const param> params,
+                              std::string_view what) const {
+    const bool on = expiring();
+    auto r = run(c, on ? with_deadlines(s) : s, params, step::read, what);
+    if (r || on || !gained_deadlines(c, r.error())) return r;
+    return run(c, with_deadlines(s), params, step::read, what);
   }
 
   // A new transaction reading one snapshot, on a connection of its own.
@@ -665,17 +679,23 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
       }
       // SERIALIZABLE is refused on a hot standby: there a transaction reads
       // at REPEATABLE READ and its writes fail with read_only.
-      const char* begin = !for_transaction                   ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1"
-                          : (*lease)->in_hot_standby()       ? "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1"
-                                                             : "BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT 1";
-      auto r = exec(**lease, begin, step::read, what);
+      const char* begin = !for_transaction                   ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
+                          : (*lease)->in_hot_standby()       ? "BEGIN ISOLATION LEVEL REPEATABLE READ; "
+                                                             : "BEGIN ISOLATION LEVEL SERIALIZABLE; ";
+      // Then the snapshot; on a table without deadlines, also its lock and
+      // a check that it still has none (view_guard_sql).
+      const bool on = expiring();
+      auto r = exec(**lease, begin + (on ? std::string("SELECT 1") : view_guard_sql()), step::read, what);
       if (!r) {
         if (attempt == 0 && r.error() == errc::unavailable && (*lease)->broken()) continue;
+        roll_back(**lease);
+        if (attempt == 0 && !on && gained_deadlines(**lease, r.error())) continue;
         return std::move(r).error();
       }
       auto v = std::make_shared<view_state>();
       v->conn = std::move(*lease);
       v->timeout = opts_.operation_timeout;
+      v->expiring = on;
       std::lock_guard lock(views_mutex_);
       if (!is_open()) {
         v->conn.drop();
@@ -696,7 +716,7 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
     std::lock_guard lock(v.mutex);
     if (!v.conn) return closed_error();
     if (v.failed) return *v.failed;
-    auto r = run(*v.conn, s, params, step::read, what);
+    auto r = run(*v.conn, v.expiring ? with_deadlines(s) : s, params, step::read, what);
     if (!r && (v.conn->broken() || PQtransactionStatus(v.conn->raw()) != PQTRANS_INTRANS)) v.failed = r.error();
     return r;
   }
@@ -733,11 +753,25 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
   // names (not_found, nothing applied, when one is missing), then applies
   // the default keyspace's plan and each keyspace's.
   result<void> apply_batch(detail::pg::connection& c, const detail::pg::batch_plan& b, std::string_view what,
-                           const tx_record* tx = nullptr) const;
+                           bool expiring, const tx_record* tx = nullptr) const;
   // One keyspace's plan (`keyspace_id` 0: the default keyspace's table),
   // in the order batch.hpp says.
   result<void> apply(detail::pg::connection& c, const detail::pg::plan& p, std::int64_t keyspace_id, step st,
-                     std::string_view what) const;
+                     std::string_view what, bool expiring = false) const;
+
+  // ---- expiry (expiry.hpp) ------------------------------------------------------
+  static stmt with_deadlines(stmt s);  // the statement's counterpart on a table with deadlines
+  std::string view_guard_sql() const;
+  // After `e` on c in plain mode: whether the table has its deadline column
+  // now (then this process switches to it: true).
+  bool gained_deadlines(detail::pg::connection& c, const keel::error& e) const;
+  void mark_expiring() const;  // switches to deadlines, starts the sweeper
+  result<void> enable_expiry();
+  result<void> sweep() const;  // deletes every expired row (in rounds)
+  void stop_sweeper() const;
+  result<void> commit_expiry_checks(detail::pg::connection& c, view_state& v, const detail::pg::batch_plan& plan,
+                                    const tx_record& tx) const;
+  struct sweeper_state;
 
   options opts_;
   std::string quoted_;
@@ -752,6 +786,10 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
   mutable std::mutex transactions_mutex_;
   mutable std::unordered_map<std::uint64_t, std::weak_ptr<view_state>> transactions_;
   mutable std::atomic<std::uint64_t> next_transaction_{0};
+  std::string quoted_deadline_index_;
+  mutable std::atomic<bool> expiring_{false};
+  mutable std::mutex sweeper_mutex_;  // a leaf: guards sweeper_
+  mutable std::shared_ptr<sweeper_state> sweeper_;
 };
 
 static_assert(store_policy<PostgresPolicy>);

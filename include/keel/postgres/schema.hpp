@@ -29,10 +29,18 @@ struct table_shape {
   bool key_is_primary_key = false;   // the primary key is exactly the column "key"
 
   // Whether keel can use the table: exactly (key bytea, value bytea not
-  // null), in that order, with the primary key on key.
+  // null), in that order, with the primary key on key; and, once a key was
+  // put with a ttl, the nullable deadline column (expires_at timestamptz,
+  // postgres/expiry.hpp) third.
   bool is_keel_table() const {
-    return exists && columns.size() == 2 && columns[0].name == "key" && columns[0].type == "bytea" &&
-           columns[1].name == "value" && columns[1].type == "bytea" && columns[1].not_null && key_is_primary_key;
+    return exists && (columns.size() == 2 || has_deadline_column()) && columns.size() >= 2 &&
+           columns[0].name == "key" && columns[0].type == "bytea" && columns[1].name == "value" &&
+           columns[1].type == "bytea" && columns[1].not_null && key_is_primary_key;
+  }
+  // Whether the third column is the deadline column.
+  bool has_deadline_column() const {
+    return columns.size() == 3 && columns[2].name == deadline_column && columns[2].type == "timestamp with time zone" &&
+           !columns[2].not_null;
   }
   // The columns as "name type[ not null], ..." (and "; no primary key on
   // key" when the columns are right but the key is not).
@@ -42,7 +50,7 @@ struct table_shape {
       if (!s.empty()) s += ", ";
       s += c.name + " " + c.type + (c.not_null ? " not null" : "");
     }
-    const bool columns_right = columns.size() == 2 && columns[0].name == "key" && columns[0].type == "bytea" &&
+    const bool columns_right = (columns.size() == 2 || has_deadline_column()) && columns[0].name == "key" && columns[0].type == "bytea" &&
                                columns[1].name == "value" && columns[1].type == "bytea" && columns[1].not_null;
     if (columns_right && !key_is_primary_key) s += "; no primary key on key";
     return s;
@@ -72,9 +80,11 @@ inline result<table_shape> read_table_shape(connection& c, const std::string& qu
 
 // Creates the table `quoted` when it is missing and checks its shape:
 // invalid_argument (naming its columns) for another shape, nothing altered.
+// *expiring: whether it has the deadline column.
 // Two processes creating it at once is fine (the loser's catalog conflict is
 // ignored and the table checked).
-inline result<void> ensure_table(connection& c, const std::string& quoted, connection::clock::time_point deadline) {
+inline result<void> ensure_table(connection& c, const std::string& quoted, connection::clock::time_point deadline,
+                                 bool* expiring = nullptr) {
   failure why;
   auto exists = c.exec_params(exists_sql, {quoted}, deadline, &why);
   if (!exists) return to_error(why, step::read, "open");
@@ -91,6 +101,7 @@ inline result<void> ensure_table(connection& c, const std::string& quoted, conne
                        "postgres: table " + quoted + " exists with columns (" + shape->describe() +
                            "); keel needs (key bytea primary key, value bytea not null). Nothing was altered: "
                            "choose another postgres_options::table, or move that table away");
+  if (expiring) *expiring = shape->has_deadline_column();
   return {};
 }
 

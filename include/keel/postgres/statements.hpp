@@ -36,6 +36,11 @@ inline constexpr Oid bytea_oid = 17;
 inline constexpr Oid int8_oid = 20;
 inline constexpr Oid int4_oid = 23;
 inline constexpr Oid bytea_array_oid = 1001;
+inline constexpr Oid int8_array_oid = 1016;
+
+// The column a table gains on its first put with a ttl (expiry.hpp): the
+// deadline, timestamptz, NULL for a key without one.
+inline constexpr std::string_view deadline_column = "expires_at";
 
 // The prepared statements of one store. Scans are keyset-paged: forward
 // pages read key >= $1 (the next key after the last one read), reversed
@@ -80,6 +85,23 @@ enum class stmt : unsigned {
   ks_resolve_snapshot,  // $1 names -> (name, id) of those that exist (no lock)
   ks_list,     // -> names, in byte order
   ks_drop,     // $1 name -> id (no row when missing); the cascade deletes its keys
+  // The default keyspace once its table has the deadline column (expiry.hpp):
+  // reads leave out rows whose deadline is at or before now() (the
+  // statement's start; in a view, its transaction's start).
+  x_get,                // $1 key -> value
+  x_contains,           // $1 key -> 1
+  x_put,                // $1 key, $2 value, $3 ttl ms (int8; 0: permanent)
+  x_scan_forward,       // as scan_forward
+  x_scan_forward_open,  // as scan_forward_open
+  x_scan_reverse,       // as scan_reverse
+  x_scan_reverse_open,  // as scan_reverse_open
+  x_multi_get,          // as multi_get
+  x_put_many,           // $1 keys, $2 values, $3 ttls ms (int8[]; 0: permanent)
+  x_expiry,             // $1 key -> deadline ms since the epoch (int8) or NULL (permanent)
+  x_sweep,              // $1 limit (int4): deletes up to that many expired rows
+  x_expired_keys,       // $1 keys -> 1 when one has a deadline in (now(), statement_timestamp()]
+  x_expired_between,    // $1 lower, $2 upper: the same over a range
+  x_expired_from,       // $1 lower
   count_
 };
 inline constexpr std::size_t statement_count = static_cast<std::size_t>(stmt::count_);
@@ -92,7 +114,10 @@ inline const char* statement_name(stmt s) {
       "keel_ks_get",       "keel_ks_contains",  "keel_ks_put",       "keel_ks_erase",    "keel_ks_erase_between",
       "keel_ks_erase_from", "keel_ks_scan_forward", "keel_ks_scan_forward_open", "keel_ks_scan_reverse",
       "keel_ks_scan_reverse_open", "keel_ks_multi_get", "keel_ks_erase_many", "keel_ks_put_many", "keel_ks_exists",
-      "keel_ks_lookup",    "keel_ks_create",    "keel_ks_resolve",   "keel_ks_resolve_snapshot", "keel_ks_list",     "keel_ks_drop"};
+      "keel_ks_lookup",    "keel_ks_create",    "keel_ks_resolve",   "keel_ks_resolve_snapshot", "keel_ks_list",     "keel_ks_drop",
+      "keel_x_get",        "keel_x_contains",   "keel_x_put",        "keel_x_scan_forward", "keel_x_scan_forward_open",
+      "keel_x_scan_reverse", "keel_x_scan_reverse_open", "keel_x_multi_get", "keel_x_put_many", "keel_x_expiry",
+      "keel_x_sweep",      "keel_x_expired_keys", "keel_x_expired_between", "keel_x_expired_from"};
   return names[static_cast<std::size_t>(s)];
 }
 
@@ -105,32 +130,81 @@ struct statement_text {
 // keyspaces) and `k` (their keys), all already quoted by PQescapeIdentifier.
 inline std::array<statement_text, statement_count> make_statements(const std::string& t, const std::string& l,
                                                                    const std::string& k) {
-  const std::string upsert = " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value";
   std::array<statement_text, statement_count> s;
   auto set = [&](stmt id, std::string sql, std::vector<Oid> types) {
     s[static_cast<std::size_t>(id)] = {std::move(sql), std::move(types)};
   };
-  set(stmt::get, "SELECT value FROM " + t + " WHERE key = $1", {bytea_oid});
-  set(stmt::contains, "SELECT 1 FROM " + t + " WHERE key = $1", {bytea_oid});
-  set(stmt::put, "INSERT INTO " + t + " (key, value) VALUES ($1, $2)" + upsert, {bytea_oid, bytea_oid});
+  // The statements of a table without the deadline column ("plain") carry a
+  // guard that costs nothing (the planner folds it away: the same plan as
+  // without it) and fails once the column exists: reads name the column
+  // unqualified beside a constant source of that name (42702, ambiguous
+  // after ALTER TABLE ... ADD COLUMN), upserts assign ROW(EXCLUDED.*) to
+  // (key, value) (42601 with three columns). PostgreSQL re-analyses a prepared
+  // statement when its table changes, so a process that has not seen another
+  // one add the column gets an error, never a read that ignores deadlines or
+  // a put that leaves one in place (expiry.hpp: then it switches).
+  const std::string guard_source = "(SELECT NULL::timestamptz AS " + std::string(deadline_column) + ") keel_guard";
+  const std::string guarded = " AND " + std::string(deadline_column) + " IS NULL";
+  const std::string plain_upsert = " ON CONFLICT (key) DO UPDATE SET (key, value) = ROW(EXCLUDED.*)";
+  set(stmt::put, "INSERT INTO " + t + " (key, value) VALUES ($1, $2)" + plain_upsert, {bytea_oid, bytea_oid});
   set(stmt::erase, "DELETE FROM " + t + " WHERE key = $1", {bytea_oid});
   set(stmt::erase_between, "DELETE FROM " + t + " WHERE key >= $1 AND key < $2", {bytea_oid, bytea_oid});
   set(stmt::erase_from, "DELETE FROM " + t + " WHERE key >= $1", {bytea_oid});
-  set(stmt::scan_forward, "SELECT key, value FROM " + t + " WHERE key >= $1 AND key < $2 ORDER BY key LIMIT $3",
-      {bytea_oid, bytea_oid, int4_oid});
-  set(stmt::scan_forward_open, "SELECT key, value FROM " + t + " WHERE key >= $1 ORDER BY key LIMIT $2",
-      {bytea_oid, int4_oid});
-  set(stmt::scan_reverse, "SELECT key, value FROM " + t + " WHERE key >= $1 AND key < $2 ORDER BY key DESC LIMIT $3",
-      {bytea_oid, bytea_oid, int4_oid});
-  set(stmt::scan_reverse_open, "SELECT key, value FROM " + t + " WHERE key >= $1 ORDER BY key DESC LIMIT $2",
-      {bytea_oid, int4_oid});
-  set(stmt::multi_get,
-      "SELECT k.ord::int4, t.value FROM unnest($1::bytea[]) WITH ORDINALITY AS k(key, ord) JOIN " + t +
-          " t ON t.key = k.key",
-      {bytea_array_oid});
+  // The reads of both shapes: `guard` empty or the guard's source, `live`
+  // the filter.
+  auto reads = [&](const std::string& guard, const std::string& live, stmt get, stmt contains, stmt sf, stmt sfo,
+                   stmt sr, stmt sro, stmt mg) {
+    const std::string from = t + " t" + (guard.empty() ? std::string() : ", " + guard);
+    set(get, "SELECT value FROM " + from + " WHERE key = $1" + live, {bytea_oid});
+    set(contains, "SELECT 1 FROM " + from + " WHERE key = $1" + live, {bytea_oid});
+    set(sf, "SELECT key, value FROM " + from + " WHERE key >= $1 AND key < $2" + live + " ORDER BY key LIMIT $3",
+        {bytea_oid, bytea_oid, int4_oid});
+    set(sfo, "SELECT key, value FROM " + from + " WHERE key >= $1" + live + " ORDER BY key LIMIT $2",
+        {bytea_oid, int4_oid});
+    set(sr, "SELECT key, value FROM " + from + " WHERE key >= $1 AND key < $2" + live + " ORDER BY key DESC LIMIT $3",
+        {bytea_oid, bytea_oid, int4_oid});
+    set(sro, "SELECT key, value FROM " + from + " WHERE key >= $1" + live + " ORDER BY key DESC LIMIT $2",
+        {bytea_oid, int4_oid});
+    set(mg,
+        "SELECT k.ord::int4, t.value FROM unnest($1::bytea[]) WITH ORDINALITY AS k(key, ord) JOIN " + t +
+            " t ON t.key = k.key" + (guard.empty() ? std::string() : " CROSS JOIN " + guard) + " WHERE true" + live,
+        {bytea_array_oid});
+  };
+  reads(guard_source, guarded, stmt::get, stmt::contains, stmt::scan_forward, stmt::scan_forward_open,
+        stmt::scan_reverse, stmt::scan_reverse_open, stmt::multi_get);
+  const std::string live = " AND (t." + std::string(deadline_column) + " IS NULL OR t." +
+                           std::string(deadline_column) + " > now())";
+  reads("", live, stmt::x_get, stmt::x_contains, stmt::x_scan_forward, stmt::x_scan_forward_open,
+        stmt::x_scan_reverse, stmt::x_scan_reverse_open, stmt::x_multi_get);
   set(stmt::erase_many, "DELETE FROM " + t + " WHERE key = ANY($1)", {bytea_array_oid});
-  set(stmt::put_many, "INSERT INTO " + t + " (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[])" + upsert,
+  set(stmt::put_many, "INSERT INTO " + t + " (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[])" + plain_upsert,
       {bytea_array_oid, bytea_array_oid});
+  const std::string d(deadline_column);
+  // A deadline: the statement's start, to the millisecond, plus the ttl.
+  auto deadline_of = [&](const std::string& ttl) {
+    return "CASE WHEN " + ttl + " > 0 THEN date_trunc('milliseconds', statement_timestamp()) + " + ttl +
+           " * interval '1 millisecond' END";
+  };
+  const std::string x_upsert = " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, " + d + " = EXCLUDED." + d;
+  set(stmt::x_put, "INSERT INTO " + t + " (key, value, " + d + ") VALUES ($1, $2, " + deadline_of("$3::int8") + ")" +
+                       x_upsert,
+      {bytea_oid, bytea_oid, int8_oid});
+  set(stmt::x_put_many,
+      "INSERT INTO " + t + " (key, value, " + d + ") SELECT u.k, u.v, " + deadline_of("u.ttl") +
+          " FROM unnest($1::bytea[], $2::bytea[], $3::int8[]) AS u(k, v, ttl)" + x_upsert,
+      {bytea_array_oid, bytea_array_oid, int8_array_oid});
+  set(stmt::x_expiry,
+      "SELECT floor(extract(epoch FROM t." + d + ") * 1000)::int8 FROM " + t + " t WHERE key = $1" + live,
+      {bytea_oid});
+  set(stmt::x_sweep,
+      "DELETE FROM " + t + " WHERE key = ANY(ARRAY(SELECT key FROM " + t + " WHERE " + d + " <= now() LIMIT $1)) AND " +
+          d + " <= now()",
+      {int4_oid});
+  const std::string expired_since_view = " AND " + d + " > now() AND " + d + " <= statement_timestamp() LIMIT 1";
+  set(stmt::x_expired_keys, "SELECT 1 FROM " + t + " WHERE key = ANY($1)" + expired_since_view, {bytea_array_oid});
+  set(stmt::x_expired_between, "SELECT 1 FROM " + t + " WHERE key >= $1 AND key < $2" + expired_since_view,
+      {bytea_oid, bytea_oid});
+  set(stmt::x_expired_from, "SELECT 1 FROM " + t + " WHERE key >= $1" + expired_since_view, {bytea_oid});
 
   const std::string ks_upsert = " ON CONFLICT (keyspace_id, key) DO UPDATE SET value = EXCLUDED.value";
   const std::string in_list = " FROM " + l + " WHERE id = $1";
@@ -210,6 +284,7 @@ inline constexpr const char* keyspace_tables_sql =
     "(attname = 'keyspace_id' AND atttypid = 'int8'::regtype))) = 3";
 inline constexpr std::string_view keyspace_list_suffix = "_keyspaces";
 inline constexpr std::string_view keyspace_keys_suffix = "_ks";
+inline constexpr std::string_view deadline_index_suffix = "_expires_at";  // the sweep's partial index
 
 // The side tables, made together: one simple query of two statements is one
 // implicit transaction (IF NOT EXISTS: a second client doing the same at once
@@ -255,6 +330,24 @@ inline std::uint64_t get_be64(const char* p) {
 inline std::uint32_t get_be32(const char* p) {
   const auto* u = reinterpret_cast<const unsigned char*>(p);
   return (std::uint32_t(u[0]) << 24) | (std::uint32_t(u[1]) << 16) | (std::uint32_t(u[2]) << 8) | std::uint32_t(u[3]);
+}
+
+// A one-dimensional int8[] in PostgreSQL's binary array format (no NULLs).
+inline std::string encode_int8_array(const std::vector<std::int64_t>& items) {
+  std::string out;
+  out.reserve(20 + 12 * items.size());
+  put_be32(out, items.empty() ? 0 : 1);
+  put_be32(out, 0);
+  put_be32(out, int8_oid);
+  if (!items.empty()) {
+    put_be32(out, static_cast<std::uint32_t>(items.size()));
+    put_be32(out, 1);
+    for (std::int64_t x : items) {
+      put_be32(out, 8);
+      put_be64(out, static_cast<std::uint64_t>(x));
+    }
+  }
+  return out;
 }
 
 // A one-dimensional bytea[] in PostgreSQL's binary array format (no NULLs).

@@ -1,0 +1,289 @@
+// keel: PostgresPolicy's expiry (issue 29): the definitions of the members
+// policy.hpp declares under "expiry". Reached through <keel/postgres.hpp>;
+// needs libpq. docs/expiry.md, "## PostgreSQL", has the reasoning.
+//
+// The server's clock decides. A put with a ttl stores the deadline
+// date_trunc('milliseconds', statement_timestamp()) + ttl: the start of the
+// statement that writes it, by the server's clock (every ttl of a batch or a
+// transaction's commit is one statement: one reading). Reads leave out rows
+// whose deadline is at or before now(): in an autocommit statement its start,
+// in a snapshot, cursor or transaction (one SQL transaction) the start of
+// that transaction, so a view reads expiry as of the moment it was taken.
+// The client's clock is never read: processes on many machines agree.
+//
+// Pay only when used. Deadlines live in a nullable column, expires_at
+// timestamptz, with a partial index (WHERE expires_at IS NOT NULL) for the
+// sweep, both added by the first put with a ttl (ALTER TABLE ... ADD COLUMN,
+// metadata only; CREATE INDEX). Until then the table and the statements are
+// today's: the plain statements only carry a guard that the planner folds
+// away and that fails once another process added the column
+// (statements.hpp); this process then switches to the statements with
+// deadlines (x_*) and runs the operation again (gained_deadlines). A
+// snapshot, cursor or transaction begun on a table without the column takes
+// the table's lock at its start (view_guard_sql), so the column cannot
+// appear under it.
+//
+// Reclamation: a background thread per store (once the table has the column;
+// postgres_options::expiry_interval) and compact() delete expired rows in
+// rounds of sweep_round (x_sweep); VACUUM makes their space reusable.
+//
+// Transactions (SERIALIZABLE): expiry is no write, so the server's
+// serializable validation cannot see it; at commit, before its writes, keel
+// reads the keys and ranges the transaction read once more inside it: a row
+// of its snapshot whose deadline lies after the transaction's start (now())
+// and at or before the commit's statement time is errc::conflict.
+//
+// Thread safety: as PostgresPolicy.
+#pragma once
+
+#include <libpq-fe.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "../expiry.hpp"
+#include "policy.hpp"
+
+namespace keel {
+
+namespace detail::pg {
+// The first ttl put's schema change, inside the caller's transaction. It
+// waits at most `lock_wait` for the table's lock (held by every live
+// snapshot, cursor and transaction on it): then 55P03, nothing changed.
+inline std::string enable_expiry_sql(const std::string& table, const std::string& index,
+                                     std::chrono::milliseconds lock_wait) {
+  const std::string d(deadline_column);
+  return "SET LOCAL lock_timeout = " + std::to_string(lock_wait.count()) + "; ALTER TABLE " + table +
+         " ADD COLUMN IF NOT EXISTS " + d + " timestamptz; CREATE INDEX IF NOT EXISTS " + index + " ON " + table +
+         " (" + d + ") WHERE " + d + " IS NOT NULL; SET LOCAL lock_timeout = DEFAULT";
+}
+inline constexpr int sweep_round = 10000;  // rows per sweep statement
+}  // namespace detail::pg
+
+struct PostgresPolicy::sweeper_state {
+  std::mutex mutex;
+  std::condition_variable wake;
+  bool stop = false;
+  std::thread thread;
+};
+
+inline PostgresPolicy::stmt PostgresPolicy::with_deadlines(stmt s) {
+  switch (s) {
+    case stmt::get: return stmt::x_get;
+    case stmt::contains: return stmt::x_contains;
+    case stmt::scan_forward: return stmt::x_scan_forward;
+    case stmt::scan_forward_open: return stmt::x_scan_forward_open;
+    case stmt::scan_reverse: return stmt::x_scan_reverse;
+    case stmt::scan_reverse_open: return stmt::x_scan_reverse_open;
+    case stmt::multi_get: return stmt::x_multi_get;
+    default: return s;  // erases (the same on both shapes) and the keyspaces' statements
+  }
+}
+
+// Takes the table's lock (ACCESS SHARE, as any read) and fails (42702) when
+// it has the deadline column: run inside a view's transaction.
+inline std::string PostgresPolicy::view_guard_sql() const {
+  const std::string d(detail::pg::deadline_column);
+  return "SELECT 1 FROM " + quoted_ + ", (SELECT NULL::timestamptz AS " + d + ") keel_guard WHERE false AND " + d +
+         " IS NULL";
+}
+
+inline bool PostgresPolicy::gained_deadlines(detail::pg::connection& c, const keel::error& e) const {
+  if (expiring()) return true;
+  // The guards fail with 42702 / 42601, which are io_error; anything else
+  // (a lost connection, a conflict) is not a change of the table.
+  if (e != errc::io_error || c.broken() || PQtransactionStatus(c.raw()) != PQTRANS_IDLE) return false;
+  detail::pg::failure why;
+  auto r = c.exec_params("SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = '" +
+                             std::string(detail::pg::deadline_column) + "' AND NOT attisdropped",
+                         {quoted_}, deadline(), &why);
+  if (!r || std::string_view(PQgetvalue(r->get(), 0, 0)) != "1") return false;
+  mark_expiring();
+  return true;
+}
+
+inline void PostgresPolicy::mark_expiring() const {
+  if (expiring_.exchange(true, std::memory_order_acq_rel)) return;
+  if (opts_.expiry_interval.count() <= 0 || !is_open()) return;
+  auto state = std::make_shared<sweeper_state>();
+  std::weak_ptr<const PostgresPolicy> weak = weak_from_this();
+  const auto interval = opts_.expiry_interval;
+  std::lock_guard lock(sweeper_mutex_);
+  if (sweeper_ || !is_open()) return;
+  state->thread = std::thread([state, weak, interval] {
+    std::unique_lock guard(state->mutex);
+    while (!state->wake.wait_for(guard, interval, [&] { return state->stop; })) {
+      guard.unlock();
+      if (auto self = weak.lock()) (void)self->sweep();  // errors: again next interval
+      guard.lock();
+    }
+  });
+  sweeper_ = std::move(state);
+}
+
+inline void PostgresPolicy::stop_sweeper() const {
+  std::shared_ptr<sweeper_state> state;
+  {
+    std::lock_guard lock(sweeper_mutex_);
+    state = std::move(sweeper_);
+  }
+  if (!state) return;
+  {
+    std::lock_guard guard(state->mutex);
+    state->stop = true;
+  }
+  state->wake.notify_all();
+  // The last owner may let go inside the thread's sweep: then it ends alone.
+  if (state->thread.get_id() == std::this_thread::get_id())
+    state->thread.detach();
+  else
+    state->thread.join();
+}
+
+inline result<void> PostgresPolicy::sweep() const {
+  if (!is_open()) return closed_error();
+  std::string limit;
+  detail::pg::put_be32(limit, static_cast<std::uint32_t>(detail::pg::sweep_round));
+  const param p[] = {limit};
+  for (;;) {
+    auto r = pooled<result_ptr>(step::commits_write, "sweep", [&](detail::pg::connection& c) {
+      return run(c, stmt::x_sweep, p, step::commits_write, "sweep");
+    });
+    if (!r) return std::move(r).error();
+    if (std::atoi(PQcmdTuples(r->get())) < detail::pg::sweep_round || !is_open()) return {};
+  }
+}
+
+inline result<void> PostgresPolicy::enable_expiry() {
+  if (expiring()) return {};
+  const auto lock_wait = std::min<std::chrono::milliseconds>(opts_.operation_timeout, std::chrono::seconds(2));
+  return pooled<void>(step::commits_write, "first ttl put", [&](detail::pg::connection& c) -> result<void> {
+    detail::pg::failure why;
+    auto r = c.exec("BEGIN; " + detail::pg::enable_expiry_sql(quoted_, quoted_deadline_index_, lock_wait) + "; COMMIT",
+                    deadline(), &why);
+    if (r) {
+      mark_expiring();
+      return {};
+    }
+    roll_back(c);
+    if (gained_deadlines(c, keel::error(errc::io_error, ""))) return {};  // another process did it meanwhile
+    if (why.sqlstate == "55P03")
+      return keel::error(errc::unavailable,
+                         "postgres: the first put with a ttl adds the column expires_at to table " + quoted_ +
+                             " (ALTER TABLE), which waits for every open transaction on it (snapshots, cursors, "
+                             "transactions, in any process); it waited " + std::to_string(lock_wait.count()) +
+                             " ms; nothing was written: try again when they have ended");
+    return detail::pg::to_error(why, step::in_transaction, "first put with a ttl (ALTER TABLE " + quoted_ + ")");
+  });
+}
+
+inline result<void> PostgresPolicy::put(std::string_view key, std::string_view value, const put_options& o) {
+  if (!is_open()) return closed_error();
+  if (auto bad = too_large(key, value)) return *bad;
+  if (o.ttl) {
+    if (auto bad = ttl_error(*o.ttl)) return *bad;
+    if (auto e = enable_expiry(); !e) return e;
+  }
+  std::string ttl;
+  detail::pg::put_be64(ttl, static_cast<std::uint64_t>(o.ttl ? o.ttl->count() : 0));
+  const param plain[] = {key, value};
+  const param with_ttl[] = {key, value, ttl};
+  return pooled<void>(step::commits_write, "put", [&](detail::pg::connection& c) -> result<void> {
+    if (!expiring()) {
+      auto r = run(c, stmt::put, plain, step::commits_write, "put");
+      if (r) return {};
+      if (!gained_deadlines(c, r.error())) return std::move(r).error();
+    }
+    auto r = run(c, stmt::x_put, with_ttl, step::commits_write, "put");
+    if (!r) return std::move(r).error();
+    return {};
+  });
+}
+
+inline result<key_expiry> PostgresPolicy::expiry(std::string_view key) const {
+  if (!is_open()) return closed_error();
+  const param p[] = {key};
+  return pooled<key_expiry>(step::read, "expiry", [&](detail::pg::connection& c) -> result<key_expiry> {
+    if (!expiring()) {
+      auto r = run(c, stmt::contains, p, step::read, "expiry");
+      if (r) return key_expiry{PQntuples(r->get()) > 0, std::nullopt};
+      if (!gained_deadlines(c, r.error())) return std::move(r).error();
+    }
+    auto r = run(c, stmt::x_expiry, p, step::read, "expiry");
+    if (!r) return std::move(r).error();
+    if (PQntuples(r->get()) == 0) return key_expiry{};
+    if (PQgetisnull(r->get(), 0, 0)) return key_expiry{true, std::nullopt};
+    return key_expiry{true, static_cast<deadline_ms>(detail::pg::get_be64(PQgetvalue(r->get(), 0, 0)))};
+  });
+}
+
+inline result<void> PostgresPolicy::put(const keyspace_type& ks, std::string_view key, std::string_view value,
+                                        const put_options& o) {
+  if (ks.id == 0) return put(key, value, o);
+  if (o.ttl) {
+    if (auto bad = ttl_error(*o.ttl)) return *bad;
+    return keel::error(errc::not_supported, "postgres: a ttl in a keyspace other than \"\" is not supported yet "
+                                            "(keyspace \"" + ks.name + "\"); nothing was written");
+  }
+  return put(ks, key, value);
+}
+
+inline result<key_expiry> PostgresPolicy::expiry(const keyspace_type& ks, std::string_view key) const {
+  if (ks.id == 0) return expiry(key);
+  auto present = keyspace_contains(ks, key, nullptr);  // no ttl there yet: permanent when present
+  if (!present) return std::move(present).error();
+  return key_expiry{*present, std::nullopt};
+}
+
+inline result<void> PostgresPolicy::commit_expiry_checks(detail::pg::connection& c, view_state& v,
+                                                         const detail::pg::batch_plan& plan,
+                                                         const tx_record& tx) const {
+  if (!v.expiring) {
+    // Nothing it read had a deadline (the table had no column, and its lock
+    // kept it so). Its first ttl put adds the column here, in the
+    // transaction: the column and the puts commit together.
+    if (!plan.has_ttl()) return {};
+    const auto lock_wait = std::min<std::chrono::milliseconds>(opts_.operation_timeout, std::chrono::seconds(2));
+    auto r = exec(c, detail::pg::enable_expiry_sql(quoted_, quoted_deadline_index_, lock_wait), step::in_transaction,
+                  "commit (first put with a ttl: ALTER TABLE)");
+    if (!r) {
+      if (r.error() == errc::io_error || r.error() == errc::unavailable)  // 55P03: the lock was busy
+        return keel::error(errc::conflict, r.error().message() + "; the transaction adds the column expires_at to " +
+                                               quoted_ + " for its first ttl put and waited for the table's lock: "
+                                               "run it again");
+      return std::move(r).error();
+    }
+    v.expiring = true;
+    return {};
+  }
+  auto found = [&](result<result_ptr> r) -> result<void> {
+    if (!r) return std::move(r).error();
+    if (PQntuples(r->get()) == 0) return {};
+    return keel::error(errc::conflict, "postgres: commit: a key the transaction read expired (by the server's clock) "
+                                       "after it began; nothing was written: run it again");
+  };
+  if (!tx.read_keys.empty()) {
+    const std::string keys = detail::pg::encode_bytea_array(tx.read_keys);
+    const param p[] = {keys};
+    if (auto e = found(run(c, stmt::x_expired_keys, p, step::in_transaction, "commit")); !e) return e;
+  }
+  for (const auto& range : tx.read_ranges) {
+    const std::string lo = range.lower().value_or(std::string());
+    if (range.upper()) {
+      const param p[] = {lo, *range.upper()};
+      if (auto e = found(run(c, stmt::x_expired_between, p, step::in_transaction, "commit")); !e) return e;
+    } else {
+      const param p[] = {lo};
+      if (auto e = found(run(c, stmt::x_expired_from, p, step::in_transaction, "commit")); !e) return e;
+    }
+  }
+  return {};
+}
+
+static_assert(expiry_policy<PostgresPolicy>);
+
+}  // namespace keel
