@@ -367,7 +367,10 @@ class rocks_expiry {
     sweep_every_ = every;
     if (watched()) start_sweeper();
   }
-  void stop() { sweeper_.stop(); }
+  void stop() {
+    std::lock_guard once(stop_mutex_);  // close() may run in several threads at once
+    sweeper_.stop();
+  }
   // The earliest deadline a put may have left (the background sweep skips
   // while it is in the future): writers note theirs, a sweep resets it.
   void note_deadline(deadline_ms d) {
@@ -439,6 +442,7 @@ class rocks_expiry {
   std::atomic<deadline_ms> earliest_{std::numeric_limits<deadline_ms>::min()};  // unknown at open: sweep once
   std::function<void()> sweep_job_;
   std::chrono::milliseconds sweep_every_{0};
+  std::mutex stop_mutex_;
   background_worker sweeper_;
 };
 
