@@ -8,7 +8,9 @@
 //   rocksdb/keyspaces.hpp   keyspaces as column families: names, entries,
 //                           the registry
 //   rocksdb/errors.hpp      rocksdb::Status -> keel::error
-//   rocksdb/expiry.hpp      expiry: value encoding, compaction filter
+//   rocksdb/expiry.hpp      expiry: value encoding, compaction filter, a
+//                           watched store's sweep (deletes a watch sees)
+//   rocksdb/snapshot.hpp    snapshot_type
 //   rocksdb/tunings.hpp     the tunings (the Tuning parameter)
 //   rocksdb/watch.hpp       watch (read from the WAL), last_seq
 //   rocksdb/reads.hpp       the point read; rocksdb/stats.hpp backend_stats
@@ -32,7 +34,8 @@
 //   2. gate_           (shared_mutex, rocks_write_gate): shared for plain
 //                      writes, exclusive for transaction begin/commit, an
 //                      open-ended or listed erase_range (needs_exclusive),
-//                      and the first watch (turns listing on: watch.hpp).
+//                      the first watch (turns listing on: watch.hpp) and
+//                      the expiry sweep's deletes (taken under 1 and 1b).
 //   3. h_.live_mutex   (mutex) guards h_.live_cursors and h_.live_snapshots.
 //   4. a cursor's rocks_cursor_state::mutex guards its iterator (a step takes
 //                      it alone, without lifecycle; close() takes it under 1
