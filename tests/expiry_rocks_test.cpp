@@ -118,9 +118,149 @@ void check_reads(Store& s, bool a_live, bool c_live) {
   CHECK(collect(snap.scan()) == want);
 }
 
+rocks_store open_swept(const fs::path& p, const fake_clock& c, std::chrono::milliseconds interval) {
+  rocks_options o;
+  o.path = p;
+  o.clock = c.source();
+  o.expiry_interval = interval;
+  auto s = rocks_store::open(o);
+  REQUIRE_MESSAGE(s, (s ? "" : s.error().message()));
+  return std::move(*s);
+}
+
+// The next `n` changes of `w` (each within 5 s), then none within 100 ms.
+template <class Watch>
+std::vector<keel::change> take(Watch& w, std::size_t n) {
+  std::vector<keel::change> got;
+  while (got.size() < n) {
+    auto c = w.next(5s);
+    REQUIRE(c);
+    if (!*c) break;
+    got.push_back(std::move(**c));
+  }
+  auto extra = w.next(100ms);
+  REQUIRE(extra);
+  if (*extra) got.push_back(std::move(**extra));
+  return got;
+}
+
+bool erase_of(const keel::change& c, std::string_view key, std::string_view ks = "") {
+  return c.key == key && c.keyspace == ks && !c.value;
+}
+
 }  // namespace
 
 TEST_SUITE("expiry_rocks") {
+  // Issue 28 with 29 (docs/watch.md, "Expiry"): a watched store deletes
+  // expired keys itself (its compaction filter is off), one erase change each.
+  TEST_CASE("rocksdb expiry: a watched store's sweep gives one erase change per expired key, none for overwritten "
+            "or erased ones") {
+    temp_dir d;
+    fake_clock clock;
+    auto s = open_swept(d.path() / "db", clock, 0ms);
+    auto users = s.keyspace("users");
+    REQUIRE(users);
+    auto w = s.watch(keel::key_range::prefix("t/"), {});
+    REQUIRE(w);
+    auto wu = users->watch(keel::key_range::all(), {});
+    REQUIRE(wu);
+    REQUIRE(s.put("t/a", "1", put_options{.ttl = 10s}));
+    REQUIRE(s.put("t/b", "2", put_options{.ttl = 10s}));
+    REQUIRE(s.put("t/c", "3", put_options{.ttl = 20s}));
+    REQUIRE(s.put("t/d", "4", put_options{.ttl = 10s}));
+    REQUIRE(s.put("t/d", "4p"));  // permanent before its deadline: no erase
+    REQUIRE(s.put("t/e", "5", put_options{.ttl = 10s}));
+    REQUIRE(s.erase("t/e"));
+    REQUIRE(s.put("u/x", "6", put_options{.ttl = 10s}));  // outside the range
+    REQUIRE(users->put("u1", "7", put_options{.ttl = 10s}));
+    REQUIRE(take(*w, 7).size() == 7);
+    REQUIRE(take(*wu, 1).size() == 1);
+    clock.advance(15s);
+    CHECK_FALSE(s.get("t/a")->has_value());
+    REQUIRE(s.compact());  // the default keyspace
+    auto got = take(*w, 2);
+    REQUIRE(got.size() == 2);
+    CHECK(erase_of(got[0], "t/a"));
+    CHECK(erase_of(got[1], "t/b"));
+    CHECK(got[0].seq == got[1].seq);  // one commit
+    CHECK(got[0].seq <= s.last_seq());
+    CHECK_FALSE(raw(s, "t/a").has_value());  // deleted, not only hidden
+    CHECK(raw(s, "t/d").has_value());
+    REQUIRE(users->compact());
+    auto gu = take(*wu, 1);
+    REQUIRE(gu.size() == 1);
+    CHECK(erase_of(gu[0], "u1", "users"));
+    REQUIRE(s.compact());
+    CHECK(take(*w, 0).empty());  // nothing twice
+    clock.advance(10s);
+    REQUIRE(s.compact());
+    got = take(*w, 1);
+    REQUIRE(got.size() == 1);
+    CHECK(erase_of(got[0], "t/c"));
+  }
+
+  TEST_CASE("rocksdb expiry: a watched store's background sweep delivers the erase changes by itself") {
+    temp_dir d;
+    fake_clock clock;
+    auto s = open_swept(d.path() / "db", clock, 5ms);
+    auto w = s.watch(keel::key_range::all(), {});
+    REQUIRE(w);
+    for (int i = 0; i < 20; ++i) REQUIRE(s.put("k" + std::to_string(10 + i), "v", put_options{.ttl = 1s}));
+    REQUIRE(s.put("p", "permanent"));
+    REQUIRE(take(*w, 21).size() == 21);
+    clock.advance(2s);
+    auto got = take(*w, 20);  // the sweep runs every 5 ms of real time
+    REQUIRE(got.size() == 20);
+    for (const auto& c : got) CHECK_FALSE(c.value.has_value());
+    CHECK(s.get("p")->value() == "permanent");
+  }
+
+  // The marker of a watched store survives the close: the next open never
+  // lets a compaction drop expired keys silently, so a watch resuming after
+  // the restart gets their erases, from the WAL, once.
+  TEST_CASE("rocksdb expiry: expired keys' erase changes reach a watch that resumes after a restart") {
+    temp_dir d;
+    fake_clock clock;
+    std::uint64_t seen = 0;
+    {
+      auto s = open_swept(d.path() / "db", clock, 0ms);
+      auto w = s.watch(keel::key_range::all(), {});
+      REQUIRE(w);
+      REQUIRE(s.put("x", "1", put_options{.ttl = 10s}));
+      REQUIRE(s.put("y", "2"));
+      auto got = take(*w, 2);
+      REQUIRE(got.size() == 2);
+      seen = got.back().seq;
+      REQUIRE(s.close());
+    }
+    clock.advance(20s);
+    std::uint64_t erase_seq = 0;
+    {
+      auto s = open_swept(d.path() / "db", clock, 0ms);
+      REQUIRE(s.compact());  // before any watch of this open: keel's sweep, not the compaction filter
+      CHECK_FALSE(raw(s, "x").has_value());
+      keel::watch_options o;
+      o.after = seen;
+      auto w = s.watch(keel::key_range::all(), o);
+      REQUIRE(w);
+      auto got = take(*w, 1);
+      REQUIRE(got.size() == 1);
+      CHECK(erase_of(got[0], "x"));
+      erase_seq = got[0].seq;
+      REQUIRE(s.close());
+    }
+    auto s = open_swept(d.path() / "db", clock, 0ms);
+    keel::watch_options o;
+    o.after = seen;
+    auto w = s.watch(keel::key_range::all(), o);
+    REQUIRE(w);
+    auto got = take(*w, 1);
+    REQUIRE(got.size() == 1);
+    CHECK(erase_of(got[0], "x"));
+    CHECK(got[0].seq == erase_seq);
+    CHECK(s.get("y")->value() == "2");
+  }
+
   TEST_CASE("rocksdb expiry: every read path, before and after each deadline, by the store's clock") {
     temp_dir d;
     fake_clock clock;

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -343,5 +344,48 @@ TEST_SUITE("expiry") {
     CHECK(expiry_of(store, "t") == keel::key_expiry{});
     REQUIRE(store.close());
     CHECK(store.expiry("p").error().code() == errc::closed);
+  }
+
+  // Issue 28 with 29 (docs/watch.md, "Expiry"): an expired key is one erase
+  // change, when the store reclaims it (here compact(); a background sweep
+  // may come first: still once), none for a key overwritten or erased before
+  // its deadline, none outside the watched range.
+  TEST_CASE_TEMPLATE("expiry: a watch gets one erase change per expired key when it is reclaimed", B,
+                     KEEL_EXPIRY_BACKENDS) {
+    B backend;
+    auto store = open_or_fail(backend);
+    auto w = store.watch(key_range::prefix("t/"), keel::watch_options{});
+    REQUIRE_MESSAGE(w, (w ? "" : w.error().message()));
+    auto next_change = [&](std::chrono::milliseconds within) -> std::optional<keel::change> {
+      auto c = w->next(within);
+      REQUIRE_MESSAGE(c, (c ? "" : c.error().message()));
+      return *c;
+    };
+    REQUIRE(store.put("t/a", "1", ttl(10s)));
+    REQUIRE(store.put("t/b", "2", ttl(10s)));
+    REQUIRE(store.put("t/c", "3"));
+    REQUIRE(store.put("t/d", "4", ttl(10s)));
+    REQUIRE(store.put("t/d", "4p"));  // permanent again before its deadline
+    REQUIRE(store.put("t/e", "5", ttl(10s)));
+    REQUIRE(store.erase("t/e"));      // erased before its deadline
+    REQUIRE(store.put("u/x", "6", ttl(10s)));  // outside the range
+    for (int i = 0; i < 7; ++i) {
+      auto c = next_change(5s);
+      REQUIRE(c.has_value());
+    }
+    backend.clock.advance(15s);
+    CHECK(value_in(store, "t/a") == "<absent>");
+    REQUIRE(store.compact());
+    std::vector<std::string> erased;
+    while (erased.size() < 2) {
+      auto c = next_change(5s);
+      REQUIRE(c.has_value());
+      CHECK_FALSE(c->value.has_value());
+      erased.push_back(c->key);
+    }
+    CHECK(erased == std::vector<std::string>{"t/a", "t/b"});
+    REQUIRE(store.compact());
+    CHECK_FALSE(next_change(200ms).has_value());  // nothing twice, nothing for t/d, t/e, u/x
+    CHECK(value_in(store, "t/d") == "4p");
   }
 }

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/fake_clock.hpp"
 #include "support/scale.hpp"
 #include "support/temp_dir.hpp"
 #include <keel/memory.hpp>
@@ -28,6 +29,7 @@ using keel::errc;
 using keel::key_range;
 using keel::memory_options;
 using keel::memory_store;
+using keel::put_options;
 using keel::watch_options;
 using keel::write_batch;
 namespace fs = std::filesystem;
@@ -633,5 +635,152 @@ TEST_SUITE("watch_memory") {
     REQUIRE(none);
     CHECK_FALSE(*none);
     CHECK(std::chrono::steady_clock::now() - t0 >= 20ms);
+  }
+
+  // Issue 28 with 29 (docs/watch.md, "Expiry"): a key that expires is one
+  // erase change, when a sweep (here compact(); the background sweep in the
+  // next case) removes it: none while it is only seen expired, none for a
+  // key overwritten or erased before its deadline.
+  TEST_CASE("watch memory: the sweep gives one erase change per expired key, in commit order") {
+    keel::test::fake_clock clock;
+    memory_options o;
+    o.clock = clock.source();
+    o.expiry_interval = 0ms;  // compact() only
+    auto s = open_memory(o);
+    auto users = s.keyspace("users");
+    REQUIRE(users);
+    auto w = s.watch(key_range::prefix("t/"));
+    REQUIRE(w);
+    auto wu = users->watch();
+    REQUIRE(wu);
+    REQUIRE(s.put("t/a", "1", put_options{10s}));
+    REQUIRE(s.put("t/b", "2", put_options{10s}));
+    REQUIRE(s.put("t/c", "3", put_options{20s}));
+    REQUIRE(s.put("t/d", "4", put_options{10s}));
+    REQUIRE(s.put("t/d", "4p"));  // permanent again before its deadline: no erase
+    REQUIRE(s.put("t/e", "5", put_options{10s}));
+    REQUIRE(s.erase("t/e"));  // erased before its deadline: that erase only
+    REQUIRE(s.put("u/x", "6", put_options{10s}));  // outside the range
+    REQUIRE(users->put("u1", "7", put_options{10s}));
+    REQUIRE(drain(*w).size() == 7);
+    REQUIRE(drain(*wu).size() == 1);
+    clock.advance(15s);
+    CHECK_FALSE(s.get("t/a")->has_value());
+    CHECK(drain(*w).empty());  // seen expired is no change yet
+    const std::uint64_t before = s.last_seq();
+    REQUIRE(s.compact());  // most of the default tree expired: the rebuild path
+    const auto first = drain(*w);
+    REQUIRE(first.size() == 2);
+    CHECK(first[0] == erase_change(first[0].seq, "t/a"));
+    CHECK(first[1] == erase_change(first[0].seq, "t/b"));  // one published version: one seq
+    CHECK(first[0].seq > before);
+    const auto ku = drain(*wu);
+    REQUIRE(ku.size() == 1);
+    CHECK(ku[0] == erase_change(ku[0].seq, "u1", "users"));
+    CHECK(ku[0].seq != first[0].seq);  // each keyspace's removal is its own commit
+    CHECK(std::max(ku[0].seq, first[0].seq) == s.last_seq());
+    REQUIRE(s.compact());
+    CHECK(drain(*w).empty());  // nothing twice
+    clock.advance(10s);
+    REQUIRE(s.put("t/f", "8"));
+    REQUIRE(s.compact());  // 1 of 3 expired: erased in chunks
+    const auto second = drain(*w);
+    REQUIRE(second.size() == 2);
+    CHECK(second[0] == put_change(second[0].seq, "t/f", "8"));
+    CHECK(second[1] == erase_change(second[1].seq, "t/c"));
+    CHECK(second[1].seq > second[0].seq);
+    CHECK(second[1].seq == s.last_seq());
+  }
+
+  TEST_CASE("watch memory: the background sweep delivers the erase changes by itself") {
+    keel::test::fake_clock clock;
+    memory_options o;
+    o.clock = clock.source();
+    o.expiry_interval = 5ms;
+    auto s = open_memory(o);
+    auto w = s.watch();
+    REQUIRE(w);
+    for (int i = 0; i < 50; ++i) REQUIRE(s.put("k" + std::to_string(100 + i), "v", put_options{1s}));
+    REQUIRE(s.put("p", "permanent"));
+    REQUIRE(drain(*w).size() == 51);
+    clock.advance(2s);
+    std::set<std::string> erased;
+    while (erased.size() < 50) {
+      auto c = w->next(10s);  // the sweep runs every 5 ms of real time
+      REQUIRE(c);
+      REQUIRE(c->has_value());
+      CHECK_FALSE((*c)->value.has_value());
+      CHECK(erased.insert((*c)->key).second);
+    }
+    CHECK(s.get("p")->value() == "permanent");
+    CHECK(drain(*w, 50ms).empty());
+  }
+
+  // A persisted store logs the sweep's erases (whether or not it records):
+  // a watch that resumes after a restart gets them once, at the seqs the
+  // first session gave them; keys that expired but were not swept before the
+  // close are reclaimed by the next open, one erase each.
+  TEST_CASE("watch memory: expired keys' erase changes survive a restart: resumed, nothing missed or repeated") {
+    keel::test::fake_clock clock;
+    keel::test::temp_dir dir;
+    memory_options o;
+    o.clock = clock.source();
+    o.expiry_interval = 0ms;
+    o.persist_path = dir.path() / "store.keeldump";
+    auto open_at = [&] {
+      auto s = memory_store::open(o);
+      REQUIRE(s);
+      return std::move(*s);
+    };
+    std::vector<change> seen;  // what the watches of every session delivered, in order
+    std::uint64_t start = 0;
+    {
+      auto s = open_at();
+      start = s.last_seq();
+      auto w = s.watch();
+      REQUIRE(w);
+      REQUIRE(s.put("a", "1", put_options{10s}));
+      REQUIRE(s.put("b", "2", put_options{10s}));
+      REQUIRE(s.put("c", "3"));
+      REQUIRE(s.put("d", "4", put_options{30s}));
+      REQUIRE(s.put("e", "5", put_options{60s}));
+      clock.advance(15s);
+      REQUIRE(s.compact());  // a, b: logged erases
+      clock.advance(20s);    // d expires, not swept before the close
+      seen = drain(*w);
+      REQUIRE(seen.size() == 7);
+      CHECK(seen[5] == erase_change(seen[5].seq, "a"));
+      CHECK(seen[6] == erase_change(seen[5].seq, "b"));
+      REQUIRE(s.close());
+    }
+    const std::uint64_t first_session = seen.back().seq;
+    {
+      // Reopen: d is reclaimed at load (one erase, a new seq); e expires and
+      // a sweep removes it before any watch is made.
+      auto s = open_at();
+      clock.advance(30s);
+      REQUIRE(s.compact());
+      auto w = s.watch(key_range::all(), after(first_session));
+      REQUIRE(w);
+      const auto later = drain(*w);
+      REQUIRE(later.size() == 2);
+      CHECK(later[0] == erase_change(later[0].seq, "d"));
+      CHECK(later[1] == erase_change(later[1].seq, "e"));
+      CHECK(later[0].seq > first_session);
+      CHECK(later[1].seq > later[0].seq);
+      seen.insert(seen.end(), later.begin(), later.end());
+      auto all = s.watch(key_range::all(), after(start));  // the whole history, replayed and new
+      REQUIRE(all);
+      CHECK(drain(*all) == seen);
+      REQUIRE(s.close());
+    }
+    auto s = open_at();  // a third session: the same history again, nothing added
+    auto w = s.watch(key_range::all(), after(start));
+    REQUIRE(w);
+    CHECK(drain(*w) == seen);
+    REQUIRE(s.compact());
+    CHECK(drain(*w).empty());
+    CHECK(s.get("c")->value() == "3");
+    CHECK(s.policy().size() == 1);
   }
 }

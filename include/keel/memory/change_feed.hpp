@@ -32,6 +32,9 @@
 //                               as changes)
 //   void replayed(seq, changes) at open, before any watch: a commit read
 //                               back from a log, kept whether recording or not
+//                               (also a commit made while not recording but
+//                               whole(): the history stays whole)
+//   bool whole()                whether the kept history reaches last_seq()
 //   void close()                every watch's next() gives errc::closed
 //   first_needed_seq()          the first seq whose commit a rebuilt
 //                               history needs (a persisted store's close)
@@ -290,6 +293,13 @@ class change_feed {
       return advance(seq);
     }
     push(encode(seq, changes), seq);
+  }
+
+  // Whether the kept history reaches last_seq(): no commit came since the
+  // last one kept (or replayed) without being kept.
+  bool whole() const {
+    std::lock_guard lock(mutex_);
+    return tail_seq_ == last_seq();
   }
 
   void close() {

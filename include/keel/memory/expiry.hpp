@@ -11,9 +11,12 @@
 // Reclamation: a sweep removes the entries whose deadline has passed, in
 // chunks of chunk_entries per published version, like any write (readers
 // holding older versions keep them); an entry rewritten since the sweep saw
-// it is left alone. Nothing is logged: the log and snapshot carry the
-// deadlines, and a reopened store leaves the expired entries out again and
-// sweeps them. While transactions are live, each chunk is recorded for
+// it is left alone. Before a chunk is published, the sweep listener
+// (set_sweep_listener: the store's watch, memory/watch.hpp) is told which
+// keys it removes: it gives the chunk a seq, an erase change per key for the
+// watches and, in a persisted store, a log frame of their erases (issue 28;
+// docs/watch.md, "Expiry"); when it fails (the log), the chunk is not
+// published and a later sweep tries again. While transactions are live, each chunk is recorded for
 // their validation (a transaction that read a swept key conflicts). The
 // sweep runs on a background thread of the store every
 // memory_options::expiry_interval once the store holds a deadline (started
@@ -30,10 +33,12 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -96,6 +101,17 @@ class memory_expiry {
     conflicts_ = std::move(conflicts);
   }
   const clock_source& clock() const noexcept { return clock_; }
+  // At open, before the store is shared: told, with the writers' mutex held,
+  // before each sweep publishes a version, the keyspace and the keys it
+  // removes (nullptr when wants_keys() said false at the start of a rebuild:
+  // only that something is removed); false: do not publish (nothing was
+  // logged). wants_keys(): whether the listener needs the keys (writers'
+  // mutex held, or read before a rebuild's scan and checked again under it).
+  void set_sweep_listener(std::function<bool(std::string_view, const std::vector<std::string>*)> swept,
+                          std::function<bool()> wants_keys) {
+    swept_ = std::move(swept);
+    wants_keys_ = std::move(wants_keys);
+  }
   deadline_ms now() const {
     return std::chrono::duration_cast<std::chrono::milliseconds>(read_clock(clock_).time_since_epoch()).count();
   }
@@ -231,22 +247,32 @@ class memory_expiry {
   // (nothing done) otherwise.
   bool rebuild(const tree& version, const keyspace_root* keyspace, deadline_ms at) {
     if (conflicts_ && conflicts_->recording()) return false;
+    const bool keys = wants_keys_ && wants_keys_();
+    std::vector<std::string> removed;  // when the listener wants them
     tree::transient fresh{tree()};
     {
       tree::cursor it(version);
-      for (it.seek_first(); it.valid(); it.next())
-        if (it.entry()->deadline() > at) fresh.insert_shared(it.entry());
+      for (it.seek_first(); it.valid(); it.next()) {
+        if (it.entry()->deadline() > at)
+          fresh.insert_shared(it.entry());
+        else if (keys)
+          removed.emplace_back(it.key());
+      }
     }
     tree live = std::move(fresh).persist();
     std::lock_guard writer(versions_.writers());
     if (!versions_.is_open() || (conflicts_ && conflicts_->recording())) return false;
+    if (!keys && wants_keys_ && wants_keys_()) return false;  // a watch began meanwhile: the chunks list the keys
+    const std::string_view name = keyspace ? std::string_view(keyspace->name) : std::string_view();
     if (!keyspace) {
       if (!versions_.current().same_version(version)) return false;
+      if (swept_ && !swept_(name, keys ? &removed : nullptr)) return false;
       versions_.publish(std::move(live));
       return true;
     }
     const keyspace_root* now = store_version::find_root(versions_.current_others().get(), keyspace->name);
     if (!now || now->id != keyspace->id || !now->tree.same_version(version)) return false;
+    if (swept_ && !swept_(name, keys ? &removed : nullptr)) return false;
     versions_.publish(versions_.current(),
                       with_keyspace(versions_.current_others().get(),
                                     std::make_shared<const keyspace_root>(
@@ -274,6 +300,11 @@ class memory_expiry {
         }
         edit.erase(key);
         removed.push_back(std::move(key));
+      }
+      if (!removed.empty() && swept_ &&
+          !swept_(keyspace ? std::string_view(keyspace->name) : std::string_view(), &removed)) {
+        next = std::numeric_limits<deadline_ms>::min();  // not published (the log failed): a later sweep tries again
+        return chunk.clear();
       }
       if (!removed.empty()) {
         if (now) {
@@ -311,6 +342,8 @@ class memory_expiry {
   clock_source clock_;
   std::chrono::milliseconds interval_{0};
   std::shared_ptr<conflict_tracker> conflicts_;
+  std::function<bool(std::string_view, const std::vector<std::string>*)> swept_;  // set at open
+  std::function<bool()> wants_keys_;
   std::atomic<bool> used_{false};
   bool started_ = false;                                   // writers' mutex
   deadline_ms earliest_ = pb_entry::no_deadline;           // writers' mutex: no deadline before it is left

@@ -32,8 +32,11 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
+#include <string_view>
 #include <utility>
+#include <vector>
 
 #include "../detail/background_worker.hpp"
 #include "../detail/encoding.hpp"
@@ -100,6 +103,7 @@ class memory_persistence {
     if (!replay) return replay.error();
     if (auto s = (*log)->start(); !s) return s;
     expiry_->note_deadline(state.earliest_deadline());
+    reclaimed_at_load_ = state.reclaimed();
     auto [main, others] = std::move(state).finish();
     versions_.publish(std::move(main), std::move(others));
     log_ = std::move(*log);
@@ -107,6 +111,12 @@ class memory_persistence {
     set_fold_at(snapshot_bytes);
     if (fold_log_bytes > 0) folder_.start([this] { background_fold(); });
     return {};
+  }
+
+  // The keys load() left out because they had expired, by keyspace (once;
+  // loaded_keyspaces).
+  std::vector<std::pair<std::string, std::vector<std::string>>> take_reclaimed() {
+    return std::exchange(reclaimed_at_load_, {});
   }
 
   // ---- the writes' log (writers' mutex held) -------------------------------
@@ -300,8 +310,11 @@ class memory_persistence {
   // file), values uncompressed, then the dictionary beside it: a dump when
   // it has no keyspace but "" and the store never held a deadline (as
   // before keyspaces and expiry), else the keyspaced snapshot
-  // (snapshot_file.hpp; version 2 with deadlines). Entries expired by now
-  // are left out. Returns the bytes of keys and values saved.
+  // (snapshot_file.hpp; version 2 with deadlines). Entries expired but not
+  // swept yet are saved with their deadlines: the next load reclaims them
+  // and so gives their erase changes (a watch resuming after a restart must
+  // get them; docs/watch.md, "Expiry"). Returns the bytes of keys and values
+  // saved.
   result<std::uint64_t> save_to(const std::filesystem::path& path, store_version version) const {
     std::uint64_t payload = 0;
     const bool deadlines = expiry_->used();
@@ -335,9 +348,7 @@ class memory_persistence {
   result<void> save_tree(tree version, Add&& add) const {
     tree::cursor it(std::move(version));
     std::string value;
-    const read_time now = expiry_->fixed_now();
     for (it.seek_first(); it.valid(); it.next()) {
-      if (now.hides(*it.entry())) continue;
       if (!compression_.decode(*it.entry(), value)) return value_compression::decode_error(it.key());
       if (auto a = add(it.key(), std::string_view(value), it.entry()->deadline()); !a) return a.error();
     }
@@ -348,17 +359,32 @@ class memory_persistence {
   // What load() builds: the default keyspace and the others, by name, from
   // the snapshot file, then the logs' ops applied in order.
   // Entries whose deadline is at or before `now` (the clock at load) are
-  // left out (a put of one erases the key).
+  // left out (a put of one erases the key): reclaimed at load. Their keys,
+  // unless a later op of the logs put or erased them again, are listed by
+  // reclaimed(): the store gives them to its watch as erases (memory/
+  // watch.hpp, reclaimed_at_load), like a sweep's.
   class loaded_keyspaces {
    public:
     explicit loaded_keyspaces(deadline_ms now) : now_(now) { main_.emplace(tree()); }
-    // Inserts an entry loaded from the snapshot file or a log.
-    void put(std::optional<tree::transient>& edit, std::string_view key, std::string_view value,
+    // Inserts an entry of keyspace `ks` loaded from the snapshot file or a log.
+    void put(std::optional<tree::transient>& edit, std::string_view ks, std::string_view key, std::string_view value,
              deadline_ms deadline) {
+      if (deadline != pb_entry::no_deadline && deadline <= now_) {
+        edit->erase(key);
+        reclaimed_[std::string(ks)].emplace(key);
+        return;
+      }
+      forget_reclaimed(ks, key);
       if (deadline == pb_entry::no_deadline) return edit->insert_or_assign(key, value);
-      if (deadline <= now_) return edit->erase(key);
       edit->insert_or_assign(key, value, 0, deadline);
       earliest_ = std::min(earliest_, deadline);
+    }
+    // The keys reclaimed at load, by keyspace, in key order.
+    std::vector<std::pair<std::string, std::vector<std::string>>> reclaimed() const {
+      std::vector<std::pair<std::string, std::vector<std::string>>> out;
+      for (const auto& [ks, keys] : reclaimed_)
+        if (!keys.empty()) out.emplace_back(ks, std::vector<std::string>(keys.begin(), keys.end()));
+      return out;
     }
     // The earliest deadline of the entries loaded (no_deadline: none).
     deadline_ms earliest_deadline() const noexcept { return earliest_; }
@@ -377,21 +403,28 @@ class memory_persistence {
       return slot;
     }
     void apply(const log_op& op, value_compression& compression) {
+      if (op.kind == log_op::create_keyspace || op.kind == log_op::drop_keyspace)
+        if (!reclaimed_.empty()) reclaimed_.erase(std::string(op.key));
       if (op.kind == log_op::create_keyspace) return void(create(op.key));
       if (op.kind == log_op::drop_keyspace) return void(others_.erase(std::string(op.key)));
       auto* edit = find(op.keyspace);
       if (!edit) return;
       switch (op.kind) {
         case log_op::put:
-          put(*edit, op.key, op.value, op.deadline);
+          put(*edit, op.keyspace, op.key, op.value, op.deadline);
           compression.count_loaded_bytes(op.value.size());
           break;
-        case log_op::erase: (*edit)->erase(op.key); break;
+        case log_op::erase:
+          (*edit)->erase(op.key);
+          forget_reclaimed(op.keyspace, op.key);
+          break;
         case log_op::erase_range: {
           const key_range range = op.has_lower && op.has_upper ? key_range::between(op.key, op.value)
                                   : op.has_lower                ? key_range::from(op.key)
                                   : op.has_upper                ? key_range::until(op.value)
                                                                 : key_range::all();
+          if (auto it = reclaimed_.find(op.keyspace); it != reclaimed_.end())
+            std::erase_if(it->second, [&](const std::string& k) { return range.contains(k); });
           tree so_far = std::move(**edit).persist();
           edit->reset();
           edit->emplace(without_range(std::move(so_far), range));
@@ -413,8 +446,14 @@ class memory_persistence {
     }
 
    private:
+    void forget_reclaimed(std::string_view ks, std::string_view key) {
+      if (reclaimed_.empty()) return;  // the common case (no expired entry met): nothing to look up
+      if (auto it = reclaimed_.find(ks); it != reclaimed_.end())
+        if (auto k = it->second.find(key); k != it->second.end()) it->second.erase(k);
+    }
     deadline_ms now_;
     deadline_ms earliest_ = pb_entry::no_deadline;
+    std::map<std::string, std::set<std::string, std::less<>>, std::less<>> reclaimed_;  // by keyspace
     std::optional<tree::transient> main_;
     std::map<std::string, std::optional<tree::transient>, std::less<>> others_;
   };
@@ -439,6 +478,7 @@ class memory_persistence {
     if (auto o = r.open(path_); !o) return o.error();
     std::uint64_t bytes = 0;
     std::optional<tree::transient>* edit = state.find("");
+    std::string keyspace;
     keyspaced_snapshot_reader::item it;
     for (;;) {
       auto more = r.next(it);
@@ -446,9 +486,10 @@ class memory_persistence {
       if (!*more) return bytes;
       if (it.is_keyspace) {
         edit = &state.create(it.key);
+        keyspace.assign(it.key);
         continue;
       }
-      state.put(*edit, it.key, it.value, it.deadline);
+      state.put(*edit, keyspace, it.key, it.value, it.deadline);
       bytes += it.key.size() + it.value.size();
       compression_.count_loaded_bytes(it.value.size());
     }
@@ -518,6 +559,7 @@ class memory_persistence {
 
   memory_versions& versions_;
   value_compression& compression_;
+  std::vector<std::pair<std::string, std::vector<std::string>>> reclaimed_at_load_;  // until take_reclaimed()
   memory_expiry* expiry_ = nullptr;  // set before load(); the store's
   std::filesystem::path path_;
   std::unique_ptr<memory_log> log_;  // persisted stores: set by load, never reset

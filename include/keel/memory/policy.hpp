@@ -165,12 +165,14 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     p->compression_.enable(opts.compression);
     p->expiry_.enable(opts.clock, opts.expiry_interval, p->conflicts_);
     p->persistence_.set_expiry(p->expiry_);
+    p->watch_.attach(p->expiry_, p->persistence_);  // a sweep's erases: a commit (memory/watch.hpp)
     if (!opts.persist_path.empty()) {
       auto history = p->watch_.history();
       auto replayed = [&](const detail::log_op& op, std::uint64_t seq) { history.op(op, seq); };
       if (auto loaded = p->persistence_.load(opts.persist_path, opts.sync_writes, opts.fold_log_bytes, replayed); !loaded)
         return loaded.error();
       history.finish(*p->persistence_.last_logged());
+      if (auto r = p->watch_.reclaimed_at_load(p->persistence_, p->versions_.writers()); !r) return r.error();
       if (const auto& others = p->versions_.current_others()) p->last_keyspace_id_ = others->size();  // ids 1..n
     }
     p->compression_.start();
@@ -224,9 +226,8 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     return persistence_.wait_synced(*logged);
   }
 
-  // Reads check is_open() after loading the version: close() clears the
-  // open flag before it publishes the empty tree, so a read that raced with
-  // close() and got that tree reports closed instead of "no such key".
+  // Reads check is_open() after loading the version: close() clears the open flag before it
+  // publishes the empty tree, so a read that raced with close() reports closed, not "no such key".
   result<std::optional<std::string>> get(std::string_view key) const {
     auto reading = detail::epoch_domain::instance().enter();
     const tree* version = versions_.current_root();

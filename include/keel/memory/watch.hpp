@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -295,6 +296,63 @@ class memory_watch {
   void dropped(std::uint64_t frame, std::string_view name, std::uint64_t id) {
     logged_only(frame);
     feed_->append_drop(feed_keyspace{std::string(name), id});
+  }
+
+  // ---- expiry (issue 28 with 29; docs/watch.md, "Expiry") ----------------
+  // The expired keys a sweep removes (memory_expiry::set_sweep_listener) are
+  // a commit: a seq, one erase change per key while recording and, in a
+  // persisted store, always a log frame of their erases (so that the
+  // history read back at a reopen has them, whether or not this session
+  // watched). A persisted store not recording whose replayed history is
+  // still whole keeps them in it, as replayed: a watch that resumes after a
+  // restart, made after the sweep, still sees them. Writers' mutex held.
+  bool wants_swept_keys() const noexcept { return persisted_ || recording(); }
+  template <class Persistence>
+  result<void> swept(Persistence& p, std::string_view keyspace, const std::vector<std::string>* keys) {
+    std::uint64_t frame = 0;
+    if (persisted_) {
+      if (!keys || keys->empty()) return {};
+      auto logged = p.log_write([&](log_encoder& e) {
+        e.select_keyspace(keyspace);
+        for (const auto& k : *keys) e.erase(k);
+      });
+      if (!logged) return logged.error();
+      frame = *logged;
+    }
+    const bool keep_replayed = !recording() && persisted_ && feed_->whole();
+    if (!recording() && !keep_replayed) {
+      committed(frame, [] { return std::vector<change>(); });
+      return {};
+    }
+    std::vector<change> changes;
+    if (keys) {
+      changes.reserve(keys->size());
+      for (const auto& k : *keys) changes.push_back(change{0, std::string(keyspace), k, std::nullopt});
+    }
+    if (keep_replayed)
+      feed_->replayed(frame, changes);
+    else
+      record(frame, std::move(changes));
+    return {};
+  }
+  // At open: the sweeps report to this watch, logging through `p`.
+  template <class Persistence>
+  void attach(memory_expiry& expiry, Persistence& p) {
+    expiry.set_sweep_listener([this, &p](std::string_view ks, const std::vector<std::string>* keys) {
+      return swept(p, ks, keys).has_value();
+    },
+                              [this] { return wants_swept_keys(); });
+  }
+  // At open of a persisted store, after the history was replayed: the keys
+  // the load left out because they had expired (reclaimed at load, from the
+  // snapshot or a logged put; memory_persistence::take_reclaimed) are one
+  // commit per keyspace, as a sweep's.
+  template <class Persistence>
+  result<void> reclaimed_at_load(Persistence& p, std::mutex& writers) {
+    std::lock_guard writer(writers);
+    for (const auto& [keyspace, keys] : p.take_reclaimed())
+      if (auto logged = swept(p, keyspace, &keys); !logged) return logged;
+    return {};
   }
 
   // A watch (writers' mutex held, the store open, the keyspace there).

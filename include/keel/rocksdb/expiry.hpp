@@ -33,6 +33,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
+#include <limits>
 #include <cstdint>
 #include <cstring>
 #include <atomic>
@@ -49,6 +51,7 @@
 #include <vector>
 
 #include "../contract.hpp"
+#include "../detail/background_worker.hpp"
 #include "../expiry.hpp"
 #include "../key_range.hpp"
 #include "../write_batch.hpp"
@@ -174,6 +177,7 @@ class rocks_ttl_filter_factory final : public rocksdb::CompactionFilterFactory,
   }
   std::unique_ptr<rocksdb::CompactionFilter> CreateCompactionFilter(
       const rocksdb::CompactionFilter::Context& context) override {
+    if (keep_expired_.load(std::memory_order_acquire)) return nullptr;  // a watched store: keel's sweep deletes them
     std::lock_guard lock(mutex_);
     auto it = tags_.find(context.column_family_id);
     if (it == tags_.end() || it->second == 0) return nullptr;  // never used ttl: no filter, no cost per entry
@@ -182,9 +186,13 @@ class rocks_ttl_filter_factory final : public rocksdb::CompactionFilterFactory,
     return std::make_unique<rocks_ttl_filter>(it->second, cutoff);
   }
   const char* Name() const override { return "keel.ttl"; }
+  // From now on no compaction gets a filter (the store is watched: expired
+  // keys are deleted by keel's sweep, as commits a watch sees).
+  void keep_expired() noexcept { keep_expired_.store(true, std::memory_order_release); }
 
  private:
   const clock_source clock_;
+  std::atomic<bool> keep_expired_{false};
   std::mutex mutex_;
   std::map<std::uint32_t, std::uint64_t> tags_;  // guarded by mutex_
   std::multiset<deadline_ms> views_;             // live snapshots' times; guarded by mutex_
@@ -262,6 +270,10 @@ class rocks_expiry {
     if (!family) {
       rocksdb::Status s = db.CreateColumnFamily(cf_options, std::string(rocks_expiry_family), &family);
       if (!s.ok()) return rocks_op_error(s, "put (the first ttl: creating column family 'keel.expiry')", dir);
+      if (watched()) {
+        if (rocksdb::Status m = db.Put(wo, family, rocks_watched_marker(), "1"); !m.ok())
+          return rocks_op_error(m, "put (the first ttl: recording that the store is watched)", dir);
+      }
     }
     const std::uint64_t tag = rocks_new_tag();
     if (rocksdb::Status s = db.Put(wo, family, e.name, rocks_tag_bytes(tag)); !s.ok())
@@ -277,11 +289,13 @@ class rocks_expiry {
   template <class Find>
   result<void> load(rocksdb::DB& db, Find&& find, const std::filesystem::path& dir) {
     if (!family) return {};
+    std::string marker;  // before any tag is known: no compaction filters a watched store's keyspace
+    if (db.Get(rocksdb::ReadOptions(), family, rocks_watched_marker(), &marker).ok()) set_watched();
     std::unique_ptr<rocksdb::Iterator> it(db.NewIterator(rocksdb::ReadOptions(), family));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       const rocks_keyspace* e = find(std::string_view(it->key().data(), it->key().size()));
       const std::uint64_t tag = rocks_tag_of(std::string_view(it->value().data(), it->value().size()));
-      if (!e || it->value().size() != rocks_tag_size || tag == 0) continue;
+      if (!e || it->value().size() != rocks_tag_size || tag == 0) continue;  // (the watched marker: no keyspace)
       filters->set(e->cf->GetID(), tag);
       e->tag.store(tag, std::memory_order_release);
       any_tag_.store(true, std::memory_order_release);
@@ -320,6 +334,60 @@ class rocks_expiry {
     const rocks_stored st = rocks_parse(std::string_view(v.data(), v.size()), e.tag.load(std::memory_order_acquire));
     if (st.deadline && *st.deadline <= now()) return key_expiry{};
     return key_expiry{true, st.deadline};
+  }
+
+  // ---- watched stores (issue 28 with 29; docs/watch.md, "Expiry") --------
+  // A store that has ever been watched (the marker below in "keel.expiry",
+  // or a watch in this open) reclaims expired keys by keel's sweep only:
+  // explicit deletes, written like any commit, which the WAL-based watch
+  // delivers as erase changes; the compaction filter, which would drop them
+  // without a WAL record, is off. The sweep runs at compact() and every
+  // rocks_options::expiry_interval on a background thread (set_sweeper).
+  // The marker's key has 256 bytes: never a keyspace's name.
+  static std::string rocks_watched_marker() { return std::string("keel.watched") + std::string(244, '.'); }
+  bool watched() const noexcept { return watched_.load(std::memory_order_acquire); }
+  // The first watch (write gate held exclusively): turns the filter off,
+  // waits for running compactions (they may hold one), records the marker
+  // when "keel.expiry" exists (else make_tag() writes it with the first tag).
+  result<void> mark_watched(rocksdb::DB& db, const rocksdb::WriteOptions& wo, const std::filesystem::path& dir) {
+    if (watched()) return {};
+    filters->keep_expired();
+    if (db.PauseBackgroundWork().ok()) (void)db.ContinueBackgroundWork();
+    if (family) {
+      if (rocksdb::Status s = db.Put(wo, family, rocks_watched_marker(), "1"); !s.ok())
+        return rocks_op_error(s, "watch (recording that the store is watched)", dir);
+    }
+    set_watched();
+    return {};
+  }
+  // At open: the background sweep's job and interval (0: compact() only);
+  // it starts once the store is watched. stop(): at close, before the DB goes.
+  void set_sweeper(std::function<void()> job, std::chrono::milliseconds every) {
+    sweep_job_ = std::move(job);
+    sweep_every_ = every;
+    if (watched()) start_sweeper();
+  }
+  void stop() {
+    std::lock_guard once(stop_mutex_);  // close() may run in several threads at once
+    sweeper_.stop();
+  }
+  // The earliest deadline a put may have left (the background sweep skips
+  // while it is in the future): writers note theirs, a sweep resets it.
+  void note_deadline(deadline_ms d) {
+    deadline_ms cur = earliest_.load(std::memory_order_relaxed);
+    while (d < cur && !earliest_.compare_exchange_weak(cur, d, std::memory_order_acq_rel)) {
+    }
+  }
+  void note_batch(const write_batch& batch, deadline_ms now) {
+    for (const auto& op : batch)
+      if (op.kind == write_batch::op_kind::put && op.ttl.count() > 0) note_deadline(now + op.ttl.count());
+  }
+  // The background sweep: whether one is due now (then the earliest known
+  // deadline is forgotten: the sweep notes what it leaves).
+  bool sweep_due() {
+    if (earliest_.load(std::memory_order_acquire) > now()) return false;
+    earliest_.store(std::numeric_limits<deadline_ms>::max(), std::memory_order_release);
+    return true;
   }
 
   // A new snapshot's time, held against the compaction filter while some
@@ -362,8 +430,89 @@ class rocks_expiry {
   }
 
  private:
+  void set_watched() {
+    filters->keep_expired();
+    if (!watched_.exchange(true, std::memory_order_acq_rel) && sweep_job_) start_sweeper();
+  }
+  void start_sweeper() {
+    if (sweep_every_.count() > 0) sweeper_.start(sweep_job_, sweep_every_);
+  }
   std::atomic<bool> any_tag_{false};
+  std::atomic<bool> watched_{false};
+  std::atomic<deadline_ms> earliest_{std::numeric_limits<deadline_ms>::min()};  // unknown at open: sweep once
+  std::function<void()> sweep_job_;
+  std::chrono::milliseconds sweep_every_{0};
+  std::mutex stop_mutex_;
+  background_worker sweeper_;
 };
+
+// keel's sweep of keyspace `e` (a watched store; rocks_expiry above): the
+// keys in `range` whose deadline is at or before `now`, found by a scan,
+// 4096 at a time; each chunk is checked again and deleted with the write
+// gate held exclusively (exclusive() gives the guard), so that a key
+// overwritten or erased since the scan is left alone: apply(batch) writes
+// the erases as one commit (one seq; a watch gets one erase change per key).
+// Notes the earliest deadline it leaves in `expiry`. Inside enter() and e's
+// shared lock.
+template <class Exclusive, class Apply>
+result<void> rocks_sweep(rocksdb::DB& db, const rocks_keyspace& e, bool is_default, const key_range& range,
+                         rocks_expiry& expiry, Exclusive&& exclusive, Apply&& apply, const std::filesystem::path& dir) {
+  const std::uint64_t tag = e.tag.load(std::memory_order_acquire);
+  if (tag == 0 || range.is_empty()) return {};
+  constexpr std::size_t chunk = 4096;
+  const deadline_ms now = expiry.now();
+  std::optional<std::string> after;  // the last key scanned when a chunk was full
+  for (;;) {
+    std::vector<std::string> keys;
+    bool more = false;
+    {
+      rocksdb::ReadOptions ro;
+      rocksdb::Slice lo, hi;
+      if (range.lower()) ro.iterate_lower_bound = &(lo = rocksdb::Slice(*range.lower()));
+      if (range.upper()) ro.iterate_upper_bound = &(hi = rocksdb::Slice(*range.upper()));
+      std::unique_ptr<rocksdb::Iterator> it(db.NewIterator(ro, e.cf));
+      if (after) {
+        it->Seek(*after);
+        if (it->Valid() && it->key() == rocksdb::Slice(*after)) it->Next();
+      } else {
+        it->SeekToFirst();
+      }
+      for (; it->Valid(); it->Next()) {
+        const rocks_stored st = rocks_parse(std::string_view(it->value().data(), it->value().size()), tag);
+        if (!st.deadline) continue;
+        if (*st.deadline > now) {
+          expiry.note_deadline(*st.deadline);
+          continue;
+        }
+        keys.emplace_back(it->key().data(), it->key().size());
+        if (keys.size() == chunk) {
+          more = true;
+          break;
+        }
+      }
+      if (!it->status().ok()) return rocks_op_error(it->status(), "expiry sweep", dir);
+    }
+    if (!keys.empty()) {
+      auto gate = exclusive();
+      write_batch batch;
+      rocksdb::PinnableSlice v;
+      for (const auto& k : keys) {
+        v.Reset();
+        if (!db.Get(rocksdb::ReadOptions(), e.cf, k, &v).ok()) continue;  // erased since
+        const rocks_stored st = rocks_parse(std::string_view(v.data(), v.size()), tag);
+        if (!st.deadline || *st.deadline > now) continue;  // overwritten since
+        if (is_default)
+          batch.erase(k);
+        else
+          batch.erase(keyspace_name(e.name), k);
+      }
+      if (!batch.empty())
+        if (auto r = apply(batch); !r) return r;
+    }
+    if (!more) return {};
+    after = keys.back();
+  }
+}
 
 // RocksDB's batched MultiGet in keyspace `e` (one consistent view: an
 // implicit snapshot for the whole call, keys looked up together), keys past

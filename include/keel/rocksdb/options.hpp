@@ -7,6 +7,7 @@
 #include <rocksdb/env.h>
 #include <rocksdb/options.h>
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -67,6 +68,12 @@ struct rocks_options {
   // by RocksDB's compaction threads (the compaction filter that reclaims
   // expired keys): it must be thread-safe.
   clock_source clock{};
+  // A store that has ever been watched reclaims expired keys by keel's own
+  // sweep (deletes a watch sees as erase changes; docs/watch.md, "Expiry"),
+  // run at compact() and, on a background thread, this often (0: only at
+  // compact()). Unused by a store never watched (a compaction filter
+  // reclaims its expired keys).
+  std::chrono::milliseconds expiry_interval{1000};
 };
 
 }  // namespace keel

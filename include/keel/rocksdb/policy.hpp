@@ -8,7 +8,9 @@
 //   rocksdb/keyspaces.hpp   keyspaces as column families: names, entries,
 //                           the registry
 //   rocksdb/errors.hpp      rocksdb::Status -> keel::error
-//   rocksdb/expiry.hpp      expiry: value encoding, compaction filter
+//   rocksdb/expiry.hpp      expiry: value encoding, compaction filter, a
+//                           watched store's sweep (deletes a watch sees)
+//   rocksdb/snapshot.hpp    snapshot_type
 //   rocksdb/tunings.hpp     the tunings (the Tuning parameter)
 //   rocksdb/watch.hpp       watch (read from the WAL), last_seq
 //   rocksdb/reads.hpp       the point read; rocksdb/stats.hpp backend_stats
@@ -32,7 +34,8 @@
 //   2. gate_           (shared_mutex, rocks_write_gate): shared for plain
 //                      writes, exclusive for transaction begin/commit, an
 //                      open-ended or listed erase_range (needs_exclusive),
-//                      and the first watch (turns listing on: watch.hpp).
+//                      the first watch (turns listing on: watch.hpp) and
+//                      the expiry sweep's deletes (taken under 1 and 1b).
 //   3. h_.live_mutex   (mutex) guards h_.live_cursors and h_.live_snapshots.
 //   4. a cursor's rocks_cursor_state::mutex guards its iterator (a step takes
 //                      it alone, without lifecycle; close() takes it under 1
@@ -118,6 +121,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       return it == k.by_name.end() ? nullptr : it->second.get();
     };
     if (auto loaded = p->expiry_->load(*p->h_.db, find, opts.path); !loaded) return std::move(loaded).error();
+    if (!opts.read_only) p->expiry_->set_sweeper([raw = p.get()] { raw->sweep_in_background(); }, opts.expiry_interval);
     return p;
   }
 
@@ -342,6 +346,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     std::shared_lock<std::shared_mutex> lock;
     std::shared_lock<std::shared_mutex> entry;
     if (auto refused = enter_in(lock, entry, ks, "compact", true)) return std::move(*refused);
+    if (auto swept = sweep_expired(ks ? *ks->entry_ : *keyspaces_.default_keyspace, range); !swept) return swept;
     return check(detail::rocks_compact(*h_.db, (ks ? *ks->entry_ : *keyspaces_.default_keyspace).cf, range), "compact");
   }
 
@@ -418,6 +423,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   result<void> close() {
     h_.closing.store(true, std::memory_order_release);
     h_.open.store(false, std::memory_order_release);
+    expiry_->stop();  // the background sweep (a watched store's) ends first
     std::unique_lock lifecycle(h_.lifecycle);
     if (!h_.db) return {};
     detail::rocks_release_live(h_);
@@ -482,9 +488,10 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     std::shared_lock<std::shared_mutex> entry;
     if (auto refused = enter_keyspace(lock, entry, keyspace_type(e), "watch", false)) return std::move(*refused);
     if (auto refused = detail::rocks_watch_refusal(*h_.db, opts_.read_only, o, last_seq(), opts_.path)) return *refused;
-    if (!watches_->list_erased.load(std::memory_order_acquire)) {  // erase_ranges in flight end before `after` is read
-      auto gate = gate_.exclusive();
+    if (!watches_->list_erased.load(std::memory_order_acquire) || !expiry_->watched()) {
+      auto gate = gate_.exclusive();  // erase_ranges in flight end before `after` is read
       watches_->list_erased.store(true, std::memory_order_release);
+      if (auto marked = expiry_->mark_watched(*h_.db, write_options_, opts_.path); !marked) return marked.error();
     }
     return detail::rocks_make_watch(handle(), watches_, e, e->cf->GetID(), range, o);
   }
@@ -526,6 +533,34 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     auto gate = gate_.exclusive();
     if (auto refused = refuse_after_wal_failure("put")) return std::move(*refused);
     return expiry_->make_tag(*h_.db, cf_options_, write_options_, e, opts_.path);
+  }
+  // A watched store's sweep of keyspace e (rocksdb/expiry.hpp, rocks_sweep): its expired keys in `range` deleted
+  // as commits a watch sees. Nothing in a store never watched (its compaction filter reclaims them). Inside
+  // enter() and e's shared lock, not under the write gate.
+  result<void> sweep_expired(const detail::rocks_keyspace& e, const key_range& range) {
+    if (!expiry_->watched()) return {};
+    const bool is_default = &e == keyspaces_.default_keyspace.get();
+    auto entry_of = [&](const write_batch::op&) { return is_default ? nullptr : &e; };
+    return detail::rocks_sweep(*h_.db, e, is_default, range, *expiry_, [&] { return gate_.exclusive(); },
+                               [&](const write_batch& b) -> result<void> {
+                                 if (auto refused = refuse_after_wal_failure("expiry sweep")) return std::move(*refused);
+                                 return apply(b, "expiry sweep", entry_of);
+                               }, opts_.path);
+  }
+  // The background sweep (rocks_expiry::set_sweeper): every keyspace, when a deadline it knows of has passed.
+  void sweep_in_background() {
+    std::shared_lock<std::shared_mutex> lock;
+    if (!expiry_->sweep_due() || !h_.enter(lock)) return;
+    std::vector<std::shared_ptr<detail::rocks_keyspace>> all{keyspaces_.default_keyspace};
+    {
+      std::lock_guard registry(keyspaces_.mutex);
+      for (const auto& [name, e] : keyspaces_.by_name) all.push_back(e);
+    }
+    for (const auto& e : all) {
+      std::shared_lock<std::shared_mutex> entry(e->mutex);
+      if (e->cf && !e->refusing.load(std::memory_order_acquire) && !sweep_expired(*e, key_range::all()))
+        expiry_->note_deadline(std::numeric_limits<deadline_ms>::min());  // failed: try again next time
+    }
   }
   result<key_expiry> expiry_in(const keyspace_type* ks, std::string_view key) const {
     std::shared_lock<std::shared_mutex> lock;
@@ -577,6 +612,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
       return e ? e->cf : nullptr;
     };
     const deadline_ms now = batch.has_ttl() ? expiry_->now() : 0;
+    if (batch.has_ttl()) expiry_->note_batch(batch, now);  // for a watched store's background sweep
     auto encode = [&](const write_batch::op& op, std::string& scratch) {
       const detail::rocks_keyspace* e = entry_of(op);
       return detail::rocks_expiry::stored(op, e ? *e : *keyspaces_.default_keyspace, now, scratch);
@@ -735,45 +771,11 @@ class RocksPolicy<Tuning>::keyspace_type {
   std::shared_ptr<detail::rocks_keyspace> entry_;
 };
 
-// A snapshot of the RocksDB backend: a rocksdb::Snapshot, released when the
-// last copy goes or at close(), whichever comes first. It covers every
-// keyspace (a RocksDB snapshot is of the whole DB); a keyspace dropped after
-// it was taken reads as errc::snapshot_expired (keyspaces.hpp).
-template <class Tuning>
-class RocksPolicy<Tuning>::snapshot_type {
- public:
-  result<std::optional<std::string>> get(std::string_view key) const { return owner_->template read_at<true>(key, view_.get()); }
-  result<bool> contains(std::string_view key) const { return owner_->template read_at<false>(key, view_.get()); }
-  // The time its reads leave expired keys out at (expiry): when it was taken.
-  deadline_ms view_time() const noexcept { return view_->time; }
-  cursor_type scan(const key_range& range) const {
-    return cursor_type(
-        detail::rocks_cursor::open(owner_->handle(), range, view_, *owner_->keyspaces_.default_keyspace, owner_->expiry_->clock));
-  }
-  result<std::optional<std::string>> get(const keyspace_type& ks, std::string_view key) const {
-    if (auto absent = detail::rocks_keyspace_in_snapshot(*ks.entry_, &owner_->h_, epoch_)) return std::move(*absent);
-    return owner_->template read_in<true>(ks, key, view_.get());
-  }
-  result<bool> contains(const keyspace_type& ks, std::string_view key) const {
-    if (auto absent = detail::rocks_keyspace_in_snapshot(*ks.entry_, &owner_->h_, epoch_)) return std::move(*absent);
-    return owner_->template read_in<false>(ks, key, view_.get());
-  }
-  cursor_type scan(const keyspace_type& ks, const key_range& range) const {
-    if (auto absent = detail::rocks_keyspace_in_snapshot(*ks.entry_, &owner_->h_, epoch_)) return failed_cursor(std::move(*absent));
-    if (ks.entry_->refusing.load(std::memory_order_acquire)) {
-      return failed_cursor(detail::rocks_keyspace_dropped_since_snapshot(ks.name()));
-    }
-    return cursor_type(detail::rocks_cursor::open(owner_->handle(), range, view_, *ks.entry_, owner_->expiry_->clock, ks.entry_));
-  }
+}  // namespace keel
 
- private:
-  friend class RocksPolicy;
-  snapshot_type(const RocksPolicy* owner, std::shared_ptr<const detail::rocks_snapshot_view> v, std::uint64_t epoch)
-      : owner_(owner), view_(std::move(v)), epoch_(epoch) {}
-  const RocksPolicy* owner_;
-  std::shared_ptr<const detail::rocks_snapshot_view> view_;
-  std::uint64_t epoch_;  // the keyspace registry's epoch just after the snapshot was taken
-};
+#include "snapshot.hpp"  // RocksPolicy<Tuning>::snapshot_type
+
+namespace keel {
 
 static_assert(store_policy<RocksPolicy<DefaultTuning>>);
 static_assert(store_policy<RocksPolicy<MacOSTuning>>);
