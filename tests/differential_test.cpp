@@ -1,6 +1,8 @@
 // Differential testing: the same random sequence of operations on a memory
-// store, a RocksDB store and std::map models must give the same observable
-// results (tests/support/differential.hpp). Seeded and deterministic; the
+// store (plain, persisted or compressed, by seed), a RocksDB store and
+// std::map models (with deadlines: both stores read one fake clock) must
+// give the same observable results (tests/support/differential.hpp).
+// Seeded and deterministic; the
 // libFuzzer target fuzz/differential_fuzz.cpp drives the same harness.
 #include <doctest/doctest.h>
 
@@ -30,6 +32,7 @@ TEST_SUITE("differential") {
       keel::test::temp_dir tmp;
       diff::config cfg;
       cfg.rocks_path = tmp.path() / "db";
+      cfg.memory = static_cast<diff::config::memory_kind>(seed % 3);  // plain, persisted, compressed
       diff::harness h(cfg);
       auto started = h.start();
       REQUIRE_MESSAGE(!started, *started);
@@ -65,6 +68,21 @@ TEST_SUITE("differential") {
     CHECK(total.ks_snapshot_after_drop > 0);
     CHECK(total.ks_stale_calls > 0);
     CHECK(total.ks_cursors_across_drop > 0);
+    CHECK(total.ttl_puts > 0);
+    CHECK(total.ttl_bad > 0);
+    CHECK(total.ttl_batches > 0);
+    CHECK(total.ttl_tx_puts > 0);
+    CHECK(total.clock_advances > 0);
+    CHECK(total.expired > 0);
+    CHECK(total.expired_in_live_tx > 0);
+    CHECK(total.expiry_reads > 0);
+    CHECK(total.sweeps > 0);
+    MESSAGE("differential expiry: " << total.ttl_puts << " puts with a ttl, " << total.ttl_bad
+                                    << " refused bad ttls, " << total.ttl_batches << " batches with ttls, "
+                                    << total.ttl_tx_puts << " transaction puts with a ttl, " << total.clock_advances
+                                    << " clock advances, " << total.expired << " keys expired ("
+                                    << total.expired_in_live_tx << " of \"\" while a transaction was live), "
+                                    << total.expiry_reads << " expiry() reads, " << total.sweeps << " sweeps");
     MESSAGE("differential keyspaces: " << total.ks_creates << " keyspace() calls, " << total.ks_drops << " drops ("
                                        << total.ks_cursors_across_drop << " with a cursor open across it), "
                                        << total.ks_bad_drops << " drops of \"\" or a missing name, "
