@@ -1589,6 +1589,22 @@ class harness {
       if (auto e = compare_point_on(*memory_, *rocks_, expired[i], model_, " (just expired)")) return e;
       if (auto e = compare_expiry("", expired[i])) return e;
     }
+    if (!expired.empty()) {  // multi_get of them (absent) and a live key
+      std::vector<std::string> keys(expired.begin(), expired.begin() + std::min<std::ptrdiff_t>(4, std::ssize(expired)));
+      if (!model_.empty()) keys.push_back(model_.begin()->first);
+      auto mg = memory_->multi_get(keys);
+      auto rg = rocks_->multi_get(keys);
+      if (!mg) return "memory multi_get failed: " + mg.error().message();
+      if (!rg) return "rocksdb multi_get failed: " + rg.error().message();
+      if (mg->size() != keys.size() || rg->size() != keys.size()) return std::string("multi_get: wrong result count");
+      for (std::size_t i = 0; i < keys.size(); ++i) {
+        std::optional<std::string> want;
+        if (auto it = model_.find(keys[i]); it != model_.end()) want = it->second;
+        if ((*mg)[i] != want || (*rg)[i] != want)
+          return "multi_get (just expired) of " + printable(keys[i]) + " gave memory " + printable_value((*mg)[i]) +
+                 ", rocksdb " + printable_value((*rg)[i]) + ", the model " + printable_value(want);
+      }
+    }
     if (src.pick(8) == 0) {
       if (auto e = compare_keyspaces()) return e;
       return compare_scan(src.pick(2) ? key_range::all() : key_range::all().reversed());
