@@ -347,3 +347,36 @@ TEST_SUITE("differential findings") {
     CHECK(store.compact());
   }
 }
+
+// What the harness met when it learned ttl: a transaction's put with a ttl
+// whose deadline the clock cannot represent is accepted (its deadline counts
+// from the commit, unknown then) and the commit is refused, writing nothing.
+// docs/expiry.md said it was refused at once; the docs now say this.
+#define KEEL_DIFF_EXPIRY_BACKENDS keel::test::memory_expiry_backend<0> KEEL_ROCKS_EXPIRY_BACKENDS
+
+TEST_SUITE("differential findings") {
+  TEST_CASE_TEMPLATE("a transaction put whose deadline the clock cannot hold fails its commit", B,
+                     KEEL_DIFF_EXPIRY_BACKENDS) {
+    B backend;
+    auto store = keel::test::open_or_fail(backend);
+    auto tx = store.transaction();
+    REQUIRE(tx.put("k", "v", keel::put_options{std::chrono::milliseconds::max()}));
+    REQUIRE(tx.put("other", "w"));
+    auto committed = tx.commit();
+    REQUIRE_FALSE(committed.has_value());
+    CHECK(committed.error() == keel::errc::invalid_argument);
+    auto k = store.get("k");
+    auto other = store.get("other");
+    REQUIRE(k);
+    REQUIRE(other);
+    CHECK_FALSE(k->has_value());
+    CHECK_FALSE(other->has_value());
+    // Zero or negative is refused at the put, nothing buffered.
+    auto tx2 = store.transaction();
+    auto zero = tx2.put("k", "v", keel::put_options{std::chrono::milliseconds(0)});
+    REQUIRE_FALSE(zero.has_value());
+    CHECK(zero.error() == keel::errc::invalid_argument);
+    REQUIRE(tx2.commit());
+    CHECK_FALSE(store.get("k")->has_value());
+  }
+}
