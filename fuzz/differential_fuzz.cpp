@@ -2,8 +2,10 @@
 // driven by the fuzzer's bytes. Each input is one sequence of operations
 // (plain reads and writes, erase_range, multi_get, snapshots, several
 // interleaved transactions checked against a serial model in commit order,
-// and keyspaces: create, drop, reads and writes through handles, batches
-// across keyspaces, snapshots and cursors across drops) on
+// keyspaces: create, drop, reads and writes through handles, batches
+// across keyspaces, snapshots and cursors across drops; and expiry: puts,
+// batches and transaction puts with ttls, bad ttls, moves of the fake clock
+// both stores read, expiry(key), the sweep) on
 // a fresh memory store and a fresh RocksDB store; the RocksDB store lives in an
 // in-memory rocksdb::Env (a new one per input, so inputs are independent and
 // nothing touches the disk but an empty directory keel needs for its
@@ -13,11 +15,12 @@
 //   meson compile -C build-fuzz differential_fuzz
 //   build-fuzz/fuzz/differential_fuzz -max_total_time=60 corpus-dir fuzz/corpus
 //
-// Seed inputs (fuzz/corpus/): seed-tx-* are recorded seeded runs of 400
-// operations with transactions and keyspaces (KEEL_DIFF_WRITE_SEEDS=fuzz/corpus
-// build/tests/keel_tests -tc='*recorded run*' writes them again; they were
-// written again when the harness learned keyspaces, which changed what the
-// same bytes choose). The other seeds are arbitrary bytes.
+// Seed inputs (fuzz/corpus/): seed-ttl-* are recorded seeded runs of 400
+// operations with transactions, keyspaces and expiry (KEEL_DIFF_WRITE_SEEDS=
+// fuzz/corpus build/tests/keel_tests -tc='*recorded run*' writes them
+// again); seed-tx-* are such runs recorded before expiry (with keyspaces),
+// which still decode exactly as recorded (expiry took choices they never
+// make). The other seeds are arbitrary bytes.
 #include <rocksdb/env.h>
 
 #include <cstdint>

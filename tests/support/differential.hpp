@@ -53,15 +53,35 @@
 // compared in full at the end and after each reopen. Transactions read and
 // write "" only, so the conflict model counts the "" part of a batch.
 //
-// Close + reopen: RocksDB keeps its data, the memory store starts empty. The
-// harness checks that, then loads the memory store from the model so that
-// both backends hold the same data again (then every later result, commit
-// outcomes included, must agree).
+// Expiry (issue 29; config::ttl_per_mille of the operations; docs/expiry.md):
+// both stores read one fake clock (tests/support/fake_clock.hpp) that only
+// the harness moves. Operations: put with a ttl (a few ms) in "" and in
+// keyspaces, bad ttls (zero, negative, past what the clock can hold:
+// invalid_argument, nothing written), batches mixing puts with and without
+// ttl across keyspaces (one bad ttl: nothing written), a transaction's put
+// with a ttl (counted from its commit), clock advances (now and then exactly
+// to a deadline, or to one ms before it), expiry(key) on the store and
+// through keyspace handles, and the sweep (compact). The model keeps each
+// key's deadline: a key leaves it the moment the clock reads at or past its
+// deadline, a put without ttl makes it permanent, erase of an expired key
+// is that of an absent key. Snapshots, cursors and transactions keep the
+// model of the moment they were made; a key that expires while a
+// transaction is live counts as a write for the conflict model (a
+// transaction that read it, or scanned over it, conflicts). The memory
+// store's background sweep is off (expiry_interval 0: runs stay
+// deterministic); compact sweeps.
+//
+// Close + reopen: RocksDB keeps its data, the memory store starts empty
+// (config::memory_kind::persisted: keeps its data too). The harness checks
+// that, then loads the memory store from the model (with the deadlines) so
+// that both backends hold the same data again (then every later result,
+// commit outcomes included, must agree).
 #pragma once
 
 #include <keel/keel.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <filesystem>
@@ -77,9 +97,15 @@
 #include <utility>
 #include <vector>
 
+#include "fake_clock.hpp"
+
 namespace keel::test::differential {
 
 using model = std::map<std::string, std::string>;
+// Deadlines (ms since the epoch, by the fake clock) of the keys of a model
+// put with a ttl. An entry whose key is not in the model is stale (the key
+// was erased) and means nothing; every put sets or clears its key's entry.
+using deadline_map = std::map<std::string, deadline_ms>;
 using entries = std::vector<std::pair<std::string, std::string>>;
 
 // Where the operations come from: a seeded PRNG or fuzzer bytes.
@@ -150,6 +176,16 @@ struct config {
   // Weight of the keyspace operations (out of 1000); 0 decodes inputs as
   // before keyspaces (the same choices from the same bytes).
   std::uint32_t keyspace_per_mille = 200;
+  // Weight of the expiry operations (out of 1000; taken from the main
+  // operations; see step()); 0 decodes inputs as before expiry (and so does
+  // any other value, for inputs recorded before expiry).
+  std::uint32_t ttl_per_mille = 60;
+  // The memory store under test: plain, persisted (memory_options::
+  // persist_path = memory_path, or memory.keeldump beside rocks_path) or
+  // compressed (zstd, else lz4).
+  enum class memory_kind { plain, persisted, compressed };
+  memory_kind memory = memory_kind::plain;
+  std::filesystem::path memory_path;
 };
 
 // Counts of what a run did, for reports.
@@ -161,6 +197,8 @@ struct stats {
   std::uint64_t ks_creates = 0, ks_drops = 0, ks_bad_drops = 0, ks_writes = 0, ks_reads = 0, ks_scans = 0,
                 ks_batches = 0, ks_refused_batches = 0, ks_snapshot_reads = 0, ks_snapshot_after_drop = 0,
                 ks_stale_calls = 0, ks_cursors_across_drop = 0;
+  std::uint64_t ttl_puts = 0, ttl_bad = 0, ttl_batches = 0, ttl_tx_puts = 0, clock_advances = 0, expired = 0,
+                expired_in_live_tx = 0, expiry_reads = 0, sweeps = 0;
   stats& operator+=(const stats& o) {
     ops += o.ops, puts += o.puts, erases += o.erases, batches += o.batches, range_erases += o.range_erases;
     point_reads += o.point_reads, multi_gets += o.multi_gets, scans += o.scans, snapshots += o.snapshots;
@@ -175,6 +213,9 @@ struct stats {
     ks_refused_batches += o.ks_refused_batches, ks_snapshot_reads += o.ks_snapshot_reads;
     ks_snapshot_after_drop += o.ks_snapshot_after_drop, ks_stale_calls += o.ks_stale_calls;
     ks_cursors_across_drop += o.ks_cursors_across_drop;
+    ttl_puts += o.ttl_puts, ttl_bad += o.ttl_bad, ttl_batches += o.ttl_batches, ttl_tx_puts += o.ttl_tx_puts;
+    clock_advances += o.clock_advances, expired += o.expired, expired_in_live_tx += o.expired_in_live_tx;
+    expiry_reads += o.expiry_reads, sweeps += o.sweeps;
     return *this;
   }
 };
@@ -324,12 +365,15 @@ struct tx_op {
   std::size_t limit = 0;               // scan: entries taken at most
   entries seen;                        // scan: the entries taken
   bool ended = false;                  // scan: the pass reached the end
+  std::optional<std::chrono::milliseconds> ttl;  // put: its ttl (counted from the commit)
 
-  static tx_op write(kind what, std::string key, std::string value = {}) {
+  static tx_op write(kind what, std::string key, std::string value = {},
+                     std::optional<std::chrono::milliseconds> ttl = std::nullopt) {
     tx_op o;
     o.what = what;
     o.key = std::move(key);
     o.value = std::move(value);
+    o.ttl = ttl;
     return o;
   }
 };
@@ -386,10 +430,7 @@ class harness {
   // Opens both stores. Returns a failure text, or nullopt.
   std::optional<std::string> start() {
     if (auto e = open_rocks()) return e;
-    auto m = memory_store::open({});
-    if (!m) return "memory open failed: " + m.error().message();
-    memory_.emplace(std::move(*m));
-    return std::nullopt;
+    return open_memory();
   }
 
   // Runs operations from `src` until it is exhausted or `max_ops` are done.
@@ -474,10 +515,30 @@ class harness {
     std::uint64_t begun = 0, committed = 0, conflicts = 0, rolled_back = 0;
   };
 
+  // Both stores read clock_; the memory store sweeps only in compact()
+  // (expiry_interval 0), so that runs are deterministic.
+  std::optional<std::string> open_memory() {
+    memory_options o;
+    o.clock = clock_.source();
+    o.expiry_interval = std::chrono::milliseconds(0);
+    if (cfg_.memory == config::memory_kind::persisted)
+      o.persist_path = cfg_.memory_path.empty() ? cfg_.rocks_path.parent_path() / "memory.keeldump" : cfg_.memory_path;
+#if KEEL_HAVE_ZSTD
+    if (cfg_.memory == config::memory_kind::compressed) o.compression = compression::zstd;
+#elif KEEL_HAVE_LZ4
+    if (cfg_.memory == config::memory_kind::compressed) o.compression = compression::lz4;
+#endif
+    auto m = memory_store::open(o);
+    if (!m) return "memory open failed: " + m.error().message();
+    memory_.emplace(std::move(*m));
+    return std::nullopt;
+  }
+
   std::optional<std::string> open_rocks() {
     rocks_options o;
     o.path = cfg_.rocks_path;
     o.env = cfg_.rocks_env;
+    o.clock = clock_.source();
     o.sync_on_close = false;  // semantics, not durability: the crash test covers that
     std::size_t wbs = cfg_.write_buffer_size;
     o.customize = [wbs](rocksdb::Options& ro) {
@@ -659,7 +720,16 @@ class harness {
     ++stats_.ops;
     // Reopen and compact at the top of the range: runs of zero bytes (common
     // in fuzzer input) then mean puts, not a costly reopen per operation.
-    std::uint32_t op = src.pick(1000);
+    //
+    // Expiry takes the choices 1000 to 1999, which inputs recorded before it
+    // (choices below 1000) never make: they decode exactly as they did. Of
+    // those, the first 2 * ttl_per_mille are the expiry operations, the rest
+    // choose as 0 to 999 do (the main operations lose that weight).
+    std::uint32_t op = src.pick(cfg_.ttl_per_mille ? 2000 : 1000);
+    if (op >= 1000) {
+      if (op - 1000 < 2 * cfg_.ttl_per_mille) return ttl_step(src);
+      op -= 1000;
+    }
     if (op >= 1000 - cfg_.reopen_per_mille) return reopen();
     if (op >= 1000 - cfg_.reopen_per_mille - cfg_.compact_per_mille) return compact(src);
     if (op >= 1000 - cfg_.reopen_per_mille - cfg_.compact_per_mille - cfg_.keyspace_per_mille)
@@ -672,6 +742,7 @@ class harness {
       if (auto e = expect_ok(memory_->put(k, v), "memory", "put")) return e;
       if (auto e = expect_ok(rocks_->put(k, v), "rocksdb", "put")) return e;
       model_[k] = v;
+      deadlines_.erase(k);  // permanent (again)
       log_write(write_set{{k}, {}, "put " + printable(k)});
       return std::nullopt;
     }
@@ -771,6 +842,7 @@ class harness {
     model after = model_;
     write_set w;
     bool valid = true;
+    std::vector<std::string> put_keys;  // made permanent if the batch is written
     std::uint32_t n = src.pick(9);
     std::string text = "batch{";
     for (std::uint32_t i = 0; i < n; ++i) {
@@ -793,6 +865,7 @@ class harness {
         b.put(k, v);
         after[k] = v;
         text += " put " + printable(k);
+        put_keys.push_back(k);
         w.keys.push_back(std::move(k));
       }
     }
@@ -807,6 +880,7 @@ class harness {
     if (auto e = expect_ok(mr, "memory", "write")) return e;
     if (auto e = expect_ok(rr, "rocksdb", "write")) return e;
     model_ = std::move(after);
+    for (const auto& k : put_keys) deadlines_.erase(k);
     w.what = "batch";
     log_write(std::move(w));
     return std::nullopt;
@@ -825,6 +899,7 @@ class harness {
     if (auto e = expect_ok(memory_->put(k, v), "memory", "put")) return e;
     if (auto e = expect_ok(rocks_->put(k, v), "rocksdb", "put")) return e;
     model_[k] = v;
+    deadlines_.erase(k);
     log_write(write_set{{k}, {}, "put " + printable(k)});
     std::string first = model_.begin()->first;
     if (auto e = expect_ok(memory_->erase(first), "memory", "erase")) return e;
@@ -923,6 +998,7 @@ class harness {
       if (auto e = expect_ok(h.mem.put(k, v), "memory", "put" + in)) return e;
       if (auto e = expect_ok(h.rocks.put(k, v), "rocksdb", "put" + in)) return e;
       m[k] = v;
+      ks_deadlines_[name].erase(k);
       return std::nullopt;
     }
     if (op < 37) {  // erase
@@ -1051,6 +1127,7 @@ class harness {
     if (stale_.size() > 4) stale_.erase(stale_.begin());
     handles_.erase(name);
     ks_models_.erase(name);
+    ks_deadlines_.erase(name);
     return compare_keyspace_names();
   }
 
@@ -1070,6 +1147,7 @@ class harness {
     }
     const std::uint32_t n = 1 + src.pick(10);
     const std::uint32_t missing_at = missing.empty() ? n : src.pick(n);
+    std::vector<std::pair<std::string, std::string>> put_keys;  // (keyspace, key): permanent if written
     std::string text = "batch across keyspaces{";
     for (std::uint32_t i = 0; i < n; ++i) {
       std::string name;
@@ -1100,6 +1178,7 @@ class harness {
         std::string k = key(src), v = value(src);
         b.put(ks, k, v);
         if (counts) target[k] = v;
+        if (counts) put_keys.emplace_back(name, k);
         if (counts && name.empty()) w.keys.push_back(k);
         text += " put" + in + " " + printable(k);
       }
@@ -1120,6 +1199,7 @@ class harness {
     if (auto e = expect_ok(rr, "rocksdb", "write across keyspaces")) return e;
     model_ = std::move(after);
     ks_models_ = std::move(ks_after);
+    for (const auto& [name, k] : put_keys) deadlines_of(name).erase(k);
     w.what = "batch across keyspaces";
     log_write(std::move(w));
     return std::nullopt;
@@ -1228,9 +1308,308 @@ class harness {
     if (stale_.size() > 4) stale_.erase(stale_.begin());
     handles_.erase(name);
     ks_models_.erase(name);
+    ks_deadlines_.erase(name);
     const std::string where = " (cursor across the drop of keyspace " + printable(name) + ")";
     if (auto e = compare_cursors(std::move(mcur), std::move(rcur), r, before, where.c_str())) return e;
     return compare_keyspace_names();
+  }
+
+  // ---- expiry ----
+
+  deadline_map& deadlines_of(const std::string& keyspace) {
+    return keyspace.empty() ? deadlines_ : ks_deadlines_[keyspace];
+  }
+
+  // A ttl of a few ms; with `bad`, one that must be refused (zero, negative,
+  // or, with `huge`, a deadline past what the clock can represent).
+  template <class Source>
+  std::chrono::milliseconds ttl(Source& src, bool bad, bool huge = true) {
+    if (!bad) return std::chrono::milliseconds(1 + src.pick(40));
+    switch (src.pick(huge ? 3 : 2)) {
+      case 0: return std::chrono::milliseconds(0);
+      case 1: return std::chrono::milliseconds(-1 - static_cast<std::int64_t>(src.pick(1000)));
+      default: return std::chrono::milliseconds::max();
+    }
+  }
+
+  // The model after the clock moved: keys whose deadline it reached leave
+  // the models of "" and every keyspace. Those of "" count as a write for
+  // the conflict model (a live transaction that read one conflicts).
+  void expire_due(std::vector<std::string>& expired_keys) {
+    const deadline_ms now = clock_.now();
+    auto sweep = [&](model& m, deadline_map& d, std::vector<std::string>* keys) {
+      for (auto it = d.begin(); it != d.end();) {
+        auto found = m.find(it->first);
+        if (found == m.end()) {  // stale: erased since
+          it = d.erase(it);
+          continue;
+        }
+        if (it->second <= now) {
+          ++stats_.expired;
+          if (keys) keys->push_back(it->first);
+          m.erase(found);
+          it = d.erase(it);
+          continue;
+        }
+        ++it;
+      }
+    };
+    sweep(model_, deadlines_, &expired_keys);
+    for (auto& [name, d] : ks_deadlines_)
+      if (auto m = ks_models_.find(name); m != ks_models_.end()) sweep(m->second, d, nullptr);
+    if (expired_keys.empty()) return;
+    if (!txs_.empty()) stats_.expired_in_live_tx += expired_keys.size();
+    log_write(write_set{expired_keys, {}, "expiry of " + std::to_string(expired_keys.size()) + " keys"});
+  }
+
+  // expiry(k) of the store (or the handles of keyspace `keyspace`) on both
+  // backends against the model.
+  std::optional<std::string> compare_expiry(const std::string& keyspace, const std::string& k) {
+    ++stats_.expiry_reads;
+    const model& m = keyspace.empty() ? model_ : ks_models_.at(keyspace);
+    const deadline_map& d = deadlines_of(keyspace);
+    key_expiry want;
+    if (m.count(k)) {
+      want.present = true;
+      if (auto it = d.find(k); it != d.end()) want.deadline = it->second;
+    }
+    result<key_expiry> me = keyspace.empty() ? memory_->expiry(k) : handles_.at(keyspace).mem.expiry(k);
+    result<key_expiry> re = keyspace.empty() ? rocks_->expiry(k) : handles_.at(keyspace).rocks.expiry(k);
+    const std::string in = keyspace.empty() ? std::string() : " in keyspace " + printable(keyspace);
+    auto text = [](const key_expiry& e) {
+      if (!e.present) return std::string("absent");
+      return e.deadline ? "deadline " + std::to_string(*e.deadline) : std::string("permanent");
+    };
+    if (!me) return "memory expiry" + in + " failed: " + me.error().message();
+    if (!re) return "rocksdb expiry" + in + " failed: " + re.error().message();
+    const std::string now = " (the clock reads " + std::to_string(clock_.now()) + ")";
+    if (*me != want)
+      return "memory expiry" + in + " of " + printable(k) + " gave " + text(*me) + ", the model " + text(want) + now;
+    if (*re != want)
+      return "rocksdb expiry" + in + " of " + printable(k) + " gave " + text(*re) + ", the model " + text(want) + now;
+    return std::nullopt;
+  }
+
+  // The next deadline of the models after now, if any.
+  std::optional<deadline_ms> next_deadline() {
+    std::optional<deadline_ms> next;
+    auto consider = [&](const model& m, const deadline_map& d) {
+      for (const auto& [k, dl] : d)
+        if (dl > clock_.now() && m.count(k) && (!next || dl < *next)) next = dl;
+    };
+    consider(model_, deadlines_);
+    for (const auto& [name, d] : ks_deadlines_)
+      if (auto m = ks_models_.find(name); m != ks_models_.end()) consider(m->second, d);
+    return next;
+  }
+
+  template <class Source>
+  std::optional<std::string> ttl_step(Source& src) {
+    const std::uint32_t op = src.pick(100);
+    if (op < 30) return ttl_put(src);
+    if (op < 44) return ttl_batch(src);
+    if (op < 56) return ttl_tx_put(src);
+    if (op < 82) return advance_clock(src);
+    if (op < 97) {  // expiry(k), of a key with a deadline half the time
+      std::string name;
+      if (!handles_.empty() && src.pick(4) == 0) name = existing_keyspace(src);
+      const model& m = name.empty() ? model_ : ks_models_.at(name);
+      std::string k = key_in(src, m);
+      const deadline_map& d = deadlines_of(name);
+      if (!d.empty() && src.pick(2)) {
+        auto it = d.begin();
+        std::advance(it, src.pick(static_cast<std::uint32_t>(std::min<std::size_t>(d.size(), 1 << 16))));
+        k = it->first;
+      }
+      note("expiry " + printable(k) + (name.empty() ? std::string() : " in keyspace " + printable(name)));
+      return compare_expiry(name, k);
+    }
+    // The memory store's sweep: compact() removes the expired entries (on
+    // RocksDB, compact() runs the compaction filter: the compact operation
+    // of step() does that, with the same weight as before expiry).
+    ++stats_.sweeps;
+    note("sweep: compact of memory");
+    if (auto e = expect_ok(memory_->compact(), "memory", "compact (sweep)")) return e;
+    return compare_scan(key_range::all());
+  }
+
+  // store.put (or a keyspace's put) with a ttl; now and then a bad ttl.
+  template <class Source>
+  std::optional<std::string> ttl_put(Source& src) {
+    std::string name;
+    if (!handles_.empty() && src.pick(4) == 0) name = existing_keyspace(src);
+    model& m = name.empty() ? model_ : ks_models_.at(name);
+    const std::string k = key_in(src, m), v = value(src);
+    const bool bad = src.pick(16) == 0;
+    const std::chrono::milliseconds t = ttl(src, bad);
+    const std::string in = name.empty() ? std::string() : " in keyspace " + printable(name);
+    const std::string where = name.empty() ? std::string() : " (keyspace " + printable(name) + ")";
+    note("put " + printable(k) + " = " + printable(v) + " ttl " + std::to_string(t.count()) + " ms" + in);
+    const put_options o{t};
+    auto mr = name.empty() ? memory_->put(k, v, o) : handles_.at(name).mem.put(k, v, o);
+    auto rr = name.empty() ? rocks_->put(k, v, o) : handles_.at(name).rocks.put(k, v, o);
+    if (bad) {
+      ++stats_.ttl_bad;
+      if (auto e = expect_error(mr, errc::invalid_argument, "memory", "put with a bad ttl" + in)) return e;
+      if (auto e = expect_error(rr, errc::invalid_argument, "rocksdb", "put with a bad ttl" + in)) return e;
+      if (auto e = compare_expiry(name, k)) return e;  // nothing written
+      return name.empty() ? compare_point_on(*memory_, *rocks_, k, m, where.c_str())
+                          : compare_point_on(handles_.at(name).mem, handles_.at(name).rocks, k, m, where.c_str());
+    }
+    ++stats_.ttl_puts;
+    if (auto e = expect_ok(mr, "memory", "put with a ttl" + in)) return e;
+    if (auto e = expect_ok(rr, "rocksdb", "put with a ttl" + in)) return e;
+    m[k] = v;
+    deadlines_of(name)[k] = clock_.now() + t.count();
+    if (name.empty()) log_write(write_set{{k}, {}, "put " + printable(k) + " with a ttl"});
+    if (src.pick(4) == 0) return compare_expiry(name, k);
+    return std::nullopt;
+  }
+
+  // A batch across "" and keyspaces of puts with and without ttl, erases
+  // and erase_ranges; now and then one bad ttl: nothing written.
+  template <class Source>
+  std::optional<std::string> ttl_batch(Source& src) {
+    ++stats_.ttl_batches;
+    write_batch b;
+    model after = model_;
+    std::map<std::string, model> ks_after = ks_models_;
+    std::map<std::string, deadline_map> d_after = ks_deadlines_;
+    d_after[""] = deadlines_;
+    write_set w;
+    const std::uint32_t n = 1 + src.pick(8);
+    const std::uint32_t bad_at = src.pick(12) == 0 ? src.pick(n) : n;
+    const deadline_ms now = clock_.now();
+    std::string text = "batch with ttls{";
+    for (std::uint32_t i = 0; i < n; ++i) {
+      std::string name;
+      if (!handles_.empty() && src.pick(3) == 0) name = existing_keyspace(src);
+      model& target = name.empty() ? after : ks_after.at(name);
+      deadline_map& d = d_after[name];
+      const keyspace_name ks(name);
+      const std::string in = name.empty() ? std::string() : "@" + printable(name);
+      const std::uint32_t kind = i == bad_at ? 7 : src.pick(8);
+      if (kind == 0) {
+        key_range r = range(src);
+        if (!erase_range_is_valid(r)) r = key_range::all();
+        b.erase_range(ks, r);
+        erase_range_in(target, r);
+        if (name.empty()) w.ranges.push_back(r);
+        text += " erase_range" + in + " " + describe(r);
+      } else if (kind < 2) {
+        std::string k = key_in(src, target);
+        b.erase(ks, k);
+        target.erase(k);
+        if (name.empty()) w.keys.push_back(k);
+        text += " erase" + in + " " + printable(k);
+      } else {
+        std::string k = key_in(src, target), v = value(src);
+        if (kind < 4) {
+          b.put(ks, k, v);
+          d.erase(k);
+          text += " put" + in + " " + printable(k);
+        } else {
+          const std::chrono::milliseconds t = ttl(src, i == bad_at);
+          b.put(ks, k, v, put_options{t});
+          d[k] = now + t.count();
+          text += " put" + in + " " + printable(k) + " ttl " + std::to_string(t.count());
+        }
+        target[k] = v;
+        if (name.empty()) w.keys.push_back(k);
+      }
+    }
+    note(text + " }");
+    auto mr = memory_->write(b);
+    auto rr = rocks_->write(b);
+    if (bad_at < n) {
+      ++stats_.ttl_bad;
+      if (auto e = expect_error(mr, errc::invalid_argument, "memory", "write with a bad ttl")) return e;
+      if (auto e = expect_error(rr, errc::invalid_argument, "rocksdb", "write with a bad ttl")) return e;
+      if (auto e = compare_keyspaces()) return e;
+      return compare_scan(key_range::all());
+    }
+    if (auto e = expect_ok(mr, "memory", "write with ttls")) return e;
+    if (auto e = expect_ok(rr, "rocksdb", "write with ttls")) return e;
+    model_ = std::move(after);
+    ks_models_ = std::move(ks_after);
+    deadlines_ = std::move(d_after[""]);
+    d_after.erase("");
+    ks_deadlines_ = std::move(d_after);
+    w.what = "batch with ttls";
+    log_write(std::move(w));
+    return std::nullopt;
+  }
+
+  // A live transaction's put with a ttl (counted from its commit); now and
+  // then a bad one (zero or negative: refused at once, nothing buffered; a
+  // deadline past what the clock holds is found only at commit, so none
+  // here).
+  template <class Source>
+  std::optional<std::string> ttl_tx_put(Source& src) {
+    if (txs_.empty()) return tx_begin();
+    tx_slot& t = *txs_[src.pick(static_cast<std::uint32_t>(txs_.size()))];
+    const std::string k = key_in(src, t.view), v = value(src);
+    const bool bad = src.pick(16) == 0;
+    const std::chrono::milliseconds ttl_ms = ttl(src, bad, false);
+    note(t.name() + " put " + printable(k) + " = " + printable(v) + " ttl " + std::to_string(ttl_ms.count()) + " ms");
+    auto mr = t.mem.put(k, v, put_options{ttl_ms});
+    auto rr = t.rocks.put(k, v, put_options{ttl_ms});
+    if (bad) {
+      ++stats_.ttl_bad;
+      if (auto e = expect_error(mr, errc::invalid_argument, "memory", "transaction put with a bad ttl")) return e;
+      return expect_error(rr, errc::invalid_argument, "rocksdb", "transaction put with a bad ttl");
+    }
+    ++stats_.ttl_tx_puts;
+    if (auto e = expect_ok(mr, "memory", "transaction put with a ttl")) return e;
+    if (auto e = expect_ok(rr, "rocksdb", "transaction put with a ttl")) return e;
+    t.view[k] = v;
+    t.ops.push_back(tx_op::write(tx_op::kind::put, k, v, ttl_ms));
+    t.own_keys.insert(k);
+    t.writes.keys.push_back(k);
+    return std::nullopt;
+  }
+
+  // The clock moves: a few ms, exactly to the next deadline, to one ms
+  // before it, or past every deadline; then the keys that expired are
+  // read on both backends (absent) and, now and then, everything.
+  template <class Source>
+  std::optional<std::string> advance_clock(Source& src) {
+    ++stats_.clock_advances;
+    const std::uint32_t how = src.pick(8);
+    const auto next = next_deadline();
+    deadline_ms to = clock_.now() + 1 + src.pick(16);
+    if (how == 0 && next) to = *next;
+    if (how == 1 && next && *next - 1 > clock_.now()) to = *next - 1;
+    if (how == 2) to = clock_.now() + 1000;
+    note("clock +" + std::to_string(to - clock_.now()) + " ms");
+    clock_.set(to);
+    std::vector<std::string> expired;
+    expire_due(expired);
+    for (std::size_t i = 0; i < expired.size() && i < 2; ++i) {
+      if (auto e = compare_point_on(*memory_, *rocks_, expired[i], model_, " (just expired)")) return e;
+      if (auto e = compare_expiry("", expired[i])) return e;
+    }
+    if (!expired.empty()) {  // multi_get of them (absent) and a live key
+      std::vector<std::string> keys(expired.begin(), expired.begin() + std::min<std::ptrdiff_t>(4, std::ssize(expired)));
+      if (!model_.empty()) keys.push_back(model_.begin()->first);
+      auto mg = memory_->multi_get(keys);
+      auto rg = rocks_->multi_get(keys);
+      if (!mg) return "memory multi_get failed: " + mg.error().message();
+      if (!rg) return "rocksdb multi_get failed: " + rg.error().message();
+      if (mg->size() != keys.size() || rg->size() != keys.size()) return std::string("multi_get: wrong result count");
+      for (std::size_t i = 0; i < keys.size(); ++i) {
+        std::optional<std::string> want;
+        if (auto it = model_.find(keys[i]); it != model_.end()) want = it->second;
+        if ((*mg)[i] != want || (*rg)[i] != want)
+          return "multi_get (just expired) of " + printable(keys[i]) + " gave memory " + printable_value((*mg)[i]) +
+                 ", rocksdb " + printable_value((*rg)[i]) + ", the model " + printable_value(want);
+      }
+    }
+    if (src.pick(8) == 0) {
+      if (auto e = compare_keyspaces()) return e;
+      return compare_scan(src.pick(2) ? key_range::all() : key_range::all().reversed());
+    }
+    return std::nullopt;
   }
 
   // ---- transactions ----
@@ -1405,6 +1784,7 @@ class harness {
       if (auto e = expect_ok(memory_->put(sk, sv), "memory", "put")) return e;
       if (auto e = expect_ok(rocks_->put(sk, sv), "rocksdb", "put")) return e;
       model_[sk] = sv;
+      deadlines_.erase(sk);
       log_write(write_set{{sk}, {}, "put " + printable(sk)});
       if (!ended_m) mc.advance();
       if (!ended_r) rc.advance();
@@ -1500,6 +1880,14 @@ class harness {
         if (auto e = replay(t.ops, serial))
           return t.name() + " committed, but it read something a serial run in commit order does not: " + *e;
         model_ = std::move(serial);
+        // Its ttls count from the commit (the clock does not move meanwhile).
+        for (const auto& o : t.ops) {
+          if (o.what != tx_op::kind::put) continue;
+          if (o.ttl)
+            deadlines_[o.key] = clock_.now() + o.ttl->count();
+          else
+            deadlines_.erase(o.key);
+        }
         t.writes.what = t.name() + "'s commit";
         write_set w = std::move(t.writes);
         txs_.erase(txs_.begin() + static_cast<std::ptrdiff_t>(index));
@@ -1589,9 +1977,15 @@ class harness {
     memory_.reset();
     open_counts_ = {};
     if (auto e = open_rocks()) return e;
-    auto m = memory_store::open({});
-    if (!m) return "memory reopen failed: " + m.error().message();
-    memory_.emplace(std::move(*m));
+    if (auto e = open_memory()) return "reopen: " + *e;
+    if (cfg_.memory == config::memory_kind::persisted) {  // it kept its data, deadlines and keyspaces
+      for (const auto& [name, m] : ks_models_)
+        if (auto e = open_handles(name)) return e;
+      if (auto e = compare_keyspaces()) return e;
+      if (!deadlines_.empty())
+        if (auto e = compare_expiry("", deadlines_.begin()->first)) return e;
+      return compare_scan(key_range::all());
+    }
     auto fresh = drain(memory_->scan());
     if (!fresh || !fresh->empty()) return std::string("the memory store is not empty after reopen");
     // RocksDB keeps its keyspaces (column families); the memory store starts
@@ -1600,11 +1994,20 @@ class harness {
     if (!names_m || *names_m != std::vector<std::string>{""})
       return std::string("the memory store has keyspaces besides \"\" after reopen");
     if (auto e = compare_keyspace_names(false)) return e;
+    // Keys with a deadline are loaded with what is left of their ttl (more
+    // than 0: the model holds no key whose deadline has passed).
     write_batch load;
-    for (const auto& [k, v] : model_) load.put(k, v);
+    auto load_one = [&](const std::string& name, const std::string& k, const std::string& v) {
+      const deadline_map& d = deadlines_of(name);
+      if (auto it = d.find(k); it != d.end())
+        load.put(keyspace_name(name), k, v, put_options{std::chrono::milliseconds(it->second - clock_.now())});
+      else
+        load.put(keyspace_name(name), k, v);
+    };
+    for (const auto& [k, v] : model_) load_one("", k, v);
     for (const auto& [name, m] : ks_models_) {
       if (auto e = open_handles(name)) return e;
-      for (const auto& [k, v] : m) load.put(keyspace_name(name), k, v);
+      for (const auto& [k, v] : m) load_one(name, k, v);
     }
     if (auto e = expect_ok(memory_->write(load), "memory", "load after reopen")) return e;
     if (auto e = compare_keyspaces()) return e;
@@ -1612,6 +2015,9 @@ class harness {
   }
 
   config cfg_;
+  fake_clock clock_;                             // what both stores read; only the harness moves it
+  deadline_map deadlines_;                       // of model_
+  std::map<std::string, deadline_map> ks_deadlines_;  // of ks_models_, by keyspace name
   std::map<std::string, model> ks_models_;       // every keyspace but "" that exists, by name
   std::map<std::string, ks_handles> handles_;    // their handles
   std::vector<ks_handles> stale_;                // handles of dropped keyspaces (the latest few)
