@@ -44,6 +44,15 @@ class memory_cursor {
     return value_buffer_;
   }
   const std::optional<keel::error>& error() const noexcept { return error_; }
+  // The deadline_cursor members (contract.hpp; for export and copy): whether
+  // an entry may have a deadline (the store had held one when the cursor was
+  // made), and the current entry's (precondition valid()).
+  bool holds_deadlines() const noexcept { return !time_.never_hides(); }
+  std::optional<deadline_ms> deadline() const noexcept {
+    const detail::pb_entry* e = it_->entry();
+    if (!e->has_deadline()) return std::nullopt;
+    return e->deadline();
+  }
 
   void next() {
     if (!valid_) return;
