@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "support/cli_run.hpp"
 #include "support/fake_clock.hpp"
 #include "support/temp_dir.hpp"
 
@@ -1169,5 +1170,70 @@ TEST_SUITE("dump") {
     auto c = keel::verify_dump(tmp.path() / "cut.dump");
     REQUIRE_FALSE(c);
     CHECK(c.error().code() == errc::corruption);
+  }
+
+  TEST_CASE("keel import, export and migrate carry deadlines and print the expired ones skipped") {
+    using keel::test::run_cli;
+    temp_dir tmp;
+    const keel::deadline_ms now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      std::chrono::system_clock::now().time_since_epoch())
+                                      .count();
+    const keel::deadline_ms later = now + 3600 * 1000;
+    const std::string dump = (tmp.path() / "ttl.dump").string();
+    {
+      keel::dump_writer w;
+      REQUIRE(w.open(dump));
+      REQUIRE(w.allow_deadlines());
+      REQUIRE(w.add(keel::keyspace_name(""), "gone", "1", keel::deadline_ms{1000}));  // 1970: passed
+      REQUIRE(w.add(keel::keyspace_name(""), "kept", "22", later));
+      REQUIRE(w.add("plain", "333"));
+      REQUIRE(w.finish());
+    }
+    const std::string db = (tmp.path() / "db").string();
+    auto imp = run_cli({"--db", db, "--json", "import", dump});
+    CHECK(imp.status == 0);
+    CHECK(imp.out == "{\"records\":3,\"payload_bytes\":19,\"expired_skipped\":1}\n");
+    auto text = run_cli({"--db", (tmp.path() / "db2").string(), "import", dump});
+    CHECK(text.status == 0);
+    CHECK(text.says("imported 3 records from " + dump + " (1 of them had expired"));
+    {
+      auto rocks = open_rocks(db);
+      CHECK((contents(rocks) == std::map<std::string, std::string>{{"kept", "22"}, {"plain", "333"}}));
+      auto e = rocks.expiry("kept");
+      REQUIRE(e);
+      REQUIRE(e->deadline);
+      CHECK(*e->deadline >= later);
+      CHECK(*e->deadline <= later + 5000);  // the ttl counts from the write: a few ms later at most
+      CHECK(*rocks.expiry("plain") == keel::key_expiry{true, std::nullopt});
+    }
+    const std::string out = (tmp.path() / "out.dump").string();
+    auto exp = run_cli({"--db", db, "export", out});
+    CHECK(exp.status == 0);
+    CHECK(exp.says("exported 2 records to " + out));
+    CHECK(exp.says("; 1 with a ttl)"));
+    auto v = keel::verify_dump(out);
+    REQUIRE(v);
+    CHECK(v->version == 3);
+    CHECK(v->deadlines == 1);
+    auto mig = run_cli({"--json", "migrate", db, (tmp.path() / "moved").string()});
+    CHECK(mig.status == 0);
+    CHECK(mig.out == "{\"records\":2,\"payload_bytes\":14}\n");
+    {
+      auto moved = open_rocks(tmp.path() / "moved");
+      auto e = moved.expiry("kept");
+      REQUIRE(e);
+      REQUIRE(e->deadline);
+      CHECK(*e->deadline >= later);
+      CHECK(*e->deadline <= later + 5000);
+    }
+    if constexpr (!keel::expiry_policy<keel::HybridPolicy<>>) {  // a store without expiry: refused, exit 5
+      auto hy = run_cli({"--hybrid", (tmp.path() / "hy").string(), "import", dump});
+      CHECK(hy.status == 5);
+      CHECK(hy.says("holds 2 records with a deadline"));
+      CHECK(hy.says("nothing was written"));
+      auto hm = run_cli({"migrate", db, "hybrid:" + (tmp.path() / "hy2").string()});
+      CHECK(hm.status == 5);
+      CHECK(hm.says("the destination has no expiry"));
+    }
   }
 }

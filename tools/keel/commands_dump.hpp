@@ -44,6 +44,16 @@ inline batch_size batch_limits([[maybe_unused]] const cli_store& store) {
   return b;
 }
 
+// `,"name":n` for a JSON line, or nothing when n is 0 (the lines of stores
+// without ttl stay as they were).
+inline std::string count_field(const char* name, std::uint64_t n) {
+  return n ? ",\"" + std::string(name) + "\":" + std::to_string(n) : std::string();
+}
+// " (n of them expired ...)" for a text line, or nothing when n is 0.
+inline std::string expired_note(std::uint64_t n) {
+  return n ? " (" + std::to_string(n) + " of them had expired by the destination's clock: not written)" : std::string();
+}
+
 // export FILE|- [--prefix P] [--from K] [--to K]: the records of the
 // keyspace of --keyspace (default ""; a missing one exits 1).
 inline int cmd_export(const cli& c) {
@@ -78,16 +88,6 @@ inline int cmd_export(const cli& c) {
       return exit_ok;
     });
   });
-}
-
-// `,"name":n` for a JSON line, or nothing when n is 0 (the lines of stores
-// without ttl stay as they were).
-inline std::string count_field(const char* name, std::uint64_t n) {
-  return n ? ",\"" + std::string(name) + "\":" + std::to_string(n) : std::string();
-}
-// " (n of them expired ...)" for a text line, or nothing when n is 0.
-inline std::string expired_note(std::uint64_t n) {
-  return n ? " (" + std::to_string(n) + " of them had expired by the destination's clock: not written)" : std::string();
 }
 
 // What the messages of an import or a verify call FILE: "" (its path) or
@@ -185,12 +185,14 @@ inline int cmd_import(const cli& c) {
   if (!file) return dump_input_failed(file.error());
   const std::string import_file = *file;
   const std::string source_name = dump_source_name(c.args[1]);
+  std::uint64_t deadlines = 0;  // records of the dump with a deadline (format 3)
   // The dump is verified before the store is opened, so that a file that is
   // not a dump, a damaged or a missing one creates no store (keel never
   // removes one it created; with_store()).
   const auto verify_first = [&] {
     auto v = keel::verify_dump(import_file, {}, source_name);
     if (!v) return dump_error(v.error());
+    deadlines = v->deadlines;
     // import -k NAME takes a dump of one keyspace (export -k, or a dump of a
     // store without others) into NAME; a dump of several keeps each record
     // in its own keyspace, so NAME would be ambiguous.
@@ -219,7 +221,9 @@ inline int cmd_import(const cli& c) {
         return rc;
       target.into_keyspace = c.keyspace;
     }
-    bool record_refused = false;  // a record the store cannot take (exit 5, not a bad dump)
+    // A record the store cannot take (exit 5, not a bad dump): too large for
+    // etcd, or a deadline for a store without expiry (the import refuses it).
+    bool record_refused = deadlines != 0 && !target.takes_ttl();
 #if KEEL_HAS_ETCD
     if (auto* etcd = store.get_if<keel::EtcdPolicy>()) {
       const keel::etcd_options& o = etcd->policy().config();
