@@ -63,7 +63,7 @@ struct live_of_any<basic_any_store<Ps...>> : std::true_type {
   template <class R, class Self, class F>
   static R with(Self& s, F&& f) {
     std::optional<R> r;
-    ((!r && s.template get_if<Ps>() ? (r.emplace(f(*s.template get_if<Ps>())), true) : false) || ...);
+    (void)((!r && s.template get_if<Ps>() ? (r.emplace(f(*s.template get_if<Ps>())), true) : false) || ...);
     if (r) return std::move(*r);
     return R(closed_error());
   }
@@ -73,7 +73,7 @@ struct live_of_any<basic_any_keyspace<Ps...>> : std::true_type {
   template <class R, class Self, class F>
   static R with(Self& s, F&& f) {
     std::optional<R> r;
-    (try_one<Ps>(s, f, r) || ...);
+    (void)(try_one<Ps>(s, f, r) || ...);
     if (r) return std::move(*r);
     return R(closed_error("keyspace handle (empty)"));
   }
