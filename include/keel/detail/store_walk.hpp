@@ -32,6 +32,8 @@ namespace keel {
 
 template <class... Policies>
 class basic_any_keyspace;
+template <class Policy>
+class basic_keyspace;
 
 namespace detail {
 
@@ -91,6 +93,33 @@ struct live_of_any<basic_any_keyspace<Ps...>> : std::true_type {
 template <class T>
 inline constexpr bool is_any_v = live_of_any<std::remove_const_t<T>>::value;
 
+// The policy of a basic_store, basic_keyspace or basic_snapshot (void for
+// other sources), and whether the source is of an expiry backend whose
+// cursors do not report deadlines: each key's deadline is then asked of the
+// store (expiry(key)), one call per key (etcd: a request).
+template <class T>
+struct policy_of {
+  using type = void;
+};
+template <class P>
+struct policy_of<basic_store<P>> {
+  using type = P;
+};
+template <class P>
+struct policy_of<basic_keyspace<P>> {
+  using type = P;
+};
+template <class P>
+struct policy_of<basic_snapshot<P>> {
+  using type = P;
+};
+template <class Source>
+constexpr bool asks_expiry() {
+  using P = typename policy_of<std::remove_const_t<Source>>::type;
+  if constexpr (std::is_void_v<P>) return false;
+  else return expiry_policy<P> && !deadline_cursor<typename P::cursor_type>;
+}
+
 template <class Source>
 std::shared_ptr<op_counters> counters_of(const Source& s) {
   if constexpr (requires { s.counters(); }) return s.counters();
@@ -126,6 +155,11 @@ result<void> drain_cursor(std::string_view name, Impl impl, const std::shared_pt
   return {};
 }
 
+template <class Impl, class Fn>
+result<void> drain_via(std::string_view name, Impl impl, const std::shared_ptr<op_counters>& counters, Fn fn) {
+  return drain_cursor(name, std::move(impl), counters, fn);
+}
+
 // Reads every entry of `store` in `range` (applied in each keyspace), in
 // every keyspace: first on_names(the sorted names, whether some entry may
 // carry a deadline), then fn(name, key, value, deadline) for each entry
@@ -137,21 +171,36 @@ result<void> drain_cursor(std::string_view name, Impl impl, const std::shared_pt
 // the snapshot; a keyspace dropped meanwhile fails the walk with the
 // backend's error, or, dropped between the listing and keyspace(name), is
 // recreated empty). An expiry backend whose cursors do not report deadlines
-// (contract.hpp, deadline_cursor): errc::not_supported, nothing read.
+// (contract.hpp, deadline_cursor): each key's deadline is asked of the store
+// or keyspace handle after the key is read (expiry(key): a key gone by then
+// is left out), and every keyspace is taken to hold deadlines; a snapshot of
+// one as the source: errc::not_supported, nothing read.
 template <class Store, class OnNames, class Fn>
 result<void> walk_keyspaces(Store& store, const key_range& range, OnNames&& on_names, Fn&& fn) {
   if constexpr (is_any_v<Store>) {
     return live_of_any<std::remove_const_t<Store>>::template with<result<void>>(
         store, [&](auto& live) { return walk_keyspaces(live, range, on_names, fn); });
   } else {
-    if constexpr (requires { typename Store::policy_type; }) {
-      using P = typename Store::policy_type;
-      if constexpr (expiry_policy<P> && !deadline_cursor<typename P::cursor_type>) {
-        return keel::error(errc::not_supported, "the " + std::string(to_string(P::backend_kind)) +
-                                                    " backend's cursors do not report deadlines, so its keys with a "
-                                                    "ttl cannot be exported or copied yet; nothing was read");
-      }
+    constexpr bool ask = asks_expiry<Store>();
+    if constexpr (ask && !requires(const Store& s) { s.expiry(std::string_view()); }) {
+      using P = typename policy_of<std::remove_const_t<Store>>::type;
+      return keel::error(errc::not_supported, "the " + std::string(to_string(P::backend_kind)) +
+                                                  " backend's cursors do not report deadlines, so a snapshot of it "
+                                                  "cannot be exported or copied with them; pass the store; nothing was read");
     }
+    // fn, with the deadline asked of `handle` when the backend's cursors do not tell it.
+    auto asking = [&](const auto& handle) {
+      return [&](std::string_view name, std::string_view key, std::string_view value,
+                            std::optional<deadline_ms> deadline) -> result<void> {
+        if constexpr (ask) {
+          auto e = handle.expiry(key);
+          if (!e) return std::move(e).error();
+          if (!e->present) return {};  // erased or expired since it was read
+          deadline = e->deadline;
+        }
+        return fn(name, key, value, deadline);
+      };
+    };
     std::vector<std::string> names{std::string()};
     if constexpr (keyspace_listing<Store>) {
       auto listed = store.keyspaces();
@@ -164,10 +213,11 @@ result<void> walk_keyspaces(Store& store, const key_range& range, OnNames&& on_n
         if (auto r = on_names(names, impl.holds_deadlines()); !r) return r;
         return drain_cursor("", std::move(impl), counters_of(store), fn);
       } else {
-        if (auto r = on_names(names, false); !r) return r;
+        if (auto r = on_names(names, ask); !r) return r;
+        auto each = asking(store);
         auto c = store.scan(range);
         for (const auto& e : c) {
-          if (auto r = fn(std::string_view(), e.key, e.value, std::optional<deadline_ms>()); !r) return r;
+          if (auto r = each(std::string_view(), e.key, e.value, std::optional<deadline_ms>()); !r) return r;
         }
         if (c.error()) return *c.error();
         return {};
@@ -188,14 +238,20 @@ result<void> walk_keyspaces(Store& store, const key_range& range, OnNames&& on_n
       using impl = std::remove_cvref_t<decltype(snap.scan_impl(range))>;
       std::vector<impl> cursors;
       cursors.reserve(names.size());
-      bool deadlines = false;
+      bool deadlines = ask;
       for (std::size_t i = 0; i < names.size(); ++i) {
         cursors.push_back(handles[i] ? snap.scan_impl(*handles[i], range) : snap.scan_impl(range));
         if constexpr (deadline_cursor<impl>) deadlines = deadlines || cursors.back().holds_deadlines();
       }
       if (auto r = on_names(names, deadlines); !r) return r;
       for (std::size_t i = 0; i < names.size(); ++i) {
-        if (auto r = drain_cursor(names[i], std::move(cursors[i]), snap.counters(), fn); !r) return r;
+        if constexpr (ask) {
+          auto r = handles[i] ? drain_via(names[i], std::move(cursors[i]), snap.counters(), asking(*handles[i]))
+                              : drain_via(names[i], std::move(cursors[i]), snap.counters(), asking(store));
+          if (!r) return r;
+        } else {
+          if (auto r = drain_cursor(names[i], std::move(cursors[i]), snap.counters(), fn); !r) return r;
+        }
       }
       return {};
     } else {
