@@ -192,7 +192,7 @@ result<void> walk_keyspaces(Store& store, const key_range& range, OnNames&& on_n
     auto asking = [&](const auto& handle) {
       return [&](std::string_view name, std::string_view key, std::string_view value,
                             std::optional<deadline_ms> deadline) -> result<void> {
-        if constexpr (ask) {
+        if constexpr (ask && requires { handle.expiry(key); }) {
           auto e = handle.expiry(key);
           if (!e) return std::move(e).error();
           if (!e->present) return {};  // erased or expired since it was read
