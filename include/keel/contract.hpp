@@ -345,8 +345,9 @@ concept watch_policy =
 //   -> bool, false when no entry the cursor hands out can have a deadline
 //   (its keyspace never held one: export keeps the format of before expiry),
 //   and cursor_type::deadline() -> optional<deadline_ms>, the current entry's
-//   deadline (a cursor walked by next()). An expiry backend without them
-//   cannot be exported or copied with its deadlines (errc::not_supported).
+//   deadline (a cursor walked by next()). Without them an export or copy
+//   asks expiry(key) of the store for every key (a call per key) and
+//   always writes a version-3 dump.
 // Every read leaves out a key whose deadline has passed. A backend without
 // expiry refuses a batch with a ttl (basic_store::write: errc::not_supported)
 // rather than write the keys permanent.
