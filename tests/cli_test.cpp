@@ -876,7 +876,7 @@ TEST_SUITE("cli") {
     auto v = run({"--version"});
     CHECK(v.status == 0);
     CHECK(v.out.rfind("keel 0.", 0) == 0);
-    CHECK(v.has("dump format 2"));  // issue 27: dumps with keyspaces (version 1 still written and read)
+    CHECK(v.has("dump format 3"));  // issue 29: dumps with deadlines (versions 1 and 2 still written and read)
 
     CHECK(run({"put", "--db", db, "k", "v"}).status == 0);
     CHECK(run({"get", "--db", db, "k"}).out == "v\n");

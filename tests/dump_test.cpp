@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "support/cli_run.hpp"
+#include "support/fake_clock.hpp"
 #include "support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
@@ -377,14 +379,16 @@ TEST_SUITE("dump") {
     auto missing = keel::verify_dump(tmp.path() / "nope");
     REQUIRE_FALSE(missing);
     CHECK(missing.error().code() == errc::not_found);
-    // A future version is named as such (3: version 2 has keyspaces, issue 27).
+    // A future version is named as such (4: version 2 has keyspaces, issue
+    // 27, version 3 deadlines, issue 29; a keel before 3 refuses it the same way).
     std::string h(keel::dump_magic);
-    keel::detail::put_u32(h, 3);
+    keel::detail::put_u32(h, 4);
     keel::detail::put_u32(h, keel::detail::crc32c(h));
-    spit(tmp.path() / "v2", h);
-    auto v3 = keel::verify_dump(tmp.path() / "v2");
-    REQUIRE_FALSE(v3);
-    CHECK(v3.error().code() == errc::not_supported);
+    spit(tmp.path() / "v4", h);
+    auto v4 = keel::verify_dump(tmp.path() / "v4");
+    REQUIRE_FALSE(v4);
+    CHECK(v4.error().code() == errc::not_supported);
+    CHECK(v4.error().message().find("format version 4; this keel reads versions 1 to 3") != std::string::npos);
   }
 
   TEST_CASE("import and copy cap their batches at batch_records (for etcd's operations per txn)") {
@@ -785,5 +789,451 @@ TEST_SUITE("stats") {
     auto closed = moved.stats();
     REQUIRE_FALSE(closed);
     CHECK(closed.error().code() == errc::closed);
+  }
+}
+
+// Expiry (issue 29): deadlines travel in the dump format (version 3), in
+// copy, and stores without ttl keep the bytes of before.
+namespace {
+
+using namespace std::chrono_literals;
+using keel::test::fake_clock;
+
+// A dump of version 1 (table empty) or 2, byte by byte as the format of
+// before deadlines lays it out (docs/dump-format.md): the fixture the
+// exports of stores without ttl must equal.
+std::string fixture_dump(std::uint32_t version, const std::vector<std::string>& table,
+                         const std::vector<raw_record>& records) {
+  if (version == 2) return raw_v2_dump(table, records);
+  using namespace keel::detail;
+  std::string f(keel::dump_magic);
+  put_u32(f, 1);
+  put_u32(f, crc32c(f));
+  std::string block;
+  std::uint64_t payload = 0;
+  for (const auto& r : records) {
+    put_varint(block, r.key.size());
+    block += r.key;
+    put_varint(block, r.value.size());
+    block += r.value;
+    payload += r.key.size() + r.value.size();
+  }
+  f += "BLK1";
+  put_u32(f, static_cast<std::uint32_t>(records.size()));
+  put_u32(f, static_cast<std::uint32_t>(block.size()));
+  put_u32(f, crc32c(block));
+  f += block;
+  f += "END1";
+  put_u64(f, records.size());
+  put_u64(f, payload);
+  put_u32(f, keel::dump_flag_sorted);
+  put_u32(f, crc32c(f));
+  return f;
+}
+
+// What a store says of keys a, b, c, d (present, deadline).
+template <class Store>
+std::vector<keel::key_expiry> expiries(const Store& s, std::initializer_list<const char*> keys) {
+  std::vector<keel::key_expiry> out;
+  for (const char* k : keys) {
+    auto e = s.expiry(k);
+    REQUIRE(e);
+    out.push_back(*e);
+  }
+  return out;
+}
+
+// a: ttl 10 s, b: permanent, c: ttl 1 s (expired when the clock has moved 2 s), d: ttl 60 s.
+template <class Store>
+void fill_ttl(Store& s) {
+  REQUIRE(s.put("a", "1", {.ttl = 10s}));
+  REQUIRE(s.put("b", "2"));
+  REQUIRE(s.put("c", "3", {.ttl = 1s}));
+  REQUIRE(s.put("d", "4", {.ttl = 60s}));
+}
+
+keel::rocks_store open_rocks_clock(const fs::path& p, const fake_clock& clock) {
+  auto r = keel::rocks_store::open({.path = p, .clock = clock.source()});
+  REQUIRE(r);
+  return std::move(*r);
+}
+keel::memory_store open_memory_clock(const fake_clock& clock) {
+  auto r = keel::memory_store::open({.clock = clock.source()});
+  REQUIRE(r);
+  return std::move(*r);
+}
+
+}  // namespace
+
+TEST_SUITE("dump") {
+  TEST_CASE("deadlines round-trip through a version-3 dump: memory and RocksDB, each way, exactly") {
+    temp_dir tmp;
+    fake_clock clock;
+    const keel::deadline_ms t0 = clock.now();
+    const std::vector<keel::key_expiry> want = {
+        {true, t0 + 10000}, {true, std::nullopt}, {false, std::nullopt}, {true, t0 + 60000}};
+    auto mem = open_memory_clock(clock);
+    auto rocks = open_rocks_clock(tmp.path() / "src", clock);
+    fill_ttl(mem);
+    fill_ttl(rocks);
+    clock.advance(2s);  // c expires: not exported
+    clock.advance(1ms);
+    int n = 0;
+    for (const auto& file : {tmp.path() / "mem.dump", tmp.path() / "rocks.dump"}) {
+      auto info = n++ == 0 ? keel::export_dump(mem, file) : keel::export_dump(rocks, file);
+      REQUIRE(info);
+      CHECK(info->version == 3);
+      CHECK(info->records == 3);
+      CHECK(info->deadlines == 2);
+      CHECK(keel::detail::get_u32(slurp(file).data() + 8) == 3);
+      // The reader hands out each record's deadline.
+      keel::dump_reader r;
+      REQUIRE(r.open(file));
+      std::map<std::string, std::optional<keel::deadline_ms>> seen;
+      for (;;) {
+        auto more = r.next();
+        REQUIRE(more);
+        if (!*more) break;
+        seen[std::string(r.key())] = r.deadline();
+      }
+      CHECK((seen == std::map<std::string, std::optional<keel::deadline_ms>>{
+                         {"a", t0 + 10000}, {"b", std::nullopt}, {"d", t0 + 60000}}));
+      // Into memory and into RocksDB (sorted, only "": formerly the SST path):
+      // the same deadlines, to the millisecond.
+      auto to_mem = open_memory_clock(clock);
+      auto in_mem = keel::import_dump(to_mem, file);
+      REQUIRE(in_mem);
+      CHECK(in_mem->expired_skipped == 0);
+      CHECK(expiries(to_mem, {"a", "b", "c", "d"}) == want);
+      auto to_rocks = open_rocks_clock(tmp.path() / ("dst" + std::to_string(n)), clock);
+      auto in_rocks = keel::import_dump(to_rocks, file);
+      REQUIRE(in_rocks);
+      CHECK(expiries(to_rocks, {"a", "b", "c", "d"}) == want);
+      CHECK((contents(to_rocks) == std::map<std::string, std::string>{{"a", "1"}, {"b", "2"}, {"d", "4"}}));
+      // They keep expiring there: past a's deadline, only b and d.
+      clock.advance(8s);
+      CHECK((contents(to_mem) == std::map<std::string, std::string>{{"b", "2"}, {"d", "4"}}));
+      CHECK((contents(to_rocks) == std::map<std::string, std::string>{{"b", "2"}, {"d", "4"}}));
+      clock.set(t0 + 2001);
+    }
+  }
+
+  TEST_CASE("deadlines round-trip in keyspaces (version 3 with a keyspace table), through any_store too") {
+    temp_dir tmp;
+    fake_clock clock;
+    const keel::deadline_ms t0 = clock.now();
+    auto rocks = open_rocks_clock(tmp.path() / "src", clock);
+    auto users = rocks.keyspace("users");
+    REQUIRE(users);
+    REQUIRE(users->put("u1", "x", {.ttl = 5s}));
+    REQUIRE(users->put("u2", "y"));
+    REQUIRE(rocks.put("plain", "z"));
+    keel::any_store any(std::move(rocks));
+    const auto file = tmp.path() / "ks.dump";
+    auto info = keel::export_dump(any, file);
+    REQUIRE(info);
+    CHECK(info->version == 3);
+    CHECK(info->deadlines == 1);
+    CHECK((info->keyspaces == std::vector<std::string>{"", "users"}));
+    auto dst = open_memory_clock(clock);
+    REQUIRE(keel::import_dump(dst, file));
+    auto dusers = dst.keyspace("users");
+    REQUIRE(dusers);
+    CHECK(*dusers->expiry("u1") == keel::key_expiry{true, t0 + 5000});
+    CHECK(*dusers->expiry("u2") == keel::key_expiry{true, std::nullopt});
+    CHECK(*dst.expiry("plain") == keel::key_expiry{true, std::nullopt});
+  }
+
+  TEST_CASE("stores that never used ttl export byte for byte the format of before; old dumps import unchanged") {
+    temp_dir tmp;
+    fake_clock clock;
+    const std::vector<raw_record> flat = {{0, "a", "1"}, {0, "b", "22"}, {0, std::string("\0", 1), "nul"}};
+    std::vector<raw_record> sorted_flat = {flat[2], flat[0], flat[1]};
+    const std::string v1 = fixture_dump(1, {}, sorted_flat);
+    auto mem = open_memory_clock(clock);
+    auto rocks = open_rocks_clock(tmp.path() / "db", clock);
+    for (const auto& r : flat) {
+      REQUIRE(mem.put(r.key, r.value));
+      REQUIRE(rocks.put(r.key, r.value));
+    }
+    REQUIRE(keel::export_dump(mem, tmp.path() / "mem.dump"));
+    REQUIRE(keel::export_dump(rocks, tmp.path() / "rocks.dump"));
+    CHECK(slurp(tmp.path() / "mem.dump") == v1);
+    CHECK(slurp(tmp.path() / "rocks.dump") == v1);
+    // With keyspaces: version 2, as before. A ttl in keyspace "other" of
+    // RocksDB (its own tag) leaves the export of keyspace "users" alone.
+    auto users = rocks.keyspace("users");
+    REQUIRE(users);
+    REQUIRE(users->put("u", "v"));
+    std::vector<raw_record> v2_records = {sorted_flat[0], sorted_flat[1], sorted_flat[2], {1, "u", "v"}};
+    std::string v2 = fixture_dump(2, {"", "users"}, v2_records);
+    v2.replace(v2.size() - 8, 4, std::string("\x01\0\0\0", 4));  // the sorted flag, and the CRC again
+    v2.resize(v2.size() - 4);
+    keel::detail::put_u32(v2, keel::detail::crc32c(v2));
+    REQUIRE(keel::export_dump(rocks, tmp.path() / "rocks2.dump"));
+    CHECK(slurp(tmp.path() / "rocks2.dump") == v2);
+    auto other = rocks.keyspace("other");
+    REQUIRE(other);
+    REQUIRE(other->put("o", "1", {.ttl = 1h}));
+    keel::dump_writer w;
+    REQUIRE(w.open(tmp.path() / "users.dump"));
+    REQUIRE(keel::export_to(*users, w));
+    CHECK(slurp(tmp.path() / "users.dump") == fixture_dump(1, {}, {{0, "u", "v"}}));
+
+    // The fixtures (what keel wrote before deadlines) import into stores
+    // with expiry: every key permanent.
+    spit(tmp.path() / "v1.dump", v1);
+    spit(tmp.path() / "v2.dump", v2);
+    auto dst = open_memory_clock(clock);
+    auto in1 = keel::import_dump(dst, tmp.path() / "v1.dump");
+    REQUIRE(in1);
+    CHECK(in1->version == 1);
+    CHECK(in1->deadlines == 0);
+    auto dst_rocks = open_rocks_clock(tmp.path() / "dst", clock);
+    REQUIRE(keel::import_dump(dst_rocks, tmp.path() / "v2.dump"));
+    for (const auto& r : flat) {
+      CHECK(*dst.expiry(r.key) == keel::key_expiry{true, std::nullopt});
+      CHECK(*dst_rocks.expiry(r.key) == keel::key_expiry{true, std::nullopt});
+    }
+    auto dusers = dst_rocks.keyspace("users");
+    REQUIRE(dusers);
+    CHECK(*dusers->expiry("u") == keel::key_expiry{true, std::nullopt});
+  }
+
+  TEST_CASE("a record whose deadline has passed at import is skipped and counted; copy does the same") {
+    temp_dir tmp;
+    fake_clock src_clock, dst_clock;
+    const keel::deadline_ms t0 = src_clock.now();
+    auto mem = open_memory_clock(src_clock);
+    fill_ttl(mem);  // c (1 s) is live at the export
+    const auto file = tmp.path() / "ttl.dump";
+    auto info = keel::export_dump(mem, file);
+    REQUIRE(info);
+    CHECK(info->deadlines == 3);
+    dst_clock.advance(10s);  // the destination's clock is 10 s on: a (10 s) and c (1 s) have passed
+    for (int rocks_side = 0; rocks_side < 2; ++rocks_side) {
+      CAPTURE(rocks_side);
+      auto check = [&](auto& dst, std::uint64_t skipped) {
+        CHECK(skipped == 2);
+        CHECK((contents(dst) == std::map<std::string, std::string>{{"b", "2"}, {"d", "4"}}));
+        CHECK(*dst.expiry("d") == keel::key_expiry{true, t0 + 60000});
+        CHECK(*dst.expiry("a") == keel::key_expiry{});
+      };
+      if (rocks_side) {
+        auto dst = open_rocks_clock(tmp.path() / "imp", dst_clock);
+        auto in = keel::import_dump(dst, file);
+        REQUIRE(in);
+        CHECK(in->records == 4);
+        check(dst, in->expired_skipped);
+        auto cdst = open_rocks_clock(tmp.path() / "copy", dst_clock);
+        auto n = keel::copy(mem, cdst);
+        REQUIRE(n);
+        check(cdst, n->expired_skipped);
+      } else {
+        auto dst = open_memory_clock(dst_clock);
+        auto in = keel::import_dump(dst, file);
+        REQUIRE(in);
+        check(dst, in->expired_skipped);
+        auto cdst = open_memory_clock(dst_clock);
+        auto n = keel::copy(mem, cdst);
+        REQUIRE(n);
+        CHECK(n->records == 4);
+        check(cdst, n->expired_skipped);
+      }
+    }
+  }
+
+  TEST_CASE("copy carries deadlines: memory -> RocksDB in keyspaces, RocksDB -> any_store on memory") {
+    temp_dir tmp;
+    fake_clock clock;
+    const keel::deadline_ms t0 = clock.now();
+    auto mem = open_memory_clock(clock);
+    auto sessions = mem.keyspace("sessions");
+    REQUIRE(sessions);
+    REQUIRE(sessions->put("s1", "tok", {.ttl = 30s}));
+    REQUIRE(mem.put("p", "perm"));
+    REQUIRE(mem.put("t", "temp", {.ttl = 2s}));
+    auto rocks = open_rocks_clock(tmp.path() / "db", clock);
+    auto n = keel::copy(mem, rocks);
+    REQUIRE(n);
+    CHECK(n->records == 3);
+    auto rs = rocks.keyspace("sessions");
+    REQUIRE(rs);
+    CHECK(*rs->expiry("s1") == keel::key_expiry{true, t0 + 30000});
+    CHECK(*rocks.expiry("t") == keel::key_expiry{true, t0 + 2000});
+    CHECK(*rocks.expiry("p") == keel::key_expiry{true, std::nullopt});
+    keel::any_store dst(open_memory_clock(clock));
+    REQUIRE(keel::copy(rocks, dst));
+    auto* live = dst.get_if<keel::MemoryPolicy>();
+    REQUIRE(live);
+    CHECK(*live->expiry("t") == keel::key_expiry{true, t0 + 2000});
+    auto ds = live->keyspace("sessions");
+    REQUIRE(ds);
+    CHECK(*ds->expiry("s1") == keel::key_expiry{true, t0 + 30000});
+  }
+
+  TEST_CASE("deadlines into a destination without expiry: refused with not_supported, nothing written") {
+    temp_dir tmp;
+    fake_clock clock;
+    auto mem = open_memory_clock(clock);
+    fill_ttl(mem);
+    const auto file = tmp.path() / "ttl.dump";
+    REQUIRE(keel::export_dump(mem, file));
+    // A destination that keeps no ttl (as a backend without expiry: etcd,
+    // PostgreSQL, hybrid before its expiry) says so by takes_ttl().
+    struct no_expiry {
+      std::map<std::string, std::string> data;
+      bool takes_ttl() const { return false; }
+      keel::result<void> write(const keel::write_batch& b) {
+        for (const auto& op : b) data.insert_or_assign(std::string(op.key), std::string(op.value));
+        return {};
+      }
+    };
+    for (bool skip_verify : {false, true}) {
+      no_expiry dst;
+      keel::import_options o;
+      o.skip_verify = skip_verify;
+      auto r = keel::import_dump(dst, file, o);
+      REQUIRE_FALSE(r);
+      CHECK(r.error().code() == errc::not_supported);
+      CHECK(r.error().message().find("holds 3 records with a deadline") != std::string::npos);
+      CHECK(dst.data.empty());
+    }
+    no_expiry cdst;
+    auto c = keel::copy(mem, cdst);
+    REQUIRE_FALSE(c);
+    CHECK(c.error().code() == errc::not_supported);
+    CHECK(cdst.data.empty());
+    // A dump without deadlines goes into it as before.
+    auto plain = keel::memory_store::open({});
+    REQUIRE(plain);
+    REQUIRE(plain->put("k", "v"));
+    REQUIRE(keel::export_dump(*plain, tmp.path() / "plain.dump"));
+    no_expiry pdst;
+    REQUIRE(keel::import_dump(pdst, tmp.path() / "plain.dump"));
+    CHECK(pdst.data.size() == 1);
+    if constexpr (!keel::expiry_policy<keel::HybridPolicy<>>) {  // the hybrid store before its expiry
+      auto hy = keel::hybrid_store::open({.path = tmp.path() / "hy"});
+      REQUIRE(hy);
+      auto r = keel::import_dump(*hy, file);
+      REQUIRE_FALSE(r);
+      CHECK(r.error().code() == errc::not_supported);
+      CHECK(contents(*hy).empty());
+    }
+  }
+
+  TEST_CASE("dump_writer and dump_reader: a deadline needs allow_deadlines(); a cut deadline is damage") {
+    temp_dir tmp;
+    keel::dump_writer w;
+    REQUIRE(w.open(tmp.path() / "w.dump"));
+    auto bad = w.add(keel::keyspace_name(""), "k", "v", keel::deadline_ms{5});
+    REQUIRE_FALSE(bad);
+    CHECK(bad.error().code() == errc::invalid_argument);
+    REQUIRE(w.allow_deadlines());
+    REQUIRE(w.add(keel::keyspace_name(""), "k", "v", keel::deadline_ms{-5}));
+    REQUIRE(w.add("l", "w"));
+    CHECK_FALSE(w.allow_deadlines());  // after a record
+    auto info = w.finish();
+    REQUIRE(info);
+    CHECK(info->version == 3);
+    CHECK(info->deadlines == 1);
+    // Layout: header, table {""}, one block: (0*2+1, deadline, k, v), (0, l, w).
+    std::string bytes = slurp(tmp.path() / "w.dump");
+    const std::size_t block = 16 + 16 + 1;
+    REQUIRE(bytes.substr(block, 4) == "BLK1");
+    const std::string payload = bytes.substr(block + 16, keel::detail::get_u32(bytes.data() + block + 8));
+    std::string want;
+    keel::detail::put_varint(want, 1);
+    keel::detail::put_u64(want, static_cast<std::uint64_t>(std::int64_t{-5}));
+    want += std::string("\x01k\x01v\x00\x01l\x01w", 9);
+    CHECK(payload == want);
+    auto v = keel::verify_dump(tmp.path() / "w.dump");
+    REQUIRE(v);
+    CHECK(v->deadlines == 1);
+    // A record whose deadline is cut short by the block's end: corruption.
+    std::string cut(1, '\x01');
+    cut += std::string(3, '\0');
+    std::string f(keel::dump_magic);
+    keel::detail::put_u32(f, 3);
+    keel::detail::put_u32(f, keel::detail::crc32c(f));
+    std::string names(1, '\0');
+    f += "KSP2";
+    keel::detail::put_u32(f, 1);
+    keel::detail::put_u32(f, 1);
+    keel::detail::put_u32(f, keel::detail::crc32c(names));
+    f += names + "BLK1";
+    keel::detail::put_u32(f, 1);
+    keel::detail::put_u32(f, static_cast<std::uint32_t>(cut.size()));
+    keel::detail::put_u32(f, keel::detail::crc32c(cut));
+    f += cut;
+    spit(tmp.path() / "cut.dump", f);
+    auto c = keel::verify_dump(tmp.path() / "cut.dump");
+    REQUIRE_FALSE(c);
+    CHECK(c.error().code() == errc::corruption);
+  }
+
+  TEST_CASE("keel import, export and migrate carry deadlines and print the expired ones skipped") {
+    using keel::test::run_cli;
+    temp_dir tmp;
+    const keel::deadline_ms now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      std::chrono::system_clock::now().time_since_epoch())
+                                      .count();
+    const keel::deadline_ms later = now + 3600 * 1000;
+    const std::string dump = (tmp.path() / "ttl.dump").string();
+    {
+      keel::dump_writer w;
+      REQUIRE(w.open(dump));
+      REQUIRE(w.allow_deadlines());
+      REQUIRE(w.add(keel::keyspace_name(""), "gone", "1", keel::deadline_ms{1000}));  // 1970: passed
+      REQUIRE(w.add(keel::keyspace_name(""), "kept", "22", later));
+      REQUIRE(w.add("plain", "333"));
+      REQUIRE(w.finish());
+    }
+    const std::string db = (tmp.path() / "db").string();
+    auto imp = run_cli({"--db", db, "--json", "import", dump});
+    CHECK(imp.status == 0);
+    CHECK(imp.out == "{\"records\":3,\"payload_bytes\":19,\"expired_skipped\":1}\n");
+    auto text = run_cli({"--db", (tmp.path() / "db2").string(), "import", dump});
+    CHECK(text.status == 0);
+    CHECK(text.says("imported 3 records from " + dump + " (1 of them had expired"));
+    {
+      auto rocks = open_rocks(db);
+      CHECK((contents(rocks) == std::map<std::string, std::string>{{"kept", "22"}, {"plain", "333"}}));
+      auto e = rocks.expiry("kept");
+      REQUIRE(e);
+      REQUIRE(e->deadline);
+      CHECK(*e->deadline >= later);
+      CHECK(*e->deadline <= later + 5000);  // the ttl counts from the write: a few ms later at most
+      CHECK(*rocks.expiry("plain") == keel::key_expiry{true, std::nullopt});
+    }
+    const std::string out = (tmp.path() / "out.dump").string();
+    auto exp = run_cli({"--db", db, "export", out});
+    CHECK(exp.status == 0);
+    CHECK(exp.says("exported 2 records to " + out));
+    CHECK(exp.says("; 1 with a ttl)"));
+    auto v = keel::verify_dump(out);
+    REQUIRE(v);
+    CHECK(v->version == 3);
+    CHECK(v->deadlines == 1);
+    auto mig = run_cli({"--json", "migrate", db, (tmp.path() / "moved").string()});
+    CHECK(mig.status == 0);
+    CHECK(mig.out == "{\"records\":2,\"payload_bytes\":14}\n");
+    {
+      auto moved = open_rocks(tmp.path() / "moved");
+      auto e = moved.expiry("kept");
+      REQUIRE(e);
+      REQUIRE(e->deadline);
+      CHECK(*e->deadline >= later);
+      CHECK(*e->deadline <= later + 5000);
+    }
+    if constexpr (!keel::expiry_policy<keel::HybridPolicy<>>) {  // a store without expiry: refused, exit 5
+      auto hy = run_cli({"--hybrid", (tmp.path() / "hy").string(), "import", dump});
+      CHECK(hy.status == 5);
+      CHECK(hy.says("holds 2 records with a deadline"));
+      CHECK(hy.says("nothing was written"));
+      auto hm = run_cli({"migrate", db, "hybrid:" + (tmp.path() / "hy2").string()});
+      CHECK(hm.status == 5);
+      CHECK(hm.says("the destination has no expiry"));
+    }
   }
 }

@@ -341,10 +341,23 @@ concept watch_policy =
 //   leave expired keys out at; basic_transaction hands it to
 //   commit_transaction() as tx_record::view_time, so that a key read live
 //   and expired by the commit is a conflict (memory does this).
+//   Optional, for export and copy (dump.hpp): cursor_type::holds_deadlines()
+//   -> bool, false when no entry the cursor hands out can have a deadline
+//   (its keyspace never held one: export keeps the format of before expiry),
+//   and cursor_type::deadline() -> optional<deadline_ms>, the current entry's
+//   deadline (a cursor walked by next()). Without them an export or copy
+//   asks expiry(key) of the store for every key (a call per key) and
+//   always writes a version-3 dump.
 // Every read leaves out a key whose deadline has passed. A backend without
 // expiry refuses a batch with a ttl (basic_store::write: errc::not_supported)
 // rather than write the keys permanent.
 // ---------------------------------------------------------------------------
+
+template <class C>
+concept deadline_cursor = requires(const C& c) {
+  { c.holds_deadlines() } -> std::same_as<bool>;
+  { c.deadline() } -> std::same_as<std::optional<deadline_ms>>;
+};
 
 template <class P>
 concept expiry_policy =

@@ -13,6 +13,13 @@
 // write_batches of copy_options::batch_bytes (and at most batch_records
 // entries, when set), each atomic, not the whole copy.
 // Existing keys in the destination are overwritten, others are kept.
+// Expiry (issue 29): a key with a deadline is put with a ttl of that
+// deadline minus the destination's clock (the deadline stays absolute, as
+// in import_dump()); keys expired at the source's read are not copied, and
+// one whose deadline has passed by the destination's clock is skipped and
+// counted (copy_info::expired_skipped). A destination without expiry given a
+// key with a deadline: errc::not_supported, that key and the rest unwritten
+// (batches written before stay; the message says how many records).
 // Needs no backend headers.
 #pragma once
 
@@ -21,7 +28,9 @@
 #include <string_view>
 #include <vector>
 
+#include "detail/store_walk.hpp"
 #include "dump.hpp"
+#include "expiry.hpp"
 #include "key_range.hpp"
 #include "write_batch.hpp"
 
@@ -37,36 +46,33 @@ struct copy_options {
 };
 
 struct copy_info {
-  std::uint64_t records = 0;
+  std::uint64_t records = 0;        // read from the source (expired_skipped included)
   std::uint64_t payload_bytes = 0;
+  std::uint64_t expired_skipped = 0;  // deadline passed by the destination's clock: not written
 };
 
 template <class Source, class Destination>
 result<copy_info> copy(Source& src, Destination& dst, const copy_options& opts = {}) {
-  write_batch batch;
+  detail::record_batcher<Destination> batches(dst, opts.batch_bytes, opts.batch_records, "the source");
   copy_info info;
   progress_info p;
   detail::progress_throttle t{opts.progress};
   auto walked = detail::walk_keyspaces(
       src, opts.range,
-      [&](const std::vector<std::string>& names) { return detail::create_keyspaces(dst, names, "the source"); },
-      [&](std::string_view ks, std::string_view key, std::string_view value) -> result<void> {
-        batch.put(keyspace_name(ks), key, value);
+      [&](const std::vector<std::string>& names, bool) { return detail::create_keyspaces(dst, names, "the source"); },
+      [&](std::string_view ks, std::string_view key, std::string_view value,
+          std::optional<deadline_ms> deadline) -> result<void> {
+        if (auto w = batches.add(ks, key, value, deadline); !w) return w;
         ++info.records;
         info.payload_bytes += key.size() + value.size();
-        if (batch.payload_bytes() >= opts.batch_bytes || (opts.batch_records && batch.size() >= opts.batch_records)) {
-          if (auto w = dst.write(batch); !w) return w;
-          batch.clear();
-        }
         p.records = info.records;
         p.bytes = info.payload_bytes;
         t.tick(p);
         return {};
       });
   if (!walked) return walked.error();
-  if (!batch.empty()) {
-    if (auto w = dst.write(batch); !w) return w.error();
-  }
+  if (auto w = batches.flush(); !w) return w.error();
+  info.expired_skipped = batches.expired_skipped();
   t.tick(p, true);
   return info;
 }

@@ -29,6 +29,8 @@
 #include "detail/encoding.hpp"
 #include "detail/keyspace_text.hpp"
 #include "detail/platform_file.hpp"
+#include "detail/store_walk.hpp"
+#include "expiry.hpp"
 #include "error.hpp"
 #include "key_range.hpp"
 #include "write_batch.hpp"
@@ -39,8 +41,10 @@ namespace keel {
 // Format constants (docs/dump-format.md).
 // ---------------------------------------------------------------------------
 inline constexpr std::string_view dump_magic = "KEELDUMP";  // file header, 8 bytes
-inline constexpr std::uint32_t dump_version = 2;            // the newest version this keel reads
+inline constexpr std::uint32_t dump_version = 3;            // the newest version this keel reads
 inline constexpr std::uint32_t dump_version_flat = 1;       // no keyspace table: every record in ""
+inline constexpr std::uint32_t dump_version_keyspaces = 2;  // a keyspace table, a keyspace per record
+inline constexpr std::uint32_t dump_version_deadlines = 3;  // version 2 + a deadline per record that has one
 inline constexpr std::string_view dump_block_tag = "BLK1";  // 4 bytes
 inline constexpr std::string_view dump_keyspaces_tag = "KSP2";  // version 2: the keyspace table, 4 bytes
 inline constexpr std::string_view dump_end_tag = "END1";    // 4 bytes
@@ -60,6 +64,10 @@ struct dump_info {
   bool sorted = true;               // keys strictly ascending: ingestible as SST files
   // The keyspaces the dump declares, sorted ({""} for a version-1 dump).
   std::vector<std::string> keyspaces{std::string()};
+  std::uint64_t deadlines = 0;  // records that carry a deadline (version 3)
+  // import_dump(): records whose deadline had passed by the destination's
+  // clock, skipped (not written; not counted in `records`' writes).
+  std::uint64_t expired_skipped = 0;
 };
 
 // Progress of a long operation; total_* are 0 when unknown.
@@ -124,20 +132,37 @@ class dump_writer {
       version_ = dump_version_flat;
     } else {
       keyspaces_ = std::move(names);
-      version_ = dump_version;
+      version_ = dump_version_keyspaces;
     }
+    return {};
+  }
+
+  // Declares that records may carry deadlines (add() with a deadline): the
+  // dump is then version 3, which keel before expiry refuses as a newer
+  // version instead of importing the keys permanent. After open() and
+  // before the first record; not called: version 1 or 2, as before expiry.
+  result<void> allow_deadlines() {
+    if (!file_.is_open()) return keel::error(errc::closed, "dump writer is not open");
+    if (started_) return keel::error(errc::invalid_argument, "dump: allow_deadlines() comes before the first record");
+    deadlines_allowed_ = true;
     return {};
   }
 
   // Appends one record, in keyspace "". Keys need not be sorted (the trailer
   // says whether they were).
   result<void> add(std::string_view key, std::string_view value) { return add(keyspace_name(""), key, value); }
+  // With the key's deadline (ms since the Unix epoch; nullopt: permanent):
+  // one without allow_deadlines() first is errc::invalid_argument.
   // Appends one record in keyspace `ks`, which set_keyspaces() declared
   // ("" needs no declaration in a version-1 dump); else errc::invalid_argument.
   // Sorted means: keyspaces in table order, keys strictly ascending in each.
-  result<void> add(keyspace_name ks, std::string_view key, std::string_view value) {
+  result<void> add(keyspace_name ks, std::string_view key, std::string_view value,
+                   std::optional<deadline_ms> deadline = std::nullopt) {
     if (!file_.is_open()) return keel::error(errc::closed, "dump writer is not open");
-    if (key.size() + value.size() + 30 > 0xFFFFFFFFull - dump_block_header_size) {
+    if (deadline && !deadlines_allowed_) {
+      return keel::error(errc::invalid_argument, "dump: a record with a deadline needs allow_deadlines() first");
+    }
+    if (key.size() + value.size() + 40 > 0xFFFFFFFFull - dump_block_header_size) {
       return keel::error(errc::invalid_argument, "dump: a record larger than 4 GiB cannot be written");
     }
     if (ks.name != keyspaces_[index_]) {
@@ -155,10 +180,18 @@ class dump_writer {
     }
     if (sorted_) last_key_.assign(key);
     last_index_ = index_;
-    if (!block_.empty() && block_.size() + key.size() + value.size() + 30 > dump_block_target) {
+    if (!block_.empty() && block_.size() + key.size() + value.size() + 40 > dump_block_target) {
       if (auto r = flush_block(); !r) return r;
     }
-    if (version_ != dump_version_flat) detail::put_varint(block_, index_);
+    if (version_ == dump_version_deadlines) {  // keyspace index * 2 + 1 when a deadline (8 bytes) follows
+      detail::put_varint(block_, index_ * 2 + (deadline ? 1 : 0));
+      if (deadline) {
+        detail::put_u64(block_, static_cast<std::uint64_t>(*deadline));
+        ++deadlines_;
+      }
+    } else if (version_ != dump_version_flat) {
+      detail::put_varint(block_, index_);
+    }
     detail::put_varint(block_, key.size());
     block_.append(key);
     detail::put_varint(block_, value.size());
@@ -189,6 +222,7 @@ class dump_writer {
     info.payload_bytes = payload_;
     info.file_bytes = written_;
     info.sorted = sorted_;
+    info.deadlines = deadlines_;
     if (owns_fd_) {
       if (auto e = file_.sync()) return fail_io(e, "cannot fsync '" + detail::path_text(temp_) + "'");
       if (auto e = file_.close()) return fail_io(e, "cannot close '" + detail::path_text(temp_) + "'");
@@ -218,6 +252,7 @@ class dump_writer {
   result<void> start() {
     if (started_) return {};
     started_ = true;
+    if (deadlines_allowed_) version_ = dump_version_deadlines;
     std::string h(dump_magic);
     detail::put_u32(h, version_);
     detail::put_u32(h, detail::crc32c(h));
@@ -276,6 +311,8 @@ class dump_writer {
   bool sorted_ = true;
   bool started_ = false;  // the header is written
   std::uint32_t version_ = dump_version_flat;
+  bool deadlines_allowed_ = false;  // allow_deadlines(): version 3
+  std::uint64_t deadlines_ = 0;     // records written with a deadline
   std::vector<std::string> keyspaces_{std::string()};  // sorted; a record names its index
   std::size_t index_ = 0, last_index_ = 0;             // of the current and the previous record
 };
@@ -320,9 +357,9 @@ class dump_reader {
     if (detail::get_u32(h.data() + 12) != detail::crc32c(std::string_view(h).substr(0, 12))) {
       return damaged(0, "the header checksum does not match");
     }
-    if (version != dump_version && version != dump_version_flat) {
+    if (version < dump_version_flat || version > dump_version) {
       return keel::error(errc::not_supported, dump_name_ + " has format version " + std::to_string(version) +
-                                                  "; this keel reads versions 1 and " + std::to_string(dump_version));
+                                                  "; this keel reads versions 1 to " + std::to_string(dump_version));
     }
     info_.version = version;
     if (version != dump_version_flat) {
@@ -346,9 +383,20 @@ class dump_reader {
     std::uint64_t klen = 0, vlen = 0;
     std::string_view b(block_);
     if (remaining_in_block_ == 0) return damaged(block_offset_, "the block holds more records than its header says");
+    deadline_.reset();
     if (info_.version != dump_version_flat) {
       std::uint64_t index = 0;
       if (!detail::get_varint(b, pos_, index)) return damaged(block_offset_, "bad record");
+      if (info_.version == dump_version_deadlines) {
+        const bool has_deadline = (index & 1) != 0;
+        index >>= 1;
+        if (has_deadline) {
+          if (b.size() - pos_ < 8) return damaged(block_offset_, "bad record");
+          deadline_ = static_cast<deadline_ms>(detail::get_u64(b.data() + pos_));
+          pos_ += 8;
+          ++deadlines_;
+        }
+      }
       if (index >= info_.keyspaces.size()) {
         return damaged(block_offset_, "a record names keyspace #" + std::to_string(index) + "; the table has " +
                                           std::to_string(info_.keyspaces.size()));
@@ -369,6 +417,9 @@ class dump_reader {
 
   std::string_view key() const noexcept { return key_; }
   std::string_view value() const noexcept { return value_; }
+  // The current record's deadline (ms since the Unix epoch; version 3),
+  // nullopt for a permanent key.
+  std::optional<deadline_ms> deadline() const noexcept { return deadline_; }
   // The current record's keyspace ("" in a version-1 dump), and its index in keyspaces().
   std::string_view keyspace() const noexcept { return info_.keyspaces[index_]; }
   std::size_t keyspace_index() const noexcept { return index_; }
@@ -495,6 +546,7 @@ class dump_reader {
     info_.payload_bytes = bytes;
     info_.file_bytes = offset_;
     info_.sorted = (flags & dump_flag_sorted) != 0;
+    info_.deadlines = deadlines_;
     done_ = true;
     return false;
   }
@@ -509,7 +561,8 @@ class dump_reader {
   std::uint32_t remaining_in_block_ = 0;
   std::string_view key_, value_;
   std::size_t index_ = 0;  // the current record's keyspace, in info_.keyspaces
-  std::uint64_t records_ = 0, payload_ = 0;
+  std::optional<deadline_ms> deadline_;  // the current record's
+  std::uint64_t records_ = 0, payload_ = 0, deadlines_ = 0;
   dump_info info_;
   bool done_ = false;
 };
@@ -564,93 +617,6 @@ inline result<dump_info> verify_dump(const std::filesystem::path& path, const pr
   return detail::verify_dump_records(path, progress, source_name, {});
 }
 
-namespace detail {
-
-// A store that lists its keyspaces (basic_store of a keyspace policy,
-// basic_any_store), and one that opens handles to them (not through const).
-template <class Store>
-concept keyspace_listing = requires(const Store& s) {
-  { s.keyspaces() } -> std::same_as<result<std::vector<std::string>>>;
-};
-template <class Store>
-concept keyspace_opening = requires(Store& s, std::string_view name) {
-  { s.keyspace(name) };
-};
-
-// Reads every entry of `store` in `range` (applied in each keyspace), in
-// every keyspace: first on_names(the sorted names), then fn(name, key,
-// value) for each entry, keyspaces in name order, keys in range order. One
-// consistent view: one scan when the store has only "" (or cannot list
-// keyspaces: a snapshot, a backend without them), else one snapshot read
-// through a handle per keyspace (opened before the snapshot; a keyspace
-// dropped meanwhile fails the walk with the backend's error, or, dropped
-// between the listing and keyspace(name), is recreated empty).
-template <class Store, class OnNames, class Fn>
-result<void> walk_keyspaces(Store& store, const key_range& range, OnNames&& on_names, Fn&& fn) {
-  std::vector<std::string> names{std::string()};
-  if constexpr (keyspace_listing<Store>) {
-    auto listed = store.keyspaces();
-    if (!listed) return std::move(listed).error();
-    names = std::move(*listed);
-  }
-  auto drain = [&](std::string_view name, auto&& cursor) -> result<void> {
-    for (const auto& e : cursor) {
-      if (auto r = fn(name, e.key, e.value); !r) return r;
-    }
-    if (cursor.error()) return *cursor.error();
-    return {};
-  };
-  if (names.size() == 1 && names[0].empty()) {
-    if (auto r = on_names(names); !r) return r;
-    return drain("", store.scan(range));
-  }
-  if constexpr (keyspace_opening<Store>) {
-    using handle = std::remove_cvref_t<decltype(*store.keyspace(std::string_view()))>;
-    std::vector<std::optional<handle>> handles(names.size());
-    for (std::size_t i = 0; i < names.size(); ++i) {
-      if (names[i].empty()) continue;
-      auto h = store.keyspace(names[i]);
-      if (!h) return std::move(h).error();
-      handles[i].emplace(std::move(*h));
-    }
-    auto snap = store.snapshot();
-    if (auto r = on_names(names); !r) return r;
-    for (std::size_t i = 0; i < names.size(); ++i) {
-      auto r = handles[i] ? drain(names[i], snap.scan(*handles[i], range)) : drain("", snap.scan(range));
-      if (!r) return r;
-    }
-    return {};
-  } else {
-    return keel::error(errc::not_supported, "the store has keyspaces, but they cannot be read through a const "
-                                            "reference; pass the store itself; nothing was read");
-  }
-}
-
-// Opens (creating) every keyspace of `names` but "" in `store`, the
-// destination of an import or a copy, before anything is written to it. A
-// destination without keyspaces (no keyspace(name), or not_supported from
-// it) refuses names other than "": errc::not_supported, nothing written.
-template <class Store>
-result<void> create_keyspaces(Store& store, const std::vector<std::string>& names, std::string_view what) {
-  for (const auto& name : names) {
-    if (name.empty()) continue;
-    if constexpr (keyspace_opening<Store>) {
-      auto h = store.keyspace(name);
-      if (!h) {
-        return keel::error(h.error().code(), std::string(what) + " holds keyspace " + keyspace_text(name) +
-                                                 "', which the destination cannot open: " + h.error().message() +
-                                                 "; nothing was written");
-      }
-    } else {
-      return keel::error(errc::not_supported, std::string(what) + " holds keyspace " + keyspace_text(name) +
-                                                  "', and the destination has no keyspaces; nothing was written");
-    }
-  }
-  return {};
-}
-
-}  // namespace detail
-
 // Writes every entry of `store` in `range` to an open writer and finishes it
 // (to stdout: writer.open_fd(1)). Every keyspace (store.keyspaces()): a
 // store with keyspaces other than "" gives a version-2 dump (the range
@@ -658,15 +624,26 @@ result<void> create_keyspaces(Store& store, const std::vector<std::string>& name
 // (or a snapshot, or a backend without keyspaces) a version-1 dump, as
 // before keyspaces. `store` is taken by non-const reference to open
 // keyspace handles (nothing is created: the names are listed first).
+// Expiry (issue 29): each record carries its key's deadline, and keys
+// expired at the time of the read are not written; that makes a version-3
+// dump, but only when a keyspace read may hold deadlines (memory: the store
+// has held one since it was opened; RocksDB: the keyspace has had a ttl,
+// docs/expiry.md): a store that never used ttl gives the dump it gave before.
 template <class Store>
 result<dump_info> export_to(Store& store, dump_writer& w, const key_range& range = key_range::all(),
                             const progress_fn& progress = {}) {
   progress_info p;
   detail::progress_throttle t{progress};
   auto walked = detail::walk_keyspaces(
-      store, range, [&](const std::vector<std::string>& names) { return w.set_keyspaces(names); },
-      [&](std::string_view ks, std::string_view key, std::string_view value) -> result<void> {
-        if (auto r = w.add(keyspace_name(ks), key, value); !r) return r;
+      store, range,
+      [&](const std::vector<std::string>& names, bool deadlines) -> result<void> {
+        if (auto r = w.set_keyspaces(names); !r) return r;
+        if (deadlines) return w.allow_deadlines();
+        return {};
+      },
+      [&](std::string_view ks, std::string_view key, std::string_view value,
+          std::optional<deadline_ms> deadline) -> result<void> {
+        if (auto r = w.add(keyspace_name(ks), key, value, deadline); !r) return r;
         p.records = w.records();
         p.bytes = w.payload_bytes();
         t.tick(p);
@@ -720,6 +697,12 @@ struct import_options {
 // write_batches of import_options::batch_bytes. If the file changes between
 // the passes, the second pass reports it, but the batches already written
 // stay: do not modify a dump while it is imported.
+// Deadlines (version 3): a record with one is put with a ttl of its deadline
+// minus the destination's clock (detail::record_batcher: the deadline stays
+// absolute to within a batch's write); one whose deadline has passed is
+// skipped and counted (dump_info::expired_skipped). A destination without
+// expiry given a dump that holds deadlines: errc::not_supported naming their
+// number, before anything is written.
 template <class Store>
 result<dump_info> import_dump_batches(Store& store, const std::filesystem::path& path,
                                       const import_options& opts = {}) {
@@ -731,31 +714,39 @@ result<dump_info> import_dump_batches(Store& store, const std::filesystem::path&
   }
   dump_reader r;
   if (auto o = r.open(path, opts.source_name); !o) return o.error();
+  if (r.info().version == dump_version_deadlines && !detail::takes_ttl(store)) {
+    if (opts.skip_verify) {  // count the deadlines first
+      auto v = detail::verify_dump_records(path, {}, opts.source_name, {});
+      if (!v) return std::move(v).error();
+      verified = *v;
+    }
+    if (verified.deadlines != 0) {
+      return keel::error(errc::not_supported,
+                         "the dump holds " + std::to_string(verified.deadlines) +
+                             " records with a deadline (ttl), and the destination has no expiry; nothing was written");
+    }
+  }
   if (auto c = detail::create_keyspaces(store, r.keyspaces(), "the dump"); !c) return c.error();
   progress_info p;
   p.total_records = verified.records;
   p.total_bytes = r.file_size();
   detail::progress_throttle t{opts.progress};
-  write_batch batch;
+  detail::record_batcher<Store> batches(store, opts.batch_bytes, opts.batch_records, "the dump");
   for (;;) {
     auto more = r.next();
     if (!more) return std::move(more).error();
     if (!*more) break;
-    batch.put(keyspace_name(r.keyspace()), r.key(), r.value());
-    if (batch.payload_bytes() >= opts.batch_bytes || (opts.batch_records && batch.size() >= opts.batch_records)) {
-      if (auto w = store.write(batch); !w) return w.error();
-      batch.clear();
-    }
+    if (auto w = batches.add(r.keyspace(), r.key(), r.value(), r.deadline()); !w) return w.error();
     p.records = r.records_read();
     p.bytes = r.offset();
     t.tick(p);
   }
-  if (!batch.empty()) {
-    if (auto w = store.write(batch); !w) return w.error();
-  }
+  if (auto w = batches.flush(); !w) return w.error();
   p.bytes = r.offset();
   t.tick(p, true);
-  return r.info();
+  dump_info info = r.info();
+  info.expired_skipped = batches.expired_skipped();
+  return info;
 }
 
 // import_dump_batches() for any store; <keel/dump_rocksdb.hpp> adds the

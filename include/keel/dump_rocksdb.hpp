@@ -9,7 +9,8 @@
 // through write batches, and so do dumps with keyspaces other than ""
 // (version 2): one column family per keyspace, written by cross-keyspace
 // batches (keel does not hand out its column family handles for an
-// ingestion into them yet).
+// ingestion into them yet), and so do dumps with deadlines (a value with a
+// deadline is stored with keel's expiry header, rocksdb/expiry.hpp).
 //
 // The SST files are written to a temporary directory inside the database
 // directory ("<db>/keel-import-<pid>"), so that ingestion can move (hard
@@ -48,7 +49,7 @@ result<dump_info> import_dump(basic_store<RocksPolicy<Tuning>>& store, const std
   import_options rest = opts;
   rest.skip_verify = true;
   const bool default_only = v->keyspaces.size() == 1 && v->keyspaces[0].empty();
-  if (!v->sorted || v->records == 0 || !default_only) {
+  if (!v->sorted || v->records == 0 || !default_only || v->deadlines != 0) {
     return import_dump_batches(store, path, rest);
   }
   auto db_options = store.policy().with_db([](rocksdb::DB& db) { return db.GetOptions(); });

@@ -105,6 +105,20 @@ class basic_store {
     if (!backend_) return closed_error();
     return backend_->expiry(key);
   }
+  // Whether some key may have a deadline now (false: every key is
+  // permanent). Export and copy ask it of a backend whose cursors do not
+  // report deadlines, before asking expiry(key) of every key, so that a
+  // store that never used ttl costs no request per key and exports the dump
+  // format of before. The backend's may_hold_deadlines() where it has one
+  // (etcd: a lease exists; PostgreSQL: the table has its deadline column),
+  // else true.
+  result<bool> may_hold_deadlines() const
+    requires expiry_policy<Policy>
+  {
+    if (!backend_) return closed_error();
+    if constexpr (requires { backend_->may_hold_deadlines(); }) return backend_->may_hold_deadlines();
+    else return true;
+  }
   // The value of key; nullopt (not an error) when the key is absent.
   result<std::optional<std::string>> get(std::string_view key) const {
     // One named result on every path, so that it is constructed in place.

@@ -44,6 +44,16 @@ inline batch_size batch_limits([[maybe_unused]] const cli_store& store) {
   return b;
 }
 
+// `,"name":n` for a JSON line, or nothing when n is 0 (the lines of stores
+// without ttl stay as they were).
+inline std::string count_field(const char* name, std::uint64_t n) {
+  return n ? ",\"" + std::string(name) + "\":" + std::to_string(n) : std::string();
+}
+// " (n of them expired ...)" for a text line, or nothing when n is 0.
+inline std::string expired_note(std::uint64_t n) {
+  return n ? " (" + std::to_string(n) + " of them had expired by the destination's clock: not written)" : std::string();
+}
+
 // export FILE|- [--prefix P] [--from K] [--to K]: the records of the
 // keyspace of --keyspace (default ""; a missing one exits 1).
 inline int cmd_export(const cli& c) {
@@ -62,15 +72,18 @@ inline int cmd_export(const cli& c) {
       bar.done();
       if (!info) return op_error(info.error());
       if (file != "-") {
+        // Keys with a ttl carry their deadline (dump format 3); expired ones are not exported.
         if (c.json)
-          std::printf("{\"records\":%llu,\"payload_bytes\":%llu,\"file_bytes\":%llu}\n",
+          std::printf("{\"records\":%llu,\"payload_bytes\":%llu,\"file_bytes\":%llu%s}\n",
                       static_cast<unsigned long long>(info->records),
                       static_cast<unsigned long long>(info->payload_bytes),
-                      static_cast<unsigned long long>(info->file_bytes));
+                      static_cast<unsigned long long>(info->file_bytes),
+                      count_field("with_ttl", info->deadlines).c_str());
         else
-          std::fprintf(stderr, "keel: exported %llu records to %s (%llu bytes)\n",
+          std::fprintf(stderr, "keel: exported %llu records to %s (%llu bytes%s)\n",
                        static_cast<unsigned long long>(info->records), file.c_str(),
-                       static_cast<unsigned long long>(info->file_bytes));
+                       static_cast<unsigned long long>(info->file_bytes),
+                       info->deadlines ? ("; " + std::to_string(info->deadlines) + " with a ttl").c_str() : "");
       }
       return exit_ok;
     });
@@ -107,6 +120,14 @@ struct write_target {
   std::size_t max_request_bytes = 0;  // 0: no limit (not etcd)
   std::size_t prefix_bytes = 0;       // etcd: the store's prefix length
   bool write_failed = false;
+
+  // Whether the live store keeps a ttl (keel::expiry_policy): an import or a
+  // migrate of keys with a deadline into one that does not is refused.
+  bool takes_ttl() const { return takes_ttl_of(store); }
+  template <class... Ps>
+  static bool takes_ttl_of(const keel::basic_any_store<Ps...>& s) {
+    return ((s.template get_if<Ps>() != nullptr && keel::expiry_policy<Ps>) || ...);
+  }
 
   // On etcd: the request limit of `s` (this target's store).
   void limit_to([[maybe_unused]] const cli_store& s) {
@@ -145,8 +166,10 @@ struct write_target {
       }
       bytes += n;
 #endif
+      keel::put_options o;  // an imported or copied deadline travels as the op's ttl
+      if (op.ttl.count() != 0) o.ttl = op.ttl;
       part.put(keel::keyspace_name(into_keyspace.empty() ? op.keyspace : std::string_view(into_keyspace)), op.key,
-               op.value);
+               op.value, o);
     }
     if (!part.empty()) return store.write(part);
     return {};
@@ -162,12 +185,14 @@ inline int cmd_import(const cli& c) {
   if (!file) return dump_input_failed(file.error());
   const std::string import_file = *file;
   const std::string source_name = dump_source_name(c.args[1]);
+  std::uint64_t deadlines = 0;  // records of the dump with a deadline (format 3)
   // The dump is verified before the store is opened, so that a file that is
   // not a dump, a damaged or a missing one creates no store (keel never
   // removes one it created; with_store()).
   const auto verify_first = [&] {
     auto v = keel::verify_dump(import_file, {}, source_name);
     if (!v) return dump_error(v.error());
+    deadlines = v->deadlines;
     // import -k NAME takes a dump of one keyspace (export -k, or a dump of a
     // store without others) into NAME; a dump of several keeps each record
     // in its own keyspace, so NAME would be ambiguous.
@@ -196,7 +221,9 @@ inline int cmd_import(const cli& c) {
         return rc;
       target.into_keyspace = c.keyspace;
     }
-    bool record_refused = false;  // a record the store cannot take (exit 5, not a bad dump)
+    // A record the store cannot take (exit 5, not a bad dump): too large for
+    // etcd, or a deadline for a store without expiry (the import refuses it).
+    bool record_refused = deadlines != 0 && !target.takes_ttl();
 #if KEEL_HAS_ETCD
     if (auto* etcd = store.get_if<keel::EtcdPolicy>()) {
       const keel::etcd_options& o = etcd->policy().config();
@@ -230,11 +257,12 @@ inline int cmd_import(const cli& c) {
     bar.done();
     if (!info) return record_refused || target.write_failed ? op_error(info.error()) : dump_error(info.error());
     if (c.json)
-      std::printf("{\"records\":%llu,\"payload_bytes\":%llu}\n", static_cast<unsigned long long>(info->records),
-                  static_cast<unsigned long long>(info->payload_bytes));
+      std::printf("{\"records\":%llu,\"payload_bytes\":%llu%s}\n", static_cast<unsigned long long>(info->records),
+                  static_cast<unsigned long long>(info->payload_bytes),
+                  count_field("expired_skipped", info->expired_skipped).c_str());
     else
-      std::fprintf(stderr, "keel: imported %llu records from %s\n", static_cast<unsigned long long>(info->records),
-                   c.args[1] == "-" ? "standard input" : c.args[1].c_str());
+      std::fprintf(stderr, "keel: imported %llu records from %s%s\n", static_cast<unsigned long long>(info->records),
+                   c.args[1] == "-" ? "standard input" : c.args[1].c_str(), expired_note(info->expired_skipped).c_str());
     return exit_ok;
   }, verify_first);
 }
@@ -341,11 +369,13 @@ inline int cmd_migrate(const cli& c) {
   move_hybrid_if_due(*dst, was_in_memory);
   if (auto r = dst->close(); !r) return op_error(r.error());
   if (c.json)
-    std::printf("{\"records\":%llu,\"payload_bytes\":%llu}\n", static_cast<unsigned long long>(n->records),
-                static_cast<unsigned long long>(n->payload_bytes));
+    std::printf("{\"records\":%llu,\"payload_bytes\":%llu%s}\n", static_cast<unsigned long long>(n->records),
+                static_cast<unsigned long long>(n->payload_bytes),
+                count_field("expired_skipped", n->expired_skipped).c_str());
   else
-    std::fprintf(stderr, "keel: copied %llu records (%llu bytes of keys and values)\n",
-                 static_cast<unsigned long long>(n->records), static_cast<unsigned long long>(n->payload_bytes));
+    std::fprintf(stderr, "keel: copied %llu records (%llu bytes of keys and values)%s\n",
+                 static_cast<unsigned long long>(n->records), static_cast<unsigned long long>(n->payload_bytes),
+                 expired_note(n->expired_skipped).c_str());
   return exit_ok;
 }
 

@@ -51,6 +51,25 @@ class any_cursor {
     return std::visit([](const auto& c) -> const std::optional<keel::error>& { return c.error(); }, cursor_);
   }
 
+  // The deadline_cursor members (contract.hpp), of the live cursor when it
+  // has them; a cursor without them holds no deadline.
+  bool holds_deadlines() const {
+    return std::visit(
+        [](const auto& c) {
+          if constexpr (deadline_cursor<std::remove_cvref_t<decltype(c)>>) return c.holds_deadlines();
+          else return false;
+        },
+        cursor_);
+  }
+  std::optional<deadline_ms> deadline() const {
+    return std::visit(
+        [](const auto& c) -> std::optional<deadline_ms> {
+          if constexpr (deadline_cursor<std::remove_cvref_t<decltype(c)>>) return c.deadline();
+          else return std::nullopt;
+        },
+        cursor_);
+  }
+
   std::size_t fill(std::span<cursor_entry> out) {
     return std::visit(
         [&](auto& c) -> std::size_t {

@@ -240,6 +240,16 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
     if (!r) return std::move(r).error();
     return {};
   }
+  // Whether some key may have a deadline: some lease exists in the cluster
+  // (/v3/lease/leases; other clients' leases count too). Export and copy
+  // ask expiry(key) of every key only then (store.hpp, may_hold_deadlines).
+  result<bool> may_hold_deadlines() const {
+    if (!is_open()) return closed_error();
+    auto r = transport_.call("lease/leases", "{}", detail::call_kind::read, "list leases");
+    if (!r) return std::move(r).error();
+    auto it = r->find("leases");
+    return it != r->end() && it->is_array() && !it->empty();
+  }
   // Present, and its lease's remaining TTL (leases.hpp, etcd_key_expiry).
   result<key_expiry> expiry(std::string_view key) const {
     if (!is_open()) return closed_error();

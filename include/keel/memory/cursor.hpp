@@ -44,12 +44,16 @@ class memory_cursor {
     return value_buffer_;
   }
   const std::optional<keel::error>& error() const noexcept { return error_; }
-  // The deadline of the entry at the cursor (ms since the epoch; expiry.hpp),
-  // nullopt when it has none. Precondition valid(). (The hybrid store's move
-  // carries it to RocksDB.)
+  // The deadline_cursor members (contract.hpp; export and copy read them,
+  // and the hybrid store's move carries them to RocksDB): whether an entry
+  // may have a deadline (the store had held one when the cursor was made),
+  // and the current entry's (ms since the epoch; nullopt when it has none;
+  // precondition valid()).
+  bool holds_deadlines() const noexcept { return !time_.never_hides(); }
   std::optional<deadline_ms> deadline() const noexcept {
     const detail::pb_entry* e = it_->entry();
-    return e->has_deadline() ? std::optional<deadline_ms>(e->deadline()) : std::nullopt;
+    if (!e->has_deadline()) return std::nullopt;
+    return e->deadline();
   }
 
   void next() {

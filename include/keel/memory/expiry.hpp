@@ -64,6 +64,10 @@ class read_time {
   static read_time fixed(deadline_ms at) noexcept { return read_time(nullptr, at, true); }
   static read_time live(const clock_source& clock) noexcept { return read_time(&clock, 0, false); }
 
+  // Whether this is never(): the version read held no deadline.
+  bool never_hides() const noexcept {
+    return clock_ == nullptr && at_ == std::numeric_limits<deadline_ms>::min();
+  }
   // Whether `e` has expired at this time.
   bool hides(const pb_entry& e) const {
     if (!e.has_deadline()) return false;

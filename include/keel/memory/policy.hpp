@@ -194,6 +194,7 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     one.put(keyspace_name(ks.name_), key, value, o);
     return write(one);
   }
+  const clock_source& clock() const noexcept { return expiry_.clock(); }  // the store's (dump.hpp: imports)
   result<key_expiry> expiry(std::string_view key) const { return expiry(keyspace_type(std::string(), 0), key); }
   result<key_expiry> expiry(const keyspace_type& ks, std::string_view key) const {
     auto reading = detail::epoch_domain::instance().enter();
@@ -528,7 +529,6 @@ class MemoryPolicy : public std::enable_shared_from_this<MemoryPolicy> {
     expiry_.stop();
     watch_.close();
   }
-
   bool is_open() const noexcept { return versions_.is_open(); }
 
   // Number of keys, exact, in every keyspace (O(number of keyspaces)).

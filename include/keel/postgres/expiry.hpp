@@ -204,6 +204,21 @@ inline result<void> PostgresPolicy::put(std::string_view key, std::string_view v
   });
 }
 
+// Export and copy ask expiry(key) of every key only when this says yes
+// (store.hpp, may_hold_deadlines): the column, known or in the catalog.
+inline result<bool> PostgresPolicy::may_hold_deadlines() const {
+  if (!is_open()) return closed_error();
+  if (expiring()) return true;
+  return pooled<bool>(step::read, "may_hold_deadlines", [&](detail::pg::connection& c) -> result<bool> {
+    detail::pg::failure why;
+    auto r = c.exec_params("SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = '" +
+                               std::string(detail::pg::deadline_column) + "' AND NOT attisdropped",
+                           {quoted_}, deadline(), &why);
+    if (!r) return true;  // cannot tell: every key is asked (its own errors then show)
+    return std::string_view(PQgetvalue(r->get(), 0, 0)) != "0";
+  });
+}
+
 inline result<key_expiry> PostgresPolicy::expiry(std::string_view key) const {
   if (!is_open()) return closed_error();
   const param p[] = {key};

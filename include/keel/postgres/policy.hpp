@@ -348,6 +348,8 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
   // Keyspaces other than "" have no ttl yet: a ttl is not_supported.
   result<void> put(const keyspace_type& ks, std::string_view key, std::string_view value, const put_options& o);
   result<key_expiry> expiry(const keyspace_type& ks, std::string_view key) const;
+  // Whether the table has its deadline column now (the catalog); store.hpp.
+  result<bool> may_hold_deadlines() const;
   // Whether the table has its deadline column (as far as this process knows).
   bool expiring() const noexcept { return expiring_.load(std::memory_order_acquire); }
 

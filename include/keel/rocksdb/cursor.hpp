@@ -81,6 +81,9 @@ struct rocks_cursor_state {
   std::uint64_t tag = 0;
   const clock_source* clock = nullptr;
   std::optional<deadline_ms> at;  // a snapshot's cursor: its time, not the clock
+  // A tagged column family's: the deadline of items[i] (made by the first
+  // copy_live_chunk; none for untagged ones).
+  std::unique_ptr<std::optional<deadline_ms>[]> deadlines;
 
   // copy_chunk for a tagged column family: entries past their deadline are
   // skipped, the others copied without their header.
@@ -88,6 +91,7 @@ struct rocks_cursor_state {
   void copy_live_chunk() {
     rocksdb::Iterator& it = *iterator;
     const deadline_ms now = at ? *at : rocks_now_ms(*clock);
+    if (!deadlines) deadlines = std::make_unique<std::optional<deadline_ms>[]>(max_chunk);
     std::size_t used = 0, n = 0;
     while (n < chunk && it.Valid()) {
       const rocksdb::Slice k = it.key(), raw = it.value();
@@ -105,6 +109,7 @@ struct rocks_cursor_state {
         char* b = buf.get();
         copy_bytes(b + used, k.data(), k.size());
         copy_bytes(b + used + k.size(), v.data(), v.size());
+        deadlines[n] = s.deadline;
         items[n++] = {std::string_view(b + used, k.size()), std::string_view(b + used + k.size(), v.size())};
         used = need;
       }
@@ -285,6 +290,14 @@ class rocks_cursor {
   std::string_view key() const noexcept { return state_->items[state_->pos].key; }
   std::string_view value() const noexcept { return state_->items[state_->pos].value; }
   const std::optional<keel::error>& error() const noexcept { return state_->error; }
+  // The deadline_cursor members (contract.hpp; for export and copy): whether
+  // an entry may have a deadline (the keyspace had a tag when the cursor was
+  // made), and the current entry's (precondition valid()).
+  bool holds_deadlines() const noexcept { return state_->tag != 0; }
+  std::optional<deadline_ms> deadline() const noexcept {
+    if (state_->tag == 0) return std::nullopt;
+    return state_->deadlines[state_->pos];
+  }
 
   void next() {
     if (!state_->valid) return;

@@ -167,6 +167,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   result<void> put(const keyspace_type& ks, std::string_view key, std::string_view value, const put_options& o) {
     return o.ttl ? write_in(ks, write_batch().put(keyspace_name(ks.name()), key, value, o), "put") : put(ks, key, value);
   }
+  const clock_source& clock() const noexcept { return expiry_->clock; }  // the store's (dump.hpp: imports)
   result<key_expiry> expiry(std::string_view key) const { return expiry_in(nullptr, key); }
   result<key_expiry> expiry(const keyspace_type& ks, std::string_view key) const { return expiry_in(&ks, key); }
 
