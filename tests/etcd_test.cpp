@@ -929,6 +929,50 @@ TEST_SUITE("etcd") {
   }
 }
 
+TEST_SUITE("etcd") {
+  // A cluster of its own: whether any lease exists is cluster-wide, and the
+  // shared etcd holds the other cases' leases. Fails when export asks every
+  // key of a store without leases (the dump then is version 3) or when it
+  // drops the deadline of a key that has one.
+  TEST_CASE("etcd expiry: an export without leases is the dump format of before; with one, version 3 and its deadline") {
+    keel::test::etcd_cluster cluster(1);
+    etcd_options o;
+    o.endpoints = cluster.endpoints();
+    o.prefix = "dump/";
+    auto store = etcd_store::open(o);
+    REQUIRE_MESSAGE(store, (store ? "" : store.error().message()));
+    keel::test::temp_dir tmp;
+    REQUIRE(store->put("a", "1"));
+    REQUIRE(store->put("b", "2"));
+    auto plain = keel::export_dump(*store, tmp.path() / "plain.dump");
+    REQUIRE_MESSAGE(plain, (plain ? "" : plain.error().message()));
+    CHECK(plain->version == keel::dump_version_flat);
+    CHECK(plain->records == 2);
+    CHECK(plain->deadlines == 0);
+
+    const auto before = now_ms();
+    REQUIRE(store->put("t", "3", ttl(1h)));
+    auto timed = keel::export_dump(*store, tmp.path() / "timed.dump");
+    REQUIRE_MESSAGE(timed, (timed ? "" : timed.error().message()));
+    CHECK(timed->version == keel::dump_version_deadlines);
+    CHECK(timed->records == 3);
+    CHECK(timed->deadlines == 1);
+    auto mem = keel::memory_store::open();
+    REQUIRE(mem);
+    auto in = keel::import_dump(*mem, tmp.path() / "timed.dump");
+    REQUIRE_MESSAGE(in, (in ? "" : in.error().message()));
+    auto e = mem->expiry("t");
+    REQUIRE(e);
+    REQUIRE(e->deadline);
+    CHECK(*e->deadline > before + 3500 * 1000);
+    CHECK(*e->deadline <= now_ms() + 3602 * 1000);
+    auto p = mem->expiry("a");
+    REQUIRE(p);
+    CHECK(p->present);
+    CHECK_FALSE(p->deadline);
+  }
+}
+
 #if KEEL_HAS_ROCKSDB
 #include <cstdlib>
 
