@@ -1422,6 +1422,42 @@ TEST_SUITE("postgres") {
     CHECK(keel::diagnose_postgres(o).table_shape_ok);
   }
 
+  // Fails when export asks every key of a table without the deadline column
+  // (the dump is then version 3), or when a client that has not seen the
+  // column yet (another one added it) exports the ttl keys as permanent.
+  TEST_CASE("postgres expiry: an export without the deadline column is the format of before; after another client's ttl put, version 3") {
+    if (auto why = no_server()) return skip("postgres: " + *why);
+    postgres_options o;
+    o.conninfo = shared_pg().conninfo();
+    o.table = postgres_backend::next_table();
+    o.expiry_interval = 0ms;
+    auto first = open_store(o);
+    auto second = open_store(o);
+    REQUIRE(first.put("a", "1"));
+    keel::test::temp_dir tmp;
+    auto plain = keel::export_dump(first, tmp.path() / "plain.dump");
+    REQUIRE_MESSAGE(plain, (plain ? "" : plain.error().message()));
+    CHECK(plain->version != keel::dump_version_deadlines);
+    CHECK(plain->records == 1);
+    CHECK(plain->deadlines == 0);
+
+    const auto before = now_ms();
+    REQUIRE(second.put("t", "2", {.ttl = 1h}));
+    CHECK_FALSE(first.policy().expiring());  // the catalog tells it
+    auto timed = keel::export_dump(first, tmp.path() / "timed.dump");
+    REQUIRE_MESSAGE(timed, (timed ? "" : timed.error().message()));
+    CHECK(timed->version == keel::dump_version_deadlines);
+    CHECK(timed->records == 2);
+    CHECK(timed->deadlines == 1);
+    auto mem = keel::memory_store::open();
+    REQUIRE(mem);
+    REQUIRE(keel::import_dump(*mem, tmp.path() / "timed.dump"));
+    auto e = mem->expiry("t");
+    REQUIRE(e);
+    REQUIRE(e->deadline);
+    CHECK(*e->deadline > before + 3500 * 1000);
+  }
+
   // Fails when a transaction that read a key which then expired commits (the
   // server's serializable validation does not see expiry: keel checks), when
   // a transaction's ttl put (also the first of a table) loses its ttl, or when
