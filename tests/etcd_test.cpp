@@ -957,7 +957,7 @@ TEST_SUITE("etcd") {
     CHECK(timed->version == keel::dump_version_deadlines);
     CHECK(timed->records == 3);
     CHECK(timed->deadlines == 1);
-    auto mem = keel::memory_store::open();
+    auto mem = keel::memory_store::open(keel::memory_options{});
     REQUIRE(mem);
     auto in = keel::import_dump(*mem, tmp.path() / "timed.dump");
     REQUIRE_MESSAGE(in, (in ? "" : in.error().message()));

@@ -1449,7 +1449,7 @@ TEST_SUITE("postgres") {
     CHECK(timed->version == keel::dump_version_deadlines);
     CHECK(timed->records == 2);
     CHECK(timed->deadlines == 1);
-    auto mem = keel::memory_store::open();
+    auto mem = keel::memory_store::open(keel::memory_options{});
     REQUIRE(mem);
     REQUIRE(keel::import_dump(*mem, tmp.path() / "timed.dump"));
     auto e = mem->expiry("t");
