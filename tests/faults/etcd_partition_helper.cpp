@@ -402,7 +402,7 @@ int main(int argc, char** argv) {
   const int rounds = argc > 1 ? std::max(1, std::atoi(argv[1])) : 1;
   if (!sh("ip link set lo up")) return 2;
   try {
-    keel::test::etcd_cluster cluster(3, {member_uids});
+    keel::test::etcd_cluster cluster(3, {.member_uids = member_uids, .extra_args = {}});
     std::map<int, keel::test::register_history> histories;
     long long total_ops = 0;
     int partitions = 0, kills = 0;
