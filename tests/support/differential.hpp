@@ -1511,7 +1511,10 @@ class harness {
         } else {
           const std::chrono::milliseconds t = ttl(src, i == bad_at);
           b.put(ks, k, v, put_options{t});
-          d[k] = now + t.count();
+          // A bad ttl (milliseconds::max()) must not overflow here: the
+          // batch is refused whole, this deadline is never used.
+          d[k] = t.count() > std::numeric_limits<std::int64_t>::max() - now ? std::numeric_limits<std::int64_t>::max()
+                                                                             : now + t.count();
           text += " put" + in + " " + printable(k) + " ttl " + std::to_string(t.count());
         }
         target[k] = v;
