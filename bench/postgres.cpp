@@ -64,48 +64,37 @@ std::string key(int i) {
 using keel_bench::latencies;  // bench/latencies.hpp
 
 // ---- keel ------------------------------------------------------------------
+// A store on `table` filled with the benchmark's keys; with `half_ttl`,
+// every second key carries a ttl of an hour (expiry, issue 29: the table
+// then has its deadline column, and reads filter by it).
+keel::postgres_store open_filled(const char* table, bool half_ttl) {
+  keel::postgres_options o;
+  o.conninfo = g_conninfo;
+  o.table = table;
+  o.pool_size = 16;
+  auto st = keel::postgres_store::open(o);
+  if (!st) {
+    std::fprintf(stderr, "open: %s\n", st.error().message().c_str());
+    std::exit(1);
+  }
+  keel::write_batch b;
+  for (int i = 0; i < keys; ++i) {
+    if (half_ttl && i % 2 == 0)
+      b.put(key(i), value256, keel::put_options{.ttl = std::chrono::hours(1)});
+    else
+      b.put(key(i), value256);
+  }
+  if (!st->write(b)) std::exit(1);
+  return std::move(*st);
+}
+
 keel::postgres_store& store() {
-  static keel::postgres_store s = [] {
-    keel::postgres_options o;
-    o.conninfo = g_conninfo;
-    o.table = "bench_keel";
-    o.pool_size = 16;
-    auto st = keel::postgres_store::open(o);
-    if (!st) {
-      std::fprintf(stderr, "open: %s\n", st.error().message().c_str());
-      std::exit(1);
-    }
-    keel::write_batch b;
-    for (int i = 0; i < keys; ++i) b.put(key(i), value256);
-    if (!st->write(b)) std::exit(1);
-    return std::move(*st);
-  }();
+  static keel::postgres_store s = open_filled("bench_keel", false);
   return s;
 }
 
-// The same keys in a table where every second key carries a ttl of an hour
-// (expiry, issue 29: the table has its deadline column; reads filter by it).
 keel::postgres_store& store_half_ttl() {
-  static keel::postgres_store s = [] {
-    keel::postgres_options o;
-    o.conninfo = g_conninfo;
-    o.table = "bench_keel_half_ttl";
-    o.pool_size = 16;
-    auto st = keel::postgres_store::open(o);
-    if (!st) {
-      std::fprintf(stderr, "open: %s\n", st.error().message().c_str());
-      std::exit(1);
-    }
-    keel::write_batch b;
-    for (int i = 0; i < keys; ++i) {
-      if (i % 2 == 0)
-        b.put(key(i), value256, keel::put_options{.ttl = std::chrono::hours(1)});
-      else
-        b.put(key(i), value256);
-    }
-    if (!st->write(b)) std::exit(1);
-    return std::move(*st);
-  }();
+  static keel::postgres_store s = open_filled("bench_keel_half_ttl", true);
   return s;
 }
 
