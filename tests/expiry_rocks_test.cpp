@@ -46,14 +46,18 @@ struct fake_clock {
   std::int64_t now() const { return ms->load(); }
 };
 
+rocks_store open_with(const rocks_options& o) {
+  auto s = rocks_store::open(o);
+  REQUIRE_MESSAGE(s, (s ? "" : s.error().message()));
+  return std::move(*s);
+}
+
 rocks_store open_store(const fs::path& p, const fake_clock& c, bool read_only = false) {
   rocks_options o;
   o.path = p;
   o.clock = c.source();
   o.read_only = read_only;
-  auto s = rocks_store::open(o);
-  REQUIRE_MESSAGE(s, (s ? "" : s.error().message()));
-  return std::move(*s);
+  return open_with(o);
 }
 
 // The column families of the database at `p` (closed).
@@ -123,9 +127,7 @@ rocks_store open_swept(const fs::path& p, const fake_clock& c, std::chrono::mill
   o.path = p;
   o.clock = c.source();
   o.expiry_interval = interval;
-  auto s = rocks_store::open(o);
-  REQUIRE_MESSAGE(s, (s ? "" : s.error().message()));
-  return std::move(*s);
+  return open_with(o);
 }
 
 // The next `n` changes of `w` (each within 5 s), then none within 100 ms.

@@ -785,20 +785,7 @@ class harness {
       for (auto& k : keys) k = key_in(src, model_);
       if (keys.size() > 1 && src.pick(2)) keys.back() = keys.front();
       note("multi_get of " + std::to_string(keys.size()) + " keys");
-      auto mg = memory_->multi_get(keys);
-      auto rg = rocks_->multi_get(keys);
-      if (!mg) return "memory multi_get failed: " + mg.error().message();
-      if (!rg) return "rocksdb multi_get failed: " + rg.error().message();
-      if (mg->size() != keys.size() || rg->size() != keys.size()) return std::string("multi_get: wrong result count");
-      for (std::size_t i = 0; i < keys.size(); ++i) {
-        std::optional<std::string> want;
-        if (auto it = model_.find(keys[i]); it != model_.end()) want = it->second;
-        if ((*mg)[i] != want) return "memory multi_get: key " + std::to_string(i) + " " + printable(keys[i]) + " gave " +
-                                     printable_value((*mg)[i]) + ", the model " + printable_value(want);
-        if ((*rg)[i] != want) return "rocksdb multi_get: key " + std::to_string(i) + " " + printable(keys[i]) +
-                                     " gave " + printable_value((*rg)[i]) + ", the model " + printable_value(want);
-      }
-      return std::nullopt;
+      return compare_multi_get(keys, "multi_get");
     }
     if (op < 54) {  // scan
       ++stats_.scans;
@@ -1364,6 +1351,25 @@ class harness {
 
   // expiry(k) of the store (or the handles of keyspace `keyspace`) on both
   // backends against the model.
+  // multi_get of `keys` on both stores against the model; `what` names the
+  // check in a failure.
+  std::optional<std::string> compare_multi_get(const std::vector<std::string>& keys, const std::string& what) {
+    auto mg = memory_->multi_get(keys);
+    auto rg = rocks_->multi_get(keys);
+    if (!mg) return "memory " + what + " failed: " + mg.error().message();
+    if (!rg) return "rocksdb " + what + " failed: " + rg.error().message();
+    if (mg->size() != keys.size() || rg->size() != keys.size()) return what + ": wrong result count";
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      std::optional<std::string> want;
+      if (auto it = model_.find(keys[i]); it != model_.end()) want = it->second;
+      if ((*mg)[i] != want || (*rg)[i] != want)
+        return what + ": key " + std::to_string(i) + " " + printable(keys[i]) + " gave memory " +
+               printable_value((*mg)[i]) + ", rocksdb " + printable_value((*rg)[i]) + ", the model " +
+               printable_value(want);
+    }
+    return std::nullopt;
+  }
+
   std::optional<std::string> compare_expiry(const std::string& keyspace, const std::string& k) {
     ++stats_.expiry_reads;
     const model& m = keyspace.empty() ? model_ : ks_models_.at(keyspace);
@@ -1595,18 +1601,7 @@ class harness {
     if (!expired.empty()) {  // multi_get of them (absent) and a live key
       std::vector<std::string> keys(expired.begin(), expired.begin() + std::min<std::ptrdiff_t>(4, std::ssize(expired)));
       if (!model_.empty()) keys.push_back(model_.begin()->first);
-      auto mg = memory_->multi_get(keys);
-      auto rg = rocks_->multi_get(keys);
-      if (!mg) return "memory multi_get failed: " + mg.error().message();
-      if (!rg) return "rocksdb multi_get failed: " + rg.error().message();
-      if (mg->size() != keys.size() || rg->size() != keys.size()) return std::string("multi_get: wrong result count");
-      for (std::size_t i = 0; i < keys.size(); ++i) {
-        std::optional<std::string> want;
-        if (auto it = model_.find(keys[i]); it != model_.end()) want = it->second;
-        if ((*mg)[i] != want || (*rg)[i] != want)
-          return "multi_get (just expired) of " + printable(keys[i]) + " gave memory " + printable_value((*mg)[i]) +
-                 ", rocksdb " + printable_value((*rg)[i]) + ", the model " + printable_value(want);
-      }
+      if (auto e = compare_multi_get(keys, "multi_get (just expired)")) return e;
     }
     if (src.pick(8) == 0) {
       if (auto e = compare_keyspaces()) return e;
