@@ -774,6 +774,7 @@ class RocksPolicy<Tuning>::keyspace_type {
 
 }  // namespace keel
 
+#define KEEL_ROCKSDB_POLICY_CLASS_DEFINED  // rocksdb/snapshot.hpp: the class is complete
 #include "snapshot.hpp"  // RocksPolicy<Tuning>::snapshot_type
 
 namespace keel {

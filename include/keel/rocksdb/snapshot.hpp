@@ -1,7 +1,12 @@
 // keel/rocksdb/snapshot.hpp - RocksPolicy<Tuning>::snapshot_type, the RocksDB
-// backend's snapshot. Included by rocksdb/policy.hpp only, after the policy's
-// class (it defines a member class of it); not a header to include alone.
-#pragma once
+// backend's snapshot. It defines a member class of the policy, so
+// rocksdb/policy.hpp includes it after the policy's class; included first, it
+// includes rocksdb/policy.hpp (which includes it again at that point). Hence a
+// plain include guard here, not #pragma once.
+#ifndef KEEL_ROCKSDB_POLICY_CLASS_DEFINED
+#include "policy.hpp"
+#elif !defined(KEEL_ROCKSDB_SNAPSHOT_HPP)
+#define KEEL_ROCKSDB_SNAPSHOT_HPP
 
 #include <memory>
 #include <optional>
@@ -51,3 +56,5 @@ class RocksPolicy<Tuning>::snapshot_type {
 };
 
 }  // namespace keel
+
+#endif  // KEEL_ROCKSDB_SNAPSHOT_HPP
