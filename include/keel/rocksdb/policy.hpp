@@ -10,7 +10,7 @@
 //   rocksdb/errors.hpp      rocksdb::Status -> keel::error
 //   rocksdb/expiry.hpp      expiry: value encoding, compaction filter, a
 //                           watched store's sweep (deletes a watch sees)
-//   rocksdb/snapshot.hpp    snapshot_type
+//   rocksdb/snapshot.hpp    snapshot_type (detail::rocks_snapshot)
 //   rocksdb/tunings.hpp     the tunings (the Tuning parameter)
 //   rocksdb/watch.hpp       watch (read from the WAL), last_seq
 //   rocksdb/reads.hpp       the point read; rocksdb/stats.hpp backend_stats
@@ -88,6 +88,7 @@
 #include "open.hpp"
 #include "options.hpp"
 #include "reads.hpp"
+#include "snapshot.hpp"
 #include "stats.hpp"
 #include "tunings.hpp"
 #include "watch.hpp"
@@ -106,7 +107,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   using options = rocks_options;
   static constexpr keel::backend backend_kind = keel::backend::rocksdb;
   class cursor_type;
-  class snapshot_type;
+  using snapshot_type = detail::rocks_snapshot<RocksPolicy>;  // rocksdb/snapshot.hpp
   class keyspace_type;
   using watch_type = detail::rocks_watch;  // rocksdb/watch.hpp
 
@@ -482,6 +483,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
   }
 
  private:
+  friend class detail::rocks_snapshot<RocksPolicy>;  // reads through read_at, read_in, handle()
   static rocksdb::Slice slice(std::string_view s) { return {s.data(), s.size()}; }
   result<watch_type> watch_in(const std::shared_ptr<detail::rocks_keyspace>& e, const key_range& range,
                               const watch_options& o) const {
@@ -756,6 +758,7 @@ template <class Tuning>
 class RocksPolicy<Tuning>::cursor_type : public detail::rocks_cursor {
  private:
   friend class RocksPolicy;
+  friend class detail::rocks_snapshot<RocksPolicy>;
   explicit cursor_type(detail::rocks_cursor c) : detail::rocks_cursor(std::move(c)) {}
 };
 
@@ -768,16 +771,11 @@ class RocksPolicy<Tuning>::keyspace_type {
 
  private:
   friend class RocksPolicy;
+  friend class detail::rocks_snapshot<RocksPolicy>;
   explicit keyspace_type(std::shared_ptr<detail::rocks_keyspace> e) : entry_(std::move(e)) {}
   std::shared_ptr<detail::rocks_keyspace> entry_;
 };
 
-}  // namespace keel
-
-#define KEEL_ROCKSDB_POLICY_CLASS_DEFINED  // rocksdb/snapshot.hpp: the class is complete
-#include "snapshot.hpp"  // RocksPolicy<Tuning>::snapshot_type
-
-namespace keel {
 
 static_assert(store_policy<RocksPolicy<DefaultTuning>>);
 static_assert(store_policy<RocksPolicy<MacOSTuning>>);

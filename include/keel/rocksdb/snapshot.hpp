@@ -1,27 +1,35 @@
-// keel/rocksdb/snapshot.hpp - RocksPolicy<Tuning>::snapshot_type, the RocksDB
-// backend's snapshot. It defines a member class of the policy, so
-// rocksdb/policy.hpp includes it after the policy's class; included first, it
-// includes rocksdb/policy.hpp (which includes it again at that point). Hence a
-// plain include guard here, not #pragma once.
-#ifndef KEEL_ROCKSDB_POLICY_CLASS_DEFINED
-#include "policy.hpp"
-#elif !defined(KEEL_ROCKSDB_SNAPSHOT_HPP)
-#define KEEL_ROCKSDB_SNAPSHOT_HPP
+// keel/rocksdb/snapshot.hpp - detail::rocks_snapshot<Policy>, the RocksDB
+// backend's snapshot (RocksPolicy<Tuning>::snapshot_type). A template over the
+// policy, so that it needs only the policy's declaration here: its members
+// are instantiated where they are used, with the policy complete. The policy
+// befriends it (it reads through the policy's private readers).
+#pragma once
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
-namespace keel {
+#include "../error.hpp"
+#include "../expiry.hpp"
+#include "../key_range.hpp"
+#include "cursor.hpp"
+#include "keyspaces.hpp"
+#include "open.hpp"
+
+namespace keel::detail {
 
 // A snapshot of the RocksDB backend: a rocksdb::Snapshot, released when the
 // last copy goes or at close(), whichever comes first. It covers every
 // keyspace (a RocksDB snapshot is of the whole DB); a keyspace dropped after
 // it was taken reads as errc::snapshot_expired (keyspaces.hpp).
-template <class Tuning>
-class RocksPolicy<Tuning>::snapshot_type {
+template <class Policy>
+class rocks_snapshot {
  public:
+  using cursor_type = typename Policy::cursor_type;
+  using keyspace_type = typename Policy::keyspace_type;
   result<std::optional<std::string>> get(std::string_view key) const { return owner_->template read_at<true>(key, view_.get()); }
   result<bool> contains(std::string_view key) const { return owner_->template read_at<false>(key, view_.get()); }
   // The time its reads leave expired keys out at (expiry): when it was taken.
@@ -39,22 +47,20 @@ class RocksPolicy<Tuning>::snapshot_type {
     return owner_->template read_in<false>(ks, key, view_.get());
   }
   cursor_type scan(const keyspace_type& ks, const key_range& range) const {
-    if (auto absent = detail::rocks_keyspace_in_snapshot(*ks.entry_, &owner_->h_, epoch_)) return failed_cursor(std::move(*absent));
+    if (auto absent = detail::rocks_keyspace_in_snapshot(*ks.entry_, &owner_->h_, epoch_)) return Policy::failed_cursor(std::move(*absent));
     if (ks.entry_->refusing.load(std::memory_order_acquire)) {
-      return failed_cursor(detail::rocks_keyspace_dropped_since_snapshot(ks.name()));
+      return Policy::failed_cursor(detail::rocks_keyspace_dropped_since_snapshot(ks.name()));
     }
     return cursor_type(detail::rocks_cursor::open(owner_->handle(), range, view_, *ks.entry_, owner_->expiry_->clock, ks.entry_));
   }
 
  private:
-  friend class RocksPolicy;
-  snapshot_type(const RocksPolicy* owner, std::shared_ptr<const detail::rocks_snapshot_view> v, std::uint64_t epoch)
+  friend Policy;
+  rocks_snapshot(const Policy* owner, std::shared_ptr<const detail::rocks_snapshot_view> v, std::uint64_t epoch)
       : owner_(owner), view_(std::move(v)), epoch_(epoch) {}
-  const RocksPolicy* owner_;
+  const Policy* owner_;
   std::shared_ptr<const detail::rocks_snapshot_view> view_;
   std::uint64_t epoch_;  // the keyspace registry's epoch just after the snapshot was taken
 };
 
-}  // namespace keel
-
-#endif  // KEEL_ROCKSDB_SNAPSHOT_HPP
+}  // namespace keel::detail
