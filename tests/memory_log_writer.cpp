@@ -20,14 +20,27 @@
 //       a batch putting PREFIX/<r> with ttl 1000 s and PREFIX/<r>/p without;
 //       a small fold threshold, flush() every 37 rounds as above. Prints
 //       "ack <r>".
+//   memory_log_writer watch FILE PREFIX
+//       watch seqs across a crash (issue 28, tests/watch_memory_test.cpp):
+//       opens FILE with sync_writes (every write synced before it returns),
+//       makes a watch of every key (from now) and prints "ready
+//       <last_seq>"; then for round r: r % 3 == 0 one batch putting
+//       PREFIX/<r>/<i>, i < 3, otherwise one put PREFIX/<r>; reads the
+//       round's changes from the watch (each with the round's value, all
+//       with one seq) and prints "ack <r> <seq>". Every 50 rounds it
+//       flush()es (a fold: the history a reopen reads back starts there) and
+//       prints "folded <r> <last_seq>". A change that is not the round's:
+//       "error mismatch ...", exit 1.
 //   memory_log_writer hold FILE
 //       opens FILE, prints "ready <pid>", waits for EOF on stdin, closes.
 // Errors: "error <code> <message>" on stdout, exit 1. Bad usage: exit 64.
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <iostream>
 #include <keel/memory.hpp>
 #include <string>
+#include <vector>
 
 #include <unistd.h>
 
@@ -97,6 +110,48 @@ static int write_expiring(keel::memory_store& store, const std::string& prefix) 
   }
 }
 
+// The watch mode (see the top of the file).
+static int write_watched(keel::memory_store& store, const std::string& prefix) {
+  using namespace std::chrono_literals;
+  auto w = store.watch();
+  if (!w) return report_error(w.error());
+  std::printf("ready %llu\n", static_cast<unsigned long long>(store.last_seq()));
+  std::fflush(stdout);
+  for (unsigned long r = 0;; ++r) {
+    const std::string value = value_for(r);
+    std::vector<std::string> keys;
+    if (r % 3 == 0) {
+      keel::write_batch b;
+      for (int i = 0; i < 3; ++i) {
+        keys.push_back(prefix + "/" + std::to_string(r) + "/" + std::to_string(i));
+        b.put(keys.back(), value);
+      }
+      if (auto put = store.write(b); !put) return report_error(put.error());
+    } else {
+      keys.push_back(prefix + "/" + std::to_string(r));
+      if (auto put = store.put(keys.back(), value); !put) return report_error(put.error());
+    }
+    std::uint64_t seq = 0;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      auto c = w->next(10s);
+      if (!c) return report_error(c.error());
+      if (!*c || (*c)->key != keys[i] || (*c)->value != value || (i > 0 && (*c)->seq != seq)) {
+        std::printf("error mismatch round %lu change %zu: %s\n", r, i, *c ? (*c)->key.c_str() : "(none)");
+        std::fflush(stdout);
+        return 1;
+      }
+      seq = (*c)->seq;
+    }
+    std::printf("ack %lu %llu\n", r, static_cast<unsigned long long>(seq));
+    std::fflush(stdout);
+    if (r % 50 == 49) {
+      if (auto f = store.flush(); !f) return report_error(f.error());
+      std::printf("folded %lu %llu\n", r, static_cast<unsigned long long>(store.last_seq()));
+      std::fflush(stdout);
+    }
+  }
+}
+
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
   if (mode == "expiry" && argc == 5) {
@@ -122,8 +177,16 @@ int main(int argc, char** argv) {
     if (auto c = store->close(); !c) return report_error(c.error());
     return 0;
   }
+  if (mode == "watch" && argc == 4) {
+    keel::memory_options o;
+    o.persist_path = argv[2];
+    o.sync_writes = true;
+    auto store = keel::memory_store::open(o);
+    if (!store) return report_error(store.error());
+    return write_watched(*store, argv[3]);
+  }
   if ((mode != "write" && mode != "keyspaces") || (argc != 4 && argc != 5)) {
-    std::fprintf(stderr, "usage: memory_log_writer write|keyspaces FILE PREFIX [sync] | expiry FILE PREFIX NOW_MS | hold FILE\n");
+    std::fprintf(stderr, "usage: memory_log_writer write|keyspaces FILE PREFIX [sync] | expiry FILE PREFIX NOW_MS | watch FILE PREFIX | hold FILE\n");
     return 64;
   }
   keel::memory_options o;

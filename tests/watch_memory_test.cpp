@@ -13,14 +13,18 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <random>
+#include <sstream>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "support/child_process.hpp"
 #include "support/fake_clock.hpp"
 #include "support/scale.hpp"
 #include "support/temp_dir.hpp"
+#include "support/watch_crash.hpp"
 #include <keel/memory.hpp>
 
 using namespace std::chrono_literals;
@@ -782,5 +786,117 @@ TEST_SUITE("watch_memory") {
     CHECK(drain(*w).empty());
     CHECK(s.get("c")->value() == "3");
     CHECK(s.policy().size() == 1);
+  }
+
+  TEST_CASE("watch memory: a synced writer SIGKILLed at random points: every printed seq survives; resumes neither "
+            "skip nor repeat; seqs go on") {
+    // memory_log_writer watch: sync_writes, a watch, "ack <round> <seq>"
+    // per commit (the seq its watch delivered), a fold every 50 rounds
+    // ("folded <round> <last_seq>": a reopen's history starts there).
+    using keel::test::watched_commit;
+    keel::test::temp_dir tmp;
+    const fs::path file = tmp.path() / "store.keeldump";
+    std::vector<watched_commit> known;  // every commit so far, printed, found in flight or the test's own
+    std::uint64_t kept_from = 0;        // the oldest `after` a reopen must serve: the last fold's seq
+    std::mt19937 rng(28);
+    std::uniform_int_distribution<int> acks_before_kill(1, 90);
+    int expired = 0, resumes = 0, in_flight = 0, folds = 0;
+    // The commit of round r of writer `prefix`: its puts (the helper's value_for).
+    auto round_commit = [](const std::string& prefix, long r, std::uint64_t seq) {
+      const std::string value = "round " + std::to_string(r) + " " + std::string(90, 'v');
+      watched_commit c{seq, {}};
+      if (r % 3 == 0) {
+        for (int i = 0; i < 3; ++i) c.changes.push_back("[] " + prefix + "/" + std::to_string(r) + "/" + std::to_string(i) + " = " + value);
+      } else {
+        c.changes.push_back("[] " + prefix + "/" + std::to_string(r) + " = " + value);
+      }
+      return c;
+    };
+    auto last_known = [&] { return known.empty() ? std::uint64_t{0} : known.back().seq; };
+    for (int kill = 0; kill < 4; ++kill) {
+      CAPTURE(kill);
+      const std::string prefix = "w" + std::to_string(kill);
+      // The second kill comes right after round 49's ack: during its fold.
+      const int wanted = kill == 1 ? 50 : acks_before_kill(rng);
+      long last_round = -1;
+      bool fold_unconfirmed = false;  // killed between a fold's start and its "folded" line
+      {
+        keel::test::child_process w(keel::test::helper_path("memory_log_writer"), {"watch", file.string(), prefix});
+        auto ready = w.read_line(30s);
+        REQUIRE(ready);
+        REQUIRE_MESSAGE(ready->rfind("ready ", 0) == 0, *ready);
+        CHECK(std::stoull(ready->substr(6)) >= last_known());  // seqs go on after the reopen
+        auto take = [&](const std::string& line) {
+          REQUIRE_MESSAGE(line.rfind("error", 0) != 0, line);
+          std::istringstream in(line);
+          std::string word;
+          long r = -1;
+          std::uint64_t seq = 0;
+          in >> word >> r >> seq;
+          if (word == "ack") {
+            CHECK(r == last_round + 1);
+            CHECK(seq > last_known());
+            known.push_back(round_commit(prefix, r, seq));
+            last_round = r;
+            fold_unconfirmed = r % 50 == 49;
+          } else {
+            REQUIRE_MESSAGE(word == "folded", line);
+            CHECK(seq == last_known());  // a fold commits nothing
+            kept_from = seq;
+            fold_unconfirmed = false;
+            ++folds;
+          }
+        };
+        for (int acked = 0; acked < wanted;) {
+          auto line = w.read_line(30s);
+          REQUIRE(line);
+          take(*line);
+          acked += line->rfind("ack ", 0) == 0;
+        }
+        w.kill(keel::test::kill_signal);  // somewhere in a later round: its write, sync, watch or print
+        CHECK(w.wait() == 128 + keel::test::kill_signal);
+        while (auto line = w.read_line(5s)) take(*line);  // printed before it died: synced
+      }
+      if (fold_unconfirmed) kept_from = last_known();  // that fold may have run
+      auto s = open_persisted(file);
+      CHECK(s.last_seq() >= last_known());
+      // After the last printed seq: at most the round in flight, there iff its keys are.
+      const auto tail = keel::test::resume_from(s, last_known());
+      REQUIRE_MESSAGE(tail.other_error.empty(), tail.other_error);
+      CHECK_FALSE(tail.expired_resume_after);
+      REQUIRE(tail.commits.size() <= 1);
+      const long next_round = last_round + 1;
+      const std::string next_key = prefix + "/" + std::to_string(next_round) + (next_round % 3 == 0 ? "/0" : "");
+      const bool landed = s.get(next_key).value().has_value();
+      CHECK(landed == (tail.commits.size() == 1));
+      if (!tail.commits.empty()) {
+        CHECK(tail.commits[0] == round_commit(prefix, next_round, tail.commits[0].seq));
+        CHECK(tail.commits[0].seq > last_known());
+        known.push_back(tail.commits[0]);
+        ++in_flight;
+      }
+      // After 0, after each of up to 30 known seqs and the last: the known
+      // commits after it, or snapshot_expired before the last fold.
+      std::vector<std::uint64_t> points{0};
+      const std::size_t step = std::max<std::size_t>(1, known.size() / 30);
+      for (std::size_t i = 0; i < known.size(); i += step) points.push_back(known[i].seq);
+      points.push_back(last_known());
+      for (const std::uint64_t p : points) {
+        expired += keel::test::check_resume(s, known, p, kept_from);
+        ++resumes;
+      }
+      // A commit of this process: above everything printed.
+      REQUIRE(s.put(prefix + "/after", "reopen"));
+      const auto mine = keel::test::resume_from(s, last_known());
+      REQUIRE(mine.commits.size() == 1);
+      CHECK(mine.commits[0].seq > last_known());
+      CHECK(mine.commits[0].changes == std::vector<std::string>{"[] " + prefix + "/after = reopen"});
+      known.push_back(mine.commits[0]);
+      REQUIRE(s.close());
+    }
+    MESSAGE("watch memory crash: " << known.size() << " commits known, " << resumes << " resumes checked (" << expired
+                                   << " snapshot_expired before a fold), " << folds << " folds, " << in_flight
+                                   << " unprinted commits found");
+    CHECK(resumes > 0);
   }
 }

@@ -19,13 +19,17 @@
 #include <keel/rocksdb.hpp>
 #include <map>
 #include <optional>
+#include <random>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "support/child_process.hpp"
 #include "support/scale.hpp"
 #include "support/temp_dir.hpp"
+#include "support/watch_crash.hpp"
 
 namespace fs = std::filesystem;
 using keel::change;
@@ -620,5 +624,103 @@ TEST_SUITE("rocksdb watch") {
     for (const auto& c : all)
       if (c.key.starts_with("w1/")) expected1.push_back(c);
     CHECK(only1 == expected1);
+  }
+
+  TEST_CASE("rocksdb watch: a synced writer SIGKILLed at random points: every printed seq survives; resumes "
+            "neither skip nor repeat; seqs go on") {
+    // crash_writer --watch: sync_writes, a watch of the default keyspace,
+    // "ack SEQ <seq>" per batch (the seq its watch delivered). The WAL is
+    // the history (64 MiB archived by default): nothing written here may
+    // expire, so every resume must reach back to the first batch.
+    using keel::test::watched_commit;
+    temp_dir tmp;
+    const fs::path db = tmp.path() / "db";
+    std::vector<watched_commit> known;
+    std::mt19937 rng(28);
+    std::uniform_int_distribution<int> acks_before_kill(1, 60);
+    int resumes = 0, in_flight = 0;
+    // Batch b of writer round `round` (crash_writer's batch, default keyspace).
+    auto batch_commit = [](int round, long b, std::uint64_t seq) {
+      const std::string base = "r" + std::to_string(round) + "/", prefix = base + std::to_string(b) + "/";
+      const std::string value = std::to_string(round) + "/" + std::to_string(b);
+      watched_commit c{seq, {}};
+      for (int k = 0; k < 4; ++k) c.changes.push_back("[] " + prefix + "k" + std::to_string(k) + " = " + value);
+      c.changes.push_back("[] " + base + "last = " + std::to_string(b));
+      c.changes.push_back("[] " + prefix + "tmp = " + std::to_string(b));
+      if (b > 0) c.changes.push_back("[] " + base + std::to_string(b - 1) + "/tmp erased");
+      std::sort(c.changes.begin(), c.changes.end());
+      return c;
+    };
+    auto last_known = [&] { return known.empty() ? std::uint64_t{0} : known.back().seq; };
+    for (int round = 0; round < 4; ++round) {
+      CAPTURE(round);
+      const int wanted = acks_before_kill(rng);
+      long last_batch = -1;
+      {
+        keel::test::child_process w(keel::test::helper_path("crash_writer"),
+                                    {"--watch", db.string(), std::to_string(round)});
+        auto ready = w.read_line(30s);
+        REQUIRE(ready);
+        REQUIRE_MESSAGE(ready->rfind("ready ", 0) == 0, *ready);
+        CHECK(std::stoull(ready->substr(6)) >= last_known());  // seqs go on after the reopen
+        auto take = [&](const std::string& line) {
+          REQUIRE_MESSAGE(line.rfind("ack ", 0) == 0, line);
+          std::istringstream in(line.substr(4));
+          long b = -1;
+          std::uint64_t seq = 0;
+          in >> b >> seq;
+          CHECK(b == last_batch + 1);
+          CHECK(seq > last_known());
+          known.push_back(batch_commit(round, b, seq));
+          last_batch = b;
+        };
+        for (int acked = 0; acked < wanted; ++acked) {
+          auto line = w.read_line(30s);
+          REQUIRE(line);
+          take(*line);
+        }
+        w.kill(keel::test::kill_signal);  // somewhere in a later batch: its write, sync, watch or print
+        CHECK(w.wait() == 128 + keel::test::kill_signal);
+        while (auto line = w.read_line(5s)) take(*line);  // printed before it died: synced
+      }
+      auto store = open_at(db);
+      CHECK(store.last_seq() >= last_known());
+      // After the last printed seq: at most the batch in flight, there iff its keys are.
+      const auto tail = keel::test::resume_from(store, last_known());
+      REQUIRE_MESSAGE(tail.other_error.empty(), tail.other_error);
+      CHECK_FALSE(tail.expired_resume_after);
+      REQUIRE(tail.commits.size() <= 1);
+      const long next_batch = last_batch + 1;
+      const std::string next_key = "r" + std::to_string(round) + "/" + std::to_string(next_batch) + "/k0";
+      const bool landed = store.get(next_key).value().has_value();
+      CHECK(landed == (tail.commits.size() == 1));
+      if (!tail.commits.empty()) {
+        CHECK(tail.commits[0] == batch_commit(round, next_batch, tail.commits[0].seq));
+        CHECK(tail.commits[0].seq > last_known());
+        known.push_back(tail.commits[0]);
+        ++in_flight;
+      }
+      // After 0, after each of up to 20 known seqs and the last: exactly the
+      // known commits after it (the retained WAL holds them all).
+      std::vector<std::uint64_t> points{0};
+      const std::size_t step = std::max<std::size_t>(1, known.size() / 20);
+      for (std::size_t i = 0; i < known.size(); i += step) points.push_back(known[i].seq);
+      points.push_back(last_known());
+      for (const std::uint64_t p : points) {
+        CHECK_FALSE(keel::test::check_resume(store, known, p, /*kept_from=*/0));
+        ++resumes;
+      }
+      // A commit of this process: above everything printed.
+      REQUIRE(store.put("after/" + std::to_string(round), "reopen"));
+      const auto mine = keel::test::resume_from(store, last_known());
+      REQUIRE(mine.commits.size() == 1);
+      CHECK(mine.commits[0].seq > last_known());
+      CHECK(mine.commits[0].changes == std::vector<std::string>{"[] after/" + std::to_string(round) + " = reopen"});
+      known.push_back(mine.commits[0]);
+      REQUIRE(store.close());
+    }
+    MESSAGE("rocksdb watch crash: " << known.size() << " commits known, " << resumes << " resumes checked, "
+                                    << in_flight << " unprinted batches found");
+    CHECK(resumes > 0);
   }
 }
