@@ -375,11 +375,16 @@ TEST_SUITE("watch_memory") {
       std::thread r1(reader, make(1), 1, 0), r2(reader, make(64), 64, 1);
       // In rounds of 100 puts, each after both readers caught up with the
       // last (read it, or expired and started again from now), so that they
-      // read while the writer writes.
+      // read while the writer writes; every fourth round is 2000 puts, more
+      // than the ring's first 1024 slots, so that slots a reader has not
+      // copied yet are reused.
+      long in_round = 0, round = 0;
       for (long i = 0; i < writes; ++i) {
         const std::string n = std::to_string(i % 5000);
         REQUIRE(s.put("k" + n, std::string(200, static_cast<char>('a' + std::stoi(n) % 26)) + n));
-        if (i % 100 == 99) {
+        if (++in_round == (round % 4 == 3 ? 2000 : 100)) {
+          in_round = 0;
+          ++round;
           const std::uint64_t target = s.last_seq();
           const auto deadline = std::chrono::steady_clock::now() + 10s;
           while ((position[0] < target || position[1] < target) && std::chrono::steady_clock::now() < deadline)
