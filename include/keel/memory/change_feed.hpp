@@ -61,10 +61,23 @@
 //
 // History bound: `capacity` changes (a drop marker counts 1); the oldest
 // entries go first, the newest entry is always kept whatever its size.
-// Lock: one mutex guards the history; a writer holds it for a push_back and
-// the evictions, and wakes readers only when one waits (never waits for a
-// reader). A reader holds it to copy at most `buffer` changes' worth (and at
-// most 256 entries) of pointers into its own buffer, then filters outside it.
+// Where the history lives: each entry's records are encoded once into
+// blocks the writer side owns (small entries carved from 64 KiB chunks,
+// larger ones in a block of their own); a ring of slots (seq, block
+// pointer, size, weight), indexed by the entry's ordinal, grows by doubling
+// up to what `capacity` needs; [begin, end) are the ordinals kept.
+// Synchronisation: a commit takes no lock and no read-modify-write: it
+// writes its slot and publishes `end` (one sequentially consistent store).
+// An eviction moves `begin` before the slot is reused, behind a release
+// fence; a reader reads a slot, then checks `begin` (acquire fence): a slot
+// it read may have been reused only if `begin` has passed it (a seqlock on
+// `begin`). The mutex is taken by readers while they copy entries' bytes
+// (at most `buffer` changes' worth and 256 entries) into their own buffer,
+// and by the writer side only (1) to free blocks whose entries were all
+// evicted (once per chunk, not per commit), (2) to grow the ring, and (3)
+// to wake readers, when one waits. So a writer never waits for a reader
+// except for the length of one such copy, and a commit pays for a watch the
+// encoding of its changes and a few plain stores.
 #pragma once
 
 #include <algorithm>
@@ -75,6 +88,7 @@
 #include <cstdint>
 #include <cstring>
 #include <deque>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -100,21 +114,11 @@ struct feed_keyspace {
   friend bool operator==(const feed_keyspace&, const feed_keyspace&) = default;
 };
 
-// One entry of the history: a commit's changes in order, or a drop marker,
-// encoded in one block (one allocation, shared by pointer: the history and
-// the watches that copied it). Immutable once appended. A record:
+// A record of an entry (a commit's changes in order, or a drop marker),
+// read in place:
 //   u8 kind (1 put, 2 erase, 3 drop) | u32 keyspace size | u32 key size |
 //   u32 value size | keyspace | key | value   (native byte order; a drop:
 //   keyspace = the name, no key, value = the keyspace id, 8 bytes)
-struct feed_entry {
-  std::uint64_t seq = 0;
-  std::shared_ptr<const char[]> data;
-  std::size_t bytes = 0;
-  std::size_t weight = 0;  // changes; a drop counts 1
-  bool dropped = false;
-};
-
-// A record of a feed_entry, read in place.
 struct feed_record {
   static constexpr std::size_t header = 13;
   enum kind_t : std::uint8_t { put = 1, erase = 2, drop = 3 };
@@ -152,15 +156,6 @@ struct feed_record {
   }
 };
 
-// A block of `n` bytes for a feed_entry (not zeroed where the library can).
-inline std::shared_ptr<char[]> feed_block(std::size_t n) {
-#if defined(__cpp_lib_smart_ptr_for_overwrite)
-  return std::make_shared_for_overwrite<char[]>(n);
-#else
-  return std::shared_ptr<char[]>(new char[n]);
-#endif
-}
-
 // What a watch follows.
 struct feed_filter {
   feed_keyspace keyspace;
@@ -171,28 +166,72 @@ struct feed_filter {
 // default; other backends may use it too).
 inline constexpr std::size_t default_watch_history = 65536;
 
-// Where the writer side puts entries' blocks: small ones are carved out of
-// 64 KiB chunks (an entry holds its chunk by an aliasing shared_ptr: no
-// allocation per commit; a chunk goes when its last entry does), larger
-// ones get a block of their own. Used by the writer side only (appends are
-// serialised).
-class feed_arena {
+// The blocks entries' records live in, owned by the writer side (appends
+// are serialised): small entries are carved out of 64 KiB chunks, larger
+// ones get a block of their own. Each block knows the ordinal of the last
+// entry in it, so it is freed once the history's begin has passed that
+// (release(): the caller makes sure no reader is copying from it).
+class feed_blocks {
  public:
   static constexpr std::size_t chunk_size = 64 * 1024;
-  std::shared_ptr<char[]> allocate(std::size_t n) {
-    if (n > chunk_size / 8) return feed_block(n);
-    if (!chunk_ || chunk_size - used_ < n) {
-      chunk_ = feed_block(chunk_size);
+  // Room for `n` bytes of the entry with ordinal `ordinal` (ordinals grow).
+  char* allocate(std::size_t n, std::uint64_t ordinal) {
+    if (n > chunk_size / 8) {
+      close_chunk();
+      blocks_.push_back(block{make(n), ordinal});
+      return blocks_.back().data.get();
+    }
+    if (!open_ || chunk_size - used_ < n) {
+      close_chunk();
+      blocks_.push_back(block{make(chunk_size), open_last});
+      open_ = true;
       used_ = 0;
     }
-    std::shared_ptr<char[]> part(chunk_, chunk_.get() + used_);
+    char* p = blocks_.back().data.get() + used_;
     used_ += n;
-    return part;
+    open_ordinal_ = ordinal;
+    return p;
+  }
+  // Whether blocks whose entries all have ordinals below `begin` are kept.
+  bool any_before(std::uint64_t begin) const noexcept {
+    return !blocks_.empty() && blocks_.front().last < begin;
+  }
+  // Moves those blocks to `out` (to be freed once no reader can copy from them).
+  void take_before(std::uint64_t begin, std::vector<std::unique_ptr<char[]>>& out) {
+    while (any_before(begin)) {
+      out.push_back(std::move(blocks_.front().data));
+      blocks_.pop_front();
+    }
+  }
+  // Every block (the history was forgotten).
+  void take_all(std::vector<std::unique_ptr<char[]>>& out) {
+    for (auto& b : blocks_) out.push_back(std::move(b.data));
+    blocks_.clear();
+    open_ = false;
   }
 
  private:
-  std::shared_ptr<char[]> chunk_;
+  static constexpr std::uint64_t open_last = std::numeric_limits<std::uint64_t>::max();
+  struct block {
+    std::unique_ptr<char[]> data;
+    std::uint64_t last;  // the ordinal of its last entry (open_last: the chunk being carved)
+  };
+  static std::unique_ptr<char[]> make(std::size_t n) {
+#if defined(__cpp_lib_smart_ptr_for_overwrite)
+    return std::make_unique_for_overwrite<char[]>(n);
+#else
+    return std::unique_ptr<char[]>(new char[n]);
+#endif
+  }
+  void close_chunk() {
+    if (!open_) return;
+    blocks_.back().last = open_ordinal_;  // the open chunk is always the newest block
+    open_ = false;
+  }
+  std::deque<block> blocks_;  // in ordinal order
+  bool open_ = false;         // blocks_.back() is a chunk still being carved
   std::size_t used_ = 0;
+  std::uint64_t open_ordinal_ = 0;
 };
 
 class change_feed;
@@ -216,21 +255,30 @@ class feed_watch {
   bool wants(const feed_record& r) const {
     return r.keyspace == filter_.keyspace.name && filter_.range.contains(r.key);
   }
+  // Copies the next entries from the feed into held_ (feed mutex held):
+  // false when the watch fell behind (ended_ set).
+  bool copy_from_feed();
 
+  struct held_entry {
+    std::uint64_t seq;
+    std::size_t offset, bytes;  // in held_bytes_
+  };
   std::shared_ptr<change_feed> feed_;
   feed_filter filter_;
   std::uint64_t next_ordinal_;  // the ordinal of the next entry to copy from the feed
   std::uint64_t copied_seq_ = 0;  // the seq of the last entry copied (at first: where the watch starts)
   std::size_t buffer_;
-  std::vector<feed_entry> held_;  // copied, not yet read
+  std::vector<held_entry> held_;  // copied, not yet read
+  std::vector<char> held_bytes_;  // their records
   std::size_t held_entry_ = 0;    // position in held_
-  std::size_t held_offset_ = 0;   // byte offset in held_[held_entry_].data
+  std::size_t held_offset_ = 0;   // byte offset in held_[held_entry_]'s records
   std::optional<keel::error> ended_;  // sticky: snapshot_expired or not_found
 };
 
 class change_feed {
  public:
-  explicit change_feed(std::size_t capacity = default_watch_history) : capacity_(capacity == 0 ? 1 : capacity) {}
+  explicit change_feed(std::size_t capacity = default_watch_history)
+      : capacity_(capacity == 0 ? 1 : capacity), ring_(new slot[initial_ring]), mask_(initial_ring - 1) {}
   change_feed(const change_feed&) = delete;
   change_feed& operator=(const change_feed&) = delete;
 
@@ -245,21 +293,18 @@ class change_feed {
       advance(seq);
       return;
     }
-    push(encode(seq, changes), seq);
+    push_changes(seq, changes);
   }
   // The same for a commit of one change (value nullopt: an erase), without
-  // building a vector: one allocation.
+  // building a vector.
   void append_one(std::uint64_t seq, std::string_view keyspace, std::string_view key,
                   std::optional<std::string_view> value) {
     if (!recording()) return advance(seq);
     const std::string_view v = value.value_or(std::string_view());
-    feed_entry e{seq, nullptr, 0, 1, false};
     const std::size_t n = feed_record::size_of(keyspace, key, v.size());
-    auto block = arena_.allocate(n);
-    feed_record::write(block.get(), value ? feed_record::put : feed_record::erase, keyspace, key, v);
-    e.data = std::move(block);
-    e.bytes = n;
-    push(std::move(e), seq);
+    char* p = blocks_.allocate(n, end_.load(std::memory_order_relaxed));
+    feed_record::write(p, value ? feed_record::put : feed_record::erase, keyspace, key, v);
+    push(seq, p, n, 1, false);
   }
 
   void append_drop(const feed_keyspace& ks) {
@@ -268,39 +313,33 @@ class change_feed {
     char id[8];
     std::memcpy(id, &ks.id, 8);
     const std::size_t n = feed_record::size_of(ks.name, {}, 8);
-    auto block = arena_.allocate(n);
-    feed_record::write(block.get(), feed_record::drop, ks.name, {}, std::string_view(id, 8));
-    push(feed_entry{seq, std::move(block), n, 1, true}, seq);
+    char* p = blocks_.allocate(n, end_.load(std::memory_order_relaxed));
+    feed_record::write(p, feed_record::drop, ks.name, {}, std::string_view(id, 8));
+    push(seq, p, n, 1, true);
   }
 
   void start_recording() {
     if (recording()) return;
-    std::lock_guard lock(mutex_);
-    if (tail_seq_ != last_seq()) forget(last_seq());  // commits came that were not kept
+    if (tail_seq_.load(std::memory_order_relaxed) != last_seq()) forget(last_seq());  // commits came that were not kept
     recording_.store(true, std::memory_order_release);
   }
 
   void restore(std::uint64_t seq) {
-    std::lock_guard lock(mutex_);
     last_seq_.store(seq, std::memory_order_release);
     forget(seq);
   }
 
   void replayed(std::uint64_t seq, const std::vector<change>& changes) {
     if (changes.empty()) {  // nothing to keep, and nothing missed
-      std::lock_guard lock(mutex_);
-      if (tail_seq_ == last_seq()) tail_seq_ = seq;
+      if (tail_seq_.load(std::memory_order_relaxed) == last_seq()) tail_seq_.store(seq, std::memory_order_relaxed);
       return advance(seq);
     }
-    push(encode(seq, changes), seq);
+    push_changes(seq, changes);
   }
 
   // Whether the kept history reaches last_seq(): no commit came since the
   // last one kept (or replayed) without being kept.
-  bool whole() const {
-    std::lock_guard lock(mutex_);
-    return tail_seq_ == last_seq();
-  }
+  bool whole() const { return tail_seq_.load(std::memory_order_acquire) == last_seq(); }
 
   void close() {
     std::lock_guard lock(mutex_);
@@ -311,15 +350,12 @@ class change_feed {
 
   std::size_t capacity() const noexcept { return capacity_; }
   // Changes kept now (drop markers count 1).
-  std::size_t kept() const {
-    std::lock_guard lock(mutex_);
-    return kept_;
-  }
+  std::size_t kept() const { return kept_.load(std::memory_order_acquire); }
   // The smallest S for which watch_options::after = S is still served
   // (the history holds everything after it); meaningful while recording().
   std::uint64_t oldest_resumable_after() const {
-    std::lock_guard lock(mutex_);
-    return lost_marker_ ? lost_seq_ + 1 : lost_seq_;
+    const std::uint64_t lost = lost_.load(std::memory_order_acquire);
+    return (lost >> 1) + (lost & 1);
   }
 
   // The first seq a history rebuilt from the commits from it on needs in
@@ -327,14 +363,14 @@ class change_feed {
   // while the history is whole (recording, or nothing committed since
   // replayed() filled it); last_seq() + 1 when no commit is needed.
   std::uint64_t first_needed_seq() const {
-    std::lock_guard lock(mutex_);
-    if (!recording() && tail_seq_ != last_seq()) return last_seq() + 1;
-    return lost_seq_ + 1;
+    if (!recording() && !whole()) return last_seq() + 1;
+    return (lost_.load(std::memory_order_acquire) >> 1) + 1;
   }
 
   // ---- reader side ---------------------------------------------------------
   // A watch of `filter` (see the top of this file). `self` is this feed's
-  // owner (the watch keeps the feed alive).
+  // owner (the watch keeps the feed alive). Called with the appends'
+  // serialisation held (the backend's writers' lock).
   static result<feed_watch> watch(const std::shared_ptr<change_feed>& self, feed_filter filter,
                                   const watch_options& options) {
     if (auto bad = watch_options_error(options)) return *bad;
@@ -342,74 +378,151 @@ class change_feed {
     if (self->closed()) return keel::error(errc::closed, "watch: the store is closed");
     if (!self->recording()) return keel::error(errc::not_supported, "watch: the store keeps no history (start_recording)");
     const std::uint64_t last = self->last_seq();
-    std::uint64_t ordinal = self->front_ordinal_ + self->entries_.size();  // from now
+    const std::uint64_t begin = self->begin_.load(std::memory_order_relaxed), end = self->end_.load(std::memory_order_relaxed);
+    std::uint64_t ordinal = end;  // from now
     const std::uint64_t after = options.after.value_or(last);
     if (after > last) {
       return keel::error(errc::invalid_argument, "watch: after = " + std::to_string(after) +
                                                      " is beyond the store's last seq " + std::to_string(last));
     }
     if (options.after) {
-      if (after < self->lost_seq_ || (after == self->lost_seq_ && self->lost_marker_)) {
+      const std::uint64_t lost = self->lost_.load(std::memory_order_relaxed);
+      if (after < (lost >> 1) || (after == (lost >> 1) && (lost & 1))) {
         feed_watch expired(self, std::move(filter), ordinal, after, options.buffer);
         expired.ended_ = self->expired_error(after);  // next() reports it (watch.hpp)
         return expired;
       }
       // The first entry with key > (after, commit): the commits after it and
-      // the drops that followed commit `after`.
-      auto it = std::partition_point(self->entries_.begin(), self->entries_.end(), [&](const feed_entry& e) {
-        return e.seq < after || (e.seq == after && !e.dropped);
-      });
-      ordinal = self->front_ordinal_ + static_cast<std::uint64_t>(it - self->entries_.begin());
+      // the drops that followed commit `after`. (No append runs meanwhile.)
+      std::uint64_t lo = begin, hi = end;
+      while (lo < hi) {
+        const std::uint64_t mid = lo + (hi - lo) / 2;
+        const slot& s = self->at(mid);
+        const std::uint64_t seq = s.seq.load(std::memory_order_relaxed);
+        const bool dropped = s.meta.load(std::memory_order_relaxed) & 1;
+        if (seq < after || (seq == after && !dropped))
+          lo = mid + 1;
+        else
+          hi = mid;
+      }
+      ordinal = lo;
     }
     return feed_watch(self, std::move(filter), ordinal, after, options.buffer);
   }
 
  private:
   friend class feed_watch;
+  static constexpr std::size_t initial_ring = 1024;
 
-  void forget(std::uint64_t seq) {  // mutex_ held
-    front_ordinal_ += entries_.size();
-    entries_.clear();
-    kept_ = 0;
-    lost_seq_ = tail_seq_ = seq;
-    lost_marker_ = false;
+  // One entry's place in the ring. Written by the writer side without the
+  // mutex, read by readers: atomics, relaxed (the seqlock on begin_ orders them).
+  struct slot {
+    std::atomic<std::uint64_t> seq{0};
+    std::atomic<const char*> data{nullptr};
+    std::atomic<std::size_t> bytes{0};
+    std::atomic<std::uint64_t> meta{0};  // weight << 1 | dropped (a drop marker)
+  };
+  slot& at(std::uint64_t ordinal) const noexcept { return ring_[static_cast<std::size_t>(ordinal) & mask_]; }
+
+  // Forgets every kept entry: the history starts after `seq`. Appends'
+  // serialisation held.
+  void forget(std::uint64_t seq) {
+    std::vector<std::unique_ptr<char[]>> freed;
+    {
+      std::lock_guard lock(mutex_);  // no reader is copying
+      begin_.store(end_.load(std::memory_order_relaxed), std::memory_order_release);
+      kept_.store(0, std::memory_order_release);
+      lost_.store(seq << 1, std::memory_order_release);
+      tail_seq_.store(seq, std::memory_order_release);
+      blocks_.take_all(freed);
+    }
   }
 
-  feed_entry encode(std::uint64_t seq, const std::vector<change>& changes) {
+  void push_changes(std::uint64_t seq, const std::vector<change>& changes) {
     std::size_t n = 0;
     for (const auto& c : changes) n += feed_record::size_of(c.keyspace, c.key, c.value ? c.value->size() : 0);
-    auto block = arena_.allocate(n);
-    char* p = block.get();
+    char* const data = blocks_.allocate(n, end_.load(std::memory_order_relaxed));
+    char* p = data;
     for (const auto& c : changes)
       p = feed_record::write(p, c.value ? feed_record::put : feed_record::erase, c.keyspace, c.key,
                              c.value ? std::string_view(*c.value) : std::string_view());
-    return feed_entry{seq, std::move(block), n, changes.size(), false};
+    push(seq, data, n, changes.size(), false);
   }
 
-  void push(feed_entry entry, std::uint64_t seq) {
-    std::shared_ptr<const char[]> evicted;  // freed after the lock (the common case: one entry goes per append)
-    std::lock_guard lock(mutex_);
-    tail_seq_ = seq;
-    kept_ += entry.weight;
-    entries_.push_back(std::move(entry));
-    while (kept_ > capacity_ && entries_.size() > 1) {
-      feed_entry& oldest = entries_.front();
-      kept_ -= oldest.weight;
-      lost_seq_ = oldest.seq;  // a marker at S follows commit S: losing it loses "after S" too
-      lost_marker_ = oldest.dropped;
-      evicted = std::move(oldest.data);
-      entries_.pop_front();
-      ++front_ordinal_;
+  // Appends the entry whose records were just written at `data` (`bytes` of
+  // them, `weight` changes; allocated for ordinal end_), evicting the oldest
+  // entries beyond the capacity (the newest is always kept).
+  void push(std::uint64_t seq, const char* data, std::size_t bytes, std::size_t weight, bool dropped) {
+    const std::uint64_t end = end_.load(std::memory_order_relaxed);
+    std::uint64_t begin = begin_.load(std::memory_order_relaxed);
+    std::size_t kept = kept_.load(std::memory_order_relaxed) + weight;
+    if (kept > capacity_ && begin < end) {
+      std::uint64_t lost = 0;
+      do {
+        const slot& oldest = at(begin);
+        const std::uint64_t meta = oldest.meta.load(std::memory_order_relaxed);
+        kept -= static_cast<std::size_t>(meta >> 1);
+        // a marker at S follows commit S: losing it loses "after S" too
+        lost = oldest.seq.load(std::memory_order_relaxed) << 1 | (meta & 1);
+        ++begin;
+      } while (kept > capacity_ && begin < end);
+      lost_.store(lost, std::memory_order_relaxed);
+      begin_.store(begin, std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_release);  // begin_ before the slot's reuse (readers' seqlock)
     }
+    if (end - begin > mask_) grow(begin, end);
+    slot& s = at(end);
+    s.seq.store(seq, std::memory_order_relaxed);
+    s.data.store(data, std::memory_order_relaxed);
+    s.bytes.store(bytes, std::memory_order_relaxed);
+    s.meta.store(static_cast<std::uint64_t>(weight) << 1 | (dropped ? 1 : 0), std::memory_order_relaxed);
+    kept_.store(kept, std::memory_order_relaxed);
+    tail_seq_.store(seq, std::memory_order_relaxed);
+    // Publishes the slot and the records (release); sequentially consistent
+    // with waiting_ below: a reader that counted itself waiting either sees
+    // this end or is woken.
+    end_.store(end + 1, std::memory_order_seq_cst);
     last_seq_.store(seq, std::memory_order_release);
-    if (waiting_ > 0) wake_.notify_all();
+    if (blocks_.any_before(begin)) {
+      std::vector<std::unique_ptr<char[]>> freed;
+      blocks_.take_before(begin, freed);
+      std::lock_guard lock(mutex_);  // no reader is copying from them now, and none will: begin_ passed them
+    }
+    if (waiting_.load(std::memory_order_seq_cst) > 0) {
+      { std::lock_guard lock(mutex_); }  // a reader between its check and its wait gets there first
+      wake_.notify_all();
+    }
+  }
+
+  // Doubles the ring (the ring is full: end - begin slots). Appends'
+  // serialisation held; takes the mutex, under which readers read ring_.
+  void grow(std::uint64_t begin, std::uint64_t end) {
+    const std::size_t size = (mask_ + 1) * 2;
+    std::unique_ptr<slot[]> bigger(new slot[size]);
+    for (std::uint64_t o = begin; o < end; ++o) {
+      const slot& from = at(o);
+      slot& to = bigger[static_cast<std::size_t>(o) & (size - 1)];
+      to.seq.store(from.seq.load(std::memory_order_relaxed), std::memory_order_relaxed);
+      to.data.store(from.data.load(std::memory_order_relaxed), std::memory_order_relaxed);
+      to.bytes.store(from.bytes.load(std::memory_order_relaxed), std::memory_order_relaxed);
+      to.meta.store(from.meta.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    }
+    std::lock_guard lock(mutex_);
+    ring_.swap(bigger);
+    mask_ = size - 1;
   }
 
   keel::error expired_error(std::uint64_t after) const {  // mutex_ held
     std::string m = "watch: the changes after seq " + std::to_string(after) + " are no longer kept; ";
-    if (!entries_.empty()) {
-      m += "the oldest seq still available is " + std::to_string(entries_.front().seq) +
-           " (resume with after >= " + std::to_string(lost_marker_ ? lost_seq_ + 1 : lost_seq_) + ")";
+    const std::uint64_t lost = lost_.load(std::memory_order_acquire);
+    const std::uint64_t resume = (lost >> 1) + (lost & 1);
+    const std::uint64_t begin = begin_.load(std::memory_order_acquire);
+    if (begin < end_.load(std::memory_order_acquire)) {
+      // The seq of the oldest entry kept: the seq after the last lost one at
+      // least (a slot read here may already be reused; the seq is a hint).
+      m += "the oldest seq still available is " +
+           std::to_string(std::max(at(begin).seq.load(std::memory_order_relaxed), resume)) +
+           " (resume with after >= " + std::to_string(resume) + ")";
     } else {
       m += "no change is kept (resume with after = " + std::to_string(last_seq()) + ")";
     }
@@ -417,21 +530,50 @@ class change_feed {
   }
 
   const std::size_t capacity_;
-  feed_arena arena_;  // writer side (appends are serialised)
+  feed_blocks blocks_;  // writer side (appends are serialised)
   std::atomic<bool> recording_{false};
   std::atomic<std::uint64_t> last_seq_{0};
+  std::unique_ptr<slot[]> ring_;  // replaced (grow) under mutex_; its slots are atomics
+  std::size_t mask_;              // ring size - 1 (a power of two); changes with ring_
+  std::atomic<std::uint64_t> begin_{0};  // the ordinal of the oldest entry kept
+  std::atomic<std::uint64_t> end_{0};    // one past the newest entry's ordinal
+  std::atomic<std::size_t> kept_{0};     // the kept entries' weights
+  std::atomic<std::uint64_t> lost_{0};   // (seq << 1 | marker): entries up to it may be lost; later ones are kept
+                                         // (a marker at seq S comes after commit S)
+  std::atomic<std::uint64_t> tail_seq_{0};  // the seq the kept history reaches (last push or forget)
+  std::atomic<std::size_t> waiting_{0};     // readers waiting on wake_
+  std::atomic<bool> closed_{false};         // set under mutex_ (for wake_)
 
-  mutable std::mutex mutex_;  // guards what follows
+  mutable std::mutex mutex_;  // readers' copies; the writer's frees, ring growth, wake-ups
   std::condition_variable wake_;
-  std::deque<feed_entry> entries_;
-  std::uint64_t front_ordinal_ = 0;  // ordinal of entries_.front(): entries appended before it
-  std::size_t kept_ = 0;             // sum of entries_' weights
-  std::uint64_t lost_seq_ = 0;       // entries up to (lost_seq_, lost_marker_) may be lost; later ones are kept
-  bool lost_marker_ = false;         // (a marker at seq S comes after commit S)
-  std::uint64_t tail_seq_ = 0;       // the seq the kept history reaches (last push or forget)
-  std::size_t waiting_ = 0;          // readers waiting on wake_
-  std::atomic<bool> closed_{false};  // set under mutex_ (for wake_)
 };
+
+inline bool feed_watch::copy_from_feed() {
+  change_feed& f = *feed_;
+  std::size_t weight = 0;
+  const std::uint64_t end = f.end_.load(std::memory_order_acquire);
+  while (next_ordinal_ < end && held_.size() < 256 && (held_.empty() || weight < buffer_)) {
+    const change_feed::slot& s = f.at(next_ordinal_);
+    const std::uint64_t seq = s.seq.load(std::memory_order_relaxed);
+    const char* data = s.data.load(std::memory_order_relaxed);
+    const std::size_t bytes = s.bytes.load(std::memory_order_relaxed);
+    const std::uint64_t meta = s.meta.load(std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (f.begin_.load(std::memory_order_relaxed) > next_ordinal_) {  // evicted: the slot may be reused
+      if (!held_.empty()) return true;  // read what was copied; the next copy reports it
+      ended_ = f.expired_error(copied_seq_);
+      return false;
+    }
+    // The slot is the entry's: its records were written before end_ was
+    // published, and their block is not freed while the mutex is held.
+    held_.push_back(held_entry{seq, held_bytes_.size(), bytes});
+    held_bytes_.insert(held_bytes_.end(), data, data + bytes);
+    weight += static_cast<std::size_t>(meta >> 1);
+    copied_seq_ = seq;
+    ++next_ordinal_;
+  }
+  return true;
+}
 
 inline result<std::optional<change>> feed_watch::next(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -440,15 +582,16 @@ inline result<std::optional<change>> feed_watch::next(std::chrono::milliseconds 
     if (ended_) return *ended_;
     // Read on in what is held.
     while (held_entry_ < held_.size()) {
-      const feed_entry& e = held_[held_entry_];
+      const held_entry& e = held_[held_entry_];
       while (held_offset_ < e.bytes) {
-        const feed_record r = feed_record::read(e.data.get() + held_offset_);
+        const feed_record r = feed_record::read(held_bytes_.data() + e.offset + held_offset_);
         held_offset_ += r.size();
         if (r.kind == feed_record::drop) {
           std::uint64_t id = 0;
           std::memcpy(&id, r.value.data(), 8);
           if (filter_.keyspace.id != 0 && id == filter_.keyspace.id && r.keyspace == filter_.keyspace.name) {
             held_.clear();
+            held_bytes_.clear();
             held_entry_ = held_offset_ = 0;
             ended_ = keel::error(errc::not_found,
                                  "watch: keyspace " + keyspace_text(filter_.keyspace.name) + " was dropped");
@@ -464,32 +607,26 @@ inline result<std::optional<change>> feed_watch::next(std::chrono::milliseconds 
       held_offset_ = 0;
     }
     held_.clear();
+    held_bytes_.clear();
     held_entry_ = 0;
     held_offset_ = 0;
     // Copy the next entries from the feed, waiting for one until the deadline.
     std::unique_lock lock(feed_->mutex_);
     for (;;) {
       if (feed_->closed()) return keel::error(errc::closed, "watch: the store is closed");
-      if (next_ordinal_ < feed_->front_ordinal_) {  // fell behind: what it needs next is gone
+      if (next_ordinal_ < feed_->begin_.load(std::memory_order_acquire)) {  // fell behind: what it needs next is gone
         ended_ = feed_->expired_error(copied_seq_);
         return *ended_;
       }
-      const std::uint64_t end = feed_->front_ordinal_ + feed_->entries_.size();
-      if (next_ordinal_ < end) break;
+      if (next_ordinal_ < feed_->end_.load(std::memory_order_seq_cst)) break;
       if (std::chrono::steady_clock::now() >= deadline) return std::optional<change>();
-      ++feed_->waiting_;
-      feed_->wake_.wait_until(lock, deadline);
-      --feed_->waiting_;
+      feed_->waiting_.fetch_add(1, std::memory_order_seq_cst);
+      // Checked again after counting itself (sequentially consistent with
+      // push()): an entry published before this check is seen, a later one wakes.
+      if (next_ordinal_ >= feed_->end_.load(std::memory_order_seq_cst)) feed_->wake_.wait_until(lock, deadline);
+      feed_->waiting_.fetch_sub(1, std::memory_order_seq_cst);
     }
-    std::size_t weight = 0;
-    const std::uint64_t end = feed_->front_ordinal_ + feed_->entries_.size();
-    while (next_ordinal_ < end && held_.size() < 256 && (held_.empty() || weight < buffer_)) {
-      const feed_entry& e = feed_->entries_[static_cast<std::size_t>(next_ordinal_ - feed_->front_ordinal_)];
-      weight += e.weight;
-      copied_seq_ = e.seq;
-      held_.push_back(e);
-      ++next_ordinal_;
-    }
+    if (!copy_from_feed()) return *ended_;
   }
 }
 
