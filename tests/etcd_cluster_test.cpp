@@ -285,8 +285,8 @@ TEST_SUITE("etcd-cluster") {
   // election timeout), so a key outlives its lease's first end; keel promises
   // only that it lives at least its ttl, goes eventually, and that once etcd
   // has revoked it no read returns it. Leases here: 1 s minimum (the
-  // cluster's 200 ms election timeout). Observed: gone about 1.2 s later
-  // than without the leader change (the restarted TTL after an election).
+  // cluster's 200 ms election timeout). Observed: gone 1-2 s later than
+  // without the leader change (the TTL restarted after the election).
   TEST_CASE("expiry across a SIGKILLed leader: a key lives at least its ttl, goes, and never comes back") {
     using clock = std::chrono::system_clock;
     const auto now_ms = [] {

@@ -13,6 +13,9 @@
 //   seconds, rounded down; -1 once the lease is gone.
 // - A put or txn naming a lease that is gone fails whole: HTTP 404, code 5
 //   "requested lease not found" (the transport's errc::not_found).
+// - A range answer gives each kv's "lease" (left out for 0);
+//   /v3/lease/leases lists the cluster's leases, its header.revision the
+//   answering member's current revision.
 //
 // Deadlines are grouped: every key whose deadline (the client's clock at the
 // put + ttl) rounds up to the same second S shares one lease, granted with
@@ -21,8 +24,8 @@
 // while etcd will not revoke it for a while.
 //
 // Thread safety: etcd_lease_cache may be used from many threads at once (a
-// mutex, a leaf: never held around a request); the functions are
-// thread-safe. Errors: keel::error values; nothing throws but std::bad_alloc.
+// mutex, a leaf: never held around a request); etcd_scan_deadlines by one
+// thread at a time (its cursor's); the functions are thread-safe. Errors: keel::error values; nothing throws but std::bad_alloc.
 #pragma once
 
 #include <algorithm>
