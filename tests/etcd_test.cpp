@@ -1067,6 +1067,29 @@ TEST_SUITE("etcd") {
     CHECK(lease_lookups(cluster) - snap_lookups_before == 3);
     CHECK(from_snap->records == 3 * per_lease + 1);
     CHECK(from_snap->deadlines == 3 * per_lease);
+
+    // A lease revoked after the scan's revision (its keys are still in the
+    // scan's view): they get the time of the lookup as deadline, passed.
+    auto cursor = store->scan_impl(key_range::prefix("k1-"));
+    REQUIRE(cursor.valid());
+    CHECK(cursor.key() == "k1-1000");
+    keel::detail::etcd_transport_config tc;
+    tc.endpoints = cluster.endpoints();
+    keel::detail::etcd_transport raw(tc);
+    auto kv = raw.call("kv/range", keel::detail::json_object().bytes("key", "leases/k1-1000").str(),
+                       keel::detail::call_kind::read, "test");
+    REQUIRE(kv);
+    REQUIRE(kv->contains("kvs"));
+    const auto lease = keel::detail::json_int((*kv)["kvs"][0], "lease");
+    REQUIRE(raw.call("lease/revoke", keel::detail::json_object().integer("ID", lease).str(),
+                     keel::detail::call_kind::write, "test"));
+    const auto revoked_at = now_ms();
+    REQUIRE(cursor.holds_deadlines());
+    REQUIRE(cursor.valid());
+    REQUIRE(cursor.deadline());
+    CHECK(*cursor.deadline() >= revoked_at);
+    CHECK(*cursor.deadline() <= now_ms());
+    CHECK(*store->expiry("k1-1000") == keel::key_expiry{});
   }
 }
 
