@@ -348,9 +348,9 @@ TEST_SUITE("etcd-cluster") {
     REQUIRE(new_leader_at != 0);
     REQUIRE_MESSAGE(gone_at, "the key was still there " << now_ms() - killed_at << " ms after the kill");
     MESSAGE("ttl " << ttl.count() << " ms, lease TTL " << granted_s << " s; killed at +" << killed_at - put_at
-                   << " ms, new leader seen at +" << new_leader_at - put_at << " ms, key gone at +"
-                   << *gone_at - put_at << " ms (without the leader change: about +" << granted_s * 1000 << " to +"
-                   << granted_s * 1000 + 500 << " ms)");
+                   << " ms, new leader seen at +" << new_leader_at - put_at << " ms, key gone at +" << *gone_at - put_at
+                   << " ms (without the leader change: about +" << granted_s * 1000 << " to +" << granted_s * 1000 + 500
+                   << " ms)");
     CHECK(*gone_at >= put_at + ttl.count());
     // The documented worst case: the new leader's full TTL plus an election
     // timeout (200 ms) and the lessor's 500 ms check, from its election;

@@ -7,8 +7,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <map>
 #include <string>
@@ -699,10 +699,11 @@ std::int64_t lease_lookups(const keel::test::etcd_cluster& cluster) {
   const std::string url = cluster.endpoint(0) + "/metrics";
   curl_easy_setopt(h, CURLOPT_URL, url.c_str());
   curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, +[](char* d, std::size_t n, std::size_t m, void* out) {
-    static_cast<std::string*>(out)->append(d, n * m);
-    return n * m;
-  });
+  curl_easy_setopt(
+      h, CURLOPT_WRITEFUNCTION, +[](char* d, std::size_t n, std::size_t m, void* out) {
+        static_cast<std::string*>(out)->append(d, n * m);
+        return n * m;
+      });
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
   const auto rc = curl_easy_perform(h);
   curl_easy_cleanup(h);

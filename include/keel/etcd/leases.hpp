@@ -25,7 +25,8 @@
 //
 // Thread safety: etcd_lease_cache may be used from many threads at once (a
 // mutex, a leaf: never held around a request); etcd_scan_deadlines by one
-// thread at a time (its cursor's); the functions are thread-safe. Errors: keel::error values; nothing throws but std::bad_alloc.
+// thread at a time (its cursor's); the functions are thread-safe.
+// Errors: keel::error values; nothing throws but std::bad_alloc.
 #pragma once
 
 #include <algorithm>
@@ -254,13 +255,13 @@ class etcd_scan_deadlines {
         error_ = std::move(d).error();
         return;
       }
-      const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-          std::chrono::system_clock::now().time_since_epoch());
+      const auto now =
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
       known_.emplace(lease, d->value_or(now.count()));
     }
   }
 
-  std::optional<bool> holds_;                   // decided by the first holds()
+  std::optional<bool> holds_;                  // decided by the first holds()
   std::map<std::int64_t, deadline_ms> known_;  // lease -> deadline
   std::optional<keel::error> error_;
 };
