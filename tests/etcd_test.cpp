@@ -2,11 +2,13 @@
 // client, the key mapping, errors and limits, against one etcd member shared
 // by the test binary. The conformance suite runs every common case on it too.
 // Expiry (issue 29) on etcd is here too, with real seconds (leases).
+#include <curl/curl.h>
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <map>
 #include <string>
@@ -688,6 +690,32 @@ std::int64_t now_ms() {
       .count();
 }
 
+// How many /v3/lease/timetolive requests member 0 of `cluster` has served
+// (its gRPC metrics: grpc_server_started_total of LeaseTimeToLive).
+std::int64_t lease_lookups(const keel::test::etcd_cluster& cluster) {
+  std::string body;
+  CURL* h = curl_easy_init();
+  REQUIRE(h);
+  const std::string url = cluster.endpoint(0) + "/metrics";
+  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
+  curl_easy_setopt(
+      h, CURLOPT_WRITEFUNCTION, +[](char* d, std::size_t n, std::size_t m, void* out) {
+        static_cast<std::string*>(out)->append(d, n * m);
+        return n * m;
+      });
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+  const auto rc = curl_easy_perform(h);
+  curl_easy_cleanup(h);
+  REQUIRE(rc == CURLE_OK);
+  const std::string series = "grpc_server_started_total{grpc_method=\"LeaseTimeToLive\"";
+  const auto at = body.find(series);
+  REQUIRE(at != std::string::npos);
+  const auto value = body.find("} ", at);
+  REQUIRE(value != std::string::npos);
+  return std::stoll(body.substr(value + 2, body.find('\n', value) - value - 2));
+}
+
 // Polls `done` every 20 ms until it holds or `limit` has passed; whether it held.
 template <class F>
 bool eventually(F&& done, std::chrono::milliseconds limit = 6000ms) {
@@ -970,6 +998,99 @@ TEST_SUITE("etcd") {
     REQUIRE(p);
     CHECK(p->present);
     CHECK_FALSE(p->deadline);
+  }
+
+  // The etcd cursor reports each key's deadline from the lease its range
+  // answer names, one /v3/lease/timetolive per distinct lease of the scan
+  // (counted by the member's own gRPC metrics, which the gateway's requests
+  // go through): 3 leases, not one per key as when export asked expiry(key)
+  // of every key. Deadlines: those expiry(key) reports, to within etcd's
+  // rounding of the remaining TTL to whole seconds.
+  TEST_CASE("etcd expiry: an export looks up each lease once, not each key, and reports expiry(key)'s deadlines") {
+    keel::test::etcd_cluster cluster(1);
+    etcd_options o;
+    o.endpoints = cluster.endpoints();
+    o.prefix = "leases/";
+    o.page_size = 64;  // several pages: the lookups are cached across pages
+    auto store = etcd_store::open(o);
+    REQUIRE_MESSAGE(store, (store ? "" : store.error().message()));
+    // Three batches, each one txn with one clock reading: one lease each.
+    const int per_lease = 100;
+    std::map<std::string, std::chrono::hours> ttl_of;
+    for (int l = 1; l <= 3; ++l) {
+      write_batch batch;
+      for (int i = 0; i < per_lease; ++i) {
+        const std::string key = "k" + std::to_string(l) + "-" + std::to_string(1000 + i);
+        batch.put(key, "v", ttl(std::chrono::hours(l)));
+        ttl_of[key] = std::chrono::hours(l);
+      }
+      REQUIRE(store->write(batch));
+    }
+    REQUIRE(store->put("permanent", "p"));
+    keel::test::temp_dir tmp;
+    const auto lookups_before = lease_lookups(cluster);
+    auto info = keel::export_dump(*store, tmp.path() / "leases.dump");
+    REQUIRE_MESSAGE(info, (info ? "" : info.error().message()));
+    const auto lookups = lease_lookups(cluster) - lookups_before;
+    CHECK(info->version == keel::dump_version_deadlines);
+    CHECK(info->records == 3 * per_lease + 1);
+    CHECK(info->deadlines == 3 * per_lease);
+    CHECK(lookups == 3);
+
+    keel::dump_reader r;
+    REQUIRE(r.open(tmp.path() / "leases.dump"));
+    int read = 0;
+    for (;;) {
+      auto more = r.next();
+      REQUIRE_MESSAGE(more, (more ? "" : more.error().message()));
+      if (!*more) break;
+      ++read;
+      const std::string key(r.key());
+      CAPTURE(key);
+      auto e = store->expiry(key);
+      REQUIRE(e);
+      REQUIRE(e->present);
+      REQUIRE(e->deadline.has_value() == r.deadline().has_value());
+      CHECK(r.deadline().has_value() == ttl_of.contains(key));
+      // Both are the client's clock at a timetolive answer + the TTL in whole
+      // seconds rounded down: they differ by less than a second, plus the
+      // answers' delivery.
+      if (e->deadline) CHECK(std::abs(*e->deadline - *r.deadline()) < 1500);
+    }
+    CHECK(read == 3 * per_lease + 1);
+
+    // A snapshot as the source: the same, at its revision.
+    auto snap = store->snapshot();
+    REQUIRE(snap.valid());
+    const auto snap_lookups_before = lease_lookups(cluster);
+    auto from_snap = keel::export_dump(snap, tmp.path() / "snap.dump");
+    REQUIRE_MESSAGE(from_snap, (from_snap ? "" : from_snap.error().message()));
+    CHECK(lease_lookups(cluster) - snap_lookups_before == 3);
+    CHECK(from_snap->records == 3 * per_lease + 1);
+    CHECK(from_snap->deadlines == 3 * per_lease);
+
+    // A lease revoked after the scan's revision (its keys are still in the
+    // scan's view): they get the time of the lookup as deadline, passed.
+    auto cursor = store->scan_impl(key_range::prefix("k1-"));
+    REQUIRE(cursor.valid());
+    CHECK(cursor.key() == "k1-1000");
+    keel::detail::etcd_transport_config tc;
+    tc.endpoints = cluster.endpoints();
+    keel::detail::etcd_transport raw(tc);
+    auto kv = raw.call("kv/range", keel::detail::json_object().bytes("key", "leases/k1-1000").str(),
+                       keel::detail::call_kind::read, "test");
+    REQUIRE(kv);
+    REQUIRE(kv->contains("kvs"));
+    const auto lease = keel::detail::json_int((*kv)["kvs"][0], "lease");
+    REQUIRE(raw.call("lease/revoke", keel::detail::json_object().integer("ID", lease).str(),
+                     keel::detail::call_kind::write, "test"));
+    const auto revoked_at = now_ms();
+    REQUIRE(cursor.holds_deadlines());
+    REQUIRE(cursor.valid());
+    REQUIRE(cursor.deadline());
+    CHECK(*cursor.deadline() >= revoked_at);
+    CHECK(*cursor.deadline() <= now_ms());
+    CHECK(*store->expiry("k1-1000") == keel::key_expiry{});
   }
 }
 

@@ -96,7 +96,7 @@ inline constexpr bool is_any_v = live_of_any<std::remove_const_t<T>>::value;
 // The policy of a basic_store, basic_keyspace or basic_snapshot (void for
 // other sources), and whether the source is of an expiry backend whose
 // cursors do not report deadlines: each key's deadline is then asked of the
-// store (expiry(key)), one call per key (etcd: a request).
+// store (expiry(key)), one call per key (PostgreSQL: a query).
 template <class T>
 struct policy_of {
   using type = void;

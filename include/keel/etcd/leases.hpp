@@ -13,6 +13,9 @@
 //   seconds, rounded down; -1 once the lease is gone.
 // - A put or txn naming a lease that is gone fails whole: HTTP 404, code 5
 //   "requested lease not found" (the transport's errc::not_found).
+// - A range answer gives each kv's "lease" (left out for 0);
+//   /v3/lease/leases lists the cluster's leases, its header.revision the
+//   answering member's current revision.
 //
 // Deadlines are grouped: every key whose deadline (the client's clock at the
 // put + ttl) rounds up to the same second S shares one lease, granted with
@@ -21,8 +24,9 @@
 // while etcd will not revoke it for a while.
 //
 // Thread safety: etcd_lease_cache may be used from many threads at once (a
-// mutex, a leaf: never held around a request); the functions are
-// thread-safe. Errors: keel::error values; nothing throws but std::bad_alloc.
+// mutex, a leaf: never held around a request); etcd_scan_deadlines by one
+// thread at a time (its cursor's); the functions are thread-safe.
+// Errors: keel::error values; nothing throws but std::bad_alloc.
 #pragma once
 
 #include <algorithm>
@@ -40,6 +44,7 @@
 #include "../error.hpp"
 #include "../expiry.hpp"
 #include "codec.hpp"
+#include "paging.hpp"
 #include "transactions.hpp"
 #include "transport.hpp"
 
@@ -160,13 +165,28 @@ result<nlohmann::json> etcd_send_leased(const etcd_transport& t, etcd_lease_cach
   }
 }
 
+// The deadline of lease `id` as expiry(key) reports it: the client's clock
+// at the answer of /v3/lease/timetolive + the remaining TTL, which etcd
+// rounds toward zero to whole seconds (so its keys live up to a second
+// longer, plus until the revocation); nullopt when etcd no longer has the
+// lease (it was revoked, and its keys with it).
+inline result<std::optional<deadline_ms>> etcd_lease_deadline(const etcd_transport& t, std::int64_t id) {
+  auto r = t.call("lease/timetolive", json_object().integer("ID", id).str(), call_kind::read, "expiry");
+  if (!r) return std::move(r).error();
+  // A lease etcd has answers with its grantedTTL; one that is gone with
+  // TTL -1 alone. A lease past its end but not revoked yet has a TTL of 0
+  // or less: a deadline in the past.
+  if (json_int(*r, "grantedTTL") <= 0) return std::optional<deadline_ms>();
+  const auto ttl = json_int(*r, "TTL");
+  const auto now =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
+  return std::optional<deadline_ms>(now.count() + ttl * 1000);
+}
+
 // What expiry(key) reports from etcd: `read` gives the key's lease (0: none;
-// nullopt: the key is absent), then /v3/lease/timetolive gives its remaining
-// TTL. deadline = the client's clock at that answer + the TTL, which etcd
-// rounds toward zero to whole seconds (so the key lives up to a second
-// longer, plus until the revocation). A lease gone between the two requests
-// took the key with it, unless the key was put again meanwhile: read again
-// (3 tries, then absent).
+// nullopt: the key is absent), then etcd_lease_deadline its deadline. A
+// lease gone between the two requests took the key with it, unless the key
+// was put again meanwhile: read again (3 tries, then absent).
 template <class ReadLease>  // () -> result<std::optional<std::int64_t>>
 result<key_expiry> etcd_key_expiry(const etcd_transport& t, ReadLease&& read) {
   for (int attempt = 0; attempt < 3; ++attempt) {
@@ -174,19 +194,77 @@ result<key_expiry> etcd_key_expiry(const etcd_transport& t, ReadLease&& read) {
     if (!lease) return std::move(lease).error();
     if (!*lease) return key_expiry{};
     if (**lease == 0) return key_expiry{true, std::nullopt};
-    auto r = t.call("lease/timetolive", json_object().integer("ID", **lease).str(), call_kind::read, "expiry");
-    if (!r) return std::move(r).error();
-    // A lease etcd has answers with its grantedTTL; one that is gone with
-    // TTL -1 alone. A lease past its end but not revoked yet has a TTL of 0
-    // or less: a deadline in the past.
-    if (json_int(*r, "grantedTTL") <= 0) continue;
-    const auto ttl = json_int(*r, "TTL");
-    const auto now =
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
-    return key_expiry{true, now.count() + ttl * 1000};
+    auto d = etcd_lease_deadline(t, **lease);
+    if (!d) return std::move(d).error();
+    if (*d) return key_expiry{true, **d};
   }
   return key_expiry{};
 }
+
+// The deadlines of a scan's keys, for the etcd cursor's deadline_cursor
+// members (contract.hpp; export and copy read them): each key's lease comes
+// with the range answer, and each distinct lease of the scan is looked up
+// once (etcd_lease_deadline: the deadline expiry(key) reports), a page at a
+// time before its keys are handed out, instead of a request per key. A lease
+// gone by its lookup was revoked after the scan's revision, and its keys
+// with it: their deadline is the time of the lookup (it has passed; import
+// and copy skip such a record as expired). A request that fails ends the
+// scan with its error (error()); the page in hand stays readable.
+// Thread safety: none (one cursor, one thread at a time).
+class etcd_scan_deadlines {
+ public:
+  // Whether an entry of `scan` may carry a deadline, decided at the first
+  // call (one /v3/lease/leases): false for a scan with nothing to hand out,
+  // or when the cluster has no lease and no revision has been written since
+  // the scan's (a key attached to a lease at that revision would have been
+  // deleted with it, in a later revision). When true, the page in hand's
+  // leases are looked up.
+  bool holds(const etcd_transport& t, const etcd_paged_scan& scan) {
+    if (holds_) return *holds_;
+    holds_ = false;
+    if (!scan.valid() || error_) return false;
+    auto r = t.call("lease/leases", "{}", call_kind::read, "list leases");
+    if (!r) {
+      error_ = std::move(r).error();
+      return false;
+    }
+    auto it = r->find("leases");
+    holds_ = (it != r->end() && it->is_array() && !it->empty()) || etcd_header_revision(*r) != scan.revision();
+    if (*holds_) look_up(t, scan);
+    return *holds_;
+  }
+  // After a page was read: looks up its new leases once holds() said true.
+  void on_page(const etcd_transport& t, const etcd_paged_scan& scan) {
+    if (holds_ && *holds_ && scan.valid() && !error_) look_up(t, scan);
+  }
+  // The deadline of an entry attached to `lease` (nullopt for 0, or a lease
+  // not looked up: holds() was false).
+  std::optional<deadline_ms> deadline(std::int64_t lease) const {
+    auto it = known_.find(lease);
+    if (lease == 0 || it == known_.end()) return std::nullopt;
+    return it->second;
+  }
+  const std::optional<keel::error>& error() const noexcept { return error_; }
+
+ private:
+  void look_up(const etcd_transport& t, const etcd_paged_scan& scan) {
+    for (const auto lease : scan.leases_left()) {
+      if (lease == 0 || known_.contains(lease)) continue;
+      auto d = etcd_lease_deadline(t, lease);
+      if (!d) {
+        error_ = std::move(d).error();
+        return;
+      }
+      const auto now =
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
+      known_.emplace(lease, d->value_or(now.count()));
+    }
+  }
+
+  std::optional<bool> holds_;                  // decided by the first holds()
+  std::map<std::int64_t, deadline_ms> known_;  // lease -> deadline
+  std::optional<keel::error> error_;
+};
 
 // The lease of the first kv of a range answer (or a txn's range response):
 // nullopt when it holds none.

@@ -40,6 +40,7 @@ struct etcd_kv {
   std::string etcd_key, value;
   std::int64_t mod_revision = 0;
   std::int64_t create_revision = 0;
+  std::int64_t lease = 0;  // the lease the key is attached to (0: none)
 };
 
 struct etcd_range_page {
@@ -71,8 +72,8 @@ inline etcd_range_page parse_etcd_range(const nlohmann::json& j) {
   if (auto kvs = j.find("kvs"); kvs != j.end() && kvs->is_array()) {
     r.kvs.reserve(kvs->size());
     for (const auto& x : *kvs)
-      r.kvs.push_back(
-          {json_bytes(x, "key"), json_bytes(x, "value"), json_int(x, "mod_revision"), json_int(x, "create_revision")});
+      r.kvs.push_back({json_bytes(x, "key"), json_bytes(x, "value"), json_int(x, "mod_revision"),
+                       json_int(x, "create_revision"), json_int(x, "lease")});
   }
   return r;
 }
@@ -101,8 +102,16 @@ class etcd_paged_scan {
       : lo_(std::move(lo)), hi_(std::move(hi)), revision_(revision), reversed_(reversed), more_(true) {}
 
   bool valid() const noexcept { return pos_ < page_.size(); }
-  std::string_view key() const noexcept { return page_[pos_].first; }
-  std::string_view value() const noexcept { return page_[pos_].second; }
+  std::string_view key() const noexcept { return page_[pos_].key; }
+  std::string_view value() const noexcept { return page_[pos_].value; }
+  // The lease the current key is attached to at the scan's revision (0: none).
+  std::int64_t lease() const noexcept { return page_[pos_].lease; }
+  // The leases of the page in hand from the current entry on (0s included).
+  std::vector<std::int64_t> leases_left() const {
+    std::vector<std::int64_t> out;
+    for (std::size_t i = pos_; i < page_.size(); ++i) out.push_back(page_[i].lease);
+    return out;
+  }
   const std::optional<keel::error>& error() const noexcept { return error_; }
   // The revision the scan reads (0 until its first page, when it was 0).
   std::int64_t revision() const noexcept { return revision_; }
@@ -140,7 +149,7 @@ class etcd_paged_scan {
     }
     page_.clear();
     page_.reserve(r->kvs.size());
-    for (auto& kv : r->kvs) page_.emplace_back(keys.user_key(kv.etcd_key), std::move(kv.value));
+    for (auto& kv : r->kvs) page_.push_back({keys.user_key(kv.etcd_key), std::move(kv.value), kv.lease});
     pos_ = 0;
     return fixed;
   }
@@ -158,7 +167,11 @@ class etcd_paged_scan {
   std::int64_t revision_ = 0;
   bool reversed_ = false;
   bool more_ = false;
-  std::vector<std::pair<std::string, std::string>> page_;  // user keys
+  struct entry {
+    std::string key, value;  // the user key
+    std::int64_t lease;
+  };
+  std::vector<entry> page_;
   std::size_t pos_ = 0;
   std::optional<keel::error> error_;
 };

@@ -96,15 +96,27 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
   // One cursor is used by one thread at a time.
   class cursor_type {
    public:
-    bool valid() const noexcept { return scan_.valid(); }
+    bool valid() const noexcept { return scan_.valid() && !deadlines_.error(); }
     std::string_view key() const noexcept { return scan_.key(); }
     std::string_view value() const noexcept { return scan_.value(); }
-    const std::optional<keel::error>& error() const noexcept { return scan_.error(); }
+    const std::optional<keel::error>& error() const noexcept {
+      return deadlines_.error() ? deadlines_.error() : scan_.error();
+    }
+    // The deadline_cursor members (contract.hpp; export and copy read them):
+    // each key's deadline from its lease, a lookup per distinct lease of the
+    // scan, not per key (leases.hpp, etcd_scan_deadlines).
+    bool holds_deadlines() const { return owner_ && deadlines_.holds(owner_->transport_, scan_); }
+    std::optional<deadline_ms> deadline() const {
+      return holds_deadlines() ? deadlines_.deadline(scan_.lease()) : std::nullopt;
+    }
 
     void next() {
       if (!valid()) return;
       if (!owner_->is_open()) return scan_.fail(closed_error());
-      if (scan_.step()) fetch();
+      if (scan_.step()) {
+        fetch();
+        deadlines_.on_page(owner_->transport_, scan_);
+      }
     }
 
    private:
@@ -129,6 +141,7 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
     std::shared_ptr<pin> pin_;
     std::shared_ptr<const detail::etcd_keyspace> mapping_;  // null: the default keyspace
     detail::etcd_paged_scan scan_;
+    mutable detail::etcd_scan_deadlines deadlines_;  // used by the const deadline_cursor members
   };
 
   // ---- snapshot -----------------------------------------------------------
@@ -241,8 +254,8 @@ class EtcdPolicy : public std::enable_shared_from_this<EtcdPolicy> {
     return {};
   }
   // Whether some key may have a deadline: some lease exists in the cluster
-  // (/v3/lease/leases; other clients' leases count too). Export and copy
-  // ask expiry(key) of every key only then (store.hpp, may_hold_deadlines).
+  // (/v3/lease/leases; other clients' leases count too). (store.hpp,
+  // may_hold_deadlines; export and copy read deadlines through the cursor.)
   result<bool> may_hold_deadlines() const {
     if (!is_open()) return closed_error();
     auto r = transport_.call("lease/leases", "{}", detail::call_kind::read, "list leases");
