@@ -1806,6 +1806,7 @@ TEST_SUITE("postgres") {
     CHECK(columns_of(table + "_ks") == "keyspace_id,key,value");  // no ttl: T_ks as it was
     CHECK_FALSE(*first.may_hold_deadlines());
     CHECK_FALSE(first.policy().keyspaces_expiring());
+    CHECK_FALSE(keel::diagnose_postgres(o).keyspace_deadlines);
 
     REQUIRE(old1.put("t", "ttl", {.ttl = 1h}));
     REQUIRE(old1.put("s", "short", {.ttl = 300ms}));
@@ -1831,7 +1832,9 @@ TEST_SUITE("postgres") {
     // The snapshot from before reads the keyspace as of its start.
     CHECK(keys_of(unaware.scan(old3, key_range::all())) == std::vector<std::string>{"k"});
     CHECK(*first.may_hold_deadlines());
-    CHECK(keel::diagnose_postgres(o).table_shape_ok);
-    CHECK(keel::diagnose_postgres(o).keyspace_tables);
+    const auto doctor = keel::diagnose_postgres(o);
+    CHECK(doctor.table_shape_ok);
+    CHECK(doctor.keyspace_tables);
+    CHECK(doctor.keyspace_deadlines);  // `keel doctor` says so
   }
 }

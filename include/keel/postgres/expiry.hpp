@@ -23,9 +23,17 @@
 // the table's lock at its start (view_guard_sql), so the column cannot
 // appear under it.
 //
-// Reclamation: a background thread per store (once the table has the column;
+// Keyspaces other than "": their table T_ks (statements.hpp) gets its own
+// deadline column and index the same way, on the first ttl put in any of
+// them (enable_expiry(true)); this process tracks it apart
+// (keyspaces_expiring: known from the catalog when it first looks at the
+// side tables, from a guard's failure, or at compact()). Views lock T_ks at
+// their start when the side tables are known, else at their first keyspace
+// read (resolve_keyspaces_shape).
+//
+// Reclamation: a background thread per store (once either table has the column;
 // postgres_options::expiry_interval) and compact() delete expired rows in
-// rounds of sweep_round (x_sweep); VACUUM makes their space reusable.
+// rounds of sweep_round (x_sweep, x_ks_sweep); VACUUM makes their space reusable.
 //
 // Transactions (SERIALIZABLE): expiry is no write, so the server's
 // serializable validation cannot see it; at commit, before its writes, keel

@@ -543,7 +543,8 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
   result<std::vector<std::optional<std::string>>> multi_get(const keyspace_type& ks,
                                                            std::span<const std::string_view> keys) const;
   cursor_type scan(const keyspace_type& ks, const key_range& range) const;
-  // VACUUM (ANALYZE) of the keyspaces' table (all keyspaces but "").
+  // The expired rows deleted (expiry.hpp, sweep), then VACUUM (ANALYZE) of
+  // the keyspaces' table (all keyspaces but "").
   result<void> compact(const keyspace_type& ks, const key_range& range);
 
   // Closes every connection: the pool's and those that live snapshots,
@@ -690,7 +691,7 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
   result<void> apply_batch(detail::pg::connection& c, const detail::pg::batch_plan& b, std::string_view what,
                            bool expiring, const tx_record* tx = nullptr, bool keyspaces_expiring = false) const;
   // One keyspace's plan (`keyspace_id` 0: the default keyspace's table),
-  // in the order batch.hpp says.
+  // in the order batch.hpp says; `expiring`: that table has deadlines.
   result<void> apply(detail::pg::connection& c, const detail::pg::plan& p, std::int64_t keyspace_id, step st,
                      std::string_view what, bool expiring = false) const;
 
