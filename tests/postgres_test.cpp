@@ -1695,6 +1695,20 @@ TEST_SUITE("postgres") {
     CHECK(lock.present);
     REQUIRE(lock.deadline);
     CHECK(*lock.deadline > now_ms() + 3500 * 1000);
+    {  // export reads the keyspace's deadlines (may_hold_deadlines covers T_ks)
+      keel::test::temp_dir tmp;
+      auto dumped = keel::export_dump(store, tmp.path() / "ks.dump");
+      REQUIRE_MESSAGE(dumped, (dumped ? "" : dumped.error().message()));
+      CHECK(dumped->version == keel::dump_version_deadlines);
+      CHECK(dumped->records == 2);
+      CHECK(dumped->deadlines == 1);
+      auto mem = keel::memory_store::open(keel::memory_options{});
+      REQUIRE(mem);
+      REQUIRE(keel::import_dump(*mem, tmp.path() / "ks.dump"));
+      auto e = mem->keyspace("q")->expiry("lock");
+      REQUIRE(e);
+      CHECK(e->deadline == lock.deadline);
+    }
 
     const auto before = std::chrono::steady_clock::now();
     REQUIRE(q.put("s", "short", {.ttl = 600ms}));
