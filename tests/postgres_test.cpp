@@ -1784,7 +1784,8 @@ TEST_SUITE("postgres") {
   // loses its rows), or when another client that knew T_ks without the
   // column keeps its statements: then it reads an expired key, or its plain
   // put leaves the deadline in place; or when a snapshot taken before the
-  // client knew T_ks cannot read a keyspace once T_ks has the column.
+  // client knew T_ks cannot read a keyspace once T_ks has the column, or one
+  // that locked T_ks breaks when another client's first ttl put comes.
   TEST_CASE("postgres expiry: keyspaces: a side table made before gets the column on first ttl use, rows intact; other clients switch") {
     if (auto why = no_server()) return skip("postgres: " + *why);
     const std::string table = postgres_backend::next_table();
@@ -1822,6 +1823,18 @@ TEST_SUITE("postgres") {
     CHECK_FALSE(first.policy().keyspaces_expiring());
     CHECK_FALSE(keel::diagnose_postgres(o).keyspace_deadlines);
 
+    {  // A snapshot begun on T_ks without the column holds its lock: the first ttl put there waits, then gives up.
+      auto holder = open_store(o);
+      auto old_h = keyspace_of(holder, "old");  // it knows the side tables: its views lock T_ks at their start
+      auto held = holder.snapshot();
+      auto oo = o;
+      oo.operation_timeout = 500ms;  // the first ttl put waits for T_ks's lock at most this long
+      auto other = open_store(oo);
+      auto old_o = keyspace_of(other, "old");
+      CHECK(code_of(old_o.put("t", "v", {.ttl = 1h})) == errc::unavailable);
+      CHECK(keys_of(held.scan(old_h, key_range::all())) == std::vector<std::string>{"k", "p"});
+      CHECK(columns_of(table + "_ks") == "keyspace_id,key,value");
+    }
     REQUIRE(old1.put("t", "ttl", {.ttl = 1h}));
     REQUIRE(old1.put("s", "short", {.ttl = 300ms}));
     CHECK(columns_of(table + "_ks") == "keyspace_id,key,value,expires_at");
