@@ -224,8 +224,9 @@ inline result<void> PostgresPolicy::make_side_tables(detail::pg::connection& c) 
   detail::pg::failure why;
   auto made = c.exec(detail::pg::create_keyspace_tables_sql(quoted_list_, quoted_keys_), deadline(), &why);
   // Another client making them at once: the loser sees a unique violation
-  // on the catalog; they exist then.
-  if (!made && why.sqlstate != "23505" && why.sqlstate != "42P07")
+  // on the catalog (23505), or the table's row type already there (42710);
+  // they exist then.
+  if (!made && why.sqlstate != "23505" && why.sqlstate != "42P07" && why.sqlstate != "42710")
     return detail::pg::to_error(why, step::commits_write, "create the keyspace tables");
   auto exist = side_tables_exist(c);
   if (!exist) return std::move(exist).error();
