@@ -51,7 +51,10 @@ struct plan {
 struct batch_plan {
   plan default_keyspace;
   std::vector<std::pair<std::string, plan>> keyspaces;
-  bool has_ttl() const { return default_keyspace.has_ttl; }
+  bool has_ttl() const { return default_keyspace.has_ttl; }  // a put with a ttl in ""
+  bool has_keyspace_ttl() const {                            // ... in another keyspace (T_ks)
+    return std::any_of(keyspaces.begin(), keyspaces.end(), [](const auto& k) { return k.second.has_ttl; });
+  }
   std::size_t statements() const {
     std::size_t n = default_keyspace.statements();
     for (const auto& [name, p] : keyspaces) n += p.statements();
@@ -61,8 +64,7 @@ struct batch_plan {
 
 // invalid_argument for a key or value over bytea's limit, a range whose
 // lower bound is above its upper bound, a keyspace name over 255 bytes, or a
-// ttl of zero or less (write_batch keeps those as negative);
-// not_supported for a ttl in a keyspace other than "" (not yet).
+// ttl of zero or less (write_batch keeps those as negative).
 inline result<batch_plan> compile(const write_batch& batch) {
   struct put_op {
     std::string value;
@@ -87,10 +89,6 @@ inline result<batch_plan> compile(const write_batch& batch) {
       case write_batch::op_kind::put:
         if (auto bad = too_large(op.key, op.value)) return *bad;
         if (op.ttl.count() < 0) return *ttl_error(op.ttl);
-        if (op.ttl.count() > 0 && !op.keyspace.empty())
-          return keel::error(errc::not_supported,
-                             "postgres: a ttl in a keyspace other than \"\" is not supported yet (keyspace \"" +
-                                 std::string(op.keyspace) + "\"); nothing was written");
         last.insert_or_assign(std::string(op.key), std::optional<put_op>(put_op{std::string(op.value), op.ttl.count()}));
         break;
       case write_batch::op_kind::erase:

@@ -110,6 +110,9 @@ struct postgres_doctor_report {
   // besides "" they list.
   bool keyspace_tables = false;
   std::optional<std::uint64_t> keyspaces;
+  // Whether their keys' table has the deadline column (expires_at: a key was
+  // put with a ttl in a keyspace besides ""; docs/expiry.md, "PostgreSQL").
+  bool keyspace_deadlines = false;
 
   // The write check (see the top of this file).
   bool write_would_succeed = false;
@@ -324,6 +327,7 @@ inline postgres_doctor_report diagnose_postgres(const postgres_options& opts) {
     auto there = c.exec_params(pg::keyspace_tables_sql, {list, keys}, deadline(), &ks_why);
     const bool found = there && PQntuples(there->get()) == 1 && std::string_view(PQgetvalue(there->get(), 0, 0)) == "t";
     r.keyspace_tables = found && std::string_view(PQgetvalue(there->get(), 0, 1)) == "t";
+    r.keyspace_deadlines = r.keyspace_tables && std::string_view(PQgetvalue(there->get(), 0, 2)) == "t";
     if (found && !r.keyspace_tables) {
       say("Tables " + list + " and " + keys + " exist but are not keel's keyspace tables: keyspace operations give "
           "invalid_argument (the default keyspace works).");
@@ -332,7 +336,8 @@ inline postgres_doctor_report diagnose_postgres(const postgres_options& opts) {
         r.keyspaces = std::stoull(PQgetvalue(n->get(), 0, 0));
       const std::string count =
           r.keyspaces ? std::to_string(*r.keyspaces) : "unknown (" + ks_why.message + ")";
-      say("Keyspaces besides \"\": " + count + ", listed in " + list + ", their keys in " + keys + ".");
+      say("Keyspaces besides \"\": " + count + ", listed in " + list + ", their keys in " + keys +
+          (r.keyspace_deadlines ? " (with the deadline column expires_at: keys put with a ttl)." : "."));
     } else if (there) {
       say("No keyspaces besides \"\" yet (tables " + list + " and " + keys + " are made with the first one).");
     }

@@ -99,16 +99,7 @@ inline result<void> PostgresPolicy::drop_keyspace(std::string_view name) {
 }
 
 inline result<void> PostgresPolicy::put(const keyspace_type& ks, std::string_view key, std::string_view value) {
-  if (ks.id == 0) return put(key, value);
-  if (!is_open()) return closed_error();
-  if (auto bad = too_large(key, value)) return *bad;
-  const std::string id = id_bytes(ks);
-  const param p[] = {id, key, value};
-  return pooled<void>(step::commits_write, "put", [&](detail::pg::connection& c) -> result<void> {
-    auto r = run(c, stmt::ks_put, p, step::commits_write, "put");
-    if (!r) return std::move(r).error();
-    return {};
-  });
+  return put(ks, key, value, put_options{});  // expiry.hpp (ks_put, or x_ks_put once T_ks has deadlines)
 }
 
 inline result<std::optional<std::string>> PostgresPolicy::get(const keyspace_type& ks, std::string_view key) const {
@@ -185,6 +176,7 @@ inline result<void> PostgresPolicy::compact(const keyspace_type& ks, const key_r
   if (!erase_range_is_valid(range))
     return keel::error(errc::invalid_argument, "compact: the range's lower bound is above its upper bound");
   if (auto ok = keyspace_check(ks, "compact"); !ok) return ok;
+  if (auto swept = sweep(true); !swept) return swept;  // expired rows first (expiry.hpp)
   return pooled<void>(step::read, "compact", [&](detail::pg::connection& c) -> result<void> {
     auto r = exec(c, "VACUUM (ANALYZE) " + quoted_keys_, step::read, "compact");
     if (!r) return std::move(r).error();
@@ -223,6 +215,7 @@ inline result<bool> PostgresPolicy::side_tables_exist(detail::pg::connection& c)
                            quoted_keys_ +
                            " (keyspace_id bigint, key bytea, value bytea)); nothing was altered: "
                            "choose another postgres_options::table, or move those tables away");
+  if (std::string_view(PQgetvalue(r->get(), 0, 2)) == "t") mark_keyspaces_expiring();  // T_ks has deadlines
   side_tables_.store(true, std::memory_order_release);
   return true;
 }
@@ -231,8 +224,9 @@ inline result<void> PostgresPolicy::make_side_tables(detail::pg::connection& c) 
   detail::pg::failure why;
   auto made = c.exec(detail::pg::create_keyspace_tables_sql(quoted_list_, quoted_keys_), deadline(), &why);
   // Another client making them at once: the loser sees a unique violation
-  // on the catalog; they exist then.
-  if (!made && why.sqlstate != "23505" && why.sqlstate != "42P07")
+  // on the catalog (23505), or the table's row type already there (42710);
+  // they exist then.
+  if (!made && why.sqlstate != "23505" && why.sqlstate != "42P07" && why.sqlstate != "42710")
     return detail::pg::to_error(why, step::commits_write, "create the keyspace tables");
   auto exist = side_tables_exist(c);
   if (!exist) return std::move(exist).error();
@@ -287,8 +281,39 @@ inline void PostgresPolicy::roll_back(detail::pg::connection& c) const {
   if (!c.exec("ROLLBACK", deadline(), &why)) c.mark_broken();
 }
 
+inline result<void> PostgresPolicy::write(const write_batch& batch) {
+  if (!is_open()) return closed_error();
+  auto plan = detail::pg::compile(batch);
+  if (!plan) return std::move(plan).error();
+  if (plan->keyspaces.empty() && plan->default_keyspace.statements() == 0) return {};
+  if (plan->has_ttl())
+    if (auto e = enable_expiry(); !e) return e;
+  if (plan->has_keyspace_ttl())
+    if (auto e = enable_expiry(true); !e) return e;
+  return pooled<void>(step::commits_write, "write", [&](detail::pg::connection& c) -> result<void> {
+    for (int pass = 0;; ++pass) {  // again when a table gained its deadline column meanwhile
+      const bool on = expiring(), keyspaces_on = keyspaces_expiring();
+      result<void> r;
+      if (plan->keyspaces.empty() && plan->default_keyspace.statements() == 1) {
+        r = apply(c, plan->default_keyspace, 0, step::commits_write, "write", on);
+      } else if (auto b = exec(c, "BEGIN", step::in_transaction, "write"); !b) {
+        return std::move(b).error();
+      } else if (r = apply_batch(c, *plan, "write", on, nullptr, keyspaces_on); !r) {
+        roll_back(c);
+      } else if (auto done = exec(c, "COMMIT", step::commits_write, "write"); !done) {
+        return std::move(done).error();
+      }
+      if (r || pass > 1) return r;
+      if (!(!on && gained_deadlines(c, r.error())) &&
+          !(!keyspaces_on && !plan->keyspaces.empty() && gained_deadlines(c, r.error(), true)))
+        return r;
+    }
+  });
+}
+
 inline result<void> PostgresPolicy::apply_batch(detail::pg::connection& c, const detail::pg::batch_plan& b,
-                                                std::string_view what, bool expiring, const tx_record* tx) const {
+                                                std::string_view what, bool expiring, const tx_record* tx,
+                                                bool keyspaces_expiring) const {
   // The keyspaces to lock: those written, and (in a transaction) those read.
   std::vector<std::string_view> names;
   for (const auto& [name, p] : b.keyspaces) names.push_back(name);
@@ -337,7 +362,7 @@ inline result<void> PostgresPolicy::apply_batch(detail::pg::connection& c, const
   }
   if (auto a = apply(c, b.default_keyspace, 0, step::in_transaction, what, expiring); !a) return a;
   for (const auto& [name, p] : b.keyspaces)
-    if (auto a = apply(c, p, found.find(name)->second, step::in_transaction, what); !a) return a;
+    if (auto a = apply(c, p, found.find(name)->second, step::in_transaction, what, keyspaces_expiring); !a) return a;
   return {};
 }
 
@@ -374,18 +399,18 @@ inline result<void> PostgresPolicy::apply(detail::pg::connection& c, const detai
     if (auto bad = array_too_large(keys)) return *bad;
     if (auto d = send(stmt::erase_many, stmt::ks_erase_many, {keys}); !d) return d;
   }
-  if (expiring && !ks && !p.put_keys.empty()) {  // the default keyspace's table has deadlines
+  if (expiring && !p.put_keys.empty()) {  // the plan's table (T or T_ks) has deadlines
     std::string ttl;
     if (p.put_keys.size() == 1) {
       detail::pg::put_be64(ttl, static_cast<std::uint64_t>(p.put_ttls[0]));
-      return send(stmt::x_put, stmt::x_put, {p.put_keys[0], p.put_values[0], ttl});
+      return send(stmt::x_put, stmt::x_ks_put, {p.put_keys[0], p.put_values[0], ttl});
     }
     const std::string keys = detail::pg::encode_bytea_array(p.put_keys);
     const std::string values = detail::pg::encode_bytea_array(p.put_values);
     if (auto bad = array_too_large(keys)) return *bad;
     if (auto bad = array_too_large(values)) return *bad;
     ttl = detail::pg::encode_int8_array(p.put_ttls);
-    return send(stmt::x_put_many, stmt::x_put_many, {keys, values, ttl});
+    return send(stmt::x_put_many, stmt::x_ks_put_many, {keys, values, ttl});
   }
   if (p.has_ttl)  // the caller gave the table its deadline column first
     return keel::error(errc::invalid_argument, "postgres: internal: a ttl put for a table without deadlines");

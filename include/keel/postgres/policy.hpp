@@ -91,6 +91,9 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
     std::optional<keel::error> failed;  // the transaction is unusable: every later read gives this
     std::chrono::milliseconds timeout{};
     bool expiring = false;              // the table had its deadline column when it began (expiry.hpp)
+    // T_ks (the other keyspaces): 0 not looked at yet, 1 without the deadline
+    // column (and locked, so it stays so), 2 with it (expiry.hpp, resolve_keyspaces_shape).
+    int keyspaces_shape = 0;
     ~view_state() {
       if (conn && !conn->broken() && PQtransactionStatus(conn->raw()) != PQTRANS_IDLE) {
         detail::pg::failure why;
@@ -323,6 +326,8 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
     }
     p->quoted_deadline_index_ =
         (*lease)->quote_identifier(detail::pg::side_table_name(opts.table, detail::pg::deadline_index_suffix));
+    p->quoted_keyspaces_deadline_index_ = (*lease)->quote_identifier(
+        detail::pg::side_table_name(opts.table, detail::pg::keyspace_deadline_index_suffix));
     if (expiring) p->mark_expiring();
     return p;
   }
@@ -345,13 +350,15 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
   result<void> put(std::string_view key, std::string_view value, const put_options& o);
   // Whether key is present now (by the server's clock) and its deadline.
   result<key_expiry> expiry(std::string_view key) const;
-  // Keyspaces other than "" have no ttl yet: a ttl is not_supported.
+  // The same in keyspace `ks`; the first ttl put in any keyspace but "" gives
+  // T_ks its deadline column.
   result<void> put(const keyspace_type& ks, std::string_view key, std::string_view value, const put_options& o);
   result<key_expiry> expiry(const keyspace_type& ks, std::string_view key) const;
-  // Whether the table has its deadline column now (the catalog); store.hpp.
+  // Whether the table or T_ks has its deadline column now (the catalog); store.hpp.
   result<bool> may_hold_deadlines() const;
   // Whether the table has its deadline column (as far as this process knows).
   bool expiring() const noexcept { return expiring_.load(std::memory_order_acquire); }
+  bool keyspaces_expiring() const noexcept { return keyspaces_expiring_.load(std::memory_order_acquire); }
 
   result<std::optional<std::string>> get(std::string_view key) const {
     if (!is_open()) return closed_error();
@@ -380,31 +387,8 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
     });
   }
 
-  // One SQL transaction (one statement when the batch reduces to one).
-  result<void> write(const write_batch& batch) {
-    if (!is_open()) return closed_error();
-    auto plan = detail::pg::compile(batch);
-    if (!plan) return std::move(plan).error();
-    if (plan->keyspaces.empty() && plan->default_keyspace.statements() == 0) return {};
-    if (plan->has_ttl())
-      if (auto e = enable_expiry(); !e) return e;
-    return pooled<void>(step::commits_write, "write", [&](detail::pg::connection& c) -> result<void> {
-      for (int pass = 0;; ++pass) {  // a second pass when the table gained its deadline column meanwhile
-        const bool on = expiring();
-        result<void> r;
-        if (plan->keyspaces.empty() && plan->default_keyspace.statements() == 1) {
-          r = apply(c, plan->default_keyspace, 0, step::commits_write, "write", on);
-        } else if (auto b = exec(c, "BEGIN", step::in_transaction, "write"); !b) {
-          return std::move(b).error();
-        } else if (r = apply_batch(c, *plan, "write", on); !r) {
-          roll_back(c);
-        } else if (auto done = exec(c, "COMMIT", step::commits_write, "write"); !done) {
-          return std::move(done).error();
-        }
-        if (r || on || pass > 0 || !gained_deadlines(c, r.error())) return r;
-      }
-    });
-  }
+  // One SQL transaction (one statement when the batch reduces to one); keyspaces.hpp.
+  result<void> write(const write_batch& batch);
 
   cursor_type scan(const key_range& range) const {
     if (!is_open()) return cursor_type(closed_error());
@@ -462,8 +446,7 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
     if (!is_open()) return closed_error();
     if (!erase_range_is_valid(range))
       return keel::error(errc::invalid_argument, "compact: the range's lower bound is above its upper bound");
-    if (expiring())  // the expired rows first (then VACUUM makes their space reusable)
-      if (auto swept = sweep(); !swept) return swept;
+    if (auto swept = sweep(true); !swept) return swept;  // expired rows first (then VACUUM reuses their space)
     return pooled<void>(step::read, "compact", [&](detail::pg::connection& c) -> result<void> {
       auto r = exec(c, "VACUUM (ANALYZE) " + quoted_, step::read, "compact");
       if (!r) return std::move(r).error();
@@ -529,10 +512,12 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
     // A key it read that expired since it began is a conflict; the first
     // ttl put of a store gives the table its column inside this transaction.
     if (auto e = commit_expiry_checks(c, *view, *plan, tx); !e) return finish(std::move(e));
-    if (auto a = apply_batch(c, *plan, "commit", view->expiring, &tx); !a) return finish(std::move(a));
+    if (auto a = apply_batch(c, *plan, "commit", view->expiring, &tx, view->keyspaces_shape == 2); !a)
+      return finish(std::move(a));
     auto done = exec(c, "COMMIT", step::commits_write, "commit");
     if (!done) return finish(std::move(done).error());
     if (view->expiring) mark_expiring();
+    if (view->keyspaces_shape == 2) mark_keyspaces_expiring();
     view->failed = keel::error(errc::closed, "transaction is already committed");
     return {};
   }
@@ -558,7 +543,8 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
   result<std::vector<std::optional<std::string>>> multi_get(const keyspace_type& ks,
                                                            std::span<const std::string_view> keys) const;
   cursor_type scan(const keyspace_type& ks, const key_range& range) const;
-  // VACUUM (ANALYZE) of the keyspaces' table (all keyspaces but "").
+  // The expired rows deleted (expiry.hpp, sweep), then VACUUM (ANALYZE) of
+  // the keyspaces' table (all keyspaces but "").
   result<void> compact(const keyspace_type& ks, const key_range& range);
 
   // Closes every connection: the pool's and those that live snapshots,
@@ -664,64 +650,12 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
   // table's shape (with_deadlines), again with the other one when the table
   // gained its deadline column meanwhile (expiry.hpp).
   result<result_ptr> run_read(detail::pg::connection& c, stmt s, std::span<const param> params,
-                              std::string_view what) const {
-    const bool on = expiring();
-    auto r = run(c, on ? with_deadlines(s) : s, params, step::read, what);
-    if (r || on || !gained_deadlines(c, r.error())) return r;
-    return run(c, with_deadlines(s), params, step::read, what);
-  }
+                              std::string_view what) const;
 
-  // A new transaction reading one snapshot, on a connection of its own.
-  result<std::shared_ptr<view_state>> open_view(bool for_transaction, std::string_view what) const {
-    for (int attempt = 0;; ++attempt) {
-      auto lease = pool_->acquire();
-      if (!lease) {
-        if (lease.error() == errc::closed) return closed_error();
-        return std::move(lease).error();
-      }
-      // SERIALIZABLE is refused on a hot standby: there a transaction reads
-      // at REPEATABLE READ and its writes fail with read_only.
-      const char* begin = !for_transaction                   ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
-                          : (*lease)->in_hot_standby()       ? "BEGIN ISOLATION LEVEL REPEATABLE READ; "
-                                                             : "BEGIN ISOLATION LEVEL SERIALIZABLE; ";
-      // Then the snapshot; on a table without deadlines, also its lock and
-      // a check that it still has none (view_guard_sql).
-      const bool on = expiring();
-      auto r = exec(**lease, begin + (on ? std::string("SELECT 1") : view_guard_sql()), step::read, what);
-      if (!r) {
-        if (attempt == 0 && r.error() == errc::unavailable && (*lease)->broken()) continue;
-        roll_back(**lease);
-        if (attempt == 0 && !on && gained_deadlines(**lease, r.error())) continue;
-        return std::move(r).error();
-      }
-      auto v = std::make_shared<view_state>();
-      v->conn = std::move(*lease);
-      v->timeout = opts_.operation_timeout;
-      v->expiring = on;
-      std::lock_guard lock(views_mutex_);
-      if (!is_open()) {
-        v->conn.drop();
-        return closed_error();
-      }
-      if (views_.size() >= prune_views_at_) {
-        std::erase_if(views_, [](const std::weak_ptr<view_state>& w) { return w.expired(); });
-        prune_views_at_ = std::max<std::size_t>(64, 2 * views_.size());
-      }
-      views_.push_back(v);
-      return v;
-    }
-  }
-
-  // A statement on a view's connection (inside its transaction).
-  result<result_ptr> view_run(view_state& v, stmt s, std::span<const param> params, std::string_view what) const {
-    if (!is_open()) return closed_error();
-    std::lock_guard lock(v.mutex);
-    if (!v.conn) return closed_error();
-    if (v.failed) return *v.failed;
-    auto r = run(*v.conn, v.expiring ? with_deadlines(s) : s, params, step::read, what);
-    if (!r && (v.conn->broken() || PQtransactionStatus(v.conn->raw()) != PQTRANS_INTRANS)) v.failed = r.error();
-    return r;
-  }
+  // A new transaction reading one snapshot, on a connection of its own (expiry.hpp).
+  result<std::shared_ptr<view_state>> open_view(bool for_transaction, std::string_view what) const;
+  // A statement on a view's connection (inside its transaction; expiry.hpp).
+  result<result_ptr> view_run(view_state& v, stmt s, std::span<const param> params, std::string_view what) const;
   result<std::optional<std::string>> get_on(view_state& v, std::string_view key) const {
     const param p[] = {key};
     return first_value(view_run(v, stmt::get, p, "get"));
@@ -755,22 +689,29 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
   // names (not_found, nothing applied, when one is missing), then applies
   // the default keyspace's plan and each keyspace's.
   result<void> apply_batch(detail::pg::connection& c, const detail::pg::batch_plan& b, std::string_view what,
-                           bool expiring, const tx_record* tx = nullptr) const;
+                           bool expiring, const tx_record* tx = nullptr, bool keyspaces_expiring = false) const;
   // One keyspace's plan (`keyspace_id` 0: the default keyspace's table),
-  // in the order batch.hpp says.
+  // in the order batch.hpp says; `expiring`: that table has deadlines.
   result<void> apply(detail::pg::connection& c, const detail::pg::plan& p, std::int64_t keyspace_id, step st,
                      std::string_view what, bool expiring = false) const;
 
   // ---- expiry (expiry.hpp) ------------------------------------------------------
   static stmt with_deadlines(stmt s);  // the statement's counterpart on a table with deadlines
-  std::string view_guard_sql() const;
-  // After `e` on c in plain mode: whether the table has its deadline column
-  // now (then this process switches to it: true).
-  bool gained_deadlines(detail::pg::connection& c, const keel::error& e) const;
+  static bool in_keyspaces(stmt s);    // whether s reads or writes T_ks (the other keyspaces)
+  std::string view_guard_sql(const std::string& table) const;
+  // After `e` on c in plain mode: whether the table (T_ks when `keyspaces`)
+  // has its deadline column now (then this process switches to it: true).
+  bool gained_deadlines(detail::pg::connection& c, const keel::error& e, bool keyspaces = false) const;
   void mark_expiring() const;  // switches to deadlines, starts the sweeper
-  result<void> enable_expiry();
-  result<void> sweep() const;  // deletes every expired row (in rounds)
+  void mark_keyspaces_expiring() const;  // the same for T_ks
+  void start_sweeper() const;
+  result<void> enable_expiry(bool keyspaces = false);
+  // Deletes every expired row (in rounds), of T and T_ks; `look`: asks the
+  // catalog first whether T_ks has deadlines this process has not seen (compact()).
+  result<void> sweep(bool look = false) const;
   void stop_sweeper() const;
+  // Makes v's T_ks shape known (1 or 2) before its first statement there.
+  result<void> resolve_keyspaces_shape(view_state& v) const;
   result<void> commit_expiry_checks(detail::pg::connection& c, view_state& v, const detail::pg::batch_plan& plan,
                                     const tx_record& tx) const;
   struct sweeper_state;
@@ -788,8 +729,9 @@ class PostgresPolicy : public std::enable_shared_from_this<PostgresPolicy> {
   mutable std::mutex transactions_mutex_;
   mutable std::unordered_map<std::uint64_t, std::weak_ptr<view_state>> transactions_;
   mutable std::atomic<std::uint64_t> next_transaction_{0};
-  std::string quoted_deadline_index_;
+  std::string quoted_deadline_index_, quoted_keyspaces_deadline_index_;
   mutable std::atomic<bool> expiring_{false};
+  mutable std::atomic<bool> keyspaces_expiring_{false};  // T_ks has its deadline column
   mutable std::mutex sweeper_mutex_;  // a leaf: guards sweeper_
   mutable std::shared_ptr<sweeper_state> sweeper_;
 };

@@ -91,7 +91,8 @@ inline result<void> ensure_table(connection& c, const std::string& quoted, conne
   if (std::string_view(PQgetvalue(exists->get(), 0, 0)) != "t") {
     failure create_why;
     auto created = c.exec(create_table_sql(quoted), deadline, &create_why);
-    if (!created && create_why.sqlstate != "23505" && create_why.sqlstate != "42P07")
+    if (!created && create_why.sqlstate != "23505" && create_why.sqlstate != "42P07" &&
+        create_why.sqlstate != "42710")  // another client's table (its row type) came first
       return to_error(create_why, step::commits_write, "create table " + quoted);
   }
   auto shape = read_table_shape(c, quoted, deadline, &why);

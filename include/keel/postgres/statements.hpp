@@ -11,7 +11,10 @@
 //                   the other keyspaces: one row each; keyspaces() reads it
 //   T_ks            (keyspace_id bigint REFERENCES T_keyspaces (id) ON
 //                   DELETE CASCADE, key bytea, value bytea NOT NULL,
-//                   PRIMARY KEY (keyspace_id, key))   their keys
+//                   PRIMARY KEY (keyspace_id, key))   their keys; the
+//                   first ttl put in one of them adds the nullable column
+//                   expires_at timestamptz (and the partial index
+//                   T_ks_expires_at), as the first one in "" does to T
 // The two side tables are created together by the first keyspace() that
 // creates a keyspace, never by open(). A keyspace is reached by its id, not
 // its name: ids are never reused, so a handle to a dropped keyspace (its id
@@ -102,6 +105,22 @@ enum class stmt : unsigned {
   x_expired_keys,       // $1 keys -> 1 when one has a deadline in (now(), statement_timestamp()]
   x_expired_between,    // $1 lower, $2 upper: the same over a range
   x_expired_from,       // $1 lower
+  // The other keyspaces once T_ks has the deadline column: as their ks_*
+  // counterparts, leaving out expired rows.
+  x_ks_get,                // $1 id, $2 key -> value or NULL
+  x_ks_contains,           // $1 id, $2 key -> bool
+  x_ks_put,                // $1 id, $2 key, $3 value, $4 ttl ms (int8; 0: permanent)
+  x_ks_scan_forward,       // as ks_scan_forward
+  x_ks_scan_forward_open,  // as ks_scan_forward_open
+  x_ks_scan_reverse,       // as ks_scan_reverse
+  x_ks_scan_reverse_open,  // as ks_scan_reverse_open
+  x_ks_multi_get,          // as ks_multi_get
+  x_ks_put_many,           // $1 id, $2 keys, $3 values, $4 ttls ms (int8[])
+  x_ks_expiry,             // $1 id, $2 key -> (present bool, deadline ms or NULL); no row: no keyspace
+  x_ks_sweep,              // $1 limit (int4): deletes up to that many expired rows of T_ks
+  x_ks_expired_keys,       // $1 keyspace name, $2 keys: as x_expired_keys (the keyspace as of the snapshot)
+  x_ks_expired_between,    // $1 name, $2 lower, $3 upper
+  x_ks_expired_from,       // $1 name, $2 lower
   count_
 };
 inline constexpr std::size_t statement_count = static_cast<std::size_t>(stmt::count_);
@@ -117,7 +136,11 @@ inline const char* statement_name(stmt s) {
       "keel_ks_lookup",    "keel_ks_create",    "keel_ks_resolve",   "keel_ks_resolve_snapshot", "keel_ks_list",     "keel_ks_drop",
       "keel_x_get",        "keel_x_contains",   "keel_x_put",        "keel_x_scan_forward", "keel_x_scan_forward_open",
       "keel_x_scan_reverse", "keel_x_scan_reverse_open", "keel_x_multi_get", "keel_x_put_many", "keel_x_expiry",
-      "keel_x_sweep",      "keel_x_expired_keys", "keel_x_expired_between", "keel_x_expired_from"};
+      "keel_x_sweep",      "keel_x_expired_keys", "keel_x_expired_between", "keel_x_expired_from",
+      "keel_x_ks_get",     "keel_x_ks_contains", "keel_x_ks_put",    "keel_x_ks_scan_forward",
+      "keel_x_ks_scan_forward_open", "keel_x_ks_scan_reverse", "keel_x_ks_scan_reverse_open", "keel_x_ks_multi_get",
+      "keel_x_ks_put_many", "keel_x_ks_expiry",  "keel_x_ks_sweep",   "keel_x_ks_expired_keys",
+      "keel_x_ks_expired_between", "keel_x_ks_expired_from"};
   return names[static_cast<std::size_t>(s)];
 }
 
@@ -206,15 +229,37 @@ inline std::array<statement_text, statement_count> make_statements(const std::st
       {bytea_oid, bytea_oid});
   set(stmt::x_expired_from, "SELECT 1 FROM " + t + " WHERE key >= $1" + expired_since_view, {bytea_oid});
 
-  const std::string ks_upsert = " ON CONFLICT (keyspace_id, key) DO UPDATE SET value = EXCLUDED.value";
+  // The other keyspaces' statements, of both shapes of T_ks: the plain ones
+  // (before its first ttl put) carry the same guards as the default table's
+  // (a constant source of the deadline column's name in reads, ROW(EXCLUDED.*)
+  // in upserts), the x_ks_* ones filter by deadline.
+  const std::string ks_live = " AND (t." + d + " IS NULL OR t." + d + " > now())";
+  const std::string plain_ks_upsert = " ON CONFLICT (keyspace_id, key) DO UPDATE SET (keyspace_id, key, value) = "
+                                      "ROW(EXCLUDED.*)";
+  const std::string x_ks_upsert =
+      " ON CONFLICT (keyspace_id, key) DO UPDATE SET value = EXCLUDED.value, " + d + " = EXCLUDED." + d;
   const std::string in_list = " FROM " + l + " WHERE id = $1";
   set(stmt::ks_get,
-      "SELECT t.value FROM " + l + " l LEFT JOIN " + k + " t ON t.keyspace_id = l.id AND t.key = $2 WHERE l.id = $1",
+      "SELECT t.value FROM " + l + " l CROSS JOIN " + guard_source + " LEFT JOIN " + k +
+          " t ON t.keyspace_id = l.id AND t.key = $2 WHERE l.id = $1" + guarded,
       {int8_oid, bytea_oid});
-  set(stmt::ks_contains, "SELECT EXISTS (SELECT 1 FROM " + k + " WHERE keyspace_id = $1 AND key = $2)" + in_list,
+  set(stmt::x_ks_get,
+      "SELECT t.value FROM " + l + " l LEFT JOIN " + k + " t ON t.keyspace_id = l.id AND t.key = $2" + ks_live +
+          " WHERE l.id = $1",
       {int8_oid, bytea_oid});
-  set(stmt::ks_put, "INSERT INTO " + k + " (keyspace_id, key, value) VALUES ($1, $2, $3)" + ks_upsert,
+  set(stmt::ks_contains,
+      "SELECT EXISTS (SELECT 1 FROM " + k + ", " + guard_source + " WHERE keyspace_id = $1 AND key = $2" + guarded +
+          ")" + in_list,
+      {int8_oid, bytea_oid});
+  set(stmt::x_ks_contains,
+      "SELECT EXISTS (SELECT 1 FROM " + k + " t WHERE keyspace_id = $1 AND key = $2" + ks_live + ")" + in_list,
+      {int8_oid, bytea_oid});
+  set(stmt::ks_put, "INSERT INTO " + k + " (keyspace_id, key, value) VALUES ($1, $2, $3)" + plain_ks_upsert,
       {int8_oid, bytea_oid, bytea_oid});
+  set(stmt::x_ks_put,
+      "INSERT INTO " + k + " (keyspace_id, key, value, " + d + ") VALUES ($1, $2, $3, " + deadline_of("$4::int8") +
+          ")" + x_ks_upsert,
+      {int8_oid, bytea_oid, bytea_oid, int8_oid});
   set(stmt::ks_erase, "WITH d AS (DELETE FROM " + k + " WHERE keyspace_id = $1 AND key = $2) SELECT 1" + in_list,
       {int8_oid, bytea_oid});
   set(stmt::ks_erase_between,
@@ -224,26 +269,58 @@ inline std::array<statement_text, statement_count> make_statements(const std::st
       {int8_oid, bytea_oid});
   // One keyspace's page: the LEFT JOIN gives one row of NULLs when the
   // keyspace exists but has nothing in the range, and no row when it does not.
-  auto page = [&](const std::string& where, const std::string& limit, const char* order) {
+  auto page = [&](bool x, const std::string& where, const std::string& limit, const char* order) {
     return "SELECT t.key, t.value FROM " + l + " l LEFT JOIN LATERAL (SELECT key, value FROM " + k +
-           " WHERE keyspace_id = l.id AND " + where + " ORDER BY key " + order + " LIMIT " + limit +
-           ") t ON true WHERE l.id = $1 ORDER BY t.key " + order;
+           (x ? " t" : ", " + guard_source) + " WHERE keyspace_id = l.id AND " + where + (x ? ks_live : guarded) +
+           " ORDER BY key " + order + " LIMIT " + limit + ") t ON true WHERE l.id = $1 ORDER BY t.key " + order;
   };
-  set(stmt::ks_scan_forward, page("key >= $2 AND key < $3", "$4", "ASC"), {int8_oid, bytea_oid, bytea_oid, int4_oid});
-  set(stmt::ks_scan_forward_open, page("key >= $2", "$3", "ASC"), {int8_oid, bytea_oid, int4_oid});
-  set(stmt::ks_scan_reverse, page("key >= $2 AND key < $3", "$4", "DESC"), {int8_oid, bytea_oid, bytea_oid, int4_oid});
-  set(stmt::ks_scan_reverse_open, page("key >= $2", "$3", "DESC"), {int8_oid, bytea_oid, int4_oid});
+  for (bool x : {false, true}) {
+    set(x ? stmt::x_ks_scan_forward : stmt::ks_scan_forward, page(x, "key >= $2 AND key < $3", "$4", "ASC"),
+        {int8_oid, bytea_oid, bytea_oid, int4_oid});
+    set(x ? stmt::x_ks_scan_forward_open : stmt::ks_scan_forward_open, page(x, "key >= $2", "$3", "ASC"),
+        {int8_oid, bytea_oid, int4_oid});
+    set(x ? stmt::x_ks_scan_reverse : stmt::ks_scan_reverse, page(x, "key >= $2 AND key < $3", "$4", "DESC"),
+        {int8_oid, bytea_oid, bytea_oid, int4_oid});
+    set(x ? stmt::x_ks_scan_reverse_open : stmt::ks_scan_reverse_open, page(x, "key >= $2", "$3", "DESC"),
+        {int8_oid, bytea_oid, int4_oid});
+  }
   set(stmt::ks_multi_get,
+      "SELECT q.ord::int4, t.value FROM " + l + " l CROSS JOIN " + guard_source +
+          " CROSS JOIN unnest($2::bytea[]) WITH ORDINALITY AS q(key, ord) LEFT JOIN " + k +
+          " t ON t.keyspace_id = l.id AND t.key = q.key WHERE l.id = $1" + guarded,
+      {int8_oid, bytea_array_oid});
+  set(stmt::x_ks_multi_get,
       "SELECT q.ord::int4, t.value FROM " + l + " l CROSS JOIN unnest($2::bytea[]) WITH ORDINALITY AS q(key, ord) " +
-          "LEFT JOIN " + k + " t ON t.keyspace_id = l.id AND t.key = q.key WHERE l.id = $1",
+          "LEFT JOIN " + k + " t ON t.keyspace_id = l.id AND t.key = q.key" + ks_live + " WHERE l.id = $1",
       {int8_oid, bytea_array_oid});
   set(stmt::ks_erase_many,
       "WITH d AS (DELETE FROM " + k + " WHERE keyspace_id = $1 AND key = ANY($2)) SELECT 1" + in_list,
       {int8_oid, bytea_array_oid});
   set(stmt::ks_put_many,
       "INSERT INTO " + k + " (keyspace_id, key, value) SELECT $1, u.k, u.v FROM unnest($2::bytea[], $3::bytea[]) " +
-          "AS u(k, v)" + ks_upsert,
+          "AS u(k, v)" + plain_ks_upsert,
       {int8_oid, bytea_array_oid, bytea_array_oid});
+  set(stmt::x_ks_put_many,
+      "INSERT INTO " + k + " (keyspace_id, key, value, " + d + ") SELECT $1, u.k, u.v, " + deadline_of("u.ttl") +
+          " FROM unnest($2::bytea[], $3::bytea[], $4::int8[]) AS u(k, v, ttl)" + x_ks_upsert,
+      {int8_oid, bytea_array_oid, bytea_array_oid, int8_array_oid});
+  set(stmt::x_ks_expiry,
+      "SELECT t.key IS NOT NULL, floor(extract(epoch FROM t." + d + ") * 1000)::int8 FROM " + l + " l LEFT JOIN " +
+          k + " t ON t.keyspace_id = l.id AND t.key = $2" + ks_live + " WHERE l.id = $1",
+      {int8_oid, bytea_oid});
+  // By ctid: T_ks's key is two columns; a row moved meanwhile is skipped.
+  set(stmt::x_ks_sweep,
+      "DELETE FROM " + k + " WHERE ctid = ANY(ARRAY(SELECT ctid FROM " + k + " WHERE " + d + " <= now() LIMIT $1)) AND " +
+          d + " <= now()",
+      {int4_oid});
+  const std::string in_named = "SELECT 1 FROM " + k + " t JOIN " + l + " l ON l.id = t.keyspace_id WHERE l.name = $1";
+  const std::string ks_expired_since_view =
+      " AND t." + d + " > now() AND t." + d + " <= statement_timestamp() LIMIT 1";
+  set(stmt::x_ks_expired_keys, in_named + " AND t.key = ANY($2)" + ks_expired_since_view,
+      {bytea_oid, bytea_array_oid});
+  set(stmt::x_ks_expired_between, in_named + " AND t.key >= $2 AND t.key < $3" + ks_expired_since_view,
+      {bytea_oid, bytea_oid, bytea_oid});
+  set(stmt::x_ks_expired_from, in_named + " AND t.key >= $2" + ks_expired_since_view, {bytea_oid, bytea_oid});
   set(stmt::ks_exists, "SELECT 1" + in_list, {int8_oid});
   set(stmt::ks_lookup, "SELECT id FROM " + l + " WHERE name = $1", {bytea_oid});
   set(stmt::ks_create, "INSERT INTO " + l + " (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING id",
@@ -273,18 +350,22 @@ inline std::string side_table_name(std::string_view table, std::string_view suff
   for (int shift = 60; shift >= 0; shift -= 4) out += hex[(h >> shift) & 15];
   return out + std::string(suffix);
 }
-// Whether the side tables exist ($2: the keys' table, made last), and
-// whether they have keel's columns ($1: the list); text results "t"/"f".
+// Whether the side tables exist ($2: the keys' table, made last), whether
+// they have keel's columns ($1: the list), and whether the keys' table has
+// the deadline column (its first ttl put adds it); text results "t"/"f".
 inline constexpr const char* keyspace_tables_sql =
     "SELECT to_regclass($2) IS NOT NULL, "
     "(SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped "
     "AND ((attname = 'name' AND atttypid = 'bytea'::regtype) OR (attname = 'id' AND atttypid = 'int8'::regtype))) = 2 "
     "AND (SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($2) AND attnum > 0 AND NOT attisdropped "
     "AND ((attname IN ('key', 'value') AND atttypid = 'bytea'::regtype) OR "
-    "(attname = 'keyspace_id' AND atttypid = 'int8'::regtype))) = 3";
+    "(attname = 'keyspace_id' AND atttypid = 'int8'::regtype))) = 3, "
+    "EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($2) AND attname = 'expires_at' "
+    "AND atttypid = 'timestamptz'::regtype AND NOT attisdropped)";
 inline constexpr std::string_view keyspace_list_suffix = "_keyspaces";
 inline constexpr std::string_view keyspace_keys_suffix = "_ks";
 inline constexpr std::string_view deadline_index_suffix = "_expires_at";  // the sweep's partial index
+inline constexpr std::string_view keyspace_deadline_index_suffix = "_ks_expires_at";  // T_ks's
 
 // The side tables, made together: one simple query of two statements is one
 // implicit transaction (IF NOT EXISTS: a second client doing the same at once
