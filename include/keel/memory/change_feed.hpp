@@ -278,7 +278,7 @@ class feed_watch {
 class change_feed {
  public:
   explicit change_feed(std::size_t capacity = default_watch_history)
-      : capacity_(capacity == 0 ? 1 : capacity), ring_(new slot[initial_ring]), mask_(initial_ring - 1) {}
+      : capacity_(capacity == 0 ? 1 : capacity) {}
   change_feed(const change_feed&) = delete;
   change_feed& operator=(const change_feed&) = delete;
 
@@ -470,7 +470,7 @@ class change_feed {
       begin_.store(begin, std::memory_order_relaxed);
       std::atomic_thread_fence(std::memory_order_release);  // begin_ before the slot's reuse (readers' seqlock)
     }
-    if (end - begin > mask_) grow(begin, end);
+    if (!ring_ || end - begin > mask_) grow(begin, end);
     slot& s = at(end);
     s.seq.store(seq, std::memory_order_relaxed);
     s.data.store(data, std::memory_order_relaxed);
@@ -494,10 +494,11 @@ class change_feed {
     }
   }
 
-  // Doubles the ring (the ring is full: end - begin slots). Appends'
+  // Makes the ring (initial_ring slots: a store that never keeps an entry
+  // has none), or doubles it (it is full: end - begin slots). Appends'
   // serialisation held; takes the mutex, under which readers read ring_.
   void grow(std::uint64_t begin, std::uint64_t end) {
-    const std::size_t size = (mask_ + 1) * 2;
+    const std::size_t size = ring_ ? (mask_ + 1) * 2 : initial_ring;
     std::unique_ptr<slot[]> bigger(new slot[size]);
     for (std::uint64_t o = begin; o < end; ++o) {
       const slot& from = at(o);
@@ -533,8 +534,8 @@ class change_feed {
   feed_blocks blocks_;  // writer side (appends are serialised)
   std::atomic<bool> recording_{false};
   std::atomic<std::uint64_t> last_seq_{0};
-  std::unique_ptr<slot[]> ring_;  // replaced (grow) under mutex_; its slots are atomics
-  std::size_t mask_;              // ring size - 1 (a power of two); changes with ring_
+  std::unique_ptr<slot[]> ring_;  // made and replaced (grow) under mutex_; its slots are atomics
+  std::size_t mask_ = 0;          // ring size - 1 (a power of two); changes with ring_
   std::atomic<std::uint64_t> begin_{0};  // the ordinal of the oldest entry kept
   std::atomic<std::uint64_t> end_{0};    // one past the newest entry's ordinal
   std::atomic<std::size_t> kept_{0};     // the kept entries' weights
