@@ -124,9 +124,12 @@ TEST_SUITE("differential") {
   // operations run on its RocksDB tier, reopens included. Small thresholds,
   // so that each run moves early and goes on long after the move.
   TEST_CASE("hybrid, RocksDB and a std::map model agree across the hybrid store's move to RocksDB") {
-    // A third of KEEL_DIFF_OPS per seed: the differential step's time grows
-    // by less than a fifth (docs/testing.md).
-    const long ops_per_seed = std::max(600L, keel::test::scaled("KEEL_DIFF_OPS", 3400) / 3);
+    // A quarter of KEEL_DIFF_OPS per seed, at least 600 (the latest move of
+    // these seeds came after operation 393): an operation here costs about
+    // twice one of the memory store's runs (RocksDB's fsyncs twice over
+    // once the data moved), and this case adds about a sixth to this file's
+    // time (docs/expiry.md, "Differential harness and fuzz target").
+    const long ops_per_seed = std::max(600L, keel::test::scaled("KEEL_DIFF_OPS", 3400) / 4);
     // KEEL_DIFF_HYBRID_SEEDS: more seeds (the thresholds repeat);
     // KEEL_DIFF_HYBRID_SPILL: one threshold for every seed.
     const auto seeds = static_cast<std::uint64_t>(keel::test::scaled("KEEL_DIFF_HYBRID_SEEDS", 4));
