@@ -207,6 +207,13 @@ struct config {
   // holds past which the data moves to RocksDB (once per store: it never
   // moves back).
   std::size_t hybrid_spill_bytes = std::size_t{16} << 10;
+  // hybrid_harness: after this many operations (0: never), a store whose
+  // data is still in memory is moved by policy().move_to_large(), the API
+  // for callers that know the data will grow: so that a run moves by then
+  // even when its background moves did not commit (each reopen stops a move
+  // in progress, and a move's fsyncs can take longer than the operations
+  // between two reopens on a loaded machine).
+  std::uint64_t hybrid_move_by = 0;
 };
 
 // Counts of what a run did, for reports.
@@ -223,7 +230,7 @@ struct stats {
   // hybrid_harness: moves to RocksDB seen (after the operation that made or
   // overlapped them), transactions live across one, and of those the ones
   // that conflicted for it alone (docs/expiry.md, "Hybrid").
-  std::uint64_t moves = 0, tx_across_move = 0, tx_move_conflicts = 0;
+  std::uint64_t moves = 0, tx_across_move = 0, tx_move_conflicts = 0, moves_by_call = 0;
   stats& operator+=(const stats& o) {
     ops += o.ops, puts += o.puts, erases += o.erases, batches += o.batches, range_erases += o.range_erases;
     point_reads += o.point_reads, multi_gets += o.multi_gets, scans += o.scans, snapshots += o.snapshots;
@@ -242,6 +249,7 @@ struct stats {
     clock_advances += o.clock_advances, expired += o.expired, expired_in_live_tx += o.expired_in_live_tx;
     expiry_reads += o.expiry_reads, sweeps += o.sweeps;
     moves += o.moves, tx_across_move += o.tx_across_move, tx_move_conflicts += o.tx_move_conflicts;
+    moves_by_call += o.moves_by_call;
     return *this;
   }
 };
@@ -470,6 +478,11 @@ class basic_harness {
   std::optional<std::string> run(Source& src, std::uint64_t max_ops) {
     for (std::uint64_t i = 0; i < max_ops && !src.exhausted(); ++i) {
       if (auto e = step(src)) return which() + *e + "\nrecent operations (oldest first):\n" + history();
+      if (is_hybrid && !in_rocksdb_ && stats_.ops == cfg_.hybrid_move_by && !primary_in_rocksdb()) {
+        ++stats_.moves_by_call;
+        note("move_to_large()");
+        if (auto e = move_to_large()) return which() + *e + "\nrecent operations (oldest first):\n" + history();
+      }
       if (is_hybrid && !in_rocksdb_ && memory_ && memory_->is_open() && primary_in_rocksdb()) {
         in_rocksdb_ = true;
         ++stats_.moves;
@@ -488,6 +501,19 @@ class basic_harness {
   // hybrid_harness: the operation (stats().ops) after which the move to
   // RocksDB was seen; 0 if it was not.
   std::uint64_t move_op() const noexcept { return move_op_; }
+  // hybrid_harness: what the hybrid store says of its data's size and its
+  // last failed move (for a run that did not move).
+  std::string move_state() const {
+    if constexpr (is_hybrid) {
+      if (!memory_ || !memory_->is_open()) return "closed";
+      auto st = memory_->stats();
+      auto err = memory_->policy().last_move_error();
+      return "size_bytes " + (st ? std::to_string(st->size_bytes) : st.error().message()) + ", tier " +
+             (st ? st->tier : std::string("?")) + ", last move error: " + (err ? err->message() : "none");
+    } else {
+      return {};
+    }
+  }
 
   // For the harness's own test: a write the model does not see.
   bool sneak_put_rocks(std::string_view k, std::string_view v) { return rocks_ && rocks_->put(k, v).has_value(); }
@@ -581,8 +607,7 @@ class basic_harness {
 #endif
       auto h = hybrid_store::open(o);
       if (!h) return "hybrid open failed: " + h.error().message();
-      memory_.emplace(std::move(*h));
-      in_rocksdb_ = primary_in_rocksdb();
+      memory_.emplace(std::move(*h));  // a move that commits in a reopen is seen by run() after it
       return std::nullopt;
     } else {
       memory_options o;
@@ -601,6 +626,15 @@ class basic_harness {
       memory_.emplace(std::move(*m));
       return std::nullopt;
     }
+  }
+
+  // hybrid_harness: the move now (config::hybrid_move_by).
+  std::optional<std::string> move_to_large() {
+    if constexpr (is_hybrid) {
+      if (auto r = memory_->policy().move_to_large(); !r) return "hybrid move_to_large() failed: " + r.error().message();
+      if (!primary_in_rocksdb()) return std::string("hybrid move_to_large() returned with the data in memory");
+    }
+    return std::nullopt;
   }
 
   // Whether the primary store holds its data in RocksDB (a hybrid store
