@@ -83,7 +83,9 @@
 // tier holds config::hybrid_spill_bytes: by its background mover, at a
 // moment the run does not choose (operations overlap the move's copy and
 // catch-up), or in a compact(). It keeps its data at a reopen, in either
-// tier. What depends on the tier: a snapshot of the RocksDB tier gives
+// tier; config::hybrid_move_by moves it by move_to_large() at that
+// operation if no background move committed before. What depends on the
+// tier: a snapshot of the RocksDB tier gives
 // snapshot_expired for a keyspace dropped after it (one of the memory tier
 // reads on; snap::mem_reads_dropped), and a transaction begun in the memory
 // tier that commits after the move may conflict for the move alone
@@ -229,7 +231,8 @@ struct stats {
                 expired_in_live_tx = 0, expiry_reads = 0, sweeps = 0;
   // hybrid_harness: moves to RocksDB seen (after the operation that made or
   // overlapped them), transactions live across one, and of those the ones
-  // that conflicted for it alone (docs/expiry.md, "Hybrid").
+  // that conflicted for it alone (docs/expiry.md, "Hybrid"); moves made by
+  // config::hybrid_move_by.
   std::uint64_t moves = 0, tx_across_move = 0, tx_move_conflicts = 0, moves_by_call = 0;
   stats& operator+=(const stats& o) {
     ops += o.ops, puts += o.puts, erases += o.erases, batches += o.batches, range_erases += o.range_erases;
