@@ -296,6 +296,32 @@ TEST_SUITE("expiry") {
     }
   }
 
+  // Found by the differential harness on the hybrid store: a commit refused
+  // because a key it read had expired wrote nothing, but the hybrid store
+  // recorded its writes, and a live transaction that had read one of those
+  // keys conflicted with a write that never happened.
+  TEST_CASE_TEMPLATE("expiry: a commit refused for an expired read is no write to live transactions", B,
+                     KEEL_EXPIRY_BACKENDS) {
+    B backend;
+    auto store = open_or_fail(backend);
+    REQUIRE(store.put("a", "1", ttl(10s)));
+    REQUIRE(store.put("y", "1"));
+    auto refused = store.transaction();
+    CHECK(value_in(refused, "a") == "1");
+    REQUIRE(refused.put("y", "refused"));
+    auto reader = store.transaction();
+    CHECK(value_in(reader, "y") == "1");
+    REQUIRE(reader.put("z", "reader"));
+    backend.clock.advance(10s);
+    auto r = refused.commit();
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code() == errc::conflict);
+    auto committed = reader.commit();
+    CHECK_MESSAGE(committed, (committed ? std::string() : committed.error().message()));
+    CHECK(value_in(store, "y") == "1");
+    CHECK(value_in(store, "z") == (committed ? "reader" : "<absent>"));
+  }
+
   TEST_CASE_TEMPLATE("expiry: deadlines hold across close and reopen", B, KEEL_EXPIRY_BACKENDS) {
     if constexpr (!B::persistent) {
       return;  // nothing survives close

@@ -72,6 +72,18 @@ inline void hybrid_move_reached(hybrid_move_step step) {
   if (auto hook = hybrid_move_hook().load()) hook(step);
 }
 
+// Whether a write's result says it wrote nothing, so that neither the
+// move's record nor transaction validation need its keys: refused whole as
+// invalid (invalid_argument), naming a missing or dropped keyspace
+// (not_found), by the tier's commit check (conflict: a key read expired), or
+// on a closed store. Other errors may come after the write was applied (a
+// failed sync): such a write is recorded.
+inline bool hybrid_write_refused(const result<void>& r) {
+  if (r) return false;
+  const errc c = r.error().code();
+  return c == errc::invalid_argument || c == errc::not_found || c == errc::conflict || c == errc::closed;
+}
+
 // The keys and ranges written since a move began (what the copy must catch
 // up on), per keyspace (by name; "" is the default keyspace), and the
 // keyspaces created or dropped meanwhile (`whole`: the copy takes that

@@ -165,9 +165,7 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
     std::shared_lock pin(tier_gate_);
     std::shared_lock writing(write_gate_);
     auto r = tier_ == tier::large ? large_->erase_range(range) : small_->erase_range(range);
-    if (r || r.error() != errc::invalid_argument) {
-      if (moving_ || conflicts_->recording()) record_written("", {}, {range});
-    }
+    if (!detail::hybrid_write_refused(r) && (moving_ || conflicts_->recording())) record_written("", {}, {range});
     return r;
   }
 
@@ -301,9 +299,8 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
     std::shared_lock pin(tier_gate_);
     std::shared_lock writing(write_gate_);
     auto r = in_tier<result<void>>(ks, [&](auto& t, const auto& h) { return t.erase_range(h, range); });
-    if (r || r.error() != errc::invalid_argument) {
-      if (moving_ || conflicts_->recording()) record_written(ks.name(), {}, {range});
-    }
+    if (!detail::hybrid_write_refused(r) && (moving_ || conflicts_->recording()))
+      record_written(ks.name(), {}, {range});
     return r;
   }
   result<std::optional<std::string>> get(const keyspace_type& ks, std::string_view key) const {
@@ -608,12 +605,12 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
   // for the move's catch-up; counts the bytes toward the next size check.
   // Recorded even when the write failed: it may have been applied (a failed
   // sync), and an extra record costs at most a spurious conflict or an extra
-  // copy. Not recorded when the write was refused as invalid.
+  // copy. Not recorded when it wrote nothing (detail::hybrid_write_refused).
   void record_write(const result<void>& r, std::string_view key, std::size_t bytes) {
     record_write(r, std::string_view(), key, bytes);
   }
   void record_write(const result<void>& r, std::string_view keyspace, std::string_view key, std::size_t bytes) {
-    if (!r && r.error() == errc::invalid_argument) return;
+    if (detail::hybrid_write_refused(r)) return;
     if (moving_ || conflicts_->recording()) {
       std::vector<std::string> keys;
       keys.emplace_back(key);
@@ -622,7 +619,7 @@ class HybridPolicy : public std::enable_shared_from_this<HybridPolicy<Small, Lar
     count_for_size_check(bytes);
   }
   void record_write(const result<void>& r, const write_batch& batch) {
-    if (!r && r.error() == errc::invalid_argument) return;
+    if (detail::hybrid_write_refused(r)) return;
     if (moving_) delta_.add(batch);
     conflicts_->record(batch);  // per keyspace; nothing while no transaction is live
     count_for_size_check(batch.payload_bytes());
