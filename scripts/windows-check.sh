@@ -82,8 +82,10 @@ check_one() {  # header (keel/...) or source file
     mode=(-fsyntax-only)
   else
     tu="$h"
-    # Programs: compiled to an object (templates instantiated), not linked.
-    mode=(-c -o "$work/$(echo "$h" | tr '/.' '__').o")
+    # Programs: compiled to an object (templates instantiated), not linked;
+    # with -Wa,-mbig-obj, as a Windows program that instantiates every
+    # backend needs (over COFF's 32767 sections otherwise: docs/platforms.md).
+    mode=(-c -Wa,-mbig-obj -o "$work/$(echo "$h" | tr '/.' '__').o")
   fi
   log="$work/$(echo "$h" | tr '/.' '__').log"
   if "$cxx" -std=c++20 -Wall -Wextra -Wpedantic -Werror "${mode[@]}" \
