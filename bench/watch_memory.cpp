@@ -42,6 +42,7 @@
 #include <keel/memory.hpp>
 
 #include "keys.hpp"
+#include "put_to_next.hpp"
 
 namespace {
 
@@ -103,36 +104,9 @@ void latency_put_to_next(benchmark::State& state) {
   auto s = open_loaded();
   auto w = s.watch();
   if (!w) die(w.error().message());
-  using clock = std::chrono::steady_clock;
-  const std::size_t n = 20000;
-  std::vector<clock::time_point> put_done(n), next_done(n);
-  std::vector<double> us;
-  for (auto _ : state) {
-    std::atomic<std::size_t> read{0};
-    std::thread reader([&] {
-      for (std::size_t i = 0; i < n;) {
-        auto c = w->next(std::chrono::seconds(5));
-        if (!c) die(c.error().message());
-        if (!*c) die("no change within 5 s");
-        next_done[i] = clock::now();
-        read.store(++i, std::memory_order_release);
-      }
-    });
-    for (std::size_t i = 0; i < n; ++i) {
-      (void)s.put(key(static_cast<unsigned>(i % kKeys)), value(static_cast<unsigned>(i)));
-      put_done[i] = clock::now();
-      while (read.load(std::memory_order_acquire) <= i) std::this_thread::yield();
-    }
-    reader.join();
-    for (std::size_t i = 0; i < n; ++i)  // the reader may return before put() does: 0 then
-      us.push_back(std::max(0.0, std::chrono::duration<double, std::micro>(next_done[i] - put_done[i]).count()));
-  }
-  std::sort(us.begin(), us.end());
-  auto at = [&](double q) { return us[std::min(us.size() - 1, static_cast<std::size_t>(q * us.size()))]; };
-  state.counters["p50_us"] = at(0.50);
-  state.counters["p99_us"] = at(0.99);
-  state.counters["max_us"] = us.back();
-  state.SetItemsProcessed(static_cast<std::int64_t>(us.size()));
+  keel_bench::put_to_next_latency(state, *w, [&](std::size_t i) {
+    (void)s.put(key(static_cast<unsigned>(i % kKeys)), value(static_cast<unsigned>(i)));
+  });
 }
 BENCHMARK(latency_put_to_next)->Name("latency/put_to_next")->Iterations(3)->UseRealTime()->Unit(benchmark::kMillisecond);
 
