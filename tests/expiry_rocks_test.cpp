@@ -263,45 +263,6 @@ TEST_SUITE("expiry_rocks") {
     CHECK(s.get("y")->value() == "2");
   }
 
-  // A store watched before it ever used a ttl records the marker too (it
-  // makes "keel.expiry" for it): a later open that uses ttl without a watch
-  // reclaims by keel's sweep, so a watch resuming from the first open gets
-  // the erase (the compaction filter would drop the key without a record).
-  TEST_CASE("rocksdb expiry: a store watched before its first ttl: a later open's expired keys reach a resumed watch") {
-    temp_dir d;
-    fake_clock clock;
-    std::uint64_t seen = 0;
-    {
-      auto s = open_swept(d.path() / "db", clock, 0ms);
-      auto w = s.watch(keel::key_range::all(), {});
-      REQUIRE(w);
-      REQUIRE(s.put("y", "2"));
-      auto got = take(*w, 1);
-      REQUIRE(got.size() == 1);
-      seen = got.back().seq;
-      REQUIRE(s.close());
-    }
-    {
-      auto s = open_swept(d.path() / "db", clock, 0ms);  // no watch in this open
-      REQUIRE(s.put("x", "1", put_options{.ttl = 10s}));
-      clock.advance(20s);
-      REQUIRE(s.compact());
-      CHECK_FALSE(raw(s, "x").has_value());
-      REQUIRE(s.close());
-    }
-    auto s = open_swept(d.path() / "db", clock, 0ms);
-    keel::watch_options o;
-    o.after = seen;
-    auto w = s.watch(keel::key_range::all(), o);
-    REQUIRE(w);
-    auto got = take(*w, 2);
-    REQUIRE(got.size() == 2);
-    CHECK(got[0].key == "x");
-    CHECK(got[0].value == std::optional<std::string>("1"));
-    CHECK(erase_of(got[1], "x"));
-    CHECK(s.get("y")->value() == "2");
-  }
-
   TEST_CASE("rocksdb expiry: every read path, before and after each deadline, by the store's clock") {
     temp_dir d;
     fake_clock clock;

@@ -347,25 +347,16 @@ class rocks_expiry {
   static std::string rocks_watched_marker() { return std::string("keel.watched") + std::string(244, '.'); }
   bool watched() const noexcept { return watched_.load(std::memory_order_acquire); }
   // The first watch (write gate held exclusively): turns the filter off,
-  // waits for running compactions (they may hold one), records the marker in
-  // "keel.expiry" (made now if missing: a store watched before its first ttl
-  // must not have later opens' compactions drop expired keys silently).
-  result<void> mark_watched(rocksdb::DB& db, const rocksdb::ColumnFamilyOptions& cf_options,
-                            const rocksdb::WriteOptions& wo, const std::filesystem::path& dir) {
+  // waits for running compactions (they may hold one), records the marker
+  // when "keel.expiry" exists (else make_tag() writes it with the first tag).
+  result<void> mark_watched(rocksdb::DB& db, const rocksdb::WriteOptions& wo, const std::filesystem::path& dir) {
     if (watched()) return {};
     filters->keep_expired();
     if (db.PauseBackgroundWork().ok()) (void)db.ContinueBackgroundWork();
-    if (!family) {
-      rocksdb::Status s = db.CreateColumnFamily(cf_options, std::string(rocks_expiry_family), &family);
-      if (!s.ok()) return rocks_op_error(s, "watch (creating column family 'keel.expiry' for the watched marker)", dir);
+    if (family) {
+      if (rocksdb::Status s = db.Put(wo, family, rocks_watched_marker(), "1"); !s.ok())
+        return rocks_op_error(s, "watch (recording that the store is watched)", dir);
     }
-    if (rocksdb::Status s = db.Put(wo, family, rocks_watched_marker(), "1"); !s.ok())
-      return rocks_op_error(s, "watch (recording that the store is watched)", dir);
-    // Flushed now, once: left in the family's memtable, the marker would keep
-    // every WAL file from here on (RocksDB keeps a WAL until each family's
-    // data in it is flushed), past rocks_options::watch_history_mb.
-    if (rocksdb::Status s = db.Flush(rocksdb::FlushOptions(), family); !s.ok())
-      return rocks_op_error(s, "watch (flushing the watched marker)", dir);
     set_watched();
     return {};
   }

@@ -494,7 +494,7 @@ class RocksPolicy : public std::enable_shared_from_this<RocksPolicy<Tuning>> {
     if (!watches_->list_erased.load(std::memory_order_acquire) || !expiry_->watched()) {
       auto gate = gate_.exclusive();  // erase_ranges in flight end before `after` is read
       watches_->list_erased.store(true, std::memory_order_release);
-      if (auto marked = expiry_->mark_watched(*h_.db, cf_options_, write_options_, opts_.path); !marked) return marked.error();
+      if (auto marked = expiry_->mark_watched(*h_.db, write_options_, opts_.path); !marked) return marked.error();
     }
     return detail::rocks_make_watch(handle(), watches_, e, e->cf->GetID(), range, o);
   }
