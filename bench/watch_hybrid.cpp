@@ -46,7 +46,7 @@
 #include <unistd.h>
 
 #include "keys.hpp"
-#include "put_to_next.hpp"
+#include "watch_loops.hpp"
 
 namespace fs = std::filesystem;
 
@@ -139,13 +139,7 @@ void put_throughput(benchmark::State& state) {
     }
   }
   // Google Benchmark starts the threads' loops together, after the setup above.
-  unsigned i = static_cast<unsigned>(state.thread_index()) * 7919u;
-  const std::string v = value(static_cast<unsigned>(state.thread_index()));
-  for (auto _ : state) {
-    (void)shared_store->put(key(i % kKeys), v);
-    i += 13;
-  }
-  state.SetItemsProcessed(state.iterations());
+  keel_bench::put_loop(state, *shared_store, kKeys);
   if (state.thread_index() == 0) {
     unread.reset();
     close_and_remove(*shared_store);

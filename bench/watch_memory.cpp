@@ -42,7 +42,7 @@
 #include <keel/memory.hpp>
 
 #include "keys.hpp"
-#include "put_to_next.hpp"
+#include "watch_loops.hpp"
 
 namespace {
 
@@ -125,13 +125,7 @@ void put_throughput(benchmark::State& state) {
     }
   }
   // Google Benchmark starts the threads' loops together, after the setup above.
-  unsigned i = static_cast<unsigned>(state.thread_index()) * 7919u;
-  const std::string v = value(static_cast<unsigned>(state.thread_index()));
-  for (auto _ : state) {
-    (void)shared_store->put(key(i % kKeys), v);
-    i += 13;
-  }
-  state.SetItemsProcessed(state.iterations());
+  keel_bench::put_loop(state, *shared_store, kKeys);
   if (state.thread_index() == 0) {
     unread.reset();
     shared_store.reset();

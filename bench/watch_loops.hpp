@@ -1,9 +1,16 @@
-// bench/put_to_next.hpp - the latency from a put() returning to a watch's
+// bench/watch_loops.hpp - the timed loops of the in-process watch
+// benchmarks (watch_memory.cpp, watch_hybrid.cpp; issue 28).
+//
+// put_to_next_latency: the latency from a put() returning to a watch's
 // next() returning that change in a reader thread, as Google Benchmark
-// counters p50_us, p99_us, max_us (issue 28's target: p99 under 1 ms). Each
-// put waits for the previous change to be read. Used by the in-process watch
-// benchmarks (watch_memory.cpp, watch_hybrid.cpp). `put(i)` makes the i-th
-// put (it fails the run itself on an error); `w` is a watch of what it puts.
+// counters p50_us, p99_us, max_us (target: p99 under 1 ms). Each put waits
+// for the previous change to be read. `put(i)` makes the i-th put (it fails
+// the run itself on an error); `w` is a watch of what it puts.
+//
+// put_loop: one benchmark thread's puts over `keys` keys (thread t starts at
+// key t * 7919 and steps by 13, with its own value), counted as items; the
+// throughput pair put/no_watch, put/unread_watch runs it on a store shared
+// by the threads, made by thread 0 before the loops start.
 #pragma once
 
 #include <benchmark/benchmark.h>
@@ -15,8 +22,11 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <thread>
 #include <vector>
+
+#include "keys.hpp"
 
 namespace keel_bench {
 
@@ -55,6 +65,17 @@ void put_to_next_latency(benchmark::State& state, Watch& w, Put&& put, std::size
   state.counters["p99_us"] = at(0.99);
   state.counters["max_us"] = us.back();
   state.SetItemsProcessed(static_cast<std::int64_t>(us.size()));
+}
+
+template <class Store>
+void put_loop(benchmark::State& state, Store& store, unsigned keys) {
+  unsigned i = static_cast<unsigned>(state.thread_index()) * 7919u;
+  const std::string v = value(static_cast<unsigned>(state.thread_index()));
+  for (auto _ : state) {
+    (void)store.put(key(i % keys), v);
+    i += 13;
+  }
+  state.SetItemsProcessed(state.iterations());
 }
 
 }  // namespace keel_bench
